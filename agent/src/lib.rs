@@ -1,1 +1,5 @@
-//! placeholder
+//! dmvpn-agent: the user-space data plane (GRE, ESP, anti-replay, SA
+//! database, MTU handling) and the tokio runtime pieces (TUN, sockets)
+//! that `dmvpnd` is built from.
+
+pub mod datapath;

@@ -1,0 +1,4 @@
+//! Sans-IO data plane: every function works on caller buffers, reads no
+//! clock and no OS randomness.
+
+pub mod gre;
