@@ -1,1 +1,5 @@
-//! placeholder
+//! IKEv1 (ISAKMP) for dmvpn: wire codec, crypto suites, PSK key schedule
+//! and a sans-IO keying engine (Main, Aggressive and Quick Mode,
+//! informational exchanges, DPD, NAT-T).
+
+pub mod wire;
