@@ -2,4 +2,5 @@
 //! and a sans-IO keying engine (Main, Aggressive and Quick Mode,
 //! informational exchanges, DPD, NAT-T).
 
+pub mod crypto;
 pub mod wire;
