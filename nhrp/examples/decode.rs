@@ -30,7 +30,7 @@
 //! are not NHRP are skipped silently.
 
 #[path = "../tests/common/pcapread.rs"]
-mod pcapread;
+pub mod pcapread;
 
 use dmvpn_nhrp::capture::extract_nhrp;
 use dmvpn_nhrp::display::packet_line;

@@ -1,12 +1,10 @@
 //! Pins the `decode` example's output format (documented in README.md).
 
-mod common;
-
 #[allow(dead_code)]
 #[path = "../examples/decode.rs"]
 mod decode;
 
-use common::pcapread::read_frames;
+use decode::pcapread::read_frames;
 
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/");
 
