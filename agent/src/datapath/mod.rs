@@ -1,4 +1,7 @@
 //! Sans-IO data plane: every function works on caller buffers, reads no
 //! clock and no OS randomness.
 
+pub mod esp;
 pub mod gre;
+pub mod replay;
+mod wipe;
