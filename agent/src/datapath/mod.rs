@@ -4,4 +4,5 @@
 pub mod esp;
 pub mod gre;
 pub mod replay;
+pub mod sadb;
 mod wipe;
