@@ -3,4 +3,6 @@
 //! informational exchanges, DPD, NAT-T).
 
 pub mod crypto;
+pub mod keys;
+pub mod policy;
 pub mod wire;

@@ -124,25 +124,38 @@ impl Header {
 
 /// Parse a chain of generic payloads starting with type `first`.
 /// Bytes after the last payload (CBC padding) are ignored.
-pub fn parse_payloads(first: u8, mut buf: &[u8]) -> Result<Vec<Payload>, WireError> {
+pub fn parse_payloads(first: u8, buf: &[u8]) -> Result<Vec<Payload>, WireError> {
+    Ok(parse_payloads_spanned(first, buf)?
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect())
+}
+
+/// Like [`parse_payloads`], also returning each payload's byte range in
+/// `buf` (generic header included), for hashing exactly what was received.
+pub fn parse_payloads_spanned(
+    first: u8,
+    buf: &[u8],
+) -> Result<Vec<(Payload, std::ops::Range<usize>)>, WireError> {
     let mut out = Vec::new();
     let mut next = first;
+    let mut off = 0usize;
     while next != consts::payload::NONE {
         if out.len() >= MAX_PAYLOADS {
             return Err(WireError::TooManyPayloads);
         }
-        need(buf, 4, "generic payload header")?;
-        let len = be16(&buf[2..4]) as usize;
-        if len < 4 || len > buf.len() {
+        let rest = &buf[off..];
+        need(rest, 4, "generic payload header")?;
+        let len = be16(&rest[2..4]) as usize;
+        if len < 4 || len > rest.len() {
             return Err(WireError::BadLength {
                 what: "generic payload header",
                 len,
             });
         }
-        let body = &buf[4..len];
-        out.push(Payload::parse(next, body)?);
-        next = buf[0];
-        buf = &buf[len..];
+        out.push((Payload::parse(next, &rest[4..len])?, off..off + len));
+        next = rest[0];
+        off += len;
     }
     Ok(out)
 }
