@@ -326,7 +326,8 @@ impl EngineConfig {
             .max_by_key(|e| e.len)
     }
 
-    pub(crate) fn sorted_policies(&self) -> Vec<IkePolicy> {
+    /// Policies in ascending priority order.
+    pub fn sorted_policies(&self) -> Vec<IkePolicy> {
         let mut v = self.policies.clone();
         v.sort_by_key(|p| p.priority);
         v
