@@ -18,7 +18,28 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let _ = (&args.config, args.check);
+    if args.check {
+        return check(&args.config);
+    }
     eprintln!("dmvpnd: not implemented yet");
     ExitCode::FAILURE
+}
+
+/// `--check`: validate and exit; warnings and errors go to stderr, one line each.
+fn check(path: &std::path::Path) -> ExitCode {
+    match dmvpn_config::Config::load(path) {
+        Ok(loaded) => {
+            for w in &loaded.warnings {
+                eprintln!("{w}");
+            }
+            println!("{}: configuration is valid", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for d in &errors.diagnostics {
+                eprintln!("{d}");
+            }
+            ExitCode::from(2)
+        }
+    }
 }

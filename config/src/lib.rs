@@ -1,1 +1,149 @@
-//! placeholder
+//! dmvpn configuration: the TOML schema the daemon consumes, its native
+//! defaults, validation with `file:line:col` diagnostics, and a translator
+//! from Cisco IOS `show running-config`.
+//!
+//! ```no_run
+//! let loaded = dmvpn_config::Config::load("hub.toml").expect("valid config");
+//! for w in &loaded.warnings {
+//!     eprintln!("{w}");
+//! }
+//! let cfg = loaded.config;
+//! # let _ = cfg;
+//! ```
+
+pub mod defaults;
+pub mod diag;
+pub mod ios_import;
+mod ios_lex;
+pub mod schema;
+pub mod spans;
+pub mod types;
+pub mod validate;
+
+pub use diag::{ConfigErrors, Diagnostic, Severity};
+pub use ios_import::{ImportError, ImportOptions, Imported, import_ios};
+pub use schema::*;
+pub use types::*;
+
+use diag::Finding;
+use spans::SpanMap;
+use std::path::Path;
+
+/// A validated configuration and the warnings found while checking it.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    pub warnings: Vec<Diagnostic>,
+}
+
+impl Config {
+    /// Reads, parses and validates a configuration file. Adds a warning if
+    /// the file holds secrets and is readable by group or others.
+    pub fn load(path: impl AsRef<Path>) -> Result<Loaded, ConfigErrors> {
+        let path = path.as_ref();
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
+            diagnostics: vec![Diagnostic {
+                severity: Severity::Error,
+                file: name.clone(),
+                line: 0,
+                col: 0,
+                path: String::new(),
+                message: format!("cannot read file: {e}"),
+                help: "check the path and permissions".into(),
+            }],
+        })?;
+        let mut loaded = Config::from_str(&text, &name)?;
+        if loaded.config.has_secrets() {
+            use std::os::unix::fs::PermissionsExt;
+            if let Ok(meta) = std::fs::metadata(path) {
+                let mode = meta.permissions().mode() & 0o777;
+                if mode & 0o077 != 0 {
+                    loaded.warnings.insert(
+                        0,
+                        Diagnostic {
+                            severity: Severity::Warning,
+                            file: name,
+                            line: 1,
+                            col: 1,
+                            path: String::new(),
+                            message: format!(
+                                "file holds keys but has mode {mode:04o} (readable by group or others)"
+                            ),
+                            help: "chmod 600 it".into(),
+                        },
+                    );
+                }
+            }
+        }
+        Ok(loaded)
+    }
+
+    /// Parses and validates configuration text; `file_name` is only used in
+    /// diagnostics.
+    pub fn from_str(text: &str, file_name: &str) -> Result<Loaded, ConfigErrors> {
+        let spans = SpanMap::new(text);
+        let locate = |f: Finding, offset: Option<usize>| {
+            let (line, col) = offset.map_or((0, 0), |o| spans.line_col(text, o));
+            Diagnostic {
+                severity: f.severity,
+                file: file_name.to_string(),
+                line,
+                col,
+                path: f.path,
+                message: f.message,
+                help: f.help,
+            }
+        };
+        let config: Config = match toml::from_str(text) {
+            Ok(c) => c,
+            Err(e) => {
+                let offset = e.span().map(|s| s.start);
+                let path = offset.map(|o| spans.path_at(o)).unwrap_or_default();
+                let msg = e
+                    .message()
+                    .lines()
+                    .next()
+                    .unwrap_or("invalid TOML")
+                    .to_string();
+                let help = if msg.starts_with("unknown field") {
+                    "remove it or fix its spelling"
+                } else if msg.starts_with("missing field") {
+                    "add it"
+                } else if msg.starts_with("invalid type") {
+                    "check the value's type in docs/configuration.md"
+                } else {
+                    ""
+                };
+                let msg = msg.trim_end_matches('.').to_string();
+                return Err(ConfigErrors {
+                    diagnostics: vec![locate(Finding::error(path, msg, help), offset)],
+                });
+            }
+        };
+        let mut errors = Vec::new();
+        let mut warnings = Vec::new();
+        for f in validate::validate(&config) {
+            let offset = spans.span_of(&f.path).map(|s| s.start);
+            let d = locate(f, offset.or(Some(0)));
+            if d.is_error() {
+                errors.push(d)
+            } else {
+                warnings.push(d)
+            }
+        }
+        if errors.is_empty() {
+            Ok(Loaded { config, warnings })
+        } else {
+            errors.extend(warnings);
+            Err(ConfigErrors {
+                diagnostics: errors,
+            })
+        }
+    }
+
+    /// Renders the configuration as TOML (what `import-ios` prints).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_default()
+    }
+}

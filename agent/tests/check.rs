@@ -1,0 +1,75 @@
+//! `dmvpnd --check` on the shipped examples and on broken files.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn examples() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples")
+}
+
+fn check(path: &std::path::Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_dmvpnd"))
+        .arg("--config")
+        .arg(path)
+        .arg("--check")
+        .output()
+        .expect("run dmvpnd")
+}
+
+#[test]
+fn examples_pass_check() {
+    for name in ["hub.toml", "spoke1.toml", "spoke2.toml"] {
+        let out = check(&examples().join(name));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{name}: {stderr}");
+        // Every stderr line is a located warning.
+        for line in stderr.lines() {
+            assert!(
+                line.contains(": warning: "),
+                "{name}: unexpected line {line}"
+            );
+        }
+    }
+}
+
+#[test]
+fn broken_file_fails_with_located_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    let text = std::fs::read_to_string(examples().join("spoke1.toml"))
+        .unwrap()
+        .replace(
+            "authentication = \"cisco123\"",
+            "authentication = \"much-too-long\"",
+        )
+        .replace(
+            "transform_sets = [\"strong\"]",
+            "transform_sets = [\"missing\"]",
+        );
+    std::fs::write(&path, &text).unwrap();
+    let out = check(&path);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line_of = |needle: &str| text.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    let want_auth = format!(
+        "{}:{}:18: tunnel[0].nhrp.authentication: NHRP password must be 1-8 printable ASCII characters, got 13",
+        path.display(),
+        line_of("much-too-long")
+    );
+    assert!(stderr.contains(&want_auth), "{stderr}");
+    let want_ts = format!(
+        "{}:{}:19: ipsec.profile[0].transform_sets[0]: transform set `missing` is not defined",
+        path.display(),
+        line_of("[\"missing\"]")
+    );
+    assert!(stderr.contains(&want_ts), "{stderr}");
+}
+
+#[test]
+fn missing_file_is_one_clear_line() {
+    let out = check(std::path::Path::new("/nonexistent/dmvpn.toml"));
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("cannot read file"), "{stderr}");
+}

@@ -1,0 +1,71 @@
+//! Native defaults: modern and safe. The IOS importer writes IOS's own
+//! (older, weaker) defaults explicitly instead of relying on these.
+
+use crate::types::*;
+use std::path::PathBuf;
+
+pub const NHRP_HOLDTIME: u32 = 7200;
+pub const TUNNEL_MTU: u16 = 1400;
+pub const IKE_LIFETIME: u32 = 86400;
+pub const IPSEC_LIFETIME_SECONDS: u32 = 3600;
+pub const IPSEC_LIFETIME_KILOBYTES: u64 = 4_608_000;
+pub const NAT_KEEPALIVE: u32 = 20;
+pub const DPD_RETRIES: u32 = 5;
+pub const DPD_RETRY_INTERVAL: u32 = 2;
+pub const CONTROL_SOCKET: &str = "/run/dmvpn/dmvpnd.sock";
+pub const CONTROL_MODE: u32 = 0o600;
+pub const LOG_FILTER: &str = "info";
+/// Maximum NHRP authentication length (IOS truncates/refuses longer).
+pub const NHRP_AUTH_MAX: usize = 8;
+
+pub fn nhrp_holdtime() -> u32 {
+    NHRP_HOLDTIME
+}
+pub fn tunnel_mtu() -> u16 {
+    TUNNEL_MTU
+}
+pub fn ike_encryption() -> IkeEncryption {
+    IkeEncryption::Aes256
+}
+pub fn ike_hash() -> IkeHash {
+    IkeHash::Sha256
+}
+pub fn ike_group() -> DhGroup {
+    DhGroup::new(14).expect("14 is supported")
+}
+pub fn ike_lifetime() -> u32 {
+    IKE_LIFETIME
+}
+pub fn ipsec_lifetime_seconds() -> u32 {
+    IPSEC_LIFETIME_SECONDS
+}
+pub fn ipsec_lifetime_kilobytes() -> u64 {
+    IPSEC_LIFETIME_KILOBYTES
+}
+pub fn transforms() -> Vec<Transform> {
+    vec![Transform::EspAes(256), Transform::EspSha256Hmac]
+}
+pub fn nat_keepalive() -> u32 {
+    NAT_KEEPALIVE
+}
+pub fn dpd_retries() -> u32 {
+    DPD_RETRIES
+}
+pub fn dpd_retry_interval() -> u32 {
+    DPD_RETRY_INTERVAL
+}
+pub fn control_socket() -> PathBuf {
+    PathBuf::from(CONTROL_SOCKET)
+}
+pub fn control_mode() -> FileMode {
+    FileMode(CONTROL_MODE)
+}
+pub fn log_filter() -> String {
+    LOG_FILTER.to_string()
+}
+pub fn yes() -> bool {
+    true
+}
+pub fn ike_policies() -> Vec<crate::schema::IsakmpPolicy> {
+    vec![crate::schema::IsakmpPolicy::default()]
+}

@@ -1,0 +1,380 @@
+//! The configuration schema: typed structs the daemon consumes, read from
+//! TOML with serde. Unknown keys are rejected everywhere.
+
+use crate::defaults as d;
+use crate::types::*;
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+/// A whole node configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub node: Node,
+    #[serde(default)]
+    pub control: Control,
+    #[serde(default)]
+    pub log: Log,
+    #[serde(default)]
+    pub ike: Ike,
+    #[serde(default)]
+    pub ipsec: Ipsec,
+    /// `[[tunnel]]` tables, one per mGRE/GRE/VTI interface.
+    #[serde(default, rename = "tunnel", skip_serializing_if = "Vec::is_empty")]
+    pub tunnels: Vec<Tunnel>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Node {
+    /// Host name (IOS `hostname`); also the FQDN identity when none is set.
+    pub name: String,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tunnel {
+    /// Name of the TUN interface created for this tunnel (e.g. "Tunnel0").
+    pub name: String,
+    /// Tunnel address with prefix (IOS `ip address`), e.g. "192.168.1.1/24".
+    pub address: IpNet,
+    /// IP MTU of the tunnel interface (IOS `ip mtu`).
+    #[serde(default = "d::tunnel_mtu")]
+    pub mtu: u16,
+    /// NBMA source address or interface (IOS `tunnel source`).
+    pub source: TunnelSource,
+    /// IOS `tunnel mode`.
+    #[serde(default)]
+    pub mode: TunnelMode,
+    /// Peer NBMA address for point-to-point modes (IOS `tunnel destination`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<IpAddr>,
+    /// GRE key (IOS `tunnel key`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<u32>,
+    /// IPsec profile protecting this tunnel (IOS `tunnel protection ipsec profile`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protection: Option<String>,
+    /// Prefixes routed into this tunnel (IOS `ip route P M TunnelN`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<IpNet>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nhrp: Option<Nhrp>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Nhrp {
+    /// IOS `ip nhrp network-id`.
+    pub network_id: u32,
+    /// Cleartext password, at most 8 characters (IOS `ip nhrp authentication`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authentication: Option<Secret>,
+    /// Holding time advertised in registrations and replies, seconds.
+    #[serde(default = "d::nhrp_holdtime")]
+    pub holdtime: u32,
+    /// Accept dynamically registered spokes as multicast destinations.
+    #[serde(default)]
+    pub map_multicast_dynamic: bool,
+    /// Static multicast destinations (IOS `ip nhrp map multicast NBMA`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub multicast: Vec<IpAddr>,
+    /// Send Traffic Indications for hairpinned traffic (hub, phase 3).
+    #[serde(default)]
+    pub redirect: bool,
+    /// Install shortcuts on Traffic Indication (spoke, phase 3).
+    #[serde(default)]
+    pub shortcut: bool,
+    /// Registration interval override, seconds (IOS `ip nhrp registration timeout`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration_timeout: Option<u32>,
+    /// Next-hop servers (IOS `ip nhrp nhs`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nhs: Vec<Nhs>,
+    /// Static protocol -> NBMA mappings (IOS `ip nhrp map`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub map: Vec<NhrpMap>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Nhs {
+    /// NHS tunnel address.
+    pub address: IpAddr,
+    /// NHS NBMA address; may be omitted when a static map gives it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbma: Option<IpAddr>,
+    /// Lower is preferred (IOS `priority`).
+    #[serde(default)]
+    pub priority: u8,
+    /// Also send multicast to this NHS (IOS `multicast`).
+    #[serde(default)]
+    pub multicast: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NhrpMap {
+    pub address: IpAddr,
+    pub nbma: IpAddr,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ike {
+    /// IOS `crypto isakmp identity`.
+    #[serde(default)]
+    pub identity: Identity,
+    /// FQDN sent with `identity = "fqdn"`; defaults to the node name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fqdn: Option<String>,
+    /// Answer Aggressive Mode (exposes a PSK-derived hash to anyone).
+    #[serde(default)]
+    pub aggressive_mode: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpd: Option<Dpd>,
+    #[serde(default)]
+    pub nat_traversal: NatT,
+    /// `[[ike.policy]]`, IOS `crypto isakmp policy N`.
+    #[serde(default = "d::ike_policies", rename = "policy")]
+    pub policies: Vec<IsakmpPolicy>,
+    /// `[[ike.key]]`, IOS `crypto isakmp key K address A M`.
+    #[serde(default, rename = "key", skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<PreSharedKey>,
+}
+
+impl Default for Ike {
+    fn default() -> Self {
+        Ike {
+            identity: Identity::Address,
+            fqdn: None,
+            aggressive_mode: false,
+            dpd: None,
+            nat_traversal: NatT::default(),
+            policies: d::ike_policies(),
+            keys: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dpd {
+    /// Seconds of idle before R-U-THERE (IOS `crypto isakmp keepalive N`).
+    pub interval: u32,
+    /// Seconds between unanswered retries.
+    #[serde(default = "d::dpd_retry_interval")]
+    pub retry_interval: u32,
+    /// Unanswered retries before the peer is declared dead.
+    #[serde(default = "d::dpd_retries")]
+    pub retries: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatT {
+    #[serde(default)]
+    pub mode: NatTraversal,
+    /// NAT keepalive interval in seconds; 0 disables.
+    #[serde(default = "d::nat_keepalive")]
+    pub keepalive: u32,
+}
+
+impl Default for NatT {
+    fn default() -> Self {
+        NatT {
+            mode: NatTraversal::Auto,
+            keepalive: d::NAT_KEEPALIVE,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IsakmpPolicy {
+    /// 1..=10000, lower is tried first.
+    pub priority: u16,
+    #[serde(default = "d::ike_encryption")]
+    pub encryption: IkeEncryption,
+    #[serde(default = "d::ike_hash")]
+    pub hash: IkeHash,
+    #[serde(default)]
+    pub authentication: IkeAuth,
+    #[serde(default = "d::ike_group")]
+    pub group: DhGroup,
+    /// Seconds.
+    #[serde(default = "d::ike_lifetime")]
+    pub lifetime: u32,
+}
+
+impl Default for IsakmpPolicy {
+    fn default() -> Self {
+        IsakmpPolicy {
+            priority: 10,
+            encryption: d::ike_encryption(),
+            hash: d::ike_hash(),
+            authentication: IkeAuth::PreShare,
+            group: d::ike_group(),
+            lifetime: d::IKE_LIFETIME,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreSharedKey {
+    /// Peer NBMA address or prefix; "0.0.0.0/0" / "::/0" match anyone.
+    #[serde(deserialize_with = "prefix_or_host")]
+    pub peer: IpNet,
+    pub key: Secret,
+}
+
+/// Accepts "a.b.c.d/len" or a bare address (host prefix).
+fn prefix_or_host<'de, D: serde::Deserializer<'de>>(d: D) -> Result<IpNet, D::Error> {
+    let s = String::deserialize(d)?;
+    if let Ok(n) = s.parse::<IpNet>() {
+        return Ok(n);
+    }
+    s.parse::<IpAddr>().map(IpNet::from).map_err(|_| {
+        serde::de::Error::custom(format!(
+            "`{s}` is not an address or prefix (use e.g. \"172.16.0.2\", \"172.16.0.0/24\" or \"0.0.0.0/0\")"
+        ))
+    })
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ipsec {
+    /// `[[ipsec.transform_set]]`, IOS `crypto ipsec transform-set`.
+    #[serde(
+        default,
+        rename = "transform_set",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub transform_sets: Vec<TransformSet>,
+    /// `[[ipsec.profile]]`, IOS `crypto ipsec profile`.
+    #[serde(default, rename = "profile", skip_serializing_if = "Vec::is_empty")]
+    pub profiles: Vec<IpsecProfile>,
+    /// `[[ipsec.manual_sa]]`, keyed SAs without IKE.
+    #[serde(default, rename = "manual_sa", skip_serializing_if = "Vec::is_empty")]
+    pub manual_sas: Vec<ManualSa>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransformSet {
+    pub name: String,
+    #[serde(default = "d::transforms")]
+    pub transforms: Vec<Transform>,
+    #[serde(default)]
+    pub mode: EspMode,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IpsecProfile {
+    pub name: String,
+    /// Names of transform sets, in preference order.
+    pub transform_sets: Vec<String>,
+    #[serde(default = "d::ipsec_lifetime_seconds")]
+    pub lifetime_seconds: u32,
+    #[serde(default = "d::ipsec_lifetime_kilobytes")]
+    pub lifetime_kilobytes: u64,
+    /// PFS DH group for Quick Mode (IOS `set pfs groupN`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pfs: Option<DhGroup>,
+    /// Tear down SAs idle this many seconds (IOS `set security-association idle-time`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_time: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManualSa {
+    /// Peer NBMA address.
+    pub peer: IpAddr,
+    /// Same names as transform sets: one cipher plus one integrity, or one esp-gcm.
+    pub transforms: Vec<Transform>,
+    #[serde(default)]
+    pub mode: EspMode,
+    /// ESP-in-UDP (RFC 3948) on port 4500.
+    #[serde(default)]
+    pub udp_encapsulation: bool,
+    pub inbound: ManualSaKeys,
+    pub outbound: ManualSaKeys,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManualSaKeys {
+    pub spi: u32,
+    /// Cipher key in hex; for esp-gcm the key followed by the 4-byte salt.
+    pub encryption_key: HexKey,
+    /// Integrity key in hex (absent for esp-gcm).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authentication_key: Option<HexKey>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Control {
+    #[serde(default = "d::control_socket")]
+    pub socket: PathBuf,
+    #[serde(default = "d::control_mode")]
+    pub mode: FileMode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+}
+
+impl Default for Control {
+    fn default() -> Self {
+        Control {
+            socket: d::control_socket(),
+            mode: d::control_mode(),
+            group: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Log {
+    /// tracing EnvFilter directive, e.g. "info,dmvpn::ike=debug".
+    #[serde(default = "d::log_filter")]
+    pub filter: String,
+    /// Append ESP keys here in Wireshark `esp_sa` form (debugging only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_log: Option<PathBuf>,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log {
+            filter: d::log_filter(),
+            key_log: None,
+        }
+    }
+}
+
+impl Config {
+    /// Whether the file holds secrets (PSKs, NHRP passwords, manual keys).
+    pub fn has_secrets(&self) -> bool {
+        !self.ike.keys.is_empty()
+            || !self.ipsec.manual_sas.is_empty()
+            || self
+                .tunnels
+                .iter()
+                .any(|t| t.nhrp.as_ref().is_some_and(|n| n.authentication.is_some()))
+    }
+
+    pub fn transform_set(&self, name: &str) -> Option<&TransformSet> {
+        self.ipsec.transform_sets.iter().find(|t| t.name == name)
+    }
+
+    pub fn profile(&self, name: &str) -> Option<&IpsecProfile> {
+        self.ipsec.profiles.iter().find(|p| p.name == name)
+    }
+}

@@ -1,0 +1,704 @@
+//! Semantic checks on a parsed configuration: cross references, ranges,
+//! key lengths, duplicates, and warnings about weak interop choices.
+
+use crate::defaults::NHRP_AUTH_MAX;
+use crate::diag::Finding;
+use crate::schema::*;
+use crate::types::*;
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+
+/// All findings (errors and warnings) for `cfg`, in file order.
+pub fn validate(cfg: &Config) -> Vec<Finding> {
+    let mut v = Validator { out: Vec::new() };
+    v.node(cfg);
+    v.tunnels(cfg);
+    v.ike(cfg);
+    v.ipsec(cfg);
+    v.control(cfg);
+    v.out
+}
+
+struct Validator {
+    out: Vec<Finding>,
+}
+
+fn same_family(a: IpAddr, b: IpAddr) -> bool {
+    a.is_ipv4() == b.is_ipv4()
+}
+
+fn family(a: IpAddr) -> &'static str {
+    if a.is_ipv4() { "IPv4" } else { "IPv6" }
+}
+
+impl Validator {
+    fn err(&mut self, path: String, msg: impl Into<String>, help: impl Into<String>) {
+        self.out.push(Finding::error(path, msg, help));
+    }
+    fn warn(&mut self, path: String, msg: impl Into<String>, help: impl Into<String>) {
+        self.out.push(Finding::warning(path, msg, help));
+    }
+
+    fn node(&mut self, cfg: &Config) {
+        let n = &cfg.node.name;
+        if n.is_empty()
+            || n.len() > 63
+            || !n
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            self.err(
+                "node.name".into(),
+                format!("`{n}` is not a valid host name"),
+                "use 1-63 letters, digits, '-', '_' or '.'",
+            );
+        }
+    }
+
+    fn tunnels(&mut self, cfg: &Config) {
+        let mut names = HashSet::new();
+        for (i, t) in cfg.tunnels.iter().enumerate() {
+            let p = format!("tunnel[{i}]");
+            if !valid_ifname(&t.name) {
+                self.err(
+                    format!("{p}.name"),
+                    format!("`{}` is not a valid Linux interface name", t.name),
+                    "use 1-15 characters without '/', ':' or spaces, e.g. \"Tunnel0\"",
+                );
+            } else if !names.insert(t.name.as_str()) {
+                self.err(
+                    format!("{p}.name"),
+                    format!("duplicate tunnel name `{}`", t.name),
+                    "give each [[tunnel]] its own name",
+                );
+            }
+            let max = if t.address.addr().is_ipv4() { 32 } else { 128 };
+            if t.address.prefix_len() == max && t.mode == TunnelMode::GreMultipoint {
+                self.err(
+                    format!("{p}.address"),
+                    format!("host prefix /{max} leaves no room for other tunnel members"),
+                    "give the tunnel subnet, e.g. \"192.168.1.1/24\"",
+                );
+            }
+            if !(576..=9000).contains(&t.mtu) {
+                self.err(
+                    format!("{p}.mtu"),
+                    format!("MTU {} out of range", t.mtu),
+                    "use 576..9000; 1400 suits GRE over IPsec on a 1500-byte path",
+                );
+            }
+            let src_addr = match &t.source {
+                TunnelSource::Address(a) => Some(*a),
+                TunnelSource::Interface(_) => None,
+            };
+            match (t.mode, t.destination) {
+                (TunnelMode::GreMultipoint, Some(_)) => self.err(
+                    format!("{p}.destination"),
+                    "a multipoint tunnel has no fixed destination",
+                    "remove `destination`, or set mode = \"gre\" for point-to-point",
+                ),
+                (TunnelMode::Gre | TunnelMode::Ipsec, None) => self.err(
+                    format!("{p}.mode"),
+                    "a point-to-point tunnel needs a destination",
+                    "add destination = \"<peer NBMA address>\"",
+                ),
+                (_, Some(dst)) => {
+                    if let Some(src) = src_addr.filter(|s| !same_family(*s, dst)) {
+                        self.err(
+                            format!("{p}.destination"),
+                            format!(
+                                "destination is {} but source {src} is {}",
+                                family(dst),
+                                family(src)
+                            ),
+                            "use addresses of one family for source and destination",
+                        );
+                    }
+                }
+                _ => {}
+            }
+            match &t.protection {
+                Some(name) if cfg.profile(name).is_none() => self.err(
+                    format!("{p}.protection"),
+                    format!("IPsec profile `{name}` is not defined"),
+                    "add an [[ipsec.profile]] with this name or fix the name",
+                ),
+                None if t.mode == TunnelMode::Ipsec => self.err(
+                    format!("{p}.protection"),
+                    "mode = \"ipsec\" needs an IPsec profile",
+                    "add protection = \"<profile name>\"",
+                ),
+                _ => {}
+            }
+            if t.mode == TunnelMode::Ipsec && t.key.is_some() {
+                self.err(
+                    format!("{p}.key"),
+                    "a GRE key has no meaning on an IPsec VTI",
+                    "remove `key` or use mode = \"gre\"",
+                );
+            }
+            for (j, r) in t.routes.iter().enumerate() {
+                if r.addr() != r.network() {
+                    self.err(
+                        format!("{p}.routes[{j}]"),
+                        format!("route {r} has host bits set"),
+                        format!("write it as {}", r.trunc()),
+                    );
+                }
+            }
+            match (&t.nhrp, t.mode) {
+                (None, TunnelMode::GreMultipoint) => self.err(
+                    p.clone(),
+                    "a multipoint tunnel needs NHRP",
+                    "add a [tunnel.nhrp] table with network_id",
+                ),
+                (Some(_), TunnelMode::Ipsec) => self.err(
+                    format!("{p}.nhrp"),
+                    "NHRP needs GRE; an IPsec VTI cannot carry it",
+                    "remove [tunnel.nhrp] or use mode = \"gre-multipoint\"",
+                ),
+                (Some(n), _) => self.nhrp(cfg, &p, t, src_addr, n),
+                _ => {}
+            }
+            if t.protection.is_some() && cfg.ike.keys.is_empty() && cfg.ipsec.manual_sas.is_empty()
+            {
+                self.err(
+                    format!("{p}.protection"),
+                    "the tunnel is protected but no pre-shared key is configured",
+                    "add an [[ike.key]] (peer = \"0.0.0.0/0\" matches every peer)",
+                );
+            }
+        }
+        if cfg.tunnels.is_empty() {
+            self.warn(
+                String::new(),
+                "no [[tunnel]] configured; the node will not forward anything",
+                "add a [[tunnel]] table",
+            );
+        }
+    }
+
+    fn nhrp(&mut self, cfg: &Config, p: &str, t: &Tunnel, src: Option<IpAddr>, n: &Nhrp) {
+        let p = format!("{p}.nhrp");
+        if n.network_id == 0 {
+            self.err(
+                format!("{p}.network_id"),
+                "network_id must not be 0",
+                "use 1..4294967295, the same on every member of the cloud",
+            );
+        }
+        if let Some(a) = &n.authentication {
+            let s = a.expose();
+            if s.is_empty() || s.len() > NHRP_AUTH_MAX || !s.chars().all(|c| c.is_ascii_graphic()) {
+                self.err(
+                    format!("{p}.authentication"),
+                    format!(
+                        "NHRP password must be 1-{NHRP_AUTH_MAX} printable ASCII characters, got {}",
+                        s.chars().count()
+                    ),
+                    "IOS accepts at most 8 characters; shorten it on every node",
+                );
+            }
+        }
+        if !(1..=65535).contains(&n.holdtime) {
+            self.err(
+                format!("{p}.holdtime"),
+                format!("holdtime {} out of range", n.holdtime),
+                "use 1..65535 seconds (default 7200)",
+            );
+        }
+        if let Some(rt) = n.registration_timeout
+            && (rt == 0 || rt > 65535)
+        {
+            self.err(
+                format!("{p}.registration_timeout"),
+                format!("registration_timeout {rt} out of range"),
+                "use 1..65535 seconds, or remove it to use holdtime/3",
+            );
+        }
+        let tun_af = t.address.addr();
+        let check_nbma = |v: &mut Validator, path: String, a: IpAddr| {
+            if let Some(s) = src.filter(|s| !same_family(*s, a)) {
+                v.err(
+                    path,
+                    format!(
+                        "NBMA address {a} is {} but the tunnel source {s} is {}",
+                        family(a),
+                        family(s)
+                    ),
+                    "NBMA addresses must share the tunnel source's family",
+                );
+            }
+        };
+        let mut seen = HashSet::new();
+        for (j, m) in n.map.iter().enumerate() {
+            if !same_family(m.address, tun_af) {
+                self.err(
+                    format!("{p}.map[{j}].address"),
+                    format!("{} is not an {} tunnel address", m.address, family(tun_af)),
+                    "use an address of the tunnel's family",
+                );
+            }
+            check_nbma(self, format!("{p}.map[{j}].nbma"), m.nbma);
+            if !seen.insert(m.address) {
+                self.err(
+                    format!("{p}.map[{j}].address"),
+                    format!("duplicate static map for {}", m.address),
+                    "keep one map per tunnel address",
+                );
+            }
+        }
+        for (j, m) in n.multicast.iter().enumerate() {
+            check_nbma(self, format!("{p}.multicast[{j}]"), *m);
+        }
+        let mut seen = HashSet::new();
+        for (j, nhs) in n.nhs.iter().enumerate() {
+            let np = format!("{p}.nhs[{j}]");
+            if !same_family(nhs.address, tun_af) {
+                self.err(
+                    format!("{np}.address"),
+                    format!(
+                        "{} is not an {} tunnel address",
+                        nhs.address,
+                        family(tun_af)
+                    ),
+                    "the NHS address is the hub's tunnel address",
+                );
+            } else if !t.address.contains(&nhs.address) {
+                self.warn(
+                    format!("{np}.address"),
+                    format!(
+                        "NHS {} is outside the tunnel subnet {}",
+                        nhs.address,
+                        t.address.trunc()
+                    ),
+                    "the NHS is normally the hub's address on this tunnel",
+                );
+            }
+            if nhs.address == t.address.addr() {
+                self.err(
+                    format!("{np}.address"),
+                    "the NHS is this node's own tunnel address",
+                    "list the hub's tunnel address",
+                );
+            }
+            if !seen.insert(nhs.address) {
+                self.err(
+                    format!("{np}.address"),
+                    format!("duplicate NHS {}", nhs.address),
+                    "list each NHS once",
+                );
+            }
+            match nhs.nbma {
+                Some(a) => check_nbma(self, format!("{np}.nbma"), a),
+                None => {
+                    if !n.map.iter().any(|m| m.address == nhs.address) {
+                        self.err(
+                            format!("{np}.nbma"),
+                            format!("no NBMA address known for NHS {}", nhs.address),
+                            "add nbma = \"<hub NBMA address>\" or a matching [[tunnel.nhrp.map]]",
+                        );
+                    }
+                }
+            }
+        }
+        if cfg.node.role == Role::Spoke && t.mode == TunnelMode::GreMultipoint && n.nhs.is_empty() {
+            self.err(
+                format!("{p}.nhs"),
+                "a spoke needs at least one NHS",
+                "add [[tunnel.nhrp.nhs]] with the hub's tunnel and NBMA addresses",
+            );
+        }
+    }
+
+    fn ike(&mut self, cfg: &Config) {
+        let ike = &cfg.ike;
+        let mut prios: HashMap<u16, usize> = HashMap::new();
+        for (i, pol) in ike.policies.iter().enumerate() {
+            let p = format!("ike.policy[{i}]");
+            if !(1..=10000).contains(&pol.priority) {
+                self.err(
+                    format!("{p}.priority"),
+                    format!("priority {} out of range", pol.priority),
+                    "use 1..10000",
+                );
+            }
+            if let Some(first) = prios.insert(pol.priority, i) {
+                self.err(
+                    format!("{p}.priority"),
+                    format!(
+                        "duplicate policy priority {} (also ike.policy[{first}])",
+                        pol.priority
+                    ),
+                    "give each [[ike.policy]] its own priority",
+                );
+            }
+            if !(60..=86400).contains(&pol.lifetime) {
+                self.err(
+                    format!("{p}.lifetime"),
+                    format!("lifetime {} out of range", pol.lifetime),
+                    "use 60..86400 seconds",
+                );
+            }
+            if pol.encryption.is_weak() {
+                self.warn(
+                    format!("{p}.encryption"),
+                    format!("{} is weak", pol.encryption),
+                    "use aes-256 once every peer supports it",
+                );
+            }
+            if pol.hash.is_weak() {
+                self.warn(
+                    format!("{p}.hash"),
+                    "md5 is weak",
+                    "use sha256 once every peer supports it",
+                );
+            }
+            if pol.group.is_weak() {
+                self.warn(
+                    format!("{p}.group"),
+                    format!("DH group {} is weak", pol.group.number()),
+                    "use group 14 or stronger once every peer supports it",
+                );
+            }
+        }
+        if ike.policies.is_empty() {
+            self.err(
+                "ike.policy".into(),
+                "no ISAKMP policy",
+                "add an [[ike.policy]] or remove the empty list",
+            );
+        }
+        let mut peers = HashSet::new();
+        for (i, k) in ike.keys.iter().enumerate() {
+            let p = format!("ike.key[{i}]");
+            if k.key.expose().is_empty() {
+                self.err(format!("{p}.key"), "empty pre-shared key", "set a key");
+            } else if k.key.expose().len() < 8 {
+                self.warn(
+                    format!("{p}.key"),
+                    "pre-shared key shorter than 8 characters",
+                    "use a long random key; Main Mode PSKs can be guessed offline",
+                );
+            }
+            if k.peer.addr() != k.peer.network() {
+                self.err(
+                    format!("{p}.peer"),
+                    format!("prefix {} has host bits set", k.peer),
+                    format!("write it as {}", k.peer.trunc()),
+                );
+            }
+            if !peers.insert(k.peer) {
+                self.err(
+                    format!("{p}.peer"),
+                    format!("duplicate key for {}", k.peer),
+                    "keep one [[ike.key]] per peer prefix",
+                );
+            }
+        }
+        if ike.aggressive_mode {
+            self.warn(
+                "ike.aggressive_mode".into(),
+                "Aggressive Mode sends a PSK-derived hash anyone can attack offline",
+                "set aggressive_mode = false unless a peer needs it",
+            );
+        }
+        if let Some(f) = &ike.fqdn
+            && (f.is_empty() || f.contains(char::is_whitespace))
+        {
+            self.err(
+                "ike.fqdn".into(),
+                format!("`{f}` is not a domain name"),
+                "use e.g. \"hub.example.net\"",
+            );
+        }
+        if let Some(dpd) = &ike.dpd {
+            if !(10..=3600).contains(&dpd.interval) {
+                self.err(
+                    "ike.dpd.interval".into(),
+                    format!("DPD interval {} out of range", dpd.interval),
+                    "use 10..3600 seconds",
+                );
+            }
+            if !(2..=60).contains(&dpd.retry_interval) {
+                self.err(
+                    "ike.dpd.retry_interval".into(),
+                    format!("DPD retry interval {} out of range", dpd.retry_interval),
+                    "use 2..60 seconds",
+                );
+            }
+            if !(1..=20).contains(&dpd.retries) {
+                self.err(
+                    "ike.dpd.retries".into(),
+                    format!("DPD retries {} out of range", dpd.retries),
+                    "use 1..20",
+                );
+            }
+        }
+        let ka = ike.nat_traversal.keepalive;
+        if ka != 0 && !(5..=3600).contains(&ka) {
+            self.err(
+                "ike.nat_traversal.keepalive".into(),
+                format!("NAT keepalive {ka} out of range"),
+                "use 5..3600 seconds, or 0 to disable",
+            );
+        }
+    }
+
+    /// Checks a transform list: one cipher plus at most one integrity, or one esp-gcm.
+    fn transform_list(&mut self, path: &str, ts: &[Transform]) {
+        let ciphers = ts
+            .iter()
+            .filter(|t| t.kind() == TransformKind::Cipher)
+            .count();
+        let aeads = ts
+            .iter()
+            .filter(|t| t.kind() == TransformKind::Aead)
+            .count();
+        let integ = ts
+            .iter()
+            .filter(|t| t.kind() == TransformKind::Integrity)
+            .count();
+        let ok = (ciphers == 1 && aeads == 0 && integ <= 1)
+            || (aeads == 1 && ciphers == 0 && integ == 0);
+        if !ok {
+            let list: Vec<String> = ts.iter().map(|t| t.to_string()).collect();
+            self.err(
+                path.to_string(),
+                format!("invalid transform combination [{}]", list.join(", ")),
+                "use one cipher (esp-aes 256) plus one integrity (esp-sha256-hmac), or one esp-gcm",
+            );
+            return;
+        }
+        if ciphers == 1 && integ == 0 {
+            self.warn(
+                path.to_string(),
+                "ESP without integrity protection",
+                "add esp-sha256-hmac, or use esp-gcm",
+            );
+        }
+        for (j, t) in ts.iter().enumerate() {
+            if t.is_weak() {
+                self.warn(
+                    format!("{path}[{j}]"),
+                    format!("{t} is weak"),
+                    "use esp-aes 256 with esp-sha256-hmac, or esp-gcm 256",
+                );
+            }
+        }
+    }
+
+    fn ipsec(&mut self, cfg: &Config) {
+        let mut names = HashSet::new();
+        for (i, ts) in cfg.ipsec.transform_sets.iter().enumerate() {
+            let p = format!("ipsec.transform_set[{i}]");
+            if ts.name.is_empty() || !names.insert(ts.name.as_str()) {
+                self.err(
+                    format!("{p}.name"),
+                    format!("duplicate or empty transform set name `{}`", ts.name),
+                    "give each transform set its own name",
+                );
+            }
+            self.transform_list(&format!("{p}.transforms"), &ts.transforms);
+        }
+        let mut names = HashSet::new();
+        for (i, pr) in cfg.ipsec.profiles.iter().enumerate() {
+            let p = format!("ipsec.profile[{i}]");
+            if pr.name.is_empty() || !names.insert(pr.name.as_str()) {
+                self.err(
+                    format!("{p}.name"),
+                    format!("duplicate or empty profile name `{}`", pr.name),
+                    "give each profile its own name",
+                );
+            }
+            if pr.transform_sets.is_empty() {
+                self.err(
+                    format!("{p}.transform_sets"),
+                    "no transform set",
+                    "list at least one [[ipsec.transform_set]] name",
+                );
+            }
+            for (j, name) in pr.transform_sets.iter().enumerate() {
+                if cfg.transform_set(name).is_none() {
+                    self.err(
+                        format!("{p}.transform_sets[{j}]"),
+                        format!("transform set `{name}` is not defined"),
+                        "add an [[ipsec.transform_set]] with this name or fix the name",
+                    );
+                }
+            }
+            if !(120..=2_592_000).contains(&pr.lifetime_seconds) {
+                self.err(
+                    format!("{p}.lifetime_seconds"),
+                    format!("lifetime {} s out of range", pr.lifetime_seconds),
+                    "use 120..2592000 seconds (default 3600)",
+                );
+            }
+            if !(2560..=u32::MAX as u64).contains(&pr.lifetime_kilobytes) {
+                self.err(
+                    format!("{p}.lifetime_kilobytes"),
+                    format!("lifetime {} KB out of range", pr.lifetime_kilobytes),
+                    "use 2560..4294967295 kilobytes (default 4608000)",
+                );
+            }
+            if let Some(g) = pr.pfs.filter(|g| g.is_weak()) {
+                self.warn(
+                    format!("{p}.pfs"),
+                    format!("PFS group {} is weak", g.number()),
+                    "use group 14 or stronger",
+                );
+            }
+            if let Some(idle) = pr.idle_time
+                && !(60..=86400).contains(&idle)
+            {
+                self.err(
+                    format!("{p}.idle_time"),
+                    format!("idle time {idle} out of range"),
+                    "use 60..86400 seconds",
+                );
+            }
+        }
+        let mut spis_in = HashMap::new();
+        let mut spis_out = HashMap::new();
+        for (i, sa) in cfg.ipsec.manual_sas.iter().enumerate() {
+            let p = format!("ipsec.manual_sa[{i}]");
+            let before = self
+                .out
+                .iter()
+                .filter(|f| f.severity == crate::Severity::Error)
+                .count();
+            self.transform_list(&format!("{p}.transforms"), &sa.transforms);
+            let combo_ok = self
+                .out
+                .iter()
+                .filter(|f| f.severity == crate::Severity::Error)
+                .count()
+                == before;
+            for (dir, keys, seen) in [
+                ("inbound", &sa.inbound, &mut spis_in),
+                ("outbound", &sa.outbound, &mut spis_out),
+            ] {
+                let kp = format!("{p}.{dir}");
+                if keys.spi < 256 {
+                    self.err(
+                        format!("{kp}.spi"),
+                        format!("SPI {} is reserved", keys.spi),
+                        "use 256..4294967295 (e.g. 0x1000)",
+                    );
+                }
+                // Inbound SPIs must be unique on this node; outbound per peer.
+                let k = if dir == "inbound" {
+                    (None, keys.spi)
+                } else {
+                    (Some(sa.peer), keys.spi)
+                };
+                if let Some(first) = seen.insert(k, i) {
+                    self.err(
+                        format!("{kp}.spi"),
+                        format!(
+                            "duplicate {dir} SPI {:#x} (also ipsec.manual_sa[{first}])",
+                            keys.spi
+                        ),
+                        "each SA needs its own SPI",
+                    );
+                }
+                if combo_ok {
+                    self.manual_keys(&kp, &sa.transforms, keys);
+                }
+            }
+        }
+    }
+
+    fn manual_keys(&mut self, kp: &str, ts: &[Transform], keys: &ManualSaKeys) {
+        let cipher = ts
+            .iter()
+            .find(|t| t.kind() != TransformKind::Integrity)
+            .copied();
+        let integ = ts
+            .iter()
+            .find(|t| t.kind() == TransformKind::Integrity)
+            .copied();
+        if let Some(c) = cipher {
+            self.key_len(&format!("{kp}.encryption_key"), c, &keys.encryption_key);
+        }
+        match (integ, &keys.authentication_key) {
+            (Some(t), Some(k)) => self.key_len(&format!("{kp}.authentication_key"), t, k),
+            (Some(t), None) => self.err(
+                kp.to_string(),
+                format!("{t} needs an authentication_key"),
+                format!("add authentication_key with {} hex digits", t.key_len() * 2),
+            ),
+            (None, Some(_)) => self.err(
+                format!("{kp}.authentication_key"),
+                "no integrity transform uses this key",
+                "remove authentication_key or add an integrity transform",
+            ),
+            (None, None) => {}
+        }
+    }
+
+    fn key_len(&mut self, path: &str, t: Transform, key: &HexKey) {
+        let want = t.key_len();
+        let gcm = if matches!(t, Transform::EspGcm(_)) {
+            " (key + 4-byte salt)"
+        } else {
+            ""
+        };
+        match key.bytes() {
+            Err(e) => self.err(
+                path.to_string(),
+                format!("invalid hex key: {e}"),
+                format!("give {} hex digits for {t}{gcm}", want * 2),
+            ),
+            Ok(b) if b.len() != want => self.err(
+                path.to_string(),
+                format!("{t} needs a {want}-byte key{gcm}, got {} bytes", b.len()),
+                format!("give exactly {} hex digits", want * 2),
+            ),
+            Ok(_) => {}
+        }
+    }
+
+    fn control(&mut self, cfg: &Config) {
+        if !cfg.control.socket.is_absolute() {
+            self.err(
+                "control.socket".into(),
+                format!("`{}` is not an absolute path", cfg.control.socket.display()),
+                "use e.g. \"/run/dmvpn/dmvpnd.sock\"",
+            );
+        }
+        if cfg.control.mode.0 & 0o007 != 0 {
+            self.warn(
+                "control.mode".into(),
+                format!(
+                    "mode {:04o} lets every local user control the daemon",
+                    cfg.control.mode.0
+                ),
+                "use \"0600\", or \"0660\" with a group",
+            );
+        }
+        if let Some(g) = &cfg.control.group
+            && (g.is_empty() || g.contains(|c: char| c.is_whitespace() || c == ':'))
+        {
+            self.err(
+                "control.group".into(),
+                format!("`{g}` is not a group name"),
+                "use an existing group such as \"dmvpn\"",
+            );
+        }
+        if cfg.log.filter.trim().is_empty() {
+            self.err(
+                "log.filter".into(),
+                "empty log filter",
+                "use e.g. \"info\" or \"info,dmvpn::ike=debug\"",
+            );
+        }
+        if cfg.log.key_log.is_some() {
+            self.warn(
+                "log.key_log".into(),
+                "ESP keys will be written to a file",
+                "use only while debugging with Wireshark; remove it afterwards",
+            );
+        }
+    }
+}

@@ -1,0 +1,581 @@
+//! Every validation error, with its message and position.
+
+use dmvpn_config::{Config, Severity};
+
+const BASE: &str = r#"[node]
+name = "spoke1"
+role = "spoke"
+
+[[ike.policy]]
+priority = 10
+
+[[ike.key]]
+peer = "0.0.0.0/0"
+key = "averylongkey"
+
+[[ipsec.transform_set]]
+name = "ts"
+
+[[ipsec.profile]]
+name = "prof"
+transform_sets = ["ts"]
+
+[[tunnel]]
+name = "Tunnel0"
+address = "192.168.1.2/24"
+source = "172.16.0.2"
+key = 0
+protection = "prof"
+
+[tunnel.nhrp]
+network_id = 1
+authentication = "cisco123"
+
+[[tunnel.nhrp.nhs]]
+address = "192.168.1.1"
+nbma = "172.16.0.1"
+"#;
+
+const MANUAL: &str = r#"
+[[ipsec.manual_sa]]
+peer = "172.16.0.1"
+transforms = ["esp-aes 256", "esp-sha256-hmac"]
+inbound = { spi = 0x1000, encryption_key = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f", authentication_key = "202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f" }
+outbound = { spi = 0x1001, encryption_key = "404142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f", authentication_key = "606162636465666768696a6b6c6d6e6f707172737475767778797a7b7c7d7e7f" }
+"#;
+
+/// Errors as `LINE:COL: path: message`.
+fn errors(text: &str) -> Vec<String> {
+    match Config::from_str(text, "t.toml") {
+        Ok(_) => Vec::new(),
+        Err(e) => e
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .map(|d| format!("{}:{}: {}: {}", d.line, d.col, d.path, d.message))
+            .collect(),
+    }
+}
+
+fn warnings(text: &str) -> Vec<String> {
+    let loaded = Config::from_str(text, "t.toml").expect("valid");
+    loaded
+        .warnings
+        .iter()
+        .map(|d| format!("{}:{}: {}: {}", d.line, d.col, d.path, d.message))
+        .collect()
+}
+
+fn edit(from: &str, to: &str) -> String {
+    assert!(BASE.contains(from), "{from}");
+    BASE.replacen(from, to, 1)
+}
+
+#[track_caller]
+fn assert_one(text: &str, want: &str) {
+    let got = errors(text);
+    assert_eq!(got, vec![want.to_string()], "{text}");
+}
+
+#[test]
+fn base_is_valid() {
+    let loaded = Config::from_str(BASE, "t.toml").unwrap();
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let c = loaded.config;
+    assert_eq!(c.tunnels[0].mtu, 1400);
+    assert_eq!(c.tunnels[0].nhrp.as_ref().unwrap().holdtime, 7200);
+    assert_eq!(c.ike.policies[0].encryption.to_string(), "aes-256");
+    assert_eq!(c.ike.policies[0].hash.to_string(), "sha256");
+    assert_eq!(c.ike.policies[0].group.number(), 14);
+    assert_eq!(
+        c.ipsec.transform_sets[0]
+            .transforms
+            .iter()
+            .map(|t| t.to_string())
+            .collect::<Vec<_>>(),
+        ["esp-aes 256", "esp-sha256-hmac"]
+    );
+    assert_eq!(
+        c.ipsec.transform_sets[0].mode,
+        dmvpn_config::EspMode::Transport
+    );
+    assert_eq!(c.ipsec.profiles[0].lifetime_seconds, 3600);
+    assert_eq!(c.control.mode.0, 0o600);
+}
+
+#[test]
+fn full_line_format() {
+    let e = Config::from_str(&edit("\"cisco123\"", "\"cisco1234\""), "spoke.toml").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "spoke.toml:28:18: tunnel[0].nhrp.authentication: NHRP password must be 1-8 printable ASCII characters, got 9 (IOS accepts at most 8 characters; shorten it on every node)"
+    );
+}
+
+#[test]
+fn unknown_key() {
+    let got = errors(&edit("key = 0", "kee = 0"));
+    assert_eq!(got.len(), 1);
+    assert!(
+        got[0].starts_with("23:1: tunnel[0].kee: unknown field `kee`, expected one of"),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn unknown_top_level_table() {
+    let got = errors(&format!("{BASE}\n[nhrp]\nfoo = 1\n"));
+    assert_eq!(got.len(), 1);
+    assert!(
+        got[0].starts_with("34:2: nhrp: unknown field `nhrp`"),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn missing_field() {
+    let got = errors(&edit("role = \"spoke\"\n", "\n"));
+    assert_eq!(got.len(), 1);
+    assert!(
+        got[0].starts_with("1:1: node: missing field `role`"),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn bad_role() {
+    let got = errors(&edit("role = \"spoke\"", "role = \"leaf\""));
+    assert_eq!(got.len(), 1);
+    assert!(
+        got[0].starts_with("3:8: node.role: unknown variant `leaf`"),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn bad_address() {
+    let got = errors(&edit("192.168.1.2/24", "192.168.1.300/24"));
+    assert_eq!(got.len(), 1);
+    assert!(
+        got[0].starts_with("21:11: tunnel[0].address: invalid IP address syntax"),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn bad_prefix_length() {
+    let got = errors(&edit("192.168.1.2/24", "192.168.1.2/33"));
+    assert_eq!(got.len(), 1);
+    assert!(
+        got[0].starts_with("21:11: tunnel[0].address: invalid IP address syntax"),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn bad_nbma() {
+    let got = errors(&edit("nbma = \"172.16.0.1\"", "nbma = \"172.16.0\""));
+    assert_eq!(got.len(), 1);
+    assert!(
+        got[0].starts_with("32:8: tunnel[0].nhrp.nhs[0].nbma: invalid IP address syntax"),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn bad_source() {
+    let got = errors(&edit(
+        "source = \"172.16.0.2\"",
+        "source = \"FastEthernet0/0\"",
+    ));
+    assert_eq!(
+        got,
+        [
+            "22:10: tunnel[0].source: `FastEthernet0/0` is neither an IP address nor a Linux interface name (use e.g. \"172.16.0.1\" or \"eth0\")"
+        ]
+    );
+}
+
+#[test]
+fn bad_dh_group() {
+    let got = errors(&edit("priority = 10\n", "priority = 10\ngroup = 3\n"));
+    assert_eq!(
+        got,
+        ["7:9: ike.policy[0].group: unsupported DH group 3 (use 1, 2, 5, 14, 15, 16, 19 or 20)"]
+    );
+}
+
+#[test]
+fn bad_transform_name() {
+    let got = errors(&edit(
+        "name = \"ts\"\n",
+        "name = \"ts\"\ntransforms = [\"esp-null\"]\n",
+    ));
+    assert_eq!(got.len(), 1);
+    assert!(
+        got[0]
+            .starts_with("14:14: ipsec.transform_set[0].transforms: unknown transform `esp-null`"),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn duplicate_policy_priority() {
+    assert_one(
+        &format!("{BASE}\n[[ike.policy]]\npriority = 10\n"),
+        "35:12: ike.policy[1].priority: duplicate policy priority 10 (also ike.policy[0])",
+    );
+}
+
+#[test]
+fn policy_priority_and_lifetime_range() {
+    assert_one(
+        &edit("priority = 10\n", "priority = 0\n"),
+        "6:12: ike.policy[0].priority: priority 0 out of range",
+    );
+    assert_one(
+        &edit("priority = 10\n", "priority = 10\nlifetime = 30\n"),
+        "7:12: ike.policy[0].lifetime: lifetime 30 out of range",
+    );
+}
+
+#[test]
+fn profile_missing_transform_set() {
+    assert_one(
+        &edit("transform_sets = [\"ts\"]", "transform_sets = [\"nope\"]"),
+        "17:19: ipsec.profile[0].transform_sets[0]: transform set `nope` is not defined",
+    );
+}
+
+#[test]
+fn profile_lifetime_range() {
+    assert_one(
+        &edit(
+            "transform_sets = [\"ts\"]",
+            "transform_sets = [\"ts\"]\nlifetime_seconds = 60",
+        ),
+        "18:20: ipsec.profile[0].lifetime_seconds: lifetime 60 s out of range",
+    );
+}
+
+#[test]
+fn tunnel_missing_profile() {
+    assert_one(
+        &edit("protection = \"prof\"", "protection = \"nope\""),
+        "24:14: tunnel[0].protection: IPsec profile `nope` is not defined",
+    );
+}
+
+#[test]
+fn nhrp_password_too_long() {
+    assert_one(
+        &edit("\"cisco123\"", "\"cisco1234\""),
+        "28:18: tunnel[0].nhrp.authentication: NHRP password must be 1-8 printable ASCII characters, got 9",
+    );
+}
+
+#[test]
+fn spoke_without_nhs() {
+    let text = BASE
+        .split("[[tunnel.nhrp.nhs]]")
+        .next()
+        .unwrap()
+        .to_string();
+    assert_one(
+        &text,
+        "26:1: tunnel[0].nhrp.nhs: a spoke needs at least one NHS",
+    );
+}
+
+#[test]
+fn nhs_without_nbma() {
+    assert_one(
+        &edit("nbma = \"172.16.0.1\"\n", ""),
+        "30:1: tunnel[0].nhrp.nhs[0].nbma: no NBMA address known for NHS 192.168.1.1",
+    );
+    // A static map supplies it.
+    let ok = format!(
+        "{}\n[[tunnel.nhrp.map]]\naddress = \"192.168.1.1\"\nnbma = \"172.16.0.1\"\n",
+        edit("nbma = \"172.16.0.1\"\n", "")
+    );
+    assert!(errors(&ok).is_empty(), "{:?}", errors(&ok));
+}
+
+#[test]
+fn nbma_family_mismatch() {
+    assert_one(
+        &edit("nbma = \"172.16.0.1\"", "nbma = \"2001:db8::1\""),
+        "32:8: tunnel[0].nhrp.nhs[0].nbma: NBMA address 2001:db8::1 is IPv6 but the tunnel source 172.16.0.2 is IPv4",
+    );
+}
+
+#[test]
+fn multipoint_without_nhrp() {
+    let text = BASE.split("[tunnel.nhrp]").next().unwrap().to_string();
+    assert_one(&text, "19:1: tunnel[0]: a multipoint tunnel needs NHRP");
+}
+
+#[test]
+fn point_to_point_needs_destination() {
+    let text = BASE
+        .split("[tunnel.nhrp]")
+        .next()
+        .unwrap()
+        .replace("key = 0\n", "mode = \"ipsec\"\n");
+    assert_one(
+        &text,
+        "23:8: tunnel[0].mode: a point-to-point tunnel needs a destination",
+    );
+    let ok = text.replace(
+        "mode = \"ipsec\"",
+        "mode = \"ipsec\"\ndestination = \"172.16.0.1\"",
+    );
+    assert!(errors(&ok).is_empty(), "{:?}", errors(&ok));
+}
+
+#[test]
+fn protected_tunnel_without_key() {
+    let text = edit(
+        "[[ike.key]]\npeer = \"0.0.0.0/0\"\nkey = \"averylongkey\"\n",
+        "",
+    );
+    assert_one(
+        &text,
+        "21:14: tunnel[0].protection: the tunnel is protected but no pre-shared key is configured",
+    );
+}
+
+#[test]
+fn duplicate_psk_peer() {
+    assert_one(
+        &format!("{BASE}\n[[ike.key]]\npeer = \"0.0.0.0/0\"\nkey = \"anotherlongkey\"\n"),
+        "35:8: ike.key[1].peer: duplicate key for 0.0.0.0/0",
+    );
+}
+
+#[test]
+fn psk_peers_accept_hosts_and_wildcards() {
+    let text = format!(
+        "{BASE}\n[[ike.key]]\npeer = \"::/0\"\nkey = \"anotherlongkey\"\n\n[[ike.key]]\npeer = \"172.16.0.9\"\nkey = \"anotherlongkey\"\n"
+    );
+    let c = Config::from_str(&text, "t").unwrap().config;
+    assert_eq!(c.ike.keys[1].peer.to_string(), "::/0");
+    assert_eq!(c.ike.keys[2].peer.to_string(), "172.16.0.9/32");
+    assert_one(
+        &edit("0.0.0.0/0", "10.1.2.3/8"),
+        "9:8: ike.key[0].peer: prefix 10.1.2.3/8 has host bits set",
+    );
+}
+
+#[test]
+fn invalid_transform_combination() {
+    assert_one(
+        &edit(
+            "name = \"ts\"\n",
+            "name = \"ts\"\ntransforms = [\"esp-aes\", \"esp-3des\"]\n",
+        ),
+        "14:14: ipsec.transform_set[0].transforms: invalid transform combination [esp-aes 128, esp-3des]",
+    );
+    assert_one(
+        &edit(
+            "name = \"ts\"\n",
+            "name = \"ts\"\ntransforms = [\"esp-gcm 256\", \"esp-sha-hmac\"]\n",
+        ),
+        "14:14: ipsec.transform_set[0].transforms: invalid transform combination [esp-gcm 256, esp-sha-hmac]",
+    );
+}
+
+#[test]
+fn manual_sa_valid() {
+    let c = Config::from_str(&format!("{BASE}{MANUAL}"), "t")
+        .unwrap()
+        .config;
+    let sa = &c.ipsec.manual_sas[0];
+    assert_eq!(sa.inbound.spi, 0x1000);
+    assert_eq!(sa.outbound.encryption_key.bytes().unwrap()[0], 0x40);
+}
+
+#[test]
+fn manual_sa_wrong_key_length() {
+    let text = format!("{BASE}{MANUAL}").replacen(
+        "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
+        "0001020304050607",
+        1,
+    );
+    let got = errors(&text);
+    assert_eq!(
+        got,
+        [
+            "37:44: ipsec.manual_sa[0].inbound.encryption_key: esp-aes 256 needs a 32-byte key, got 8 bytes"
+        ]
+    );
+}
+
+#[test]
+fn manual_sa_bad_hex() {
+    let text = format!("{BASE}{MANUAL}").replacen("202122", "2g2122", 1);
+    let got = errors(&text);
+    assert_eq!(got.len(), 1);
+    assert!(
+        got[0].starts_with("37:133: ipsec.manual_sa[0].inbound.authentication_key: invalid hex key: `g` is not a hex digit"),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn manual_sa_gcm_key_with_salt() {
+    let gcm = format!("{BASE}{MANUAL}").replace(
+        "[\"esp-aes 256\", \"esp-sha256-hmac\"]",
+        "[\"esp-gcm 128\"]",
+    );
+    let got = errors(&gcm);
+    assert!(got.contains(&"37:44: ipsec.manual_sa[0].inbound.encryption_key: esp-gcm 128 needs a 20-byte key (key + 4-byte salt), got 32 bytes".to_string()), "{got:?}");
+    assert!(got.contains(&"37:133: ipsec.manual_sa[0].inbound.authentication_key: no integrity transform uses this key".to_string()), "{got:?}");
+}
+
+#[test]
+fn manual_sa_missing_auth_key() {
+    let text = format!("{BASE}{MANUAL}").replacen(", authentication_key = \"202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f\"", "", 1);
+    assert_one(
+        &text,
+        "37:11: ipsec.manual_sa[0].inbound: esp-sha256-hmac needs an authentication_key",
+    );
+}
+
+#[test]
+fn manual_sa_duplicate_and_reserved_spi() {
+    let two = format!("{BASE}{MANUAL}{}", MANUAL.replace("0x1001", "0x1002"));
+    assert_one(
+        &two,
+        "43:19: ipsec.manual_sa[1].inbound.spi: duplicate inbound SPI 0x1000 (also ipsec.manual_sa[0])",
+    );
+    let reserved = format!("{BASE}{MANUAL}").replacen("0x1000", "0x10", 1);
+    assert_one(
+        &reserved,
+        "37:19: ipsec.manual_sa[0].inbound.spi: SPI 16 is reserved",
+    );
+}
+
+#[test]
+fn control_socket_must_be_absolute() {
+    assert_one(
+        &format!("{BASE}\n[control]\nsocket = \"dmvpnd.sock\"\n"),
+        "35:10: control.socket: `dmvpnd.sock` is not an absolute path",
+    );
+}
+
+#[test]
+fn bad_file_mode() {
+    let got = errors(&format!("{BASE}\n[control]\nmode = \"0999\"\n"));
+    assert_eq!(got.len(), 1);
+    assert!(
+        got[0].starts_with("35:8: control.mode: `0999` is not an octal file mode"),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn duplicate_tunnel_name() {
+    let second = "\n[[tunnel]]\nname = \"Tunnel0\"\naddress = \"192.168.2.2/24\"\nsource = \"172.16.0.2\"\nmode = \"gre\"\ndestination = \"172.16.0.9\"\n";
+    assert_one(
+        &format!("{BASE}{second}"),
+        "35:8: tunnel[1].name: duplicate tunnel name `Tunnel0`",
+    );
+}
+
+#[test]
+fn route_with_host_bits() {
+    assert_one(
+        &edit("key = 0\n", "key = 0\nroutes = [\"10.3.0.1/24\"]\n"),
+        "24:11: tunnel[0].routes[0]: route 10.3.0.1/24 has host bits set",
+    );
+}
+
+#[test]
+fn several_errors_are_all_reported_in_order() {
+    let text = edit("\"cisco123\"", "\"cisco1234\"").replace("[\"ts\"]", "[\"nope\"]");
+    let got = errors(&text);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(got[0].starts_with("28:18:"));
+    assert!(got[1].starts_with("17:19:"));
+}
+
+#[test]
+fn weak_choices_are_warned_about() {
+    let text = edit(
+        "priority = 10\n",
+        "priority = 10\nencryption = \"des\"\nhash = \"md5\"\ngroup = 2\n",
+    )
+    .replace(
+        "name = \"ts\"\n",
+        "name = \"ts\"\ntransforms = [\"esp-des\", \"esp-md5-hmac\"]\n",
+    );
+    let w = warnings(&text);
+    assert_eq!(
+        w,
+        [
+            "7:14: ike.policy[0].encryption: des is weak",
+            "8:8: ike.policy[0].hash: md5 is weak",
+            "9:9: ike.policy[0].group: DH group 2 is weak",
+            "17:15: ipsec.transform_set[0].transforms[0]: esp-des is weak",
+            "17:26: ipsec.transform_set[0].transforms[1]: esp-md5-hmac is weak",
+        ]
+    );
+    // 3DES and SHA-1 are old but not flagged.
+    let ok = edit(
+        "priority = 10\n",
+        "priority = 10\nencryption = \"3des\"\nhash = \"sha\"\n",
+    );
+    assert!(warnings(&ok).is_empty());
+}
+
+#[test]
+fn aggressive_mode_and_key_log_warn() {
+    let text = format!("{BASE}\n[log]\nkey_log = \"/tmp/esp.keys\"\n").replace(
+        "[[ike.policy]]",
+        "[ike]\naggressive_mode = true\n\n[[ike.policy]]",
+    );
+    let w = warnings(&text);
+    assert_eq!(
+        w,
+        [
+            "6:19: ike.aggressive_mode: Aggressive Mode sends a PSK-derived hash anyone can attack offline",
+            "38:11: log.key_log: ESP keys will be written to a file",
+        ]
+    );
+}
+
+#[test]
+fn secrets_in_readable_file_warn() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, BASE).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let l = Config::load(&path).unwrap();
+    assert_eq!(l.warnings.len(), 1);
+    let w = l.warnings[0].to_string();
+    assert!(w.ends_with("1:1: warning: file holds keys but has mode 0644 (readable by group or others) (chmod 600 it)"), "{w}");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(Config::load(&path).unwrap().warnings.is_empty());
+}
+
+#[test]
+fn toml_syntax_error_is_located() {
+    let got = errors(&edit("network_id = 1", "network_id = "));
+    assert_eq!(got.len(), 1);
+    assert!(got[0].starts_with("27:14: "), "{got:?}");
+}
+
+#[test]
+fn examples_are_valid() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    for name in ["hub.toml", "spoke1.toml", "spoke2.toml"] {
+        let text = std::fs::read_to_string(dir.join(name)).unwrap();
+        let l = Config::from_str(&text, name).unwrap_or_else(|e| panic!("{e}"));
+        let t = &l.config.tunnels[0];
+        assert_eq!(t.key, Some(0));
+        assert_eq!(t.nhrp.as_ref().unwrap().network_id, 1);
+        assert!(t.nhrp.as_ref().unwrap().authentication.is_some());
+    }
+}
