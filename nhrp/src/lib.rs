@@ -7,14 +7,19 @@
 //!   reading captures.
 #![warn(missing_docs)]
 
+pub mod cache;
 pub mod capture;
 pub mod display;
+pub mod engine;
 pub mod error;
 pub mod ext;
 pub mod gre;
 pub mod ipv4;
+pub mod time;
 pub mod wire;
 
+pub use engine::{Config, Engine, Event, NextHop, NhsConfig, Transmit};
 pub use error::ParseError;
 pub use ext::{ExtBody, Extension};
+pub use time::Instant;
 pub use wire::{Body, Cie, Packet, PacketType};

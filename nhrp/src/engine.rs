@@ -1,0 +1,1724 @@
+//! Sans-IO NHRP engine: client (NHC) and server (NHS) in one state
+//! machine, driven like quinn-proto.
+//!
+//! The caller feeds received NHRP packets with [`Engine::handle`], calls
+//! [`Engine::handle_timeout`] when [`Engine::poll_timeout`] says so, and
+//! drains [`Engine::poll_transmit`] (NHRP bytes to wrap in GRE towards an
+//! NBMA address) and [`Engine::poll_event`]. Time is always an argument;
+//! the engine reads no clock and needs no randomness (request IDs are a
+//! counter seeded from the configuration).
+//!
+//! Debug narration goes to `tracing` target `dmvpn::nhrp`, phrased like
+//! IOS `debug nhrp`. Passwords are never logged.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::IpAddr;
+use std::time::Duration;
+
+use tracing::{debug, info, warn};
+
+use crate::cache::{Cache, CacheEntry, EntryType, mask, max_len};
+use crate::ext::{AUTH_TYPE_CLEARTEXT, ExtBody, Extension};
+use crate::time::Instant;
+use crate::wire::{
+    Body, Cie, DEFAULT_HOP_COUNT, Packet, PacketType, addr_to_ip, code, error_code, flags,
+    ip_to_addr,
+};
+
+const TARGET: &str = "dmvpn::nhrp";
+
+/// A next-hop server to register with (`ip nhrp nhs` + `ip nhrp map`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NhsConfig {
+    /// The NHS's tunnel (protocol) address.
+    pub protocol: IpAddr,
+    /// The NHS's NBMA address.
+    pub nbma: IpAddr,
+    /// Priority (lower value preferred for resolution requests, as IOS).
+    pub priority: u8,
+}
+
+/// Engine configuration. Defaults follow IOS.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Interface name used in debug lines ("Tunnel0").
+    pub interface: String,
+    /// VRF number used in debug lines.
+    pub vrf: u32,
+    /// Our NBMA address.
+    pub nbma: IpAddr,
+    /// Our tunnel (protocol) address.
+    pub protocol: IpAddr,
+    /// Networks behind us we answer resolution requests for (besides our
+    /// own tunnel address), as (network, prefix length).
+    pub local_prefixes: Vec<(IpAddr, u8)>,
+    /// MTU advertised in CIEs.
+    pub mtu: u16,
+    /// Holding time advertised, seconds (7200).
+    pub holding_time: u16,
+    /// Cleartext password (`ip nhrp authentication`, at most 8 bytes).
+    pub authentication: Option<Vec<u8>>,
+    /// Servers to register with.
+    pub nhs: Vec<NhsConfig>,
+    /// Static mappings (protocol, NBMA) (`ip nhrp map`).
+    pub static_maps: Vec<(IpAddr, IpAddr)>,
+    /// Set the unique flag on registrations (IOS default; off with
+    /// `ip nhrp registration no-unique`).
+    pub unique: bool,
+    /// Re-registration interval; None = holding time / 3.
+    pub registration_interval: Option<Duration>,
+    /// Accept registrations and serve resolution requests (hub).
+    pub server: bool,
+    /// Send Traffic Indications for relayed spoke-to-spoke traffic
+    /// (`ip nhrp redirect`).
+    pub redirect: bool,
+    /// Act on Traffic Indications by resolving (`ip nhrp shortcut`).
+    pub shortcut: bool,
+    /// Hold resolution replies until the node reports an IPsec SA to the
+    /// requester (protected tunnels).
+    pub wait_for_ipsec: bool,
+    /// First retransmission timeout.
+    pub retransmit_initial: Duration,
+    /// Retransmission back-off cap.
+    pub retransmit_max: Duration,
+    /// Retransmissions of a resolution request before giving up.
+    pub resolution_retries: u32,
+    /// Unanswered registration requests before an NHS is declared down.
+    pub nhs_down_after: u32,
+    /// Lifetime of a negative cache entry.
+    pub negative_holding_time: Duration,
+    /// Minimum interval between Traffic Indications for one
+    /// (source, destination) pair.
+    pub redirect_holddown: Duration,
+    /// At most this many Traffic Indications per `max_send_interval`
+    /// (`ip nhrp max-send 100 every 10`).
+    pub max_send: u32,
+    /// Window for `max_send`.
+    pub max_send_interval: Duration,
+    /// How long a reply delayed for IPsec is kept.
+    pub delayed_timeout: Duration,
+    /// First request ID (IDs then count up; reused on retransmission).
+    pub initial_request_id: u32,
+}
+
+impl Config {
+    /// Defaults for a node with the given addresses.
+    pub fn new(nbma: IpAddr, protocol: IpAddr) -> Config {
+        Config {
+            interface: "Tunnel0".into(),
+            vrf: 0,
+            nbma,
+            protocol,
+            local_prefixes: Vec::new(),
+            mtu: 1514,
+            holding_time: 7200,
+            authentication: None,
+            nhs: Vec::new(),
+            static_maps: Vec::new(),
+            unique: true,
+            registration_interval: None,
+            server: false,
+            redirect: false,
+            shortcut: false,
+            wait_for_ipsec: false,
+            retransmit_initial: Duration::from_secs(1),
+            retransmit_max: Duration::from_secs(64),
+            resolution_retries: 3,
+            nhs_down_after: 3,
+            negative_holding_time: Duration::from_secs(15),
+            redirect_holddown: Duration::from_secs(1),
+            max_send: 100,
+            max_send_interval: Duration::from_secs(10),
+            delayed_timeout: Duration::from_secs(10),
+            initial_request_id: 1,
+        }
+    }
+}
+
+/// A packet to send: NHRP bytes for GRE protocol 0x2001 to `dst_nbma`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// Destination NBMA address.
+    pub dst_nbma: IpAddr,
+    /// The NHRP packet.
+    pub payload: Vec<u8>,
+}
+
+/// Something the node should know about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A registration with this NHS succeeded (it was down).
+    NhsUp {
+        /// NHS tunnel address.
+        nhs: IpAddr,
+        /// NHS NBMA address.
+        nbma: IpAddr,
+    },
+    /// The NHS stopped answering registrations.
+    NhsDown {
+        /// NHS tunnel address.
+        nhs: IpAddr,
+        /// NHS NBMA address.
+        nbma: IpAddr,
+    },
+    /// The NHS refused our registration with a CIE code.
+    RegistrationRejected {
+        /// NHS tunnel address.
+        nhs: IpAddr,
+        /// CIE code (e.g. 14, already registered).
+        code: u8,
+    },
+    /// We learnt that we are behind NAT: the NHS sees us at `nat_nbma`.
+    NatDetected {
+        /// Our post-NAT NBMA address.
+        nat_nbma: IpAddr,
+    },
+    /// (NHS) a client registered, or changed NBMA address.
+    PeerRegistered {
+        /// Client tunnel address.
+        protocol: IpAddr,
+        /// Prefix length.
+        prefix_len: u8,
+        /// Client NBMA address (post-NAT).
+        nbma: IpAddr,
+        /// NBMA address the client claimed, if different (behind NAT).
+        claimed_nbma: Option<IpAddr>,
+        /// Holding time, seconds.
+        holding_time: u16,
+    },
+    /// (NHS) a registration expired or was purged.
+    PeerExpired {
+        /// Client tunnel address.
+        protocol: IpAddr,
+        /// Prefix length.
+        prefix_len: u8,
+        /// Its NBMA address.
+        nbma: Option<IpAddr>,
+    },
+    /// A shortcut (cached entry) was installed or changed.
+    ShortcutUp {
+        /// Destination network.
+        prefix: IpAddr,
+        /// Prefix length.
+        prefix_len: u8,
+        /// Next-hop tunnel address.
+        next_hop: IpAddr,
+        /// NBMA address to send to.
+        nbma: IpAddr,
+    },
+    /// A shortcut expired or was purged/cleared.
+    ShortcutDown {
+        /// Destination network.
+        prefix: IpAddr,
+        /// Prefix length.
+        prefix_len: u8,
+        /// Its NBMA address.
+        nbma: Option<IpAddr>,
+    },
+    /// A resolution failed (NAK code, or no answer when None).
+    ResolutionFailed {
+        /// Address we tried to resolve.
+        dst: IpAddr,
+        /// CIE code from a negative reply.
+        code: Option<u8>,
+    },
+    /// A resolution reply to `nbma` is held until an IPsec SA to it is up;
+    /// bring one up and call [`Engine::ipsec_up`].
+    NeedIpsec {
+        /// Requester's NBMA address.
+        nbma: IpAddr,
+    },
+    /// An Error Indication arrived.
+    ErrorIndication {
+        /// Sender's NBMA address.
+        from: IpAddr,
+        /// RFC 2332 error code.
+        code: u16,
+    },
+}
+
+/// Registration state towards one NHS, for `show ip nhrp nhs`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NhsStatus {
+    /// Configuration.
+    pub config: NhsConfig,
+    /// Whether the last registration succeeded and it still answers.
+    pub up: bool,
+    /// Request ID of the registration in flight.
+    pub request_id: Option<u32>,
+    /// Registration requests sent that were not answered.
+    pub unanswered: u32,
+    /// When the last successful reply arrived.
+    pub last_reply: Option<Instant>,
+}
+
+/// Counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Packets handed to `handle`.
+    pub rx: u64,
+    /// Packets that failed to parse.
+    pub rx_malformed: u64,
+    /// Packets rejected for authentication.
+    pub rx_auth_failed: u64,
+    /// Packets queued for sending.
+    pub tx: u64,
+    /// Error Indications sent.
+    pub tx_errors: u64,
+    /// Traffic Indications sent.
+    pub tx_traffic_indications: u64,
+    /// Traffic Indications suppressed by the rate limit.
+    pub traffic_indications_limited: u64,
+}
+
+/// The next hop for a destination, from [`Engine::lookup`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NextHop {
+    /// Matched network.
+    pub prefix: IpAddr,
+    /// Matched prefix length.
+    pub prefix_len: u8,
+    /// Entry kind.
+    pub kind: EntryType,
+    /// NBMA address to send to.
+    pub nbma: IpAddr,
+    /// Next-hop tunnel address, when known.
+    pub next_hop: Option<IpAddr>,
+}
+
+#[derive(Debug)]
+struct Nhs {
+    cfg: NhsConfig,
+    up: bool,
+    request_id: Option<u32>,
+    bytes: Vec<u8>,
+    next: Instant,
+    backoff: Duration,
+    unanswered: u32,
+    last_reply: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct Pending {
+    dst: IpAddr,
+    to: IpAddr,
+    bytes: Vec<u8>,
+    next: Instant,
+    backoff: Duration,
+    attempts: u32,
+}
+
+#[derive(Debug)]
+struct Delayed {
+    nbma: IpAddr,
+    request_id: u32,
+    src: Vec<u8>,
+    dst: Vec<u8>,
+    bytes: Vec<u8>,
+    expires: Instant,
+}
+
+/// The NHRP engine. See the module documentation.
+#[derive(Debug)]
+pub struct Engine {
+    cfg: Config,
+    cache: Cache,
+    nhs: Vec<Nhs>,
+    resolutions: HashMap<u32, Pending>,
+    next_id: u32,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    delayed: Vec<Delayed>,
+    sa_up: HashSet<IpAddr>,
+    routes: Vec<(IpAddr, u8, IpAddr)>,
+    redirect_last: HashMap<(IpAddr, IpAddr), Instant>,
+    send_window: (Instant, u32),
+    nat_nbma: Option<IpAddr>,
+    stats: Stats,
+}
+
+fn host_len(a: IpAddr) -> u8 {
+    max_len(a)
+}
+
+/// Constant-time comparison (password check).
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Addresses of an IPv4 or IPv6 packet, and the length of header + 8.
+fn ip_endpoints(pkt: &[u8]) -> Option<(IpAddr, IpAddr, usize)> {
+    match pkt.first()? >> 4 {
+        4 if pkt.len() >= 20 => {
+            let ihl = usize::from(pkt[0] & 0x0f) * 4;
+            Some((
+                addr_to_ip(&pkt[12..16])?,
+                addr_to_ip(&pkt[16..20])?,
+                (ihl.max(20) + 8).min(pkt.len()),
+            ))
+        }
+        6 if pkt.len() >= 40 => Some((
+            addr_to_ip(&pkt[8..24])?,
+            addr_to_ip(&pkt[24..40])?,
+            48.min(pkt.len()),
+        )),
+        _ => None,
+    }
+}
+
+impl Engine {
+    /// A new engine; registrations to every NHS are due at `now`.
+    pub fn new(cfg: Config, now: Instant) -> Engine {
+        let mut cache = Cache::new();
+        let mut local =
+            CacheEntry::new(cfg.protocol, host_len(cfg.protocol), EntryType::Local, now);
+        local.nbma = Some(cfg.nbma);
+        local.next_hop = Some(cfg.protocol);
+        cache.insert(local);
+        for (p, l) in &cfg.local_prefixes {
+            let mut e = CacheEntry::new(*p, *l, EntryType::Local, now);
+            e.nbma = Some(cfg.nbma);
+            e.next_hop = Some(cfg.protocol);
+            cache.insert(e);
+        }
+        for (p, n) in &cfg.static_maps {
+            let mut e = CacheEntry::new(*p, host_len(*p), EntryType::Static, now);
+            e.nbma = Some(*n);
+            e.next_hop = Some(*p);
+            cache.insert(e);
+        }
+        let nhs = cfg
+            .nhs
+            .iter()
+            .map(|n| {
+                let mut e = CacheEntry::new(n.protocol, host_len(n.protocol), EntryType::Nhs, now);
+                e.nbma = Some(n.nbma);
+                e.next_hop = Some(n.protocol);
+                cache.insert(e);
+                Nhs {
+                    cfg: n.clone(),
+                    up: false,
+                    request_id: None,
+                    bytes: Vec::new(),
+                    next: now,
+                    backoff: cfg.retransmit_initial,
+                    unanswered: 0,
+                    last_reply: None,
+                }
+            })
+            .collect();
+        Engine {
+            next_id: cfg.initial_request_id,
+            cfg,
+            cache,
+            nhs,
+            resolutions: HashMap::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            delayed: Vec::new(),
+            sa_up: HashSet::new(),
+            routes: Vec::new(),
+            redirect_last: HashMap::new(),
+            send_window: (Instant::ZERO, 0),
+            nat_nbma: None,
+            stats: Stats::default(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// The cache (for `show ip nhrp`).
+    pub fn cache(&self) -> &Cache {
+        &self.cache
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Our post-NAT NBMA address, if an NHS told us we are behind NAT.
+    pub fn nat_nbma(&self) -> Option<IpAddr> {
+        self.nat_nbma
+    }
+
+    /// State of each NHS (for `show ip nhrp nhs`).
+    pub fn nhs_status(&self) -> Vec<NhsStatus> {
+        self.nhs
+            .iter()
+            .map(|n| NhsStatus {
+                config: n.cfg.clone(),
+                up: n.up,
+                request_id: n.request_id,
+                unanswered: n.unanswered,
+                last_reply: n.last_reply,
+            })
+            .collect()
+    }
+
+    /// NBMA addresses multicast (routing protocol) packets go to: the
+    /// NHSs and every registered client (`ip nhrp map multicast dynamic`).
+    pub fn multicast_nbmas(&self) -> Vec<IpAddr> {
+        let mut v: Vec<IpAddr> = self.nhs.iter().map(|n| n.cfg.nbma).collect();
+        for e in self.cache.entries() {
+            if let (EntryType::Dynamic, Some(n)) = (e.kind, e.nbma) {
+                v.push(n);
+            }
+        }
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// NBMA address of the preferred NHS (lowest priority value among
+    /// those up, else the first configured).
+    pub fn preferred_nhs(&self) -> Option<&NhsConfig> {
+        self.nhs
+            .iter()
+            .filter(|n| n.up)
+            .min_by_key(|n| n.cfg.priority)
+            .or_else(|| self.nhs.first())
+            .map(|n| &n.cfg)
+    }
+
+    /// Installs a route (network → next-hop tunnel address) the NHS uses
+    /// to find which client owns a destination behind it.
+    pub fn add_route(&mut self, prefix: IpAddr, prefix_len: u8, next_hop: IpAddr) {
+        let prefix = mask(prefix, prefix_len);
+        self.routes
+            .retain(|(p, l, _)| !(*p == prefix && *l == prefix_len));
+        self.routes.push((prefix, prefix_len, next_hop));
+    }
+
+    /// Removes a route added with [`Engine::add_route`].
+    pub fn remove_route(&mut self, prefix: IpAddr, prefix_len: u8) {
+        let prefix = mask(prefix, prefix_len);
+        self.routes
+            .retain(|(p, l, _)| !(*p == prefix && *l == prefix_len));
+    }
+
+    /// Next packet to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// Next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Engine::handle_timeout`] must next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut t: Option<Instant> = None;
+        let mut at = |x: Instant| t = Some(t.map_or(x, |y| y.min(x)));
+        self.nhs.iter().for_each(|n| at(n.next));
+        self.resolutions.values().for_each(|p| at(p.next));
+        self.delayed.iter().for_each(|d| at(d.expires));
+        if let Some(x) = self.cache.next_expiry() {
+            at(x);
+        }
+        for e in self.cache.entries() {
+            if let Some(r) = self.refresh_due(e) {
+                at(r);
+            }
+        }
+        t
+    }
+
+    /// Re-resolution point of a used cached entry (2/3 of its holding
+    /// time), unless a resolution for it is already in flight.
+    fn refresh_due(&self, e: &CacheEntry) -> Option<Instant> {
+        if e.kind != EntryType::Cached || !e.used {
+            return None;
+        }
+        if self.resolutions.values().any(|p| p.dst == e.prefix) {
+            return None;
+        }
+        Some(e.created + Duration::from_secs(u64::from(e.holding_time)) * 2 / 3)
+    }
+
+    /// Longest-prefix lookup for the data path; marks the entry used (so
+    /// it is re-resolved before it expires). None: send via the NHS.
+    pub fn lookup(&mut self, dst: IpAddr) -> Option<NextHop> {
+        let e = self.cache.lookup_mut(dst)?;
+        if !e.is_complete() {
+            return None;
+        }
+        e.used = true;
+        Some(NextHop {
+            prefix: e.prefix,
+            prefix_len: e.prefix_len,
+            kind: e.kind,
+            nbma: e.nbma?,
+            next_hop: e.next_hop,
+        })
+    }
+
+    /// Tells the engine an IPsec SA to `nbma` is up: replies delayed for
+    /// it are sent now.
+    pub fn ipsec_up(&mut self, now: Instant, nbma: IpAddr) {
+        self.sa_up.insert(nbma);
+        let (ready, keep): (Vec<Delayed>, Vec<Delayed>) = std::mem::take(&mut self.delayed)
+            .into_iter()
+            .partition(|d| d.nbma == nbma);
+        self.delayed = keep;
+        for d in ready {
+            debug!(
+                target: TARGET,
+                "NHRP: Process delayed resolution request src:{} dst:{}",
+                crate::wire::addr_to_string(&d.src),
+                crate::wire::addr_to_string(&d.dst)
+            );
+            self.send(
+                now,
+                d.nbma,
+                d.bytes,
+                PacketType::ResolutionReply,
+                &d.src,
+                &d.dst,
+            );
+        }
+    }
+
+    /// Tells the engine the IPsec SA to `nbma` went away.
+    pub fn ipsec_down(&mut self, nbma: IpAddr) {
+        self.sa_up.remove(&nbma);
+    }
+
+    fn new_id(&mut self) -> u32 {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1).max(1);
+        id
+    }
+
+    fn log_send(&self, what: &str, ty: PacketType, len: usize, src: &[u8], dst: &[u8]) {
+        debug!(
+            target: TARGET,
+            "NHRP: {} {} via {} vrf {}, packet size: {}",
+            what,
+            ty.ios_name(),
+            self.cfg.interface,
+            self.cfg.vrf,
+            len
+        );
+        debug!(
+            target: TARGET,
+            " src: {}, dst: {}",
+            crate::wire::addr_to_string(src),
+            crate::wire::addr_to_string(dst)
+        );
+    }
+
+    fn send(
+        &mut self,
+        _now: Instant,
+        to: IpAddr,
+        bytes: Vec<u8>,
+        ty: PacketType,
+        src: &[u8],
+        dst: &[u8],
+    ) {
+        self.log_send("Send", ty, bytes.len(), src, dst);
+        debug!(target: TARGET, "NHRP: {} bytes out {}", bytes.len(), self.cfg.interface);
+        self.stats.tx += 1;
+        self.transmits.push_back(Transmit {
+            dst_nbma: to,
+            payload: bytes,
+        });
+    }
+
+    fn own_cie(&self, prefix_len: u8) -> Cie {
+        Cie {
+            prefix_len,
+            mtu: self.cfg.mtu,
+            holding_time: self.cfg.holding_time,
+            nbma: ip_to_addr(self.cfg.nbma),
+            proto: ip_to_addr(self.cfg.protocol),
+            ..Cie::default()
+        }
+    }
+
+    fn auth_ext(&self) -> Option<Extension> {
+        self.cfg.authentication.as_ref().map(|pw| {
+            Extension::new(ExtBody::Authentication {
+                auth_type: AUTH_TYPE_CLEARTEXT,
+                data: pw.clone(),
+            })
+        })
+    }
+
+    /// Extensions in Cisco's request order: 8003 8004 8005 8007 0009 8000.
+    fn request_extensions(&self, responder: bool, nat: Vec<Cie>) -> Vec<Extension> {
+        let mut v = Vec::new();
+        if responder {
+            v.push(Extension::new(ExtBody::ResponderAddress(None)));
+        }
+        v.push(Extension::new(ExtBody::ForwardTransit(Vec::new())));
+        v.push(Extension::new(ExtBody::ReverseTransit(Vec::new())));
+        v.extend(self.auth_ext());
+        v.push(Extension::new(ExtBody::NatAddress(nat)));
+        v.push(Extension::new(ExtBody::End));
+        v
+    }
+
+    /// Replaces the (hop-by-hop) authentication extension with ours.
+    fn reauth(&self, exts: &mut Vec<Extension>) {
+        let ours = self.auth_ext();
+        let pos = exts
+            .iter()
+            .position(|e| matches!(e.body, ExtBody::Authentication { .. }));
+        match (pos, ours) {
+            (Some(i), Some(a)) => exts[i] = a,
+            (Some(i), None) => {
+                exts.remove(i);
+            }
+            (None, Some(a)) => insert_before_end(exts, a),
+            (None, None) => {}
+        }
+    }
+
+    fn auth_ok(&self, p: &Packet) -> bool {
+        let Some(pw) = &self.cfg.authentication else {
+            return true;
+        };
+        p.extensions.iter().any(|e| match &e.body {
+            ExtBody::Authentication { auth_type, data } => {
+                *auth_type == AUTH_TYPE_CLEARTEXT && ct_eq(data, pw)
+            }
+            _ => false,
+        })
+    }
+
+    fn send_error(&mut self, now: Instant, to: IpAddr, offending: &Packet, raw: &[u8], code: u16) {
+        if offending.packet_type == PacketType::ErrorIndication {
+            return; // never answer an error with an error
+        }
+        let size = raw.len().min(usize::from(u16::MAX) - 64);
+        let mut e = Packet::new(
+            PacketType::ErrorIndication,
+            self.cfg.nbma,
+            self.cfg.protocol,
+            self.cfg.protocol,
+            Body::Error {
+                code,
+                offset: 0,
+                contents: raw[..size].to_vec(),
+            },
+        );
+        e.dst_proto = offending.src_proto.clone();
+        debug!(
+            target: TARGET,
+            "NHRP: Sending Error Indication ({}) to {}",
+            error_code::name(code),
+            to
+        );
+        self.stats.tx_errors += 1;
+        let (s, d) = (e.src_proto.clone(), e.dst_proto.clone());
+        self.send(now, to, e.emit(), PacketType::ErrorIndication, &s, &d);
+    }
+
+    /// Handles one received NHRP packet (the GRE payload) from `from_nbma`.
+    pub fn handle(&mut self, now: Instant, from_nbma: IpAddr, bytes: &[u8]) {
+        self.stats.rx += 1;
+        let p = match Packet::parse(bytes) {
+            Ok(p) => p,
+            Err(e) => {
+                self.stats.rx_malformed += 1;
+                debug!(target: TARGET, "NHRP: Drop malformed packet from {}: {}", from_nbma, e);
+                return;
+            }
+        };
+        let raw = &bytes[..bytes.len().min(p.emit().len())];
+        debug!(
+            target: TARGET,
+            "NHRP: Receive {} via {} vrf {}, packet size: {}",
+            p.packet_type.ios_name(),
+            self.cfg.interface,
+            self.cfg.vrf,
+            raw.len()
+        );
+        if p.packet_type == PacketType::ErrorIndication {
+            self.on_error_indication(now, from_nbma, &p);
+            return;
+        }
+        if let Some(ty) = p.unknown_compulsory_extension() {
+            debug!(target: TARGET, "NHRP: Unrecognized compulsory extension {:#06x}", ty);
+            self.send_error(now, from_nbma, &p, raw, error_code::UNRECOGNIZED_EXTENSION);
+            return;
+        }
+        if !self.auth_ok(&p) {
+            self.stats.rx_auth_failed += 1;
+            warn!(
+                target: TARGET,
+                "NHRP: Authentication failure for {} from {}",
+                p.packet_type.ios_name(),
+                from_nbma
+            );
+            self.send_error(now, from_nbma, &p, raw, error_code::AUTHENTICATION_FAILURE);
+            return;
+        }
+        if p.hop_count == 0 {
+            debug!(target: TARGET, "NHRP: Drop packet with hop count 0 from {}", from_nbma);
+            return;
+        }
+        match p.packet_type {
+            PacketType::RegistrationRequest => self.on_registration_request(now, from_nbma, p),
+            PacketType::RegistrationReply => self.on_registration_reply(now, from_nbma, &p),
+            PacketType::ResolutionRequest => self.on_resolution_request(now, from_nbma, p, raw),
+            PacketType::ResolutionReply => self.on_resolution_reply(now, from_nbma, &p),
+            PacketType::PurgeRequest => self.on_purge_request(now, from_nbma, p),
+            PacketType::PurgeReply => {
+                debug!(target: TARGET, "NHRP: Purge Reply from {}", from_nbma)
+            }
+            PacketType::TrafficIndication => self.on_traffic_indication(now, &p),
+            PacketType::ErrorIndication => {}
+        }
+    }
+
+    // ----- client: registration -------------------------------------
+
+    fn registration_interval(&self) -> Duration {
+        self.cfg
+            .registration_interval
+            .unwrap_or(Duration::from_secs(u64::from(self.cfg.holding_time) / 3))
+    }
+
+    fn send_registration(&mut self, now: Instant, i: usize) {
+        if self.nhs[i].request_id.is_none() {
+            let id = self.new_id();
+            let n = &self.nhs[i].cfg;
+            let host = host_len(self.cfg.protocol);
+            let mut p = Packet::new(
+                PacketType::RegistrationRequest,
+                self.cfg.nbma,
+                self.cfg.protocol,
+                n.protocol,
+                Body::Cies {
+                    request_id: id,
+                    cies: vec![Cie {
+                        prefix_len: host,
+                        mtu: self.cfg.mtu,
+                        holding_time: self.cfg.holding_time,
+                        ..Cie::default()
+                    }],
+                },
+            );
+            p.flags = flags::CISCO_NAT | if self.cfg.unique { flags::REG_U } else { 0 };
+            // Cisco names the NHS as it sees it, so an NHS behind NAT can
+            // tell.
+            let nat = Cie {
+                prefix_len: host_len(n.protocol),
+                mtu: self.cfg.mtu,
+                nbma: ip_to_addr(n.nbma),
+                proto: ip_to_addr(n.protocol),
+                ..Cie::default()
+            };
+            p.extensions = self.request_extensions(true, vec![nat]);
+            self.nhs[i].request_id = Some(id);
+            self.nhs[i].bytes = p.emit();
+            self.nhs[i].backoff = self.cfg.retransmit_initial;
+        } else {
+            self.nhs[i].unanswered += 1;
+            if self.nhs[i].unanswered >= self.cfg.nhs_down_after && self.nhs[i].up {
+                self.nhs[i].up = false;
+                let (nhs, nbma) = (self.nhs[i].cfg.protocol, self.nhs[i].cfg.nbma);
+                info!(target: TARGET, "NHRP: NHS {} ({}) is down", nhs, nbma);
+                self.events.push_back(Event::NhsDown { nhs, nbma });
+            }
+        }
+        let n = &mut self.nhs[i];
+        n.next = now + n.backoff;
+        n.backoff = (n.backoff * 2).min(self.cfg.retransmit_max);
+        let (to, bytes) = (n.cfg.nbma, n.bytes.clone());
+        let (s, d) = (ip_to_addr(self.cfg.protocol), ip_to_addr(n.cfg.protocol));
+        debug!(target: TARGET, "NHRP: Sending packet to NHS {} on {}", n.cfg.protocol, self.cfg.interface);
+        self.send(now, to, bytes, PacketType::RegistrationRequest, &s, &d);
+    }
+
+    fn on_registration_reply(&mut self, now: Instant, from: IpAddr, p: &Packet) {
+        let id = p.request_id();
+        let Some(i) = self
+            .nhs
+            .iter()
+            .position(|n| n.request_id.is_some() && n.request_id == id)
+        else {
+            debug!(target: TARGET, "NHRP: Registration Reply from {} matches no request", from);
+            return;
+        };
+        let c = p.cies().first().map_or(code::SUCCESS, |c| c.code);
+        let interval = self.registration_interval();
+        let n = &mut self.nhs[i];
+        n.request_id = None;
+        n.unanswered = 0;
+        if c != code::SUCCESS {
+            // Retry later with back-off; the NHS stays (or goes) down.
+            n.next = now + n.backoff;
+            n.backoff = (n.backoff * 2).min(self.cfg.retransmit_max);
+            let nhs = n.cfg.protocol;
+            warn!(target: TARGET, "NHRP: Registration with NHS {} rejected, code {}", nhs, c);
+            self.events
+                .push_back(Event::RegistrationRejected { nhs, code: c });
+            return;
+        }
+        n.last_reply = Some(now);
+        n.next = now + interval;
+        n.backoff = self.cfg.retransmit_initial;
+        if !n.up {
+            n.up = true;
+            let (nhs, nbma) = (n.cfg.protocol, n.cfg.nbma);
+            info!(target: TARGET, "NHRP: NHS {} ({}) is up", nhs, nbma);
+            self.events.push_back(Event::NhsUp { nhs, nbma });
+        }
+        // Cisco NAT extension: the NHS names the address it saw us from.
+        let own = ip_to_addr(self.cfg.protocol);
+        let seen = p
+            .extensions
+            .iter()
+            .filter(|e| matches!(e.body, ExtBody::NatAddress(_)))
+            .flat_map(|e| e.cies())
+            .find(|c| c.proto == own)
+            .and_then(|c| c.nbma_ip());
+        let new_nat = seen.filter(|n| *n != self.cfg.nbma && self.nat_nbma != Some(*n));
+        if let Some(nat) = new_nat {
+            info!(target: TARGET, "NHRP: NAT detected: NBMA {} is seen as {}", self.cfg.nbma, nat);
+            self.nat_nbma = Some(nat);
+            self.events.push_back(Event::NatDetected { nat_nbma: nat });
+        }
+    }
+
+    // ----- server: registration -------------------------------------
+
+    fn on_registration_request(&mut self, now: Instant, from: IpAddr, p: Packet) {
+        if !self.cfg.server {
+            debug!(target: TARGET, "NHRP: Not a server, ignoring Registration Request from {}", from);
+            return;
+        }
+        let (Some(src_proto), Some(claimed)) = (p.src_proto_ip(), p.src_nbma_ip()) else {
+            debug!(target: TARGET, "NHRP: Registration Request without IP addresses from {}", from);
+            return;
+        };
+        let unique = p.flags & flags::REG_U != 0;
+        let mut reply = p.clone();
+        reply.packet_type = PacketType::RegistrationReply;
+        reply.hop_count = DEFAULT_HOP_COUNT;
+        let mut cies = reply.cies_mut().map(std::mem::take).unwrap_or_default();
+        for c in &mut cies {
+            let proto = if c.proto.is_empty() {
+                Some(src_proto)
+            } else {
+                c.proto_ip()
+            };
+            let Some(proto) = proto else {
+                c.code = code::ADMIN_PROHIBITED;
+                continue;
+            };
+            let host = host_len(proto);
+            // Old IOS sends 0xff; 0 would register a default route.
+            let len = if c.prefix_len == 0 || c.prefix_len > host {
+                host
+            } else {
+                c.prefix_len
+            };
+            let ht = if c.holding_time == 0 {
+                self.cfg.holding_time
+            } else {
+                c.holding_time
+            };
+            let claim = if c.nbma.is_empty() {
+                Some(claimed)
+            } else {
+                c.nbma_ip()
+            };
+            c.code = self.register(now, proto, len, from, claim.unwrap_or(claimed), unique, ht);
+        }
+        if let Some(v) = reply.cies_mut() {
+            *v = cies;
+        }
+        let host = host_len(self.cfg.protocol);
+        set_responder(&mut reply.extensions, self.own_cie(host));
+        self.reauth(&mut reply.extensions);
+        if from != claimed {
+            // Tell the client its post-NAT address.
+            let nat = Cie {
+                prefix_len: host_len(src_proto),
+                mtu: self.cfg.mtu,
+                holding_time: self.cfg.holding_time,
+                nbma: ip_to_addr(from),
+                proto: ip_to_addr(src_proto),
+                ..Cie::default()
+            };
+            set_nat(&mut reply.extensions, vec![nat]);
+        }
+        let (s, d) = (reply.src_proto.clone(), reply.dst_proto.clone());
+        self.send(
+            now,
+            from,
+            reply.emit(),
+            PacketType::RegistrationReply,
+            &s,
+            &d,
+        );
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn register(
+        &mut self,
+        now: Instant,
+        proto: IpAddr,
+        len: u8,
+        real: IpAddr,
+        claimed: IpAddr,
+        unique: bool,
+        ht: u16,
+    ) -> u8 {
+        let old = self.cache.get(proto, len).cloned();
+        if let Some(o) = &old {
+            let live = o.expires.is_none_or(|t| t > now);
+            let conflict = o.nbma != Some(real)
+                && live
+                && match o.kind {
+                    EntryType::Dynamic => o.unique,
+                    EntryType::Static | EntryType::Local | EntryType::Nhs => true,
+                    _ => false,
+                };
+            if conflict {
+                warn!(
+                    target: TARGET,
+                    "NHRP: Unique address {}/{} already registered by {:?}, rejecting {}",
+                    proto, len, o.nbma, real
+                );
+                return code::ALREADY_REGISTERED;
+            }
+        }
+        let mut e = CacheEntry::new(proto, len, EntryType::Dynamic, now);
+        e.nbma = Some(real);
+        e.claimed_nbma = (claimed != real).then_some(claimed);
+        e.next_hop = Some(proto);
+        e.expires = Some(now + Duration::from_secs(u64::from(ht)));
+        e.holding_time = ht;
+        e.unique = unique;
+        let changed = old
+            .as_ref()
+            .is_none_or(|o| o.kind != EntryType::Dynamic || o.nbma != Some(real));
+        self.cache.insert(e);
+        if changed {
+            info!(target: TARGET, "NHRP: Registered {}/{} at NBMA {}", proto, len, real);
+            self.events.push_back(Event::PeerRegistered {
+                protocol: proto,
+                prefix_len: len,
+                nbma: real,
+                claimed_nbma: (claimed != real).then_some(claimed),
+                holding_time: ht,
+            });
+        }
+        code::SUCCESS
+    }
+
+    // ----- resolution -----------------------------------------------
+
+    /// Asks the NHS for a shortcut to `dst` unless one exists or is being
+    /// resolved (or resolution recently failed).
+    pub fn resolve(&mut self, now: Instant, dst: IpAddr) {
+        // Any matching entry (shortcut, registration, local, static,
+        // resolution in progress or recently failed) makes a request moot.
+        if self.cache.lookup(dst).is_some() {
+            return;
+        }
+        self.send_resolution(now, dst, true);
+    }
+
+    fn send_resolution(&mut self, now: Instant, dst: IpAddr, mark_incomplete: bool) {
+        if self.resolutions.values().any(|p| p.dst == dst) {
+            return;
+        }
+        let Some(nhs) = self.preferred_nhs().cloned() else {
+            debug!(target: TARGET, "NHRP: No NHS to resolve {}", dst);
+            return;
+        };
+        if mark_incomplete {
+            let e = CacheEntry::new(dst, host_len(dst), EntryType::Incomplete, now);
+            self.cache.insert(e);
+        }
+        let id = self.new_id();
+        let mut p = Packet::new(
+            PacketType::ResolutionRequest,
+            self.cfg.nbma,
+            self.cfg.protocol,
+            dst,
+            Body::Cies {
+                request_id: id,
+                cies: vec![Cie {
+                    mtu: self.cfg.mtu,
+                    holding_time: self.cfg.holding_time,
+                    ..Cie::default()
+                }],
+            },
+        );
+        p.flags = flags::RES_Q | flags::RES_A | flags::RES_S | flags::CISCO_NAT;
+        p.extensions = self.request_extensions(true, Vec::new());
+        let bytes = p.emit();
+        debug!(target: TARGET, "NHRP: Sending packet to NHS {} on {}", nhs.protocol, self.cfg.interface);
+        self.send(
+            now,
+            nhs.nbma,
+            bytes.clone(),
+            p.packet_type,
+            &p.src_proto,
+            &p.dst_proto,
+        );
+        self.resolutions.insert(
+            id,
+            Pending {
+                dst,
+                to: nhs.nbma,
+                bytes,
+                next: now + self.cfg.retransmit_initial,
+                backoff: self.cfg.retransmit_initial * 2,
+                attempts: 1,
+            },
+        );
+    }
+
+    fn is_local(&self, dst: IpAddr) -> Option<u8> {
+        if dst == self.cfg.protocol {
+            return Some(host_len(dst));
+        }
+        self.cfg
+            .local_prefixes
+            .iter()
+            .filter(|(p, l)| mask(dst, *l) == mask(*p, *l) && p.is_ipv4() == dst.is_ipv4())
+            .map(|(_, l)| *l)
+            .max()
+    }
+
+    fn on_resolution_request(&mut self, now: Instant, from: IpAddr, p: Packet, raw: &[u8]) {
+        let Some(dst) = p.dst_proto_ip() else {
+            self.send_error(now, from, &p, raw, error_code::PROTOCOL_ERROR);
+            return;
+        };
+        let own = ip_to_addr(self.cfg.protocol);
+        let looped = p
+            .extensions
+            .iter()
+            .filter(|e| matches!(e.body, ExtBody::ForwardTransit(_)))
+            .flat_map(|e| e.cies())
+            .any(|c| c.proto == own);
+        if looped {
+            warn!(target: TARGET, "NHRP: Loop detected in Resolution Request for {}", dst);
+            self.send_error(now, from, &p, raw, error_code::LOOP_DETECTED);
+            return;
+        }
+        if let Some(len) = self.is_local(dst) {
+            self.answer_resolution(now, from, p, len);
+            return;
+        }
+        if self.cfg.server {
+            // Forward towards the client that owns the destination.
+            let nh = self
+                .routes
+                .iter()
+                .filter(|(pr, l, _)| mask(dst, *l) == *pr && pr.is_ipv4() == dst.is_ipv4())
+                .max_by_key(|(_, l, _)| *l)
+                .map_or(dst, |(_, _, nh)| *nh);
+            let owner = self
+                .cache
+                .lookup(nh)
+                .filter(|e| matches!(e.kind, EntryType::Dynamic | EntryType::Static))
+                .and_then(|e| e.nbma);
+            if let Some(to) = owner {
+                self.forward_resolution(now, from, p, raw, to);
+                return;
+            }
+        }
+        let up_nhs = self.nhs.iter().find(|n| n.up).map(|n| n.cfg.nbma);
+        if let Some(to) = up_nhs.filter(|n| *n != from) {
+            self.forward_resolution(now, from, p, raw, to);
+            return;
+        }
+        self.nak_resolution(now, from, p, code::NO_BINDING);
+    }
+
+    fn requester_nbma(p: &Packet, from: IpAddr) -> IpAddr {
+        let nat = p
+            .extensions
+            .iter()
+            .filter(|e| matches!(e.body, ExtBody::NatAddress(_)))
+            .flat_map(|e| e.cies())
+            .find(|c| c.proto == p.src_proto)
+            .and_then(|c| c.nbma_ip());
+        nat.or(p.src_nbma_ip()).unwrap_or(from)
+    }
+
+    fn forward_resolution(
+        &mut self,
+        now: Instant,
+        from: IpAddr,
+        p: Packet,
+        raw: &[u8],
+        to: IpAddr,
+    ) {
+        if p.hop_count <= 1 {
+            self.send_error(now, from, &p, raw, error_code::HOP_COUNT_EXCEEDED);
+            return;
+        }
+        let mut f = p;
+        f.hop_count -= 1;
+        let first_hop = !f
+            .extensions
+            .iter()
+            .any(|e| matches!(&e.body, ExtBody::ForwardTransit(v) if !v.is_empty()));
+        let host = host_len(self.cfg.protocol);
+        let me = self.own_cie(host);
+        match f.extensions.iter_mut().find_map(|e| match &mut e.body {
+            ExtBody::ForwardTransit(v) => Some(v),
+            _ => None,
+        }) {
+            Some(v) => v.push(me),
+            None => insert_before_end(
+                &mut f.extensions,
+                Extension::new(ExtBody::ForwardTransit(vec![me])),
+            ),
+        }
+        self.reauth(&mut f.extensions);
+        // A requester behind NAT: name its post-NAT address for the
+        // responder.
+        if first_hop && f.src_nbma_ip() != Some(from) {
+            let nat = Cie {
+                prefix_len: host_len(self.cfg.protocol),
+                mtu: self.cfg.mtu,
+                holding_time: self.cfg.holding_time,
+                nbma: ip_to_addr(from),
+                proto: f.src_proto.clone(),
+                ..Cie::default()
+            };
+            set_nat(&mut f.extensions, vec![nat]);
+        }
+        let bytes = f.emit();
+        self.log_send(
+            "Forwarding",
+            f.packet_type,
+            bytes.len(),
+            &f.src_proto,
+            &f.dst_proto,
+        );
+        self.stats.tx += 1;
+        self.transmits.push_back(Transmit {
+            dst_nbma: to,
+            payload: bytes,
+        });
+    }
+
+    fn nak_resolution(&mut self, now: Instant, from: IpAddr, p: Packet, c: u8) {
+        let to = Self::requester_nbma(&p, from);
+        let mut r = p;
+        r.packet_type = PacketType::ResolutionReply;
+        r.hop_count = DEFAULT_HOP_COUNT;
+        if let Some(v) = r.cies_mut() {
+            for cie in v.iter_mut() {
+                cie.code = c;
+            }
+            if v.is_empty() {
+                v.push(Cie {
+                    code: c,
+                    ..Cie::default()
+                });
+            }
+        }
+        self.reauth(&mut r.extensions);
+        let (s, d) = (r.src_proto.clone(), r.dst_proto.clone());
+        self.send(now, to, r.emit(), PacketType::ResolutionReply, &s, &d);
+    }
+
+    fn answer_resolution(&mut self, now: Instant, from: IpAddr, p: Packet, len: u8) {
+        let to = Self::requester_nbma(&p, from);
+        let request_id = p.request_id().unwrap_or(0);
+        if self
+            .delayed
+            .iter()
+            .any(|d| d.nbma == to && d.request_id == request_id)
+        {
+            debug!(target: TARGET, "NHRP: Resolution request is already being processed (delayed).");
+            return;
+        }
+        let req_ht = p.cies().first().map_or(0, |c| c.holding_time);
+        let mut r = p;
+        r.packet_type = PacketType::ResolutionReply;
+        r.hop_count = DEFAULT_HOP_COUNT;
+        r.flags |= flags::RES_A | flags::RES_D | flags::RES_U;
+        if let Some(v) = r.cies_mut() {
+            *v = vec![self.own_cie(len)];
+        }
+        let host = host_len(self.cfg.protocol);
+        set_responder(&mut r.extensions, self.own_cie(host));
+        self.reauth(&mut r.extensions);
+        if let Some(nat) = self.nat_nbma {
+            let c = Cie {
+                prefix_len: host,
+                mtu: self.cfg.mtu,
+                holding_time: self.cfg.holding_time,
+                nbma: ip_to_addr(nat),
+                proto: ip_to_addr(self.cfg.protocol),
+                ..Cie::default()
+            };
+            set_nat(&mut r.extensions, vec![c]);
+        }
+        // The requester becomes a shortcut for us too.
+        if let Some(src) = r.src_proto_ip() {
+            let ht = if req_ht == 0 {
+                self.cfg.holding_time
+            } else {
+                req_ht
+            };
+            self.install_shortcut(now, src, host_len(src), src, to, ht);
+        }
+        let bytes = r.emit();
+        if self.cfg.wait_for_ipsec && !self.sa_up.contains(&to) {
+            debug!(
+                target: TARGET,
+                "NHRP: Delaying resolution request nbma src:{} nbma dst:{} reason:IPSEC-IFC: need to wait for IPsec SAs.",
+                self.cfg.nbma,
+                to
+            );
+            self.delayed.push(Delayed {
+                nbma: to,
+                request_id,
+                src: r.src_proto.clone(),
+                dst: r.dst_proto.clone(),
+                bytes,
+                expires: now + self.cfg.delayed_timeout,
+            });
+            self.events.push_back(Event::NeedIpsec { nbma: to });
+            return;
+        }
+        debug!(
+            target: TARGET,
+            "NHRP: No need to delay processing of resolution event nbma src:{} nbma dst:{}",
+            self.cfg.nbma,
+            to
+        );
+        let (s, d) = (r.src_proto.clone(), r.dst_proto.clone());
+        self.send(now, to, bytes, PacketType::ResolutionReply, &s, &d);
+    }
+
+    fn install_shortcut(
+        &mut self,
+        now: Instant,
+        prefix: IpAddr,
+        len: u8,
+        next_hop: IpAddr,
+        nbma: IpAddr,
+        ht: u16,
+    ) {
+        let old = self.cache.get(prefix, len).cloned();
+        if old.as_ref().is_some_and(|o| {
+            matches!(
+                o.kind,
+                EntryType::Local | EntryType::Static | EntryType::Nhs | EntryType::Dynamic
+            )
+        }) {
+            return; // never override configured or registered entries
+        }
+        let mut e = CacheEntry::new(prefix, len, EntryType::Cached, now);
+        e.nbma = Some(nbma);
+        e.next_hop = Some(next_hop);
+        e.holding_time = ht;
+        e.expires = Some(now + Duration::from_secs(u64::from(ht)));
+        let changed = old
+            .as_ref()
+            .is_none_or(|o| o.kind != EntryType::Cached || o.nbma != Some(nbma));
+        self.cache.insert(e);
+        if changed {
+            info!(target: TARGET, "NHRP: Shortcut {}/{} via {} at NBMA {}", prefix, len, next_hop, nbma);
+            self.events.push_back(Event::ShortcutUp {
+                prefix: mask(prefix, len),
+                prefix_len: len,
+                next_hop,
+                nbma,
+            });
+        }
+    }
+
+    fn on_resolution_reply(&mut self, now: Instant, from: IpAddr, p: &Packet) {
+        let Some(id) = p.request_id() else { return };
+        let Some(pending) = self.resolutions.get(&id) else {
+            debug!(target: TARGET, "NHRP: Resolution Reply from {} matches no request", from);
+            return;
+        };
+        if p.dst_proto_ip() != Some(pending.dst) {
+            debug!(target: TARGET, "NHRP: Resolution Reply for the wrong destination from {}", from);
+            return;
+        }
+        let dst = pending.dst;
+        self.resolutions.remove(&id);
+        let Some(c) = p.cies().first().cloned() else {
+            return;
+        };
+        self.remove_incomplete(dst);
+        if c.code != code::SUCCESS {
+            self.negative(now, dst, Some(c.code));
+            return;
+        }
+        let next_hop = c.proto_ip().unwrap_or(dst);
+        let nat = p
+            .extensions
+            .iter()
+            .filter(|e| matches!(e.body, ExtBody::NatAddress(_)))
+            .flat_map(|e| e.cies())
+            .find(|n| n.proto == c.proto)
+            .and_then(|n| n.nbma_ip());
+        let Some(nbma) = nat.or(c.nbma_ip()) else {
+            self.negative(now, dst, Some(c.code));
+            return;
+        };
+        let host = host_len(dst);
+        let len = if c.prefix_len > host {
+            host
+        } else {
+            c.prefix_len
+        };
+        let ht = if c.holding_time == 0 {
+            self.cfg.holding_time
+        } else {
+            c.holding_time
+        };
+        debug!(target: TARGET, "NHRP: netid_in = 0, to_us = 1");
+        self.install_shortcut(now, dst, len, next_hop, nbma, ht);
+        if next_hop != dst {
+            self.install_shortcut(now, next_hop, host_len(next_hop), next_hop, nbma, ht);
+        }
+    }
+
+    fn remove_incomplete(&mut self, dst: IpAddr) {
+        let len = host_len(dst);
+        if self
+            .cache
+            .get(dst, len)
+            .is_some_and(|e| e.kind == EntryType::Incomplete)
+        {
+            self.cache.remove(dst, len);
+        }
+    }
+
+    fn negative(&mut self, now: Instant, dst: IpAddr, c: Option<u8>) {
+        let mut e = CacheEntry::new(dst, host_len(dst), EntryType::Negative, now);
+        e.expires = Some(now + self.cfg.negative_holding_time);
+        let old = self.cache.get(dst, host_len(dst));
+        if old.is_none_or(|o| matches!(o.kind, EntryType::Incomplete | EntryType::Negative)) {
+            self.cache.insert(e);
+        }
+        debug!(target: TARGET, "NHRP: Resolution of {} failed (code {:?})", dst, c);
+        self.events
+            .push_back(Event::ResolutionFailed { dst, code: c });
+    }
+
+    // ----- purge, traffic indication, errors ---------------------------
+
+    fn on_purge_request(&mut self, now: Instant, from: IpAddr, p: Packet) {
+        let mut targets: Vec<(IpAddr, u8)> = p
+            .cies()
+            .iter()
+            .filter_map(|c| {
+                let a = c.proto_ip()?;
+                let l = if c.prefix_len == 0 || c.prefix_len > host_len(a) {
+                    host_len(a)
+                } else {
+                    c.prefix_len
+                };
+                Some((a, l))
+            })
+            .collect();
+        if targets.is_empty() {
+            targets.extend(p.dst_proto_ip().map(|a| (a, host_len(a))));
+        }
+        for (a, l) in targets {
+            let gone = self.cache.remove_if(|e| {
+                matches!(e.kind, EntryType::Cached | EntryType::Dynamic)
+                    && e.prefix_len >= l
+                    && mask(e.prefix, l) == mask(a, l)
+                    && e.prefix.is_ipv4() == a.is_ipv4()
+            });
+            for e in gone {
+                debug!(target: TARGET, "NHRP: Purged {}/{}", e.prefix, e.prefix_len);
+                self.entry_gone_event(e);
+            }
+        }
+        if p.flags & flags::PURGE_N == 0 {
+            let mut r = p;
+            r.packet_type = PacketType::PurgeReply;
+            r.hop_count = DEFAULT_HOP_COUNT;
+            self.reauth(&mut r.extensions);
+            let (s, d) = (r.src_proto.clone(), r.dst_proto.clone());
+            self.send(now, from, r.emit(), PacketType::PurgeReply, &s, &d);
+        }
+    }
+
+    /// Sends a Purge Request for `prefix/len` to `to_nbma` (e.g. to peers
+    /// that resolved a prefix we no longer serve).
+    pub fn purge(&mut self, now: Instant, to_nbma: IpAddr, prefix: IpAddr, prefix_len: u8) {
+        let id = self.new_id();
+        let mut p = Packet::new(
+            PacketType::PurgeRequest,
+            self.cfg.nbma,
+            self.cfg.protocol,
+            prefix,
+            Body::Cies {
+                request_id: id,
+                cies: vec![Cie {
+                    prefix_len,
+                    mtu: self.cfg.mtu,
+                    proto: ip_to_addr(prefix),
+                    ..Cie::default()
+                }],
+            },
+        );
+        p.extensions = self.request_extensions(false, Vec::new());
+        let (s, d) = (p.src_proto.clone(), p.dst_proto.clone());
+        self.send(now, to_nbma, p.emit(), PacketType::PurgeRequest, &s, &d);
+    }
+
+    fn entry_gone_event(&mut self, e: CacheEntry) {
+        match e.kind {
+            EntryType::Dynamic => self.events.push_back(Event::PeerExpired {
+                protocol: e.prefix,
+                prefix_len: e.prefix_len,
+                nbma: e.nbma,
+            }),
+            EntryType::Cached => self.events.push_back(Event::ShortcutDown {
+                prefix: e.prefix,
+                prefix_len: e.prefix_len,
+                nbma: e.nbma,
+            }),
+            _ => {}
+        }
+    }
+
+    /// `clear ip nhrp`: drops dynamic, cached, incomplete and negative
+    /// entries.
+    pub fn clear(&mut self) {
+        let gone = self.cache.remove_if(|e| {
+            matches!(
+                e.kind,
+                EntryType::Dynamic
+                    | EntryType::Cached
+                    | EntryType::Incomplete
+                    | EntryType::Negative
+            )
+        });
+        for e in gone {
+            self.entry_gone_event(e);
+        }
+        self.resolutions.clear();
+    }
+
+    fn on_traffic_indication(&mut self, now: Instant, p: &Packet) {
+        if !self.cfg.shortcut {
+            debug!(target: TARGET, "NHRP: Traffic Indication ignored (shortcut disabled)");
+            return;
+        }
+        let Body::Traffic { contents, .. } = &p.body else {
+            return;
+        };
+        let Some((_, dst, _)) = ip_endpoints(contents) else {
+            debug!(target: TARGET, "NHRP: Traffic Indication without an IP header");
+            return;
+        };
+        debug!(target: TARGET, "NHRP: Traffic Indication for {}: resolving", dst);
+        self.resolve(now, dst);
+    }
+
+    /// (Hub, `redirect` on) a data packet from `from_nbma` was relayed
+    /// back out of the tunnel: tell the sender to resolve a shortcut.
+    /// Rate-limited per (source, destination) and globally.
+    pub fn traffic_relayed(&mut self, now: Instant, from_nbma: IpAddr, packet: &[u8]) {
+        if !self.cfg.redirect {
+            return;
+        }
+        let Some((src, dst, take)) = ip_endpoints(packet) else {
+            return;
+        };
+        if self
+            .redirect_last
+            .get(&(src, dst))
+            .is_some_and(|t| now.saturating_since(*t) < self.cfg.redirect_holddown)
+        {
+            self.stats.traffic_indications_limited += 1;
+            return;
+        }
+        if now.saturating_since(self.send_window.0) >= self.cfg.max_send_interval {
+            self.send_window = (now, 0);
+        }
+        if self.send_window.1 >= self.cfg.max_send {
+            self.stats.traffic_indications_limited += 1;
+            return;
+        }
+        self.send_window.1 += 1;
+        let hold = self.cfg.redirect_holddown;
+        self.redirect_last
+            .retain(|_, t| now.saturating_since(*t) < hold);
+        self.redirect_last.insert((src, dst), now);
+        let mut p = Packet::new(
+            PacketType::TrafficIndication,
+            self.cfg.nbma,
+            self.cfg.protocol,
+            src,
+            Body::Traffic {
+                code: 0,
+                unused: 0,
+                contents: packet[..take].to_vec(),
+            },
+        );
+        p.extensions = self.request_extensions(false, Vec::new());
+        self.stats.tx_traffic_indications += 1;
+        let (s, d) = (p.src_proto.clone(), p.dst_proto.clone());
+        self.send(
+            now,
+            from_nbma,
+            p.emit(),
+            PacketType::TrafficIndication,
+            &s,
+            &d,
+        );
+    }
+
+    fn on_error_indication(&mut self, now: Instant, from: IpAddr, p: &Packet) {
+        let Body::Error {
+            code: c, contents, ..
+        } = &p.body
+        else {
+            return;
+        };
+        warn!(
+            target: TARGET,
+            "NHRP: Error Indication from {}: {} ({})",
+            from,
+            error_code::name(*c),
+            c
+        );
+        self.events
+            .push_back(Event::ErrorIndication { from, code: *c });
+        let Ok(orig) = Packet::parse_unchecked(contents) else {
+            return;
+        };
+        let Some(id) = orig.request_id() else { return };
+        match orig.packet_type {
+            PacketType::ResolutionRequest => {
+                if let Some(pend) = self.resolutions.remove(&id) {
+                    self.remove_incomplete(pend.dst);
+                    self.negative(now, pend.dst, None);
+                }
+            }
+            PacketType::RegistrationRequest => {
+                if let Some(n) = self.nhs.iter_mut().find(|n| n.request_id == Some(id)) {
+                    // Keep retrying with back-off, but as a fresh request.
+                    n.request_id = None;
+                    n.next = now + n.backoff;
+                    n.backoff = (n.backoff * 2).min(self.cfg.retransmit_max);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    // ----- timers ---------------------------------------------------
+
+    /// Runs everything due at or before `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for i in 0..self.nhs.len() {
+            if self.nhs[i].next <= now {
+                self.send_registration(now, i);
+            }
+        }
+        let due: Vec<u32> = self
+            .resolutions
+            .iter()
+            .filter(|(_, p)| p.next <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            let give_up = self
+                .resolutions
+                .get(&id)
+                .is_some_and(|p| p.attempts > self.cfg.resolution_retries);
+            if give_up {
+                if let Some(p) = self.resolutions.remove(&id) {
+                    self.remove_incomplete(p.dst);
+                    self.negative(now, p.dst, None);
+                }
+                continue;
+            }
+            if let Some(p) = self.resolutions.get_mut(&id) {
+                p.attempts += 1;
+                p.next = now + p.backoff;
+                p.backoff = (p.backoff * 2).min(self.cfg.retransmit_max);
+                let (to, bytes, dst) = (p.to, p.bytes.clone(), p.dst);
+                self.send(
+                    now,
+                    to,
+                    bytes,
+                    PacketType::ResolutionRequest,
+                    &ip_to_addr(self.cfg.protocol),
+                    &ip_to_addr(dst),
+                );
+            }
+        }
+        let expired: Vec<usize> = (0..self.delayed.len())
+            .filter(|i| self.delayed[*i].expires <= now)
+            .collect();
+        for i in expired.into_iter().rev() {
+            let d = self.delayed.remove(i);
+            debug!(target: TARGET, "NHRP: Dropping delayed resolution reply to {} (no IPsec SA)", d.nbma);
+        }
+        for e in self.cache.expire(now) {
+            debug!(target: TARGET, "NHRP: Expired {} entry {}/{}", e.kind, e.prefix, e.prefix_len);
+            self.entry_gone_event(e);
+        }
+        let refresh: Vec<(IpAddr, u8)> = self
+            .cache
+            .entries()
+            .into_iter()
+            .filter(|e| self.refresh_due(e).is_some_and(|t| t <= now))
+            .map(|e| (e.prefix, e.prefix_len))
+            .collect();
+        for (prefix, len) in refresh {
+            if let Some(e) = self.cache.get_mut(prefix, len) {
+                e.used = false;
+            }
+            debug!(target: TARGET, "NHRP: Refreshing used entry {}/{}", prefix, len);
+            self.send_resolution(now, prefix, false);
+        }
+    }
+}
+
+fn insert_before_end(exts: &mut Vec<Extension>, e: Extension) {
+    let at = exts
+        .iter()
+        .position(|x| matches!(x.body, ExtBody::End))
+        .unwrap_or(exts.len());
+    exts.insert(at, e);
+}
+
+fn set_responder(exts: &mut Vec<Extension>, c: Cie) {
+    match exts
+        .iter_mut()
+        .find(|e| matches!(e.body, ExtBody::ResponderAddress(_)))
+    {
+        Some(e) => e.body = ExtBody::ResponderAddress(Some(c)),
+        None => insert_before_end(exts, Extension::new(ExtBody::ResponderAddress(Some(c)))),
+    }
+}
+
+fn set_nat(exts: &mut Vec<Extension>, cies: Vec<Cie>) {
+    match exts
+        .iter_mut()
+        .find(|e| matches!(e.body, ExtBody::NatAddress(_)))
+    {
+        Some(e) => e.body = ExtBody::NatAddress(cies),
+        None => insert_before_end(exts, Extension::new(ExtBody::NatAddress(cies))),
+    }
+}

@@ -1,0 +1,747 @@
+//! Engine-to-engine tests in memory: a hub and spokes exchanging real
+//! NHRP bytes on virtual time (no sleeps).
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::time::Duration;
+
+use dmvpn_nhrp::cache::EntryType;
+use dmvpn_nhrp::ext::ExtBody;
+use dmvpn_nhrp::wire::{error_code, ip_to_addr};
+use dmvpn_nhrp::{
+    Body, Cie, Config, Engine, Event, Extension, Instant, NhsConfig, Packet, PacketType,
+};
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+const HUB_NBMA: &str = "172.16.0.1";
+const HUB_TUN: &str = "192.168.1.1";
+
+fn hub_cfg() -> Config {
+    let mut c = Config::new(ip(HUB_NBMA), ip(HUB_TUN));
+    c.server = true;
+    c.redirect = true;
+    c.authentication = Some(b"cisco123".to_vec());
+    c
+}
+
+fn spoke_cfg(n: u8) -> Config {
+    let mut c = Config::new(ip(&format!("172.16.0.{n}")), ip(&format!("192.168.1.{n}")));
+    c.nhs = vec![NhsConfig {
+        protocol: ip(HUB_TUN),
+        nbma: ip(HUB_NBMA),
+        priority: 0,
+    }];
+    c.shortcut = true;
+    c.authentication = Some(b"cisco123".to_vec());
+    c.local_prefixes = vec![(ip(&format!("10.{n}.0.0")), 16)];
+    c
+}
+
+/// A sent packet, as seen on the wire.
+#[derive(Debug, Clone)]
+struct Seen {
+    at: Instant,
+    from: IpAddr,
+    to: IpAddr,
+    packet: Packet,
+}
+
+struct Net {
+    now: Instant,
+    nodes: Vec<Engine>,
+    /// real source NBMA → address seen by others (NAT).
+    nat: HashMap<IpAddr, IpAddr>,
+    /// NBMA addresses whose traffic (both ways) is dropped.
+    down: HashSet<IpAddr>,
+    events: Vec<(usize, Event)>,
+    wire: Vec<Seen>,
+}
+
+impl Net {
+    fn new(cfgs: Vec<Config>) -> Net {
+        let now = Instant::ZERO;
+        Net {
+            now,
+            nodes: cfgs.into_iter().map(|c| Engine::new(c, now)).collect(),
+            nat: HashMap::new(),
+            down: HashSet::new(),
+            events: Vec::new(),
+            wire: Vec::new(),
+        }
+    }
+
+    fn node_for(&self, addr: IpAddr) -> Option<usize> {
+        self.nodes.iter().position(|n| {
+            let real = n.config().nbma;
+            real == addr || self.nat.get(&real) == Some(&addr)
+        })
+    }
+
+    fn pump(&mut self) {
+        loop {
+            let mut out = Vec::new();
+            for (i, n) in self.nodes.iter_mut().enumerate() {
+                while let Some(t) = n.poll_transmit() {
+                    out.push((i, t));
+                }
+                while let Some(e) = n.poll_event() {
+                    self.events.push((i, e));
+                }
+            }
+            if out.is_empty() {
+                break;
+            }
+            for (i, t) in out {
+                let real = self.nodes[i].config().nbma;
+                let from = *self.nat.get(&real).unwrap_or(&real);
+                self.wire.push(Seen {
+                    at: self.now,
+                    from,
+                    to: t.dst_nbma,
+                    packet: Packet::parse(&t.payload).expect("we emit valid packets"),
+                });
+                if self.down.contains(&real) || self.down.contains(&t.dst_nbma) {
+                    continue;
+                }
+                if let Some(j) = self.node_for(t.dst_nbma) {
+                    self.nodes[j].handle(self.now, from, &t.payload);
+                }
+            }
+        }
+    }
+
+    fn run_until(&mut self, t: Instant) {
+        self.pump();
+        loop {
+            let next = self.nodes.iter().filter_map(|n| n.poll_timeout()).min();
+            match next {
+                Some(n) if n <= t => {
+                    self.now = self.now.max(n);
+                    for node in &mut self.nodes {
+                        if node.poll_timeout().is_some_and(|x| x <= self.now) {
+                            node.handle_timeout(self.now);
+                        }
+                    }
+                    self.pump();
+                }
+                _ => break,
+            }
+        }
+        self.now = t;
+    }
+
+    fn secs(&mut self, s: u64) {
+        let t = self.now + Duration::from_secs(s);
+        self.run_until(t);
+    }
+
+    fn take_events(&mut self, node: usize) -> Vec<Event> {
+        let (mine, rest): (Vec<_>, Vec<_>) = self.events.drain(..).partition(|(i, _)| *i == node);
+        self.events = rest;
+        mine.into_iter().map(|(_, e)| e).collect()
+    }
+
+    fn sent(&self, ty: PacketType) -> Vec<&Seen> {
+        self.wire
+            .iter()
+            .filter(|s| s.packet.packet_type == ty)
+            .collect()
+    }
+}
+
+#[test]
+fn spokes_register_with_hub() {
+    let mut net = Net::new(vec![hub_cfg(), spoke_cfg(2), spoke_cfg(3)]);
+    net.secs(1);
+    for s in [1, 2] {
+        let ev = net.take_events(s);
+        assert!(
+            ev.contains(&Event::NhsUp {
+                nhs: ip(HUB_TUN),
+                nbma: ip(HUB_NBMA)
+            }),
+            "{ev:?}"
+        );
+        assert!(net.nodes[s].nhs_status()[0].up);
+    }
+    let hub_ev = net.take_events(0);
+    assert_eq!(
+        hub_ev
+            .iter()
+            .filter(|e| matches!(e, Event::PeerRegistered { .. }))
+            .count(),
+        2
+    );
+    let e = net.nodes[0].cache().get(ip("192.168.1.2"), 32).unwrap();
+    assert_eq!(e.kind, EntryType::Dynamic);
+    assert_eq!(e.nbma, Some(ip("172.16.0.2")));
+    assert!(e.unique);
+    assert_eq!(
+        net.nodes[0].multicast_nbmas(),
+        vec![ip("172.16.0.2"), ip("172.16.0.3")]
+    );
+    // Cisco's shape: flags U|NAT, hop 255, one CIE pl 32 holdtime 7200,
+    // extensions in the order 8003 8004 8005 8007 0009 8000.
+    let req = net.sent(PacketType::RegistrationRequest)[0].packet.clone();
+    assert_eq!(req.flags, 0x8002);
+    assert_eq!(req.hop_count, 255);
+    assert_eq!(req.cies()[0].prefix_len, 32);
+    assert_eq!(req.cies()[0].holding_time, 7200);
+    let types: Vec<(u16, bool)> = req
+        .extensions
+        .iter()
+        .map(|e| (e.ty(), e.compulsory))
+        .collect();
+    assert_eq!(
+        types,
+        [
+            (3, true),
+            (4, true),
+            (5, true),
+            (7, true),
+            (9, false),
+            (0, true)
+        ]
+    );
+    let reply = &net.sent(PacketType::RegistrationReply)[0].packet;
+    assert_eq!(reply.request_id(), req.request_id());
+    assert_eq!(
+        reply.extensions[0].cies()[0].proto,
+        ip_to_addr(ip(HUB_TUN)),
+        "responder address filled"
+    );
+    // Re-registration at holdtime/3 with a fresh request id.
+    let before = net.sent(PacketType::RegistrationRequest).len();
+    net.secs(2398);
+    assert_eq!(net.sent(PacketType::RegistrationRequest).len(), before);
+    net.secs(2);
+    let regs = net.sent(PacketType::RegistrationRequest);
+    assert_eq!(regs.len(), before + 2);
+    assert_ne!(regs[before].packet.request_id(), req.request_id());
+    assert_eq!(regs[before].at, Instant::from_secs(2400));
+}
+
+#[test]
+fn resolution_forwarded_via_hub_and_answered() {
+    let mut net = Net::new(vec![hub_cfg(), spoke_cfg(2), spoke_cfg(3)]);
+    net.secs(1);
+    net.events.clear();
+    // Spoke 2 wants a LAN behind spoke 3; the hub knows it by route.
+    net.nodes[0].add_route(ip("10.3.0.0"), 16, ip("192.168.1.3"));
+    let now = net.now;
+    net.nodes[1].resolve(now, ip("10.3.4.5"));
+    assert_eq!(
+        net.nodes[1].cache().get(ip("10.3.4.5"), 32).unwrap().kind,
+        EntryType::Incomplete
+    );
+    net.pump();
+    let reqs = net.sent(PacketType::ResolutionRequest);
+    assert_eq!(reqs.len(), 2, "request and the hub's forwarded copy");
+    assert_eq!(reqs[0].to, ip(HUB_NBMA));
+    assert_eq!(reqs[0].packet.flags, 0xc802);
+    let fwd = &reqs[1].packet;
+    assert_eq!(reqs[1].to, ip("172.16.0.3"));
+    assert_eq!(fwd.hop_count, 254);
+    assert_eq!(fwd.request_id(), reqs[0].packet.request_id());
+    let transit = fwd
+        .extensions
+        .iter()
+        .find(|e| matches!(e.body, ExtBody::ForwardTransit(_)))
+        .unwrap();
+    assert_eq!(transit.cies()[0].proto, ip_to_addr(ip(HUB_TUN)));
+    // Spoke 3 answered directly to spoke 2.
+    let rep = net.sent(PacketType::ResolutionReply);
+    assert_eq!(rep.len(), 1);
+    assert_eq!(
+        (rep[0].from, rep[0].to),
+        (ip("172.16.0.3"), ip("172.16.0.2"))
+    );
+    assert_eq!(rep[0].packet.flags, 0xf802);
+    let c = &rep[0].packet.cies()[0];
+    assert_eq!(
+        (c.prefix_len, c.nbma_ip(), c.proto_ip()),
+        (16, Some(ip("172.16.0.3")), Some(ip("192.168.1.3")))
+    );
+    let ev = net.take_events(1);
+    assert!(
+        ev.contains(&Event::ShortcutUp {
+            prefix: ip("10.3.0.0"),
+            prefix_len: 16,
+            next_hop: ip("192.168.1.3"),
+            nbma: ip("172.16.0.3")
+        }),
+        "{ev:?}"
+    );
+    let nh = net.nodes[1].lookup(ip("10.3.9.9")).unwrap();
+    assert_eq!((nh.nbma, nh.kind), (ip("172.16.0.3"), EntryType::Cached));
+    assert!(
+        net.nodes[1].cache().get(ip("10.3.4.5"), 32).is_none(),
+        "incomplete removed"
+    );
+    // The responder installed the requester as a shortcut too.
+    let ev3 = net.take_events(2);
+    assert!(
+        ev3.iter()
+            .any(|e| matches!(e, Event::ShortcutUp { nbma, .. } if *nbma == ip("172.16.0.2")))
+    );
+}
+
+#[test]
+fn registration_expires_on_hub_and_nhs_goes_down() {
+    let mut s2 = spoke_cfg(2);
+    s2.holding_time = 30;
+    let mut net = Net::new(vec![hub_cfg(), s2]);
+    net.secs(1);
+    net.events.clear();
+    net.down.insert(ip("172.16.0.2"));
+    net.secs(28);
+    assert!(net.take_events(0).is_empty());
+    net.secs(3);
+    let ev = net.take_events(0);
+    assert_eq!(
+        ev,
+        [Event::PeerExpired {
+            protocol: ip("192.168.1.2"),
+            prefix_len: 32,
+            nbma: Some(ip("172.16.0.2"))
+        }]
+    );
+    assert!(net.nodes[0].multicast_nbmas().is_empty());
+    let ev = net.take_events(1);
+    assert!(ev.contains(&Event::NhsDown {
+        nhs: ip(HUB_TUN),
+        nbma: ip(HUB_NBMA)
+    }));
+}
+
+#[test]
+fn registration_retransmits_with_backoff_and_same_id() {
+    let mut net = Net::new(vec![spoke_cfg(2)]); // no hub at all
+    net.secs(300);
+    let regs = net.sent(PacketType::RegistrationRequest);
+    let times: Vec<u64> = regs.iter().map(|s| s.at.0.as_secs()).collect();
+    assert_eq!(times, [0, 1, 3, 7, 15, 31, 63, 127, 191, 255]);
+    let id = regs[0].packet.request_id();
+    assert!(regs.iter().all(|s| s.packet.request_id() == id));
+    assert!(net.take_events(0).is_empty(), "never up, so never down");
+}
+
+#[test]
+fn unique_conflict_is_rejected_with_code_14() {
+    let mut intruder = spoke_cfg(2);
+    intruder.nbma = ip("172.16.0.99");
+    let mut net = Net::new(vec![hub_cfg(), spoke_cfg(2)]);
+    net.secs(1);
+    net.nodes.push(Engine::new(intruder, net.now));
+    net.secs(1);
+    let ev = net.take_events(2);
+    assert!(
+        ev.contains(&Event::RegistrationRejected {
+            nhs: ip(HUB_TUN),
+            code: 14
+        }),
+        "{ev:?}"
+    );
+    assert!(!net.nodes[2].nhs_status()[0].up);
+    let e = net.nodes[0].cache().get(ip("192.168.1.2"), 32).unwrap();
+    assert_eq!(e.nbma, Some(ip("172.16.0.2")), "original kept");
+}
+
+#[test]
+fn non_unique_registration_is_replaced() {
+    let mut a = spoke_cfg(2);
+    a.unique = false;
+    let mut b = a.clone();
+    b.nbma = ip("172.16.0.99");
+    let mut net = Net::new(vec![hub_cfg(), a]);
+    net.secs(1);
+    net.nodes.push(Engine::new(b, net.now));
+    net.secs(1);
+    assert!(net.nodes[2].nhs_status()[0].up);
+    let e = net.nodes[0].cache().get(ip("192.168.1.2"), 32).unwrap();
+    assert_eq!(e.nbma, Some(ip("172.16.0.99")));
+}
+
+#[test]
+fn authentication_mismatch_gets_error_indication() {
+    let mut bad = spoke_cfg(2);
+    bad.authentication = Some(b"wrong".to_vec());
+    let mut net = Net::new(vec![hub_cfg(), bad]);
+    net.secs(1);
+    let errs = net.sent(PacketType::ErrorIndication);
+    assert!(!errs.is_empty());
+    match &errs[0].packet.body {
+        Body::Error { code, contents, .. } => {
+            assert_eq!(*code, error_code::AUTHENTICATION_FAILURE);
+            let orig = Packet::parse(contents).unwrap();
+            assert_eq!(orig.packet_type, PacketType::RegistrationRequest);
+        }
+        b => panic!("{b:?}"),
+    }
+    assert!(errs[0].packet.extensions.is_empty(), "RFC 2332 5.2.7");
+    assert!(net.sent(PacketType::RegistrationReply).is_empty());
+    assert_eq!(net.nodes[0].stats().rx_auth_failed, 1);
+    let ev = net.take_events(1);
+    assert!(ev.contains(&Event::ErrorIndication {
+        from: ip(HUB_NBMA),
+        code: 11
+    }));
+    assert!(!net.nodes[1].nhs_status()[0].up);
+}
+
+fn icmp(src: &str, dst: &str) -> Vec<u8> {
+    let h = dmvpn_nhrp::ipv4::Ipv4Header::new(src.parse().unwrap(), dst.parse().unwrap(), 1, 0, 63);
+    h.emit(&[8, 0, 0, 0, 0, 1, 0, 1, 0xaa, 0xbb, 0xcc, 0xdd])
+}
+
+#[test]
+fn traffic_indication_triggers_resolution() {
+    let mut net = Net::new(vec![hub_cfg(), spoke_cfg(2), spoke_cfg(3)]);
+    net.secs(1);
+    net.events.clear();
+    net.nodes[0].add_route(ip("10.3.0.0"), 16, ip("192.168.1.3"));
+    let pkt = icmp("10.2.0.1", "10.3.0.1");
+    let now = net.now;
+    net.nodes[0].traffic_relayed(now, ip("172.16.0.2"), &pkt);
+    // Rate limit: the same flow right after is not indicated again.
+    net.nodes[0].traffic_relayed(now, ip("172.16.0.2"), &pkt);
+    assert_eq!(net.nodes[0].stats().traffic_indications_limited, 1);
+    net.pump();
+    let ti = net.sent(PacketType::TrafficIndication);
+    assert_eq!(ti.len(), 1);
+    assert_eq!(ti[0].to, ip("172.16.0.2"));
+    let p = &ti[0].packet;
+    assert_eq!(p.src_proto_ip(), Some(ip(HUB_TUN)));
+    assert_eq!(p.dst_proto_ip(), Some(ip("10.2.0.1")));
+    match &p.body {
+        Body::Traffic { contents, .. } => assert_eq!(contents[..], pkt[..28]),
+        b => panic!("{b:?}"),
+    }
+    let ext: Vec<u16> = p.extensions.iter().map(|e| e.ty()).collect();
+    assert_eq!(ext, [4, 5, 7, 9, 0], "Cisco's order");
+    // Spoke 2 resolved 10.3.0.1 and got a shortcut to spoke 3.
+    assert_eq!(net.sent(PacketType::ResolutionReply).len(), 1);
+    let nh = net.nodes[1].lookup(ip("10.3.0.1")).unwrap();
+    assert_eq!(nh.nbma, ip("172.16.0.3"));
+    // After the hold-down the hub may indicate again.
+    net.secs(2);
+    let now = net.now;
+    net.nodes[0].traffic_relayed(now, ip("172.16.0.2"), &pkt);
+    net.pump();
+    assert_eq!(net.sent(PacketType::TrafficIndication).len(), 2);
+    // ...but the spoke has its shortcut and does not resolve again.
+    assert_eq!(net.sent(PacketType::ResolutionRequest).len(), 2);
+}
+
+#[test]
+fn purge_removes_shortcut_and_is_answered() {
+    let mut net = Net::new(vec![hub_cfg(), spoke_cfg(2), spoke_cfg(3)]);
+    net.secs(1);
+    let now = net.now;
+    net.nodes[1].resolve(now, ip("192.168.1.3"));
+    net.pump();
+    assert!(net.nodes[1].lookup(ip("192.168.1.3")).is_some());
+    net.events.clear();
+    net.nodes[2].purge(now, ip("172.16.0.2"), ip("192.168.1.3"), 32);
+    net.pump();
+    assert!(net.nodes[1].lookup(ip("192.168.1.3")).is_none());
+    assert_eq!(
+        net.take_events(1),
+        [Event::ShortcutDown {
+            prefix: ip("192.168.1.3"),
+            prefix_len: 32,
+            nbma: Some(ip("172.16.0.3"))
+        }]
+    );
+    let rep = net.sent(PacketType::PurgeReply);
+    assert_eq!(rep.len(), 1);
+    assert_eq!(rep[0].to, ip("172.16.0.3"));
+}
+
+#[test]
+fn loop_is_detected_with_error_code_3() {
+    let mut net = Net::new(vec![hub_cfg(), spoke_cfg(2)]);
+    net.secs(1);
+    // A request that already crossed this hub.
+    let hub_cie = Cie {
+        prefix_len: 32,
+        nbma: ip_to_addr(ip(HUB_NBMA)),
+        proto: ip_to_addr(ip(HUB_TUN)),
+        ..Cie::default()
+    };
+    let mut p = Packet::new(
+        PacketType::ResolutionRequest,
+        ip("172.16.0.2"),
+        ip("192.168.1.2"),
+        ip("192.168.1.77"),
+        Body::Cies {
+            request_id: 4242,
+            cies: vec![Cie::default()],
+        },
+    );
+    p.extensions = vec![
+        Extension::new(ExtBody::ForwardTransit(vec![hub_cie])),
+        Extension::new(ExtBody::Authentication {
+            auth_type: 1,
+            data: b"cisco123".to_vec(),
+        }),
+        Extension::new(ExtBody::End),
+    ];
+    let now = net.now;
+    net.nodes[0].handle(now, ip("172.16.0.2"), &p.emit());
+    net.pump();
+    let errs = net.sent(PacketType::ErrorIndication);
+    assert_eq!(errs.len(), 1);
+    assert!(matches!(errs[0].packet.body, Body::Error { code: 3, .. }));
+    assert_eq!(errs[0].to, ip("172.16.0.2"));
+}
+
+#[test]
+fn unknown_compulsory_extension_is_rejected_not_copied() {
+    let mut net = Net::new(vec![hub_cfg(), spoke_cfg(2)]);
+    net.secs(1);
+    let mut p = Packet::new(
+        PacketType::ResolutionRequest,
+        ip("172.16.0.2"),
+        ip("192.168.1.2"),
+        ip("192.168.1.1"),
+        Body::Cies {
+            request_id: 77,
+            cies: vec![Cie::default()],
+        },
+    );
+    p.extensions = vec![
+        Extension {
+            compulsory: true,
+            body: ExtBody::Unknown {
+                ty: 0x1234,
+                data: vec![1, 2],
+            },
+        },
+        Extension::new(ExtBody::End),
+    ];
+    let now = net.now;
+    net.nodes[0].handle(now, ip("172.16.0.2"), &p.emit());
+    net.pump();
+    let errs = net.sent(PacketType::ErrorIndication);
+    assert!(matches!(errs[0].packet.body, Body::Error { code: 1, .. }));
+    assert!(net.sent(PacketType::ResolutionReply).is_empty());
+}
+
+#[test]
+fn hop_count_exhausted_is_not_forwarded() {
+    let mut net = Net::new(vec![hub_cfg(), spoke_cfg(2), spoke_cfg(3)]);
+    net.secs(1);
+    let mut p = Packet::new(
+        PacketType::ResolutionRequest,
+        ip("172.16.0.2"),
+        ip("192.168.1.2"),
+        ip("192.168.1.3"),
+        Body::Cies {
+            request_id: 5,
+            cies: vec![Cie::default()],
+        },
+    );
+    p.hop_count = 1;
+    p.extensions = vec![
+        Extension::new(ExtBody::Authentication {
+            auth_type: 1,
+            data: b"cisco123".to_vec(),
+        }),
+        Extension::new(ExtBody::End),
+    ];
+    let now = net.now;
+    net.nodes[0].handle(now, ip("172.16.0.2"), &p.emit());
+    net.pump();
+    assert!(matches!(
+        net.sent(PacketType::ErrorIndication)[0].packet.body,
+        Body::Error { code: 15, .. }
+    ));
+    assert!(net.sent(PacketType::ResolutionRequest).is_empty());
+}
+
+#[test]
+fn nat_extension_gives_post_nat_addresses() {
+    let mut net = Net::new(vec![hub_cfg(), spoke_cfg(2), spoke_cfg(3)]);
+    // Spoke 2 sits behind NAT: 172.16.0.2 leaves as 203.0.113.2.
+    net.nat.insert(ip("172.16.0.2"), ip("203.0.113.2"));
+    net.secs(1);
+    assert!(net.take_events(1).contains(&Event::NatDetected {
+        nat_nbma: ip("203.0.113.2")
+    }));
+    assert_eq!(net.nodes[1].nat_nbma(), Some(ip("203.0.113.2")));
+    let e = net.nodes[0].cache().get(ip("192.168.1.2"), 32).unwrap();
+    assert_eq!(e.nbma, Some(ip("203.0.113.2")));
+    assert_eq!(e.claimed_nbma, Some(ip("172.16.0.2")));
+    assert!(net.take_events(0).iter().any(|e| matches!(
+        e,
+        Event::PeerRegistered { claimed_nbma: Some(c), nbma, .. }
+            if *c == ip("172.16.0.2") && *nbma == ip("203.0.113.2")
+    )));
+    // Spoke 3 resolves spoke 2: the answer carries the post-NAT address.
+    let now = net.now;
+    net.nodes[2].resolve(now, ip("192.168.1.2"));
+    net.pump();
+    assert_eq!(
+        net.nodes[2].lookup(ip("192.168.1.2")).unwrap().nbma,
+        ip("203.0.113.2")
+    );
+    // Spoke 2 resolves a LAN behind spoke 3: the hub names spoke 2's
+    // post-NAT address so spoke 3 answers (and installs its shortcut)
+    // there.
+    net.nodes[0].add_route(ip("10.3.0.0"), 16, ip("192.168.1.3"));
+    net.nodes[1].resolve(now, ip("10.3.0.1"));
+    net.pump();
+    let fwd = net.sent(PacketType::ResolutionRequest);
+    let nat = fwd
+        .last()
+        .unwrap()
+        .packet
+        .extensions
+        .iter()
+        .find(|e| e.ty() == 9)
+        .unwrap();
+    assert_eq!(nat.cies()[0].nbma_ip(), Some(ip("203.0.113.2")));
+    let rep = net.sent(PacketType::ResolutionReply);
+    assert_eq!(rep.last().unwrap().to, ip("203.0.113.2"));
+    assert_eq!(
+        net.nodes[1].lookup(ip("10.3.0.1")).unwrap().nbma,
+        ip("172.16.0.3")
+    );
+}
+
+#[test]
+fn resolution_reply_waits_for_ipsec() {
+    let mut s3 = spoke_cfg(3);
+    s3.wait_for_ipsec = true;
+    let mut net = Net::new(vec![hub_cfg(), spoke_cfg(2), s3]);
+    net.secs(1);
+    net.events.clear();
+    let now = net.now;
+    net.nodes[1].resolve(now, ip("192.168.1.3"));
+    net.pump();
+    assert!(net.sent(PacketType::ResolutionReply).is_empty());
+    assert!(net.take_events(2).contains(&Event::NeedIpsec {
+        nbma: ip("172.16.0.2")
+    }));
+    // The requester retransmits; the duplicate is not queued twice.
+    net.secs(1);
+    assert_eq!(net.sent(PacketType::ResolutionRequest).len(), 4);
+    let now = net.now;
+    net.nodes[2].ipsec_up(now, ip("172.16.0.2"));
+    net.pump();
+    assert_eq!(net.sent(PacketType::ResolutionReply).len(), 1);
+    assert!(net.nodes[1].lookup(ip("192.168.1.3")).is_some());
+}
+
+#[test]
+fn used_shortcut_is_refreshed_unused_one_expires() {
+    let mut s3 = spoke_cfg(3);
+    s3.holding_time = 30;
+    let mut net = Net::new(vec![hub_cfg(), spoke_cfg(2), s3]);
+    net.nodes[0].add_route(ip("10.3.0.0"), 16, ip("192.168.1.3"));
+    net.secs(1);
+    let now = net.now;
+    net.nodes[1].resolve(now, ip("192.168.1.3"));
+    net.nodes[1].resolve(now, ip("10.3.1.1"));
+    net.pump();
+    net.events.clear();
+    let before = net.sent(PacketType::ResolutionRequest).len();
+    // Use only the host entry.
+    assert!(net.nodes[1].lookup(ip("192.168.1.3")).is_some());
+    net.secs(19);
+    assert_eq!(net.sent(PacketType::ResolutionRequest).len(), before);
+    net.secs(1); // 2/3 of 30 s after the reply
+    let reqs = net.sent(PacketType::ResolutionRequest);
+    assert_eq!(reqs.len(), before + 2, "refresh request and forwarded copy");
+    assert_eq!(reqs[before].packet.dst_proto_ip(), Some(ip("192.168.1.3")));
+    net.secs(11);
+    let ev = net.take_events(1);
+    // The unused LAN shortcut expired; the used one was refreshed.
+    assert!(
+        ev.contains(&Event::ShortcutDown {
+            prefix: ip("10.3.0.0"),
+            prefix_len: 16,
+            nbma: Some(ip("172.16.0.3"))
+        }),
+        "{ev:?}"
+    );
+    assert!(net.nodes[1].lookup(ip("192.168.1.3")).is_some());
+}
+
+#[test]
+fn failed_resolution_becomes_negative_entry() {
+    let mut net = Net::new(vec![hub_cfg(), spoke_cfg(2)]);
+    net.secs(1);
+    let now = net.now;
+    // Nobody owns 192.168.1.50: the hub answers with a NAK (code 12).
+    net.nodes[1].resolve(now, ip("192.168.1.50"));
+    net.pump();
+    let ev = net.take_events(1);
+    assert!(
+        ev.contains(&Event::ResolutionFailed {
+            dst: ip("192.168.1.50"),
+            code: Some(12)
+        }),
+        "{ev:?}"
+    );
+    assert_eq!(
+        net.nodes[1]
+            .cache()
+            .get(ip("192.168.1.50"), 32)
+            .unwrap()
+            .kind,
+        EntryType::Negative
+    );
+    net.secs(16);
+    assert!(net.nodes[1].cache().get(ip("192.168.1.50"), 32).is_none());
+    // With the hub gone, the request is retried, then given up.
+    net.down.insert(ip(HUB_NBMA));
+    net.events.clear();
+    let now = net.now;
+    net.nodes[1].resolve(now, ip("192.168.1.51"));
+    net.secs(20);
+    let tries = net
+        .sent(PacketType::ResolutionRequest)
+        .iter()
+        .filter(|s| s.packet.dst_proto_ip() == Some(ip("192.168.1.51")))
+        .count();
+    assert_eq!(tries, 4);
+    assert!(net.take_events(1).contains(&Event::ResolutionFailed {
+        dst: ip("192.168.1.51"),
+        code: None
+    }));
+}
+
+#[test]
+fn two_nhs_both_registered_priority_picks_resolver() {
+    let mut hub2 = hub_cfg();
+    hub2.nbma = ip("172.16.0.101");
+    hub2.protocol = ip("192.168.1.101");
+    let mut s = spoke_cfg(2);
+    s.nhs = vec![
+        NhsConfig {
+            protocol: ip(HUB_TUN),
+            nbma: ip(HUB_NBMA),
+            priority: 5,
+        },
+        NhsConfig {
+            protocol: ip("192.168.1.101"),
+            nbma: ip("172.16.0.101"),
+            priority: 1,
+        },
+    ];
+    let mut net = Net::new(vec![hub_cfg(), hub2, s]);
+    net.secs(1);
+    assert!(net.nodes[2].nhs_status().iter().all(|n| n.up));
+    assert_eq!(
+        net.nodes[2].preferred_nhs().unwrap().nbma,
+        ip("172.16.0.101")
+    );
+    net.down.insert(ip("172.16.0.101"));
+    net.secs(2400 + 8);
+    assert_eq!(net.nodes[2].preferred_nhs().unwrap().nbma, ip(HUB_NBMA));
+}
