@@ -11,7 +11,9 @@ pub mod vendor;
 
 pub use id::{IdPayload, Identity};
 pub use payloads::{DeletePayload, NotifyPayload, Payload};
-pub use sa::{AttrValue, Attribute, Proposal, SaPayload, Transform};
+pub use sa::{
+    AttrValue, Attribute, Proposal, SaPayload, Transform, emit_attributes, parse_attributes,
+};
 
 use thiserror::Error;
 

@@ -87,6 +87,29 @@ impl Attribute {
     }
 }
 
+/// Parse a run of data attributes (e.g. RESPONDER-LIFETIME notify data).
+pub fn parse_attributes(mut a: &[u8]) -> Result<Vec<Attribute>, WireError> {
+    let mut attrs = Vec::new();
+    while !a.is_empty() {
+        if attrs.len() >= MAX_ITEMS {
+            return Err(WireError::TooManyPayloads);
+        }
+        let (attr, used) = Attribute::parse(a)?;
+        attrs.push(attr);
+        a = &a[used..];
+    }
+    Ok(attrs)
+}
+
+/// Emit a run of data attributes.
+pub fn emit_attributes(attrs: &[Attribute]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for a in attrs {
+        a.emit(&mut out);
+    }
+    out
+}
+
 /// A transform: id (KEY_IKE=1 in phase 1, ESP_3DES etc. in phase 2) and attributes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transform {

@@ -1,0 +1,337 @@
+//! Aggressive Mode (PSK), initiator and responder. One DH group only: the
+//! initiator offers the policies that share its first policy's group.
+
+use crate::crypto::DhGroup;
+use crate::endpoint::{Endpoint, HandleError, NatTVariant, SaId, ike};
+use crate::keys;
+use crate::main_mode::find;
+use crate::policy::{IkePolicy, decode_p1, p1_match};
+use crate::state::P1State;
+use crate::wire::consts::{exchange, notify, proto};
+use crate::wire::vendor::Vendor;
+use crate::wire::{self, Header, Payload, Proposal, SaPayload};
+use rand_core::{CryptoRng, RngCore};
+use std::net::SocketAddr;
+use std::time::Instant;
+use zeroize::Zeroizing;
+
+impl<R: RngCore + CryptoRng> Endpoint<R> {
+    pub(crate) fn am_initiate(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        psk: Zeroizing<Vec<u8>>,
+    ) -> SaId {
+        let ic = self.new_cookie();
+        let id = self.new_phase1(now, true, true, ic, [0; 8], local, remote, psk);
+        ike!("ISAKMP ({}): beginning Aggressive Mode exchange", id);
+        let all = self.cfg.sorted_policies();
+        let group = all[0].group;
+        let offered: Vec<IkePolicy> = all.into_iter().filter(|p| p.group == group).collect();
+        let sa = Self::p1_sa_payload(&offered);
+        let sai_b = wire::emit_payloads(&[Payload::Sa(sa.clone())]).1[4..].to_vec();
+        self.sas.get_mut(&id).expect("new").policy = Some(offered[0]);
+        let (ke, nonce) = self.make_ke_nonce(id);
+        let mut payloads = vec![
+            Payload::Sa(sa),
+            Payload::Ke(ke),
+            Payload::Nonce(nonce),
+            Payload::Id(self.local_id(local)),
+        ];
+        payloads.extend(self.our_vendor_ids());
+        let msg = wire::Message {
+            header: self.header(id, exchange::AGGRESSIVE, 0),
+            payloads,
+        }
+        .emit();
+        let s = self.sas.get_mut(&id).expect("new");
+        s.sai_b = sai_b;
+        s.set_state(P1State::IAm1);
+        self.send_p1(now, id, msg, true);
+        id
+    }
+
+    pub(crate) fn am_responder_new(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        data: &[u8],
+    ) -> Result<(), HandleError> {
+        ike!(
+            "ISAKMP (0): received packet from {} dport {} sport {} Global (N) NEW SA",
+            remote.ip(),
+            local.port(),
+            remote.port()
+        );
+        if self.half_open_exceeded(remote.ip()) {
+            return Err(HandleError::HalfOpenLimit);
+        }
+        let (h, body) = Header::parse(data)?;
+        let p = wire::parse_payloads_spanned(h.next_payload, body)?;
+        let (sa, sa_r) = find(&p, |x| {
+            if let Payload::Sa(s) = x {
+                Some(s.clone())
+            } else {
+                None
+            }
+        })
+        .ok_or(HandleError::Missing("SA"))?;
+        let (ke, _) = find(&p, |x| {
+            if let Payload::Ke(k) = x {
+                Some(k.clone())
+            } else {
+                None
+            }
+        })
+        .ok_or(HandleError::Missing("KE"))?;
+        let (ni, _) = find(&p, |x| {
+            if let Payload::Nonce(k) = x {
+                Some(k.clone())
+            } else {
+                None
+            }
+        })
+        .ok_or(HandleError::Missing("NONCE"))?;
+        let (_, id_r) = find(&p, |x| {
+            if let Payload::Id(_) = x {
+                Some(())
+            } else {
+                None
+            }
+        })
+        .ok_or(HandleError::Missing("ID"))?;
+        let Some(psk) = self.cfg.psk_for(remote.ip()).map(|e| e.key.clone()) else {
+            ike!("ISAKMP: No pre-shared key with {}!", remote.ip());
+            return Err(HandleError::NoPsk(remote.ip()));
+        };
+        let Some((policy, chosen, prop_no)) = self.select_p1(&sa) else {
+            self.send_clear_notify(local, remote, h.icookie, [0; 8], notify::NO_PROPOSAL_CHOSEN);
+            return Err(HandleError::NoProposal);
+        };
+        if ke.len() != policy.group.public_len() || !(8..=256).contains(&ni.len()) {
+            return Err(HandleError::BadKe);
+        }
+        let rc = self.new_cookie();
+        let id = self.new_phase1(now, false, true, h.icookie, rc, local, remote, psk);
+        let payloads: Vec<Payload> = p.iter().map(|(x, _)| x.clone()).collect();
+        self.note_vendor_ids(id, &payloads);
+        {
+            let s = self.sas.get_mut(&id).expect("new");
+            s.set_state(P1State::RAm1);
+            s.policy = Some(policy);
+            s.sai_b = body[sa_r.start + 4..sa_r.end].to_vec();
+            s.peer_id_b = body[id_r.start + 4..id_r.end].to_vec();
+            s.gxi = ke;
+            s.ni = ni;
+            s.last_rx = data.to_vec();
+        }
+        let (ke, nonce) = self.make_ke_nonce(id);
+        if let Err(e) = self.compute_p1_keys(id) {
+            self.drop_phase1(id, "invalid KE", false);
+            return Err(e);
+        }
+        let idp = self.local_id(local);
+        let hash = {
+            let s = &self.sas[&id];
+            keys::auth_hash(
+                s.keys.as_ref().expect("keys"),
+                false,
+                &s.gxi,
+                &s.gxr,
+                &s.icookie,
+                &s.rcookie,
+                &s.sai_b,
+                &idp.body(),
+            )
+        };
+        let mut out = vec![
+            Payload::Sa(SaPayload {
+                doi: sa.doi,
+                situation: sa.situation,
+                proposals: vec![Proposal {
+                    number: prop_no,
+                    protocol: proto::ISAKMP,
+                    spi: vec![],
+                    transforms: vec![chosen],
+                }],
+            }),
+            Payload::Ke(ke),
+            Payload::Nonce(nonce),
+            Payload::Id(idp),
+            Payload::Hash(hash),
+        ];
+        match self.sas[&id].natt {
+            Some(NatTVariant::Rfc) => out.push(Payload::VendorId(Vendor::NatTRfc.bytes())),
+            Some(NatTVariant::Draft) => out.push(Payload::VendorId(Vendor::NatTDraft02N.bytes())),
+            None => {}
+        }
+        out.push(Payload::VendorId(Vendor::Dpd.bytes()));
+        out.extend(self.natd_payloads(id));
+        let msg = wire::Message {
+            header: self.header(id, exchange::AGGRESSIVE, 0),
+            payloads: out,
+        }
+        .emit();
+        self.sas.get_mut(&id).expect("sa").set_state(P1State::RAm2);
+        self.send_p1(now, id, msg, true);
+        Ok(())
+    }
+
+    pub(crate) fn am_handle(
+        &mut self,
+        now: Instant,
+        id: SaId,
+        h: Header,
+        data: &[u8],
+    ) -> Result<(), HandleError> {
+        match self.sas[&id].state {
+            P1State::IAm1 => {
+                let (_, body) = Header::parse(data)?;
+                if h.is_encrypted() {
+                    return Err(HandleError::Unexpected("encrypted AM2"));
+                }
+                let p = wire::parse_payloads_spanned(h.next_payload, body)?;
+                let (sa, _) = find(&p, |x| {
+                    if let Payload::Sa(s) = x {
+                        Some(s.clone())
+                    } else {
+                        None
+                    }
+                })
+                .ok_or(HandleError::Missing("SA"))?;
+                let (ke, _) = find(&p, |x| {
+                    if let Payload::Ke(k) = x {
+                        Some(k.clone())
+                    } else {
+                        None
+                    }
+                })
+                .ok_or(HandleError::Missing("KE"))?;
+                let (nr, _) = find(&p, |x| {
+                    if let Payload::Nonce(k) = x {
+                        Some(k.clone())
+                    } else {
+                        None
+                    }
+                })
+                .ok_or(HandleError::Missing("NONCE"))?;
+                let (hash_r, _) = find(&p, |x| {
+                    if let Payload::Hash(k) = x {
+                        Some(k.clone())
+                    } else {
+                        None
+                    }
+                })
+                .ok_or(HandleError::Missing("HASH"))?;
+                let (_, id_r) = find(&p, |x| {
+                    if let Payload::Id(_) = x {
+                        Some(())
+                    } else {
+                        None
+                    }
+                })
+                .ok_or(HandleError::Missing("ID"))?;
+                let t = sa
+                    .proposals
+                    .first()
+                    .and_then(|p| p.transforms.first())
+                    .ok_or(HandleError::NoProposal)?;
+                let o = decode_p1(t).ok_or(HandleError::NoProposal)?;
+                let group = self.sas[&id].policy.expect("set").group;
+                let pol = self
+                    .cfg
+                    .sorted_policies()
+                    .into_iter()
+                    .filter(|p| p.group == group)
+                    .find_map(|pol| p1_match(&pol, &o).map(|l| IkePolicy { lifetime: l, ..pol }))
+                    .ok_or(HandleError::NoProposal)?;
+                ike!("ISAKMP ({}): atts are acceptable. Next payload is 0", id);
+                if ke.len() != group.public_len() || !(8..=256).contains(&nr.len()) {
+                    return Err(HandleError::BadKe);
+                }
+                let payloads: Vec<Payload> = p.iter().map(|(x, _)| x.clone()).collect();
+                self.note_vendor_ids(id, &payloads);
+                {
+                    let s = self.sas.get_mut(&id).expect("sa");
+                    s.policy = Some(pol);
+                    s.gxr = ke;
+                    s.nr = nr;
+                }
+                self.compute_p1_keys(id)?;
+                self.check_auth_hash(id, &body[id_r.start + 4..id_r.end], &hash_r, false)?;
+                self.natd_check(id, &payloads);
+                let natd = self.natd_payloads(id);
+                {
+                    let s = self.sas.get_mut(&id).expect("sa");
+                    s.retx = None;
+                    s.last_rx = data.to_vec();
+                    s.set_state(P1State::IAm2);
+                }
+                self.float(id);
+                let local = self.sas[&id].local;
+                let idp = self.local_id(SocketAddr::new(local.ip(), 500));
+                let hash_i = {
+                    let s = &self.sas[&id];
+                    keys::auth_hash(
+                        s.keys.as_ref().expect("keys"),
+                        true,
+                        &s.gxi,
+                        &s.gxr,
+                        &s.icookie,
+                        &s.rcookie,
+                        &s.sai_b,
+                        &idp.body(),
+                    )
+                };
+                let mut out = vec![Payload::Hash(hash_i)];
+                out.extend(natd);
+                let msg = wire::Message {
+                    header: self.header(id, exchange::AGGRESSIVE, 0),
+                    payloads: out,
+                }
+                .emit();
+                self.send_p1(now, id, msg, false);
+                self.p1_complete(now, id);
+                Ok(())
+            }
+            P1State::RAm2 => {
+                let (_, body) = Header::parse(data)?;
+                let (plain, next_iv) = if h.is_encrypted() {
+                    let s = &self.sas[&id];
+                    let (p, iv) = Self::decrypt(s.keys.as_ref().expect("keys"), body, &s.iv)?;
+                    (p, Some(iv))
+                } else {
+                    (body.to_vec(), None)
+                };
+                let p = wire::parse_payloads_spanned(h.next_payload, &plain)
+                    .map_err(|_| HandleError::BadHash)?;
+                let (hash_i, _) = find(&p, |x| {
+                    if let Payload::Hash(k) = x {
+                        Some(k.clone())
+                    } else {
+                        None
+                    }
+                })
+                .ok_or(HandleError::Missing("HASH"))?;
+                let id_b = self.sas[&id].peer_id_b.clone();
+                self.check_auth_hash(id, &id_b, &hash_i, true)?;
+                let payloads: Vec<Payload> = p.into_iter().map(|(x, _)| x).collect();
+                self.natd_check(id, &payloads);
+                {
+                    let s = self.sas.get_mut(&id).expect("sa");
+                    if let Some(iv) = next_iv {
+                        s.iv = iv;
+                    }
+                    s.retx = None;
+                    s.last_rx = data.to_vec();
+                    s.last_tx = None;
+                }
+                self.p1_complete(now, id);
+                Ok(())
+            }
+            other => Err(HandleError::Unexpected(other.ios_name())),
+        }
+    }
+}

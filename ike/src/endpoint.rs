@@ -1,0 +1,1116 @@
+//! The sans-IO IKEv1 endpoint (quinn-proto style): feed it datagrams and
+//! time, collect datagrams to send, events and the next deadline.
+
+use crate::crypto::{Cipher, DhPrivate, GroupId, HashAlg};
+use crate::keys::Phase1Keys;
+use crate::policy::{EngineConfig, EspTransform, IkePolicy, Mode, OfferedP2};
+use crate::state::{P1State, QmState};
+use crate::wire::consts::{exchange, flags};
+use crate::wire::vendor::Vendor;
+use crate::wire::{self, Header, IdPayload, Payload, WireError};
+use rand_core::{CryptoRng, RngCore};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+use thiserror::Error;
+use zeroize::Zeroizing;
+
+/// Debug narration in the style of IOS `debug crypto isakmp`.
+macro_rules! ike {
+    ($($t:tt)*) => { tracing::debug!(target: "dmvpn::ike", $($t)*) };
+}
+pub(crate) use ike;
+
+/// IOS-style connection id of a phase 1 SA.
+pub type SaId = u64;
+
+/// The NAT-T UDP port.
+pub const NATT_PORT: u16 = 4500;
+/// The non-ESP marker that precedes IKE on port 4500 (RFC 3948).
+pub const NON_ESP_MARKER: [u8; 4] = [0; 4];
+
+/// What arrived on UDP 4500.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Udp4500<'a> {
+    /// IKE after the non-ESP marker (marker stripped).
+    Ike(&'a [u8]),
+    /// ESP-in-UDP (starts with a non-zero SPI): for the data plane.
+    Esp(&'a [u8]),
+    /// A NAT keepalive (single 0xff byte).
+    Keepalive,
+    Invalid,
+}
+
+/// Classify a UDP 4500 payload.
+pub fn classify_udp4500(d: &[u8]) -> Udp4500<'_> {
+    if d == [0xff] {
+        Udp4500::Keepalive
+    } else if d.len() >= 4 && d[..4] == NON_ESP_MARKER {
+        Udp4500::Ike(&d[4..])
+    } else if d.len() >= 8 {
+        Udp4500::Esp(d)
+    } else {
+        Udp4500::Invalid
+    }
+}
+
+/// A datagram to send. On port 4500 `payload` already carries the non-ESP marker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub payload: Vec<u8>,
+}
+
+/// ESP keys for one direction; wiped on drop.
+#[derive(Clone)]
+pub struct EspKeys {
+    pub encryption: Zeroizing<Vec<u8>>,
+    pub integrity: Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for EspKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "EspKeys(enc {} bytes, integ {} bytes)",
+            self.encryption.len(),
+            self.integrity.len()
+        )
+    }
+}
+
+/// How ESP travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encapsulation {
+    None,
+    Udp { local_port: u16, remote_port: u16 },
+}
+
+/// A negotiated IPsec SA pair, ready for the data plane.
+#[derive(Debug, Clone)]
+pub struct ChildSa {
+    pub phase1: SaId,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    /// SPI we chose; the peer sends with it.
+    pub inbound_spi: u32,
+    /// SPI the peer chose; we send with it.
+    pub outbound_spi: u32,
+    pub transform: EspTransform,
+    pub mode: Mode,
+    pub encapsulation: Encapsulation,
+    pub inbound: EspKeys,
+    pub outbound: EspKeys,
+    pub lifetime_secs: u32,
+    pub lifetime_kb: u64,
+    pub local_proxy: Option<IdPayload>,
+    pub remote_proxy: Option<IdPayload>,
+    /// Whether we initiated this Quick Mode.
+    pub initiator: bool,
+    /// The peer's original address from NAT-OA, if it sent one.
+    pub peer_original: Option<IpAddr>,
+}
+
+/// Something the caller should act on.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Phase1Up {
+        id: SaId,
+        local: SocketAddr,
+        remote: SocketAddr,
+    },
+    Phase1Down {
+        id: SaId,
+        remote: SocketAddr,
+        reason: String,
+    },
+    Phase1Failed {
+        remote: SocketAddr,
+        reason: String,
+    },
+    ChildSaInstalled(ChildSa),
+    /// A replacement SA; the old one stays usable until `ChildSaDeleted`.
+    ChildSaRekeyed {
+        old_inbound_spi: u32,
+        new: ChildSa,
+    },
+    ChildSaDeleted {
+        remote: SocketAddr,
+        inbound_spi: u32,
+        outbound_spi: u32,
+        reason: String,
+    },
+    Phase2Failed {
+        remote: SocketAddr,
+        reason: String,
+    },
+    PeerDead {
+        remote: IpAddr,
+    },
+}
+
+/// Why a datagram was dropped (the caller counts these).
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum HandleError {
+    #[error("malformed: {0}")]
+    Malformed(#[from] WireError),
+    #[error("no SA for cookies from {0}")]
+    UnknownSa(IpAddr),
+    #[error("unexpected message in state {0}")]
+    Unexpected(&'static str),
+    #[error("decryption failed")]
+    Decrypt,
+    #[error("hash/authentication check failed (probable pre-shared key mismatch)")]
+    BadHash,
+    #[error("no pre-shared key for {0}")]
+    NoPsk(IpAddr),
+    #[error("no acceptable proposal")]
+    NoProposal,
+    #[error("half-open SA limit reached")]
+    HalfOpenLimit,
+    #[error("missing payload {0}")]
+    Missing(&'static str),
+    #[error("invalid key exchange data")]
+    BadKe,
+    #[error("not an IKE datagram on port 4500")]
+    NotIke,
+}
+
+/// Command errors.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum CommandError {
+    #[error("no pre-shared key configured for {0}")]
+    NoPsk(IpAddr),
+    #[error("no ISAKMP policy or transform set configured")]
+    NoPolicy,
+}
+
+/// Allocates inbound SPIs; the data plane owns the SPI space.
+pub trait SpiAllocator {
+    fn allocate(&mut self) -> u32;
+}
+
+impl<F: FnMut() -> u32> SpiAllocator for F {
+    fn allocate(&mut self) -> u32 {
+        self()
+    }
+}
+
+/// What the caller wants protected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Phase2Request {
+    /// Proxy identities (IDci / IDcr); `None` = the two peer addresses.
+    pub local_proxy: Option<IdPayload>,
+    pub remote_proxy: Option<IdPayload>,
+}
+
+/// Summary of a phase 1 SA for `show crypto isakmp sa`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IsakmpSaInfo {
+    pub id: SaId,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    /// `show` state name (MM_NO_STATE, QM_IDLE, ...).
+    pub state: &'static str,
+    pub initiator: bool,
+    pub aggressive: bool,
+    pub policy: Option<IkePolicy>,
+    /// When the SA was created.
+    pub created: Instant,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NatTVariant {
+    Rfc,
+    Draft,
+}
+
+pub(crate) struct Retx {
+    pub deadline: Instant,
+    pub count: u32,
+    pub msg: Transmit,
+}
+
+pub(crate) struct Dpd {
+    pub seq: u32,
+    pub outstanding: Option<(u32, Instant, u32)>,
+}
+
+/// One phase 1 SA and everything hanging off it.
+pub(crate) struct Phase1 {
+    pub id: SaId,
+    pub initiator: bool,
+    pub aggressive: bool,
+    pub state: P1State,
+    pub icookie: [u8; 8],
+    pub rcookie: [u8; 8],
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub psk: Zeroizing<Vec<u8>>,
+    pub policy: Option<IkePolicy>,
+    pub sai_b: Vec<u8>,
+    pub dh: Option<(GroupId, DhPrivate)>,
+    pub gxi: Vec<u8>,
+    pub gxr: Vec<u8>,
+    pub ni: Vec<u8>,
+    pub nr: Vec<u8>,
+    pub keys: Option<Phase1Keys>,
+    pub iv: Vec<u8>,
+    pub natt: Option<NatTVariant>,
+    pub peer_dpd: bool,
+    pub nat_local: bool,
+    pub nat_remote: bool,
+    pub last_rx: Vec<u8>,
+    pub last_tx: Option<Transmit>,
+    pub retx: Option<Retx>,
+    pub created: Instant,
+    pub expires: Option<Instant>,
+    pub last_heard: Instant,
+    pub dpd: Dpd,
+    pub qms: HashMap<u32, QuickMode>,
+    pub pending: Vec<(Phase2Request, Option<u32>)>,
+    pub next_keepalive: Option<Instant>,
+    /// Addresses as first used, for NAT-D hashes (before any float).
+    pub natd_local: SocketAddr,
+    pub natd_remote: SocketAddr,
+    /// Aggressive Mode responder: IDii_b from the first message.
+    pub peer_id_b: Vec<u8>,
+}
+
+impl Phase1 {
+    pub fn set_state(&mut self, new: P1State) {
+        ike!(
+            "ISAKMP: ({}): Old State = {}  New State = {}",
+            self.id,
+            self.state.ios_name(),
+            new.ios_name()
+        );
+        self.state = new;
+    }
+
+    pub fn hash(&self) -> HashAlg {
+        self.policy.map_or(HashAlg::Md5, |p| p.hash)
+    }
+
+    pub fn nat(&self) -> bool {
+        self.nat_local || self.nat_remote
+    }
+
+    pub fn role(&self) -> &'static str {
+        if self.initiator { "(I)" } else { "(R)" }
+    }
+}
+
+/// One Quick Mode exchange.
+pub(crate) struct QuickMode {
+    pub initiator: bool,
+    pub state: QmState,
+    pub iv: Vec<u8>,
+    pub ni: Vec<u8>,
+    pub nr: Vec<u8>,
+    pub dh: Option<(GroupId, DhPrivate, Vec<u8>)>,
+    pub our_spi: u32,
+    pub offered: Vec<(Mode, OfferedP2)>,
+    pub request: Phase2Request,
+    pub rekey_of: Option<u32>,
+    pub last_tx: Option<Transmit>,
+    pub last_rx: Vec<u8>,
+    pub retx: Option<Retx>,
+    pub done_at: Option<Instant>,
+    /// Responder: the agreed SA waiting for QM3.
+    pub pending_child: Option<ChildSa>,
+}
+
+/// Book-keeping for an installed child SA.
+pub(crate) struct ChildRecord {
+    pub remote: SocketAddr,
+    pub outbound_spi: u32,
+    pub soft: Option<Instant>,
+    pub hard: Instant,
+    pub request: Phase2Request,
+}
+
+/// The IKEv1 endpoint.
+pub struct Endpoint<R: RngCore + CryptoRng> {
+    pub(crate) cfg: EngineConfig,
+    pub(crate) rng: R,
+    pub(crate) spis: Box<dyn SpiAllocator + Send>,
+    pub(crate) sas: BTreeMap<SaId, Phase1>,
+    pub(crate) by_cookie: HashMap<([u8; 8], IpAddr), SaId>,
+    pub(crate) children: BTreeMap<u32, ChildRecord>,
+    pub(crate) transmits: VecDeque<Transmit>,
+    pub(crate) events: VecDeque<Event>,
+    pub(crate) next_id: SaId,
+}
+
+impl<R: RngCore + CryptoRng> Endpoint<R> {
+    pub fn new(cfg: EngineConfig, rng: R, spis: Box<dyn SpiAllocator + Send>) -> Self {
+        Endpoint {
+            cfg,
+            rng,
+            spis,
+            sas: BTreeMap::new(),
+            by_cookie: HashMap::new(),
+            children: BTreeMap::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            next_id: 1001,
+        }
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    /// Replace the configuration; existing SAs keep what they negotiated.
+    pub fn set_config(&mut self, cfg: EngineConfig) {
+        self.cfg = cfg;
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Phase 1 SAs for `show crypto isakmp sa`.
+    pub fn isakmp_sas(&self) -> Vec<IsakmpSaInfo> {
+        self.sas
+            .values()
+            .map(|s| IsakmpSaInfo {
+                id: s.id,
+                local: s.local,
+                remote: s.remote,
+                state: s.state.show_name(),
+                initiator: s.initiator,
+                aggressive: s.aggressive,
+                policy: s.policy,
+                created: s.created,
+            })
+            .collect()
+    }
+
+    /// `show crypto isakmp sa` state of one SA.
+    pub fn state_name(&self, id: SaId) -> Option<&'static str> {
+        self.sas.get(&id).map(|s| s.state.show_name())
+    }
+
+    /// Inbound SPIs of installed child SAs.
+    pub fn child_spis(&self) -> Vec<u32> {
+        self.children.keys().copied().collect()
+    }
+
+    /// The data plane saw traffic from `peer`: it is alive (DPD is idle-driven).
+    pub fn note_traffic(&mut self, now: Instant, peer: IpAddr) {
+        for s in self.sas.values_mut() {
+            if s.remote.ip() == peer {
+                s.last_heard = now;
+            }
+        }
+    }
+
+    pub(crate) fn random_bytes(&mut self, n: usize) -> Vec<u8> {
+        let mut v = vec![0u8; n];
+        self.rng.fill_bytes(&mut v);
+        v
+    }
+
+    pub(crate) fn new_cookie(&mut self) -> [u8; 8] {
+        loop {
+            let mut c = [0u8; 8];
+            self.rng.fill_bytes(&mut c);
+            if c != [0; 8] {
+                return c;
+            }
+        }
+    }
+
+    pub(crate) fn alloc_id(&mut self) -> SaId {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// Queue a datagram, adding the non-ESP marker on port 4500.
+    pub(crate) fn queue(&mut self, id: SaId, bytes: Vec<u8>) -> Transmit {
+        let s = &self.sas[&id];
+        let mut payload = bytes;
+        if s.local.port() == NATT_PORT || s.remote.port() == NATT_PORT {
+            let mut v = NON_ESP_MARKER.to_vec();
+            v.extend_from_slice(&payload);
+            payload = v;
+        }
+        let t = Transmit {
+            local: s.local,
+            remote: s.remote,
+            payload,
+        };
+        ike!(
+            "ISAKMP ({}): sending packet to {} my_port {} peer_port {} {} {}",
+            s.id,
+            s.remote.ip(),
+            s.local.port(),
+            s.remote.port(),
+            s.role(),
+            s.state.debug_tag()
+        );
+        self.transmits.push_back(t.clone());
+        t
+    }
+
+    /// Send a phase 1 message, remember it for duplicates and arm retransmission.
+    pub(crate) fn send_p1(&mut self, now: Instant, id: SaId, bytes: Vec<u8>, retransmit: bool) {
+        let t = self.queue(id, bytes);
+        let initial = self.cfg.retransmit_initial;
+        let s = self.sas.get_mut(&id).expect("sa exists");
+        s.last_tx = Some(t.clone());
+        s.retx = retransmit.then(|| Retx {
+            deadline: now + initial,
+            count: 0,
+            msg: t,
+        });
+    }
+
+    /// Build a header for SA `id`.
+    pub(crate) fn header(&self, id: SaId, exch: u8, mid: u32) -> Header {
+        let s = &self.sas[&id];
+        Header {
+            icookie: s.icookie,
+            rcookie: s.rcookie,
+            next_payload: 0,
+            version: 0x10,
+            exchange: exch,
+            flags: 0,
+            message_id: mid,
+            length: 0,
+        }
+    }
+
+    /// Emit `payloads` encrypted under the SA's key with `iv`; returns the
+    /// bytes and the next IV (last ciphertext block).
+    pub(crate) fn encrypt(
+        keys: &Phase1Keys,
+        mut header: Header,
+        payloads: &[Payload],
+        iv: &[u8],
+    ) -> (Vec<u8>, Vec<u8>) {
+        let (first, mut body) = wire::emit_payloads(payloads);
+        let bs = keys.encr.block_size();
+        let pad = (bs - body.len() % bs) % bs;
+        if pad > 0 {
+            body.extend(std::iter::repeat_n(0u8, pad - 1));
+            body.push((pad - 1) as u8);
+        }
+        keys.encr
+            .encrypt(&keys.enc_key, iv, &mut body)
+            .expect("key, IV and padding sizes are ours");
+        let next_iv = body[body.len() - bs..].to_vec();
+        header.next_payload = first;
+        header.flags |= flags::ENCRYPTION;
+        header.length = (wire::HEADER_LEN + body.len()) as u32;
+        let mut out = Vec::with_capacity(header.length as usize);
+        header.emit(&mut out);
+        out.extend_from_slice(&body);
+        (out, next_iv)
+    }
+
+    /// Decrypt a body; returns plaintext and the next IV.
+    pub(crate) fn decrypt(
+        keys: &Phase1Keys,
+        body: &[u8],
+        iv: &[u8],
+    ) -> Result<(Vec<u8>, Vec<u8>), HandleError> {
+        let bs = keys.encr.block_size();
+        if body.is_empty() || !body.len().is_multiple_of(bs) {
+            return Err(HandleError::Decrypt);
+        }
+        let mut b = body.to_vec();
+        keys.encr
+            .decrypt(&keys.enc_key, iv, &mut b)
+            .map_err(|_| HandleError::Decrypt)?;
+        Ok((b, body[body.len() - bs..].to_vec()))
+    }
+
+    /// Process one datagram. `local`/`remote` carry the UDP ports; on port
+    /// 4500 the datagram must start with the non-ESP marker.
+    pub fn handle(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        datagram: &[u8],
+    ) -> Result<(), HandleError> {
+        let data = if local.port() == NATT_PORT || remote.port() == NATT_PORT {
+            match classify_udp4500(datagram) {
+                Udp4500::Ike(d) => d,
+                Udp4500::Keepalive => return Ok(()),
+                _ => return Err(HandleError::NotIke),
+            }
+        } else {
+            datagram
+        };
+        let (h, _) = Header::parse(data)?;
+        let key = (h.icookie, remote.ip());
+        let Some(&id) = self.by_cookie.get(&key) else {
+            if h.rcookie == [0; 8] && h.exchange == exchange::MAIN {
+                return self.mm_responder_new(now, local, remote, data);
+            }
+            if h.rcookie == [0; 8] && h.exchange == exchange::AGGRESSIVE {
+                return self.am_responder_new(now, local, remote, data);
+            }
+            ike!(
+                "ISAKMP: received packet from {} with unknown cookies, dropped",
+                remote.ip()
+            );
+            return Err(HandleError::UnknownSa(remote.ip()));
+        };
+        {
+            let s = self.sas.get_mut(&id).expect("index consistent");
+            ike!(
+                "ISAKMP ({}): received packet from {} dport {} sport {} Global {} {}",
+                id,
+                remote.ip(),
+                local.port(),
+                remote.port(),
+                s.role(),
+                s.state.debug_tag()
+            );
+            if h.message_id == 0 && data == s.last_rx.as_slice() {
+                // A retransmission of the peer's last message: replay our answer.
+                if let Some(t) = s.last_tx.clone() {
+                    ike!(
+                        "ISAKMP ({}): retransmission detected, resending last reply",
+                        id
+                    );
+                    self.transmits.push_back(t);
+                }
+                return Ok(());
+            }
+            if s.rcookie == [0; 8] && h.rcookie != [0; 8] {
+                s.rcookie = h.rcookie;
+            } else if h.rcookie != s.rcookie && h.exchange != exchange::INFORMATIONAL {
+                return Err(HandleError::UnknownSa(remote.ip()));
+            }
+            s.last_heard = now;
+            // Follow the peer's port (NAT-T float, NAT rebinding).
+            if s.remote != remote && s.keys.is_some() {
+                s.remote = remote;
+                s.local = local;
+            }
+        }
+        match h.exchange {
+            exchange::MAIN => self.mm_handle(now, id, h, data),
+            exchange::AGGRESSIVE => self.am_handle(now, id, h, data),
+            exchange::QUICK => self.qm_handle(now, id, h, data),
+            exchange::INFORMATIONAL => self.info_handle(now, id, h, data),
+            _ => Err(HandleError::Unexpected("unknown exchange type")),
+        }
+    }
+
+    /// Ask for IPsec SAs with `remote`; brings up phase 1 first if needed.
+    pub fn initiate_phase2(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        req: Phase2Request,
+    ) -> Result<(), CommandError> {
+        self.initiate_inner(now, local, remote, req, None)
+    }
+
+    pub(crate) fn initiate_inner(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        req: Phase2Request,
+        rekey_of: Option<u32>,
+    ) -> Result<(), CommandError> {
+        if self.cfg.policies.is_empty() || self.cfg.transform_sets.is_empty() {
+            return Err(CommandError::NoPolicy);
+        }
+        // An established or in-progress phase 1 with this peer?
+        let existing = self
+            .sas
+            .values()
+            .filter(|s| s.remote.ip() == remote.ip())
+            .max_by_key(|s| (s.state == P1State::Complete, s.id))
+            .map(|s| (s.id, s.state == P1State::Complete));
+        match existing {
+            Some((id, true)) => {
+                self.qm_initiate(now, id, req, rekey_of);
+                Ok(())
+            }
+            Some((id, false)) => {
+                self.sas
+                    .get_mut(&id)
+                    .expect("found")
+                    .pending
+                    .push((req, rekey_of));
+                Ok(())
+            }
+            None => {
+                let psk = self
+                    .cfg
+                    .psk_for(remote.ip())
+                    .ok_or(CommandError::NoPsk(remote.ip()))?
+                    .key
+                    .clone();
+                let id = if self.cfg.aggressive {
+                    self.am_initiate(now, local, remote, psk)
+                } else {
+                    self.mm_initiate(now, local, remote, psk)
+                };
+                self.sas
+                    .get_mut(&id)
+                    .expect("created")
+                    .pending
+                    .push((req, rekey_of));
+                Ok(())
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new_phase1(
+        &mut self,
+        now: Instant,
+        initiator: bool,
+        aggressive: bool,
+        icookie: [u8; 8],
+        rcookie: [u8; 8],
+        local: SocketAddr,
+        remote: SocketAddr,
+        psk: Zeroizing<Vec<u8>>,
+    ) -> SaId {
+        let id = self.alloc_id();
+        let s = Phase1 {
+            id,
+            initiator,
+            aggressive,
+            state: P1State::Ready,
+            icookie,
+            rcookie,
+            local,
+            remote,
+            psk,
+            policy: None,
+            sai_b: vec![],
+            dh: None,
+            gxi: vec![],
+            gxr: vec![],
+            ni: vec![],
+            nr: vec![],
+            keys: None,
+            iv: vec![],
+            natt: None,
+            peer_dpd: false,
+            nat_local: false,
+            nat_remote: false,
+            last_rx: vec![],
+            last_tx: None,
+            retx: None,
+            created: now,
+            expires: None,
+            last_heard: now,
+            dpd: Dpd {
+                seq: 0,
+                outstanding: None,
+            },
+            qms: HashMap::new(),
+            pending: vec![],
+            next_keepalive: None,
+            natd_local: local,
+            natd_remote: remote,
+            peer_id_b: vec![],
+        };
+        self.by_cookie.insert((icookie, remote.ip()), id);
+        self.sas.insert(id, s);
+        id
+    }
+
+    /// Remove a phase 1 SA (children survive, as on IOS).
+    pub(crate) fn drop_phase1(&mut self, id: SaId, reason: &str, established: bool) {
+        if let Some(s) = self.sas.remove(&id) {
+            self.by_cookie.remove(&(s.icookie, s.remote.ip()));
+            ike!("ISAKMP ({}): deleting SA reason \"{}\"", id, reason);
+            if established {
+                self.events.push_back(Event::Phase1Down {
+                    id,
+                    remote: s.remote,
+                    reason: reason.into(),
+                });
+            } else {
+                self.events.push_back(Event::Phase1Failed {
+                    remote: s.remote,
+                    reason: reason.into(),
+                });
+            }
+            for _ in s.pending {
+                self.events.push_back(Event::Phase2Failed {
+                    remote: s.remote,
+                    reason: format!("phase 1 failed: {reason}"),
+                });
+            }
+        }
+    }
+
+    /// Phase 1 finished: event, lifetime, pending Quick Modes.
+    pub(crate) fn p1_complete(&mut self, now: Instant, id: SaId) {
+        let (remote, local, life, pending, nat) = {
+            let s = self.sas.get_mut(&id).expect("sa");
+            s.set_state(P1State::Complete);
+            s.retx = None;
+            let life = s.policy.map_or(86400, |p| p.lifetime);
+            s.expires = Some(now + Duration::from_secs(life as u64));
+            s.last_heard = now;
+            (
+                s.remote,
+                s.local,
+                life,
+                std::mem::take(&mut s.pending),
+                s.nat_local,
+            )
+        };
+        ike!(
+            "ISAKMP ({}): SA has been authenticated with {}",
+            id,
+            remote.ip()
+        );
+        ike!("ISAKMP ({}): Started lifetime timer: {}.", id, life);
+        if nat {
+            let ka = self.cfg.nat_keepalive;
+            self.sas.get_mut(&id).expect("sa").next_keepalive = Some(now + ka);
+        }
+        self.events.push_back(Event::Phase1Up { id, local, remote });
+        for (req, rekey_of) in pending {
+            self.qm_initiate(now, id, req, rekey_of);
+        }
+    }
+
+    /// Delete a child SA by its inbound SPI, telling the peer.
+    pub fn delete_child(&mut self, now: Instant, inbound_spi: u32) {
+        if let Some(c) = self.children.remove(&inbound_spi) {
+            self.send_delete_esp(now, c.remote, inbound_spi);
+            self.events.push_back(Event::ChildSaDeleted {
+                remote: c.remote,
+                inbound_spi,
+                outbound_spi: c.outbound_spi,
+                reason: "deleted by request".into(),
+            });
+        }
+    }
+
+    /// `clear crypto sa peer`: delete everything with `peer`, telling it.
+    pub fn delete_peer(&mut self, now: Instant, peer: IpAddr) {
+        let spis: Vec<u32> = self
+            .children
+            .iter()
+            .filter(|(_, c)| c.remote.ip() == peer)
+            .map(|(s, _)| *s)
+            .collect();
+        for s in spis {
+            self.delete_child(now, s);
+        }
+        let ids: Vec<SaId> = self
+            .sas
+            .values()
+            .filter(|s| s.remote.ip() == peer)
+            .map(|s| s.id)
+            .collect();
+        for id in ids {
+            self.send_delete_isakmp(now, id);
+            let est = self.sas[&id].state == P1State::Complete;
+            self.drop_phase1(id, "cleared by request", est);
+        }
+    }
+
+    /// Remove all state for `peer` without telling it (peer dead / INITIAL-CONTACT).
+    pub(crate) fn purge_peer(&mut self, peer: IpAddr, keep: Option<SaId>, reason: &str) {
+        let spis: Vec<u32> = self
+            .children
+            .iter()
+            .filter(|(_, c)| c.remote.ip() == peer)
+            .map(|(s, _)| *s)
+            .collect();
+        for s in spis {
+            let c = self.children.remove(&s).expect("listed");
+            self.events.push_back(Event::ChildSaDeleted {
+                remote: c.remote,
+                inbound_spi: s,
+                outbound_spi: c.outbound_spi,
+                reason: reason.into(),
+            });
+        }
+        let ids: Vec<(SaId, bool)> = self
+            .sas
+            .values()
+            .filter(|s| s.remote.ip() == peer && Some(s.id) != keep)
+            .map(|s| (s.id, s.state == P1State::Complete))
+            .collect();
+        for (id, est) in ids {
+            self.drop_phase1(id, reason, est);
+        }
+    }
+
+    /// Earliest deadline the caller should wake us at.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut t: Option<Instant> = None;
+        let mut upd = |x: Option<Instant>| {
+            if let Some(x) = x {
+                t = Some(t.map_or(x, |t| t.min(x)));
+            }
+        };
+        for s in self.sas.values() {
+            upd(s.retx.as_ref().map(|r| r.deadline));
+            upd(s.expires);
+            upd(s.next_keepalive);
+            upd(s.dpd.outstanding.map(|o| o.1));
+            if let (Some(d), true) = (self.cfg.dpd, s.peer_dpd && s.state == P1State::Complete)
+                && s.dpd.outstanding.is_none()
+            {
+                upd(Some(s.last_heard + d.interval));
+            }
+            for q in s.qms.values() {
+                upd(q.retx.as_ref().map(|r| r.deadline));
+                upd(q.done_at.map(|d| d + Duration::from_secs(60)));
+            }
+        }
+        for c in self.children.values() {
+            upd(c.soft);
+            upd(Some(c.hard));
+        }
+        t
+    }
+
+    /// Run timers: retransmissions, expiry, rekey, DPD, keepalives.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let ids: Vec<SaId> = self.sas.keys().copied().collect();
+        for id in ids {
+            self.p1_timers(now, id);
+        }
+        // Child SA rekey (soft) and expiry (hard).
+        let due: Vec<u32> = self
+            .children
+            .iter()
+            .filter(|(_, c)| c.soft.is_some_and(|s| s <= now) || c.hard <= now)
+            .map(|(s, _)| *s)
+            .collect();
+        for spi in due {
+            let c = self.children.get_mut(&spi).expect("listed");
+            if c.hard <= now {
+                let c = self.children.remove(&spi).expect("listed");
+                self.send_delete_esp(now, c.remote, spi);
+                self.events.push_back(Event::ChildSaDeleted {
+                    remote: c.remote,
+                    inbound_spi: spi,
+                    outbound_spi: c.outbound_spi,
+                    reason: "lifetime expired".into(),
+                });
+            } else if c.soft.is_some_and(|s| s <= now) {
+                c.soft = None;
+                let (remote, req) = (c.remote, c.request.clone());
+                let local = self
+                    .sas
+                    .values()
+                    .find(|s| s.remote.ip() == remote.ip())
+                    .map(|s| s.local);
+                if let Some(local) = local {
+                    let remote = SocketAddr::new(remote.ip(), 500);
+                    let _ = self.initiate_inner(now, local, remote, req, Some(spi));
+                } else {
+                    ike!(
+                        "IPSEC: no ISAKMP SA to rekey SPI {:#x}; it will expire",
+                        spi
+                    );
+                }
+            }
+        }
+    }
+
+    fn p1_timers(&mut self, now: Instant, id: SaId) {
+        let max = self.cfg.retransmit_max;
+        let dpd_cfg = self.cfg.dpd;
+        let ka = self.cfg.nat_keepalive;
+        let mut resend = vec![];
+        let mut fail: Option<(&'static str, bool)> = None;
+        let mut send_dpd = false;
+        let mut dead = false;
+        {
+            let s = self.sas.get_mut(&id).expect("sa");
+            if let Some(r) = &mut s.retx
+                && r.deadline <= now
+            {
+                if r.count >= max {
+                    fail = Some(("retransmission limit reached", false));
+                } else {
+                    r.count += 1;
+                    r.deadline = now + self.cfg.retransmit_initial * 2u32.pow(r.count.min(6));
+                    ike!(
+                        "ISAKMP ({}): retransmitting phase 1 {}... (attempt {})",
+                        id,
+                        s.state.show_name(),
+                        r.count
+                    );
+                    resend.push(r.msg.clone());
+                }
+            }
+            if s.expires.is_some_and(|e| e <= now) {
+                fail = Some(("lifetime expired", true));
+            }
+            let mut qm_fail = vec![];
+            for (mid, q) in s.qms.iter_mut() {
+                if let Some(r) = &mut q.retx
+                    && r.deadline <= now
+                {
+                    if r.count >= max {
+                        qm_fail.push(*mid);
+                    } else {
+                        r.count += 1;
+                        r.deadline = now + self.cfg.retransmit_initial * 2u32.pow(r.count.min(6));
+                        resend.push(r.msg.clone());
+                    }
+                }
+            }
+            s.qms
+                .retain(|_, q| q.done_at.is_none_or(|d| d + Duration::from_secs(60) > now));
+            for mid in qm_fail {
+                s.qms.remove(&mid);
+                ike!("ISAKMP ({}): Quick Mode {} timed out", id, mid);
+                self.events.push_back(Event::Phase2Failed {
+                    remote: s.remote,
+                    reason: "quick mode retransmission limit".into(),
+                });
+            }
+            if s.next_keepalive.is_some_and(|k| k <= now) {
+                s.next_keepalive = Some(now + ka);
+                resend.push(Transmit {
+                    local: s.local,
+                    remote: s.remote,
+                    payload: vec![0xff],
+                });
+            }
+            if let (Some(d), true) = (dpd_cfg, s.peer_dpd && s.state == P1State::Complete) {
+                match s.dpd.outstanding {
+                    None if s.last_heard + d.interval <= now => send_dpd = true,
+                    Some((_, deadline, tries)) if deadline <= now => {
+                        if tries >= d.max_retries {
+                            dead = true;
+                        } else {
+                            send_dpd = true;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        self.transmits.extend(resend);
+        if dead {
+            let peer = self.sas[&id].remote.ip();
+            ike!(
+                "ISAKMP ({}): DPD: peer {} is dead, clearing its SAs",
+                id,
+                peer
+            );
+            self.events.push_back(Event::PeerDead { remote: peer });
+            self.purge_peer(peer, None, "peer dead (DPD)");
+            return;
+        }
+        if send_dpd {
+            self.send_dpd(now, id);
+        }
+        if let Some((reason, est)) = fail {
+            if est && reason == "lifetime expired" {
+                self.send_delete_isakmp(now, id);
+            }
+            let est = est
+                || self
+                    .sas
+                    .get(&id)
+                    .is_some_and(|s| s.state == P1State::Complete);
+            self.drop_phase1(id, reason, est);
+        }
+    }
+
+    /// Whether the source address already has too many half-open SAs.
+    pub(crate) fn half_open_exceeded(&self, peer: IpAddr) -> bool {
+        let open = |s: &&Phase1| !s.initiator && s.state != P1State::Complete;
+        let total = self.sas.values().filter(open).count();
+        let per = self
+            .sas
+            .values()
+            .filter(open)
+            .filter(|s| s.remote.ip() == peer)
+            .count();
+        total >= self.cfg.max_half_open || per >= self.cfg.max_half_open_per_peer
+    }
+
+    /// The ID payload we send in phase 1.
+    pub(crate) fn local_id(&self, local: SocketAddr) -> IdPayload {
+        match &self.cfg.local_id {
+            Some(id) => IdPayload {
+                protocol: 17,
+                port: 500,
+                id: id.clone(),
+            },
+            None => IdPayload {
+                protocol: 17,
+                port: 500,
+                id: wire::Identity::from_ip(local.ip()),
+            },
+        }
+    }
+
+    /// Vendor IDs we advertise in the first message.
+    pub(crate) fn our_vendor_ids(&self) -> Vec<Payload> {
+        let mut v = vec![];
+        if self.cfg.nat_t != crate::policy::NatTMode::Disabled {
+            for x in [
+                Vendor::NatTRfc,
+                Vendor::NatTDraft03,
+                Vendor::NatTDraft02N,
+                Vendor::NatTDraft02,
+            ] {
+                v.push(Payload::VendorId(x.bytes()));
+            }
+        }
+        v.push(Payload::VendorId(Vendor::Dpd.bytes()));
+        v
+    }
+
+    /// Process the peer's vendor IDs.
+    pub(crate) fn note_vendor_ids(&mut self, id: SaId, payloads: &[Payload]) {
+        let natt_enabled = self.cfg.nat_t != crate::policy::NatTMode::Disabled;
+        let s = self.sas.get_mut(&id).expect("sa");
+        let mut best = 0u8;
+        for p in payloads {
+            if let Payload::VendorId(b) = p {
+                ike!("ISAKMP ({}): processing vendor id payload", id);
+                let v = Vendor::classify(b);
+                match v {
+                    Vendor::Unknown => {
+                        ike!(
+                            "ISAKMP ({}): vendor ID seems Unity/DPD but major mismatch",
+                            id
+                        )
+                    }
+                    v => ike!("ISAKMP ({}): vendor ID is {}", id, v.ios_name()),
+                }
+                if v == Vendor::Dpd {
+                    s.peer_dpd = true;
+                }
+                best = best.max(v.natt_rank());
+            }
+        }
+        if natt_enabled && best > 0 {
+            s.natt = Some(if best == 3 {
+                NatTVariant::Rfc
+            } else {
+                NatTVariant::Draft
+            });
+        }
+    }
+}

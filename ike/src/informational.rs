@@ -1,0 +1,267 @@
+//! Informational exchanges: notifications, deletes and DPD (RFC 3706).
+
+use crate::endpoint::{Endpoint, Event, HandleError, SaId, ike};
+use crate::keys;
+use crate::main_mode::ct_eq;
+use crate::state::P1State;
+use crate::wire::consts::{exchange, notify, notify_name, proto};
+use crate::wire::{self, DeletePayload, Header, NotifyPayload, Payload};
+use rand_core::{CryptoRng, RngCore};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+impl<R: RngCore + CryptoRng> Endpoint<R> {
+    /// Send an encrypted informational exchange with HASH(1).
+    pub(crate) fn send_info(&mut self, _now: Instant, id: SaId, payloads: Vec<Payload>) {
+        let Some(s) = self.sas.get(&id) else { return };
+        if s.keys.is_none() {
+            return;
+        }
+        let mid = loop {
+            let m = self.rng.next_u32();
+            if m != 0 {
+                break m;
+            }
+        };
+        let s = &self.sas[&id];
+        let k = s.keys.as_ref().expect("checked");
+        let iv = keys::message_iv(k.prf, k.encr, &s.iv, mid);
+        let hash = keys::hash1(k, mid, &wire::emit_payloads(&payloads).1);
+        let mut all = vec![Payload::Hash(hash)];
+        all.extend(payloads);
+        let (msg, _) = Self::encrypt(k, self.header(id, exchange::INFORMATIONAL, mid), &all, &iv);
+        self.queue(id, msg);
+    }
+
+    fn established_with(&self, remote: SocketAddr) -> Option<SaId> {
+        self.sas
+            .values()
+            .filter(|s| s.remote.ip() == remote.ip() && s.state == P1State::Complete)
+            .map(|s| s.id)
+            .max()
+    }
+
+    pub(crate) fn send_delete_esp(&mut self, now: Instant, remote: SocketAddr, inbound_spi: u32) {
+        if let Some(id) = self.established_with(remote) {
+            ike!(
+                "ISAKMP ({}): sending DELETE for ESP SPI {:#010X}",
+                id,
+                inbound_spi
+            );
+            self.send_info(
+                now,
+                id,
+                vec![Payload::Delete(DeletePayload {
+                    doi: 1,
+                    protocol: proto::ESP,
+                    spi_size: 4,
+                    spis: vec![inbound_spi.to_be_bytes().to_vec()],
+                })],
+            );
+        }
+    }
+
+    pub(crate) fn send_delete_isakmp(&mut self, now: Instant, id: SaId) {
+        let Some(s) = self.sas.get(&id) else { return };
+        if s.state != P1State::Complete {
+            return;
+        }
+        let spi = [s.icookie, s.rcookie].concat();
+        ike!("ISAKMP ({}): sending DELETE for the ISAKMP SA", id);
+        self.send_info(
+            now,
+            id,
+            vec![Payload::Delete(DeletePayload {
+                doi: 1,
+                protocol: proto::ISAKMP,
+                spi_size: 16,
+                spis: vec![spi],
+            })],
+        );
+    }
+
+    pub(crate) fn send_dpd(&mut self, now: Instant, id: SaId) {
+        let retry = self.cfg.dpd.map(|d| d.retry).unwrap_or_default();
+        let (seq, spi) = {
+            let s = self.sas.get_mut(&id).expect("sa");
+            let tries = s.dpd.outstanding.map_or(0, |o| o.2);
+            let seq = match s.dpd.outstanding {
+                Some((seq, ..)) => seq,
+                None => {
+                    s.dpd.seq = s.dpd.seq.wrapping_add(1);
+                    s.dpd.seq
+                }
+            };
+            s.dpd.outstanding = Some((seq, now + retry, tries + 1));
+            (seq, [s.icookie, s.rcookie].concat())
+        };
+        ike!("ISAKMP ({}): DPD/R_U_THERE sent, sequence {}", id, seq);
+        self.send_info(
+            now,
+            id,
+            vec![Payload::Notify(NotifyPayload {
+                doi: 1,
+                protocol: proto::ISAKMP,
+                spi,
+                msg_type: notify::DPD_R_U_THERE,
+                data: seq.to_be_bytes().to_vec(),
+            })],
+        );
+    }
+
+    pub(crate) fn info_handle(
+        &mut self,
+        now: Instant,
+        id: SaId,
+        h: Header,
+        data: &[u8],
+    ) -> Result<(), HandleError> {
+        let (_, body) = Header::parse(data)?;
+        if !h.is_encrypted() {
+            // Only a failing negotiation is told in the clear.
+            let p = wire::parse_payloads(h.next_payload, body)?;
+            let est = self.sas[&id].state == P1State::Complete;
+            for x in p {
+                if let Payload::Notify(n) = x {
+                    ike!(
+                        "ISAKMP ({}): received unencrypted notify {} from {}",
+                        id,
+                        notify_name(n.msg_type),
+                        self.sas[&id].remote.ip()
+                    );
+                    if !est && n.msg_type < 8192 {
+                        self.drop_phase1(id, notify_name(n.msg_type), false);
+                        return Ok(());
+                    }
+                }
+            }
+            return Err(HandleError::Unexpected("unencrypted informational"));
+        }
+        let (plain, p, got, rest) = {
+            let s = &self.sas[&id];
+            let k = s.keys.as_ref().ok_or(HandleError::Decrypt)?;
+            let iv = keys::message_iv(k.prf, k.encr, &s.iv, h.message_id);
+            let (plain, _) = Self::decrypt(k, body, &iv)?;
+            let p = wire::parse_payloads_spanned(h.next_payload, &plain)
+                .map_err(|_| HandleError::BadHash)?;
+            let Some((Payload::Hash(got), first)) = p.first().cloned() else {
+                return Err(HandleError::Missing("HASH"));
+            };
+            let end = p.last().map_or(first.end, |(_, r)| r.end);
+            (plain, p, got, first.end..end)
+        };
+        {
+            let k = self.sas[&id].keys.as_ref().expect("checked");
+            if !ct_eq(&keys::hash1(k, h.message_id, &plain[rest]), &got) {
+                ike!("ISAKMP ({}): informational HASH mismatch, dropping", id);
+                return Err(HandleError::BadHash);
+            }
+        }
+        for (x, _) in p.into_iter().skip(1) {
+            match x {
+                Payload::Notify(n) => self.on_notify(now, id, n),
+                Payload::Delete(d) => self.on_delete(id, d),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn on_notify(&mut self, now: Instant, id: SaId, n: NotifyPayload) {
+        ike!(
+            "ISAKMP ({}): processing NOTIFY {} protocol {}",
+            id,
+            notify_name(n.msg_type),
+            n.protocol
+        );
+        match n.msg_type {
+            notify::DPD_R_U_THERE => {
+                let spi = {
+                    let s = &self.sas[&id];
+                    [s.icookie, s.rcookie].concat()
+                };
+                ike!(
+                    "ISAKMP ({}): DPD/R_U_THERE received, sending R_U_THERE_ACK",
+                    id
+                );
+                self.send_info(
+                    now,
+                    id,
+                    vec![Payload::Notify(NotifyPayload {
+                        doi: 1,
+                        protocol: proto::ISAKMP,
+                        spi,
+                        msg_type: notify::DPD_R_U_THERE_ACK,
+                        data: n.data,
+                    })],
+                );
+            }
+            notify::DPD_R_U_THERE_ACK => {
+                let s = self.sas.get_mut(&id).expect("sa");
+                if n.data.len() == 4 {
+                    let seq = u32::from_be_bytes(n.data[..4].try_into().expect("len 4"));
+                    if s.dpd.outstanding.is_some_and(|o| o.0 == seq) {
+                        s.dpd.outstanding = None;
+                        s.last_heard = now;
+                    }
+                }
+            }
+            notify::INITIAL_CONTACT => {
+                let peer = self.sas[&id].remote.ip();
+                self.purge_peer(peer, Some(id), "INITIAL-CONTACT");
+            }
+            t if t < 8192 => {
+                // An error about one of our Quick Modes (SPI = our proposal SPI).
+                let s = self.sas.get_mut(&id).expect("sa");
+                let remote = s.remote;
+                let spi = (n.spi.len() == 4)
+                    .then(|| u32::from_be_bytes(n.spi[..4].try_into().expect("len 4")));
+                let mids: Vec<u32> = s
+                    .qms
+                    .iter()
+                    .filter(|(_, q)| q.initiator && q.done_at.is_none())
+                    .filter(|(_, q)| spi.is_none_or(|x| x == q.our_spi))
+                    .map(|(m, _)| *m)
+                    .collect();
+                for m in mids {
+                    s.qms.remove(&m);
+                    self.events.push_back(Event::Phase2Failed {
+                        remote,
+                        reason: notify_name(t).into(),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_delete(&mut self, id: SaId, d: DeletePayload) {
+        match d.protocol {
+            proto::ISAKMP => {
+                ike!("ISAKMP ({}): peer deleted the ISAKMP SA", id);
+                self.drop_phase1(id, "deleted by peer", true);
+            }
+            proto::ESP | proto::AH => {
+                for spi in d.spis.iter().filter(|s| s.len() == 4) {
+                    let out = u32::from_be_bytes(spi[..4].try_into().expect("len 4"));
+                    let found = self
+                        .children
+                        .iter()
+                        .find(|(_, c)| c.outbound_spi == out)
+                        .map(|(k, _)| *k);
+                    if let Some(inb) = found {
+                        let c = self.children.remove(&inb).expect("found");
+                        ike!("IPSEC: peer deleted SA pair {:#010X}/{:#010X}", inb, out);
+                        self.events.push_back(Event::ChildSaDeleted {
+                            remote: c.remote,
+                            inbound_spi: inb,
+                            outbound_spi: out,
+                            reason: "deleted by peer".into(),
+                        });
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,720 @@
+//! Main Mode (identity protection), initiator and responder, with the
+//! IOS proposal-selection rule and NAT-T detection.
+
+use crate::crypto::{DhGroup, Prf};
+use crate::endpoint::{Endpoint, HandleError, NatTVariant, SaId, ike};
+use crate::keys;
+use crate::policy::{IkePolicy, decode_p1, p1_match};
+use crate::state::P1State;
+use crate::wire::consts::{exchange, notify, p1attr, proto};
+use crate::wire::vendor::Vendor;
+use crate::wire::{self, Header, NotifyPayload, Payload, Proposal, SaPayload, Transform};
+use rand_core::{CryptoRng, RngCore};
+use std::net::SocketAddr;
+use std::time::Instant;
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+pub(crate) type Spanned = Vec<(Payload, std::ops::Range<usize>)>;
+
+/// Constant-time equality for hashes.
+pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
+pub(crate) fn find<'a, T>(
+    p: &'a Spanned,
+    f: impl Fn(&'a Payload) -> Option<T>,
+) -> Option<(T, std::ops::Range<usize>)> {
+    p.iter().find_map(|(x, r)| f(x).map(|t| (t, r.clone())))
+}
+
+impl<R: RngCore + CryptoRng> Endpoint<R> {
+    /// Our phase 1 SA payload: all policies by priority, one proposal.
+    pub(crate) fn p1_sa_payload(policies: &[IkePolicy]) -> SaPayload {
+        SaPayload {
+            doi: 1,
+            situation: 1,
+            proposals: vec![Proposal {
+                number: 1,
+                protocol: proto::ISAKMP,
+                spi: vec![],
+                transforms: policies
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| p.to_transform(i as u8 + 1))
+                    .collect(),
+            }],
+        }
+    }
+
+    pub(crate) fn mm_initiate(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        psk: Zeroizing<Vec<u8>>,
+    ) -> SaId {
+        let ic = self.new_cookie();
+        let id = self.new_phase1(now, true, false, ic, [0; 8], local, remote, psk);
+        ike!(
+            "ISAKMP: ({}): found peer pre-shared key matching {}",
+            id,
+            remote.ip()
+        );
+        ike!("ISAKMP ({}): beginning Main Mode exchange", id);
+        let sa = Self::p1_sa_payload(&self.cfg.sorted_policies());
+        let sai_b = wire::emit_payloads(&[Payload::Sa(sa.clone())]).1[4..].to_vec();
+        let mut payloads = vec![Payload::Sa(sa)];
+        payloads.extend(self.our_vendor_ids());
+        let msg = wire::Message {
+            header: self.header(id, exchange::MAIN, 0),
+            payloads,
+        }
+        .emit();
+        let s = self.sas.get_mut(&id).expect("new");
+        s.sai_b = sai_b;
+        s.set_state(P1State::IMm1);
+        self.send_p1(now, id, msg, true);
+        id
+    }
+
+    /// IOS selection: our policies in priority order, each against the
+    /// peer's transforms in order; the first full match wins.
+    pub(crate) fn select_p1(&self, sa: &SaPayload) -> Option<(IkePolicy, Transform, u8)> {
+        for pol in self.cfg.sorted_policies() {
+            for prop in sa.proposals.iter().filter(|p| p.protocol == proto::ISAKMP) {
+                for t in &prop.transforms {
+                    ike!(
+                        "ISAKMP: Checking ISAKMP transform {} against priority {} policy",
+                        t.number,
+                        pol.priority
+                    );
+                    let Some(o) = decode_p1(t) else {
+                        ike!("ISAKMP:      unsupported transform attributes");
+                        continue;
+                    };
+                    ike!("ISAKMP:      encryption {}", o.encr.ios_name());
+                    ike!("ISAKMP:      hash {}", o.hash.ios_name());
+                    ike!("ISAKMP:      default group {}", o.group.ike_id());
+                    ike!("ISAKMP:      auth pre-share");
+                    if let Some(l) = o.lifetime {
+                        ike!("ISAKMP:      life type in seconds");
+                        match t.attributes.iter().find(|a| a.ty == p1attr::LIFE_DURATION) {
+                            Some(crate::wire::Attribute {
+                                value: crate::wire::AttrValue::Variable(b),
+                                ..
+                            }) => ike!(
+                                "ISAKMP:      life duration (VPI) of  {}",
+                                b.iter()
+                                    .map(|x| format!("{x:#x}"))
+                                    .collect::<Vec<_>>()
+                                    .join(" ")
+                            ),
+                            _ => ike!("ISAKMP:      life duration (basic) of {}", l),
+                        }
+                    }
+                    if let Some(life) = p1_match(&pol, &o) {
+                        ike!("ISAKMP: atts are acceptable. Next payload is 0");
+                        ike!("ISAKMP: Returning Actual lifetime: {}", life);
+                        let mut agreed = pol;
+                        agreed.lifetime = life;
+                        return Some((agreed, t.clone(), prop.number));
+                    }
+                    ike!("ISAKMP: atts are not acceptable. Next payload is 0");
+                }
+            }
+        }
+        None
+    }
+
+    /// Send an unencrypted notification (no SA exists or no keys yet).
+    pub(crate) fn send_clear_notify(
+        &mut self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        icookie: [u8; 8],
+        rcookie: [u8; 8],
+        msg_type: u16,
+    ) {
+        ike!(
+            "ISAKMP: sending {} notify to {}",
+            crate::wire::consts::notify_name(msg_type),
+            remote.ip()
+        );
+        let m = wire::Message {
+            header: Header {
+                icookie,
+                rcookie,
+                next_payload: 0,
+                version: 0x10,
+                exchange: exchange::INFORMATIONAL,
+                flags: 0,
+                message_id: 0,
+                length: 0,
+            },
+            payloads: vec![Payload::Notify(NotifyPayload {
+                doi: 1,
+                protocol: proto::ISAKMP,
+                spi: [icookie, rcookie].concat(),
+                msg_type,
+                data: vec![],
+            })],
+        };
+        let mut payload = m.emit();
+        if local.port() == crate::endpoint::NATT_PORT {
+            let mut v = crate::endpoint::NON_ESP_MARKER.to_vec();
+            v.extend_from_slice(&payload);
+            payload = v;
+        }
+        self.transmits.push_back(crate::endpoint::Transmit {
+            local,
+            remote,
+            payload,
+        });
+    }
+
+    pub(crate) fn mm_responder_new(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        data: &[u8],
+    ) -> Result<(), HandleError> {
+        ike!(
+            "ISAKMP (0): received packet from {} dport {} sport {} Global (N) NEW SA",
+            remote.ip(),
+            local.port(),
+            remote.port()
+        );
+        if self.half_open_exceeded(remote.ip()) {
+            ike!(
+                "ISAKMP: half-open SA limit reached, dropping MM1 from {}",
+                remote.ip()
+            );
+            return Err(HandleError::HalfOpenLimit);
+        }
+        let (h, body) = Header::parse(data)?;
+        let p = wire::parse_payloads_spanned(h.next_payload, body)?;
+        let (sa, range) = find(&p, |x| {
+            if let Payload::Sa(s) = x {
+                Some(s.clone())
+            } else {
+                None
+            }
+        })
+        .ok_or(HandleError::Missing("SA"))?;
+        let Some(psk) = self.cfg.psk_for(remote.ip()).map(|e| e.key.clone()) else {
+            ike!("ISAKMP: No pre-shared key with {}!", remote.ip());
+            return Err(HandleError::NoPsk(remote.ip()));
+        };
+        ike!(
+            "ISAKMP: (0):found peer pre-shared key matching {}",
+            remote.ip()
+        );
+        ike!("ISAKMP (0): processing SA payload. message ID = 0");
+        let Some((policy, chosen, prop_no)) = self.select_p1(&sa) else {
+            ike!(
+                "ISAKMP (0): phase 1 SA policy not acceptable! (local {} remote {})",
+                local.ip(),
+                remote.ip()
+            );
+            self.send_clear_notify(local, remote, h.icookie, [0; 8], notify::NO_PROPOSAL_CHOSEN);
+            return Err(HandleError::NoProposal);
+        };
+        let rc = self.new_cookie();
+        let id = self.new_phase1(now, false, false, h.icookie, rc, local, remote, psk);
+        let payloads: Vec<Payload> = p.iter().map(|(x, _)| x.clone()).collect();
+        self.note_vendor_ids(id, &payloads);
+        let mut reply = vec![Payload::Sa(SaPayload {
+            doi: sa.doi,
+            situation: sa.situation,
+            proposals: vec![Proposal {
+                number: prop_no,
+                protocol: proto::ISAKMP,
+                spi: vec![],
+                transforms: vec![chosen],
+            }],
+        })];
+        {
+            let s = self.sas.get_mut(&id).expect("new");
+            s.set_state(P1State::RMm1);
+            s.policy = Some(policy);
+            s.sai_b = body[range.start + 4..range.end].to_vec();
+            s.last_rx = data.to_vec();
+            match s.natt {
+                Some(NatTVariant::Rfc) => reply.push(Payload::VendorId(Vendor::NatTRfc.bytes())),
+                Some(NatTVariant::Draft) => {
+                    reply.push(Payload::VendorId(Vendor::NatTDraft02N.bytes()))
+                }
+                None => {}
+            }
+            reply.push(Payload::VendorId(Vendor::Dpd.bytes()));
+        }
+        let msg = wire::Message {
+            header: self.header(id, exchange::MAIN, 0),
+            payloads: reply,
+        }
+        .emit();
+        self.sas.get_mut(&id).expect("sa").set_state(P1State::RMm2);
+        self.send_p1(now, id, msg, true);
+        Ok(())
+    }
+
+    /// Generate our DH pair and nonce for SA `id`.
+    pub(crate) fn make_ke_nonce(&mut self, id: SaId) -> (Vec<u8>, Vec<u8>) {
+        let group = self.sas[&id].policy.expect("negotiated").group;
+        let (priv_, public) = group.generate(&mut self.rng);
+        let nonce = self.random_bytes(20);
+        let s = self.sas.get_mut(&id).expect("sa");
+        s.dh = Some((group, priv_));
+        if s.initiator {
+            s.gxi = public.clone();
+            s.ni = nonce.clone();
+        } else {
+            s.gxr = public.clone();
+            s.nr = nonce.clone();
+        }
+        (public, nonce)
+    }
+
+    /// g^xy, SKEYID and the rest once both KE and nonces are known.
+    pub(crate) fn compute_p1_keys(&mut self, id: SaId) -> Result<(), HandleError> {
+        let s = self.sas.get_mut(&id).expect("sa");
+        let pol = s.policy.expect("negotiated");
+        let (group, priv_) = s.dh.as_ref().ok_or(HandleError::BadKe)?;
+        let peer = if s.initiator { &s.gxr } else { &s.gxi };
+        let gxy = group.shared(priv_, peer).map_err(|_| HandleError::BadKe)?;
+        let skeyid = keys::skeyid_psk(pol.hash, &s.psk, &s.ni, &s.nr);
+        let k = keys::derive_phase1(pol.hash, pol.encr, skeyid, &gxy, &s.icookie, &s.rcookie);
+        s.iv = keys::phase1_iv(pol.hash, pol.encr, &s.gxi, &s.gxr);
+        s.keys = Some(k);
+        s.dh = None;
+        ike!("ISAKMP ({}): SKEYID state generated", id);
+        Ok(())
+    }
+
+    /// NAT-D hash: HASH(CKY-I | CKY-R | IP | Port).
+    pub(crate) fn natd_hash(&self, id: SaId, addr: SocketAddr) -> Vec<u8> {
+        let s = &self.sas[&id];
+        let ip = match addr.ip() {
+            std::net::IpAddr::V4(a) => a.octets().to_vec(),
+            std::net::IpAddr::V6(a) => a.octets().to_vec(),
+        };
+        s.hash()
+            .hash(&[&s.icookie, &s.rcookie, &ip, &addr.port().to_be_bytes()])
+    }
+
+    /// Our NAT-D payloads: the peer's address as we send to it, then ours.
+    pub(crate) fn natd_payloads(&mut self, id: SaId) -> Vec<Payload> {
+        let s = &self.sas[&id];
+        let Some(v) = s.natt else { return vec![] };
+        let draft = v == NatTVariant::Draft;
+        let (local, remote) = (s.natd_local, s.natd_remote);
+        let theirs = self.natd_hash(id, remote);
+        let ours = if self.cfg.nat_t == crate::policy::NatTMode::Force {
+            // Force mode: a hash that cannot match makes both sides encapsulate.
+            self.random_bytes(theirs.len())
+        } else {
+            self.natd_hash(id, local)
+        };
+        vec![
+            Payload::NatD {
+                draft,
+                hash: theirs,
+            },
+            Payload::NatD { draft, hash: ours },
+        ]
+    }
+
+    /// Compare received NAT-D payloads against what we see.
+    pub(crate) fn natd_check(&mut self, id: SaId, p: &[Payload]) {
+        if self.sas[&id].natt.is_none() {
+            return;
+        }
+        let hashes: Vec<&Vec<u8>> = p
+            .iter()
+            .filter_map(|x| {
+                if let Payload::NatD { hash, .. } = x {
+                    Some(hash)
+                } else {
+                    None
+                }
+            })
+            .collect();
+        if hashes.is_empty() {
+            return;
+        }
+        let (local, remote) = (self.sas[&id].natd_local, self.sas[&id].natd_remote);
+        let mine = self.natd_hash(id, local);
+        let theirs = self.natd_hash(id, remote);
+        let nat_local =
+            !ct_eq(hashes[0], &mine) || self.cfg.nat_t == crate::policy::NatTMode::Force;
+        let nat_remote = !hashes[1..].iter().any(|h| ct_eq(h, &theirs));
+        let s = self.sas.get_mut(&id).expect("sa");
+        s.nat_local = nat_local;
+        s.nat_remote = nat_remote;
+        if nat_local || nat_remote {
+            ike!(
+                "ISAKMP ({}): NAT found, {} behind a NAT device",
+                id,
+                if nat_local { "we are" } else { "the peer is" }
+            );
+        } else {
+            ike!("ISAKMP ({}): NAT not found, no NAT-T", id);
+        }
+    }
+
+    /// Move to UDP 4500 when a NAT was detected (initiator, before MM5/AM3).
+    pub(crate) fn float(&mut self, id: SaId) {
+        let s = self.sas.get_mut(&id).expect("sa");
+        if s.nat() && s.local.port() != crate::endpoint::NATT_PORT {
+            s.local.set_port(crate::endpoint::NATT_PORT);
+            s.remote.set_port(crate::endpoint::NATT_PORT);
+            ike!("ISAKMP ({}): floating to port 4500", id);
+        }
+    }
+
+    fn mm_parse_clear(data: &[u8]) -> Result<(Header, Spanned, Vec<u8>), HandleError> {
+        let (h, body) = Header::parse(data)?;
+        if h.is_encrypted() {
+            return Err(HandleError::Unexpected("encrypted message before keys"));
+        }
+        Ok((
+            h,
+            wire::parse_payloads_spanned(h.next_payload, body)?,
+            body.to_vec(),
+        ))
+    }
+
+    /// Decrypt a phase 1 message with the SA's running IV.
+    pub(crate) fn p1_decrypt(
+        &self,
+        id: SaId,
+        data: &[u8],
+    ) -> Result<(Vec<u8>, Spanned, Vec<u8>), HandleError> {
+        let (h, body) = Header::parse(data)?;
+        let s = &self.sas[&id];
+        let k = s.keys.as_ref().ok_or(HandleError::Decrypt)?;
+        if !h.is_encrypted() {
+            return Err(HandleError::Unexpected("cleartext message after keys"));
+        }
+        let (plain, next_iv) = Self::decrypt(k, body, &s.iv)?;
+        let p = wire::parse_payloads_spanned(h.next_payload, &plain).map_err(|_| {
+            ike!(
+                "ISAKMP ({}): decryption produced garbage: probable pre-shared key mismatch",
+                id
+            );
+            HandleError::BadHash
+        })?;
+        Ok((plain, p, next_iv))
+    }
+
+    pub(crate) fn mm_handle(
+        &mut self,
+        now: Instant,
+        id: SaId,
+        _h: Header,
+        data: &[u8],
+    ) -> Result<(), HandleError> {
+        let state = self.sas[&id].state;
+        match state {
+            P1State::IMm1 => {
+                let (_, p, _) = Self::mm_parse_clear(data)?;
+                let (sa, _) = find(&p, |x| {
+                    if let Payload::Sa(s) = x {
+                        Some(s.clone())
+                    } else {
+                        None
+                    }
+                })
+                .ok_or(HandleError::Missing("SA"))?;
+                ike!("ISAKMP ({}): processing SA payload. message ID = 0", id);
+                let t = sa
+                    .proposals
+                    .first()
+                    .and_then(|p| p.transforms.first())
+                    .ok_or(HandleError::NoProposal)?;
+                let o = decode_p1(t).ok_or(HandleError::NoProposal)?;
+                let pol = self
+                    .cfg
+                    .sorted_policies()
+                    .into_iter()
+                    .find_map(|pol| {
+                        ike!(
+                            "ISAKMP ({}): Checking ISAKMP transform {} against priority {} policy",
+                            id,
+                            t.number,
+                            pol.priority
+                        );
+                        p1_match(&pol, &o).map(|l| IkePolicy { lifetime: l, ..pol })
+                    })
+                    .ok_or(HandleError::NoProposal)?;
+                ike!("ISAKMP ({}): atts are acceptable. Next payload is 0", id);
+                let payloads: Vec<Payload> = p.into_iter().map(|(x, _)| x).collect();
+                self.note_vendor_ids(id, &payloads);
+                {
+                    let s = self.sas.get_mut(&id).expect("sa");
+                    s.policy = Some(pol);
+                    s.retx = None;
+                    s.last_rx = data.to_vec();
+                    s.set_state(P1State::IMm2);
+                }
+                let (ke, nonce) = self.make_ke_nonce(id);
+                let mut out = vec![Payload::Ke(ke), Payload::Nonce(nonce)];
+                out.extend(self.natd_payloads(id));
+                let msg = wire::Message {
+                    header: self.header(id, exchange::MAIN, 0),
+                    payloads: out,
+                }
+                .emit();
+                self.sas.get_mut(&id).expect("sa").set_state(P1State::IMm3);
+                self.send_p1(now, id, msg, true);
+                Ok(())
+            }
+            P1State::RMm2 => {
+                let (_, p, _) = Self::mm_parse_clear(data)?;
+                let payloads: Vec<Payload> = p.into_iter().map(|(x, _)| x).collect();
+                let ke = payloads
+                    .iter()
+                    .find_map(|x| {
+                        if let Payload::Ke(k) = x {
+                            Some(k.clone())
+                        } else {
+                            None
+                        }
+                    })
+                    .ok_or(HandleError::Missing("KE"))?;
+                let ni = payloads
+                    .iter()
+                    .find_map(|x| {
+                        if let Payload::Nonce(n) = x {
+                            Some(n.clone())
+                        } else {
+                            None
+                        }
+                    })
+                    .ok_or(HandleError::Missing("NONCE"))?;
+                ike!("ISAKMP ({}): processing KE payload. message ID = 0", id);
+                ike!("ISAKMP ({}): processing NONCE payload. message ID = 0", id);
+                let group = self.sas[&id].policy.expect("negotiated").group;
+                if ke.len() != group.public_len() || !(8..=256).contains(&ni.len()) {
+                    return Err(HandleError::BadKe);
+                }
+                {
+                    let s = self.sas.get_mut(&id).expect("sa");
+                    s.gxi = ke;
+                    s.ni = ni;
+                    s.retx = None;
+                    s.set_state(P1State::RMm3);
+                }
+                let (ke, nonce) = self.make_ke_nonce(id);
+                if let Err(e) = self.compute_p1_keys(id) {
+                    self.drop_phase1(id, "invalid KE", false);
+                    return Err(e);
+                }
+                self.natd_check(id, &payloads);
+                let mut out = vec![Payload::Ke(ke), Payload::Nonce(nonce)];
+                out.extend(self.natd_payloads(id));
+                let msg = wire::Message {
+                    header: self.header(id, exchange::MAIN, 0),
+                    payloads: out,
+                }
+                .emit();
+                let s = self.sas.get_mut(&id).expect("sa");
+                s.last_rx = data.to_vec();
+                s.set_state(P1State::RMm4);
+                self.send_p1(now, id, msg, true);
+                Ok(())
+            }
+            P1State::IMm3 => {
+                let (_, p, _) = Self::mm_parse_clear(data)?;
+                let payloads: Vec<Payload> = p.into_iter().map(|(x, _)| x).collect();
+                let ke = payloads
+                    .iter()
+                    .find_map(|x| {
+                        if let Payload::Ke(k) = x {
+                            Some(k.clone())
+                        } else {
+                            None
+                        }
+                    })
+                    .ok_or(HandleError::Missing("KE"))?;
+                let nr = payloads
+                    .iter()
+                    .find_map(|x| {
+                        if let Payload::Nonce(n) = x {
+                            Some(n.clone())
+                        } else {
+                            None
+                        }
+                    })
+                    .ok_or(HandleError::Missing("NONCE"))?;
+                ike!("ISAKMP ({}): processing KE payload. message ID = 0", id);
+                ike!("ISAKMP ({}): processing NONCE payload. message ID = 0", id);
+                let group = self.sas[&id].policy.expect("negotiated").group;
+                if ke.len() != group.public_len() || !(8..=256).contains(&nr.len()) {
+                    return Err(HandleError::BadKe);
+                }
+                {
+                    let s = self.sas.get_mut(&id).expect("sa");
+                    s.gxr = ke;
+                    s.nr = nr;
+                }
+                self.compute_p1_keys(id)?;
+                self.natd_check(id, &payloads);
+                {
+                    let s = self.sas.get_mut(&id).expect("sa");
+                    s.retx = None;
+                    s.last_rx = data.to_vec();
+                    s.set_state(P1State::IMm4);
+                }
+                self.float(id);
+                let msg = self.build_auth_msg(id, exchange::MAIN, true);
+                self.sas.get_mut(&id).expect("sa").set_state(P1State::IMm5);
+                self.send_p1(now, id, msg, true);
+                Ok(())
+            }
+            P1State::RMm4 => {
+                let (plain, p, next_iv) = self.p1_decrypt(id, data)?;
+                self.verify_auth(id, &plain, &p, true)?;
+                {
+                    let s = self.sas.get_mut(&id).expect("sa");
+                    s.iv = next_iv;
+                    s.retx = None;
+                    s.last_rx = data.to_vec();
+                    s.set_state(P1State::RMm5);
+                }
+                self.honour_initial_contact(id, &p);
+                let msg = self.build_auth_msg(id, exchange::MAIN, false);
+                self.sas.get_mut(&id).expect("sa").set_state(P1State::RMm6);
+                self.send_p1(now, id, msg, false);
+                self.p1_complete(now, id);
+                Ok(())
+            }
+            P1State::IMm5 => {
+                let (plain, p, next_iv) = self.p1_decrypt(id, data)?;
+                self.verify_auth(id, &plain, &p, false)?;
+                {
+                    let s = self.sas.get_mut(&id).expect("sa");
+                    s.iv = next_iv;
+                    s.last_rx = data.to_vec();
+                    s.last_tx = None;
+                    s.set_state(P1State::IMm6);
+                }
+                self.p1_complete(now, id);
+                Ok(())
+            }
+            other => Err(HandleError::Unexpected(other.ios_name())),
+        }
+    }
+
+    /// ID + HASH_I/HASH_R (+ INITIAL-CONTACT from the initiator), encrypted
+    /// in Main Mode; the running IV advances.
+    pub(crate) fn build_auth_msg(&mut self, id: SaId, exch: u8, initiator: bool) -> Vec<u8> {
+        let local = self.sas[&id].local;
+        let idp = self.local_id(local);
+        let s = &self.sas[&id];
+        let k = s.keys.as_ref().expect("keys");
+        let hash = keys::auth_hash(
+            k,
+            initiator,
+            &s.gxi,
+            &s.gxr,
+            &s.icookie,
+            &s.rcookie,
+            &s.sai_b,
+            &idp.body(),
+        );
+        let mut payloads = vec![Payload::Id(idp), Payload::Hash(hash)];
+        if initiator && self.cfg.initial_contact {
+            payloads.push(Payload::Notify(NotifyPayload {
+                doi: 1,
+                protocol: proto::ISAKMP,
+                spi: [s.icookie, s.rcookie].concat(),
+                msg_type: notify::INITIAL_CONTACT,
+                data: vec![],
+            }));
+        }
+        let header = self.header(id, exch, 0);
+        let (msg, next_iv) = Self::encrypt(k, header, &payloads, &s.iv);
+        self.sas.get_mut(&id).expect("sa").iv = next_iv;
+        msg
+    }
+
+    /// Verify the peer's ID/HASH; `peer_is_initiator` selects HASH_I.
+    pub(crate) fn verify_auth(
+        &mut self,
+        id: SaId,
+        plain: &[u8],
+        p: &Spanned,
+        peer_is_initiator: bool,
+    ) -> Result<(), HandleError> {
+        let (_, idr) = find(p, |x| {
+            if let Payload::Id(i) = x {
+                Some(i.clone())
+            } else {
+                None
+            }
+        })
+        .ok_or(HandleError::Missing("ID"))?;
+        let (got, _) = find(p, |x| {
+            if let Payload::Hash(h) = x {
+                Some(h.clone())
+            } else {
+                None
+            }
+        })
+        .ok_or(HandleError::Missing("HASH"))?;
+        ike!("ISAKMP ({}): processing ID payload. message ID = 0", id);
+        ike!("ISAKMP ({}): processing HASH payload. message ID = 0", id);
+        self.check_auth_hash(id, &plain[idr.start + 4..idr.end], &got, peer_is_initiator)
+    }
+
+    /// Compare a received HASH_I/HASH_R against the one computed over `id_b`.
+    pub(crate) fn check_auth_hash(
+        &self,
+        id: SaId,
+        id_b: &[u8],
+        got: &[u8],
+        peer_is_initiator: bool,
+    ) -> Result<(), HandleError> {
+        let s = &self.sas[&id];
+        let k = s.keys.as_ref().expect("keys");
+        let want = keys::auth_hash(
+            k,
+            peer_is_initiator,
+            &s.gxi,
+            &s.gxr,
+            &s.icookie,
+            &s.rcookie,
+            &s.sai_b,
+            id_b,
+        );
+        if !ct_eq(&want, got) || got.len() != k.prf.output_len() {
+            ike!(
+                "ISAKMP ({}): hash verification failed with {}: probable mismatch of pre-shared key",
+                id,
+                s.remote.ip()
+            );
+            return Err(HandleError::BadHash);
+        }
+        Ok(())
+    }
+
+    /// INITIAL-CONTACT: the peer rebooted; forget its older SAs.
+    pub(crate) fn honour_initial_contact(&mut self, id: SaId, p: &Spanned) {
+        let ic = p
+            .iter()
+            .any(|(x, _)| matches!(x, Payload::Notify(n) if n.msg_type == notify::INITIAL_CONTACT));
+        if ic {
+            let peer = self.sas[&id].remote.ip();
+            ike!(
+                "ISAKMP ({}): received INITIAL-CONTACT from {}, clearing old SAs",
+                id,
+                peer
+            );
+            self.purge_peer(peer, Some(id), "INITIAL-CONTACT");
+        }
+    }
+}

@@ -1,0 +1,793 @@
+//! Two engines against each other in memory, on virtual time.
+
+use dmvpn_ike::crypto::{EncrAlg, GroupId, HashAlg};
+use dmvpn_ike::policy::gre_proxy;
+use dmvpn_ike::*;
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+use zeroize::Zeroizing;
+
+type Ep = Endpoint<ChaCha20Rng>;
+
+fn psk(k: &str) -> Vec<PskEntry> {
+    vec![PskEntry {
+        prefix: "0.0.0.0".parse().unwrap(),
+        len: 0,
+        key: Zeroizing::new(k.as_bytes().to_vec()),
+    }]
+}
+
+/// The seed's configuration: `hash md5` policy (DES/MD5/group 1/86400),
+/// `esp-3des esp-md5-hmac`, life 120 s.
+fn seed_cfg() -> EngineConfig {
+    EngineConfig {
+        policies: vec![IkePolicy::ios_default(10)],
+        transform_sets: vec![TransformSet {
+            name: "strong".into(),
+            esp: EspTransform {
+                encr: EspEncr::TripleDes,
+                integ: Some(HashAlg::Md5),
+            },
+            mode: Mode::Tunnel,
+        }],
+        psks: psk("cisco123"),
+        sa_lifetime_secs: 120,
+        ..Default::default()
+    }
+}
+
+fn modern_cfg() -> EngineConfig {
+    EngineConfig {
+        policies: vec![IkePolicy {
+            priority: 10,
+            encr: EncrAlg::Aes256,
+            hash: HashAlg::Sha256,
+            group: GroupId::Modp2048,
+            lifetime: 86400,
+        }],
+        transform_sets: vec![
+            TransformSet {
+                name: "gcm".into(),
+                esp: EspTransform {
+                    encr: EspEncr::AesGcm16(256),
+                    integ: None,
+                },
+                mode: Mode::Transport,
+            },
+            TransformSet {
+                name: "cbc".into(),
+                esp: EspTransform {
+                    encr: EspEncr::AesCbc(256),
+                    integ: Some(HashAlg::Sha256),
+                },
+                mode: Mode::Transport,
+            },
+        ],
+        psks: psk("s3cr3t-key"),
+        pfs: Some(GroupId::Ecp256),
+        ..Default::default()
+    }
+}
+
+struct Node {
+    ep: Ep,
+    events: Vec<Event>,
+    errors: Vec<HandleError>,
+    /// Address the node believes it has (inside a NAT if behind one).
+    addr: IpAddr,
+}
+
+/// A NAT in front of node A: private 10.0.0.1 <-> public 172.16.0.100,
+/// source ports 500 -> 40500 and 4500 -> 44500.
+struct Nat;
+
+impl Nat {
+    const PRIV: &'static str = "10.0.0.1";
+    const PUB: &'static str = "172.16.0.100";
+    fn out(a: SocketAddr) -> SocketAddr {
+        let port = if a.port() == 500 { 40500 } else { 44500 };
+        SocketAddr::new(Self::PUB.parse().unwrap(), port)
+    }
+    fn back(a: SocketAddr) -> SocketAddr {
+        let port = if a.port() == 40500 { 500 } else { 4500 };
+        SocketAddr::new(Self::PRIV.parse().unwrap(), port)
+    }
+}
+
+/// Return false to drop a datagram.
+type Filter = Box<dyn FnMut(bool, usize, &[u8]) -> bool>;
+
+struct Net {
+    a: Node,
+    b: Node,
+    now: Instant,
+    nat: bool,
+    /// Return false to drop: (from_a, index of message from that side, payload).
+    filter: Filter,
+    sent: [usize; 2],
+    /// Every datagram that crossed the wire: (from_a, transmit as sent).
+    log: Vec<(bool, Transmit)>,
+}
+
+fn ep(cfg: EngineConfig, seed: u64, spi_base: u32) -> Ep {
+    let mut n = spi_base;
+    Endpoint::new(
+        cfg,
+        ChaCha20Rng::seed_from_u64(seed),
+        Box::new(move || {
+            n += 1;
+            n
+        }),
+    )
+}
+
+impl Net {
+    fn new(a: EngineConfig, b: EngineConfig) -> Net {
+        Net {
+            a: Node {
+                ep: ep(a, 1, 0x1000_0000),
+                events: vec![],
+                errors: vec![],
+                addr: "172.16.0.1".parse().unwrap(),
+            },
+            b: Node {
+                ep: ep(b, 2, 0x2000_0000),
+                events: vec![],
+                errors: vec![],
+                addr: "172.16.0.2".parse().unwrap(),
+            },
+            now: Instant::now(),
+            nat: false,
+            filter: Box::new(|_, _, _| true),
+            sent: [0, 0],
+            log: vec![],
+        }
+    }
+
+    fn behind_nat(mut self) -> Net {
+        self.nat = true;
+        self.a.addr = Nat::PRIV.parse().unwrap();
+        self
+    }
+
+    fn a_local(&self) -> SocketAddr {
+        SocketAddr::new(self.a.addr, 500)
+    }
+
+    fn b_remote(&self) -> SocketAddr {
+        SocketAddr::new(self.b.addr, 500)
+    }
+
+    fn initiate(&mut self) {
+        let req = Phase2Request {
+            local_proxy: Some(gre_proxy(self.a.addr)),
+            remote_proxy: Some(gre_proxy(self.b.addr)),
+        };
+        let (l, r) = (self.a_local(), self.b_remote());
+        self.a.ep.initiate_phase2(self.now, l, r, req).unwrap();
+    }
+
+    /// Deliver datagrams until both sides are quiet.
+    fn pump(&mut self) {
+        for _ in 0..1000 {
+            let mut moved = false;
+            while let Some(t) = self.a.ep.poll_transmit() {
+                moved = true;
+                self.deliver(true, t);
+            }
+            while let Some(t) = self.b.ep.poll_transmit() {
+                moved = true;
+                self.deliver(false, t);
+            }
+            for n in [&mut self.a, &mut self.b] {
+                while let Some(e) = n.ep.poll_event() {
+                    n.events.push(e);
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+        panic!("no quiescence");
+    }
+
+    fn deliver(&mut self, from_a: bool, t: Transmit) {
+        let i = if from_a { 0 } else { 1 };
+        let idx = self.sent[i];
+        self.sent[i] += 1;
+        self.log.push((from_a, t.clone()));
+        if !(self.filter)(from_a, idx, &t.payload) {
+            return;
+        }
+        let now = self.now;
+        if from_a {
+            let src = if self.nat { Nat::out(t.local) } else { t.local };
+            if let Err(e) = self.b.ep.handle(now, t.remote, src, &t.payload) {
+                self.b.errors.push(e);
+            }
+        } else {
+            let dst = if self.nat {
+                Nat::back(t.remote)
+            } else {
+                t.remote
+            };
+            if let Err(e) = self.a.ep.handle(now, dst, t.local, &t.payload) {
+                self.a.errors.push(e);
+            }
+        }
+    }
+
+    /// Advance virtual time to `until`, firing timers on the way.
+    fn run_until(&mut self, until: Instant) {
+        self.pump();
+        loop {
+            let next = [self.a.ep.poll_timeout(), self.b.ep.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min();
+            match next {
+                Some(t) if t <= until => {
+                    self.now = self.now.max(t);
+                    let now = self.now;
+                    self.a.ep.handle_timeout(now);
+                    self.b.ep.handle_timeout(now);
+                    self.pump();
+                }
+                _ => break,
+            }
+        }
+        self.now = until;
+    }
+
+    fn run_for(&mut self, d: Duration) {
+        let t = self.now + d;
+        self.run_until(t);
+    }
+}
+
+fn installed(n: &Node) -> Vec<ChildSa> {
+    n.events
+        .iter()
+        .filter_map(|e| match e {
+            Event::ChildSaInstalled(c) => Some(c.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn count(n: &Node, f: impl Fn(&Event) -> bool) -> usize {
+    n.events.iter().filter(|e| f(e)).count()
+}
+
+fn assert_pair(a: &ChildSa, b: &ChildSa) {
+    assert_eq!(a.inbound_spi, b.outbound_spi);
+    assert_eq!(a.outbound_spi, b.inbound_spi);
+    assert_eq!(*a.inbound.encryption, *b.outbound.encryption);
+    assert_eq!(*a.inbound.integrity, *b.outbound.integrity);
+    assert_eq!(*a.outbound.encryption, *b.inbound.encryption);
+    assert_ne!(*a.inbound.encryption, *a.outbound.encryption);
+    assert_eq!(a.transform, b.transform);
+    assert_eq!(a.mode, b.mode);
+}
+
+#[test]
+fn main_mode_quick_mode_seed_crypto() {
+    let mut net = Net::new(seed_cfg(), seed_cfg());
+    net.initiate();
+    net.pump();
+    assert_eq!(count(&net.a, |e| matches!(e, Event::Phase1Up { .. })), 1);
+    assert_eq!(count(&net.b, |e| matches!(e, Event::Phase1Up { .. })), 1);
+    let (ca, cb) = (installed(&net.a), installed(&net.b));
+    assert_eq!(
+        (ca.len(), cb.len()),
+        (1, 1),
+        "{:?} {:?}",
+        net.a.events,
+        net.b.events
+    );
+    assert_pair(&ca[0], &cb[0]);
+    let c = &ca[0];
+    assert_eq!(c.transform.ios_name(), "esp-3des esp-md5-hmac");
+    assert_eq!(c.mode, Mode::Tunnel);
+    assert_eq!(c.lifetime_secs, 120);
+    assert_eq!(c.lifetime_kb, 4_608_000);
+    assert_eq!(c.inbound.encryption.len(), 24);
+    assert_eq!(c.inbound.integrity.len(), 16);
+    assert_eq!(c.encapsulation, Encapsulation::None);
+    assert_eq!(
+        c.local_proxy.as_ref().unwrap().proxy_text(),
+        "172.16.0.1/255.255.255.255/47/0"
+    );
+    assert_eq!(
+        cb[0].local_proxy.as_ref().unwrap().proxy_text(),
+        "172.16.0.2/255.255.255.255/47/0"
+    );
+    // MM1..6 + QM1..3, nothing else.
+    assert_eq!(net.log.len(), 9);
+    assert!(net.a.errors.is_empty() && net.b.errors.is_empty());
+    assert_eq!(net.a.ep.isakmp_sas()[0].state, "QM_IDLE");
+    assert_eq!(net.b.ep.isakmp_sas()[0].state, "QM_IDLE");
+    let pol = net.b.ep.isakmp_sas()[0].policy.unwrap();
+    assert_eq!(
+        (pol.encr, pol.hash, pol.group, pol.lifetime),
+        (EncrAlg::Des, HashAlg::Md5, GroupId::Modp768, 86400)
+    );
+    // MM5/MM6 and Quick Mode are encrypted, MM1-4 are not.
+    for (i, (_, t)) in net.log.iter().enumerate() {
+        assert_eq!(t.payload[19] & 1 == 1, i >= 4, "message {i}");
+    }
+}
+
+#[test]
+fn modern_suite_gcm_transport_pfs() {
+    let mut net = Net::new(modern_cfg(), modern_cfg());
+    net.initiate();
+    net.pump();
+    let (ca, cb) = (installed(&net.a), installed(&net.b));
+    assert_eq!((ca.len(), cb.len()), (1, 1), "{:?}", net.b.errors);
+    assert_pair(&ca[0], &cb[0]);
+    assert_eq!(ca[0].transform.encr, EspEncr::AesGcm16(256));
+    assert_eq!(ca[0].inbound.encryption.len(), 36); // key + salt
+    assert!(ca[0].inbound.integrity.is_empty());
+    assert_eq!(ca[0].mode, Mode::Transport);
+    assert_eq!(ca[0].lifetime_secs, 3600);
+}
+
+#[test]
+fn second_transform_set_chosen_when_first_unacceptable() {
+    let mut b = modern_cfg();
+    b.transform_sets.remove(0); // responder only has esp-aes 256 esp-sha256-hmac
+    let mut net = Net::new(modern_cfg(), b);
+    net.initiate();
+    net.pump();
+    let (ca, cb) = (installed(&net.a), installed(&net.b));
+    assert_eq!((ca.len(), cb.len()), (1, 1));
+    assert_pair(&ca[0], &cb[0]);
+    assert_eq!(ca[0].transform.encr, EspEncr::AesCbc(256));
+    assert_eq!(ca[0].inbound.integrity.len(), 32);
+}
+
+#[test]
+fn responder_picks_by_its_policy_priority() {
+    let p = |prio, encr, hash, group| IkePolicy {
+        priority: prio,
+        encr,
+        hash,
+        group,
+        lifetime: 86400,
+    };
+    let mut a = seed_cfg();
+    a.policies = vec![
+        p(5, EncrAlg::TripleDes, HashAlg::Sha1, GroupId::Modp1024),
+        p(10, EncrAlg::Aes128, HashAlg::Sha1, GroupId::Modp1024),
+    ];
+    let mut b = seed_cfg();
+    b.policies = vec![
+        p(20, EncrAlg::TripleDes, HashAlg::Sha1, GroupId::Modp1024),
+        p(1, EncrAlg::Aes128, HashAlg::Sha1, GroupId::Modp1024),
+    ];
+    let mut net = Net::new(a, b);
+    net.initiate();
+    net.pump();
+    assert_eq!(installed(&net.b).len(), 1);
+    // The responder's priority-1 policy wins over the initiator's order.
+    assert_eq!(
+        net.b.ep.isakmp_sas()[0].policy.unwrap().encr,
+        EncrAlg::Aes128
+    );
+    assert_eq!(
+        net.a.ep.isakmp_sas()[0].policy.unwrap().encr,
+        EncrAlg::Aes128
+    );
+}
+
+#[test]
+fn aggressive_mode() {
+    let mut a = seed_cfg();
+    a.aggressive = true;
+    let mut net = Net::new(a, seed_cfg());
+    net.initiate();
+    net.pump();
+    let (ca, cb) = (installed(&net.a), installed(&net.b));
+    assert_eq!(
+        (ca.len(), cb.len()),
+        (1, 1),
+        "{:?} {:?}",
+        net.a.errors,
+        net.b.errors
+    );
+    assert_pair(&ca[0], &cb[0]);
+    assert!(net.b.ep.isakmp_sas()[0].aggressive);
+    // AM1..3 + QM1..3
+    assert_eq!(net.log.len(), 6);
+}
+
+#[test]
+fn aggressive_mode_wrong_psk_fails() {
+    let mut a = seed_cfg();
+    a.aggressive = true;
+    a.psks = psk("wrong");
+    let mut net = Net::new(a, seed_cfg());
+    net.initiate();
+    net.run_for(Duration::from_secs(300));
+    assert!(installed(&net.a).is_empty() && installed(&net.b).is_empty());
+    assert!(net.a.errors.contains(&HandleError::BadHash));
+    assert_eq!(
+        count(&net.a, |e| matches!(e, Event::Phase1Failed { .. })),
+        1
+    );
+}
+
+#[test]
+fn no_proposal_chosen_phase1() {
+    let mut b = seed_cfg();
+    b.policies = modern_cfg().policies;
+    let mut net = Net::new(seed_cfg(), b);
+    net.initiate();
+    net.pump();
+    assert!(net.b.errors.contains(&HandleError::NoProposal));
+    assert!(net.b.ep.isakmp_sas().is_empty());
+    let failed: Vec<_> = net
+        .a
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Phase1Failed { reason, .. } => Some(reason.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failed, vec!["NO-PROPOSAL-CHOSEN".to_string()]);
+    assert_eq!(
+        count(&net.a, |e| matches!(e, Event::Phase2Failed { .. })),
+        1
+    );
+    assert!(net.a.ep.isakmp_sas().is_empty());
+}
+
+#[test]
+fn no_proposal_chosen_phase2() {
+    let mut b = seed_cfg();
+    b.transform_sets[0].esp.integ = Some(HashAlg::Sha1);
+    let mut net = Net::new(seed_cfg(), b);
+    net.initiate();
+    net.pump();
+    assert_eq!(count(&net.a, |e| matches!(e, Event::Phase1Up { .. })), 1);
+    assert!(installed(&net.a).is_empty() && installed(&net.b).is_empty());
+    assert!(net.b.errors.contains(&HandleError::NoProposal));
+    let reasons: Vec<_> = net
+        .a
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Phase2Failed { reason, .. } => Some(reason.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reasons, vec!["NO-PROPOSAL-CHOSEN"]);
+}
+
+#[test]
+fn wrong_psk_main_mode() {
+    let mut a = seed_cfg();
+    a.psks = psk("not-cisco123");
+    let mut net = Net::new(a, seed_cfg());
+    net.initiate();
+    net.run_for(Duration::from_secs(600));
+    assert_eq!(count(&net.b, |e| matches!(e, Event::Phase1Up { .. })), 0);
+    assert_eq!(count(&net.a, |e| matches!(e, Event::Phase1Up { .. })), 0);
+    assert!(
+        net.b.errors.contains(&HandleError::BadHash),
+        "{:?}",
+        net.b.errors
+    );
+    assert_eq!(
+        count(&net.a, |e| matches!(e, Event::Phase1Failed { .. })),
+        1
+    );
+    // The responder's half-open SA is cleaned up too.
+    assert!(net.a.ep.isakmp_sas().is_empty());
+    assert!(net.b.ep.isakmp_sas().is_empty());
+    assert!(net.a.ep.poll_timeout().is_none());
+}
+
+#[test]
+fn retransmission_on_loss() {
+    let mut net = Net::new(seed_cfg(), seed_cfg());
+    // Lose the first MM3 (A's second message) and the first QM2 (B's fourth).
+    net.filter = Box::new(|from_a, i, _| !(from_a && i == 1 || !from_a && i == 3));
+    net.initiate();
+    net.pump();
+    assert!(installed(&net.a).is_empty());
+    net.run_for(Duration::from_secs(10));
+    let (ca, cb) = (installed(&net.a), installed(&net.b));
+    assert_eq!((ca.len(), cb.len()), (1, 1));
+    assert_pair(&ca[0], &cb[0]);
+}
+
+#[test]
+fn duplicates_answered_with_last_reply() {
+    let mut net = Net::new(seed_cfg(), seed_cfg());
+    net.initiate();
+    // Capture MM1, deliver it twice.
+    let mm1 = net.a.ep.poll_transmit().unwrap();
+    let (l, r) = (mm1.remote, mm1.local);
+    let now = net.now;
+    net.b.ep.handle(now, l, r, &mm1.payload).unwrap();
+    let mm2 = net.b.ep.poll_transmit().unwrap();
+    net.b.ep.handle(now, l, r, &mm1.payload).unwrap();
+    let mm2_again = net.b.ep.poll_transmit().unwrap();
+    assert_eq!(mm2, mm2_again);
+    assert_eq!(net.b.ep.isakmp_sas().len(), 1);
+    net.a.ep.handle(now, r, l, &mm2.payload).unwrap();
+    net.pump();
+    assert_eq!(installed(&net.b).len(), 1);
+    // A duplicate of the last Main Mode message (MM5) gets MM6 again.
+    let mm5 = net.log.iter().filter(|(a, _)| *a).nth(1).unwrap().1.clone();
+    let mm6 = net
+        .log
+        .iter()
+        .filter(|(a, _)| !*a)
+        .nth(1)
+        .unwrap()
+        .1
+        .clone();
+    net.b
+        .ep
+        .handle(now, mm5.remote, mm5.local, &mm5.payload)
+        .unwrap();
+    assert_eq!(net.b.ep.poll_transmit().unwrap(), mm6);
+    assert_eq!(count(&net.b, |e| matches!(e, Event::Phase1Up { .. })), 1);
+}
+
+#[test]
+fn responder_lifetime_is_obeyed() {
+    let mut a = seed_cfg();
+    a.sa_lifetime_secs = 3600;
+    a.sa_lifetime_kb = 1_000_000;
+    let mut b = seed_cfg();
+    b.sa_lifetime_secs = 120;
+    let mut net = Net::new(a, b);
+    net.initiate();
+    net.pump();
+    let (ca, cb) = (installed(&net.a), installed(&net.b));
+    assert_eq!((ca.len(), cb.len()), (1, 1));
+    assert_eq!((ca[0].lifetime_secs, cb[0].lifetime_secs), (120, 120));
+    // The initiator's kilobytes were lower: its value stands on both.
+    assert_eq!(
+        (ca[0].lifetime_kb, cb[0].lifetime_kb),
+        (1_000_000, 1_000_000)
+    );
+}
+
+#[test]
+fn dpd_keeps_live_peer_and_detects_dead_peer() {
+    let mut cfg = seed_cfg();
+    cfg.sa_lifetime_secs = 3600;
+    cfg.dpd = Some(DpdConfig {
+        interval: Duration::from_secs(10),
+        retry: Duration::from_secs(2),
+        max_retries: 5,
+    });
+    let mut net = Net::new(cfg.clone(), cfg);
+    net.initiate();
+    net.run_for(Duration::from_secs(60));
+    assert_eq!(installed(&net.a).len(), 1);
+    assert_eq!(count(&net.a, |e| matches!(e, Event::PeerDead { .. })), 0);
+    assert!(net.log.len() > 9, "R-U-THERE/ACK exchanged");
+    // B vanishes: nothing gets through any more.
+    net.filter = Box::new(|_, _, _| false);
+    net.run_for(Duration::from_secs(60));
+    assert_eq!(count(&net.a, |e| matches!(e, Event::PeerDead { .. })), 1);
+    assert_eq!(
+        count(&net.a, |e| matches!(e, Event::ChildSaDeleted { .. })),
+        1
+    );
+    assert!(net.a.ep.isakmp_sas().is_empty());
+    assert!(net.a.ep.child_spis().is_empty());
+}
+
+#[test]
+fn nat_t_float_and_udp_encapsulation() {
+    let mut net = Net::new(modern_cfg(), modern_cfg()).behind_nat();
+    net.initiate();
+    net.pump();
+    let (ca, cb) = (installed(&net.a), installed(&net.b));
+    assert_eq!(
+        (ca.len(), cb.len()),
+        (1, 1),
+        "{:?} {:?}",
+        net.a.errors,
+        net.b.errors
+    );
+    assert_pair(&ca[0], &cb[0]);
+    assert_eq!(
+        ca[0].encapsulation,
+        Encapsulation::Udp {
+            local_port: 4500,
+            remote_port: 4500
+        }
+    );
+    assert_eq!(
+        cb[0].encapsulation,
+        Encapsulation::Udp {
+            local_port: 4500,
+            remote_port: 44500
+        }
+    );
+    assert_eq!(cb[0].remote.ip().to_string(), Nat::PUB);
+    // NAT-OA told B the initiator's original address.
+    assert_eq!(
+        cb[0].peer_original.map(|i| i.to_string()),
+        Some(Nat::PRIV.to_string())
+    );
+    // From MM5 on, everything is on 4500 with the non-ESP marker.
+    for (i, (_, t)) in net.log.iter().enumerate() {
+        if i >= 4 {
+            assert_eq!(t.local.port(), 4500, "message {i}");
+            assert_eq!(&t.payload[..4], &[0, 0, 0, 0]);
+        } else {
+            assert_eq!(t.local.port(), 500);
+        }
+    }
+    // Keepalives from the side behind the NAT.
+    net.run_for(Duration::from_secs(21));
+    assert!(net.log.iter().any(|(a, t)| *a && t.payload == [0xff]));
+    assert!(!net.log.iter().any(|(a, t)| !*a && t.payload == [0xff]));
+}
+
+#[test]
+fn nat_t_force_mode_encapsulates_without_nat() {
+    let mut a = modern_cfg();
+    a.nat_t = NatTMode::Force;
+    let mut net = Net::new(a, modern_cfg());
+    net.initiate();
+    net.pump();
+    let (ca, cb) = (installed(&net.a), installed(&net.b));
+    assert_eq!((ca.len(), cb.len()), (1, 1));
+    assert!(matches!(ca[0].encapsulation, Encapsulation::Udp { .. }));
+    assert!(matches!(cb[0].encapsulation, Encapsulation::Udp { .. }));
+}
+
+#[test]
+fn rekey_make_before_break() {
+    let mut net = Net::new(seed_cfg(), seed_cfg());
+    net.initiate();
+    net.pump();
+    let old = installed(&net.a)[0].inbound_spi;
+    net.run_for(Duration::from_secs(100));
+    // Rekeyed at 120 - 30 s; old SA still present.
+    let rekeyed: Vec<_> = net
+        .a
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::ChildSaRekeyed {
+                old_inbound_spi,
+                new,
+            } => Some((*old_inbound_spi, new.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(rekeyed.len(), 1);
+    assert_eq!(rekeyed[0].0, old);
+    assert!(net.a.ep.child_spis().contains(&old));
+    assert_eq!(installed(&net.b).len(), 2);
+    net.run_for(Duration::from_secs(25));
+    assert!(!net.a.ep.child_spis().contains(&old));
+    assert!(net.a.ep.child_spis().contains(&rekeyed[0].1.inbound_spi));
+    assert!(
+        count(
+            &net.a,
+            |e| matches!(e, Event::ChildSaDeleted { inbound_spi, .. } if *inbound_spi == old)
+        ) == 1
+    );
+}
+
+#[test]
+fn initial_contact_clears_old_sas() {
+    let mut net = Net::new(seed_cfg(), seed_cfg());
+    net.initiate();
+    net.pump();
+    assert_eq!(installed(&net.b).len(), 1);
+    // A reboots: a fresh endpoint with no memory.
+    net.a.ep = ep(seed_cfg(), 9, 0x3000_0000);
+    net.initiate();
+    net.pump();
+    assert_eq!(
+        count(
+            &net.b,
+            |e| matches!(e, Event::ChildSaDeleted { reason, .. } if reason == "INITIAL-CONTACT")
+        ),
+        1
+    );
+    assert_eq!(count(&net.b, |e| matches!(e, Event::Phase1Down { .. })), 1);
+    assert_eq!(net.b.ep.isakmp_sas().len(), 1);
+    assert_eq!(net.b.ep.child_spis().len(), 1);
+}
+
+#[test]
+fn delete_is_propagated() {
+    let mut net = Net::new(seed_cfg(), seed_cfg());
+    net.initiate();
+    net.pump();
+    let spi = installed(&net.a)[0].inbound_spi;
+    let now = net.now;
+    net.a.ep.delete_child(now, spi);
+    net.pump();
+    assert_eq!(
+        count(
+            &net.b,
+            |e| matches!(e, Event::ChildSaDeleted { outbound_spi, .. } if *outbound_spi == spi)
+        ),
+        1
+    );
+    assert!(net.b.ep.child_spis().is_empty());
+    let peer = net.b.addr;
+    net.a.ep.delete_peer(now, peer);
+    net.pump();
+    assert_eq!(count(&net.b, |e| matches!(e, Event::Phase1Down { .. })), 1);
+    assert!(net.b.ep.isakmp_sas().is_empty());
+}
+
+#[test]
+fn half_open_limit() {
+    let mut b = seed_cfg();
+    b.max_half_open_per_peer = 2;
+    let mut net = Net::new(seed_cfg(), b);
+    for _ in 0..4 {
+        let mut a = ep(seed_cfg(), net.sent[0] as u64 + 100, 1);
+        let req = Phase2Request {
+            local_proxy: None,
+            remote_proxy: None,
+        };
+        a.initiate_phase2(net.now, net.a_local(), net.b_remote(), req)
+            .unwrap();
+        let t = a.poll_transmit().unwrap();
+        net.sent[0] += 1;
+        let _ = net
+            .b
+            .ep
+            .handle(net.now, t.remote, t.local, &t.payload)
+            .map_err(|e| net.b.errors.push(e));
+    }
+    assert_eq!(net.b.ep.isakmp_sas().len(), 2);
+    assert_eq!(
+        net.b.errors,
+        vec![HandleError::HalfOpenLimit, HandleError::HalfOpenLimit]
+    );
+}
+
+#[test]
+fn keylog_lines() {
+    let mut net = Net::new(seed_cfg(), seed_cfg());
+    net.initiate();
+    net.pump();
+    let c = &installed(&net.a)[0];
+    let [out, inb] = dmvpn_ike::keylog::esp_sa_lines(c);
+    assert!(out.starts_with(&format!(
+        "\"IPv4\",\"172.16.0.1\",\"172.16.0.2\",\"0x{:08x}\",\"TripleDES-CBC [RFC2451]\",\"0x",
+        c.outbound_spi
+    )));
+    assert!(out.contains("\"HMAC-MD5-96 [RFC2403]\""));
+    assert!(inb.contains(&format!("0x{:08x}", c.inbound_spi)));
+}
+
+#[test]
+fn garbage_never_panics_engine() {
+    let mut net = Net::new(seed_cfg(), seed_cfg());
+    net.initiate();
+    net.pump();
+    let mut rng = ChaCha20Rng::seed_from_u64(7);
+    use rand_core::RngCore;
+    let msgs: Vec<Transmit> = net.log.iter().map(|(_, t)| t.clone()).collect();
+    for _ in 0..2000 {
+        let mut m = msgs[(rng.next_u32() as usize) % msgs.len()].clone();
+        let i = rng.next_u32() as usize % m.payload.len();
+        m.payload[i] ^= 1 << (rng.next_u32() % 8);
+        let now = net.now;
+        let _ = net.b.ep.handle(now, m.remote, m.local, &m.payload);
+        let _ = net.a.ep.handle(now, m.remote, m.local, &m.payload);
+    }
+}
