@@ -3,6 +3,8 @@
 
 pub mod esp;
 pub mod gre;
+pub mod ip;
+pub mod mtu;
 pub mod replay;
 pub mod sadb;
 mod wipe;
