@@ -27,6 +27,30 @@ use crate::wire::{
 
 const TARGET: &str = "dmvpn::nhrp";
 
+/// The cleartext NHRP password (`ip nhrp authentication`). `Debug` never
+/// shows it; it is zeroed when dropped.
+#[derive(Clone, PartialEq, Eq, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
+pub struct Password(Vec<u8>);
+
+impl Password {
+    /// A password; IOS allows at most 8 characters (longer ones are sent
+    /// as given, validation belongs to the configuration).
+    pub fn new(p: impl Into<Vec<u8>>) -> Password {
+        Password(p.into())
+    }
+
+    /// The bytes sent in the authentication extension.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
 /// A next-hop server to register with (`ip nhrp nhs` + `ip nhrp map`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NhsConfig {
@@ -57,7 +81,7 @@ pub struct Config {
     /// Holding time advertised, seconds (7200).
     pub holding_time: u16,
     /// Cleartext password (`ip nhrp authentication`, at most 8 bytes).
-    pub authentication: Option<Vec<u8>>,
+    pub authentication: Option<Password>,
     /// Servers to register with.
     pub nhs: Vec<NhsConfig>,
     /// Static mappings (protocol, NBMA) (`ip nhrp map`).
@@ -648,7 +672,7 @@ impl Engine {
         self.cfg.authentication.as_ref().map(|pw| {
             Extension::new(ExtBody::Authentication {
                 auth_type: AUTH_TYPE_CLEARTEXT,
-                data: pw.clone(),
+                data: pw.as_bytes().to_vec(),
             })
         })
     }
@@ -689,7 +713,7 @@ impl Engine {
         };
         p.extensions.iter().any(|e| match &e.body {
             ExtBody::Authentication { auth_type, data } => {
-                *auth_type == AUTH_TYPE_CLEARTEXT && ct_eq(data, pw)
+                *auth_type == AUTH_TYPE_CLEARTEXT && ct_eq(data, pw.as_bytes())
             }
             _ => false,
         })

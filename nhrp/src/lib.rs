@@ -5,6 +5,11 @@
 //! - [`ext`]: extensions ([`Extension`], [`ExtBody`]).
 //! - [`gre`], [`ipv4`], [`capture`]: carriers, for the data path and for
 //!   reading captures.
+//! - [`display`]: the stable one-line text form of a packet.
+//! - [`engine`]: the sans-IO NHC/NHS state machine ([`Engine`]), driven
+//!   with `handle` / `handle_timeout` / `poll_transmit` / `poll_timeout`
+//!   / `poll_event`; [`cache`]: its protocol → NBMA cache; [`time`]: the
+//!   virtual [`Instant`] it runs on.
 #![warn(missing_docs)]
 
 pub mod cache;
@@ -18,7 +23,7 @@ pub mod ipv4;
 pub mod time;
 pub mod wire;
 
-pub use engine::{Config, Engine, Event, NextHop, NhsConfig, Transmit};
+pub use engine::{Config, Engine, Event, NextHop, NhsConfig, Password, Transmit};
 pub use error::ParseError;
 pub use ext::{ExtBody, Extension};
 pub use time::Instant;

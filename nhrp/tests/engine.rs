@@ -1,156 +1,15 @@
 //! Engine-to-engine tests in memory: a hub and spokes exchanging real
 //! NHRP bytes on virtual time (no sleeps).
 
-use std::collections::{HashMap, HashSet};
-use std::net::IpAddr;
-use std::time::Duration;
+mod common;
 
+use dmvpn_nhrp::engine::Password;
+
+use common::sim::*;
 use dmvpn_nhrp::cache::EntryType;
 use dmvpn_nhrp::ext::ExtBody;
 use dmvpn_nhrp::wire::{error_code, ip_to_addr};
-use dmvpn_nhrp::{
-    Body, Cie, Config, Engine, Event, Extension, Instant, NhsConfig, Packet, PacketType,
-};
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
-
-const HUB_NBMA: &str = "172.16.0.1";
-const HUB_TUN: &str = "192.168.1.1";
-
-fn hub_cfg() -> Config {
-    let mut c = Config::new(ip(HUB_NBMA), ip(HUB_TUN));
-    c.server = true;
-    c.redirect = true;
-    c.authentication = Some(b"cisco123".to_vec());
-    c
-}
-
-fn spoke_cfg(n: u8) -> Config {
-    let mut c = Config::new(ip(&format!("172.16.0.{n}")), ip(&format!("192.168.1.{n}")));
-    c.nhs = vec![NhsConfig {
-        protocol: ip(HUB_TUN),
-        nbma: ip(HUB_NBMA),
-        priority: 0,
-    }];
-    c.shortcut = true;
-    c.authentication = Some(b"cisco123".to_vec());
-    c.local_prefixes = vec![(ip(&format!("10.{n}.0.0")), 16)];
-    c
-}
-
-/// A sent packet, as seen on the wire.
-#[derive(Debug, Clone)]
-struct Seen {
-    at: Instant,
-    from: IpAddr,
-    to: IpAddr,
-    packet: Packet,
-}
-
-struct Net {
-    now: Instant,
-    nodes: Vec<Engine>,
-    /// real source NBMA → address seen by others (NAT).
-    nat: HashMap<IpAddr, IpAddr>,
-    /// NBMA addresses whose traffic (both ways) is dropped.
-    down: HashSet<IpAddr>,
-    events: Vec<(usize, Event)>,
-    wire: Vec<Seen>,
-}
-
-impl Net {
-    fn new(cfgs: Vec<Config>) -> Net {
-        let now = Instant::ZERO;
-        Net {
-            now,
-            nodes: cfgs.into_iter().map(|c| Engine::new(c, now)).collect(),
-            nat: HashMap::new(),
-            down: HashSet::new(),
-            events: Vec::new(),
-            wire: Vec::new(),
-        }
-    }
-
-    fn node_for(&self, addr: IpAddr) -> Option<usize> {
-        self.nodes.iter().position(|n| {
-            let real = n.config().nbma;
-            real == addr || self.nat.get(&real) == Some(&addr)
-        })
-    }
-
-    fn pump(&mut self) {
-        loop {
-            let mut out = Vec::new();
-            for (i, n) in self.nodes.iter_mut().enumerate() {
-                while let Some(t) = n.poll_transmit() {
-                    out.push((i, t));
-                }
-                while let Some(e) = n.poll_event() {
-                    self.events.push((i, e));
-                }
-            }
-            if out.is_empty() {
-                break;
-            }
-            for (i, t) in out {
-                let real = self.nodes[i].config().nbma;
-                let from = *self.nat.get(&real).unwrap_or(&real);
-                self.wire.push(Seen {
-                    at: self.now,
-                    from,
-                    to: t.dst_nbma,
-                    packet: Packet::parse(&t.payload).expect("we emit valid packets"),
-                });
-                if self.down.contains(&real) || self.down.contains(&t.dst_nbma) {
-                    continue;
-                }
-                if let Some(j) = self.node_for(t.dst_nbma) {
-                    self.nodes[j].handle(self.now, from, &t.payload);
-                }
-            }
-        }
-    }
-
-    fn run_until(&mut self, t: Instant) {
-        self.pump();
-        loop {
-            let next = self.nodes.iter().filter_map(|n| n.poll_timeout()).min();
-            match next {
-                Some(n) if n <= t => {
-                    self.now = self.now.max(n);
-                    for node in &mut self.nodes {
-                        if node.poll_timeout().is_some_and(|x| x <= self.now) {
-                            node.handle_timeout(self.now);
-                        }
-                    }
-                    self.pump();
-                }
-                _ => break,
-            }
-        }
-        self.now = t;
-    }
-
-    fn secs(&mut self, s: u64) {
-        let t = self.now + Duration::from_secs(s);
-        self.run_until(t);
-    }
-
-    fn take_events(&mut self, node: usize) -> Vec<Event> {
-        let (mine, rest): (Vec<_>, Vec<_>) = self.events.drain(..).partition(|(i, _)| *i == node);
-        self.events = rest;
-        mine.into_iter().map(|(_, e)| e).collect()
-    }
-
-    fn sent(&self, ty: PacketType) -> Vec<&Seen> {
-        self.wire
-            .iter()
-            .filter(|s| s.packet.packet_type == ty)
-            .collect()
-    }
-}
+use dmvpn_nhrp::{Body, Cie, Engine, Event, Extension, Instant, NhsConfig, Packet, PacketType};
 
 #[test]
 fn spokes_register_with_hub() {
@@ -368,7 +227,7 @@ fn non_unique_registration_is_replaced() {
 #[test]
 fn authentication_mismatch_gets_error_indication() {
     let mut bad = spoke_cfg(2);
-    bad.authentication = Some(b"wrong".to_vec());
+    bad.authentication = Some(Password::new("wrong"));
     let mut net = Net::new(vec![hub_cfg(), bad]);
     net.secs(1);
     let errs = net.sent(PacketType::ErrorIndication);
