@@ -21,7 +21,7 @@ pub mod types;
 pub mod validate;
 
 pub use diag::{ConfigErrors, Diagnostic, Severity};
-pub use ios_import::{ImportError, ImportOptions, Imported, import_ios};
+pub use ios_import::{ImportError, ImportOptions, Imported, Note, import_ios};
 pub use schema::*;
 pub use types::*;
 

@@ -1,0 +1,403 @@
+//! IOS import: translated values, round trip through validation, and the
+//! reference documents as pasted.
+
+use dmvpn_config::*;
+use std::path::Path;
+
+fn data(name: &str) -> String {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name);
+    String::from_utf8_lossy(&std::fs::read(&p).unwrap()).into_owned()
+}
+
+fn import(text: &str, host: Option<&str>) -> Imported {
+    import_ios(
+        text,
+        &ImportOptions {
+            hostname: host.map(String::from),
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The printed TOML passes validation and means the same as the struct.
+fn round_trip(imp: &Imported) -> Config {
+    let loaded = Config::from_str(&imp.toml, "imported.toml")
+        .unwrap_or_else(|e| panic!("{e}\n{}", imp.toml));
+    assert_eq!(loaded.config.to_toml(), imp.config.to_toml());
+    loaded.config
+}
+
+fn has_note(imp: &Imported, needle: &str) -> bool {
+    imp.notes.iter().any(|n| n.to_string().contains(needle))
+}
+
+#[test]
+fn hub_values() {
+    let imp = import(&data("hub.ios"), None);
+    let c = round_trip(&imp);
+    assert_eq!(c.node.name, "hub");
+    assert_eq!(c.node.role, Role::Hub);
+    // `hash md5` + `authentication pre-share` only: IOS fills DES, group 1, 86400 s.
+    let p = &c.ike.policies[0];
+    assert_eq!(
+        (
+            p.priority,
+            p.encryption,
+            p.hash,
+            p.group.number(),
+            p.lifetime
+        ),
+        (10, IkeEncryption::Des, IkeHash::Md5, 1, 86400)
+    );
+    assert_eq!(c.ike.keys[0].peer.to_string(), "0.0.0.0/0");
+    assert_eq!(c.ike.keys[0].key.expose(), "cisco123");
+    assert!(
+        c.ike.aggressive_mode,
+        "IOS answers Aggressive Mode by default"
+    );
+    assert_eq!(c.ike.nat_traversal.keepalive, 0);
+    let ts = &c.ipsec.transform_sets[0];
+    assert_eq!(ts.name, "strong");
+    assert_eq!(ts.transforms, [Transform::Esp3des, Transform::EspMd5Hmac]);
+    assert_eq!(ts.mode, EspMode::Tunnel, "IOS default mode is tunnel");
+    let pr = &c.ipsec.profiles[0];
+    assert_eq!(
+        (pr.name.as_str(), pr.lifetime_seconds, pr.lifetime_kilobytes),
+        ("cisco", 120, 4_608_000)
+    );
+    assert_eq!(c.tunnels.len(), 1);
+    let t = &c.tunnels[0];
+    assert_eq!(t.name, "Tunnel0");
+    assert_eq!(t.address.to_string(), "192.168.1.1/24");
+    assert_eq!(t.mtu, 1440);
+    assert_eq!(
+        t.source,
+        TunnelSource::Address("172.16.0.1".parse().unwrap())
+    );
+    assert_eq!(t.mode, TunnelMode::GreMultipoint);
+    assert_eq!(t.key, Some(0));
+    assert_eq!(t.protection.as_deref(), Some("cisco"));
+    let n = t.nhrp.as_ref().unwrap();
+    assert_eq!(n.network_id, 1);
+    assert_eq!(n.authentication.as_ref().unwrap().expose(), "cisco123");
+    assert_eq!(n.holdtime, 7200);
+    assert!(n.map_multicast_dynamic);
+    assert!(n.nhs.is_empty());
+    // Unmapped lines are reported and kept as comments.
+    for needle in [
+        "line 68: not imported: router eigrp 90",
+        "not imported: no ip redirects (interface Tunnel0)",
+        "not imported: ip route 0.0.0.0/0 172.16.0.254",
+        "not imported: line vty 0 4",
+    ] {
+        assert!(
+            has_note(&imp, needle),
+            "missing note {needle}: {:#?}",
+            imp.notes
+        );
+        assert!(imp.toml.contains(needle), "{needle} not in output");
+    }
+    // Banner text, pager noise and headers are not configuration.
+    assert!(!imp.toml.contains("Tunnel99"));
+    assert!(!imp.toml.contains("More"));
+    assert!(!imp.toml.contains("Building"));
+    assert_eq!(imp.routers, ["hub"]);
+}
+
+#[test]
+fn first_of_several_routers_by_default() {
+    let imp = import(&data("spokes.ios"), None);
+    assert_eq!(imp.routers, ["spoke1", "spoke2"]);
+    assert_eq!(imp.selected, 0);
+    assert!(has_note(
+        &imp,
+        "input holds 2 routers; imported `spoke1`, also found: spoke2 (choose with --hostname NAME)"
+    ));
+    let c = round_trip(&imp);
+    assert_eq!(c.node.name, "spoke1");
+    assert_eq!(c.node.role, Role::Spoke);
+    assert_eq!(
+        c.ike.dpd.as_ref().map(|d| (d.interval, d.retry_interval)),
+        Some((10, 3))
+    );
+    assert_eq!(c.ike.nat_traversal.keepalive, 20);
+    assert_eq!(c.ipsec.transform_sets[0].mode, EspMode::Transport);
+    let pr = &c.ipsec.profiles[0];
+    assert_eq!(pr.pfs.map(|g| g.number()), Some(14));
+    assert_eq!(pr.idle_time, Some(300));
+    assert_eq!(
+        (pr.lifetime_seconds, pr.lifetime_kilobytes),
+        (3600, 4_608_000)
+    );
+    // The shut-down Tunnel1 is left out, with a note.
+    assert_eq!(c.tunnels.len(), 1);
+    assert!(has_note(
+        &imp,
+        "not imported: interface Tunnel1 is shut down"
+    ));
+    let t = &c.tunnels[0];
+    assert_eq!(t.mtu, 1400);
+    assert_eq!(t.protection.as_deref(), Some("cisco"));
+    // Routes into the tunnel, by interface and by next hop on the tunnel.
+    assert_eq!(
+        t.routes.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
+        ["10.3.0.0/24", "10.1.0.0/16"]
+    );
+    let n = t.nhrp.as_ref().unwrap();
+    assert_eq!(n.holdtime, 300);
+    assert!(n.shortcut && !n.redirect);
+    assert_eq!(n.registration_timeout, Some(60));
+    assert_eq!(
+        n.multicast,
+        ["172.16.0.1".parse::<std::net::IpAddr>().unwrap()]
+    );
+    assert_eq!(n.nhs.len(), 1);
+    assert_eq!(n.nhs[0].address.to_string(), "192.168.1.1");
+    // The NHS's NBMA address comes from the static map.
+    assert_eq!(
+        n.nhs[0].nbma.map(|a| a.to_string()).as_deref(),
+        Some("172.16.0.1")
+    );
+    assert_eq!(n.map.len(), 1);
+    assert!(has_note(&imp, "not imported: router ospf 1"));
+    assert!(has_note(
+        &imp,
+        "ignored 2 line(s) of text that is not configuration: 1, 62"
+    ));
+}
+
+#[test]
+fn choose_router_by_hostname() {
+    let imp = import(&data("spokes.ios"), Some("spoke2"));
+    assert_eq!(imp.selected, 1);
+    let c = round_trip(&imp);
+    let p = &c.ike.policies[0];
+    assert_eq!(
+        (p.encryption, p.hash, p.group.number(), p.lifetime),
+        (IkeEncryption::Aes256, IkeHash::Sha256, 14, 3600)
+    );
+    assert!(!c.ike.aggressive_mode);
+    assert_eq!(c.ike.keys[0].peer.to_string(), "172.16.0.0/24");
+    assert_eq!(
+        c.ipsec.transform_sets[0].transforms,
+        [Transform::EspGcm(256)]
+    );
+    // Global SA lifetimes apply to profiles without their own.
+    let pr = &c.ipsec.profiles[0];
+    assert_eq!(
+        (pr.lifetime_seconds, pr.lifetime_kilobytes),
+        (1800, 100_000)
+    );
+    let t = &c.tunnels[0];
+    // No `ip mtu`: IOS's derived value (1500 - 24 - 4 for the key).
+    assert_eq!(t.mtu, 1472);
+    assert_eq!(t.source, TunnelSource::Interface("gi0-0-1".into()));
+    assert!(has_note(
+        &imp,
+        "tunnel source GigabitEthernet0/0/1 written as interface \"gi0-0-1\""
+    ));
+    let nhs = &t.nhrp.as_ref().unwrap().nhs[0];
+    assert_eq!((nhs.priority, nhs.multicast), (1, true));
+    assert_eq!(nhs.nbma.unwrap().to_string(), "172.16.0.1");
+
+    let err = import_ios(
+        &data("spokes.ios"),
+        &ImportOptions {
+            hostname: Some("spoke9".into()),
+        },
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "no router with hostname `spoke9` in the input (found: spoke1, spoke2)"
+    );
+}
+
+#[test]
+fn point_to_point_vti() {
+    let imp = import(&data("vti.ios"), None);
+    let c = round_trip(&imp);
+    assert_eq!(c.node.name, "R2");
+    let t = &c.tunnels[0];
+    assert_eq!(t.mode, TunnelMode::Ipsec);
+    assert_eq!(t.destination.unwrap().to_string(), "172.16.0.3");
+    assert_eq!(
+        t.source,
+        TunnelSource::Address("172.16.0.2".parse().unwrap())
+    );
+    assert!(t.nhrp.is_none() && t.key.is_none());
+    assert_eq!(t.routes[0].to_string(), "10.3.0.0/24");
+    assert_eq!(c.ike.keys[0].peer.to_string(), "172.16.0.3/32");
+    let p = &c.ike.policies[0];
+    // Only `authentication pre-share`: DES, SHA, group 1, 86400 s.
+    assert_eq!(
+        (p.encryption, p.hash, p.group.number(), p.lifetime),
+        (IkeEncryption::Des, IkeHash::Sha1, 1, 86400)
+    );
+    assert_eq!(
+        c.ipsec.transform_sets[0].transforms,
+        [Transform::EspAes(128), Transform::EspShaHmac]
+    );
+    assert_eq!(c.ipsec.transform_sets[0].mode, EspMode::Transport);
+    assert!(has_note(
+        &imp,
+        "not imported: ipv6 address FE80::23:2 link-local (interface Tunnel23)"
+    ));
+}
+
+#[test]
+fn crypto_map_as_profile() {
+    let imp = import(&data("cryptomap.ios"), None);
+    let c = round_trip(&imp);
+    assert!(c.tunnels.is_empty());
+    let pr = &c.ipsec.profiles[0];
+    assert_eq!(pr.name, "VPN-10");
+    assert_eq!(pr.transform_sets, ["TS"]);
+    assert_eq!(pr.pfs.map(|g| g.number()), Some(14));
+    assert_eq!(
+        c.ipsec.transform_sets[0].transforms,
+        [Transform::EspAes(256), Transform::EspSha256Hmac]
+    );
+    assert_eq!(c.ike.policies[0].priority, 20);
+    assert!(has_note(
+        &imp,
+        "crypto map entry imported as IPsec profile `VPN-10`; its ACL selectors and peers [172.16.0.9] have no equivalent"
+    ));
+    assert!(has_note(&imp, "not imported: match address 101"));
+    assert!(has_note(
+        &imp,
+        "not imported: crypto map VPN (interface FastEthernet0/0)"
+    ));
+}
+
+#[test]
+fn prose_only_is_a_clear_error() {
+    let err = import_ios("Hello.\nThis is not a router.\n", &ImportOptions::default()).unwrap_err();
+    assert!(matches!(err, ImportError::NothingFound));
+}
+
+// ---- the reference documents, exactly as pasted ----
+
+fn seed(prefix: &str) -> String {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/seeds");
+    let entry = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
+        .unwrap();
+    String::from_utf8_lossy(&std::fs::read(entry).unwrap()).into_owned()
+}
+
+#[test]
+fn seed_000_ipv6_vti() {
+    let imp = import(&seed("000_"), None);
+    let c = round_trip(&imp);
+    let t = &c.tunnels[0];
+    assert_eq!(t.name, "Tunnel23");
+    assert_eq!(t.mode, TunnelMode::Ipsec);
+    assert_eq!(t.address.to_string(), "192.168.23.2/24");
+    assert_eq!(t.destination.unwrap().to_string(), "2001:db8::3");
+    assert_eq!(t.protection.as_deref(), Some("PRO"));
+    assert_eq!(c.ike.keys[0].peer.to_string(), "::/0");
+    assert_eq!(c.ipsec.transform_sets[0].mode, EspMode::Transport);
+    assert_eq!(c.ike.policies[0].encryption, IkeEncryption::Des);
+    // The second router ("Altro lato") is named on stderr.
+    assert!(imp.routers.len() >= 2);
+    assert!(has_note(&imp, "choose with --hostname NAME"));
+}
+
+#[test]
+fn seed_001_dmvpn_hub_and_spokes() {
+    let text = seed("001_");
+    let imp = import(&text, None);
+    assert_eq!(imp.routers, ["sv9-2", "sv9-3", "sv9-4"]);
+    let hub = round_trip(&imp);
+    assert_eq!(hub.node.role, Role::Hub);
+    let p = &hub.ike.policies[0];
+    assert_eq!(
+        (p.encryption, p.hash, p.group.number(), p.lifetime),
+        (IkeEncryption::Des, IkeHash::Md5, 1, 86400)
+    );
+    assert_eq!(hub.ike.keys[0].peer.to_string(), "0.0.0.0/0");
+    assert_eq!(
+        hub.ipsec.transform_sets[0].transforms,
+        [Transform::Esp3des, Transform::EspMd5Hmac]
+    );
+    assert_eq!(hub.ipsec.profiles[0].lifetime_seconds, 120);
+    let t = &hub.tunnels[0];
+    assert_eq!(
+        (t.name.as_str(), t.address.to_string(), t.mtu, t.key),
+        ("Tunnel0", "192.168.1.1/24".to_string(), 1440, Some(0))
+    );
+    assert_eq!(t.nhrp.as_ref().unwrap().network_id, 1);
+    assert!(has_note(&imp, "not imported: router eigrp 90"));
+    for (host, addr) in [("sv9-3", "192.168.1.2/24"), ("sv9-4", "192.168.1.3/24")] {
+        let imp = import(&text, Some(host));
+        let c = round_trip(&imp);
+        assert_eq!(c.node.role, Role::Spoke);
+        let t = &c.tunnels[0];
+        assert_eq!(t.address.to_string(), addr);
+        let n = t.nhrp.as_ref().unwrap();
+        assert_eq!(n.nhs[0].address.to_string(), "192.168.1.1");
+        assert!(n.nhs[0].nbma.is_some());
+    }
+}
+
+#[test]
+fn seed_002_asa_crypto_map() {
+    let imp = import(&seed("002_"), None);
+    let c = round_trip(&imp);
+    assert_eq!(c.ipsec.profiles[0].name, "MAP-10");
+    assert_eq!(c.ike.keys[0].peer.to_string(), "10.0.0.2/32");
+    let p = &c.ike.policies[0];
+    assert_eq!(
+        (p.encryption, p.hash, p.group.number()),
+        (IkeEncryption::TripleDes, IkeHash::Sha1, 2)
+    );
+}
+
+#[test]
+fn seed_003_has_no_router_config() {
+    // strongSwan configuration and IOS commands glued without spaces.
+    let err = import_ios(&seed("003_"), &ImportOptions::default()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "no IOS router configuration found (expected `interface Tunnel…`, `crypto isakmp …`, `crypto ipsec …` or `crypto map …` commands)"
+    );
+}
+
+#[test]
+fn seed_004_asa_dynamic_map() {
+    let imp = import(&seed("004_"), None);
+    let c = round_trip(&imp);
+    assert_eq!(c.ipsec.transform_sets[0].name, "TRA");
+    assert_eq!(c.ipsec.profiles[0].lifetime_seconds, 28800);
+    let p = &c.ike.policies[0];
+    assert_eq!((p.encryption, p.group.number()), (IkeEncryption::Aes128, 2));
+}
+
+#[test]
+fn every_router_of_every_seed_validates() {
+    for prefix in ["000_", "001_", "002_", "003_", "004_"] {
+        let text = seed(prefix);
+        let Ok(first) = import_ios(&text, &ImportOptions::default()) else {
+            continue;
+        };
+        for name in first.routers.clone() {
+            match import_ios(
+                &text,
+                &ImportOptions {
+                    hostname: Some(name.clone()),
+                },
+            ) {
+                Ok(imp) => {
+                    round_trip(&imp);
+                }
+                Err(ImportError::NothingFound) => {}
+                Err(e) => panic!("{prefix} {name}: {e}"),
+            }
+        }
+    }
+}
