@@ -73,3 +73,33 @@ fn missing_file_is_one_clear_line() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("cannot read file"), "{stderr}");
 }
+
+/// Whatever `import-ios` prints passes `dmvpnd --check`.
+#[test]
+fn imported_configs_pass_check() {
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config/tests/data");
+    let dir = tempfile::tempdir().unwrap();
+    let mut checked = 0;
+    for name in ["hub.ios", "spokes.ios", "vti.ios", "cryptomap.ios"] {
+        let text = std::fs::read_to_string(data.join(name)).unwrap();
+        let imp = dmvpn_config::import_ios(&text, &Default::default()).unwrap();
+        for host in imp.routers.clone() {
+            let opts = dmvpn_config::ImportOptions {
+                hostname: Some(host.clone()),
+            };
+            let imp = dmvpn_config::import_ios(&text, &opts).unwrap();
+            let path = dir.path().join(format!("{host}.toml"));
+            std::fs::write(&path, &imp.toml).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            let out = check(&path);
+            assert!(
+                out.status.success(),
+                "{name}/{host}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 5);
+}
