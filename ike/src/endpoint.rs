@@ -398,6 +398,14 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         self.sas.get(&id).map(|s| s.state.show_name())
     }
 
+    /// Wireshark `ikev1_decryption_table` line for phase 1 SA `id`, for an
+    /// explicitly configured key-log file only.
+    pub fn ike_keylog_line(&self, id: SaId) -> Option<String> {
+        let s = self.sas.get(&id)?;
+        let k = s.keys.as_ref()?;
+        Some(crate::keylog::ikev1_line(&s.icookie, &k.enc_key))
+    }
+
     /// Inbound SPIs of installed child SAs.
     pub fn child_spis(&self) -> Vec<u32> {
         self.children.keys().copied().collect()

@@ -244,18 +244,25 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             proto::ESP | proto::AH => {
                 for spi in d.spis.iter().filter(|s| s.len() == 4) {
                     let out = u32::from_be_bytes(spi[..4].try_into().expect("len 4"));
+                    // Normally the sender's inbound SPI (our outbound); a peer that
+                    // failed to install may name ours instead.
                     let found = self
                         .children
                         .iter()
                         .find(|(_, c)| c.outbound_spi == out)
-                        .map(|(k, _)| *k);
+                        .map(|(k, _)| *k)
+                        .or_else(|| self.children.contains_key(&out).then_some(out));
                     if let Some(inb) = found {
                         let c = self.children.remove(&inb).expect("found");
-                        ike!("IPSEC: peer deleted SA pair {:#010X}/{:#010X}", inb, out);
+                        ike!(
+                            "IPSEC: peer deleted SA pair {:#010X}/{:#010X}",
+                            inb,
+                            c.outbound_spi
+                        );
                         self.events.push_back(Event::ChildSaDeleted {
                             remote: c.remote,
                             inbound_spi: inb,
-                            outbound_spi: out,
+                            outbound_spi: c.outbound_spi,
                             reason: "deleted by peer".into(),
                         });
                     }

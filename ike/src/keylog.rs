@@ -62,3 +62,13 @@ pub fn esp_sa_lines(c: &ChildSa) -> [String; 2] {
         line(c.remote.ip(), c.local.ip(), c.inbound_spi, &c.inbound),
     ]
 }
+
+/// One line of Wireshark's `ikev1_decryption_table` UAT: initiator cookie
+/// and the phase 1 encryption key.
+pub fn ikev1_line(icookie: &[u8; 8], enc_key: &[u8]) -> String {
+    format!(
+        "\"{}\",\"{}\"",
+        hexkey(icookie).trim_start_matches("0x"),
+        hexkey(enc_key).trim_start_matches("0x")
+    )
+}
