@@ -3,3 +3,4 @@
 //! that `dmvpnd` is built from.
 
 pub mod datapath;
+pub mod runtime;

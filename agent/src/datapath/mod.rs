@@ -5,6 +5,7 @@ pub mod esp;
 pub mod gre;
 pub mod ip;
 pub mod mtu;
+pub mod natt;
 pub mod replay;
 pub mod sadb;
 mod wipe;

@@ -1,0 +1,832 @@
+//! The forwarding loop: TUN ↔ (MTU check, GRE, ESP) ↔ raw/UDP sockets.
+//!
+//! [`Engine`] holds every decision and all state (SADB, peer map,
+//! counters, outgoing batches) and works synchronously on byte slices, so
+//! it can be driven and tested without any I/O. [`Dataplane`] owns the TUN
+//! device and the sockets and moves bursts of packets between them and the
+//! engine. A daemon's main loop owns one `Dataplane`; NHRP and IKE
+//! messages that arrive through it are queued for the control plane.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
+
+use crate::datapath::esp::{NEXT_HEADER_GRE, NEXT_HEADER_IPV4, NEXT_HEADER_IPV6};
+use crate::datapath::gre::{self, GreCounters, PROTO_IPV4, PROTO_IPV6, PROTO_NHRP};
+use crate::datapath::ip::{self, IPV4_HEADER_LEN, Ipv4Repr, PROTO_ESP, PROTO_GRE};
+use crate::datapath::mtu::{self, MtuAction};
+use crate::datapath::natt::{self, NattPayload};
+use crate::datapath::sadb::{SaSnapshot, Sadb, SadbError};
+
+use super::sockets::{DatagramSocket, RecvBatch, SendBatch};
+use super::tun::Tun;
+
+/// Largest datagram handled (inner packet + all headers).
+pub const BUF_SIZE: usize = 2048;
+/// Packets per receive burst and per send batch.
+const BATCH: usize = 64;
+/// Flush a batch once fewer slots than this are free (room for a fragmented packet).
+const FLUSH_FREE: usize = 48;
+/// Queue bound for NHRP/IKE messages waiting for the control plane.
+const CONTROL_QUEUE: usize = 256;
+
+/// How packets to a peer are carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protection {
+    /// Plain GRE over raw IP protocol 47.
+    None,
+    /// GRE in ESP transport mode over raw IP protocol 50.
+    Esp,
+    /// GRE in ESP-in-UDP (NAT-T, RFC 3948) to this UDP port.
+    EspUdp { port: u16 },
+}
+
+/// Where an overlay destination is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Peer {
+    pub nbma: Ipv4Addr,
+    pub protection: Protection,
+}
+
+/// Overlay prefixes → peers, longest prefix first (static NHRP maps now,
+/// the NHRP cache later).
+#[derive(Debug, Clone, Default)]
+pub struct PeerMap {
+    entries: Vec<(u32, u8, Peer)>,
+}
+
+impl PeerMap {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds or replaces `prefix/len → peer`.
+    pub fn insert(&mut self, prefix: Ipv4Addr, len: u8, peer: Peer) {
+        let len = len.min(32);
+        let p = u32::from(prefix) & mask(len);
+        self.entries.retain(|(q, l, _)| !(*q == p && *l == len));
+        self.entries.push((p, len, peer));
+        self.entries.sort_by_key(|e| std::cmp::Reverse(e.1));
+    }
+
+    pub fn remove(&mut self, prefix: Ipv4Addr, len: u8) {
+        let p = u32::from(prefix) & mask(len);
+        self.entries.retain(|(q, l, _)| !(*q == p && *l == len));
+    }
+
+    pub fn lookup(&self, dst: Ipv4Addr) -> Option<&Peer> {
+        let d = u32::from(dst);
+        self.entries
+            .iter()
+            .find(|(p, l, _)| d & mask(*l) == *p)
+            .map(|(_, _, peer)| peer)
+    }
+
+    /// The protection configured for traffic from NBMA address `nbma`, if known.
+    pub fn protection_of(&self, nbma: Ipv4Addr) -> Option<Protection> {
+        self.entries
+            .iter()
+            .find(|(_, _, p)| p.nbma == nbma)
+            .map(|(_, _, p)| p.protection)
+    }
+}
+
+fn mask(len: u8) -> u32 {
+    if len == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(len.min(32)))
+    }
+}
+
+/// Static settings of one tunnel's data plane.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataplaneConfig {
+    /// Our NBMA (underlay) address: source of outer packets.
+    pub local_nbma: Ipv4Addr,
+    /// Our tunnel address: source of ICMP errors sent into the TUN.
+    pub tunnel_addr: Ipv4Addr,
+    /// Tunnel IP MTU (largest inner packet).
+    pub mtu: u16,
+    /// GRE key (IOS `tunnel key`).
+    pub gre_key: Option<u32>,
+    /// Outer TTL (Cisco sends 255).
+    pub outer_ttl: u8,
+    /// Listen for ESP-in-UDP and IKE on this UDP port (normally 4500).
+    pub natt_port: Option<u16>,
+    /// Drop plain GRE from peers configured with ESP protection.
+    pub require_protection: bool,
+}
+
+/// Data-plane counters not tied to one SA.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub tun_rx: u64,
+    pub tun_tx: u64,
+    pub gre_tx: u64,
+    pub gre_rx: u64,
+    pub esp_tx: u64,
+    pub esp_rx: u64,
+    pub udp_esp_tx: u64,
+    pub udp_esp_rx: u64,
+    pub ike_rx: u64,
+    pub keepalive_rx: u64,
+    pub nhrp_rx: u64,
+    /// Inner packets with no peer for their destination.
+    pub no_route: u64,
+    /// Inner packets for an ESP peer with no outbound SA yet.
+    pub no_sa: u64,
+    /// Inner packets that are not IPv4 (the peer map is IPv4 only).
+    pub unsupported: u64,
+    pub malformed: u64,
+    /// Plain GRE from a peer that must use ESP.
+    pub unprotected: u64,
+    /// ESP whose SA belongs to another peer than the packet's source.
+    pub wrong_peer: u64,
+    pub esp_dropped: u64,
+    pub icmp_too_big: u64,
+    pub fragments: u64,
+    pub send_errors: u64,
+    pub recv_errors: u64,
+    pub queue_full: u64,
+}
+
+/// Everything an operator or a test wants to see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataplaneStats {
+    pub counters: Counters,
+    pub gre: GreCounters,
+    pub sas: Vec<SaSnapshot>,
+    /// `#pkts invalid sa (rcv)`.
+    pub invalid_spi: u64,
+}
+
+/// The synchronous core of the data plane.
+pub struct Engine {
+    pub cfg: DataplaneConfig,
+    pub sadb: Sadb,
+    pub map: PeerMap,
+    pub gre_counters: GreCounters,
+    pub counters: Counters,
+    /// Outer packets (IPv4 header included) for the raw GRE socket.
+    pub gre_out: SendBatch,
+    /// Outer packets (IPv4 header included) for the raw ESP socket.
+    pub esp_out: SendBatch,
+    /// ESP datagrams for the UDP socket.
+    pub udp_out: SendBatch,
+    /// Inner packets for the TUN device.
+    pub tun_out: SendBatch,
+    /// NHRP packets received (source NBMA, NHRP bytes after GRE).
+    pub nhrp_in: VecDeque<(Ipv4Addr, Vec<u8>)>,
+    /// IKE messages received on the NAT-T port (marker removed).
+    pub ike_in: VecDeque<(SocketAddrV4, Vec<u8>)>,
+    ident: u16,
+    scratch: Box<[u8]>,
+    scratch2: Box<[u8]>,
+}
+
+impl Engine {
+    pub fn new(cfg: DataplaneConfig, sadb: Sadb, map: PeerMap) -> Self {
+        Engine {
+            cfg,
+            sadb,
+            map,
+            gre_counters: GreCounters::default(),
+            counters: Counters::default(),
+            gre_out: SendBatch::new(BATCH, BUF_SIZE),
+            esp_out: SendBatch::new(BATCH, BUF_SIZE),
+            udp_out: SendBatch::new(BATCH, BUF_SIZE),
+            tun_out: SendBatch::new(BATCH, BUF_SIZE),
+            nhrp_in: VecDeque::new(),
+            ike_in: VecDeque::new(),
+            ident: 0,
+            scratch: vec![0u8; BUF_SIZE].into_boxed_slice(),
+            scratch2: vec![0u8; BUF_SIZE].into_boxed_slice(),
+        }
+    }
+
+    pub fn stats(&self) -> DataplaneStats {
+        DataplaneStats {
+            counters: self.counters,
+            gre: self.gre_counters.clone(),
+            sas: self.sadb.snapshot(),
+            invalid_spi: self.sadb.invalid_spi,
+        }
+    }
+
+    /// True when some batch should be sent before more packets are processed.
+    pub fn should_flush(&self) -> bool {
+        [&self.gre_out, &self.esp_out, &self.udp_out, &self.tun_out]
+            .iter()
+            .any(|b| BATCH - b.len() < FLUSH_FREE)
+    }
+
+    /// Handles one inner packet read from the TUN.
+    pub fn outbound(&mut self, pkt: &[u8]) {
+        self.counters.tun_rx += 1;
+        let Some(info) = ip::parse_ipv4(pkt) else {
+            if pkt.first().is_some_and(|b| b >> 4 == 6) {
+                self.counters.unsupported += 1;
+            } else {
+                self.counters.malformed += 1;
+            }
+            return;
+        };
+        let pkt = &pkt[..info.total_len];
+        let Some(peer) = self.map.lookup(info.dst).copied() else {
+            self.counters.no_route += 1;
+            return;
+        };
+        match mtu::classify(pkt, usize::from(self.cfg.mtu)) {
+            Ok(MtuAction::Fits) => self.encap(pkt, info.tos, peer),
+            Ok(MtuAction::TooBig) => {
+                let Some(buf) = self.tun_out.next_buf() else {
+                    self.counters.queue_full += 1;
+                    return;
+                };
+                if let Ok(n) = mtu::icmp_frag_needed(pkt, self.cfg.mtu, self.cfg.tunnel_addr, buf) {
+                    self.tun_out
+                        .commit(n, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
+                    self.counters.icmp_too_big += 1;
+                }
+            }
+            Ok(MtuAction::Fragment) => {
+                let mut frag_buf = std::mem::take(&mut self.scratch2);
+                let mtu = usize::from(self.cfg.mtu);
+                let mut frags = 0u64;
+                let _ = mtu::fragment_ipv4(pkt, mtu, &mut frag_buf, |f| {
+                    frags += 1;
+                    self.encap(f, info.tos, peer);
+                });
+                self.counters.fragments += frags;
+                self.scratch2 = frag_buf;
+            }
+            Err(_) => self.counters.malformed += 1,
+        }
+    }
+
+    fn next_ident(&mut self) -> u16 {
+        self.ident = self.ident.wrapping_add(1);
+        self.ident
+    }
+
+    fn outer_header(
+        &mut self,
+        buf: &mut [u8],
+        dst: Ipv4Addr,
+        protocol: u8,
+        tos: u8,
+        payload_len: usize,
+    ) {
+        Ipv4Repr {
+            src: self.cfg.local_nbma,
+            dst,
+            protocol,
+            tos,
+            ttl: self.cfg.outer_ttl,
+            ident: self.next_ident(),
+            frag: 0,
+            payload_len,
+        }
+        .emit(buf);
+    }
+
+    /// GRE-encapsulates `inner` (and protects it) for `peer`.
+    fn encap(&mut self, inner: &[u8], tos: u8, peer: Peer) {
+        let proto = if inner[0] >> 4 == 6 {
+            PROTO_IPV6
+        } else {
+            PROTO_IPV4
+        };
+        self.encap_proto(inner, proto, tos, peer);
+    }
+
+    /// Sends `payload` with GRE protocol type `proto` to `peer`; used for
+    /// inner packets and for NHRP from the control plane.
+    pub fn encap_proto(&mut self, payload: &[u8], proto: u16, tos: u8, peer: Peer) {
+        let key = self.cfg.gre_key;
+        let gl = gre::header_len(key);
+        let dst = SocketAddrV4::new(peer.nbma, 0);
+        match peer.protection {
+            Protection::None => {
+                let Some(buf) = self.gre_out.next_buf() else {
+                    self.counters.queue_full += 1;
+                    return;
+                };
+                if gre::encap(&mut buf[IPV4_HEADER_LEN..], proto, key, payload).is_err() {
+                    self.counters.send_errors += 1;
+                    return;
+                }
+                let len = IPV4_HEADER_LEN + gl + payload.len();
+                let mut hdr = [0u8; IPV4_HEADER_LEN];
+                self.outer_header(&mut hdr, peer.nbma, PROTO_GRE, tos, gl + payload.len());
+                let Some(buf) = self.gre_out.next_buf() else {
+                    return;
+                };
+                buf[..IPV4_HEADER_LEN].copy_from_slice(&hdr);
+                self.gre_out.commit(len, dst);
+                self.counters.gre_tx += 1;
+            }
+            Protection::Esp | Protection::EspUdp { .. } => {
+                let Ok(glen) = gre::encap(&mut self.scratch, proto, key, payload) else {
+                    self.counters.send_errors += 1;
+                    return;
+                };
+                let udp = matches!(peer.protection, Protection::EspUdp { .. });
+                let (batch, off) = if udp {
+                    (&mut self.udp_out, 0)
+                } else {
+                    (&mut self.esp_out, IPV4_HEADER_LEN)
+                };
+                let Some(buf) = batch.next_buf() else {
+                    self.counters.queue_full += 1;
+                    return;
+                };
+                match self.sadb.seal(
+                    IpAddr::V4(peer.nbma),
+                    NEXT_HEADER_GRE,
+                    &self.scratch[..glen],
+                    &mut buf[off..],
+                ) {
+                    Ok(n) => {
+                        if let Protection::EspUdp { port } = peer.protection {
+                            self.udp_out.commit(n, SocketAddrV4::new(peer.nbma, port));
+                            self.counters.udp_esp_tx += 1;
+                        } else {
+                            let mut hdr = [0u8; IPV4_HEADER_LEN];
+                            self.outer_header(&mut hdr, peer.nbma, PROTO_ESP, tos, n);
+                            let Some(buf) = self.esp_out.next_buf() else {
+                                return;
+                            };
+                            buf[..IPV4_HEADER_LEN].copy_from_slice(&hdr);
+                            self.esp_out.commit(IPV4_HEADER_LEN + n, dst);
+                            self.counters.esp_tx += 1;
+                        }
+                    }
+                    Err(SadbError::NoSa) => self.counters.no_sa += 1,
+                    Err(SadbError::Seal(_)) => self.counters.send_errors += 1,
+                }
+            }
+        }
+    }
+
+    /// Handles an IPv4 packet from the raw GRE socket.
+    pub fn inbound_gre_ip(&mut self, pkt: &[u8]) {
+        let Some(info) = ip::parse_ipv4(pkt) else {
+            self.counters.malformed += 1;
+            return;
+        };
+        if info.protocol != PROTO_GRE || info.more_fragments() || info.frag_offset() != 0 {
+            // Outer fragments are reassembled by the kernel before raw delivery;
+            // anything else here is not ours.
+            self.counters.malformed += 1;
+            return;
+        }
+        self.counters.gre_rx += 1;
+        if self.cfg.require_protection
+            && matches!(
+                self.map.protection_of(info.src),
+                Some(Protection::Esp | Protection::EspUdp { .. })
+            )
+        {
+            self.counters.unprotected += 1;
+            return;
+        }
+        self.inbound_gre(&pkt[info.header_len..info.total_len], info.src);
+    }
+
+    /// Handles a GRE packet (after any ESP) from NBMA address `src`.
+    fn inbound_gre(&mut self, g: &[u8], src: Ipv4Addr) {
+        let h = match gre::decap(g, self.cfg.gre_key) {
+            Ok(h) => h,
+            Err(reason) => {
+                self.gre_counters.count_drop(reason);
+                return;
+            }
+        };
+        self.gre_counters.decapsulated += 1;
+        let payload = &g[h.payload_offset..];
+        match h.protocol {
+            PROTO_NHRP => {
+                self.counters.nhrp_rx += 1;
+                if self.nhrp_in.len() < CONTROL_QUEUE {
+                    self.nhrp_in.push_back((src, payload.to_vec()));
+                } else {
+                    self.counters.queue_full += 1;
+                }
+            }
+            _ => self.deliver(payload),
+        }
+    }
+
+    fn deliver(&mut self, pkt: &[u8]) {
+        if !self
+            .tun_out
+            .push(pkt, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))
+        {
+            self.counters.queue_full += 1;
+        }
+    }
+
+    /// Handles an IPv4 packet from the raw ESP socket.
+    pub fn inbound_esp_ip(&mut self, pkt: &[u8]) {
+        let Some(info) = ip::parse_ipv4(pkt) else {
+            self.counters.malformed += 1;
+            return;
+        };
+        if info.protocol != PROTO_ESP {
+            self.counters.malformed += 1;
+            return;
+        }
+        self.counters.esp_rx += 1;
+        self.inbound_esp(&pkt[info.header_len..info.total_len], info.src);
+    }
+
+    /// Handles a datagram from the NAT-T UDP socket.
+    pub fn inbound_udp(&mut self, d: &[u8], src: SocketAddrV4) {
+        match natt::demux(d) {
+            NattPayload::Esp(esp) => {
+                self.counters.udp_esp_rx += 1;
+                self.inbound_esp(esp, *src.ip());
+            }
+            NattPayload::Ike(msg) => {
+                self.counters.ike_rx += 1;
+                if self.ike_in.len() < CONTROL_QUEUE {
+                    self.ike_in.push_back((src, msg.to_vec()));
+                } else {
+                    self.counters.queue_full += 1;
+                }
+            }
+            NattPayload::Keepalive => self.counters.keepalive_rx += 1,
+            NattPayload::Invalid => self.counters.malformed += 1,
+        }
+    }
+
+    fn inbound_esp(&mut self, esp: &[u8], src: Ipv4Addr) {
+        let mut plain = std::mem::take(&mut self.scratch);
+        match self.sadb.open(esp, &mut plain) {
+            Ok((peer, o)) => {
+                if peer != IpAddr::V4(src) {
+                    self.counters.wrong_peer += 1;
+                } else {
+                    let payload = &plain[..o.len];
+                    match o.next_header {
+                        NEXT_HEADER_GRE => self.inbound_gre(payload, src),
+                        NEXT_HEADER_IPV4 | NEXT_HEADER_IPV6 => self.deliver(payload),
+                        _ => self.counters.malformed += 1,
+                    }
+                }
+            }
+            Err(_) => self.counters.esp_dropped += 1,
+        }
+        self.scratch = plain;
+    }
+}
+
+/// The data plane of one tunnel: an [`Engine`] plus the devices it drives.
+pub struct Dataplane {
+    pub engine: Engine,
+    tun: Tun,
+    gre: DatagramSocket,
+    esp: DatagramSocket,
+    udp: Option<DatagramSocket>,
+}
+
+enum Event {
+    Stop,
+    Tun(io::Result<usize>),
+    Gre(io::Result<usize>),
+    Esp(io::Result<usize>),
+    Udp(io::Result<usize>),
+}
+
+impl Dataplane {
+    /// Opens the raw GRE and ESP sockets (and UDP `natt_port`) around `tun`.
+    pub fn new(engine: Engine, tun: Tun) -> io::Result<Self> {
+        let gre = DatagramSocket::raw_ipv4(PROTO_GRE)?;
+        let esp = DatagramSocket::raw_ipv4(PROTO_ESP)?;
+        let udp = match engine.cfg.natt_port {
+            Some(p) => Some(DatagramSocket::udp(SocketAddrV4::new(
+                Ipv4Addr::UNSPECIFIED,
+                p,
+            ))?),
+            None => None,
+        };
+        Ok(Dataplane {
+            engine,
+            tun,
+            gre,
+            esp,
+            udp,
+        })
+    }
+
+    pub fn tun(&self) -> &Tun {
+        &self.tun
+    }
+
+    /// Forwards until `shutdown` completes. I/O errors on single packets
+    /// are counted, not fatal.
+    pub async fn run(&mut self, shutdown: impl Future<Output = ()>) -> io::Result<()> {
+        tokio::pin!(shutdown);
+        let mut tun_buf = vec![0u8; 65536];
+        let mut gre_rb = RecvBatch::new(BATCH, BUF_SIZE);
+        let mut esp_rb = RecvBatch::new(BATCH, BUF_SIZE);
+        let mut udp_rb = RecvBatch::new(BATCH, BUF_SIZE);
+        loop {
+            let ev = {
+                let (tun, gre, esp, udp) = (&self.tun, &self.gre, &self.esp, self.udp.as_ref());
+                tokio::select! {
+                    biased;
+                    _ = &mut shutdown => Event::Stop,
+                    r = tun.recv(&mut tun_buf) => Event::Tun(r),
+                    r = gre.recv_batch(&mut gre_rb) => Event::Gre(r),
+                    r = esp.recv_batch(&mut esp_rb) => Event::Esp(r),
+                    r = recv_opt(udp, &mut udp_rb) => Event::Udp(r),
+                }
+            };
+            match ev {
+                Event::Stop => return Ok(()),
+                Event::Tun(Ok(n)) => {
+                    self.engine.outbound(&tun_buf[..n]);
+                    // Drain what else is ready, up to a burst.
+                    for _ in 1..BATCH {
+                        if self.engine.should_flush() {
+                            self.flush().await?;
+                        }
+                        match self.tun.try_recv(&mut tun_buf) {
+                            Ok(n) => self.engine.outbound(&tun_buf[..n]),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Event::Gre(Ok(k)) => {
+                    for i in 0..k {
+                        self.engine.inbound_gre_ip(gre_rb.get(i).0);
+                    }
+                }
+                Event::Esp(Ok(k)) => {
+                    for i in 0..k {
+                        self.engine.inbound_esp_ip(esp_rb.get(i).0);
+                    }
+                }
+                Event::Udp(Ok(k)) => {
+                    for i in 0..k {
+                        let (d, src) = udp_rb.get(i);
+                        self.engine.inbound_udp(d, src);
+                    }
+                }
+                Event::Tun(Err(e)) => return Err(e),
+                Event::Gre(Err(_)) | Event::Esp(Err(_)) | Event::Udp(Err(_)) => {
+                    self.engine.counters.recv_errors += 1;
+                }
+            }
+            self.flush().await?;
+        }
+    }
+
+    /// Sends everything the engine has queued.
+    pub async fn flush(&mut self) -> io::Result<()> {
+        let e = &mut self.engine;
+        if !e.gre_out.is_empty() {
+            let r = self.gre.send_batch(&mut e.gre_out).await?;
+            e.counters.send_errors += r.failed as u64;
+        }
+        if !e.esp_out.is_empty() {
+            let r = self.esp.send_batch(&mut e.esp_out).await?;
+            e.counters.send_errors += r.failed as u64;
+        }
+        if !e.udp_out.is_empty() {
+            match &self.udp {
+                Some(u) => {
+                    let r = u.send_batch(&mut e.udp_out).await?;
+                    e.counters.send_errors += r.failed as u64;
+                }
+                None => {
+                    e.counters.send_errors += e.udp_out.len() as u64;
+                    e.udp_out.clear();
+                }
+            }
+        }
+        for i in 0..e.tun_out.len() {
+            match self.tun.send(e.tun_out.get(i)).await {
+                Ok(_) => e.counters.tun_tx += 1,
+                Err(_) => e.counters.send_errors += 1,
+            }
+        }
+        e.tun_out.clear();
+        Ok(())
+    }
+}
+
+async fn recv_opt(s: Option<&DatagramSocket>, b: &mut RecvBatch) -> io::Result<usize> {
+    match s {
+        Some(s) => s.recv_batch(b).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::datapath::esp::{AuthAlg, EncAlg};
+    use crate::datapath::sadb::{InboundSa, Mode, OutboundSa, SaParams};
+
+    const A: Ipv4Addr = Ipv4Addr::new(172, 16, 0, 1);
+    const B: Ipv4Addr = Ipv4Addr::new(172, 16, 0, 2);
+
+    fn cfg(local: Ipv4Addr, tunnel: Ipv4Addr) -> DataplaneConfig {
+        DataplaneConfig {
+            local_nbma: local,
+            tunnel_addr: tunnel,
+            mtu: 1400,
+            gre_key: Some(42),
+            outer_ttl: 255,
+            natt_port: Some(4500),
+            require_protection: true,
+        }
+    }
+
+    fn inner(src: Ipv4Addr, dst: Ipv4Addr, len: usize, df: bool) -> Vec<u8> {
+        let mut p = vec![0x5au8; len];
+        Ipv4Repr {
+            src,
+            dst,
+            protocol: 17,
+            tos: 0x28,
+            ttl: 64,
+            ident: 1,
+            frag: if df { ip::FLAG_DF } else { 0 },
+            payload_len: len - 20,
+        }
+        .emit(&mut p);
+        p
+    }
+
+    fn sa(spi: u32, peer: Ipv4Addr) -> SaParams<'static> {
+        SaParams {
+            spi,
+            peer: IpAddr::V4(peer),
+            mode: Mode::Transport,
+            enc: EncAlg::AesCbc128,
+            enc_key: &[1; 16],
+            auth: AuthAlg::HmacSha1_96,
+            auth_key: &[2; 20],
+            lifetime_kb: None,
+        }
+    }
+
+    fn pair(protection: Protection) -> (Engine, Engine) {
+        let t1 = Ipv4Addr::new(192, 168, 1, 1);
+        let t2 = Ipv4Addr::new(192, 168, 1, 2);
+        let mut ma = PeerMap::new();
+        ma.insert(
+            t2,
+            32,
+            Peer {
+                nbma: B,
+                protection,
+            },
+        );
+        let mut mb = PeerMap::new();
+        mb.insert(
+            t1,
+            32,
+            Peer {
+                nbma: A,
+                protection,
+            },
+        );
+        let mut sa_a = Sadb::new();
+        let mut sa_b = Sadb::new();
+        sa_a.insert_outbound(OutboundSa::new(&sa(0x100, B), &[5; 24]).unwrap());
+        sa_b.insert_inbound(InboundSa::new(&sa(0x100, A)).unwrap());
+        (
+            Engine::new(cfg(A, t1), sa_a, ma),
+            Engine::new(cfg(B, t2), sa_b, mb),
+        )
+    }
+
+    #[test]
+    fn gre_esp_path_in_memory() {
+        for prot in [
+            Protection::None,
+            Protection::Esp,
+            Protection::EspUdp { port: 4500 },
+        ] {
+            let (mut a, mut b) = pair(prot);
+            let p = inner(
+                Ipv4Addr::new(192, 168, 1, 1),
+                Ipv4Addr::new(192, 168, 1, 2),
+                300,
+                true,
+            );
+            a.outbound(&p);
+            match prot {
+                Protection::None => {
+                    assert_eq!(a.gre_out.len(), 1);
+                    let outer = a.gre_out.get(0).to_vec();
+                    let i = ip::parse_ipv4(&outer).unwrap();
+                    assert_eq!(
+                        (i.src, i.dst, i.tos, i.ttl, i.protocol),
+                        (A, B, 0x28, 255, PROTO_GRE)
+                    );
+                    b.inbound_gre_ip(&outer);
+                }
+                Protection::Esp => {
+                    let outer = a.esp_out.get(0).to_vec();
+                    assert_eq!(ip::parse_ipv4(&outer).unwrap().protocol, PROTO_ESP);
+                    b.inbound_esp_ip(&outer);
+                    // Replaying it is counted on the SA.
+                    b.inbound_esp_ip(&outer);
+                    assert_eq!(b.sadb.inbound(0x100).unwrap().counters.replay_failed, 1);
+                }
+                Protection::EspUdp { .. } => {
+                    let d = a.udp_out.get(0).to_vec();
+                    b.inbound_udp(&d, SocketAddrV4::new(A, 4500));
+                }
+            }
+            assert_eq!(b.tun_out.len(), 1, "{prot:?}");
+            assert_eq!(b.tun_out.get(0), &p[..]);
+        }
+    }
+
+    #[test]
+    fn plain_gre_from_protected_peer_is_dropped() {
+        let (mut a, _) = pair(Protection::None);
+        let (_, mut b) = pair(Protection::Esp);
+        a.outbound(&inner(
+            Ipv4Addr::new(192, 168, 1, 1),
+            Ipv4Addr::new(192, 168, 1, 2),
+            100,
+            false,
+        ));
+        b.inbound_gre_ip(a.gre_out.get(0));
+        assert_eq!(b.counters.unprotected, 1);
+        assert!(b.tun_out.is_empty());
+    }
+
+    #[test]
+    fn too_big_with_df_answers_icmp_and_without_df_fragments() {
+        let (mut a, _) = pair(Protection::Esp);
+        let src = Ipv4Addr::new(192, 168, 1, 1);
+        a.outbound(&inner(src, Ipv4Addr::new(192, 168, 1, 2), 1500, true));
+        assert_eq!(a.counters.icmp_too_big, 1);
+        let icmp = a.tun_out.get(0);
+        assert_eq!(ip::parse_ipv4(icmp).unwrap().dst, src);
+        assert_eq!(&icmp[20..22], &[3, 4]);
+        a.outbound(&inner(src, Ipv4Addr::new(192, 168, 1, 2), 1500, false));
+        assert_eq!(a.counters.fragments, 2);
+        assert_eq!(a.esp_out.len(), 2);
+    }
+
+    #[test]
+    fn no_route_no_sa_and_nhrp() {
+        let (mut a, mut b) = pair(Protection::Esp);
+        a.outbound(&inner(
+            Ipv4Addr::new(192, 168, 1, 1),
+            Ipv4Addr::new(10, 9, 9, 9),
+            100,
+            false,
+        ));
+        assert_eq!(a.counters.no_route, 1);
+        b.outbound(&inner(
+            Ipv4Addr::new(192, 168, 1, 2),
+            Ipv4Addr::new(192, 168, 1, 1),
+            100,
+            false,
+        ));
+        assert_eq!(b.counters.no_sa, 1);
+        a.encap_proto(
+            b"nhrp!",
+            PROTO_NHRP,
+            0xc0,
+            Peer {
+                nbma: B,
+                protection: Protection::Esp,
+            },
+        );
+        b.inbound_esp_ip(a.esp_out.get(0));
+        assert_eq!(b.nhrp_in.pop_front(), Some((A, b"nhrp!".to_vec())));
+    }
+
+    #[test]
+    fn longest_prefix_wins() {
+        let mut m = PeerMap::new();
+        let p1 = Peer {
+            nbma: A,
+            protection: Protection::None,
+        };
+        let p2 = Peer {
+            nbma: B,
+            protection: Protection::Esp,
+        };
+        m.insert(Ipv4Addr::new(10, 0, 0, 0), 8, p1);
+        m.insert(Ipv4Addr::new(10, 1, 0, 0), 16, p2);
+        assert_eq!(m.lookup(Ipv4Addr::new(10, 1, 2, 3)), Some(&p2));
+        assert_eq!(m.lookup(Ipv4Addr::new(10, 2, 2, 3)), Some(&p1));
+        assert_eq!(m.lookup(Ipv4Addr::new(11, 0, 0, 1)), None);
+        assert_eq!(m.protection_of(B), Some(Protection::Esp));
+    }
+}

@@ -1,0 +1,7 @@
+//! tokio runtime pieces: they move bytes between the TUN device and the
+//! underlay sockets and call into the sans-IO data plane; no protocol
+//! decision is made here.
+
+pub mod dataplane;
+pub mod sockets;
+pub mod tun;
