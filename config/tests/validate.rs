@@ -579,3 +579,200 @@ fn examples_are_valid() {
         assert!(t.nhrp.as_ref().unwrap().authentication.is_some());
     }
 }
+
+/// The remaining checks, each with its exact message and position.
+#[test]
+fn every_other_error() {
+    let app = |extra: &str| format!("{BASE}{extra}");
+    let ipsec_vti = edit(
+        "key = 0\n",
+        "key = 0\nmode = \"ipsec\"\ndestination = \"172.16.0.1\"\n",
+    );
+    let no_prot = BASE.split("[tunnel.nhrp]").next().unwrap().replace(
+        "key = 0\nprotection = \"prof\"\n",
+        "mode = \"ipsec\"\ndestination = \"172.16.0.1\"\n",
+    );
+    let cases: Vec<(String, Vec<&str>)> = vec![
+        (
+            edit("name = \"spoke1\"", "name = \"spoke 1\""),
+            vec!["2:8: node.name: `spoke 1` is not a valid host name"],
+        ),
+        (
+            edit("192.168.1.2/24", "192.168.1.2/32"),
+            vec![
+                "21:11: tunnel[0].address: host prefix /32 leaves no room for other tunnel members",
+            ],
+        ),
+        (
+            edit("key = 0\n", "key = 0\nmtu = 100\n"),
+            vec!["24:7: tunnel[0].mtu: MTU 100 out of range"],
+        ),
+        (
+            edit("key = 0\n", "key = 0\ndestination = \"172.16.0.1\"\n"),
+            vec!["24:15: tunnel[0].destination: a multipoint tunnel has no fixed destination"],
+        ),
+        (
+            edit(
+                "key = 0\n",
+                "key = 0\nmode = \"gre\"\ndestination = \"2001:db8::1\"\n",
+            ),
+            vec!["25:15: tunnel[0].destination: destination is IPv6 but source 172.16.0.2 is IPv4"],
+        ),
+        (
+            ipsec_vti,
+            vec![
+                "23:7: tunnel[0].key: a GRE key has no meaning on an IPsec VTI",
+                "28:1: tunnel[0].nhrp: NHRP needs GRE; an IPsec VTI cannot carry it",
+            ],
+        ),
+        (
+            no_prot,
+            vec!["19:1: tunnel[0].protection: mode = \"ipsec\" needs an IPsec profile"],
+        ),
+        (
+            edit("network_id = 1", "network_id = 0"),
+            vec!["27:14: tunnel[0].nhrp.network_id: network_id must not be 0"],
+        ),
+        (
+            edit("network_id = 1\n", "network_id = 1\nholdtime = 70000\n"),
+            vec!["28:12: tunnel[0].nhrp.holdtime: holdtime 70000 out of range"],
+        ),
+        (
+            edit(
+                "network_id = 1\n",
+                "network_id = 1\nregistration_timeout = 0\n",
+            ),
+            vec!["28:24: tunnel[0].nhrp.registration_timeout: registration_timeout 0 out of range"],
+        ),
+        (
+            edit(
+                "network_id = 1\n",
+                "network_id = 1\nmulticast = [\"2001:db8::9\"]\n",
+            ),
+            vec![
+                "28:14: tunnel[0].nhrp.multicast[0]: NBMA address 2001:db8::9 is IPv6 but the tunnel source 172.16.0.2 is IPv4",
+            ],
+        ),
+        (
+            app("\n[[tunnel.nhrp.map]]\naddress = \"2001:db8::1\"\nnbma = \"172.16.0.1\"\n"),
+            vec!["35:11: tunnel[0].nhrp.map[0].address: 2001:db8::1 is not an IPv4 tunnel address"],
+        ),
+        (
+            app(
+                "\n[[tunnel.nhrp.map]]\naddress = \"192.168.1.1\"\nnbma = \"172.16.0.1\"\n\n[[tunnel.nhrp.map]]\naddress = \"192.168.1.1\"\nnbma = \"172.16.0.1\"\n",
+            ),
+            vec!["39:11: tunnel[0].nhrp.map[1].address: duplicate static map for 192.168.1.1"],
+        ),
+        (
+            edit("address = \"192.168.1.1\"", "address = \"192.168.1.2\""),
+            vec!["31:11: tunnel[0].nhrp.nhs[0].address: the NHS is this node's own tunnel address"],
+        ),
+        (
+            app("\n[[tunnel.nhrp.nhs]]\naddress = \"192.168.1.1\"\nnbma = \"172.16.0.1\"\n"),
+            vec!["35:11: tunnel[0].nhrp.nhs[1].address: duplicate NHS 192.168.1.1"],
+        ),
+        (
+            edit("key = \"averylongkey\"", "key = \"\""),
+            vec!["10:7: ike.key[0].key: empty pre-shared key"],
+        ),
+        (
+            edit("[[ike.policy]]", "[ike]\nfqdn = \"a b\"\n\n[[ike.policy]]"),
+            vec!["6:8: ike.fqdn: `a b` is not a domain name"],
+        ),
+        (
+            app("\n[ike.dpd]\ninterval = 5\n"),
+            vec!["35:12: ike.dpd.interval: DPD interval 5 out of range"],
+        ),
+        (
+            app("\n[ike.dpd]\ninterval = 10\nretry_interval = 1\nretries = 0\n"),
+            vec![
+                "36:18: ike.dpd.retry_interval: DPD retry interval 1 out of range",
+                "37:11: ike.dpd.retries: DPD retries 0 out of range",
+            ],
+        ),
+        (
+            app("\n[ike.nat_traversal]\nkeepalive = 2\n"),
+            vec!["35:13: ike.nat_traversal.keepalive: NAT keepalive 2 out of range"],
+        ),
+        (
+            edit("[[ike.policy]]\npriority = 10\n", "[ike]\npolicy = []\n"),
+            vec!["6:10: ike.policy: no ISAKMP policy"],
+        ),
+        (
+            app("\n[[ipsec.transform_set]]\nname = \"ts\"\n"),
+            vec!["35:8: ipsec.transform_set[1].name: duplicate or empty transform set name `ts`"],
+        ),
+        (
+            app("\n[[ipsec.profile]]\nname = \"prof\"\ntransform_sets = [\"ts\"]\n"),
+            vec!["35:8: ipsec.profile[1].name: duplicate or empty profile name `prof`"],
+        ),
+        (
+            edit("transform_sets = [\"ts\"]", "transform_sets = []"),
+            vec!["17:18: ipsec.profile[0].transform_sets: no transform set"],
+        ),
+        (
+            edit(
+                "transform_sets = [\"ts\"]",
+                "transform_sets = [\"ts\"]\nlifetime_kilobytes = 100",
+            ),
+            vec!["18:22: ipsec.profile[0].lifetime_kilobytes: lifetime 100 KB out of range"],
+        ),
+        (
+            edit(
+                "transform_sets = [\"ts\"]",
+                "transform_sets = [\"ts\"]\nidle_time = 10",
+            ),
+            vec!["18:13: ipsec.profile[0].idle_time: idle time 10 out of range"],
+        ),
+        (
+            app("\n[control]\ngroup = \"a b\"\n"),
+            vec!["35:9: control.group: `a b` is not a group name"],
+        ),
+        (
+            app("\n[log]\nfilter = \" \"\n"),
+            vec!["35:10: log.filter: empty log filter"],
+        ),
+    ];
+    for (text, want) in cases {
+        assert_eq!(errors(&text), want, "{text}");
+    }
+}
+
+#[test]
+fn every_other_warning() {
+    let cases: Vec<(String, &str)> = vec![
+        (
+            edit("address = \"192.168.1.1\"", "address = \"192.168.2.1\""),
+            "31:11: tunnel[0].nhrp.nhs[0].address: NHS 192.168.2.1 is outside the tunnel subnet 192.168.1.0/24",
+        ),
+        (
+            edit("key = \"averylongkey\"", "key = \"short\""),
+            "10:7: ike.key[0].key: pre-shared key shorter than 8 characters",
+        ),
+        (
+            edit(
+                "name = \"ts\"\n",
+                "name = \"ts\"\ntransforms = [\"esp-aes 256\"]\n",
+            ),
+            "14:14: ipsec.transform_set[0].transforms: ESP without integrity protection",
+        ),
+        (
+            edit(
+                "transform_sets = [\"ts\"]",
+                "transform_sets = [\"ts\"]\npfs = 2",
+            ),
+            "18:7: ipsec.profile[0].pfs: PFS group 2 is weak",
+        ),
+        (
+            format!("{BASE}\n[control]\nmode = \"0666\"\n"),
+            "35:8: control.mode: mode 0666 lets every local user control the daemon",
+        ),
+        (
+            BASE.split("[[tunnel]]").next().unwrap().to_string(),
+            "1:1: : no [[tunnel]] configured; the node will not forward anything",
+        ),
+    ];
+    for (text, want) in cases {
+        assert_eq!(warnings(&text), [want], "{text}");
+    }
+}
