@@ -324,6 +324,7 @@ pub(crate) struct QuickMode {
 
 /// Book-keeping for an installed child SA.
 pub(crate) struct ChildRecord {
+    pub local: SocketAddr,
     pub remote: SocketAddr,
     pub outbound_spi: u32,
     pub soft: Option<Instant>,
@@ -920,20 +921,12 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                 });
             } else if c.soft.is_some_and(|s| s <= now) {
                 c.soft = None;
-                let (remote, req) = (c.remote, c.request.clone());
-                let local = self
-                    .sas
-                    .values()
-                    .find(|s| s.remote.ip() == remote.ip())
-                    .map(|s| s.local);
-                if let Some(local) = local {
-                    let remote = SocketAddr::new(remote.ip(), 500);
-                    let _ = self.initiate_inner(now, local, remote, req, Some(spi));
-                } else {
-                    ike!(
-                        "IPSEC: no ISAKMP SA to rekey SPI {:#x}; it will expire",
-                        spi
-                    );
+                // Negotiate from port 500 again; a new phase 1 floats if it must.
+                let local = SocketAddr::new(c.local.ip(), 500);
+                let remote = SocketAddr::new(c.remote.ip(), 500);
+                let req = c.request.clone();
+                if let Err(e) = self.initiate_inner(now, local, remote, req, Some(spi)) {
+                    ike!("IPSEC: cannot rekey SPI {:#x}: {}; it will expire", spi, e);
                 }
             }
         }
@@ -1082,7 +1075,9 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                 Vendor::NatTDraft02N,
                 Vendor::NatTDraft02,
             ] {
-                v.push(Payload::VendorId(x.bytes()));
+                if x != Vendor::NatTRfc || self.cfg.nat_t_rfc {
+                    v.push(Payload::VendorId(x.bytes()));
+                }
             }
         }
         v.push(Payload::VendorId(Vendor::Dpd.bytes()));
@@ -1092,6 +1087,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
     /// Process the peer's vendor IDs.
     pub(crate) fn note_vendor_ids(&mut self, id: SaId, payloads: &[Payload]) {
         let natt_enabled = self.cfg.nat_t != crate::policy::NatTMode::Disabled;
+        let rfc_ok = self.cfg.nat_t_rfc;
         let s = self.sas.get_mut(&id).expect("sa");
         let mut best = 0u8;
         for p in payloads {
@@ -1110,7 +1106,9 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                 if v == Vendor::Dpd {
                     s.peer_dpd = true;
                 }
-                best = best.max(v.natt_rank());
+                if v != Vendor::NatTRfc || rfc_ok {
+                    best = best.max(v.natt_rank());
+                }
             }
         }
         if natt_enabled && best > 0 {

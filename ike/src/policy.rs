@@ -279,6 +279,9 @@ pub struct EngineConfig {
     pub sa_lifetime_kb: u64,
     pub dpd: Option<DpdConfig>,
     pub nat_t: NatTMode,
+    /// Offer/accept RFC 3947 NAT-T; when false only the drafts (payloads
+    /// 130/131, encapsulation 61443/61444) are spoken, as by old peers.
+    pub nat_t_rfc: bool,
     /// Initiate with Aggressive Mode instead of Main Mode.
     pub aggressive: bool,
     pub initial_contact: bool,
@@ -305,6 +308,7 @@ impl Default for EngineConfig {
             sa_lifetime_kb: 4_608_000,
             dpd: None,
             nat_t: NatTMode::Enabled,
+            nat_t_rfc: true,
             aggressive: false,
             initial_contact: true,
             retransmit_initial: Duration::from_secs(2),

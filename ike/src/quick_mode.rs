@@ -828,6 +828,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         self.children.insert(
             c.inbound_spi,
             ChildRecord {
+                local: c.local,
                 remote: c.remote,
                 outbound_spi: c.outbound_spi,
                 soft: c.initiator.then(|| now + life - margin),

@@ -2,6 +2,7 @@
 
 use dmvpn_ike::crypto::{EncrAlg, GroupId, HashAlg};
 use dmvpn_ike::policy::gre_proxy;
+use dmvpn_ike::wire;
 use dmvpn_ike::*;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -125,18 +126,22 @@ fn ep(cfg: EngineConfig, seed: u64, spi_base: u32) -> Ep {
 
 impl Net {
     fn new(a: EngineConfig, b: EngineConfig) -> Net {
+        Self::with_addrs(a, b, "172.16.0.1", "172.16.0.2")
+    }
+
+    fn with_addrs(a: EngineConfig, b: EngineConfig, a_ip: &str, b_ip: &str) -> Net {
         Net {
             a: Node {
                 ep: ep(a, 1, 0x1000_0000),
                 events: vec![],
                 errors: vec![],
-                addr: "172.16.0.1".parse().unwrap(),
+                addr: a_ip.parse().unwrap(),
             },
             b: Node {
                 ep: ep(b, 2, 0x2000_0000),
                 events: vec![],
                 errors: vec![],
-                addr: "172.16.0.2".parse().unwrap(),
+                addr: b_ip.parse().unwrap(),
             },
             now: Instant::now(),
             nat: false,
@@ -789,5 +794,158 @@ fn garbage_never_panics_engine() {
         let now = net.now;
         let _ = net.b.ep.handle(now, m.remote, m.local, &m.payload);
         let _ = net.a.ep.handle(now, m.remote, m.local, &m.payload);
+    }
+}
+
+#[test]
+fn ipv6_main_mode() {
+    let mut a = seed_cfg();
+    a.psks[0].prefix = "::".parse().unwrap();
+    let b = a.clone();
+    let mut net = Net::with_addrs(a, b, "2001:db8::2", "2001:db8::3");
+    net.initiate();
+    net.pump();
+    let (ca, cb) = (installed(&net.a), installed(&net.b));
+    assert_eq!((ca.len(), cb.len()), (1, 1), "{:?}", net.b.errors);
+    assert_pair(&ca[0], &cb[0]);
+    assert_eq!(
+        ca[0].remote_proxy.as_ref().unwrap().proxy_text(),
+        "2001:db8::3/128/47/0"
+    );
+}
+
+#[test]
+fn nat_t_draft_only_peer() {
+    let mut b = modern_cfg();
+    b.nat_t_rfc = false;
+    let mut net = Net::new(modern_cfg(), b).behind_nat();
+    net.initiate();
+    net.pump();
+    let (ca, cb) = (installed(&net.a), installed(&net.b));
+    assert_eq!(
+        (ca.len(), cb.len()),
+        (1, 1),
+        "{:?} {:?}",
+        net.a.errors,
+        net.b.errors
+    );
+    assert!(matches!(ca[0].encapsulation, Encapsulation::Udp { .. }));
+    // MM3 carries draft NAT-D payloads (type 130).
+    let mm3 = wire::Message::parse(&net.log[2].1.payload).unwrap();
+    let kinds: Vec<u8> = mm3.payloads.iter().map(|p| p.kind()).collect();
+    assert_eq!(kinds, vec![4, 10, 130, 130]);
+}
+
+#[test]
+fn aggressive_mode_behind_nat() {
+    let mut a = modern_cfg();
+    a.aggressive = true;
+    let mut net = Net::new(a, modern_cfg()).behind_nat();
+    net.initiate();
+    net.pump();
+    let (ca, cb) = (installed(&net.a), installed(&net.b));
+    assert_eq!(
+        (ca.len(), cb.len()),
+        (1, 1),
+        "{:?} {:?}",
+        net.a.errors,
+        net.b.errors
+    );
+    assert_pair(&ca[0], &cb[0]);
+    assert_eq!(
+        cb[0].encapsulation,
+        Encapsulation::Udp {
+            local_port: 4500,
+            remote_port: 44500
+        }
+    );
+}
+
+#[test]
+fn phase1_expiry_keeps_children_and_rekey_renegotiates() {
+    let mut cfg = seed_cfg();
+    cfg.policies[0].lifetime = 100;
+    cfg.sa_lifetime_secs = 300;
+    let mut net = Net::new(cfg.clone(), cfg);
+    net.initiate();
+    net.pump();
+    let old = installed(&net.a)[0].inbound_spi;
+    net.run_for(Duration::from_secs(150));
+    assert_eq!(count(&net.a, |e| matches!(e, Event::Phase1Down { .. })), 1);
+    assert_eq!(count(&net.b, |e| matches!(e, Event::Phase1Down { .. })), 1);
+    assert!(net.a.ep.isakmp_sas().is_empty());
+    assert!(net.a.ep.child_spis().contains(&old));
+    // Rekey at 270 s needs a new phase 1 first.
+    net.run_for(Duration::from_secs(130));
+    assert_eq!(count(&net.a, |e| matches!(e, Event::Phase1Up { .. })), 2);
+    assert_eq!(
+        count(
+            &net.a,
+            |e| matches!(e, Event::ChildSaRekeyed { old_inbound_spi, .. } if *old_inbound_spi == old)
+        ),
+        1
+    );
+}
+
+/// Collects `tracing` output for one test.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn debug_narration_reads_like_ios_and_hides_secrets() {
+    let cap = Captured::default();
+    let w = cap.clone();
+    let sub = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || w.clone())
+        .finish();
+    let mut net = Net::new(seed_cfg(), seed_cfg());
+    tracing::subscriber::with_default(sub, || {
+        net.initiate();
+        net.pump();
+    });
+    let text = String::from_utf8(cap.0.lock().unwrap().clone()).unwrap();
+    for want in [
+        "dmvpn::ike",
+        "beginning Main Mode exchange",
+        "sending packet to 172.16.0.2 my_port 500 peer_port 500 (I) MM_NO_STATE",
+        "Old State = IKE_READY  New State = IKE_R_MM1",
+        "Old State = IKE_I_MM1  New State = IKE_I_MM2",
+        "Checking ISAKMP transform 1 against priority 10 policy",
+        "encryption DES-CBC",
+        "hash MD5",
+        "default group 1",
+        "life duration (VPI) of  0x0 0x1 0x51 0x80",
+        "atts are acceptable",
+        "SA has been authenticated with 172.16.0.2",
+        "New State = IKE_P1_COMPLETE",
+        "beginning Quick Mode exchange, M-ID of",
+        "IKE_QM_I_QM1",
+        "IKE_QM_R_QM2",
+        "IKE_QM_PHASE2_COMPLETE",
+        "Creating IPSec SAs",
+        "vendor ID is DPD",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+    assert!(!text.contains("cisco123"), "PSK leaked");
+    let c = &installed(&net.a)[0];
+    for k in [
+        &c.inbound.encryption,
+        &c.outbound.encryption,
+        &c.inbound.integrity,
+    ] {
+        assert!(!text.contains(&hex::encode(&***k)), "key leaked");
     }
 }
