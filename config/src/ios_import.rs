@@ -130,6 +130,8 @@ enum Cmd {
     CryptoMapLine(String, u32, Box<Cmd>),
     TunnelGroup(String),
     PreSharedKey(String),
+    Keyring(String),
+    KeyringKey(String, IpNet),
     IpRoute(IpNet, String),
     Routing(String),
     /// A negated command we recognise but do not map (`no ip nhrp shortcut`).
@@ -147,6 +149,7 @@ enum Ctx {
     Profile(String),
     CryptoMap(String, u32),
     TunnelGroup(String),
+    Keyring(String),
     Routing,
     Other,
 }
@@ -330,6 +333,12 @@ const IOS_WORDS: &[&str] = &[
     "summary-address",
     "area",
     "router-id",
+    "encr",
+    "keyring",
+    "self-identity",
+    "isakmp",
+    "initiate",
+    "dpd",
 ];
 
 fn ios_word(w: &str) -> bool {
@@ -439,6 +448,14 @@ fn match_cmd(w: &[&str], ctx: &Ctx) -> Option<(usize, Cmd)> {
                 }
             }
         }
+        ("crypto", "keyring") if !g(2).is_empty() => {
+            let n = if g(3) == "vrf" && !g(4).is_empty() {
+                5
+            } else {
+                3
+            };
+            return Some((n, Cmd::Keyring(g(2).to_string())));
+        }
         ("tunnel-group", peer) if g(2) == "ipsec-attributes" => {
             return Some((3, Cmd::TunnelGroup(peer.to_string())));
         }
@@ -466,6 +483,7 @@ fn match_cmd(w: &[&str], ctx: &Ctx) -> Option<(usize, Cmd)> {
             _ => None,
         },
         Ctx::Profile(_) | Ctx::CryptoMap(..) => map_sub(w, ctx),
+        Ctx::Keyring(_) => keyring_sub(w),
         Ctx::TunnelGroup(_) => match (g(0), g(1)) {
             ("pre-shared-key", k) if !k.is_empty() => Some((2, Cmd::PreSharedKey(k.into()))),
             _ => None,
@@ -500,6 +518,10 @@ fn crypto_isakmp(w: &[&str]) -> Option<(usize, Cmd)> {
                 Some(net) => {
                     let extra = usize::from(g(i + 3) == "no-xauth");
                     Some((i + 3 + extra, Cmd::IsakmpKey(k.into(), net.trunc())))
+                }
+                // IOS 15 prints the 0.0.0.0 0.0.0.0 wildcard as `address 0.0.0.0`.
+                None if a.is_unspecified() => {
+                    Some((i + 2, Cmd::IsakmpKey(k.into(), IpNet::new(a, 0).ok()?)))
                 }
                 None => Some((i + 2, Cmd::IsakmpKey(k.into(), IpNet::from(a)))),
             }
@@ -580,10 +602,35 @@ fn map_sub(w: &[&str], ctx: &Ctx) -> Option<(usize, Cmd)> {
     }
 }
 
+/// `pre-shared-key address A [M] key K` and `pre-shared-key address ipv6 P key K`
+/// inside `crypto keyring`.
+fn keyring_sub(w: &[&str]) -> Option<(usize, Cmd)> {
+    let g = |i: usize| w.get(i).copied().unwrap_or("");
+    if g(0) != "pre-shared-key" || g(1) != "address" {
+        return None;
+    }
+    let (net, next) = if g(2) == "ipv6" {
+        let net: IpNet = g(3).parse().ok().or_else(|| ip(g(3)).map(IpNet::from))?;
+        (net, 4)
+    } else {
+        let a = ip(g(2))?;
+        match mask_len(g(3)).and_then(|l| IpNet::new(a, l).ok()) {
+            Some(n) => (n.trunc(), 4),
+            None if a.is_unspecified() => (IpNet::new(a, 0).ok()?, 3),
+            None => (IpNet::from(a), 3),
+        }
+    };
+    if g(next) != "key" || g(next + 1).is_empty() {
+        return None;
+    }
+    Some((next + 2, Cmd::KeyringKey(g(next + 1).to_string(), net)))
+}
+
 fn policy_sub(w: &[&str]) -> Option<(usize, Cmd)> {
     let g = |i: usize| w.get(i).copied().unwrap_or("");
     match g(0) {
-        "encryption" => {
+        // `show run` prints `encr` on IOS 15.
+        "encryption" | "encr" => {
             if g(1) == "aes" && matches!(g(2), "128" | "192" | "256") {
                 return format!("aes-{}", g(2))
                     .parse()
@@ -1072,6 +1119,18 @@ impl Collector {
             Cmd::GlobalLifetimeKb(s) => r.g_kb = Some(s),
             Cmd::GlobalIdle(s) => r.g_idle = Some(s),
             Cmd::TunnelGroup(p) => self.ctx = Ctx::TunnelGroup(p),
+            Cmd::Keyring(k) => self.ctx = Ctx::Keyring(k),
+            Cmd::KeyringKey(k, net) => {
+                if let Ctx::Keyring(name) = &self.ctx {
+                    if name != "default" {
+                        r.unmapped.push(Note {
+                            line,
+                            text: format!("keyring `{name}` keys are imported as global keys (no per-profile keyrings)"),
+                        });
+                    }
+                }
+                r.keys.push((k, net, line));
+            }
             Cmd::PreSharedKey(k) => {
                 if let Ctx::TunnelGroup(p) = &self.ctx {
                     match ip(p) {

@@ -401,3 +401,53 @@ fn every_router_of_every_seed_validates() {
         }
     }
 }
+
+#[test]
+fn ios15_keyring_and_encr() {
+    let imp = import(&data("ios15-hub.ios"), None);
+    let c = round_trip(&imp);
+    assert_eq!(c.node.name, "HUB-1");
+    let p = &c.ike.policies[0];
+    assert_eq!(
+        (p.encryption, p.hash, p.group.number()),
+        (IkeEncryption::Aes256, IkeHash::Sha256, 14)
+    );
+    // The keyring's wildcard key and the global `address 0.0.0.0` one
+    // cover the same peers: IOS uses the first.
+    assert_eq!(c.ike.keys.len(), 1);
+    assert_eq!(c.ike.keys[0].peer.to_string(), "0.0.0.0/0");
+    assert_eq!(c.ike.keys[0].key.expose(), "Sup3rS3cretKey");
+    assert!(has_note(
+        &imp,
+        "keyring `DMVPN` keys are imported as global keys"
+    ));
+    assert!(has_note(&imp, "not imported: second key for 0.0.0.0/0"));
+    assert_eq!(
+        c.ike.dpd.as_ref().map(|d| (d.interval, d.retry_interval)),
+        Some((10, 2))
+    );
+    // A transform set with AH is left out as a whole.
+    assert_eq!(c.ipsec.transform_sets.len(), 1);
+    assert!(has_note(
+        &imp,
+        "not imported: crypto ipsec transform-set OLD esp-aes esp-sha-hmac ah-sha-hmac"
+    ));
+    assert!(has_note(&imp, "not imported: set isakmp-profile DMVPN-IKE"));
+    let t = &c.tunnels[0];
+    assert_eq!(
+        t.source,
+        TunnelSource::Address("172.16.0.1".parse().unwrap())
+    );
+    assert_eq!(t.key, Some(100));
+    assert_eq!(t.routes[0].to_string(), "10.0.0.0/8");
+    let n = t.nhrp.as_ref().unwrap();
+    assert_eq!((n.network_id, n.holdtime, n.redirect), (100, 600, true));
+    assert!(has_note(
+        &imp,
+        "not imported: ip tcp adjust-mss 1360 (interface Tunnel0)"
+    ));
+    assert!(has_note(
+        &imp,
+        "not imported: description DMVPN cloud (interface Tunnel0)"
+    ));
+}
