@@ -1121,13 +1121,13 @@ impl Collector {
             Cmd::TunnelGroup(p) => self.ctx = Ctx::TunnelGroup(p),
             Cmd::Keyring(k) => self.ctx = Ctx::Keyring(k),
             Cmd::KeyringKey(k, net) => {
-                if let Ctx::Keyring(name) = &self.ctx {
-                    if name != "default" {
-                        r.unmapped.push(Note {
+                if let Ctx::Keyring(name) = &self.ctx
+                    && name != "default"
+                {
+                    r.unmapped.push(Note {
                             line,
                             text: format!("keyring `{name}` keys are imported as global keys (no per-profile keyrings)"),
                         });
-                    }
                 }
                 r.keys.push((k, net, line));
             }
