@@ -1,9 +1,10 @@
 //! The NHRP cache: protocol prefix → NBMA address, with the entry types
 //! Cisco and FRR show (`show ip nhrp`, `show nhrp cache`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::net::IpAddr;
+use std::time::Duration;
 
 use crate::time::Instant;
 
@@ -86,6 +87,12 @@ impl CacheEntry {
         }
     }
 
+    /// Re-resolution point of a cached entry: 2/3 of its holding time.
+    pub fn refresh_at(&self) -> Option<Instant> {
+        (self.kind == EntryType::Cached && self.holding_time > 0)
+            .then(|| self.created + Duration::from_secs(u64::from(self.holding_time)) * 2 / 3)
+    }
+
     /// Whether the entry gives a usable NBMA address.
     pub fn is_complete(&self) -> bool {
         self.nbma.is_some() && !matches!(self.kind, EntryType::Incomplete | EntryType::Negative)
@@ -119,6 +126,9 @@ pub struct Cache {
     // Keyed by prefix length, then network address: a lookup probes each
     // present length from the longest down.
     by_len: BTreeMap<u8, HashMap<IpAddr, CacheEntry>>,
+    // Time indexes so timers cost O(log n) on a hub with many clients.
+    expiries: BTreeSet<(Instant, IpAddr, u8)>,
+    refreshes: BTreeSet<(Instant, IpAddr, u8)>,
 }
 
 impl Cache {
@@ -129,10 +139,36 @@ impl Cache {
 
     /// Inserts or replaces the entry for its prefix; returns the old one.
     pub fn insert(&mut self, e: CacheEntry) -> Option<CacheEntry> {
-        self.by_len
+        if let Some(t) = e.expires {
+            self.expiries.insert((t, e.prefix, e.prefix_len));
+        }
+        if let Some(t) = e.refresh_at() {
+            self.refreshes.insert((t, e.prefix, e.prefix_len));
+        }
+        let old = self
+            .by_len
             .entry(e.prefix_len)
             .or_default()
-            .insert(e.prefix, e)
+            .insert(e.prefix, e);
+        if let Some(o) = &old {
+            self.unindex(o);
+        }
+        old
+    }
+
+    fn unindex(&mut self, o: &CacheEntry) {
+        // Only drop index entries that no longer match the stored entry.
+        let cur = self.get(o.prefix, o.prefix_len);
+        let (cur_exp, cur_ref) = (
+            cur.and_then(|c| c.expires),
+            cur.and_then(|c| c.refresh_at()),
+        );
+        if let Some(t) = o.expires.filter(|t| cur_exp != Some(*t)) {
+            self.expiries.remove(&(t, o.prefix, o.prefix_len));
+        }
+        if let Some(t) = o.refresh_at().filter(|t| cur_ref != Some(*t)) {
+            self.refreshes.remove(&(t, o.prefix, o.prefix_len));
+        }
     }
 
     /// The entry for exactly `prefix/len`.
@@ -140,8 +176,9 @@ impl Cache {
         self.by_len.get(&len)?.get(&mask(prefix, len))
     }
 
-    /// Mutable entry for exactly `prefix/len`.
-    pub fn get_mut(&mut self, prefix: IpAddr, len: u8) -> Option<&mut CacheEntry> {
+    /// Mutable entry for exactly `prefix/len` (crate-internal: timing
+    /// fields are indexed and must change through `insert`).
+    pub(crate) fn get_mut(&mut self, prefix: IpAddr, len: u8) -> Option<&mut CacheEntry> {
         self.by_len.get_mut(&len)?.get_mut(&mask(prefix, len))
     }
 
@@ -151,6 +188,9 @@ impl Cache {
         let e = m.remove(&mask(prefix, len));
         if m.is_empty() {
             self.by_len.remove(&len);
+        }
+        if let Some(o) = &e {
+            self.unindex(o);
         }
         e
     }
@@ -166,8 +206,8 @@ impl Cache {
         })
     }
 
-    /// Mutable longest-prefix match for `addr`.
-    pub fn lookup_mut(&mut self, addr: IpAddr) -> Option<&mut CacheEntry> {
+    /// Mutable longest-prefix match for `addr` (see `get_mut`).
+    pub(crate) fn lookup_mut(&mut self, addr: IpAddr) -> Option<&mut CacheEntry> {
         let (len, prefix) = {
             let e = self.lookup(addr)?;
             (e.prefix_len, e.prefix)
@@ -180,6 +220,11 @@ impl Cache {
         let mut v: Vec<&CacheEntry> = self.by_len.values().flat_map(|m| m.values()).collect();
         v.sort_by_key(|e| (e.prefix, e.prefix_len));
         v
+    }
+
+    /// All entries, unordered (cheaper than [`Cache::entries`]).
+    pub fn iter(&self) -> impl Iterator<Item = &CacheEntry> {
+        self.by_len.values().flat_map(|m| m.values())
     }
 
     /// Number of entries.
@@ -195,46 +240,58 @@ impl Cache {
     /// Removes and returns the entries that expire at or before `now`.
     pub fn expire(&mut self, now: Instant) -> Vec<CacheEntry> {
         let mut gone = Vec::new();
-        for m in self.by_len.values_mut() {
-            let dead: Vec<IpAddr> = m
-                .values()
-                .filter(|e| e.expires.is_some_and(|t| t <= now))
-                .map(|e| e.prefix)
-                .collect();
-            for k in dead {
-                if let Some(e) = m.remove(&k) {
-                    gone.push(e);
-                }
+        while let Some(&(t, p, l)) = self.expiries.first() {
+            if t > now {
+                break;
+            }
+            self.expiries.pop_first();
+            if self.get(p, l).is_some_and(|e| e.expires == Some(t)) {
+                gone.extend(self.remove(p, l));
             }
         }
-        self.by_len.retain(|_, m| !m.is_empty());
         gone.sort_by_key(|e| (e.prefix, e.prefix_len));
         gone
     }
 
-    /// Removes entries matching `f`, returning them.
-    pub fn remove_if(&mut self, mut f: impl FnMut(&CacheEntry) -> bool) -> Vec<CacheEntry> {
-        let mut gone = Vec::new();
-        for m in self.by_len.values_mut() {
-            let dead: Vec<IpAddr> = m.values().filter(|e| f(e)).map(|e| e.prefix).collect();
-            for k in dead {
-                if let Some(e) = m.remove(&k) {
-                    gone.push(e);
-                }
+    /// Cached entries whose re-resolution point (2/3 of the holding time)
+    /// is at or before `now`; each is reported once.
+    pub fn take_due_refreshes(&mut self, now: Instant) -> Vec<(IpAddr, u8)> {
+        let mut due = Vec::new();
+        while let Some(&(t, p, l)) = self.refreshes.first() {
+            if t > now {
+                break;
+            }
+            self.refreshes.pop_first();
+            if self.get(p, l).is_some_and(|e| e.refresh_at() == Some(t)) {
+                due.push((p, l));
             }
         }
-        self.by_len.retain(|_, m| !m.is_empty());
+        due
+    }
+
+    /// Earliest re-resolution point.
+    pub fn next_refresh(&self) -> Option<Instant> {
+        self.refreshes.first().map(|x| x.0)
+    }
+
+    /// Removes entries matching `f`, returning them.
+    pub fn remove_if(&mut self, mut f: impl FnMut(&CacheEntry) -> bool) -> Vec<CacheEntry> {
+        let keys: Vec<(IpAddr, u8)> = self
+            .iter()
+            .filter(|e| f(e))
+            .map(|e| (e.prefix, e.prefix_len))
+            .collect();
+        let mut gone: Vec<CacheEntry> = keys
+            .into_iter()
+            .filter_map(|(p, l)| self.remove(p, l))
+            .collect();
         gone.sort_by_key(|e| (e.prefix, e.prefix_len));
         gone
     }
 
     /// Earliest expiry time of any entry.
     pub fn next_expiry(&self) -> Option<Instant> {
-        self.by_len
-            .values()
-            .flat_map(|m| m.values())
-            .filter_map(|e| e.expires)
-            .min()
+        self.expiries.first().map(|x| x.0)
     }
 }
 
@@ -264,6 +321,32 @@ mod tests {
         assert_eq!(c.expire(Instant::from_secs(10)).len(), 1);
         assert_eq!(c.lookup(ip("10.1.2.77")).unwrap().prefix_len, 8);
         assert_eq!(c.len(), 1);
+    }
+
+    #[test]
+    fn time_indexes_follow_replacement_and_removal() {
+        let mut c = Cache::new();
+        let mk = |exp: u64, ht: u16| {
+            let mut e = CacheEntry::new(ip("10.0.0.1"), 32, EntryType::Cached, Instant::ZERO);
+            e.nbma = Some(ip("1.1.1.1"));
+            e.expires = Some(Instant::from_secs(exp));
+            e.holding_time = ht;
+            e
+        };
+        c.insert(mk(10, 9));
+        c.insert(mk(20, 30));
+        assert_eq!(c.next_expiry(), Some(Instant::from_secs(20)));
+        assert_eq!(c.next_refresh(), Some(Instant::from_secs(20)));
+        assert!(c.take_due_refreshes(Instant::from_secs(15)).is_empty());
+        assert!(c.expire(Instant::from_secs(15)).is_empty());
+        assert_eq!(c.take_due_refreshes(Instant::from_secs(20)).len(), 1);
+        assert!(
+            c.take_due_refreshes(Instant::from_secs(20)).is_empty(),
+            "once"
+        );
+        c.remove(ip("10.0.0.1"), 32);
+        assert_eq!(c.next_expiry(), None);
+        assert!(c.is_empty());
     }
 
     #[test]

@@ -490,7 +490,7 @@ impl Engine {
     /// NHSs and every registered client (`ip nhrp map multicast dynamic`).
     pub fn multicast_nbmas(&self) -> Vec<IpAddr> {
         let mut v: Vec<IpAddr> = self.nhs.iter().map(|n| n.cfg.nbma).collect();
-        for e in self.cache.entries() {
+        for e in self.cache.iter() {
             if let (EntryType::Dynamic, Some(n)) = (e.kind, e.nbma) {
                 v.push(n);
             }
@@ -547,24 +547,10 @@ impl Engine {
         if let Some(x) = self.cache.next_expiry() {
             at(x);
         }
-        for e in self.cache.entries() {
-            if let Some(r) = self.refresh_due(e) {
-                at(r);
-            }
+        if let Some(x) = self.cache.next_refresh() {
+            at(x);
         }
         t
-    }
-
-    /// Re-resolution point of a used cached entry (2/3 of its holding
-    /// time), unless a resolution for it is already in flight.
-    fn refresh_due(&self, e: &CacheEntry) -> Option<Instant> {
-        if e.kind != EntryType::Cached || !e.used {
-            return None;
-        }
-        if self.resolutions.values().any(|p| p.dst == e.prefix) {
-            return None;
-        }
-        Some(e.created + Duration::from_secs(u64::from(e.holding_time)) * 2 / 3)
     }
 
     /// Longest-prefix lookup for the data path; marks the entry used (so
@@ -1702,16 +1688,12 @@ impl Engine {
             debug!(target: TARGET, "NHRP: Expired {} entry {}/{}", e.kind, e.prefix, e.prefix_len);
             self.entry_gone_event(e);
         }
-        let refresh: Vec<(IpAddr, u8)> = self
-            .cache
-            .entries()
-            .into_iter()
-            .filter(|e| self.refresh_due(e).is_some_and(|t| t <= now))
-            .map(|e| (e.prefix, e.prefix_len))
-            .collect();
+        let refresh = self.cache.take_due_refreshes(now);
         for (prefix, len) in refresh {
-            if let Some(e) = self.cache.get_mut(prefix, len) {
-                e.used = false;
+            // Only shortcuts the data path used since they were learnt.
+            match self.cache.get_mut(prefix, len) {
+                Some(e) if e.used => e.used = false,
+                _ => continue,
             }
             debug!(target: TARGET, "NHRP: Refreshing used entry {}/{}", prefix, len);
             self.send_resolution(now, prefix, false);
