@@ -15,6 +15,7 @@ pub mod defaults;
 pub mod diag;
 pub mod ios_import;
 mod ios_lex;
+mod keys;
 pub mod schema;
 pub mod spans;
 pub mod types;
@@ -95,6 +96,18 @@ impl Config {
                 help: f.help,
             }
         };
+        // All unknown keys at once; serde would stop at the first.
+        if let Some(doc) = spans.doc() {
+            let unknown = keys::unknown_keys(doc);
+            if !unknown.is_empty() {
+                return Err(ConfigErrors {
+                    diagnostics: unknown
+                        .into_iter()
+                        .map(|(f, off)| locate(f, off.or(Some(0))))
+                        .collect(),
+                });
+            }
+        }
         let config: Config = match toml::from_str(text) {
             Ok(c) => c,
             Err(e) => {

@@ -67,6 +67,11 @@ impl SpanMap {
         }
     }
 
+    /// The span-preserving document, if the text is valid TOML.
+    pub fn doc(&self) -> Option<&ImDocument<String>> {
+        self.doc.as_ref()
+    }
+
     /// 1-based (line, column) of a byte offset; column counts characters.
     pub fn line_col(&self, text: &str, offset: usize) -> (usize, usize) {
         let offset = offset.min(self.text_len);
