@@ -9,7 +9,9 @@ use common::sim::*;
 use dmvpn_nhrp::cache::EntryType;
 use dmvpn_nhrp::ext::ExtBody;
 use dmvpn_nhrp::wire::{error_code, ip_to_addr};
-use dmvpn_nhrp::{Body, Cie, Engine, Event, Extension, Instant, NhsConfig, Packet, PacketType};
+use dmvpn_nhrp::{
+    Body, Cie, Config, Engine, Event, Extension, Instant, NhsConfig, Packet, PacketType,
+};
 
 #[test]
 fn spokes_register_with_hub() {
@@ -603,4 +605,34 @@ fn two_nhs_both_registered_priority_picks_resolver() {
     net.down.insert(ip("172.16.0.101"));
     net.secs(2400 + 8);
     assert_eq!(net.nodes[2].preferred_nhs().unwrap().nbma, ip(HUB_NBMA));
+}
+
+#[test]
+fn ipv6_nbma_and_overlay() {
+    let hub = {
+        let mut c = Config::new(ip("2001:db8::1"), ip("fd00::1"));
+        c.server = true;
+        c
+    };
+    let spoke = |n: u16| {
+        let mut c = Config::new(ip(&format!("2001:db8::{n}")), ip(&format!("fd00::{n}")));
+        c.nhs = vec![NhsConfig {
+            protocol: ip("fd00::1"),
+            nbma: ip("2001:db8::1"),
+            priority: 0,
+        }];
+        c
+    };
+    let mut net = Net::new(vec![hub, spoke(2), spoke(3)]);
+    net.secs(1);
+    assert!(net.nodes[1].nhs_status()[0].up && net.nodes[2].nhs_status()[0].up);
+    let req = &net.sent(PacketType::RegistrationRequest)[0].packet;
+    assert_eq!((req.afn, req.protocol_type), (2, 0x86dd));
+    assert_eq!(req.cies()[0].prefix_len, 128);
+    let now = net.now;
+    net.nodes[1].resolve(now, ip("fd00::3"));
+    net.pump();
+    let nh = net.nodes[1].lookup(ip("fd00::3")).unwrap();
+    assert_eq!(nh.nbma, ip("2001:db8::3"));
+    assert_eq!(nh.prefix_len, 128);
 }

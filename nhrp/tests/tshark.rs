@@ -15,6 +15,8 @@ use dmvpn_nhrp::{Body, Cie, Extension, Packet, PacketType};
 use pcap_file::DataLink;
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
 
+mod common;
+
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
@@ -184,11 +186,11 @@ fn pdml_packets(pdml: &str) -> Vec<Fields> {
         .collect()
 }
 
-#[test]
-fn tshark_dissects_our_packets() {
+/// Writes NHRP packets wrapped in GRE (key 1000) and IPv4 (TOS 0xc0,
+/// TTL 255) to a LINKTYPE_RAW pcap and returns tshark's PDML per packet.
+fn dissect(pkts: &[(IpAddr, IpAddr, Vec<u8>)]) -> Vec<Fields> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ours.pcap");
-    let pkts = packets();
     {
         let f = std::fs::File::create(&path).unwrap();
         let hdr = PcapHeader {
@@ -196,15 +198,12 @@ fn tshark_dissects_our_packets() {
             ..PcapHeader::default()
         };
         let mut w = PcapWriter::with_header(f, hdr).unwrap();
-        for (i, p) in pkts.iter().enumerate() {
-            let gre = GreHeader::new(GRE_PROTO_NHRP, Some(1000)).emit(&p.emit());
-            let mut iph = Ipv4Header::new(
-                [172, 16, 0, 2].into(),
-                [172, 16, 0, 1].into(),
-                47,
-                0xc0,
-                255,
-            );
+        for (i, (src, dst, nhrp)) in pkts.iter().enumerate() {
+            let (IpAddr::V4(src), IpAddr::V4(dst)) = (src, dst) else {
+                panic!("IPv4 NBMA only");
+            };
+            let gre = GreHeader::new(GRE_PROTO_NHRP, Some(1000)).emit(nhrp);
+            let mut iph = Ipv4Header::new(*src, *dst, 47, 0xc0, 255);
             iph.id = i as u16;
             let bytes = iph.emit(&gre);
             let ts = std::time::Duration::from_secs(i as u64);
@@ -227,18 +226,34 @@ fn tshark_dissects_our_packets() {
         String::from_utf8_lossy(&out.stderr)
     );
     let pdml = String::from_utf8(out.stdout).unwrap();
-    let dissected = pdml_packets(&pdml);
-    assert_eq!(dissected.len(), pkts.len());
+    let d = pdml_packets(&pdml);
+    assert_eq!(d.len(), pkts.len());
+    d
+}
+
+/// No malformed field and no expert info of severity error (0x00800000).
+fn assert_clean(f: &Fields, ctx: &str) {
+    let get = |n: &str| f.get(n).cloned().unwrap_or_default();
+    assert!(get("_ws.malformed").is_empty(), "{ctx}: malformed");
+    assert!(
+        !get("_ws.expert.severity").iter().any(|s| s == "8388608"),
+        "{ctx}: expert error {:?}",
+        get("_ws.expert.message")
+    );
+}
+
+#[test]
+fn tshark_dissects_our_packets() {
+    let pkts = packets();
+    let wire: Vec<(IpAddr, IpAddr, Vec<u8>)> = pkts
+        .iter()
+        .map(|p| (ip("172.16.0.2"), ip("172.16.0.1"), p.emit()))
+        .collect();
+    let dissected = dissect(&wire);
     for (i, (p, f)) in pkts.iter().zip(&dissected).enumerate() {
         let ctx = format!("packet {i} ({:?})", p.packet_type);
         let get = |n: &str| f.get(n).cloned().unwrap_or_default();
-        assert!(get("_ws.malformed").is_empty(), "{ctx}: malformed");
-        // Expert info of severity error (0x00800000) is a failure.
-        assert!(
-            !get("_ws.expert.severity").iter().any(|s| s == "8388608"),
-            "{ctx}: expert error {:?}",
-            get("_ws.expert.message")
-        );
+        assert_clean(f, &ctx);
         // Traffic indications embed the triggering IP packet: the outer
         // header's fields come first.
         assert!(
@@ -360,5 +375,75 @@ fn tshark_dissects_our_packets() {
             .map(|c| addr_to_string(&c.proto))
             .collect();
         assert_eq!(get("nhrp.client.prot.addr"), protos, "{ctx}: CIE protocol");
+    }
+}
+
+/// Everything the engines put on the wire in a hub-and-spokes scenario
+/// (registrations, forwarded resolution, replies, traffic indication,
+/// purge, error indication, NAT) dissects cleanly and as sent.
+#[test]
+fn tshark_dissects_engine_traffic() {
+    use common::sim::{HUB_NBMA, Net, hub_cfg, spoke_cfg};
+    use dmvpn_nhrp::engine::Password;
+    let mut bad = spoke_cfg(4);
+    bad.authentication = Some(Password::new("badpass"));
+    let mut net = Net::new(vec![hub_cfg(), spoke_cfg(2), spoke_cfg(3), bad]);
+    net.nat.insert(ip("172.16.0.3"), ip("172.16.9.3"));
+    net.nodes[0].add_route(ip("10.3.0.0"), 16, ip("192.168.1.3"));
+    net.secs(1);
+    let now = net.now;
+    let trig = Ipv4Header::new([10, 2, 0, 1].into(), [10, 3, 0, 1].into(), 6, 0, 64).emit(&[0; 20]);
+    net.nodes[0].traffic_relayed(now, ip("172.16.0.2"), &trig);
+    net.pump();
+    net.nodes[2].purge(now, ip("172.16.0.2"), ip("10.3.0.0"), 16);
+    net.pump();
+    let wire: Vec<(IpAddr, IpAddr, Vec<u8>)> = net
+        .wire
+        .iter()
+        .map(|s| (s.from, s.to, s.packet.emit()))
+        .collect();
+    let types: std::collections::BTreeSet<u8> = net
+        .wire
+        .iter()
+        .map(|s| s.packet.packet_type.to_u8())
+        .collect();
+    assert_eq!(
+        types.into_iter().collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5, 6, 7, 8]
+    );
+    assert!(net.wire.iter().any(|s| s.to == ip(HUB_NBMA)));
+    let dissected = dissect(&wire);
+    for (i, (s, f)) in net.wire.iter().zip(&dissected).enumerate() {
+        let ctx = format!("packet {i} ({:?})", s.packet.packet_type);
+        assert_clean(f, &ctx);
+        let first = |n: &str| {
+            f.get(n)
+                .and_then(|v| v.first().cloned())
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            first("nhrp.hdr.op.type"),
+            s.packet.packet_type.to_u8().to_string(),
+            "{ctx}"
+        );
+        assert_eq!(first("nhrp.hdr.chksum.status"), "1", "{ctx}");
+        assert_eq!(
+            first("nhrp.hdr.hopcnt"),
+            s.packet.hop_count.to_string(),
+            "{ctx}"
+        );
+        assert_eq!(
+            first("nhrp.src.prot.addr"),
+            addr_to_string(&s.packet.src_proto),
+            "{ctx}"
+        );
+        assert_eq!(
+            first("nhrp.dst.prot.addr"),
+            addr_to_string(&s.packet.dst_proto),
+            "{ctx}"
+        );
+        if let Some(id) = s.packet.request_id() {
+            assert_eq!(first("nhrp.reqid"), format!("{id:#010x}"), "{ctx}");
+        }
     }
 }
