@@ -16,6 +16,7 @@ pub mod diag;
 pub mod ios_import;
 mod ios_lex;
 mod keys;
+mod lookup;
 pub mod schema;
 pub mod spans;
 pub mod types;

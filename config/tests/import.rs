@@ -451,3 +451,39 @@ fn ios15_keyring_and_encr() {
         "not imported: description DMVPN cloud (interface Tunnel0)"
     ));
 }
+
+/// IOS configurations that could not work on IOS either are refused with
+/// the validation errors of what the translation would have been.
+#[test]
+fn incomplete_configs_are_refused_with_reasons() {
+    let text = "hostname s1
+crypto isakmp policy 10
+ authentication pre-share
+crypto ipsec transform-set T esp-aes esp-sha-hmac
+crypto ipsec profile P
+ set transform-set T
+interface Tunnel0
+ ip address 192.168.1.2 255.255.255.0
+ ip nhrp network-id 1
+ ip nhrp nhs 192.168.1.1
+ tunnel source 172.16.0.2
+ tunnel mode gre multipoint
+ tunnel protection ipsec profile P
+";
+    let err = import_ios(text, &ImportOptions::default()).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with("the translation does not validate:\n"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("tunnel[0].nhrp.nhs[0].nbma: no NBMA address known for NHS 192.168.1.1"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(
+            "tunnel[0].protection: the tunnel is protected but no pre-shared key is configured"
+        ),
+        "{msg}"
+    );
+}
