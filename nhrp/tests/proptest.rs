@@ -270,3 +270,174 @@ fn bad_checksum_is_rejected() {
         Err(dmvpn_nhrp::ParseError::BadChecksum { .. })
     ));
 }
+
+mod engine_fuzz {
+    //! Hostile but well-formed packets into a hub and a spoke: the engine
+    //! never panics, and everything it sends parses.
+
+    use std::net::IpAddr;
+    use std::time::Duration;
+
+    use dmvpn_nhrp::ext::ExtBody;
+    use dmvpn_nhrp::{
+        Body, Cie, Config, Engine, Extension, Instant, NhsConfig, Packet, PacketType,
+    };
+    use proptest::prelude::*;
+
+    const POOL: [[u8; 4]; 6] = [
+        [172, 16, 0, 1],
+        [172, 16, 0, 2],
+        [192, 168, 1, 1],
+        [192, 168, 1, 2],
+        [192, 168, 1, 3],
+        [10, 3, 0, 1],
+    ];
+
+    fn addr() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            4 => (0..POOL.len()).prop_map(|i| POOL[i].to_vec()),
+            1 => Just(Vec::new()),
+            1 => prop::collection::vec(any::<u8>(), 0..17),
+        ]
+    }
+
+    fn cie() -> impl Strategy<Value = Cie> {
+        (
+            any::<u8>(),
+            prop_oneof![Just(32u8), any::<u8>()],
+            any::<u16>(),
+            addr(),
+            addr(),
+        )
+            .prop_map(|(code, prefix_len, holding_time, nbma, proto)| Cie {
+                code: code % 16,
+                prefix_len,
+                holding_time,
+                nbma,
+                proto,
+                ..Cie::default()
+            })
+    }
+
+    fn ext() -> impl Strategy<Value = Extension> {
+        prop_oneof![
+            prop::option::of(cie()).prop_map(ExtBody::ResponderAddress),
+            prop::collection::vec(cie(), 0..3).prop_map(ExtBody::ForwardTransit),
+            prop::collection::vec(cie(), 0..2).prop_map(ExtBody::ReverseTransit),
+            prop::collection::vec(cie(), 0..2).prop_map(ExtBody::NatAddress),
+            (0u16..0x30, prop::collection::vec(any::<u8>(), 0..4))
+                .prop_map(|(ty, data)| ExtBody::Unknown { ty: ty + 10, data }),
+        ]
+        .prop_flat_map(|body| {
+            any::<bool>().prop_map(move |c| Extension {
+                compulsory: c,
+                body: body.clone(),
+            })
+        })
+    }
+
+    fn packet() -> impl Strategy<Value = Packet> {
+        (
+            1u8..=8,
+            any::<u16>(),
+            any::<u8>(),
+            (addr(), addr(), addr()),
+            any::<u32>(),
+            prop::collection::vec(cie(), 0..3),
+            prop::collection::vec(any::<u8>(), 0..48),
+            prop::collection::vec(ext(), 0..5),
+        )
+            .prop_map(|(ty, flags, hop, (sn, sp, dp), id, cies, contents, exts)| {
+                let packet_type = PacketType::from_u8(ty).unwrap();
+                let body = match packet_type {
+                    PacketType::ErrorIndication => Body::Error {
+                        code: (id % 20) as u16,
+                        offset: 0,
+                        contents,
+                    },
+                    PacketType::TrafficIndication => Body::Traffic {
+                        code: 0,
+                        unused: 0,
+                        contents,
+                    },
+                    _ => Body::Cies {
+                        request_id: id % 8,
+                        cies,
+                    },
+                };
+                let mut p = Packet::new(
+                    packet_type,
+                    [0, 0, 0, 0].into(),
+                    [0, 0, 0, 0].into(),
+                    [0, 0, 0, 0].into(),
+                    body,
+                );
+                p.flags = flags;
+                p.hop_count = hop;
+                p.src_nbma = sn;
+                p.src_proto = sp;
+                p.dst_proto = dp;
+                p.extensions = exts;
+                p
+            })
+    }
+
+    fn ip(a: [u8; 4]) -> IpAddr {
+        a.into()
+    }
+
+    fn drain(e: &mut Engine) {
+        while let Some(t) = e.poll_transmit() {
+            assert!(
+                Packet::parse(&t.payload).is_ok(),
+                "engine sent an unparsable packet"
+            );
+        }
+        while e.poll_event().is_some() {}
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        #[test]
+        fn engines_survive_hostile_packets(
+            pkts in prop::collection::vec((packet(), 0..POOL.len(), 0u64..5000), 1..25),
+        ) {
+            let mut hub_cfg = Config::new(ip(POOL[0]), ip(POOL[2]));
+            hub_cfg.server = true;
+            hub_cfg.redirect = true;
+            let mut spoke_cfg = Config::new(ip(POOL[1]), ip(POOL[3]));
+            spoke_cfg.nhs = vec![NhsConfig { protocol: ip(POOL[2]), nbma: ip(POOL[0]), priority: 0 }];
+            spoke_cfg.shortcut = true;
+            spoke_cfg.wait_for_ipsec = true;
+            spoke_cfg.local_prefixes = vec![(ip([10, 3, 0, 0]), 16)];
+            let mut hub = Engine::new(hub_cfg, Instant::ZERO);
+            let mut spoke = Engine::new(spoke_cfg, Instant::ZERO);
+            hub.add_route(ip([10, 3, 0, 0]), 16, ip(POOL[4]));
+            let mut now = Instant::ZERO;
+            for (p, from, dt) in pkts {
+                now = now + Duration::from_millis(dt);
+                let bytes = p.emit();
+                for e in [&mut hub, &mut spoke] {
+                    e.handle(now, ip(POOL[from]), &bytes);
+                    e.handle_timeout(now);
+                    drain(e);
+                }
+                spoke.resolve(now, ip(POOL[from]));
+                spoke.ipsec_up(now, ip(POOL[from]));
+                hub.traffic_relayed(now, ip(POOL[from]), &bytes);
+                let _ = spoke.lookup(ip(POOL[5]));
+                drain(&mut hub);
+                drain(&mut spoke);
+            }
+            for e in [&mut hub, &mut spoke] {
+                let t = now + Duration::from_secs(100_000);
+                e.handle_timeout(t);
+                drain(e);
+                if let Some(x) = e.poll_timeout() {
+                    prop_assert!(x > t, "timers due in the past after handle_timeout");
+                }
+            }
+        }
+    }
+}
