@@ -14,7 +14,6 @@
 pub mod defaults;
 pub mod diag;
 pub mod ios_import;
-mod ios_lex;
 mod keys;
 mod lookup;
 pub mod schema;

@@ -1,0 +1,450 @@
+//! Builds our configuration from one collected router, writing IOS
+//! defaults explicitly and noting what cannot be translated.
+
+use super::Note;
+use super::collect::{ProfState, Router};
+use super::commands::*;
+use crate::schema::*;
+use crate::types::*;
+use ipnet::IpNet;
+
+pub(crate) fn linux_ifname(ios: &str) -> String {
+    // FastEthernet0/0 -> fa0-0: short, and a valid Linux name.
+    let split = ios.find(|c: char| c.is_ascii_digit()).unwrap_or(ios.len());
+    let (kind, rest) = ios.split_at(split);
+    let mut s: String = kind
+        .chars()
+        .take(2)
+        .collect::<String>()
+        .to_ascii_lowercase();
+    s.push_str(&rest.replace(['/', ':', '.'], "-"));
+    s.retain(|c| c.is_ascii_graphic());
+    s.truncate(15);
+    if s.is_empty() { "eth0".into() } else { s }
+}
+
+pub(crate) fn sanitize_hostname(h: &str) -> String {
+    let s: String = h
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        .take(63)
+        .collect();
+    if s.is_empty() { "router".into() } else { s }
+}
+
+pub(crate) struct Builder<'a> {
+    pub(crate) r: &'a Router,
+    pub(crate) notes: Vec<Note>,
+}
+
+impl Builder<'_> {
+    pub(crate) fn note(&mut self, line: usize, text: impl Into<String>) {
+        self.notes.push(Note {
+            line,
+            text: text.into(),
+        });
+    }
+
+    pub(crate) fn build(&mut self) -> Config {
+        let r = self.r;
+        let name = sanitize_hostname(
+            r.hostname
+                .as_deref()
+                .or(r.prompt.as_deref())
+                .unwrap_or("router"),
+        );
+        if r.hostname.is_none() {
+            self.note(
+                r.first_line,
+                format!("no `hostname` line; node named `{name}`"),
+            );
+        }
+        let (ipsec, profile_names) = self.ipsec();
+        let ike = self.ike();
+        let tunnels = self.tunnels(&profile_names);
+        let role = if tunnels
+            .iter()
+            .any(|t| t.nhrp.as_ref().is_some_and(|n| !n.nhs.is_empty()))
+        {
+            Role::Spoke
+        } else if tunnels.iter().any(|t| t.mode == TunnelMode::GreMultipoint) {
+            Role::Hub
+        } else {
+            Role::Spoke
+        };
+        Config {
+            node: Node { name, role },
+            control: Control::default(),
+            log: Log::default(),
+            ike,
+            ipsec,
+            tunnels,
+        }
+    }
+
+    pub(crate) fn ike(&mut self) -> Ike {
+        let r = self.r;
+        let mut policies = Vec::new();
+        for (prio, p) in &r.policies {
+            if p.preshare != Some(true) {
+                let how = if p.preshare.is_none() {
+                    "authentication rsa-sig (the IOS default)"
+                } else {
+                    "a non-pre-share authentication"
+                };
+                self.note(p.line, format!("not imported: crypto isakmp policy {prio} uses {how}; only pre-shared keys are supported"));
+                continue;
+            }
+            if !(1..=10000).contains(prio) {
+                self.note(
+                    p.line,
+                    format!("not imported: crypto isakmp policy {prio} (priority out of range)"),
+                );
+                continue;
+            }
+            let lifetime = p.lifetime.unwrap_or(86400).clamp(60, 86400);
+            // IOS defaults for an unset attribute: DES, SHA, group 1, 86400 s.
+            policies.push(IsakmpPolicy {
+                priority: *prio,
+                encryption: p.enc.unwrap_or(IkeEncryption::Des),
+                hash: p.hash.unwrap_or(IkeHash::Sha1),
+                authentication: IkeAuth::PreShare,
+                group: p.group.unwrap_or(DhGroup::new(1).expect("group 1")),
+                lifetime,
+            });
+        }
+        if policies.is_empty() {
+            self.note(0, "no usable crypto isakmp policy; the native default policy (aes-256, sha256, group 14) is written instead");
+            policies = crate::defaults::ike_policies();
+        }
+        let mut keys: Vec<PreSharedKey> = Vec::new();
+        for (k, net, line) in &r.keys {
+            if k.chars().all(|c| c == '*') {
+                self.note(
+                    *line,
+                    "not imported: pre-shared key is masked (*****) in this output; add it by hand",
+                );
+                continue;
+            }
+            if keys.iter().any(|p| p.peer == *net) {
+                self.note(
+                    *line,
+                    format!("not imported: second key for {net} (IOS uses the first)"),
+                );
+                continue;
+            }
+            keys.push(PreSharedKey {
+                peer: *net,
+                key: Secret::new(k.clone()),
+            });
+        }
+        let dpd = r.keepalive.map(|(interval, retry)| Dpd {
+            interval: interval.clamp(10, 3600),
+            retry_interval: retry.clamp(2, 60),
+            retries: crate::defaults::DPD_RETRIES,
+        });
+        Ike {
+            identity: r.identity.unwrap_or(Identity::Address),
+            fqdn: None,
+            // IOS answers Aggressive Mode unless told not to.
+            aggressive_mode: !r.aggressive_disabled,
+            dpd,
+            nat_traversal: NatT {
+                mode: if r.natt_off {
+                    NatTraversal::Off
+                } else {
+                    NatTraversal::Auto
+                },
+                keepalive: r
+                    .nat_keepalive
+                    .map(|k| if k == 0 { 0 } else { k.clamp(5, 3600) })
+                    .unwrap_or(0),
+            },
+            policies,
+            keys,
+        }
+    }
+
+    /// Transform sets, profiles (IPsec profiles and crypto map entries).
+    pub(crate) fn ipsec(&mut self) -> (Ipsec, Vec<String>) {
+        let r = self.r;
+        let mut out = Ipsec::default();
+        for (name, ts, mode, line) in &r.tsets {
+            let has_cipher = ts.iter().any(|t| t.kind() != TransformKind::Integrity);
+            if !has_cipher || out.transform_sets.iter().any(|t| &t.name == name) {
+                self.note(
+                    *line,
+                    format!("not imported: transform-set {name} (no ESP cipher, or defined twice)"),
+                );
+                continue;
+            }
+            out.transform_sets.push(TransformSet {
+                name: name.clone(),
+                transforms: ts.clone(),
+                // IOS default mode is tunnel.
+                mode: mode.unwrap_or(EspMode::Tunnel),
+            });
+        }
+        let mut entries: Vec<(String, &ProfState, bool)> = r
+            .profiles
+            .iter()
+            .map(|(n, p)| (n.clone(), p, false))
+            .collect();
+        for ((n, seq), p) in &r.maps {
+            entries.push((format!("{n}-{seq}"), p, true));
+        }
+        let mut names = Vec::new();
+        for (name, p, is_map) in entries {
+            let mut sets = Vec::new();
+            for s in &p.sets {
+                if out.transform_sets.iter().any(|t| &t.name == s) {
+                    sets.push(s.clone());
+                } else {
+                    self.note(
+                        p.line,
+                        format!("transform set `{s}` used by `{name}` is not defined; left out"),
+                    );
+                }
+            }
+            if sets.is_empty() && p.sets.is_empty() && !is_map {
+                // IOS 15 default transform sets.
+                for (n, t) in [
+                    (
+                        "ios-default-1",
+                        vec![Transform::EspAes(128), Transform::EspShaHmac],
+                    ),
+                    (
+                        "ios-default-0",
+                        vec![Transform::Esp3des, Transform::EspShaHmac],
+                    ),
+                ] {
+                    if !out.transform_sets.iter().any(|x| x.name == n) {
+                        out.transform_sets.push(TransformSet {
+                            name: n.into(),
+                            transforms: t,
+                            mode: EspMode::Transport,
+                        });
+                    }
+                    sets.push(n.into());
+                }
+                self.note(p.line, format!("profile `{name}` has no `set transform-set`; IOS's default transform sets are written out"));
+            }
+            if sets.is_empty() {
+                self.note(
+                    p.line,
+                    format!("not imported: `{name}` (no usable transform set)"),
+                );
+                continue;
+            }
+            if is_map {
+                let peers: Vec<String> = p.peers.iter().map(|a| a.to_string()).collect();
+                self.note(p.line, format!(
+                    "crypto map entry imported as IPsec profile `{name}`; its ACL selectors and peers [{}] have no equivalent (use a tunnel with protection = \"{name}\")",
+                    peers.join(", ")
+                ));
+            }
+            out.profiles.push(IpsecProfile {
+                name: name.clone(),
+                transform_sets: sets,
+                lifetime_seconds: p.secs.or(r.g_secs).unwrap_or(3600).clamp(120, 2_592_000),
+                lifetime_kilobytes: p
+                    .kb
+                    .or(r.g_kb)
+                    .unwrap_or(4_608_000)
+                    .clamp(2560, u32::MAX as u64),
+                pfs: p.pfs,
+                idle_time: p.idle.or(r.g_idle).map(|i| i.clamp(60, 86400)),
+            });
+            names.push(name);
+        }
+        (out, names)
+    }
+
+    pub(crate) fn tunnels(&mut self, profiles: &[String]) -> Vec<Tunnel> {
+        let r = self.r;
+        let mut out = Vec::new();
+        for name in &r.if_order {
+            let Some(i) = r.interfaces.get(name) else {
+                continue;
+            };
+            if !is_tunnel_if(name) {
+                continue;
+            }
+            if i.shutdown {
+                self.note(
+                    i.line,
+                    format!("not imported: interface {name} is shut down"),
+                );
+                continue;
+            }
+            let address = match (i.address, i.ipv6) {
+                (Some((a, Some(l))), _) => IpNet::new(a, l).ok(),
+                (_, Some(n)) => Some(n),
+                _ => None,
+            };
+            let Some(address) = address else {
+                self.note(
+                    i.line,
+                    format!("not imported: interface {name} has no usable `ip address`"),
+                );
+                continue;
+            };
+            let mode = i.mode.unwrap_or(TunnelMode::Gre);
+            if mode != TunnelMode::GreMultipoint && i.dest.is_none() {
+                self.note(i.line, format!("not imported: interface {name} is point-to-point without `tunnel destination`"));
+                continue;
+            }
+            let source = match i.source.as_deref() {
+                None => {
+                    self.note(
+                        i.line,
+                        format!("not imported: interface {name} has no `tunnel source`"),
+                    );
+                    continue;
+                }
+                Some(s) => match ip(s) {
+                    Some(a) => TunnelSource::Address(a),
+                    None => {
+                        let ifn = canonical_ifname(s);
+                        let want_v6 = i.dest.is_some_and(|d| d.is_ipv6());
+                        let src_if = r.interfaces.get(&ifn);
+                        let addr = src_if.and_then(|x| {
+                            if want_v6 {
+                                x.ipv6.map(|n| n.addr())
+                            } else {
+                                x.address.map(|a| a.0)
+                            }
+                        });
+                        match addr {
+                            Some(a) => TunnelSource::Address(a),
+                            None => {
+                                let l = linux_ifname(&ifn);
+                                self.note(i.line, format!("tunnel source {ifn} written as interface \"{l}\"; rename it to the Linux interface"));
+                                TunnelSource::Interface(l)
+                            }
+                        }
+                    }
+                },
+            };
+            let protection = match &i.protection {
+                Some((p, _)) if profiles.contains(p) => Some(p.clone()),
+                Some((p, line)) => {
+                    self.note(*line, format!("not imported: tunnel protection ipsec profile {p} (profile not defined or not importable)"));
+                    if mode == TunnelMode::Ipsec {
+                        self.note(
+                            i.line,
+                            format!(
+                                "not imported: interface {name} (an IPsec VTI needs its profile)"
+                            ),
+                        );
+                        continue;
+                    }
+                    None
+                }
+                None => None,
+            };
+            let overhead = match mode {
+                TunnelMode::Ipsec => 0,
+                _ => 24 + if i.key.is_some() { 4 } else { 0 },
+            };
+            let mtu = match i.mtu {
+                Some(m) => m.clamp(576, 9000),
+                None => {
+                    let m = 1500 - overhead;
+                    self.note(
+                        i.line,
+                        format!("{name}: no `ip mtu`; IOS's derived MTU {m} written"),
+                    );
+                    m
+                }
+            };
+            let nhrp = if mode == TunnelMode::Ipsec {
+                None
+            } else if i.has_nhrp || mode == TunnelMode::GreMultipoint {
+                let Some(network_id) = i.network_id.filter(|n| *n > 0) else {
+                    self.note(i.line, format!("not imported: interface {name} has no `ip nhrp network-id` (NHRP is off on it in IOS)"));
+                    continue;
+                };
+                let mut auth = i.nhrp_auth.clone();
+                if let Some(a) = auth.as_mut().filter(|a| a.len() > 8) {
+                    a.truncate(8);
+                    self.note(i.line, "NHRP authentication longer than 8 characters; IOS uses the first 8, written so");
+                }
+                let nhs = i
+                    .nhs
+                    .iter()
+                    .map(|(addr, nbma, multicast, priority)| Nhs {
+                        address: *addr,
+                        nbma: nbma.or_else(|| i.maps.iter().find(|m| m.0 == *addr).map(|m| m.1)),
+                        priority: *priority,
+                        multicast: *multicast,
+                    })
+                    .collect();
+                Some(Nhrp {
+                    network_id,
+                    authentication: auth.map(Secret::new),
+                    holdtime: i.holdtime.unwrap_or(7200).clamp(1, 65535),
+                    map_multicast_dynamic: i.map_mcast_dynamic,
+                    multicast: i.mcast.clone(),
+                    redirect: i.redirect,
+                    shortcut: i.shortcut,
+                    registration_timeout: i.reg_timeout,
+                    nhs,
+                    map: i
+                        .maps
+                        .iter()
+                        .map(|(a, b)| NhrpMap {
+                            address: *a,
+                            nbma: *b,
+                        })
+                        .collect(),
+                })
+            } else {
+                None
+            };
+            out.push(Tunnel {
+                name: name.clone(),
+                address,
+                mtu,
+                source,
+                mode,
+                destination: if mode == TunnelMode::GreMultipoint {
+                    None
+                } else {
+                    i.dest
+                },
+                key: if mode == TunnelMode::Ipsec {
+                    None
+                } else {
+                    i.key
+                },
+                protection,
+                routes: Vec::new(),
+                nhrp,
+            });
+        }
+        for (net, via, line) in &r.routes {
+            let via_if = canonical_ifname(via);
+            let target = out.iter_mut().position(|t| {
+                t.name == via_if || ip(via).is_some_and(|nh| t.address.contains(&nh))
+            });
+            match target {
+                Some(ti) => {
+                    let t = &mut out[ti];
+                    if !t.routes.contains(&net.trunc()) {
+                        t.routes.push(net.trunc());
+                    }
+                }
+                None if ip(via).is_none() && is_tunnel_if(&via_if) => self.note(
+                    *line,
+                    format!("not imported: ip route {net} {via} ({via_if} is not an imported tunnel)"),
+                ),
+                None => self.note(
+                    *line,
+                    format!("not imported: ip route {net} {via} (not via an imported tunnel; underlay routes are the host's business)"),
+                ),
+            }
+        }
+        out
+    }
+}
