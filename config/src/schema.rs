@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 /// A whole node configuration.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub node: Node,
@@ -26,7 +26,7 @@ pub struct Config {
     pub tunnels: Vec<Tunnel>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Node {
     /// Host name (IOS `hostname`); also the FQDN identity when none is set.
@@ -34,7 +34,7 @@ pub struct Node {
     pub role: Role,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Tunnel {
     /// Name of the TUN interface created for this tunnel (e.g. "Tunnel0").
@@ -65,7 +65,7 @@ pub struct Tunnel {
     pub nhrp: Option<Nhrp>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Nhrp {
     /// IOS `ip nhrp network-id`.
@@ -99,7 +99,7 @@ pub struct Nhrp {
     pub map: Vec<NhrpMap>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Nhs {
     /// NHS tunnel address.
@@ -115,14 +115,14 @@ pub struct Nhs {
     pub multicast: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NhrpMap {
     pub address: IpAddr,
     pub nbma: IpAddr,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Ike {
     /// IOS `crypto isakmp identity`.
@@ -160,7 +160,7 @@ impl Default for Ike {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Dpd {
     /// Seconds of idle before R-U-THERE (IOS `crypto isakmp keepalive N`).
@@ -173,7 +173,7 @@ pub struct Dpd {
     pub retries: u32,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NatT {
     #[serde(default)]
@@ -192,7 +192,7 @@ impl Default for NatT {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IsakmpPolicy {
     /// 1..=10000, lower is tried first.
@@ -223,7 +223,7 @@ impl Default for IsakmpPolicy {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PreSharedKey {
     /// Peer NBMA address or prefix; "0.0.0.0/0" / "::/0" match anyone.
@@ -245,7 +245,7 @@ fn prefix_or_host<'de, D: serde::Deserializer<'de>>(d: D) -> Result<IpNet, D::Er
     })
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Ipsec {
     /// `[[ipsec.transform_set]]`, IOS `crypto ipsec transform-set`.
@@ -263,7 +263,7 @@ pub struct Ipsec {
     pub manual_sas: Vec<ManualSa>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TransformSet {
     pub name: String,
@@ -273,7 +273,7 @@ pub struct TransformSet {
     pub mode: EspMode,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IpsecProfile {
     pub name: String,
@@ -291,7 +291,7 @@ pub struct IpsecProfile {
     pub idle_time: Option<u32>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ManualSa {
     /// Peer NBMA address.
@@ -307,7 +307,7 @@ pub struct ManualSa {
     pub outbound: ManualSaKeys,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ManualSaKeys {
     pub spi: u32,
@@ -318,7 +318,7 @@ pub struct ManualSaKeys {
     pub authentication_key: Option<HexKey>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Control {
     #[serde(default = "d::control_socket")]
@@ -339,7 +339,7 @@ impl Default for Control {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Log {
     /// tracing EnvFilter directive, e.g. "info,dmvpn::ike=debug".

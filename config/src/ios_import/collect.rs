@@ -328,7 +328,7 @@ impl Collector {
                         None => r.unmapped.push(Note {
                             line,
                             text: format!(
-                                "not imported: tunnel-group {p} pre-shared-key (group names are not peers; add an [[ike.key]] by address)"
+                                "not imported: tunnel-group {p} pre-shared-key <redacted> (group names are not peers; add an [[ike.key]] by address)"
                             ),
                         }),
                     }
@@ -359,7 +359,7 @@ impl Collector {
     }
 
     pub(crate) fn unmapped(&mut self, words: &[&str], line: usize, ctx_before: &Ctx) {
-        let text = words.join(" ");
+        let text = redact(words);
         let where_ = match ctx_before {
             Ctx::Interface(n) => format!(" (interface {n})"),
             Ctx::Routing => " (routing protocol section)".to_string(),
@@ -370,6 +370,37 @@ impl Collector {
             text: format!("not imported: {text}{where_}"),
         });
     }
+}
+
+/// Echoes a line with the secret after `password`, `secret`, `key`,
+/// `pre-shared-key` or `authentication` replaced, so notes on stderr do not
+/// spread passwords that are not ours to translate.
+pub(crate) fn redact(words: &[&str]) -> String {
+    const MARKERS: [&str; 6] = [
+        "password",
+        "secret",
+        "key",
+        "pre-shared-key",
+        "authentication",
+        "key-string",
+    ];
+    let mut out: Vec<&str> = Vec::with_capacity(words.len());
+    let mut hide = false;
+    for w in words {
+        if hide {
+            // An encryption type digit (0, 5, 6, 7) precedes some secrets.
+            if w.len() == 1 && w.chars().all(|c| c.is_ascii_digit()) {
+                out.push(w);
+                continue;
+            }
+            out.push("<redacted>");
+            hide = false;
+            continue;
+        }
+        out.push(w);
+        hide = MARKERS.contains(w);
+    }
+    out.join(" ")
 }
 
 /// Walks the word stream, matching commands.
@@ -505,4 +536,24 @@ pub(crate) fn try_at(toks: &[Tok], pos: usize, ctx: &Ctx) -> Option<(usize,)> {
         }
     }
     own_match.map(|n| (n,))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn secrets_in_notes_are_redacted() {
+        let r = |s: &str| redact(&s.split(' ').collect::<Vec<_>>());
+        assert_eq!(r("enable password cisco"), "enable password <redacted>");
+        assert_eq!(
+            r("username bob secret 5 $1$abc"),
+            "username bob secret 5 <redacted>"
+        );
+        assert_eq!(
+            r("crypto isakmp key 6 XyZ address 1.2.3.4"),
+            "crypto isakmp key 6 <redacted> address 1.2.3.4"
+        );
+        assert_eq!(r("duplex auto"), "duplex auto");
+    }
 }
