@@ -1,5 +1,7 @@
 //! Writes each NHRP packet (NHRP bytes only) and each malformed frame of
-//! the given captures into a fuzz corpus directory.
+//! the given captures into the fuzz corpora under DIR: `DIR/parse/` (raw
+//! packets) and `DIR/engine/` (one engine-target record each: time step 1,
+//! sender 1, big-endian length, bytes).
 //!
 //! ```text
 //! cargo run -p dmvpn-nhrp --example seed_corpus -- DIR FILE...
@@ -16,9 +18,11 @@ fn main() {
         eprintln!("usage: seed_corpus DIR FILE...");
         std::process::exit(2);
     };
-    if let Err(e) = std::fs::create_dir_all(dir) {
-        eprintln!("seed_corpus: cannot create {dir}: {e}");
-        std::process::exit(2);
+    for sub in ["parse", "engine"] {
+        if let Err(e) = std::fs::create_dir_all(format!("{dir}/{sub}")) {
+            eprintln!("seed_corpus: cannot create {dir}/{sub}: {e}");
+            std::process::exit(2);
+        }
     }
     let mut n = 0;
     for file in files {
@@ -32,13 +36,18 @@ fn main() {
                 Ok(None) => continue,
                 Err(_) => f.data.clone(),
             };
-            let name = format!("{dir}/seed-{n:03}");
-            if let Err(e) = std::fs::write(&name, bytes) {
-                eprintln!("seed_corpus: {name}: {e}");
-                std::process::exit(2);
+            let mut record = vec![1, 1];
+            record.extend_from_slice(&(bytes.len().min(0xffff) as u16).to_be_bytes());
+            record.extend_from_slice(&bytes);
+            for (sub, data) in [("parse", &bytes), ("engine", &record)] {
+                let name = format!("{dir}/{sub}/seed-{n:03}");
+                if let Err(e) = std::fs::write(&name, data) {
+                    eprintln!("seed_corpus: {name}: {e}");
+                    std::process::exit(2);
+                }
             }
             n += 1;
         }
     }
-    println!("{n} seeds written to {dir}");
+    println!("{n} seeds written to {dir}/parse and {dir}/engine");
 }

@@ -1,6 +1,6 @@
 #!/bin/sh
-# Seeds fuzz/corpus/parse with every NHRP packet of the golden captures
-# (one file per packet, NHRP bytes only) plus the malformed capture's frame.
+# Seeds fuzz/corpus/{parse,engine} with every NHRP packet of the golden
+# captures (one file per packet) plus the malformed capture's frame.
 set -e
 cd "$(dirname "$0")/.."
-CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}" cargo run -q --example seed_corpus -- fuzz/corpus/parse tests/data/*.pcap tests/data/*.pcapng
+CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}" cargo run -q --example seed_corpus -- fuzz/corpus tests/data/*.pcap tests/data/*.pcapng

@@ -2,8 +2,8 @@
 //! and whatever parses must re-emit to the same bytes.
 #![no_main]
 
-use dmvpn_nhrp::capture::{LINKTYPE_RAW, extract_nhrp};
 use dmvpn_nhrp::Packet;
+use dmvpn_nhrp::capture::{LINKTYPE_RAW, extract_nhrp};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
