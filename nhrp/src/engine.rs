@@ -596,6 +596,32 @@ impl Engine {
         }
     }
 
+    /// Registers with every NHS now, resetting the back-off (e.g. when the
+    /// IPsec SA to the hub has just come up, instead of waiting for the
+    /// next retransmission). Requests in flight keep their IDs.
+    pub fn register_now(&mut self, now: Instant) {
+        for i in 0..self.nhs.len() {
+            self.nhs[i].backoff = self.cfg.retransmit_initial;
+            if self.nhs[i].request_id.is_some() {
+                // A retransmission, not a new attempt to count.
+                self.nhs[i].unanswered = self.nhs[i].unanswered.saturating_sub(1);
+            }
+            self.send_registration(now, i);
+        }
+    }
+
+    /// Drops the shortcuts through `nbma` (e.g. its idle IPsec SA was
+    /// deleted): the next packet goes via the NHS again.
+    pub fn forget_peer(&mut self, nbma: IpAddr) {
+        let gone = self
+            .cache
+            .remove_if(|e| e.kind == EntryType::Cached && e.nbma == Some(nbma));
+        for e in gone {
+            debug!(target: TARGET, "NHRP: Removing shortcut {}/{} via {}", e.prefix, e.prefix_len, nbma);
+            self.entry_gone_event(e);
+        }
+    }
+
     /// Tells the engine the IPsec SA to `nbma` went away.
     pub fn ipsec_down(&mut self, nbma: IpAddr) {
         self.sa_up.remove(&nbma);

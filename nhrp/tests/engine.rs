@@ -636,3 +636,33 @@ fn ipv6_nbma_and_overlay() {
     assert_eq!(nh.nbma, ip("2001:db8::3"));
     assert_eq!(nh.prefix_len, 128);
 }
+
+#[test]
+fn register_now_skips_backoff_and_forget_peer_drops_shortcuts() {
+    let mut net = Net::new(vec![hub_cfg(), spoke_cfg(2), spoke_cfg(3)]);
+    net.down.insert(ip(HUB_NBMA));
+    net.secs(40); // spoke back-off is now 32 s
+    net.down.clear();
+    let now = net.now;
+    net.nodes[1].register_now(now);
+    net.pump();
+    assert!(net.nodes[1].nhs_status()[0].up);
+    assert!(!net.nodes[2].nhs_status()[0].up, "still backing off");
+    net.secs(30);
+    assert!(net.nodes[2].nhs_status()[0].up);
+    let now = net.now;
+    net.nodes[1].resolve(now, ip("192.168.1.3"));
+    net.pump();
+    net.events.clear();
+    net.nodes[1].forget_peer(ip("172.16.0.3"));
+    assert!(net.nodes[1].lookup(ip("192.168.1.3")).is_none());
+    net.pump();
+    assert_eq!(
+        net.take_events(1),
+        [Event::ShortcutDown {
+            prefix: ip("192.168.1.3"),
+            prefix_len: 32,
+            nbma: Some(ip("172.16.0.3"))
+        }]
+    );
+}
