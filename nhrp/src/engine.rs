@@ -26,6 +26,10 @@ use crate::wire::{
 };
 
 const TARGET: &str = "dmvpn::nhrp";
+/// Bound on replies held for IPsec (hostile requesters cannot grow it).
+const MAX_DELAYED: usize = 256;
+/// Bound on resolutions in flight (a scan of destinations cannot grow it).
+const MAX_PENDING_RESOLUTIONS: usize = 1024;
 
 /// The cleartext NHRP password (`ip nhrp authentication`). `Debug` never
 /// shows it; it is zeroed when dropped.
@@ -1073,6 +1077,10 @@ impl Engine {
         if self.resolutions.values().any(|p| p.dst == dst) {
             return;
         }
+        if self.resolutions.len() >= MAX_PENDING_RESOLUTIONS {
+            debug!(target: TARGET, "NHRP: Too many resolutions in flight, not resolving {}", dst);
+            return;
+        }
         let Some(nhs) = self.preferred_nhs().cloned() else {
             debug!(target: TARGET, "NHRP: No NHS to resolve {}", dst);
             return;
@@ -1321,6 +1329,10 @@ impl Engine {
                 self.cfg.nbma,
                 to
             );
+            if self.delayed.len() >= MAX_DELAYED {
+                let d = self.delayed.remove(0);
+                debug!(target: TARGET, "NHRP: Delayed queue full, dropping reply to {}", d.nbma);
+            }
             self.delayed.push(Delayed {
                 nbma: to,
                 request_id,
