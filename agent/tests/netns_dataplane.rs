@@ -390,3 +390,70 @@ fn wrong_key_counts_icv_failures() {
     assert_eq!(inb.counters.pkts_decaps, 0);
     assert_eq!(sb.counters.tun_tx, 0);
 }
+
+/// Blasts UDP through the tunnel from A to B and reports what arrived.
+/// Asserts delivery only (rates depend on the machine); prints packets/s.
+fn blast(protection: Protection, label: &str) {
+    const N: usize = 30_000;
+    const PAYLOAD: usize = 1372; // inner IPv4 packet of 1400 bytes
+    let p = Pair::new();
+    let (ea, eb) = engines(protection, AK_AB);
+    let a = Node::start(&p.a, TUN_A, ea);
+    let b = Node::start(&p.b, TUN_B, eb);
+    let rx = in_ns(&p.b, || {
+        let s = std::net::UdpSocket::bind((TUN_B, 5001)).expect("bind receiver");
+        s.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        s
+    });
+    let tx = in_ns(&p.a, || {
+        std::net::UdpSocket::bind((TUN_A, 0)).expect("bind sender")
+    });
+    let receiver = thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        let mut got = 0usize;
+        let mut first = None;
+        let mut last = std::time::Instant::now();
+        while got < N {
+            match rx.recv(&mut buf) {
+                Ok(_) => {
+                    got += 1;
+                    last = std::time::Instant::now();
+                    first.get_or_insert(last);
+                }
+                Err(_) => break,
+            }
+        }
+        (got, first.map(|f| last.duration_since(f)))
+    });
+    let payload = [0xa5u8; PAYLOAD];
+    let start = std::time::Instant::now();
+    for _ in 0..N {
+        let _ = tx.send_to(&payload, (TUN_B, 5001));
+    }
+    let sent_in = start.elapsed();
+    let (got, span) = receiver.join().unwrap();
+    let (sa_, sb) = (a.stop(), b.stop());
+    let secs = span.map(|d| d.as_secs_f64()).unwrap_or(0.0).max(1e-6);
+    println!(
+        "{label}: sent {N} x 1400-byte inner packets in {:.3}s, received {got} ({:.0} pkt/s, {:.2} Gbit/s inner); \
+         A tun_rx {} queue_full {}; B tun_tx {}",
+        sent_in.as_secs_f64(),
+        got as f64 / secs,
+        got as f64 * 1400.0 * 8.0 / secs / 1e9,
+        sa_.counters.tun_rx,
+        sa_.counters.queue_full,
+        sb.counters.tun_tx
+    );
+    assert!(got > 0, "{label}: nothing crossed the tunnel");
+}
+
+#[test]
+fn throughput_plain_gre() {
+    blast(Protection::None, "plain GRE");
+}
+
+#[test]
+fn throughput_esp_aes128_sha1() {
+    blast(Protection::Esp, "ESP aes128-sha1");
+}
