@@ -1217,8 +1217,8 @@ impl Engine {
             .extensions
             .iter()
             .any(|e| matches!(&e.body, ExtBody::ForwardTransit(v) if !v.is_empty()));
-        let host = host_len(self.cfg.protocol);
-        let me = self.own_cie(host);
+        // Cisco records transit NHSs with prefix length 0.
+        let me = self.own_cie(0);
         match f.extensions.iter_mut().find_map(|e| match &mut e.body {
             ExtBody::ForwardTransit(v) => Some(v),
             _ => None,
@@ -1299,7 +1299,9 @@ impl Engine {
             *v = vec![self.own_cie(len)];
         }
         let host = host_len(self.cfg.protocol);
-        set_responder(&mut r.extensions, self.own_cie(host));
+        // Cisco's responder CIE in a resolution reply has prefix length 0
+        // (in a registration reply, 32).
+        set_responder(&mut r.extensions, self.own_cie(0));
         self.reauth(&mut r.extensions);
         if let Some(nat) = self.nat_nbma {
             let c = Cie {
