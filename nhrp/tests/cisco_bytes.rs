@@ -164,3 +164,22 @@ fn phase3_trace_matches_cisco() {
         ip("192.168.200.2")
     );
 }
+
+#[test]
+fn old_ios_registration_with_prefix_255_is_accepted() {
+    let golden = nhrp_frames("ios_nhrp.pcap");
+    let mut hub = Config::new(ip("10.0.12.1"), ip("192.168.0.1"));
+    hub.server = true;
+    hub.authentication = Some(Password::new("CISCO"));
+    let mut h = Engine::new(hub, Instant::ZERO);
+    h.handle(Instant::ZERO, ip("10.0.12.2"), &golden[0]);
+    let rep = Packet::parse(&h.poll_transmit().unwrap().payload).unwrap();
+    assert_eq!(rep.packet_type, dmvpn_nhrp::PacketType::RegistrationReply);
+    assert_eq!(rep.cies()[0].code, 0);
+    assert_eq!(rep.cies()[0].prefix_len, 0xff, "CIE echoed as sent");
+    let e = h.cache().get(ip("192.168.0.2"), 32).unwrap();
+    assert_eq!(e.nbma, Some(ip("10.0.12.2")));
+    assert_eq!(e.holding_time, 30);
+    assert_eq!(e.expires, Some(Instant::from_secs(30)));
+    assert!(e.unique);
+}
