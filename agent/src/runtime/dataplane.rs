@@ -17,7 +17,7 @@ use crate::datapath::gre::{self, GreCounters, PROTO_IPV4, PROTO_IPV6, PROTO_NHRP
 use crate::datapath::ip::{self, IPV4_HEADER_LEN, Ipv4Repr, PROTO_ESP, PROTO_GRE};
 use crate::datapath::mtu::{self, MtuAction};
 use crate::datapath::natt::{self, NattPayload};
-use crate::datapath::sadb::{SaSnapshot, Sadb, SadbError};
+use crate::datapath::sadb::{Mode, SaSnapshot, Sadb, SadbError};
 
 use super::sockets::{DatagramSocket, RecvBatch, SendBatch};
 use super::tun::Tun;
@@ -329,9 +329,23 @@ impl Engine {
                 self.counters.gre_tx += 1;
             }
             Protection::Esp | Protection::EspUdp { .. } => {
-                let Ok(glen) = gre::encap(&mut self.scratch, proto, key, payload) else {
+                // Tunnel mode (the IOS transform-set default) carries GRE
+                // inside an IPv4 header between the two NBMA addresses;
+                // transport mode carries GRE directly.
+                let tunnel_mode = self.sadb.outbound(IpAddr::V4(peer.nbma)).map(|sa| sa.mode)
+                    == Some(Mode::Tunnel);
+                let ih = if tunnel_mode { IPV4_HEADER_LEN } else { 0 };
+                let Ok(glen) = gre::encap(&mut self.scratch[ih..], proto, key, payload) else {
                     self.counters.send_errors += 1;
                     return;
+                };
+                let (next_header, plen) = if tunnel_mode {
+                    let mut hdr = [0u8; IPV4_HEADER_LEN];
+                    self.outer_header(&mut hdr, peer.nbma, PROTO_GRE, tos, glen);
+                    self.scratch[..IPV4_HEADER_LEN].copy_from_slice(&hdr);
+                    (NEXT_HEADER_IPV4, IPV4_HEADER_LEN + glen)
+                } else {
+                    (NEXT_HEADER_GRE, glen)
                 };
                 let udp = matches!(peer.protection, Protection::EspUdp { .. });
                 let (batch, off) = if udp {
@@ -345,8 +359,8 @@ impl Engine {
                 };
                 match self.sadb.seal(
                     IpAddr::V4(peer.nbma),
-                    NEXT_HEADER_GRE,
-                    &self.scratch[..glen],
+                    next_header,
+                    &self.scratch[..plen],
                     &mut buf[off..],
                 ) {
                     Ok(n) => {
@@ -473,7 +487,19 @@ impl Engine {
                     let payload = &plain[..o.len];
                     match o.next_header {
                         NEXT_HEADER_GRE => self.inbound_gre(payload, src),
-                        NEXT_HEADER_IPV4 | NEXT_HEADER_IPV6 => self.deliver(payload),
+                        NEXT_HEADER_IPV4 => match ip::parse_ipv4(payload) {
+                            // Tunnel-mode GRE: the inner header is the NBMA pair.
+                            Some(i)
+                                if i.protocol == PROTO_GRE
+                                    && i.frag_offset() == 0
+                                    && !i.more_fragments() =>
+                            {
+                                self.inbound_gre(&payload[i.header_len..i.total_len], src)
+                            }
+                            Some(_) => self.deliver(payload),
+                            None => self.counters.malformed += 1,
+                        },
+                        NEXT_HEADER_IPV6 => self.deliver(payload),
                         _ => self.counters.malformed += 1,
                     }
                 }
@@ -631,7 +657,7 @@ async fn recv_opt(s: Option<&DatagramSocket>, b: &mut RecvBatch) -> io::Result<u
 mod tests {
     use super::*;
     use crate::datapath::esp::{AuthAlg, EncAlg};
-    use crate::datapath::sadb::{InboundSa, Mode, OutboundSa, SaParams};
+    use crate::datapath::sadb::{InboundSa, OutboundSa, SaParams};
 
     const A: Ipv4Addr = Ipv4Addr::new(172, 16, 0, 1);
     const B: Ipv4Addr = Ipv4Addr::new(172, 16, 0, 2);
@@ -750,6 +776,52 @@ mod tests {
             assert_eq!(b.tun_out.len(), 1, "{prot:?}");
             assert_eq!(b.tun_out.get(0), &p[..]);
         }
+    }
+
+    #[test]
+    fn tunnel_mode_wraps_gre_in_an_nbma_header() {
+        let t1 = Ipv4Addr::new(192, 168, 1, 1);
+        let t2 = Ipv4Addr::new(192, 168, 1, 2);
+        let mut m = PeerMap::new();
+        m.insert(
+            t2,
+            32,
+            Peer {
+                nbma: B,
+                protection: Protection::Esp,
+            },
+        );
+        let mut sadb_a = Sadb::new();
+        let mut p = sa(0x300, B);
+        p.mode = Mode::Tunnel;
+        sadb_a.insert_outbound(OutboundSa::new(&p, &[5; 24]).unwrap());
+        let mut a = Engine::new(cfg(A, t1), sadb_a, m);
+        let mut mb = PeerMap::new();
+        mb.insert(
+            t1,
+            32,
+            Peer {
+                nbma: A,
+                protection: Protection::Esp,
+            },
+        );
+        let mut sadb_b = Sadb::new();
+        p.peer = IpAddr::V4(A);
+        sadb_b.insert_inbound(InboundSa::new(&p).unwrap());
+        let mut b = Engine::new(cfg(B, t2), sadb_b, mb);
+        let pkt = inner(t1, t2, 200, false);
+        a.outbound(&pkt);
+        let outer = a.esp_out.get(0).to_vec();
+        // Open by hand to look inside: next header 4, inner IPv4 A→B protocol 47.
+        let mut plain = [0u8; 2048];
+        let mut probe = Sadb::new();
+        probe.insert_inbound(InboundSa::new(&p).unwrap());
+        let (_, o) = probe.open(&outer[20..], &mut plain).unwrap();
+        assert_eq!(o.next_header, NEXT_HEADER_IPV4);
+        let i = ip::parse_ipv4(&plain[..o.len]).unwrap();
+        assert_eq!((i.src, i.dst, i.protocol), (A, B, PROTO_GRE));
+        b.inbound_esp_ip(&outer);
+        assert_eq!(b.tun_out.get(0), &pkt[..]);
     }
 
     #[test]
