@@ -811,7 +811,7 @@ impl Engine {
             PacketType::RegistrationRequest => self.on_registration_request(now, from_nbma, p),
             PacketType::RegistrationReply => self.on_registration_reply(now, from_nbma, &p),
             PacketType::ResolutionRequest => self.on_resolution_request(now, from_nbma, p, raw),
-            PacketType::ResolutionReply => self.on_resolution_reply(now, from_nbma, &p),
+            PacketType::ResolutionReply => self.on_resolution_reply(now, from_nbma, &p, raw),
             PacketType::PurgeRequest => self.on_purge_request(now, from_nbma, p),
             PacketType::PurgeReply => {
                 debug!(target: TARGET, "NHRP: Purge Reply from {}", from_nbma)
@@ -1394,8 +1394,14 @@ impl Engine {
         }
     }
 
-    fn on_resolution_reply(&mut self, now: Instant, from: IpAddr, p: &Packet) {
+    fn on_resolution_reply(&mut self, now: Instant, from: IpAddr, p: &Packet, raw: &[u8]) {
         let Some(id) = p.request_id() else { return };
+        if p.src_proto != ip_to_addr(self.cfg.protocol) {
+            // Not our request: an NHS relays replies that come back along
+            // the request's path (RFC 2332 5.2.2; FRR-style responders).
+            self.forward_reply(now, from, p.clone(), raw);
+            return;
+        }
         let Some(pending) = self.resolutions.get(&id) else {
             debug!(target: TARGET, "NHRP: Resolution Reply from {} matches no request", from);
             return;
@@ -1442,6 +1448,65 @@ impl Engine {
         if next_hop != dst {
             self.install_shortcut(now, next_hop, host_len(next_hop), next_hop, nbma, ht);
         }
+    }
+
+    fn forward_reply(&mut self, now: Instant, from: IpAddr, p: Packet, raw: &[u8]) {
+        if !self.cfg.server {
+            debug!(target: TARGET, "NHRP: Resolution Reply for another node from {}, dropped", from);
+            return;
+        }
+        let own = ip_to_addr(self.cfg.protocol);
+        let looped = p
+            .extensions
+            .iter()
+            .filter(|e| matches!(e.body, ExtBody::ReverseTransit(_)))
+            .flat_map(|e| e.cies())
+            .any(|c| c.proto == own);
+        if looped {
+            warn!(target: TARGET, "NHRP: Loop detected in Resolution Reply from {}", from);
+            self.send_error(now, from, &p, raw, error_code::LOOP_DETECTED);
+            return;
+        }
+        let to = p
+            .src_proto_ip()
+            .and_then(|a| self.cache.get(a, host_len(a)))
+            .filter(|e| e.kind == EntryType::Dynamic)
+            .and_then(|e| e.nbma);
+        let Some(to) = to else {
+            debug!(target: TARGET, "NHRP: No route back for Resolution Reply from {}", from);
+            return;
+        };
+        if p.hop_count <= 1 {
+            self.send_error(now, from, &p, raw, error_code::HOP_COUNT_EXCEEDED);
+            return;
+        }
+        let mut f = p;
+        f.hop_count -= 1;
+        let me = self.own_cie(0);
+        match f.extensions.iter_mut().find_map(|e| match &mut e.body {
+            ExtBody::ReverseTransit(v) => Some(v),
+            _ => None,
+        }) {
+            Some(v) => v.push(me),
+            None => insert_before_end(
+                &mut f.extensions,
+                Extension::new(ExtBody::ReverseTransit(vec![me])),
+            ),
+        }
+        self.reauth(&mut f.extensions);
+        let bytes = f.emit();
+        self.log_send(
+            "Forwarding",
+            f.packet_type,
+            bytes.len(),
+            &f.src_proto,
+            &f.dst_proto,
+        );
+        self.stats.tx += 1;
+        self.transmits.push_back(Transmit {
+            dst_nbma: to,
+            payload: bytes,
+        });
     }
 
     fn remove_incomplete(&mut self, dst: IpAddr) {

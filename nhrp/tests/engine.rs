@@ -666,3 +666,51 @@ fn register_now_skips_backoff_and_forget_peer_drops_shortcuts() {
         }]
     );
 }
+
+#[test]
+fn hub_relays_reply_sent_back_through_it() {
+    let mut net = Net::new(vec![hub_cfg(), spoke_cfg(2), spoke_cfg(3)]);
+    net.secs(1);
+    let now = net.now;
+    net.nodes[1].resolve(now, ip("192.168.1.3"));
+    // Capture spoke 3's direct reply and send it via the hub instead, as
+    // a responder routing replies through its NHS would.
+    net.blocked.insert((ip("172.16.0.3"), ip("172.16.0.2")));
+    net.pump();
+    net.blocked.clear();
+    assert!(net.nodes[1].lookup(ip("192.168.1.3")).is_none());
+    let reply = net
+        .sent(PacketType::ResolutionReply)
+        .last()
+        .unwrap()
+        .packet
+        .emit();
+    net.nodes[0].handle(now, ip("172.16.0.3"), &reply);
+    net.pump();
+    let relayed = net.sent(PacketType::ResolutionReply);
+    let last = (*relayed.last().unwrap()).clone();
+    assert_eq!((last.from, last.to), (ip(HUB_NBMA), ip("172.16.0.2")));
+    assert_eq!(last.packet.hop_count, 254);
+    let rev = last
+        .packet
+        .extensions
+        .iter()
+        .find(|e| matches!(e.body, ExtBody::ReverseTransit(_)))
+        .unwrap();
+    assert_eq!(rev.cies()[0].proto, ip_to_addr(ip(HUB_TUN)));
+    assert_eq!(
+        net.nodes[1].lookup(ip("192.168.1.3")).unwrap().nbma,
+        ip("172.16.0.3")
+    );
+    // The same reply coming back to the hub again is a loop.
+    net.nodes[0].handle(now, ip("172.16.0.2"), &last.packet.emit());
+    net.pump();
+    assert!(matches!(
+        net.sent(PacketType::ErrorIndication)
+            .last()
+            .unwrap()
+            .packet
+            .body,
+        Body::Error { code: 3, .. }
+    ));
+}

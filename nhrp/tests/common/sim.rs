@@ -51,6 +51,8 @@ pub struct Net {
     pub nat: HashMap<IpAddr, IpAddr>,
     /// NBMA addresses whose traffic (both ways) is dropped.
     pub down: HashSet<IpAddr>,
+    /// Directed (from real NBMA, to NBMA) links that drop traffic.
+    pub blocked: HashSet<(IpAddr, IpAddr)>,
     pub events: Vec<(usize, Event)>,
     pub wire: Vec<Seen>,
 }
@@ -63,6 +65,7 @@ impl Net {
             nodes: cfgs.into_iter().map(|c| Engine::new(c, now)).collect(),
             nat: HashMap::new(),
             down: HashSet::new(),
+            blocked: HashSet::new(),
             events: Vec::new(),
             wire: Vec::new(),
         }
@@ -98,7 +101,10 @@ impl Net {
                     to: t.dst_nbma,
                     packet: Packet::parse(&t.payload).expect("we emit valid packets"),
                 });
-                if self.down.contains(&real) || self.down.contains(&t.dst_nbma) {
+                if self.down.contains(&real)
+                    || self.down.contains(&t.dst_nbma)
+                    || self.blocked.contains(&(real, t.dst_nbma))
+                {
                     continue;
                 }
                 if let Some(j) = self.node_for(t.dst_nbma) {
