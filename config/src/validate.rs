@@ -169,6 +169,30 @@ impl Validator {
                 );
             }
         }
+        // Inbound GRE is demultiplexed by (source, key): two tunnels sharing
+        // both cannot be told apart.
+        for (i, t) in cfg.tunnels.iter().enumerate() {
+            if t.mode == TunnelMode::Ipsec {
+                continue;
+            }
+            if let Some((j, other)) = cfg.tunnels[..i].iter().enumerate().find(|(_, o)| {
+                o.mode != TunnelMode::Ipsec
+                    && o.source == t.source
+                    && o.key == t.key
+                    && (o.mode == TunnelMode::GreMultipoint
+                        || t.mode == TunnelMode::GreMultipoint
+                        || o.destination == t.destination)
+            }) {
+                self.err(
+                    format!("tunnel[{i}].key"),
+                    format!(
+                        "tunnels `{}` and `{}` (tunnel[{j}]) share source and GRE key; inbound packets cannot be told apart",
+                        other.name, t.name
+                    ),
+                    "give each tunnel its own key",
+                );
+            }
+        }
         if cfg.tunnels.is_empty() {
             self.warn(
                 String::new(),

@@ -496,6 +496,17 @@ fn duplicate_tunnel_name() {
 }
 
 #[test]
+fn tunnels_sharing_source_and_key() {
+    let second = "\n[[tunnel]]\nname = \"Tunnel1\"\naddress = \"192.168.2.2/24\"\nsource = \"172.16.0.2\"\nkey = 0\n[tunnel.nhrp]\nnetwork_id = 2\n[[tunnel.nhrp.nhs]]\naddress = \"192.168.2.1\"\nnbma = \"172.16.0.1\"\n";
+    assert_one(
+        &format!("{BASE}{second}"),
+        "38:7: tunnel[1].key: tunnels `Tunnel0` and `Tunnel1` (tunnel[0]) share source and GRE key; inbound packets cannot be told apart",
+    );
+    let ok = format!("{BASE}{}", second.replace("key = 0", "key = 1"));
+    assert!(errors(&ok).is_empty(), "{:?}", errors(&ok));
+}
+
+#[test]
 fn route_with_host_bits() {
     assert_one(
         &edit("key = 0\n", "key = 0\nroutes = [\"10.3.0.1/24\"]\n"),

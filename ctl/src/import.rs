@@ -31,6 +31,9 @@ pub fn run(args: &ImportArgs) -> ExitCode {
             for n in &imp.notes {
                 eprintln!("import-ios: {n}");
             }
+            if imp.config.has_secrets() {
+                eprintln!("import-ios: the output holds keys: store it with mode 0600");
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
