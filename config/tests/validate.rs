@@ -155,6 +155,21 @@ fn missing_field() {
 }
 
 #[test]
+fn wrong_type() {
+    let got = errors(&edit("key = 0\n", "key = 0\nmtu = \"1400\"\n"));
+    assert_eq!(
+        got,
+        ["24:7: tunnel[0].mtu: invalid type: string \"1400\", expected u16"]
+    );
+    let e = Config::from_str(&edit("key = 0\n", "key = 0\nmtu = \"1400\"\n"), "t").unwrap_err();
+    assert!(
+        e.to_string()
+            .ends_with("(check the value's type in docs/configuration.md)"),
+        "{e}"
+    );
+}
+
+#[test]
 fn bad_role() {
     let got = errors(&edit("role = \"spoke\"", "role = \"leaf\""));
     assert_eq!(got.len(), 1);
