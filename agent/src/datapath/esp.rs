@@ -102,6 +102,25 @@ impl EncAlg {
     }
 }
 
+impl EncAlg {
+    /// From an IKEv1 IPsec DOI ESP transform ID (RFC 2407 §4.4.4, RFC 4106)
+    /// and the Key Length attribute in bits (`None` when absent: AES then
+    /// means 128).
+    pub fn from_ikev1(transform_id: u8, key_bits: Option<u16>) -> Option<EncAlg> {
+        match (transform_id, key_bits) {
+            (2, None | Some(64)) => Some(EncAlg::DesCbc),
+            (3, None | Some(192)) => Some(EncAlg::Des3Cbc),
+            (12, None | Some(128)) => Some(EncAlg::AesCbc128),
+            (12, Some(192)) => Some(EncAlg::AesCbc192),
+            (12, Some(256)) => Some(EncAlg::AesCbc256),
+            (20, None | Some(128)) => Some(EncAlg::AesGcm128),
+            (20, Some(192)) => Some(EncAlg::AesGcm192),
+            (20, Some(256)) => Some(EncAlg::AesGcm256),
+            _ => None,
+        }
+    }
+}
+
 /// Integrity algorithm of an ESP SA (ignored, and must be `None`, for GCM).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AuthAlg {
@@ -126,6 +145,20 @@ impl AuthAlg {
             AuthAlg::None => 0,
             AuthAlg::HmacMd5_96 | AuthAlg::HmacSha1_96 => 12,
             AuthAlg::HmacSha256_128 => 16,
+        }
+    }
+}
+
+impl AuthAlg {
+    /// From the IKEv1 IPsec DOI Authentication Algorithm attribute
+    /// (RFC 2407 §4.5: 1 HMAC-MD5, 2 HMAC-SHA; RFC 4868: 5 HMAC-SHA2-256).
+    pub fn from_ikev1(attr: Option<u16>) -> Option<AuthAlg> {
+        match attr {
+            None => Some(AuthAlg::None),
+            Some(1) => Some(AuthAlg::HmacMd5_96),
+            Some(2) => Some(AuthAlg::HmacSha1_96),
+            Some(5) => Some(AuthAlg::HmacSha256_128),
+            _ => None,
         }
     }
 }
@@ -797,6 +830,17 @@ mod tests {
             cbc_encrypt(&**c, &iv, &mut pkt[24..40]);
         }
         assert_eq!(t.open(&pkt, &mut plain), Err(EspDrop::BadPadding));
+    }
+
+    #[test]
+    fn ikev1_ids() {
+        assert_eq!(EncAlg::from_ikev1(3, None), Some(EncAlg::Des3Cbc));
+        assert_eq!(EncAlg::from_ikev1(12, Some(256)), Some(EncAlg::AesCbc256));
+        assert_eq!(EncAlg::from_ikev1(20, Some(128)), Some(EncAlg::AesGcm128));
+        assert_eq!(EncAlg::from_ikev1(12, Some(100)), None);
+        assert_eq!(AuthAlg::from_ikev1(Some(1)), Some(AuthAlg::HmacMd5_96));
+        assert_eq!(AuthAlg::from_ikev1(Some(5)), Some(AuthAlg::HmacSha256_128));
+        assert_eq!(AuthAlg::from_ikev1(Some(9)), None);
     }
 
     #[test]
