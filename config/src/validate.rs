@@ -717,6 +717,13 @@ impl Validator {
                 "use e.g. \"info\" or \"info,dmvpn::ike=debug\"",
             );
         }
+        if let Some(k) = cfg.log.key_log.as_ref().filter(|k| !k.is_absolute()) {
+            self.err(
+                "log.key_log".into(),
+                format!("`{}` is not an absolute path", k.display()),
+                "use e.g. \"/var/lib/dmvpn/esp_sa\"",
+            );
+        }
         if cfg.log.key_log.is_some() {
             self.warn(
                 "log.key_log".into(),

@@ -487,3 +487,39 @@ interface Tunnel0
         "{msg}"
     );
 }
+
+#[test]
+fn mgre_over_ipv6() {
+    let text = "hostname v6hub
+crypto isakmp policy 10
+ encr aes 256
+ hash sha256
+ group 14
+ authentication pre-share
+crypto isakmp key k6k6k6k6 address ipv6 ::/0
+crypto ipsec transform-set T esp-aes 256 esp-sha256-hmac
+ mode transport
+crypto ipsec profile P
+ set transform-set T
+interface Tunnel0
+ ip address 192.168.1.1 255.255.255.0
+ ip nhrp network-id 1
+ ip nhrp map multicast dynamic
+ tunnel source Ethernet0/0
+ tunnel mode gre multipoint ipv6
+ tunnel protection ipsec profile P
+interface Ethernet0/0
+ ip address 172.16.0.1 255.255.255.0
+ ipv6 address 2001:DB8::1/64
+end
+";
+    let imp = import(text, None);
+    let c = round_trip(&imp);
+    let t = &c.tunnels[0];
+    assert_eq!(t.mode, TunnelMode::GreMultipoint);
+    assert_eq!(
+        t.source,
+        TunnelSource::Address("2001:db8::1".parse().unwrap())
+    );
+    assert_eq!(c.ike.keys[0].peer.to_string(), "::/0");
+}

@@ -770,6 +770,10 @@ fn every_other_error() {
             app("\n[log]\nfilter = \" \"\n"),
             vec!["35:10: log.filter: empty log filter"],
         ),
+        (
+            app("\n[log]\nkey_log = \"esp.keys\"\n"),
+            vec!["35:11: log.key_log: `esp.keys` is not an absolute path"],
+        ),
     ];
     for (text, want) in cases {
         assert_eq!(errors(&text), want, "{text}");

@@ -306,7 +306,7 @@ impl Builder<'_> {
                     Some(a) => TunnelSource::Address(a),
                     None => {
                         let ifn = canonical_ifname(s);
-                        let want_v6 = i.dest.is_some_and(|d| d.is_ipv6());
+                        let want_v6 = i.nbma_v6 || i.dest.is_some_and(|d| d.is_ipv6());
                         let src_if = r.interfaces.get(&ifn);
                         let addr = src_if.and_then(|x| {
                             if want_v6 {

@@ -28,6 +28,7 @@ pub(crate) struct IfState {
     pub(crate) source: Option<String>,
     pub(crate) dest: Option<IpAddr>,
     pub(crate) mode: Option<TunnelMode>,
+    pub(crate) nbma_v6: bool,
     pub(crate) key: Option<u32>,
     pub(crate) protection: Option<(String, usize)>,
     pub(crate) has_nhrp: bool,
@@ -195,7 +196,11 @@ impl Collector {
             Cmd::NhrpRegTimeout(n) => ifs!().reg_timeout = Some(n),
             Cmd::TunnelSource(s) => ifs!().source = Some(s),
             Cmd::TunnelDest(a) => ifs!().dest = Some(a),
-            Cmd::TunnelMode(m) => ifs!().mode = Some(m),
+            Cmd::TunnelMode(m, v6) => {
+                let i = ifs!();
+                i.mode = Some(m);
+                i.nbma_v6 = v6;
+            }
             Cmd::TunnelKey(k) => ifs!().key = Some(k),
             Cmd::TunnelProtection(p) => ifs!().protection = Some((p, line)),
             Cmd::IsakmpPolicy(n) => {

@@ -31,7 +31,8 @@ pub(crate) enum Cmd {
     NhrpRegTimeout(u32),
     TunnelSource(String),
     TunnelDest(IpAddr),
-    TunnelMode(TunnelMode),
+    /// Mode, and whether the transport (NBMA) is IPv6.
+    TunnelMode(TunnelMode, bool),
     TunnelKey(u32),
     TunnelProtection(String),
     IsakmpPolicy(u16),
@@ -608,9 +609,14 @@ pub(crate) fn interface_sub(w: &[&str]) -> Option<(usize, Cmd)> {
         ("tunnel", "destination") => ip(g(2)).map(|a| (3, Cmd::TunnelDest(a))),
         ("tunnel", "key") => num(g(2)).map(|k| (3, Cmd::TunnelKey(k))),
         ("tunnel", "mode") => match (g(2), g(3)) {
-            ("gre", "multipoint") => Some((4, Cmd::TunnelMode(TunnelMode::GreMultipoint))),
-            ("gre", "ip") | ("gre", "ipv6") => Some((4, Cmd::TunnelMode(TunnelMode::Gre))),
-            ("ipsec", "ipv4") | ("ipsec", "ipv6") => Some((4, Cmd::TunnelMode(TunnelMode::Ipsec))),
+            ("gre", "multipoint") if g(4) == "ipv6" => {
+                Some((5, Cmd::TunnelMode(TunnelMode::GreMultipoint, true)))
+            }
+            ("gre", "multipoint") => Some((4, Cmd::TunnelMode(TunnelMode::GreMultipoint, false))),
+            ("gre", "ip") => Some((4, Cmd::TunnelMode(TunnelMode::Gre, false))),
+            ("gre", "ipv6") => Some((4, Cmd::TunnelMode(TunnelMode::Gre, true))),
+            ("ipsec", "ipv4") => Some((4, Cmd::TunnelMode(TunnelMode::Ipsec, false))),
+            ("ipsec", "ipv6") => Some((4, Cmd::TunnelMode(TunnelMode::Ipsec, true))),
             _ => None,
         },
         ("tunnel", "protection") if g(2) == "ipsec" && g(3) == "profile" && !g(4).is_empty() => {
