@@ -17,7 +17,8 @@ use crate::datapath::gre::{self, GreCounters, PROTO_IPV4, PROTO_IPV6, PROTO_NHRP
 use crate::datapath::ip::{self, IPV4_HEADER_LEN, Ipv4Repr, PROTO_ESP, PROTO_GRE};
 use crate::datapath::mtu::{self, MtuAction};
 use crate::datapath::natt::{self, NattPayload};
-use crate::datapath::sadb::{Mode, SaSnapshot, Sadb, SadbError};
+use crate::datapath::sadb::{InboundSa, Mode, OutboundSa, SaSnapshot, Sadb, SadbError};
+use tokio::sync::{mpsc, oneshot};
 
 use super::sockets::{DatagramSocket, RecvBatch, SendBatch};
 use super::tun::Tun;
@@ -181,6 +182,8 @@ pub struct Engine {
     pub nhrp_in: VecDeque<(Ipv4Addr, Vec<u8>)>,
     /// IKE messages received on the NAT-T port (marker removed).
     pub ike_in: VecDeque<(SocketAddrV4, Vec<u8>)>,
+    /// Peers that had traffic but no outbound SA (IKE should initiate), once each.
+    pub need_sa: VecDeque<Ipv4Addr>,
     ident: u16,
     scratch: Box<[u8]>,
     scratch2: Box<[u8]>,
@@ -200,6 +203,7 @@ impl Engine {
             tun_out: SendBatch::new(BATCH, BUF_SIZE),
             nhrp_in: VecDeque::new(),
             ike_in: VecDeque::new(),
+            need_sa: VecDeque::new(),
             ident: 0,
             scratch: vec![0u8; BUF_SIZE].into_boxed_slice(),
             scratch2: vec![0u8; BUF_SIZE].into_boxed_slice(),
@@ -378,7 +382,13 @@ impl Engine {
                             self.counters.esp_tx += 1;
                         }
                     }
-                    Err(SadbError::NoSa) => self.counters.no_sa += 1,
+                    Err(SadbError::NoSa) => {
+                        self.counters.no_sa += 1;
+                        if !self.need_sa.contains(&peer.nbma) && self.need_sa.len() < CONTROL_QUEUE
+                        {
+                            self.need_sa.push_back(peer.nbma);
+                        }
+                    }
                     Err(SadbError::Seal(_)) => self.counters.send_errors += 1,
                 }
             }
@@ -510,6 +520,100 @@ impl Engine {
     }
 }
 
+/// Requests from the control plane (NHRP/IKE node) to a running data plane.
+pub enum Command {
+    /// Send an NHRP packet (GRE protocol 0x2001) to a peer.
+    SendNhrp {
+        peer: Peer,
+        packet: Vec<u8>,
+    },
+    InsertInbound(InboundSa),
+    InsertOutbound(OutboundSa),
+    /// Remove every SA with this peer (`clear crypto sa peer`).
+    RemovePeerSas(IpAddr),
+    /// Add or replace an overlay prefix → peer mapping.
+    MapInsert {
+        prefix: Ipv4Addr,
+        len: u8,
+        peer: Peer,
+    },
+    MapRemove {
+        prefix: Ipv4Addr,
+        len: u8,
+    },
+    /// Ask for a copy of the counters and SAs.
+    Stats(oneshot::Sender<DataplaneStats>),
+}
+
+/// What a running data plane reports to the control plane.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Nhrp {
+        src: Ipv4Addr,
+        packet: Vec<u8>,
+    },
+    Ike {
+        src: SocketAddrV4,
+        packet: Vec<u8>,
+    },
+    /// Traffic for this NBMA peer found no outbound SA.
+    NeedSa {
+        peer: Ipv4Addr,
+    },
+}
+
+/// The channels between a running data plane and its control plane.
+pub struct Control {
+    pub commands: mpsc::Receiver<Command>,
+    pub events: mpsc::Sender<Event>,
+}
+
+impl Engine {
+    /// Applies one control-plane command.
+    pub fn apply(&mut self, cmd: Command) {
+        match cmd {
+            Command::SendNhrp { peer, packet } => self.encap_proto(&packet, PROTO_NHRP, 0xc0, peer),
+            Command::InsertInbound(sa) => {
+                self.sadb.insert_inbound(sa);
+            }
+            Command::InsertOutbound(sa) => {
+                let peer = sa.peer;
+                self.sadb.insert_outbound(sa);
+                if let IpAddr::V4(p) = peer {
+                    self.need_sa.retain(|x| *x != p);
+                }
+            }
+            Command::RemovePeerSas(peer) => {
+                self.sadb.remove_peer(peer);
+            }
+            Command::MapInsert { prefix, len, peer } => self.map.insert(prefix, len, peer),
+            Command::MapRemove { prefix, len } => self.map.remove(prefix, len),
+            Command::Stats(reply) => {
+                let _ = reply.send(self.stats());
+            }
+        }
+    }
+
+    /// Moves queued NHRP/IKE messages and SA requests to `events`;
+    /// what does not fit (the channel is bounded) is dropped and counted.
+    pub fn drain_events(&mut self, events: &mpsc::Sender<Event>) {
+        let send = |ev: Event, c: &mut Counters| {
+            if events.try_send(ev).is_err() {
+                c.queue_full += 1;
+            }
+        };
+        while let Some((src, packet)) = self.nhrp_in.pop_front() {
+            send(Event::Nhrp { src, packet }, &mut self.counters);
+        }
+        while let Some((src, packet)) = self.ike_in.pop_front() {
+            send(Event::Ike { src, packet }, &mut self.counters);
+        }
+        while let Some(peer) = self.need_sa.pop_front() {
+            send(Event::NeedSa { peer }, &mut self.counters);
+        }
+    }
+}
+
 /// The data plane of one tunnel: an [`Engine`] plus the devices it drives.
 pub struct Dataplane {
     pub engine: Engine,
@@ -519,8 +623,9 @@ pub struct Dataplane {
     udp: Option<DatagramSocket>,
 }
 
-enum Event {
+enum Wake {
     Stop,
+    Cmd(Command),
     Tun(io::Result<usize>),
     Gre(io::Result<usize>),
     Esp(io::Result<usize>),
@@ -552,9 +657,28 @@ impl Dataplane {
         &self.tun
     }
 
-    /// Forwards until `shutdown` completes. I/O errors on single packets
-    /// are counted, not fatal.
+    /// Forwards until `shutdown` completes, with no control plane: NHRP
+    /// and IKE messages stay queued in the engine.
     pub async fn run(&mut self, shutdown: impl Future<Output = ()>) -> io::Result<()> {
+        self.run_inner(shutdown, None).await
+    }
+
+    /// Forwards until `shutdown` completes (or the command channel closes),
+    /// applying commands and reporting events through `ctl`.
+    pub async fn run_controlled(
+        &mut self,
+        shutdown: impl Future<Output = ()>,
+        ctl: &mut Control,
+    ) -> io::Result<()> {
+        self.run_inner(shutdown, Some(ctl)).await
+    }
+
+    /// I/O errors on single packets are counted, not fatal.
+    async fn run_inner(
+        &mut self,
+        shutdown: impl Future<Output = ()>,
+        mut ctl: Option<&mut Control>,
+    ) -> io::Result<()> {
         tokio::pin!(shutdown);
         let mut tun_buf = vec![0u8; 65536];
         let mut gre_rb = RecvBatch::new(BATCH, BUF_SIZE);
@@ -565,16 +689,21 @@ impl Dataplane {
                 let (tun, gre, esp, udp) = (&self.tun, &self.gre, &self.esp, self.udp.as_ref());
                 tokio::select! {
                     biased;
-                    _ = &mut shutdown => Event::Stop,
-                    r = tun.recv(&mut tun_buf) => Event::Tun(r),
-                    r = gre.recv_batch(&mut gre_rb) => Event::Gre(r),
-                    r = esp.recv_batch(&mut esp_rb) => Event::Esp(r),
-                    r = recv_opt(udp, &mut udp_rb) => Event::Udp(r),
+                    _ = &mut shutdown => Wake::Stop,
+                    r = tun.recv(&mut tun_buf) => Wake::Tun(r),
+                    r = gre.recv_batch(&mut gre_rb) => Wake::Gre(r),
+                    r = esp.recv_batch(&mut esp_rb) => Wake::Esp(r),
+                    r = recv_opt(udp, &mut udp_rb) => Wake::Udp(r),
+                    c = recv_cmd(ctl.as_deref_mut()) => match c {
+                        Some(c) => Wake::Cmd(c),
+                        None => Wake::Stop,
+                    },
                 }
             };
             match ev {
-                Event::Stop => return Ok(()),
-                Event::Tun(Ok(n)) => {
+                Wake::Stop => return Ok(()),
+                Wake::Cmd(c) => self.engine.apply(c),
+                Wake::Tun(Ok(n)) => {
                     self.engine.outbound(&tun_buf[..n]);
                     // Drain what else is ready, up to a burst.
                     for _ in 1..BATCH {
@@ -587,28 +716,31 @@ impl Dataplane {
                         }
                     }
                 }
-                Event::Gre(Ok(k)) => {
+                Wake::Gre(Ok(k)) => {
                     for i in 0..k {
                         self.engine.inbound_gre_ip(gre_rb.get(i).0);
                     }
                 }
-                Event::Esp(Ok(k)) => {
+                Wake::Esp(Ok(k)) => {
                     for i in 0..k {
                         self.engine.inbound_esp_ip(esp_rb.get(i).0);
                     }
                 }
-                Event::Udp(Ok(k)) => {
+                Wake::Udp(Ok(k)) => {
                     for i in 0..k {
                         let (d, src) = udp_rb.get(i);
                         self.engine.inbound_udp(d, src);
                     }
                 }
-                Event::Tun(Err(e)) => return Err(e),
-                Event::Gre(Err(_)) | Event::Esp(Err(_)) | Event::Udp(Err(_)) => {
+                Wake::Tun(Err(e)) => return Err(e),
+                Wake::Gre(Err(_)) | Wake::Esp(Err(_)) | Wake::Udp(Err(_)) => {
                     self.engine.counters.recv_errors += 1;
                 }
             }
             self.flush().await?;
+            if let Some(c) = ctl.as_deref_mut() {
+                self.engine.drain_events(&c.events);
+            }
         }
     }
 
@@ -643,6 +775,13 @@ impl Dataplane {
         }
         e.tun_out.clear();
         Ok(())
+    }
+}
+
+async fn recv_cmd(ctl: Option<&mut Control>) -> Option<Command> {
+    match ctl {
+        Some(c) => c.commands.recv().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -881,6 +1020,51 @@ mod tests {
         );
         b.inbound_esp_ip(a.esp_out.get(0));
         assert_eq!(b.nhrp_in.pop_front(), Some((A, b"nhrp!".to_vec())));
+    }
+
+    #[test]
+    fn commands_and_events() {
+        let (mut a, mut b) = pair(Protection::Esp);
+        let (tx, mut rx) = mpsc::channel(8);
+        // B has no outbound SA: traffic asks for one, once.
+        let p = inner(
+            Ipv4Addr::new(192, 168, 1, 2),
+            Ipv4Addr::new(192, 168, 1, 1),
+            100,
+            false,
+        );
+        b.outbound(&p);
+        b.outbound(&p);
+        b.drain_events(&tx);
+        assert_eq!(rx.try_recv().unwrap(), Event::NeedSa { peer: A });
+        assert!(rx.try_recv().is_err());
+        b.apply(Command::InsertOutbound(
+            OutboundSa::new(&sa(0x200, A), &[6; 24]).unwrap(),
+        ));
+        b.outbound(&p);
+        assert_eq!(b.esp_out.len(), 1);
+        // NHRP sent by command arrives as an event on the other side.
+        a.apply(Command::SendNhrp {
+            peer: Peer {
+                nbma: B,
+                protection: Protection::Esp,
+            },
+            packet: b"reg".to_vec(),
+        });
+        b.inbound_esp_ip(a.esp_out.get(0));
+        b.drain_events(&tx);
+        assert_eq!(
+            rx.try_recv().unwrap(),
+            Event::Nhrp {
+                src: A,
+                packet: b"reg".to_vec()
+            }
+        );
+        let (stx, mut srx) = oneshot::channel();
+        b.apply(Command::Stats(stx));
+        assert_eq!(srx.try_recv().unwrap().counters.nhrp_rx, 1);
+        b.apply(Command::RemovePeerSas(IpAddr::V4(A)));
+        assert!(b.sadb.snapshot().is_empty());
     }
 
     #[test]
