@@ -145,6 +145,9 @@ impl Config {
                 warnings.push(d)
             }
         }
+        // File order reads best.
+        errors.sort_by_key(|d| (d.line, d.col));
+        warnings.sort_by_key(|d| (d.line, d.col));
         if errors.is_empty() {
             Ok(Loaded { config, warnings })
         } else {
