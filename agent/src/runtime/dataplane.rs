@@ -527,8 +527,8 @@ pub enum Command {
         peer: Peer,
         packet: Vec<u8>,
     },
-    InsertInbound(InboundSa),
-    InsertOutbound(OutboundSa),
+    InsertInbound(Box<InboundSa>),
+    InsertOutbound(Box<OutboundSa>),
     /// Remove every SA with this peer (`clear crypto sa peer`).
     RemovePeerSas(IpAddr),
     /// Add or replace an overlay prefix → peer mapping.
@@ -574,11 +574,11 @@ impl Engine {
         match cmd {
             Command::SendNhrp { peer, packet } => self.encap_proto(&packet, PROTO_NHRP, 0xc0, peer),
             Command::InsertInbound(sa) => {
-                self.sadb.insert_inbound(sa);
+                self.sadb.insert_inbound(*sa);
             }
             Command::InsertOutbound(sa) => {
                 let peer = sa.peer;
-                self.sadb.insert_outbound(sa);
+                self.sadb.insert_outbound(*sa);
                 if let IpAddr::V4(p) = peer {
                     self.need_sa.retain(|x| *x != p);
                 }
@@ -1038,9 +1038,9 @@ mod tests {
         b.drain_events(&tx);
         assert_eq!(rx.try_recv().unwrap(), Event::NeedSa { peer: A });
         assert!(rx.try_recv().is_err());
-        b.apply(Command::InsertOutbound(
+        b.apply(Command::InsertOutbound(Box::new(
             OutboundSa::new(&sa(0x200, A), &[6; 24]).unwrap(),
-        ));
+        )));
         b.outbound(&p);
         assert_eq!(b.esp_out.len(), 1);
         // NHRP sent by command arrives as an event on the other side.
