@@ -312,6 +312,21 @@ fn main_mode_quick_mode_seed_crypto() {
     // MM1..6 + QM1..3, nothing else.
     assert_eq!(net.log.len(), 9);
     assert!(net.a.errors.is_empty() && net.b.errors.is_empty());
+    // Optionally seed the fuzz corpora with this exchange.
+    if let Ok(dir) = std::env::var("IKE_FUZZ_CORPUS") {
+        for t in ["parse", "responder"] {
+            std::fs::create_dir_all(format!("{dir}/{t}")).unwrap();
+        }
+        for (i, (_, t)) in net.log.iter().enumerate() {
+            let p = if t.local.port() == 4500 {
+                &t.payload[4..]
+            } else {
+                &t.payload[..]
+            };
+            std::fs::write(format!("{dir}/parse/mm-qm-{i}"), p).unwrap();
+        }
+        std::fs::write(format!("{dir}/responder/mm1"), &net.log[0].1.payload).unwrap();
+    }
     assert_eq!(net.a.ep.isakmp_sas()[0].state, "QM_IDLE");
     assert_eq!(net.b.ep.isakmp_sas()[0].state, "QM_IDLE");
     let pol = net.b.ep.isakmp_sas()[0].policy.unwrap();
