@@ -603,20 +603,46 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             } else if h.rcookie != s.rcookie && h.exchange != exchange::INFORMATIONAL {
                 return Err(HandleError::UnknownSa(remote.ip()));
             }
-            s.last_heard = now;
-            // Follow the peer's port (NAT-T float, NAT rebinding).
-            if s.remote != remote && s.keys.is_some() {
-                s.remote = remote;
-                s.local = local;
-            }
         }
-        match h.exchange {
+        // Follow the peer's port (NAT-T float, NAT rebinding), but only if
+        // the message turns out to be authentic.
+        let (old_local, old_remote, heard) = {
+            let s = &self.sas[&id];
+            (s.local, s.remote, s.last_heard)
+        };
+        let follow = old_remote != remote && self.sas[&id].keys.is_some();
+        if follow {
+            let s = self.sas.get_mut(&id).expect("sa");
+            s.remote = remote;
+            s.local = local;
+        }
+        let r = match h.exchange {
             exchange::MAIN => self.mm_handle(now, id, h, data),
             exchange::AGGRESSIVE => self.am_handle(now, id, h, data),
             exchange::QUICK => self.qm_handle(now, id, h, data),
             exchange::INFORMATIONAL => self.info_handle(now, id, h, data),
             _ => Err(HandleError::Unexpected("unknown exchange type")),
+        };
+        if let Some(s) = self.sas.get_mut(&id) {
+            if r.is_ok() {
+                s.last_heard = now;
+            } else {
+                s.last_heard = heard;
+                if follow {
+                    s.remote = old_remote;
+                    s.local = old_local;
+                }
+            }
         }
+        r
+    }
+
+    /// Whether we hold any other SA with `peer` (then INITIAL-CONTACT must not be sent).
+    pub(crate) fn has_other_state(&self, peer: IpAddr, except: SaId) -> bool {
+        self.sas
+            .values()
+            .any(|s| s.id != except && s.remote.ip() == peer && s.state == P1State::Complete)
+            || self.children.values().any(|c| c.remote.ip() == peer)
     }
 
     /// Ask for IPsec SAs with `remote`; brings up phase 1 first if needed.
@@ -839,6 +865,22 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
 
     /// Remove all state for `peer` without telling it (peer dead / INITIAL-CONTACT).
     pub(crate) fn purge_peer(&mut self, peer: IpAddr, keep: Option<SaId>, reason: &str) {
+        self.purge_peer_inner(peer, keep, reason, false)
+    }
+
+    /// INITIAL-CONTACT: forget the peer's established SAs; negotiations in
+    /// progress (e.g. our own simultaneous initiation) are left alone.
+    pub(crate) fn purge_for_initial_contact(&mut self, peer: IpAddr, keep: SaId) {
+        self.purge_peer_inner(peer, Some(keep), "INITIAL-CONTACT", true)
+    }
+
+    fn purge_peer_inner(
+        &mut self,
+        peer: IpAddr,
+        keep: Option<SaId>,
+        reason: &str,
+        established_only: bool,
+    ) {
         let spis: Vec<u32> = self
             .children
             .iter()
@@ -858,6 +900,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             .sas
             .values()
             .filter(|s| s.remote.ip() == peer && Some(s.id) != keep)
+            .filter(|s| !established_only || s.state == P1State::Complete)
             .map(|s| (s.id, s.state == P1State::Complete))
             .collect();
         for (id, est) in ids {

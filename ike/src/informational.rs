@@ -208,7 +208,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             }
             notify::INITIAL_CONTACT => {
                 let peer = self.sas[&id].remote.ip();
-                self.purge_peer(peer, Some(id), "INITIAL-CONTACT");
+                self.purge_for_initial_contact(peer, id);
             }
             t if t < 8192 => {
                 // An error about one of our Quick Modes (SPI = our proposal SPI).

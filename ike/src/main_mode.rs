@@ -627,7 +627,9 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             &idp.body(),
         );
         let mut payloads = vec![Payload::Id(idp), Payload::Hash(hash)];
-        if initiator && self.cfg.initial_contact {
+        // IOS sends INITIAL-CONTACT only when it holds nothing with the peer;
+        // during a phase 1 rekey it would wipe the peer's live SAs.
+        if initiator && self.cfg.initial_contact && !self.has_other_state(s.remote.ip(), id) {
             payloads.push(Payload::Notify(NotifyPayload {
                 doi: 1,
                 protocol: proto::ISAKMP,
@@ -714,7 +716,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                 id,
                 peer
             );
-            self.purge_peer(peer, Some(id), "INITIAL-CONTACT");
+            self.purge_for_initial_contact(peer, id);
         }
     }
 }

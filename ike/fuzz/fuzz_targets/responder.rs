@@ -37,7 +37,12 @@ fuzz_target!(|data: &[u8]| {
     // Several datagrams separated by 0xfe 0xfe so state can build up.
     for chunk in data.split(|b| *b == 0xfe) {
         let _ = ep.handle(now, local, remote, chunk);
-        let _ = ep.handle(now, "172.16.0.2:4500".parse().unwrap(), "172.16.0.1:4500".parse().unwrap(), chunk);
+        let _ = ep.handle(
+            now,
+            "172.16.0.2:4500".parse().unwrap(),
+            "172.16.0.1:4500".parse().unwrap(),
+            chunk,
+        );
         while ep.poll_transmit().is_some() {}
         while ep.poll_event().is_some() {}
     }
