@@ -316,8 +316,12 @@ fn our_cfg(
 }
 
 fn swanctl_conf(ike: &str, esp: &str, aggressive: bool) -> String {
+    swanctl_conf_extra(ike, esp, aggressive, "")
+}
+
+fn swanctl_conf_extra(ike: &str, esp: &str, aggressive: bool, extra: &str) -> String {
     format!(
-        "connections {{\n  gre {{\n    version = 1\n    aggressive = {}\n    local_addrs = {THEIRS}\n    remote_addrs = {OURS}\n    proposals = {ike}\n    \
+        "connections {{\n  gre {{\n    version = 1\n    {extra}\n    aggressive = {}\n    local_addrs = {THEIRS}\n    remote_addrs = {OURS}\n    proposals = {ike}\n    \
          local {{\n      auth = psk\n    }}\n    remote {{\n      auth = psk\n    }}\n    \
          children {{\n      gre {{\n        mode = transport\n        local_ts = dynamic[gre]\n        remote_ts = dynamic[gre]\n        esp_proposals = {esp}\n      }}\n    }}\n  }}\n}}\n\
          secrets {{\n  ike-1 {{\n    id-1 = {OURS}\n    secret = \"{PSK}\"\n  }}\n}}\n",
@@ -485,5 +489,72 @@ fn strongswan_main_mode_aes256_sha256_modp2048() {
         "aes256-sha256-modp2048",
         "aes256-sha256",
         false,
+    );
+}
+
+/// charon forces UDP encapsulation (`encap = yes` fakes NAT-D) and runs
+/// DPD every second: we must float to 4500, agree on UDP-encapsulated
+/// transport mode with the same keys, and answer its R-U-THERE.
+#[test]
+fn strongswan_forced_nat_t_and_dpd() {
+    let lab = Lab::new(
+        "n",
+        &swanctl_conf_extra(
+            "aes128-sha256-modp2048",
+            "aes128-sha256",
+            false,
+            "encap = yes\n    dpd_delay = 1s",
+        ),
+    );
+    let mut cfg = our_cfg(
+        EncrAlg::Aes128,
+        HashAlg::Sha256,
+        GroupId::Modp2048,
+        EspTransform {
+            encr: EspEncr::AesCbc(128),
+            integ: Some(HashAlg::Sha256),
+        },
+        false,
+    );
+    cfg.dpd = Some(DpdConfig {
+        interval: Duration::from_secs(1),
+        retry: Duration::from_secs(1),
+        max_retries: 3,
+    });
+    let run = run_engine(
+        format!("{}a", lab.ns),
+        cfg,
+        true,
+        |_| false,
+        Duration::from_secs(5),
+    );
+    let log = lab.log();
+    let c = child(&run.events).unwrap_or_else(|| panic!("no child SA: {:?}\n{log}", run.events));
+    assert_eq!(
+        c.encapsulation,
+        Encapsulation::Udp {
+            local_port: 4500,
+            remote_port: 4500
+        },
+        "{log}"
+    );
+    assert!(
+        log.contains("from 172.16.0.1[4500] to 172.16.0.2[4500]"),
+        "{log}"
+    );
+    let ei = charon_value(&log, "encryption initiator key").expect("enc i");
+    assert_eq!(hex::encode(&*c.outbound.encryption), hex::encode(&ei));
+    assert!(
+        !run.events
+            .iter()
+            .any(|e| matches!(e, Event::PeerDead { .. })),
+        "{:?}",
+        run.events
+    );
+    assert!(!log.contains("DPD check timed out"), "{log}");
+    // charon parsed (and verified the HASH of) our R-U-THERE-ACKs.
+    assert!(
+        log.contains("parsed INFORMATIONAL_V1 request") && log.contains("[ HASH N(DPD_ACK) ]"),
+        "{log}"
     );
 }
