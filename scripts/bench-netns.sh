@@ -8,5 +8,5 @@ cd "$(dirname "$0")/.."
 [[ $(id -u) == 0 ]] || { echo "bench-netns: needs root (namespaces, TUN, raw sockets)" >&2; exit 1; }
 for i in 1 2 3; do
     cargo test --release -q -p dmvpn-agent --test netns_dataplane throughput -- --nocapture --test-threads=1 2>&1 |
-        grep -E '^(plain GRE|ESP)'
+        grep -oE '(plain GRE|ESP aes128-sha1): .*'
 done

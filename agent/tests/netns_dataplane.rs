@@ -136,10 +136,25 @@ fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) ->
     .expect("namespace thread panicked")
 }
 
+thread_local! {
+    static CPU: std::cell::Cell<f64> = const { std::cell::Cell::new(0.0) };
+}
+
+/// CPU time of the calling thread, in seconds.
+fn thread_cpu() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
 /// A data plane running on its own thread inside a namespace.
 struct Node {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    handle: Option<JoinHandle<io::Result<DataplaneStats>>>,
+    handle: Option<JoinHandle<io::Result<(DataplaneStats, f64)>>>,
 }
 
 impl Node {
@@ -147,7 +162,7 @@ impl Node {
         let ns = ns.to_string();
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let handle = thread::spawn(move || -> io::Result<DataplaneStats> {
+        let handle = thread::spawn(move || -> io::Result<(DataplaneStats, f64)> {
             let setup = || -> io::Result<(tokio::runtime::Runtime, Dataplane)> {
                 enter(&ns)?;
                 let rt = tokio::runtime::Builder::new_current_thread()
@@ -171,10 +186,12 @@ impl Node {
                 }
             };
             let _ = ready_tx.send(Ok(()));
+            let cpu0 = thread_cpu();
             rt.block_on(dp.run(async {
                 let _ = stop_rx.await;
             }))?;
-            Ok(dp.engine.stats())
+            CPU.with(|c| c.set(thread_cpu() - cpu0));
+            Ok((dp.engine.stats(), CPU.with(|c| c.get())))
         });
         match ready_rx.recv_timeout(Duration::from_secs(20)) {
             Ok(Ok(())) => {}
@@ -187,7 +204,12 @@ impl Node {
         }
     }
 
-    fn stop(mut self) -> DataplaneStats {
+    fn stop(self) -> DataplaneStats {
+        self.stop_with_cpu().0
+    }
+
+    /// Stats and the CPU seconds the data-plane thread used while running.
+    fn stop_with_cpu(mut self) -> (DataplaneStats, f64) {
         let _ = self.stop.take().unwrap().send(());
         self.handle
             .take()
@@ -402,6 +424,7 @@ fn blast(protection: Protection, label: &str) {
     let b = Node::start(&p.b, TUN_B, eb);
     let rx = in_ns(&p.b, || {
         let s = std::net::UdpSocket::bind((TUN_B, 5001)).expect("bind receiver");
+        dmvpn_agent::runtime::sockets::set_buffers(&s);
         s.set_read_timeout(Some(Duration::from_millis(500)))
             .unwrap();
         s
@@ -433,7 +456,7 @@ fn blast(protection: Protection, label: &str) {
     }
     let sent_in = start.elapsed();
     let (got, span) = receiver.join().unwrap();
-    let (sa_, sb) = (a.stop(), b.stop());
+    let ((sa_, cpu_a), (sb, cpu_b)) = (a.stop_with_cpu(), b.stop_with_cpu());
     let secs = span.map(|d| d.as_secs_f64()).unwrap_or(0.0).max(1e-6);
     println!(
         "{label}: sent {N} x 1400-byte inner packets in {:.3}s, received {got} ({:.0} pkt/s, {:.2} Gbit/s inner); \
@@ -444,6 +467,15 @@ fn blast(protection: Protection, label: &str) {
         sa_.counters.tun_rx,
         sa_.counters.queue_full,
         sb.counters.tun_tx
+    );
+    // CPU cost per packet of each data-plane thread: the forwarding
+    // capacity of one core, independent of how the box was shared.
+    let us_a = cpu_a * 1e6 / sa_.counters.tun_rx.max(1) as f64;
+    let us_b = cpu_b * 1e6 / sb.counters.tun_tx.max(1) as f64;
+    println!(
+        "{label}: CPU per packet: sender side {us_a:.2} us ({:.0} pkt/s per core), receiver side {us_b:.2} us ({:.0} pkt/s per core)",
+        1e6 / us_a,
+        1e6 / us_b
     );
     assert!(got > 0, "{label}: nothing crossed the tunnel");
 }

@@ -230,6 +230,34 @@ fn sendto(fd: RawFd, pkt: &[u8], dst: SocketAddrV4) -> io::Result<usize> {
     }
 }
 
+/// Asks for [`SOCKET_BUFFER`] bytes each way: with CAP_NET_ADMIN past
+/// net.core.{r,w}mem_max (the *FORCE options), else up to those limits.
+pub fn set_buffers(s: &impl AsRawFd) {
+    let fd = s.as_raw_fd();
+    let v = SOCKET_BUFFER as libc::c_int;
+    for (force, plain) in [
+        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
+        (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
+    ] {
+        let set = |opt| {
+            // SAFETY: v outlives the call and its size is given.
+            unsafe {
+                libc::setsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    opt,
+                    (&v as *const libc::c_int).cast(),
+                    size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            }
+        };
+        if set(force) != 0 {
+            // Best effort: the kernel caps this at the sysctl limit.
+            let _ = set(plain);
+        }
+    }
+}
+
 /// A non-blocking IPv4 datagram socket (raw or UDP) driven by tokio.
 pub struct DatagramSocket {
     fd: AsyncFd<Socket>,
@@ -238,9 +266,7 @@ pub struct DatagramSocket {
 impl DatagramSocket {
     fn new(s: Socket) -> io::Result<Self> {
         s.set_nonblocking(true)?;
-        // Best effort: the kernel caps these at net.core.{r,w}mem_max.
-        let _ = s.set_recv_buffer_size(SOCKET_BUFFER);
-        let _ = s.set_send_buffer_size(SOCKET_BUFFER);
+        set_buffers(&s);
         // SAFETY: the socket2::Socket owns its descriptor, which stays open
         // and unchanged until the AsyncFd (and with it the Socket) is dropped.
         let fd = unsafe { AsyncFd::register(s) }?;

@@ -9,6 +9,9 @@ use std::process::Command;
 
 use tun_rs::{AsyncDevice, DeviceBuilder};
 
+/// Transmit queue length of the TUN interface (kernel default 500).
+const TX_QUEUE_LEN: u32 = 4096;
+
 /// How to create the tunnel interface.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TunConfig {
@@ -29,7 +32,10 @@ pub struct Tun {
 impl Tun {
     /// Creates and brings up the interface (needs CAP_NET_ADMIN).
     pub fn open(cfg: &TunConfig) -> io::Result<Tun> {
+        // A longer transmit queue absorbs bursts from the kernel while the
+        // data plane is busy with the previous batch.
         let mut b = DeviceBuilder::new()
+            .tx_queue_len(TX_QUEUE_LEN)
             .name(cfg.name.clone())
             .mtu(cfg.mtu)
             .packet_information(false);
