@@ -63,12 +63,9 @@ pub fn esp_sa_lines(c: &ChildSa) -> [String; 2] {
     ]
 }
 
-/// One line of Wireshark's `ikev1_decryption_table` UAT: initiator cookie
-/// and the phase 1 encryption key.
+/// One line of Wireshark's `ikev1_decryption_table` UAT (hex fields are
+/// unquoted there): initiator cookie, phase 1 encryption key.
 pub fn ikev1_line(icookie: &[u8; 8], enc_key: &[u8]) -> String {
-    format!(
-        "\"{}\",\"{}\"",
-        hexkey(icookie).trim_start_matches("0x"),
-        hexkey(enc_key).trim_start_matches("0x")
-    )
+    let h = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    format!("{},{}", h(icookie), h(enc_key))
 }
