@@ -24,6 +24,9 @@ pub(crate) use ike;
 /// IOS-style connection id of a phase 1 SA.
 pub type SaId = u64;
 
+/// Quick Modes a peer may have in progress on one phase 1 SA.
+pub const MAX_QM_IN_PROGRESS: usize = 32;
+
 /// The NAT-T UDP port.
 pub const NATT_PORT: u16 = 4500;
 /// The non-ESP marker that precedes IKE on port 4500 (RFC 3948).
@@ -175,6 +178,8 @@ pub enum HandleError {
     BadKe,
     #[error("not an IKE datagram on port 4500")]
     NotIke,
+    #[error("too many Quick Mode exchanges in progress")]
+    TooManyExchanges,
 }
 
 /// Command errors.
@@ -203,6 +208,18 @@ pub struct Phase2Request {
     /// Proxy identities (IDci / IDcr); `None` = the two peer addresses.
     pub local_proxy: Option<IdPayload>,
     pub remote_proxy: Option<IdPayload>,
+}
+
+/// Summary of an installed child SA for `show crypto ipsec sa`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildSaInfo {
+    pub inbound_spi: u32,
+    pub outbound_spi: u32,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    /// When we start a replacement (initiator side only).
+    pub rekey_at: Option<Instant>,
+    pub expires: Instant,
 }
 
 /// Summary of a phase 1 SA for `show crypto isakmp sa`.
@@ -405,6 +422,21 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         let s = self.sas.get(&id)?;
         let k = s.keys.as_ref()?;
         Some(crate::keylog::ikev1_line(&s.icookie, &k.enc_key))
+    }
+
+    /// Installed child SAs for `show crypto ipsec sa`.
+    pub fn child_sas(&self) -> Vec<ChildSaInfo> {
+        self.children
+            .iter()
+            .map(|(spi, c)| ChildSaInfo {
+                inbound_spi: *spi,
+                outbound_spi: c.outbound_spi,
+                local: c.local,
+                remote: c.remote,
+                rekey_at: c.soft,
+                expires: c.hard,
+            })
+            .collect()
     }
 
     /// Inbound SPIs of installed child SAs.
@@ -674,6 +706,21 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             .filter(|s| s.remote.ip() == remote.ip())
             .max_by_key(|s| (s.state == P1State::Complete, s.id))
             .map(|s| (s.id, s.state == P1State::Complete));
+        // A request already being negotiated is not started twice (the data
+        // plane may ask once per queued packet).
+        let busy = self.sas.values().any(|s| {
+            s.remote.ip() == remote.ip()
+                && (s.pending.iter().any(|(r, k)| *r == req && *k == rekey_of)
+                    || s.qms.values().any(|q| {
+                        q.initiator
+                            && q.done_at.is_none()
+                            && q.request == req
+                            && q.rekey_of == rekey_of
+                    }))
+        });
+        if busy {
+            return Ok(());
+        }
         match existing {
             Some((id, true)) => {
                 self.qm_initiate(now, id, req, rekey_of);

@@ -260,7 +260,17 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             None => None,
         };
         match state {
-            None => self.qm_responder_qm1(now, id, mid, data),
+            None => {
+                let open = self.sas[&id]
+                    .qms
+                    .values()
+                    .filter(|q| q.done_at.is_none())
+                    .count();
+                if open >= crate::endpoint::MAX_QM_IN_PROGRESS {
+                    return Err(HandleError::TooManyExchanges);
+                }
+                self.qm_responder_qm1(now, id, mid, data)
+            }
             Some(QmState::IQm1) => self.qm_initiator_qm2(now, id, mid, data),
             Some(QmState::RQm2) => self.qm_responder_qm3(now, id, mid, data),
             Some(QmState::Complete) => Err(HandleError::Unexpected("quick mode already complete")),

@@ -929,3 +929,23 @@ fn simultaneous_initiation() {
     assert_eq!(installed(&net.b).len(), 2);
     assert_eq!(net.a.ep.child_spis().len(), 2);
 }
+
+#[test]
+fn repeated_requests_are_deduplicated_and_listed() {
+    let mut net = Net::new(seed_cfg(), seed_cfg());
+    for _ in 0..5 {
+        net.initiate();
+    }
+    net.pump();
+    assert_eq!(installed(&net.a).len(), 1);
+    assert_eq!(installed(&net.b).len(), 1);
+    // Asking again once up starts exactly one more Quick Mode.
+    net.initiate();
+    net.initiate();
+    net.pump();
+    assert_eq!(installed(&net.a).len(), 2);
+    let infos = net.a.ep.child_sas();
+    assert_eq!(infos.len(), 2);
+    assert!(infos.iter().all(|i| i.rekey_at.unwrap() < i.expires));
+    assert!(net.b.ep.child_sas().iter().all(|i| i.rekey_at.is_none()));
+}
