@@ -81,7 +81,17 @@ fn imported_configs_pass_check() {
     use std::os::unix::fs::PermissionsExt;
     let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config/tests/data");
     let mut inputs: Vec<PathBuf> = Vec::new();
-    for dir in [data.clone(), data.join("seeds")] {
+    let seeds = std::env::var_os("DMVPN_SEEDS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/reference/seeds")
+        });
+    assert!(
+        seeds.is_dir(),
+        "reference seeds not found at {} (set DMVPN_SEEDS to their folder)",
+        seeds.display()
+    );
+    for dir in [data.clone(), seeds] {
         for e in std::fs::read_dir(dir).unwrap() {
             let p = e.unwrap().path();
             if p.extension().is_some_and(|x| x == "ios" || x == "txt") {

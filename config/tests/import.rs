@@ -280,8 +280,24 @@ fn prose_only_is_a_clear_error() {
 
 // ---- the reference documents, exactly as pasted ----
 
+/// The reference documents live in the project's shared folder beside the
+/// checkout (`../shared/reference/seeds`), or where `DMVPN_SEEDS` points.
+fn seeds_dir() -> std::path::PathBuf {
+    let dir = std::env::var_os("DMVPN_SEEDS")
+        .map(Into::into)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/reference/seeds")
+        });
+    assert!(
+        dir.is_dir(),
+        "reference seeds not found at {} (set DMVPN_SEEDS to their folder)",
+        dir.display()
+    );
+    dir
+}
+
 fn seed(prefix: &str) -> String {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/seeds");
+    let dir = seeds_dir();
     let entry = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
