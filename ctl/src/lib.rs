@@ -1,1 +1,12 @@
-//! dmvpn-ctl: the `dmvpnctl` operator CLI (see `src/main.rs`); subcommands live in their own modules.
+//! dmvpn-ctl: the operator interface of dmvpnd.
+//!
+//! - [`proto`]: newline-delimited JSON requests/responses and the snapshot
+//!   types `show` commands carry;
+//! - [`server`]: dmvpnd's control socket (bind with permissions, serve);
+//! - [`client`]: one request, one response (used by `dmvpnctl`);
+//! - [`render`]: IOS-shaped text for every snapshot.
+
+pub mod client;
+pub mod proto;
+pub mod render;
+pub mod server;

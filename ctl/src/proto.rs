@@ -1,0 +1,629 @@
+//! Control-socket protocol: one JSON object per line, one request line from
+//! the client, one response line from dmvpnd.
+//!
+//! The snapshot types carry what the matching IOS `show` command prints.
+//! They depend on no other dmvpn crate: dmvpnd converts its own state into
+//! them, so the wire format stays stable while internals change.
+
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+
+/// Where dmvpnd listens unless configured otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/dmvpn/dmvpnd.sock";
+
+/// Longest request line the server accepts (bytes, newline excluded).
+pub const MAX_REQUEST_LEN: usize = 64 * 1024;
+
+/// One operator command.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Request {
+    /// `show ip nhrp`
+    ShowNhrp,
+    /// `show ip nhrp nhs`
+    ShowNhrpNhs,
+    /// `show dmvpn`
+    ShowDmvpn,
+    /// `show crypto isakmp sa`
+    ShowCryptoIsakmpSa,
+    /// `show crypto ipsec sa`
+    ShowCryptoIpsecSa,
+    /// `clear ip nhrp`: drop dynamic NHRP entries (static ones stay).
+    ClearNhrp,
+    /// `clear crypto sa [peer X]`: delete IKE and IPsec SAs (all, or one peer's).
+    ClearCryptoSa {
+        #[serde(default)]
+        peer: Option<IpAddr>,
+    },
+    /// `debug …` / `undebug …`: switch a log target to debug level or back.
+    Debug { target: DebugTarget, on: bool },
+}
+
+/// Log areas `debug` switches, named as on IOS.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum DebugTarget {
+    /// `debug nhrp` (NHRP and the GRE encapsulation it rides on).
+    Nhrp,
+    /// `debug crypto isakmp`
+    CryptoIsakmp,
+    /// `debug crypto ipsec` (ESP data plane and SA installation).
+    CryptoIpsec,
+}
+
+impl DebugTarget {
+    pub const ALL: [DebugTarget; 3] = [
+        DebugTarget::Nhrp,
+        DebugTarget::CryptoIsakmp,
+        DebugTarget::CryptoIpsec,
+    ];
+
+    /// `tracing` targets this switch covers.
+    pub fn tracing_targets(self) -> &'static [&'static str] {
+        match self {
+            DebugTarget::Nhrp => &["dmvpn::nhrp", "dmvpn::gre"],
+            DebugTarget::CryptoIsakmp => &["dmvpn::ike"],
+            DebugTarget::CryptoIpsec => &["dmvpn::esp"],
+        }
+    }
+
+    /// The words IOS uses when it confirms the switch.
+    pub fn ios_name(self) -> &'static str {
+        match self {
+            DebugTarget::Nhrp => "NHRP protocol",
+            DebugTarget::CryptoIsakmp => "Crypto ISAKMP",
+            DebugTarget::CryptoIpsec => "Crypto IPSEC",
+        }
+    }
+}
+
+/// An `EnvFilter` directive string: `base` plus `target=debug` for every
+/// target switched on, e.g. `info,dmvpn::nhrp=debug,dmvpn::gre=debug`.
+pub fn debug_filter<'a>(base: &str, on: impl IntoIterator<Item = &'a DebugTarget>) -> String {
+    let mut s = base.to_string();
+    for t in on {
+        for name in t.tracing_targets() {
+            if !s.is_empty() {
+                s.push(',');
+            }
+            s.push_str(name);
+            s.push_str("=debug");
+        }
+    }
+    s
+}
+
+/// dmvpnd's answer.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum Response {
+    Ok(Reply),
+    Error { message: String },
+}
+
+impl Response {
+    pub fn error(message: impl Into<String>) -> Self {
+        Response::Error {
+            message: message.into(),
+        }
+    }
+}
+
+/// Successful answers, one per request kind.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum Reply {
+    Nhrp(Vec<NhrpEntry>),
+    NhrpNhs(Vec<NhsEntry>),
+    Dmvpn(Vec<DmvpnInterface>),
+    IsakmpSa(Vec<IsakmpSa>),
+    IpsecSa(Vec<IpsecPeerSa>),
+    /// Answer to the `clear` commands: how many entries / SAs went away.
+    Cleared {
+        count: u64,
+    },
+    /// Answer to `debug`: the switch's new position.
+    Debug {
+        target: DebugTarget,
+        on: bool,
+    },
+}
+
+// ---------------------------------------------------------------- NHRP cache
+
+/// One `show ip nhrp` entry.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct NhrpEntry {
+    /// Protocol (tunnel-side) destination prefix.
+    pub prefix: IpAddr,
+    pub prefix_len: u8,
+    /// Next hop's tunnel address; `None` for incomplete/negative entries.
+    pub via: Option<IpAddr>,
+    pub interface: String,
+    /// Seconds since the entry was created.
+    pub created_secs: u64,
+    /// Seconds until it expires; `None` = never.
+    pub expire_secs: Option<u64>,
+    #[serde(rename = "type")]
+    pub entry_type: NhrpEntryType,
+    pub flags: Vec<NhrpFlag>,
+    /// NBMA address packets are sent to (after NAT, as seen by us).
+    pub nbma: Option<IpAddr>,
+    /// NBMA address the peer claimed in its packets, when NAT changed it.
+    #[serde(default)]
+    pub claimed_nbma: Option<IpAddr>,
+    /// Lookups that hit this entry (IOS prints it for incomplete entries).
+    #[serde(default)]
+    pub cache_hits: Option<u64>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum NhrpEntryType {
+    Static,
+    Dynamic,
+    Incomplete,
+    Negative,
+    Local,
+    Nhs,
+    Cached,
+}
+
+impl NhrpEntryType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NhrpEntryType::Static => "static",
+            NhrpEntryType::Dynamic => "dynamic",
+            NhrpEntryType::Incomplete => "incomplete",
+            NhrpEntryType::Negative => "negative",
+            NhrpEntryType::Local => "local",
+            NhrpEntryType::Nhs => "nhs",
+            NhrpEntryType::Cached => "cached",
+        }
+    }
+}
+
+/// `Flags:` words of `show ip nhrp`, printed in this declaration order.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum NhrpFlag {
+    Authoritative,
+    Implicit,
+    Unique,
+    Nat,
+    Registered,
+    Used,
+    Router,
+    Nhop,
+    Rib,
+    Nho,
+    Negative,
+    Local,
+    /// Mapping that does not trigger IPsec (IOS prints `(no-socket)`).
+    NoSocket,
+}
+
+impl NhrpFlag {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NhrpFlag::Authoritative => "authoritative",
+            NhrpFlag::Implicit => "implicit",
+            NhrpFlag::Unique => "unique",
+            NhrpFlag::Nat => "nat",
+            NhrpFlag::Registered => "registered",
+            NhrpFlag::Used => "used",
+            NhrpFlag::Router => "router",
+            NhrpFlag::Rib => "rib",
+            NhrpFlag::Nho => "nho",
+            NhrpFlag::Nhop => "nhop",
+            NhrpFlag::Negative => "negative",
+            NhrpFlag::Local => "local",
+            NhrpFlag::NoSocket => "no-socket",
+        }
+    }
+}
+
+// ---------------------------------------------------------------- NHS
+
+/// One `show ip nhrp nhs detail` line.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct NhsEntry {
+    pub interface: String,
+    /// The NHS's tunnel address.
+    pub nhs: IpAddr,
+    pub nbma: Option<IpAddr>,
+    pub priority: u32,
+    pub cluster: u32,
+    pub state: NhsState,
+    pub requests_sent: u64,
+    pub requests_failed: u64,
+    pub replies_received: u64,
+    /// Seconds since the last reply.
+    #[serde(default)]
+    pub last_reply_secs: Option<u64>,
+}
+
+/// IOS's `E`/`R`/`W`/`D` letters.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct NhsState {
+    /// R: the NHS answers our registrations (it is up).
+    pub responding: bool,
+    /// E: a registration is outstanding.
+    pub expecting: bool,
+    /// W: waiting (e.g. for IPsec) before the first request.
+    pub waiting: bool,
+    /// D: learned dynamically rather than configured.
+    #[serde(default)]
+    pub dynamic: bool,
+}
+
+impl NhsState {
+    pub fn is_up(self) -> bool {
+        self.responding
+    }
+    /// Letters in IOS order, e.g. `RE`.
+    pub fn letters(self) -> String {
+        let mut s = String::new();
+        for (on, c) in [
+            (self.responding, 'R'),
+            (self.expecting, 'E'),
+            (self.waiting, 'W'),
+            (self.dynamic, 'D'),
+        ] {
+            if on {
+                s.push(c);
+            }
+        }
+        s
+    }
+}
+
+// ---------------------------------------------------------------- DMVPN
+
+/// One tunnel interface in `show dmvpn`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct DmvpnInterface {
+    pub interface: String,
+    pub role: DmvpnRole,
+    pub peers: Vec<DmvpnPeer>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DmvpnRole {
+    Hub,
+    Spoke,
+    HubSpoke,
+}
+
+/// All NHRP entries sharing one NBMA peer (`# Ent` is `entries.len()`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct DmvpnPeer {
+    pub nbma: IpAddr,
+    pub entries: Vec<DmvpnPeerEntry>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct DmvpnPeerEntry {
+    pub tunnel: IpAddr,
+    pub state: DmvpnState,
+    /// Seconds since the entry went up (or down).
+    pub updn_secs: u64,
+    pub attrs: Vec<DmvpnAttr>,
+}
+
+/// `State` column: how far the peer's tunnel got.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DmvpnState {
+    Up,
+    Down,
+    /// IPsec up, NHRP not yet.
+    Nhrp,
+    /// IKE phase 1 in progress.
+    Ike,
+    /// IKE done, IPsec SAs not yet.
+    Ipsec,
+}
+
+impl DmvpnState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DmvpnState::Up => "UP",
+            DmvpnState::Down => "DOWN",
+            DmvpnState::Nhrp => "NHRP",
+            DmvpnState::Ike => "IKE",
+            DmvpnState::Ipsec => "IPSEC",
+        }
+    }
+}
+
+/// `Attrb` letters of the IOS legend, printed in declaration order.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum DmvpnAttr {
+    /// S - Static
+    Static,
+    /// D - Dynamic
+    Dynamic,
+    /// I - Incomplete
+    Incomplete,
+    /// N - NATed
+    Nated,
+    /// L - Local
+    Local,
+    /// X - No Socket
+    NoSocket,
+    /// T1 - Route Installed
+    RouteInstalled,
+    /// T2 - Nexthop-override
+    NexthopOverride,
+    /// C - CTS Capable
+    CtsCapable,
+    /// I2 - Temporary
+    Temporary,
+}
+
+impl DmvpnAttr {
+    pub fn code(self) -> &'static str {
+        match self {
+            DmvpnAttr::Static => "S",
+            DmvpnAttr::Dynamic => "D",
+            DmvpnAttr::Incomplete => "I",
+            DmvpnAttr::Nated => "N",
+            DmvpnAttr::Local => "L",
+            DmvpnAttr::NoSocket => "X",
+            DmvpnAttr::RouteInstalled => "T1",
+            DmvpnAttr::NexthopOverride => "T2",
+            DmvpnAttr::CtsCapable => "C",
+            DmvpnAttr::Temporary => "I2",
+        }
+    }
+}
+
+// ---------------------------------------------------------------- ISAKMP
+
+/// One `show crypto isakmp sa` row.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct IsakmpSa {
+    pub dst: IpAddr,
+    pub src: IpAddr,
+    pub state: IsakmpState,
+    pub conn_id: u32,
+    pub status: SaStatus,
+    /// What `show crypto isakmp sa detail` adds, once phase 1 is done.
+    #[serde(default)]
+    pub details: Option<IsakmpDetails>,
+}
+
+/// Phase-1 state names as IOS prints them.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IsakmpState {
+    #[serde(rename = "MM_NO_STATE")]
+    MmNoState,
+    #[serde(rename = "MM_SA_SETUP")]
+    MmSaSetup,
+    #[serde(rename = "MM_KEY_EXCH")]
+    MmKeyExch,
+    #[serde(rename = "MM_ACTIVE")]
+    MmActive,
+    #[serde(rename = "AG_NO_STATE")]
+    AgNoState,
+    #[serde(rename = "AG_INIT_EXCH")]
+    AgInitExch,
+    #[serde(rename = "AG_AUTH")]
+    AgAuth,
+    #[serde(rename = "QM_IDLE")]
+    QmIdle,
+}
+
+impl IsakmpState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IsakmpState::MmNoState => "MM_NO_STATE",
+            IsakmpState::MmSaSetup => "MM_SA_SETUP",
+            IsakmpState::MmKeyExch => "MM_KEY_EXCH",
+            IsakmpState::MmActive => "MM_ACTIVE",
+            IsakmpState::AgNoState => "AG_NO_STATE",
+            IsakmpState::AgInitExch => "AG_INIT_EXCH",
+            IsakmpState::AgAuth => "AG_AUTH",
+            IsakmpState::QmIdle => "QM_IDLE",
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SaStatus {
+    Active,
+    Deleted,
+    Standby,
+}
+
+impl SaStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SaStatus::Active => "ACTIVE",
+            SaStatus::Deleted => "DELETED",
+            SaStatus::Standby => "STANDBY",
+        }
+    }
+}
+
+/// Negotiated phase-1 parameters, spelled as IOS's detail view does.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct IsakmpDetails {
+    /// `des`, `3des`, `aes`, `aes:256` …
+    pub encryption: String,
+    /// `md5`, `sha`, `sha256` …
+    pub hash: String,
+    /// `psk`, `rsig` …
+    pub auth: String,
+    pub dh_group: u16,
+    /// Seconds left before the SA expires.
+    pub lifetime_remaining_secs: u64,
+    /// DPD negotiated (cap `D`).
+    #[serde(default)]
+    pub dpd: bool,
+    /// NAT-T in use (cap `N`).
+    #[serde(default)]
+    pub nat_t: bool,
+    /// Aggressive Mode was used (IOS shows it only in debugs; kept for JSON).
+    #[serde(default)]
+    pub aggressive: bool,
+}
+
+// ---------------------------------------------------------------- IPsec
+
+/// `show crypto ipsec sa`, one block per (interface, peer, proxies).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct IpsecPeerSa {
+    pub interface: String,
+    /// `Crypto map tag:` — IOS names tunnel protection `Tunnel0-head-0`.
+    pub crypto_map_tag: String,
+    pub local_addr: IpAddr,
+    pub local_ident: ProxyIdent,
+    pub remote_ident: ProxyIdent,
+    pub current_peer: IpAddr,
+    /// IKE port of the peer (500, or 4500 after NAT-T).
+    pub peer_port: u16,
+    pub counters: IpsecCounters,
+    /// Path MTU toward the peer.
+    pub path_mtu: u32,
+    /// PFS group of the SAs, `None` without PFS.
+    #[serde(default)]
+    pub pfs_dh_group: Option<u16>,
+    pub inbound: Vec<EspSa>,
+    pub outbound: Vec<EspSa>,
+}
+
+/// `(addr/mask/prot/port)`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProxyIdent {
+    pub addr: IpAddr,
+    pub prefix_len: u8,
+    pub protocol: u8,
+    pub port: u16,
+}
+
+/// The `#pkts …` counters.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(default)]
+pub struct IpsecCounters {
+    pub encaps: u64,
+    pub encrypt: u64,
+    pub digest: u64,
+    pub decaps: u64,
+    pub decrypt: u64,
+    pub verify: u64,
+    pub compressed: u64,
+    pub decompressed: u64,
+    pub not_compressed: u64,
+    pub compr_failed: u64,
+    pub not_decompressed: u64,
+    pub decompress_failed: u64,
+    pub send_errors: u64,
+    pub recv_errors: u64,
+    /// Dropped by the anti-replay window.
+    pub replay_failed: u64,
+    /// Dropped on ICV (authentication) mismatch.
+    pub verify_failed: u64,
+}
+
+/// One ESP SA under `inbound esp sas:` / `outbound esp sas:`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct EspSa {
+    pub spi: u32,
+    /// IOS spelling, e.g. `esp-3des esp-md5-hmac`.
+    pub transform: String,
+    pub mode: EspMode,
+    pub conn_id: u32,
+    /// `sa timing: remaining key lifetime (k/sec): (KB/SECS)`.
+    pub remaining_kb: u64,
+    pub remaining_secs: u64,
+    pub iv_size: u8,
+    pub replay_detection: bool,
+    pub status: SaStatus,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum EspMode {
+    Transport,
+    Tunnel,
+}
+
+impl EspMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EspMode::Transport => "Transport",
+            EspMode::Tunnel => "Tunnel",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_wire_form() {
+        let r = Request::ClearCryptoSa {
+            peer: Some("172.16.0.2".parse().unwrap()),
+        };
+        let s = serde_json::to_string(&r).unwrap();
+        assert_eq!(s, r#"{"cmd":"clear_crypto_sa","peer":"172.16.0.2"}"#);
+        assert_eq!(
+            serde_json::to_string(&Request::ShowNhrp).unwrap(),
+            r#"{"cmd":"show_nhrp"}"#
+        );
+        // `peer` may be left out.
+        let r: Request = serde_json::from_str(r#"{"cmd":"clear_crypto_sa"}"#).unwrap();
+        assert_eq!(r, Request::ClearCryptoSa { peer: None });
+        let d = Request::Debug {
+            target: DebugTarget::CryptoIsakmp,
+            on: true,
+        };
+        assert_eq!(
+            serde_json::to_string(&d).unwrap(),
+            r#"{"cmd":"debug","target":"crypto_isakmp","on":true}"#
+        );
+    }
+
+    #[test]
+    fn response_wire_form() {
+        let r = Response::error("nope");
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"error":{"message":"nope"}}"#
+        );
+        let r = Response::Ok(Reply::Cleared { count: 3 });
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"ok":{"cleared":{"count":3}}}"#
+        );
+    }
+
+    #[test]
+    fn filter_directive() {
+        assert_eq!(
+            debug_filter("info", &[DebugTarget::Nhrp, DebugTarget::CryptoIpsec]),
+            "info,dmvpn::nhrp=debug,dmvpn::gre=debug,dmvpn::esp=debug"
+        );
+        assert_eq!(
+            debug_filter("", &[DebugTarget::CryptoIsakmp]),
+            "dmvpn::ike=debug"
+        );
+    }
+
+    #[test]
+    fn nhs_letters() {
+        let s = NhsState {
+            responding: true,
+            expecting: true,
+            ..Default::default()
+        };
+        assert_eq!(s.letters(), "RE");
+        assert!(s.is_up());
+    }
+}
