@@ -19,6 +19,8 @@ use zeroize::Zeroizing;
 
 const OURS: &str = "172.16.0.1";
 const THEIRS: &str = "172.16.0.2";
+/// Our address when behind the NAT router.
+const NATTED: &str = "10.0.0.1";
 const PSK: &str = "cisco123-interop";
 
 fn sh(cmd: &str) {
@@ -62,6 +64,44 @@ impl Lab {
              ip -n {ns}a addr add {OURS}/24 dev {ns}x && ip -n {ns}b addr add {THEIRS}/24 dev {ns}y && \
              ip -n {ns}a link set {ns}x up && ip -n {ns}b link set {ns}y up && \
              ip -n {ns}a link set lo up && ip -n {ns}b link set lo up"
+        ));
+        lab.start_charon(charon_conn)
+    }
+
+    /// Like `new`, but our namespace sits behind a masquerading router:
+    /// a 10.0.0.1 -- 10.0.0.254 r 172.16.0.254 (masquerade) -- 172.16.0.2 b.
+    fn new_nat(tag: &str, charon_conn: &str) -> Lab {
+        let ns = format!("dmike{}{}", std::process::id() % 100000, tag);
+        let lab = Lab {
+            ns: ns.clone(),
+            dir: tempfile::tempdir().unwrap(),
+            charon: None,
+            bg: vec![],
+        };
+        assert!(
+            Command::new("sh")
+                .arg("-c")
+                .arg("command -v nft")
+                .stdout(Stdio::null())
+                .status()
+                .unwrap()
+                .success(),
+            "nft missing: install nftables"
+        );
+        sh(&format!(
+            "ip netns add {ns}a && ip netns add {ns}r && ip netns add {ns}b && \
+             ip link add {ns}x netns {ns}a type veth peer name {ns}p netns {ns}r && \
+             ip link add {ns}q netns {ns}r type veth peer name {ns}y netns {ns}b && \
+             ip -n {ns}a addr add {NATTED}/24 dev {ns}x && ip -n {ns}r addr add 10.0.0.254/24 dev {ns}p && \
+             ip -n {ns}r addr add 172.16.0.254/24 dev {ns}q && ip -n {ns}b addr add {THEIRS}/24 dev {ns}y && \
+             for n in a r b; do ip -n {ns}$n link set lo up; done && \
+             ip -n {ns}a link set {ns}x up && ip -n {ns}r link set {ns}p up && \
+             ip -n {ns}r link set {ns}q up && ip -n {ns}b link set {ns}y up && \
+             ip -n {ns}a route add default via 10.0.0.254 && \
+             ip netns exec {ns}r sysctl -qw net.ipv4.ip_forward=1 && \
+             ip netns exec {ns}r nft add table ip nat && \
+             ip netns exec {ns}r nft add chain ip nat post '{{ type nat hook postrouting priority 100 ; }}' && \
+             ip netns exec {ns}r nft add rule ip nat post oifname {ns}q masquerade"
         ));
         lab.start_charon(charon_conn)
     }
@@ -157,7 +197,9 @@ impl Drop for Lab {
         let ns = &self.ns;
         let _ = Command::new("sh")
             .arg("-c")
-            .arg(format!("ip netns del {ns}a; ip netns del {ns}b"))
+            .arg(format!(
+                "ip netns del {ns}a; ip netns del {ns}b; ip netns del {ns}r 2>/dev/null"
+            ))
             .status();
     }
 }
@@ -205,6 +247,7 @@ struct Run {
 #[allow(clippy::type_complexity)]
 fn run_engine(
     ns: String,
+    ours: &'static str,
     cfg: EngineConfig,
     initiate: bool,
     done: fn(&[Event]) -> bool,
@@ -217,8 +260,8 @@ fn run_engine(
             0,
             "setns"
         );
-        let local: SocketAddr = format!("{OURS}:500").parse().unwrap();
-        let local4500: SocketAddr = format!("{OURS}:4500").parse().unwrap();
+        let local: SocketAddr = format!("{ours}:500").parse().unwrap();
+        let local4500: SocketAddr = format!("{ours}:4500").parse().unwrap();
         let remote: SocketAddr = format!("{THEIRS}:500").parse().unwrap();
         let s500 = UdpSocket::bind(local).unwrap();
         let s4500 = UdpSocket::bind(local4500).unwrap();
@@ -320,11 +363,15 @@ fn swanctl_conf(ike: &str, esp: &str, aggressive: bool) -> String {
 }
 
 fn swanctl_conf_extra(ike: &str, esp: &str, aggressive: bool, extra: &str) -> String {
+    swanctl_conf_full(ike, esp, aggressive, extra, OURS)
+}
+
+fn swanctl_conf_full(ike: &str, esp: &str, aggressive: bool, extra: &str, remote: &str) -> String {
     format!(
-        "connections {{\n  gre {{\n    version = 1\n    {extra}\n    aggressive = {}\n    local_addrs = {THEIRS}\n    remote_addrs = {OURS}\n    proposals = {ike}\n    \
+        "connections {{\n  gre {{\n    version = 1\n    {extra}\n    aggressive = {}\n    local_addrs = {THEIRS}\n    remote_addrs = {remote}\n    proposals = {ike}\n    \
          local {{\n      auth = psk\n    }}\n    remote {{\n      auth = psk\n    }}\n    \
          children {{\n      gre {{\n        mode = transport\n        local_ts = dynamic[gre]\n        remote_ts = dynamic[gre]\n        esp_proposals = {esp}\n      }}\n    }}\n  }}\n}}\n\
-         secrets {{\n  ike-1 {{\n    id-1 = {OURS}\n    secret = \"{PSK}\"\n  }}\n}}\n",
+         secrets {{\n  ike-1 {{\n    secret = \"{PSK}\"\n  }}\n}}\n",
         if aggressive { "yes" } else { "no" }
     )
 }
@@ -341,6 +388,7 @@ fn we_initiate(tag: &str, cfg: EngineConfig, ike: &str, esp: &str, aggressive: b
     let lab = Lab::new(tag, &swanctl_conf(ike, esp, aggressive));
     let run = run_engine(
         format!("{}a", lab.ns),
+        OURS,
         cfg,
         true,
         |ev| {
@@ -445,6 +493,7 @@ fn strongswan_initiates_main_mode_ecp384_pfs_modp1536() {
     cfg.pfs = Some(GroupId::Modp1536);
     let run = run_engine(
         format!("{}a", lab.ns),
+        OURS,
         cfg,
         false,
         |_| false,
@@ -523,6 +572,7 @@ fn strongswan_forced_nat_t_and_dpd() {
     });
     let run = run_engine(
         format!("{}a", lab.ns),
+        OURS,
         cfg,
         true,
         |_| false,
@@ -557,4 +607,56 @@ fn strongswan_forced_nat_t_and_dpd() {
         log.contains("parsed INFORMATIONAL_V1 request") && log.contains("[ HASH N(DPD_ACK) ]"),
         "{log}"
     );
+}
+
+/// A real NAT (nftables masquerade) between us and charon: both sides
+/// detect it from NAT-D, we float to 4500, keys still agree.
+#[test]
+fn strongswan_behind_real_nat() {
+    let lab = Lab::new_nat(
+        "t",
+        &swanctl_conf_full(
+            "aes256-sha1-modp2048",
+            "aes256-sha1",
+            false,
+            "",
+            "172.16.0.254",
+        ),
+    );
+    let cfg = our_cfg(
+        EncrAlg::Aes256,
+        HashAlg::Sha1,
+        GroupId::Modp2048,
+        EspTransform {
+            encr: EspEncr::AesCbc(256),
+            integ: Some(HashAlg::Sha1),
+        },
+        false,
+    );
+    let run = run_engine(
+        format!("{}a", lab.ns),
+        NATTED,
+        cfg,
+        true,
+        |ev| {
+            ev.iter()
+                .any(|e| matches!(e, Event::ChildSaDeleted { .. } | Event::Phase2Failed { .. }))
+        },
+        Duration::from_secs(10),
+    );
+    let log = lab.log();
+    let c = child(&run.events).unwrap_or_else(|| panic!("no child SA: {:?}\n{log}", run.events));
+    assert_eq!(
+        c.encapsulation,
+        Encapsulation::Udp {
+            local_port: 4500,
+            remote_port: 4500
+        },
+        "{log}"
+    );
+    assert!(log.contains("remote host is behind NAT"), "{log}");
+    let ei = charon_value(&log, "encryption initiator key").expect("enc i");
+    let ii = charon_value(&log, "integrity initiator key").expect("int i");
+    assert_eq!(hex::encode(&*c.outbound.encryption), hex::encode(&ei));
+    assert_eq!(hex::encode(&*c.outbound.integrity), hex::encode(&ii));
 }

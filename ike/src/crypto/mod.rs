@@ -31,7 +31,7 @@ pub enum CryptoError {
 pub trait Prf {
     /// Output length in bytes.
     fn output_len(&self) -> usize;
-    /// prf(key, data[0] | data[1] | ...)
+    /// `prf(key, data[0] | data[1] | ...)`
     fn prf(&self, key: &[u8], data: &[&[u8]]) -> Zeroizing<Vec<u8>>;
 }
 
