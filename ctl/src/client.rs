@@ -91,3 +91,22 @@ pub fn request_with_timeout(
         detail: e.to_string(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permission_hint() {
+        let e = ClientError::Connect {
+            path: DEFAULT_SOCKET_PATH.into(),
+            source: io::Error::from(io::ErrorKind::PermissionDenied),
+        };
+        assert_eq!(
+            e.to_string(),
+            "cannot reach dmvpnd at /run/dmvpn/dmvpnd.sock: permission denied (run as root or a member of the control group)"
+        );
+    }
+
+    const DEFAULT_SOCKET_PATH: &str = crate::proto::DEFAULT_SOCKET;
+}

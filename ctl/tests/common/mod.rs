@@ -255,3 +255,50 @@ pub fn ipsec() -> Vec<IpsecPeerSa> {
         outbound: vec![esp(0xEA8C83C1, 5548, 4607998, 98)],
     }]
 }
+
+/// What the test daemon answers: fixtures for `show`, echoes for the rest.
+pub fn answer(req: Request) -> Response {
+    Response::Ok(match req {
+        Request::ShowNhrp => Reply::Nhrp(nhrp()),
+        Request::ShowNhrpNhs => Reply::NhrpNhs(nhs()),
+        Request::ShowDmvpn => Reply::Dmvpn(dmvpn()),
+        Request::ShowCryptoIsakmpSa => Reply::IsakmpSa(isakmp()),
+        Request::ShowCryptoIpsecSa => Reply::IpsecSa(ipsec()),
+        Request::ClearNhrp => Reply::Cleared { count: 2 },
+        Request::ClearCryptoSa { peer: None } => Reply::Cleared { count: 3 },
+        Request::ClearCryptoSa { peer: Some(p) } if p == ip("172.16.0.1") => {
+            Reply::Cleared { count: 1 }
+        }
+        Request::ClearCryptoSa { peer: Some(p) } => {
+            return Response::error(format!("no SA with peer {p}"));
+        }
+        Request::Debug { target, on } => Reply::Debug { target, on },
+    })
+}
+
+/// A control server on a socket in a fresh temporary directory, served by
+/// its own runtime's worker thread (so the test thread may block).
+pub struct TestServer {
+    pub rt: tokio::runtime::Runtime,
+    pub dir: tempfile::TempDir,
+    pub path: std::path::PathBuf,
+}
+
+pub fn start<H: dmvpn_ctl::server::Handler>(handler: H) -> TestServer {
+    use dmvpn_ctl::server::{ControlSocket, SocketOptions, serve};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // A parent that does not exist yet: bind creates it.
+    let path = dir.path().join("run/dmvpnd.sock");
+    let socket = ControlSocket::bind(&SocketOptions::new(&path)).unwrap();
+    rt.spawn(serve(socket, handler));
+    TestServer { rt, dir, path }
+}
+
+pub fn start_fixture() -> TestServer {
+    start(dmvpn_ctl::server::FnHandler(answer))
+}

@@ -1,0 +1,199 @@
+//! `dmvpnctl` as an operator runs it, against an in-process control server.
+
+mod common;
+
+use dmvpn_ctl::proto::{Reply, Request, Response};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn run(socket: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dmvpnctl"))
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .output()
+        .expect("run dmvpnctl")
+}
+
+fn ok_stdout(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "status {:?}, stderr {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn golden(name: &str) -> String {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
+    std::fs::read_to_string(p).unwrap()
+}
+
+#[test]
+fn show_commands_print_ios_text() {
+    let srv = common::start_fixture();
+    let cases: [(&[&str], &str); 9] = [
+        (&["show", "nhrp"], "show_ip_nhrp.txt"),
+        (&["show", "ip", "nhrp"], "show_ip_nhrp.txt"),
+        (&["sh", "ip", "nhrp"], "show_ip_nhrp.txt"),
+        (&["show", "nhrp", "nhs"], "show_ip_nhrp_nhs.txt"),
+        (&["show", "ip", "nhrp", "nhs"], "show_ip_nhrp_nhs.txt"),
+        (&["show", "dmvpn"], "show_dmvpn.txt"),
+        (
+            &["show", "crypto", "isakmp", "sa"],
+            "show_crypto_isakmp_sa.txt",
+        ),
+        (
+            &["show", "crypto", "ipsec", "sa"],
+            "show_crypto_ipsec_sa.txt",
+        ),
+        // Options may also follow the command.
+        (
+            &["show", "dmvpn", "--socket", srv.path.to_str().unwrap()],
+            "show_dmvpn.txt",
+        ),
+    ];
+    for (args, file) in cases {
+        let out = run(&srv.path, args);
+        assert_eq!(ok_stdout(&out), golden(file), "{args:?}");
+    }
+}
+
+#[test]
+fn json_output_is_the_response() {
+    let srv = common::start_fixture();
+    for (args, req) in [
+        (&["--json", "show", "ip", "nhrp"][..], Request::ShowNhrp),
+        (
+            &["show", "crypto", "ipsec", "sa", "--json"][..],
+            Request::ShowCryptoIpsecSa,
+        ),
+        (&["--json", "clear", "nhrp"][..], Request::ClearNhrp),
+    ] {
+        let text = ok_stdout(&run(&srv.path, args));
+        let got: Response = serde_json::from_str(&text).unwrap();
+        assert_eq!(got, common::answer(req), "{args:?}");
+    }
+}
+
+#[test]
+fn clear_and_debug() {
+    let srv = common::start_fixture();
+    // IOS prints nothing for clear.
+    assert_eq!(ok_stdout(&run(&srv.path, &["clear", "nhrp"])), "");
+    assert_eq!(ok_stdout(&run(&srv.path, &["clear", "ip", "nhrp"])), "");
+    assert_eq!(ok_stdout(&run(&srv.path, &["clear", "crypto", "sa"])), "");
+    assert_eq!(
+        ok_stdout(&run(
+            &srv.path,
+            &["clear", "crypto", "sa", "peer", "172.16.0.1"]
+        )),
+        ""
+    );
+    assert_eq!(
+        ok_stdout(&run(&srv.path, &["clear", "crypto", "sa", "172.16.0.1"])),
+        ""
+    );
+    // dmvpnd refusing is one line and exit 1.
+    let out = run(&srv.path, &["clear", "crypto", "sa", "172.16.0.99"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        "dmvpnctl: dmvpnd: no SA with peer 172.16.0.99\n"
+    );
+    // A bad address never reaches the daemon.
+    let out = run(&srv.path, &["clear", "crypto", "sa", "peer", "nonsense"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        "dmvpnctl: `nonsense` is not an IP address\n"
+    );
+
+    for (args, want) in [
+        (&["debug", "nhrp"][..], "NHRP protocol debugging is on\n"),
+        (
+            &["debug", "crypto", "isakmp"][..],
+            "Crypto ISAKMP debugging is on\n",
+        ),
+        (
+            &["debug", "crypto", "ipsec"][..],
+            "Crypto IPSEC debugging is on\n",
+        ),
+        (
+            &["debug", "nhrp", "off"][..],
+            "NHRP protocol debugging is off\n",
+        ),
+        (
+            &["undebug", "crypto", "isakmp"][..],
+            "Crypto ISAKMP debugging is off\n",
+        ),
+        (
+            &["no", "debug", "crypto", "ipsec"][..],
+            "Crypto IPSEC debugging is off\n",
+        ),
+        (
+            &["undebug", "all"][..],
+            "NHRP protocol debugging is off\nCrypto ISAKMP debugging is off\nCrypto IPSEC debugging is off\n",
+        ),
+    ] {
+        assert_eq!(ok_stdout(&run(&srv.path, args)), want, "{args:?}");
+    }
+    let out = run(&srv.path, &["debug", "bgp"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8(out.stderr)
+            .unwrap()
+            .starts_with("dmvpnctl: unknown debug area `bgp`")
+    );
+    let out = run(&srv.path, &["--json", "debug", "nhrp"]);
+    let got: Response = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        got,
+        Response::Ok(Reply::Debug {
+            target: dmvpn_ctl::proto::DebugTarget::Nhrp,
+            on: true
+        })
+    );
+}
+
+#[test]
+fn daemon_not_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dmvpnd.sock");
+    let out = run(&path, &["show", "dmvpn"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        format!(
+            "dmvpnctl: cannot reach dmvpnd at {}: no such file (is dmvpnd running? use --socket PATH)\n",
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn default_socket_and_help() {
+    let out = Command::new(env!("CARGO_BIN_EXE_dmvpnctl"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    assert!(help.contains("/run/dmvpn/dmvpnd.sock"), "{help}");
+    for cmd in ["show", "clear", "debug", "undebug", "import-ios"] {
+        assert!(help.contains(cmd), "{cmd} missing from {help}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_dmvpnctl"))
+        .args(["show", "crypto", "--help"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8(out.stdout).unwrap().contains("isakmp"));
+}
