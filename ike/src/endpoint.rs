@@ -989,7 +989,10 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
     pub fn handle_timeout(&mut self, now: Instant) {
         let ids: Vec<SaId> = self.sas.keys().copied().collect();
         for id in ids {
-            self.p1_timers(now, id);
+            // An earlier SA's timers may have purged this one (dead peer).
+            if self.sas.contains_key(&id) {
+                self.p1_timers(now, id);
+            }
         }
         // Child SA rekey (soft) and expiry (hard).
         let due: Vec<u32> = self
@@ -999,7 +1002,9 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             .map(|(s, _)| *s)
             .collect();
         for spi in due {
-            let c = self.children.get_mut(&spi).expect("listed");
+            let Some(c) = self.children.get_mut(&spi) else {
+                continue;
+            };
             if c.hard <= now {
                 let c = self.children.remove(&spi).expect("listed");
                 self.send_delete_esp(now, c.remote, spi);

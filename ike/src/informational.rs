@@ -158,6 +158,10 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             }
         }
         for (x, _) in p.into_iter().skip(1) {
+            // A delete earlier in the same message may have removed the SA.
+            if !self.sas.contains_key(&id) {
+                break;
+            }
             match x {
                 Payload::Notify(n) => self.on_notify(now, id, n),
                 Payload::Delete(d) => self.on_delete(id, d),

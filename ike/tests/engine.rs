@@ -949,3 +949,108 @@ fn repeated_requests_are_deduplicated_and_listed() {
     assert!(infos.iter().all(|i| i.rekey_at.unwrap() < i.expires));
     assert!(net.b.ep.child_sas().iter().all(|i| i.rekey_at.is_none()));
 }
+
+#[test]
+fn dpd_dead_peer_with_two_phase1_sas() {
+    let mut cfg = seed_cfg();
+    cfg.sa_lifetime_secs = 3600;
+    cfg.dpd = Some(DpdConfig {
+        interval: Duration::from_secs(10),
+        retry: Duration::from_secs(2),
+        max_retries: 3,
+    });
+    let mut net = Net::new(cfg.clone(), cfg);
+    // Both sides initiate: two phase 1 SAs between the same peers.
+    net.initiate();
+    let req = Phase2Request {
+        local_proxy: None,
+        remote_proxy: None,
+    };
+    let (l, r) = (
+        SocketAddr::new(net.b.addr, 500),
+        SocketAddr::new(net.a.addr, 500),
+    );
+    net.b.ep.initiate_phase2(net.now, l, r, req).unwrap();
+    net.pump();
+    assert_eq!(net.a.ep.isakmp_sas().len(), 2);
+    net.filter = Box::new(|_, _, _| false);
+    net.run_for(Duration::from_secs(60));
+    assert!(count(&net.a, |e| matches!(e, Event::PeerDead { .. })) >= 1);
+    assert!(net.a.ep.isakmp_sas().is_empty());
+    assert!(net.a.ep.child_spis().is_empty());
+}
+
+/// Loss, replays, deletes, rekeys and DPD for hours of virtual time: no
+/// panic, and once the network heals the peers converge again.
+#[test]
+fn chaos_then_convergence() {
+    use rand_core::RngCore;
+    for seed in 0..4u64 {
+        let mut cfg = seed_cfg();
+        cfg.sa_lifetime_secs = 200;
+        cfg.policies[0].lifetime = 900;
+        cfg.dpd = Some(DpdConfig {
+            interval: Duration::from_secs(30),
+            retry: Duration::from_secs(5),
+            max_retries: 3,
+        });
+        let mut net = Net::new(cfg.clone(), cfg);
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let drop_rng = std::rc::Rc::new(std::cell::RefCell::new(ChaCha20Rng::seed_from_u64(
+            seed + 100,
+        )));
+        let d = drop_rng.clone();
+        net.filter = Box::new(move |_, _, _| d.borrow_mut().next_u32() % 4 != 0);
+        for step in 0..300 {
+            match rng.next_u32() % 6 {
+                0 => net.initiate(),
+                1 => {
+                    if let Some(spi) = net.a.ep.child_spis().first().copied() {
+                        let now = net.now;
+                        net.a.ep.delete_child(now, spi);
+                    }
+                }
+                2 if !net.log.is_empty() => {
+                    // Replay an old datagram to its receiver.
+                    let (from_a, t) = net.log[rng.next_u32() as usize % net.log.len()].clone();
+                    let now = net.now;
+                    let _ = if from_a {
+                        net.b.ep.handle(now, t.remote, t.local, &t.payload)
+                    } else {
+                        net.a.ep.handle(now, t.remote, t.local, &t.payload)
+                    };
+                }
+                3 if step % 50 == 0 => {
+                    let now = net.now;
+                    let peer = net.b.addr;
+                    net.a.ep.delete_peer(now, peer);
+                }
+                _ => {}
+            }
+            net.run_for(Duration::from_secs(rng.next_u32() as u64 % 40));
+        }
+        // Heal the network; stale SAs whose deletes were lost expire.
+        net.filter = Box::new(|_, _, _| true);
+        net.run_for(Duration::from_secs(300));
+        net.initiate();
+        net.run_for(Duration::from_secs(30));
+        let a = net.a.ep.child_sas();
+        let b = net.b.ep.child_sas();
+        assert!(!a.is_empty(), "seed {seed}: no SA on A");
+        for x in &a {
+            assert!(
+                b.iter()
+                    .any(|y| y.outbound_spi == x.inbound_spi && y.inbound_spi == x.outbound_spi),
+                "seed {seed}: {:#x} unpaired",
+                x.inbound_spi
+            );
+        }
+        for y in &b {
+            assert!(
+                a.iter().any(|x| x.outbound_spi == y.inbound_spi),
+                "seed {seed}: B's {:#x} unpaired",
+                y.inbound_spi
+            );
+        }
+    }
+}
