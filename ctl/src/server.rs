@@ -54,6 +54,15 @@ impl SocketOptions {
         }
     }
 
+    /// The `[control]` section of dmvpnd's configuration.
+    pub fn from_config(c: &dmvpn_config::Control) -> Self {
+        SocketOptions {
+            path: c.socket.clone(),
+            mode: Some(c.mode.0),
+            group: c.group.clone(),
+        }
+    }
+
     pub fn effective_mode(&self) -> u32 {
         self.mode
             .unwrap_or(if self.group.is_some() { 0o660 } else { 0o600 })

@@ -197,3 +197,32 @@ fn default_socket_and_help() {
         .unwrap();
     assert!(String::from_utf8(out.stdout).unwrap().contains("isakmp"));
 }
+
+/// The systemd unit runs the documented command with the privileges the
+/// data plane needs and no option that would hide TUN or the interfaces.
+#[test]
+fn systemd_unit() {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../contrib/dmvpnd.service");
+    let unit = std::fs::read_to_string(p).unwrap();
+    let lines: Vec<&str> = unit.lines().map(str::trim).collect();
+    for want in [
+        "ExecStart=/usr/local/sbin/dmvpnd --config /etc/dmvpn/dmvpnd.toml",
+        "RuntimeDirectory=dmvpn",
+        "Restart=on-failure",
+        "DeviceAllow=/dev/net/tun rw",
+    ] {
+        assert!(lines.contains(&want), "missing {want}");
+    }
+    let caps = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("AmbientCapabilities="))
+        .unwrap();
+    for cap in ["CAP_NET_ADMIN", "CAP_NET_RAW"] {
+        assert!(caps.split_whitespace().any(|c| c == cap), "{cap}");
+    }
+    for bad in ["PrivateDevices=yes", "PrivateNetwork=yes"] {
+        assert!(!lines.contains(&bad), "{bad} breaks TUN/raw sockets");
+    }
+    // The socket dmvpnctl looks for by default lives in RuntimeDirectory.
+    assert!(dmvpn_ctl::proto::DEFAULT_SOCKET.starts_with("/run/dmvpn/"));
+}

@@ -92,3 +92,23 @@ fn time_and_spi_formats() {
     assert_eq!(render::spi(0xEA8C83C1), "0xEA8C83C1(3935077313)");
     assert_eq!(render::spi(0x45), "0x00000045(69)");
 }
+
+/// docs/operations.md shows these very outputs.
+#[test]
+fn operations_doc_matches() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let doc = std::fs::read_to_string(root.join("../docs/operations.md")).unwrap();
+    for f in [
+        "show_ip_nhrp.txt",
+        "show_ip_nhrp_nhs.txt",
+        "show_dmvpn.txt",
+        "show_crypto_isakmp_sa.txt",
+        "show_crypto_ipsec_sa.txt",
+    ] {
+        let text = std::fs::read_to_string(root.join("tests/golden").join(f)).unwrap();
+        assert!(
+            doc.contains(&format!("```\n{text}```\n")),
+            "{f} not in operations.md"
+        );
+    }
+}

@@ -237,3 +237,20 @@ fn client_errors_say_what_to_do() {
     );
     t.join().unwrap();
 }
+
+#[test]
+fn options_from_config() {
+    let c = dmvpn_config::Control {
+        socket: "/run/x/ctl.sock".into(),
+        mode: dmvpn_config::types::FileMode(0o660),
+        group: Some("dmvpn".into()),
+    };
+    let o = SocketOptions::from_config(&c);
+    assert_eq!(o.path, std::path::PathBuf::from("/run/x/ctl.sock"));
+    assert_eq!(o.effective_mode(), 0o660);
+    assert_eq!(o.group.as_deref(), Some("dmvpn"));
+    assert_eq!(
+        SocketOptions::from_config(&dmvpn_config::Control::default()).effective_mode(),
+        0o600
+    );
+}
