@@ -14,6 +14,12 @@ pub const DEFAULT_SOCKET: &str = "/run/dmvpn/dmvpnd.sock";
 /// Longest request line the server accepts (bytes, newline excluded).
 pub const MAX_REQUEST_LEN: usize = 64 * 1024;
 
+/// Parses one request line (surrounding blanks ignored). The error text is
+/// what the server sends back.
+pub fn parse_request(line: &[u8]) -> Result<Request, String> {
+    serde_json::from_slice(line.trim_ascii()).map_err(|e| format!("bad request: {e}"))
+}
+
 /// One operator command.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(tag = "cmd", rename_all = "snake_case")]

@@ -20,7 +20,7 @@
 //! # }
 //! ```
 
-use crate::proto::{MAX_REQUEST_LEN, Request, Response};
+use crate::proto::{MAX_REQUEST_LEN, Request, Response, parse_request};
 use std::future::Future;
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
@@ -353,12 +353,12 @@ async fn connection<H: Handler>(stream: tokio::net::UnixStream, handler: &H) {
         }
         let text = line.trim_ascii();
         if !text.is_empty() {
-            let resp = match serde_json::from_slice::<Request>(text) {
+            let resp = match parse_request(text) {
                 Ok(req) => {
                     tracing::debug!(target: "dmvpn::ctl", "control request {req:?}");
                     handler.handle(req).await
                 }
-                Err(e) => Response::error(format!("bad request: {e}")),
+                Err(e) => Response::error(e),
             };
             if write_response(&mut wr, &resp).await.is_err() {
                 return;

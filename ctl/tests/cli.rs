@@ -226,3 +226,63 @@ fn systemd_unit() {
     // The socket dmvpnctl looks for by default lives in RuntimeDirectory.
     assert!(dmvpn_ctl::proto::DEFAULT_SOCKET.starts_with("/run/dmvpn/"));
 }
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// dmvpnctl run as uid 65534 (nobody) with the given gid and no other groups.
+fn run_as_nobody(gid: u32, socket: &Path, args: &[&str]) -> Output {
+    Command::new("setpriv")
+        .arg("--reuid=65534")
+        .arg(format!("--regid={gid}"))
+        .arg("--clear-groups")
+        .arg(env!("CARGO_BIN_EXE_dmvpnctl"))
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .output()
+        .expect("run setpriv (util-linux)")
+}
+
+/// Mode 0600 keeps other users out, with a message saying why; a socket
+/// given to a group lets that group's members in.
+#[test]
+fn other_users_are_refused_group_members_are_not() {
+    use std::os::unix::fs::PermissionsExt;
+    let srv = common::start_fixture();
+    // Only the socket's own mode may stand in the way.
+    for d in [srv.dir.path(), srv.path.parent().unwrap()] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let out = if is_root() {
+        run_as_nobody(65534, &srv.path, &["show", "dmvpn"])
+    } else {
+        // Not root: make the socket unusable even to its owner.
+        std::fs::set_permissions(&srv.path, std::fs::Permissions::from_mode(0o000)).unwrap();
+        run(&srv.path, &["show", "dmvpn"])
+    };
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        format!(
+            "dmvpnctl: cannot reach dmvpnd at {}: permission denied (run as root or a member of the control group)\n",
+            srv.path.display()
+        )
+    );
+
+    if is_root() {
+        let srv = common::start_with(
+            dmvpn_ctl::server::FnHandler(common::answer),
+            Some("65533".into()),
+        );
+        for d in [srv.dir.path(), srv.path.parent().unwrap()] {
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let out = run_as_nobody(65533, &srv.path, &["show", "dmvpn"]);
+        assert_eq!(ok_stdout(&out), golden("show_dmvpn.txt"));
+        let out = run_as_nobody(65534, &srv.path, &["show", "dmvpn"]);
+        assert_eq!(out.status.code(), Some(2));
+    }
+}

@@ -254,3 +254,25 @@ fn options_from_config() {
         0o600
     );
 }
+
+/// More clients than the server serves at once: all are answered.
+#[test]
+fn many_clients_at_once() {
+    let srv = common::start_fixture();
+    let path = std::sync::Arc::new(srv.path.clone());
+    let threads: Vec<_> = (0..48)
+        .map(|i| {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                let reqs = all_requests();
+                for k in 0..5 {
+                    let req = reqs[(i + k) % reqs.len()];
+                    assert_eq!(client::request(&path, &req).unwrap(), common::answer(req));
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}

@@ -285,6 +285,11 @@ pub struct TestServer {
 }
 
 pub fn start<H: dmvpn_ctl::server::Handler>(handler: H) -> TestServer {
+    start_with(handler, None)
+}
+
+/// Like [`start`], with the socket given to `group` (mode 0660).
+pub fn start_with<H: dmvpn_ctl::server::Handler>(handler: H, group: Option<String>) -> TestServer {
     use dmvpn_ctl::server::{ControlSocket, SocketOptions, serve};
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -294,7 +299,9 @@ pub fn start<H: dmvpn_ctl::server::Handler>(handler: H) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     // A parent that does not exist yet: bind creates it.
     let path = dir.path().join("run/dmvpnd.sock");
-    let socket = ControlSocket::bind(&SocketOptions::new(&path)).unwrap();
+    let mut opts = SocketOptions::new(&path);
+    opts.group = group;
+    let socket = ControlSocket::bind(&opts).unwrap();
     rt.spawn(serve(socket, handler));
     TestServer { rt, dir, path }
 }
