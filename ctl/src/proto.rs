@@ -99,6 +99,44 @@ pub fn debug_filter<'a>(base: &str, on: impl IntoIterator<Item = &'a DebugTarget
     s
 }
 
+/// Which `debug` switches are on, on top of the configured log filter.
+/// dmvpnd keeps one and reloads its `EnvFilter` with [`DebugSwitches::filter`]
+/// after every `debug` request.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct DebugSwitches {
+    base: String,
+    on: std::collections::BTreeSet<DebugTarget>,
+}
+
+impl DebugSwitches {
+    /// `base` is the configured filter (`[log] filter`, e.g. `info`).
+    pub fn new(base: impl Into<String>) -> Self {
+        DebugSwitches {
+            base: base.into(),
+            on: Default::default(),
+        }
+    }
+
+    /// Flips one switch and returns the reply for the client.
+    pub fn set(&mut self, target: DebugTarget, on: bool) -> Reply {
+        if on {
+            self.on.insert(target);
+        } else {
+            self.on.remove(&target);
+        }
+        Reply::Debug { target, on }
+    }
+
+    pub fn is_on(&self, target: DebugTarget) -> bool {
+        self.on.contains(&target)
+    }
+
+    /// The filter directive to load now.
+    pub fn filter(&self) -> String {
+        debug_filter(&self.base, &self.on)
+    }
+}
+
 /// dmvpnd's answer.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "snake_case")]
@@ -620,6 +658,29 @@ mod tests {
             debug_filter("", &[DebugTarget::CryptoIsakmp]),
             "dmvpn::ike=debug"
         );
+    }
+
+    #[test]
+    fn debug_switches() {
+        let mut d = DebugSwitches::new("info");
+        assert_eq!(d.filter(), "info");
+        assert_eq!(
+            d.set(DebugTarget::CryptoIpsec, true),
+            Reply::Debug {
+                target: DebugTarget::CryptoIpsec,
+                on: true
+            }
+        );
+        d.set(DebugTarget::Nhrp, true);
+        assert_eq!(
+            d.filter(),
+            "info,dmvpn::nhrp=debug,dmvpn::gre=debug,dmvpn::esp=debug"
+        );
+        d.set(DebugTarget::Nhrp, false);
+        d.set(DebugTarget::CryptoIsakmp, false);
+        assert!(!d.is_on(DebugTarget::Nhrp));
+        assert!(d.is_on(DebugTarget::CryptoIpsec));
+        assert_eq!(d.filter(), "info,dmvpn::esp=debug");
     }
 
     #[test]
