@@ -385,8 +385,10 @@ pub fn decode_p2(t: &Transform) -> Option<OfferedP2> {
     })
 }
 
+/// Encode a phase 2 transform in the attribute order IOS uses: encaps,
+/// lifetimes (seconds, kilobytes), authenticator, key length, group.
 pub fn encode_p2(number: u8, o: &OfferedP2) -> Transform {
-    let mut a = vec![];
+    let mut a = vec![Attribute::basic(p2attr::ENCAPSULATION, o.encap)];
     if let Some(s) = o.life_secs {
         a.push(Attribute::basic(p2attr::LIFE_TYPE, life::SECONDS));
         a.push(Attribute::number(p2attr::LIFE_DURATION, s));
@@ -395,21 +397,66 @@ pub fn encode_p2(number: u8, o: &OfferedP2) -> Transform {
         a.push(Attribute::basic(p2attr::LIFE_TYPE, life::KILOBYTES));
         a.push(Attribute::number(p2attr::LIFE_DURATION, k));
     }
-    if let Some(g) = o.group {
-        a.push(Attribute::basic(p2attr::GROUP, g.ike_id()));
-    }
-    a.push(Attribute::basic(p2attr::ENCAPSULATION, o.encap));
     if let Some(h) = o.esp.integ {
         a.push(Attribute::basic(p2attr::AUTH, h.esp_auth_id()));
     }
     if let Some(b) = o.esp.encr.key_bits() {
         a.push(Attribute::basic(p2attr::KEY_LENGTH, b));
     }
+    if let Some(g) = o.group {
+        a.push(Attribute::basic(p2attr::GROUP, g.ike_id()));
+    }
     Transform {
         number,
         transform_id: o.esp.encr.transform_id(),
         attributes: a,
     }
+}
+
+/// IOS `debug crypto isakmp` lines for a phase 2 transform's attributes.
+pub fn describe_p2(t: &Transform) -> Vec<String> {
+    use crate::wire::AttrValue;
+    let mut out = vec![];
+    for a in &t.attributes {
+        let v = a.as_u64().unwrap_or(0);
+        match a.ty {
+            p2attr::ENCAPSULATION => out.push(format!("encaps is {v}")),
+            p2attr::LIFE_TYPE => {
+                out.push(
+                    if v == life::KILOBYTES as u64 {
+                        "SA life type in kilobytes"
+                    } else {
+                        "SA life type in seconds"
+                    }
+                    .to_string(),
+                );
+            }
+            p2attr::LIFE_DURATION => match &a.value {
+                AttrValue::Basic(b) => out.push(format!("SA life duration (basic) of {b}")),
+                AttrValue::Variable(bytes) => out.push(format!(
+                    "SA life duration (VPI) of {}",
+                    bytes
+                        .iter()
+                        .map(|x| format!("{x:#x}"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                )),
+            },
+            p2attr::AUTH => out.push(format!(
+                "authenticator is HMAC-{}",
+                match HashAlg::from_esp_auth(v) {
+                    Some(HashAlg::Md5) => "MD5".to_string(),
+                    Some(HashAlg::Sha1) => "SHA".to_string(),
+                    Some(h) => h.ios_name().to_string(),
+                    None => format!("unknown({v})"),
+                }
+            )),
+            p2attr::KEY_LENGTH => out.push(format!("key length is {v}")),
+            p2attr::GROUP => out.push(format!("group is {v}")),
+            other => out.push(format!("attribute {other} = {v}")),
+        }
+    }
+    out
 }
 
 /// Whether an encapsulation value is the UDP (NAT-T) flavour, and its mode.
@@ -478,6 +525,34 @@ mod tests {
         o.lifetime = Some(3600);
         o.group = GroupId::Modp1024;
         assert_eq!(p1_match(&p, &o), None);
+    }
+
+    /// The seed's phase 2 proposal, attribute by attribute as IOS prints it.
+    #[test]
+    fn seed_p2_transform_reads_like_ios() {
+        let o = OfferedP2 {
+            esp: EspTransform {
+                encr: EspEncr::TripleDes,
+                integ: Some(HashAlg::Md5),
+            },
+            encap: encap::TUNNEL,
+            group: None,
+            life_secs: Some(120),
+            life_kb: Some(4_608_000),
+        };
+        let t = encode_p2(1, &o);
+        assert_eq!(t.transform_id, 3); // ESP_3DES
+        assert_eq!(
+            describe_p2(&t),
+            vec![
+                "encaps is 1",
+                "SA life type in seconds",
+                "SA life duration (basic) of 120",
+                "SA life type in kilobytes",
+                "SA life duration (VPI) of 0x0 0x46 0x50 0x0",
+                "authenticator is HMAC-MD5",
+            ]
+        );
     }
 
     #[test]

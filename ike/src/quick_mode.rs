@@ -76,6 +76,18 @@ fn parse_lifetimes(data: &[u8]) -> (Option<u64>, Option<u64>) {
     (s, k)
 }
 
+/// IOS name of an ESP transform id ("ESP_3DES").
+fn esp_id_name(id: u8) -> &'static str {
+    match id {
+        2 => "ESP_DES",
+        3 => "ESP_3DES",
+        11 => "ESP_NULL",
+        12 => "ESP_AES",
+        20 => "ESP_GCM",
+        _ => "ESP_UNKNOWN",
+    }
+}
+
 fn min_opt(a: u64, b: Option<u64>) -> u64 {
     b.map_or(a, |b| a.min(b))
 }
@@ -380,8 +392,15 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                     ike!("ISAKMP: transform {}, unsupported", t.number);
                     continue;
                 };
-                ike!("ISAKMP: transform {}, {}", t.number, o.esp.ios_name());
-                ike!("ISAKMP:   encaps is {}", o.encap);
+                ike!(
+                    "ISAKMP: transform {}, {}",
+                    t.number,
+                    esp_id_name(t.transform_id)
+                );
+                ike!("ISAKMP:   attributes in transform:");
+                for line in crate::policy::describe_p2(t) {
+                    ike!("ISAKMP:      {}", line);
+                }
                 if let Some(mode) = self.p2_acceptable(&o, ke.is_some()) {
                     ike!("ISAKMP ({}): atts are acceptable.", id);
                     chosen = Some((prop.clone(), t.clone(), o, mode));

@@ -119,6 +119,12 @@ fn debug_narration_reads_like_ios_and_hides_secrets() {
         "IKE_QM_R_QM2",
         "IKE_QM_PHASE2_COMPLETE",
         "Creating IPSec SAs",
+        "Checking IPSec proposal 1",
+        "transform 1, ESP_3DES",
+        "encaps is 1",
+        "SA life duration (basic) of 120",
+        "SA life duration (VPI) of 0x0 0x46 0x50 0x0",
+        "authenticator is HMAC-MD5",
         "vendor ID is DPD",
     ] {
         assert!(text.contains(want), "missing {want:?} in:\n{text}");
