@@ -7,7 +7,7 @@
 //! engine. A daemon's main loop owns one `Dataplane`; NHRP and IKE
 //! messages that arrive through it are queued for the control plane.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
@@ -31,6 +31,10 @@ const BATCH: usize = 64;
 const FLUSH_FREE: usize = 48;
 /// Queue bound for NHRP/IKE messages waiting for the control plane.
 const CONTROL_QUEUE: usize = 256;
+/// Packets held per peer while its SA is negotiated.
+pub const PENDING_PER_PEER: usize = 32;
+/// Peers that may have packets held at once.
+pub const PENDING_PEERS: usize = 64;
 
 /// How packets to a peer are carried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -148,6 +152,8 @@ pub struct Counters {
     pub esp_dropped: u64,
     pub icmp_too_big: u64,
     pub fragments: u64,
+    /// Packets that found no room while waiting for an SA.
+    pub pending_dropped: u64,
     pub send_errors: u64,
     pub recv_errors: u64,
     pub queue_full: u64,
@@ -184,6 +190,8 @@ pub struct Engine {
     pub ike_in: VecDeque<(SocketAddrV4, Vec<u8>)>,
     /// Peers that had traffic but no outbound SA (IKE should initiate), once each.
     pub need_sa: VecDeque<Ipv4Addr>,
+    /// Packets waiting for an outbound SA, per peer (bounded).
+    pending: HashMap<Ipv4Addr, (Peer, VecDeque<(u16, u8, Vec<u8>)>)>,
     ident: u16,
     scratch: Box<[u8]>,
     scratch2: Box<[u8]>,
@@ -204,6 +212,7 @@ impl Engine {
             nhrp_in: VecDeque::new(),
             ike_in: VecDeque::new(),
             need_sa: VecDeque::new(),
+            pending: HashMap::new(),
             ident: 0,
             scratch: vec![0u8; BUF_SIZE].into_boxed_slice(),
             scratch2: vec![0u8; BUF_SIZE].into_boxed_slice(),
@@ -384,6 +393,7 @@ impl Engine {
                     }
                     Err(SadbError::NoSa) => {
                         self.counters.no_sa += 1;
+                        self.hold(peer, proto, tos, payload);
                         if !self.need_sa.contains(&peer.nbma) && self.need_sa.len() < CONTROL_QUEUE
                         {
                             self.need_sa.push_back(peer.nbma);
@@ -393,6 +403,39 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// Keeps a packet until the peer's SA is installed; drops (counted)
+    /// past [`PENDING_PER_PEER`] packets or [`PENDING_PEERS`] peers.
+    fn hold(&mut self, peer: Peer, proto: u16, tos: u8, payload: &[u8]) {
+        if !self.pending.contains_key(&peer.nbma) && self.pending.len() >= PENDING_PEERS {
+            self.counters.pending_dropped += 1;
+            return;
+        }
+        let q = &mut self
+            .pending
+            .entry(peer.nbma)
+            .or_insert_with(|| (peer, VecDeque::new()))
+            .1;
+        if q.len() < PENDING_PER_PEER {
+            q.push_back((proto, tos, payload.to_vec()));
+        } else {
+            self.counters.pending_dropped += 1;
+        }
+    }
+
+    /// Sends the packets held for `nbma` (its SA has just been installed).
+    fn release(&mut self, nbma: Ipv4Addr) {
+        if let Some((peer, q)) = self.pending.remove(&nbma) {
+            for (proto, tos, pkt) in q {
+                self.encap_proto(&pkt, proto, tos, peer);
+            }
+        }
+    }
+
+    /// Forgets packets held for a peer whose SA negotiation failed.
+    pub fn discard_pending(&mut self, nbma: Ipv4Addr) -> usize {
+        self.pending.remove(&nbma).map_or(0, |(_, q)| q.len())
     }
 
     /// Handles an IPv4 packet from the raw GRE socket.
@@ -581,10 +624,14 @@ impl Engine {
                 self.sadb.insert_outbound(*sa);
                 if let IpAddr::V4(p) = peer {
                     self.need_sa.retain(|x| *x != p);
+                    self.release(p);
                 }
             }
             Command::RemovePeerSas(peer) => {
                 self.sadb.remove_peer(peer);
+                if let IpAddr::V4(p) = peer {
+                    self.discard_pending(p);
+                }
             }
             Command::MapInsert { prefix, len, peer } => self.map.insert(prefix, len, peer),
             Command::MapRemove { prefix, len } => self.map.remove(prefix, len),
@@ -1041,8 +1088,10 @@ mod tests {
         b.apply(Command::InsertOutbound(Box::new(
             OutboundSa::new(&sa(0x200, A), &[6; 24]).unwrap(),
         )));
+        // The two packets held while the SA was missing went out, then the new one.
+        assert_eq!(b.esp_out.len(), 2);
         b.outbound(&p);
-        assert_eq!(b.esp_out.len(), 1);
+        assert_eq!(b.esp_out.len(), 3);
         // NHRP sent by command arrives as an event on the other side.
         a.apply(Command::SendNhrp {
             peer: Peer {
@@ -1065,6 +1114,36 @@ mod tests {
         assert_eq!(srx.try_recv().unwrap().counters.nhrp_rx, 1);
         b.apply(Command::RemovePeerSas(IpAddr::V4(A)));
         assert!(b.sadb.snapshot().is_empty());
+    }
+
+    #[test]
+    fn held_packets_are_bounded_and_released_in_order() {
+        let (_, mut b) = pair(Protection::Esp);
+        for k in 0..(PENDING_PER_PEER + 8) {
+            let mut p = inner(
+                Ipv4Addr::new(192, 168, 1, 2),
+                Ipv4Addr::new(192, 168, 1, 1),
+                100,
+                false,
+            );
+            p[99] = k as u8;
+            b.outbound(&p);
+        }
+        assert_eq!(b.counters.pending_dropped, 8);
+        b.apply(Command::InsertOutbound(Box::new(
+            OutboundSa::new(&sa(0x200, A), &[6; 24]).unwrap(),
+        )));
+        assert_eq!(b.esp_out.len(), PENDING_PER_PEER);
+        let mut rx = Sadb::new();
+        rx.insert_inbound(InboundSa::new(&sa(0x200, B)).unwrap());
+        let mut plain = [0u8; 2048];
+        for k in 0..PENDING_PER_PEER {
+            let (_, o) = rx.open(&b.esp_out.get(k)[20..], &mut plain).unwrap();
+            // GRE header (8 bytes with key) then the inner packet.
+            assert_eq!(plain[8 + 99], k as u8);
+            assert!(o.len > 100);
+        }
+        assert_eq!(b.discard_pending(A), 0);
     }
 
     #[test]
