@@ -29,6 +29,9 @@ pub const BUF_SIZE: usize = 2048;
 const BATCH: usize = 64;
 /// Flush a batch once fewer slots than this are free (room for a fragmented packet).
 const FLUSH_FREE: usize = 48;
+/// A packet waiting for an SA: GRE protocol type, TOS, payload.
+type Held = (u16, u8, Vec<u8>);
+
 /// Queue bound for NHRP/IKE messages waiting for the control plane.
 const CONTROL_QUEUE: usize = 256;
 /// Packets held per peer while its SA is negotiated.
@@ -191,7 +194,7 @@ pub struct Engine {
     /// Peers that had traffic but no outbound SA (IKE should initiate), once each.
     pub need_sa: VecDeque<Ipv4Addr>,
     /// Packets waiting for an outbound SA, per peer (bounded).
-    pending: HashMap<Ipv4Addr, (Peer, VecDeque<(u16, u8, Vec<u8>)>)>,
+    pending: HashMap<Ipv4Addr, (Peer, VecDeque<Held>)>,
     ident: u16,
     scratch: Box<[u8]>,
     scratch2: Box<[u8]>,
