@@ -20,7 +20,8 @@ use std::time::Duration;
 use dmvpn_agent::datapath::esp::{AuthAlg, EncAlg};
 use dmvpn_agent::datapath::sadb::{InboundSa, Mode, OutboundSa, SaParams, Sadb};
 use dmvpn_agent::runtime::dataplane::{
-    Dataplane, DataplaneConfig, DataplaneStats, Engine, Peer, PeerMap, Protection,
+    Command as DpCommand, Control, Dataplane, DataplaneConfig, DataplaneStats, Engine, Event, Peer,
+    PeerMap, Protection,
 };
 use dmvpn_agent::runtime::tun::{Tun, TunConfig};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -159,6 +160,11 @@ struct Node {
 
 impl Node {
     fn start(ns: &str, tunnel: Ipv4Addr, engine: Engine) -> Node {
+        Self::start_with(ns, tunnel, engine, None)
+    }
+
+    /// Starts with a control channel (commands in, events out).
+    fn start_with(ns: &str, tunnel: Ipv4Addr, engine: Engine, mut ctl: Option<Control>) -> Node {
         let ns = ns.to_string();
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -187,9 +193,13 @@ impl Node {
             };
             let _ = ready_tx.send(Ok(()));
             let cpu0 = thread_cpu();
-            rt.block_on(dp.run(async {
+            let stop = async {
                 let _ = stop_rx.await;
-            }))?;
+            };
+            match ctl.as_mut() {
+                Some(c) => rt.block_on(dp.run_controlled(stop, c))?,
+                None => rt.block_on(dp.run(stop))?,
+            }
             CPU.with(|c| c.set(thread_cpu() - cpu0));
             Ok((dp.engine.stats(), CPU.with(|c| c.get())))
         });
@@ -488,4 +498,63 @@ fn throughput_plain_gre() {
 #[test]
 fn throughput_esp_aes128_sha1() {
     blast(Protection::Esp, "ESP aes128-sha1");
+}
+
+#[test]
+fn sa_installed_at_run_time_releases_held_packets() {
+    let p = Pair::new();
+    let (ea, mut eb) = engines(Protection::Esp, AK_AB);
+    // B starts without its outbound SA: the control plane must supply it.
+    assert!(eb.sadb.remove_outbound(IpAddr::V4(NBMA_A)).is_some());
+    let (cmd_tx, cmd_rx) = tokio::sync::mpsc::channel(16);
+    let (ev_tx, mut ev_rx) = tokio::sync::mpsc::channel(16);
+    let a = Node::start(&p.a, TUN_A, ea);
+    let b = Node::start_with(
+        &p.b,
+        TUN_B,
+        eb,
+        Some(Control {
+            commands: cmd_rx,
+            events: ev_tx,
+        }),
+    );
+    let ns_a = p.a.clone();
+    let ping = thread::spawn(move || {
+        run(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &ns_a,
+                "ping",
+                "-n",
+                "-q",
+                "-c",
+                "3",
+                "-i",
+                "0.2",
+                "-W",
+                "2",
+                "192.168.1.2",
+            ],
+        )
+        .status
+        .success()
+    });
+    // The first echo reply finds no SA: B asks for one.
+    let ev = ev_rx.blocking_recv().expect("event channel closed");
+    assert_eq!(ev, Event::NeedSa { peer: NBMA_A });
+    let out_sa = OutboundSa::new(&params(SPI_BA, NBMA_A, EK_BA, AK_BA), &[2; 24]).unwrap();
+    cmd_tx
+        .blocking_send(DpCommand::InsertOutbound(Box::new(out_sa)))
+        .unwrap();
+    assert!(
+        ping.join().unwrap(),
+        "ping failed after the SA was installed"
+    );
+    let (sa_, sb) = (a.stop(), b.stop());
+    assert!(sb.counters.no_sa >= 1, "{sb:?}");
+    assert_eq!(sb.counters.pending_dropped, 0);
+    // Every reply, held ones included, reached A.
+    assert!(sa(&sa_, SPI_BA).counters.pkts_decaps >= 3, "{sa_:?}");
 }
