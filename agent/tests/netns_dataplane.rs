@@ -270,6 +270,7 @@ fn engines(protection: Protection, b_inbound_auth: &'static [u8]) -> (Engine, En
     let cfg = |local, tunnel| DataplaneConfig {
         local_nbma: local,
         tunnel_addr: tunnel,
+        tunnel_addr_v6: None,
         mtu: 1400,
         gre_key: Some(1001),
         outer_ttl: 255,

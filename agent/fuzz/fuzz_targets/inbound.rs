@@ -35,10 +35,18 @@ fn engine() -> Engine {
         sadb.insert_inbound(InboundSa::new(&p).unwrap());
     }
     let mut map = PeerMap::new();
-    map.insert(Ipv4Addr::new(192, 168, 1, 0), 24, Peer { nbma: PEER, protection: Protection::None });
+    map.insert(
+        Ipv4Addr::new(192, 168, 1, 0),
+        24,
+        Peer {
+            nbma: PEER,
+            protection: Protection::None,
+        },
+    );
     let cfg = DataplaneConfig {
         local_nbma: Ipv4Addr::new(172, 16, 0, 1),
         tunnel_addr: Ipv4Addr::new(192, 168, 1, 1),
+        tunnel_addr_v6: Some(std::net::Ipv6Addr::LOCALHOST),
         mtu: 576,
         gre_key: Some(1),
         outer_ttl: 255,

@@ -10,7 +10,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4};
 
 use crate::datapath::esp::{NEXT_HEADER_GRE, NEXT_HEADER_IPV4, NEXT_HEADER_IPV6};
 use crate::datapath::gre::{self, GreCounters, PROTO_IPV4, PROTO_IPV6, PROTO_NHRP};
@@ -62,6 +62,7 @@ pub struct Peer {
 #[derive(Debug, Clone, Default)]
 pub struct PeerMap {
     entries: Vec<(u32, u8, Peer)>,
+    entries6: Vec<(u128, u8, Peer)>,
 }
 
 impl PeerMap {
@@ -91,12 +92,44 @@ impl PeerMap {
             .map(|(_, _, peer)| peer)
     }
 
+    /// Adds or replaces an IPv6 overlay prefix `prefix/len → peer`.
+    pub fn insert_v6(&mut self, prefix: Ipv6Addr, len: u8, peer: Peer) {
+        let len = len.min(128);
+        let p = u128::from(prefix) & mask6(len);
+        self.entries6.retain(|(q, l, _)| !(*q == p && *l == len));
+        self.entries6.push((p, len, peer));
+        self.entries6.sort_by_key(|e| std::cmp::Reverse(e.1));
+    }
+
+    pub fn remove_v6(&mut self, prefix: Ipv6Addr, len: u8) {
+        let p = u128::from(prefix) & mask6(len);
+        self.entries6.retain(|(q, l, _)| !(*q == p && *l == len));
+    }
+
+    pub fn lookup_v6(&self, dst: Ipv6Addr) -> Option<&Peer> {
+        let d = u128::from(dst);
+        self.entries6
+            .iter()
+            .find(|(p, l, _)| d & mask6(*l) == *p)
+            .map(|(_, _, peer)| peer)
+    }
+
     /// The protection configured for traffic from NBMA address `nbma`, if known.
     pub fn protection_of(&self, nbma: Ipv4Addr) -> Option<Protection> {
         self.entries
             .iter()
-            .find(|(_, _, p)| p.nbma == nbma)
-            .map(|(_, _, p)| p.protection)
+            .map(|e| &e.2)
+            .chain(self.entries6.iter().map(|e| &e.2))
+            .find(|p| p.nbma == nbma)
+            .map(|p| p.protection)
+    }
+}
+
+fn mask6(len: u8) -> u128 {
+    if len == 0 {
+        0
+    } else {
+        u128::MAX << (128 - u32::from(len.min(128)))
     }
 }
 
@@ -115,6 +148,8 @@ pub struct DataplaneConfig {
     pub local_nbma: Ipv4Addr,
     /// Our tunnel address: source of ICMP errors sent into the TUN.
     pub tunnel_addr: Ipv4Addr,
+    /// Our IPv6 tunnel address, source of ICMPv6 errors (if the overlay has IPv6).
+    pub tunnel_addr_v6: Option<Ipv6Addr>,
     /// Tunnel IP MTU (largest inner packet).
     pub mtu: u16,
     /// GRE key (IOS `tunnel key`).
@@ -243,7 +278,7 @@ impl Engine {
         self.counters.tun_rx += 1;
         let Some(info) = ip::parse_ipv4(pkt) else {
             if pkt.first().is_some_and(|b| b >> 4 == 6) {
-                self.counters.unsupported += 1;
+                self.outbound_v6(pkt);
             } else {
                 self.counters.malformed += 1;
             }
@@ -279,6 +314,45 @@ impl Engine {
                 self.scratch2 = frag_buf;
             }
             Err(_) => self.counters.malformed += 1,
+        }
+    }
+
+    /// An inner IPv6 packet: no fragmentation by the tunnel (RFC 8200),
+    /// so anything larger than the MTU gets an ICMPv6 Packet Too Big.
+    fn outbound_v6(&mut self, pkt: &[u8]) {
+        if pkt.len() < 40 {
+            self.counters.malformed += 1;
+            return;
+        }
+        let plen = usize::from(u16::from_be_bytes([pkt[4], pkt[5]]));
+        if 40 + plen > pkt.len() {
+            self.counters.malformed += 1;
+            return;
+        }
+        let pkt = &pkt[..40 + plen];
+        let mut d = [0u8; 16];
+        d.copy_from_slice(&pkt[24..40]);
+        let Some(peer) = self.map.lookup_v6(Ipv6Addr::from(d)).copied() else {
+            self.counters.no_route += 1;
+            return;
+        };
+        let tclass = (pkt[0] << 4) | (pkt[1] >> 4);
+        if pkt.len() <= usize::from(self.cfg.mtu) {
+            self.encap(pkt, tclass, peer);
+            return;
+        }
+        let Some(router) = self.cfg.tunnel_addr_v6 else {
+            self.counters.unsupported += 1;
+            return;
+        };
+        let Some(buf) = self.tun_out.next_buf() else {
+            self.counters.queue_full += 1;
+            return;
+        };
+        if let Ok(n) = mtu::icmpv6_packet_too_big(pkt, u32::from(self.cfg.mtu), router, buf) {
+            self.tun_out
+                .commit(n, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
+            self.counters.icmp_too_big += 1;
         }
     }
 
@@ -855,6 +929,7 @@ mod tests {
         DataplaneConfig {
             local_nbma: local,
             tunnel_addr: tunnel,
+            tunnel_addr_v6: Some(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1)),
             mtu: 1400,
             gre_key: Some(42),
             outer_ttl: 255,
@@ -1147,6 +1222,46 @@ mod tests {
             assert!(o.len > 100);
         }
         assert_eq!(b.discard_pending(A), 0);
+    }
+
+    #[test]
+    fn ipv6_inner_packets() {
+        let (mut a, mut b) = pair(Protection::Esp);
+        let dst = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2);
+        a.map.insert_v6(
+            dst,
+            128,
+            Peer {
+                nbma: B,
+                protection: Protection::Esp,
+            },
+        );
+        let mut p = vec![0u8; 200];
+        p[0] = 0x6b; // version 6, traffic class 0xb8
+        p[1] = 0x80;
+        p[4..6].copy_from_slice(&160u16.to_be_bytes());
+        p[6] = 17;
+        p[7] = 64;
+        p[8..24].copy_from_slice(&Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1).octets());
+        p[24..40].copy_from_slice(&dst.octets());
+        a.outbound(&p);
+        let outer = a.esp_out.get(0).to_vec();
+        assert_eq!(ip::parse_ipv4(&outer).unwrap().tos, 0xb8);
+        b.inbound_esp_ip(&outer);
+        assert_eq!(b.tun_out.get(0), &p[..]);
+        // Too big: ICMPv6 packet too big back into the TUN, nothing sent.
+        let mut big = p.clone();
+        big.resize(1500, 0);
+        big[4..6].copy_from_slice(&1460u16.to_be_bytes());
+        a.outbound(&big);
+        assert_eq!(a.counters.icmp_too_big, 1);
+        assert_eq!(a.esp_out.len(), 1);
+        let icmp = a.tun_out.get(0);
+        assert_eq!((icmp[0] >> 4, icmp[6], icmp[40]), (6, 58, 2));
+        // Unknown destination.
+        p[39] = 9;
+        a.outbound(&p);
+        assert_eq!(a.counters.no_route, 1);
     }
 
     #[test]
