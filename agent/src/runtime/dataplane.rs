@@ -482,6 +482,19 @@ impl Engine {
         }
     }
 
+    /// Queues an IKE message for the NAT-T port, behind the non-ESP marker.
+    pub fn send_ike(&mut self, dst: SocketAddrV4, msg: &[u8]) {
+        let m = natt::NON_ESP_MARKER_LEN;
+        match self.udp_out.next_buf() {
+            Some(b) if b.len() >= m + msg.len() => {
+                b[..m].fill(0);
+                b[m..m + msg.len()].copy_from_slice(msg);
+                self.udp_out.commit(m + msg.len(), dst);
+            }
+            _ => self.counters.queue_full += 1,
+        }
+    }
+
     /// Keeps a packet until the peer's SA is installed; drops (counted)
     /// past [`PENDING_PER_PEER`] packets or [`PENDING_PEERS`] peers.
     fn hold(&mut self, peer: Peer, proto: u16, tos: u8, payload: &[u8]) {
@@ -647,6 +660,11 @@ pub enum Command {
         peer: Peer,
         packet: Vec<u8>,
     },
+    /// Send an IKE message from the NAT-T socket (the non-ESP marker is added).
+    SendIke {
+        dst: SocketAddrV4,
+        packet: Vec<u8>,
+    },
     InsertInbound(Box<InboundSa>),
     InsertOutbound(Box<OutboundSa>),
     /// Remove every SA with this peer (`clear crypto sa peer`).
@@ -693,6 +711,7 @@ impl Engine {
     pub fn apply(&mut self, cmd: Command) {
         match cmd {
             Command::SendNhrp { peer, packet } => self.encap_proto(&packet, PROTO_NHRP, 0xc0, peer),
+            Command::SendIke { dst, packet } => self.send_ike(dst, &packet),
             Command::InsertInbound(sa) => {
                 self.sadb.insert_inbound(*sa);
             }
@@ -1185,6 +1204,22 @@ mod tests {
             Event::Nhrp {
                 src: A,
                 packet: b"reg".to_vec()
+            }
+        );
+        // IKE over the NAT-T port round-trips with its marker.
+        a.apply(Command::SendIke {
+            dst: SocketAddrV4::new(B, 4500),
+            packet: b"isakmp".to_vec(),
+        });
+        let d = a.udp_out.get(0).to_vec();
+        assert_eq!(&d[..4], &[0, 0, 0, 0]);
+        b.inbound_udp(&d, SocketAddrV4::new(A, 4500));
+        b.drain_events(&tx);
+        assert_eq!(
+            rx.try_recv().unwrap(),
+            Event::Ike {
+                src: SocketAddrV4::new(A, 4500),
+                packet: b"isakmp".to_vec()
             }
         );
         let (stx, mut srx) = oneshot::channel();
