@@ -4,3 +4,4 @@
 
 pub mod datapath;
 pub mod runtime;
+pub mod node;

@@ -1,0 +1,330 @@
+//! `dmvpn_config::Config` → the engines' configurations.
+//!
+//! One tunnel per node (the first `gre-multipoint` or `gre` tunnel).
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use dmvpn_config::types::{EspMode, IkeEncryption, IkeHash, NatTraversal, Transform};
+use dmvpn_config::{Config, Tunnel};
+use dmvpn_ike::crypto::{EncrAlg, GroupId, HashAlg};
+use dmvpn_ike::{
+    DpdConfig, EngineConfig, EspEncr, EspTransform, IkePolicy, Mode, NatTMode, PskEntry,
+    TransformSet,
+};
+use thiserror::Error;
+
+use crate::datapath::esp::{AuthAlg, EncAlg};
+use crate::runtime::dataplane::DataplaneConfig;
+
+/// A configuration the node cannot run (beyond what `--check` rejects).
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum MapError {
+    #[error("no tunnel configured")]
+    NoTunnel,
+    #[error("tunnel {0}: only IPv4 tunnel and NBMA addresses are supported")]
+    NotIpv4(String),
+    #[error("tunnel {0}: `source` must be an address (interfaces are not resolved)")]
+    SourceInterface(String),
+    #[error("tunnel {tunnel}: unknown ipsec profile `{profile}`")]
+    UnknownProfile { tunnel: String, profile: String },
+    #[error("manual SA with {peer}: {what}")]
+    ManualSa { peer: IpAddr, what: String },
+}
+
+/// Everything derived from the configuration.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub name: String,
+    pub hub: bool,
+    pub interface: String,
+    pub nbma: Ipv4Addr,
+    pub tunnel_addr: Ipv4Addr,
+    pub tunnel_prefix_len: u8,
+    pub mtu: u16,
+    pub gre_key: Option<u32>,
+    /// GRE over IPsec (`tunnel protection`).
+    pub protected: bool,
+    /// Spoke-to-spoke SAs with no traffic this long are deleted.
+    pub idle_time: Option<Duration>,
+    /// Prefixes routed into the tunnel (besides the tunnel subnet).
+    pub routes: Vec<(Ipv4Addr, u8)>,
+    /// Point-to-point `gre` destination.
+    pub destination: Option<Ipv4Addr>,
+    pub nhrp: Option<dmvpn_nhrp::Config>,
+    pub ike: EngineConfig,
+    pub dataplane: DataplaneConfig,
+    pub manual_sas: Vec<ManualSa>,
+}
+
+/// A manual (IKE-less) SA pair from `[[ipsec.manual_sa]]`.
+#[derive(Debug, Clone)]
+pub struct ManualSa {
+    pub peer: Ipv4Addr,
+    pub enc: EncAlg,
+    pub auth: AuthAlg,
+    pub mode: crate::datapath::sadb::Mode,
+    pub udp: bool,
+    pub in_spi: u32,
+    pub in_enc: zeroize::Zeroizing<Vec<u8>>,
+    pub in_auth: zeroize::Zeroizing<Vec<u8>>,
+    pub out_spi: u32,
+    pub out_enc: zeroize::Zeroizing<Vec<u8>>,
+    pub out_auth: zeroize::Zeroizing<Vec<u8>>,
+}
+
+fn v4(a: IpAddr, tunnel: &str) -> Result<Ipv4Addr, MapError> {
+    match a {
+        IpAddr::V4(a) => Ok(a),
+        IpAddr::V6(_) => Err(MapError::NotIpv4(tunnel.into())),
+    }
+}
+
+fn ike_encr(e: IkeEncryption) -> EncrAlg {
+    match e {
+        IkeEncryption::Des => EncrAlg::Des,
+        IkeEncryption::TripleDes => EncrAlg::TripleDes,
+        IkeEncryption::Aes128 => EncrAlg::Aes128,
+        IkeEncryption::Aes192 => EncrAlg::Aes192,
+        IkeEncryption::Aes256 => EncrAlg::Aes256,
+    }
+}
+
+fn ike_hash(h: IkeHash) -> HashAlg {
+    match h {
+        IkeHash::Md5 => HashAlg::Md5,
+        IkeHash::Sha1 => HashAlg::Sha1,
+        IkeHash::Sha256 => HashAlg::Sha256,
+        IkeHash::Sha384 => HashAlg::Sha384,
+        IkeHash::Sha512 => HashAlg::Sha512,
+    }
+}
+
+fn group(n: u16) -> GroupId {
+    GroupId::from_ike(u64::from(n)).unwrap_or(GroupId::Modp768)
+}
+
+/// An IOS transform list → the IKE engine's ESP transform.
+pub fn esp_transform(ts: &[Transform]) -> EspTransform {
+    let mut encr = EspEncr::Null;
+    let mut integ = None;
+    for t in ts {
+        match t {
+            Transform::EspDes => encr = EspEncr::Des,
+            Transform::Esp3des => encr = EspEncr::TripleDes,
+            Transform::EspAes(b) => encr = EspEncr::AesCbc(*b),
+            Transform::EspGcm(b) => encr = EspEncr::AesGcm16(*b),
+            Transform::EspMd5Hmac => integ = Some(HashAlg::Md5),
+            Transform::EspShaHmac => integ = Some(HashAlg::Sha1),
+            Transform::EspSha256Hmac => integ = Some(HashAlg::Sha256),
+        }
+    }
+    EspTransform { encr, integ }
+}
+
+/// The data plane's algorithms for a negotiated transform.
+pub fn dataplane_algs(t: &EspTransform) -> Option<(EncAlg, AuthAlg)> {
+    let enc = EncAlg::from_ikev1(t.encr.transform_id(), t.encr.key_bits())?;
+    let auth = match t.integ {
+        None => AuthAlg::None,
+        Some(HashAlg::Md5) => AuthAlg::HmacMd5_96,
+        Some(HashAlg::Sha1) => AuthAlg::HmacSha1_96,
+        Some(HashAlg::Sha256) => AuthAlg::HmacSha256_128,
+        Some(_) => return None,
+    };
+    Some((enc, auth))
+}
+
+/// The tunnel this node runs.
+pub fn tunnel(cfg: &Config) -> Result<&Tunnel, MapError> {
+    cfg.tunnels.first().ok_or(MapError::NoTunnel)
+}
+
+/// Maps the whole configuration.
+pub fn map(cfg: &Config) -> Result<NodeConfig, MapError> {
+    let t = tunnel(cfg)?;
+    let name = t.name.clone();
+    let nbma = match &t.source {
+        dmvpn_config::types::TunnelSource::Address(a) => v4(*a, &name)?,
+        dmvpn_config::types::TunnelSource::Interface(_) => {
+            return Err(MapError::SourceInterface(name));
+        }
+    };
+    let tunnel_addr = v4(t.address.addr(), &name)?;
+    let tunnel_prefix_len = t.address.prefix_len();
+    let profile = match &t.protection {
+        Some(p) => Some(cfg.profile(p).ok_or_else(|| MapError::UnknownProfile {
+            tunnel: name.clone(),
+            profile: p.clone(),
+        })?),
+        None => None,
+    };
+    let hub = cfg.node.role == dmvpn_config::types::Role::Hub;
+
+    // IKE.
+    let mut ike = EngineConfig {
+        policies: cfg
+            .ike
+            .policies_by_priority()
+            .into_iter()
+            .map(|p| IkePolicy {
+                priority: u32::from(p.priority),
+                encr: ike_encr(p.encryption),
+                hash: ike_hash(p.hash),
+                group: group(p.group.number()),
+                lifetime: p.lifetime,
+            })
+            .collect(),
+        psks: cfg
+            .ike
+            .keys
+            .iter()
+            .map(|k| PskEntry {
+                prefix: k.peer.network(),
+                len: k.peer.prefix_len(),
+                key: zeroize::Zeroizing::new(k.key.expose().as_bytes().to_vec()),
+            })
+            .collect(),
+        aggressive: cfg.ike.aggressive_mode,
+        nat_t: match cfg.ike.nat_traversal.mode {
+            NatTraversal::Auto => NatTMode::Enabled,
+            NatTraversal::Force => NatTMode::Force,
+            NatTraversal::Off => NatTMode::Disabled,
+        },
+        nat_keepalive: Duration::from_secs(u64::from(cfg.ike.nat_traversal.keepalive.max(1))),
+        dpd: cfg.ike.dpd.as_ref().map(|d| DpdConfig {
+            interval: Duration::from_secs(u64::from(d.interval)),
+            retry: Duration::from_secs(u64::from(d.retry_interval)),
+            max_retries: d.retries,
+        }),
+        ..EngineConfig::default()
+    };
+    if let Some(p) = profile {
+        ike.transform_sets = cfg
+            .profile_transform_sets(p)
+            .into_iter()
+            .map(|ts| TransformSet {
+                name: ts.name.clone(),
+                esp: esp_transform(&ts.transforms),
+                mode: match ts.mode {
+                    EspMode::Transport => Mode::Transport,
+                    EspMode::Tunnel => Mode::Tunnel,
+                },
+            })
+            .collect();
+        ike.sa_lifetime_secs = p.lifetime_seconds;
+        ike.sa_lifetime_kb = p.lifetime_kilobytes;
+        ike.pfs = p.pfs.map(|g| group(g.number()));
+        // Rekey margin: IOS starts ~10 % before expiry; keep it below the lifetime.
+        let life = u64::from(p.lifetime_seconds.max(2));
+        ike.rekey_margin = Duration::from_secs((life / 10).clamp(1, 30));
+    }
+
+    let routes = t
+        .routes
+        .iter()
+        .filter_map(|r| match r.network() {
+            IpAddr::V4(a) => Some((a, r.prefix_len())),
+            IpAddr::V6(_) => None,
+        })
+        .collect();
+
+    // NHRP.
+    let nhrp = match &t.nhrp {
+        Some(n) => {
+            let mut c = dmvpn_nhrp::Config::new(IpAddr::V4(nbma), IpAddr::V4(tunnel_addr));
+            c.interface = name.clone();
+            c.mtu = t.mtu;
+            c.holding_time = n.holdtime.min(u32::from(u16::MAX)) as u16;
+            c.authentication = n
+                .authentication
+                .as_ref()
+                .map(|s| dmvpn_nhrp::Password::new(s.expose().as_bytes().to_vec()));
+            c.nhs = n
+                .nhs
+                .iter()
+                .filter_map(|s| {
+                    Some(dmvpn_nhrp::NhsConfig {
+                        protocol: s.address,
+                        nbma: n.nhs_nbma(s)?,
+                        priority: s.priority,
+                    })
+                })
+                .collect();
+            c.static_maps = n.map.iter().map(|m| (m.address, m.nbma)).collect();
+            c.server = hub;
+            c.redirect = n.redirect;
+            c.shortcut = n.shortcut;
+            c.wait_for_ipsec = profile.is_some();
+            if let Some(r) = n.registration_timeout {
+                c.registration_interval = Some(Duration::from_secs(u64::from(r.max(1))));
+            }
+            Some(c)
+        }
+        None => None,
+    };
+
+    let dataplane = DataplaneConfig {
+        local_nbma: nbma,
+        tunnel_addr,
+        tunnel_addr_v6: None,
+        mtu: t.mtu,
+        gre_key: t.key,
+        outer_ttl: 255,
+        natt_port: Some(4500),
+        require_protection: profile.is_some(),
+    };
+
+    let mut manual_sas = Vec::new();
+    for m in &cfg.ipsec.manual_sas {
+        let peer = v4(m.peer, &name)?;
+        let et = esp_transform(&m.transforms);
+        let err = |what: String| MapError::ManualSa { peer: m.peer, what };
+        let (enc, auth) = dataplane_algs(&et).ok_or_else(|| err("unsupported transform".into()))?;
+        let key = |k: &dmvpn_config::types::HexKey| k.bytes().map_err(err);
+        let opt = |k: &Option<dmvpn_config::types::HexKey>| match k {
+            Some(k) => k.bytes().map_err(err),
+            None => Ok(zeroize::Zeroizing::new(Vec::new())),
+        };
+        manual_sas.push(ManualSa {
+            peer,
+            enc,
+            auth,
+            mode: match m.mode {
+                EspMode::Transport => crate::datapath::sadb::Mode::Transport,
+                EspMode::Tunnel => crate::datapath::sadb::Mode::Tunnel,
+            },
+            udp: m.udp_encapsulation,
+            in_spi: m.inbound.spi,
+            in_enc: key(&m.inbound.encryption_key)?,
+            in_auth: opt(&m.inbound.authentication_key)?,
+            out_spi: m.outbound.spi,
+            out_enc: key(&m.outbound.encryption_key)?,
+            out_auth: opt(&m.outbound.authentication_key)?,
+        });
+    }
+
+    Ok(NodeConfig {
+        name: cfg.node.name.clone(),
+        hub,
+        interface: name.clone(),
+        nbma,
+        tunnel_addr,
+        tunnel_prefix_len,
+        mtu: t.mtu,
+        gre_key: t.key,
+        protected: profile.is_some(),
+        idle_time: profile
+            .and_then(|p| p.idle_time)
+            .map(|s| Duration::from_secs(u64::from(s))),
+        routes,
+        destination: match t.destination {
+            Some(d) => Some(v4(d, &name)?),
+            None => None,
+        },
+        nhrp,
+        ike,
+        dataplane,
+        manual_sas,
+    })
+}

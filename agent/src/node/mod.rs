@@ -1,0 +1,957 @@
+//! The sans-IO DMVPN node: NHRP engine + IKE endpoint + the decisions that
+//! tie them to the data plane. No clock, socket or OS randomness here; the
+//! runtime (`daemon`) or a simulator moves bytes and time in and out.
+//!
+//! # API (stable; the lab simulator builds on it)
+//!
+//! ```text
+//! Node::new(&dmvpn_config::Config, epoch: std::time::Instant, seed: u64, now) -> Result<Node, MapError>
+//!     `epoch` anchors virtual time for the IKE engine (ike time = epoch + now);
+//!     `now` is a dmvpn_nhrp::Instant (Duration since the epoch).
+//! node.dataplane_config() -> DataplaneConfig      build the data-plane Engine with this
+//! node.handle_nhrp(now, from_nbma, nhrp_bytes)     NHRP received (GRE proto 0x2001)
+//! node.handle_ike(now, local, remote, datagram)    UDP 500, or 4500 with the non-ESP marker
+//! node.handle_dataplane_event(now, dataplane::Event)  Nhrp / Ike (from 4500) / NeedSa
+//! node.observe_outbound(now, ip_packet)            each packet read from the TUN, before
+//!                                                  the data plane sees it (resolution
+//!                                                  triggers, hub redirects)
+//! node.handle_stats(now, &DataplaneStats)          at least once a second (idle timers,
+//!                                                  DPD liveness)
+//! node.poll_timeout() / node.handle_timeout(now)
+//! node.poll_output() -> Option<Output>            Ike(Transmit) | Dataplane(DpCmd) | KeyLog(line)
+//! node::apply(&mut dataplane::Engine, DpCmd)       applies a data-plane command
+//! node.show_nhrp(now) / show_nhrp_nhs(now) / show_dmvpn(now) / show_isakmp_sa(now)
+//!     / show_ipsec_sa(now, Option<&DataplaneStats>)  -> dmvpn_ctl::proto snapshot types
+//! node.clear_nhrp(now) / clear_crypto_sa(now, Option<IpAddr>) -> count
+//! node.multicast_nbmas()                           `map multicast dynamic` replication list
+//! node.has_sa(nbma), node.shortcut_routes()        for tests
+//! ```
+//!
+//! Data flow: see DESIGN.md. A spoke brings up IPsec with each NHS first
+//! (its registration waits in the data plane's bounded queue until the SA
+//! is installed), resolves tunnel-routed destinations that have no
+//! shortcut (phase 2) or acts on the hub's Traffic Indications (phase 3),
+//! and moves a destination to its shortcut only once the SA to that spoke
+//! is up. Spoke-to-spoke SAs idle for the profile's idle time are deleted
+//! together with their shortcuts.
+
+pub mod config_map;
+mod sa;
+mod show;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use dmvpn_ike::{Endpoint, Phase2Request, policy::gre_proxy};
+use dmvpn_nhrp::Instant;
+use dmvpn_nhrp::cache::EntryType;
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+use tracing::{debug, info, warn};
+
+pub use config_map::{MapError, NodeConfig};
+
+use crate::runtime::dataplane::{
+    Command, DataplaneConfig, DataplaneStats, Engine as DpEngine, Event as DpEvent, Peer,
+    Protection,
+};
+
+/// How often the runtime should call [`Node::handle_stats`].
+pub const STATS_INTERVAL: Duration = Duration::from_secs(1);
+/// A phase 2 request to a peer is not repeated more often than this.
+const IKE_RETRY: Duration = Duration::from_secs(5);
+
+/// A data-plane change. Most are the data plane's own [`Command`]s.
+pub enum DpCmd {
+    Command(Command),
+    /// Remove one inbound SA (the old half of a rekey, a peer's delete).
+    RemoveInbound(u32),
+    /// Remove the peer's outbound SA if it still is `spi`.
+    RemoveOutbound {
+        peer: IpAddr,
+        spi: u32,
+    },
+    /// Forget packets held for a peer whose negotiation failed.
+    DiscardPending(Ipv4Addr),
+}
+
+impl std::fmt::Debug for DpCmd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DpCmd::Command(c) => f.write_str(match c {
+                Command::SendNhrp { .. } => "SendNhrp",
+                Command::SendIke { .. } => "SendIke",
+                Command::InsertInbound(_) => "InsertInbound",
+                Command::InsertOutbound(_) => "InsertOutbound",
+                Command::RemovePeerSas(_) => "RemovePeerSas",
+                Command::MapInsert { .. } => "MapInsert",
+                Command::MapRemove { .. } => "MapRemove",
+                Command::Stats(_) => "Stats",
+            }),
+            DpCmd::RemoveInbound(s) => write!(f, "RemoveInbound({s:#x})"),
+            DpCmd::RemoveOutbound { peer, spi } => write!(f, "RemoveOutbound({peer}, {spi:#x})"),
+            DpCmd::DiscardPending(p) => write!(f, "DiscardPending({p})"),
+        }
+    }
+}
+
+/// Applies `cmd` to a synchronous data-plane engine.
+pub fn apply(engine: &mut DpEngine, cmd: DpCmd) {
+    match cmd {
+        DpCmd::Command(c) => engine.apply(c),
+        DpCmd::RemoveInbound(spi) => {
+            engine.sadb.remove_inbound(spi);
+        }
+        DpCmd::RemoveOutbound { peer, spi } => {
+            if engine.sadb.outbound(peer).is_some_and(|o| o.spi == spi) {
+                engine.sadb.remove_outbound(peer);
+            }
+        }
+        DpCmd::DiscardPending(p) => {
+            engine.discard_pending(p);
+        }
+    }
+}
+
+/// Something the runtime must do.
+#[derive(Debug)]
+pub enum Output {
+    /// Send an IKE datagram from `local` to `remote` (on port 4500 the
+    /// payload already starts with the non-ESP marker).
+    Ike(dmvpn_ike::Transmit),
+    Dataplane(DpCmd),
+    /// An `esp_sa` line for the key-log file (only when enabled).
+    KeyLog(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PeerKind {
+    Nhs,
+    Static,
+    /// Registered with us (hub side).
+    Registered,
+    /// A spoke reached directly (shortcut, or it resolved us).
+    Spoke,
+}
+
+#[derive(Debug)]
+struct PeerState {
+    kind: PeerKind,
+    protection: Protection,
+    /// Inbound SPI → outbound SPI of installed SAs.
+    sas: BTreeMap<u32, u32>,
+    manual: bool,
+    up_since: Instant,
+    last_active: Instant,
+    last_count: u64,
+    ike_asked: Option<Instant>,
+}
+
+/// One DMVPN node. See the module documentation.
+pub struct Node {
+    cfg: NodeConfig,
+    epoch: std::time::Instant,
+    nhrp: Option<dmvpn_nhrp::Engine>,
+    ike: Endpoint<ChaCha20Rng>,
+    rng: ChaCha20Rng,
+    out: VecDeque<Output>,
+    peers: HashMap<Ipv4Addr, PeerState>,
+    /// The data plane's peer map as we set it: prefix → NBMA.
+    map: BTreeMap<(Ipv4Addr, u8), Ipv4Addr>,
+    /// Shortcuts from NHRP, installed in `map` once their SA is up.
+    shortcuts: BTreeMap<(Ipv4Addr, u8), Ipv4Addr>,
+    /// Base prefixes (tunnel subnet, configured routes) → current NHS.
+    base_nbma: Option<Ipv4Addr>,
+    keylog: bool,
+}
+
+fn v4(a: IpAddr) -> Option<Ipv4Addr> {
+    match a {
+        IpAddr::V4(a) => Some(a),
+        IpAddr::V6(_) => None,
+    }
+}
+
+fn mask(a: Ipv4Addr, len: u8) -> Ipv4Addr {
+    let m = if len == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(len.min(32)))
+    };
+    Ipv4Addr::from(u32::from(a) & m)
+}
+
+fn contains(p: Ipv4Addr, len: u8, a: Ipv4Addr) -> bool {
+    mask(a, len) == mask(p, len)
+}
+
+impl Node {
+    /// Builds a node from a validated configuration.
+    pub fn new(
+        cfg: &dmvpn_config::Config,
+        epoch: std::time::Instant,
+        seed: u64,
+        now: Instant,
+    ) -> Result<Node, MapError> {
+        Ok(Node::from_node_config(
+            config_map::map(cfg)?,
+            epoch,
+            seed,
+            now,
+        ))
+    }
+
+    /// Builds a node from an already mapped configuration.
+    pub fn from_node_config(
+        cfg: NodeConfig,
+        epoch: std::time::Instant,
+        seed: u64,
+        now: Instant,
+    ) -> Node {
+        let mut spi_rng = ChaCha20Rng::seed_from_u64(seed ^ 0x5350_4953);
+        let spis = Box::new(move || {
+            loop {
+                let s = spi_rng.next_u32();
+                if s > 0xff {
+                    break s;
+                }
+            }
+        });
+        let ike = Endpoint::new(cfg.ike.clone(), ChaCha20Rng::seed_from_u64(seed), spis);
+        let nhrp = cfg.nhrp.clone().map(|mut c| {
+            // Cisco starts request IDs at arbitrary values; vary ours per node.
+            c.initial_request_id = 1 + (seed as u32 % 1000) * 1000;
+            dmvpn_nhrp::Engine::new(c, now)
+        });
+        let mut node = Node {
+            cfg,
+            epoch,
+            nhrp,
+            ike,
+            rng: ChaCha20Rng::seed_from_u64(seed.wrapping_add(0x4956)),
+            out: VecDeque::new(),
+            peers: HashMap::new(),
+            map: BTreeMap::new(),
+            shortcuts: BTreeMap::new(),
+            base_nbma: None,
+            keylog: false,
+        };
+        node.start(now);
+        node
+    }
+
+    /// Emit `esp_sa` key-log lines for every SA installed.
+    pub fn set_keylog(&mut self, on: bool) {
+        self.keylog = on;
+    }
+
+    pub fn config(&self) -> &NodeConfig {
+        &self.cfg
+    }
+
+    /// Settings for the data-plane engine this node drives.
+    pub fn dataplane_config(&self) -> DataplaneConfig {
+        self.cfg.dataplane.clone()
+    }
+
+    fn ike_now(&self, now: Instant) -> std::time::Instant {
+        self.epoch + now.0
+    }
+
+    fn node_time(&self, t: std::time::Instant) -> Instant {
+        Instant(t.saturating_duration_since(self.epoch))
+    }
+
+    fn start(&mut self, now: Instant) {
+        // Manual SAs (issue 5: static maps + manual keys, no IKE).
+        for m in self.cfg.manual_sas.clone() {
+            let protection = if m.udp {
+                Protection::EspUdp { port: 4500 }
+            } else {
+                Protection::Esp
+            };
+            match sa::manual(&m, &mut self.rng) {
+                Ok((i, o)) => {
+                    self.dp(Command::InsertInbound(Box::new(i)));
+                    self.dp(Command::InsertOutbound(Box::new(o)));
+                    let p = self.peer_mut(m.peer, PeerKind::Static, now);
+                    p.protection = protection;
+                    p.manual = true;
+                    p.sas.insert(m.in_spi, m.out_spi);
+                }
+                Err(e) => warn!(target: "dmvpn::esp", "manual SA with {}: {e}", m.peer),
+            }
+        }
+        let statics: Vec<(IpAddr, IpAddr)> = self
+            .cfg
+            .nhrp
+            .as_ref()
+            .map(|n| n.static_maps.clone())
+            .unwrap_or_default();
+        for (proto, nbma) in statics {
+            if let (Some(p), Some(n)) = (v4(proto), v4(nbma)) {
+                self.peer_mut(n, PeerKind::Static, now);
+                self.set_route(p, 32, Some(n));
+            }
+        }
+        let nhs: Vec<Ipv4Addr> = self.nhs_nbmas();
+        for n in &nhs {
+            self.peer_mut(*n, PeerKind::Nhs, now).kind = PeerKind::Nhs;
+        }
+        self.update_base();
+        for n in nhs {
+            self.ensure_sa(now, n);
+        }
+        self.pump(now);
+    }
+
+    fn nhs_nbmas(&self) -> Vec<Ipv4Addr> {
+        self.cfg
+            .nhrp
+            .as_ref()
+            .map(|c| c.nhs.iter().filter_map(|n| v4(n.nbma)).collect())
+            .unwrap_or_default()
+    }
+
+    fn peer_mut(&mut self, nbma: Ipv4Addr, kind: PeerKind, now: Instant) -> &mut PeerState {
+        let default = if self.cfg.protected {
+            Protection::Esp
+        } else {
+            Protection::None
+        };
+        self.peers.entry(nbma).or_insert_with(|| PeerState {
+            kind,
+            protection: default,
+            sas: BTreeMap::new(),
+            manual: false,
+            up_since: now,
+            last_active: now,
+            last_count: 0,
+            ike_asked: None,
+        })
+    }
+
+    fn protection(&self, nbma: Ipv4Addr) -> Protection {
+        match self.peers.get(&nbma) {
+            Some(p) => p.protection,
+            None if self.cfg.protected => Protection::Esp,
+            None => Protection::None,
+        }
+    }
+
+    fn dp(&mut self, c: Command) {
+        self.out.push_back(Output::Dataplane(DpCmd::Command(c)));
+    }
+
+    /// Points `prefix/len` at `nbma` in the data plane (None removes it).
+    fn set_route(&mut self, prefix: Ipv4Addr, len: u8, nbma: Option<Ipv4Addr>) {
+        let prefix = mask(prefix, len);
+        match nbma {
+            Some(n) => {
+                self.map.insert((prefix, len), n);
+                let peer = Peer {
+                    nbma: n,
+                    protection: self.protection(n),
+                };
+                self.dp(Command::MapInsert { prefix, len, peer });
+            }
+            None => {
+                if self.map.remove(&(prefix, len)).is_some() {
+                    self.dp(Command::MapRemove { prefix, len });
+                }
+            }
+        }
+    }
+
+    /// Re-sends the map entries through `nbma` (its protection changed).
+    fn refresh_routes_via(&mut self, nbma: Ipv4Addr) {
+        let keys: Vec<(Ipv4Addr, u8)> = self
+            .map
+            .iter()
+            .filter(|(_, n)| **n == nbma)
+            .map(|(k, _)| *k)
+            .collect();
+        for (p, l) in keys {
+            self.set_route(p, l, Some(nbma));
+        }
+    }
+
+    /// Tunnel subnet and configured routes go to the preferred NHS (spoke),
+    /// or the point-to-point destination.
+    fn update_base(&mut self) {
+        let target = match (&self.nhrp, self.cfg.destination) {
+            (_, Some(d)) => Some(d),
+            (Some(n), None) if !self.cfg.hub => n.preferred_nhs().and_then(|c| v4(c.nbma)),
+            _ => None,
+        };
+        if target == self.base_nbma {
+            return;
+        }
+        self.base_nbma = target;
+        let mut prefixes = vec![(
+            mask(self.cfg.tunnel_addr, self.cfg.tunnel_prefix_len),
+            self.cfg.tunnel_prefix_len,
+        )];
+        prefixes.extend(self.cfg.routes.iter().copied());
+        for (p, l) in prefixes {
+            self.set_route(p, l, target);
+        }
+    }
+
+    /// Whether an IPsec SA (or manual SA) to `nbma` is installed.
+    pub fn has_sa(&self, nbma: Ipv4Addr) -> bool {
+        self.peers.get(&nbma).is_some_and(|p| !p.sas.is_empty())
+    }
+
+    /// Installed shortcut routes (prefix, length, NBMA).
+    pub fn shortcut_routes(&self) -> Vec<(Ipv4Addr, u8, Ipv4Addr)> {
+        self.shortcuts
+            .iter()
+            .filter(|(k, n)| self.map.get(k) == Some(n))
+            .map(|((p, l), n)| (*p, *l, *n))
+            .collect()
+    }
+
+    /// NBMA addresses multicast is replicated to.
+    pub fn multicast_nbmas(&self) -> Vec<IpAddr> {
+        self.nhrp
+            .as_ref()
+            .map(|n| n.multicast_nbmas())
+            .unwrap_or_default()
+    }
+
+    /// Asks IKE for an SA with `nbma` unless one is up or was just asked for.
+    fn ensure_sa(&mut self, now: Instant, nbma: Ipv4Addr) {
+        if !self.cfg.protected {
+            return;
+        }
+        let recent = {
+            let p = self.peer_mut(nbma, PeerKind::Spoke, now);
+            if !p.sas.is_empty() || p.manual {
+                return;
+            }
+            p.ike_asked.is_some_and(|t| now - t < IKE_RETRY)
+        };
+        if recent {
+            return;
+        }
+        self.peer_mut(nbma, PeerKind::Spoke, now).ike_asked = Some(now);
+        let local = SocketAddr::new(IpAddr::V4(self.cfg.nbma), 500);
+        let remote = SocketAddr::new(IpAddr::V4(nbma), 500);
+        let req = Phase2Request {
+            local_proxy: Some(gre_proxy(local.ip())),
+            remote_proxy: Some(gre_proxy(remote.ip())),
+        };
+        debug!(target: "dmvpn::ike", "IPSEC: requesting SA with {nbma} (GRE proxies)");
+        if let Err(e) = self
+            .ike
+            .initiate_phase2(self.ike_now(now), local, remote, req)
+        {
+            warn!(target: "dmvpn::ike", "cannot initiate IKE with {nbma}: {e}");
+        }
+    }
+
+    /// An NHRP packet arrived from `from_nbma`.
+    pub fn handle_nhrp(&mut self, now: Instant, from_nbma: IpAddr, bytes: &[u8]) {
+        if let Some(n) = self.nhrp.as_mut() {
+            n.handle(now, from_nbma, bytes);
+        }
+        self.pump(now);
+    }
+
+    /// An IKE datagram arrived (`local`/`remote` with their UDP ports).
+    pub fn handle_ike(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, d: &[u8]) {
+        let t = self.ike_now(now);
+        if let Err(e) = self.ike.handle(t, local, remote, d) {
+            debug!(target: "dmvpn::ike", "ISAKMP: dropped datagram from {remote}: {e}");
+        }
+        self.pump(now);
+    }
+
+    /// Something the data plane reported.
+    pub fn handle_dataplane_event(&mut self, now: Instant, ev: DpEvent) {
+        match ev {
+            DpEvent::Nhrp { src, packet } => self.handle_nhrp(now, IpAddr::V4(src), &packet),
+            DpEvent::Ike { src, packet } => {
+                let mut d = Vec::with_capacity(packet.len() + 4);
+                d.extend_from_slice(&[0, 0, 0, 0]);
+                d.extend_from_slice(&packet);
+                let local = SocketAddr::new(IpAddr::V4(self.cfg.nbma), 4500);
+                self.handle_ike(now, local, SocketAddr::V4(src), &d);
+            }
+            DpEvent::NeedSa { peer } => {
+                self.ensure_sa(now, peer);
+                self.pump(now);
+            }
+        }
+    }
+
+    /// Looks at an inner packet read from the TUN before the data plane
+    /// forwards it: phase 2 resolution, phase 3 redirects on the hub.
+    pub fn observe_outbound(&mut self, now: Instant, pkt: &[u8]) {
+        if pkt.len() < 20 || pkt[0] >> 4 != 4 {
+            return;
+        }
+        let src = Ipv4Addr::new(pkt[12], pkt[13], pkt[14], pkt[15]);
+        let dst = Ipv4Addr::new(pkt[16], pkt[17], pkt[18], pkt[19]);
+        let Some(nhrp) = self.nhrp.as_mut() else {
+            return;
+        };
+        if self.cfg.hub {
+            if !nhrp.config().redirect {
+                return;
+            }
+            // Relayed spoke-to-spoke traffic: both ends are reached through the tunnel.
+            let from = nhrp
+                .cache()
+                .lookup(IpAddr::V4(src))
+                .filter(|e| e.kind == EntryType::Dynamic)
+                .and_then(|e| e.nbma);
+            let to = lookup_map(&self.map, dst);
+            if let (Some(from), Some(to)) = (from, to)
+                && from != IpAddr::V4(to)
+            {
+                nhrp.traffic_relayed(now, from, pkt);
+                self.pump(now);
+            }
+            return;
+        }
+        let Some(via) = lookup_map(&self.map, dst) else {
+            return;
+        };
+        if Some(via) != self.base_nbma || dst == self.cfg.tunnel_addr {
+            return;
+        }
+        let nhs_proto = nhrp
+            .config()
+            .nhs
+            .iter()
+            .any(|n| n.protocol == IpAddr::V4(dst));
+        if nhs_proto {
+            return;
+        }
+        // Marks a shortcut as used (re-resolved before expiry) or starts a
+        // resolution (phase 2); with `shortcut` (phase 3) the hub's
+        // Traffic Indication triggers it instead.
+        if nhrp.lookup(IpAddr::V4(dst)).is_none() && !nhrp.config().shortcut {
+            nhrp.resolve(now, IpAddr::V4(dst));
+            self.pump(now);
+        }
+    }
+
+    /// Data-plane counters: traffic per peer (idle timers, DPD liveness).
+    pub fn handle_stats(&mut self, now: Instant, stats: &DataplaneStats) {
+        let mut per_peer: HashMap<Ipv4Addr, (u64, u64)> = HashMap::new();
+        for s in &stats.sas {
+            if let IpAddr::V4(p) = s.peer {
+                let e = per_peer.entry(p).or_default();
+                e.0 += s.counters.pkts_encaps + s.counters.pkts_decaps;
+                e.1 += s.counters.pkts_decaps;
+            }
+        }
+        let t = self.ike_now(now);
+        for (peer, (count, rx)) in per_peer {
+            if let Some(p) = self.peers.get_mut(&peer)
+                && count != p.last_count
+            {
+                p.last_count = count;
+                p.last_active = now;
+                if rx > 0 {
+                    self.ike.note_traffic(t, IpAddr::V4(peer));
+                }
+            }
+        }
+        if let Some(idle) = self.cfg.idle_time {
+            let idle_peers: Vec<Ipv4Addr> = self
+                .peers
+                .iter()
+                .filter(|(_, p)| {
+                    p.kind == PeerKind::Spoke
+                        && !p.manual
+                        && !p.sas.is_empty()
+                        && now - p.last_active >= idle
+                })
+                .map(|(n, _)| *n)
+                .collect();
+            for n in idle_peers {
+                info!(target: "dmvpn::ike", "IPSEC: SAs with {n} idle for {}s, deleting", idle.as_secs());
+                self.drop_peer(now, n);
+            }
+        }
+        self.pump(now);
+    }
+
+    /// Deletes everything with spoke `nbma`: SAs (telling it), shortcuts.
+    fn drop_peer(&mut self, now: Instant, nbma: Ipv4Addr) {
+        let t = self.ike_now(now);
+        self.ike.delete_peer(t, IpAddr::V4(nbma));
+        self.dp(Command::RemovePeerSas(IpAddr::V4(nbma)));
+        if let Some(n) = self.nhrp.as_mut() {
+            n.ipsec_down(IpAddr::V4(nbma));
+            n.forget_peer(IpAddr::V4(nbma));
+        }
+        let gone: Vec<(Ipv4Addr, u8)> = self
+            .shortcuts
+            .iter()
+            .filter(|(_, n)| **n == nbma)
+            .map(|(k, _)| *k)
+            .collect();
+        for (p, l) in gone {
+            self.shortcuts.remove(&(p, l));
+            self.set_route(p, l, None);
+        }
+        if let Some(p) = self.peers.get_mut(&nbma) {
+            p.sas.clear();
+            p.ike_asked = None;
+            if p.kind == PeerKind::Spoke {
+                self.peers.remove(&nbma);
+            }
+        }
+    }
+
+    /// When [`Node::handle_timeout`] must next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let a = self.nhrp.as_ref().and_then(|n| n.poll_timeout());
+        let b = self.ike.poll_timeout().map(|t| self.node_time(t));
+        match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if let Some(n) = self.nhrp.as_mut()
+            && n.poll_timeout().is_some_and(|t| t <= now)
+        {
+            n.handle_timeout(now);
+        }
+        let t = self.ike_now(now);
+        if self.ike.poll_timeout().is_some_and(|x| x <= t) {
+            self.ike.handle_timeout(t);
+        }
+        self.pump(now);
+    }
+
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// Moves everything the engines produced into outputs, reacting to
+    /// their events until both are quiet.
+    fn pump(&mut self, now: Instant) {
+        loop {
+            let mut moved = false;
+            while let Some(t) = self.ike.poll_transmit() {
+                moved = true;
+                self.out.push_back(Output::Ike(t));
+            }
+            while let Some(ev) = self.ike.poll_event() {
+                moved = true;
+                self.on_ike_event(now, ev);
+            }
+            while let Some(t) = self.nhrp.as_mut().and_then(|n| n.poll_transmit()) {
+                moved = true;
+                if let Some(nbma) = v4(t.dst_nbma) {
+                    let peer = Peer {
+                        nbma,
+                        protection: self.protection(nbma),
+                    };
+                    self.dp(Command::SendNhrp {
+                        peer,
+                        packet: t.payload,
+                    });
+                }
+            }
+            while let Some(ev) = self.nhrp.as_mut().and_then(|n| n.poll_event()) {
+                moved = true;
+                self.on_nhrp_event(now, ev);
+            }
+            if !moved {
+                break;
+            }
+        }
+    }
+
+    fn on_nhrp_event(&mut self, now: Instant, ev: dmvpn_nhrp::Event) {
+        use dmvpn_nhrp::Event as E;
+        debug!(target: "dmvpn::nhrp", "NHRP event: {ev:?}");
+        match ev {
+            E::NhsUp { .. } | E::NhsDown { .. } => self.update_base(),
+            E::PeerRegistered {
+                protocol,
+                prefix_len,
+                nbma,
+                ..
+            } => {
+                if let (Some(p), Some(n)) = (v4(protocol), v4(nbma)) {
+                    let kind = self.peer_mut(n, PeerKind::Registered, now);
+                    if kind.kind == PeerKind::Spoke {
+                        kind.kind = PeerKind::Registered;
+                    }
+                    self.set_route(p, prefix_len, Some(n));
+                }
+            }
+            E::PeerExpired {
+                protocol,
+                prefix_len,
+                ..
+            } => {
+                if let Some(p) = v4(protocol) {
+                    self.set_route(p, prefix_len, None);
+                }
+            }
+            E::ShortcutUp {
+                prefix,
+                prefix_len,
+                nbma,
+                ..
+            } => {
+                let (Some(p), Some(n)) = (v4(prefix), v4(nbma)) else {
+                    return;
+                };
+                if n == self.cfg.nbma {
+                    return;
+                }
+                let p = mask(p, prefix_len);
+                self.shortcuts.insert((p, prefix_len), n);
+                self.peer_mut(n, PeerKind::Spoke, now);
+                if !self.cfg.protected || self.has_sa(n) {
+                    self.set_route(p, prefix_len, Some(n));
+                } else {
+                    self.ensure_sa(now, n);
+                }
+            }
+            E::ShortcutDown {
+                prefix, prefix_len, ..
+            } => {
+                if let Some(p) = v4(prefix) {
+                    let p = mask(p, prefix_len);
+                    if self.shortcuts.remove(&(p, prefix_len)).is_some() {
+                        self.set_route(p, prefix_len, None);
+                        self.restore_base(p, prefix_len);
+                    }
+                }
+            }
+            E::NeedIpsec { nbma } => {
+                if let Some(n) = v4(nbma) {
+                    if self.has_sa(n) {
+                        if let Some(e) = self.nhrp.as_mut() {
+                            e.ipsec_up(now, nbma);
+                        }
+                    } else {
+                        self.ensure_sa(now, n);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A removed shortcut that shadowed a base prefix exactly: put the base back.
+    fn restore_base(&mut self, p: Ipv4Addr, len: u8) {
+        let Some(base) = self.base_nbma else {
+            return;
+        };
+        let is_base = (mask(self.cfg.tunnel_addr, self.cfg.tunnel_prefix_len) == p
+            && self.cfg.tunnel_prefix_len == len)
+            || self.cfg.routes.contains(&(p, len));
+        if is_base {
+            self.set_route(p, len, Some(base));
+        }
+    }
+
+    fn on_ike_event(&mut self, now: Instant, ev: dmvpn_ike::Event) {
+        use dmvpn_ike::Event as E;
+        match ev {
+            E::ChildSaInstalled(c) => self.install(now, &c),
+            E::ChildSaRekeyed { new, .. } => {
+                // Make-before-break: the new pair goes in now (the outbound
+                // one replaces the old); the old inbound SA stays until IKE
+                // deletes it.
+                self.install(now, &new)
+            }
+            E::ChildSaDeleted {
+                remote,
+                inbound_spi,
+                outbound_spi,
+                reason,
+            } => {
+                debug!(target: "dmvpn::ike", "IPSEC: SA {inbound_spi:#x} with {remote} deleted: {reason}");
+                self.out
+                    .push_back(Output::Dataplane(DpCmd::RemoveInbound(inbound_spi)));
+                self.out.push_back(Output::Dataplane(DpCmd::RemoveOutbound {
+                    peer: remote.ip(),
+                    spi: outbound_spi,
+                }));
+                if let Some(n) = v4(remote.ip()) {
+                    self.sa_gone(now, n, inbound_spi);
+                }
+            }
+            E::PeerDead { remote } => {
+                warn!(target: "dmvpn::ike", "ISAKMP: peer {remote} is dead (DPD)");
+                if let Some(n) = v4(remote) {
+                    self.dp(Command::RemovePeerSas(remote));
+                    if self
+                        .peers
+                        .get(&n)
+                        .is_some_and(|p| p.kind == PeerKind::Spoke)
+                    {
+                        self.drop_peer(now, n);
+                    } else if let Some(p) = self.peers.get_mut(&n) {
+                        p.sas.clear();
+                        p.ike_asked = None;
+                        if let Some(e) = self.nhrp.as_mut() {
+                            e.ipsec_down(remote);
+                        }
+                    }
+                }
+            }
+            E::Phase1Failed { remote, reason } | E::Phase2Failed { remote, reason } => {
+                warn!(target: "dmvpn::ike", "IPSEC: negotiation with {} failed: {reason}", remote.ip());
+                if let Some(n) = v4(remote.ip()) {
+                    if !self.has_sa(n) {
+                        self.out
+                            .push_back(Output::Dataplane(DpCmd::DiscardPending(n)));
+                    }
+                    if let Some(p) = self.peers.get_mut(&n) {
+                        p.ike_asked = None;
+                    }
+                }
+            }
+            E::Phase1Up { .. } | E::Phase1Down { .. } => {}
+        }
+    }
+
+    fn sa_gone(&mut self, now: Instant, nbma: Ipv4Addr, inbound_spi: u32) {
+        let Some(p) = self.peers.get_mut(&nbma) else {
+            return;
+        };
+        p.sas.remove(&inbound_spi);
+        if !p.sas.is_empty() {
+            return;
+        }
+        p.ike_asked = None;
+        let spoke = p.kind == PeerKind::Spoke;
+        if let Some(e) = self.nhrp.as_mut() {
+            e.ipsec_down(IpAddr::V4(nbma));
+        }
+        if spoke {
+            self.drop_peer(now, nbma);
+        }
+    }
+
+    fn install(&mut self, now: Instant, c: &dmvpn_ike::ChildSa) {
+        let Some(nbma) = v4(c.remote.ip()) else {
+            return;
+        };
+        let (inb, outb) = match sa::from_child(c, &mut self.rng) {
+            Ok(x) => x,
+            Err(e) => {
+                warn!(target: "dmvpn::esp", "IPSEC: cannot install SA with {nbma}: {e}");
+                return;
+            }
+        };
+        info!(
+            target: "dmvpn::ike",
+            "IPSEC: SA with {nbma} installed: in {:#010x} out {:#010x} {}",
+            c.inbound_spi,
+            c.outbound_spi,
+            c.transform.ios_name()
+        );
+        if self.keylog {
+            for l in dmvpn_ike::keylog::esp_sa_lines(c) {
+                self.out.push_back(Output::KeyLog(l));
+            }
+        }
+        let protection = match c.encapsulation {
+            dmvpn_ike::Encapsulation::Udp { remote_port, .. } => {
+                Protection::EspUdp { port: remote_port }
+            }
+            dmvpn_ike::Encapsulation::None => Protection::Esp,
+        };
+        self.dp(Command::InsertInbound(Box::new(inb)));
+        // The outbound SA also releases packets held for this peer, so the
+        // peer map must already carry the right protection.
+        let changed = {
+            let p = self.peer_mut(nbma, PeerKind::Spoke, now);
+            let changed = p.protection != protection;
+            p.protection = protection;
+            if p.sas.is_empty() {
+                p.up_since = now;
+            }
+            p.sas.insert(c.inbound_spi, c.outbound_spi);
+            p.last_active = now;
+            p.ike_asked = None;
+            changed
+        };
+        if changed {
+            self.refresh_routes_via(nbma);
+        }
+        self.dp(Command::InsertOutbound(Box::new(outb)));
+        if let Some(e) = self.nhrp.as_mut() {
+            e.ipsec_up(now, IpAddr::V4(nbma));
+        }
+        let pending: Vec<(Ipv4Addr, u8)> = self
+            .shortcuts
+            .iter()
+            .filter(|(k, n)| **n == nbma && self.map.get(k) != Some(n))
+            .map(|(k, _)| *k)
+            .collect();
+        for (p, l) in pending {
+            self.set_route(p, l, Some(nbma));
+        }
+    }
+
+    /// `clear ip nhrp`: dynamic and cached entries go; shortcuts with them.
+    pub fn clear_nhrp(&mut self, now: Instant) -> u64 {
+        let Some(n) = self.nhrp.as_mut() else {
+            return 0;
+        };
+        let before = n.cache().len();
+        n.clear();
+        let after = n.cache().len();
+        let sc: Vec<(Ipv4Addr, u8)> = self.shortcuts.keys().copied().collect();
+        for (p, l) in sc {
+            self.shortcuts.remove(&(p, l));
+            self.set_route(p, l, None);
+            self.restore_base(p, l);
+        }
+        self.pump(now);
+        before.saturating_sub(after) as u64
+    }
+
+    /// `clear crypto sa [peer PEER]`: deletes IKE and IPsec SAs (telling
+    /// the peers); traffic brings them back.
+    pub fn clear_crypto_sa(&mut self, now: Instant, peer: Option<IpAddr>) -> u64 {
+        let targets: Vec<Ipv4Addr> = self
+            .peers
+            .iter()
+            .filter(|(n, p)| !p.manual && peer.is_none_or(|x| x == IpAddr::V4(**n)))
+            .map(|(n, _)| *n)
+            .collect();
+        let t = self.ike_now(now);
+        let mut count = 0u64;
+        for n in targets {
+            count += self.peers.get(&n).map_or(0, |p| p.sas.len() as u64);
+            self.ike.delete_peer(t, IpAddr::V4(n));
+            self.dp(Command::RemovePeerSas(IpAddr::V4(n)));
+            if let Some(e) = self.nhrp.as_mut() {
+                e.ipsec_down(IpAddr::V4(n));
+            }
+            if let Some(p) = self.peers.get_mut(&n) {
+                p.sas.clear();
+                p.ike_asked = None;
+            }
+        }
+        self.pump(now);
+        count
+    }
+}
+
+fn lookup_map(map: &BTreeMap<(Ipv4Addr, u8), Ipv4Addr>, dst: Ipv4Addr) -> Option<Ipv4Addr> {
+    map.iter()
+        .filter(|((p, l), _)| contains(*p, *l, dst))
+        .max_by_key(|((_, l), _)| *l)
+        .map(|(_, n)| *n)
+}

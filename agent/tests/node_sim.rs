@@ -1,0 +1,428 @@
+//! Hub and two spokes as real `Node`s with real data-plane engines, wired
+//! by an in-memory underlay on virtual time: registration, phase 2
+//! resolution → spoke-to-spoke SA → direct traffic, idle expiry, phase 3.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use dmvpn_agent::datapath::sadb::Sadb;
+use dmvpn_agent::node::{self, Node, Output};
+use dmvpn_agent::runtime::dataplane::{Engine, Event, PeerMap};
+use dmvpn_nhrp::Instant;
+
+const HUB: Ipv4Addr = Ipv4Addr::new(172, 16, 0, 1);
+const S1: Ipv4Addr = Ipv4Addr::new(172, 16, 0, 2);
+const S2: Ipv4Addr = Ipv4Addr::new(172, 16, 0, 3);
+const T1: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 2);
+const T2: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 3);
+
+fn config(role: &str, n: u8, phase3: bool, crypto: &str) -> String {
+    let (policy, ts) = match crypto {
+        "modern" => (
+            "encryption = \"aes-256\"\nhash = \"sha256\"\ngroup = 14",
+            "[\"esp-gcm 256\"]",
+        ),
+        _ => (
+            "encryption = \"des\"\nhash = \"md5\"\ngroup = 1",
+            "[\"esp-3des\", \"esp-md5-hmac\"]",
+        ),
+    };
+    let nhrp = if role == "hub" {
+        format!("redirect = {phase3}\n")
+    } else {
+        format!(
+            "shortcut = {phase3}\n[[tunnel.nhrp.nhs]]\naddress = \"192.168.1.1\"\nnbma = \"172.16.0.1\"\n"
+        )
+    };
+    format!(
+        r#"
+[node]
+name = "n{n}"
+role = "{role}"
+[ike.dpd]
+interval = 10
+retry_interval = 2
+retries = 5
+[[ike.policy]]
+priority = 10
+{policy}
+authentication = "pre-share"
+lifetime = 86400
+[[ike.key]]
+peer = "0.0.0.0/0"
+key = "cisco123"
+[[ipsec.transform_set]]
+name = "strong"
+transforms = {ts}
+mode = "transport"
+[[ipsec.profile]]
+name = "cisco"
+transform_sets = ["strong"]
+lifetime_seconds = 120
+idle_time = 60
+[[tunnel]]
+name = "Tunnel0"
+address = "192.168.1.{n}/24"
+mtu = 1400
+source = "172.16.0.{n}"
+mode = "gre-multipoint"
+key = 0
+protection = "cisco"
+[tunnel.nhrp]
+network_id = 1
+authentication = "cisco123"
+holdtime = 600
+map_multicast_dynamic = true
+{nhrp}"#
+    )
+}
+
+struct SimNode {
+    node: Node,
+    dp: Engine,
+    nbma: Ipv4Addr,
+    tunnel: Ipv4Addr,
+    hub: bool,
+    /// Echo replies received by the host behind this node: (id, seq).
+    replies: Vec<u16>,
+}
+
+enum Wire {
+    Raw(Ipv4Addr, Vec<u8>),
+    Ike(SocketAddr, SocketAddr, Vec<u8>),
+}
+
+struct Sim {
+    nodes: Vec<SimNode>,
+    now: Instant,
+    next_stats: Instant,
+    /// ESP packets seen on the underlay: (src, dst).
+    esp_seen: Vec<(Ipv4Addr, Ipv4Addr)>,
+}
+
+fn icmp(src: Ipv4Addr, dst: Ipv4Addr, ty: u8, seq: u16) -> Vec<u8> {
+    let mut p = vec![0u8; 28 + 32];
+    let len = p.len() as u16;
+    p[0] = 0x45;
+    p[2..4].copy_from_slice(&len.to_be_bytes());
+    p[8] = 64;
+    p[9] = 1;
+    p[12..16].copy_from_slice(&src.octets());
+    p[16..20].copy_from_slice(&dst.octets());
+    let mut sum = 0u32;
+    for i in (0..20).step_by(2) {
+        sum += u32::from(u16::from_be_bytes([p[i], p[i + 1]]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    let c = !(sum as u16);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p[20] = ty;
+    p[26..28].copy_from_slice(&seq.to_be_bytes());
+    p
+}
+
+impl Sim {
+    fn new(phase3: bool, crypto: &str) -> Sim {
+        let epoch = std::time::Instant::now();
+        let now = Instant::ZERO;
+        let mk = |role: &str, n: u8| {
+            let text = config(role, n, phase3, crypto);
+            let cfg = dmvpn_config::Config::from_str(&text, "sim.toml")
+                .expect("valid config")
+                .config;
+            let node = Node::new(&cfg, epoch, u64::from(n), now).expect("node");
+            let dp = Engine::new(node.dataplane_config(), Sadb::new(), PeerMap::new());
+            SimNode {
+                node,
+                dp,
+                nbma: Ipv4Addr::new(172, 16, 0, n),
+                tunnel: Ipv4Addr::new(192, 168, 1, n),
+                hub: role == "hub",
+                replies: Vec::new(),
+            }
+        };
+        Sim {
+            nodes: vec![mk("hub", 1), mk("spoke", 2), mk("spoke", 3)],
+            now,
+            next_stats: now,
+            esp_seen: Vec::new(),
+        }
+    }
+
+    fn idx(&self, nbma: Ipv4Addr) -> Option<usize> {
+        self.nodes.iter().position(|n| n.nbma == nbma)
+    }
+
+    /// Moves everything until no node has anything to say.
+    fn settle(&mut self) {
+        for _ in 0..10_000 {
+            let mut wire = VecDeque::new();
+            let now = self.now;
+            for n in &mut self.nodes {
+                while let Some(o) = n.node.poll_output() {
+                    match o {
+                        Output::Ike(t) => wire.push_back(Wire::Ike(t.local, t.remote, t.payload)),
+                        Output::Dataplane(c) => node::apply(&mut n.dp, c),
+                        Output::KeyLog(_) => {}
+                    }
+                }
+                let mut evs = Vec::new();
+                evs.extend(
+                    n.dp.nhrp_in
+                        .drain(..)
+                        .map(|(src, packet)| Event::Nhrp { src, packet }),
+                );
+                evs.extend(
+                    n.dp.ike_in
+                        .drain(..)
+                        .map(|(src, packet)| Event::Ike { src, packet }),
+                );
+                evs.extend(n.dp.need_sa.drain(..).map(|peer| Event::NeedSa { peer }));
+                for e in evs {
+                    n.node.handle_dataplane_event(now, e);
+                }
+                for b in [&mut n.dp.gre_out, &mut n.dp.esp_out] {
+                    for i in 0..b.len() {
+                        let p = b.get(i).to_vec();
+                        let dst = Ipv4Addr::new(p[16], p[17], p[18], p[19]);
+                        wire.push_back(Wire::Raw(dst, p));
+                    }
+                    b.clear();
+                }
+                assert!(n.dp.udp_out.is_empty(), "no NAT in this topology");
+                let tun: Vec<Vec<u8>> = (0..n.dp.tun_out.len())
+                    .map(|i| n.dp.tun_out.get(i).to_vec())
+                    .collect();
+                n.dp.tun_out.clear();
+                for p in tun {
+                    let src = Ipv4Addr::new(p[12], p[13], p[14], p[15]);
+                    let dst = Ipv4Addr::new(p[16], p[17], p[18], p[19]);
+                    if dst != n.tunnel {
+                        if n.hub {
+                            // The hub's kernel routes it back into the tunnel.
+                            n.node.observe_outbound(now, &p);
+                            n.dp.outbound(&p);
+                        }
+                    } else if p[20] == 8 {
+                        let seq = u16::from_be_bytes([p[26], p[27]]);
+                        let r = icmp(dst, src, 0, seq);
+                        n.node.observe_outbound(now, &r);
+                        n.dp.outbound(&r);
+                    } else if p[20] == 0 {
+                        n.replies.push(u16::from_be_bytes([p[26], p[27]]));
+                    }
+                }
+            }
+            if wire.is_empty() && self.nodes.iter().all(|n| n.dp.gre_out.is_empty()) {
+                let quiet = self.nodes.iter().all(|n| {
+                    n.dp.nhrp_in.is_empty() && n.dp.ike_in.is_empty() && n.dp.tun_out.is_empty()
+                });
+                if quiet {
+                    return;
+                }
+                continue;
+            }
+            for w in wire {
+                match w {
+                    Wire::Raw(dst, p) => {
+                        let Some(i) = self.idx(dst) else { continue };
+                        let d = &mut self.nodes[i].dp;
+                        match p[9] {
+                            47 => d.inbound_gre_ip(&p),
+                            50 => {
+                                let src = Ipv4Addr::new(p[12], p[13], p[14], p[15]);
+                                self.esp_seen.push((src, dst));
+                                d.inbound_esp_ip(&p)
+                            }
+                            _ => panic!("unexpected protocol"),
+                        }
+                    }
+                    Wire::Ike(from, to, payload) => {
+                        let IpAddr::V4(d) = to.ip() else { continue };
+                        let Some(i) = self.idx(d) else { continue };
+                        self.nodes[i].node.handle_ike(now, to, from, &payload);
+                    }
+                }
+            }
+        }
+        panic!("simulation does not settle");
+    }
+
+    /// Advances virtual time to `until`, firing timers and stats ticks.
+    fn run_until(&mut self, until: Instant) {
+        loop {
+            self.settle();
+            let mut next = self.next_stats;
+            for n in &self.nodes {
+                if let Some(t) = n.node.poll_timeout() {
+                    next = next.min(t);
+                }
+            }
+            let next = next.max(self.now);
+            if next > until {
+                self.now = until;
+                return;
+            }
+            self.now = next;
+            let now = self.now;
+            if now >= self.next_stats {
+                self.next_stats = now + node::STATS_INTERVAL;
+                for n in &mut self.nodes {
+                    let st = n.dp.stats();
+                    n.node.handle_stats(now, &st);
+                }
+            }
+            for n in &mut self.nodes {
+                if n.node.poll_timeout().is_some_and(|t| t <= now) {
+                    n.node.handle_timeout(now);
+                }
+            }
+        }
+    }
+
+    fn advance(&mut self, d: Duration) {
+        let t = self.now + d;
+        self.run_until(t);
+    }
+
+    /// The host behind node `i` sends an echo request to `dst`.
+    fn ping(&mut self, i: usize, dst: Ipv4Addr, seq: u16) {
+        let now = self.now;
+        let n = &mut self.nodes[i];
+        let p = icmp(n.tunnel, dst, 8, seq);
+        n.node.observe_outbound(now, &p);
+        n.dp.outbound(&p);
+        self.settle();
+    }
+
+    fn direct_esp(&self) -> usize {
+        self.esp_seen
+            .iter()
+            .filter(|(a, b)| (*a == S1 && *b == S2) || (*a == S2 && *b == S1))
+            .count()
+    }
+}
+
+fn registered(sim: &Sim) -> bool {
+    let hub = sim.nodes[0].node.show_nhrp(sim.now);
+    let dynamic = hub
+        .iter()
+        .filter(|e| e.entry_type == dmvpn_ctl::proto::NhrpEntryType::Dynamic)
+        .count();
+    dynamic == 2
+        && sim.nodes[1..].iter().all(|n| {
+            n.node
+                .show_nhrp_nhs(sim.now)
+                .iter()
+                .all(|s| s.state.responding)
+        })
+}
+
+fn spoke_to_spoke(phase3: bool, crypto: &str) {
+    let mut sim = Sim::new(phase3, crypto);
+    sim.advance(Duration::from_secs(5));
+    assert!(registered(&sim), "spokes registered with the hub");
+    assert!(sim.nodes[1].node.has_sa(HUB) && sim.nodes[2].node.has_sa(HUB));
+    assert_eq!(sim.nodes[0].node.multicast_nbmas().len(), 2);
+
+    // Spoke 1 pings spoke 2 every 200 ms for 4 s.
+    let t0 = sim.now;
+    let mut direct_at = None;
+    for seq in 0..20u16 {
+        sim.ping(1, T2, seq);
+        if direct_at.is_none() && !sim.nodes[1].node.shortcut_routes().is_empty() {
+            direct_at = Some(sim.now - t0);
+        }
+        sim.advance(Duration::from_millis(200));
+    }
+    let replies = sim.nodes[1].replies.len();
+    assert!(replies >= 19, "replies {replies}/20");
+    let sc = sim.nodes[1].node.shortcut_routes();
+    assert!(
+        sc.iter().any(|(_, _, n)| *n == S2),
+        "spoke 1 has a shortcut to spoke 2: {sc:?}"
+    );
+    assert!(sim.nodes[1].node.has_sa(S2) && sim.nodes[2].node.has_sa(S1));
+    let direct_before = sim.direct_esp();
+    assert!(direct_before > 0, "ESP flows directly between the spokes");
+    // Later traffic goes direct only.
+    let hub_esp_before = sim.esp_seen.len() - direct_before;
+    for seq in 100..105u16 {
+        sim.ping(1, T2, seq);
+        sim.advance(Duration::from_millis(200));
+    }
+    assert_eq!(sim.direct_esp(), direct_before + 10);
+    assert_eq!(sim.esp_seen.len() - sim.direct_esp(), hub_esp_before);
+    let dmvpn = sim.nodes[1].node.show_dmvpn(sim.now);
+    let nbmas: Vec<IpAddr> = dmvpn[0].peers.iter().map(|p| p.nbma).collect();
+    assert!(
+        nbmas.contains(&IpAddr::V4(HUB)) && nbmas.contains(&IpAddr::V4(S2)),
+        "{dmvpn:?}"
+    );
+    eprintln!("shortcut after {:?}", direct_at);
+
+    // Idle: 60 s with no traffic removes the spoke-to-spoke SA and shortcut.
+    sim.advance(Duration::from_secs(70));
+    assert!(!sim.nodes[1].node.has_sa(S2), "idle SA deleted");
+    assert!(!sim.nodes[2].node.has_sa(S1), "idle SA deleted on the peer");
+    assert!(sim.nodes[1].node.shortcut_routes().is_empty());
+    assert!(sim.nodes[1].node.has_sa(HUB), "hub SA stays");
+    // Traffic still flows (via the hub again, then a new shortcut).
+    let before = sim.nodes[1].replies.len();
+    for seq in 200..210u16 {
+        sim.ping(1, T2, seq);
+        sim.advance(Duration::from_millis(200));
+    }
+    assert!(sim.nodes[1].replies.len() >= before + 9);
+}
+
+#[test]
+fn phase2_resolution_direct_sa_idle_expiry() {
+    spoke_to_spoke(false, "seed");
+}
+
+#[test]
+fn phase3_redirect_shortcut() {
+    spoke_to_spoke(true, "seed");
+}
+
+#[test]
+fn modern_crypto_and_rekey_without_loss() {
+    let mut sim = Sim::new(false, "modern");
+    sim.advance(Duration::from_secs(5));
+    assert!(registered(&sim));
+    // 150 s of pings across the 120 s lifetime: SAs are rekeyed, nothing lost.
+    let spis = |sim: &Sim| -> Vec<u32> {
+        sim.nodes[1]
+            .node
+            .show_ipsec_sa(sim.now, None)
+            .iter()
+            .filter(|s| s.current_peer == IpAddr::V4(S2))
+            .flat_map(|s| s.inbound.iter().map(|e| e.spi))
+            .collect()
+    };
+    let mut first = Vec::new();
+    for seq in 0..750u16 {
+        sim.ping(1, T2, seq);
+        sim.advance(Duration::from_millis(200));
+        if seq == 20 {
+            first = spis(&sim);
+            assert!(!first.is_empty(), "spoke-to-spoke SA up");
+        }
+    }
+    let last = spis(&sim);
+    assert!(
+        last.iter().any(|s| !first.contains(s)),
+        "rekeyed: {first:x?} -> {last:x?}"
+    );
+    let r = sim.nodes[1].replies.len();
+    assert!(r >= 749, "replies {r}/750");
+    let sas = sim.nodes[1]
+        .node
+        .show_ipsec_sa(sim.now, Some(&sim.nodes[1].dp.stats()));
+    assert!(sas.iter().any(|s| s.current_peer == IpAddr::V4(S2)));
+    let _ = T1;
+}
