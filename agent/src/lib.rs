@@ -3,5 +3,5 @@
 //! that `dmvpnd` is built from.
 
 pub mod datapath;
-pub mod runtime;
 pub mod node;
+pub mod runtime;
