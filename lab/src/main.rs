@@ -2,7 +2,44 @@
 
 use std::process::ExitCode;
 
+use clap::Parser;
+use dmvpn_lab::cli::{Cli, Command, SimArgs};
+use dmvpn_lab::progress::Bar;
+use dmvpn_lab::real::RealFactory;
+use dmvpn_lab::{sim, svg};
+
+fn run_sim(a: &SimArgs) -> Result<(), String> {
+    let cfg = a.config();
+    cfg.validate()?;
+    let mut factory = RealFactory::new(cfg.idle_timeout);
+    let mut bar = Bar::new(a.quiet);
+    let report = sim::run(&cfg, &mut factory, &mut |d, t| bar.update(d, t))?;
+    bar.finish();
+    if let Some(p) = &a.json {
+        std::fs::write(p, report.to_json())
+            .map_err(|e| format!("cannot write {}: {e}", p.display()))?;
+    }
+    if let Some(p) = &a.svg {
+        std::fs::write(p, svg::render(&report))
+            .map_err(|e| format!("cannot write {}: {e}", p.display()))?;
+    }
+    if !a.quiet {
+        print!("{}", report.to_text());
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
-    eprintln!("dmvpn-lab: not implemented yet");
-    ExitCode::FAILURE
+    let cli = Cli::parse();
+    let r = match &cli.cmd {
+        Command::Sim(a) => run_sim(a),
+        Command::Netns(a) => dmvpn_lab::netns::run(a),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dmvpn-lab: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
