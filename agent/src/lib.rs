@@ -2,6 +2,7 @@
 //! database, MTU handling) and the tokio runtime pieces (TUN, sockets)
 //! that `dmvpnd` is built from.
 
+pub mod daemon;
 pub mod datapath;
 pub mod node;
 pub mod runtime;

@@ -21,8 +21,13 @@ fn main() -> ExitCode {
     if args.check {
         return check(&args.config);
     }
-    eprintln!("dmvpnd: not implemented yet");
-    ExitCode::FAILURE
+    match dmvpn_agent::daemon::run(&args.config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dmvpnd: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// `--check`: validate and exit; warnings and errors go to stderr, one line each.

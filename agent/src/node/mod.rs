@@ -15,6 +15,7 @@
 //! node.observe_outbound(now, ip_packet)            each packet read from the TUN, before
 //!                                                  the data plane sees it (resolution
 //!                                                  triggers, hub redirects)
+//! node.set_tunnel_routes(now, &[(prefix, len, via)])  kernel routes via a tunnel next hop
 //! node.handle_stats(now, &DataplaneStats)          at least once a second (idle timers,
 //!                                                  DPD liveness)
 //! node.poll_timeout() / node.handle_timeout(now)
@@ -45,7 +46,6 @@ use std::time::Duration;
 
 use dmvpn_ike::{Endpoint, Phase2Request, policy::gre_proxy};
 use dmvpn_nhrp::Instant;
-use dmvpn_nhrp::cache::EntryType;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use tracing::{debug, info, warn};
@@ -163,6 +163,9 @@ pub struct Node {
     shortcuts: BTreeMap<(Ipv4Addr, u8), Ipv4Addr>,
     /// Base prefixes (tunnel subnet, configured routes) → current NHS.
     base_nbma: Option<Ipv4Addr>,
+    /// Routes through the tunnel with a next-hop tunnel address (from the
+    /// kernel table: operator or routing daemon).
+    via_routes: BTreeMap<(Ipv4Addr, u8), Ipv4Addr>,
     keylog: bool,
 }
 
@@ -235,6 +238,7 @@ impl Node {
             map: BTreeMap::new(),
             shortcuts: BTreeMap::new(),
             base_nbma: None,
+            via_routes: BTreeMap::new(),
             keylog: false,
         };
         node.start(now);
@@ -503,16 +507,12 @@ impl Node {
                 return;
             }
             // Relayed spoke-to-spoke traffic: both ends are reached through the tunnel.
-            let from = nhrp
-                .cache()
-                .lookup(IpAddr::V4(src))
-                .filter(|e| e.kind == EntryType::Dynamic)
-                .and_then(|e| e.nbma);
+            let from = lookup_map(&self.map, src);
             let to = lookup_map(&self.map, dst);
             if let (Some(from), Some(to)) = (from, to)
-                && from != IpAddr::V4(to)
+                && from != to
             {
-                nhrp.traffic_relayed(now, from, pkt);
+                nhrp.traffic_relayed(now, IpAddr::V4(from), pkt);
                 self.pump(now);
             }
             return;
@@ -538,6 +538,73 @@ impl Node {
             nhrp.resolve(now, IpAddr::V4(dst));
             self.pump(now);
         }
+    }
+
+    /// Replaces the routes through the tunnel that name a next hop
+    /// (`prefix/len via tunnel-address`). A hub uses them to forward
+    /// resolution requests to the spoke owning a LAN and to relay traffic.
+    pub fn set_tunnel_routes(&mut self, now: Instant, routes: &[(Ipv4Addr, u8, Ipv4Addr)]) {
+        let new: BTreeMap<(Ipv4Addr, u8), Ipv4Addr> = routes
+            .iter()
+            .map(|(p, l, v)| ((mask(*p, *l), *l), *v))
+            .collect();
+        if new == self.via_routes {
+            return;
+        }
+        let old = std::mem::replace(&mut self.via_routes, new);
+        let removed: Vec<(Ipv4Addr, u8)> = old
+            .keys()
+            .filter(|k| !self.via_routes.contains_key(k))
+            .copied()
+            .collect();
+        for (p, l) in removed.iter() {
+            if let Some(n) = self.nhrp.as_mut() {
+                n.remove_route(IpAddr::V4(*p), *l);
+            }
+            if !self.shortcuts.contains_key(&(*p, *l)) {
+                self.set_route(*p, *l, None);
+                self.restore_base(*p, *l);
+            }
+        }
+        if let Some(n) = self.nhrp.as_mut() {
+            for ((p, l), v) in &self.via_routes {
+                n.add_route(IpAddr::V4(*p), *l, IpAddr::V4(*v));
+            }
+        }
+        self.apply_via_routes();
+        self.pump(now);
+    }
+
+    /// Points each next-hop route at its next hop's NBMA address, once known.
+    fn apply_via_routes(&mut self) {
+        let Some(n) = self.nhrp.as_ref() else {
+            return;
+        };
+        let targets: Vec<((Ipv4Addr, u8), Ipv4Addr)> = self
+            .via_routes
+            .iter()
+            .filter(|(k, _)| !self.shortcuts.contains_key(k))
+            .filter_map(|(k, via)| {
+                let e = n.cache().lookup(IpAddr::V4(*via))?;
+                let nbma = v4(e.nbma?)?;
+                (nbma != self.cfg.nbma && self.map.get(k) != Some(&nbma)).then_some((*k, nbma))
+            })
+            .collect();
+        for ((p, l), nbma) in targets {
+            self.set_route(p, l, Some(nbma));
+        }
+    }
+
+    /// Whether a packet that arrived from the tunnel should go straight
+    /// back into it (a hub relaying spoke-to-spoke traffic) instead of up
+    /// to the kernel. The caller then hands it to [`Node::observe_outbound`]
+    /// and the data plane's outbound path.
+    pub fn should_relay(&self, pkt: &[u8]) -> bool {
+        if !self.cfg.hub || pkt.len() < 20 || pkt[0] >> 4 != 4 {
+            return false;
+        }
+        let dst = Ipv4Addr::new(pkt[16], pkt[17], pkt[18], pkt[19]);
+        dst != self.cfg.tunnel_addr && lookup_map(&self.map, dst).is_some()
     }
 
     /// Data-plane counters: traffic per peer (idle timers, DPD liveness).
@@ -690,6 +757,7 @@ impl Node {
                         kind.kind = PeerKind::Registered;
                     }
                     self.set_route(p, prefix_len, Some(n));
+                    self.apply_via_routes();
                 }
             }
             E::PeerExpired {

@@ -1,0 +1,356 @@
+//! `dmvpnd`'s runtime: one tokio task that owns the TUN device, the raw
+//! GRE/ESP sockets, UDP 500 and 4500, the data-plane engine and the
+//! [`Node`], plus the control socket. Every protocol decision is the
+//! Node's; this module moves bytes, time and requests.
+
+mod logging;
+mod routes;
+
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr, SocketAddrV4};
+use std::path::Path;
+
+use dmvpn_ctl::proto::{Reply, Request, Response};
+use dmvpn_ctl::server::{ControlRequest, ControlSocket, SocketOptions};
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+pub use logging::Logging;
+
+use crate::datapath::ip::{PROTO_ESP, PROTO_GRE};
+use crate::datapath::sadb::Sadb;
+use crate::node::{self, Node, Output};
+use crate::runtime::dataplane::{BUF_SIZE, Engine, Event, PeerMap};
+use crate::runtime::sockets::{DatagramSocket, RecvBatch};
+use crate::runtime::tun::{Tun, TunConfig};
+
+const BATCH: usize = 64;
+/// Stats ticks between reads of the kernel's tunnel routes.
+const ROUTE_POLL_TICKS: u64 = 2;
+
+/// Loads the configuration, builds everything and runs until SIGINT or
+/// SIGTERM. Errors are one line for the operator.
+pub fn run(path: &Path) -> Result<(), String> {
+    let loaded = dmvpn_config::Config::load(path).map_err(|e| {
+        e.diagnostics
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    })?;
+    let cfg = loaded.config;
+    let mut log = Logging::init(&cfg.log.filter);
+    for w in &loaded.warnings {
+        warn!(target: "dmvpn::ctl", "{w}");
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    rt.block_on(run_async(&cfg, &mut log))
+}
+
+async fn run_async(cfg: &dmvpn_config::Config, log: &mut Logging) -> Result<(), String> {
+    let epoch = std::time::Instant::now();
+    let now = |_: ()| dmvpn_nhrp::Instant(epoch.elapsed());
+    let seed = {
+        let mut b = [0u8; 8];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
+            .map_err(|e| format!("cannot read /dev/urandom: {e}"))?;
+        u64::from_ne_bytes(b)
+    };
+    let mut ncfg = crate::node::config_map::map(cfg).map_err(|e| e.to_string())?;
+    // Networks behind this node, answered in NHRP resolutions.
+    if let Some(n) = ncfg.nhrp.as_mut() {
+        n.local_prefixes = routes::local_prefixes(&ncfg.interface, ncfg.nbma)
+            .into_iter()
+            .map(|(p, l)| (IpAddr::V4(p), l))
+            .collect();
+    }
+    let mut node = Node::from_node_config(ncfg.clone(), epoch, seed, now(()));
+
+    let tun = Tun::open(&TunConfig {
+        name: ncfg.interface.clone(),
+        mtu: ncfg.mtu,
+        ipv4: Some((ncfg.tunnel_addr, ncfg.tunnel_prefix_len)),
+    })
+    .map_err(|e| {
+        if e.kind() == std::io::ErrorKind::PermissionDenied {
+            format!(
+                "cannot create TUN device {}: permission denied (run as root or with CAP_NET_ADMIN)",
+                ncfg.interface
+            )
+        } else {
+            e.to_string()
+        }
+    })?;
+    for (p, l) in &ncfg.routes {
+        tun.add_route(IpAddr::V4(*p), *l)
+            .map_err(|e| format!("cannot add route {p}/{l} via {}: {e}", ncfg.interface))?;
+    }
+    // Spoke-to-spoke packets relayed by the hub leave by the interface they
+    // came in on; the kernel must not answer them with ICMP redirects.
+    let _ = std::fs::write(
+        format!("/proc/sys/net/ipv4/conf/{}/send_redirects", tun.name()),
+        "0",
+    );
+
+    let gre = DatagramSocket::raw_ipv4(PROTO_GRE).map_err(|e| e.to_string())?;
+    let esp = DatagramSocket::raw_ipv4(PROTO_ESP).map_err(|e| e.to_string())?;
+    let udp4500 =
+        DatagramSocket::udp(SocketAddrV4::new(ncfg.nbma, 4500)).map_err(|e| e.to_string())?;
+    let udp500 =
+        DatagramSocket::udp(SocketAddrV4::new(ncfg.nbma, 500)).map_err(|e| e.to_string())?;
+
+    let mut keylog = match &cfg.log.key_log {
+        Some(p) => {
+            node.set_keylog(true);
+            Some(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .map_err(|e| format!("cannot open key-log file {}: {e}", p.display()))?,
+            )
+        }
+        None => None,
+    };
+
+    let socket = ControlSocket::bind(&SocketOptions::from_config(&cfg.control))
+        .map_err(|e| e.to_string())?;
+    let (ctl_tx, mut ctl_rx) = mpsc::channel::<ControlRequest>(16);
+    let server = tokio::spawn(dmvpn_ctl::server::serve(socket, ctl_tx));
+
+    let mut dp = Engine::new(node.dataplane_config(), Sadb::new(), PeerMap::new());
+    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(|e| e.to_string())?;
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| e.to_string())?;
+
+    info!(
+        target: "dmvpn::ctl",
+        "dmvpnd {}: {} {}/{} NBMA {} up",
+        ncfg.name, ncfg.interface, ncfg.tunnel_addr, ncfg.tunnel_prefix_len, ncfg.nbma
+    );
+
+    let mut tun_buf = vec![0u8; 65536];
+    let mut gre_rb = RecvBatch::new(BATCH, BUF_SIZE);
+    let mut esp_rb = RecvBatch::new(BATCH, BUF_SIZE);
+    let mut u4_rb = RecvBatch::new(BATCH, BUF_SIZE);
+    let mut u5_rb = RecvBatch::new(16, BUF_SIZE);
+    let mut next_stats = now(()) + node::STATS_INTERVAL;
+    let local500 = SocketAddr::new(IpAddr::V4(ncfg.nbma), 500);
+    let mut ticks = 0u64;
+
+    loop {
+        let deadline = node
+            .poll_timeout()
+            .map_or(next_stats, |t| t.min(next_stats));
+        let sleep_for = deadline.0.saturating_sub(epoch.elapsed());
+        tokio::select! {
+            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
+            r = tun.recv(&mut tun_buf) => match r {
+                Ok(n) => {
+                    let t = now(());
+                    node.observe_outbound(t, &tun_buf[..n]);
+                    dp.outbound(&tun_buf[..n]);
+                    for _ in 1..BATCH {
+                        match tun.try_recv(&mut tun_buf) {
+                            Ok(n) => {
+                                node.observe_outbound(t, &tun_buf[..n]);
+                                dp.outbound(&tun_buf[..n]);
+                            }
+                            Err(_) => break,
+                        }
+                        if dp.should_flush() {
+                            flush(now(()), &mut dp, &mut node, &tun, &gre, &esp, &udp4500).await;
+                        }
+                    }
+                }
+                Err(e) => return Err(format!("TUN {} failed: {e}", tun.name())),
+            },
+            r = gre.recv_batch(&mut gre_rb) => match r {
+                Ok(k) => (0..k).for_each(|i| dp.inbound_gre_ip(gre_rb.get(i).0)),
+                Err(_) => dp.counters.recv_errors += 1,
+            },
+            r = esp.recv_batch(&mut esp_rb) => match r {
+                Ok(k) => (0..k).for_each(|i| dp.inbound_esp_ip(esp_rb.get(i).0)),
+                Err(_) => dp.counters.recv_errors += 1,
+            },
+            r = udp4500.recv_batch(&mut u4_rb) => match r {
+                Ok(k) => (0..k).for_each(|i| {
+                    let (d, src) = u4_rb.get(i);
+                    dp.inbound_udp(d, src);
+                }),
+                Err(_) => dp.counters.recv_errors += 1,
+            },
+            r = udp500.recv_batch(&mut u5_rb) => match r {
+                Ok(k) => {
+                    let t = now(());
+                    for i in 0..k {
+                        let (d, src) = u5_rb.get(i);
+                        node.handle_ike(t, local500, SocketAddr::V4(src), d);
+                    }
+                }
+                Err(_) => dp.counters.recv_errors += 1,
+            },
+            Some(req) = ctl_rx.recv() => {
+                let t = now(());
+                let resp = answer(&mut node, &dp, log, t, req.request);
+                req.respond(resp);
+            },
+            _ = tokio::time::sleep(sleep_for) => {
+                let t = now(());
+                if t >= next_stats {
+                    next_stats = t + node::STATS_INTERVAL;
+                    let st = dp.stats();
+                    node.handle_stats(t, &st);
+                    ticks += 1;
+                    if ticks % ROUTE_POLL_TICKS == 1 {
+                        node.set_tunnel_routes(t, &routes::tunnel_routes(tun.name()));
+                    }
+                }
+                node.handle_timeout(t);
+            },
+        }
+        // Data-plane events → node → outputs → data plane, until quiet.
+        for _ in 0..64 {
+            let t = now(());
+            let mut any = false;
+            while let Some((src, packet)) = dp.nhrp_in.pop_front() {
+                any = true;
+                node.handle_dataplane_event(t, Event::Nhrp { src, packet });
+            }
+            while let Some((src, packet)) = dp.ike_in.pop_front() {
+                any = true;
+                node.handle_dataplane_event(t, Event::Ike { src, packet });
+            }
+            while let Some(peer) = dp.need_sa.pop_front() {
+                any = true;
+                node.handle_dataplane_event(t, Event::NeedSa { peer });
+            }
+            while let Some(o) = node.poll_output() {
+                any = true;
+                match o {
+                    Output::Ike(x) => send_ike(&udp500, &udp4500, &x).await,
+                    Output::Dataplane(c) => node::apply(&mut dp, c),
+                    Output::KeyLog(line) => {
+                        if let Some(f) = keylog.as_mut() {
+                            let _ = writeln!(f, "{line}");
+                        }
+                    }
+                }
+            }
+            flush(now(()), &mut dp, &mut node, &tun, &gre, &esp, &udp4500).await;
+            if !any && dp.nhrp_in.is_empty() && dp.tun_out.is_empty() {
+                break;
+            }
+        }
+    }
+    info!(target: "dmvpn::ctl", "dmvpnd: shutting down");
+    let t = now(());
+    node.clear_crypto_sa(t, None);
+    while let Some(o) = node.poll_output() {
+        if let Output::Ike(x) = o {
+            send_ike(&udp500, &udp4500, &x).await;
+        }
+    }
+    server.abort();
+    let _ = server.await;
+    drop(tun);
+    Ok(())
+}
+
+async fn send_ike(udp500: &DatagramSocket, udp4500: &DatagramSocket, t: &dmvpn_ike::Transmit) {
+    let SocketAddr::V4(dst) = t.remote else {
+        return;
+    };
+    let sock = if t.local.port() == 4500 {
+        udp4500
+    } else {
+        udp500
+    };
+    if let Err(e) = sock.send_to(&t.payload, dst).await {
+        warn!(target: "dmvpn::ike", "cannot send IKE to {dst}: {e}");
+    }
+}
+
+/// Sends what the data plane queued. On a hub, packets from one spoke to
+/// another are relayed here (and seen by the node, for redirects) instead
+/// of going up to the kernel and back.
+async fn flush(
+    now: dmvpn_nhrp::Instant,
+    dp: &mut Engine,
+    node: &mut Node,
+    tun: &Tun,
+    gre: &DatagramSocket,
+    esp: &DatagramSocket,
+    udp: &DatagramSocket,
+) {
+    for _ in 0..4 {
+        if !dp.tun_out.is_empty() {
+            let pkts: Vec<Vec<u8>> = (0..dp.tun_out.len())
+                .map(|i| dp.tun_out.get(i).to_vec())
+                .collect();
+            dp.tun_out.clear();
+            for p in pkts {
+                if node.should_relay(&p) {
+                    node.observe_outbound(now, &p);
+                    dp.outbound(&p);
+                } else {
+                    match tun.send(&p).await {
+                        Ok(_) => dp.counters.tun_tx += 1,
+                        Err(_) => dp.counters.send_errors += 1,
+                    }
+                }
+            }
+        }
+        if !dp.gre_out.is_empty()
+            && let Ok(r) = gre.send_batch(&mut dp.gre_out).await
+        {
+            dp.counters.send_errors += r.failed as u64;
+        }
+        if !dp.esp_out.is_empty()
+            && let Ok(r) = esp.send_batch(&mut dp.esp_out).await
+        {
+            dp.counters.send_errors += r.failed as u64;
+        }
+        if !dp.udp_out.is_empty()
+            && let Ok(r) = udp.send_batch(&mut dp.udp_out).await
+        {
+            dp.counters.send_errors += r.failed as u64;
+        }
+        if dp.tun_out.is_empty() {
+            break;
+        }
+    }
+}
+
+/// One control request.
+fn answer(
+    node: &mut Node,
+    dp: &Engine,
+    log: &mut Logging,
+    now: dmvpn_nhrp::Instant,
+    req: Request,
+) -> Response {
+    match req {
+        Request::ShowNhrp => Response::Ok(Reply::Nhrp(node.show_nhrp(now))),
+        Request::ShowNhrpNhs => Response::Ok(Reply::NhrpNhs(node.show_nhrp_nhs(now))),
+        Request::ShowDmvpn => Response::Ok(Reply::Dmvpn(node.show_dmvpn(now))),
+        Request::ShowCryptoIsakmpSa => Response::Ok(Reply::IsakmpSa(node.show_isakmp_sa(now))),
+        Request::ShowCryptoIpsecSa => {
+            let st = dp.stats();
+            Response::Ok(Reply::IpsecSa(node.show_ipsec_sa(now, Some(&st))))
+        }
+        Request::ClearNhrp => Response::Ok(Reply::Cleared {
+            count: node.clear_nhrp(now),
+        }),
+        Request::ClearCryptoSa { peer } => Response::Ok(Reply::Cleared {
+            count: node.clear_crypto_sa(now, peer),
+        }),
+        Request::Debug { target, on } => log.set(target, on),
+    }
+}

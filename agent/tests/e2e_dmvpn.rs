@@ -1,0 +1,579 @@
+//! Real `dmvpnd` processes in network namespaces: two nodes with static
+//! maps and manual SAs; the seed topology (hub + two spokes + LAN hosts)
+//! with IKE, resolution, direct spoke-to-spoke ESP and idle expiry; the
+//! modern crypto set; a continuous ping across SA rekeys.
+//!
+//! Needs root, iproute2 and ping; fails (never skips) without them.
+
+use std::fs;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use dmvpn_ctl::proto::{DmvpnState, IpsecPeerSa, Reply, Request, Response};
+
+fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    assert_eq!(
+        uid, 0,
+        "this test needs root (namespaces, TUN, raw sockets)"
+    );
+}
+
+fn sh(args: &[&str]) -> std::process::Output {
+    Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {} ({e}); install iproute2/iputils-ping",
+                args[0]
+            )
+        })
+}
+
+fn ok(args: &[&str]) {
+    let o = sh(args);
+    assert!(
+        o.status.success(),
+        "{} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// Namespaces, daemons and files of one test; all removed on drop.
+struct Lab {
+    tag: String,
+    dir: tempfile::TempDir,
+    namespaces: Vec<String>,
+    daemons: Vec<(String, Child)>,
+}
+
+impl Lab {
+    fn new() -> Lab {
+        require_root();
+        let tag = format!(
+            "de{}{}",
+            std::process::id() % 100_000,
+            SEQ.fetch_add(1, Ordering::SeqCst)
+        );
+        let lab = Lab {
+            tag,
+            dir: tempfile::tempdir().expect("tempdir"),
+            namespaces: Vec::new(),
+            daemons: Vec::new(),
+        };
+        let mut lab = lab;
+        let sw = lab.ns("sw");
+        ok(&["ip", "-n", &sw, "link", "add", "br0", "type", "bridge"]);
+        ok(&["ip", "-n", &sw, "link", "set", "br0", "up"]);
+        lab
+    }
+
+    fn ns(&mut self, name: &str) -> String {
+        let n = format!("{}{name}", self.tag);
+        ok(&["ip", "netns", "add", &n]);
+        ok(&["ip", "-n", &n, "link", "set", "lo", "up"]);
+        self.namespaces.push(n.clone());
+        n
+    }
+
+    /// A node namespace on the NBMA bridge with 172.16.0.N/24.
+    fn node(&mut self, name: &str, n: u8) -> String {
+        let ns = self.ns(name);
+        let sw = format!("{}sw", self.tag);
+        let (a, b) = (format!("{}{n}u", self.tag), format!("{}{n}s", self.tag));
+        ok(&["ip", "link", "add", &a, "type", "veth", "peer", "name", &b]);
+        ok(&["ip", "link", "set", &a, "netns", &ns]);
+        ok(&["ip", "link", "set", &b, "netns", &sw]);
+        ok(&["ip", "-n", &sw, "link", "set", &b, "master", "br0", "up"]);
+        ok(&["ip", "-n", &ns, "link", "set", &a, "name", "nbma0", "up"]);
+        ok(&[
+            "ip",
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("172.16.0.{n}/24"),
+            "dev",
+            "nbma0",
+        ]);
+        ok(&[
+            "ip",
+            "netns",
+            "exec",
+            &ns,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+        ]);
+        ns
+    }
+
+    /// A LAN host namespace behind `router`: router 10.N.0.1, host 10.N.0.10.
+    fn lan_host(&mut self, router: &str, n: u8) -> String {
+        let ns = self.ns(&format!("h{n}"));
+        let (a, b) = (format!("{}{n}l", self.tag), format!("{}{n}h", self.tag));
+        ok(&["ip", "link", "add", &a, "type", "veth", "peer", "name", &b]);
+        ok(&["ip", "link", "set", &a, "netns", router]);
+        ok(&["ip", "link", "set", &b, "netns", &ns]);
+        ok(&[
+            "ip",
+            "-n",
+            router,
+            "addr",
+            "add",
+            &format!("10.{n}.0.1/24"),
+            "dev",
+            &a,
+        ]);
+        ok(&["ip", "-n", router, "link", "set", &a, "up"]);
+        ok(&[
+            "ip",
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("10.{n}.0.10/24"),
+            "dev",
+            &b,
+        ]);
+        ok(&["ip", "-n", &ns, "link", "set", &b, "up"]);
+        ok(&[
+            "ip",
+            "-n",
+            &ns,
+            "route",
+            "add",
+            "default",
+            "via",
+            &format!("10.{n}.0.1"),
+        ]);
+        ns
+    }
+
+    fn socket(&self, ns: &str) -> PathBuf {
+        self.dir.path().join(format!("{ns}.sock"))
+    }
+
+    /// Starts dmvpnd in `ns` with `config` (the control section is added)
+    /// and waits for its control socket.
+    fn start(&mut self, ns: &str, config: &str) {
+        let sock = self.socket(ns);
+        let text = format!(
+            "[control]\nsocket = \"{}\"\n[log]\nfilter = \"info\"\n{config}",
+            sock.display()
+        );
+        let path = self.dir.path().join(format!("{ns}.toml"));
+        fs::write(&path, text).expect("write config");
+        let log = fs::File::create(self.dir.path().join(format!("{ns}.log"))).expect("log");
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                ns,
+                env!("CARGO_BIN_EXE_dmvpnd"),
+                "--config",
+            ])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn dmvpnd");
+        self.daemons.push((ns.to_string(), child));
+        let t0 = Instant::now();
+        while !sock.exists() {
+            if let Some((_, c)) = self.daemons.last_mut()
+                && let Ok(Some(st)) = c.try_wait()
+            {
+                panic!("dmvpnd in {ns} exited with {st}: {}", self.log(ns));
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "dmvpnd in {ns} did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log(&self, ns: &str) -> String {
+        fs::read_to_string(self.dir.path().join(format!("{ns}.log"))).unwrap_or_default()
+    }
+
+    fn ctl(&self, ns: &str, req: Request) -> Reply {
+        match dmvpn_ctl::client::request(&self.socket(ns), &req) {
+            Ok(Response::Ok(r)) => r,
+            other => panic!("control request to {ns}: {other:?}"),
+        }
+    }
+
+    /// `ping -c N -i 0.2 -W 1` from `ns`; returns packets received.
+    fn ping(&self, ns: &str, dst: &str, n: u32) -> u32 {
+        let o = sh(&[
+            "ip",
+            "netns",
+            "exec",
+            ns,
+            "ping",
+            "-n",
+            "-q",
+            "-c",
+            &n.to_string(),
+            "-i",
+            "0.2",
+            "-W",
+            "1",
+            dst,
+        ]);
+        let out = String::from_utf8_lossy(&o.stdout);
+        out.split(',')
+            .find_map(|part| part.trim().strip_suffix(" received"))
+            .and_then(|x| x.trim().parse().ok())
+            .unwrap_or_else(|| panic!("cannot parse ping output: {out}"))
+    }
+
+    fn dmvpn_peers(&self, ns: &str) -> Vec<(IpAddr, DmvpnState)> {
+        match self.ctl(ns, Request::ShowDmvpn) {
+            Reply::Dmvpn(ifs) => ifs
+                .iter()
+                .flat_map(|i| i.peers.iter())
+                .flat_map(|p| p.entries.iter().map(move |e| (p.nbma, e.state)))
+                .collect(),
+            r => panic!("unexpected reply {r:?}"),
+        }
+    }
+
+    fn ipsec(&self, ns: &str) -> Vec<IpsecPeerSa> {
+        match self.ctl(ns, Request::ShowCryptoIpsecSa) {
+            Reply::IpsecSa(v) => v,
+            r => panic!("unexpected reply {r:?}"),
+        }
+    }
+
+    /// Polls `cond` every 100 ms until it holds or `limit` passes.
+    fn wait(&self, what: &str, limit: Duration, mut cond: impl FnMut() -> bool) -> Duration {
+        let t0 = Instant::now();
+        loop {
+            if cond() {
+                return t0.elapsed();
+            }
+            if t0.elapsed() > limit {
+                let logs: String = self
+                    .daemons
+                    .iter()
+                    .map(|(n, _)| format!("--- {n}\n{}", self.log(n)))
+                    .collect();
+                panic!("timed out waiting for {what}\n{logs}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for (_, c) in &mut self.daemons {
+            // SAFETY: plain kill(2) on our own child's pid.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        }
+        for (_, c) in &mut self.daemons {
+            let t0 = Instant::now();
+            while !matches!(c.try_wait(), Ok(Some(_))) && t0.elapsed() < Duration::from_secs(5) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for n in self.namespaces.iter().rev() {
+            let _ = sh(&["ip", "netns", "del", n]);
+        }
+    }
+}
+
+const SEED_IKE: &str = r#"
+[[ike.policy]]
+priority = 10
+encryption = "des"
+hash = "md5"
+authentication = "pre-share"
+group = 1
+lifetime = 86400
+"#;
+const SEED_TS: &str = r#"["esp-3des", "esp-md5-hmac"]"#;
+const MODERN_IKE: &str = r#"
+[[ike.policy]]
+priority = 10
+encryption = "aes-256"
+hash = "sha256"
+authentication = "pre-share"
+group = 14
+lifetime = 86400
+"#;
+const MODERN_TS: &str = r#"["esp-gcm 256"]"#;
+
+fn dmvpn_config(role: &str, n: u8, ike: &str, ts: &str, idle: u32) -> String {
+    let (routes, nhrp) = if role == "hub" {
+        (
+            "[\"10.2.0.0/24\", \"10.3.0.0/24\"]".to_string(),
+            String::new(),
+        )
+    } else {
+        let others: Vec<String> = [1u8, 2, 3]
+            .iter()
+            .filter(|x| **x != n)
+            .map(|x| format!("\"10.{x}.0.0/24\""))
+            .collect();
+        (
+            format!("[{}]", others.join(", ")),
+            "[[tunnel.nhrp.nhs]]\naddress = \"192.168.1.1\"\nnbma = \"172.16.0.1\"\n[[tunnel.nhrp.map]]\naddress = \"192.168.1.1\"\nnbma = \"172.16.0.1\"\n".to_string(),
+        )
+    };
+    format!(
+        r#"
+[node]
+name = "n{n}"
+role = "{role}"
+[ike]
+identity = "address"
+[ike.dpd]
+interval = 10
+retry_interval = 2
+retries = 5
+{ike}
+[[ike.key]]
+peer = "0.0.0.0/0"
+key = "cisco123"
+[[ipsec.transform_set]]
+name = "strong"
+transforms = {ts}
+mode = "transport"
+[[ipsec.profile]]
+name = "cisco"
+transform_sets = ["strong"]
+lifetime_seconds = 120
+lifetime_kilobytes = 4608000
+idle_time = {idle}
+[[tunnel]]
+name = "Tunnel0"
+address = "192.168.1.{n}/24"
+mtu = 1400
+source = "172.16.0.{n}"
+mode = "gre-multipoint"
+key = 0
+protection = "cisco"
+routes = {routes}
+[tunnel.nhrp]
+network_id = 1
+authentication = "cisco123"
+holdtime = 600
+map_multicast_dynamic = true
+{nhrp}"#
+    )
+}
+
+/// Hub + two spokes (+ LAN hosts) up and registered.
+fn seed_lab(ike: &str, ts: &str, idle: u32) -> (Lab, [String; 3]) {
+    let mut lab = Lab::new();
+    let hub = lab.node("hub", 1);
+    let s1 = lab.node("s1", 2);
+    let s2 = lab.node("s2", 3);
+    lab.lan_host(&s1, 2);
+    lab.lan_host(&s2, 3);
+    lab.start(&hub, &dmvpn_config("hub", 1, ike, ts, idle));
+    lab.start(&s1, &dmvpn_config("spoke", 2, ike, ts, idle));
+    lab.start(&s2, &dmvpn_config("spoke", 3, ike, ts, idle));
+    let hub_ip: IpAddr = "172.16.0.1".parse().unwrap();
+    for s in [&s1, &s2] {
+        lab.wait(
+            "spoke registered with the hub",
+            Duration::from_secs(30),
+            || {
+                lab.dmvpn_peers(s)
+                    .iter()
+                    .any(|(n, st)| *n == hub_ip && *st == DmvpnState::Up)
+            },
+        );
+    }
+    (lab, [hub, s1, s2])
+}
+
+fn spoke_to_spoke(lab: &Lab, s1: &str) -> Duration {
+    let s2_ip: IpAddr = "172.16.0.3".parse().unwrap();
+    let t0 = Instant::now();
+    let ping = Command::new("ip")
+        .args([
+            "netns", "exec", s1, "ping", "-n", "-q", "-c", "10", "-i", "0.2", "-W", "1",
+        ])
+        .arg("192.168.1.3")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("ping");
+    let setup = lab.wait("shortcut to spoke 2", Duration::from_secs(10), || {
+        lab.dmvpn_peers(s1)
+            .iter()
+            .any(|(n, st)| *n == s2_ip && *st == DmvpnState::Up)
+    });
+    let out = ping.wait_with_output().expect("ping output");
+    let out = String::from_utf8_lossy(&out.stdout);
+    let got: u32 = out
+        .split(',')
+        .find_map(|part| part.trim().strip_suffix(" received"))
+        .and_then(|x| x.trim().parse().ok())
+        .unwrap_or_else(|| panic!("cannot parse ping output: {out}"));
+    assert!(got >= 9, "spoke-to-spoke ping: {got}/10");
+    let _ = t0;
+    // Direct ESP both ways between the spokes (IOS-style SA counters).
+    let sa = lab
+        .ipsec(s1)
+        .into_iter()
+        .find(|p| p.current_peer == s2_ip)
+        .expect("SA with spoke 2");
+    assert!(
+        sa.counters.encaps > 0 && sa.counters.decaps > 0,
+        "direct ESP counters {:?}",
+        sa.counters
+    );
+    setup
+}
+
+#[test]
+fn e2e_static_maps_manual_sas() {
+    let mut lab = Lab::new();
+    let a = lab.node("a", 1);
+    let b = lab.node("b", 2);
+    lab.lan_host(&a, 1);
+    lab.lan_host(&b, 2);
+    let cfg = |n: u8, peer: u8, esp: bool| {
+        let manual = if esp {
+            let (i, o) = if n == 1 {
+                (0x1001, 0x2001)
+            } else {
+                (0x2001, 0x1001)
+            };
+            let (ki, ko) = if n == 1 { ("11", "22") } else { ("22", "11") };
+            format!(
+                r#"
+[[ipsec.manual_sa]]
+peer = "172.16.0.{peer}"
+transforms = ["esp-aes 128", "esp-sha-hmac"]
+mode = "transport"
+[ipsec.manual_sa.inbound]
+spi = {i}
+encryption_key = "{k1}"
+authentication_key = "{a1}"
+[ipsec.manual_sa.outbound]
+spi = {o}
+encryption_key = "{k2}"
+authentication_key = "{a2}"
+"#,
+                k1 = ki.repeat(16),
+                a1 = ki.repeat(20),
+                k2 = ko.repeat(16),
+                a2 = ko.repeat(20),
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            r#"
+[node]
+name = "n{n}"
+role = "spoke"
+{manual}
+[[tunnel]]
+name = "Tunnel0"
+address = "192.168.1.{n}/24"
+mtu = 1400
+source = "172.16.0.{n}"
+destination = "172.16.0.{peer}"
+mode = "gre"
+routes = ["10.{peer}.0.0/24"]
+"#
+        )
+    };
+    // Plain GRE first, then GRE in ESP transport mode.
+    for esp in [false, true] {
+        lab.start(&a, &cfg(1, 2, esp));
+        lab.start(&b, &cfg(2, 1, esp));
+        assert_eq!(lab.ping(&a, "192.168.1.2", 5), 5, "tunnel ping (esp={esp})");
+        let host = format!("{}h1", lab.tag);
+        assert_eq!(lab.ping(&host, "10.2.0.10", 5), 5, "LAN ping (esp={esp})");
+        if esp {
+            let sa = &lab.ipsec(&a)[0];
+            assert!(sa.counters.encaps >= 10 && sa.counters.decaps >= 10);
+        }
+        for (_, mut c) in lab.daemons.drain(..) {
+            // SAFETY: kill(2) on our child.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let st = c.wait().expect("wait");
+            assert!(st.success(), "clean exit on SIGTERM: {st}");
+        }
+        for ns in [&a, &b] {
+            assert!(!lab.socket(ns).exists(), "control socket removed");
+            let o = sh(&["ip", "-n", ns, "link", "show", "Tunnel0"]);
+            assert!(!o.status.success(), "tunnel interface removed");
+        }
+    }
+}
+
+#[test]
+fn e2e_seed_topology_spoke_to_spoke_and_idle_expiry() {
+    let (lab, [_hub, s1, _s2]) = seed_lab(SEED_IKE, SEED_TS, 60);
+    let setup = spoke_to_spoke(&lab, &s1);
+    eprintln!("seed crypto: spoke-to-spoke shortcut up {setup:?} after the first ping");
+    let shown = lab.dmvpn_peers(&s1);
+    assert!(
+        shown.len() >= 2,
+        "show dmvpn lists hub and spoke 2: {shown:?}"
+    );
+    // No traffic for the idle time: the spoke-to-spoke SA and entry go.
+    let s2_ip: IpAddr = "172.16.0.3".parse().unwrap();
+    let gone = lab.wait(
+        "idle spoke-to-spoke SA removed",
+        Duration::from_secs(90),
+        || {
+            !lab.ipsec(&s1).iter().any(|p| p.current_peer == s2_ip)
+                && !lab.dmvpn_peers(&s1).iter().any(|(n, _)| *n == s2_ip)
+        },
+    );
+    eprintln!("idle expiry after {gone:?} more");
+    assert!(
+        lab.ipsec(&s1)
+            .iter()
+            .any(|p| p.current_peer == "172.16.0.1".parse::<IpAddr>().unwrap())
+    );
+}
+
+#[test]
+fn e2e_modern_crypto() {
+    let (lab, [_hub, s1, _s2]) = seed_lab(MODERN_IKE, MODERN_TS, 300);
+    let setup = spoke_to_spoke(&lab, &s1);
+    eprintln!("modern crypto: spoke-to-spoke shortcut up {setup:?} after the first ping");
+}
+
+#[test]
+fn e2e_rekey_without_loss() {
+    let (lab, [_hub, s1, _s2]) = seed_lab(SEED_IKE, SEED_TS, 300);
+    spoke_to_spoke(&lab, &s1);
+    let spis = |lab: &Lab| -> Vec<u32> {
+        lab.ipsec(&s1)
+            .iter()
+            .flat_map(|p| p.inbound.iter().map(|e| e.spi))
+            .collect()
+    };
+    let before = spis(&lab);
+    // 130 s at 5 pings/s: every SA (lifetime 120 s) is rekeyed meanwhile.
+    let got = lab.ping(&s1, "192.168.1.3", 650);
+    let after = spis(&lab);
+    assert!(
+        after.iter().any(|s| !before.contains(s)),
+        "rekeyed: {before:x?} -> {after:x?}"
+    );
+    assert_eq!(got, 650, "no loss across rekey");
+}
