@@ -9,6 +9,7 @@ use std::time::Duration;
 use dmvpn_agent::datapath::sadb::Sadb;
 use dmvpn_agent::node::{self, DpCmd, Node};
 use dmvpn_agent::runtime::dataplane::{Command, Engine, Event as DpEvent, PeerMap};
+use dmvpn_agent::runtime::sockets::SendBatch;
 use dmvpn_nhrp::Instant;
 use dmvpn_nhrp::wire::{Body, Packet, PacketType};
 
@@ -48,8 +49,14 @@ pub struct RealFactory {
     pub idle_timeout: Duration,
     /// How often the node is given the data plane's counters (idle timers).
     pub stats_interval: Duration,
+    /// Shrink the data plane's send batches (see [`SMALL_BUF`]).
+    pub small_batches: bool,
     epoch: std::time::Instant,
 }
+
+/// Send-buffer size in the simulator: room for the lab's probe packets
+/// and NHRP messages with all headers, not for full-MTU packets.
+pub const SMALL_BUF: usize = 512;
 
 impl RealFactory {
     pub fn new(idle_timeout: Duration) -> Self {
@@ -57,12 +64,25 @@ impl RealFactory {
             crypto: Crypto::default(),
             idle_timeout,
             stats_interval: node::STATS_INTERVAL,
+            small_batches: true,
             epoch: std::time::Instant::now(),
         }
     }
 
     /// The node's configuration file text.
     pub fn config_text(&self, spec: &NodeSpec, hubs: &[NodeSpec]) -> String {
+        self.config_text_with(spec, hubs, topology::TUNNEL_PREFIX_LEN, "")
+    }
+
+    /// [`RealFactory::config_text`] with another tunnel prefix length and
+    /// extra top-level TOML (e.g. a `[control]` section).
+    pub fn config_text_with(
+        &self,
+        spec: &NodeSpec,
+        hubs: &[NodeSpec],
+        plen: u8,
+        extra: &str,
+    ) -> String {
         let c = &self.crypto;
         let idle = self.idle_timeout.as_secs().max(1);
         let (role, nhrp, routes) = match spec.role {
@@ -84,6 +104,7 @@ impl RealFactory {
             r#"[node]
 name = "{role}{idx}"
 role = "{role}"
+{extra}
 [[ike.policy]]
 priority = 10
 encryption = "{enc}"
@@ -121,7 +142,6 @@ map_multicast_dynamic = true
             group = c.group,
             ts = c.transforms,
             tun = spec.tunnel,
-            plen = topology::TUNNEL_PREFIX_LEN,
             nbma = spec.nbma,
         )
     }
@@ -142,7 +162,16 @@ impl NodeFactory for RealFactory {
             .map_err(|e| format!("lab node configuration rejected: {e}"))?
             .config;
         let node = Node::new(&cfg, self.epoch, seed, Instant(now)).map_err(|e| e.to_string())?;
-        let dp = Engine::new(node.dataplane_config(), Sadb::new(), PeerMap::new());
+        let mut dp = Engine::new(node.dataplane_config(), Sadb::new(), PeerMap::new());
+        if self.small_batches {
+            // The harness drains the engine after every call, so small send
+            // batches suffice; the daemon's (64 × 2 KiB each) would cost
+            // half a megabyte per simulated node.
+            dp.esp_out = SendBatch::new(64, SMALL_BUF);
+            dp.gre_out = SendBatch::new(16, SMALL_BUF);
+            dp.udp_out = SendBatch::new(4, SMALL_BUF);
+            dp.tun_out = SendBatch::new(16, SMALL_BUF);
+        }
         let mut n = RealNode {
             node,
             dp,
@@ -155,6 +184,7 @@ impl NodeFactory for RealFactory {
             outbound: BTreeSet::new(),
             routes: BTreeMap::new(),
             dropped_udp: 0,
+            deadline: None,
         };
         n.pump(now);
         Ok(n)
@@ -191,6 +221,9 @@ pub struct RealNode {
     routes: BTreeMap<(Ipv4Addr, u8), Ipv4Addr>,
     /// ESP-in-UDP the data plane wanted to send (never expected here).
     pub dropped_udp: u64,
+    /// The node's own deadline, read once after each call: computing it
+    /// walks every IKE SA, which is the hub's main cost with many spokes.
+    deadline: Option<SimTime>,
 }
 
 fn v4(a: IpAddr) -> Option<Ipv4Addr> {
@@ -359,6 +392,7 @@ impl RealNode {
                 break;
             }
         }
+        self.deadline = self.node.poll_timeout().map(|i| i.0);
     }
 }
 
@@ -427,15 +461,17 @@ impl LabNode for RealNode {
             self.node.handle_stats(t, &s);
             self.next_stats = now + self.stats_interval;
         }
-        if self.node.poll_timeout().is_some_and(|d| d.0 <= now) {
+        if self.deadline.is_some_and(|d| d <= now) {
             self.node.handle_timeout(t);
         }
         self.pump(now);
     }
 
     fn poll_timeout(&self) -> Option<SimTime> {
-        let n = self.node.poll_timeout().map(|i| i.0);
-        Some(n.map_or(self.next_stats, |n| n.min(self.next_stats)))
+        Some(
+            self.deadline
+                .map_or(self.next_stats, |n| n.min(self.next_stats)),
+        )
     }
 
     fn poll_output(&mut self) -> Option<Output> {
