@@ -17,7 +17,7 @@ const S2: Ipv4Addr = Ipv4Addr::new(172, 16, 0, 3);
 const T1: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 2);
 const T2: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 3);
 
-fn config(role: &str, n: u8, phase3: bool, crypto: &str) -> String {
+fn config(role: &str, n: u8, phase3: bool, crypto: &str, hubs: &[u8]) -> String {
     let (policy, ts) = match crypto {
         "modern" => (
             "encryption = \"aes-256\"\nhash = \"sha256\"\ngroup = 14",
@@ -31,9 +31,13 @@ fn config(role: &str, n: u8, phase3: bool, crypto: &str) -> String {
     let nhrp = if role == "hub" {
         format!("redirect = {phase3}\n")
     } else {
-        format!(
-            "shortcut = {phase3}\n[[tunnel.nhrp.nhs]]\naddress = \"192.168.1.1\"\nnbma = \"172.16.0.1\"\n"
-        )
+        let mut t = format!("shortcut = {phase3}\n");
+        for h in hubs {
+            t += &format!(
+                "[[tunnel.nhrp.nhs]]\naddress = \"192.168.1.{h}\"\nnbma = \"172.16.0.{h}\"\npriority = {h}\n"
+            );
+        }
+        t
     };
     format!(
         r#"
@@ -86,6 +90,8 @@ struct SimNode {
     hub: bool,
     /// Echo replies received by the host behind this node: (id, seq).
     replies: Vec<u16>,
+    /// Powered off: sends and receives nothing.
+    dead: bool,
 }
 
 enum Wire {
@@ -126,10 +132,19 @@ fn icmp(src: Ipv4Addr, dst: Ipv4Addr, ty: u8, seq: u16) -> Vec<u8> {
 
 impl Sim {
     fn new(phase3: bool, crypto: &str) -> Sim {
+        Sim::with_nodes(phase3, crypto, &[("hub", 1), ("spoke", 2), ("spoke", 3)])
+    }
+
+    fn with_nodes(phase3: bool, crypto: &str, nodes: &[(&str, u8)]) -> Sim {
+        let hubs: Vec<u8> = nodes
+            .iter()
+            .filter(|(r, _)| *r == "hub")
+            .map(|(_, n)| *n)
+            .collect();
         let epoch = std::time::Instant::now();
         let now = Instant::ZERO;
         let mk = |role: &str, n: u8| {
-            let text = config(role, n, phase3, crypto);
+            let text = config(role, n, phase3, crypto, &hubs);
             let cfg = dmvpn_config::Config::from_str(&text, "sim.toml")
                 .expect("valid config")
                 .config;
@@ -142,10 +157,11 @@ impl Sim {
                 tunnel: Ipv4Addr::new(192, 168, 1, n),
                 hub: role == "hub",
                 replies: Vec::new(),
+                dead: false,
             }
         };
         Sim {
-            nodes: vec![mk("hub", 1), mk("spoke", 2), mk("spoke", 3)],
+            nodes: nodes.iter().map(|(r, n)| mk(r, *n)).collect(),
             now,
             next_stats: now,
             esp_seen: Vec::new(),
@@ -153,7 +169,7 @@ impl Sim {
     }
 
     fn idx(&self, nbma: Ipv4Addr) -> Option<usize> {
-        self.nodes.iter().position(|n| n.nbma == nbma)
+        self.nodes.iter().position(|n| n.nbma == nbma && !n.dead)
     }
 
     /// Moves everything until no node has anything to say.
@@ -161,7 +177,7 @@ impl Sim {
         for _ in 0..10_000 {
             let mut wire = VecDeque::new();
             let now = self.now;
-            for n in &mut self.nodes {
+            for n in self.nodes.iter_mut().filter(|n| !n.dead) {
                 while let Some(o) = n.node.poll_output() {
                     match o {
                         Output::Ike(t) => wire.push_back(Wire::Ike(t.local, t.remote, t.payload)),
@@ -256,7 +272,7 @@ impl Sim {
         loop {
             self.settle();
             let mut next = self.next_stats;
-            for n in &self.nodes {
+            for n in self.nodes.iter().filter(|n| !n.dead) {
                 if let Some(t) = n.node.poll_timeout() {
                     next = next.min(t);
                 }
@@ -270,12 +286,12 @@ impl Sim {
             let now = self.now;
             if now >= self.next_stats {
                 self.next_stats = now + node::STATS_INTERVAL;
-                for n in &mut self.nodes {
+                for n in self.nodes.iter_mut().filter(|n| !n.dead) {
                     let st = n.dp.stats();
                     n.node.handle_stats(now, &st);
                 }
             }
-            for n in &mut self.nodes {
+            for n in self.nodes.iter_mut().filter(|n| !n.dead) {
                 if n.node.poll_timeout().is_some_and(|t| t <= now) {
                     n.node.handle_timeout(now);
                 }
@@ -304,6 +320,55 @@ impl Sim {
             .filter(|(a, b)| (*a == S1 && *b == S2) || (*a == S2 && *b == S1))
             .count()
     }
+}
+
+#[test]
+fn two_hubs_one_dies() {
+    const HUB2: Ipv4Addr = Ipv4Addr::new(172, 16, 0, 4);
+    let mut sim = Sim::with_nodes(
+        false,
+        "seed",
+        &[("hub", 1), ("spoke", 2), ("spoke", 3), ("hub", 4)],
+    );
+    sim.advance(Duration::from_secs(5));
+    for s in [1, 2] {
+        let nhs = sim.nodes[s].node.show_nhrp_nhs(sim.now);
+        assert_eq!(nhs.len(), 2);
+        assert!(nhs.iter().all(|e| e.state.responding), "{nhs:?}");
+        assert!(sim.nodes[s].node.has_sa(HUB) && sim.nodes[s].node.has_sa(HUB2));
+    }
+    for h in [0, 3] {
+        assert_eq!(sim.nodes[h].node.multicast_nbmas().len(), 2);
+    }
+    // Hub 1 (preferred) dies; DPD notices, the spokes fail over to hub 2.
+    sim.nodes[0].dead = true;
+    sim.advance(Duration::from_secs(60));
+    for s in [1, 2] {
+        let nhs = sim.nodes[s].node.show_nhrp_nhs(sim.now);
+        let up: Vec<IpAddr> = nhs
+            .iter()
+            .filter(|e| e.state.responding)
+            .map(|e| e.nbma.unwrap())
+            .collect();
+        assert_eq!(up, vec![IpAddr::V4(HUB2)], "{nhs:?}");
+    }
+    // Spoke-to-spoke resolution goes through hub 2 now.
+    for seq in 0..10u16 {
+        sim.ping(1, T2, seq);
+        sim.advance(Duration::from_millis(200));
+    }
+    assert!(
+        sim.nodes[1].replies.len() >= 9,
+        "{}",
+        sim.nodes[1].replies.len()
+    );
+    assert!(
+        sim.nodes[1]
+            .node
+            .shortcut_routes()
+            .iter()
+            .any(|r| r.2 == S2)
+    );
 }
 
 fn registered(sim: &Sim) -> bool {

@@ -869,8 +869,14 @@ impl Node {
                     } else if let Some(p) = self.peers.get_mut(&n) {
                         p.sas.clear();
                         p.ike_asked = None;
+                        let nhs = p.kind == PeerKind::Nhs;
                         if let Some(e) = self.nhrp.as_mut() {
                             e.ipsec_down(remote);
+                            // Probe the NHS now: unanswered registrations
+                            // mark it down and move traffic to another hub.
+                            if nhs {
+                                e.register_now(now);
+                            }
                         }
                     }
                 }
