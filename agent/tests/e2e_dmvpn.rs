@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use dmvpn_ctl::proto::{DmvpnState, IpsecPeerSa, Reply, Request, Response};
+use dmvpn_ctl::proto::{DebugTarget, DmvpnState, IpsecPeerSa, Reply, Request, Response};
 
 fn require_root() {
     // SAFETY: geteuid has no preconditions.
@@ -166,9 +166,11 @@ impl Lab {
     /// and waits for its control socket.
     fn start(&mut self, ns: &str, config: &str) {
         let sock = self.socket(ns);
+        let keylog = self.keylog(ns);
         let text = format!(
-            "[control]\nsocket = \"{}\"\n[log]\nfilter = \"info\"\n{config}",
-            sock.display()
+            "[control]\nsocket = \"{}\"\n[log]\nfilter = \"info\"\nkey_log = \"{}\"\n{config}",
+            sock.display(),
+            keylog.display()
         );
         let path = self.dir.path().join(format!("{ns}.toml"));
         fs::write(&path, text).expect("write config");
@@ -200,6 +202,10 @@ impl Lab {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    fn keylog(&self, ns: &str) -> PathBuf {
+        self.dir.path().join(format!("{ns}.keys"))
     }
 
     fn log(&self, ns: &str) -> String {
@@ -611,8 +617,34 @@ fn e2e_phase3_redirect_shortcut() {
 #[test]
 fn e2e_modern_crypto() {
     let (lab, [_hub, s1, _s2]) = seed_lab(MODERN_IKE, MODERN_TS, 300, false);
+    // `debug nhrp` switches NHRP debug lines on at run time.
+    let on = lab.ctl(
+        &s1,
+        Request::Debug {
+            target: DebugTarget::Nhrp,
+            on: true,
+        },
+    );
+    assert_eq!(
+        on,
+        Reply::Debug {
+            target: DebugTarget::Nhrp,
+            on: true
+        }
+    );
     let setup = spoke_to_spoke(&lab, &s1);
     eprintln!("modern crypto: spoke-to-spoke shortcut up {setup:?} after the first ping");
+    assert!(
+        lab.log(&s1).contains("dmvpn::nhrp"),
+        "NHRP debug lines logged"
+    );
+    // The key log holds esp_sa lines for the SAs with the hub and spoke 2.
+    let keys = fs::read_to_string(lab.keylog(&s1)).expect("key log");
+    let lines: Vec<&str> = keys
+        .lines()
+        .filter(|l| l.contains("\"172.16.0.3\""))
+        .collect();
+    assert!(lines.len() >= 2 && lines[0].contains("AES-GCM"), "{keys}");
 }
 
 #[test]
