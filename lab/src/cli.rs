@@ -57,6 +57,17 @@ fn duration(s: &str) -> Result<Duration, String> {
     parse_duration(s)
 }
 
+/// IPsec profile idle time: dmvpnd accepts 60 s to 24 h, in whole seconds.
+fn idle(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if !(60..=86_400).contains(&d.as_secs()) {
+        return Err(format!(
+            "{s}: the IPsec idle time must be between 60s and 24h"
+        ));
+    }
+    Ok(Duration::from_secs(d.as_secs()))
+}
+
 fn count(s: &str) -> Result<usize, String> {
     let v: usize = s
         .trim()
@@ -86,7 +97,7 @@ pub struct SimArgs {
     #[arg(long = "flows-per-minute", default_value = "1", value_parser = positive_rate)]
     pub flows_per_minute: f64,
     /// Idle time after which a spoke-to-spoke tunnel is torn down.
-    #[arg(long = "idle-timeout", default_value = "2m", value_parser = duration)]
+    #[arg(long = "idle-timeout", default_value = "2m", value_parser = idle)]
     pub idle_timeout: Duration,
     /// Seed of every random choice; the same seed gives the same report.
     #[arg(long, default_value = "1")]
@@ -157,7 +168,7 @@ pub struct NetnsArgs {
     #[arg(long = "flows-per-minute", default_value = "6", value_parser = positive_rate)]
     pub flows_per_minute: f64,
     /// Idle time after which a spoke-to-spoke tunnel is torn down.
-    #[arg(long = "idle-timeout", default_value = "20s", value_parser = duration)]
+    #[arg(long = "idle-timeout", default_value = "60s", value_parser = idle)]
     pub idle_timeout: Duration,
     /// Seed of the traffic pattern.
     #[arg(long, default_value = "1")]
@@ -220,6 +231,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("unknown unit"), "{e}");
+        let e = parse(&["sim", "--idle-timeout", "30s"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("between 60s and 24h"), "{e}");
         let e = parse(&["sim", "--spokes", "0"]).unwrap_err().to_string();
         assert!(e.contains("at least 1"), "{e}");
         let e = parse(&["sim", "--flows-per-minute=-2"])

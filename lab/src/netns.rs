@@ -350,7 +350,7 @@ fn run_in(
         )?;
         if k > 0 {
             let rules = format!(
-                "table ip dmvpnlab {{ chain post {{ type nat hook postrouting priority 100; ip saddr {}/24 oifname != \"lan0\" oifname != \"wan0\" masquerade; }} }}\n",
+                "table ip dmvpnlab {{\n chain post {{\n  type nat hook postrouting priority 100;\n  ip saddr {}/24 oifname != \"lan0\" oifname != \"wan0\" masquerade\n }}\n}}\n",
                 spec.lan
             );
             let mut c = Command::new("ip")
