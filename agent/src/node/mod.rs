@@ -8,6 +8,9 @@
 //! Node::new(&dmvpn_config::Config, epoch: std::time::Instant, seed: u64, now) -> Result<Node, MapError>
 //!     `epoch` anchors virtual time for the IKE engine (ike time = epoch + now);
 //!     `now` is a dmvpn_nhrp::Instant (Duration since the epoch).
+//! Node::from_node_config(NodeConfig, epoch, seed, now)  after config_map::map(&cfg),
+//!     e.g. to set nhrp.local_prefixes (LANs answered in resolutions)
+//! node.set_keylog(true)                            emit Output::KeyLog esp_sa lines
 //! node.dataplane_config() -> DataplaneConfig      build the data-plane Engine with this
 //! node.handle_nhrp(now, from_nbma, nhrp_bytes)     NHRP received (GRE proto 0x2001)
 //! node.handle_ike(now, local, remote, datagram)    UDP 500, or 4500 with the non-ESP marker
@@ -25,8 +28,16 @@
 //!     / show_ipsec_sa(now, Option<&DataplaneStats>)  -> dmvpn_ctl::proto snapshot types
 //! node.clear_nhrp(now) / clear_crypto_sa(now, Option<IpAddr>) -> count
 //! node.multicast_nbmas()                           `map multicast dynamic` replication list
+//! node.should_relay(ip_packet)                    hub: a decapsulated packet for another
+//!                                                  spoke goes back out (observe + outbound)
 //! node.has_sa(nbma), node.shortcut_routes()        for tests
 //! ```
+//!
+//! A runtime loop: feed inputs, then drain `poll_output` (IKE datagrams to
+//! the UDP sockets, `DpCmd`s to [`apply`]), then move the data plane's
+//! `nhrp_in` / `ike_in` / `need_sa` queues back in as events, until quiet;
+//! sleep until `min(poll_timeout, next stats tick)`. `agent/tests/node_sim.rs`
+//! does exactly this for three nodes on virtual time.
 //!
 //! Data flow: see DESIGN.md. A spoke brings up IPsec with each NHS first
 //! (its registration waits in the data plane's bounded queue until the SA
