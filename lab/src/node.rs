@@ -32,6 +32,10 @@ pub enum LabEvent {
     Registered {
         nhs: Ipv4Addr,
     },
+    /// A successful NHRP Resolution Reply naming this peer's NBMA address arrived.
+    Resolved {
+        peer: Ipv4Addr,
+    },
     /// An NHRP shortcut to a peer's NBMA address was installed / removed.
     ShortcutUp {
         peer: Ipv4Addr,

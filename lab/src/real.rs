@@ -326,8 +326,12 @@ impl RealNode {
             }
             let mut evs = Vec::new();
             while let Some((src, packet)) = self.dp.nhrp_in.pop_front() {
-                if self.spec.role == Role::Spoke && is_registration_ok(&packet) {
-                    self.ev(LabEvent::Registered { nhs: src });
+                if self.spec.role == Role::Spoke {
+                    match classify_nhrp(&packet) {
+                        Some(Nhrp::Registered) => self.ev(LabEvent::Registered { nhs: src }),
+                        Some(Nhrp::Resolved(peer)) => self.ev(LabEvent::Resolved { peer }),
+                        None => {}
+                    }
                 }
                 evs.push(DpEvent::Nhrp { src, packet });
             }
@@ -396,18 +400,28 @@ impl RealNode {
     }
 }
 
-/// A registration reply with a successful CIE.
-fn is_registration_ok(b: &[u8]) -> bool {
-    // Cheap pre-check on the fixed header's type byte before a full parse.
-    if b.get(17) != Some(&4) {
-        return false;
+enum Nhrp {
+    Registered,
+    Resolved(Ipv4Addr),
+}
+
+/// Successful registration and resolution replies (for the report).
+fn classify_nhrp(b: &[u8]) -> Option<Nhrp> {
+    // Cheap check of the fixed header's type byte before a full parse.
+    if !matches!(b.get(17), Some(2 | 4)) {
+        return None;
     }
-    match Packet::parse(b) {
-        Ok(p) if p.packet_type == PacketType::RegistrationReply => match &p.body {
-            Body::Cies { cies, .. } => cies.iter().all(|c| c.code == 0),
-            _ => false,
-        },
-        _ => false,
+    let p = Packet::parse(b).ok()?;
+    let Body::Cies { cies, .. } = &p.body else {
+        return None;
+    };
+    if cies.is_empty() || cies.iter().any(|c| c.code != 0) {
+        return None;
+    }
+    match p.packet_type {
+        PacketType::RegistrationReply => Some(Nhrp::Registered),
+        PacketType::ResolutionReply => cies[0].nbma_ip().and_then(v4).map(Nhrp::Resolved),
+        _ => None,
     }
 }
 

@@ -132,10 +132,14 @@ pub struct Traffic {
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Latencies {
-    /// First packet of a spoke-to-spoke flow with no tunnel → NHRP shortcut at the sender.
+    /// First packet of a spoke-to-spoke flow with no tunnel → NHRP
+    /// Resolution Reply at the sender (the answering spoke delays it until
+    /// IPsec with the sender is up).
     pub resolution: Percentiles,
     /// Same start → IPsec SA with the other spoke at the sender.
     pub tunnel_setup: Percentiles,
+    /// Same start → shortcut route installed (traffic goes direct).
+    pub shortcut: Percentiles,
     /// End-to-end delivery of spoke-to-spoke packets.
     pub spoke_to_spoke_delivery: Percentiles,
 }
@@ -283,6 +287,7 @@ impl Report {
         );
         let _ = writeln!(s, "resolution        {}", pc(&l.resolution));
         let _ = writeln!(s, "tunnel setup      {}", pc(&l.tunnel_setup));
+        let _ = writeln!(s, "shortcut route    {}", pc(&l.shortcut));
         let _ = writeln!(s, "s2s delivery      {}", pc(&l.spoke_to_spoke_delivery));
         let _ = writeln!(
             s,
@@ -327,6 +332,8 @@ pub struct Collector {
     built: u64,
     torn: u64,
     pending_res: HashMap<u64, u64>,
+    pending_sc: HashMap<u64, u64>,
+    sc_latency: Vec<u64>,
     pending_tun: HashMap<u64, u64>,
     res_latency: Vec<u64>,
     tun_latency: Vec<u64>,
@@ -361,6 +368,8 @@ impl Collector {
             built: 0,
             torn: 0,
             pending_res: HashMap::new(),
+            pending_sc: HashMap::new(),
+            sc_latency: Vec::new(),
             pending_tun: HashMap::new(),
             res_latency: Vec::new(),
             tun_latency: Vec::new(),
@@ -429,6 +438,7 @@ impl Collector {
             if !self.s2s_up.contains(&key(a, b)) {
                 self.pending_tun.entry(key(a, b)).or_insert(now);
                 self.pending_res.entry(key(a, b)).or_insert(now);
+                self.pending_sc.entry(key(a, b)).or_insert(now);
             }
         }
     }
@@ -485,9 +495,14 @@ impl Collector {
                     self.last_first_reg = self.last_first_reg.max(now);
                 }
             }
-            LabEvent::ShortcutUp { .. } if spoke_pair => {
+            LabEvent::Resolved { .. } if spoke_pair => {
                 if let Some(t0) = self.pending_res.remove(&key(i, peer.unwrap())) {
                     self.res_latency.push(now - t0);
+                }
+            }
+            LabEvent::ShortcutUp { .. } if spoke_pair => {
+                if let Some(t0) = self.pending_sc.remove(&key(i, peer.unwrap())) {
+                    self.sc_latency.push(now - t0);
                 }
             }
             LabEvent::TunnelUp { .. } => {
@@ -619,6 +634,7 @@ impl Collector {
             latency: Latencies {
                 resolution: Percentiles::of(std::mem::take(&mut self.res_latency)),
                 tunnel_setup: Percentiles::of(std::mem::take(&mut self.tun_latency)),
+                shortcut: Percentiles::of(std::mem::take(&mut self.sc_latency)),
                 spoke_to_spoke_delivery: Percentiles::of(std::mem::take(&mut self.s2s_delivery)),
             },
             hub: Hub {

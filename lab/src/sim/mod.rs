@@ -311,7 +311,8 @@ pub fn run<F: NodeFactory>(
                 Output::Event(e) => {
                     let peer = match &e {
                         LabEvent::Registered { nhs } => *nhs,
-                        LabEvent::ShortcutUp { peer }
+                        LabEvent::Resolved { peer }
+                        | LabEvent::ShortcutUp { peer }
                         | LabEvent::ShortcutDown { peer }
                         | LabEvent::TunnelUp { peer }
                         | LabEvent::TunnelDown { peer }
