@@ -68,6 +68,15 @@ fn idle(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(d.as_secs()))
 }
 
+fn dh_group(s: &str) -> Result<u16, String> {
+    match s.trim().parse::<u16>() {
+        Ok(g @ (1 | 2 | 5 | 14 | 15 | 16 | 19 | 20)) => Ok(g),
+        _ => Err(format!(
+            "`{s}`: use a DH group dmvpnd supports: 1, 2, 5, 14, 15, 16, 19 or 20"
+        )),
+    }
+}
+
 fn count(s: &str) -> Result<usize, String> {
     let v: usize = s
         .trim()
@@ -120,6 +129,9 @@ pub struct SimArgs {
     /// Spokes boot at random times within this window.
     #[arg(long = "boot-spread", default_value = "10s", value_parser = duration)]
     pub boot_spread: Duration,
+    /// IKE Diffie-Hellman group of every node: 19 (ECP-256, default), 20, 14, 15, 16, 5, 2 or 1.
+    #[arg(long = "ike-group", default_value = "19", value_parser = dh_group)]
+    pub ike_group: u16,
     /// Write the full report as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,

@@ -121,8 +121,12 @@ pub struct Traffic {
     pub relayed_share: f64,
     /// Share of all delivered packets the hub forwarded (hub LAN + relayed).
     pub hub_share: f64,
-    /// Packets never delivered (sent early enough to have arrived).
+    /// Packets never delivered (sent early enough to have arrived, to a
+    /// spoke that had registered).
     pub packets_lost: u64,
+    /// Packets sent to a spoke that had not registered yet (still booting):
+    /// the hub has no route for them; not counted as lost.
+    pub packets_to_unregistered: u64,
     /// Packets delivered later than their path's latency: held during setup.
     pub packets_delayed: u64,
     pub datagrams_on_wire: u64,
@@ -269,13 +273,14 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "flows             {} ({} spoke-to-spoke); packets {} sent, {} delivered, {} lost, {} delayed by setup",
+            "flows             {} ({} spoke-to-spoke); packets {} sent, {} delivered, {} lost, {} delayed by setup, {} to spokes still booting",
             tr.flows,
             tr.flows_spoke_to_spoke,
             tr.packets_sent,
             tr.packets_delivered,
             tr.packets_lost,
-            tr.packets_delayed
+            tr.packets_delayed,
+            tr.packets_to_unregistered
         );
         let _ = writeln!(
             s,
@@ -430,7 +435,11 @@ impl Collector {
 
     pub(crate) fn packet_sent(&mut self, now: u64, f: &Flow, hubs: usize) {
         self.tr.packets_sent += 1;
-        if self.countable(now) {
+        if let Dest::Spoke(k) = f.dest
+            && !self.registered.contains(&(hubs + k))
+        {
+            self.tr.packets_to_unregistered += 1;
+        } else if self.countable(now) {
             self.sent_counted += 1;
         }
         if let Dest::Spoke(k) = f.dest {
