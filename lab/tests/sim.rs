@@ -56,6 +56,10 @@ fn no_spoke_to_spoke_no_spoke_tunnels() {
     assert_eq!(r.tunnels.per_spoke_concurrent.peak, 1.0);
     assert_eq!(r.tunnels.hub_concurrent.peak, 10.0);
     assert_eq!(r.traffic.hub_share, 1.0);
+    assert_eq!(
+        r.traffic.packets_lost, 0,
+        "no loss on the underlay, none end to end"
+    );
 }
 
 #[test]
