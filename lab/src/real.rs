@@ -95,8 +95,9 @@ impl RealFactory {
                         h.tunnel, h.nbma
                     );
                 }
-                let routes: Vec<String> =
+                let mut routes: Vec<String> =
                     hubs.iter().map(|h| format!("\"{}/24\"", h.lan)).collect();
+                routes.dedup();
                 ("spoke", s, format!("routes = [{}]\n", routes.join(", ")))
             }
         };

@@ -1,6 +1,7 @@
 //! Lab addressing: NBMA 172.16.0.0/15, tunnel 100.64.0.0/10, LANs 10.0.0.0/8.
 //!
-//! Hub `h`: NBMA 172.16.0.(1+h), tunnel 100.64.0.(1+h), LAN 10.255.h.0/24.
+//! Hub `h`: NBMA 172.16.0.(1+h), tunnel 100.64.0.(1+h); all hubs front one
+//! data-centre LAN, 10.255.0.0/24 (as dual-hub designs do).
 //! Spoke `k`: NBMA 172.17.0.0 + 1 + k, tunnel 100.65.0.0 + 1 + k,
 //! LAN 10.0.0.0 + 256·(k+1) /24. Room for 65,000 spokes.
 
@@ -23,7 +24,7 @@ pub fn hub(h: usize) -> NodeSpec {
         index: h,
         nbma: Ipv4Addr::new(172, 16, 0, 1 + h as u8),
         tunnel: Ipv4Addr::new(100, 64, 0, 1 + h as u8),
-        lan: Ipv4Addr::new(10, 255, h as u8, 0),
+        lan: Ipv4Addr::new(10, 255, 0, 0),
     }
 }
 
@@ -65,7 +66,7 @@ pub fn owner_of_lan(a: Ipv4Addr) -> Option<(Role, usize)> {
         return None;
     }
     if o[1] == 255 {
-        return Some((Role::Hub, o[2] as usize));
+        return (o[2] == 0).then_some((Role::Hub, 0));
     }
     let n = (u32::from(a) - u32::from(Ipv4Addr::new(10, 0, 0, 0))) / 256;
     if n >= 1 && n as usize <= MAX_SPOKES {
@@ -89,7 +90,7 @@ mod tests {
         for h in [0, 3] {
             let s = hub(h);
             assert_eq!(owner_of_nbma(s.nbma), Some((Role::Hub, h)));
-            assert_eq!(owner_of_lan(lan_host(&s)), Some((Role::Hub, h)));
+            assert_eq!(owner_of_lan(lan_host(&s)), Some((Role::Hub, 0)));
         }
     }
 }
