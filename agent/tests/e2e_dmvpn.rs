@@ -262,7 +262,7 @@ impl Lab {
         }
     }
 
-    /// Polls `cond` every 100 ms until it holds or `limit` passes.
+    /// Polls `cond` every 20 ms until it holds or `limit` passes.
     fn wait(&self, what: &str, limit: Duration, mut cond: impl FnMut() -> bool) -> Duration {
         let t0 = Instant::now();
         loop {
@@ -277,7 +277,7 @@ impl Lab {
                     .collect();
                 panic!("timed out waiting for {what}\n{logs}");
             }
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 }
@@ -666,4 +666,76 @@ fn e2e_rekey_without_loss() {
         "rekeyed: {before:x?} -> {after:x?}"
     );
     assert_eq!(got, 650, "no loss across rekey");
+}
+
+#[test]
+fn e2e_spoke_behind_nat() {
+    let mut lab = Lab::new();
+    let hub = lab.node("hub", 1);
+    let nat = lab.node("nat", 5);
+    let s1 = lab.ns("s1");
+    let (a, b) = (format!("{}n1", lab.tag), format!("{}n2", lab.tag));
+    ok(&["ip", "link", "add", &a, "type", "veth", "peer", "name", &b]);
+    ok(&["ip", "link", "set", &a, "netns", &nat]);
+    ok(&["ip", "link", "set", &b, "netns", &s1]);
+    ok(&["ip", "-n", &nat, "addr", "add", "10.99.0.1/24", "dev", &a]);
+    ok(&["ip", "-n", &nat, "link", "set", &a, "up"]);
+    ok(&["ip", "-n", &s1, "addr", "add", "10.99.0.2/24", "dev", &b]);
+    ok(&["ip", "-n", &s1, "link", "set", &b, "up"]);
+    ok(&[
+        "ip",
+        "-n",
+        &s1,
+        "route",
+        "add",
+        "default",
+        "via",
+        "10.99.0.1",
+    ]);
+    for rule in [
+        "add table ip nat",
+        "add chain ip nat post { type nat hook postrouting priority 100 ; }",
+        "add rule ip nat post oifname nbma0 masquerade",
+    ] {
+        let mut args = vec!["ip", "netns", "exec", &nat, "nft"];
+        args.extend(rule.split(' '));
+        ok(&args);
+    }
+    lab.start(
+        &hub,
+        &dmvpn_config("hub", 1, MODERN_IKE, MODERN_TS, 300, false),
+    );
+    lab.start(
+        &s1,
+        &dmvpn_config("spoke", 2, MODERN_IKE, MODERN_TS, 300, false)
+            .replace("source = \"172.16.0.2\"", "source = \"10.99.0.2\""),
+    );
+    let hub_ip: IpAddr = "172.16.0.1".parse().unwrap();
+    lab.wait("NATed spoke registered", Duration::from_secs(30), || {
+        lab.dmvpn_peers(&s1)
+            .iter()
+            .any(|(n, st)| *n == hub_ip && *st == DmvpnState::Up)
+    });
+    assert_eq!(
+        lab.ping(&s1, "192.168.1.1", 10),
+        10,
+        "ping the hub through NAT"
+    );
+    let sa = lab
+        .ipsec(&s1)
+        .into_iter()
+        .find(|p| p.current_peer == hub_ip)
+        .expect("SA with the hub");
+    assert_eq!(sa.peer_port, 4500, "NAT-T floated to UDP 4500");
+    assert!(
+        sa.counters.encaps >= 10 && sa.counters.decaps >= 10,
+        "{:?}",
+        sa.counters
+    );
+    let public: IpAddr = "172.16.0.5".parse().unwrap();
+    assert!(
+        lab.dmvpn_peers(&hub).iter().any(|(n, _)| *n == public),
+        "hub lists the spoke at its public address: {:?}",
+        lab.dmvpn_peers(&hub)
+    );
 }
