@@ -2,6 +2,7 @@
 //! real synchronous data-plane engine (GRE, ESP with real cryptography,
 //! SADB): what `dmvpnd` runs, minus the TUN device and sockets.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
@@ -185,7 +186,7 @@ impl NodeFactory for RealFactory {
             outbound: BTreeSet::new(),
             routes: BTreeMap::new(),
             dropped_udp: 0,
-            deadline: None,
+            deadline: Cell::new(None),
         };
         n.pump(now);
         Ok(n)
@@ -222,9 +223,10 @@ pub struct RealNode {
     routes: BTreeMap<(Ipv4Addr, u8), Ipv4Addr>,
     /// ESP-in-UDP the data plane wanted to send (never expected here).
     pub dropped_udp: u64,
-    /// The node's own deadline, read once after each call: computing it
-    /// walks every IKE SA, which is the hub's main cost with many spokes.
-    deadline: Option<SimTime>,
+    /// The node's own deadline, computed at most once between calls
+    /// (`None` when stale): computing it walks every IKE SA, the hub's main
+    /// cost with many spokes.
+    deadline: Cell<Option<Option<SimTime>>>,
 }
 
 fn v4(a: IpAddr) -> Option<Ipv4Addr> {
@@ -238,6 +240,15 @@ impl RealNode {
     /// The real node (for `show` output and tests).
     pub fn node(&self) -> &Node {
         &self.node
+    }
+
+    fn deadline(&self) -> Option<SimTime> {
+        if let Some(d) = self.deadline.get() {
+            return d;
+        }
+        let d = self.node.poll_timeout().map(|i| i.0);
+        self.deadline.set(Some(d));
+        d
     }
 
     fn is_hub_nbma(&self, a: Ipv4Addr) -> bool {
@@ -397,7 +408,7 @@ impl RealNode {
                 break;
             }
         }
-        self.deadline = self.node.poll_timeout().map(|i| i.0);
+        self.deadline.set(None);
     }
 }
 
@@ -476,7 +487,7 @@ impl LabNode for RealNode {
             self.node.handle_stats(t, &s);
             self.next_stats = now + self.stats_interval;
         }
-        if self.deadline.is_some_and(|d| d <= now) {
+        if self.deadline().is_some_and(|d| d <= now) {
             self.node.handle_timeout(t);
         }
         self.pump(now);
@@ -484,7 +495,7 @@ impl LabNode for RealNode {
 
     fn poll_timeout(&self) -> Option<SimTime> {
         Some(
-            self.deadline
+            self.deadline()
                 .map_or(self.next_stats, |n| n.min(self.next_stats)),
         )
     }
