@@ -99,6 +99,17 @@ enum Wire {
     Ike(SocketAddr, SocketAddr, Vec<u8>),
 }
 
+/// Applies a node's outputs: data-plane commands now, IKE datagrams onto the wire.
+fn drain(n: &mut SimNode, wire: &mut VecDeque<Wire>) {
+    while let Some(o) = n.node.poll_output() {
+        match o {
+            Output::Ike(t) => wire.push_back(Wire::Ike(t.local, t.remote, t.payload)),
+            Output::Dataplane(c) => node::apply(&mut n.dp, c),
+            Output::KeyLog(_) => {}
+        }
+    }
+}
+
 struct Sim {
     nodes: Vec<SimNode>,
     now: Instant,
@@ -174,17 +185,12 @@ impl Sim {
 
     /// Moves everything until no node has anything to say.
     fn settle(&mut self) {
+        let mut carry = VecDeque::new();
         for _ in 0..10_000 {
-            let mut wire = VecDeque::new();
+            let mut wire: VecDeque<Wire> = std::mem::take(&mut carry);
             let now = self.now;
             for n in self.nodes.iter_mut().filter(|n| !n.dead) {
-                while let Some(o) = n.node.poll_output() {
-                    match o {
-                        Output::Ike(t) => wire.push_back(Wire::Ike(t.local, t.remote, t.payload)),
-                        Output::Dataplane(c) => node::apply(&mut n.dp, c),
-                        Output::KeyLog(_) => {}
-                    }
-                }
+                drain(n, &mut wire);
                 let mut evs = Vec::new();
                 evs.extend(
                     n.dp.nhrp_in
@@ -241,6 +247,7 @@ impl Sim {
                 }
                 continue;
             }
+            let mut later = VecDeque::new();
             for w in wire {
                 match w {
                     Wire::Raw(dst, p) => {
@@ -259,10 +266,15 @@ impl Sim {
                     Wire::Ike(from, to, payload) => {
                         let IpAddr::V4(d) = to.ip() else { continue };
                         let Some(i) = self.idx(d) else { continue };
-                        self.nodes[i].node.handle_ike(now, to, from, &payload);
+                        let n = &mut self.nodes[i];
+                        n.node.handle_ike(now, to, from, &payload);
+                        // Apply the outcome (e.g. an installed SA) before
+                        // the next datagram arrives, as the runtime does.
+                        drain(n, &mut later);
                     }
                 }
             }
+            carry = later;
         }
         panic!("simulation does not settle");
     }
@@ -490,4 +502,19 @@ fn modern_crypto_and_rekey_without_loss() {
         .show_ipsec_sa(sim.now, Some(&sim.nodes[1].dp.stats()));
     assert!(sas.iter().any(|s| s.current_peer == IpAddr::V4(S2)));
     let _ = T1;
+}
+
+/// The first resolution succeeds: no NHRP retransmission (1 s) is needed.
+#[test]
+fn phase2_shortcut_without_retransmission() {
+    let mut sim = Sim::new(false, "seed");
+    sim.advance(Duration::from_secs(5));
+    let t0 = sim.now;
+    sim.ping(1, T2, 1);
+    while sim.nodes[1].node.shortcut_routes().is_empty() {
+        assert!(sim.now - t0 < Duration::from_millis(500), "no shortcut yet");
+        sim.advance(Duration::from_millis(10));
+    }
+    assert!(sim.nodes[1].node.has_sa(S2) && sim.nodes[2].node.has_sa(S1));
+    assert_eq!(sim.nodes[1].replies, vec![1]);
 }
