@@ -12,6 +12,7 @@ use dmvpn_nhrp::Instant;
 use dmvpn_nhrp::cache::EntryType;
 
 use super::Node;
+use crate::datapath::esp::{AuthAlg, EncAlg};
 use crate::datapath::sadb::Direction;
 use crate::runtime::dataplane::DataplaneStats;
 
@@ -38,6 +39,27 @@ fn isakmp_state(s: &str) -> IsakmpState {
         "AG_AUTH" => IsakmpState::AgAuth,
         _ => IsakmpState::MmNoState,
     }
+}
+
+/// IOS transform-set words for a data-plane SA.
+fn ios_transform(enc: EncAlg, auth: AuthAlg) -> String {
+    let e = match enc {
+        EncAlg::DesCbc => "esp-des",
+        EncAlg::Des3Cbc => "esp-3des",
+        EncAlg::AesCbc128 => "esp-aes",
+        EncAlg::AesCbc192 => "esp-aes 192",
+        EncAlg::AesCbc256 => "esp-aes 256",
+        EncAlg::AesGcm128 => "esp-gcm",
+        EncAlg::AesGcm192 => "esp-gcm 192",
+        EncAlg::AesGcm256 => "esp-gcm 256",
+    };
+    let a = match auth {
+        AuthAlg::None => "",
+        AuthAlg::HmacMd5_96 => " esp-md5-hmac",
+        AuthAlg::HmacSha1_96 => " esp-sha-hmac",
+        AuthAlg::HmacSha256_128 => " esp-sha256-hmac",
+    };
+    format!("{e}{a}")
 }
 
 impl Node {
@@ -239,8 +261,9 @@ impl Node {
                 let transform = snaps
                     .iter()
                     .find(|s| s.spi == *ispi && s.direction == Direction::Inbound)
-                    .map(|s| format!("{:?} {:?}", s.enc, s.auth))
+                    .map(|s| (ios_transform(s.enc, s.auth), s.enc.iv_len() as u8))
                     .unwrap_or_default();
+                let (transform, iv_size) = transform;
                 let esp = |spi: u32| EspSa {
                     spi,
                     transform: transform.clone(),
@@ -248,7 +271,7 @@ impl Node {
                     conn_id: 0,
                     remaining_kb: self.cfg.ike.sa_lifetime_kb,
                     remaining_secs: remaining,
-                    iv_size: 0,
+                    iv_size,
                     replay_detection: true,
                     status: SaStatus::Active,
                 };
