@@ -157,6 +157,10 @@ fn show(ctl: &Path, n: &Node, json: bool) -> Result<String, String> {
     sh(&a)
 }
 
+/// Ping payload size: ESP packets this big carry pings, never NHRP, so the
+/// spokes' nft counters tell direct spoke-to-spoke packets apart.
+const PING_SIZE: usize = 600;
+
 /// One ping flow's outcome.
 struct FlowResult {
     spoke_to_spoke: bool,
@@ -173,6 +177,8 @@ fn ping(ns: &str, dst: Ipv4Addr, count: u32) -> FlowResult {
             ns,
             "ping",
             "-n",
+            "-s",
+            &PING_SIZE.to_string(),
             "-c",
             &count.to_string(),
             "-i",
@@ -215,6 +221,11 @@ struct Summary {
     spoke_tunnels_peak: usize,
     spoke_tunnels_mean: f64,
     hub_tunnels_peak: usize,
+    /// ESP packets sent spoke to spoke directly (requests and replies, plus
+    /// a few NHRP messages).
+    spoke_to_spoke_direct_esp: u64,
+    /// 1 − direct / spoke-to-spoke ping packets: the share the hub relayed.
+    relayed_share_approx: f64,
 }
 
 pub fn run(a: &NetnsArgs) -> Result<(), String> {
@@ -350,8 +361,11 @@ fn run_in(
         )?;
         if k > 0 {
             let rules = format!(
-                "table ip dmvpnlab {{\n chain post {{\n  type nat hook postrouting priority 100;\n  ip saddr {}/24 oifname != \"lan0\" oifname != \"wan0\" masquerade\n }}\n}}\n",
-                spec.lan
+                "table ip dmvpnlab {{\n counter to_hub {{ }}\n counter direct {{ }}\n chain post {{\n  type nat hook postrouting priority 100;\n  ip saddr {}/24 oifname != \"lan0\" oifname != \"wan0\" masquerade\n }}\n chain out {{\n  type filter hook output priority 0;\n  ip protocol esp ip length > {big} ip daddr {} counter name to_hub\n  ip protocol esp ip length > {big} ip daddr != {} counter name direct\n }}\n}}\n",
+                spec.lan,
+                hub_spec.nbma,
+                hub_spec.nbma,
+                big = PING_SIZE
             );
             let mut c = Command::new("ip")
                 .args(["netns", "exec", &ns, "nft", "-f", "-"])
@@ -551,6 +565,39 @@ fn run_in(
             samples.iter().map(|s| s.1 as f64).sum::<f64>() / samples.len() as f64
         },
         hub_tunnels_peak: samples.iter().map(|s| s.0).max().unwrap_or(0),
+        ..Default::default()
+    };
+    // ESP packets the spokes sent straight to another spoke (nft counters).
+    let direct: u64 = nodes[1..]
+        .iter()
+        .map(|(n, _)| {
+            in_ns(
+                &n.ns,
+                &["nft", "list", "counter", "ip", "dmvpnlab", "direct"],
+            )
+            .ok()
+            .and_then(|t| {
+                t.split("packets ")
+                    .nth(1)?
+                    .split_whitespace()
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .unwrap_or(0)
+        })
+        .sum();
+    let s2s_packets: u64 = results
+        .iter()
+        .filter(|r| r.spoke_to_spoke)
+        .map(|r| r.sent + r.received)
+        .sum();
+    let mut sum = sum;
+    sum.spoke_to_spoke_direct_esp = direct;
+    sum.relayed_share_approx = if s2s_packets == 0 {
+        0.0
+    } else {
+        s2s_packets.saturating_sub(direct) as f64 / s2s_packets as f64
     };
     for (n, _) in &nodes {
         println!("=== {} ({}) show dmvpn", n.ns, n.nbma);
@@ -578,6 +625,11 @@ fn run_in(
     println!(
         "tunnels           spoke-to-spoke peak {}, mean {:.2}; hub peak {}",
         sum.spoke_tunnels_peak, sum.spoke_tunnels_mean, sum.hub_tunnels_peak
+    );
+    println!(
+        "spoke-to-spoke    {} ESP packets direct; relayed by the hub ≈ {:.1}%",
+        sum.spoke_to_spoke_direct_esp,
+        sum.relayed_share_approx * 100.0
     );
     if let Some(p) = &a.json {
         std::fs::write(p, serde_json::to_string_pretty(&sum).unwrap())

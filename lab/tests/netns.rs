@@ -65,6 +65,11 @@ fn netns_lab_runs_and_cleans_up() {
     let got = v["pings_received"].as_u64().unwrap();
     assert!(got * 10 >= sent * 9, "most pings answered: {got}/{sent}");
     assert_eq!(v["hub_tunnels_peak"].as_u64(), Some(2));
+    if v["flows_spoke_to_spoke"].as_u64().unwrap() > 0 {
+        // Shortcuts formed: most spoke-to-spoke pings went direct.
+        assert!(v["spoke_to_spoke_direct_esp"].as_u64().unwrap() > 0, "{v}");
+        assert!(v["relayed_share_approx"].as_f64().unwrap() < 0.5, "{v}");
+    }
     let left: Vec<String> = namespaces()
         .lines()
         .filter(|l| l.starts_with(&prefix))
