@@ -5,7 +5,9 @@
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use std::time::{Duration, Instant as WallClock};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use dmvpn_nhrp::engine::Password;
 use dmvpn_nhrp::ext::ExtBody;
 use dmvpn_nhrp::wire::{flags, ip_to_addr};
@@ -63,16 +65,14 @@ fn bench(c: &mut Criterion) {
 
     // A hub with 10 000 registered spokes handling one more registration
     // refresh (parse, auth, cache update, reply) and its timers.
-    let mut cfg = Config::new(v4(0xac10_ffff), v4(0x0a00_0001));
-    cfg.server = true;
-    cfg.authentication = Some(Password::new("cisco123"));
-    let mut hub = Engine::new(cfg, Instant::ZERO);
+    let mut hub = new_hub();
     let regs: Vec<Vec<u8>> = (2..10_002).map(registration).collect();
     for (i, r) in regs.iter().enumerate() {
         hub.handle(Instant::ZERO, v4(0xac10_0002 + i as u32), r);
         while hub.poll_transmit().is_some() {}
         while hub.poll_event().is_some() {}
     }
+    assert_eq!(hub.multicast_nbmas().len(), regs.len(), "all registered");
     let mut i = 0usize;
     c.bench_function("hub: registration refresh, 10k spokes", |b| {
         b.iter(|| {
@@ -84,6 +84,50 @@ fn bench(c: &mut Criterion) {
     c.bench_function("hub: poll_timeout, 10k spokes", |b| {
         b.iter(|| black_box(hub.poll_timeout()))
     });
+
+    // Registrations one NHS processes per second on one core: each
+    // element is a full request (parse, authentication, cache insert or
+    // update, reply emitted and taken).
+    const BATCH: usize = 10_000;
+    let mut g = c.benchmark_group("nhs registrations");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    g.bench_function("new, 10k spokes into an empty hub", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let mut hub = new_hub();
+                let start = WallClock::now();
+                for (i, r) in regs.iter().enumerate() {
+                    hub.handle(Instant::ZERO, v4(0xac10_0002 + i as u32), r);
+                    black_box(hub.poll_transmit());
+                    while hub.poll_event().is_some() {}
+                }
+                total += start.elapsed();
+                drop(hub);
+            }
+            total
+        })
+    });
+    let mut t = 1;
+    g.bench_function("refresh, 10k registered spokes", |b| {
+        b.iter(|| {
+            t += 1;
+            let now = Instant::from_secs(t);
+            for (i, r) in regs.iter().enumerate() {
+                hub.handle(now, v4(0xac10_0002 + i as u32), r);
+                black_box(hub.poll_transmit());
+                while hub.poll_event().is_some() {}
+            }
+        })
+    });
+    g.finish();
+}
+
+fn new_hub() -> Engine {
+    let mut cfg = Config::new(v4(0xac10_ffff), v4(0x0a00_0001));
+    cfg.server = true;
+    cfg.authentication = Some(Password::new("cisco123"));
+    Engine::new(cfg, Instant::ZERO)
 }
 
 criterion_group!(benches, bench);

@@ -714,3 +714,174 @@ fn hub_relays_reply_sent_back_through_it() {
         Body::Error { code: 3, .. }
     ));
 }
+
+/// Registrations held by a hub.
+fn dynamic(e: &Engine) -> usize {
+    e.cache()
+        .iter()
+        .filter(|c| c.kind == EntryType::Dynamic)
+        .count()
+}
+
+#[test]
+fn hub_restart_spokes_detect_and_reregister() {
+    let mut net = Net::new(vec![hub_cfg(), spoke_cfg(2), spoke_cfg(3)]);
+    net.secs(1);
+    assert_eq!(dynamic(&net.nodes[0]), 2);
+    net.events.clear();
+    // The hub dies at t=1 and comes back at t=2410 with empty state.
+    net.down.insert(ip(HUB_NBMA));
+    let now = net.now;
+    net.nodes[0] = Engine::new(hub_cfg(), now);
+    assert_eq!(dynamic(&net.nodes[0]), 0);
+    // Refresh at 2400 s, retransmissions at 2401, 2403, 2407: the third
+    // unanswered one takes the NHS down, on both spokes.
+    net.secs(2405);
+    assert!(net.take_events(1).is_empty());
+    net.secs(3);
+    for s in [1, 2] {
+        assert_eq!(
+            net.take_events(s),
+            [Event::NhsDown {
+                nhs: ip(HUB_TUN),
+                nbma: ip(HUB_NBMA)
+            }]
+        );
+        assert!(!net.nodes[s].nhs_status()[0].up);
+    }
+    let sent_by_2: Vec<_> = net
+        .sent(PacketType::RegistrationRequest)
+        .into_iter()
+        .filter(|s| s.from == ip("172.16.0.2") && s.at.0.as_secs() >= 2400)
+        .map(|s| (s.at.0.as_secs(), s.packet.request_id()))
+        .collect();
+    let id = sent_by_2[0].1;
+    assert_eq!(sent_by_2, [(2400, id), (2401, id), (2403, id), (2407, id)]);
+    // Back up: the next retransmission (2415 s) registers both again.
+    net.down.remove(&ip(HUB_NBMA));
+    net.secs(2);
+    assert_eq!(dynamic(&net.nodes[0]), 0, "nothing before 2415 s");
+    net.secs(6);
+    for s in [1, 2] {
+        assert!(net.take_events(s).contains(&Event::NhsUp {
+            nhs: ip(HUB_TUN),
+            nbma: ip(HUB_NBMA)
+        }));
+        assert!(net.nodes[s].nhs_status()[0].up);
+        assert_eq!(net.nodes[s].nhs_status()[0].unanswered, 0);
+    }
+    assert_eq!(
+        net.nodes[0].multicast_nbmas(),
+        vec![ip("172.16.0.2"), ip("172.16.0.3")]
+    );
+    // Resolution through the restarted hub works again.
+    let now = net.now;
+    net.nodes[1].resolve(now, ip("192.168.1.3"));
+    net.pump();
+    let nh = net.nodes[1].lookup(ip("192.168.1.3")).unwrap();
+    assert_eq!((nh.nbma, nh.kind), (ip("172.16.0.3"), EntryType::Cached));
+    // And the spokes are back on the normal refresh schedule: registered
+    // at 2415 s, next refresh at 2415 + 2400 s.
+    let before = net.sent(PacketType::RegistrationRequest).len();
+    net.secs(3000);
+    let later: Vec<u64> = net.sent(PacketType::RegistrationRequest)[before..]
+        .iter()
+        .map(|s| s.at.0.as_secs())
+        .collect();
+    assert_eq!(later, [4815, 4815]);
+}
+
+#[test]
+fn hub_restart_without_outage_recovers_at_next_refresh() {
+    let mut net = Net::new(vec![hub_cfg(), spoke_cfg(2), spoke_cfg(3)]);
+    net.secs(1);
+    let now = net.now;
+    net.nodes[0] = Engine::new(hub_cfg(), now);
+    net.events.clear();
+    // Until spoke 3 refreshes, the restarted hub does not know it: the
+    // resolution is refused (NAK, code 12), never answered with stale data.
+    net.nodes[1].resolve(now, ip("192.168.1.3"));
+    net.pump();
+    assert!(net.nodes[1].lookup(ip("192.168.1.3")).is_none());
+    assert!(net.take_events(1).contains(&Event::ResolutionFailed {
+        dst: ip("192.168.1.3"),
+        code: Some(12)
+    }));
+    // The refresh at 2400 s repopulates the hub without the NHS going down.
+    net.secs(2400);
+    assert_eq!(dynamic(&net.nodes[0]), 2);
+    for s in [1, 2] {
+        assert!(
+            !net.take_events(s)
+                .iter()
+                .any(|e| matches!(e, Event::NhsDown { .. }))
+        );
+    }
+    // The negative entry has aged out; a new resolution succeeds.
+    let now = net.now;
+    net.nodes[1].resolve(now, ip("192.168.1.3"));
+    net.pump();
+    assert_eq!(
+        net.nodes[1].lookup(ip("192.168.1.3")).unwrap().nbma,
+        ip("172.16.0.3")
+    );
+}
+
+#[test]
+fn hop_count_boundary_forwarding_nhs() {
+    // Hop count 2 reaches the owner with 1; hop count 1 stops at the NHS
+    // (it would go out with 0) with Error Indication code 15 (RFC 2332
+    // 5.2.7, Hop Count Exceeded) sent back to the requester.
+    for (hop, forwarded) in [(2u8, true), (1, false)] {
+        let mut net = Net::new(vec![hub_cfg(), spoke_cfg(2), spoke_cfg(3)]);
+        net.secs(1);
+        let mut p = Packet::new(
+            PacketType::ResolutionRequest,
+            ip("172.16.0.2"),
+            ip("192.168.1.2"),
+            ip("192.168.1.3"),
+            Body::Cies {
+                request_id: 9,
+                cies: vec![Cie::default()],
+            },
+        );
+        p.hop_count = hop;
+        p.extensions = vec![
+            Extension::new(ExtBody::Authentication {
+                auth_type: 1,
+                data: b"cisco123".to_vec(),
+            }),
+            Extension::new(ExtBody::End),
+        ];
+        let now = net.now;
+        net.nodes[0].handle(now, ip("172.16.0.2"), &p.emit());
+        net.pump();
+        let fwd = net.sent(PacketType::ResolutionRequest);
+        let errs = net.sent(PacketType::ErrorIndication);
+        if forwarded {
+            assert_eq!(fwd.len(), 1);
+            assert_eq!(fwd[0].packet.hop_count, 1);
+            assert_eq!(fwd[0].to, ip("172.16.0.3"));
+            assert!(errs.is_empty(), "{errs:?}");
+            let rep = net.sent(PacketType::ResolutionReply);
+            assert_eq!(rep.len(), 1, "the owner answers");
+            assert_eq!(
+                (rep[0].from, rep[0].to),
+                (ip("172.16.0.3"), ip("172.16.0.2"))
+            );
+        } else {
+            assert!(fwd.is_empty());
+            assert_eq!(errs.len(), 1);
+            assert_eq!(errs[0].to, ip("172.16.0.2"));
+            match &errs[0].packet.body {
+                Body::Error { code, contents, .. } => {
+                    assert_eq!(*code, error_code::HOP_COUNT_EXCEEDED);
+                    assert_eq!(*code, 15);
+                    assert_eq!(Packet::parse(contents).unwrap().request_id(), Some(9));
+                }
+                b => panic!("{b:?}"),
+            }
+            assert_eq!(net.nodes[0].stats().tx_errors, 1);
+        }
+    }
+}
