@@ -261,7 +261,6 @@ impl Lab {
         self.ping_out(ns, dst, n, &[]).0
     }
 
-    #[allow(dead_code)]
     fn dmvpn_peers(&self, ns: &str) -> Vec<(IpAddr, DmvpnState)> {
         match self.ctl(ns, Request::ShowDmvpn) {
             Reply::Dmvpn(ifs) => ifs
@@ -273,7 +272,6 @@ impl Lab {
         }
     }
 
-    #[allow(dead_code)]
     fn peer_up(&self, ns: &str, nbma: &str) -> bool {
         let ip: IpAddr = nbma.parse().unwrap();
         self.dmvpn_peers(ns)
@@ -663,7 +661,7 @@ fn manual_variant(mode: &str, udp: bool) {
     lab.stop_all();
     lab.start(&a, &manual_cfg(1, 2, mode, udp, true));
     lab.start(&b, &manual_cfg(2, 1, mode, udp, false));
-    assert_eq!(lab.ping(&b, "192.168.1.1", 3), 0, "wrong key must not pass");
+    assert_eq!(lab.ping(&b, "192.168.1.1", 5), 0, "wrong key must not pass");
     let bad = lab.ipsec_with(&a, "172.16.0.2").unwrap();
     assert!(bad.counters.verify_failed >= 3, "{:?}", bad.counters);
     assert_eq!(bad.counters.decaps, 0, "{:?}", bad.counters);
@@ -683,4 +681,321 @@ fn accept_manual_sa_esp_tunnel_mode() {
 #[test]
 fn accept_manual_sa_esp_in_udp() {
     manual_variant("transport", true);
+}
+
+// ---------------------------------------------------------------- issue 6
+
+const SEED_IKE: &str = r#"
+[[ike.policy]]
+priority = 10
+encryption = "des"
+hash = "md5"
+authentication = "pre-share"
+group = 1
+lifetime = 86400
+"#;
+
+/// Seed-style node `n` (1 = hub) with IKE, DPD and phase 3 (redirect +
+/// shortcut), so LAN-to-LAN traffic gets a direct path.
+fn seed_cfg(role: &str, n: u8) -> String {
+    let (routes, nhrp) = if role == "hub" {
+        ("[]".to_string(), "redirect = true\n".to_string())
+    } else {
+        let others: Vec<String> = [1u8, 2, 3]
+            .iter()
+            .filter(|x| **x != n)
+            .map(|x| format!("\"10.{x}.0.0/24\""))
+            .collect();
+        (
+            format!("[{}]", others.join(", ")),
+            "shortcut = true\n[[tunnel.nhrp.nhs]]\naddress = \"192.168.1.1\"\nnbma = \"172.16.0.1\"\n".to_string(),
+        )
+    };
+    format!(
+        r#"
+[node]
+name = "n{n}"
+role = "{role}"
+[ike]
+identity = "address"
+[ike.dpd]
+interval = 10
+retry_interval = 2
+retries = 3
+{SEED_IKE}
+[[ike.key]]
+peer = "0.0.0.0/0"
+key = "cisco123"
+[[ipsec.transform_set]]
+name = "seed"
+transforms = ["esp-3des", "esp-md5-hmac"]
+mode = "transport"
+[[ipsec.profile]]
+name = "cisco"
+transform_sets = ["seed"]
+lifetime_seconds = 3600
+idle_time = 300
+[[tunnel]]
+name = "Tunnel0"
+address = "192.168.1.{n}/24"
+mtu = 1400
+source = "172.16.0.{n}"
+mode = "gre-multipoint"
+key = 0
+protection = "cisco"
+routes = {routes}
+[tunnel.nhrp]
+network_id = 1
+authentication = "cisco123"
+holdtime = 600
+map_multicast_dynamic = true
+{nhrp}"#
+    )
+}
+
+/// Hub routes to the spokes' LANs (as a routing daemon would add them).
+fn hub_routes(lab: &Lab, hub: &str) {
+    lab.wait(
+        "hub routes to the spoke LANs",
+        Duration::from_secs(10),
+        || {
+            [2u8, 3].iter().all(|n| {
+                sh(&[
+                    "ip",
+                    "-n",
+                    hub,
+                    "route",
+                    "replace",
+                    &format!("10.{n}.0.0/24"),
+                    "via",
+                    &format!("192.168.1.{n}"),
+                    "dev",
+                    "Tunnel0",
+                ])
+                .status
+                .success()
+            })
+        },
+    );
+}
+
+fn vm_rss_kb(pid: u32) -> u64 {
+    let s = fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+/// The `dmvpnctl` binary next to `dmvpnd` (built on demand).
+fn dmvpnctl() -> PathBuf {
+    let d = Path::new(env!("CARGO_BIN_EXE_dmvpnd"));
+    let ctl = d.with_file_name("dmvpnctl");
+    if ctl.exists() {
+        return ctl;
+    }
+    // A separate target dir: the outer cargo may still hold its lock.
+    let target = d.parent().unwrap().parent().unwrap().join("accept-ctl");
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.args(["build", "-q", "-p", "dmvpn-ctl", "--bin", "dmvpnctl"])
+        .env("CARGO_TARGET_DIR", &target);
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        cmd.arg("--release");
+        "release"
+    };
+    let st = cmd.status().expect("cannot run cargo to build dmvpnctl");
+    assert!(st.success(), "building dmvpnctl failed");
+    target.join(profile).join("dmvpnctl")
+}
+
+/// Per decrypted echo request in `pcap`: (time, outer dst, ICMP seq).
+fn echo_path(pcap: &Path, keys: &[String], src: &str, dst: &str) -> Vec<(f64, String, u32)> {
+    let filter = format!("icmp.type == 8 && ip.src == {src} && ip.dst == {dst}");
+    let t = tshark(
+        pcap,
+        keys,
+        &[
+            "-Y",
+            &filter,
+            "-T",
+            "fields",
+            "-e",
+            "frame.time_relative",
+            "-e",
+            "ip.dst",
+            "-e",
+            "icmp.seq",
+        ],
+    );
+    t.lines()
+        .filter_map(|l| {
+            let mut f = l.split('\t');
+            let time = f.next()?.parse().ok()?;
+            let outer = f.next()?.split(',').next()?.to_string();
+            let seq = f.next()?.split(',').next()?.parse().ok()?;
+            Some((time, outer, seq))
+        })
+        .collect()
+}
+
+#[test]
+fn accept_seed_topology_shortcut_capture_and_hub_restart() {
+    let mut lab = Lab::new();
+    let hub = lab.node("hub", 1);
+    let s1 = lab.node("s1", 2);
+    let s2 = lab.node("s2", 3);
+    lab.lan_host(&hub, 1);
+    let h2 = lab.lan_host(&s1, 2);
+    lab.lan_host(&s2, 3);
+    let (cap_hub, pcap_hub) = lab.capture(&hub, "nbma0", "hub.pcap");
+    let (cap_s1, pcap_s1) = lab.capture(&s1, "nbma0", "s1.pcap");
+
+    lab.start(&hub, &seed_cfg("hub", 1));
+    hub_routes(&lab, &hub);
+    let mut reg = Vec::new();
+    for (s, n) in [(&s1, 2), (&s2, 3)] {
+        let t0 = Instant::now();
+        lab.start(s, &seed_cfg("spoke", n));
+        lab.wait("spoke registered", Duration::from_secs(30), || {
+            lab.peer_up(s, "172.16.0.1")
+        });
+        reg.push(t0.elapsed());
+    }
+    eprintln!("FIGURE spoke start -> registered (NHS up): {reg:?}");
+    // Idle RSS once registered.
+    let pid = lab.daemon(&s1).id();
+    let rss_s1 = vm_rss_kb(pid);
+    let hub_pid = lab.daemon(&hub).id();
+    let rss_hub = vm_rss_kb(hub_pid);
+    eprintln!("FIGURE dmvpnd idle VmRSS: spoke {rss_s1} kB, hub {rss_hub} kB");
+    assert!(rss_s1 < 64 * 1024, "idle spoke RSS {rss_s1} kB");
+
+    // The hub forwards to both spoke LANs (from its own LAN host).
+    let h1 = format!("{}h1", lab.tag);
+    lab.wait(
+        "hub forwards to the spoke LANs",
+        Duration::from_secs(10),
+        || lab.ping(&h1, "10.2.0.10", 1) == 1 && lab.ping(&h1, "10.3.0.10", 1) == 1,
+    );
+    // LAN to LAN: the first packets cross the hub, then go direct.
+    let t0 = Instant::now();
+    let ping = Command::new("ip")
+        .args([
+            "netns", "exec", &h2, "ping", "-n", "-q", "-c", "15", "-i", "0.2",
+        ])
+        .args(["-W", "1", "10.3.0.10"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("ping");
+    let shortcut = lab.wait("shortcut to spoke 2", Duration::from_secs(15), || {
+        lab.peer_up(&s1, "172.16.0.3")
+    });
+    let out = ping.wait_with_output().expect("ping");
+    let out = String::from_utf8_lossy(&out.stdout);
+    let got: u32 = out
+        .split(',')
+        .find_map(|part| part.trim().strip_suffix(" received"))
+        .and_then(|x| x.trim().parse().ok())
+        .unwrap_or_else(|| panic!("cannot parse ping output: {out}"));
+    eprintln!("LAN-to-LAN ping while the shortcut comes up:\n{out}");
+    assert!(
+        got >= 10,
+        "LAN-to-LAN ping while the shortcut comes up: {out}"
+    );
+    eprintln!("FIGURE shortcut up (show dmvpn) {shortcut:?} after the first LAN packet");
+    let _ = t0;
+
+    // dmvpnctl --json show dmvpn lists the hub and the other spoke.
+    let o = Command::new(dmvpnctl())
+        .arg("--socket")
+        .arg(lab.socket(&s1))
+        .args(["--json", "show", "dmvpn"])
+        .output()
+        .expect("run dmvpnctl");
+    assert!(o.status.success(), "dmvpnctl: {o:?}");
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    let text = json.to_string();
+    assert!(
+        text.contains("\"172.16.0.1\"") && text.contains("\"172.16.0.3\""),
+        "show dmvpn --json lists hub and spoke 2: {text}"
+    );
+
+    lab.stop_capture(cap_hub);
+    lab.stop_capture(cap_s1);
+    let mut keys: Vec<String> = [&s1, &hub]
+        .iter()
+        .flat_map(|n| {
+            fs::read_to_string(lab.keylog(n))
+                .unwrap_or_default()
+                .lines()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    keys.sort();
+    keys.dedup();
+    check_clean(&tshark(&pcap_s1, &keys, &["-V"]));
+    let at_s1 = echo_path(&pcap_s1, &keys, "10.2.0.10", "10.3.0.10");
+    let at_hub = echo_path(&pcap_hub, &keys, "10.2.0.10", "10.3.0.10");
+    assert!(at_s1.len() >= 14, "decrypted echoes at spoke 1: {at_s1:?}");
+    assert_eq!(at_s1[0].1, "172.16.0.1", "first echo goes to the hub");
+    let first = at_s1[0].2;
+    // The hub receives it from spoke 1 and forwards it to spoke 2.
+    let hub_legs: Vec<&str> = at_hub
+        .iter()
+        .filter(|e| e.2 == first)
+        .map(|e| e.1.as_str())
+        .collect();
+    assert!(
+        hub_legs.contains(&"172.16.0.1") && hub_legs.contains(&"172.16.0.3"),
+        "first echo spoke1->hub->spoke2 at the hub: {at_hub:?}"
+    );
+    let direct = at_s1
+        .iter()
+        .position(|e| e.1 == "172.16.0.3")
+        .unwrap_or_else(|| panic!("no direct ESP to spoke 2: {at_s1:?}"));
+    assert!(
+        at_s1[direct..].iter().all(|e| e.1 == "172.16.0.3"),
+        "once direct, stays direct: {at_s1:?}"
+    );
+    let direct_after = at_s1[direct].0 - at_s1[0].0;
+    eprintln!(
+        "FIGURE first LAN packet -> first direct spoke-to-spoke ESP: {:.0} ms ({} echoes via the hub)",
+        direct_after * 1000.0,
+        direct
+    );
+
+    // SIGKILL the hub and restart it: the spokes come back on their own.
+    let hub_child = lab.daemon(&hub);
+    hub_child.kill().expect("SIGKILL hub");
+    let _ = hub_child.wait();
+    let restart = Instant::now();
+    lab.start(&hub, &seed_cfg("hub", 1));
+    hub_routes(&lab, &hub);
+    // No traffic meanwhile: DPD (10 s idle + 3 x 2 s) finds the old SAs
+    // dead, the spokes negotiate again and register.
+    let registered = lab.wait(
+        "spokes registered again after the hub restart",
+        Duration::from_secs(60),
+        || {
+            let p = lab.dmvpn_peers(&hub);
+            ["172.16.0.2", "172.16.0.3"].iter().all(|s| {
+                let ip: IpAddr = s.parse().unwrap();
+                p.iter().any(|(n, st)| *n == ip && *st == DmvpnState::Up)
+            })
+        },
+    );
+    lab.wait(
+        "spoke -> hub LAN traffic after the hub restart",
+        Duration::from_secs(10),
+        || lab.ping(&h2, "10.1.0.10", 1) == 1,
+    );
+    let resumed = restart.elapsed();
+    eprintln!(
+        "FIGURE hub SIGKILL + restart: both spokes registered after {registered:?}, spoke LAN -> hub LAN traffic back after {resumed:?}"
+    );
+    assert!(lab.alive(&s1) && lab.alive(&s2));
+    assert_eq!(lab.ping(&h2, "10.1.0.10", 5), 5, "steady after recovery");
 }
