@@ -99,6 +99,7 @@ impl std::fmt::Debug for DpCmd {
                 Command::MapInsert { .. } => "MapInsert",
                 Command::MapRemove { .. } => "MapRemove",
                 Command::Stats(_) => "Stats",
+                Command::SetMulticast { .. } => "SetMulticast",
             }),
             DpCmd::RemoveInbound(s) => write!(f, "RemoveInbound({s:#x})"),
             DpCmd::RemoveOutbound { peer, spi } => write!(f, "RemoveOutbound({peer}, {spi:#x})"),
@@ -177,6 +178,8 @@ pub struct Node {
     /// Routes through the tunnel with a next-hop tunnel address (from the
     /// kernel table: operator or routing daemon).
     via_routes: BTreeMap<(Ipv4Addr, u8), Ipv4Addr>,
+    /// The multicast replication list last sent to the data plane.
+    mcast_sent: Option<Vec<Peer>>,
     keylog: bool,
 }
 
@@ -250,6 +253,7 @@ impl Node {
             shortcuts: BTreeMap::new(),
             base_nbma: None,
             via_routes: BTreeMap::new(),
+            mcast_sent: None,
             keylog: false,
         };
         node.start(now);
@@ -749,6 +753,44 @@ impl Node {
                 break;
             }
         }
+        self.sync_multicast();
+    }
+
+    /// The data plane's replication list: NHRP's multicast NBMAs (or a
+    /// point-to-point tunnel's destination), each with its protection.
+    fn multicast_peers(&self) -> Vec<Peer> {
+        let nbmas: Vec<Ipv4Addr> = match self.cfg.destination {
+            Some(d) => vec![d],
+            None => self
+                .multicast_nbmas()
+                .into_iter()
+                .filter_map(v4)
+                .filter(|n| *n != self.cfg.nbma)
+                .collect(),
+        };
+        nbmas
+            .into_iter()
+            .map(|nbma| Peer {
+                nbma,
+                protection: self.protection(nbma),
+            })
+            .collect()
+    }
+
+    /// Tells the data plane the multicast list whenever it changed
+    /// (registrations, expiry, NHS up/down, a peer's protection).
+    fn sync_multicast(&mut self) {
+        let peers = self.multicast_peers();
+        if self.mcast_sent.as_ref() == Some(&peers) {
+            return;
+        }
+        let len = self.cfg.tunnel_prefix_len;
+        let broadcast = (len < 31).then(|| {
+            Ipv4Addr::from(u32::from(self.cfg.tunnel_addr) | (u32::MAX >> u32::from(len)))
+        });
+        debug!(target: "dmvpn::nhrp", "NHRP: multicast list {:?}", peers.iter().map(|p| p.nbma).collect::<Vec<_>>());
+        self.mcast_sent = Some(peers.clone());
+        self.dp(Command::SetMulticast { peers, broadcast });
     }
 
     fn on_nhrp_event(&mut self, now: Instant, ev: dmvpn_nhrp::Event) {

@@ -195,6 +195,14 @@ pub struct Counters {
     pub send_errors: u64,
     pub recv_errors: u64,
     pub queue_full: u64,
+    /// Multicast/broadcast inner packets read from the TUN.
+    pub mcast_rx: u64,
+    /// Copies of those sent, one per NBMA in the multicast list.
+    pub mcast_tx: u64,
+    /// Copies not sent: the peer has no outbound SA yet (never held).
+    pub mcast_no_sa: u64,
+    /// Multicast packets with an empty multicast list.
+    pub mcast_no_peer: u64,
 }
 
 /// Everything an operator or a test wants to see.
@@ -230,6 +238,11 @@ pub struct Engine {
     pub need_sa: VecDeque<Ipv4Addr>,
     /// Packets waiting for an outbound SA, per peer (bounded).
     pending: HashMap<Ipv4Addr, (Peer, VecDeque<Held>)>,
+    /// NBMA peers multicast and broadcast are replicated to (NHRP's
+    /// multicast list: registered spokes on a hub, NHSs on a spoke).
+    multicast: Vec<Peer>,
+    /// The tunnel subnet's directed broadcast, replicated like multicast.
+    broadcast: Option<Ipv4Addr>,
     ident: u16,
     scratch: Box<[u8]>,
     scratch2: Box<[u8]>,
@@ -251,6 +264,8 @@ impl Engine {
             ike_in: VecDeque::new(),
             need_sa: VecDeque::new(),
             pending: HashMap::new(),
+            multicast: Vec::new(),
+            broadcast: None,
             ident: 0,
             scratch: vec![0u8; BUF_SIZE].into_boxed_slice(),
             scratch2: vec![0u8; BUF_SIZE].into_boxed_slice(),
@@ -285,6 +300,10 @@ impl Engine {
             return;
         };
         let pkt = &pkt[..info.total_len];
+        if info.dst.is_multicast() || info.dst.is_broadcast() || Some(info.dst) == self.broadcast {
+            self.replicate(pkt, info.tos);
+            return;
+        }
         let Some(peer) = self.map.lookup(info.dst).copied() else {
             self.counters.no_route += 1;
             return;
@@ -315,6 +334,49 @@ impl Engine {
             }
             Err(_) => self.counters.malformed += 1,
         }
+    }
+
+    /// Replaces the multicast replication list and the tunnel broadcast address.
+    pub fn set_multicast(&mut self, peers: Vec<Peer>, broadcast: Option<Ipv4Addr>) {
+        self.multicast = peers;
+        self.broadcast = broadcast;
+    }
+
+    /// The current multicast replication list.
+    pub fn multicast(&self) -> &[Peer] {
+        &self.multicast
+    }
+
+    /// Sends one copy of a multicast/broadcast packet to every peer in the
+    /// multicast list. A peer without an outbound SA gets no copy (counted):
+    /// routing protocols repeat their hellos, holding them would only delay
+    /// unicast traffic queued for the SA.
+    fn replicate(&mut self, pkt: &[u8], tos: u8) {
+        self.counters.mcast_rx += 1;
+        if self.multicast.is_empty() {
+            self.counters.mcast_no_peer += 1;
+            return;
+        }
+        if pkt.len() > usize::from(self.cfg.mtu) {
+            // Multicast sources (routing daemons) size packets to the MTU.
+            self.counters.malformed += 1;
+            return;
+        }
+        let peers = std::mem::take(&mut self.multicast);
+        for peer in &peers {
+            if peer.protection != Protection::None
+                && self.sadb.outbound(IpAddr::V4(peer.nbma)).is_none()
+            {
+                self.counters.mcast_no_sa += 1;
+                if !self.need_sa.contains(&peer.nbma) && self.need_sa.len() < CONTROL_QUEUE {
+                    self.need_sa.push_back(peer.nbma);
+                }
+                continue;
+            }
+            self.encap(pkt, tos, *peer);
+            self.counters.mcast_tx += 1;
+        }
+        self.multicast = peers;
     }
 
     /// An inner IPv6 packet: no fragmentation by the tunnel (RFC 8200),
@@ -681,6 +743,12 @@ pub enum Command {
     },
     /// Ask for a copy of the counters and SAs.
     Stats(oneshot::Sender<DataplaneStats>),
+    /// Replace the multicast replication list (NHRP multicast NBMAs) and
+    /// the tunnel broadcast address.
+    SetMulticast {
+        peers: Vec<Peer>,
+        broadcast: Option<Ipv4Addr>,
+    },
 }
 
 /// What a running data plane reports to the control plane.
@@ -734,6 +802,7 @@ impl Engine {
             Command::Stats(reply) => {
                 let _ = reply.send(self.stats());
             }
+            Command::SetMulticast { peers, broadcast } => self.set_multicast(peers, broadcast),
         }
     }
 
@@ -1059,6 +1128,89 @@ mod tests {
             assert_eq!(b.tun_out.len(), 1, "{prot:?}");
             assert_eq!(b.tun_out.get(0), &p[..]);
         }
+    }
+
+    #[test]
+    fn multicast_is_replicated_to_every_peer_with_an_sa() {
+        let (mut a, mut b) = pair(Protection::Esp);
+        let c = Ipv4Addr::new(172, 16, 0, 3);
+        let d = Ipv4Addr::new(172, 16, 0, 4);
+        let esp = |nbma| Peer {
+            nbma,
+            protection: Protection::Esp,
+        };
+        let plain = Peer {
+            nbma: d,
+            protection: Protection::None,
+        };
+        // B has an SA; C has none yet; D is plain GRE.
+        a.apply(Command::SetMulticast {
+            peers: vec![esp(B), esp(c), plain],
+            broadcast: Some(Ipv4Addr::new(192, 168, 1, 255)),
+        });
+        let hello = inner(
+            Ipv4Addr::new(192, 168, 1, 1),
+            Ipv4Addr::new(224, 0, 0, 5),
+            80,
+            false,
+        );
+        a.outbound(&hello);
+        assert_eq!(a.esp_out.len(), 1);
+        assert_eq!(a.gre_out.len(), 1);
+        assert_eq!(ip::parse_ipv4(a.gre_out.get(0)).unwrap().dst, d);
+        assert_eq!(ip::parse_ipv4(a.esp_out.get(0)).unwrap().dst, B);
+        let st = a.stats().counters;
+        assert_eq!((st.mcast_rx, st.mcast_tx, st.mcast_no_sa), (1, 2, 1));
+        assert_eq!(st.no_route, 0);
+        // Dropped, not held: installing C's SA later releases nothing.
+        a.apply(Command::InsertOutbound(Box::new(
+            OutboundSa::new(&sa(0x200, c), &[5; 24]).unwrap(),
+        )));
+        assert_eq!(a.esp_out.len(), 1);
+        // The receiving side writes it to its TUN as any packet.
+        let outer = a.esp_out.get(0).to_vec();
+        b.inbound_esp_ip(&outer);
+        assert_eq!(b.tun_out.get(0), &hello[..]);
+
+        // Subnet and limited broadcast follow the same list.
+        for dst in [Ipv4Addr::new(192, 168, 1, 255), Ipv4Addr::BROADCAST] {
+            a.esp_out.clear();
+            a.gre_out.clear();
+            a.outbound(&inner(Ipv4Addr::new(192, 168, 1, 1), dst, 60, false));
+            assert_eq!((a.esp_out.len(), a.gre_out.len()), (2, 1), "{dst}");
+        }
+        assert_eq!(a.stats().counters.mcast_tx, 8);
+    }
+
+    #[test]
+    fn multicast_without_a_list_is_counted_and_unicast_is_unchanged() {
+        let (mut a, _) = pair(Protection::None);
+        a.outbound(&inner(
+            Ipv4Addr::new(192, 168, 1, 1),
+            Ipv4Addr::new(224, 0, 0, 6),
+            80,
+            false,
+        ));
+        assert_eq!(a.gre_out.len(), 0);
+        let st = a.stats().counters;
+        assert_eq!((st.mcast_rx, st.mcast_no_peer, st.no_route), (1, 1, 0));
+        // A multicast list does not change where unicast goes.
+        a.set_multicast(
+            vec![Peer {
+                nbma: Ipv4Addr::new(172, 16, 0, 9),
+                protection: Protection::None,
+            }],
+            None,
+        );
+        a.outbound(&inner(
+            Ipv4Addr::new(192, 168, 1, 1),
+            Ipv4Addr::new(192, 168, 1, 2),
+            80,
+            false,
+        ));
+        assert_eq!(a.gre_out.len(), 1);
+        assert_eq!(ip::parse_ipv4(a.gre_out.get(0)).unwrap().dst, B);
+        assert_eq!(a.multicast().len(), 1);
     }
 
     #[test]
