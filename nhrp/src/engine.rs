@@ -1035,6 +1035,19 @@ impl Engine {
                 );
                 return code::ALREADY_REGISTERED;
             }
+            if matches!(
+                o.kind,
+                EntryType::Static | EntryType::Local | EntryType::Nhs
+            ) {
+                // Configured mappings outlive registrations: replacing one
+                // with a dynamic entry would lose it when that expires.
+                debug!(
+                    target: TARGET,
+                    "NHRP: {}/{} is statically mapped to {}, keeping the static entry",
+                    proto, len, real
+                );
+                return code::SUCCESS;
+            }
         }
         let mut e = CacheEntry::new(proto, len, EntryType::Dynamic, now);
         e.nbma = Some(real);

@@ -885,3 +885,41 @@ fn hop_count_boundary_forwarding_nhs() {
         }
     }
 }
+
+#[test]
+fn registration_does_not_replace_static_mapping() {
+    // The hub maps spoke 2 statically; spoke 2 registers anyway. The
+    // registration succeeds but the static entry stays, so it does not
+    // expire with the registration.
+    let mut hub = hub_cfg();
+    hub.static_maps = vec![(ip("192.168.1.2"), ip("172.16.0.2"))];
+    let mut s2 = spoke_cfg(2);
+    s2.holding_time = 30;
+    let mut net = Net::new(vec![hub, s2, spoke_cfg(3)]);
+    net.secs(1);
+    assert!(net.nodes[1].nhs_status()[0].up);
+    let e = net.nodes[0].cache().get(ip("192.168.1.2"), 32).unwrap();
+    assert_eq!(
+        (e.kind, e.nbma),
+        (EntryType::Static, Some(ip("172.16.0.2")))
+    );
+    net.down.insert(ip("172.16.0.2"));
+    net.events.clear();
+    net.secs(60);
+    assert!(
+        !net.take_events(0)
+            .iter()
+            .any(|e| matches!(e, Event::PeerExpired { .. }))
+    );
+    let e = net.nodes[0].cache().get(ip("192.168.1.2"), 32).unwrap();
+    assert_eq!((e.kind, e.expires), (EntryType::Static, None));
+    // Spoke 3 still resolves it through the hub.
+    net.down.remove(&ip("172.16.0.2"));
+    let now = net.now;
+    net.nodes[2].resolve(now, ip("192.168.1.2"));
+    net.pump();
+    assert_eq!(
+        net.nodes[2].lookup(ip("192.168.1.2")).unwrap().nbma,
+        ip("172.16.0.2")
+    );
+}
