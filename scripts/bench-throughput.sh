@@ -209,7 +209,8 @@ EOF
         d="$DIR/ss$n"
         for _ in $(seq 100); do [[ -S $d/vici.sock ]] && break; sleep 0.1; done
         [[ -S $d/vici.sock ]] || die "charon $n did not start (log: $d/charon.log)"
-        swanctl --load-all --file "$d/swanctl.conf" --uri "unix://$d/vici.sock" >/dev/null
+        swanctl --load-all --file "$d/swanctl.conf" --uri "unix://$d/vici.sock" >"$d/load.log" 2>&1 ||
+            die "swanctl --load-all failed: $(tail -n 5 "$d/load.log")"
     done
     swanctl --initiate --child bench --uri "unix://$DIR/ss1/vici.sock" >"$DIR/ss1/initiate.log" 2>&1 ||
         die "swanctl --initiate failed: $(tail -n 5 "$DIR/ss1/initiate.log")"
@@ -303,7 +304,10 @@ if ((ROUNDS > 1)); then
         line=$c
         for col in 3 4 5 6 7 8; do
             line+=" $(awk -v c="$c" -v k=$col '$2 == c {print $k}' "$RESULTS" | sort -g |
-                awk '{v[NR] = $1} END {if (v[1] == "-") print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2}')"
+                awk -v k=$col '{v[NR] = $1} END {
+                    if (v[1] == "-") { print "-"; exit }
+                    m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+                    printf (k == 4 || k == 7 || k == 8) ? "%.0f\n" : (k == 6) ? "%.1f\n" : "%.2f\n", m }')"
         done
         echo "$line"
     done | table
