@@ -416,6 +416,7 @@ impl Node {
         for (p, l) in prefixes {
             self.set_route(p, l, target);
         }
+        self.apply_via_routes();
     }
 
     /// Whether an IPsec SA (or manual SA) to `nbma` is installed.
@@ -600,8 +601,18 @@ impl Node {
             .iter()
             .filter(|(k, _)| !self.shortcuts.contains_key(k))
             .filter_map(|(k, via)| {
-                let e = n.cache().lookup(IpAddr::V4(*via))?;
-                let nbma = v4(e.nbma?)?;
+                let known = n
+                    .cache()
+                    .lookup(IpAddr::V4(*via))
+                    .and_then(|e| e.nbma)
+                    .and_then(v4);
+                // A spoke reaches a next hop it has not resolved (another
+                // spoke, as a routing daemon learned it) through its NHS.
+                let nbma = match known {
+                    Some(x) => x,
+                    None if !self.cfg.hub => self.base_nbma?,
+                    None => return None,
+                };
                 (nbma != self.cfg.nbma && self.map.get(k) != Some(&nbma)).then_some((*k, nbma))
             })
             .collect();
