@@ -28,6 +28,7 @@
 //!     / show_ipsec_sa(now, Option<&DataplaneStats>)  -> dmvpn_ctl::proto snapshot types
 //! node.clear_nhrp(now) / clear_crypto_sa(now, Option<IpAddr>) -> count
 //! node.multicast_nbmas()                           `map multicast dynamic` replication list
+//!     (sent to the data plane as Command::SetMulticast whenever it changes)
 //! node.should_relay(ip_packet)                    hub: a decapsulated packet for another
 //!                                                  spoke goes back out (observe + outbound)
 //! node.has_sa(nbma), node.shortcut_routes()        for tests
@@ -48,6 +49,8 @@
 //! together with their shortcuts.
 
 pub mod config_map;
+#[cfg(test)]
+mod multicast_tests;
 mod sa;
 mod show;
 
