@@ -5,11 +5,12 @@ use crate::crypto::{Cipher, DhPrivate, GroupId, HashAlg};
 use crate::keys::Phase1Keys;
 use crate::policy::{EngineConfig, EspTransform, IkePolicy, Mode, OfferedP2};
 use crate::state::{P1State, QmState};
+use crate::timers::{TimerIndex, Tracked};
 use crate::wire::consts::{exchange, flags};
 use crate::wire::vendor::Vendor;
 use crate::wire::{self, Header, IdPayload, Payload, WireError};
 use rand_core::{CryptoRng, RngCore};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 use thiserror::Error;
@@ -354,9 +355,13 @@ pub struct Endpoint<R: RngCore + CryptoRng> {
     pub(crate) cfg: EngineConfig,
     pub(crate) rng: R,
     pub(crate) spis: Box<dyn SpiAllocator + Send>,
-    pub(crate) sas: BTreeMap<SaId, Phase1>,
+    pub(crate) sas: Tracked<SaId, Phase1>,
     pub(crate) by_cookie: HashMap<([u8; 8], IpAddr), SaId>,
-    pub(crate) children: BTreeMap<u32, ChildRecord>,
+    pub(crate) children: Tracked<u32, ChildRecord>,
+    /// Earliest deadline of each phase 1 SA (its own and its Quick Modes').
+    pub(crate) sa_deadlines: TimerIndex<SaId>,
+    /// Earliest deadline (soft or hard lifetime) of each child SA.
+    pub(crate) child_deadlines: TimerIndex<u32>,
     pub(crate) transmits: VecDeque<Transmit>,
     pub(crate) events: VecDeque<Event>,
     pub(crate) next_id: SaId,
@@ -368,9 +373,11 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             cfg,
             rng,
             spis,
-            sas: BTreeMap::new(),
+            sas: Tracked::new(),
             by_cookie: HashMap::new(),
-            children: BTreeMap::new(),
+            children: Tracked::new(),
+            sa_deadlines: TimerIndex::new(),
+            child_deadlines: TimerIndex::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             next_id: 1001,
@@ -384,6 +391,9 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
     /// Replace the configuration; existing SAs keep what they negotiated.
     pub fn set_config(&mut self, cfg: EngineConfig) {
         self.cfg = cfg;
+        // The DPD interval is part of every established SA's deadline.
+        self.sas.touch_all();
+        self.sync_timers();
     }
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
@@ -446,11 +456,16 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
 
     /// The data plane saw traffic from `peer`: it is alive (DPD is idle-driven).
     pub fn note_traffic(&mut self, now: Instant, peer: IpAddr) {
-        for s in self.sas.values_mut() {
-            if s.remote.ip() == peer {
-                s.last_heard = now;
-            }
+        let ids: Vec<SaId> = self
+            .sas
+            .values()
+            .filter(|s| s.remote.ip() == peer)
+            .map(|s| s.id)
+            .collect();
+        for id in ids {
+            self.sas.get_mut(&id).expect("listed").last_heard = now;
         }
+        self.sync_timers();
     }
 
     pub(crate) fn random_bytes(&mut self, n: usize) -> Vec<u8> {
@@ -584,6 +599,18 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         remote: SocketAddr,
         datagram: &[u8],
     ) -> Result<(), HandleError> {
+        let r = self.handle_inner(now, local, remote, datagram);
+        self.sync_timers();
+        r
+    }
+
+    fn handle_inner(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        datagram: &[u8],
+    ) -> Result<(), HandleError> {
         let data = if local.port() == NATT_PORT || remote.port() == NATT_PORT {
             match classify_udp4500(datagram) {
                 Udp4500::Ike(d) => d,
@@ -685,7 +712,9 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         remote: SocketAddr,
         req: Phase2Request,
     ) -> Result<(), CommandError> {
-        self.initiate_inner(now, local, remote, req, None)
+        let r = self.initiate_inner(now, local, remote, req, None);
+        self.sync_timers();
+        r
     }
 
     pub(crate) fn initiate_inner(
@@ -875,6 +904,11 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
 
     /// Delete a child SA by its inbound SPI, telling the peer.
     pub fn delete_child(&mut self, now: Instant, inbound_spi: u32) {
+        self.delete_child_inner(now, inbound_spi);
+        self.sync_timers();
+    }
+
+    fn delete_child_inner(&mut self, now: Instant, inbound_spi: u32) {
         if let Some(c) = self.children.remove(&inbound_spi) {
             self.send_delete_esp(now, c.remote, inbound_spi);
             self.events.push_back(Event::ChildSaDeleted {
@@ -895,7 +929,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             .map(|(s, _)| *s)
             .collect();
         for s in spis {
-            self.delete_child(now, s);
+            self.delete_child_inner(now, s);
         }
         let ids: Vec<SaId> = self
             .sas
@@ -908,6 +942,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             let est = self.sas[&id].state == P1State::Complete;
             self.drop_phase1(id, "cleared by request", est);
         }
+        self.sync_timers();
     }
 
     /// Remove all state for `peer` without telling it (peer dead / INITIAL-CONTACT).
@@ -957,50 +992,72 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
 
     /// Earliest deadline the caller should wake us at.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let mut t: Option<Instant> = None;
-        let mut upd = |x: Option<Instant>| {
-            if let Some(x) = x {
-                t = Some(t.map_or(x, |t| t.min(x)));
-            }
-        };
-        for s in self.sas.values() {
-            upd(s.retx.as_ref().map(|r| r.deadline));
-            upd(s.expires);
-            upd(s.next_keepalive);
-            upd(s.dpd.outstanding.map(|o| o.1));
-            if let (Some(d), true) = (self.cfg.dpd, s.peer_dpd && s.state == P1State::Complete)
-                && s.dpd.outstanding.is_none()
-            {
-                upd(Some(s.last_heard + d.interval));
-            }
-            for q in s.qms.values() {
-                upd(q.retx.as_ref().map(|r| r.deadline));
-                upd(q.done_at.map(|d| d + Duration::from_secs(60)));
-            }
+        // Entries touched since the last sync are recomputed from the SA
+        // itself; every other indexed deadline is current.
+        let sa = self
+            .sa_deadlines
+            .iter()
+            .find(|(_, id)| !self.sas.is_dirty(id))
+            .map(|(t, _)| t);
+        let child = self
+            .child_deadlines
+            .iter()
+            .find(|(_, spi)| !self.children.is_dirty(spi))
+            .map(|(t, _)| t);
+        let dirty_sa = self
+            .sas
+            .dirty()
+            .filter_map(|id| self.sas.get(id))
+            .filter_map(|s| p1_deadline(&self.cfg, s));
+        let dirty_child = self
+            .children
+            .dirty()
+            .filter_map(|spi| self.children.get(spi))
+            .map(child_deadline);
+        sa.into_iter()
+            .chain(child)
+            .chain(dirty_sa)
+            .chain(dirty_child)
+            .min()
+    }
+
+    /// Re-derive the indexed deadlines of every SA touched since the last sync.
+    pub(crate) fn sync_timers(&mut self) {
+        for id in self.sas.take_dirty() {
+            let at = self.sas.get(&id).and_then(|s| p1_deadline(&self.cfg, s));
+            self.sa_deadlines.set(id, at);
         }
-        for c in self.children.values() {
-            upd(c.soft);
-            upd(Some(c.hard));
+        for spi in self.children.take_dirty() {
+            let at = self.children.get(&spi).map(child_deadline);
+            self.child_deadlines.set(spi, at);
         }
-        t
+    }
+
+    /// The earliest deadline by scanning every SA: the reference the index
+    /// must agree with.
+    #[cfg(test)]
+    pub(crate) fn scan_timeout(&self) -> Option<Instant> {
+        let sa = self.sas.values().filter_map(|s| p1_deadline(&self.cfg, s));
+        let child = self.children.values().map(child_deadline);
+        sa.chain(child).min()
     }
 
     /// Run timers: retransmissions, expiry, rekey, DPD, keepalives.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let ids: Vec<SaId> = self.sas.keys().copied().collect();
+        self.sync_timers();
+        // Due SAs in id order, as a full scan would visit them.
+        let mut ids: Vec<SaId> = self.sa_deadlines.due(now).collect();
+        ids.sort_unstable();
         for id in ids {
             // An earlier SA's timers may have purged this one (dead peer).
             if self.sas.contains_key(&id) {
                 self.p1_timers(now, id);
             }
         }
+        self.sync_timers();
         // Child SA rekey (soft) and expiry (hard).
-        let due: Vec<u32> = self
-            .children
-            .iter()
-            .filter(|(_, c)| c.soft.is_some_and(|s| s <= now) || c.hard <= now)
-            .map(|(s, _)| *s)
-            .collect();
+        let mut due: Vec<u32> = self.child_deadlines.due(now).collect();
+        due.sort_unstable();
         for spi in due {
             let Some(c) = self.children.get_mut(&spi) else {
                 continue;
@@ -1025,6 +1082,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                 }
             }
         }
+        self.sync_timers();
     }
 
     fn p1_timers(&mut self, now: Instant, id: SaId) {
@@ -1214,4 +1272,33 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             });
         }
     }
+}
+
+/// Earliest timer of one phase 1 SA: retransmission, lifetime, NAT
+/// keepalive, DPD (probe due or answer overdue) and its Quick Modes'
+/// retransmissions and post-completion clean-up.
+pub(crate) fn p1_deadline(cfg: &EngineConfig, s: &Phase1) -> Option<Instant> {
+    let dpd_idle = match (cfg.dpd, s.peer_dpd && s.state == P1State::Complete) {
+        (Some(d), true) if s.dpd.outstanding.is_none() => Some(s.last_heard + d.interval),
+        _ => None,
+    };
+    let own = [
+        s.retx.as_ref().map(|r| r.deadline),
+        s.expires,
+        s.next_keepalive,
+        s.dpd.outstanding.map(|o| o.1),
+        dpd_idle,
+    ];
+    let qms = s.qms.values().flat_map(|q| {
+        [
+            q.retx.as_ref().map(|r| r.deadline),
+            q.done_at.map(|d| d + Duration::from_secs(60)),
+        ]
+    });
+    own.into_iter().chain(qms).flatten().min()
+}
+
+/// Earliest timer of one child SA: rekey (soft) or expiry (hard).
+pub(crate) fn child_deadline(c: &ChildRecord) -> Instant {
+    c.soft.map_or(c.hard, |s| s.min(c.hard))
 }

@@ -60,6 +60,7 @@ mod main_mode;
 pub mod policy;
 mod quick_mode;
 pub mod state;
+mod timers;
 pub mod wire;
 
 pub use endpoint::{
