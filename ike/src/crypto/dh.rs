@@ -65,12 +65,28 @@ impl GroupId {
         }
     }
 
-    /// Private exponent length in bytes for MODP groups.
-    fn exp_len(self) -> usize {
+    /// Private exponent size in bits for MODP groups: twice the upper
+    /// strength estimate of the modulus, so the exponent is never the weak
+    /// link (RFC 3526 section 8, "Strength Estimate 2"):
+    ///
+    /// | group | modulus | strength | exponent |
+    /// |-------|---------|----------|----------|
+    /// | 5     | 1536    | 120      | 240      |
+    /// | 14    | 2048    | 160      | 320      |
+    /// | 15    | 3072    | 210      | 420      |
+    /// | 16    | 4096    | 240      | 480      |
+    ///
+    /// RFC 3526 does not cover groups 1 and 2 (RFC 2409); a 1024-bit modulus
+    /// is rated at 80 bits (NIST SP 800-57, 160-bit subgroup exponents), and
+    /// the 768-bit group is weaker still, so both use 160 bits.
+    fn exp_bits(self) -> usize {
         match self {
-            GroupId::Modp3072 => 40,
-            GroupId::Modp4096 => 48,
-            _ => 32,
+            GroupId::Modp768 | GroupId::Modp1024 => 160,
+            GroupId::Modp1536 => 240,
+            GroupId::Modp2048 => 320,
+            GroupId::Modp3072 => 420,
+            GroupId::Modp4096 => 480,
+            GroupId::Ecp256 | GroupId::Ecp384 => unreachable!("ECP groups use scalars"),
         }
     }
 }
@@ -184,9 +200,15 @@ impl DhGroup for GroupId {
             GroupId::Ecp256 => ecp!(p256, rng),
             GroupId::Ecp384 => ecp!(p384, rng),
             _ => {
-                let mut x = Zeroizing::new(vec![0u8; self.exp_len()]);
+                // Exactly exp_bits() bits: the top bit is set so every
+                // exponent has the same (public) length, and the modexp loop
+                // runs over all its bits in constant time.
+                let bits = self.exp_bits();
+                let mut x = Zeroizing::new(vec![0u8; bits.div_ceil(8)]);
                 rng.fill_bytes(&mut x);
-                x[0] |= 0x80; // full-length exponent
+                let top = (bits - 1) % 8;
+                x[0] &= ((1u16 << (top + 1)) - 1) as u8;
+                x[0] |= 1 << top;
                 let public = self
                     .modp(&[2], &x, false)
                     .expect("generator 2 is always in range");
@@ -203,6 +225,33 @@ impl DhGroup for GroupId {
             GroupId::Ecp256 => ecp_shared!(p256, private, peer),
             GroupId::Ecp384 => ecp_shared!(p384, private, peer),
             _ => self.modp(peer, &private.0, true),
+        }
+    }
+}
+
+#[cfg(test)]
+mod exponent_tests {
+    use super::*;
+    use rand_core::SeedableRng;
+
+    #[test]
+    fn modp_exponents_have_exactly_the_rfc3526_bit_length() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(7);
+        for (g, bits) in [
+            (GroupId::Modp768, 160),
+            (GroupId::Modp1024, 160),
+            (GroupId::Modp1536, 240),
+            (GroupId::Modp2048, 320),
+            (GroupId::Modp3072, 420),
+            (GroupId::Modp4096, 480),
+        ] {
+            for _ in 0..8 {
+                let (x, _) = g.generate(&mut rng);
+                let lead = x.0[0];
+                assert_ne!(lead, 0, "{g:?}");
+                let len = x.0.len() * 8 - lead.leading_zeros() as usize;
+                assert_eq!(len, bits, "{g:?}");
+            }
         }
     }
 }
