@@ -33,12 +33,18 @@ struct Lab {
     ns: String,
     dir: tempfile::TempDir,
     charon: Option<Child>,
+    /// charon does ESP in user space (kernel-libipsec, tunnel mode, UDP 4500).
+    libipsec: bool,
     /// Background swanctl commands, reaped on drop.
     bg: Vec<Child>,
 }
 
 impl Lab {
     fn new(tag: &str, charon_conn: &str) -> Lab {
+        Lab::new_with(tag, charon_conn, false)
+    }
+
+    fn new_with(tag: &str, charon_conn: &str, libipsec: bool) -> Lab {
         for tool in ["ip", "/usr/lib/ipsec/charon", "swanctl"] {
             assert!(
                 Command::new("sh")
@@ -56,6 +62,7 @@ impl Lab {
             ns: ns.clone(),
             dir: tempfile::tempdir().unwrap(),
             charon: None,
+            libipsec,
             bg: vec![],
         };
         sh(&format!(
@@ -76,6 +83,7 @@ impl Lab {
             ns: ns.clone(),
             dir: tempfile::tempdir().unwrap(),
             charon: None,
+            libipsec: false,
             bg: vec![],
         };
         assert!(
@@ -113,14 +121,22 @@ impl Lab {
     fn start_charon(mut self, conn: &str) -> Lab {
         let d = self.dir.path().to_string_lossy().into_owned();
         std::fs::create_dir_all(format!("{d}/run")).unwrap();
+        let (kernel, libipsec) = if self.libipsec {
+            (
+                "kernel-libipsec kernel-netlink",
+                "    kernel-libipsec {\n      allow_peer_ts = yes\n    }\n",
+            )
+        } else {
+            ("kernel-netlink", "")
+        };
         std::fs::write(
             self.path("strongswan.conf"),
             format!(
-                "charon {{\n  load = random nonce openssl pem pkcs1 x509 pubkey hmac md5 sha1 sha2 aes des gcm kdf kernel-netlink socket-default vici\n  \
+                "charon {{\n  load = random nonce openssl pem pkcs1 x509 pubkey hmac md5 sha1 sha2 aes des gcm kdf {kernel} socket-default vici\n  \
                  install_routes = no\n  i_dont_care_about_security_and_use_aggressive_mode_psk = yes\n  \
                  retransmit_tries = 3\n  \
                  filelog {{\n    log {{\n      path = {d}/charon.log\n      flush_line = yes\n      default = 1\n      ike = 4\n      chd = 4\n      cfg = 2\n      net = 2\n      enc = 1\n    }}\n  }}\n  \
-                 plugins {{\n    vici {{\n      socket = unix://{d}/charon.vici\n    }}\n  }}\n}}\n\
+                 plugins {{\n{libipsec}    vici {{\n      socket = unix://{d}/charon.vici\n    }}\n  }}\n}}\n\
                  swanctl {{\n  socket = unix://{d}/charon.vici\n}}\n"
             ),
         )
@@ -241,6 +257,8 @@ fn charon_value(log: &str, label: &str) -> Option<Vec<u8>> {
 struct Run {
     events: Vec<Event>,
     ike_keylog: Vec<String>,
+    /// Initiator and responder cookies of the first phase 1 seen.
+    cookies: Option<([u8; 8], [u8; 8])>,
 }
 
 /// Drive our engine on real UDP sockets inside namespace `ns` until `done`.
@@ -288,6 +306,7 @@ fn run_engine(
         let t0 = Instant::now();
         let mut events = vec![];
         let mut ike_keylog = vec![];
+        let mut cookies = None;
         let mut buf = vec![0u8; 65536];
         while t0.elapsed() < timeout && !done(&events) {
             while let Some(t) = ep.poll_transmit() {
@@ -300,6 +319,14 @@ fn run_engine(
             }
             for (s, l) in [(&s500, local), (&s4500, local4500)] {
                 if let Ok((n, from)) = s.recv_from(&mut buf) {
+                    // ISAKMP header (after the non-ESP marker on 4500).
+                    let h = if l.port() == 4500 { 4 } else { 0 };
+                    if cookies.is_none() && n >= h + 16 && buf[h + 8..h + 16] != [0; 8] {
+                        cookies = Some((
+                            buf[h..h + 8].try_into().unwrap(),
+                            buf[h + 8..h + 16].try_into().unwrap(),
+                        ));
+                    }
                     let _ = ep.handle(Instant::now(), l, from, &buf[..n]);
                 }
             }
@@ -322,7 +349,11 @@ fn run_engine(
             };
             let _ = s.send_to(&t.payload, t.remote);
         }
-        Run { events, ike_keylog }
+        Run {
+            events,
+            ike_keylog,
+            cookies,
+        }
     })
     .join()
     .expect("engine thread")
@@ -385,6 +416,7 @@ fn child(events: &[Event]) -> Option<ChildSa> {
 
 /// We initiate; charon answers. Keys must match what charon logs.
 fn we_initiate(tag: &str, cfg: EngineConfig, ike: &str, esp: &str, aggressive: bool) {
+    let cfg_p1 = (cfg.policies[0].hash, cfg.policies[0].encr);
     let lab = Lab::new(tag, &swanctl_conf(ike, esp, aggressive));
     let run = run_engine(
         format!("{}a", lab.ns),
@@ -406,15 +438,7 @@ fn we_initiate(tag: &str, cfg: EngineConfig, ike: &str, esp: &str, aggressive: b
         run.events
     );
     let c = child(&run.events).unwrap_or_else(|| panic!("no child SA: {:?}\n{log}", run.events));
-    // Phase 1 encryption key: our key-log line against charon's.
-    let ka =
-        charon_value(&log, "encryption key Ka").unwrap_or_else(|| panic!("no Ka in log\n{log}"));
-    assert!(
-        run.ike_keylog[0].ends_with(&format!(",{}", hex::encode(&ka))),
-        "{:?} vs {}",
-        run.ike_keylog,
-        hex::encode(&ka)
-    );
+    check_phase1(&log, &run, &cfg_p1);
     // ESP keys (charon is the responder: its "encryption initiator key" is our outbound).
     let ei = charon_value(&log, "encryption initiator key").expect("enc i");
     let er = charon_value(&log, "encryption responder key").expect("enc r");
@@ -659,4 +683,269 @@ fn strongswan_behind_real_nat() {
     let ii = charon_value(&log, "integrity initiator key").expect("int i");
     assert_eq!(hex::encode(&*c.outbound.encryption), hex::encode(&ei));
     assert_eq!(hex::encode(&*c.outbound.integrity), hex::encode(&ii));
+}
+
+/// Phase 1 keys against charon's log: our engine's Ka (key-log line) must
+/// equal charon's, and SKEYID_d/a/e and Ka derived by our key schedule from
+/// charon's SKEYID, g^xy and the cookies on the wire must equal charon's.
+fn check_phase1(log: &str, run: &Run, (prf, encr): &(HashAlg, EncrAlg)) {
+    let get = |label: &str| {
+        charon_value(log, label).unwrap_or_else(|| panic!("no {label} in charon log\n{log}"))
+    };
+    let ka = get("encryption key Ka");
+    assert!(
+        run.ike_keylog
+            .first()
+            .is_some_and(|l| l.ends_with(&format!(",{}", hex::encode(&ka)))),
+        "Ka: ours {:?} vs charon {}",
+        run.ike_keylog,
+        hex::encode(&ka)
+    );
+    let (ci, cr) = run.cookies.expect("no phase 1 cookies seen");
+    let keys = dmvpn_ike::keys::derive_phase1(
+        *prf,
+        *encr,
+        Zeroizing::new(get("SKEYID")),
+        &get("shared Diffie Hellman secret"),
+        &ci,
+        &cr,
+    );
+    assert!(
+        run.ike_keylog[0].contains(&hex::encode(ci)),
+        "cookie: {:?}",
+        run.ike_keylog
+    );
+    assert_eq!(
+        hex::encode(&*keys.skeyid_d),
+        hex::encode(get("SKEYID_d")),
+        "SKEYID_d"
+    );
+    assert_eq!(
+        hex::encode(&*keys.skeyid_a),
+        hex::encode(get("SKEYID_a")),
+        "SKEYID_a"
+    );
+    assert_eq!(
+        hex::encode(&*keys.skeyid_e),
+        hex::encode(get("SKEYID_e")),
+        "SKEYID_e"
+    );
+    assert_eq!(hex::encode(&*keys.enc_key), hex::encode(&ka), "Ka");
+}
+
+/// charon initiates, we answer. Phase 1 keys must agree and charon must
+/// verify our HASH(2) and derive its CHILD_SA keys (then install fails
+/// without kernel ESP, so it never sends QM3).
+fn they_initiate(tag: &str, cfg: EngineConfig, ike: &str, esp: &str, aggressive: bool) {
+    let cfg_p1 = (cfg.policies[0].hash, cfg.policies[0].encr);
+    let mut lab = Lab::new(tag, &swanctl_conf(ike, esp, aggressive));
+    lab.swanctl_bg("--initiate --child gre --timeout 5");
+    let run = run_engine(
+        format!("{}a", lab.ns),
+        OURS,
+        cfg,
+        false,
+        |_| false,
+        Duration::from_secs(3),
+    );
+    let log = lab.log();
+    assert!(
+        run.events
+            .iter()
+            .any(|e| matches!(e, Event::Phase1Up { .. })),
+        "{:?}\n{log}",
+        run.events
+    );
+    check_phase1(&log, &run, &cfg_p1);
+    assert!(
+        log.contains("state change: CONNECTING => ESTABLISHED"),
+        "{log}"
+    );
+    assert!(
+        log.contains("CHILD_SA gre{1} state change: CREATED => INSTALLING"),
+        "{log}"
+    );
+    assert!(
+        charon_value(&log, "encryption initiator key").is_some(),
+        "{log}"
+    );
+    assert!(!log.contains("hash verification failed"), "{log}");
+}
+
+/// An acceptance suite: charon's ike and esp proposals, our phase 1, our ESP.
+type Suite = (
+    &'static str,
+    &'static str,
+    (EncrAlg, HashAlg, GroupId),
+    EspTransform,
+);
+
+/// The acceptance suites.
+fn matrix_suites() -> [Suite; 3] {
+    [
+        (
+            "aes128-sha1-modp1024",
+            "aes128-sha1",
+            (EncrAlg::Aes128, HashAlg::Sha1, GroupId::Modp1024),
+            EspTransform {
+                encr: EspEncr::AesCbc(128),
+                integ: Some(HashAlg::Sha1),
+            },
+        ),
+        (
+            "aes256-sha256-modp2048",
+            "aes256-sha256",
+            (EncrAlg::Aes256, HashAlg::Sha256, GroupId::Modp2048),
+            EspTransform {
+                encr: EspEncr::AesCbc(256),
+                integ: Some(HashAlg::Sha256),
+            },
+        ),
+        (
+            "3des-md5-modp1024",
+            "3des-md5",
+            (EncrAlg::TripleDes, HashAlg::Md5, GroupId::Modp1024),
+            EspTransform {
+                encr: EspEncr::TripleDes,
+                integ: Some(HashAlg::Md5),
+            },
+        ),
+    ]
+}
+
+/// Each suite in Main or Aggressive Mode, with us or charon initiating.
+fn matrix(we_start: bool, aggressive: bool) {
+    for (i, (ike, esp, (encr, hash, group), t)) in matrix_suites().into_iter().enumerate() {
+        let what = format!(
+            "{ike}/{esp} {} mode, {} initiating",
+            if aggressive { "aggressive" } else { "main" },
+            if we_start { "we" } else { "charon" }
+        );
+        let tag = format!(
+            "{}{}{i}",
+            if we_start { 'w' } else { 'c' },
+            if aggressive { 'a' } else { 'm' }
+        );
+        let cfg = our_cfg(encr, hash, group, t, aggressive);
+        let r = std::panic::catch_unwind(|| {
+            if we_start {
+                we_initiate(&tag, cfg, ike, esp, aggressive)
+            } else {
+                they_initiate(&tag, cfg, ike, esp, aggressive)
+            }
+        });
+        assert!(r.is_ok(), "interop failed: {what}");
+    }
+}
+
+#[test]
+fn strongswan_matrix_we_initiate_main() {
+    matrix(true, false);
+}
+
+#[test]
+fn strongswan_matrix_we_initiate_aggressive() {
+    matrix(true, true);
+}
+
+#[test]
+fn strongswan_matrix_charon_initiates_main() {
+    matrix(false, false);
+}
+
+#[test]
+fn strongswan_matrix_charon_initiates_aggressive() {
+    matrix(false, true);
+}
+
+/// charon with kernel-libipsec (user-space ESP, tunnel mode, UDP 4500)
+/// and forced encapsulation: the CHILD_SA with GRE selectors between the
+/// peer addresses is installed on both sides with the same keys.
+#[test]
+fn strongswan_libipsec_tunnel_over_udp4500_installs() {
+    let lab = Lab::new_with(
+        "l",
+        &swanctl_conf_extra("aes128-sha1-modp2048", "aes128-sha1", false, "encap = yes")
+            .replace("mode = transport", "mode = tunnel"),
+        true,
+    );
+    let mut cfg = our_cfg(
+        EncrAlg::Aes128,
+        HashAlg::Sha1,
+        GroupId::Modp2048,
+        EspTransform {
+            encr: EspEncr::AesCbc(128),
+            integ: Some(HashAlg::Sha1),
+        },
+        false,
+    );
+    cfg.transform_sets[0].mode = Mode::Tunnel;
+    let cfg_p1 = (HashAlg::Sha1, EncrAlg::Aes128);
+    let run = run_engine(
+        format!("{}a", lab.ns),
+        OURS,
+        cfg,
+        true,
+        |ev| {
+            ev.iter().any(|e| {
+                matches!(
+                    e,
+                    Event::ChildSaInstalled(_)
+                        | Event::ChildSaDeleted { .. }
+                        | Event::Phase2Failed { .. }
+                )
+            })
+        },
+        Duration::from_secs(10),
+    );
+    // charon installs after our QM3, which was sent as the engine stopped.
+    let t0 = Instant::now();
+    while !lab
+        .log()
+        .contains("CHILD_SA gre{1} state change: INSTALLING => INSTALLED")
+        && t0.elapsed() < Duration::from_secs(5)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let log = lab.log();
+    let c = child(&run.events).unwrap_or_else(|| panic!("no child SA: {:?}\n{log}", run.events));
+    assert_eq!(c.mode, Mode::Tunnel);
+    assert_eq!(
+        c.encapsulation,
+        Encapsulation::Udp {
+            local_port: 4500,
+            remote_port: 4500
+        },
+        "{log}"
+    );
+    check_phase1(&log, &run, &cfg_p1);
+    assert!(
+        log.contains("CHILD_SA gre{1} state change: INSTALLING => INSTALLED"),
+        "{log}"
+    );
+    assert!(log.contains("CHILD_SA gre{1} established"), "{log}");
+    assert!(!log.contains("DELETING"), "{log}");
+    for (label, ours) in [
+        ("encryption initiator key", &c.outbound.encryption),
+        ("encryption responder key", &c.inbound.encryption),
+        ("integrity initiator key", &c.outbound.integrity),
+        ("integrity responder key", &c.inbound.integrity),
+    ] {
+        let theirs = charon_value(&log, label).unwrap_or_else(|| panic!("no {label}\n{log}"));
+        assert_eq!(hex::encode(&**ours), hex::encode(&theirs), "{label}");
+    }
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &format!("{}b", lab.ns),
+            "swanctl",
+            "--list-sas",
+        ])
+        .args(["-u", &format!("unix://{}", lab.path("charon.vici"))])
+        .env("STRONGSWAN_CONF", lab.path("strongswan.conf"))
+        .output()
+        .expect("swanctl --list-sas");
+    let sas = String::from_utf8_lossy(&out.stdout);
+    assert!(sas.contains("INSTALLED, TUNNEL-in-UDP"), "{sas}");
 }
