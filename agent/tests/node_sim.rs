@@ -518,3 +518,24 @@ fn phase2_shortcut_without_retransmission() {
     assert!(sim.nodes[1].node.has_sa(S2) && sim.nodes[2].node.has_sa(S1));
     assert_eq!(sim.nodes[1].replies, vec![1]);
 }
+
+/// Traffic we keep sending to a dead hub does not hold off DPD: the
+/// spoke declares it dead and tears the SA down.
+#[test]
+fn dpd_declares_dead_despite_outbound_traffic() {
+    let mut sim = Sim::new(false, "seed");
+    sim.advance(Duration::from_secs(5));
+    assert!(registered(&sim));
+    sim.nodes[0].dead = true;
+    let hub_tunnel = Ipv4Addr::new(192, 168, 1, 1);
+    let mut gone = false;
+    for seq in 0..120u16 {
+        sim.ping(1, hub_tunnel, seq);
+        sim.advance(Duration::from_millis(500));
+        if !sim.nodes[1].node.has_sa(HUB) {
+            gone = true;
+            break;
+        }
+    }
+    assert!(gone, "DPD never declared the hub dead");
+}

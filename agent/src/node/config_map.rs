@@ -65,6 +65,8 @@ pub struct ManualSa {
     pub auth: AuthAlg,
     pub mode: crate::datapath::sadb::Mode,
     pub udp: bool,
+    /// The IKE-style transform, for key-log lines.
+    pub transform: EspTransform,
     pub in_spi: u32,
     pub in_enc: zeroize::Zeroizing<Vec<u8>>,
     pub in_auth: zeroize::Zeroizing<Vec<u8>>,
@@ -295,6 +297,7 @@ pub fn map(cfg: &Config) -> Result<NodeConfig, MapError> {
                 EspMode::Tunnel => crate::datapath::sadb::Mode::Tunnel,
             },
             udp: m.udp_encapsulation,
+            transform: et,
             in_spi: m.inbound.spi,
             in_enc: key(&m.inbound.encryption_key)?,
             in_auth: opt(&m.inbound.authentication_key)?,

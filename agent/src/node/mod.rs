@@ -50,6 +50,8 @@
 
 pub mod config_map;
 #[cfg(test)]
+mod manual_sa_tests;
+#[cfg(test)]
 mod multicast_tests;
 mod sa;
 mod show;
@@ -160,6 +162,8 @@ struct PeerState {
     up_since: Instant,
     last_active: Instant,
     last_count: u64,
+    /// Cumulative decapsulated packets at the last stats tick.
+    last_rx: u64,
     ike_asked: Option<Instant>,
 }
 
@@ -265,6 +269,15 @@ impl Node {
 
     /// Emit `esp_sa` key-log lines for every SA installed.
     pub fn set_keylog(&mut self, on: bool) {
+        // Manual SAs were installed at start; their lines go out now.
+        if on && !self.keylog {
+            for m in &self.cfg.manual_sas {
+                let c = sa::manual_as_child(m, self.cfg.nbma);
+                for l in dmvpn_ike::keylog::esp_sa_lines(&c) {
+                    self.out.push_back(Output::KeyLog(l));
+                }
+            }
+        }
         self.keylog = on;
     }
 
@@ -350,6 +363,7 @@ impl Node {
             up_since: now,
             last_active: now,
             last_count: 0,
+            last_rx: 0,
             ike_asked: None,
         })
     }
@@ -648,11 +662,17 @@ impl Node {
         }
         let t = self.ike_now(now);
         for (peer, (count, rx)) in per_peer {
-            if let Some(p) = self.peers.get_mut(&peer)
-                && count != p.last_count
-            {
+            let Some(p) = self.peers.get_mut(&peer) else {
+                continue;
+            };
+            if count != p.last_count {
                 p.last_count = count;
                 p.last_active = now;
+            }
+            // Only packets from the peer prove it alive: traffic we keep
+            // sending to a dead peer must not hold off DPD.
+            if rx != p.last_rx {
+                p.last_rx = rx;
                 if rx > 0 {
                     self.ike.note_traffic(t, IpAddr::V4(peer));
                 }

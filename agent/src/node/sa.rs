@@ -87,3 +87,43 @@ pub fn manual(m: &ManualSa, rng: &mut impl RngCore) -> Result<(InboundSa, Outbou
     )?;
     Ok((i, o))
 }
+
+/// A manual SA in the shape IKE hands over, so key-log lines for it come
+/// from the same formatter as for negotiated SAs.
+pub fn manual_as_child(m: &ManualSa, local: std::net::Ipv4Addr) -> dmvpn_ike::ChildSa {
+    let port = if m.udp { 4500 } else { 500 };
+    let keys = |enc: &zeroize::Zeroizing<Vec<u8>>, auth: &zeroize::Zeroizing<Vec<u8>>| {
+        dmvpn_ike::EspKeys {
+            encryption: enc.clone(),
+            integrity: auth.clone(),
+        }
+    };
+    dmvpn_ike::ChildSa {
+        phase1: 0,
+        local: std::net::SocketAddr::new(IpAddr::V4(local), port),
+        remote: std::net::SocketAddr::new(IpAddr::V4(m.peer), port),
+        inbound_spi: m.in_spi,
+        outbound_spi: m.out_spi,
+        transform: m.transform,
+        mode: match m.mode {
+            Mode::Transport => dmvpn_ike::Mode::Transport,
+            Mode::Tunnel => dmvpn_ike::Mode::Tunnel,
+        },
+        encapsulation: if m.udp {
+            dmvpn_ike::Encapsulation::Udp {
+                local_port: port,
+                remote_port: port,
+            }
+        } else {
+            dmvpn_ike::Encapsulation::None
+        },
+        inbound: keys(&m.in_enc, &m.in_auth),
+        outbound: keys(&m.out_enc, &m.out_auth),
+        lifetime_secs: 0,
+        lifetime_kb: 0,
+        local_proxy: None,
+        remote_proxy: None,
+        initiator: true,
+        peer_original: None,
+    }
+}

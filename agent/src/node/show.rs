@@ -14,7 +14,7 @@ use dmvpn_nhrp::cache::EntryType;
 use super::Node;
 use crate::datapath::esp::{AuthAlg, EncAlg};
 use crate::datapath::sadb::Direction;
-use crate::runtime::dataplane::DataplaneStats;
+use crate::runtime::dataplane::{DataplaneStats, Protection};
 
 fn entry_type(k: EntryType) -> NhrpEntryType {
     match k {
@@ -250,7 +250,11 @@ impl Node {
                 counters.replay_failed += c.replay_failed;
                 counters.verify_failed += c.verify_failed;
             }
-            let mut port = 500;
+            // Manual SAs have no IKE child; the wire port is the peer's.
+            let mut port = match p.protection {
+                Protection::EspUdp { port } => port,
+                _ => 500,
+            };
             for (ispi, ospi) in &p.sas {
                 let child = children.iter().find(|c| c.inbound_spi == *ispi);
                 if let Some(c) = child {
