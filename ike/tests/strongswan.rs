@@ -72,6 +72,14 @@ impl Lab {
              ip -n {ns}a link set {ns}x up && ip -n {ns}b link set {ns}y up && \
              ip -n {ns}a link set lo up && ip -n {ns}b link set lo up"
         ));
+        if libipsec {
+            // libipsec routes the GRE selectors (the peer addresses) into
+            // its TUN; keep charon's own UDP 4500 out of that loop.
+            sh(&format!(
+                "ip -n {ns}b rule add ipproto udp dport 4500 lookup main priority 100 && \
+                 ip -n {ns}b rule add ipproto udp sport 4500 lookup main priority 101"
+            ));
+        }
         lab.start_charon(charon_conn)
     }
 
@@ -948,4 +956,72 @@ fn strongswan_libipsec_tunnel_over_udp4500_installs() {
         .expect("swanctl --list-sas");
     let sas = String::from_utf8_lossy(&out.stdout);
     assert!(sas.contains("INSTALLED, TUNNEL-in-UDP"), "{sas}");
+}
+
+/// charon (kernel-libipsec) initiates tunnel mode with forced UDP
+/// encapsulation: it installs after our QM2 and sends QM3, so we install
+/// too and every ESP key is compared (charon's initiator keys are our
+/// inbound ones).
+#[test]
+fn strongswan_libipsec_charon_initiates_tunnel_installs() {
+    let mut lab = Lab::new_with(
+        "k",
+        &swanctl_conf_extra(
+            "aes256-sha256-modp2048",
+            "aes256-sha256",
+            false,
+            "encap = yes",
+        )
+        .replace("mode = transport", "mode = tunnel"),
+        true,
+    );
+    lab.swanctl_bg("--initiate --child gre --timeout 5");
+    let mut cfg = our_cfg(
+        EncrAlg::Aes256,
+        HashAlg::Sha256,
+        GroupId::Modp2048,
+        EspTransform {
+            encr: EspEncr::AesCbc(256),
+            integ: Some(HashAlg::Sha256),
+        },
+        false,
+    );
+    cfg.transform_sets[0].mode = Mode::Tunnel;
+    let run = run_engine(
+        format!("{}a", lab.ns),
+        OURS,
+        cfg,
+        false,
+        |ev| {
+            ev.iter()
+                .any(|e| matches!(e, Event::ChildSaInstalled(_) | Event::Phase2Failed { .. }))
+        },
+        Duration::from_secs(10),
+    );
+    let log = lab.log();
+    let c = child(&run.events).unwrap_or_else(|| panic!("no child SA: {:?}\n{log}", run.events));
+    assert_eq!(c.mode, Mode::Tunnel);
+    assert_eq!(
+        c.encapsulation,
+        Encapsulation::Udp {
+            local_port: 4500,
+            remote_port: 4500
+        },
+        "{log}"
+    );
+    check_phase1(&log, &run, &(HashAlg::Sha256, EncrAlg::Aes256));
+    assert!(
+        log.contains("CHILD_SA gre{1} state change: INSTALLING => INSTALLED"),
+        "{log}"
+    );
+    assert!(!log.contains("DELETING"), "{log}");
+    for (label, ours) in [
+        ("encryption initiator key", &c.inbound.encryption),
+        ("encryption responder key", &c.outbound.encryption),
+        ("integrity initiator key", &c.inbound.integrity),
+        ("integrity responder key", &c.outbound.integrity),
+    ] {
+        let theirs = charon_value(&log, label).unwrap_or_else(|| panic!("no {label}\n{log}"));
+        assert_eq!(hex::encode(&**ours), hex::encode(&theirs), "{label}");
+    }
 }
