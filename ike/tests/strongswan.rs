@@ -4,7 +4,9 @@
 //!
 //! Without kernel ESP charon cannot install the CHILD_SA, so a Quick Mode
 //! ends with charon deleting (or refusing) the CHILD_SA; success is
-//! agreement on every key charon logs (`ike = 4, chd = 4`).
+//! agreement on every key charon logs (`ike = 4, chd = 4`). With the
+//! `kernel-libipsec` plugin (user-space ESP, tunnel mode, UDP 4500) charon
+//! does install it, and the tunnel-mode tests require that on both sides.
 
 use dmvpn_ike::crypto::{EncrAlg, GroupId, HashAlg};
 use dmvpn_ike::policy::gre_proxy;
