@@ -6,6 +6,7 @@ use crypto_bigint::modular::runtime_mod::{DynResidue, DynResidueParams};
 use crypto_bigint::{Uint, Word};
 use p256::elliptic_curve::sec1::ToEncodedPoint;
 use rand_core::{CryptoRng, RngCore};
+use std::sync::OnceLock;
 use zeroize::{Zeroize, Zeroizing};
 
 /// IKE group description (phase 1 class 4 / IPsec DOI class 3).
@@ -114,7 +115,7 @@ fn from_uint<const L: usize>(u: &Uint<L>, len: usize) -> Vec<u8> {
 
 /// base^exp mod p; with `check`, the base must satisfy 1 < base < p-1.
 fn modexp<const L: usize>(
-    p_hex: &str,
+    params: &DynResidueParams<L>,
     base: &[u8],
     exp: &[u8],
     check: bool,
@@ -123,19 +124,27 @@ fn modexp<const L: usize>(
     if base.len() > len {
         return Err(CryptoError::BadPublic("too long"));
     }
-    let p = Uint::<L>::from_be_hex(p_hex);
+    let p = params.modulus();
     let b = to_uint::<L>(base);
     if check && (b <= Uint::ONE || b >= p.wrapping_sub(&Uint::ONE)) {
         return Err(CryptoError::BadPublic("not in 1 < y < p-1"));
     }
     let mut x = to_uint::<L>(exp);
-    let params = DynResidueParams::new(&p);
-    let r = DynResidue::new(&b, params).pow_bounded_exp(&x, exp.len() * 8);
+    let r = DynResidue::new(&b, *params).pow_bounded_exp(&x, exp.len() * 8);
     x.zeroize();
     let mut v = r.retrieve();
     let out = Zeroizing::new(from_uint(&v, len));
     v.zeroize();
     Ok(out)
+}
+
+/// Montgomery parameters of a prime, computed once: deriving them costs a
+/// wide constant-time division, a noticeable share of a handshake.
+macro_rules! params {
+    ($limbs:literal, $hex:expr) => {{
+        static P: OnceLock<DynResidueParams<$limbs>> = OnceLock::new();
+        P.get_or_init(|| DynResidueParams::new(&Uint::from_be_hex($hex)))
+    }};
 }
 
 impl GroupId {
@@ -146,12 +155,12 @@ impl GroupId {
         check: bool,
     ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
         match self {
-            GroupId::Modp768 => modexp::<12>(primes::GROUP1, base, exp, check),
-            GroupId::Modp1024 => modexp::<16>(primes::GROUP2, base, exp, check),
-            GroupId::Modp1536 => modexp::<24>(primes::GROUP5, base, exp, check),
-            GroupId::Modp2048 => modexp::<32>(primes::GROUP14, base, exp, check),
-            GroupId::Modp3072 => modexp::<48>(primes::GROUP15, base, exp, check),
-            GroupId::Modp4096 => modexp::<64>(primes::GROUP16, base, exp, check),
+            GroupId::Modp768 => modexp(params!(12, primes::GROUP1), base, exp, check),
+            GroupId::Modp1024 => modexp(params!(16, primes::GROUP2), base, exp, check),
+            GroupId::Modp1536 => modexp(params!(24, primes::GROUP5), base, exp, check),
+            GroupId::Modp2048 => modexp(params!(32, primes::GROUP14), base, exp, check),
+            GroupId::Modp3072 => modexp(params!(48, primes::GROUP15), base, exp, check),
+            GroupId::Modp4096 => modexp(params!(64, primes::GROUP16), base, exp, check),
             _ => unreachable!("ECP groups do not use modexp"),
         }
     }
