@@ -57,6 +57,8 @@ stop_pids() {
 cleanup() {
     trap - EXIT INT TERM
     stop_pids
+    # The iperf3 server is daemonized (-D), so it is not in PIDS.
+    [[ -s $DIR/iperf3.pid ]] && kill "$(cat "$DIR/iperf3.pid")" 2>/dev/null || true
     ip netns del "$A" 2>/dev/null || true
     ip netns del "$B" 2>/dev/null || true
     rm -rf "$DIR"
