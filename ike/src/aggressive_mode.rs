@@ -1,10 +1,9 @@
 //! Aggressive Mode (PSK), initiator and responder. One DH group only: the
 //! initiator offers the policies that share its first policy's group.
 
-use crate::crypto::DhGroup;
 use crate::endpoint::{Endpoint, HandleError, NatTVariant, SaId, ike};
 use crate::keys;
-use crate::main_mode::find;
+use crate::main_mode::{check_ke_nonce, find, ke_nonce};
 use crate::policy::{IkePolicy, decode_p1, p1_match};
 use crate::state::P1State;
 use crate::wire::consts::{exchange, notify, proto};
@@ -78,22 +77,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             }
         })
         .ok_or(HandleError::Missing("SA"))?;
-        let (ke, _) = find(&p, |x| {
-            if let Payload::Ke(k) = x {
-                Some(k.clone())
-            } else {
-                None
-            }
-        })
-        .ok_or(HandleError::Missing("KE"))?;
-        let (ni, _) = find(&p, |x| {
-            if let Payload::Nonce(k) = x {
-                Some(k.clone())
-            } else {
-                None
-            }
-        })
-        .ok_or(HandleError::Missing("NONCE"))?;
+        let (ke, ni) = ke_nonce(&p)?;
         let (_, id_r) = find(&p, |x| {
             if let Payload::Id(_) = x {
                 Some(())
@@ -110,9 +94,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             self.send_clear_notify(local, remote, h.icookie, [0; 8], notify::NO_PROPOSAL_CHOSEN);
             return Err(HandleError::NoProposal);
         };
-        if ke.len() != policy.group.public_len() || !(8..=256).contains(&ni.len()) {
-            return Err(HandleError::BadKe);
-        }
+        check_ke_nonce(policy.group, &ke, &ni)?;
         let rc = self.new_cookie();
         let id = self.new_phase1(now, false, true, h.icookie, rc, local, remote, psk);
         let payloads: Vec<Payload> = p.iter().map(|(x, _)| x.clone()).collect();
@@ -201,22 +183,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                     }
                 })
                 .ok_or(HandleError::Missing("SA"))?;
-                let (ke, _) = find(&p, |x| {
-                    if let Payload::Ke(k) = x {
-                        Some(k.clone())
-                    } else {
-                        None
-                    }
-                })
-                .ok_or(HandleError::Missing("KE"))?;
-                let (nr, _) = find(&p, |x| {
-                    if let Payload::Nonce(k) = x {
-                        Some(k.clone())
-                    } else {
-                        None
-                    }
-                })
-                .ok_or(HandleError::Missing("NONCE"))?;
+                let (ke, nr) = ke_nonce(&p)?;
                 let (hash_r, _) = find(&p, |x| {
                     if let Payload::Hash(k) = x {
                         Some(k.clone())
@@ -248,9 +215,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                     .find_map(|pol| p1_match(&pol, &o).map(|l| IkePolicy { lifetime: l, ..pol }))
                     .ok_or(HandleError::NoProposal)?;
                 ike!("ISAKMP ({}): atts are acceptable. Next payload is 0", id);
-                if ke.len() != group.public_len() || !(8..=256).contains(&nr.len()) {
-                    return Err(HandleError::BadKe);
-                }
+                check_ke_nonce(group, &ke, &nr)?;
                 let payloads: Vec<Payload> = p.iter().map(|(x, _)| x.clone()).collect();
                 self.note_vendor_ids(id, &payloads);
                 {

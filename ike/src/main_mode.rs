@@ -1,7 +1,7 @@
 //! Main Mode (identity protection), initiator and responder, with the
 //! IOS proposal-selection rule and NAT-T detection.
 
-use crate::crypto::{DhGroup, Prf};
+use crate::crypto::{DhGroup, GroupId, Prf};
 use crate::endpoint::{Endpoint, HandleError, NatTVariant, SaId, ike};
 use crate::keys;
 use crate::policy::{IkePolicy, decode_p1, p1_match};
@@ -27,6 +27,29 @@ pub(crate) fn find<'a, T>(
     f: impl Fn(&'a Payload) -> Option<T>,
 ) -> Option<(T, std::ops::Range<usize>)> {
     p.iter().find_map(|(x, r)| f(x).map(|t| (t, r.clone())))
+}
+
+/// The KE and NONCE payloads of a Main or Aggressive Mode message.
+pub(crate) fn ke_nonce(p: &Spanned) -> Result<(Vec<u8>, Vec<u8>), HandleError> {
+    let (ke, _) = find(p, |x| match x {
+        Payload::Ke(k) => Some(k.clone()),
+        _ => None,
+    })
+    .ok_or(HandleError::Missing("KE"))?;
+    let (nonce, _) = find(p, |x| match x {
+        Payload::Nonce(n) => Some(n.clone()),
+        _ => None,
+    })
+    .ok_or(HandleError::Missing("NONCE"))?;
+    Ok((ke, nonce))
+}
+
+/// A peer's public value must have the group's length and its nonce 8..=256 bytes (RFC 2409).
+pub(crate) fn check_ke_nonce(group: GroupId, ke: &[u8], nonce: &[u8]) -> Result<(), HandleError> {
+    if ke.len() != group.public_len() || !(8..=256).contains(&nonce.len()) {
+        return Err(HandleError::BadKe);
+    }
+    Ok(())
 }
 
 impl<R: RngCore + CryptoRng> Endpoint<R> {
@@ -474,33 +497,12 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             }
             P1State::RMm2 => {
                 let (_, p, _) = Self::mm_parse_clear(data)?;
+                let (ke, ni) = ke_nonce(&p)?;
                 let payloads: Vec<Payload> = p.into_iter().map(|(x, _)| x).collect();
-                let ke = payloads
-                    .iter()
-                    .find_map(|x| {
-                        if let Payload::Ke(k) = x {
-                            Some(k.clone())
-                        } else {
-                            None
-                        }
-                    })
-                    .ok_or(HandleError::Missing("KE"))?;
-                let ni = payloads
-                    .iter()
-                    .find_map(|x| {
-                        if let Payload::Nonce(n) = x {
-                            Some(n.clone())
-                        } else {
-                            None
-                        }
-                    })
-                    .ok_or(HandleError::Missing("NONCE"))?;
                 ike!("ISAKMP ({}): processing KE payload. message ID = 0", id);
                 ike!("ISAKMP ({}): processing NONCE payload. message ID = 0", id);
                 let group = self.sas[&id].policy.expect("negotiated").group;
-                if ke.len() != group.public_len() || !(8..=256).contains(&ni.len()) {
-                    return Err(HandleError::BadKe);
-                }
+                check_ke_nonce(group, &ke, &ni)?;
                 {
                     let s = self.sas.get_mut(&id).expect("sa");
                     s.gxi = ke;
@@ -529,33 +531,12 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             }
             P1State::IMm3 => {
                 let (_, p, _) = Self::mm_parse_clear(data)?;
+                let (ke, nr) = ke_nonce(&p)?;
                 let payloads: Vec<Payload> = p.into_iter().map(|(x, _)| x).collect();
-                let ke = payloads
-                    .iter()
-                    .find_map(|x| {
-                        if let Payload::Ke(k) = x {
-                            Some(k.clone())
-                        } else {
-                            None
-                        }
-                    })
-                    .ok_or(HandleError::Missing("KE"))?;
-                let nr = payloads
-                    .iter()
-                    .find_map(|x| {
-                        if let Payload::Nonce(n) = x {
-                            Some(n.clone())
-                        } else {
-                            None
-                        }
-                    })
-                    .ok_or(HandleError::Missing("NONCE"))?;
                 ike!("ISAKMP ({}): processing KE payload. message ID = 0", id);
                 ike!("ISAKMP ({}): processing NONCE payload. message ID = 0", id);
                 let group = self.sas[&id].policy.expect("negotiated").group;
-                if ke.len() != group.public_len() || !(8..=256).contains(&nr.len()) {
-                    return Err(HandleError::BadKe);
-                }
+                check_ke_nonce(group, &ke, &nr)?;
                 {
                     let s = self.sas.get_mut(&id).expect("sa");
                     s.gxr = ke;
