@@ -5,302 +5,15 @@
 //!
 //! Needs root, iproute2 and ping; fails (never skips) without them.
 
+mod common;
+
 use std::fs;
 use std::net::IpAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use dmvpn_ctl::proto::{DebugTarget, DmvpnState, IpsecPeerSa, Reply, Request, Response};
-
-fn require_root() {
-    // SAFETY: geteuid has no preconditions.
-    let uid = unsafe { libc::geteuid() };
-    assert_eq!(
-        uid, 0,
-        "this test needs root (namespaces, TUN, raw sockets)"
-    );
-}
-
-fn sh(args: &[&str]) -> std::process::Output {
-    Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot run {} ({e}); install iproute2/iputils-ping",
-                args[0]
-            )
-        })
-}
-
-fn ok(args: &[&str]) {
-    let o = sh(args);
-    assert!(
-        o.status.success(),
-        "{} failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
-static SEQ: AtomicU32 = AtomicU32::new(0);
-
-/// Namespaces, daemons and files of one test; all removed on drop.
-struct Lab {
-    tag: String,
-    dir: tempfile::TempDir,
-    namespaces: Vec<String>,
-    daemons: Vec<(String, Child)>,
-}
-
-impl Lab {
-    fn new() -> Lab {
-        require_root();
-        let tag = format!(
-            "de{}{}",
-            std::process::id() % 100_000,
-            SEQ.fetch_add(1, Ordering::SeqCst)
-        );
-        let lab = Lab {
-            tag,
-            dir: tempfile::tempdir().expect("tempdir"),
-            namespaces: Vec::new(),
-            daemons: Vec::new(),
-        };
-        let mut lab = lab;
-        let sw = lab.ns("sw");
-        ok(&["ip", "-n", &sw, "link", "add", "br0", "type", "bridge"]);
-        ok(&["ip", "-n", &sw, "link", "set", "br0", "up"]);
-        lab
-    }
-
-    fn ns(&mut self, name: &str) -> String {
-        let n = format!("{}{name}", self.tag);
-        ok(&["ip", "netns", "add", &n]);
-        ok(&["ip", "-n", &n, "link", "set", "lo", "up"]);
-        self.namespaces.push(n.clone());
-        n
-    }
-
-    /// A node namespace on the NBMA bridge with 172.16.0.N/24.
-    fn node(&mut self, name: &str, n: u8) -> String {
-        let ns = self.ns(name);
-        let sw = format!("{}sw", self.tag);
-        let (a, b) = (format!("{}{n}u", self.tag), format!("{}{n}s", self.tag));
-        ok(&["ip", "link", "add", &a, "type", "veth", "peer", "name", &b]);
-        ok(&["ip", "link", "set", &a, "netns", &ns]);
-        ok(&["ip", "link", "set", &b, "netns", &sw]);
-        ok(&["ip", "-n", &sw, "link", "set", &b, "master", "br0", "up"]);
-        ok(&["ip", "-n", &ns, "link", "set", &a, "name", "nbma0", "up"]);
-        ok(&[
-            "ip",
-            "-n",
-            &ns,
-            "addr",
-            "add",
-            &format!("172.16.0.{n}/24"),
-            "dev",
-            "nbma0",
-        ]);
-        ok(&[
-            "ip",
-            "netns",
-            "exec",
-            &ns,
-            "sysctl",
-            "-qw",
-            "net.ipv4.ip_forward=1",
-        ]);
-        ns
-    }
-
-    /// A LAN host namespace behind `router`: router 10.N.0.1, host 10.N.0.10.
-    fn lan_host(&mut self, router: &str, n: u8) -> String {
-        let ns = self.ns(&format!("h{n}"));
-        let (a, b) = (format!("{}{n}l", self.tag), format!("{}{n}h", self.tag));
-        ok(&["ip", "link", "add", &a, "type", "veth", "peer", "name", &b]);
-        ok(&["ip", "link", "set", &a, "netns", router]);
-        ok(&["ip", "link", "set", &b, "netns", &ns]);
-        ok(&[
-            "ip",
-            "-n",
-            router,
-            "addr",
-            "add",
-            &format!("10.{n}.0.1/24"),
-            "dev",
-            &a,
-        ]);
-        ok(&["ip", "-n", router, "link", "set", &a, "up"]);
-        ok(&[
-            "ip",
-            "-n",
-            &ns,
-            "addr",
-            "add",
-            &format!("10.{n}.0.10/24"),
-            "dev",
-            &b,
-        ]);
-        ok(&["ip", "-n", &ns, "link", "set", &b, "up"]);
-        ok(&[
-            "ip",
-            "-n",
-            &ns,
-            "route",
-            "add",
-            "default",
-            "via",
-            &format!("10.{n}.0.1"),
-        ]);
-        ns
-    }
-
-    fn socket(&self, ns: &str) -> PathBuf {
-        self.dir.path().join(format!("{ns}.sock"))
-    }
-
-    /// Starts dmvpnd in `ns` with `config` (the control section is added)
-    /// and waits for its control socket.
-    fn start(&mut self, ns: &str, config: &str) {
-        let sock = self.socket(ns);
-        let keylog = self.keylog(ns);
-        let text = format!(
-            "[control]\nsocket = \"{}\"\n[log]\nfilter = \"info\"\nkey_log = \"{}\"\n{config}",
-            sock.display(),
-            keylog.display()
-        );
-        let path = self.dir.path().join(format!("{ns}.toml"));
-        fs::write(&path, text).expect("write config");
-        let log = fs::File::create(self.dir.path().join(format!("{ns}.log"))).expect("log");
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                ns,
-                env!("CARGO_BIN_EXE_dmvpnd"),
-                "--config",
-            ])
-            .arg(&path)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn dmvpnd");
-        self.daemons.push((ns.to_string(), child));
-        let t0 = Instant::now();
-        while !sock.exists() {
-            if let Some((_, c)) = self.daemons.last_mut()
-                && let Ok(Some(st)) = c.try_wait()
-            {
-                panic!("dmvpnd in {ns} exited with {st}: {}", self.log(ns));
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(10),
-                "dmvpnd in {ns} did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn keylog(&self, ns: &str) -> PathBuf {
-        self.dir.path().join(format!("{ns}.keys"))
-    }
-
-    fn log(&self, ns: &str) -> String {
-        fs::read_to_string(self.dir.path().join(format!("{ns}.log"))).unwrap_or_default()
-    }
-
-    fn ctl(&self, ns: &str, req: Request) -> Reply {
-        match dmvpn_ctl::client::request(&self.socket(ns), &req) {
-            Ok(Response::Ok(r)) => r,
-            other => panic!("control request to {ns}: {other:?}"),
-        }
-    }
-
-    /// `ping -c N -i 0.2 -W 1` from `ns`; returns packets received.
-    fn ping(&self, ns: &str, dst: &str, n: u32) -> u32 {
-        let o = sh(&[
-            "ip",
-            "netns",
-            "exec",
-            ns,
-            "ping",
-            "-n",
-            "-q",
-            "-c",
-            &n.to_string(),
-            "-i",
-            "0.2",
-            "-W",
-            "1",
-            dst,
-        ]);
-        let out = String::from_utf8_lossy(&o.stdout);
-        out.split(',')
-            .find_map(|part| part.trim().strip_suffix(" received"))
-            .and_then(|x| x.trim().parse().ok())
-            .unwrap_or_else(|| panic!("cannot parse ping output: {out}"))
-    }
-
-    fn dmvpn_peers(&self, ns: &str) -> Vec<(IpAddr, DmvpnState)> {
-        match self.ctl(ns, Request::ShowDmvpn) {
-            Reply::Dmvpn(ifs) => ifs
-                .iter()
-                .flat_map(|i| i.peers.iter())
-                .flat_map(|p| p.entries.iter().map(move |e| (p.nbma, e.state)))
-                .collect(),
-            r => panic!("unexpected reply {r:?}"),
-        }
-    }
-
-    fn ipsec(&self, ns: &str) -> Vec<IpsecPeerSa> {
-        match self.ctl(ns, Request::ShowCryptoIpsecSa) {
-            Reply::IpsecSa(v) => v,
-            r => panic!("unexpected reply {r:?}"),
-        }
-    }
-
-    /// Polls `cond` every 20 ms until it holds or `limit` passes.
-    fn wait(&self, what: &str, limit: Duration, mut cond: impl FnMut() -> bool) -> Duration {
-        let t0 = Instant::now();
-        loop {
-            if cond() {
-                return t0.elapsed();
-            }
-            if t0.elapsed() > limit {
-                let logs: String = self
-                    .daemons
-                    .iter()
-                    .map(|(n, _)| format!("--- {n}\n{}", self.log(n)))
-                    .collect();
-                panic!("timed out waiting for {what}\n{logs}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for (_, c) in &mut self.daemons {
-            // SAFETY: plain kill(2) on our own child's pid.
-            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-        }
-        for (_, c) in &mut self.daemons {
-            let t0 = Instant::now();
-            while !matches!(c.try_wait(), Ok(Some(_))) && t0.elapsed() < Duration::from_secs(5) {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for n in self.namespaces.iter().rev() {
-            let _ = sh(&["ip", "netns", "del", n]);
-        }
-    }
-}
+use common::*;
+use dmvpn_ctl::proto::{DebugTarget, DmvpnState, Reply, Request};
 
 const SEED_IKE: &str = r#"
 [[ike.policy]]
@@ -385,7 +98,7 @@ map_multicast_dynamic = true
 
 /// Hub + two spokes (+ LAN hosts) up and registered.
 fn seed_lab(ike: &str, ts: &str, idle: u32, phase3: bool) -> (Lab, [String; 3]) {
-    let mut lab = Lab::new();
+    let mut lab = Lab::new("de");
     let hub = lab.node("hub", 1);
     let s1 = lab.node("s1", 2);
     let s2 = lab.node("s2", 3);
@@ -474,7 +187,7 @@ fn spoke_to_spoke(lab: &Lab, s1: &str) -> Duration {
 
 #[test]
 fn e2e_static_maps_manual_sas() {
-    let mut lab = Lab::new();
+    let mut lab = Lab::new("de");
     let a = lab.node("a", 1);
     let b = lab.node("b", 2);
     lab.lan_host(&a, 1);
@@ -670,7 +383,7 @@ fn e2e_rekey_without_loss() {
 
 #[test]
 fn e2e_spoke_behind_nat() {
-    let mut lab = Lab::new();
+    let mut lab = Lab::new("de");
     let hub = lab.node("hub", 1);
     let nat = lab.node("nat", 5);
     let s1 = lab.ns("s1");

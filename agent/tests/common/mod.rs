@@ -1,0 +1,417 @@
+//! Namespace lab shared by the end-to-end tests: network namespaces on
+//! an NBMA bridge, real `dmvpnd` (and bird, dumpcap) processes, control
+//! requests and polling; everything is removed on drop.
+#![allow(dead_code)]
+
+use std::fs;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use dmvpn_ctl::proto::{DmvpnState, IpsecPeerSa, Reply, Request, Response};
+
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    assert_eq!(
+        uid, 0,
+        "this test needs root (namespaces, TUN, raw sockets)"
+    );
+}
+
+pub fn sh(args: &[&str]) -> std::process::Output {
+    Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {} ({e}); install iproute2, iputils-ping, tshark and bird2",
+                args[0]
+            )
+        })
+}
+
+pub fn ok(args: &[&str]) {
+    let o = sh(args);
+    assert!(
+        o.status.success(),
+        "{} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+pub static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// Namespaces, daemons, captures and files of one test; removed on drop.
+pub struct Lab {
+    pub tag: String,
+    pub dir: tempfile::TempDir,
+    pub namespaces: Vec<String>,
+    pub daemons: Vec<(String, Child)>,
+    pub captures: Vec<Child>,
+}
+
+impl Lab {
+    /// `prefix` keeps namespace names distinct between test binaries.
+    pub fn new(prefix: &str) -> Lab {
+        require_root();
+        let tag = format!(
+            "{prefix}{}{}",
+            std::process::id() % 100_000,
+            SEQ.fetch_add(1, Ordering::SeqCst)
+        );
+        let mut lab = Lab {
+            tag,
+            dir: tempfile::tempdir().expect("tempdir"),
+            namespaces: Vec::new(),
+            daemons: Vec::new(),
+            captures: Vec::new(),
+        };
+        let sw = lab.ns("sw");
+        ok(&["ip", "-n", &sw, "link", "add", "br0", "type", "bridge"]);
+        ok(&["ip", "-n", &sw, "link", "set", "br0", "up"]);
+        lab
+    }
+
+    pub fn ns(&mut self, name: &str) -> String {
+        let n = format!("{}{name}", self.tag);
+        ok(&["ip", "netns", "add", &n]);
+        self.namespaces.push(n.clone());
+        ok(&["ip", "-n", &n, "link", "set", "lo", "up"]);
+        n
+    }
+
+    /// A node namespace on the NBMA bridge with 172.16.0.N/24 on `nbma0`.
+    pub fn node(&mut self, name: &str, n: u8) -> String {
+        let ns = self.ns(name);
+        let sw = format!("{}sw", self.tag);
+        let (a, b) = (format!("{}{n}u", self.tag), format!("{}{n}s", self.tag));
+        ok(&["ip", "link", "add", &a, "type", "veth", "peer", "name", &b]);
+        ok(&["ip", "link", "set", &a, "netns", &ns]);
+        ok(&["ip", "link", "set", &b, "netns", &sw]);
+        ok(&["ip", "-n", &sw, "link", "set", &b, "master", "br0", "up"]);
+        ok(&["ip", "-n", &ns, "link", "set", &a, "name", "nbma0", "up"]);
+        let addr = format!("172.16.0.{n}/24");
+        ok(&["ip", "-n", &ns, "addr", "add", &addr, "dev", "nbma0"]);
+        ok(&[
+            "ip",
+            "netns",
+            "exec",
+            &ns,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+        ]);
+        ns
+    }
+
+    /// A LAN host namespace behind `router`: router 10.N.0.1, host 10.N.0.10.
+    pub fn lan_host(&mut self, router: &str, n: u8) -> String {
+        let ns = self.ns(&format!("h{n}"));
+        let (a, b) = (format!("{}{n}l", self.tag), format!("{}{n}h", self.tag));
+        ok(&["ip", "link", "add", &a, "type", "veth", "peer", "name", &b]);
+        ok(&["ip", "link", "set", &a, "netns", router]);
+        ok(&["ip", "link", "set", &b, "netns", &ns]);
+        let (ra, ha, gw) = (
+            format!("10.{n}.0.1/24"),
+            format!("10.{n}.0.10/24"),
+            format!("10.{n}.0.1"),
+        );
+        ok(&["ip", "-n", router, "addr", "add", &ra, "dev", &a]);
+        ok(&["ip", "-n", router, "link", "set", &a, "up"]);
+        ok(&["ip", "-n", &ns, "addr", "add", &ha, "dev", &b]);
+        ok(&["ip", "-n", &ns, "link", "set", &b, "up"]);
+        ok(&["ip", "-n", &ns, "route", "add", "default", "via", &gw]);
+        ns
+    }
+
+    /// Starts bird in `ns` (foreground, its own config and control socket).
+    pub fn bird(&mut self, ns: &str, config: &str) {
+        let conf = self.dir.path().join(format!("{ns}.bird.conf"));
+        fs::write(&conf, config).expect("write bird config");
+        let sock = self.bird_socket(ns);
+        let log = fs::File::create(self.dir.path().join(format!("{ns}.bird.log"))).expect("log");
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns, "bird", "-f", "-c"])
+            .arg(&conf)
+            .arg("-s")
+            .arg(&sock)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn bird (install bird2)");
+        self.daemons.push((format!("{ns}.bird"), child));
+        let t0 = Instant::now();
+        while !sock.exists() {
+            if let Some((_, c)) = self.daemons.last_mut()
+                && let Ok(Some(st)) = c.try_wait()
+            {
+                panic!(
+                    "bird in {ns} exited with {st}: {}",
+                    self.log(&format!("{ns}.bird"))
+                );
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "bird in {ns} did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn bird_socket(&self, ns: &str) -> PathBuf {
+        self.dir.path().join(format!("{ns}.bird.ctl"))
+    }
+
+    /// `birdc -s SOCK <args>` output.
+    pub fn birdc(&self, ns: &str, args: &[&str]) -> String {
+        let o = Command::new("birdc")
+            .arg("-s")
+            .arg(self.bird_socket(ns))
+            .args(args)
+            .output()
+            .expect("run birdc (install bird2)");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn socket(&self, ns: &str) -> PathBuf {
+        self.path(&format!("{ns}.sock"))
+    }
+
+    pub fn keylog(&self, ns: &str) -> PathBuf {
+        self.path(&format!("{ns}.keys"))
+    }
+
+    pub fn log(&self, ns: &str) -> String {
+        fs::read_to_string(self.path(&format!("{ns}.log"))).unwrap_or_default()
+    }
+
+    /// Starts dmvpnd in `ns` (control socket and key log added to
+    /// `config`) and waits for its control socket.
+    pub fn start(&mut self, ns: &str, config: &str) {
+        let sock = self.socket(ns);
+        let _ = fs::remove_file(&sock);
+        let text = format!(
+            "[control]\nsocket = \"{}\"\n[log]\nfilter = \"info\"\nkey_log = \"{}\"\n{config}",
+            sock.display(),
+            self.keylog(ns).display()
+        );
+        let path = self.path(&format!("{ns}.toml"));
+        fs::write(&path, text).expect("write config");
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path(&format!("{ns}.log")))
+            .expect("log");
+        // `ip netns exec` execs the daemon: the child pid is dmvpnd's.
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                ns,
+                env!("CARGO_BIN_EXE_dmvpnd"),
+                "--config",
+            ])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn dmvpnd");
+        self.daemons.push((ns.to_string(), child));
+        let t0 = Instant::now();
+        while !sock.exists() {
+            if let Some((_, c)) = self.daemons.last_mut()
+                && let Ok(Some(st)) = c.try_wait()
+            {
+                panic!("dmvpnd in {ns} exited with {st}: {}", self.log(ns));
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "dmvpnd in {ns} did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn daemon(&mut self, ns: &str) -> &mut Child {
+        &mut self
+            .daemons
+            .iter_mut()
+            .rev()
+            .find(|(n, _)| n == ns)
+            .expect("daemon")
+            .1
+    }
+
+    pub fn alive(&mut self, ns: &str) -> bool {
+        matches!(self.daemon(ns).try_wait(), Ok(None))
+    }
+
+    /// Stops every daemon with SIGTERM and requires a clean exit.
+    pub fn stop_all(&mut self) {
+        for (ns, mut c) in self.daemons.drain(..) {
+            // SAFETY: kill(2) on our own child.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let st = c.wait().expect("wait");
+            assert!(st.success(), "dmvpnd in {ns}: clean exit on SIGTERM: {st}");
+        }
+    }
+
+    pub fn ctl(&self, ns: &str, req: Request) -> Reply {
+        match dmvpn_ctl::client::request(&self.socket(ns), &req) {
+            Ok(Response::Ok(r)) => r,
+            other => panic!("control request to {ns}: {other:?}"),
+        }
+    }
+
+    /// `ping -c N -i 0.2 -W 1 EXTRA… DST` in `ns`: (received, output).
+    pub fn ping_out(&self, ns: &str, dst: &str, n: u32, extra: &[&str]) -> (u32, String) {
+        let count = n.to_string();
+        let mut args = vec![
+            "ip", "netns", "exec", ns, "ping", "-n", "-c", &count, "-i", "0.2", "-W", "1",
+        ];
+        args.extend_from_slice(extra);
+        args.push(dst);
+        let o = sh(&args);
+        let out = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let got = out
+            .lines()
+            .find(|l| l.contains("packets transmitted"))
+            .and_then(|l| {
+                l.split(',')
+                    .find_map(|p| p.trim().strip_suffix(" received"))
+                    .and_then(|x| x.trim().parse().ok())
+            })
+            .unwrap_or(0);
+        (got, out)
+    }
+
+    /// Packets received by `ping -c N` from `ns` (0 when ping prints no
+    /// summary, e.g. no route).
+    pub fn ping(&self, ns: &str, dst: &str, n: u32) -> u32 {
+        self.ping_out(ns, dst, n, &[]).0
+    }
+
+    pub fn dmvpn_peers(&self, ns: &str) -> Vec<(IpAddr, DmvpnState)> {
+        match self.ctl(ns, Request::ShowDmvpn) {
+            Reply::Dmvpn(ifs) => ifs
+                .iter()
+                .flat_map(|i| i.peers.iter())
+                .flat_map(|p| p.entries.iter().map(move |e| (p.nbma, e.state)))
+                .collect(),
+            r => panic!("unexpected reply {r:?}"),
+        }
+    }
+
+    pub fn peer_up(&self, ns: &str, nbma: &str) -> bool {
+        let ip: IpAddr = nbma.parse().unwrap();
+        self.dmvpn_peers(ns)
+            .iter()
+            .any(|(n, st)| *n == ip && *st == DmvpnState::Up)
+    }
+
+    pub fn ipsec(&self, ns: &str) -> Vec<IpsecPeerSa> {
+        match self.ctl(ns, Request::ShowCryptoIpsecSa) {
+            Reply::IpsecSa(v) => v,
+            r => panic!("unexpected reply {r:?}"),
+        }
+    }
+
+    pub fn ipsec_with(&self, ns: &str, peer: &str) -> Option<IpsecPeerSa> {
+        let ip: IpAddr = peer.parse().unwrap();
+        match self.ctl(ns, Request::ShowCryptoIpsecSa) {
+            Reply::IpsecSa(v) => v.into_iter().find(|p| p.current_peer == ip),
+            r => panic!("unexpected reply {r:?}"),
+        }
+    }
+
+    /// Polls `cond` every 20 ms until it holds or `limit` passes.
+    pub fn wait(&self, what: &str, limit: Duration, mut cond: impl FnMut() -> bool) -> Duration {
+        let t0 = Instant::now();
+        loop {
+            if cond() {
+                return t0.elapsed();
+            }
+            if t0.elapsed() > limit {
+                let logs: String = self
+                    .daemons
+                    .iter()
+                    .map(|(n, _)| format!("--- {n}\n{}", self.log(n)))
+                    .collect();
+                panic!("timed out waiting for {what}\n{logs}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts `dumpcap` on `dev` in `ns` writing classic pcap to `file`;
+    /// returns once the capture file exists.
+    pub fn capture(&mut self, ns: &str, dev: &str, file: &str) -> (usize, PathBuf) {
+        let path = self.path(file);
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns, "dumpcap", "-q", "-P", "-i", dev, "-w"])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot run dumpcap (Debian package tshark)");
+        self.captures.push(child);
+        let idx = self.captures.len() - 1;
+        let t0 = Instant::now();
+        while fs::metadata(&path).map(|m| m.len()).unwrap_or(0) < 24 {
+            if let Ok(Some(st)) = self.captures[idx].try_wait() {
+                panic!("dumpcap on {dev} in {ns} exited with {st}");
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "dumpcap did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // dumpcap writes the file header right after opening the device.
+        (idx, path)
+    }
+
+    /// Stops capture `idx` (SIGINT, so dumpcap flushes) and waits for it.
+    pub fn stop_capture(&mut self, idx: usize) {
+        let c = &mut self.captures[idx];
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(c.id() as i32, libc::SIGINT) };
+        let _ = c.wait();
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for c in &mut self.captures {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for (_, c) in &mut self.daemons {
+            // SAFETY: plain kill(2) on our own child's pid.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        }
+        for (_, c) in &mut self.daemons {
+            let t0 = Instant::now();
+            while !matches!(c.try_wait(), Ok(Some(_))) && t0.elapsed() < Duration::from_secs(5) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for n in self.namespaces.iter().rev() {
+            let _ = sh(&["ip", "netns", "del", n]);
+        }
+    }
+}
