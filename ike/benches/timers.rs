@@ -102,6 +102,45 @@ fn bench(c: &mut Criterion) {
     });
     g.finish();
     assert!(hub.poll_transmit().is_none());
+
+    // Per-peer look-ups: the data plane reports traffic per packet batch,
+    // and every MM1 is checked against the half-open limits.
+    let mut g = c.benchmark_group("lookups_10k_peers");
+    let mut i = 0u32;
+    g.bench_function("note_traffic", |bn| {
+        bn.iter(|| {
+            i = (i + 7919) % PEERS;
+            let peer = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i + 1));
+            hub.note_traffic(idle, peer);
+        })
+    });
+    // Fill the global half-open budget, then time a rejected MM1 flood.
+    let lh: SocketAddr = "172.16.0.1:500".parse().unwrap();
+    let mm1 = |src: SocketAddr| {
+        let mut spoke = endpoint(u64::from(PEERS) + 1);
+        let req = Phase2Request {
+            local_proxy: None,
+            remote_proxy: None,
+        };
+        spoke.initiate_phase2(now, src, lh, req).unwrap();
+        spoke.poll_transmit().expect("MM1").payload
+    };
+    let mut n = 0u32;
+    while hub.isakmp_sas().len() < PEERS as usize + hub.config().max_half_open {
+        let src = SocketAddr::new(IpAddr::V4(Ipv4Addr::from(0x0b00_0000 + n)), 500);
+        n += 1;
+        let m = mm1(src);
+        hub.handle(idle, lh, src, &m).unwrap();
+    }
+    let src: SocketAddr = "11.255.0.1:500".parse().unwrap();
+    let m = mm1(src);
+    g.bench_function("mm1_over_half_open_limit", |bn| {
+        bn.iter(|| {
+            let r = hub.handle(idle, lh, src, &m);
+            assert_eq!(r, Err(HandleError::HalfOpenLimit));
+        })
+    });
+    g.finish();
 }
 
 criterion_group!(benches, bench);

@@ -111,7 +111,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         }
         let (ke, nonce) = self.make_ke_nonce(id);
         if let Err(e) = self.compute_p1_keys(id) {
-            self.drop_phase1(id, "invalid KE", false);
+            self.drop_phase1(now, id, "invalid KE", false);
             return Err(e);
         }
         let idp = self.local_id(local);

@@ -2,6 +2,7 @@
 //! time, collect datagrams to send, events and the next deadline.
 
 use crate::crypto::{Cipher, DhPrivate, GroupId, HashAlg};
+use crate::index::PeerIndex;
 use crate::keys::Phase1Keys;
 use crate::policy::{EngineConfig, EspTransform, IkePolicy, Mode, OfferedP2};
 use crate::state::{P1State, QmState};
@@ -10,7 +11,7 @@ use crate::wire::consts::{exchange, flags};
 use crate::wire::vendor::Vendor;
 use crate::wire::{self, Header, IdPayload, Payload, WireError};
 use rand_core::{CryptoRng, RngCore};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 use thiserror::Error;
@@ -294,6 +295,16 @@ pub(crate) struct Phase1 {
     pub natd_remote: SocketAddr,
     /// Aggressive Mode responder: IDii_b from the first message.
     pub peer_id_b: Vec<u8>,
+    /// When to start a replacement phase 1 (see `rekey.rs`).
+    pub rekey_at: Option<Instant>,
+    /// This SA was started to replace that one.
+    pub replaces: Option<SaId>,
+    /// Our replacement of this SA, in progress or established.
+    pub replaced_by: Option<SaId>,
+    /// A newer established SA with the peer exists: no DPD, no rekey.
+    pub superseded: bool,
+    /// Replaced: DELETE it once its Quick Modes in progress are done.
+    pub retiring: bool,
 }
 
 impl Phase1 {
@@ -358,6 +369,14 @@ pub struct Endpoint<R: RngCore + CryptoRng> {
     pub(crate) sas: Tracked<SaId, Phase1>,
     pub(crate) by_cookie: HashMap<([u8; 8], IpAddr), SaId>,
     pub(crate) children: Tracked<u32, ChildRecord>,
+    /// Peer address -> phase 1 SA ids.
+    pub(crate) sa_peers: PeerIndex<SaId>,
+    /// Peer address -> inbound SPIs of its child SAs.
+    pub(crate) child_peers: PeerIndex<u32>,
+    /// (peer, outbound SPI) -> inbound SPI, for DELETEs naming the peer's SPI.
+    pub(crate) by_outbound: HashMap<(IpAddr, u32), u32>,
+    /// Responder phase 1 SAs still negotiating (the global half-open count).
+    pub(crate) half_open: BTreeSet<SaId>,
     /// Earliest deadline of each phase 1 SA (its own and its Quick Modes').
     pub(crate) sa_deadlines: TimerIndex<SaId>,
     /// Earliest deadline (soft or hard lifetime) of each child SA.
@@ -376,6 +395,10 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             sas: Tracked::new(),
             by_cookie: HashMap::new(),
             children: Tracked::new(),
+            sa_peers: PeerIndex::new(),
+            child_peers: PeerIndex::new(),
+            by_outbound: HashMap::new(),
+            half_open: BTreeSet::new(),
             sa_deadlines: TimerIndex::new(),
             child_deadlines: TimerIndex::new(),
             transmits: VecDeque::new(),
@@ -456,16 +479,40 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
 
     /// The data plane saw traffic from `peer`: it is alive (DPD is idle-driven).
     pub fn note_traffic(&mut self, now: Instant, peer: IpAddr) {
-        let ids: Vec<SaId> = self
-            .sas
-            .values()
-            .filter(|s| s.remote.ip() == peer)
-            .map(|s| s.id)
-            .collect();
-        for id in ids {
-            self.sas.get_mut(&id).expect("listed").last_heard = now;
+        for id in self.sa_peers.list(peer) {
+            self.sas.get_mut(&id).expect("indexed").last_heard = now;
         }
         self.sync_timers();
+    }
+
+    /// Insert a child SA record, keeping the peer and SPI indexes.
+    pub(crate) fn insert_child(&mut self, inbound_spi: u32, c: ChildRecord) {
+        // An SPI handed out again by the allocator replaces the old record.
+        self.remove_child(inbound_spi);
+        let peer = c.remote.ip();
+        self.child_peers.insert(peer, inbound_spi);
+        self.by_outbound.insert((peer, c.outbound_spi), inbound_spi);
+        self.children.insert(inbound_spi, c);
+    }
+
+    /// Remove a child SA record and its index entries.
+    pub(crate) fn remove_child(&mut self, inbound_spi: u32) -> Option<ChildRecord> {
+        let c = self.children.remove(&inbound_spi)?;
+        let peer = c.remote.ip();
+        self.child_peers.remove(peer, inbound_spi);
+        if self.by_outbound.get(&(peer, c.outbound_spi)) == Some(&inbound_spi) {
+            self.by_outbound.remove(&(peer, c.outbound_spi));
+        }
+        Some(c)
+    }
+
+    /// The established, not retiring phase 1 SA with `peer` that new Quick
+    /// Modes, DELETEs and DPD use: the newest.
+    pub(crate) fn preferred_sa(&self, peer: IpAddr) -> Option<SaId> {
+        let up = |id: &SaId| self.sas[id].state == P1State::Complete;
+        (self.sa_peers.get(peer).rev())
+            .find(|id| up(id) && !self.sas[id].retiring)
+            .or_else(|| self.sa_peers.get(peer).rev().find(up))
     }
 
     pub(crate) fn random_bytes(&mut self, n: usize) -> Vec<u8> {
@@ -693,15 +740,17 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                 }
             }
         }
+        // A replaced SA goes once its last Quick Mode is done.
+        self.try_retire(now, id);
         r
     }
 
     /// Whether we hold any other SA with `peer` (then INITIAL-CONTACT must not be sent).
     pub(crate) fn has_other_state(&self, peer: IpAddr, except: SaId) -> bool {
-        self.sas
-            .values()
-            .any(|s| s.id != except && s.remote.ip() == peer && s.state == P1State::Complete)
-            || self.children.values().any(|c| c.remote.ip() == peer)
+        self.sa_peers
+            .get(peer)
+            .any(|id| id != except && self.sas[&id].state == P1State::Complete)
+            || self.child_peers.has(peer)
     }
 
     /// Ask for IPsec SAs with `remote`; brings up phase 1 first if needed.
@@ -729,23 +778,24 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             return Err(CommandError::NoPolicy);
         }
         // An established or in-progress phase 1 with this peer?
+        // Prefer the newest established SA that is not being retired.
         let existing = self
-            .sas
-            .values()
-            .filter(|s| s.remote.ip() == remote.ip())
-            .max_by_key(|s| (s.state == P1State::Complete, s.id))
+            .sa_peers
+            .get(remote.ip())
+            .map(|id| &self.sas[&id])
+            .max_by_key(|s| {
+                let up = s.state == P1State::Complete;
+                (up && !s.retiring, up, s.id)
+            })
             .map(|s| (s.id, s.state == P1State::Complete));
         // A request already being negotiated is not started twice (the data
         // plane may ask once per queued packet).
-        let busy = self.sas.values().any(|s| {
-            s.remote.ip() == remote.ip()
-                && (s.pending.iter().any(|(r, k)| *r == req && *k == rekey_of)
-                    || s.qms.values().any(|q| {
-                        q.initiator
-                            && q.done_at.is_none()
-                            && q.request == req
-                            && q.rekey_of == rekey_of
-                    }))
+        let busy = self.sa_peers.get(remote.ip()).any(|id| {
+            let s = &self.sas[&id];
+            s.pending.iter().any(|(r, k)| *r == req && *k == rekey_of)
+                || s.qms.values().any(|q| {
+                    q.initiator && q.done_at.is_none() && q.request == req && q.rekey_of == rekey_of
+                })
         });
         if busy {
             return Ok(());
@@ -837,16 +887,36 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             natd_local: local,
             natd_remote: remote,
             peer_id_b: vec![],
+            rekey_at: None,
+            replaces: None,
+            replaced_by: None,
+            superseded: false,
+            retiring: false,
         };
         self.by_cookie.insert((icookie, remote.ip()), id);
+        self.sa_peers.insert(remote.ip(), id);
         self.sas.insert(id, s);
         id
     }
 
-    /// Remove a phase 1 SA (children survive, as on IOS).
-    pub(crate) fn drop_phase1(&mut self, id: SaId, reason: &str, established: bool) {
-        if let Some(s) = self.sas.remove(&id) {
+    /// Remove a phase 1 SA (children survive, as on IOS). Quick Modes we
+    /// had in progress on it move to another SA with the peer.
+    pub(crate) fn drop_phase1(&mut self, now: Instant, id: SaId, reason: &str, established: bool) {
+        self.drop_phase1_inner(now, id, reason, established, true)
+    }
+
+    pub(crate) fn drop_phase1_inner(
+        &mut self,
+        now: Instant,
+        id: SaId,
+        reason: &str,
+        established: bool,
+        rehome: bool,
+    ) {
+        if let Some(mut s) = self.sas.remove(&id) {
             self.by_cookie.remove(&(s.icookie, s.remote.ip()));
+            self.sa_peers.remove(s.remote.ip(), id);
+            self.half_open.remove(&id);
             ike!("ISAKMP ({}): deleting SA reason \"{}\"", id, reason);
             if established {
                 self.events.push_back(Event::Phase1Down {
@@ -860,12 +930,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                     reason: reason.into(),
                 });
             }
-            for _ in s.pending {
-                self.events.push_back(Event::Phase2Failed {
-                    remote: s.remote,
-                    reason: format!("phase 1 failed: {reason}"),
-                });
-            }
+            self.after_phase1_gone(now, &mut s, established, reason, rehome);
         }
     }
 
@@ -897,9 +962,11 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             self.sas.get_mut(&id).expect("sa").next_keepalive = Some(now + ka);
         }
         self.events.push_back(Event::Phase1Up { id, local, remote });
+        self.schedule_p1_rekey(id, life);
         for (req, rekey_of) in pending {
             self.qm_initiate(now, id, req, rekey_of);
         }
+        self.reconcile_peer(now, remote.ip());
     }
 
     /// Delete a child SA by its inbound SPI, telling the peer.
@@ -909,7 +976,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
     }
 
     fn delete_child_inner(&mut self, now: Instant, inbound_spi: u32) {
-        if let Some(c) = self.children.remove(&inbound_spi) {
+        if let Some(c) = self.remove_child(inbound_spi) {
             self.send_delete_esp(now, c.remote, inbound_spi);
             self.events.push_back(Event::ChildSaDeleted {
                 remote: c.remote,
@@ -922,55 +989,44 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
 
     /// `clear crypto sa peer`: delete everything with `peer`, telling it.
     pub fn delete_peer(&mut self, now: Instant, peer: IpAddr) {
-        let spis: Vec<u32> = self
-            .children
-            .iter()
-            .filter(|(_, c)| c.remote.ip() == peer)
-            .map(|(s, _)| *s)
-            .collect();
-        for s in spis {
+        for s in self.child_peers.list(peer) {
             self.delete_child_inner(now, s);
         }
-        let ids: Vec<SaId> = self
-            .sas
-            .values()
-            .filter(|s| s.remote.ip() == peer)
-            .map(|s| s.id)
-            .collect();
-        for id in ids {
+        for id in self.sa_peers.list(peer) {
             self.send_delete_isakmp(now, id);
             let est = self.sas[&id].state == P1State::Complete;
-            self.drop_phase1(id, "cleared by request", est);
+            self.drop_phase1_inner(now, id, "cleared by request", est, false);
         }
         self.sync_timers();
     }
 
     /// Remove all state for `peer` without telling it (peer dead / INITIAL-CONTACT).
-    pub(crate) fn purge_peer(&mut self, peer: IpAddr, keep: Option<SaId>, reason: &str) {
-        self.purge_peer_inner(peer, keep, reason, false)
+    pub(crate) fn purge_peer(
+        &mut self,
+        now: Instant,
+        peer: IpAddr,
+        keep: Option<SaId>,
+        reason: &str,
+    ) {
+        self.purge_peer_inner(now, peer, keep, reason, false)
     }
 
     /// INITIAL-CONTACT: forget the peer's established SAs; negotiations in
     /// progress (e.g. our own simultaneous initiation) are left alone.
-    pub(crate) fn purge_for_initial_contact(&mut self, peer: IpAddr, keep: SaId) {
-        self.purge_peer_inner(peer, Some(keep), "INITIAL-CONTACT", true)
+    pub(crate) fn purge_for_initial_contact(&mut self, now: Instant, peer: IpAddr, keep: SaId) {
+        self.purge_peer_inner(now, peer, Some(keep), "INITIAL-CONTACT", true)
     }
 
     fn purge_peer_inner(
         &mut self,
+        now: Instant,
         peer: IpAddr,
         keep: Option<SaId>,
         reason: &str,
         established_only: bool,
     ) {
-        let spis: Vec<u32> = self
-            .children
-            .iter()
-            .filter(|(_, c)| c.remote.ip() == peer)
-            .map(|(s, _)| *s)
-            .collect();
-        for s in spis {
-            let c = self.children.remove(&s).expect("listed");
+        for s in self.child_peers.list(peer) {
+            let c = self.remove_child(s).expect("listed");
             self.events.push_back(Event::ChildSaDeleted {
                 remote: c.remote,
                 inbound_spi: s,
@@ -979,14 +1035,16 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             });
         }
         let ids: Vec<(SaId, bool)> = self
-            .sas
-            .values()
-            .filter(|s| s.remote.ip() == peer && Some(s.id) != keep)
+            .sa_peers
+            .get(peer)
+            .map(|id| &self.sas[&id])
+            .filter(|s| Some(s.id) != keep)
             .filter(|s| !established_only || s.state == P1State::Complete)
             .map(|s| (s.id, s.state == P1State::Complete))
             .collect();
         for (id, est) in ids {
-            self.drop_phase1(id, reason, est);
+            // The kept SA (INITIAL-CONTACT) may take over our Quick Modes.
+            self.drop_phase1_inner(now, id, reason, est, keep.is_some());
         }
     }
 
@@ -1024,8 +1082,14 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
     /// Re-derive the indexed deadlines of every SA touched since the last sync.
     pub(crate) fn sync_timers(&mut self) {
         for id in self.sas.take_dirty() {
-            let at = self.sas.get(&id).and_then(|s| p1_deadline(&self.cfg, s));
+            let s = self.sas.get(&id);
+            let at = s.and_then(|s| p1_deadline(&self.cfg, s));
             self.sa_deadlines.set(id, at);
+            if s.is_some_and(|s| !s.initiator && s.state != P1State::Complete) {
+                self.half_open.insert(id);
+            } else {
+                self.half_open.remove(&id);
+            }
         }
         for spi in self.children.take_dirty() {
             let at = self.children.get(&spi).map(child_deadline);
@@ -1063,7 +1127,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                 continue;
             };
             if c.hard <= now {
-                let c = self.children.remove(&spi).expect("listed");
+                let c = self.remove_child(spi).expect("listed");
                 self.send_delete_esp(now, c.remote, spi);
                 self.events.push_back(Event::ChildSaDeleted {
                     remote: c.remote,
@@ -1147,7 +1211,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                     payload: vec![0xff],
                 });
             }
-            if let (Some(d), true) = (dpd_cfg, s.peer_dpd && s.state == P1State::Complete) {
+            if let (Some(d), true) = (dpd_cfg, dpd_runs(s)) {
                 match s.dpd.outstanding {
                     None if s.last_heard + d.interval <= now => send_dpd = true,
                     Some((_, deadline, tries)) if deadline <= now => {
@@ -1170,7 +1234,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                 peer
             );
             self.events.push_back(Event::PeerDead { remote: peer });
-            self.purge_peer(peer, None, "peer dead (DPD)");
+            self.purge_peer(now, peer, None, "peer dead (DPD)");
             return;
         }
         if send_dpd {
@@ -1185,21 +1249,25 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                     .sas
                     .get(&id)
                     .is_some_and(|s| s.state == P1State::Complete);
-            self.drop_phase1(id, reason, est);
+            self.drop_phase1(now, id, reason, est);
+            return;
         }
+        if self.sas[&id].rekey_at.is_some_and(|r| r <= now) {
+            self.start_p1_rekey(now, id, false);
+        }
+        // Its last Quick Mode may just have timed out.
+        self.try_retire(now, id);
     }
 
     /// Whether the source address already has too many half-open SAs.
-    pub(crate) fn half_open_exceeded(&self, peer: IpAddr) -> bool {
-        let open = |s: &&Phase1| !s.initiator && s.state != P1State::Complete;
-        let total = self.sas.values().filter(open).count();
+    pub(crate) fn half_open_exceeded(&mut self, peer: IpAddr) -> bool {
+        self.sync_timers();
         let per = self
-            .sas
-            .values()
-            .filter(open)
-            .filter(|s| s.remote.ip() == peer)
+            .sa_peers
+            .get(peer)
+            .filter(|id| self.half_open.contains(id))
             .count();
-        total >= self.cfg.max_half_open || per >= self.cfg.max_half_open_per_peer
+        self.half_open.len() >= self.cfg.max_half_open || per >= self.cfg.max_half_open_per_peer
     }
 
     /// The ID payload we send in phase 1.
@@ -1278,16 +1346,20 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
 /// keepalive, DPD (probe due or answer overdue) and its Quick Modes'
 /// retransmissions and post-completion clean-up.
 pub(crate) fn p1_deadline(cfg: &EngineConfig, s: &Phase1) -> Option<Instant> {
-    let dpd_idle = match (cfg.dpd, s.peer_dpd && s.state == P1State::Complete) {
+    let dpd_idle = match (cfg.dpd, dpd_runs(s)) {
         (Some(d), true) if s.dpd.outstanding.is_none() => Some(s.last_heard + d.interval),
         _ => None,
     };
+    let rekey = s
+        .rekey_at
+        .filter(|_| !s.superseded && !s.retiring && s.replaced_by.is_none());
     let own = [
         s.retx.as_ref().map(|r| r.deadline),
         s.expires,
         s.next_keepalive,
         s.dpd.outstanding.map(|o| o.1),
         dpd_idle,
+        rekey,
     ];
     let qms = s.qms.values().flat_map(|q| {
         [
@@ -1296,6 +1368,11 @@ pub(crate) fn p1_deadline(cfg: &EngineConfig, s: &Phase1) -> Option<Instant> {
         ]
     });
     own.into_iter().chain(qms).flatten().min()
+}
+
+/// DPD runs on the newest established SA with a peer that supports it.
+fn dpd_runs(s: &Phase1) -> bool {
+    s.peer_dpd && s.state == P1State::Complete && !s.superseded && !s.retiring
 }
 
 /// Earliest timer of one child SA: rekey (soft) or expiry (hard).

@@ -33,16 +33,8 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         self.queue(id, msg);
     }
 
-    fn established_with(&self, remote: SocketAddr) -> Option<SaId> {
-        self.sas
-            .values()
-            .filter(|s| s.remote.ip() == remote.ip() && s.state == P1State::Complete)
-            .map(|s| s.id)
-            .max()
-    }
-
     pub(crate) fn send_delete_esp(&mut self, now: Instant, remote: SocketAddr, inbound_spi: u32) {
-        if let Some(id) = self.established_with(remote) {
+        if let Some(id) = self.preferred_sa(remote.ip()) {
             ike!(
                 "ISAKMP ({}): sending DELETE for ESP SPI {:#010X}",
                 id,
@@ -130,7 +122,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                         self.sas[&id].remote.ip()
                     );
                     if !est && n.msg_type < 8192 {
-                        self.drop_phase1(id, notify_name(n.msg_type), false);
+                        self.drop_phase1(now, id, notify_name(n.msg_type), false);
                         return Ok(());
                     }
                 }
@@ -164,7 +156,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             }
             match x {
                 Payload::Notify(n) => self.on_notify(now, id, n),
-                Payload::Delete(d) => self.on_delete(id, d),
+                Payload::Delete(d) => self.on_delete(now, id, d),
                 _ => {}
             }
         }
@@ -212,7 +204,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             }
             notify::INITIAL_CONTACT => {
                 let peer = self.sas[&id].remote.ip();
-                self.purge_for_initial_contact(peer, id);
+                self.purge_for_initial_contact(now, peer, id);
             }
             t if t < 8192 => {
                 // An error about one of our Quick Modes (SPI = our proposal SPI).
@@ -239,25 +231,50 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         }
     }
 
-    fn on_delete(&mut self, id: SaId, d: DeletePayload) {
+    fn on_delete(&mut self, now: Instant, id: SaId, d: DeletePayload) {
+        let peer = self.sas[&id].remote.ip();
         match d.protocol {
             proto::ISAKMP => {
-                ike!("ISAKMP ({}): peer deleted the ISAKMP SA", id);
-                self.drop_phase1(id, "deleted by peer", true);
+                // The DELETE names the SA by its cookies; it may travel on a
+                // newer SA than the one it deletes (after a phase 1 rekey).
+                let named: Vec<SaId> = d
+                    .spis
+                    .iter()
+                    .filter(|s| s.len() == 16)
+                    .filter_map(|s| {
+                        let ic: [u8; 8] = s[..8].try_into().expect("len 16");
+                        let sid = *self.by_cookie.get(&(ic, peer))?;
+                        (self.sas[&sid].rcookie[..] == s[8..]).then_some(sid)
+                    })
+                    .collect();
+                if d.spis.is_empty() {
+                    ike!("ISAKMP ({}): peer deleted the ISAKMP SA", id);
+                    self.drop_phase1(now, id, "deleted by peer", true);
+                } else if named.is_empty() {
+                    ike!(
+                        "ISAKMP ({}): DELETE for an ISAKMP SA we do not hold, ignored",
+                        id
+                    );
+                }
+                for sid in named {
+                    ike!("ISAKMP ({}): peer deleted the ISAKMP SA", sid);
+                    let est = self.sas[&sid].state == P1State::Complete;
+                    self.drop_phase1(now, sid, "deleted by peer", est);
+                }
             }
             proto::ESP | proto::AH => {
                 for spi in d.spis.iter().filter(|s| s.len() == 4) {
                     let out = u32::from_be_bytes(spi[..4].try_into().expect("len 4"));
                     // Normally the sender's inbound SPI (our outbound); a peer that
                     // failed to install may name ours instead.
-                    let found = self
-                        .children
-                        .iter()
-                        .find(|(_, c)| c.outbound_spi == out)
-                        .map(|(k, _)| *k)
-                        .or_else(|| self.children.contains_key(&out).then_some(out));
+                    let found = self.by_outbound.get(&(peer, out)).copied().or_else(|| {
+                        self.children
+                            .get(&out)
+                            .is_some_and(|c| c.remote.ip() == peer)
+                            .then_some(out)
+                    });
                     if let Some(inb) = found {
-                        let c = self.children.remove(&inb).expect("found");
+                        let c = self.remove_child(inb).expect("found");
                         ike!(
                             "IPSEC: peer deleted SA pair {:#010X}/{:#010X}",
                             inb,

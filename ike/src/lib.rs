@@ -53,12 +53,14 @@
 mod aggressive_mode;
 pub mod crypto;
 pub mod endpoint;
+mod index;
 mod informational;
 pub mod keylog;
 pub mod keys;
 mod main_mode;
 pub mod policy;
 mod quick_mode;
+mod rekey;
 pub mod state;
 mod timers;
 pub mod wire;

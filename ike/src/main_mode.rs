@@ -512,7 +512,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                 }
                 let (ke, nonce) = self.make_ke_nonce(id);
                 if let Err(e) = self.compute_p1_keys(id) {
-                    self.drop_phase1(id, "invalid KE", false);
+                    self.drop_phase1(now, id, "invalid KE", false);
                     return Err(e);
                 }
                 self.natd_check(id, &payloads);
@@ -566,7 +566,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                     s.last_rx = data.to_vec();
                     s.set_state(P1State::RMm5);
                 }
-                self.honour_initial_contact(id, &p);
+                self.honour_initial_contact(now, id, &p);
                 let msg = self.build_auth_msg(id, exchange::MAIN, false);
                 self.sas.get_mut(&id).expect("sa").set_state(P1State::RMm6);
                 self.send_p1(now, id, msg, false);
@@ -686,7 +686,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
     }
 
     /// INITIAL-CONTACT: the peer rebooted; forget its older SAs.
-    pub(crate) fn honour_initial_contact(&mut self, id: SaId, p: &Spanned) {
+    pub(crate) fn honour_initial_contact(&mut self, now: Instant, id: SaId, p: &Spanned) {
         let ic = p
             .iter()
             .any(|(x, _)| matches!(x, Payload::Notify(n) if n.msg_type == notify::INITIAL_CONTACT));
@@ -697,7 +697,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                 id,
                 peer
             );
-            self.purge_for_initial_contact(peer, id);
+            self.purge_for_initial_contact(now, peer, id);
         }
     }
 }

@@ -292,6 +292,9 @@ pub struct EngineConfig {
     pub max_half_open: usize,
     /// Rekey child SAs this long before they expire.
     pub rekey_margin: Duration,
+    /// Replace phase 1 SAs before their lifetime ends while IPsec SAs with
+    /// the peer exist (initiator at 85-90 %, responder at 95 %; `rekey.rs`).
+    pub phase1_rekey: bool,
     /// NAT keepalive interval (UDP 4500, one 0xff byte).
     pub nat_keepalive: Duration,
 }
@@ -316,6 +319,7 @@ impl Default for EngineConfig {
             max_half_open_per_peer: 8,
             max_half_open: 1024,
             rekey_margin: Duration::from_secs(30),
+            phase1_rekey: true,
             nat_keepalive: Duration::from_secs(20),
         }
     }

@@ -854,7 +854,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         );
         let life = Duration::from_secs(c.lifetime_secs as u64);
         let margin = self.cfg.rekey_margin.min(life / 2);
-        self.children.insert(
+        self.insert_child(
             c.inbound_spi,
             ChildRecord {
                 local: c.local,

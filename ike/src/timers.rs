@@ -210,6 +210,7 @@ mod tests {
             DeletePeer(bool),
             Traffic(bool),
             Dpd(bool, bool),
+            RekeyP1(bool),
         }
 
         fn op() -> impl Strategy<Value = Op> {
@@ -222,6 +223,7 @@ mod tests {
                 1 => any::<bool>().prop_map(Op::DeletePeer),
                 1 => any::<bool>().prop_map(Op::Traffic),
                 1 => (any::<bool>(), any::<bool>()).prop_map(|(a, b)| Op::Dpd(a, b)),
+                1 => any::<bool>().prop_map(Op::RekeyP1),
             ]
         }
 
@@ -232,6 +234,23 @@ mod tests {
             e.sync_timers();
             assert_eq!(e.poll_timeout(), e.scan_timeout());
             assert_eq!(e.sa_deadlines.iter().count(), e.sa_deadlines.len());
+            // The peer indexes list exactly the SAs held with each peer.
+            assert_eq!(e.sa_peers.len(), e.sas.len());
+            for (id, s) in e.sas.iter() {
+                assert!(e.sa_peers.get(s.remote.ip()).any(|x| x == *id));
+                let open = !s.initiator && s.state != crate::state::P1State::Complete;
+                assert_eq!(e.half_open.contains(id), open, "half-open {id}");
+            }
+            assert!(e.half_open.iter().all(|id| e.sas.contains_key(id)));
+            assert_eq!(e.child_peers.len(), e.children.len());
+            assert_eq!(e.by_outbound.len(), e.children.len());
+            for (spi, c) in e.children.iter() {
+                assert!(e.child_peers.get(c.remote.ip()).any(|x| x == *spi));
+                assert_eq!(
+                    e.by_outbound.get(&(c.remote.ip(), c.outbound_spi)),
+                    Some(spi)
+                );
+            }
             let mut n = 0;
             for (id, s) in e.sas.iter() {
                 let want = crate::endpoint::p1_deadline(&e.cfg, s);
@@ -286,6 +305,10 @@ mod tests {
                         Op::Traffic(x) => {
                             let (i, j) = (usize::from(x), usize::from(!x));
                             eps[i].note_traffic(now, addr[j].ip());
+                        }
+                        Op::RekeyP1(x) => {
+                            let (i, j) = (usize::from(x), usize::from(!x));
+                            eps[i].rekey_isakmp(now, addr[j].ip());
                         }
                         Op::Dpd(x, on) => {
                             let e = &mut eps[usize::from(x)];

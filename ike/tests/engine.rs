@@ -880,6 +880,8 @@ fn aggressive_mode_behind_nat() {
 fn phase1_expiry_keeps_children_and_rekey_renegotiates() {
     let mut cfg = seed_cfg();
     cfg.policies[0].lifetime = 100;
+    // Phase 1 is left to expire: no replacement ahead of time.
+    cfg.phase1_rekey = false;
     cfg.sa_lifetime_secs = 300;
     let mut net = Net::new(cfg.clone(), cfg);
     net.initiate();
@@ -1053,4 +1055,235 @@ fn chaos_then_convergence() {
             );
         }
     }
+}
+
+/// Phase 1 600 s and phase 2 120 s, DPD on, traffic noted every second:
+/// across three phase 1 lifetimes both engines always hold an established
+/// ISAKMP SA and a matching IPsec SA pair, and each replaced ISAKMP SA is
+/// deleted.
+#[test]
+fn phase1_rekey_with_traffic_three_lifetimes() {
+    let mut cfg = seed_cfg();
+    cfg.policies[0].lifetime = 600;
+    cfg.sa_lifetime_secs = 120;
+    cfg.dpd = Some(DpdConfig {
+        interval: Duration::from_secs(10),
+        retry: Duration::from_secs(2),
+        max_retries: 3,
+    });
+    let mut net = Net::new(cfg.clone(), cfg);
+    net.initiate();
+    net.pump();
+    let first = net.a.ep.isakmp_sas()[0].id;
+    let (pa, pb) = (net.a.addr, net.b.addr);
+    let mut max_sas = 0;
+    for _ in 0..3 * 600 + 30 {
+        net.run_for(Duration::from_secs(1));
+        let now = net.now;
+        net.a.ep.note_traffic(now, pb);
+        net.b.ep.note_traffic(now, pa);
+        for n in [&net.a, &net.b] {
+            let sas = n.ep.isakmp_sas();
+            assert!(sas.iter().any(|s| s.state == "QM_IDLE"), "no ISAKMP SA");
+            max_sas = max_sas.max(sas.len());
+        }
+        let (ca, cb) = (net.a.ep.child_sas(), net.b.ep.child_sas());
+        assert!(
+            ca.iter().any(|a| cb
+                .iter()
+                .any(|b| a.inbound_spi == b.outbound_spi && a.outbound_spi == b.inbound_spi)),
+            "no IPsec SA pair: {ca:?} {cb:?}"
+        );
+    }
+    let ups = |n: &Node| count(n, |e| matches!(e, Event::Phase1Up { .. }));
+    assert!(ups(&net.a) >= 4, "three rekeys: {}", ups(&net.a));
+    assert_eq!(ups(&net.a), ups(&net.b));
+    let replaced = count(
+        &net.a,
+        |e| matches!(e, Event::Phase1Down { reason, .. } if reason.contains("replaced")),
+    );
+    let deleted = count(
+        &net.b,
+        |e| matches!(e, Event::Phase1Down { reason, .. } if reason == "deleted by peer"),
+    );
+    assert_eq!(replaced, ups(&net.a) - 1);
+    assert_eq!(deleted, replaced);
+    assert!(max_sas <= 2);
+    assert_eq!(net.a.ep.isakmp_sas().len(), 1);
+    assert_eq!(net.b.ep.isakmp_sas().len(), 1);
+    assert_ne!(net.a.ep.isakmp_sas()[0].id, first);
+    // The initiator keeps rekeying: the last SA is again A's.
+    assert!(net.a.ep.isakmp_sas()[0].initiator);
+    let failed = |e: &Event| {
+        matches!(
+            e,
+            Event::Phase1Failed { .. } | Event::Phase2Failed { .. } | Event::PeerDead { .. }
+        )
+    };
+    assert_eq!(count(&net.a, failed), 0);
+    assert_eq!(count(&net.b, failed), 0);
+    assert!(net.a.errors.is_empty(), "{:?}", net.a.errors);
+    assert!(net.b.errors.is_empty(), "{:?}", net.b.errors);
+    // Phase 2 rekeyed all along (every 90 s), with no gap checked above.
+    assert!(count(&net.a, |e| matches!(e, Event::ChildSaRekeyed { .. })) >= 19);
+}
+
+/// No traffic: DPD alone keeps the peer alive across phase 1 rekeys.
+#[test]
+fn phase1_rekey_keeps_dpd_going() {
+    let mut cfg = seed_cfg();
+    cfg.policies[0].lifetime = 300;
+    cfg.sa_lifetime_secs = 3600;
+    cfg.dpd = Some(DpdConfig {
+        interval: Duration::from_secs(10),
+        retry: Duration::from_secs(2),
+        max_retries: 3,
+    });
+    let mut net = Net::new(cfg.clone(), cfg);
+    net.initiate();
+    net.pump();
+    net.run_for(Duration::from_secs(1000));
+    assert!(count(&net.a, |e| matches!(e, Event::Phase1Up { .. })) >= 4);
+    assert_eq!(count(&net.a, |e| matches!(e, Event::PeerDead { .. })), 0);
+    assert_eq!(count(&net.b, |e| matches!(e, Event::PeerDead { .. })), 0);
+    assert_eq!(net.a.ep.isakmp_sas().len(), 1);
+    assert_eq!(net.b.ep.isakmp_sas().len(), 1);
+    // DPD still detects a dead peer on the newest SA.
+    net.filter = Box::new(|_, _, _| false);
+    net.run_for(Duration::from_secs(60));
+    assert_eq!(count(&net.a, |e| matches!(e, Event::PeerDead { .. })), 1);
+    assert!(net.a.ep.isakmp_sas().is_empty());
+}
+
+/// Both sides start a replacement at the same instant: they settle on one
+/// ISAKMP SA (the same on both sides) and phase 2 keeps working on it.
+#[test]
+fn simultaneous_phase1_rekey_converges() {
+    let mut cfg = seed_cfg();
+    cfg.sa_lifetime_secs = 3600;
+    let mut net = Net::new(cfg.clone(), cfg);
+    net.initiate();
+    net.pump();
+    let old_child = installed(&net.a)[0].inbound_spi;
+    let now = net.now;
+    assert!(net.a.ep.rekey_isakmp(now, net.b.addr));
+    assert!(net.b.ep.rekey_isakmp(now, net.a.addr));
+    // A replacement already under way is not started twice.
+    assert!(!net.a.ep.rekey_isakmp(now, net.b.addr));
+    net.pump();
+    for n in [&net.a, &net.b] {
+        let sas = n.ep.isakmp_sas();
+        assert_eq!(sas.len(), 1, "{sas:?}");
+        assert_eq!(sas[0].state, "QM_IDLE");
+        assert_eq!(count(n, |e| matches!(e, Event::Phase1Up { .. })), 3);
+        assert_eq!(count(n, |e| matches!(e, Event::Phase1Down { .. })), 2);
+    }
+    // Exactly one side initiated the survivor.
+    assert_ne!(
+        net.a.ep.isakmp_sas()[0].initiator,
+        net.b.ep.isakmp_sas()[0].initiator
+    );
+    assert!(net.a.ep.child_spis().contains(&old_child));
+    // Quick Modes in both directions run on the surviving SA.
+    net.initiate();
+    let req = Phase2Request {
+        local_proxy: None,
+        remote_proxy: None,
+    };
+    let (l, r) = (
+        SocketAddr::new(net.b.addr, 500),
+        SocketAddr::new(net.a.addr, 500),
+    );
+    net.b.ep.initiate_phase2(net.now, l, r, req).unwrap();
+    net.pump();
+    assert_eq!(installed(&net.a).len(), 3);
+    assert_eq!(installed(&net.b).len(), 3);
+    assert_eq!(net.a.ep.isakmp_sas().len(), 1);
+    // DELETEs crossing for an SA already gone are the only drops.
+    for e in net.a.errors.iter().chain(&net.b.errors) {
+        assert!(matches!(e, HandleError::UnknownSa(_)), "{e:?}");
+    }
+}
+
+/// Initiator without phase 1 rekey (as IOS): the responder replaces the SA
+/// at 95 % of its lifetime and deletes the old one.
+#[test]
+fn responder_rekeys_phase1_when_initiator_does_not() {
+    let mut a = seed_cfg();
+    a.policies[0].lifetime = 200;
+    a.sa_lifetime_secs = 3600;
+    a.phase1_rekey = false;
+    let mut b = a.clone();
+    b.phase1_rekey = true;
+    let mut net = Net::new(a, b);
+    net.initiate();
+    net.pump();
+    net.run_for(Duration::from_secs(189));
+    assert_eq!(count(&net.b, |e| matches!(e, Event::Phase1Up { .. })), 1);
+    net.run_for(Duration::from_secs(2));
+    assert_eq!(count(&net.b, |e| matches!(e, Event::Phase1Up { .. })), 2);
+    for n in [&net.a, &net.b] {
+        let sas = n.ep.isakmp_sas();
+        assert_eq!(sas.len(), 1);
+    }
+    assert!(net.b.ep.isakmp_sas()[0].initiator);
+    assert_eq!(
+        count(
+            &net.a,
+            |e| matches!(e, Event::Phase1Down { reason, .. } if reason == "deleted by peer")
+        ),
+        1
+    );
+    assert_eq!(net.a.ep.child_spis().len(), 1);
+    assert_eq!(net.b.ep.child_spis().len(), 1);
+}
+
+/// Without IPsec SAs an ISAKMP SA is not renewed: it ends with its
+/// lifetime and disappears from `show crypto isakmp sa`.
+#[test]
+fn idle_phase1_expires_without_replacement() {
+    let mut cfg = seed_cfg();
+    cfg.policies[0].lifetime = 100;
+    cfg.sa_lifetime_secs = 3600;
+    let mut net = Net::new(cfg.clone(), cfg);
+    net.initiate();
+    net.pump();
+    let spi = net.a.ep.child_spis()[0];
+    net.a.ep.delete_child(net.now, spi);
+    net.pump();
+    assert!(net.b.ep.child_spis().is_empty());
+    net.run_for(Duration::from_secs(99));
+    assert_eq!(net.a.ep.isakmp_sas().len(), 1);
+    net.run_for(Duration::from_secs(2));
+    assert!(net.a.ep.isakmp_sas().is_empty());
+    assert!(net.b.ep.isakmp_sas().is_empty());
+    assert_eq!(count(&net.a, |e| matches!(e, Event::Phase1Up { .. })), 1);
+}
+
+/// A phase 2 rekey running on the old ISAKMP SA when the new one comes up
+/// finishes there before the old SA is deleted: no child SA is lost.
+#[test]
+fn phase1_rekey_waits_for_quick_mode_on_old_sa() {
+    let mut cfg = seed_cfg();
+    cfg.policies[0].lifetime = 3600;
+    cfg.sa_lifetime_secs = 3600;
+    let mut net = Net::new(cfg.clone(), cfg);
+    net.initiate();
+    net.pump();
+    // Start a Quick Mode on the old SA and hold its answer back.
+    net.initiate();
+    let qm1 = net.a.ep.poll_transmit().unwrap();
+    let now = net.now;
+    assert!(net.a.ep.rekey_isakmp(now, net.b.addr));
+    net.pump();
+    // The new SA is up; the old one waits for its Quick Mode.
+    assert_eq!(net.a.ep.isakmp_sas().len(), 2);
+    net.deliver(true, qm1);
+    net.pump();
+    assert_eq!(installed(&net.a).len(), 2);
+    assert_eq!(installed(&net.b).len(), 2);
+    assert_eq!(net.a.ep.isakmp_sas().len(), 1);
+    assert_eq!(net.b.ep.isakmp_sas().len(), 1);
+    assert_eq!(net.a.ep.child_spis().len(), 2);
+    assert_eq!(net.b.ep.child_spis().len(), 2);
 }
