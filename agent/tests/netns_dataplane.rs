@@ -164,7 +164,18 @@ impl Node {
     }
 
     /// Starts with a control channel (commands in, events out).
-    fn start_with(ns: &str, tunnel: Ipv4Addr, engine: Engine, mut ctl: Option<Control>) -> Node {
+    fn start_with(ns: &str, tunnel: Ipv4Addr, engine: Engine, ctl: Option<Control>) -> Node {
+        Self::start_opts(ns, tunnel, engine, ctl, true)
+    }
+
+    /// Starts with a control channel and TUN offload asked for or not.
+    fn start_opts(
+        ns: &str,
+        tunnel: Ipv4Addr,
+        engine: Engine,
+        mut ctl: Option<Control>,
+        offload: bool,
+    ) -> Node {
         let ns = ns.to_string();
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -179,7 +190,11 @@ impl Node {
                         name: "tun0".into(),
                         mtu: 1400,
                         ipv4: Some((tunnel, 24)),
+                        offload,
                     })?;
+                    if !offload {
+                        assert!(!tun.offload(), "offload on although not asked for");
+                    }
                     Dataplane::new(engine, tun)
                 })?;
                 Ok((rt, dp))
@@ -499,6 +514,94 @@ fn throughput_plain_gre() {
 #[test]
 fn throughput_esp_aes128_sha1() {
     blast(Protection::Esp, "ESP aes128-sha1");
+}
+
+/// Deterministic test data: byte `i` of the stream.
+fn stream_byte(i: usize) -> u8 {
+    (i.wrapping_mul(2_654_435_761) >> 13) as u8
+}
+
+/// Sends `len` bytes over TCP from A to B through the tunnel and checks
+/// that every byte arrives in order. Returns both sides' stats.
+fn tcp_transfer(
+    protection: Protection,
+    offload: bool,
+    len: usize,
+) -> (DataplaneStats, DataplaneStats) {
+    let p = Pair::new();
+    let (ea, eb) = engines(protection, AK_AB);
+    let a = Node::start_opts(&p.a, TUN_A, ea, None, offload);
+    let b = Node::start_opts(&p.b, TUN_B, eb, None, offload);
+    let listener = in_ns(&p.b, || {
+        std::net::TcpListener::bind((TUN_B, 5201)).expect("listen")
+    });
+    let receiver = thread::spawn(move || {
+        let (mut s, _) = listener.accept().expect("accept");
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut buf = vec![0u8; 65536];
+        let (mut got, mut bad) = (0usize, None);
+        loop {
+            match io::Read::read(&mut s, &mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    if bad.is_none()
+                        && let Some(k) = (0..n).find(|&k| buf[k] != stream_byte(got + k))
+                    {
+                        bad = Some(got + k);
+                    }
+                    got += n;
+                }
+                Err(e) => panic!("receive failed after {got} bytes: {e}"),
+            }
+        }
+        (got, bad)
+    });
+    let mut tx = in_ns(&p.a, || {
+        let s = std::net::TcpStream::connect_timeout(
+            &std::net::SocketAddr::from((TUN_B, 5201)),
+            Duration::from_secs(5),
+        )
+        .expect("connect through the tunnel");
+        s.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
+        s
+    });
+    let data: Vec<u8> = (0..len).map(stream_byte).collect();
+    io::Write::write_all(&mut tx, &data).expect("send");
+    tx.shutdown(std::net::Shutdown::Write).unwrap();
+    let (got, bad) = receiver.join().expect("receiver panicked");
+    drop(tx);
+    let (sa_, sb) = (a.stop(), b.stop());
+    assert_eq!(bad, None, "stream corrupted at byte {bad:?}");
+    assert_eq!(got, len, "bytes received");
+    // TCP segments are cut to the MSS, never answered with "too big".
+    assert_eq!(sa_.counters.icmp_too_big, 0, "{sa_:?}");
+    assert_eq!(sa_.counters.fragments, 0, "{sa_:?}");
+    assert_eq!(sb.gre.total_drops(), 0);
+    (sa_, sb)
+}
+
+#[test]
+fn tcp_through_offloaded_tun_is_segmented_and_coalesced() {
+    let (sa_, sb) = tcp_transfer(Protection::Esp, true, 16 << 20);
+    println!(
+        "A: {} packets from {} super-packet reads; B: {} packets written, {} coalesced super-packets",
+        sa_.counters.tun_rx, sa_.counters.tun_gso_rx, sb.counters.tun_tx, sb.counters.tun_gro_tx
+    );
+    // The kernel hands A TSO super-packets, cut into MTU-sized segments
+    // before ESP; B writes runs of segments as coalesced super-packets.
+    assert!(sa_.counters.tun_gso_rx > 0, "{sa_:?}");
+    assert!(sa_.counters.tun_rx > sa_.counters.tun_gso_rx);
+    assert!(sb.counters.tun_gro_tx > 0, "{sb:?}");
+    assert_eq!(sb.counters.send_errors, 0, "{sb:?}");
+    assert!(sa(&sb, SPI_AB).counters.pkts_decaps >= sa_.counters.tun_rx / 2);
+}
+
+#[test]
+fn tcp_without_offload_and_over_plain_gre() {
+    let (sa_, sb) = tcp_transfer(Protection::None, false, 4 << 20);
+    assert_eq!((sa_.counters.tun_gso_rx, sb.counters.tun_gro_tx), (0, 0));
+    let (_, sb) = tcp_transfer(Protection::EspUdp { port: 4500 }, true, 4 << 20);
+    assert!(sb.counters.udp_esp_rx > 0);
 }
 
 #[test]

@@ -20,9 +20,9 @@ pub use logging::Logging;
 use crate::datapath::ip::{PROTO_ESP, PROTO_GRE};
 use crate::datapath::sadb::Sadb;
 use crate::node::{self, Node, Output};
-use crate::runtime::dataplane::{BUF_SIZE, Engine, Event, PeerMap};
+use crate::runtime::dataplane::{self, BUF_SIZE, Engine, Event, Forwarding, Links, PeerMap};
 use crate::runtime::sockets::{DatagramSocket, RecvBatch};
-use crate::runtime::tun::{Tun, TunConfig};
+use crate::runtime::tun::{self as tun_io, Tun, TunConfig, TunReader, TunWriter};
 
 const BATCH: usize = 64;
 /// Stats ticks between reads of the kernel's tunnel routes.
@@ -74,6 +74,7 @@ async fn run_async(cfg: &dmvpn_config::Config, log: &mut Logging) -> Result<(), 
         name: ncfg.interface.clone(),
         mtu: ncfg.mtu,
         ipv4: Some((ncfg.tunnel_addr, ncfg.tunnel_prefix_len)),
+        offload: true,
     })
     .map_err(|e| {
         if e.kind() == std::io::ErrorKind::PermissionDenied {
@@ -134,7 +135,14 @@ async fn run_async(cfg: &dmvpn_config::Config, log: &mut Logging) -> Result<(), 
         ncfg.name, ncfg.interface, ncfg.tunnel_addr, ncfg.tunnel_prefix_len, ncfg.nbma
     );
 
-    let mut tun_buf = vec![0u8; 65536];
+    let mut tun_rx = TunReader::new(&tun);
+    let mut tun_tx = TunWriter::new(BATCH);
+    let links = Links {
+        tun: &tun,
+        gre: &gre,
+        esp: &esp,
+        udp: Some(&udp4500),
+    };
     let mut gre_rb = RecvBatch::new(BATCH, BUF_SIZE);
     let mut esp_rb = RecvBatch::new(BATCH, BUF_SIZE);
     let mut u4_rb = RecvBatch::new(BATCH, BUF_SIZE);
@@ -151,24 +159,12 @@ async fn run_async(cfg: &dmvpn_config::Config, log: &mut Logging) -> Result<(), 
         tokio::select! {
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
-            r = tun.recv(&mut tun_buf) => match r {
-                Ok(n) => {
-                    let t = now(());
-                    node.observe_outbound(t, &tun_buf[..n]);
-                    dp.outbound(&tun_buf[..n]);
-                    for _ in 1..BATCH {
-                        match tun.try_recv(&mut tun_buf) {
-                            Ok(n) => {
-                                node.observe_outbound(t, &tun_buf[..n]);
-                                dp.outbound(&tun_buf[..n]);
-                            }
-                            Err(_) => break,
-                        }
-                        if dp.should_flush() {
-                            flush(now(()), &mut dp, &mut node, &tun, &gre, &esp, &udp4500).await;
-                        }
-                    }
+            r = tun_rx.recv(&tun) => match r {
+                Ok(_) => {
+                    let mut fwd = NodeForwarding { node: &mut node, now: now(()) };
+                    let _ = dataplane::tun_burst(&mut dp, &links, &mut tun_rx, &mut tun_tx, &mut fwd).await;
                 }
+                Err(e) if tun_io::is_packet_error(&e) => dp.counters.malformed += 1,
                 Err(e) => return Err(format!("TUN {} failed: {e}", tun.name())),
             },
             r = gre.recv_batch(&mut gre_rb) => match r {
@@ -243,7 +239,11 @@ async fn run_async(cfg: &dmvpn_config::Config, log: &mut Logging) -> Result<(), 
                     }
                 }
             }
-            flush(now(()), &mut dp, &mut node, &tun, &gre, &esp, &udp4500).await;
+            let mut fwd = NodeForwarding {
+                node: &mut node,
+                now: now(()),
+            };
+            let _ = dataplane::flush(&mut dp, &links, &mut tun_tx, &mut fwd).await;
             if !any && dp.nhrp_in.is_empty() && dp.tun_out.is_empty() {
                 break;
             }
@@ -277,54 +277,27 @@ async fn send_ike(udp500: &DatagramSocket, udp4500: &DatagramSocket, t: &dmvpn_i
     }
 }
 
-/// Sends what the data plane queued. On a hub, packets from one spoke to
-/// another are relayed here (and seen by the node, for redirects) instead
-/// of going up to the kernel and back.
-async fn flush(
+/// The node's part in forwarding: it sees outbound traffic (shortcut
+/// and idle accounting), and on a hub packets from one spoke to another
+/// are relayed (and seen by the node, for redirects) instead of going up
+/// to the kernel and back.
+struct NodeForwarding<'a> {
+    node: &'a mut Node,
     now: dmvpn_nhrp::Instant,
-    dp: &mut Engine,
-    node: &mut Node,
-    tun: &Tun,
-    gre: &DatagramSocket,
-    esp: &DatagramSocket,
-    udp: &DatagramSocket,
-) {
-    for _ in 0..4 {
-        if !dp.tun_out.is_empty() {
-            let pkts: Vec<Vec<u8>> = (0..dp.tun_out.len())
-                .map(|i| dp.tun_out.get(i).to_vec())
-                .collect();
-            dp.tun_out.clear();
-            for p in pkts {
-                if node.should_relay(&p) {
-                    node.observe_outbound(now, &p);
-                    dp.outbound(&p);
-                } else {
-                    match tun.send(&p).await {
-                        Ok(_) => dp.counters.tun_tx += 1,
-                        Err(_) => dp.counters.send_errors += 1,
-                    }
-                }
-            }
+}
+
+impl Forwarding for NodeForwarding<'_> {
+    fn observe(&mut self, pkt: &[u8]) {
+        self.node.observe_outbound(self.now, pkt);
+    }
+
+    fn relay(&mut self, engine: &mut Engine, pkt: &[u8]) -> bool {
+        if !self.node.should_relay(pkt) {
+            return false;
         }
-        if !dp.gre_out.is_empty()
-            && let Ok(r) = gre.send_batch(&mut dp.gre_out).await
-        {
-            dp.counters.send_errors += r.failed as u64;
-        }
-        if !dp.esp_out.is_empty()
-            && let Ok(r) = esp.send_batch(&mut dp.esp_out).await
-        {
-            dp.counters.send_errors += r.failed as u64;
-        }
-        if !dp.udp_out.is_empty()
-            && let Ok(r) = udp.send_batch(&mut dp.udp_out).await
-        {
-            dp.counters.send_errors += r.failed as u64;
-        }
-        if dp.tun_out.is_empty() {
-            break;
-        }
+        self.node.observe_outbound(self.now, pkt);
+        engine.outbound(pkt);
+        true
     }
 }
 

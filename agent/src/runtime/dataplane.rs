@@ -21,7 +21,7 @@ use crate::datapath::sadb::{InboundSa, Mode, OutboundSa, SaSnapshot, Sadb, SadbE
 use tokio::sync::{mpsc, oneshot};
 
 use super::sockets::{DatagramSocket, RecvBatch, SendBatch};
-use super::tun::Tun;
+use super::tun::{self as tun_io, Tun, TunReader, TunWriter};
 
 /// Largest datagram handled (inner packet + all headers).
 pub const BUF_SIZE: usize = 2048;
@@ -29,6 +29,9 @@ pub const BUF_SIZE: usize = 2048;
 const BATCH: usize = 64;
 /// Flush a batch once fewer slots than this are free (room for a fragmented packet).
 const FLUSH_FREE: usize = 48;
+/// Inner packets taken from the TUN per wake-up before the sockets get a
+/// turn again (an offloaded read alone may hold ~45).
+const TUN_BURST: usize = 256;
 /// A packet waiting for an SA: GRE protocol type, TOS, payload.
 type Held = (u16, u8, Vec<u8>);
 
@@ -165,8 +168,14 @@ pub struct DataplaneConfig {
 /// Data-plane counters not tied to one SA.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
+    /// Inner packets read from the TUN (segments of a super-packet each count).
     pub tun_rx: u64,
+    /// Inner packets written to the TUN (each coalesced segment counts).
     pub tun_tx: u64,
+    /// Offloaded TUN reads that held a TCP/UDP super-packet, cut into segments.
+    pub tun_gso_rx: u64,
+    /// Super-packets written to the TUN, each coalesced from several segments.
+    pub tun_gro_tx: u64,
     pub gre_tx: u64,
     pub gre_rx: u64,
     pub esp_tx: u64,
@@ -286,6 +295,26 @@ impl Engine {
         [&self.gre_out, &self.esp_out, &self.udp_out, &self.tun_out]
             .iter()
             .any(|b| BATCH - b.len() < FLUSH_FREE)
+    }
+
+    /// True when every batch has room for what [`Engine::outbound`] may
+    /// queue for `pkt`: its fragments, one copy per multicast peer, or an
+    /// ICMP error. Checking this per packet instead of
+    /// [`Engine::should_flush`] lets batches fill up.
+    pub fn has_room_for(&self, pkt: &[u8]) -> bool {
+        let per_frag = usize::from(self.cfg.mtu)
+            .saturating_sub(IPV4_HEADER_LEN)
+            .max(8);
+        let mut need = pkt.len() / per_frag + 2;
+        if pkt.len() >= IPV4_HEADER_LEN && pkt[0] >> 4 == 4 {
+            let dst = Ipv4Addr::new(pkt[16], pkt[17], pkt[18], pkt[19]);
+            if dst.is_multicast() || dst.is_broadcast() || Some(dst) == self.broadcast {
+                need = need.max(self.multicast.len() + 1);
+            }
+        }
+        [&self.gre_out, &self.esp_out, &self.udp_out, &self.tun_out]
+            .iter()
+            .all(|b| b.free() >= need)
     }
 
     /// Handles one inner packet read from the TUN.
@@ -826,6 +855,141 @@ impl Engine {
     }
 }
 
+/// What a caller adds to the forwarding path: a daemon's node watches
+/// outbound traffic (shortcut and idle accounting) and, on a hub, takes
+/// spoke-to-spoke packets back out instead of sending them up the TUN.
+pub trait Forwarding {
+    /// An inner packet read from the TUN, before the engine handles it.
+    fn observe(&mut self, _pkt: &[u8]) {}
+    /// A received inner packet bound for the TUN; true when this took it
+    /// (relayed through `engine`), false to write it to the TUN.
+    fn relay(&mut self, _engine: &mut Engine, _pkt: &[u8]) -> bool {
+        false
+    }
+}
+
+/// Plain forwarding: everything received goes to the TUN.
+impl Forwarding for () {}
+
+/// The TUN device and underlay sockets one flush writes to.
+pub struct Links<'a> {
+    pub tun: &'a Tun,
+    pub gre: &'a DatagramSocket,
+    pub esp: &'a DatagramSocket,
+    pub udp: Option<&'a DatagramSocket>,
+}
+
+/// Sends everything `e` has queued. Inner packets go to the TUN in one
+/// batched write (coalesced into super-packets when the TUN offloads),
+/// after `fwd` has had its pick: relayed packets are re-encapsulated one
+/// by one, so a coalesced super-packet is never relayed. Outer packets
+/// leave with `sendmmsg`. A failed packet is counted; only a broken
+/// socket is an error.
+pub async fn flush(
+    e: &mut Engine,
+    links: &Links<'_>,
+    w: &mut TunWriter,
+    fwd: &mut impl Forwarding,
+) -> io::Result<()> {
+    // Relaying adds outer packets (and, for a too-big packet, an ICMP
+    // error for the TUN), so go round until the TUN queue stays empty.
+    for _ in 0..4 {
+        let mut i = 0;
+        while i < e.tun_out.len() {
+            if w.is_full() {
+                write_tun(e, links.tun, w).await;
+            }
+            let queued = w.push(e.tun_out.get(i));
+            i += 1;
+            if !queued {
+                e.counters.malformed += 1;
+                continue;
+            }
+            let last = w.len() - 1;
+            let pkt = w.get(last);
+            if fwd.relay(e, pkt) {
+                w.pop();
+            }
+        }
+        e.tun_out.clear();
+        write_tun(e, links.tun, w).await;
+        if !e.gre_out.is_empty() {
+            let r = links.gre.send_batch(&mut e.gre_out).await?;
+            e.counters.send_errors += r.failed as u64;
+        }
+        if !e.esp_out.is_empty() {
+            let r = links.esp.send_batch(&mut e.esp_out).await?;
+            e.counters.send_errors += r.failed as u64;
+        }
+        if !e.udp_out.is_empty() {
+            match links.udp {
+                Some(u) => {
+                    let r = u.send_batch(&mut e.udp_out).await?;
+                    e.counters.send_errors += r.failed as u64;
+                }
+                None => {
+                    e.counters.send_errors += e.udp_out.len() as u64;
+                    e.udp_out.clear();
+                }
+            }
+        }
+        if e.tun_out.is_empty() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+async fn write_tun(e: &mut Engine, tun: &Tun, w: &mut TunWriter) {
+    let n = w.len() as u64;
+    if n == 0 {
+        return;
+    }
+    match w.write(tun).await {
+        Ok(_) => e.counters.tun_tx += n,
+        // Some write failed; which ones is not known.
+        Err(_) => e.counters.send_errors += 1,
+    }
+    e.counters.tun_gro_tx += w.coalesced() as u64;
+}
+
+/// Handles the packets of the read `r` just completed, then reads on
+/// while packets are ready (up to [`TUN_BURST`]), flushing whenever a
+/// batch fills. A read the kernel marked malformed (bad virtio header or
+/// GSO packet) is counted and skipped; a device error ends the burst and
+/// shows up on the next wait.
+pub async fn tun_burst(
+    e: &mut Engine,
+    links: &Links<'_>,
+    r: &mut TunReader,
+    w: &mut TunWriter,
+    fwd: &mut impl Forwarding,
+) -> io::Result<()> {
+    let mut taken = 0;
+    loop {
+        if r.len() > 1 {
+            e.counters.tun_gso_rx += 1;
+        }
+        for i in 0..r.len() {
+            if !e.has_room_for(r.get(i)) {
+                flush(e, links, w, fwd).await?;
+            }
+            let p = r.get(i);
+            fwd.observe(p);
+            e.outbound(p);
+        }
+        taken += r.len().max(1);
+        if taken >= TUN_BURST {
+            return Ok(());
+        }
+        match r.try_recv(links.tun) {
+            Ok(_) => {}
+            Err(err) if tun_io::is_packet_error(&err) => e.counters.malformed += 1,
+            Err(_) => return Ok(()),
+        }
+    }
+}
+
 /// The data plane of one tunnel: an [`Engine`] plus the devices it drives.
 pub struct Dataplane {
     pub engine: Engine,
@@ -833,6 +997,8 @@ pub struct Dataplane {
     gre: DatagramSocket,
     esp: DatagramSocket,
     udp: Option<DatagramSocket>,
+    reader: TunReader,
+    writer: TunWriter,
 }
 
 enum Wake {
@@ -856,12 +1022,15 @@ impl Dataplane {
             ))?),
             None => None,
         };
+        let reader = TunReader::new(&tun);
         Ok(Dataplane {
             engine,
             tun,
             gre,
             esp,
             udp,
+            reader,
+            writer: TunWriter::new(BATCH),
         })
     }
 
@@ -892,17 +1061,17 @@ impl Dataplane {
         mut ctl: Option<&mut Control>,
     ) -> io::Result<()> {
         tokio::pin!(shutdown);
-        let mut tun_buf = vec![0u8; 65536];
         let mut gre_rb = RecvBatch::new(BATCH, BUF_SIZE);
         let mut esp_rb = RecvBatch::new(BATCH, BUF_SIZE);
         let mut udp_rb = RecvBatch::new(BATCH, BUF_SIZE);
         loop {
             let ev = {
                 let (tun, gre, esp, udp) = (&self.tun, &self.gre, &self.esp, self.udp.as_ref());
+                let reader = &mut self.reader;
                 tokio::select! {
                     biased;
                     _ = &mut shutdown => Wake::Stop,
-                    r = tun.recv(&mut tun_buf) => Wake::Tun(r),
+                    r = reader.recv(tun) => Wake::Tun(r),
                     r = gre.recv_batch(&mut gre_rb) => Wake::Gre(r),
                     r = esp.recv_batch(&mut esp_rb) => Wake::Esp(r),
                     r = recv_opt(udp, &mut udp_rb) => Wake::Udp(r),
@@ -912,44 +1081,42 @@ impl Dataplane {
                     },
                 }
             };
+            let links = Links {
+                tun: &self.tun,
+                gre: &self.gre,
+                esp: &self.esp,
+                udp: self.udp.as_ref(),
+            };
+            let e = &mut self.engine;
             match ev {
                 Wake::Stop => return Ok(()),
-                Wake::Cmd(c) => self.engine.apply(c),
-                Wake::Tun(Ok(n)) => {
-                    self.engine.outbound(&tun_buf[..n]);
-                    // Drain what else is ready, up to a burst.
-                    for _ in 1..BATCH {
-                        if self.engine.should_flush() {
-                            self.flush().await?;
-                        }
-                        match self.tun.try_recv(&mut tun_buf) {
-                            Ok(n) => self.engine.outbound(&tun_buf[..n]),
-                            Err(_) => break,
-                        }
-                    }
+                Wake::Cmd(c) => e.apply(c),
+                Wake::Tun(Ok(_)) => {
+                    tun_burst(e, &links, &mut self.reader, &mut self.writer, &mut ()).await?
                 }
+                Wake::Tun(Err(err)) if tun_io::is_packet_error(&err) => e.counters.malformed += 1,
                 Wake::Gre(Ok(k)) => {
                     for i in 0..k {
-                        self.engine.inbound_gre_ip(gre_rb.get(i).0);
+                        e.inbound_gre_ip(gre_rb.get(i).0);
                     }
                 }
                 Wake::Esp(Ok(k)) => {
                     for i in 0..k {
-                        self.engine.inbound_esp_ip(esp_rb.get(i).0);
+                        e.inbound_esp_ip(esp_rb.get(i).0);
                     }
                 }
                 Wake::Udp(Ok(k)) => {
                     for i in 0..k {
                         let (d, src) = udp_rb.get(i);
-                        self.engine.inbound_udp(d, src);
+                        e.inbound_udp(d, src);
                     }
                 }
-                Wake::Tun(Err(e)) => return Err(e),
+                Wake::Tun(Err(err)) => return Err(err),
                 Wake::Gre(Err(_)) | Wake::Esp(Err(_)) | Wake::Udp(Err(_)) => {
-                    self.engine.counters.recv_errors += 1;
+                    e.counters.recv_errors += 1;
                 }
             }
-            self.flush().await?;
+            flush(e, &links, &mut self.writer, &mut ()).await?;
             if let Some(c) = ctl.as_deref_mut() {
                 self.engine.drain_events(&c.events);
             }
@@ -958,35 +1125,13 @@ impl Dataplane {
 
     /// Sends everything the engine has queued.
     pub async fn flush(&mut self) -> io::Result<()> {
-        let e = &mut self.engine;
-        if !e.gre_out.is_empty() {
-            let r = self.gre.send_batch(&mut e.gre_out).await?;
-            e.counters.send_errors += r.failed as u64;
-        }
-        if !e.esp_out.is_empty() {
-            let r = self.esp.send_batch(&mut e.esp_out).await?;
-            e.counters.send_errors += r.failed as u64;
-        }
-        if !e.udp_out.is_empty() {
-            match &self.udp {
-                Some(u) => {
-                    let r = u.send_batch(&mut e.udp_out).await?;
-                    e.counters.send_errors += r.failed as u64;
-                }
-                None => {
-                    e.counters.send_errors += e.udp_out.len() as u64;
-                    e.udp_out.clear();
-                }
-            }
-        }
-        for i in 0..e.tun_out.len() {
-            match self.tun.send(e.tun_out.get(i)).await {
-                Ok(_) => e.counters.tun_tx += 1,
-                Err(_) => e.counters.send_errors += 1,
-            }
-        }
-        e.tun_out.clear();
-        Ok(())
+        let links = Links {
+            tun: &self.tun,
+            gre: &self.gre,
+            esp: &self.esp,
+            udp: self.udp.as_ref(),
+        };
+        flush(&mut self.engine, &links, &mut self.writer, &mut ()).await
     }
 }
 

@@ -93,6 +93,11 @@ impl SendBatch {
         self.count == self.bufs.len()
     }
 
+    /// Datagrams that can still be queued.
+    pub fn free(&self) -> usize {
+        self.bufs.len() - self.count
+    }
+
     /// The next free buffer; fill it, then call [`SendBatch::commit`].
     pub fn next_buf(&mut self) -> Option<&mut [u8]> {
         self.bufs.get_mut(self.count).map(|b| &mut b[..])

@@ -2,15 +2,30 @@
 //! header) carrying inner IPv4/IPv6 packets between the kernel and the
 //! data plane. Addresses, MTU and link state are set with ioctls when the
 //! device is built; routes through it with the `ip` command.
+//!
+//! With offload (IFF_VNET_HDR + TUNSETOFFLOAD CSUM/TSO4/TSO6, as
+//! wireguard-go does) the kernel hands over TCP super-packets of up to
+//! 64 KiB, which [`TunReader`] cuts into MTU-sized segments, and
+//! [`TunWriter`] coalesces the segments of one TCP/UDP flow back into
+//! super-packets: one system call per burst instead of one per packet, on
+//! both sides, and the receiving kernel stack handles one large skb. A
+//! kernel that refuses the offloads gets the plain one-packet device.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::Command;
 
-use tun_rs::{AsyncDevice, DeviceBuilder};
+use tun_rs::{AsyncDevice, DeviceBuilder, GROTable, VIRTIO_NET_HDR_LEN};
 
 /// Transmit queue length of the TUN interface (kernel default 500).
 const TX_QUEUE_LEN: u32 = 4096;
+/// Largest read from an offloading TUN: virtio-net header + 64 KiB packet.
+const RAW_READ: usize = VIRTIO_NET_HDR_LEN + 65535;
+/// Segment buffers per read: a 64 KiB super-packet cut at a small MSS
+/// needs many; the kernel's MSS follows the TUN MTU, so 128 is ample.
+const SEGMENTS: usize = 128;
+/// Byte of the virtio-net header holding the GSO type (0 = none).
+const VNET_GSO_TYPE: usize = 1;
 
 /// How to create the tunnel interface.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,51 +36,66 @@ pub struct TunConfig {
     pub mtu: u16,
     /// Tunnel address and prefix length (IOS `ip address`).
     pub ipv4: Option<(Ipv4Addr, u8)>,
+    /// Ask for TSO/checksum offload; the device falls back to one packet
+    /// per read/write when the kernel refuses.
+    pub offload: bool,
 }
 
 /// An open TUN device.
 pub struct Tun {
     dev: AsyncDevice,
     name: String,
+    mtu: u16,
+    offload: bool,
 }
 
 impl Tun {
     /// Creates and brings up the interface (needs CAP_NET_ADMIN).
     pub fn open(cfg: &TunConfig) -> io::Result<Tun> {
-        // A longer transmit queue absorbs bursts from the kernel while the
-        // data plane is busy with the previous batch.
-        let mut b = DeviceBuilder::new()
-            .tx_queue_len(TX_QUEUE_LEN)
-            .name(cfg.name.clone())
-            .mtu(cfg.mtu)
-            .packet_information(false);
-        if let Some((addr, prefix)) = cfg.ipv4 {
-            b = b.ipv4(addr, prefix, None);
+        let build = |offload: bool| {
+            // A longer transmit queue absorbs bursts from the kernel while
+            // the data plane is busy with the previous batch.
+            let mut b = DeviceBuilder::new()
+                .tx_queue_len(TX_QUEUE_LEN)
+                .name(cfg.name.clone())
+                .mtu(cfg.mtu)
+                .packet_information(false)
+                .offload(offload);
+            if let Some((addr, prefix)) = cfg.ipv4 {
+                b = b.ipv4(addr, prefix, None);
+            }
+            b.enable(true).build_async()
+        };
+        let mut r = build(cfg.offload);
+        if cfg.offload
+            && let Err(e) = &r
+        {
+            // Old kernels and some sandboxes reject IFF_VNET_HDR or
+            // TUNSETOFFLOAD; the plain device still works.
+            tracing::info!(target: "dmvpn::gre", "TUN offload unavailable ({e}); one packet per read/write");
+            r = build(false);
         }
-        let dev = b.enable(true).build_async().map_err(|e| {
+        let dev = r.map_err(|e| {
             io::Error::new(e.kind(), format!("cannot create TUN device {}: {e} (needs root or CAP_NET_ADMIN and /dev/net/tun)", cfg.name))
         })?;
         let name = dev.name().unwrap_or_else(|_| cfg.name.clone());
-        Ok(Tun { dev, name })
+        let offload = dev.tcp_gso();
+        Ok(Tun {
+            dev,
+            name,
+            mtu: cfg.mtu,
+            offload,
+        })
     }
 
     pub fn name(&self) -> &str {
         &self.name
     }
 
-    /// Reads one inner packet.
-    pub async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.dev.recv(buf).await
-    }
-
-    /// Reads one packet if one is ready, without waiting.
-    pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.dev.try_recv(buf)
-    }
-
-    /// Writes one inner packet towards the kernel.
-    pub async fn send(&self, pkt: &[u8]) -> io::Result<usize> {
-        self.dev.send(pkt).await
+    /// True when the kernel accepted the offloads (virtio-net headers on
+    /// every read and write).
+    pub fn offload(&self) -> bool {
+        self.offload
     }
 
     /// Routes `prefix/len` into this interface (`ip route replace`).
@@ -77,6 +107,161 @@ impl Tun {
             "dev",
             &self.name,
         ])
+    }
+}
+
+/// Is this TUN error about one bad packet (the kernel's virtio header or
+/// a GSO packet we cannot cut), rather than the device itself?
+pub fn is_packet_error(e: &io::Error) -> bool {
+    e.raw_os_error().is_none() && e.kind() != io::ErrorKind::WouldBlock
+}
+
+/// Receive side: one read per call, cut into inner packets.
+pub struct TunReader {
+    raw: Box<[u8]>,
+    segs: Vec<Box<[u8]>>,
+    sizes: Vec<usize>,
+    count: usize,
+}
+
+impl TunReader {
+    /// Buffers for a device with this MTU.
+    pub fn new(tun: &Tun) -> Self {
+        let seg = usize::from(tun.mtu).max(super::dataplane::BUF_SIZE);
+        TunReader {
+            raw: vec![0u8; RAW_READ].into_boxed_slice(),
+            segs: (0..SEGMENTS)
+                .map(|_| vec![0u8; seg].into_boxed_slice())
+                .collect(),
+            sizes: vec![0; SEGMENTS],
+            count: 0,
+        }
+    }
+
+    /// Waits for one read; returns the number of inner packets it held
+    /// (more than one for an offloaded super-packet).
+    pub async fn recv(&mut self, tun: &Tun) -> io::Result<usize> {
+        self.count = 0;
+        let n = tun
+            .dev
+            .recv_multiple(&mut self.raw, &mut self.segs, &mut self.sizes, 0)
+            .await?;
+        self.count = n;
+        Ok(n)
+    }
+
+    /// Like [`TunReader::recv`] if a packet is ready; `WouldBlock` if not.
+    pub fn try_recv(&mut self, tun: &Tun) -> io::Result<usize> {
+        self.count = 0;
+        let n = tun
+            .dev
+            .try_recv_multiple(&mut self.raw, &mut self.segs, &mut self.sizes, 0)?;
+        self.count = n;
+        Ok(n)
+    }
+
+    /// Inner packets of the last read.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The `i`-th inner packet of the last read.
+    pub fn get(&self, i: usize) -> &[u8] {
+        &self.segs[i][..self.sizes[i]]
+    }
+}
+
+/// Transmit side: inner packets collected for one `send_multiple`, which
+/// coalesces TCP/UDP segments of a flow into super-packets when the
+/// device offloads (GRO in user space) and writes the rest one by one.
+pub struct TunWriter {
+    /// Each buffer: virtio-net header room, then the packet; capacity for
+    /// a 64 KiB super-packet so coalescing never reallocates.
+    bufs: Vec<Vec<u8>>,
+    count: usize,
+    gro: GROTable,
+    /// Super-packets the last write produced.
+    coalesced: usize,
+}
+
+impl TunWriter {
+    /// Room for `n` packets per write.
+    pub fn new(n: usize) -> Self {
+        TunWriter {
+            bufs: (0..n)
+                .map(|_| Vec::with_capacity(2 * VIRTIO_NET_HDR_LEN + 65535))
+                .collect(),
+            count: 0,
+            gro: GROTable::new(),
+            coalesced: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.count == self.bufs.len()
+    }
+
+    /// Queues a copy of `pkt`; false if full or `pkt` is empty.
+    pub fn push(&mut self, pkt: &[u8]) -> bool {
+        if pkt.is_empty() || self.is_full() {
+            return false;
+        }
+        let b = &mut self.bufs[self.count];
+        b.clear();
+        b.resize(VIRTIO_NET_HDR_LEN, 0);
+        b.extend_from_slice(pkt);
+        self.count += 1;
+        true
+    }
+
+    /// Drops the packet queued last.
+    pub fn pop(&mut self) {
+        self.count = self.count.saturating_sub(1);
+    }
+
+    /// The `i`-th queued packet.
+    pub fn get(&self, i: usize) -> &[u8] {
+        &self.bufs[i][VIRTIO_NET_HDR_LEN..]
+    }
+
+    /// Super-packets (coalesced segments) written by the last [`TunWriter::write`].
+    pub fn coalesced(&self) -> usize {
+        self.coalesced
+    }
+
+    /// Writes everything queued, then empties the queue. Returns the
+    /// number of inner packets handed over; an error means at least one
+    /// write failed (the others still went out).
+    pub async fn write(&mut self, tun: &Tun) -> io::Result<usize> {
+        let n = self.count;
+        self.count = 0;
+        self.coalesced = 0;
+        if n == 0 {
+            return Ok(0);
+        }
+        let r = tun
+            .dev
+            .send_multiple(&mut self.gro, &mut self.bufs[..n], VIRTIO_NET_HDR_LEN)
+            .await;
+        if tun.offload {
+            self.coalesced = self.bufs[..n]
+                .iter()
+                .filter(|b| b[VNET_GSO_TYPE] != 0)
+                .count();
+        }
+        r.map(|_| n)
     }
 }
 
