@@ -269,6 +269,9 @@ struct Run {
     ike_keylog: Vec<String>,
     /// Initiator and responder cookies of the first phase 1 seen.
     cookies: Option<([u8; 8], [u8; 8])>,
+    /// The engine's SAs when it stopped.
+    isakmp: Vec<IsakmpSaInfo>,
+    children: Vec<ChildSaInfo>,
 }
 
 /// Drive our engine on real UDP sockets inside namespace `ns` until `done`.
@@ -363,6 +366,8 @@ fn run_engine(
             events,
             ike_keylog,
             cookies,
+            isakmp: ep.isakmp_sas(),
+            children: ep.child_sas(),
         }
     })
     .join()
@@ -1026,4 +1031,184 @@ fn strongswan_libipsec_charon_initiates_tunnel_installs() {
         let theirs = charon_value(&log, label).unwrap_or_else(|| panic!("no {label}\n{log}"));
         assert_eq!(hex::encode(&**ours), hex::encode(&theirs), "{label}");
     }
+}
+
+/// `swanctl --list-sas` in charon's namespace.
+fn list_sas(lab: &Lab) -> String {
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &format!("{}b", lab.ns),
+            "swanctl",
+            "--list-sas",
+        ])
+        .args(["-u", &format!("unix://{}", lab.path("charon.vici"))])
+        .env("STRONGSWAN_CONF", lab.path("strongswan.conf"))
+        .output()
+        .expect("swanctl --list-sas");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A libipsec charon (tunnel mode, UDP 4500) so that its CHILD_SAs live on,
+/// and our tunnel-mode configuration with a short phase 1 lifetime.
+fn rekey_lab(tag: &str, extra: &str) -> (Lab, EngineConfig) {
+    let lab = Lab::new_with(
+        tag,
+        &swanctl_conf_extra("aes128-sha256-modp2048", "aes128-sha256", false, extra)
+            .replace("mode = transport", "mode = tunnel"),
+        true,
+    );
+    let mut cfg = our_cfg(
+        EncrAlg::Aes128,
+        HashAlg::Sha256,
+        GroupId::Modp2048,
+        EspTransform {
+            encr: EspEncr::AesCbc(128),
+            integ: Some(HashAlg::Sha256),
+        },
+        false,
+    );
+    cfg.transform_sets[0].mode = Mode::Tunnel;
+    (lab, cfg)
+}
+
+/// Our phase 1 lifetime is 12 s: we start a new Main Mode (on port 4500,
+/// where the first one floated) at 85-90 % of it, delete the old ISAKMP SA,
+/// and the phase 2 rekey at 20 s runs on the new one. charon adopts its
+/// CHILD_SA into the new IKE_SA; in the end both sides hold one ISAKMP SA
+/// and installed IPsec SAs.
+#[test]
+fn strongswan_phase1_rekeyed_by_us() {
+    let (lab, mut cfg) = rekey_lab("r", "encap = yes");
+    cfg.policies[0].lifetime = 12;
+    cfg.sa_lifetime_secs = 40;
+    let run = run_engine(
+        format!("{}a", lab.ns),
+        OURS,
+        cfg,
+        true,
+        |ev| {
+            let replaced = ev.iter().any(
+                |e| matches!(e, Event::Phase1Down { reason, .. } if reason.contains("replaced")),
+            );
+            let rekeyed = ev.iter().any(|e| matches!(e, Event::ChildSaRekeyed { .. }));
+            replaced && rekeyed
+        },
+        Duration::from_secs(40),
+    );
+    let log = lab.log();
+    let ups: Vec<u64> = run
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Phase1Up { id, .. } => Some(*id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ups.len(), 2, "{:?}\n{log}", run.events);
+    let rekeyed = run
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::ChildSaRekeyed { new, .. } => Some(new.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no phase 2 rekey: {:?}\n{log}", run.events));
+    // Phase 2 rekeyed on the new ISAKMP SA.
+    assert_eq!(rekeyed.phase1, ups[1]);
+    assert!(
+        !run.events.iter().any(|e| matches!(
+            e,
+            Event::ChildSaDeleted { .. } | Event::Phase2Failed { .. } | Event::Phase1Failed { .. }
+        )),
+        "{:?}\n{log}",
+        run.events
+    );
+    assert_eq!(run.isakmp.len(), 1, "{:?}", run.isakmp);
+    assert_eq!(run.isakmp[0].id, ups[1]);
+    assert_eq!(run.isakmp[0].state, "QM_IDLE");
+    assert_eq!(
+        run.children.len(),
+        2,
+        "old and new IPsec SAs: {:?}",
+        run.children
+    );
+    assert!(log.contains("detected reauth of existing IKE_SA"), "{log}");
+    assert!(log.contains("received DELETE for IKE_SA gre[1]"), "{log}");
+    let sas = list_sas(&lab);
+    assert_eq!(sas.matches("ESTABLISHED").count(), 1, "{sas}");
+    assert!(sas.contains("gre: #2, ESTABLISHED, IKEv1"), "{sas}");
+    assert!(sas.contains("INSTALLED, TUNNEL-in-UDP"), "{sas}");
+}
+
+/// charon initiates and reauthenticates its IKE_SA after `rekey_time`
+/// (IKEv1 has no in-place rekey): we accept the new Main Mode from a peer
+/// we already hold an SA with. charon moves its CHILD_SA to the new IKE_SA
+/// and deletes the old one at the old one's hard lifetime (as our own
+/// lifetime timer does at the same moment); the IPsec SA lives on.
+#[test]
+fn strongswan_phase1_rekeyed_by_charon() {
+    let (mut lab, mut cfg) = rekey_lab(
+        "c",
+        "encap = yes\n    rekey_time = 8s\n    over_time = 6s\n    rand_time = 1s",
+    );
+    lab.swanctl_bg("--initiate --child gre --timeout 5");
+    // Only charon renews phase 1 here.
+    cfg.phase1_rekey = false;
+    let run = run_engine(
+        format!("{}a", lab.ns),
+        OURS,
+        cfg,
+        false,
+        |ev| {
+            let ups = ev
+                .iter()
+                .filter(|e| matches!(e, Event::Phase1Up { .. }))
+                .count();
+            ups >= 2 && ev.iter().any(|e| matches!(e, Event::Phase1Down { .. }))
+        },
+        Duration::from_secs(30),
+    );
+    let log = lab.log();
+    let ups: Vec<u64> = run
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Phase1Up { id, .. } => Some(*id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ups.len(), 2, "{:?}\n{log}", run.events);
+    assert!(
+        run.events
+            .iter()
+            .any(|e| matches!(e, Event::Phase1Down { id, .. } if *id == ups[0])),
+        "{:?}\n{log}",
+        run.events
+    );
+    assert!(
+        !run.events.iter().any(|e| matches!(
+            e,
+            Event::ChildSaDeleted { .. } | Event::Phase2Failed { .. } | Event::Phase1Failed { .. }
+        )),
+        "{:?}\n{log}",
+        run.events
+    );
+    // The new ISAKMP SA, which charon started, is the one left.
+    assert_eq!(run.isakmp.len(), 1, "{:?}\n{:?}", run.isakmp, run.events);
+    assert_eq!(run.isakmp[0].id, ups[1]);
+    assert!(!run.isakmp[0].initiator);
+    assert_eq!(run.children.len(), 1, "{:?}", run.children);
+    assert!(
+        log.contains("IKE_SA gre[2] state change: CONNECTING => ESTABLISHED"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("CHILD_SA gre{1} state change: INSTALLED"),
+        "{log}"
+    );
+    let sas = list_sas(&lab);
+    assert_eq!(sas.matches("ESTABLISHED").count(), 1, "{sas}");
+    assert!(sas.contains("INSTALLED, TUNNEL-in-UDP"), "{sas}");
 }
