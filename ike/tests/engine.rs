@@ -1287,3 +1287,70 @@ fn phase1_rekey_waits_for_quick_mode_on_old_sa() {
     assert_eq!(net.a.ep.child_spis().len(), 2);
     assert_eq!(net.b.ep.child_spis().len(), 2);
 }
+
+/// Behind NAT the replacement runs on port 4500 from the start (the NAT
+/// mapping the keepalives hold open), from either side, and the IPsec SAs
+/// negotiated on it are UDP-encapsulated as before.
+#[test]
+fn phase1_rekey_behind_nat_from_both_sides() {
+    let mut cfg = modern_cfg();
+    cfg.policies[0].lifetime = 200;
+    cfg.sa_lifetime_secs = 3600;
+    let mut net = Net::new(cfg.clone(), cfg).behind_nat();
+    net.initiate();
+    net.pump();
+    let before = net.log.len();
+    net.run_for(Duration::from_secs(190));
+    for n in [&net.a, &net.b] {
+        assert_eq!(count(n, |e| matches!(e, Event::Phase1Up { .. })), 2);
+        assert_eq!(n.ep.isakmp_sas().len(), 1);
+    }
+    for (_, t) in &net.log[before..] {
+        assert_eq!(t.local.port(), 4500);
+    }
+    // The hub side (B) replaces the SA towards the NATed peer's mapping.
+    let public: IpAddr = Nat::PUB.parse().unwrap();
+    let now = net.now;
+    assert!(net.b.ep.rekey_isakmp(now, public));
+    net.pump();
+    for n in [&net.a, &net.b] {
+        assert_eq!(count(n, |e| matches!(e, Event::Phase1Up { .. })), 3);
+        assert_eq!(n.ep.isakmp_sas().len(), 1);
+    }
+    assert!(net.b.ep.isakmp_sas()[0].initiator);
+    net.initiate();
+    net.pump();
+    let (ca, cb) = (installed(&net.a), installed(&net.b));
+    assert_eq!((ca.len(), cb.len()), (2, 2));
+    assert_pair(&ca[1], &cb[1]);
+    assert_eq!(
+        cb[1].encapsulation,
+        Encapsulation::Udp {
+            local_port: 4500,
+            remote_port: 44500
+        }
+    );
+    assert!(net.a.errors.is_empty(), "{:?}", net.a.errors);
+    assert!(net.b.errors.is_empty(), "{:?}", net.b.errors);
+}
+
+/// With `aggressive` configured the replacement is an Aggressive Mode.
+#[test]
+fn phase1_rekey_aggressive_mode() {
+    let mut cfg = seed_cfg();
+    cfg.aggressive = true;
+    cfg.policies[0].lifetime = 200;
+    cfg.sa_lifetime_secs = 3600;
+    let mut net = Net::new(cfg.clone(), cfg);
+    net.initiate();
+    net.pump();
+    net.run_for(Duration::from_secs(190));
+    for n in [&net.a, &net.b] {
+        assert_eq!(count(n, |e| matches!(e, Event::Phase1Up { .. })), 2);
+        let sas = n.ep.isakmp_sas();
+        assert_eq!(sas.len(), 1);
+        assert!(sas[0].aggressive);
+    }
+    assert_eq!(net.a.ep.child_spis().len(), 1);
+    assert!(net.a.errors.is_empty() && net.b.errors.is_empty());
+}

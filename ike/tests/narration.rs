@@ -79,7 +79,7 @@ fn debug_narration_reads_like_ios_and_hides_secrets() {
             remote_proxy: Some(gre_proxy(lb.ip())),
         };
         a.initiate_phase2(now, la, lb, req).unwrap();
-        loop {
+        let shuttle = |a: &mut Endpoint<ChaCha20Rng>, b: &mut Endpoint<ChaCha20Rng>| loop {
             let mut moved = false;
             while let Some(t) = a.poll_transmit() {
                 moved = true;
@@ -92,7 +92,11 @@ fn debug_narration_reads_like_ios_and_hides_secrets() {
             if !moved {
                 break;
             }
-        }
+        };
+        shuttle(&mut a, &mut b);
+        // A phase 1 rekey, narrated too.
+        assert!(a.rekey_isakmp(now, lb.ip()));
+        shuttle(&mut a, &mut b);
         while let Some(e) = a.poll_event() {
             if let Event::ChildSaInstalled(c) = e {
                 children.push(c);
@@ -126,6 +130,12 @@ fn debug_narration_reads_like_ios_and_hides_secrets() {
         "SA life duration (VPI) of 0x0 0x46 0x50 0x0",
         "authenticator is HMAC-MD5",
         "vendor ID is DPD",
+        "(1001): Starting P1 rekey timer: 7",
+        "Starting P1 rekey timer: 82080 seconds.",
+        "(1001): P1 rekey: beginning a new ISAKMP SA with 172.16.0.2",
+        "(1001): replaced by ISAKMP SA 1002",
+        "(1001): sending DELETE for the ISAKMP SA",
+        "(1001): peer deleted the ISAKMP SA",
     ] {
         assert!(text.contains(want), "missing {want:?} in:\n{text}");
     }
