@@ -28,6 +28,12 @@ fn config(role: &str, n: u8, phase3: bool, crypto: &str, hubs: &[u8]) -> String 
             "[\"esp-3des\", \"esp-md5-hmac\"]",
         ),
     };
+    // Spokes route the other spokes' LANs (10.N.0.0/24) into the tunnel.
+    let routes: Vec<String> = (2u8..=4)
+        .filter(|x| *x != n && role != "hub")
+        .map(|x| format!("\"10.{x}.0.0/24\""))
+        .collect();
+    let routes = routes.join(", ");
     let nhrp = if role == "hub" {
         format!("redirect = {phase3}\n")
     } else {
@@ -73,6 +79,7 @@ source = "172.16.0.{n}"
 mode = "gre-multipoint"
 key = 0
 protection = "cisco"
+routes = [{routes}]
 [tunnel.nhrp]
 network_id = 1
 authentication = "cisco123"
@@ -87,6 +94,8 @@ struct SimNode {
     dp: Engine,
     nbma: Ipv4Addr,
     tunnel: Ipv4Addr,
+    /// The host on the LAN behind the node (answers echo requests too).
+    lan_host: Ipv4Addr,
     hub: bool,
     /// Echo replies received by the host behind this node: (id, seq).
     replies: Vec<u16>,
@@ -116,6 +125,11 @@ struct Sim {
     next_stats: Instant,
     /// ESP packets seen on the underlay: (src, dst).
     esp_seen: Vec<(Ipv4Addr, Ipv4Addr)>,
+}
+
+/// 10.N.0.host: the LAN behind node N.
+fn lan(n: u8, host: u8) -> Ipv4Addr {
+    Ipv4Addr::new(10, n, 0, host)
 }
 
 fn icmp(src: Ipv4Addr, dst: Ipv4Addr, ty: u8, seq: u16) -> Vec<u8> {
@@ -159,13 +173,26 @@ impl Sim {
             let cfg = dmvpn_config::Config::from_str(&text, "sim.toml")
                 .expect("valid config")
                 .config;
-            let node = Node::new(&cfg, epoch, u64::from(n), now).expect("node");
+            let mut ncfg = node::config_map::map(&cfg).expect("node config");
+            // The LAN behind the node, answered in resolutions.
+            if let Some(c) = ncfg.nhrp.as_mut() {
+                c.local_prefixes = vec![(IpAddr::V4(lan(n, 0)), 24)];
+            }
+            let mut node = Node::from_node_config(ncfg, epoch, u64::from(n), now);
+            if role == "hub" {
+                // As a routing daemon would install them on the hub.
+                let via: Vec<(Ipv4Addr, u8, Ipv4Addr)> = (2u8..=3)
+                    .map(|x| (lan(x, 0), 24, Ipv4Addr::new(192, 168, 1, x)))
+                    .collect();
+                node.set_tunnel_routes(now, &via);
+            }
             let dp = Engine::new(node.dataplane_config(), Sadb::new(), PeerMap::new());
             SimNode {
                 node,
                 dp,
                 nbma: Ipv4Addr::new(172, 16, 0, n),
                 tunnel: Ipv4Addr::new(192, 168, 1, n),
+                lan_host: lan(n, 10),
                 hub: role == "hub",
                 replies: Vec::new(),
                 dead: false,
@@ -222,7 +249,7 @@ impl Sim {
                 for p in tun {
                     let src = Ipv4Addr::new(p[12], p[13], p[14], p[15]);
                     let dst = Ipv4Addr::new(p[16], p[17], p[18], p[19]);
-                    if dst != n.tunnel {
+                    if dst != n.tunnel && dst != n.lan_host {
                         if n.hub {
                             // The hub's kernel routes it back into the tunnel.
                             n.node.observe_outbound(now, &p);
@@ -238,7 +265,12 @@ impl Sim {
                     }
                 }
             }
-            if wire.is_empty() && self.nodes.iter().all(|n| n.dp.gre_out.is_empty()) {
+            if wire.is_empty()
+                && self
+                    .nodes
+                    .iter()
+                    .all(|n| n.dp.gre_out.is_empty() && n.dp.esp_out.is_empty())
+            {
                 let quiet = self.nodes.iter().all(|n| {
                     n.dp.nhrp_in.is_empty() && n.dp.ike_in.is_empty() && n.dp.tun_out.is_empty()
                 });
@@ -318,9 +350,15 @@ impl Sim {
 
     /// The host behind node `i` sends an echo request to `dst`.
     fn ping(&mut self, i: usize, dst: Ipv4Addr, seq: u16) {
+        let src = self.nodes[i].tunnel;
+        self.ping_from(i, src, dst, seq);
+    }
+
+    /// An echo request from `src` (node `i` or its LAN) to `dst`.
+    fn ping_from(&mut self, i: usize, src: Ipv4Addr, dst: Ipv4Addr, seq: u16) {
         let now = self.now;
         let n = &mut self.nodes[i];
-        let p = icmp(n.tunnel, dst, 8, seq);
+        let p = icmp(src, dst, 8, seq);
         n.node.observe_outbound(now, &p);
         n.dp.outbound(&p);
         self.settle();
@@ -538,4 +576,105 @@ fn dpd_declares_dead_despite_outbound_traffic() {
         }
     }
     assert!(gone, "DPD never declared the hub dead");
+}
+
+/// Shortcut routes of node `i` through `nbma`.
+fn shortcuts_via(sim: &Sim, i: usize, nbma: Ipv4Addr) -> Vec<(Ipv4Addr, u8)> {
+    sim.nodes[i]
+        .node
+        .shortcut_routes()
+        .into_iter()
+        .filter(|r| r.2 == nbma)
+        .map(|r| (r.0, r.1))
+        .collect()
+}
+
+/// LAN-to-LAN pings every 100 ms while `clear crypto sa <other spoke>`
+/// and `clear nhrp` run on both spokes: the echoes go via the hub at once
+/// and move to a new direct SA.
+#[test]
+fn lan_to_lan_survives_clear_crypto_sa_and_clear_nhrp_on_both_spokes() {
+    let mut sim = Sim::new(false, "seed");
+    sim.advance(Duration::from_secs(5));
+    assert!(registered(&sim));
+    let (src, dst) = (lan(2, 10), lan(3, 10));
+    let mut seq = 0u16;
+    let mut ping = |sim: &mut Sim, n: u16| {
+        for _ in 0..n {
+            sim.ping_from(1, src, dst, seq);
+            seq += 1;
+            sim.advance(Duration::from_millis(100));
+        }
+    };
+    ping(&mut sim, 20);
+    assert!(
+        sim.nodes[1].replies.len() >= 19,
+        "{:?}",
+        sim.nodes[1].replies
+    );
+    assert!(shortcuts_via(&sim, 1, S2).contains(&(lan(3, 0), 24)));
+    assert!(shortcuts_via(&sim, 2, S1).contains(&(lan(2, 0), 24)));
+
+    let now = sim.now;
+    sim.nodes[1].node.clear_crypto_sa(now, Some(IpAddr::V4(S2)));
+    sim.nodes[2].node.clear_crypto_sa(now, Some(IpAddr::V4(S1)));
+    sim.nodes[1].node.clear_nhrp(now);
+    sim.nodes[2].node.clear_nhrp(now);
+    sim.settle();
+    assert!(!sim.nodes[1].node.has_sa(S2) && !sim.nodes[2].node.has_sa(S1));
+    // Every echo after the clears is answered: first via the hub, then
+    // directly again.
+    let (replies, direct) = (sim.nodes[1].replies.len(), sim.direct_esp());
+    let hub_esp = sim.esp_seen.len() - direct;
+    ping(&mut sim, 1);
+    assert_eq!(
+        sim.nodes[1].replies.len(),
+        replies + 1,
+        "first echo after the clears answered"
+    );
+    assert!(
+        sim.esp_seen.len() - sim.direct_esp() > hub_esp,
+        "it went via the hub"
+    );
+    ping(&mut sim, 19);
+    assert_eq!(sim.nodes[1].replies.len(), replies + 20, "no echo lost");
+    assert!(shortcuts_via(&sim, 1, S2).contains(&(lan(3, 0), 24)));
+    assert!(sim.nodes[1].node.has_sa(S2) && sim.nodes[2].node.has_sa(S1));
+    let d = sim.direct_esp();
+    ping(&mut sim, 5);
+    assert_eq!(sim.direct_esp(), d + 10, "direct again");
+}
+
+/// After idle expiry the spoke-to-spoke shortcut for a LAN that shadowed
+/// a configured route is gone and the route via the hub is back: the next
+/// echo is answered at once (via the hub) and a new shortcut follows.
+#[test]
+fn idle_expiry_restores_the_route_via_the_hub() {
+    let mut sim = Sim::new(false, "seed");
+    sim.advance(Duration::from_secs(5));
+    let (src, dst) = (lan(2, 10), lan(3, 10));
+    for seq in 0..10u16 {
+        sim.ping_from(1, src, dst, seq);
+        sim.advance(Duration::from_millis(100));
+    }
+    assert!(shortcuts_via(&sim, 1, S2).contains(&(lan(3, 0), 24)));
+    sim.advance(Duration::from_secs(70));
+    assert!(!sim.nodes[1].node.has_sa(S2) && !sim.nodes[2].node.has_sa(S1));
+    assert!(shortcuts_via(&sim, 1, S2).is_empty());
+    let before = sim.nodes[1].replies.len();
+    let hub_esp = sim.esp_seen.len() - sim.direct_esp();
+    sim.ping_from(1, src, dst, 100);
+    sim.advance(Duration::from_millis(100));
+    assert_eq!(
+        sim.nodes[1].replies.len(),
+        before + 1,
+        "answered via the hub"
+    );
+    assert!(sim.esp_seen.len() - sim.direct_esp() >= hub_esp + 4);
+    for seq in 101..110u16 {
+        sim.ping_from(1, src, dst, seq);
+        sim.advance(Duration::from_millis(100));
+    }
+    assert_eq!(sim.nodes[1].replies.len(), before + 10);
+    assert!(shortcuts_via(&sim, 1, S2).contains(&(lan(3, 0), 24)));
 }

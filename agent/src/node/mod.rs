@@ -698,7 +698,9 @@ impl Node {
         self.pump(now);
     }
 
-    /// Deletes everything with spoke `nbma`: SAs (telling it), shortcuts.
+    /// Deletes everything with spoke `nbma`: SAs (telling it), its NHRP
+    /// entries and shortcuts; traffic falls back to the hub and resolves
+    /// again. Used on idle expiry, DPD, the peer's delete and `clear crypto sa`.
     fn drop_peer(&mut self, now: Instant, nbma: Ipv4Addr) {
         let t = self.ike_now(now);
         self.ike.delete_peer(t, IpAddr::V4(nbma));
@@ -707,16 +709,7 @@ impl Node {
             n.ipsec_down(IpAddr::V4(nbma));
             n.forget_peer(IpAddr::V4(nbma));
         }
-        let gone: Vec<(Ipv4Addr, u8)> = self
-            .shortcuts
-            .iter()
-            .filter(|(_, n)| **n == nbma)
-            .map(|(k, _)| *k)
-            .collect();
-        for (p, l) in gone {
-            self.shortcuts.remove(&(p, l));
-            self.set_route(p, l, None);
-        }
+        self.unmap_shortcuts_via(nbma);
         if let Some(p) = self.peers.get_mut(&nbma) {
             p.sas.clear();
             p.ike_asked = None;
@@ -724,6 +717,31 @@ impl Node {
                 self.peers.remove(&nbma);
             }
         }
+    }
+
+    /// Takes shortcut `p/len` out of the data plane and puts back the base
+    /// route it shadowed (tunnel subnet, configured route). Next-hop routes
+    /// are re-pointed by [`Node::apply_via_routes`] afterwards.
+    fn unmap_shortcut(&mut self, p: Ipv4Addr, len: u8) {
+        if self.shortcuts.remove(&(p, len)).is_some() {
+            self.set_route(p, len, None);
+            self.restore_base(p, len);
+        }
+    }
+
+    /// Removes every shortcut through `nbma` and re-points next-hop routes
+    /// (which may have named it) at what NHRP now knows, or the hub.
+    fn unmap_shortcuts_via(&mut self, nbma: Ipv4Addr) {
+        let gone: Vec<(Ipv4Addr, u8)> = self
+            .shortcuts
+            .iter()
+            .filter(|(_, n)| **n == nbma)
+            .map(|(k, _)| *k)
+            .collect();
+        for (p, l) in gone {
+            self.unmap_shortcut(p, l);
+        }
+        self.apply_via_routes();
     }
 
     /// When [`Node::handle_timeout`] must next be called.
@@ -881,11 +899,8 @@ impl Node {
                 prefix, prefix_len, ..
             } => {
                 if let Some(p) = v4(prefix) {
-                    let p = mask(p, prefix_len);
-                    if self.shortcuts.remove(&(p, prefix_len)).is_some() {
-                        self.set_route(p, prefix_len, None);
-                        self.restore_base(p, prefix_len);
-                    }
+                    self.unmap_shortcut(mask(p, prefix_len), prefix_len);
+                    self.apply_via_routes();
                 }
             }
             E::NeedIpsec { nbma } => {
@@ -1074,10 +1089,10 @@ impl Node {
         let after = n.cache().len();
         let sc: Vec<(Ipv4Addr, u8)> = self.shortcuts.keys().copied().collect();
         for (p, l) in sc {
-            self.shortcuts.remove(&(p, l));
-            self.set_route(p, l, None);
-            self.restore_base(p, l);
+            self.unmap_shortcut(p, l);
         }
+        // Next-hop routes resolved through cleared entries go via the hub.
+        self.apply_via_routes();
         self.pump(now);
         before.saturating_sub(after) as u64
     }
@@ -1095,6 +1110,16 @@ impl Node {
         let mut count = 0u64;
         for n in targets {
             count += self.peers.get(&n).map_or(0, |p| p.sas.len() as u64);
+            if self
+                .peers
+                .get(&n)
+                .is_some_and(|p| p.kind == PeerKind::Spoke)
+            {
+                // A spoke's shortcuts go with its SAs: traffic returns to
+                // the hub and resolves the spoke again.
+                self.drop_peer(now, n);
+                continue;
+            }
             self.ike.delete_peer(t, IpAddr::V4(n));
             self.dp(Command::RemovePeerSas(IpAddr::V4(n)));
             if let Some(e) = self.nhrp.as_mut() {
