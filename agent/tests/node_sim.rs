@@ -233,15 +233,8 @@ impl Sim {
                 for e in evs {
                     n.node.handle_dataplane_event(now, e);
                 }
-                for b in [&mut n.dp.gre_out, &mut n.dp.esp_out] {
-                    for i in 0..b.len() {
-                        let p = b.get(i).to_vec();
-                        let dst = Ipv4Addr::new(p[16], p[17], p[18], p[19]);
-                        wire.push_back(Wire::Raw(dst, p));
-                    }
-                    b.clear();
-                }
-                assert!(n.dp.udp_out.is_empty(), "no NAT in this topology");
+                // What the events produced reaches the data plane now.
+                drain(n, &mut wire);
                 let tun: Vec<Vec<u8>> = (0..n.dp.tun_out.len())
                     .map(|i| n.dp.tun_out.get(i).to_vec())
                     .collect();
@@ -264,6 +257,16 @@ impl Sim {
                         n.replies.push(u16::from_be_bytes([p[26], p[27]]));
                     }
                 }
+                drain(n, &mut wire);
+                for b in [&mut n.dp.gre_out, &mut n.dp.esp_out] {
+                    for i in 0..b.len() {
+                        let p = b.get(i).to_vec();
+                        let dst = Ipv4Addr::new(p[16], p[17], p[18], p[19]);
+                        wire.push_back(Wire::Raw(dst, p));
+                    }
+                    b.clear();
+                }
+                assert!(n.dp.udp_out.is_empty(), "no NAT in this topology");
             }
             if wire.is_empty()
                 && self
@@ -272,7 +275,10 @@ impl Sim {
                     .all(|n| n.dp.gre_out.is_empty() && n.dp.esp_out.is_empty())
             {
                 let quiet = self.nodes.iter().all(|n| {
-                    n.dp.nhrp_in.is_empty() && n.dp.ike_in.is_empty() && n.dp.tun_out.is_empty()
+                    n.dp.nhrp_in.is_empty()
+                        && n.dp.ike_in.is_empty()
+                        && n.dp.tun_out.is_empty()
+                        && n.dp.need_sa.is_empty()
                 });
                 if quiet {
                     return;
@@ -677,4 +683,46 @@ fn idle_expiry_restores_the_route_via_the_hub() {
     }
     assert_eq!(sim.nodes[1].replies.len(), before + 10);
     assert!(shortcuts_via(&sim, 1, S2).contains(&(lan(3, 0), 24)));
+}
+
+/// `show crypto ipsec sa` numbers every SA (`conn id`, distinct, IOS
+/// style from 2001) and `show ip nhrp nhs` counts requests and replies.
+#[test]
+fn show_conn_ids_and_nhs_counters() {
+    let mut sim = Sim::new(false, "seed");
+    sim.advance(Duration::from_secs(5));
+    for seq in 0..5u16 {
+        sim.ping(1, T2, seq);
+        sim.advance(Duration::from_millis(200));
+    }
+    let stats = sim.nodes[1].dp.stats();
+    let sas = sim.nodes[1].node.show_ipsec_sa(sim.now, Some(&stats));
+    assert_eq!(sas.len(), 2, "hub and spoke 2");
+    let ids: Vec<u32> = sas
+        .iter()
+        .flat_map(|p| p.inbound.iter().chain(p.outbound.iter()))
+        .map(|e| e.conn_id)
+        .collect();
+    assert!(ids.iter().all(|i| *i >= 2001), "{ids:?}");
+    let mut uniq = ids.clone();
+    uniq.sort();
+    uniq.dedup();
+    assert_eq!(uniq.len(), ids.len(), "distinct: {ids:?}");
+    for p in &sas {
+        for (i, o) in p.inbound.iter().zip(&p.outbound) {
+            assert_eq!(o.conn_id, i.conn_id + 1, "pair numbered in, out");
+        }
+    }
+    let nhs = sim.nodes[1].node.show_nhrp_nhs(sim.now);
+    let n = &nhs[0];
+    assert!(n.requests_sent >= 1 && n.replies_received >= 1, "{n:?}");
+    assert_eq!(n.requests_failed, 0, "{n:?}");
+    assert_eq!(n.pending_request_id, None, "answered");
+    // The hub goes away: requests go unanswered and are counted.
+    sim.nodes[0].dead = true;
+    sim.advance(Duration::from_secs(700));
+    let n = &sim.nodes[1].node.show_nhrp_nhs(sim.now)[0];
+    assert!(n.requests_failed >= 1, "{n:?}");
+    assert!(n.pending_request_id.is_some() && n.retransmit_secs.is_some());
+    assert!(n.requests_sent > n.replies_received);
 }

@@ -285,6 +285,13 @@ pub struct NhsEntry {
     /// Seconds since the last reply.
     #[serde(default)]
     pub last_reply_secs: Option<u64>,
+    /// Request ID of the registration awaiting a reply (IOS "Pending
+    /// Registration Requests").
+    #[serde(default)]
+    pub pending_request_id: Option<u32>,
+    /// Seconds until that request is sent again.
+    #[serde(default)]
+    pub retransmit_secs: Option<u64>,
 }
 
 /// IOS's `E`/`R`/`W`/`D` letters.

@@ -149,6 +149,25 @@ pub fn nhs(entries: &[NhsEntry]) -> String {
             let _ = writeln!(s, "{line}");
         }
     }
+    s.push_str("\nPending Registration Requests:\n");
+    for e in entries {
+        let Some(id) = e.pending_request_id else {
+            continue;
+        };
+        let _ = write!(s, "Registration Request: Reqid {id}");
+        if let Some(r) = e.retransmit_secs {
+            let _ = write!(s, ", Ret {r}");
+        }
+        let _ = write!(s, "  NHS {}", e.nhs);
+        if !e.state.responding {
+            s.push_str(" expired");
+        }
+        let _ = write!(s, " (Tunnel: {}", e.nhs);
+        if let Some(nbma) = e.nbma {
+            let _ = write!(s, " NBMA: {nbma}");
+        }
+        s.push_str(")\n");
+    }
     trim_lines(s)
 }
 

@@ -278,6 +278,14 @@ pub struct NhsStatus {
     pub unanswered: u32,
     /// When the last successful reply arrived.
     pub last_reply: Option<Instant>,
+    /// Registration requests sent, retransmissions included (IOS `req-sent`).
+    pub requests_sent: u64,
+    /// Requests that timed out or were rejected (IOS `req-failed`).
+    pub requests_failed: u64,
+    /// Registration replies received (IOS `repl-recv`).
+    pub replies_received: u64,
+    /// When the registration is sent next (retransmission or refresh).
+    pub next_attempt: Instant,
 }
 
 /// Counters.
@@ -324,6 +332,11 @@ struct Nhs {
     backoff: Duration,
     unanswered: u32,
     last_reply: Option<Instant>,
+    /// Cumulative: requests sent (retransmissions too), requests that got
+    /// no answer or were rejected, replies received.
+    sent: u64,
+    failed: u64,
+    replies: u64,
 }
 
 #[derive(Debug)]
@@ -435,6 +448,9 @@ impl Engine {
                     backoff: cfg.retransmit_initial,
                     unanswered: 0,
                     last_reply: None,
+                    sent: 0,
+                    failed: 0,
+                    replies: 0,
                 }
             })
             .collect();
@@ -486,6 +502,10 @@ impl Engine {
                 request_id: n.request_id,
                 unanswered: n.unanswered,
                 last_reply: n.last_reply,
+                requests_sent: n.sent,
+                requests_failed: n.failed,
+                replies_received: n.replies,
+                next_attempt: n.next,
             })
             .collect()
     }
@@ -609,6 +629,7 @@ impl Engine {
             if self.nhs[i].request_id.is_some() {
                 // A retransmission, not a new attempt to count.
                 self.nhs[i].unanswered = self.nhs[i].unanswered.saturating_sub(1);
+                self.nhs[i].failed = self.nhs[i].failed.saturating_sub(1);
             }
             self.send_registration(now, i);
         }
@@ -864,7 +885,9 @@ impl Engine {
             self.nhs[i].bytes = p.emit();
             self.nhs[i].backoff = self.cfg.retransmit_initial;
         } else {
+            // The previous transmission went unanswered.
             self.nhs[i].unanswered += 1;
+            self.nhs[i].failed += 1;
             if self.nhs[i].unanswered >= self.cfg.nhs_down_after && self.nhs[i].up {
                 self.nhs[i].up = false;
                 let (nhs, nbma) = (self.nhs[i].cfg.protocol, self.nhs[i].cfg.nbma);
@@ -873,6 +896,7 @@ impl Engine {
             }
         }
         let n = &mut self.nhs[i];
+        n.sent += 1;
         n.next = now + n.backoff;
         n.backoff = (n.backoff * 2).min(self.cfg.retransmit_max);
         let (to, bytes) = (n.cfg.nbma, n.bytes.clone());
@@ -896,7 +920,9 @@ impl Engine {
         let n = &mut self.nhs[i];
         n.request_id = None;
         n.unanswered = 0;
+        n.replies += 1;
         if c != code::SUCCESS {
+            n.failed += 1;
             // Retry later with back-off; the NHS stays (or goes) down.
             n.next = now + n.backoff;
             n.backoff = (n.backoff * 2).min(self.cfg.retransmit_max);

@@ -83,6 +83,12 @@ fn spokes_register_with_hub() {
     assert_eq!(regs.len(), before + 2);
     assert_ne!(regs[before].packet.request_id(), req.request_id());
     assert_eq!(regs[before].at, Instant::from_secs(2400));
+    // IOS `req-sent` / `req-failed` / `repl-recv`, cumulative.
+    let st = &net.nodes[1].nhs_status()[0];
+    assert_eq!(
+        (st.requests_sent, st.requests_failed, st.replies_received),
+        (2, 0, 2)
+    );
 }
 
 #[test]
@@ -188,6 +194,13 @@ fn registration_retransmits_with_backoff_and_same_id() {
     let id = regs[0].packet.request_id();
     assert!(regs.iter().all(|s| s.packet.request_id() == id));
     assert!(net.take_events(0).is_empty(), "never up, so never down");
+    let st = &net.nodes[0].nhs_status()[0];
+    assert_eq!(
+        (st.requests_sent, st.requests_failed, st.replies_received),
+        (10, 9, 0),
+        "the last request is still pending"
+    );
+    assert_eq!(st.request_id, id);
 }
 
 #[test]
@@ -206,7 +219,13 @@ fn unique_conflict_is_rejected_with_code_14() {
         }),
         "{ev:?}"
     );
-    assert!(!net.nodes[2].nhs_status()[0].up);
+    let st = &net.nodes[2].nhs_status()[0];
+    assert!(!st.up);
+    assert_eq!(
+        (st.requests_sent, st.requests_failed, st.replies_received),
+        (1, 1, 1),
+        "a rejection is a reply and a failed request"
+    );
     let e = net.nodes[0].cache().get(ip("192.168.1.2"), 32).unwrap();
     assert_eq!(e.nbma, Some(ip("172.16.0.2")), "original kept");
 }

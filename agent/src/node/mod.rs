@@ -75,6 +75,8 @@ use crate::runtime::dataplane::{
 
 /// How often the runtime should call [`Node::handle_stats`].
 pub const STATS_INTERVAL: Duration = Duration::from_secs(1);
+/// IOS numbers SAs from 2001 up (`conn id` in `show crypto ipsec sa`).
+const FIRST_CONN_ID: u32 = 2001;
 /// A phase 2 request to a peer is not repeated more often than this.
 const IKE_RETRY: Duration = Duration::from_secs(5);
 
@@ -188,6 +190,10 @@ pub struct Node {
     /// The multicast replication list last sent to the data plane.
     mcast_sent: Option<Vec<Peer>>,
     keylog: bool,
+    /// IOS-style connection IDs of installed SA pairs: inbound SPI → the
+    /// inbound SA's ID (the outbound SA's is the next one).
+    conn_ids: HashMap<u32, u32>,
+    next_conn_id: u32,
 }
 
 fn v4(a: IpAddr) -> Option<Ipv4Addr> {
@@ -262,6 +268,8 @@ impl Node {
             via_routes: BTreeMap::new(),
             mcast_sent: None,
             keylog: false,
+            conn_ids: HashMap::new(),
+            next_conn_id: FIRST_CONN_ID,
         };
         node.start(now);
         node
@@ -314,6 +322,7 @@ impl Node {
                     p.protection = protection;
                     p.manual = true;
                     p.sas.insert(m.in_spi, m.out_spi);
+                    self.assign_conn_id(m.in_spi);
                 }
                 Err(e) => warn!(target: "dmvpn::esp", "manual SA with {}: {e}", m.peer),
             }
@@ -1061,6 +1070,7 @@ impl Node {
             p.ike_asked = None;
             changed
         };
+        self.assign_conn_id(c.inbound_spi);
         if changed {
             self.refresh_routes_via(nbma);
         }
@@ -1077,6 +1087,30 @@ impl Node {
         for (p, l) in pending {
             self.set_route(p, l, Some(nbma));
         }
+    }
+
+    /// Numbers a newly installed SA pair (two IDs: inbound, outbound) and
+    /// forgets the IDs of pairs no longer installed.
+    fn assign_conn_id(&mut self, inbound_spi: u32) {
+        let live: std::collections::HashSet<u32> = self
+            .peers
+            .values()
+            .flat_map(|p| p.sas.keys().copied())
+            .collect();
+        self.conn_ids.retain(|spi, _| live.contains(spi));
+        let id = self.next_conn_id;
+        self.next_conn_id = match id.checked_add(2) {
+            Some(n) => n,
+            None => FIRST_CONN_ID,
+        };
+        self.conn_ids.insert(inbound_spi, id);
+    }
+
+    /// The `conn id`s of the SA pair with this inbound SPI (0 if unknown).
+    fn conn_ids(&self, inbound_spi: u32) -> (u32, u32) {
+        self.conn_ids
+            .get(&inbound_spi)
+            .map_or((0, 0), |id| (*id, id.wrapping_add(1)))
     }
 
     /// `clear ip nhrp`: dynamic and cached entries go; shortcuts with them.

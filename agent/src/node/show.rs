@@ -121,10 +121,14 @@ impl Node {
                     waiting: false,
                     dynamic: false,
                 },
-                requests_sent: 0,
-                requests_failed: u64::from(s.unanswered),
-                replies_received: 0,
+                requests_sent: s.requests_sent,
+                requests_failed: s.requests_failed,
+                replies_received: s.replies_received,
                 last_reply_secs: s.last_reply.map(|t| (now - t).as_secs()),
+                pending_request_id: s.request_id,
+                retransmit_secs: s
+                    .request_id
+                    .map(|_| s.next_attempt.saturating_since(now).as_secs()),
             })
             .collect()
     }
@@ -268,19 +272,20 @@ impl Node {
                     .map(|s| (ios_transform(s.enc, s.auth), s.enc.iv_len() as u8))
                     .unwrap_or_default();
                 let (transform, iv_size) = transform;
-                let esp = |spi: u32| EspSa {
+                let (in_conn, out_conn) = self.conn_ids(*ispi);
+                let esp = |spi: u32, conn_id: u32| EspSa {
                     spi,
                     transform: transform.clone(),
                     mode: EspMode::Transport,
-                    conn_id: 0,
+                    conn_id,
                     remaining_kb: self.cfg.ike.sa_lifetime_kb,
                     remaining_secs: remaining,
                     iv_size,
                     replay_detection: true,
                     status: SaStatus::Active,
                 };
-                inbound.push(esp(*ispi));
-                outbound.push(esp(*ospi));
+                inbound.push(esp(*ispi, in_conn));
+                outbound.push(esp(*ospi, out_conn));
             }
             let ident = |a: IpAddr| ProxyIdent {
                 addr: a,

@@ -94,6 +94,8 @@ pub fn nhs() -> Vec<NhsEntry> {
             requests_failed: 0,
             replies_received: 105,
             last_reply_secs: Some(23),
+            pending_request_id: Some(1106),
+            retransmit_secs: Some(1),
         },
         NhsEntry {
             interface: "Tunnel0".into(),
@@ -106,9 +108,11 @@ pub fn nhs() -> Vec<NhsEntry> {
                 ..Default::default()
             },
             requests_sent: 12,
-            requests_failed: 12,
+            requests_failed: 11,
             replies_received: 0,
             last_reply_secs: None,
+            pending_request_id: Some(1002),
+            retransmit_secs: Some(64),
         },
     ]
 }
