@@ -3,7 +3,8 @@
 
 use crate::endpoint::{Endpoint, HandleError, NatTVariant, SaId, ike};
 use crate::keys;
-use crate::main_mode::{check_ke_nonce, find, ke_nonce};
+use crate::main_mode::{check_ke_nonce, ke_nonce};
+use crate::payload_list::PayloadList;
 use crate::policy::{IkePolicy, decode_p1, p1_match};
 use crate::state::P1State;
 use crate::wire::consts::{exchange, notify, proto};
@@ -69,28 +70,14 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         }
         let (h, body) = Header::parse(data)?;
         let p = wire::parse_payloads_spanned(h.next_payload, body)?;
-        let (sa, sa_r) = find(&p, |x| {
-            if let Payload::Sa(s) = x {
-                Some(s.clone())
-            } else {
-                None
-            }
-        })
-        .ok_or(HandleError::Missing("SA"))?;
+        let (sa, sa_r) = p.find_sa().ok_or(HandleError::Missing("SA"))?;
         let (ke, ni) = ke_nonce(&p)?;
-        let (_, id_r) = find(&p, |x| {
-            if let Payload::Id(_) = x {
-                Some(())
-            } else {
-                None
-            }
-        })
-        .ok_or(HandleError::Missing("ID"))?;
+        let (_, id_r) = p.find_id().ok_or(HandleError::Missing("ID"))?;
         let Some(psk) = self.cfg.psk_for(remote.ip()).map(|e| e.key.clone()) else {
             ike!("ISAKMP: No pre-shared key with {}!", remote.ip());
             return Err(HandleError::NoPsk(remote.ip()));
         };
-        let Some((policy, chosen, prop_no)) = self.select_p1(&sa) else {
+        let Some((policy, chosen, prop_no)) = self.select_p1(sa) else {
             self.send_clear_notify(local, remote, h.icookie, [0; 8], notify::NO_PROPOSAL_CHOSEN);
             return Err(HandleError::NoProposal);
         };
@@ -175,31 +162,10 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                     return Err(HandleError::Unexpected("encrypted AM2"));
                 }
                 let p = wire::parse_payloads_spanned(h.next_payload, body)?;
-                let (sa, _) = find(&p, |x| {
-                    if let Payload::Sa(s) = x {
-                        Some(s.clone())
-                    } else {
-                        None
-                    }
-                })
-                .ok_or(HandleError::Missing("SA"))?;
+                let (sa, _) = p.find_sa().ok_or(HandleError::Missing("SA"))?;
                 let (ke, nr) = ke_nonce(&p)?;
-                let (hash_r, _) = find(&p, |x| {
-                    if let Payload::Hash(k) = x {
-                        Some(k.clone())
-                    } else {
-                        None
-                    }
-                })
-                .ok_or(HandleError::Missing("HASH"))?;
-                let (_, id_r) = find(&p, |x| {
-                    if let Payload::Id(_) = x {
-                        Some(())
-                    } else {
-                        None
-                    }
-                })
-                .ok_or(HandleError::Missing("ID"))?;
+                let hash_r = p.find_hash().ok_or(HandleError::Missing("HASH"))?;
+                let (_, id_r) = p.find_id().ok_or(HandleError::Missing("ID"))?;
                 let t = sa
                     .proposals
                     .first()
@@ -225,7 +191,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                     s.nr = nr;
                 }
                 self.compute_p1_keys(id)?;
-                self.check_auth_hash(id, &body[id_r.start + 4..id_r.end], &hash_r, false)?;
+                self.check_auth_hash(id, &body[id_r.start + 4..id_r.end], hash_r, false)?;
                 self.natd_check(id, &payloads);
                 let natd = self.natd_payloads(id);
                 {
@@ -272,16 +238,9 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                 };
                 let p = wire::parse_payloads_spanned(h.next_payload, &plain)
                     .map_err(|_| HandleError::BadHash)?;
-                let (hash_i, _) = find(&p, |x| {
-                    if let Payload::Hash(k) = x {
-                        Some(k.clone())
-                    } else {
-                        None
-                    }
-                })
-                .ok_or(HandleError::Missing("HASH"))?;
+                let hash_i = p.find_hash().ok_or(HandleError::Missing("HASH"))?;
                 let id_b = self.sas[&id].peer_id_b.clone();
-                self.check_auth_hash(id, &id_b, &hash_i, true)?;
+                self.check_auth_hash(id, &id_b, hash_i, true)?;
                 let payloads: Vec<Payload> = p.into_iter().map(|(x, _)| x).collect();
                 self.natd_check(id, &payloads);
                 {

@@ -58,6 +58,7 @@ mod informational;
 pub mod keylog;
 pub mod keys;
 mod main_mode;
+mod payload_list;
 pub mod policy;
 mod quick_mode;
 mod rekey;

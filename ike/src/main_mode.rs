@@ -4,6 +4,7 @@
 use crate::crypto::{DhGroup, GroupId, Prf};
 use crate::endpoint::{Endpoint, HandleError, NatTVariant, SaId, ike};
 use crate::keys;
+use crate::payload_list::{PayloadList, Spanned};
 use crate::policy::{IkePolicy, decode_p1, p1_match};
 use crate::state::P1State;
 use crate::wire::consts::{exchange, notify, p1attr, proto};
@@ -15,33 +16,16 @@ use std::time::Instant;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-pub(crate) type Spanned = Vec<(Payload, std::ops::Range<usize>)>;
-
 /// Constant-time equality for hashes.
 pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && bool::from(a.ct_eq(b))
 }
 
-pub(crate) fn find<'a, T>(
-    p: &'a Spanned,
-    f: impl Fn(&'a Payload) -> Option<T>,
-) -> Option<(T, std::ops::Range<usize>)> {
-    p.iter().find_map(|(x, r)| f(x).map(|t| (t, r.clone())))
-}
-
 /// The KE and NONCE payloads of a Main or Aggressive Mode message.
 pub(crate) fn ke_nonce(p: &Spanned) -> Result<(Vec<u8>, Vec<u8>), HandleError> {
-    let (ke, _) = find(p, |x| match x {
-        Payload::Ke(k) => Some(k.clone()),
-        _ => None,
-    })
-    .ok_or(HandleError::Missing("KE"))?;
-    let (nonce, _) = find(p, |x| match x {
-        Payload::Nonce(n) => Some(n.clone()),
-        _ => None,
-    })
-    .ok_or(HandleError::Missing("NONCE"))?;
-    Ok((ke, nonce))
+    let ke = p.find_ke().ok_or(HandleError::Missing("KE"))?;
+    let nonce = p.find_nonce().ok_or(HandleError::Missing("NONCE"))?;
+    Ok((ke.to_vec(), nonce.to_vec()))
 }
 
 /// A peer's public value must have the group's length and its nonce 8..=256 bytes (RFC 2409).
@@ -219,14 +203,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         }
         let (h, body) = Header::parse(data)?;
         let p = wire::parse_payloads_spanned(h.next_payload, body)?;
-        let (sa, range) = find(&p, |x| {
-            if let Payload::Sa(s) = x {
-                Some(s.clone())
-            } else {
-                None
-            }
-        })
-        .ok_or(HandleError::Missing("SA"))?;
+        let (sa, range) = p.find_sa().ok_or(HandleError::Missing("SA"))?;
         let Some(psk) = self.cfg.psk_for(remote.ip()).map(|e| e.key.clone()) else {
             ike!("ISAKMP: No pre-shared key with {}!", remote.ip());
             return Err(HandleError::NoPsk(remote.ip()));
@@ -236,7 +213,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             remote.ip()
         );
         ike!("ISAKMP (0): processing SA payload. message ID = 0");
-        let Some((policy, chosen, prop_no)) = self.select_p1(&sa) else {
+        let Some((policy, chosen, prop_no)) = self.select_p1(sa) else {
             ike!(
                 "ISAKMP (0): phase 1 SA policy not acceptable! (local {} remote {})",
                 local.ip(),
@@ -444,14 +421,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         match state {
             P1State::IMm1 => {
                 let (_, p, _) = Self::mm_parse_clear(data)?;
-                let (sa, _) = find(&p, |x| {
-                    if let Payload::Sa(s) = x {
-                        Some(s.clone())
-                    } else {
-                        None
-                    }
-                })
-                .ok_or(HandleError::Missing("SA"))?;
+                let (sa, _) = p.find_sa().ok_or(HandleError::Missing("SA"))?;
                 ike!("ISAKMP ({}): processing SA payload. message ID = 0", id);
                 let t = sa
                     .proposals
@@ -633,25 +603,11 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         p: &Spanned,
         peer_is_initiator: bool,
     ) -> Result<(), HandleError> {
-        let (_, idr) = find(p, |x| {
-            if let Payload::Id(i) = x {
-                Some(i.clone())
-            } else {
-                None
-            }
-        })
-        .ok_or(HandleError::Missing("ID"))?;
-        let (got, _) = find(p, |x| {
-            if let Payload::Hash(h) = x {
-                Some(h.clone())
-            } else {
-                None
-            }
-        })
-        .ok_or(HandleError::Missing("HASH"))?;
+        let (_, idr) = p.find_id().ok_or(HandleError::Missing("ID"))?;
+        let got = p.find_hash().ok_or(HandleError::Missing("HASH"))?;
         ike!("ISAKMP ({}): processing ID payload. message ID = 0", id);
         ike!("ISAKMP ({}): processing HASH payload. message ID = 0", id);
-        self.check_auth_hash(id, &plain[idr.start + 4..idr.end], &got, peer_is_initiator)
+        self.check_auth_hash(id, &plain[idr.start + 4..idr.end], got, peer_is_initiator)
     }
 
     /// Compare a received HASH_I/HASH_R against the one computed over `id_b`.
@@ -687,9 +643,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
 
     /// INITIAL-CONTACT: the peer rebooted; forget its older SAs.
     pub(crate) fn honour_initial_contact(&mut self, now: Instant, id: SaId, p: &Spanned) {
-        let ic = p
-            .iter()
-            .any(|(x, _)| matches!(x, Payload::Notify(n) if n.msg_type == notify::INITIAL_CONTACT));
+        let ic = p.notifies().any(|n| n.msg_type == notify::INITIAL_CONTACT);
         if ic {
             let peer = self.sas[&id].remote.ip();
             ike!(

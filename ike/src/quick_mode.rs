@@ -7,7 +7,8 @@ use crate::endpoint::{
     Phase2Request, QuickMode, Retx, SaId, ike,
 };
 use crate::keys;
-use crate::main_mode::{Spanned, ct_eq, find};
+use crate::main_mode::ct_eq;
+use crate::payload_list::{PayloadList, Spanned};
 use crate::policy::{EspTransform, Mode, OfferedP2, decode_p2, encap_mode, encode_p2};
 use crate::state::{P1State, QmState};
 use crate::wire::consts::{encap, exchange, life, notify, p2attr, proto};
@@ -334,48 +335,14 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             id,
             mid
         );
-        let (sa, _) = find(&p, |x| {
-            if let Payload::Sa(s) = x {
-                Some(s.clone())
-            } else {
-                None
-            }
-        })
-        .ok_or(HandleError::Missing("SA"))?;
-        let (ni, _) = find(&p, |x| {
-            if let Payload::Nonce(n) = x {
-                Some(n.clone())
-            } else {
-                None
-            }
-        })
-        .ok_or(HandleError::Missing("NONCE"))?;
-        let ke = find(&p, |x| {
-            if let Payload::Ke(n) = x {
-                Some(n.clone())
-            } else {
-                None
-            }
-        })
-        .map(|x| x.0);
-        let ids: Vec<IdPayload> = p
-            .iter()
-            .filter_map(|(x, _)| {
-                if let Payload::Id(i) = x {
-                    Some(i.clone())
-                } else {
-                    None
-                }
-            })
-            .collect();
-        let peer_oa = p.iter().find_map(|(x, _)| match x {
-            Payload::NatOa { addr, .. } => match addr.id {
-                Identity::Ipv4(a) => Some(IpAddr::V4(a)),
-                Identity::Ipv6(a) => Some(IpAddr::V6(a)),
-                _ => None,
-            },
-            _ => None,
-        });
+        let (sa, _) = p.find_sa().ok_or(HandleError::Missing("SA"))?;
+        let ni = p
+            .find_nonce()
+            .ok_or(HandleError::Missing("NONCE"))?
+            .to_vec();
+        let ke = p.find_ke().map(<[u8]>::to_vec);
+        let ids: Vec<IdPayload> = p.ids().cloned().collect();
+        let peer_oa = p.nat_oa_addrs().next();
         ike!(
             "ISAKMP ({}): processing SA payload. message ID = {}",
             id,
@@ -658,30 +625,12 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             ike!("ISAKMP ({}): QM HASH(2) mismatch, dropping", id);
             return Err(HandleError::BadHash);
         }
-        let (sa, _) = find(&p, |x| {
-            if let Payload::Sa(s) = x {
-                Some(s.clone())
-            } else {
-                None
-            }
-        })
-        .ok_or(HandleError::Missing("SA"))?;
-        let (nr, _) = find(&p, |x| {
-            if let Payload::Nonce(n) = x {
-                Some(n.clone())
-            } else {
-                None
-            }
-        })
-        .ok_or(HandleError::Missing("NONCE"))?;
-        let ke = find(&p, |x| {
-            if let Payload::Ke(n) = x {
-                Some(n.clone())
-            } else {
-                None
-            }
-        })
-        .map(|x| x.0);
+        let (sa, _) = p.find_sa().ok_or(HandleError::Missing("SA"))?;
+        let nr = p
+            .find_nonce()
+            .ok_or(HandleError::Missing("NONCE"))?
+            .to_vec();
+        let ke = p.find_ke().map(<[u8]>::to_vec);
         let prop = sa.proposals.first().ok_or(HandleError::NoProposal)?;
         let t = prop.transforms.first().ok_or(HandleError::NoProposal)?;
         let o = decode_p2(t).ok_or(HandleError::NoProposal)?;
@@ -707,26 +656,17 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         };
         let mut life_s = min_opt(ours.life_secs.unwrap_or(DEFAULT_LIFE_SECS), o.life_secs);
         let mut life_k = min_opt(ours.life_kb.unwrap_or(u64::MAX), o.life_kb);
-        for (x, _) in &p {
-            if let Payload::Notify(n) = x
-                && n.msg_type == notify::RESPONDER_LIFETIME
-            {
-                let (s, k) = parse_lifetimes(&n.data);
-                ike!("ISAKMP ({}): processing RESPONDER_LIFETIME notify", id);
-                life_s = min_opt(life_s, s);
-                life_k = min_opt(life_k, k);
-            }
+        for n in p
+            .notifies()
+            .filter(|n| n.msg_type == notify::RESPONDER_LIFETIME)
+        {
+            let (s, k) = parse_lifetimes(&n.data);
+            ike!("ISAKMP ({}): processing RESPONDER_LIFETIME notify", id);
+            life_s = min_opt(life_s, s);
+            life_k = min_opt(life_k, k);
         }
-        let mut peer_oa = p.iter().filter_map(|(x, _)| match x {
-            Payload::NatOa { addr, .. } => match addr.id {
-                Identity::Ipv4(a) => Some(IpAddr::V4(a)),
-                Identity::Ipv6(a) => Some(IpAddr::V6(a)),
-                _ => None,
-            },
-            _ => None,
-        });
         // The responder sends NAT-OAi then NAT-OAr; its own original address is the second.
-        let peer_oa = peer_oa.next_back();
+        let peer_oa = p.nat_oa_addrs().next_back();
         let udp = encap_mode(o.encap).is_some_and(|m| m.1);
         let (our_spi, req, rekey_of) = {
             let q = &self.sas[&id].qms[&mid];
