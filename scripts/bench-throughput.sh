@@ -4,6 +4,9 @@
 #   gre        dmvpnd, GRE on TUN, no ESP
 #   aes-sha1   dmvpnd, GRE in ESP transport mode, esp-aes 128 + esp-sha-hmac
 #   gcm        dmvpnd, GRE in ESP transport mode, esp-gcm 128
+#   aes-sha1-udp, gcm-udp
+#              the same in ESP-in-UDP (port 4500, as strongSwan's libipsec
+#              always sends), where UDP GSO/GRO batch the underlay too
 #   ss-aes-sha1, ss-gcm
 #              strongSwan charon with kernel-libipsec (user-space ESP, tunnel
 #              mode, UDP 4500), aes128-sha1 and aes128gcm16
@@ -34,7 +37,7 @@ CHARON=/usr/lib/ipsec/charon
 ROUNDS=${1:-1}
 TIME=${TIME:-10}
 UDP_LEN=${UDP_LEN:-1372}
-CASES=${CASES:-"veth gre aes-sha1 gcm ss-aes-sha1 ss-gcm"}
+CASES=${CASES:-"veth gre aes-sha1 gcm aes-sha1-udp gcm-udp ss-aes-sha1 ss-gcm"}
 if [[ -z ${DMVPND:-} ]]; then
     cargo build -q --release -p dmvpn-agent --bin dmvpnd
     DMVPND="${CARGO_TARGET_DIR:-target}/release/dmvpnd"
@@ -95,9 +98,10 @@ wait_ping() { # ns src dst
 
 # --- dmvpnd -----------------------------------------------------------------
 dmvpnd_config() { # n peer transform
-    local n=$1 peer=$2 ts=$3 i o ki ko klen alen manual=""
+    local n=$1 peer=$2 ts=$3 i o ki ko klen alen manual="" udp=false
     if [[ $n == 1 ]]; then i=0x1001 o=0x2001 ki=11 ko=22; else i=0x2001 o=0x1001 ki=22 ko=11; fi
-    case $ts in
+    [[ $ts == *-udp ]] && udp=true
+    case ${ts%-udp} in
         aes-sha1) klen=16 alen=20 manual='["esp-aes 128", "esp-sha-hmac"]' ;;
         gcm) klen=20 alen=0 manual='["esp-gcm 128"]' ;;  # key + 4-byte salt
     esac
@@ -117,6 +121,7 @@ EOF
 peer = "172.16.0.$peer"
 transforms = $manual
 mode = "transport"
+udp_encapsulation = $udp
 [ipsec.manual_sa.inbound]
 spi = $i
 encryption_key = "$(rep "$ki" $klen)"
@@ -211,8 +216,12 @@ EOF
         d="$DIR/ss$n"
         for _ in $(seq 100); do [[ -S $d/vici.sock ]] && break; sleep 0.1; done
         [[ -S $d/vici.sock ]] || die "charon $n did not start (log: $d/charon.log)"
-        swanctl --load-all --file "$d/swanctl.conf" --uri "unix://$d/vici.sock" >"$d/load.log" 2>&1 ||
-            die "swanctl --load-all failed: $(tail -n 5 "$d/load.log")"
+        # The socket may appear before charon answers on it: retry briefly.
+        for k in $(seq 20); do
+            swanctl --load-all --file "$d/swanctl.conf" --uri "unix://$d/vici.sock" >"$d/load.log" 2>&1 && break
+            ((k == 20)) && die "swanctl --load-all failed: $(tail -n 5 "$d/load.log")"
+            sleep 0.25
+        done
     done
     swanctl --initiate --child bench --uri "unix://$DIR/ss1/vici.sock" >"$DIR/ss1/initiate.log" 2>&1 ||
         die "swanctl --initiate failed: $(tail -n 5 "$DIR/ss1/initiate.log")"
@@ -262,6 +271,8 @@ run_case() { # round name
         gre) start_dmvpnd none ;;
         aes-sha1) start_dmvpnd aes-sha1 ;;
         gcm) start_dmvpnd gcm ;;
+        aes-sha1-udp) start_dmvpnd aes-sha1-udp ;;
+        gcm-udp) start_dmvpnd gcm-udp ;;
         ss-aes-sha1) start_charon aes128-sha1 ;;
         ss-gcm) start_charon aes128gcm16 ;;
         *) die "unknown case $2" ;;

@@ -145,7 +145,7 @@ async fn run_async(cfg: &dmvpn_config::Config, log: &mut Logging) -> Result<(), 
     };
     let mut gre_rb = RecvBatch::new(BATCH, BUF_SIZE);
     let mut esp_rb = RecvBatch::new(BATCH, BUF_SIZE);
-    let mut u4_rb = RecvBatch::new(BATCH, BUF_SIZE);
+    let mut u4_rb = RecvBatch::for_socket(&udp4500, BATCH, BUF_SIZE);
     let mut u5_rb = RecvBatch::new(16, BUF_SIZE);
     let mut next_stats = now(()) + node::STATS_INTERVAL;
     let local500 = SocketAddr::new(IpAddr::V4(ncfg.nbma), 500);

@@ -1063,7 +1063,10 @@ impl Dataplane {
         tokio::pin!(shutdown);
         let mut gre_rb = RecvBatch::new(BATCH, BUF_SIZE);
         let mut esp_rb = RecvBatch::new(BATCH, BUF_SIZE);
-        let mut udp_rb = RecvBatch::new(BATCH, BUF_SIZE);
+        let mut udp_rb = match &self.udp {
+            Some(u) => RecvBatch::for_socket(u, BATCH, BUF_SIZE),
+            None => RecvBatch::new(1, BUF_SIZE),
+        };
         loop {
             let ev = {
                 let (tun, gre, esp, udp) = (&self.tun, &self.gre, &self.esp, self.udp.as_ref());

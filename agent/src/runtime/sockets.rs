@@ -6,11 +6,17 @@
 //! Raw sockets use IP_HDRINCL on send so the data plane writes the outer
 //! header itself (TOS copied from the inner packet, TTL, DF); on receive
 //! an IPv4 raw socket always returns the whole packet, header included.
+//!
+//! The UDP socket also uses UDP GSO and GRO where the kernel has them: a
+//! run of equal-sized datagrams to one peer leaves as one `UDP_SEGMENT`
+//! message (one trip through the stack, cut by the kernel or the NIC), and
+//! runs from one peer arrive coalesced (`UDP_GRO`) and are cut here.
 
 use std::io;
 use std::mem::{MaybeUninit, size_of, zeroed};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::unix::AsyncFd;
@@ -18,12 +24,24 @@ use tokio::io::unix::AsyncFd;
 /// Socket buffer size asked for; bursts of full-size packets need room.
 const SOCKET_BUFFER: usize = 4 << 20;
 
-/// A batch of receive buffers for `recvmmsg`, allocated once.
+/// Largest message handed to the kernel for UDP GSO, and the buffer size
+/// a GRO receive batch needs.
+pub const GSO_MAX: usize = 65535;
+/// Segments per UDP GSO message (the kernel's limit is 64 or 128).
+const GSO_SEGMENTS: usize = 64;
+
+/// A batch of receive buffers for `recvmmsg`, allocated once. With UDP
+/// GRO one buffer may hold several datagrams; [`RecvBatch::get`] returns
+/// them one by one.
 pub struct RecvBatch {
     bufs: Vec<Box<[u8]>>,
     lens: Vec<usize>,
     srcs: Vec<SocketAddrV4>,
-    count: usize,
+    /// GRO segment size per buffer (0: one datagram).
+    seg: Vec<usize>,
+    /// Datagrams: buffer index, offset, length.
+    items: Vec<(usize, usize, usize)>,
+    msgs: usize,
 }
 
 impl RecvBatch {
@@ -33,28 +51,66 @@ impl RecvBatch {
             bufs: (0..n).map(|_| vec![0u8; size].into_boxed_slice()).collect(),
             lens: vec![0; n],
             srcs: vec![SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0); n],
-            count: 0,
+            seg: vec![0; n],
+            items: Vec::with_capacity(n),
+            msgs: 0,
+        }
+    }
+
+    /// Buffers sized for `sock`: 64 KiB ones (fewer) when it coalesces
+    /// datagrams with UDP GRO.
+    pub fn for_socket(sock: &DatagramSocket, n: usize, size: usize) -> Self {
+        if sock.gro {
+            RecvBatch::new((n / 4).max(1), GSO_MAX)
+        } else {
+            RecvBatch::new(n, size)
         }
     }
 
     /// Datagrams received by the last call.
     pub fn len(&self) -> usize {
-        self.count
+        self.items.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.count == 0
+        self.items.is_empty()
     }
 
     /// The `i`-th datagram and its source (port 0 for raw sockets).
     pub fn get(&self, i: usize) -> (&[u8], SocketAddrV4) {
-        (&self.bufs[i][..self.lens[i]], self.srcs[i])
+        let (b, off, len) = self.items[i];
+        (&self.bufs[b][off..off + len], self.srcs[b])
     }
 
     /// Mutable access, for decrypting in place or reusing the buffer.
     pub fn get_mut(&mut self, i: usize) -> (&mut [u8], SocketAddrV4) {
-        let n = self.lens[i];
-        (&mut self.bufs[i][..n], self.srcs[i])
+        let (b, off, len) = self.items[i];
+        (&mut self.bufs[b][off..off + len], self.srcs[b])
+    }
+
+    /// Messages the kernel returned in the last call (fewer than
+    /// [`RecvBatch::len`] when GRO coalesced some).
+    pub fn messages(&self) -> usize {
+        self.msgs
+    }
+
+    /// Cuts the `msgs` buffers just received into datagrams.
+    fn index(&mut self, msgs: usize) {
+        self.msgs = msgs;
+        self.items.clear();
+        for b in 0..msgs {
+            let (len, seg) = (self.lens[b], self.seg[b]);
+            if seg == 0 || seg >= len {
+                self.items.push((b, 0, len));
+                continue;
+            }
+            let mut off = 0;
+            while off < len {
+                let l = seg.min(len - off);
+                self.items.push((b, off, l));
+                off += l;
+            }
+        }
     }
 }
 
@@ -145,14 +201,20 @@ fn from_sockaddr(s: &libc::sockaddr_in) -> SocketAddrV4 {
     )
 }
 
-/// One `recvmmsg` call (non-blocking); returns the number of datagrams.
-fn recvmmsg(fd: RawFd, batch: &mut RecvBatch) -> io::Result<usize> {
+/// Control-message room per message: one `int` (UDP_GRO) or one `u16`
+/// (UDP_SEGMENT), 8-byte aligned.
+type Cmsg = [u64; 4];
+
+/// One `recvmmsg` call (non-blocking); returns the number of datagrams
+/// (GRO-coalesced ones counted once per segment).
+fn recvmmsg(fd: RawFd, batch: &mut RecvBatch, gro: bool) -> io::Result<usize> {
     const MAX: usize = 64;
     let n = batch.bufs.len().min(MAX);
     let mut iov: [MaybeUninit<libc::iovec>; MAX] = [const { MaybeUninit::uninit() }; MAX];
     // SAFETY: plain C structs, zero is valid.
     let mut names: [libc::sockaddr_in; MAX] = unsafe { zeroed() };
     let mut msgs: [libc::mmsghdr; MAX] = unsafe { zeroed() };
+    let mut ctrl: [Cmsg; MAX] = [[0; 4]; MAX];
     for i in 0..n {
         iov[i].write(libc::iovec {
             iov_base: batch.bufs[i].as_mut_ptr().cast(),
@@ -162,6 +224,10 @@ fn recvmmsg(fd: RawFd, batch: &mut RecvBatch) -> io::Result<usize> {
         msgs[i].msg_hdr.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
         msgs[i].msg_hdr.msg_iov = iov[i].as_mut_ptr();
         msgs[i].msg_hdr.msg_iovlen = 1;
+        if gro {
+            msgs[i].msg_hdr.msg_control = ctrl[i].as_mut_ptr().cast();
+            msgs[i].msg_hdr.msg_controllen = size_of::<Cmsg>() as _;
+        }
     }
     // SAFETY: every pointer refers to live buffers of the stated sizes for the call's duration.
     let r = unsafe {
@@ -174,44 +240,112 @@ fn recvmmsg(fd: RawFd, batch: &mut RecvBatch) -> io::Result<usize> {
         )
     };
     if r < 0 {
-        batch.count = 0;
+        batch.items.clear();
         return Err(io::Error::last_os_error());
     }
     let r = r as usize;
     for i in 0..r {
         batch.lens[i] = msgs[i].msg_len as usize;
         batch.srcs[i] = from_sockaddr(&names[i]);
+        batch.seg[i] = if gro { gro_size(&msgs[i].msg_hdr) } else { 0 };
     }
-    batch.count = r;
-    Ok(r)
+    batch.index(r);
+    Ok(batch.items.len())
 }
 
-/// `sendmmsg` of `batch[from..]` (non-blocking); returns how many went out.
-fn sendmmsg(fd: RawFd, batch: &SendBatch, from: usize) -> io::Result<usize> {
+/// The UDP_GRO segment size in a received message's control data (0 if none).
+fn gro_size(h: &libc::msghdr) -> usize {
+    // SAFETY: the kernel filled msg_control/msg_controllen; the CMSG_*
+    // macros stay inside it, and the payload is read unaligned.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(h);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_UDP && (*c).cmsg_type == libc::UDP_GRO {
+                let v = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::c_int);
+                return usize::try_from(v).unwrap_or(0);
+            }
+            c = libc::CMSG_NXTHDR(h, c);
+        }
+    }
+    0
+}
+
+/// `sendmmsg` of `batch[from..]` (non-blocking); returns how many
+/// datagrams went out. With `gso`, each run of datagrams to one
+/// destination whose sizes are equal (the last may be shorter) becomes one
+/// UDP_SEGMENT message; the error of a failed first message comes with
+/// the number of datagrams it carried.
+fn sendmmsg(
+    fd: RawFd,
+    batch: &SendBatch,
+    from: usize,
+    gso: bool,
+) -> Result<usize, (io::Error, usize)> {
     const MAX: usize = 64;
-    let n = (batch.count - from).min(MAX);
     let mut iov: [MaybeUninit<libc::iovec>; MAX] = [const { MaybeUninit::uninit() }; MAX];
     // SAFETY: plain C structs, zero is valid.
     let mut names: [libc::sockaddr_in; MAX] = unsafe { zeroed() };
     let mut msgs: [libc::mmsghdr; MAX] = unsafe { zeroed() };
-    for i in 0..n {
-        let j = from + i;
-        iov[i].write(libc::iovec {
-            iov_base: batch.bufs[j].as_ptr() as *mut _,
-            iov_len: batch.lens[j],
-        });
-        names[i] = sockaddr(batch.dsts[j]);
-        msgs[i].msg_hdr.msg_name = (&mut names[i] as *mut libc::sockaddr_in).cast();
-        msgs[i].msg_hdr.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
-        msgs[i].msg_hdr.msg_iov = iov[i].as_mut_ptr();
-        msgs[i].msg_hdr.msg_iovlen = 1;
+    let mut ctrl: [Cmsg; MAX] = [[0; 4]; MAX];
+    // Datagrams in each message.
+    let mut counts = [0usize; MAX];
+    let mut m = 0;
+    let mut j = from;
+    let end = batch.count.min(from + MAX);
+    while j < end {
+        let (dst, seg) = (batch.dsts[j], batch.lens[j]);
+        let mut k = 1;
+        let mut total = seg;
+        if gso {
+            while j + k < end
+                && k < GSO_SEGMENTS
+                && batch.dsts[j + k] == dst
+                && batch.lens[j + k] <= seg
+                && total + batch.lens[j + k] <= GSO_MAX - 28
+            {
+                total += batch.lens[j + k];
+                k += 1;
+                if batch.lens[j + k - 1] < seg {
+                    break;
+                }
+            }
+        }
+        for i in 0..k {
+            iov[j - from + i].write(libc::iovec {
+                iov_base: batch.bufs[j + i].as_ptr() as *mut _,
+                iov_len: batch.lens[j + i],
+            });
+        }
+        names[m] = sockaddr(dst);
+        let h = &mut msgs[m].msg_hdr;
+        h.msg_name = (&mut names[m] as *mut libc::sockaddr_in).cast();
+        h.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        h.msg_iov = iov[j - from].as_mut_ptr();
+        h.msg_iovlen = k as _;
+        if k > 1 {
+            h.msg_control = ctrl[m].as_mut_ptr().cast();
+            // SAFETY: CMSG_SPACE/LEN are pure size computations.
+            h.msg_controllen = unsafe { libc::CMSG_SPACE(size_of::<u16>() as u32) } as _;
+            // SAFETY: msg_control points at ctrl[m], large enough for one
+            // u16 control message; the first header is inside it.
+            unsafe {
+                let c = libc::CMSG_FIRSTHDR(h);
+                (*c).cmsg_level = libc::SOL_UDP;
+                (*c).cmsg_type = libc::UDP_SEGMENT;
+                (*c).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as u32) as _;
+                std::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut u16, seg as u16);
+            }
+        }
+        counts[m] = k;
+        m += 1;
+        j += k;
     }
     // SAFETY: as in `recvmmsg`; the kernel only reads the buffers.
-    let r = unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr(), n as libc::c_uint, libc::MSG_DONTWAIT) };
+    let r = unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr(), m as libc::c_uint, libc::MSG_DONTWAIT) };
     if r < 0 {
-        Err(io::Error::last_os_error())
+        Err((io::Error::last_os_error(), counts[0]))
     } else {
-        Ok(r as usize)
+        Ok(counts[..r as usize].iter().sum())
     }
 }
 
@@ -266,16 +400,25 @@ pub fn set_buffers(s: &impl AsRawFd) {
 /// A non-blocking IPv4 datagram socket (raw or UDP) driven by tokio.
 pub struct DatagramSocket {
     fd: AsyncFd<Socket>,
+    /// Receives carry UDP_GRO segment sizes.
+    gro: bool,
+    /// Sends use UDP_SEGMENT; cleared for good the first time the kernel
+    /// refuses a GSO message (old kernel, or a path MTU below a segment).
+    gso: AtomicBool,
 }
 
 impl DatagramSocket {
-    fn new(s: Socket) -> io::Result<Self> {
+    fn new(s: Socket, gro: bool, gso: bool) -> io::Result<Self> {
         s.set_nonblocking(true)?;
         set_buffers(&s);
         // SAFETY: the socket2::Socket owns its descriptor, which stays open
         // and unchanged until the AsyncFd (and with it the Socket) is dropped.
         let fd = unsafe { AsyncFd::register(s) }?;
-        Ok(DatagramSocket { fd })
+        Ok(DatagramSocket {
+            fd,
+            gro,
+            gso: AtomicBool::new(gso),
+        })
     }
 
     /// A raw IPv4 socket for `protocol` (47 GRE, 50 ESP) with IP_HDRINCL:
@@ -285,23 +428,36 @@ impl DatagramSocket {
             io::Error::new(e.kind(), format!("cannot open raw IP socket for protocol {protocol}: {e} (needs root or CAP_NET_RAW)"))
         })?;
         s.set_header_included_v4(true)?;
-        Self::new(s)
+        Self::new(s, false, false)
     }
 
-    /// A UDP socket bound to `bind` (e.g. 0.0.0.0:4500 for NAT-T).
+    /// A UDP socket bound to `bind` (e.g. 0.0.0.0:4500 for NAT-T), with
+    /// UDP GRO when the kernel has it.
     pub fn udp(bind: SocketAddrV4) -> io::Result<Self> {
+        Self::udp_with(bind, true)
+    }
+
+    /// Like [`DatagramSocket::udp`]; `offload` false keeps one datagram
+    /// per system call each way.
+    pub fn udp_with(bind: SocketAddrV4, offload: bool) -> io::Result<Self> {
         let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
         s.set_reuse_address(true)?;
         s.bind(&bind.into())
             .map_err(|e| io::Error::new(e.kind(), format!("cannot bind UDP {bind}: {e}")))?;
-        Self::new(s)
+        let gro = offload && set_int(&s, libc::SOL_UDP, libc::UDP_GRO, 1);
+        Self::new(s, gro, offload)
+    }
+
+    /// True when receives may hold GRO-coalesced datagrams (see [`RecvBatch::for_socket`]).
+    pub fn gro(&self) -> bool {
+        self.gro
     }
 
     /// Waits for, then receives, a burst of datagrams (at least one).
     pub async fn recv_batch(&self, batch: &mut RecvBatch) -> io::Result<usize> {
         loop {
             let mut guard = self.fd.readable().await?;
-            match guard.try_io(|fd| recvmmsg(fd.as_raw_fd(), batch)) {
+            match guard.try_io(|fd| recvmmsg(fd.as_raw_fd(), batch, self.gro)) {
                 Ok(r) => return r,
                 Err(_would_block) => continue,
             }
@@ -327,9 +483,21 @@ impl DatagramSocket {
         let mut failed = 0;
         while sent + failed < batch.count {
             let mut guard = self.fd.writable().await?;
-            match guard.try_io(|fd| sendmmsg(fd.as_raw_fd(), batch, sent + failed)) {
-                Ok(Ok(0)) | Ok(Err(_)) => failed += 1,
-                Ok(Ok(n)) => sent += n,
+            let gso = self.gso.load(Ordering::Relaxed);
+            let r = guard.try_io(
+                |fd| match sendmmsg(fd.as_raw_fd(), batch, sent + failed, gso) {
+                    Err((e, _)) if e.kind() == io::ErrorKind::WouldBlock => Err(e),
+                    r => Ok(r),
+                },
+            );
+            match r {
+                Ok(Ok(Ok(0))) => failed += 1,
+                Ok(Ok(Ok(n))) => sent += n,
+                Ok(Ok(Err((_, k)))) if k > 1 => {
+                    // The kernel refused the GSO message: send one by one.
+                    self.gso.store(false, Ordering::Relaxed);
+                }
+                Ok(Ok(Err(_))) | Ok(Err(_)) => failed += 1,
                 Err(_would_block) => continue,
             }
         }
@@ -338,9 +506,92 @@ impl DatagramSocket {
     }
 }
 
+/// `setsockopt` of one int; true on success.
+fn set_int(s: &impl AsRawFd, level: libc::c_int, opt: libc::c_int, v: libc::c_int) -> bool {
+    // SAFETY: v outlives the call and its size is given.
+    unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            level,
+            opt,
+            (&v as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        ) == 0
+    }
+}
+
 /// Outcome of [`DatagramSocket::send_batch`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SendReport {
     pub sent: usize,
     pub failed: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    /// Ten full datagrams and a short one to one peer, then one to another
+    /// port: with GSO/GRO on loopback they travel coalesced and come out
+    /// cut back into the same datagrams, in order.
+    fn udp_batch_round_trip(offload: bool) -> (usize, usize) {
+        rt().block_on(async {
+            let lo = Ipv4Addr::LOCALHOST;
+            let rx = DatagramSocket::udp_with(SocketAddrV4::new(lo, 0), offload).unwrap();
+            let rx2 = DatagramSocket::udp_with(SocketAddrV4::new(lo, 0), offload).unwrap();
+            let tx = DatagramSocket::udp_with(SocketAddrV4::new(lo, 0), offload).unwrap();
+            let port = |s: &DatagramSocket| match s.fd.get_ref().local_addr().unwrap().as_socket() {
+                Some(std::net::SocketAddr::V4(a)) => a.port(),
+                _ => unreachable!(),
+            };
+            let (d1, d2) = (
+                SocketAddrV4::new(lo, port(&rx)),
+                SocketAddrV4::new(lo, port(&rx2)),
+            );
+            let mut b = SendBatch::new(16, 2048);
+            let mut want = Vec::new();
+            for k in 0..11u8 {
+                let len = if k == 10 { 300 } else { 1200 };
+                let d: Vec<u8> = (0..len).map(|i| k ^ (i as u8)).collect();
+                assert!(b.push(&d, d1));
+                want.push(d);
+            }
+            assert!(b.push(b"other peer", d2));
+            let r = tx.send_batch(&mut b).await.unwrap();
+            assert_eq!((r.sent, r.failed), (12, 0));
+            let mut rb = RecvBatch::for_socket(&rx, 64, 2048);
+            let mut got = Vec::new();
+            let mut msgs = 0;
+            while got.len() < want.len() {
+                let n = rx.recv_batch(&mut rb).await.unwrap();
+                msgs += rb.messages();
+                got.extend((0..n).map(|i| rb.get(i).0.to_vec()));
+            }
+            assert_eq!(got, want);
+            let mut rb2 = RecvBatch::for_socket(&rx2, 64, 2048);
+            assert_eq!(rx2.recv_batch(&mut rb2).await.unwrap(), 1);
+            assert_eq!(rb2.get(0).0, b"other peer");
+            (got.len(), msgs)
+        })
+    }
+
+    #[test]
+    fn udp_gso_and_gro_keep_datagrams_intact() {
+        let (n, msgs) = udp_batch_round_trip(true);
+        // Loopback keeps a GSO message whole for a GRO socket.
+        assert!(msgs < n, "{msgs} messages for {n} datagrams");
+    }
+
+    #[test]
+    fn udp_without_offload_one_message_per_datagram() {
+        let (n, msgs) = udp_batch_round_trip(false);
+        assert_eq!(msgs, n);
+    }
 }
