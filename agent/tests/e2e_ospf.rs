@@ -20,7 +20,8 @@ fn dmvpn_config(role: &str, n: u8) -> String {
     let nhrp = if role == "hub" {
         String::new()
     } else {
-        "[[tunnel.nhrp.nhs]]\naddress = \"192.168.1.1\"\nnbma = \"172.16.0.1\"\n[[tunnel.nhrp.map]]\naddress = \"192.168.1.1\"\nnbma = \"172.16.0.1\"\n".to_string()
+        // `multicast`: OSPF hellos go to the hub (IOS `ip nhrp nhs … multicast`).
+        "[[tunnel.nhrp.nhs]]\naddress = \"192.168.1.1\"\nnbma = \"172.16.0.1\"\nmulticast = true\n[[tunnel.nhrp.map]]\naddress = \"192.168.1.1\"\nnbma = \"172.16.0.1\"\n".to_string()
     };
     format!(
         r#"

@@ -127,6 +127,12 @@ pub struct Config {
     pub delayed_timeout: Duration,
     /// First request ID (IDs then count up; reused on retransmission).
     pub initial_request_id: u32,
+    /// Replicate multicast to every registered client
+    /// (`ip nhrp map multicast dynamic`).
+    pub multicast_dynamic: bool,
+    /// Fixed multicast destinations (`ip nhrp map multicast NBMA`, and
+    /// NHSs configured with `multicast`).
+    pub multicast_static: Vec<IpAddr>,
 }
 
 impl Config {
@@ -159,6 +165,8 @@ impl Config {
             max_send_interval: Duration::from_secs(10),
             delayed_timeout: Duration::from_secs(10),
             initial_request_id: 1,
+            multicast_dynamic: false,
+            multicast_static: Vec::new(),
         }
     }
 }
@@ -511,12 +519,16 @@ impl Engine {
     }
 
     /// NBMA addresses multicast (routing protocol) packets go to: the
-    /// NHSs and every registered client (`ip nhrp map multicast dynamic`).
+    /// configured ones (`ip nhrp map multicast NBMA`, NHSs marked
+    /// `multicast`) and, with `ip nhrp map multicast dynamic`, every
+    /// registered client.
     pub fn multicast_nbmas(&self) -> Vec<IpAddr> {
-        let mut v: Vec<IpAddr> = self.nhs.iter().map(|n| n.cfg.nbma).collect();
-        for e in self.cache.iter() {
-            if let (EntryType::Dynamic, Some(n)) = (e.kind, e.nbma) {
-                v.push(n);
+        let mut v: Vec<IpAddr> = self.cfg.multicast_static.clone();
+        if self.cfg.multicast_dynamic {
+            for e in self.cache.iter() {
+                if let (EntryType::Dynamic, Some(n)) = (e.kind, e.nbma) {
+                    v.push(n);
+                }
             }
         }
         v.sort();

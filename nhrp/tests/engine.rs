@@ -942,3 +942,36 @@ fn registration_does_not_replace_static_mapping() {
         ip("172.16.0.2")
     );
 }
+
+/// The multicast list follows the configuration: registered clients only
+/// with `map multicast dynamic`, plus the static `map multicast` entries.
+#[test]
+fn multicast_list_follows_the_configuration() {
+    let mut hub = hub_cfg();
+    hub.multicast_dynamic = false;
+    hub.multicast_static = vec![ip("172.16.0.9")];
+    let mut s2 = spoke_cfg(2);
+    s2.multicast_static = vec![ip(HUB_NBMA)];
+    let mut net = Net::new(vec![hub, s2, spoke_cfg(3)]);
+    net.secs(1);
+    assert!(net.nodes[1].nhs_status()[0].up && net.nodes[2].nhs_status()[0].up);
+    assert_eq!(
+        net.nodes[0].multicast_nbmas(),
+        vec![ip("172.16.0.9")],
+        "registered spokes only with map multicast dynamic"
+    );
+    assert_eq!(net.nodes[1].multicast_nbmas(), vec![ip(HUB_NBMA)]);
+    assert!(
+        net.nodes[2].multicast_nbmas().is_empty(),
+        "an NHS is not a multicast destination unless configured"
+    );
+    let mut dynamic = hub_cfg();
+    dynamic.multicast_static = vec![ip("172.16.0.9"), ip("172.16.0.2")];
+    let mut net = Net::new(vec![dynamic, spoke_cfg(2), spoke_cfg(3)]);
+    net.secs(1);
+    assert_eq!(
+        net.nodes[0].multicast_nbmas(),
+        vec![ip("172.16.0.2"), ip("172.16.0.3"), ip("172.16.0.9")],
+        "static and registered, each once"
+    );
+}

@@ -74,6 +74,7 @@ fn registration(i: u32) -> Vec<u8> {
 fn bytes_per_entry(n: u32) -> f64 {
     let mut cfg = Config::new(v4(0xac10_ffff), v4(0x0a00_0001));
     cfg.server = true;
+    cfg.multicast_dynamic = true;
     cfg.authentication = Some(Password::new("cisco123"));
     let mut hub = Engine::new(cfg, Instant::ZERO);
     let before = LIVE.load(Ordering::Relaxed);

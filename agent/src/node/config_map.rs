@@ -254,6 +254,14 @@ pub fn map(cfg: &Config) -> Result<NodeConfig, MapError> {
                 })
                 .collect();
             c.static_maps = n.map.iter().map(|m| (m.address, m.nbma)).collect();
+            c.multicast_dynamic = n.map_multicast_dynamic;
+            c.multicast_static = n.multicast.clone();
+            c.multicast_static.extend(
+                n.nhs
+                    .iter()
+                    .filter(|s| s.multicast)
+                    .filter_map(|s| n.nhs_nbma(s)),
+            );
             c.server = hub;
             c.redirect = n.redirect;
             c.shortcut = n.shortcut;

@@ -19,6 +19,7 @@ pub fn hub_cfg() -> Config {
     c.server = true;
     c.redirect = true;
     c.authentication = Some(Password::new("cisco123"));
+    c.multicast_dynamic = true;
     c
 }
 
