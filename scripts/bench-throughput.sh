@@ -6,7 +6,11 @@
 #   gcm        dmvpnd, GRE in ESP transport mode, esp-gcm 128
 #   aes-sha1-udp, gcm-udp
 #              the same in ESP-in-UDP (port 4500, as strongSwan's libipsec
-#              always sends), where UDP GSO/GRO batch the underlay too
+#              always sends)
+#   aes-sha1-gso, gcm-gso
+#              ESP-in-UDP with DMVPND_UDP_OFFLOAD=1 (UDP GSO/GRO batch the
+#              underlay too; off by default, captures then show
+#              super-datagrams)
 #   ss-aes-sha1, ss-gcm
 #              strongSwan charon with kernel-libipsec (user-space ESP, tunnel
 #              mode, UDP 4500), aes128-sha1 and aes128gcm16
@@ -37,7 +41,7 @@ CHARON=/usr/lib/ipsec/charon
 ROUNDS=${1:-1}
 TIME=${TIME:-10}
 UDP_LEN=${UDP_LEN:-1372}
-CASES=${CASES:-"veth gre aes-sha1 gcm aes-sha1-udp gcm-udp ss-aes-sha1 ss-gcm"}
+CASES=${CASES:-"veth gre aes-sha1 gcm aes-sha1-udp aes-sha1-gso ss-aes-sha1 ss-gcm"}
 if [[ -z ${DMVPND:-} ]]; then
     cargo build -q --release -p dmvpn-agent --bin dmvpnd
     DMVPND="${CARGO_TARGET_DIR:-target}/release/dmvpnd"
@@ -100,8 +104,9 @@ wait_ping() { # ns src dst
 dmvpnd_config() { # n peer transform
     local n=$1 peer=$2 ts=$3 i o ki ko klen alen manual="" udp=false
     if [[ $n == 1 ]]; then i=0x1001 o=0x2001 ki=11 ko=22; else i=0x2001 o=0x1001 ki=22 ko=11; fi
-    [[ $ts == *-udp ]] && udp=true
-    case ${ts%-udp} in
+    local base=$ts
+    [[ $ts == *-udp || $ts == *-gso ]] && udp=true base=${ts%-*}
+    case $base in
         aes-sha1) klen=16 alen=20 manual='["esp-aes 128", "esp-sha-hmac"]' ;;
         gcm) klen=20 alen=0 manual='["esp-gcm 128"]' ;;  # key + 4-byte salt
     esac
@@ -146,12 +151,14 @@ EOF
 }
 
 start_dmvpnd() { # transform
-    local n peer ns
+    local n peer ns offload=0
+    [[ $1 == *-gso ]] && offload=1
     for n in 1 2; do
         peer=$((3 - n)) ns=$A
         [[ $n == 2 ]] && ns=$B
         dmvpnd_config $n $peer "$1" >"$DIR/dmvpnd$n.toml"
-        ip netns exec "$ns" "$DMVPND" --config "$DIR/dmvpnd$n.toml" 2>"$DIR/dmvpnd$n.log" &
+        ip netns exec "$ns" env DMVPND_UDP_OFFLOAD="$offload" "$DMVPND" --config "$DIR/dmvpnd$n.toml" \
+            2>"$DIR/dmvpnd$n.log" &
         PIDS+=($!)
     done
     wait_ping "$A" 192.168.1.1 192.168.1.2
@@ -273,6 +280,8 @@ run_case() { # round name
         gcm) start_dmvpnd gcm ;;
         aes-sha1-udp) start_dmvpnd aes-sha1-udp ;;
         gcm-udp) start_dmvpnd gcm-udp ;;
+        aes-sha1-gso) start_dmvpnd aes-sha1-gso ;;
+        gcm-gso) start_dmvpnd gcm-gso ;;
         ss-aes-sha1) start_charon aes128-sha1 ;;
         ss-gcm) start_charon aes128gcm16 ;;
         *) die "unknown case $2" ;;

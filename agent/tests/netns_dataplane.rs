@@ -9,7 +9,7 @@
 
 use std::fs::File;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::AsRawFd;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -30,6 +30,8 @@ const NBMA_A: Ipv4Addr = Ipv4Addr::new(172, 16, 0, 1);
 const NBMA_B: Ipv4Addr = Ipv4Addr::new(172, 16, 0, 2);
 const TUN_A: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 1);
 const TUN_B: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 2);
+const TUN6_A: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1);
+const TUN6_B: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2);
 const SPI_AB: u32 = 0x0000_a001;
 const SPI_BA: u32 = 0x0000_b001;
 
@@ -310,6 +312,22 @@ fn engines(protection: Protection, b_inbound_auth: &'static [u8]) -> (Engine, En
             protection,
         },
     );
+    ma.insert_v6(
+        TUN6_B,
+        128,
+        Peer {
+            nbma: NBMA_B,
+            protection,
+        },
+    );
+    mb.insert_v6(
+        TUN6_A,
+        128,
+        Peer {
+            nbma: NBMA_A,
+            protection,
+        },
+    );
     let mut sa = Sadb::new();
     let mut sb = Sadb::new();
     if protection != Protection::None {
@@ -528,12 +546,30 @@ fn tcp_transfer(
     offload: bool,
     len: usize,
 ) -> (DataplaneStats, DataplaneStats) {
+    tcp_transfer_to(protection, offload, len, false)
+}
+
+/// [`tcp_transfer`], over the tunnel's IPv6 addresses when `v6`.
+fn tcp_transfer_to(
+    protection: Protection,
+    offload: bool,
+    len: usize,
+    v6: bool,
+) -> (DataplaneStats, DataplaneStats) {
     let p = Pair::new();
     let (ea, eb) = engines(protection, AK_AB);
     let a = Node::start_opts(&p.a, TUN_A, ea, None, offload);
     let b = Node::start_opts(&p.b, TUN_B, eb, None, offload);
-    let listener = in_ns(&p.b, || {
-        std::net::TcpListener::bind((TUN_B, 5201)).expect("listen")
+    let dst = if v6 {
+        for (ns, addr) in [(&p.a, "fd00::1/64"), (&p.b, "fd00::2/64")] {
+            ip(&["-n", ns, "addr", "add", addr, "dev", "tun0", "nodad"]);
+        }
+        SocketAddr::from((TUN6_B, 5201))
+    } else {
+        SocketAddr::from((TUN_B, 5201))
+    };
+    let listener = in_ns(&p.b, move || {
+        std::net::TcpListener::bind(dst).expect("listen")
     });
     let receiver = thread::spawn(move || {
         let (mut s, _) = listener.accept().expect("accept");
@@ -556,12 +592,9 @@ fn tcp_transfer(
         }
         (got, bad)
     });
-    let mut tx = in_ns(&p.a, || {
-        let s = std::net::TcpStream::connect_timeout(
-            &std::net::SocketAddr::from((TUN_B, 5201)),
-            Duration::from_secs(5),
-        )
-        .expect("connect through the tunnel");
+    let mut tx = in_ns(&p.a, move || {
+        let s = std::net::TcpStream::connect_timeout(&dst, Duration::from_secs(5))
+            .expect("connect through the tunnel");
         s.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
         s
     });
@@ -594,6 +627,13 @@ fn tcp_through_offloaded_tun_is_segmented_and_coalesced() {
     assert!(sb.counters.tun_gro_tx > 0, "{sb:?}");
     assert_eq!(sb.counters.send_errors, 0, "{sb:?}");
     assert!(sa(&sb, SPI_AB).counters.pkts_decaps >= sa_.counters.tun_rx / 2);
+}
+
+#[test]
+fn tcp_over_ipv6_inner_packets_with_offload() {
+    let (sa_, sb) = tcp_transfer_to(Protection::Esp, true, 8 << 20, true);
+    assert!(sa_.counters.tun_gso_rx > 0, "{sa_:?}");
+    assert!(sb.counters.tun_gro_tx > 0, "{sb:?}");
 }
 
 #[test]

@@ -7,10 +7,10 @@
 //! header itself (TOS copied from the inner packet, TTL, DF); on receive
 //! an IPv4 raw socket always returns the whole packet, header included.
 //!
-//! The UDP socket also uses UDP GSO and GRO where the kernel has them: a
-//! run of equal-sized datagrams to one peer leaves as one `UDP_SEGMENT`
-//! message (one trip through the stack, cut by the kernel or the NIC), and
-//! runs from one peer arrive coalesced (`UDP_GRO`) and are cut here.
+//! The UDP socket can also use UDP GSO and GRO (opt-in): a run of
+//! equal-sized datagrams to one peer leaves as one `UDP_SEGMENT` message
+//! (one trip through the stack, cut by the kernel or the NIC), and runs
+//! from one peer arrive coalesced (`UDP_GRO`) and are cut here.
 
 use std::io;
 use std::mem::{MaybeUninit, size_of, zeroed};
@@ -431,14 +431,16 @@ impl DatagramSocket {
         Self::new(s, false, false)
     }
 
-    /// A UDP socket bound to `bind` (e.g. 0.0.0.0:4500 for NAT-T), with
-    /// UDP GRO when the kernel has it.
+    /// A UDP socket bound to `bind` (e.g. 0.0.0.0:4500 for NAT-T), one
+    /// datagram per message each way.
     pub fn udp(bind: SocketAddrV4) -> io::Result<Self> {
-        Self::udp_with(bind, true)
+        Self::udp_with(bind, false)
     }
 
-    /// Like [`DatagramSocket::udp`]; `offload` false keeps one datagram
-    /// per system call each way.
+    /// Like [`DatagramSocket::udp`]; with `offload`, UDP GSO on send and
+    /// GRO on receive. Off by default: a packet capture on the host then
+    /// shows runs of ESP datagrams as one super-datagram, which analysers
+    /// cannot decrypt or check.
     pub fn udp_with(bind: SocketAddrV4, offload: bool) -> io::Result<Self> {
         let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
         s.set_reuse_address(true)?;
