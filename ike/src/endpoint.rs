@@ -237,6 +237,8 @@ pub struct IsakmpSaInfo {
     pub policy: Option<IkePolicy>,
     /// When the SA was created.
     pub created: Instant,
+    /// Replaced by a newer SA and about to be deleted (IOS status STALE).
+    pub replaced: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -440,6 +442,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                 aggressive: s.aggressive,
                 policy: s.policy,
                 created: s.created,
+                replaced: s.retiring || s.superseded,
             })
             .collect()
     }

@@ -98,10 +98,13 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             return false;
         }
         // The peer's own replacement may be on its way: look again later.
-        let negotiating = self
-            .sa_peers
-            .get(peer)
-            .any(|o| self.sas[&o].state != P1State::Complete);
+        // A responder SA counts once the peer answered our MM2 (so a
+        // spoofed MM1 flood cannot hold the rekey off).
+        let negotiating = self.sa_peers.get(peer).any(|o| {
+            let s = &self.sas[&o];
+            s.state != P1State::Complete
+                && (s.initiator || matches!(s.state, P1State::RMm3 | P1State::RMm4 | P1State::RMm5))
+        });
         if negotiating {
             ike!(
                 "ISAKMP ({}): a phase 1 with {} is in progress, P1 rekey postponed",

@@ -1277,7 +1277,10 @@ fn phase1_rekey_waits_for_quick_mode_on_old_sa() {
     assert!(net.a.ep.rekey_isakmp(now, net.b.addr));
     net.pump();
     // The new SA is up; the old one waits for its Quick Mode.
-    assert_eq!(net.a.ep.isakmp_sas().len(), 2);
+    let sas = net.a.ep.isakmp_sas();
+    assert_eq!(sas.len(), 2);
+    assert_eq!(sas.iter().filter(|s| s.replaced).count(), 1);
+    assert!(sas.iter().max_by_key(|s| s.id).is_some_and(|s| !s.replaced));
     net.deliver(true, qm1);
     net.pump();
     assert_eq!(installed(&net.a).len(), 2);
