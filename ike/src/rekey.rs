@@ -237,10 +237,6 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                 }
             }
         }
-        if let Some(o) = s.replaced_by.and_then(|n| self.sas.get_mut(&n)) {
-            // The replacement goes on alone.
-            o.replaces = None;
-        }
         let mut reqs = std::mem::take(&mut s.pending);
         reqs.extend(
             s.qms

@@ -1159,14 +1159,34 @@ fn phase1_rekey_keeps_dpd_going() {
 /// ISAKMP SA (the same on both sides) and phase 2 keeps working on it.
 #[test]
 fn simultaneous_phase1_rekey_converges() {
+    // Different seeds, different cookies: either side's SA may win.
+    let mut winners = [0; 2];
+    for seed in 0..12 {
+        for stagger in [false, true] {
+            let a_won = simultaneous_phase1_rekey(seed, stagger);
+            winners[usize::from(a_won)] += 1;
+        }
+    }
+    assert!(winners[0] > 0 && winners[1] > 0, "{winners:?}");
+}
+
+/// Returns whether A initiated the surviving SA. With `stagger` B starts
+/// after A's MM1 reached it, so A's replacement completes first.
+fn simultaneous_phase1_rekey(seed: u64, stagger: bool) -> bool {
     let mut cfg = seed_cfg();
     cfg.sa_lifetime_secs = 3600;
-    let mut net = Net::new(cfg.clone(), cfg);
+    let mut net = Net::new(cfg.clone(), cfg.clone());
+    net.a.ep = ep(cfg.clone(), 100 + 2 * seed, 0x1000_0000);
+    net.b.ep = ep(cfg, 101 + 2 * seed, 0x2000_0000);
     net.initiate();
     net.pump();
     let old_child = installed(&net.a)[0].inbound_spi;
     let now = net.now;
     assert!(net.a.ep.rekey_isakmp(now, net.b.addr));
+    if stagger {
+        let mm1 = net.a.ep.poll_transmit().unwrap();
+        net.deliver(true, mm1);
+    }
     assert!(net.b.ep.rekey_isakmp(now, net.a.addr));
     // A replacement already under way is not started twice.
     assert!(!net.a.ep.rekey_isakmp(now, net.b.addr));
@@ -1203,6 +1223,7 @@ fn simultaneous_phase1_rekey_converges() {
     for e in net.a.errors.iter().chain(&net.b.errors) {
         assert!(matches!(e, HandleError::UnknownSa(_)), "{e:?}");
     }
+    net.a.ep.isakmp_sas()[0].initiator
 }
 
 /// Initiator without phase 1 rekey (as IOS): the responder replaces the SA
