@@ -1063,6 +1063,38 @@ fn chaos_then_convergence() {
 /// deleted.
 #[test]
 fn phase1_rekey_with_traffic_three_lifetimes() {
+    let net = three_lifetimes(false);
+    let ups = |n: &Node| count(n, |e| matches!(e, Event::Phase1Up { .. }));
+    let replaced = count(
+        &net.a,
+        |e| matches!(e, Event::Phase1Down { reason, .. } if reason.contains("replaced")),
+    );
+    let deleted = count(
+        &net.b,
+        |e| matches!(e, Event::Phase1Down { reason, .. } if reason == "deleted by peer"),
+    );
+    assert_eq!(ups(&net.a), 4, "three rekeys");
+    assert_eq!(ups(&net.b), 4);
+    assert_eq!(replaced, 3);
+    assert_eq!(deleted, 3);
+    assert!(net.a.errors.is_empty(), "{:?}", net.a.errors);
+    assert!(net.b.errors.is_empty(), "{:?}", net.b.errors);
+    let failed = |e: &Event| matches!(e, Event::Phase1Failed { .. } | Event::Phase2Failed { .. });
+    assert_eq!(count(&net.a, failed), 0);
+    assert_eq!(count(&net.b, failed), 0);
+}
+
+/// The same with every fifth datagram lost in each direction: retransmissions
+/// carry the rekeys, and still no moment lacks an ISAKMP SA or an IPsec SA pair.
+#[test]
+fn phase1_rekey_with_traffic_and_loss() {
+    let net = three_lifetimes(true);
+    assert!(count(&net.a, |e| matches!(e, Event::Phase1Up { .. })) >= 4);
+}
+
+/// Phase 1 600 s, phase 2 120 s, DPD on, traffic noted every second, for
+/// three phase 1 lifetimes; checks the invariants every second.
+fn three_lifetimes(lossy: bool) -> Net {
     let mut cfg = seed_cfg();
     cfg.policies[0].lifetime = 600;
     cfg.sa_lifetime_secs = 120;
@@ -1074,6 +1106,9 @@ fn phase1_rekey_with_traffic_three_lifetimes() {
     let mut net = Net::new(cfg.clone(), cfg);
     net.initiate();
     net.pump();
+    if lossy {
+        net.filter = Box::new(|_, i, _| i % 5 != 4);
+    }
     let first = net.a.ep.isakmp_sas()[0].id;
     let (pa, pb) = (net.a.addr, net.b.addr);
     let mut max_sas = 0;
@@ -1095,37 +1130,17 @@ fn phase1_rekey_with_traffic_three_lifetimes() {
             "no IPsec SA pair: {ca:?} {cb:?}"
         );
     }
-    let ups = |n: &Node| count(n, |e| matches!(e, Event::Phase1Up { .. }));
-    assert!(ups(&net.a) >= 4, "three rekeys: {}", ups(&net.a));
-    assert_eq!(ups(&net.a), ups(&net.b));
-    let replaced = count(
-        &net.a,
-        |e| matches!(e, Event::Phase1Down { reason, .. } if reason.contains("replaced")),
-    );
-    let deleted = count(
-        &net.b,
-        |e| matches!(e, Event::Phase1Down { reason, .. } if reason == "deleted by peer"),
-    );
-    assert_eq!(replaced, ups(&net.a) - 1);
-    assert_eq!(deleted, replaced);
     assert!(max_sas <= 2);
     assert_eq!(net.a.ep.isakmp_sas().len(), 1);
     assert_eq!(net.b.ep.isakmp_sas().len(), 1);
     assert_ne!(net.a.ep.isakmp_sas()[0].id, first);
     // The initiator keeps rekeying: the last SA is again A's.
     assert!(net.a.ep.isakmp_sas()[0].initiator);
-    let failed = |e: &Event| {
-        matches!(
-            e,
-            Event::Phase1Failed { .. } | Event::Phase2Failed { .. } | Event::PeerDead { .. }
-        )
-    };
-    assert_eq!(count(&net.a, failed), 0);
-    assert_eq!(count(&net.b, failed), 0);
-    assert!(net.a.errors.is_empty(), "{:?}", net.a.errors);
-    assert!(net.b.errors.is_empty(), "{:?}", net.b.errors);
+    assert_eq!(count(&net.a, |e| matches!(e, Event::PeerDead { .. })), 0);
+    assert_eq!(count(&net.b, |e| matches!(e, Event::PeerDead { .. })), 0);
     // Phase 2 rekeyed all along (every 90 s), with no gap checked above.
     assert!(count(&net.a, |e| matches!(e, Event::ChildSaRekeyed { .. })) >= 19);
+    net
 }
 
 /// No traffic: DPD alone keeps the peer alive across phase 1 rekeys.
