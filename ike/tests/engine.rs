@@ -1393,3 +1393,63 @@ fn phase1_rekey_aggressive_mode() {
     assert_eq!(net.a.ep.child_spis().len(), 1);
     assert!(net.a.errors.is_empty() && net.b.errors.is_empty());
 }
+
+/// A peer that keeps the replaced ISAKMP SA (its DELETE is lost here, and
+/// charon keeps it until its hard lifetime): DPD runs only on the newest SA.
+#[test]
+fn dpd_follows_the_newest_isakmp_sa() {
+    let mut cfg = seed_cfg();
+    cfg.policies[0].lifetime = 300;
+    cfg.sa_lifetime_secs = 3600;
+    cfg.dpd = Some(DpdConfig {
+        interval: Duration::from_secs(10),
+        retry: Duration::from_secs(2),
+        max_retries: 3,
+    });
+    let mut net = Net::new(cfg.clone(), cfg);
+    let t0 = net.now;
+    net.initiate();
+    net.pump();
+    let old_ic = net.log[0].1.payload[..8].to_vec();
+    let ic = old_ic.clone();
+    // Once A starts the replacement, lose its informational messages on
+    // the old SA (the DELETE).
+    let mut rekeying = false;
+    net.filter = Box::new(move |from_a, _, p| {
+        rekeying |= from_a && p[18] == 2 && p[8..16] == [0; 8];
+        !(rekeying && from_a && p[..8] == ic[..] && p[18] == 5)
+    });
+    net.run_until(t0 + Duration::from_secs(295));
+    let mm1s: Vec<usize> = (net.log.iter().enumerate())
+        .filter(|(_, (a, t))| *a && t.payload[18] == 2 && t.payload[8..16] == [0; 8])
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(mm1s.len(), 2, "one rekey: {:?}", net.a.events);
+    let new_ic = net.log[mm1s[1]].1.payload[..8].to_vec();
+    // B holds both; the old one is marked replaced.
+    let sas = net.b.ep.isakmp_sas();
+    assert_eq!(sas.len(), 2);
+    assert_eq!(sas.iter().filter(|s| s.replaced).count(), 1);
+    assert_eq!(
+        info_from_b(&net, mm1s[1], &old_ic),
+        0,
+        "DPD on the replaced SA"
+    );
+    assert!(
+        info_from_b(&net, mm1s[1], &new_ic) >= 2,
+        "DPD on the new SA"
+    );
+    assert_eq!(count(&net.b, |e| matches!(e, Event::PeerDead { .. })), 0);
+    // At its lifetime the old SA goes, with a DELETE.
+    net.run_until(t0 + Duration::from_secs(301));
+    assert_eq!(net.b.ep.isakmp_sas().len(), 1);
+    assert_eq!(info_from_b(&net, mm1s[1], &old_ic), 1);
+}
+
+/// Informational messages B sent on the SA with I-cookie `ic` since log entry `from`.
+fn info_from_b(net: &Net, from: usize, ic: &[u8]) -> usize {
+    net.log[from..]
+        .iter()
+        .filter(|(a, t)| !*a && t.payload[18] == 5 && t.payload[..8] == *ic)
+        .count()
+}
