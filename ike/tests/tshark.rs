@@ -213,3 +213,92 @@ fn tshark_dissects_and_decrypts_our_exchange() {
         );
     }
 }
+
+/// A phase 1 rekey on the wire: the new Main Mode on port 4500 and the
+/// DELETE for the old ISAKMP SA (16-byte SPI = the two cookies) dissect
+/// cleanly, decrypted with both SAs' keys.
+#[test]
+fn tshark_dissects_a_phase1_rekey() {
+    let (mut a, mut b) = (ep(21, 0x1000), ep(22, 0x2000));
+    let now = Instant::now();
+    let (la, lb): (SocketAddr, SocketAddr) = (
+        "172.16.0.1:500".parse().unwrap(),
+        "172.16.0.2:500".parse().unwrap(),
+    );
+    let req = Phase2Request {
+        local_proxy: Some(gre_proxy(la.ip())),
+        remote_proxy: Some(gre_proxy(lb.ip())),
+    };
+    a.initiate_phase2(now, la, lb, req).unwrap();
+    let mut wire = vec![];
+    let mut shuttle = |a: &mut Endpoint<ChaCha20Rng>, b: &mut Endpoint<ChaCha20Rng>| loop {
+        let mut moved = false;
+        while let Some(t) = a.poll_transmit() {
+            moved = true;
+            b.handle(now, t.remote, t.local, &t.payload).unwrap();
+            wire.push(t);
+        }
+        while let Some(t) = b.poll_transmit() {
+            moved = true;
+            a.handle(now, t.remote, t.local, &t.payload).unwrap();
+            wire.push(t);
+        }
+        if !moved {
+            break;
+        }
+    };
+    shuttle(&mut a, &mut b);
+    let old = a.isakmp_sas()[0].id;
+    let old_key = a.ike_keylog_line(old).unwrap();
+    assert!(a.rekey_isakmp(now, lb.ip()));
+    shuttle(&mut a, &mut b);
+    let sas = a.isakmp_sas();
+    assert_eq!(sas.len(), 1);
+    assert_ne!(sas[0].id, old);
+    let new_key = a.ike_keylog_line(sas[0].id).unwrap();
+    // Main Mode (6) and the DELETE.
+    assert_eq!(wire.len(), 9 + 7);
+
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("rekey.pcap");
+    let hdr = PcapHeader {
+        datalink: DataLink::RAW,
+        ..Default::default()
+    };
+    let mut w = PcapWriter::with_header(std::fs::File::create(&pcap).unwrap(), hdr).unwrap();
+    for (i, t) in wire.iter().enumerate() {
+        let pkt = ipv4_udp(t.local, t.remote, &t.payload);
+        w.write_packet(&PcapPacket::new(
+            Duration::from_millis(i as u64),
+            pkt.len() as u32,
+            &pkt,
+        ))
+        .unwrap();
+    }
+    drop(w);
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(&pcap)
+        .args(["-o", &format!("uat:ikev1_decryption_table:{old_key}")])
+        .args(["-o", &format!("uat:ikev1_decryption_table:{new_key}")])
+        .args(["-V", "-z", "expert,warn"])
+        .output()
+        .expect("tshark missing: apt-get install tshark");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!text.contains("Malformed"), "{text}");
+    assert!(!text.to_lowercase().contains("expert info (warn"), "{text}");
+    // The new Main Mode starts where the old one floated to.
+    let frames: Vec<&str> = text.split("\nFrame ").collect();
+    assert!(frames[9].contains("Dst Port: 4500"), "{}", frames[9]);
+    assert!(frames[9].contains("Exchange type: Identity Protection (Main Mode) (2)"));
+    // The last frame: DELETE for the old ISAKMP SA, decrypted.
+    let last = frames.last().unwrap();
+    assert!(last.contains("Payload: Delete (12)"), "{last}");
+    assert!(last.contains("SPI Size: 16"), "{last}");
+    assert!(last.contains("Protocol ID: ISAKMP (1)"), "{last}");
+}
