@@ -607,9 +607,11 @@ impl Engine {
     }
 
     /// Tells the engine an IPsec SA to `nbma` is up: replies delayed for
-    /// it are sent now.
+    /// it are sent now, and resolution requests still unanswered are sent
+    /// again (see [`Engine::resend_resolutions`]).
     pub fn ipsec_up(&mut self, now: Instant, nbma: IpAddr) {
         self.sa_up.insert(nbma);
+        self.resend_resolutions(now);
         let (ready, keep): (Vec<Delayed>, Vec<Delayed>) = std::mem::take(&mut self.delayed)
             .into_iter()
             .partition(|d| d.nbma == nbma);
@@ -628,6 +630,32 @@ impl Engine {
                 PacketType::ResolutionReply,
                 &d.src,
                 &d.dst,
+            );
+        }
+    }
+
+    /// Sends every pending resolution request again now (same request
+    /// ID; the retransmission schedule is unchanged). The responder sends
+    /// its reply the moment its SA to us is installed, right after Quick
+    /// Mode's last message; when that reply overtakes the message we drop
+    /// it (no SA yet) and would otherwise wait a full retransmission
+    /// interval.
+    pub fn resend_resolutions(&mut self, now: Instant) {
+        let mut pending: Vec<(IpAddr, Vec<u8>, IpAddr)> = self
+            .resolutions
+            .values()
+            .map(|p| (p.to, p.bytes.clone(), p.dst))
+            .collect();
+        pending.sort_by_key(|p| p.2);
+        for (to, bytes, dst) in pending {
+            debug!(target: TARGET, "NHRP: IPsec SA up, resending resolution request for {}", dst);
+            self.send(
+                now,
+                to,
+                bytes,
+                PacketType::ResolutionRequest,
+                &ip_to_addr(self.cfg.protocol),
+                &ip_to_addr(dst),
             );
         }
     }

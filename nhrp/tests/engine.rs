@@ -975,3 +975,33 @@ fn multicast_list_follows_the_configuration() {
         "static and registered, each once"
     );
 }
+
+/// An IPsec SA coming up sends unanswered resolution requests again at
+/// once (same ID): a reply that overtook the SA's installation was lost.
+#[test]
+fn ipsec_up_resends_pending_resolutions() {
+    let mut net = Net::new(vec![hub_cfg(), spoke_cfg(2)]);
+    net.secs(1);
+    // The hub stops answering: the request stays pending.
+    net.down.insert(ip(HUB_NBMA));
+    let now = net.now;
+    net.nodes[1].resolve(now, ip("10.3.4.5"));
+    net.pump();
+    let first: Vec<_> = net
+        .sent(PacketType::ResolutionRequest)
+        .iter()
+        .map(|s| s.packet.request_id())
+        .collect();
+    assert_eq!(first.len(), 1);
+    net.nodes[1].ipsec_up(now, ip("172.16.0.3"));
+    net.pump();
+    let again = net.sent(PacketType::ResolutionRequest);
+    assert_eq!(again.len(), 2, "sent again at once");
+    assert_eq!(again[1].at, now);
+    assert_eq!(again[1].packet.request_id(), first[0]);
+    // The retransmission schedule is unchanged (first one 1 s later).
+    net.run_until(now + std::time::Duration::from_millis(999));
+    assert_eq!(net.sent(PacketType::ResolutionRequest).len(), 2);
+    net.run_until(now + std::time::Duration::from_millis(1000));
+    assert_eq!(net.sent(PacketType::ResolutionRequest).len(), 3);
+}
