@@ -740,7 +740,30 @@ fn show_conn_ids_and_nhs_counters() {
     for p in &sas {
         for (i, o) in p.inbound.iter().zip(&p.outbound) {
             assert_eq!(o.conn_id, i.conn_id + 1, "pair numbered in, out");
+            assert_eq!(i.mode, dmvpn_ctl::proto::EspMode::Transport);
         }
+    }
+    // Volume left per SA: the lifetime (4608000 kB) minus what went through.
+    let mut st = stats.clone();
+    let big = st
+        .sas
+        .iter_mut()
+        .find(|x| x.peer == IpAddr::V4(S2))
+        .unwrap();
+    big.counters.bytes = 10 * 1024 * 1024;
+    let spi = big.spi;
+    let sas = sim.nodes[1].node.show_ipsec_sa(sim.now, Some(&st));
+    let esp: Vec<_> = sas
+        .iter()
+        .flat_map(|p| p.inbound.iter().chain(p.outbound.iter()))
+        .collect();
+    for e in esp {
+        let want = if e.spi == spi {
+            4_608_000 - 10_240
+        } else {
+            4_608_000
+        };
+        assert_eq!(e.remaining_kb, want, "{e:?}");
     }
     let nhs = sim.nodes[1].node.show_nhrp_nhs(sim.now);
     let n = &nhs[0];

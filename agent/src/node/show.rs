@@ -13,7 +13,7 @@ use dmvpn_nhrp::cache::EntryType;
 
 use super::Node;
 use crate::datapath::esp::{AuthAlg, EncAlg};
-use crate::datapath::sadb::Direction;
+use crate::datapath::sadb::{Direction, Mode as SadbMode};
 use crate::runtime::dataplane::{DataplaneStats, Protection};
 
 fn entry_type(k: EntryType) -> NhrpEntryType {
@@ -273,19 +273,30 @@ impl Node {
                     .unwrap_or_default();
                 let (transform, iv_size) = transform;
                 let (in_conn, out_conn) = self.conn_ids(*ispi);
-                let esp = |spi: u32, conn_id: u32| EspSa {
-                    spi,
-                    transform: transform.clone(),
-                    mode: EspMode::Transport,
-                    conn_id,
-                    remaining_kb: self.cfg.ike.sa_lifetime_kb,
-                    remaining_secs: remaining,
-                    iv_size,
-                    replay_detection: true,
-                    status: SaStatus::Active,
+                let life_kb = self.cfg.ike.sa_lifetime_kb;
+                // Mode and volume left from the data plane's own SA.
+                let esp = |spi: u32, dir: Direction, conn_id: u32| {
+                    let snap = snaps.iter().find(|s| s.spi == spi && s.direction == dir);
+                    EspSa {
+                        spi,
+                        transform: transform.clone(),
+                        mode: match snap.map(|s| s.mode) {
+                            Some(SadbMode::Tunnel) => EspMode::Tunnel,
+                            _ => EspMode::Transport,
+                        },
+                        conn_id,
+                        remaining_kb: snap.map_or(life_kb, |s| {
+                            s.remaining_kb
+                                .unwrap_or(life_kb.saturating_sub(s.counters.bytes / 1024))
+                        }),
+                        remaining_secs: remaining,
+                        iv_size,
+                        replay_detection: true,
+                        status: SaStatus::Active,
+                    }
                 };
-                inbound.push(esp(*ispi, in_conn));
-                outbound.push(esp(*ospi, out_conn));
+                inbound.push(esp(*ispi, Direction::Inbound, in_conn));
+                outbound.push(esp(*ospi, Direction::Outbound, out_conn));
             }
             let ident = |a: IpAddr| ProxyIdent {
                 addr: a,
