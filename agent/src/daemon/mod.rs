@@ -124,6 +124,7 @@ async fn run_async(cfg: &dmvpn_config::Config, log: &mut Logging) -> Result<(), 
     let server = tokio::spawn(dmvpn_ctl::server::serve(socket, ctl_tx));
 
     let mut dp = Engine::new(node.dataplane_config(), Sadb::new(), PeerMap::new());
+    dp.defer_seal = true;
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
         .map_err(|e| e.to_string())?;
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

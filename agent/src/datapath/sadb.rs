@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use thiserror::Error;
 
@@ -58,7 +59,9 @@ pub struct OutboundSa {
     pub spi: u32,
     pub peer: IpAddr,
     pub mode: Mode,
-    transform: Transform,
+    /// Shared with packets laid out but not yet finished, so a rekey or
+    /// delete in between cannot change their keys.
+    transform: Arc<Transform>,
     iv: IvGen,
     /// Last sequence number used (0 before the first packet).
     seq: u64,
@@ -73,7 +76,7 @@ impl OutboundSa {
             spi: p.spi,
             peer: p.peer,
             mode: p.mode,
-            transform: Transform::new(p.enc, p.enc_key, p.auth, p.auth_key)?,
+            transform: Arc::new(Transform::new(p.enc, p.enc_key, p.auth, p.auth_key)?),
             iv: IvGen::new(p.enc, iv_seed),
             seq: 0,
             lifetime_bytes: p.lifetime_kb.map(|kb| kb.saturating_mul(1024)),
@@ -109,6 +112,20 @@ impl OutboundSa {
         payload: &[u8],
         out: &mut [u8],
     ) -> Result<usize, SealError> {
+        let n = self.seal_layout(next_header, payload, out)?;
+        self.transform.seal_finish(&mut [&mut out[..n]]);
+        Ok(n)
+    }
+
+    /// [`OutboundSa::seal`] up to the cryptography: sequence number, IV,
+    /// layout and counters; [`OutboundSa::seal_finish`] must follow before
+    /// the packet is sent.
+    pub fn seal_layout(
+        &mut self,
+        next_header: u8,
+        payload: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, SealError> {
         // No extended sequence numbers: the 32-bit space must not wrap (RFC 4303 §3.3.3).
         if self.seq >= u64::from(u32::MAX) || self.lifetime_exceeded() {
             self.counters.send_errors += 1;
@@ -120,7 +137,7 @@ impl OutboundSa {
         self.iv.fill(seq, iv);
         match self
             .transform
-            .seal(self.spi, seq as u32, iv, next_header, payload, out)
+            .seal_layout(self.spi, seq as u32, iv, next_header, payload, out)
         {
             Ok(n) => {
                 self.seq = seq;
@@ -138,6 +155,17 @@ impl OutboundSa {
                 Err(e)
             }
         }
+    }
+
+    /// Encrypts and authenticates packets laid out by
+    /// [`OutboundSa::seal_layout`] on this SA, several at once.
+    pub fn seal_finish(&self, pkts: &mut [&mut [u8]]) {
+        self.transform.seal_finish(pkts);
+    }
+
+    /// The keyed transform, to finish packets laid out earlier.
+    pub fn shared_transform(&self) -> Arc<Transform> {
+        Arc::clone(&self.transform)
     }
 }
 
@@ -314,6 +342,20 @@ impl Sadb {
     ) -> Result<usize, SadbError> {
         let sa = self.outbound.get_mut(&peer).ok_or(SadbError::NoSa)?;
         Ok(sa.seal(next_header, payload, out)?)
+    }
+
+    /// [`OutboundSa::seal_layout`] on `peer`'s outbound SA; returns the
+    /// length and the transform that must finish the packet.
+    pub fn seal_layout(
+        &mut self,
+        peer: IpAddr,
+        next_header: u8,
+        payload: &[u8],
+        out: &mut [u8],
+    ) -> Result<(usize, Arc<Transform>), SadbError> {
+        let sa = self.outbound.get_mut(&peer).ok_or(SadbError::NoSa)?;
+        let n = sa.seal_layout(next_header, payload, out)?;
+        Ok((n, sa.shared_transform()))
     }
 
     /// Opens a received ESP packet into `out`. Returns the SA's peer and

@@ -11,8 +11,9 @@ use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4};
+use std::sync::Arc;
 
-use crate::datapath::esp::{NEXT_HEADER_GRE, NEXT_HEADER_IPV4, NEXT_HEADER_IPV6};
+use crate::datapath::esp::{NEXT_HEADER_GRE, NEXT_HEADER_IPV4, NEXT_HEADER_IPV6, Transform};
 use crate::datapath::gre::{self, GreCounters, PROTO_IPV4, PROTO_IPV6, PROTO_NHRP};
 use crate::datapath::ip::{self, IPV4_HEADER_LEN, Ipv4Repr, PROTO_ESP, PROTO_GRE};
 use crate::datapath::mtu::{self, MtuAction};
@@ -255,6 +256,22 @@ pub struct Engine {
     ident: u16,
     scratch: Box<[u8]>,
     scratch2: Box<[u8]>,
+    /// Lay ESP packets out and encrypt them together at
+    /// [`Engine::finish_seals`] (done by [`flush`] before sending), instead
+    /// of one by one: CBC chains of several packets then share the
+    /// cipher's parallel blocks. Off by default, so that queued packets are
+    /// complete as soon as they are queued.
+    pub defer_seal: bool,
+    deferred: Vec<Deferred>,
+}
+
+/// An ESP packet queued in clear, waiting for [`Engine::finish_seals`].
+struct Deferred {
+    udp: bool,
+    idx: usize,
+    off: usize,
+    len: usize,
+    transform: Arc<Transform>,
 }
 
 impl Engine {
@@ -278,6 +295,8 @@ impl Engine {
             ident: 0,
             scratch: vec![0u8; BUF_SIZE].into_boxed_slice(),
             scratch2: vec![0u8; BUF_SIZE].into_boxed_slice(),
+            defer_seal: false,
+            deferred: Vec::with_capacity(2 * BATCH),
         }
     }
 
@@ -534,16 +553,38 @@ impl Engine {
                 } else {
                     (&mut self.esp_out, IPV4_HEADER_LEN)
                 };
+                let idx = batch.len();
                 let Some(buf) = batch.next_buf() else {
                     self.counters.queue_full += 1;
                     return;
                 };
-                match self.sadb.seal(
-                    IpAddr::V4(peer.nbma),
-                    next_header,
-                    &self.scratch[..plen],
-                    &mut buf[off..],
-                ) {
+                let sealed = if self.defer_seal {
+                    self.sadb
+                        .seal_layout(
+                            IpAddr::V4(peer.nbma),
+                            next_header,
+                            &self.scratch[..plen],
+                            &mut buf[off..],
+                        )
+                        .map(|(n, transform)| {
+                            self.deferred.push(Deferred {
+                                udp,
+                                idx,
+                                off,
+                                len: n,
+                                transform,
+                            });
+                            n
+                        })
+                } else {
+                    self.sadb.seal(
+                        IpAddr::V4(peer.nbma),
+                        next_header,
+                        &self.scratch[..plen],
+                        &mut buf[off..],
+                    )
+                };
+                match sealed {
                     Ok(n) => {
                         if let Protection::EspUdp { port } = peer.protection {
                             self.udp_out.commit(n, SocketAddrV4::new(peer.nbma, port));
@@ -571,6 +612,45 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// Encrypts and authenticates the ESP packets laid out while
+    /// [`Engine::defer_seal`] is on, up to eight at a time per transform.
+    pub fn finish_seals(&mut self) {
+        if self.deferred.is_empty() {
+            return;
+        }
+        let deferred = std::mem::take(&mut self.deferred);
+        for udp in [false, true] {
+            let batch = if udp {
+                &mut self.udp_out
+            } else {
+                &mut self.esp_out
+            };
+            let mut bufs = batch.bufs_mut().enumerate();
+            let mut group: Vec<&mut [u8]> = Vec::new();
+            let mut current: Option<&Arc<Transform>> = None;
+            for d in deferred.iter().filter(|d| d.udp == udp) {
+                // Entries are in queue order: the buffer is ahead.
+                let Some(buf) = bufs.by_ref().find(|(i, _)| *i == d.idx).map(|(_, b)| b) else {
+                    continue;
+                };
+                let same = current.is_some_and(|t| Arc::ptr_eq(t, &d.transform));
+                if !same || group.len() == 8 {
+                    if let Some(t) = current {
+                        t.seal_finish(&mut group);
+                    }
+                    group.clear();
+                    current = Some(&d.transform);
+                }
+                group.push(&mut buf[d.off..d.off + d.len]);
+            }
+            if let Some(t) = current {
+                t.seal_finish(&mut group);
+            }
+        }
+        self.deferred = deferred;
+        self.deferred.clear();
     }
 
     /// Queues an IKE message for the NAT-T port, behind the non-ESP marker.
@@ -913,6 +993,7 @@ pub async fn flush(
         }
         e.tun_out.clear();
         write_tun(e, links.tun, w).await;
+        e.finish_seals();
         if !e.gre_out.is_empty() {
             let r = links.gre.send_batch(&mut e.gre_out).await?;
             e.counters.send_errors += r.failed as u64;
@@ -1023,6 +1104,8 @@ impl Dataplane {
             None => None,
         };
         let reader = TunReader::new(&tun);
+        let mut engine = engine;
+        engine.defer_seal = true;
         Ok(Dataplane {
             engine,
             tun,
@@ -1275,6 +1358,41 @@ mod tests {
             }
             assert_eq!(b.tun_out.len(), 1, "{prot:?}");
             assert_eq!(b.tun_out.get(0), &p[..]);
+        }
+    }
+
+    #[test]
+    fn deferred_seals_equal_immediate_ones_and_survive_a_rekey() {
+        for prot in [Protection::Esp, Protection::EspUdp { port: 4500 }] {
+            let (mut now, _) = pair(prot);
+            let (mut later, mut b) = pair(prot);
+            later.defer_seal = true;
+            let t1 = Ipv4Addr::new(192, 168, 1, 1);
+            let t2 = Ipv4Addr::new(192, 168, 1, 2);
+            for k in 0..20usize {
+                let p = inner(t1, t2, [1400, 1400, 90, 1400][k % 4], true);
+                now.outbound(&p);
+                later.outbound(&p);
+            }
+            // The SA is replaced before the packets are finished: they keep
+            // the keys they were laid out with.
+            later.apply(Command::InsertOutbound(Box::new(
+                OutboundSa::new(&sa(0x999, B), &[7; 24]).unwrap(),
+            )));
+            later.finish_seals();
+            let (x, y) = match prot {
+                Protection::Esp => (&now.esp_out, &later.esp_out),
+                _ => (&now.udp_out, &later.udp_out),
+            };
+            assert_eq!(x.len(), 20);
+            for i in 0..20 {
+                assert_eq!(x.get(i), y.get(i), "{prot:?} packet {i}");
+                match prot {
+                    Protection::Esp => b.inbound_esp_ip(y.get(i)),
+                    _ => b.inbound_udp(y.get(i), SocketAddrV4::new(A, 4500)),
+                }
+            }
+            assert_eq!(b.tun_out.len(), 20, "{prot:?}");
         }
     }
 

@@ -159,6 +159,11 @@ impl SendBatch {
         self.bufs.get_mut(self.count).map(|b| &mut b[..])
     }
 
+    /// Every buffer, queued or not, in queue order (to finish packets in place).
+    pub fn bufs_mut(&mut self) -> impl Iterator<Item = &mut [u8]> {
+        self.bufs.iter_mut().map(|b| &mut b[..])
+    }
+
     /// Queues the first `len` bytes of the buffer returned by `next_buf`.
     pub fn commit(&mut self, len: usize, dst: SocketAddrV4) {
         if self.count < self.bufs.len() {
