@@ -536,7 +536,7 @@ fn e2e_clear_crypto_and_nhrp_on_both_spokes_recovers() {
     let direct = lab.wait(
         "direct spoke-to-spoke path again after the clears",
         Duration::from_secs(20),
-        || direct_encaps(&lab, &s1) >= 3 && lab.peer_up(&s1, "172.16.0.3"),
+        || direct_encaps(&lab, &s1) >= 1 && lab.peer_up(&s1, "172.16.0.3"),
     );
     let out = ping.wait_with_output().expect("ping output");
     let out = String::from_utf8_lossy(&out.stdout);
