@@ -307,10 +307,11 @@ fn cbc_encrypt_many<C: BlockEncrypt + BlockCipher>(
 ) {
     let bs = C::block_size();
     for lanes in pkts.chunks_mut(CBC_LANES) {
-        let mut prev = [[0u8; 16]; CBC_LANES];
+        // Chaining values as integers: one XOR per block, no byte loops.
+        let mut prev = [0u128; CBC_LANES];
         let mut nblocks = [0usize; CBC_LANES];
         for (k, p) in lanes.iter().enumerate() {
-            prev[k][..bs].copy_from_slice(&p[HEADER_LEN..HEADER_LEN + bs]);
+            prev[k] = load(&p[HEADER_LEN..HEADER_LEN + bs]);
             nblocks[k] = (p.len() - icv_len - ct_start) / bs;
         }
         let rounds = nblocks.iter().copied().max().unwrap_or(0);
@@ -321,9 +322,8 @@ fn cbc_encrypt_many<C: BlockEncrypt + BlockCipher>(
             let mut n = 0;
             for (k, p) in lanes.iter().enumerate() {
                 if j < nblocks[k] {
-                    for (t, b) in blocks[n].iter_mut().enumerate() {
-                        *b = p[off + t] ^ prev[k][t];
-                    }
+                    let x = load(&p[off..off + bs]) ^ prev[k];
+                    blocks[n].copy_from_slice(&x.to_le_bytes()[..bs]);
                     lane_of[n] = k;
                     n += 1;
                 }
@@ -332,10 +332,18 @@ fn cbc_encrypt_many<C: BlockEncrypt + BlockCipher>(
             for (m, b) in blocks[..n].iter().enumerate() {
                 let k = lane_of[m];
                 lanes[k][off..off + bs].copy_from_slice(b);
-                prev[k][..bs].copy_from_slice(b);
+                prev[k] = load(b);
             }
         }
     }
+}
+
+/// A cipher block (8 or 16 bytes) as a little-endian integer.
+#[inline(always)]
+fn load(b: &[u8]) -> u128 {
+    let mut a = [0u8; 16];
+    a[..b.len()].copy_from_slice(b);
+    u128::from_le_bytes(a)
 }
 
 fn cbc_decrypt<C: BlockDecrypt + BlockCipher>(
