@@ -27,8 +27,10 @@
 //! node.show_nhrp(now) / show_nhrp_nhs(now) / show_dmvpn(now) / show_isakmp_sa(now)
 //!     / show_ipsec_sa(now, Option<&DataplaneStats>)  -> dmvpn_ctl::proto snapshot types
 //! node.clear_nhrp(now) / clear_crypto_sa(now, Option<IpAddr>) -> count
-//! node.multicast_nbmas()                           `map multicast dynamic` replication list
-//!     (sent to the data plane as Command::SetMulticast whenever it changes)
+//!     both drop the affected shortcuts and put back the routes via the hub
+//! node.multicast_nbmas()                           replication list: registered spokes with
+//!     `map multicast dynamic`, static `map multicast` NBMAs, NHSs marked
+//!     `multicast` (sent to the data plane as Command::SetMulticast when it changes)
 //! node.should_relay(ip_packet)                    hub: a decapsulated packet for another
 //!                                                  spoke goes back out (observe + outbound)
 //! node.has_sa(nbma), node.shortcut_routes()        for tests
