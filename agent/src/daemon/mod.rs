@@ -2,6 +2,10 @@
 //! GRE/ESP sockets, UDP 500 and 4500, the data-plane engine and the
 //! [`Node`], plus the control socket. Every protocol decision is the
 //! Node's; this module moves bytes, time and requests.
+//!
+//! The TUN device runs with TSO/GRO offload when the kernel allows it;
+//! `DMVPND_UDP_OFFLOAD=1` in the environment adds UDP GSO/GRO on the
+//! ESP-in-UDP socket (see [`crate::runtime::sockets`] for the trade-off).
 
 mod logging;
 mod routes;
