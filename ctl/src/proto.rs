@@ -489,6 +489,8 @@ pub enum SaStatus {
     Active,
     Deleted,
     Standby,
+    /// An ISAKMP SA being replaced by a newer one (phase 1 rekey).
+    Stale,
 }
 
 impl SaStatus {
@@ -497,6 +499,7 @@ impl SaStatus {
             SaStatus::Active => "ACTIVE",
             SaStatus::Deleted => "DELETED",
             SaStatus::Standby => "STANDBY",
+            SaStatus::Stale => "STALE",
         }
     }
 }

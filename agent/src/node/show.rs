@@ -209,7 +209,12 @@ impl Node {
                 src: s.local.ip(),
                 state: isakmp_state(s.state),
                 conn_id: s.id as u32,
-                status: SaStatus::Active,
+                // IOS shows an SA with a replacement as STALE until it goes.
+                status: if s.replaced {
+                    SaStatus::Stale
+                } else {
+                    SaStatus::Active
+                },
                 details: s.policy.map(|p| IsakmpDetails {
                     encryption: format!("{:?}", p.encr).to_lowercase(),
                     hash: format!("{:?}", p.hash).to_lowercase(),
