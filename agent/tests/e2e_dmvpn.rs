@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use dmvpn_ctl::proto::{DebugTarget, DmvpnState, NhrpEntryType, Reply, Request};
+use dmvpn_ctl::proto::{DebugTarget, DmvpnState, NhrpEntryType, Reply, Request, SaStatus};
 
 const SEED_IKE: &str = r#"
 [[ike.policy]]
@@ -379,6 +379,91 @@ fn e2e_rekey_without_loss() {
         "rekeyed: {before:x?} -> {after:x?}"
     );
     assert_eq!(got, 650, "no loss across rekey");
+}
+
+/// ISAKMP SAs (conn-id, status) `ns` holds with `peer`.
+fn isakmp_with(lab: &Lab, ns: &str, peer: &str) -> Vec<(u32, SaStatus)> {
+    let ip: IpAddr = peer.parse().unwrap();
+    match lab.ctl(ns, Request::ShowCryptoIsakmpSa) {
+        Reply::IsakmpSa(v) => v
+            .iter()
+            .filter(|s| s.dst == ip || s.src == ip)
+            .map(|s| (s.conn_id, s.status))
+            .collect(),
+        r => panic!("unexpected reply {r:?}"),
+    }
+}
+
+/// Phase 1 lifetime 60 s (the least the configuration takes): every ISAKMP
+/// SA is replaced (new Main Mode, DELETE for the old one) while a spoke
+/// pings the hub and one LAN pings the other over the direct path.
+#[test]
+fn e2e_phase1_rekey_with_traffic() {
+    let ike = SEED_IKE.replace("lifetime = 86400", "lifetime = 60");
+    let (lab, [hub, s1, s2]) = seed_lab(&ike, SEED_TS, 300, false);
+    let t0 = Instant::now();
+    let h2 = format!("{}h2", lab.tag);
+    lab.wait(
+        "hub knows the spokes' LANs",
+        Duration::from_secs(10),
+        || lab.ping(&h2, "10.3.0.10", 1) == 1,
+    );
+    lab.wait(
+        "shortcut between the spokes",
+        Duration::from_secs(10),
+        || lab.peer_up(&s1, "172.16.0.3"),
+    );
+    let hub_before = isakmp_with(&lab, &hub, "172.16.0.2");
+    let s2_before = isakmp_with(&lab, &s2, "172.16.0.2");
+    assert_eq!(
+        hub_before.len(),
+        1,
+        "hub's ISAKMP SAs with s1: {hub_before:?}"
+    );
+    assert_eq!(s2_before.len(), 1, "s2's ISAKMP SAs with s1: {s2_before:?}");
+    // 70 s at 5 pings/s: both phase 1 SAs (established ~once the lab came
+    // up, replaced at 85–95 % of 60 s) are replaced meanwhile, the phase 2
+    // SAs (120 s) are not.
+    let n = 350;
+    let spawn = |ns: &str, dst: &str| {
+        Command::new("ip")
+            .args([
+                "netns", "exec", ns, "ping", "-n", "-q", "-i", "0.2", "-W", "1", "-c",
+            ])
+            .arg(n.to_string())
+            .arg(dst)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("ping")
+    };
+    let to_hub = spawn(&s1, "192.168.1.1");
+    let lan = spawn(&h2, "10.3.0.10");
+    let received = |c: std::process::Child| -> u32 {
+        let out = c.wait_with_output().expect("ping output");
+        let out = String::from_utf8_lossy(&out.stdout).to_string();
+        out.split(',')
+            .find_map(|part| part.trim().strip_suffix(" received"))
+            .and_then(|x| x.trim().parse().ok())
+            .unwrap_or_else(|| panic!("cannot parse ping output: {out}"))
+    };
+    let got_hub = received(to_hub);
+    let got_lan = received(lan);
+    eprintln!(
+        "phase 1 rekey: spoke->hub {got_hub}/{n}, LAN->LAN {got_lan}/{n}, {:?} since the lab was up",
+        t0.elapsed()
+    );
+    let hub_after = isakmp_with(&lab, &hub, "172.16.0.2");
+    let s2_after = isakmp_with(&lab, &s2, "172.16.0.2");
+    for (what, before, after) in [
+        ("hub-s1", &hub_before, &hub_after),
+        ("s2-s1", &s2_before, &s2_after),
+    ] {
+        assert_eq!(after.len(), 1, "{what}: one ISAKMP SA left: {after:?}");
+        assert_ne!(after[0].0, before[0].0, "{what}: ISAKMP SA replaced");
+        assert_eq!(after[0].1, SaStatus::Active, "{what}: {after:?}");
+    }
+    assert_eq!(got_hub, n, "spoke->hub: no loss across the phase 1 rekey");
+    assert_eq!(got_lan, n, "LAN->LAN: no loss across the phase 1 rekey");
 }
 
 #[test]
