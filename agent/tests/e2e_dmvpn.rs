@@ -325,6 +325,10 @@ fn e2e_phase3_redirect_shortcut() {
     let setup = spoke_to_spoke(&lab, &s1);
     eprintln!("phase 3: spoke-to-spoke shortcut up {setup:?} after the first ping");
     lan_to_lan(&lab, &s1);
+    // The log names the masked prefix, as IOS does.
+    let log = lab.log(&s1);
+    assert!(log.contains("Shortcut 10.3.0.0/24 via"), "{log}");
+    assert!(!log.contains("Shortcut 10.3.0.10/"), "{log}");
 }
 
 #[test]

@@ -1463,9 +1463,10 @@ impl Engine {
             .is_none_or(|o| o.kind != EntryType::Cached || o.nbma != Some(nbma));
         self.cache.insert(e);
         if changed {
+            let prefix = mask(prefix, len);
             info!(target: TARGET, "NHRP: Shortcut {}/{} via {} at NBMA {}", prefix, len, next_hop, nbma);
             self.events.push_back(Event::ShortcutUp {
-                prefix: mask(prefix, len),
+                prefix,
                 prefix_len: len,
                 next_hop,
                 nbma,
