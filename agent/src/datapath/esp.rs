@@ -488,11 +488,26 @@ impl Transform {
         payload: &[u8],
         out: &mut [u8],
     ) -> Result<usize, SealError> {
+        self.seal_layout_parts(spi, seq, iv, next_header, &[payload], out)
+    }
+
+    /// [`Transform::seal_layout`] of a payload given in pieces (headers
+    /// and data), copied once, straight into place.
+    pub fn seal_layout_parts(
+        &self,
+        spi: u32,
+        seq: u32,
+        iv: &[u8],
+        next_header: u8,
+        parts: &[&[u8]],
+        out: &mut [u8],
+    ) -> Result<usize, SealError> {
+        let payload_len: usize = parts.iter().map(|p| p.len()).sum();
         let iv_len = self.iv_len();
         if iv.len() != iv_len {
             return Err(SealError::IvLength { expected: iv_len });
         }
-        let total = self.sealed_len(payload.len());
+        let total = self.sealed_len(payload_len);
         if out.len() < total {
             return Err(SealError::BufferTooSmall { need: total });
         }
@@ -501,8 +516,11 @@ impl Transform {
         out[0..4].copy_from_slice(&spi.to_be_bytes());
         out[4..8].copy_from_slice(&seq.to_be_bytes());
         out[HEADER_LEN..ct_start].copy_from_slice(iv);
-        let body_end = ct_start + payload.len();
-        out[ct_start..body_end].copy_from_slice(payload);
+        let mut body_end = ct_start;
+        for p in parts {
+            out[body_end..body_end + p.len()].copy_from_slice(p);
+            body_end += p.len();
+        }
         let pad_len = ct_end - body_end - 2;
         for (i, b) in out[body_end..body_end + pad_len].iter_mut().enumerate() {
             *b = (i + 1) as u8;

@@ -126,6 +126,16 @@ impl OutboundSa {
         payload: &[u8],
         out: &mut [u8],
     ) -> Result<usize, SealError> {
+        self.seal_layout_parts(next_header, &[payload], out)
+    }
+
+    /// [`OutboundSa::seal_layout`] of a payload given in pieces.
+    pub fn seal_layout_parts(
+        &mut self,
+        next_header: u8,
+        parts: &[&[u8]],
+        out: &mut [u8],
+    ) -> Result<usize, SealError> {
         // No extended sequence numbers: the 32-bit space must not wrap (RFC 4303 §3.3.3).
         if self.seq >= u64::from(u32::MAX) || self.lifetime_exceeded() {
             self.counters.send_errors += 1;
@@ -137,7 +147,7 @@ impl OutboundSa {
         self.iv.fill(seq, iv);
         match self
             .transform
-            .seal_layout(self.spi, seq as u32, iv, next_header, payload, out)
+            .seal_layout_parts(self.spi, seq as u32, iv, next_header, parts, out)
         {
             Ok(n) => {
                 self.seq = seq;
@@ -147,7 +157,7 @@ impl OutboundSa {
                 if self.transform.icv_len() > 0 {
                     c.pkts_digest += 1;
                 }
-                c.bytes += payload.len() as u64;
+                c.bytes += parts.iter().map(|p| p.len() as u64).sum::<u64>();
                 Ok(n)
             }
             Err(e) => {
@@ -350,11 +360,11 @@ impl Sadb {
         &mut self,
         peer: IpAddr,
         next_header: u8,
-        payload: &[u8],
+        parts: &[&[u8]],
         out: &mut [u8],
     ) -> Result<(usize, Arc<Transform>), SadbError> {
         let sa = self.outbound.get_mut(&peer).ok_or(SadbError::NoSa)?;
-        let n = sa.seal_layout(next_header, payload, out)?;
+        let n = sa.seal_layout_parts(next_header, parts, out)?;
         Ok((n, sa.shared_transform()))
     }
 

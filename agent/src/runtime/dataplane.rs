@@ -534,19 +534,24 @@ impl Engine {
                 // transport mode carries GRE directly.
                 let tunnel_mode = self.sadb.outbound(IpAddr::V4(peer.nbma)).map(|sa| sa.mode)
                     == Some(Mode::Tunnel);
-                let ih = if tunnel_mode { IPV4_HEADER_LEN } else { 0 };
-                let Ok(glen) = gre::encap(&mut self.scratch[ih..], proto, key, payload) else {
+                // GRE header, and in tunnel mode the NBMA IPv4 header before
+                // it: small pieces copied once, with the payload, into place.
+                let mut gh = [0u8; 16];
+                if IPV4_HEADER_LEN + gl + payload.len() > self.scratch.len()
+                    || gre::write_header(&mut gh, proto, key).is_err()
+                {
                     self.counters.send_errors += 1;
                     return;
-                };
-                let (next_header, plen) = if tunnel_mode {
-                    let mut hdr = [0u8; IPV4_HEADER_LEN];
-                    self.outer_header(&mut hdr, peer.nbma, PROTO_GRE, tos, glen);
-                    self.scratch[..IPV4_HEADER_LEN].copy_from_slice(&hdr);
-                    (NEXT_HEADER_IPV4, IPV4_HEADER_LEN + glen)
+                }
+                let mut th = [0u8; IPV4_HEADER_LEN];
+                let next_header = if tunnel_mode {
+                    self.outer_header(&mut th, peer.nbma, PROTO_GRE, tos, gl + payload.len());
+                    NEXT_HEADER_IPV4
                 } else {
-                    (NEXT_HEADER_GRE, glen)
+                    NEXT_HEADER_GRE
                 };
+                let th: &[u8] = if tunnel_mode { &th } else { &[] };
+                let parts = [th, &gh[..gl], payload];
                 let udp = matches!(peer.protection, Protection::EspUdp { .. });
                 let (batch, off) = if udp {
                     (&mut self.udp_out, 0)
@@ -560,12 +565,7 @@ impl Engine {
                 };
                 let sealed = if self.defer_seal {
                     self.sadb
-                        .seal_layout(
-                            IpAddr::V4(peer.nbma),
-                            next_header,
-                            &self.scratch[..plen],
-                            &mut buf[off..],
-                        )
+                        .seal_layout(IpAddr::V4(peer.nbma), next_header, &parts, &mut buf[off..])
                         .map(|(n, transform)| {
                             self.deferred.push(Deferred {
                                 udp,
@@ -577,6 +577,11 @@ impl Engine {
                             n
                         })
                 } else {
+                    let mut plen = 0;
+                    for p in parts {
+                        self.scratch[plen..plen + p.len()].copy_from_slice(p);
+                        plen += p.len();
+                    }
                     self.sadb.seal(
                         IpAddr::V4(peer.nbma),
                         next_header,
