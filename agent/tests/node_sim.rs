@@ -590,6 +590,22 @@ fn shortcut_without_retransmission(esp_first: bool, lan_to_lan: bool) {
     }
     assert!(sim.nodes[1].node.has_sa(S2) && sim.nodes[2].node.has_sa(S1));
     assert_eq!(sim.nodes[1].replies, vec![1]);
+    // Both spokes asked for the same SA (LAN to LAN: at once); one pair
+    // comes up, not one per side.
+    sim.advance(Duration::from_secs(2));
+    for (i, peer) in [(1, S2), (2, S1)] {
+        let inbound: usize = sim.nodes[i]
+            .node
+            .show_ipsec_sa(sim.now, None)
+            .iter()
+            .filter(|s| s.current_peer == IpAddr::V4(peer))
+            .map(|s| s.inbound.len())
+            .sum();
+        assert_eq!(
+            inbound, 1,
+            "node {i}: IPsec SAs with {peer} (esp_first {esp_first}, LAN {lan_to_lan})"
+        );
+    }
 }
 
 /// Traffic we keep sending to a dead hub does not hold off DPD: the

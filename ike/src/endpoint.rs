@@ -800,7 +800,9 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                     q.initiator && q.done_at.is_none() && q.request == req && q.rekey_of == rekey_of
                 })
         });
-        if busy {
+        // The peer is already negotiating these selectors with us: its
+        // Quick Mode gives the pair this request asks for.
+        if busy || (rekey_of.is_none() && self.peer_qm_coming(remote.ip(), &req)) {
             return Ok(());
         }
         match existing {
@@ -967,9 +969,40 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         self.events.push_back(Event::Phase1Up { id, local, remote });
         self.schedule_p1_rekey(id, life);
         for (req, rekey_of) in pending {
+            // Both ends asked at once: while our phase 1 came up, the
+            // peer's own phase 1 carried its Quick Mode for the same
+            // selectors, which is under way or already done. A second
+            // pair would only duplicate it.
+            if rekey_of.is_none()
+                && (self.peer_qm_coming(remote.ip(), &req) || self.has_child(remote.ip(), &req))
+            {
+                ike!(
+                    "ISAKMP ({}): peer's Quick Mode covers the pending request, not starting another",
+                    id
+                );
+                continue;
+            }
             self.qm_initiate(now, id, req, rekey_of);
         }
         self.reconcile_peer(now, remote.ip());
+    }
+
+    /// A Quick Mode the peer started for `req` (our view of the
+    /// selectors) that we are still answering.
+    fn peer_qm_coming(&self, peer: IpAddr, req: &Phase2Request) -> bool {
+        self.sa_peers.get(peer).any(|id| {
+            self.sas[&id]
+                .qms
+                .values()
+                .any(|q| !q.initiator && q.done_at.is_none() && q.request == *req)
+        })
+    }
+
+    /// An installed child SA with `peer` for `req`.
+    fn has_child(&self, peer: IpAddr, req: &Phase2Request) -> bool {
+        self.children
+            .values()
+            .any(|c| c.remote.ip() == peer && c.request == *req)
     }
 
     /// Delete a child SA by its inbound SPI, telling the peer.

@@ -312,6 +312,59 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         None
     }
 
+    /// Quick Mode collision: the peer's QM1 (message `mid` on SA `id`,
+    /// nonce `ni`) asks for the selectors our own, still unanswered Quick
+    /// Mode asks for (both ends wanted the same SA at once). Only one may
+    /// go on, or two IPsec SA pairs come up: both ends see both nonces, so
+    /// the Quick Mode with the higher initiator nonce goes on. True when
+    /// the peer's goes on (ours, if any, is dropped quietly: it never got
+    /// an answer, nothing was installed); false when ours does and the
+    /// peer's QM1 is to be ignored (the peer drops it on seeing ours).
+    fn qm_collision_lost(&mut self, id: SaId, mid: u32, ids: &[IdPayload], ni: &[u8]) -> bool {
+        let req = match ids {
+            [ci, cr, ..] => Phase2Request {
+                local_proxy: Some(cr.clone()),
+                remote_proxy: Some(ci.clone()),
+            },
+            _ => Phase2Request {
+                local_proxy: None,
+                remote_proxy: None,
+            },
+        };
+        let peer = self.sas[&id].remote.ip();
+        let ours = self.sa_peers.get(peer).find_map(|sid| {
+            self.sas[&sid].qms.iter().find_map(|(m, q)| {
+                (q.initiator
+                    && q.state == QmState::IQm1
+                    && q.rekey_of.is_none()
+                    && q.request == req)
+                    .then(|| (sid, *m, q.ni.as_slice() > ni))
+            })
+        });
+        match ours {
+            None => true,
+            Some((_, m, true)) => {
+                ike!(
+                    "ISAKMP ({}): QM {} collides with our QM {} for the same proxies; ours goes on, ignoring it",
+                    id,
+                    mid,
+                    m
+                );
+                false
+            }
+            Some((sid, m, false)) => {
+                ike!(
+                    "ISAKMP ({}): QM {} collides with our QM {} for the same proxies; the peer's goes on, dropping ours",
+                    id,
+                    mid,
+                    m
+                );
+                self.sas.get_mut(&sid).expect("sa").qms.remove(&m);
+                true
+            }
+        }
+    }
+
     fn qm_responder_qm1(
         &mut self,
         now: Instant,
@@ -343,6 +396,9 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         let ke = p.find_ke().map(<[u8]>::to_vec);
         let ids: Vec<IdPayload> = p.ids().cloned().collect();
         let peer_oa = p.nat_oa_addrs().next();
+        if !self.qm_collision_lost(id, mid, &ids, &ni) {
+            return Ok(());
+        }
         ike!(
             "ISAKMP ({}): processing SA payload. message ID = {}",
             id,

@@ -910,26 +910,64 @@ fn phase1_expiry_keeps_children_and_rekey_renegotiates() {
     assert_eq!(net.b.ep.child_spis().len(), 2);
 }
 
+/// Both ends ask for the same selectors at the same instant (two spokes
+/// resolving each other): two phase 1 SAs come up, but the Quick Mode
+/// that one side has pending is not started once the peer's Quick Mode
+/// for the same selectors is under way, so exactly one IPsec SA pair
+/// results, whichever side asks first, and it carries traffic and rekeys.
 #[test]
 fn simultaneous_initiation() {
-    let mut net = Net::new(seed_cfg(), seed_cfg());
-    net.initiate();
-    let req = Phase2Request {
-        local_proxy: Some(gre_proxy(net.b.addr)),
-        remote_proxy: Some(gre_proxy(net.a.addr)),
-    };
-    let (l, r) = (
-        SocketAddr::new(net.b.addr, 500),
-        SocketAddr::new(net.a.addr, 500),
-    );
-    net.b.ep.initiate_phase2(net.now, l, r, req).unwrap();
-    net.pump();
-    let failed = |e: &Event| matches!(e, Event::Phase1Failed { .. } | Event::Phase2Failed { .. });
-    assert_eq!(count(&net.a, failed), 0);
-    assert_eq!(count(&net.b, failed), 0);
-    assert_eq!(installed(&net.a).len(), 2);
-    assert_eq!(installed(&net.b).len(), 2);
-    assert_eq!(net.a.ep.child_spis().len(), 2);
+    for b_first in [false, true] {
+        let mut net = Net::new(seed_cfg(), seed_cfg());
+        let req = Phase2Request {
+            local_proxy: Some(gre_proxy(net.b.addr)),
+            remote_proxy: Some(gre_proxy(net.a.addr)),
+        };
+        let (l, r) = (
+            SocketAddr::new(net.b.addr, 500),
+            SocketAddr::new(net.a.addr, 500),
+        );
+        if b_first {
+            net.b.ep.initiate_phase2(net.now, l, r, req).unwrap();
+            net.initiate();
+        } else {
+            net.initiate();
+            net.b.ep.initiate_phase2(net.now, l, r, req).unwrap();
+        }
+        net.pump();
+        let failed =
+            |e: &Event| matches!(e, Event::Phase1Failed { .. } | Event::Phase2Failed { .. });
+        assert_eq!(count(&net.a, failed), 0);
+        assert_eq!(count(&net.b, failed), 0);
+        assert_eq!(net.a.ep.isakmp_sas().len(), 2, "one phase 1 each way");
+        let (ia, ib) = (installed(&net.a), installed(&net.b));
+        assert_eq!(ia.len(), 1, "b_first {b_first}: {ia:?}");
+        assert_eq!(ib.len(), 1, "b_first {b_first}: {ib:?}");
+        assert_pair(&ia[0], &ib[0]);
+        assert_eq!(net.a.ep.child_spis().len(), 1);
+        assert_eq!(net.b.ep.child_spis().len(), 1);
+        // Traffic for 300 s: the pair (120 s) is rekeyed twice and a
+        // matching pair exists every second, never more than old + new.
+        let (pa, pb) = (net.a.addr, net.b.addr);
+        for _ in 0..300 {
+            net.run_for(Duration::from_secs(1));
+            let now = net.now;
+            net.a.ep.note_traffic(now, pb);
+            net.b.ep.note_traffic(now, pa);
+            let (ca, cb) = (net.a.ep.child_sas(), net.b.ep.child_sas());
+            assert!(ca.len() <= 2 && cb.len() <= 2, "{ca:?} {cb:?}");
+            assert!(
+                ca.iter().any(|a| cb
+                    .iter()
+                    .any(|b| a.inbound_spi == b.outbound_spi && a.outbound_spi == b.inbound_spi)),
+                "no IPsec SA pair: {ca:?} {cb:?}"
+            );
+        }
+        let rekeyed = |n: &Node| count(n, |e| matches!(e, Event::ChildSaRekeyed { .. }));
+        assert!(rekeyed(&net.a) + rekeyed(&net.b) >= 2);
+        assert_eq!(count(&net.a, failed), 0);
+        assert_eq!(count(&net.b, failed), 0);
+    }
 }
 
 #[test]
