@@ -9,6 +9,7 @@ use std::time::Duration;
 use dmvpn_agent::datapath::sadb::Sadb;
 use dmvpn_agent::node::{self, Node, Output};
 use dmvpn_agent::runtime::dataplane::{Engine, Event, PeerMap};
+use dmvpn_ctl::proto::SaStatus;
 use dmvpn_nhrp::Instant;
 
 const HUB: Ipv4Addr = Ipv4Addr::new(172, 16, 0, 1);
@@ -45,6 +46,8 @@ fn config(role: &str, n: u8, phase3: bool, crypto: &str, hubs: &[u8]) -> String 
         }
         t
     };
+    // "…-60": phase 1 lifetime 60 s (the least the configuration takes).
+    let p1_life = if crypto.ends_with("-60") { 60 } else { 86400 };
     format!(
         r#"
 [node]
@@ -58,7 +61,7 @@ retries = 5
 priority = 10
 {policy}
 authentication = "pre-share"
-lifetime = 86400
+lifetime = {p1_life}
 [[ike.key]]
 peer = "0.0.0.0/0"
 key = "cisco123"
@@ -130,6 +133,8 @@ struct Sim {
     /// Quick Mode's last message then reaches a peer that has not
     /// installed the SA yet.
     esp_first: bool,
+    /// Lose ISAKMP informational exchanges (DELETE, DPD) sent by this NBMA.
+    drop_info_from: Option<Ipv4Addr>,
 }
 
 /// 10.N.0.host: the LAN behind node N.
@@ -209,6 +214,7 @@ impl Sim {
             next_stats: now,
             esp_seen: Vec::new(),
             esp_first: false,
+            drop_info_from: None,
         }
     }
 
@@ -312,6 +318,14 @@ impl Sim {
                         }
                     }
                     Wire::Ike(from, to, payload) => {
+                        // Port 500, no NAT: the exchange type is header byte 18.
+                        if self
+                            .drop_info_from
+                            .is_some_and(|a| from.ip() == IpAddr::V4(a))
+                            && payload.get(18) == Some(&5)
+                        {
+                            continue;
+                        }
                         let IpAddr::V4(d) = to.ip() else { continue };
                         let Some(i) = self.idx(d) else { continue };
                         let n = &mut self.nodes[i];
@@ -793,4 +807,59 @@ fn show_conn_ids_and_nhs_counters() {
     assert!(n.requests_failed >= 1, "{n:?}");
     assert!(n.pending_request_id.is_some() && n.retransmit_secs.is_some());
     assert!(n.requests_sent > n.replies_received);
+}
+
+/// Phase 1 lifetime 60 s: the spoke replaces its ISAKMP SA with the hub
+/// before it ends. While the spoke's DELETE for the old SA is lost, the
+/// hub lists the old SA as STALE next to the new ACTIVE one (as IOS
+/// does); pings keep being answered throughout, and once the old SA
+/// expires only the new one is left.
+#[test]
+fn replaced_isakmp_sa_shows_stale() {
+    let mut sim = Sim::new(false, "seed-60");
+    sim.advance(Duration::from_secs(5));
+    let rows = |sim: &Sim| -> Vec<(u32, SaStatus)> {
+        sim.nodes[0]
+            .node
+            .show_isakmp_sa(sim.now)
+            .iter()
+            .filter(|r| r.dst == IpAddr::V4(S1) || r.src == IpAddr::V4(S1))
+            .map(|r| (r.conn_id, r.status))
+            .collect()
+    };
+    let first = rows(&sim);
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert_eq!(first[0].1, SaStatus::Active);
+    let first = first[0].0;
+    sim.drop_info_from = Some(S1);
+    let hub_tunnel = Ipv4Addr::new(192, 168, 1, 1);
+    let mut seq = 0u16;
+    let mut stale = None;
+    while stale.is_none() {
+        assert!(seq < 600, "no replacement within 60 s: {:?}", rows(&sim));
+        sim.ping(1, hub_tunnel, seq);
+        seq += 1;
+        sim.advance(Duration::from_millis(100));
+        let r = rows(&sim);
+        if r.len() == 2 {
+            stale = Some(r);
+        }
+    }
+    let r = stale.unwrap();
+    assert!(r.contains(&(first, SaStatus::Stale)), "{r:?}");
+    assert!(
+        r.iter()
+            .any(|(id, st)| *id != first && *st == SaStatus::Active),
+        "{r:?}"
+    );
+    sim.drop_info_from = None;
+    for _ in 0..200 {
+        sim.ping(1, hub_tunnel, seq);
+        seq += 1;
+        sim.advance(Duration::from_millis(100));
+    }
+    let r = rows(&sim);
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert!(r[0].0 != first && r[0].1 == SaStatus::Active, "{r:?}");
+    assert_eq!(sim.nodes[1].replies, (0..seq).collect::<Vec<_>>());
 }
