@@ -155,6 +155,16 @@ async fn run_async(cfg: &dmvpn_config::Config, log: &mut Logging) -> Result<(), 
     let mut next_stats = now(()) + node::STATS_INTERVAL;
     let local500 = SocketAddr::new(IpAddr::V4(ncfg.nbma), 500);
     let mut ticks = 0u64;
+    // Route changes re-read the tunnel routes at once (a hub learns a
+    // spoke's LAN as soon as the routing daemon installs it); the poll
+    // stays as a backstop.
+    let mut route_watch = match routes::RouteWatch::open() {
+        Ok(w) => Some(w),
+        Err(e) => {
+            warn!(target: "dmvpn::nhrp", "route change notifications unavailable ({e}): polling the routing table");
+            None
+        }
+    };
 
     loop {
         let deadline = node
@@ -196,6 +206,18 @@ async fn run_async(cfg: &dmvpn_config::Config, log: &mut Logging) -> Result<(), 
                     }
                 }
                 Err(_) => dp.counters.recv_errors += 1,
+            },
+            r = async {
+                match &route_watch {
+                    Some(w) => w.changed().await,
+                    None => std::future::pending().await,
+                }
+            } => match r {
+                Ok(_) => node.set_tunnel_routes(now(()), &routes::tunnel_routes(tun.name())),
+                Err(e) => {
+                    warn!(target: "dmvpn::nhrp", "route change notifications failed ({e}): polling the routing table");
+                    route_watch = None;
+                }
             },
             Some(req) = ctl_rx.recv() => {
                 let t = now(());

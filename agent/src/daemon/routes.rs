@@ -70,13 +70,10 @@ pub fn tunnel_routes(tunnel: &str) -> Vec<(Ipv4Addr, u8, Ipv4Addr)> {
 /// an operator adds or removes is seen at once rather than at the next
 /// poll of the table. The messages are not decoded, only counted: the
 /// table is re-read (`tunnel_routes`) after each batch.
-// Unused until the event loop in daemon/mod.rs awaits it.
-#[allow(dead_code)]
 pub struct RouteWatch {
     fd: AsyncFd<OwnedFd>,
 }
 
-#[allow(dead_code)]
 impl RouteWatch {
     pub fn open() -> io::Result<RouteWatch> {
         // SAFETY: plain socket(2); the result is checked before use.
