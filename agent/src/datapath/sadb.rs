@@ -70,6 +70,11 @@ pub struct OutboundSa {
 }
 
 impl OutboundSa {
+    /// Length of the ESP packet (SPI to ICV) carrying `payload_len` bytes.
+    pub fn sealed_len(&self, payload_len: usize) -> usize {
+        self.transform.sealed_len(payload_len)
+    }
+
     /// `iv_seed` comes from the caller's RNG (24 random bytes).
     pub fn new(p: &SaParams<'_>, iv_seed: &[u8; 24]) -> Result<Self, KeyError> {
         Ok(OutboundSa {

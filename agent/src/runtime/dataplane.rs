@@ -26,6 +26,9 @@ use super::tun::{self as tun_io, Tun, TunReader, TunWriter};
 
 /// Largest datagram handled (inner packet + all headers).
 pub const BUF_SIZE: usize = 2048;
+/// Path MTU assumed on the NBMA network (Ethernet): outer packets are
+/// kept within it, since raw sockets with our own IP header do not fragment.
+pub const NBMA_MTU: usize = 1500;
 /// Packets per receive burst and per send batch.
 const BATCH: usize = 64;
 /// Flush a batch once fewer slots than this are free (room for a fragmented packet).
@@ -356,14 +359,17 @@ impl Engine {
             self.counters.no_route += 1;
             return;
         };
-        match mtu::classify(pkt, usize::from(self.cfg.mtu)) {
+        let path_mtu = self.path_mtu(pkt.len(), peer);
+        match mtu::classify(pkt, path_mtu) {
             Ok(MtuAction::Fits) => self.encap(pkt, info.tos, peer),
             Ok(MtuAction::TooBig) => {
                 let Some(buf) = self.tun_out.next_buf() else {
                     self.counters.queue_full += 1;
                     return;
                 };
-                if let Ok(n) = mtu::icmp_frag_needed(pkt, self.cfg.mtu, self.cfg.tunnel_addr, buf) {
+                if let Ok(n) =
+                    mtu::icmp_frag_needed(pkt, path_mtu as u16, self.cfg.tunnel_addr, buf)
+                {
                     self.tun_out
                         .commit(n, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
                     self.counters.icmp_too_big += 1;
@@ -371,9 +377,8 @@ impl Engine {
             }
             Ok(MtuAction::Fragment) => {
                 let mut frag_buf = std::mem::take(&mut self.scratch2);
-                let mtu = usize::from(self.cfg.mtu);
                 let mut frags = 0u64;
-                let _ = mtu::fragment_ipv4(pkt, mtu, &mut frag_buf, |f| {
+                let _ = mtu::fragment_ipv4(pkt, path_mtu, &mut frag_buf, |f| {
                     frags += 1;
                     self.encap(f, info.tos, peer);
                 });
@@ -382,6 +387,52 @@ impl Engine {
             }
             Err(_) => self.counters.malformed += 1,
         }
+    }
+
+    /// The largest inner IPv4 packet of `len` bytes or less that reaches
+    /// `peer` in one outer packet: the tunnel MTU, or less when GRE, ESP
+    /// (tunnel mode above all) and NAT-T headers would push the outer
+    /// packet past [`NBMA_MTU`]. Larger packets are fragmented before
+    /// encryption, or answered with "fragmentation needed" if DF is set,
+    /// as IOS does by default (`crypto ipsec fragmentation before-encryption`).
+    fn path_mtu(&self, len: usize, peer: Peer) -> usize {
+        let mtu = usize::from(self.cfg.mtu);
+        // Outer IPv4, UDP, tunnel-mode IPv4, GRE with key, ESP header, IV,
+        // padding, trailer and ICV: 113 bytes at most.
+        if len.min(mtu) + 128 <= NBMA_MTU {
+            return mtu;
+        }
+        let gre = gre::header_len(self.cfg.gre_key);
+        let outer = |inner: usize| -> usize {
+            match peer.protection {
+                Protection::None => IPV4_HEADER_LEN + gre + inner,
+                Protection::Esp | Protection::EspUdp { .. } => {
+                    let Some(sa) = self.sadb.outbound(IpAddr::V4(peer.nbma)) else {
+                        return 0; // no SA: the packet waits or is dropped anyway
+                    };
+                    let tunnel = if sa.mode == Mode::Tunnel {
+                        IPV4_HEADER_LEN
+                    } else {
+                        0
+                    };
+                    let udp = if matches!(peer.protection, Protection::EspUdp { .. }) {
+                        8
+                    } else {
+                        0
+                    };
+                    IPV4_HEADER_LEN + udp + sa.sealed_len(tunnel + gre + inner)
+                }
+            }
+        };
+        let mut fit = mtu;
+        while fit > 576 {
+            let o = outer(fit);
+            if o <= NBMA_MTU {
+                break;
+            }
+            fit -= (o - NBMA_MTU).min(fit - 576);
+        }
+        fit
     }
 
     /// Replaces the multicast replication list and the tunnel broadcast address.
@@ -1528,6 +1579,51 @@ mod tests {
         assert_eq!((i.src, i.dst, i.protocol), (A, B, PROTO_GRE));
         b.inbound_esp_ip(&outer);
         assert_eq!(b.tun_out.get(0), &pkt[..]);
+    }
+
+    #[test]
+    fn tunnel_mode_fragments_before_encryption_to_fit_the_nbma_mtu() {
+        let t1 = Ipv4Addr::new(192, 168, 1, 1);
+        let t2 = Ipv4Addr::new(192, 168, 1, 2);
+        let peer = Peer {
+            nbma: B,
+            protection: Protection::EspUdp { port: 4500 },
+        };
+        let mut m = PeerMap::new();
+        m.insert(t2, 32, peer);
+        let mut sadb = Sadb::new();
+        let mut p = sa(0x300, B);
+        p.mode = Mode::Tunnel;
+        sadb.insert_outbound(OutboundSa::new(&p, &[5; 24]).unwrap());
+        let mut a = Engine::new(cfg(A, t1), sadb, m);
+        let mtu = a.path_mtu(1400, peer);
+        assert!(
+            mtu < 1400,
+            "tunnel mode CBC with NAT-T cannot carry 1400 bytes in 1500"
+        );
+        // Without DF: two fragments, each sealed into an outer packet that fits.
+        a.outbound(&inner(t1, t2, 1400, false));
+        assert_eq!(a.counters.fragments, 2);
+        assert_eq!(a.udp_out.len(), 2);
+        for i in 0..2 {
+            // The kernel adds the outer IPv4 and UDP headers.
+            let n = a.udp_out.get(i).len() + 28;
+            assert!(n <= NBMA_MTU, "outer packet of {n} bytes");
+        }
+        // The largest packet that fits is sent whole, one byte more is not.
+        a.udp_out.clear();
+        a.outbound(&inner(t1, t2, mtu, true));
+        assert_eq!(a.udp_out.len(), 1);
+        assert!(a.udp_out.get(0).len() + 28 <= NBMA_MTU);
+        // With DF: "fragmentation needed" names the reduced MTU.
+        a.outbound(&inner(t1, t2, mtu + 1, true));
+        assert_eq!(a.counters.icmp_too_big, 1);
+        let icmp = a.tun_out.get(0);
+        assert_eq!(&icmp[20..22], &[3, 4]);
+        assert_eq!(u16::from_be_bytes([icmp[26], icmp[27]]) as usize, mtu);
+        // Transport mode keeps the full tunnel MTU.
+        let (b, _) = pair(Protection::Esp);
+        assert_eq!(b.path_mtu(1400, peer), 1400);
     }
 
     #[test]
