@@ -493,11 +493,17 @@ impl Engine {
         let pkt = &pkt[..40 + plen];
         let mut d = [0u8; 16];
         d.copy_from_slice(&pkt[24..40]);
+        let tclass = (pkt[0] << 4) | (pkt[1] >> 4);
+        // ff00::/8 (OSPFv3, RIPng, ND on the tunnel) goes to the same
+        // multicast list as IPv4 multicast.
+        if Ipv6Addr::from(d).is_multicast() {
+            self.replicate(pkt, tclass);
+            return;
+        }
         let Some(peer) = self.map.lookup_v6(Ipv6Addr::from(d)).copied() else {
             self.counters.no_route += 1;
             return;
         };
-        let tclass = (pkt[0] << 4) | (pkt[1] >> 4);
         if pkt.len() <= usize::from(self.cfg.mtu) {
             self.encap(pkt, tclass, peer);
             return;
@@ -1803,6 +1809,27 @@ mod tests {
         assert_eq!(ip::parse_ipv4(&outer).unwrap().tos, 0xb8);
         b.inbound_esp_ip(&outer);
         assert_eq!(b.tun_out.get(0), &p[..]);
+        // Multicast (ff02::5, OSPFv3 AllSPFRouters) follows the multicast
+        // list, with no unicast route needed.
+        let mut hello = p.clone();
+        hello[24..40].copy_from_slice(&Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 5).octets());
+        a.esp_out.clear();
+        a.outbound(&hello);
+        assert_eq!((a.esp_out.len(), a.counters.mcast_no_peer), (0, 1));
+        a.apply(Command::SetMulticast {
+            peers: vec![Peer {
+                nbma: B,
+                protection: Protection::Esp,
+            }],
+            broadcast: None,
+        });
+        a.outbound(&hello);
+        assert_eq!(a.esp_out.len(), 1);
+        assert_eq!(ip::parse_ipv4(a.esp_out.get(0)).unwrap().dst, B);
+        let outer = a.esp_out.get(0).to_vec();
+        b.tun_out.clear();
+        b.inbound_esp_ip(&outer);
+        assert_eq!(b.tun_out.get(0), &hello[..]);
         // Too big: ICMPv6 packet too big back into the TUN, nothing sent.
         let mut big = p.clone();
         big.resize(1500, 0);
