@@ -355,85 +355,17 @@ lifetime = 86400
 /// Seed-style node `n` (1 = hub) with IKE, DPD and phase 3 (redirect +
 /// shortcut), so LAN-to-LAN traffic gets a direct path.
 fn seed_cfg(role: &str, n: u8) -> String {
-    let (routes, nhrp) = if role == "hub" {
-        ("[]".to_string(), "redirect = true\n".to_string())
-    } else {
-        let others: Vec<String> = [1u8, 2, 3]
-            .iter()
-            .filter(|x| **x != n)
-            .map(|x| format!("\"10.{x}.0.0/24\""))
-            .collect();
-        (
-            format!("[{}]", others.join(", ")),
-            "shortcut = true\n[[tunnel.nhrp.nhs]]\naddress = \"192.168.1.1\"\nnbma = \"172.16.0.1\"\n".to_string(),
-        )
-    };
-    format!(
-        r#"
-[node]
-name = "n{n}"
-role = "{role}"
-[ike]
-identity = "address"
-[ike.dpd]
-interval = 10
-retry_interval = 2
-retries = 3
-{SEED_IKE}
-[[ike.key]]
-peer = "0.0.0.0/0"
-key = "cisco123"
-[[ipsec.transform_set]]
-name = "seed"
-transforms = ["esp-3des", "esp-md5-hmac"]
-mode = "transport"
-[[ipsec.profile]]
-name = "cisco"
-transform_sets = ["seed"]
-lifetime_seconds = 3600
-idle_time = 300
-[[tunnel]]
-name = "Tunnel0"
-address = "192.168.1.{n}/24"
-mtu = 1400
-source = "172.16.0.{n}"
-mode = "gre-multipoint"
-key = 0
-protection = "cisco"
-routes = {routes}
-[tunnel.nhrp]
-network_id = 1
-authentication = "cisco123"
-holdtime = 600
-map_multicast_dynamic = true
-{nhrp}"#
-    )
-}
-
-/// Hub routes to the spokes' LANs (as a routing daemon would add them).
-fn hub_routes(lab: &Lab, hub: &str) {
-    lab.wait(
-        "hub routes to the spoke LANs",
-        Duration::from_secs(10),
-        || {
-            [2u8, 3].iter().all(|n| {
-                sh(&[
-                    "ip",
-                    "-n",
-                    hub,
-                    "route",
-                    "replace",
-                    &format!("10.{n}.0.0/24"),
-                    "via",
-                    &format!("192.168.1.{n}"),
-                    "dev",
-                    "Tunnel0",
-                ])
-                .status
-                .success()
-            })
-        },
-    );
+    debug_assert_eq!(role == "hub", n == 1);
+    SeedNode {
+        ike: SEED_IKE,
+        transforms: r#"["esp-3des", "esp-md5-hmac"]"#,
+        lifetime_seconds: 3600,
+        idle_time: 300,
+        dpd_retries: 3,
+        phase3: true,
+        hub_map: false,
+    }
+    .config(n)
 }
 
 fn vm_rss_kb(pid: u32) -> u64 {
@@ -510,7 +442,7 @@ fn accept_seed_topology_shortcut_capture_and_hub_restart() {
     let (cap_s1, pcap_s1) = lab.capture(&s1, "nbma0", "s1.pcap");
 
     lab.start(&hub, &seed_cfg("hub", 1));
-    hub_routes(&lab, &hub);
+    hub_lan_routes(&lab, &hub);
     let mut reg = Vec::new();
     for (s, n) in [(&s1, 2), (&s2, 3)] {
         let t0 = Instant::now();
@@ -641,7 +573,7 @@ fn accept_seed_topology_shortcut_capture_and_hub_restart() {
     let _ = hub_child.wait();
     let restart = Instant::now();
     lab.start(&hub, &seed_cfg("hub", 1));
-    hub_routes(&lab, &hub);
+    hub_lan_routes(&lab, &hub);
     // No traffic meanwhile: DPD (10 s idle + 3 x 2 s) finds the old SAs
     // dead, the spokes negotiate again and register.
     let registered = lab.wait(

@@ -37,63 +37,17 @@ lifetime = 86400
 const MODERN_TS: &str = r#"["esp-gcm 256"]"#;
 
 fn dmvpn_config(role: &str, n: u8, ike: &str, ts: &str, idle: u32, phase3: bool) -> String {
-    // The hub learns which spoke owns which LAN from kernel routes with a
-    // next hop (as a routing daemon would install them), added by seed_lab.
-    let (routes, nhrp) = if role == "hub" {
-        ("[]".to_string(), format!("redirect = {phase3}\n"))
-    } else {
-        let others: Vec<String> = [1u8, 2, 3]
-            .iter()
-            .filter(|x| **x != n)
-            .map(|x| format!("\"10.{x}.0.0/24\""))
-            .collect();
-        (
-            format!("[{}]", others.join(", ")),
-            format!("shortcut = {phase3}\n")
-                + "[[tunnel.nhrp.nhs]]\naddress = \"192.168.1.1\"\nnbma = \"172.16.0.1\"\n[[tunnel.nhrp.map]]\naddress = \"192.168.1.1\"\nnbma = \"172.16.0.1\"\n",
-        )
-    };
-    format!(
-        r#"
-[node]
-name = "n{n}"
-role = "{role}"
-[ike]
-identity = "address"
-[ike.dpd]
-interval = 10
-retry_interval = 2
-retries = 5
-{ike}
-[[ike.key]]
-peer = "0.0.0.0/0"
-key = "cisco123"
-[[ipsec.transform_set]]
-name = "strong"
-transforms = {ts}
-mode = "transport"
-[[ipsec.profile]]
-name = "cisco"
-transform_sets = ["strong"]
-lifetime_seconds = 120
-lifetime_kilobytes = 4608000
-idle_time = {idle}
-[[tunnel]]
-name = "Tunnel0"
-address = "192.168.1.{n}/24"
-mtu = 1400
-source = "172.16.0.{n}"
-mode = "gre-multipoint"
-key = 0
-protection = "cisco"
-routes = {routes}
-[tunnel.nhrp]
-network_id = 1
-authentication = "cisco123"
-holdtime = 600
-map_multicast_dynamic = true
-{nhrp}"#
-    )
+    debug_assert_eq!(role == "hub", n == 1);
+    SeedNode {
+        ike,
+        transforms: ts,
+        lifetime_seconds: 120,
+        idle_time: idle,
+        dpd_retries: 5,
+        phase3,
+        hub_map: true,
+    }
+    .config(n)
 }
 
 /// Hub + two spokes (+ LAN hosts) up and registered.
@@ -107,20 +61,7 @@ fn seed_lab(ike: &str, ts: &str, idle: u32, phase3: bool) -> (Lab, [String; 3]) 
     lab.start(&hub, &dmvpn_config("hub", 1, ike, ts, idle, phase3));
     lab.start(&s1, &dmvpn_config("spoke", 2, ike, ts, idle, phase3));
     lab.start(&s2, &dmvpn_config("spoke", 3, ike, ts, idle, phase3));
-    for n in [2, 3] {
-        ok(&[
-            "ip",
-            "-n",
-            &hub,
-            "route",
-            "replace",
-            &format!("10.{n}.0.0/24"),
-            "via",
-            &format!("192.168.1.{n}"),
-            "dev",
-            "Tunnel0",
-        ]);
-    }
+    hub_lan_routes(&lab, &hub);
     let hub_ip: IpAddr = "172.16.0.1".parse().unwrap();
     for s in [&s1, &s2] {
         lab.wait(

@@ -415,3 +415,122 @@ impl Drop for Lab {
         }
     }
 }
+
+/// The seed topology's node configuration: hub 1 and spokes 2, 3 on tunnel
+/// 192.168.1.0/24, NBMA 172.16.0.n, a LAN 10.n.0.0/24 behind each spoke,
+/// PSK "cisco123", GRE key 0, transport-mode protection.
+pub struct SeedNode<'a> {
+    /// `[[ike.policy]]` block(s).
+    pub ike: &'a str,
+    /// TOML array of the transform set's transforms.
+    pub transforms: &'a str,
+    pub lifetime_seconds: u32,
+    pub idle_time: u32,
+    pub dpd_retries: u32,
+    /// Redirect on the hub, shortcut on the spokes.
+    pub phase3: bool,
+    /// A static NHRP map for the hub besides the NHS entry.
+    pub hub_map: bool,
+}
+
+impl SeedNode<'_> {
+    /// Configuration of node `n` (1 = hub). Spokes route the other LANs
+    /// into the tunnel; the hub learns them from kernel routes
+    /// ([`hub_lan_routes`]), as a routing daemon would install them.
+    pub fn config(&self, n: u8) -> String {
+        let role = if n == 1 { "hub" } else { "spoke" };
+        let phase3 = self.phase3;
+        let (routes, nhrp) = if n == 1 {
+            ("[]".to_string(), format!("redirect = {phase3}\n"))
+        } else {
+            let others: Vec<String> = [1u8, 2, 3]
+                .iter()
+                .filter(|x| **x != n)
+                .map(|x| format!("\"10.{x}.0.0/24\""))
+                .collect();
+            let mut nhrp = format!(
+                "shortcut = {phase3}\n[[tunnel.nhrp.nhs]]\naddress = \"192.168.1.1\"\nnbma = \"172.16.0.1\"\n"
+            );
+            if self.hub_map {
+                nhrp += "[[tunnel.nhrp.map]]\naddress = \"192.168.1.1\"\nnbma = \"172.16.0.1\"\n";
+            }
+            (format!("[{}]", others.join(", ")), nhrp)
+        };
+        let SeedNode {
+            ike,
+            transforms,
+            lifetime_seconds,
+            idle_time,
+            dpd_retries,
+            ..
+        } = self;
+        format!(
+            r#"
+[node]
+name = "n{n}"
+role = "{role}"
+[ike]
+identity = "address"
+[ike.dpd]
+interval = 10
+retry_interval = 2
+retries = {dpd_retries}
+{ike}
+[[ike.key]]
+peer = "0.0.0.0/0"
+key = "cisco123"
+[[ipsec.transform_set]]
+name = "ts"
+transforms = {transforms}
+mode = "transport"
+[[ipsec.profile]]
+name = "cisco"
+transform_sets = ["ts"]
+lifetime_seconds = {lifetime_seconds}
+lifetime_kilobytes = 4608000
+idle_time = {idle_time}
+[[tunnel]]
+name = "Tunnel0"
+address = "192.168.1.{n}/24"
+mtu = 1400
+source = "172.16.0.{n}"
+mode = "gre-multipoint"
+key = 0
+protection = "cisco"
+routes = {routes}
+[tunnel.nhrp]
+network_id = 1
+authentication = "cisco123"
+holdtime = 600
+map_multicast_dynamic = true
+{nhrp}"#
+        )
+    }
+}
+
+/// The hub's routes to the spokes' LANs via their tunnel addresses, as a
+/// routing daemon would add them (retried until Tunnel0 exists).
+pub fn hub_lan_routes(lab: &Lab, hub: &str) {
+    lab.wait(
+        "hub routes to the spoke LANs",
+        Duration::from_secs(10),
+        || {
+            [2u8, 3].iter().all(|n| {
+                sh(&[
+                    "ip",
+                    "-n",
+                    hub,
+                    "route",
+                    "replace",
+                    &format!("10.{n}.0.0/24"),
+                    "via",
+                    &format!("192.168.1.{n}"),
+                    "dev",
+                    "Tunnel0",
+                ])
+                .status
+                .success()
+            })
+        },
+    );
+}
