@@ -11,7 +11,7 @@
 
 use aes::{Aes128, Aes192, Aes256};
 use aes_gcm::aead::consts::{U12, U16};
-use aes_gcm::{AeadInPlace, AesGcm, KeyInit};
+use aes_gcm::{AeadInPlace, KeyInit};
 use cipher::block_padding::NoPadding;
 use cipher::{BlockCipher, BlockDecrypt, BlockDecryptMut, BlockEncrypt, InnerIvInit};
 use des::{Des, TdesEde3};
@@ -22,6 +22,7 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use thiserror::Error;
 
+use super::gcm::{Gcm128, Gcm192, Gcm256};
 use super::wipe::Wiped;
 
 /// SPI + sequence number.
@@ -227,9 +228,9 @@ enum Cipher {
     Aes128(Wiped<Aes128>),
     Aes192(Wiped<Aes192>),
     Aes256(Wiped<Aes256>),
-    Gcm128(Wiped<AesGcm<Aes128, U12>>, [u8; 4]),
-    Gcm192(Wiped<AesGcm<Aes192, U12>>, [u8; 4]),
-    Gcm256(Wiped<AesGcm<Aes256, U12>>, [u8; 4]),
+    Gcm128(Wiped<Gcm128>, [u8; 4]),
+    Gcm192(Wiped<Gcm192>, [u8; 4]),
+    Gcm256(Wiped<Gcm256>, [u8; 4]),
 }
 
 enum Auth {
@@ -405,15 +406,15 @@ impl Transform {
                 Aes256::new_from_slice(enc_key).expect("checked"),
             )),
             EncAlg::AesGcm128 => Cipher::Gcm128(
-                Wiped::new(AesGcm::new_from_slice(&enc_key[..16]).expect("checked")),
+                Wiped::new(Gcm128::new_from_slice(&enc_key[..16]).expect("checked")),
                 salt(enc_key),
             ),
             EncAlg::AesGcm192 => Cipher::Gcm192(
-                Wiped::new(AesGcm::new_from_slice(&enc_key[..24]).expect("checked")),
+                Wiped::new(Gcm192::new_from_slice(&enc_key[..24]).expect("checked")),
                 salt(enc_key),
             ),
             EncAlg::AesGcm256 => Cipher::Gcm256(
-                Wiped::new(AesGcm::new_from_slice(&enc_key[..32]).expect("checked")),
+                Wiped::new(Gcm256::new_from_slice(&enc_key[..32]).expect("checked")),
                 salt(enc_key),
             ),
         };
@@ -861,7 +862,7 @@ mod tests {
         // draft-mcgrew-gcm-test-01 AES-128 vector, checked at the AEAD level
         // (its AAD carries an extended sequence number, which ESP here does not use).
         let key = h("4c80cdefbb5d10da906ac73c3613a634");
-        let a = AesGcm::<Aes128, U12>::new_from_slice(&key).unwrap();
+        let a = Gcm128::new_from_slice(&key).unwrap();
         let mut buf = h(
             "45000048699a000080114db7c0a80102c0a801010a9bf15638d3010000010000
             00000000045f736970045f756470037369700963796265726369747902646b00

@@ -2,6 +2,7 @@
 //! clock and no OS randomness.
 
 pub mod esp;
+pub mod gcm;
 pub mod gre;
 pub mod ip;
 pub mod mtu;

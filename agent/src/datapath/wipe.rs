@@ -14,7 +14,10 @@ impl FlatKeyState for aes::Aes192 {}
 impl FlatKeyState for aes::Aes256 {}
 impl FlatKeyState for des::Des {}
 impl FlatKeyState for des::TdesEde3 {}
-impl<C> FlatKeyState for aes_gcm::AesGcm<C, aes_gcm::aead::consts::U12> where C: FlatKeyState {}
+impl FlatKeyState for aes::Aes128Enc {}
+impl FlatKeyState for aes::Aes192Enc {}
+impl FlatKeyState for aes::Aes256Enc {}
+impl<C> FlatKeyState for super::gcm::Gcm<C> where C: FlatKeyState {}
 impl FlatKeyState for hmac::Hmac<md5::Md5> {}
 impl FlatKeyState for hmac::Hmac<sha1::Sha1> {}
 impl FlatKeyState for hmac::Hmac<sha2::Sha256> {}
