@@ -14,7 +14,6 @@ use aes_gcm::aead::consts::{U12, U16};
 use aes_gcm::{AeadInPlace, KeyInit};
 use cipher::block_padding::NoPadding;
 use cipher::{BlockCipher, BlockDecrypt, BlockDecryptMut, BlockEncrypt, InnerIvInit};
-use des::{Des, TdesEde3};
 use hmac::{Hmac, Mac};
 use md5::Md5;
 use sha1::Sha1;
@@ -22,6 +21,7 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use thiserror::Error;
 
+use super::des::{Des, TdesEde3};
 use super::gcm::{Gcm128, Gcm192, Gcm256};
 use super::wipe::Wiped;
 

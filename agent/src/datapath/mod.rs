@@ -1,6 +1,7 @@
 //! Sans-IO data plane: every function works on caller buffers, reads no
 //! clock and no OS randomness.
 
+pub mod des;
 pub mod esp;
 pub mod gcm;
 pub mod gre;

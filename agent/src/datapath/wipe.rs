@@ -12,8 +12,8 @@ pub trait FlatKeyState {}
 impl FlatKeyState for aes::Aes128 {}
 impl FlatKeyState for aes::Aes192 {}
 impl FlatKeyState for aes::Aes256 {}
-impl FlatKeyState for des::Des {}
-impl FlatKeyState for des::TdesEde3 {}
+impl FlatKeyState for super::des::Des {}
+impl FlatKeyState for super::des::TdesEde3 {}
 impl FlatKeyState for aes::Aes128Enc {}
 impl FlatKeyState for aes::Aes192Enc {}
 impl FlatKeyState for aes::Aes256Enc {}
