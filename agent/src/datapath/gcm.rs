@@ -7,8 +7,9 @@
 //! multiplied by H^8..H^1, their unreduced Karatsuba products summed and
 //! reduced once. The CTR keystream comes eight blocks per call from the
 //! block cipher, which AES-NI runs in parallel; sealing hashes each 128-byte
-//! chunk right after encrypting it, while it is in L1. Opening hashes the
-//! ciphertext and decrypts only once the tag has been verified.
+//! chunk right after encrypting it, while it is in L1, and opening hashes
+//! each chunk right before decrypting it; on a bad tag the ciphertext is
+//! restored (encrypted again) before returning, so no plaintext leaves.
 //!
 //! Without PCLMULQDQ (or off x86_64) the `aes-gcm` crate does the work.
 //! The choice is made once, when the key is set up.
@@ -206,8 +207,9 @@ mod clmul {
             self.tag(acc, nonce, aad.len(), buf.len())
         }
 
-        /// Verifies the tag over `aad` and the ciphertext in `buf`, then
-        /// decrypts `buf` in place. On a bad tag `buf` is left untouched.
+        /// Decrypts `buf` in place, hashing each chunk just before, and
+        /// checks the tag. On a bad tag the ciphertext is restored, so no
+        /// plaintext is released.
         ///
         /// # Safety
         /// The CPU must have PCLMULQDQ and SSSE3.
@@ -219,17 +221,27 @@ mod clmul {
             buf: &mut [u8],
             tag: &[u8],
         ) -> bool {
-            let acc = self.hash(_mm_setzero_si128(), aad);
-            let acc = self.hash(acc, buf);
+            let mut ctr = Ctr::new(nonce);
+            let mut acc = self.hash(_mm_setzero_si128(), aad);
+            let mut chunks = buf.chunks_exact_mut(CHUNK);
+            for c in &mut chunks {
+                acc = self.mul_sum(acc, &load8(c));
+                ctr.apply(&self.cipher, c);
+            }
+            let tail = chunks.into_remainder();
+            if !tail.is_empty() {
+                acc = self.hash(acc, tail);
+                ctr.apply(&self.cipher, tail);
+            }
             let expect = self.tag(acc, nonce, aad.len(), buf.len());
-            if !bool::from(expect[..].ct_eq(tag)) {
-                return false;
+            if bool::from(expect[..].ct_eq(tag)) {
+                return true;
             }
             let mut ctr = Ctr::new(nonce);
             for c in buf.chunks_mut(CHUNK) {
                 ctr.apply(&self.cipher, c);
             }
-            true
+            false
         }
 
         /// Folds the length block into `acc` and masks the result with
