@@ -7,6 +7,9 @@
 #   aes-sha1-udp, gcm-udp
 #              the same in ESP-in-UDP (port 4500, as strongSwan's libipsec
 #              always sends)
+#   aes-sha1-kernel, gcm-kernel
+#              plain ESP sent through the kernel's IP output for every
+#              packet (DMVPND_DIRECT_SEND=0) instead of the packet socket
 #   aes-sha1-gso, gcm-gso
 #              ESP-in-UDP with DMVPND_UDP_OFFLOAD=1 (UDP GSO/GRO batch the
 #              underlay too; off by default, captures then show
@@ -104,8 +107,9 @@ wait_ping() { # ns src dst
 dmvpnd_config() { # n peer transform
     local n=$1 peer=$2 ts=$3 i o ki ko klen alen manual="" udp=false
     if [[ $n == 1 ]]; then i=0x1001 o=0x2001 ki=11 ko=22; else i=0x2001 o=0x1001 ki=22 ko=11; fi
-    local base=$ts
-    [[ $ts == *-udp || $ts == *-gso ]] && udp=true base=${ts%-*}
+    local base=${ts%-udp}
+    base=${base%-gso} base=${base%-kernel}
+    [[ $ts == *-udp || $ts == *-gso ]] && udp=true
     case $base in
         aes-sha1) klen=16 alen=20 manual='["esp-aes 128", "esp-sha-hmac"]' ;;
         gcm) klen=20 alen=0 manual='["esp-gcm 128"]' ;;  # key + 4-byte salt
@@ -151,13 +155,14 @@ EOF
 }
 
 start_dmvpnd() { # transform
-    local n peer ns offload=0
+    local n peer ns offload=0 direct=1
     [[ $1 == *-gso ]] && offload=1
+    [[ $1 == *-kernel ]] && direct=0
     for n in 1 2; do
         peer=$((3 - n)) ns=$A
         [[ $n == 2 ]] && ns=$B
         dmvpnd_config $n $peer "$1" >"$DIR/dmvpnd$n.toml"
-        ip netns exec "$ns" env DMVPND_UDP_OFFLOAD="$offload" "$DMVPND" --config "$DIR/dmvpnd$n.toml" \
+        ip netns exec "$ns" env DMVPND_UDP_OFFLOAD="$offload" DMVPND_DIRECT_SEND="$direct" "$DMVPND" --config "$DIR/dmvpnd$n.toml" \
             2>"$DIR/dmvpnd$n.log" &
         PIDS+=($!)
     done
@@ -278,10 +283,8 @@ run_case() { # round name
         gre) start_dmvpnd none ;;
         aes-sha1) start_dmvpnd aes-sha1 ;;
         gcm) start_dmvpnd gcm ;;
-        aes-sha1-udp) start_dmvpnd aes-sha1-udp ;;
-        gcm-udp) start_dmvpnd gcm-udp ;;
-        aes-sha1-gso) start_dmvpnd aes-sha1-gso ;;
-        gcm-gso) start_dmvpnd gcm-gso ;;
+        aes-sha1-udp | gcm-udp | aes-sha1-gso | gcm-gso | aes-sha1-kernel | gcm-kernel)
+            start_dmvpnd "$2" ;;
         ss-aes-sha1) start_charon aes128-sha1 ;;
         ss-gcm) start_charon aes128gcm16 ;;
         *) die "unknown case $2" ;;

@@ -113,6 +113,10 @@ fn tshark(pcap: &Path, sa_lines: &[String], extra: &[&str]) -> String {
         "esp.enable_encryption_decode:TRUE".into(),
         "-o".into(),
         "esp.enable_authentication_check:TRUE".into(),
+        // Outer headers are written by dmvpnd (most leave through a packet
+        // socket, untouched by the kernel): their checksums must hold.
+        "-o".into(),
+        "ip.check_checksum:TRUE".into(),
     ];
     for l in sa_lines {
         args.push("-o".into());

@@ -421,6 +421,28 @@ fn esp_transport_ping_and_replay() {
 }
 
 #[test]
+fn esp_leaves_through_the_packet_socket_once_the_neighbour_is_known() {
+    let p = Pair::new();
+    let (ea, eb) = engines(Protection::Esp, AK_AB);
+    let a = Node::start(&p.a, TUN_A, ea);
+    let b = Node::start(&p.b, TUN_B, eb);
+    // 10 echoes over about 2 s: the first packet to B (and the first of
+    // each later second) goes through the kernel, which resolves and keeps
+    // confirming B's MAC; the others leave through the packet socket.
+    assert!(p.ping(true, TUN_B, 10), "ping over GRE/ESP failed");
+    let (sa_, sb) = (a.stop(), b.stop());
+    println!(
+        "A: esp_tx {} direct_tx {}",
+        sa_.counters.esp_tx, sa_.counters.direct_tx
+    );
+    assert!(sa_.counters.esp_tx >= 10, "{sa_:?}");
+    assert!(sa_.counters.direct_tx >= 5, "{sa_:?}");
+    assert!(sa_.counters.direct_tx < sa_.counters.esp_tx, "{sa_:?}");
+    assert_eq!(sa_.counters.send_errors, 0, "{sa_:?}");
+    assert!(sa(&sb, SPI_AB).counters.pkts_decaps >= 10);
+}
+
+#[test]
 fn esp_in_udp_ping() {
     let p = Pair::new();
     let (ea, eb) = engines(Protection::EspUdp { port: 4500 }, AK_AB);

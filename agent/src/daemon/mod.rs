@@ -6,6 +6,9 @@
 //! The TUN device runs with TSO/GRO offload when the kernel allows it;
 //! `DMVPND_UDP_OFFLOAD=1` in the environment adds UDP GSO/GRO on the
 //! ESP-in-UDP socket (see [`crate::runtime::sockets`] for the trade-off).
+//! Plain ESP and GRE leave through a packet socket where the kernel's
+//! route and neighbour tables allow, unless `DMVPND_DIRECT_SEND=0`
+//! ([`crate::runtime::direct`]).
 
 mod logging;
 mod routes;
@@ -25,6 +28,7 @@ use crate::datapath::ip::{PROTO_ESP, PROTO_GRE};
 use crate::datapath::sadb::Sadb;
 use crate::node::{self, Node, Output};
 use crate::runtime::dataplane::{self, BUF_SIZE, Engine, Event, Forwarding, Links, PeerMap};
+use crate::runtime::direct;
 use crate::runtime::sockets::{DatagramSocket, RecvBatch};
 use crate::runtime::tun::{self as tun_io, Tun, TunConfig, TunReader, TunWriter};
 
@@ -101,8 +105,8 @@ async fn run_async(cfg: &dmvpn_config::Config, log: &mut Logging) -> Result<(), 
         "0",
     );
 
-    let gre = DatagramSocket::raw_ipv4(PROTO_GRE).map_err(|e| e.to_string())?;
-    let esp = DatagramSocket::raw_ipv4(PROTO_ESP).map_err(|e| e.to_string())?;
+    let gre = DatagramSocket::raw_ipv4(PROTO_GRE, direct::wanted()).map_err(|e| e.to_string())?;
+    let esp = DatagramSocket::raw_ipv4(PROTO_ESP, direct::wanted()).map_err(|e| e.to_string())?;
     let udp4500 = DatagramSocket::udp_with(SocketAddrV4::new(ncfg.nbma, 4500), udp_offload())
         .map_err(|e| e.to_string())?;
     let udp500 =

@@ -21,6 +21,7 @@ use crate::datapath::natt::{self, NattPayload};
 use crate::datapath::sadb::{InboundSa, Mode, OutboundSa, SaSnapshot, Sadb, SadbError};
 use tokio::sync::{mpsc, oneshot};
 
+use super::direct;
 use super::sockets::{DatagramSocket, RecvBatch, SendBatch};
 use super::tun::{self as tun_io, Tun, TunReader, TunWriter};
 
@@ -206,6 +207,8 @@ pub struct Counters {
     /// Packets that found no room while waiting for an SA.
     pub pending_dropped: u64,
     pub send_errors: u64,
+    /// Outer packets handed straight to the underlay device (of gre_tx, esp_tx).
+    pub direct_tx: u64,
     pub recv_errors: u64,
     pub queue_full: u64,
     /// Multicast/broadcast inner packets read from the TUN.
@@ -1059,10 +1062,12 @@ pub async fn flush(
         if !e.gre_out.is_empty() {
             let r = links.gre.send_batch(&mut e.gre_out).await?;
             e.counters.send_errors += r.failed as u64;
+            e.counters.direct_tx += r.direct as u64;
         }
         if !e.esp_out.is_empty() {
             let r = links.esp.send_batch(&mut e.esp_out).await?;
             e.counters.send_errors += r.failed as u64;
+            e.counters.direct_tx += r.direct as u64;
         }
         if !e.udp_out.is_empty() {
             match links.udp {
@@ -1156,8 +1161,8 @@ enum Wake {
 impl Dataplane {
     /// Opens the raw GRE and ESP sockets (and UDP `natt_port`) around `tun`.
     pub fn new(engine: Engine, tun: Tun) -> io::Result<Self> {
-        let gre = DatagramSocket::raw_ipv4(PROTO_GRE)?;
-        let esp = DatagramSocket::raw_ipv4(PROTO_ESP)?;
+        let gre = DatagramSocket::raw_ipv4(PROTO_GRE, direct::wanted())?;
+        let esp = DatagramSocket::raw_ipv4(PROTO_ESP, direct::wanted())?;
         let udp = match engine.cfg.natt_port {
             Some(p) => Some(DatagramSocket::udp(SocketAddrV4::new(
                 Ipv4Addr::UNSPECIFIED,

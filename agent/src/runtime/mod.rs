@@ -3,5 +3,6 @@
 //! decision is made here.
 
 pub mod dataplane;
+pub mod direct;
 pub mod sockets;
 pub mod tun;

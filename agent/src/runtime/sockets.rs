@@ -21,6 +21,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::unix::AsyncFd;
 
+use super::direct::DirectPath;
+
 /// Socket buffer size asked for; bursts of full-size packets need room.
 const SOCKET_BUFFER: usize = 4 << 20;
 
@@ -143,6 +145,11 @@ impl SendBatch {
     /// The `i`-th queued datagram.
     pub fn get(&self, i: usize) -> &[u8] {
         &self.bufs[i][..self.lens[i]]
+    }
+
+    /// Where the `i`-th queued datagram goes.
+    pub fn dst(&self, i: usize) -> SocketAddrV4 {
+        self.dsts[i]
     }
 
     pub fn is_full(&self) -> bool {
@@ -275,7 +282,7 @@ fn gro_size(h: &libc::msghdr) -> usize {
     0
 }
 
-/// `sendmmsg` of `batch[from..]` (non-blocking); returns how many
+/// `sendmmsg` of `batch[from..to]` (non-blocking); returns how many
 /// datagrams went out. With `gso`, each run of datagrams to one
 /// destination whose sizes are equal (the last may be shorter) becomes one
 /// UDP_SEGMENT message; the error of a failed first message comes with
@@ -284,6 +291,7 @@ fn sendmmsg(
     fd: RawFd,
     batch: &SendBatch,
     from: usize,
+    to: usize,
     gso: bool,
 ) -> Result<usize, (io::Error, usize)> {
     const MAX: usize = 64;
@@ -296,7 +304,7 @@ fn sendmmsg(
     let mut counts = [0usize; MAX];
     let mut m = 0;
     let mut j = from;
-    let end = batch.count.min(from + MAX);
+    let end = to.min(from + MAX);
     while j < end {
         let (dst, seg) = (batch.dsts[j], batch.lens[j]);
         let mut k = 1;
@@ -410,6 +418,8 @@ pub struct DatagramSocket {
     /// Sends use UDP_SEGMENT; cleared for good the first time the kernel
     /// refuses a GSO message (old kernel, or a path MTU below a segment).
     gso: AtomicBool,
+    /// Raw sockets: the packet-socket path most packets leave by.
+    direct: Option<DirectPath>,
 }
 
 impl DatagramSocket {
@@ -423,17 +433,35 @@ impl DatagramSocket {
             fd,
             gro,
             gso: AtomicBool::new(gso),
+            direct: None,
         })
     }
 
     /// A raw IPv4 socket for `protocol` (47 GRE, 50 ESP) with IP_HDRINCL:
-    /// sends take a complete IPv4 packet, receives return one.
-    pub fn raw_ipv4(protocol: u8) -> io::Result<Self> {
-        let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(i32::from(protocol)))).map_err(|e| {
-            io::Error::new(e.kind(), format!("cannot open raw IP socket for protocol {protocol}: {e} (needs root or CAP_NET_RAW)"))
-        })?;
+    /// sends take a complete IPv4 packet, receives return one. With
+    /// `direct`, batches leave through a packet socket where the kernel's
+    /// tables allow ([`DirectPath`]).
+    pub fn raw_ipv4(protocol: u8, direct: bool) -> io::Result<Self> {
+        let cannot = |e: io::Error| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot open raw IP socket for protocol {protocol}: {e} (needs root or CAP_NET_RAW)"
+                ),
+            )
+        };
+        let s = Socket::new(
+            Domain::IPV4,
+            Type::RAW,
+            Some(Protocol::from(i32::from(protocol))),
+        )
+        .map_err(cannot)?;
         s.set_header_included_v4(true)?;
-        Self::new(s, false, false)
+        let mut sock = Self::new(s, false, false)?;
+        if direct {
+            sock.direct = Some(DirectPath::open().map_err(cannot)?);
+        }
+        Ok(sock)
     }
 
     /// A UDP socket bound to `bind` (e.g. 0.0.0.0:4500 for NAT-T), one
@@ -485,31 +513,80 @@ impl DatagramSocket {
     /// Sends every queued datagram (as few `sendmmsg` calls as the kernel
     /// allows) and empties the batch. Datagrams the kernel refuses (e.g.
     /// no route) are counted in the returned error total, not retried.
+    /// With a direct path, runs of packets it can take leave through it,
+    /// the others through this socket, in queue order.
     pub async fn send_batch(&self, batch: &mut SendBatch) -> io::Result<SendReport> {
-        let mut sent = 0;
-        let mut failed = 0;
-        while sent + failed < batch.count {
+        let mut report = SendReport::default();
+        match &self.direct {
+            None => self.send_range(batch, 0, batch.count, &mut report).await?,
+            Some(d) => {
+                let mut plan = [None; 64];
+                let mut at = 0;
+                while at < batch.count {
+                    let n = (batch.count - at).min(plan.len());
+                    d.plan(batch, at, &mut plan[..n]);
+                    let mut i = 0;
+                    while i < n {
+                        let direct = plan[i].is_some();
+                        let mut j = i + 1;
+                        while j < n && plan[j].is_some() == direct {
+                            j += 1;
+                        }
+                        if direct {
+                            let r = d.send(batch, at + i, at + j, &plan[i..j]).await?;
+                            report.sent += r.direct;
+                            report.direct += r.direct;
+                            report.failed += r.failed;
+                        } else {
+                            self.send_range(batch, at + i, at + j, &mut report).await?;
+                        }
+                        i = j;
+                    }
+                    at += n;
+                }
+            }
+        }
+        batch.clear();
+        Ok(report)
+    }
+
+    /// Sends `batch[from..to]` through this socket, adding to `report`.
+    async fn send_range(
+        &self,
+        batch: &SendBatch,
+        from: usize,
+        to: usize,
+        report: &mut SendReport,
+    ) -> io::Result<()> {
+        let mut done = from;
+        while done < to {
             let mut guard = self.fd.writable().await?;
             let gso = self.gso.load(Ordering::Relaxed);
-            let r = guard.try_io(
-                |fd| match sendmmsg(fd.as_raw_fd(), batch, sent + failed, gso) {
-                    Err((e, _)) if e.kind() == io::ErrorKind::WouldBlock => Err(e),
-                    r => Ok(r),
-                },
-            );
+            let r = guard.try_io(|fd| match sendmmsg(fd.as_raw_fd(), batch, done, to, gso) {
+                Err((e, _)) if e.kind() == io::ErrorKind::WouldBlock => Err(e),
+                r => Ok(r),
+            });
             match r {
-                Ok(Ok(Ok(0))) => failed += 1,
-                Ok(Ok(Ok(n))) => sent += n,
+                Ok(Ok(Ok(0))) => {
+                    report.failed += 1;
+                    done += 1;
+                }
+                Ok(Ok(Ok(n))) => {
+                    report.sent += n;
+                    done += n;
+                }
                 Ok(Ok(Err((_, k)))) if k > 1 => {
                     // The kernel refused the GSO message: send one by one.
                     self.gso.store(false, Ordering::Relaxed);
                 }
-                Ok(Ok(Err(_))) | Ok(Err(_)) => failed += 1,
+                Ok(Ok(Err(_))) | Ok(Err(_)) => {
+                    report.failed += 1;
+                    done += 1;
+                }
                 Err(_would_block) => continue,
             }
         }
-        batch.clear();
-        Ok(SendReport { sent, failed })
+        Ok(())
     }
 }
 
@@ -532,6 +609,8 @@ fn set_int(s: &impl AsRawFd, level: libc::c_int, opt: libc::c_int, v: libc::c_in
 pub struct SendReport {
     pub sent: usize,
     pub failed: usize,
+    /// Of `sent`, how many left through the direct path.
+    pub direct: usize,
 }
 
 #[cfg(test)]
