@@ -195,15 +195,24 @@ mod clmul {
             let mut ctr = Ctr::new(nonce);
             let mut acc = self.hash(_mm_setzero_si128(), aad);
             let mut chunks = buf.chunks_exact_mut(CHUNK);
+            // Each chunk is hashed after the next one has been encrypted, so
+            // the two do not wait on each other.
+            let mut done: Option<&[u8]> = None;
             for c in &mut chunks {
                 ctr.apply(&self.cipher, c);
-                acc = self.mul_sum(acc, &load8(c));
+                if let Some(d) = done {
+                    acc = self.mul_sum(acc, &load8(d));
+                }
+                done = Some(c);
             }
             let tail = chunks.into_remainder();
             if !tail.is_empty() {
                 ctr.apply(&self.cipher, tail);
-                acc = self.hash(acc, tail);
             }
+            if let Some(d) = done {
+                acc = self.mul_sum(acc, &load8(d));
+            }
+            acc = self.hash(acc, tail);
             self.tag(acc, nonce, aad.len(), buf.len())
         }
 
@@ -387,7 +396,7 @@ mod clmul {
         }
 
         /// XORs the keystream into `data` (at most 128 bytes).
-        #[inline]
+        #[inline(always)]
         fn apply<C: BlockEncrypt + BlockSizeUser<BlockSize = U16>>(
             &mut self,
             c: &C,
