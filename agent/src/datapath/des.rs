@@ -142,8 +142,14 @@ const fn sp_tables() -> [[u32; 64]; 8] {
 type RoundKey = [u32; 2];
 type Schedule = [RoundKey; 16];
 
-fn key_schedule(key: [u8; 8]) -> Schedule {
-    let cd = permute(u64::from_be_bytes(key), 64, &PC1);
+/// Expands one 8-byte DES key (read straight from the caller's buffer, no
+/// stack copy of the key is left behind).
+fn key_schedule(key: &[u8]) -> Schedule {
+    let cd = permute(
+        u64::from_be_bytes(key.try_into().expect("8-byte key")),
+        64,
+        &PC1,
+    );
     let mut c = (cd >> 28) as u32;
     let mut d = (cd & 0x0fff_ffff) as u32;
     let rot28 = |v: u32, n: u32| ((v << n) | (v >> (28 - n))) & 0x0fff_ffff;
@@ -283,7 +289,9 @@ trait Crypt {
 }
 
 /// Single DES (56-bit key, given as 8 bytes whose parity bits are ignored).
-#[derive(Clone)]
+///
+/// Deliberately not `Clone`: the only copy of the expanded key is the one
+/// the owner wipes.
 pub struct Des {
     ks: Schedule,
 }
@@ -299,7 +307,7 @@ impl Crypt for Des {
 
 /// Triple DES, encrypt-decrypt-encrypt with three independent keys
 /// (24-byte key K1 || K2 || K3).
-#[derive(Clone)]
+/// Not `Clone`, like [`Des`].
 pub struct TdesEde3 {
     ks: [Schedule; 3],
 }
@@ -329,10 +337,8 @@ impl KeySizeUser for Des {
 
 impl KeyInit for Des {
     fn new(key: &Key<Self>) -> Self {
-        let mut k = [0u8; 8];
-        k.copy_from_slice(key);
         Des {
-            ks: key_schedule(k),
+            ks: key_schedule(key),
         }
     }
 }
@@ -345,9 +351,7 @@ impl KeyInit for TdesEde3 {
     fn new(key: &Key<Self>) -> Self {
         let mut ks = [[[0u32; 2]; 16]; 3];
         for (s, part) in ks.iter_mut().zip(key.chunks_exact(8)) {
-            let mut k = [0u8; 8];
-            k.copy_from_slice(part);
-            *s = key_schedule(k);
+            *s = key_schedule(part);
         }
         TdesEde3 { ks }
     }
@@ -599,7 +603,7 @@ mod tests {
     fn round_function_matches_e_s_p() {
         // f on the rotated half with the split round key equals
         // P(S(E(r) ^ k)) computed bit by bit, for single bits of r and k.
-        let key = key_schedule(*b"\x13\x34\x57\x79\x9b\xbc\xdf\xf1");
+        let key = key_schedule(b"\x13\x34\x57\x79\x9b\xbc\xdf\xf1");
         let cd = permute(0x1334_5779_9bbc_dff1, 64, &PC1);
         let (mut c, mut d) = (cd >> 28, cd & 0x0fff_ffff);
         c = ((c << 1) | (c >> 27)) & 0x0fff_ffff;
