@@ -443,6 +443,48 @@ fn esp_leaves_through_the_packet_socket_once_the_neighbour_is_known() {
 }
 
 #[test]
+fn netfilter_output_chain_keeps_esp_on_the_kernel_path() {
+    let p = Pair::new();
+    // An nftables output chain on A counts (and could filter or rewrite)
+    // A's ESP: dmvpnd must not send around it.
+    for rule in [
+        "add table ip dpt",
+        "add chain ip dpt out { type filter hook output priority 0; }",
+        "add rule ip dpt out ip protocol esp counter",
+    ] {
+        let o = run("ip", &["netns", "exec", &p.a, "nft", rule]);
+        assert!(
+            o.status.success(),
+            "nft {rule} (install Debian package nftables): {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let (ea, eb) = engines(Protection::Esp, AK_AB);
+    let a = Node::start(&p.a, TUN_A, ea);
+    let b = Node::start(&p.b, TUN_B, eb);
+    assert!(p.ping(true, TUN_B, 10), "ping over GRE/ESP failed");
+    let (sa_, _) = (a.stop(), b.stop());
+    assert!(sa_.counters.esp_tx >= 10, "{sa_:?}");
+    assert_eq!(sa_.counters.direct_tx, 0, "{sa_:?}");
+    let listed = run(
+        "ip",
+        &[
+            "netns", "exec", &p.a, "nft", "list", "chain", "ip", "dpt", "out",
+        ],
+    );
+    let text = String::from_utf8_lossy(&listed.stdout);
+    let counted: u64 = text
+        .split("packets ")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no counter in {text}"));
+    assert_eq!(
+        counted, sa_.counters.esp_tx,
+        "every ESP packet passed the output hook"
+    );
+}
+
+#[test]
 fn esp_in_udp_ping() {
     let p = Pair::new();
     let (ea, eb) = engines(Protection::EspUdp { port: 4500 }, AK_AB);

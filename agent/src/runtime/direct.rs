@@ -16,9 +16,10 @@
 //! through the raw socket.
 //!
 //! Packets sent this way still pass the device's queueing discipline and
-//! show up in captures on the device, but the host's netfilter output and
-//! postrouting hooks (nftables `output`/`postrouting` chains, SNAT on this
-//! host) do not see them; `DMVPND_DIRECT_SEND=0` turns this path off.
+//! show up in captures on the device, but they would skip the host's
+//! netfilter output and postrouting hooks: while any are in use
+//! ([`egress_hooked`]) every packet goes through the raw socket.
+//! `DMVPND_DIRECT_SEND=0` turns this path off.
 
 use std::collections::HashMap;
 use std::io;
@@ -30,6 +31,8 @@ use std::time::{Duration, Instant};
 
 use tokio::io::unix::AsyncFd;
 
+use super::netfilter::{NETLINK_NETFILTER, egress_hooked};
+use super::netlink::{Netlink, attrs};
 use super::sockets::{SendBatch, set_buffers};
 
 /// How long a looked-up next hop is used before it is looked up again.
@@ -79,6 +82,9 @@ struct Cache {
     mtus: HashMap<i32, usize>,
     hops: HashMap<Ipv4Addr, Entry>,
     netlink: Option<Netlink>,
+    netfilter: Option<Netlink>,
+    /// Netfilter hooks outgoing packets this period: all go through the kernel.
+    hooked: bool,
 }
 
 /// The direct send path of one raw socket.
@@ -117,6 +123,11 @@ impl DirectPath {
         // SAFETY: the OwnedFd owns its descriptor, which stays open until
         // the AsyncFd (and with it the OwnedFd) is dropped.
         let fd = unsafe { AsyncFd::register(fd) }?;
+        let mut netfilter = Netlink::open(NETLINK_NETFILTER).ok();
+        let hooked = egress_hooked(netfilter.as_mut());
+        if hooked {
+            tracing::info!(target: "dmvpn::gre", "netfilter output/postrouting hooks present: plain ESP/GRE go through the kernel's IP output");
+        }
         Ok(DirectPath {
             fd,
             cache: Mutex::new(Cache {
@@ -127,7 +138,9 @@ impl DirectPath {
                 neighbours_at: Instant::now(),
                 mtus: HashMap::new(),
                 hops: HashMap::new(),
-                netlink: Netlink::open().ok(),
+                netlink: Netlink::open(libc::NETLINK_ROUTE).ok(),
+                hooked,
+                netfilter,
             }),
         })
     }
@@ -188,6 +201,15 @@ impl Cache {
             self.mtus.clear();
             let keep = self.period.saturating_sub(2);
             self.hops.retain(|_, e| e.period >= keep);
+            let hooked = egress_hooked(self.netfilter.as_mut());
+            if hooked != self.hooked {
+                self.hooked = hooked;
+                if hooked {
+                    tracing::info!(target: "dmvpn::gre", "netfilter output/postrouting hooks present: plain ESP/GRE go through the kernel's IP output");
+                } else {
+                    tracing::info!(target: "dmvpn::gre", "no netfilter output hooks: plain ESP/GRE go straight to the NBMA interface");
+                }
+            }
         }
     }
 
@@ -195,6 +217,9 @@ impl Cache {
     /// looks it up again and answers `None`: that packet goes through the
     /// kernel, which keeps the neighbour entry resolved and confirmed.
     fn hop(&mut self, dst: Ipv4Addr, now: Instant) -> Option<Hop> {
+        if self.hooked {
+            return None;
+        }
         match self.hops.get(&dst) {
             Some(e) if e.period == self.period => {
                 if e.hop.is_some() {
@@ -231,7 +256,7 @@ impl Cache {
 
     /// Outgoing device, next hop and device MTU for `dst`.
     fn route(&mut self, dst: Ipv4Addr) -> Option<(i32, Ipv4Addr, usize)> {
-        let (ifindex, gateway) = self.netlink.as_mut()?.route(dst).ok()??;
+        let (ifindex, gateway) = route_lookup(self.netlink.as_mut()?, dst).ok()??;
         let mtu = match self.mtus.get(&ifindex) {
             Some(m) => *m,
             None => {
@@ -370,167 +395,41 @@ fn sendmmsg_ll(
     }
 }
 
-/// A netlink route socket for single-route lookups.
-struct Netlink {
-    fd: OwnedFd,
-    seq: u32,
+/// The kernel's route to `dst`, as `ip route get`: outgoing device and
+/// gateway, or `None` when it is not a plain unicast route.
+fn route_lookup(nl: &mut Netlink, dst: Ipv4Addr) -> io::Result<Option<(i32, Option<Ipv4Addr>)>> {
+    // struct rtmsg: AF_INET, a /32 destination, the rest zero; then RTA_DST.
+    let mut body = vec![libc::AF_INET as u8, 32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    body.extend_from_slice(&8u16.to_ne_bytes());
+    body.extend_from_slice(&libc::RTA_DST.to_ne_bytes());
+    body.extend_from_slice(&dst.octets());
+    let mut answer = None;
+    nl.request(libc::RTM_GETROUTE, 0, &body, |kind, payload| {
+        if kind == libc::RTM_NEWROUTE {
+            answer = parse_route(payload);
+        }
+        false
+    })?;
+    Ok(answer)
 }
 
-/// `struct rtmsg` (linux/rtnetlink.h).
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct RtMsg {
-    family: u8,
-    dst_len: u8,
-    src_len: u8,
-    tos: u8,
-    table: u8,
-    protocol: u8,
-    scope: u8,
-    kind: u8,
-    flags: u32,
-}
-
-/// An `RTM_GETROUTE` request for one IPv4 destination.
-#[repr(C)]
-struct RouteRequest {
-    hdr: libc::nlmsghdr,
-    rtm: RtMsg,
-    attr_len: u16,
-    attr_type: u16,
-    dst: [u8; 4],
-}
-
+/// `RTN_UNICAST`.
 const RTN_UNICAST: u8 = 1;
 
-impl Netlink {
-    fn open() -> io::Result<Netlink> {
-        // SAFETY: plain socket(2) call; the result is checked.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::NETLINK_ROUTE,
-            )
-        };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: raw is a fresh descriptor owned by nobody else.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        // The kernel answers a route lookup at once; never hang the data plane on it.
-        let tv = libc::timeval {
-            tv_sec: 0,
-            tv_usec: 200_000,
-        };
-        // SAFETY: tv outlives the call and its size is given.
-        unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&tv as *const libc::timeval).cast(),
-                size_of::<libc::timeval>() as libc::socklen_t,
-            );
-        }
-        Ok(Netlink { fd, seq: 0 })
+/// Device and gateway of one `RTM_NEWROUTE` payload (rtmsg, attributes).
+fn parse_route(p: &[u8]) -> Option<(i32, Option<Ipv4Addr>)> {
+    if p.len() < 12 || p[7] != RTN_UNICAST {
+        return None;
     }
-
-    /// The kernel's route to `dst`: outgoing device and gateway, or
-    /// `None` when it is not a plain unicast route (local, unreachable…).
-    fn route(&mut self, dst: Ipv4Addr) -> io::Result<Option<(i32, Option<Ipv4Addr>)>> {
-        self.seq = self.seq.wrapping_add(1);
-        let req = RouteRequest {
-            hdr: libc::nlmsghdr {
-                nlmsg_len: size_of::<RouteRequest>() as u32,
-                nlmsg_type: libc::RTM_GETROUTE,
-                nlmsg_flags: libc::NLM_F_REQUEST as u16,
-                nlmsg_seq: self.seq,
-                nlmsg_pid: 0,
-            },
-            rtm: RtMsg {
-                family: libc::AF_INET as u8,
-                dst_len: 32,
-                ..RtMsg::default()
-            },
-            attr_len: 8,
-            attr_type: libc::RTA_DST,
-            dst: dst.octets(),
-        };
-        // SAFETY: req is live and its size is given.
-        let r = unsafe {
-            libc::send(
-                self.fd.as_raw_fd(),
-                (&req as *const RouteRequest).cast(),
-                size_of::<RouteRequest>(),
-                0,
-            )
-        };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let mut buf = [0u8; 4096];
-        loop {
-            // SAFETY: buf is live and writable for its length.
-            let n =
-                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-            if n < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            match parse_route_reply(&buf[..n as usize], self.seq) {
-                Some(answer) => return Ok(answer),
-                None => continue, // a stale reply to an earlier, timed-out request
-            }
+    let (mut oif, mut gw) = (None, None);
+    for (kind, v) in attrs(&p[12..]) {
+        match (kind, <[u8; 4]>::try_from(v)) {
+            (libc::RTA_OIF, Ok(b)) => oif = Some(i32::from_ne_bytes(b)),
+            (libc::RTA_GATEWAY, Ok(b)) => gw = Some(Ipv4Addr::from(b)),
+            _ => {}
         }
     }
-}
-
-/// The answer to request `seq` in one netlink datagram: `Some(route)` for
-/// our reply (`Some(None)` for an error or a non-unicast route), `None`
-/// when the datagram answers something else.
-fn parse_route_reply(buf: &[u8], seq: u32) -> Option<Option<(i32, Option<Ipv4Addr>)>> {
-    let u16_at = |b: &[u8], i: usize| u16::from_ne_bytes([b[i], b[i + 1]]);
-    let u32_at = |b: &[u8], i: usize| u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
-    let hdr = size_of::<libc::nlmsghdr>();
-    let mut off = 0;
-    while off + hdr <= buf.len() {
-        let len = u32_at(buf, off) as usize;
-        if len < hdr || off + len > buf.len() {
-            return None;
-        }
-        let (kind, mseq) = (u16_at(buf, off + 4), u32_at(buf, off + 8));
-        let msg = &buf[off..off + len];
-        off += (len + 3) & !3;
-        if mseq != seq {
-            continue;
-        }
-        if kind == libc::NLMSG_ERROR as u16 {
-            return Some(None);
-        }
-        if kind != libc::RTM_NEWROUTE || msg.len() < hdr + size_of::<RtMsg>() {
-            continue;
-        }
-        if msg[hdr + 7] != RTN_UNICAST {
-            return Some(None);
-        }
-        let (mut oif, mut gw) = (None, None);
-        let mut a = hdr + size_of::<RtMsg>();
-        while a + 4 <= msg.len() {
-            let (alen, atype) = (u16_at(msg, a) as usize, u16_at(msg, a + 2));
-            if alen < 4 || a + alen > msg.len() {
-                break;
-            }
-            let v = &msg[a + 4..a + alen];
-            match (atype, v.len()) {
-                (libc::RTA_OIF, 4) => oif = Some(u32_at(v, 0) as i32),
-                (libc::RTA_GATEWAY, 4) => gw = Some(Ipv4Addr::new(v[0], v[1], v[2], v[3])),
-                _ => {}
-            }
-            a += (alen + 3) & !3;
-        }
-        return Some(oif.map(|o| (o, gw)));
-    }
-    None
+    oif.map(|o| (o, gw))
 }
 
 #[cfg(test)]
@@ -571,29 +470,43 @@ mod tests {
     #[test]
     fn route_lookup_answers_for_loopback_as_not_unicast() {
         // 127.0.0.1 is a local route in every namespace: never sent directly.
-        let mut nl = Netlink::open().expect("netlink route socket");
-        assert_eq!(nl.route(Ipv4Addr::LOCALHOST).expect("lookup"), None);
+        let mut nl = Netlink::open(libc::NETLINK_ROUTE).expect("netlink route socket");
+        assert_eq!(
+            route_lookup(&mut nl, Ipv4Addr::LOCALHOST).expect("lookup"),
+            None
+        );
     }
 
     #[test]
-    fn route_replies_for_other_requests_are_skipped() {
-        let mut msg = vec![0u8; 16 + 12];
-        let len = msg.len() as u32;
-        msg[..4].copy_from_slice(&len.to_ne_bytes());
-        msg[4..6].copy_from_slice(&libc::RTM_NEWROUTE.to_ne_bytes());
-        msg[8..12].copy_from_slice(&7u32.to_ne_bytes());
-        msg[16 + 7] = RTN_UNICAST;
-        assert_eq!(parse_route_reply(&msg, 8), None);
-        assert_eq!(
-            parse_route_reply(&msg, 7),
-            Some(None),
-            "no RTA_OIF: not usable"
-        );
-        // Truncated or hostile lengths never panic.
-        for cut in 0..msg.len() {
-            let _ = parse_route_reply(&msg[..cut], 7);
+    fn routes_need_unicast_and_a_device() {
+        let mut p = vec![
+            libc::AF_INET as u8,
+            32,
+            0,
+            0,
+            254,
+            0,
+            0,
+            RTN_UNICAST,
+            0,
+            0,
+            0,
+            0,
+        ];
+        assert_eq!(parse_route(&p), None, "no RTA_OIF");
+        for (kind, v) in [
+            (libc::RTA_OIF, 7u32.to_ne_bytes()),
+            (libc::RTA_GATEWAY, [10, 0, 0, 1]),
+        ] {
+            p.extend_from_slice(&8u16.to_ne_bytes());
+            p.extend_from_slice(&kind.to_ne_bytes());
+            p.extend_from_slice(&v);
         }
-        msg[..4].copy_from_slice(&1000u32.to_ne_bytes());
-        assert_eq!(parse_route_reply(&msg, 7), None);
+        assert_eq!(parse_route(&p), Some((7, Some(Ipv4Addr::new(10, 0, 0, 1)))));
+        for cut in 0..p.len() {
+            let _ = parse_route(&p[..cut]);
+        }
+        p[7] = 2; // RTN_LOCAL
+        assert_eq!(parse_route(&p), None);
     }
 }

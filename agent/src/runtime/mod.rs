@@ -4,5 +4,7 @@
 
 pub mod dataplane;
 pub mod direct;
+pub mod netfilter;
+pub mod netlink;
 pub mod sockets;
 pub mod tun;
