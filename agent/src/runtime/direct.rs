@@ -7,8 +7,8 @@
 //!
 //! The kernel's tables stay the authority. The next hop comes from a route
 //! lookup (netlink `RTM_GETROUTE`, as `ip route get`) and its link-layer
-//! address from the neighbour table (`/proc/thread-self/net/arp`: the calling thread's namespace); both are read again
-//! every [`REFRESH`]. The first packet to each destination in each period
+//! address from the neighbour table (`/proc/thread-self/net/arp`, the
+//! calling thread's namespace); both are read again every [`REFRESH`]. The first packet to each destination in each period
 //! still goes through the raw socket, so the kernel goes on resolving and
 //! confirming that neighbour as if it sent everything. Destinations
 //! without a complete neighbour entry, local and non-unicast routes,
