@@ -3,15 +3,18 @@
 //!
 //! Each round uses eight 64-entry tables that combine an S-box with the
 //! P permutation, indexed straight from rotated copies of the right half
-//! (so the E expansion costs two rotations), and the initial and final
-//! permutations are a handful of delta swaps. Key schedules are expanded
-//! once per key into inline arrays (see `wipe::FlatKeyState`).
+//! (so the E expansion costs one rotation), and the initial and final
+//! permutations are a handful of delta swaps. Independent blocks (CBC
+//! decryption, several packets' CBC chains) go through the rounds side by
+//! side: sixteen at once in AVX-512 lanes when the CPU has AVX-512F, else
+//! four interleaved scalar blocks. Key schedules are expanded once per key
+//! into inline arrays (see `wipe::FlatKeyState`).
 //!
-//! Like every table-driven DES, the lookups are indexed by key-dependent
-//! data, so this is not constant time; DES only remains for peers that
-//! still negotiate it.
+//! The scalar lookups are indexed by key-dependent data, so this is not
+//! constant time (nor is any table-driven DES); DES only remains for
+//! peers that still negotiate it.
 
-use cipher::consts::{U4, U8, U24};
+use cipher::consts::{U8, U16, U24};
 use cipher::inout::{InOut, InOutBuf};
 use cipher::{
     Block, BlockBackend, BlockCipher, BlockClosure, BlockDecrypt, BlockEncrypt, BlockSizeUser, Key,
@@ -229,9 +232,10 @@ fn delta_swap(x: u64, mask: u64, shift: u32) -> u64 {
     x ^ t ^ (t << shift)
 }
 
-/// IP as whole-word operations. IP sends bit `b` of input byte `j` to
-/// byte `b'` of the output, so it is an 8x8 bit-matrix transpose (of the
-/// byte-reversed input) followed by a reordering of the rows.
+/// IP as whole-word operations. IP sends bit `b` of input byte `j` to bit
+/// `7 - j` of an output byte chosen by `b` alone, so it is an 8x8
+/// bit-matrix transpose of the byte-reversed input followed by a
+/// reordering of the output bytes.
 #[inline(always)]
 fn ip(x: u64) -> u64 {
     let x = transpose8x8(x.swap_bytes());
@@ -286,6 +290,11 @@ fn join<const N: usize>(l: &[u32; N], r: &[u32; N]) -> [u64; N] {
 /// Block transformation on several blocks at once, shared by the backends.
 trait Crypt {
     fn crypt<const N: usize, const DECRYPT: bool>(&self, blocks: &[u64; N]) -> [u64; N];
+
+    /// The rounds (all stages) on 16 blocks already through IP and
+    /// [`split`], with AVX-512; panics unless [`wide::available`].
+    #[cfg(target_arch = "x86_64")]
+    fn rounds_wide<const DECRYPT: bool>(&self, l: &mut [u32; WIDE], r: &mut [u32; WIDE]);
 }
 
 /// Single DES (56-bit key, given as 8 bytes whose parity bits are ignored).
@@ -302,6 +311,13 @@ impl Crypt for Des {
         let (mut l, mut r) = split(blocks);
         rounds::<N, DECRYPT>(&mut l, &mut r, &self.ks);
         join(&l, &r)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    fn rounds_wide<const DECRYPT: bool>(&self, l: &mut [u32; WIDE], r: &mut [u32; WIDE]) {
+        assert!(wide::available());
+        // SAFETY: AVX-512F is present (checked just above).
+        unsafe { wide::rounds(l, r, &[(&self.ks, DECRYPT)]) }
     }
 }
 
@@ -328,6 +344,26 @@ impl Crypt for TdesEde3 {
             rounds::<N, false>(&mut l, &mut r, &self.ks[2]);
         }
         join(&l, &r)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    fn rounds_wide<const DECRYPT: bool>(&self, l: &mut [u32; WIDE], r: &mut [u32; WIDE]) {
+        assert!(wide::available());
+        let stages = if DECRYPT {
+            [
+                (&self.ks[2], true),
+                (&self.ks[1], false),
+                (&self.ks[0], true),
+            ]
+        } else {
+            [
+                (&self.ks[0], false),
+                (&self.ks[1], true),
+                (&self.ks[2], false),
+            ]
+        };
+        // SAFETY: AVX-512F is present (checked just above).
+        unsafe { wide::rounds(l, r, &stages) }
     }
 }
 
@@ -370,9 +406,14 @@ impl std::fmt::Debug for TdesEde3 {
 }
 
 /// Blocks handed to the cipher together by the cipher-0.4 drivers (CBC
-/// decryption, `encrypt_blocks`).
-type ParBlocksN = U4;
-const PAR: usize = <ParBlocksN as cipher::Unsigned>::USIZE;
+/// decryption, `encrypt_blocks`): the AVX-512 width.
+type ParBlocksN = U16;
+
+/// Blocks the AVX-512 rounds process at once (one per 32-bit lane).
+const WIDE: usize = 16;
+
+/// Blocks the scalar rounds interleave.
+const SCALAR: usize = 4;
 
 /// The cipher-0.4 backend: one direction of one key.
 struct Backend<'a, C, const DECRYPT: bool>(&'a C);
@@ -390,39 +431,36 @@ impl<C: Crypt, const DECRYPT: bool> Backend<'_, C, DECRYPT> {
     /// all outputs (input and output may be the same memory).
     #[inline(always)]
     fn run<const N: usize>(&self, input: &[Block<Self>]) -> [u64; N] {
-        let mut x = [0u64; N];
-        for (v, b) in x.iter_mut().zip(input) {
-            *v = u64::from_be_bytes((*b).into());
-        }
-        self.0.crypt::<N, DECRYPT>(&x)
-    }
-}
-
-#[inline(always)]
-fn store(out: &mut [Block<Des>], y: &[u64]) {
-    for (b, v) in out.iter_mut().zip(y) {
-        b.copy_from_slice(&v.to_be_bytes());
-    }
-}
-
-impl<C: Crypt, const DECRYPT: bool> BlockBackend for Backend<'_, C, DECRYPT> {
-    #[inline(always)]
-    fn proc_block(&mut self, mut block: InOut<'_, '_, Block<Self>>) {
-        let y = self.run::<1>(core::slice::from_ref(block.get_in()));
-        store(core::slice::from_mut(block.get_out()), &y);
+        self.0.crypt::<N, DECRYPT>(&load(input))
     }
 
-    #[inline(always)]
-    fn proc_par_blocks(&mut self, mut blocks: InOut<'_, '_, ParBlocks<Self>>) {
-        let y = self.run::<PAR>(blocks.get_in());
-        store(blocks.get_out(), &y);
+    /// Up to [`WIDE`] blocks through the AVX-512 rounds (unused lanes
+    /// carry zeros).
+    #[cfg(target_arch = "x86_64")]
+    fn run_wide(&self, input: &[Block<Self>]) -> [u64; WIDE] {
+        let (mut l, mut r) = split::<WIDE>(&load(input));
+        self.0.rounds_wide::<DECRYPT>(&mut l, &mut r);
+        join(&l, &r)
     }
 
-    #[inline(always)]
-    fn proc_tail_blocks(&mut self, blocks: InOutBuf<'_, '_, Block<Self>>) {
+    /// Any number of blocks: groups of [`WIDE`] with AVX-512 when the CPU
+    /// has it and more than [`SCALAR`] blocks are left, else groups of
+    /// [`SCALAR`] interleaved scalar blocks.
+    fn blocks(&self, blocks: InOutBuf<'_, '_, Block<Self>>) {
+        #[cfg(target_arch = "x86_64")]
+        let wide = blocks.len() > SCALAR && wide::available();
         let mut rest = blocks;
         while !rest.is_empty() {
-            let n = rest.len().min(4);
+            #[cfg(target_arch = "x86_64")]
+            if wide && rest.len() > SCALAR {
+                let n = rest.len().min(WIDE);
+                let (mut head, tail) = rest.split_at(n);
+                let y = self.run_wide(head.get_in());
+                store(head.get_out(), &y);
+                rest = tail;
+                continue;
+            }
+            let n = rest.len().min(SCALAR);
             let (mut head, tail) = rest.split_at(n);
             let input = head.get_in();
             match input.len() {
@@ -439,11 +477,140 @@ impl<C: Crypt, const DECRYPT: bool> BlockBackend for Backend<'_, C, DECRYPT> {
                     store(head.get_out(), &y);
                 }
                 _ => {
-                    let y = self.run::<4>(input);
+                    let y = self.run::<SCALAR>(input);
                     store(head.get_out(), &y);
                 }
             }
             rest = tail;
+        }
+    }
+}
+
+/// Blocks as big-endian integers; missing ones are zero.
+#[inline(always)]
+fn load<const N: usize>(input: &[Block<Des>]) -> [u64; N] {
+    let mut x = [0u64; N];
+    for (v, b) in x.iter_mut().zip(input) {
+        *v = u64::from_be_bytes((*b).into());
+    }
+    x
+}
+
+/// Writes as many blocks as `out` holds.
+#[inline(always)]
+fn store(out: &mut [Block<Des>], y: &[u64]) {
+    for (b, v) in out.iter_mut().zip(y) {
+        b.copy_from_slice(&v.to_be_bytes());
+    }
+}
+
+impl<C: Crypt, const DECRYPT: bool> BlockBackend for Backend<'_, C, DECRYPT> {
+    #[inline(always)]
+    fn proc_block(&mut self, mut block: InOut<'_, '_, Block<Self>>) {
+        let y = self.run::<1>(core::slice::from_ref(block.get_in()));
+        store(core::slice::from_mut(block.get_out()), &y);
+    }
+
+    #[inline(always)]
+    fn proc_par_blocks(&mut self, blocks: InOut<'_, '_, ParBlocks<Self>>) {
+        self.blocks(blocks.into_buf());
+    }
+
+    #[inline(always)]
+    fn proc_tail_blocks(&mut self, blocks: InOutBuf<'_, '_, Block<Self>>) {
+        self.blocks(blocks);
+    }
+}
+
+/// The rounds on 16 blocks at once with AVX-512F: one block per 32-bit
+/// lane, each 64-entry SP table looked up with two two-register permutes
+/// (the low five index bits) and a blend on the sixth bit.
+#[cfg(target_arch = "x86_64")]
+mod wide {
+    use super::{RoundKey, SP, Schedule, WIDE};
+    use core::arch::x86_64::*;
+
+    pub(super) fn available() -> bool {
+        std::is_x86_feature_detected!("avx512f")
+    }
+
+    /// `SP[i][idx]` per lane; only bits 0..=5 of each index count.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn lookup(table: &[u32; 64], idx: __m512i) -> __m512i {
+        let p = table.as_ptr() as *const __m512i;
+        // SAFETY: the table holds 64 u32, i.e. four 64-byte vectors;
+        // unaligned loads.
+        let (t0, t1, t2, t3) = unsafe {
+            (
+                _mm512_loadu_si512(p),
+                _mm512_loadu_si512(p.add(1)),
+                _mm512_loadu_si512(p.add(2)),
+                _mm512_loadu_si512(p.add(3)),
+            )
+        };
+        let lo = _mm512_permutex2var_epi32(t0, idx, t1);
+        let hi = _mm512_permutex2var_epi32(t2, idx, t3);
+        let upper = _mm512_test_epi32_mask(idx, _mm512_set1_epi32(32));
+        _mm512_mask_blend_epi32(upper, lo, hi)
+    }
+
+    /// [`super::f`] on 16 lanes.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn f(r: __m512i, k: RoundKey) -> __m512i {
+        let a = _mm512_xor_si512(r, _mm512_set1_epi32(k[0] as i32));
+        let b = _mm512_xor_si512(_mm512_rol_epi32::<4>(r), _mm512_set1_epi32(k[1] as i32));
+        // No masking needed: the lookup ignores bits above the sixth.
+        let t0 = _mm512_xor_si512(
+            lookup(&SP[0], _mm512_srli_epi32::<26>(a)),
+            lookup(&SP[1], _mm512_srli_epi32::<26>(b)),
+        );
+        let t1 = _mm512_xor_si512(
+            lookup(&SP[2], _mm512_srli_epi32::<18>(a)),
+            lookup(&SP[3], _mm512_srli_epi32::<18>(b)),
+        );
+        let t2 = _mm512_xor_si512(
+            lookup(&SP[4], _mm512_srli_epi32::<10>(a)),
+            lookup(&SP[5], _mm512_srli_epi32::<10>(b)),
+        );
+        let t3 = _mm512_xor_si512(
+            lookup(&SP[6], _mm512_srli_epi32::<2>(a)),
+            lookup(&SP[7], _mm512_srli_epi32::<2>(b)),
+        );
+        _mm512_xor_si512(_mm512_xor_si512(t0, t1), _mm512_xor_si512(t2, t3))
+    }
+
+    /// Runs DES stages (schedule, decrypt?) one after another on the
+    /// halves, exchanging the halves' roles between stages as the scalar
+    /// [`super::TdesEde3`] code does.
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn rounds(l: &mut [u32; WIDE], r: &mut [u32; WIDE], stages: &[(&Schedule, bool)]) {
+        // SAFETY: the arrays are 64 bytes each; unaligned loads.
+        let (mut vl, mut vr) = unsafe {
+            (
+                _mm512_loadu_si512(l.as_ptr() as *const __m512i),
+                _mm512_loadu_si512(r.as_ptr() as *const __m512i),
+            )
+        };
+        for (n, &(ks, decrypt)) in stages.iter().enumerate() {
+            if n > 0 {
+                core::mem::swap(&mut vl, &mut vr);
+            }
+            for i in 0..8 {
+                let (k0, k1) = if decrypt {
+                    (ks[15 - 2 * i], ks[14 - 2 * i])
+                } else {
+                    (ks[2 * i], ks[2 * i + 1])
+                };
+                vl = _mm512_xor_si512(vl, f(vr, k0));
+                vr = _mm512_xor_si512(vr, f(vl, k1));
+            }
+        }
+        // SAFETY: as for the loads.
+        unsafe {
+            _mm512_storeu_si512(l.as_mut_ptr() as *mut __m512i, vl);
+            _mm512_storeu_si512(r.as_mut_ptr() as *mut __m512i, vr);
         }
     }
 }
@@ -649,6 +816,45 @@ mod tests {
     }
 
     #[test]
+    fn batched_paths_match_single_blocks() {
+        // 16-block batches (AVX-512 where the CPU has it), padded partial
+        // batches and scalar batches all equal one block at a time.
+        let t = TdesEde3::new_from_slice(&(0..24u8).collect::<Vec<_>>()).unwrap();
+        let d = Des::new_from_slice(&[0x3c; 8]).unwrap();
+        let data: Vec<u8> = (0..8 * 37).map(|i| (i * 7 + 3) as u8).collect();
+        for n in [1, 4, 5, 8, 15, 16, 17, 21, 37] {
+            let part = &data[..8 * n];
+            for decrypt in [false, true] {
+                let one_by_one = |c: &dyn Fn(&mut Block<Des>)| -> Vec<u8> {
+                    part.chunks(8)
+                        .flat_map(|b| {
+                            let mut b = Block::<Des>::clone_from_slice(b);
+                            c(&mut b);
+                            b.to_vec()
+                        })
+                        .collect()
+                };
+                let want_t = one_by_one(&|b| {
+                    if decrypt {
+                        t.decrypt_block(b)
+                    } else {
+                        t.encrypt_block(b)
+                    }
+                });
+                let want_d = one_by_one(&|b| {
+                    if decrypt {
+                        d.decrypt_block(b)
+                    } else {
+                        d.encrypt_block(b)
+                    }
+                });
+                assert_eq!(ecb(&t, part, decrypt), want_t, "3DES, {n} blocks");
+                assert_eq!(ecb(&d, part, decrypt), want_d, "DES, {n} blocks");
+            }
+        }
+    }
+
+    #[test]
     fn key_lengths_are_checked() {
         assert!(Des::new_from_slice(&[0; 7]).is_err());
         assert!(Des::new_from_slice(&[0; 9]).is_err());
@@ -669,9 +875,10 @@ mod tests {
         #[test]
         fn des_matches_reference_and_des_crate(
             key in any::<[u8; 8]>(),
-            data in proptest::collection::vec(any::<[u8; 8]>(), 0..12usize).prop_map(|v| v.concat()),
+            data in proptest::collection::vec(any::<[u8; 8]>(), 0..40usize).prop_map(|v| v.concat()),
         ) {
-            // Lengths 0..11 blocks cover the 4-block batches and every tail.
+            // Lengths 0..39 blocks cover the 16-block batches (AVX-512 when
+            // present), the 4-block scalar batches and every tail.
             let ours = Des::new_from_slice(&key).unwrap();
             let theirs = des::Des::new_from_slice(&key).unwrap();
             let ct = ecb(&ours, &data, false);
@@ -688,7 +895,7 @@ mod tests {
         #[test]
         fn tdes_matches_reference_and_des_crate(
             key in any::<[u8; 24]>(),
-            data in proptest::collection::vec(any::<[u8; 8]>(), 0..12usize).prop_map(|v| v.concat()),
+            data in proptest::collection::vec(any::<[u8; 8]>(), 0..40usize).prop_map(|v| v.concat()),
         ) {
             let ours = TdesEde3::new_from_slice(&key).unwrap();
             let theirs = des::TdesEde3::new_from_slice(&key).unwrap();
