@@ -159,7 +159,7 @@ impl DirectPath {
         }
     }
 
-    /// Forgets every next hop (after a send error on the packet socket).
+    /// Forgets every next hop (after the device failed a send).
     fn forget(&self) {
         self.cache.lock().unwrap_or_else(|p| p.into_inner()).stale = true;
     }
@@ -179,9 +179,17 @@ impl DirectPath {
             let mut guard = self.fd.writable().await?;
             match guard.try_io(|fd| sendmmsg_ll(fd.as_raw_fd(), batch, at, to, &hops[at - from..]))
             {
-                Ok(Ok(0)) | Ok(Err(_)) => {
+                Ok(Ok(0)) => r.failed += 1,
+                Ok(Err(e)) => {
                     r.failed += 1;
-                    self.forget();
+                    // The device went away or down, or its MTU shrank: look
+                    // every hop up again. A full queue (ENOBUFS) is just a drop.
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::ENXIO | libc::ENODEV | libc::ENETDOWN | libc::EMSGSIZE)
+                    ) {
+                        self.forget();
+                    }
                 }
                 Ok(Ok(n)) => r.direct += n,
                 Err(_would_block) => continue,
