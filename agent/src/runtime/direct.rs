@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use tokio::io::unix::AsyncFd;
 
 use super::netfilter::{NETLINK_NETFILTER, egress_hooked};
-use super::netlink::{Netlink, attrs};
+use super::netlink::{Netlink, attr, attrs};
 use super::sockets::{SendBatch, set_buffers};
 
 /// How long a looked-up next hop is used before it is looked up again.
@@ -408,9 +408,7 @@ fn sendmmsg_ll(
 fn route_lookup(nl: &mut Netlink, dst: Ipv4Addr) -> io::Result<Option<(i32, Option<Ipv4Addr>)>> {
     // struct rtmsg: AF_INET, a /32 destination, the rest zero; then RTA_DST.
     let mut body = vec![libc::AF_INET as u8, 32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-    body.extend_from_slice(&8u16.to_ne_bytes());
-    body.extend_from_slice(&libc::RTA_DST.to_ne_bytes());
-    body.extend_from_slice(&dst.octets());
+    body.extend(attr(libc::RTA_DST, &dst.octets()));
     let mut answer = None;
     nl.request(libc::RTM_GETROUTE, 0, &body, |kind, payload| {
         if kind == libc::RTM_NEWROUTE {
@@ -502,14 +500,8 @@ mod tests {
             0,
         ];
         assert_eq!(parse_route(&p), None, "no RTA_OIF");
-        for (kind, v) in [
-            (libc::RTA_OIF, 7u32.to_ne_bytes()),
-            (libc::RTA_GATEWAY, [10, 0, 0, 1]),
-        ] {
-            p.extend_from_slice(&8u16.to_ne_bytes());
-            p.extend_from_slice(&kind.to_ne_bytes());
-            p.extend_from_slice(&v);
-        }
+        p.extend(attr(libc::RTA_OIF, &7u32.to_ne_bytes()));
+        p.extend(attr(libc::RTA_GATEWAY, &[10, 0, 0, 1]));
         assert_eq!(parse_route(&p), Some((7, Some(Ipv4Addr::new(10, 0, 0, 1)))));
         for cut in 0..p.len() {
             let _ = parse_route(&p[..cut]);

@@ -72,14 +72,7 @@ fn hooks_ipv4_egress(chain: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn attr(kind: u16, value: &[u8]) -> Vec<u8> {
-        let mut a = ((4 + value.len()) as u16).to_ne_bytes().to_vec();
-        a.extend_from_slice(&kind.to_ne_bytes());
-        a.extend_from_slice(value);
-        a.resize((a.len() + 3) & !3, 0);
-        a
-    }
+    use crate::runtime::netlink::attr;
 
     fn chain(family: libc::c_int, hook: Option<u32>) -> Vec<u8> {
         let mut c = vec![family as u8, 0, 0, 0];

@@ -150,6 +150,15 @@ pub fn messages(buf: &[u8]) -> impl Iterator<Item = Message<'_>> {
     })
 }
 
+/// One attribute (header, value, padding) as the kernel expects it.
+pub fn attr(kind: u16, value: &[u8]) -> Vec<u8> {
+    let mut a = ((4 + value.len()) as u16).to_ne_bytes().to_vec();
+    a.extend_from_slice(&kind.to_ne_bytes());
+    a.extend_from_slice(value);
+    a.resize((a.len() + 3) & !3, 0);
+    a
+}
+
 /// The attributes (type without flags, value) in `buf`.
 pub fn attrs(buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
     let mut off = 0;
@@ -173,14 +182,6 @@ pub fn attrs(buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn attr(kind: u16, value: &[u8]) -> Vec<u8> {
-        let mut a = ((4 + value.len()) as u16).to_ne_bytes().to_vec();
-        a.extend_from_slice(&kind.to_ne_bytes());
-        a.extend_from_slice(value);
-        a.resize((a.len() + 3) & !3, 0);
-        a
-    }
 
     #[test]
     fn attributes_walk_padding_and_stop_at_bad_lengths() {
