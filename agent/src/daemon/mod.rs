@@ -191,7 +191,7 @@ async fn run_async(cfg: &dmvpn_config::Config, log: &mut Logging) -> Result<(), 
                 Err(_) => dp.counters.recv_errors += 1,
             },
             r = esp.recv_batch(&mut esp_rb) => match r {
-                Ok(k) => (0..k).for_each(|i| dp.inbound_esp_ip(esp_rb.get(i).0)),
+                Ok(k) => dp.inbound_esp_recv(&esp_rb, k),
                 Err(_) => dp.counters.recv_errors += 1,
             },
             r = udp4500.recv_batch(&mut u4_rb) => match r {

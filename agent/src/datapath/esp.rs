@@ -558,9 +558,37 @@ impl Transform {
         }
     }
 
+    /// The ICV this transform computes for each of `pkts` (received ESP
+    /// packets: over all but their last ICV-length bytes) into `icvs`,
+    /// several packets at once where the algorithm allows. Packets too
+    /// short to hold an ICV get zeros; opening them fails on length.
+    pub fn icvs(&self, pkts: &[&[u8]], icvs: &mut [[u8; MAX_ICV_LEN]]) {
+        let icv_len = self.icv_len();
+        if self.enc.is_aead() || icv_len == 0 {
+            return;
+        }
+        for (p, t) in pkts.iter().zip(icvs.iter_mut()) {
+            *t = [0; MAX_ICV_LEN];
+            if let Some(end) = p.len().checked_sub(icv_len) {
+                self.mac.compute(&p[..end], &mut t[..icv_len]);
+            }
+        }
+    }
+
     /// Checks the ICV (constant time) and decrypts `pkt` into `out`.
     /// Anti-replay is the caller's job: check before, update after success.
     pub fn open(&self, pkt: &[u8], out: &mut [u8]) -> Result<Opened, EspDrop> {
+        self.open_with(pkt, out, None)
+    }
+
+    /// [`Transform::open`], given the packet's ICV as this transform
+    /// computes it (from [`Transform::icvs`]) when `computed` is set.
+    pub fn open_with(
+        &self,
+        pkt: &[u8],
+        out: &mut [u8],
+        computed: Option<&[u8; MAX_ICV_LEN]>,
+    ) -> Result<Opened, EspDrop> {
         let iv_len = self.iv_len();
         let icv_len = self.icv_len();
         let ct_start = HEADER_LEN + iv_len;
@@ -579,7 +607,10 @@ impl Transform {
         let icv = &pkt[ct_end..];
         if !self.enc.is_aead() && icv_len > 0 {
             let mut tag = [0u8; MAX_ICV_LEN];
-            self.mac.compute(&pkt[..ct_end], &mut tag[..icv_len]);
+            match computed {
+                Some(t) => tag = *t,
+                None => self.mac.compute(&pkt[..ct_end], &mut tag[..icv_len]),
+            }
             if !bool::from(tag[..icv_len].ct_eq(icv)) {
                 return Err(EspDrop::IcvFailure);
             }

@@ -220,13 +220,24 @@ impl InboundSa {
     /// Replay check, ICV check and decryption, in that order; the window
     /// moves only after the ICV is verified.
     pub fn open(&mut self, pkt: &[u8], out: &mut [u8]) -> Result<Opened, EspDrop> {
+        self.open_with(pkt, out, None)
+    }
+
+    /// [`InboundSa::open`] with the ICV already computed by this SA's
+    /// transform ([`Transform::icvs`]) when `computed` is set.
+    pub fn open_with(
+        &mut self,
+        pkt: &[u8],
+        out: &mut [u8],
+        computed: Option<&[u8; esp::MAX_ICV_LEN]>,
+    ) -> Result<Opened, EspDrop> {
         let (_, seq) = esp::parse_header(pkt).inspect_err(|_| self.counters.invalid_len += 1)?;
         if self.replay.check(seq).is_err() {
             self.counters.replay_failed += 1;
             self.counters.recv_errors += 1;
             return Err(EspDrop::Replay);
         }
-        match self.transform.open(pkt, out) {
+        match self.transform.open_with(pkt, out, computed) {
             Ok(o) => {
                 self.replay.update(seq);
                 self.count_ok(o.len);
@@ -377,13 +388,29 @@ impl Sadb {
     /// the payload description; every drop is counted on the SA (or in
     /// `invalid_spi`).
     pub fn open(&mut self, pkt: &[u8], out: &mut [u8]) -> Result<(IpAddr, Opened), EspDrop> {
+        self.open_with(pkt, out, None)
+    }
+
+    /// [`Sadb::open`] with the ICV already computed by the transform of
+    /// the SA the packet's SPI names ([`Sadb::inbound_transform`]).
+    pub fn open_with(
+        &mut self,
+        pkt: &[u8],
+        out: &mut [u8],
+        computed: Option<&[u8; esp::MAX_ICV_LEN]>,
+    ) -> Result<(IpAddr, Opened), EspDrop> {
         let (spi, _) = esp::parse_header(pkt)?;
         let Some(sa) = self.inbound.get_mut(&spi) else {
             self.invalid_spi += 1;
             return Err(EspDrop::UnknownSpi);
         };
-        let o = sa.open(pkt, out)?;
+        let o = sa.open_with(pkt, out, computed)?;
         Ok((sa.peer, o))
+    }
+
+    /// The transform of the inbound SA with `spi`.
+    pub fn inbound_transform(&self, spi: u32) -> Option<&Transform> {
+        self.inbound.get(&spi).map(|sa| &sa.transform)
     }
 
     /// Copies of every SA's state, inbound first, each sorted by peer then SPI.
