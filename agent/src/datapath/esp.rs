@@ -16,13 +16,13 @@ use cipher::block_padding::NoPadding;
 use cipher::{BlockCipher, BlockDecrypt, BlockDecryptMut, BlockEncrypt, InnerIvInit};
 use hmac::{Hmac, Mac};
 use md5::Md5;
-use sha1::Sha1;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use thiserror::Error;
 
 use super::des::{Des, TdesEde3};
 use super::gcm::{Gcm128, Gcm192, Gcm256};
+use super::hmac_sha1::HmacSha1Key;
 use super::wipe::Wiped;
 
 /// SPI + sequence number.
@@ -236,7 +236,8 @@ enum Cipher {
 enum Auth {
     None,
     Md5(Wiped<Hmac<Md5>>),
-    Sha1(Wiped<Hmac<Sha1>>),
+    /// Saved ipad/opad chaining values; a batch of packets is hashed side by side.
+    Sha1(HmacSha1Key),
     Sha256(Wiped<Hmac<Sha256>>),
 }
 
@@ -248,9 +249,7 @@ impl Auth {
             AuthAlg::HmacMd5_96 => Auth::Md5(Wiped::new(
                 <Hmac<Md5> as KeyInit>::new_from_slice(key).expect("any key length"),
             )),
-            AuthAlg::HmacSha1_96 => Auth::Sha1(Wiped::new(
-                <Hmac<Sha1> as KeyInit>::new_from_slice(key).expect("any key length"),
-            )),
+            AuthAlg::HmacSha1_96 => Auth::Sha1(HmacSha1Key::new(key)),
             AuthAlg::HmacSha256_128 => Auth::Sha256(Wiped::new(
                 <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("any key length"),
             )),
@@ -268,7 +267,7 @@ impl Auth {
         match self {
             Auth::None => {}
             Auth::Md5(m) => run(&**m, data, icv),
-            Auth::Sha1(m) => run(&**m, data, icv),
+            Auth::Sha1(k) => icv.copy_from_slice(&k.compute(data)[..icv.len()]),
             Auth::Sha256(m) => run(&**m, data, icv),
         }
     }
@@ -548,7 +547,9 @@ impl Transform {
             Cipher::Gcm192(c, salt) => gcm_seal_each(&**c, salt, pkts, ct_start, icv_len),
             Cipher::Gcm256(c, salt) => gcm_seal_each(&**c, salt, pkts, ct_start, icv_len),
         }
-        if !self.enc.is_aead() && icv_len > 0 {
+        if let Auth::Sha1(k) = &self.mac {
+            sha1_sign_many(k, pkts, icv_len);
+        } else if !self.enc.is_aead() && icv_len > 0 {
             for p in pkts.iter_mut() {
                 let ct_end = p.len() - icv_len;
                 let mut tag = [0u8; MAX_ICV_LEN];
@@ -652,6 +653,25 @@ impl Transform {
             return Err(EspDrop::Dummy);
         }
         Ok(Opened { next_header, len })
+    }
+}
+
+/// Writes the HMAC-SHA1 ICV of each packet (over all but its last
+/// `icv_len` bytes) into its last `icv_len` bytes, hashing a group of
+/// packets at once.
+fn sha1_sign_many(k: &HmacSha1Key, pkts: &mut [&mut [u8]], icv_len: usize) {
+    const GROUP: usize = 16;
+    for group in pkts.chunks_mut(GROUP) {
+        let mut tags = [[0u8; 20]; GROUP];
+        let mut msgs: [&[u8]; GROUP] = [&[]; GROUP];
+        for (m, p) in msgs.iter_mut().zip(group.iter()) {
+            *m = &p[..p.len() - icv_len];
+        }
+        k.compute_many(&msgs[..group.len()], &mut tags);
+        for (p, t) in group.iter_mut().zip(&tags) {
+            let ct_end = p.len() - icv_len;
+            p[ct_end..].copy_from_slice(&t[..icv_len]);
+        }
     }
 }
 
@@ -841,7 +861,7 @@ mod tests {
         let esp = h(C5_ESP);
         assert_eq!(n, esp.len() + 12);
         assert_eq!(&out[..esp.len()], &esp[..]);
-        let mut m = <Hmac<Sha1> as Mac>::new_from_slice(&ak).unwrap();
+        let mut m = <Hmac<sha1::Sha1> as Mac>::new_from_slice(&ak).unwrap();
         m.update(&esp);
         assert_eq!(&out[esp.len()..n], &m.finalize().into_bytes()[..12]);
     }

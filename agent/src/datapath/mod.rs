@@ -5,6 +5,7 @@ pub mod des;
 pub mod esp;
 pub mod gcm;
 pub mod gre;
+pub mod hmac_sha1;
 pub mod ip;
 pub mod mtu;
 pub mod natt;
