@@ -125,12 +125,7 @@ impl HmacSha1Key {
 
     /// HMAC-SHA1 of `msg`.
     pub fn compute(&self, msg: &[u8]) -> [u8; 20] {
-        let compress: fn(&mut [u32; 5], &[u8]) = match self.backend {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: the backend is ShaNi only when `detect` found the CPU features.
-            Backend::ShaNi => |s, d| unsafe { shani::compress1(s, d) },
-            _ => compress_portable,
-        };
+        let compress = self.block_fn();
         let full = msg.len() / BLOCK * BLOCK;
         let mut state = self.inner;
         compress(&mut state, &msg[..full]);
@@ -148,16 +143,25 @@ impl HmacSha1Key {
     /// must be at least as long).
     pub fn compute_many(&self, msgs: &[&[u8]], tags: &mut [[u8; 20]]) {
         assert!(tags.len() >= msgs.len(), "one tag per message");
-        match self.backend {
-            #[cfg(target_arch = "x86_64")]
+        #[cfg(target_arch = "x86_64")]
+        if self.backend == Backend::ShaNi {
             // SAFETY: the backend is ShaNi only when `detect` found the CPU features.
-            Backend::ShaNi => unsafe { shani::many(self, msgs, tags) },
-            _ => {
-                for (m, t) in msgs.iter().zip(tags.iter_mut()) {
-                    *t = self.compute(m);
-                }
-            }
+            unsafe { shani::many(self, msgs, tags) };
+            return;
         }
+        for (m, t) in msgs.iter().zip(tags.iter_mut()) {
+            *t = self.compute(m);
+        }
+    }
+
+    /// Compression over whole blocks with this key's backend.
+    fn block_fn(&self) -> fn(&mut [u32; 5], &[u8]) {
+        #[cfg(target_arch = "x86_64")]
+        if self.backend == Backend::ShaNi {
+            // SAFETY: the backend is ShaNi only when `detect` found the CPU features.
+            return |s, d| unsafe { shani::compress1(s, d) };
+        }
+        compress_portable
     }
 }
 
