@@ -824,20 +824,22 @@ impl Engine {
 
     /// Handles an IPv4 packet from the raw ESP socket.
     pub fn inbound_esp_ip(&mut self, pkt: &[u8]) {
-        self.inbound_esp_ip_with(pkt, None);
+        self.inbound_esp_burst(&[pkt]);
     }
 
-    /// Handles a burst of IPv4 packets from the raw ESP socket, as
-    /// [`Engine::inbound_esp_ip`] does one by one, but with the ICVs of
-    /// each run of packets for one SA computed together first (HMAC-SHA1
-    /// hashes several packets side by side). SAs change only between
-    /// bursts, so each ICV is checked against the SA it was computed for.
+    /// Handles a burst of IPv4 packets from the raw ESP socket, with the
+    /// ICVs of each run of packets for one SA computed together first
+    /// (HMAC-SHA1 hashes several packets side by side). SAs change only
+    /// between bursts, so each ICV is checked against the SA it was
+    /// computed for.
     pub fn inbound_esp_burst(&mut self, pkts: &[&[u8]]) {
         const RUN: usize = 16;
         for chunk in pkts.chunks(RUN) {
+            let mut parts: [Option<(&[u8], Ipv4Addr)>; RUN] = [None; RUN];
             let mut esp: [&[u8]; RUN] = [&[]; RUN];
-            for (e, p) in esp.iter_mut().zip(chunk) {
-                *e = esp_part(p).unwrap_or_default();
+            for ((part, e), p) in parts.iter_mut().zip(esp.iter_mut()).zip(chunk) {
+                *part = esp_part(p);
+                *e = part.map_or(&[], |(e, _)| e);
             }
             let esp = &esp[..chunk.len()];
             let spi = |e: &[u8]| esp::parse_header(e).ok().map(|(spi, _)| spi);
@@ -856,8 +858,14 @@ impl Engine {
                 }
                 i = j;
             }
-            for (k, p) in chunk.iter().enumerate() {
-                self.inbound_esp_ip_with(p, computed[k].then_some(&icvs[k]));
+            for (k, part) in parts[..chunk.len()].iter().enumerate() {
+                match *part {
+                    Some((e, src)) => {
+                        self.counters.esp_rx += 1;
+                        self.inbound_esp(e, src, computed[k].then_some(&icvs[k]));
+                    }
+                    None => self.counters.malformed += 1,
+                }
             }
         }
     }
@@ -872,19 +880,6 @@ impl Engine {
             }
             self.inbound_esp_burst(&pkts[..m]);
         }
-    }
-
-    fn inbound_esp_ip_with(&mut self, pkt: &[u8], icv: Option<&[u8; esp::MAX_ICV_LEN]>) {
-        let Some(info) = ip::parse_ipv4(pkt) else {
-            self.counters.malformed += 1;
-            return;
-        };
-        if info.protocol != PROTO_ESP {
-            self.counters.malformed += 1;
-            return;
-        }
-        self.counters.esp_rx += 1;
-        self.inbound_esp(&pkt[info.header_len..info.total_len], info.src, icv);
     }
 
     /// Handles a datagram from the NAT-T UDP socket.
@@ -940,10 +935,10 @@ impl Engine {
     }
 }
 
-/// The ESP part of an IPv4 packet that carries ESP.
-fn esp_part(pkt: &[u8]) -> Option<&[u8]> {
+/// The ESP part and source of an IPv4 packet that carries ESP.
+fn esp_part(pkt: &[u8]) -> Option<(&[u8], Ipv4Addr)> {
     let info = ip::parse_ipv4(pkt)?;
-    (info.protocol == PROTO_ESP).then(|| &pkt[info.header_len..info.total_len])
+    (info.protocol == PROTO_ESP).then(|| (&pkt[info.header_len..info.total_len], info.src))
 }
 
 /// Requests from the control plane (NHRP/IKE node) to a running data plane.
