@@ -19,7 +19,6 @@ impl FlatKeyState for aes::Aes192Enc {}
 impl FlatKeyState for aes::Aes256Enc {}
 impl<C> FlatKeyState for super::gcm::Gcm<C> where C: FlatKeyState {}
 impl FlatKeyState for hmac::Hmac<md5::Md5> {}
-impl FlatKeyState for hmac::Hmac<sha1::Sha1> {}
 impl FlatKeyState for hmac::Hmac<sha2::Sha256> {}
 
 /// Owns a key state and wipes its memory when dropped.
