@@ -195,10 +195,7 @@ async fn run_async(cfg: &dmvpn_config::Config, log: &mut Logging) -> Result<(), 
                 Err(_) => dp.counters.recv_errors += 1,
             },
             r = udp4500.recv_batch(&mut u4_rb) => match r {
-                Ok(k) => (0..k).for_each(|i| {
-                    let (d, src) = u4_rb.get(i);
-                    dp.inbound_udp(d, src);
-                }),
+                Ok(k) => dp.inbound_udp_recv(&u4_rb, k),
                 Err(_) => dp.counters.recv_errors += 1,
             },
             r = udp500.recv_batch(&mut u5_rb) => match r {

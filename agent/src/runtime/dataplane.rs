@@ -827,47 +827,20 @@ impl Engine {
         self.inbound_esp_burst(&[pkt]);
     }
 
-    /// Handles a burst of IPv4 packets from the raw ESP socket, with the
-    /// ICVs of each run of packets for one SA computed together first
-    /// (HMAC-SHA1 hashes several packets side by side). SAs change only
-    /// between bursts, so each ICV is checked against the SA it was
-    /// computed for.
+    /// Handles a burst of IPv4 packets from the raw ESP socket (see
+    /// [`EspRun`] for how they are opened).
     pub fn inbound_esp_burst(&mut self, pkts: &[&[u8]]) {
-        const RUN: usize = 16;
-        for chunk in pkts.chunks(RUN) {
-            let mut parts: [Option<(&[u8], Ipv4Addr)>; RUN] = [None; RUN];
-            let mut esp: [&[u8]; RUN] = [&[]; RUN];
-            for ((part, e), p) in parts.iter_mut().zip(esp.iter_mut()).zip(chunk) {
-                *part = esp_part(p);
-                *e = part.map_or(&[], |(e, _)| e);
-            }
-            let esp = &esp[..chunk.len()];
-            let spi = |e: &[u8]| esp::parse_header(e).ok().map(|(spi, _)| spi);
-            let mut icvs = [[0u8; esp::MAX_ICV_LEN]; RUN];
-            let mut computed = [false; RUN];
-            let mut i = 0;
-            while i < esp.len() {
-                let id = spi(esp[i]);
-                let mut j = i + 1;
-                while j < esp.len() && spi(esp[j]) == id {
-                    j += 1;
+        let mut run = EspRun::new();
+        for p in pkts {
+            match esp_part(p) {
+                Some((esp, src)) => {
+                    self.counters.esp_rx += 1;
+                    run.push(self, esp, src);
                 }
-                if let Some(t) = id.and_then(|id| self.sadb.inbound_transform(id)) {
-                    t.icvs(&esp[i..j], &mut icvs[i..j]);
-                    computed[i..j].fill(true);
-                }
-                i = j;
-            }
-            for (k, part) in parts[..chunk.len()].iter().enumerate() {
-                match *part {
-                    Some((e, src)) => {
-                        self.counters.esp_rx += 1;
-                        self.inbound_esp(e, src, computed[k].then_some(&icvs[k]));
-                    }
-                    None => self.counters.malformed += 1,
-                }
+                None => self.counters.malformed += 1,
             }
         }
+        run.open(self);
     }
 
     /// [`Engine::inbound_esp_burst`] on the first `n` packets of a receive batch.
@@ -884,21 +857,45 @@ impl Engine {
 
     /// Handles a datagram from the NAT-T UDP socket.
     pub fn inbound_udp(&mut self, d: &[u8], src: SocketAddrV4) {
-        match natt::demux(d) {
-            NattPayload::Esp(esp) => {
-                self.counters.udp_esp_rx += 1;
-                self.inbound_esp(esp, *src.ip(), None);
-            }
-            NattPayload::Ike(msg) => {
-                self.counters.ike_rx += 1;
-                if self.ike_in.len() < CONTROL_QUEUE {
-                    self.ike_in.push_back((src, msg.to_vec()));
-                } else {
-                    self.counters.queue_full += 1;
+        self.inbound_udp_burst(&[(d, src)]);
+    }
+
+    /// Handles a burst of datagrams from the NAT-T UDP socket: IKE
+    /// messages are queued for the control plane, ESP is opened in runs
+    /// as from the raw socket.
+    pub fn inbound_udp_burst(&mut self, datagrams: &[(&[u8], SocketAddrV4)]) {
+        let mut run = EspRun::new();
+        for &(d, src) in datagrams {
+            match natt::demux(d) {
+                NattPayload::Esp(esp) => {
+                    self.counters.udp_esp_rx += 1;
+                    run.push(self, esp, *src.ip());
                 }
+                NattPayload::Ike(msg) => {
+                    self.counters.ike_rx += 1;
+                    if self.ike_in.len() < CONTROL_QUEUE {
+                        self.ike_in.push_back((src, msg.to_vec()));
+                    } else {
+                        self.counters.queue_full += 1;
+                    }
+                }
+                NattPayload::Keepalive => self.counters.keepalive_rx += 1,
+                NattPayload::Invalid => self.counters.malformed += 1,
             }
-            NattPayload::Keepalive => self.counters.keepalive_rx += 1,
-            NattPayload::Invalid => self.counters.malformed += 1,
+        }
+        run.open(self);
+    }
+
+    /// [`Engine::inbound_udp_burst`] on the first `n` datagrams of a receive batch.
+    pub fn inbound_udp_recv(&mut self, rb: &RecvBatch, n: usize) {
+        const EMPTY: (&[u8], SocketAddrV4) = (&[], SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
+        let mut datagrams = [EMPTY; BATCH];
+        for start in (0..n).step_by(BATCH) {
+            let m = (n - start).min(BATCH);
+            for (k, d) in datagrams[..m].iter_mut().enumerate() {
+                *d = rb.get(start + k);
+            }
+            self.inbound_udp_burst(&datagrams[..m]);
         }
     }
 
@@ -939,6 +936,65 @@ impl Engine {
 fn esp_part(pkt: &[u8]) -> Option<(&[u8], Ipv4Addr)> {
     let info = ip::parse_ipv4(pkt)?;
     (info.protocol == PROTO_ESP).then(|| (&pkt[info.header_len..info.total_len], info.src))
+}
+
+/// Received ESP payloads (with their outer source) gathered so that the
+/// ICVs of each run of packets for one SA are computed together
+/// (HMAC-SHA1 hashes several packets side by side) before each packet is
+/// opened in order. SAs change only between bursts, so each ICV is
+/// checked against the SA it was computed for.
+struct EspRun<'a> {
+    esp: [&'a [u8]; ESP_RUN],
+    src: [Ipv4Addr; ESP_RUN],
+    len: usize,
+}
+
+/// Packets per [`EspRun`].
+const ESP_RUN: usize = 16;
+
+impl<'a> EspRun<'a> {
+    fn new() -> Self {
+        EspRun {
+            esp: [&[]; ESP_RUN],
+            src: [Ipv4Addr::UNSPECIFIED; ESP_RUN],
+            len: 0,
+        }
+    }
+
+    /// Adds a packet, opening the run first if it is full.
+    fn push(&mut self, e: &mut Engine, esp: &'a [u8], src: Ipv4Addr) {
+        if self.len == ESP_RUN {
+            self.open(e);
+        }
+        self.esp[self.len] = esp;
+        self.src[self.len] = src;
+        self.len += 1;
+    }
+
+    /// Opens and handles every packet gathered, then empties the run.
+    fn open(&mut self, e: &mut Engine) {
+        let esp = &self.esp[..self.len];
+        let spi = |p: &[u8]| esp::parse_header(p).ok().map(|(spi, _)| spi);
+        let mut icvs = [[0u8; esp::MAX_ICV_LEN]; ESP_RUN];
+        let mut computed = [false; ESP_RUN];
+        let mut i = 0;
+        while i < esp.len() {
+            let id = spi(esp[i]);
+            let mut j = i + 1;
+            while j < esp.len() && spi(esp[j]) == id {
+                j += 1;
+            }
+            if let Some(t) = id.and_then(|id| e.sadb.inbound_transform(id)) {
+                t.icvs(&esp[i..j], &mut icvs[i..j]);
+                computed[i..j].fill(true);
+            }
+            i = j;
+        }
+        for (k, p) in esp.iter().enumerate() {
+            e.inbound_esp(p, self.src[k], computed[k].then_some(&icvs[k]));
+        }
+        self.len = 0;
+    }
 }
 
 /// Requests from the control plane (NHRP/IKE node) to a running data plane.
@@ -1306,12 +1362,7 @@ impl Dataplane {
                     }
                 }
                 Wake::Esp(Ok(k)) => e.inbound_esp_recv(&esp_rb, k),
-                Wake::Udp(Ok(k)) => {
-                    for i in 0..k {
-                        let (d, src) = udp_rb.get(i);
-                        e.inbound_udp(d, src);
-                    }
-                }
+                Wake::Udp(Ok(k)) => e.inbound_udp_recv(&udp_rb, k),
                 Wake::Tun(Err(err)) => return Err(err),
                 Wake::Gre(Err(_)) | Wake::Esp(Err(_)) | Wake::Udp(Err(_)) => {
                     e.counters.recv_errors += 1;
@@ -1478,10 +1529,20 @@ mod tests {
 
     #[test]
     fn esp_bursts_equal_packet_by_packet_handling() {
+        for prot in [Protection::Esp, Protection::EspUdp { port: 4500 }] {
+            esp_burst_equals_packet_by_packet(prot);
+        }
+    }
+
+    /// Two SAs interleaved, a bad ICV, an unknown SPI, a replay and a
+    /// truncated packet (and, over UDP, an IKE message and a keepalive):
+    /// handled as one burst, they give the same TUN packets and counters
+    /// as handled one by one.
+    fn esp_burst_equals_packet_by_packet(prot: Protection) {
         let t1 = Ipv4Addr::new(192, 168, 1, 1);
         let t2 = Ipv4Addr::new(192, 168, 1, 2);
-        let (mut a, mut one) = pair(Protection::Esp);
-        let (_, mut burst) = pair(Protection::Esp);
+        let (mut a, mut one) = pair(prot);
+        let (_, mut burst) = pair(prot);
         // A second SA from A (other keys) whose packets interleave with the first's.
         let other = SaParams {
             enc_key: &[3; 16],
@@ -1507,33 +1568,74 @@ mod tests {
         for k in 0..30usize {
             let e = if k % 7 < 4 { &mut a } else { &mut a2 };
             e.outbound(&inner(t1, t2, [1400, 1400, 90, 1400, 333][k % 5], true));
-            pkts.push(e.esp_out.get(0).to_vec());
-            e.esp_out.clear();
+            let out = match prot {
+                Protection::Esp => &mut e.esp_out,
+                _ => &mut e.udp_out,
+            };
+            pkts.push(out.get(0).to_vec());
+            out.clear();
         }
+        // Where the SPI starts: after the outer IPv4 header on the raw socket.
+        let spi_at = if prot == Protection::Esp { 20 } else { 0 };
         // Put in ahead of its original, so it is not a replay yet.
         let mut bad_icv = pkts[20].clone();
         *bad_icv.last_mut().unwrap() ^= 1;
         let mut unknown_spi = pkts[4].clone();
-        unknown_spi[20..24].copy_from_slice(&0x777u32.to_be_bytes());
+        unknown_spi[spi_at..spi_at + 4].copy_from_slice(&0x777u32.to_be_bytes());
         let replay = pkts[5].clone();
-        let truncated = pkts[6][..30].to_vec();
+        let truncated = pkts[25][..spi_at + 10].to_vec();
         pkts.splice(8..8, [bad_icv, unknown_spi, replay, truncated]);
-        for p in &pkts {
-            one.inbound_esp_ip(p);
+        if prot != Protection::Esp {
+            // An IKE message (non-ESP marker) and a NAT-T keepalive.
+            pkts.insert(3, [&[0u8; 4][..], &[7; 40]].concat());
+            pkts.insert(17, vec![0xff]);
         }
-        let refs: Vec<&[u8]> = pkts.iter().map(|p| &p[..]).collect();
-        burst.inbound_esp_burst(&refs);
-        assert_eq!(one.tun_out.len(), 30);
-        assert_eq!(burst.tun_out.len(), 30);
+        let from = SocketAddrV4::new(A, 4500);
+        for p in &pkts {
+            match prot {
+                Protection::Esp => one.inbound_esp_ip(p),
+                _ => one.inbound_udp(p, from),
+            }
+        }
+        match prot {
+            Protection::Esp => {
+                let refs: Vec<&[u8]> = pkts.iter().map(|p| &p[..]).collect();
+                burst.inbound_esp_burst(&refs);
+            }
+            _ => {
+                let refs: Vec<(&[u8], SocketAddrV4)> =
+                    pkts.iter().map(|p| (&p[..], from)).collect();
+                burst.inbound_udp_burst(&refs);
+            }
+        }
+        assert_eq!(one.tun_out.len(), 30, "{prot:?}");
+        assert_eq!(burst.tun_out.len(), 30, "{prot:?}");
         for i in 0..30 {
             assert_eq!(one.tun_out.get(i), burst.tun_out.get(i), "packet {i}");
         }
         let (x, y) = (one.stats(), burst.stats());
         assert_eq!(x, y);
+        assert_eq!(one.ike_in, burst.ike_in);
         let sum = |f: fn(&SaSnapshot) -> u64| y.sas.iter().map(f).sum::<u64>();
         assert_eq!(sum(|s| s.counters.verify_failed), 1, "{y:?}");
         assert_eq!(sum(|s| s.counters.replay_failed), 1, "{y:?}");
-        assert_eq!((y.invalid_spi, y.counters.malformed), (1, 1), "{y:?}");
+        match prot {
+            Protection::Esp => {
+                assert_eq!((y.invalid_spi, y.counters.malformed), (1, 1), "{y:?}");
+                assert_eq!(y.counters.esp_rx, 33, "{y:?}");
+            }
+            _ => {
+                // The truncated datagram still reads as ESP, then fails to open.
+                assert_eq!(y.invalid_spi, 1, "{y:?}");
+                assert_eq!(y.counters.udp_esp_rx, 34, "{y:?}");
+                assert_eq!(
+                    (y.counters.ike_rx, y.counters.keepalive_rx),
+                    (1, 1),
+                    "{y:?}"
+                );
+                assert_eq!(burst.ike_in.len(), 1);
+            }
+        }
     }
 
     #[test]
