@@ -315,7 +315,54 @@ impl Transform {
     pub fn is_weak(self) -> bool {
         matches!(self, Transform::EspDes | Transform::EspMd5Hmac)
     }
+
+    /// Why `key` (of the right length) must not be used with this
+    /// transform: a DES weak or semi-weak key (FIPS 74), or a 3DES key
+    /// whose first two or last two parts are equal, which makes it single
+    /// DES (RFC 2451 §2.3 says such keys MUST be rejected). Parity bits
+    /// are ignored, as DES ignores them.
+    pub fn key_weakness(self, key: &[u8]) -> Option<&'static str> {
+        let part = |i: usize| -> Option<u64> {
+            let b: [u8; 8] = key.get(i * 8..i * 8 + 8)?.try_into().ok()?;
+            Some(u64::from_be_bytes(b) & DES_KEY_BITS)
+        };
+        match self {
+            Transform::EspDes => part(0)
+                .filter(|k| DES_WEAK_KEYS.iter().any(|w| w & DES_KEY_BITS == *k))
+                .map(|_| "a DES weak or semi-weak key"),
+            Transform::Esp3des => {
+                let (a, b, c) = (part(0)?, part(1)?, part(2)?);
+                (a == b || b == c).then_some(
+                    "a 3DES key whose first two or last two parts are equal (that is single DES)",
+                )
+            }
+            _ => None,
+        }
+    }
 }
+
+/// The bits of a DES key block that DES uses (each byte's low bit is parity).
+const DES_KEY_BITS: u64 = 0xfefe_fefe_fefe_fefe;
+
+/// The 4 weak and 12 semi-weak DES keys (FIPS 74), with odd parity.
+const DES_WEAK_KEYS: [u64; 16] = [
+    0x0101_0101_0101_0101,
+    0xfefe_fefe_fefe_fefe,
+    0xe0e0_e0e0_f1f1_f1f1,
+    0x1f1f_1f1f_0e0e_0e0e,
+    0x011f_011f_010e_010e,
+    0x1f01_1f01_0e01_0e01,
+    0x01e0_01e0_01f1_01f1,
+    0xe001_e001_f101_f101,
+    0x01fe_01fe_01fe_01fe,
+    0xfe01_fe01_fe01_fe01,
+    0x1fe0_1fe0_0ef1_0ef1,
+    0xe01f_e01f_f10e_f10e,
+    0x1ffe_1ffe_0efe_0efe,
+    0xfe1f_fe1f_fe0e_fe0e,
+    0xe0fe_e0fe_f1fe_f1fe,
+    0xfee0_fee0_fef1_fef1,
+];
 
 impl fmt::Display for Transform {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -679,7 +679,15 @@ impl Validator {
                 format!("{t} needs a {want}-byte key{gcm}, got {} bytes", b.len()),
                 format!("give exactly {} hex digits", want * 2),
             ),
-            Ok(_) => {}
+            Ok(b) => {
+                if let Some(why) = t.key_weakness(&b) {
+                    self.err(
+                        path.to_string(),
+                        format!("{t} key is {why}"),
+                        "use random key bytes, e.g. from `openssl rand -hex`",
+                    );
+                }
+            }
         }
     }
 

@@ -461,6 +461,56 @@ fn manual_sa_gcm_key_with_salt() {
 }
 
 #[test]
+fn manual_sa_weak_des_keys() {
+    let with = |transforms: &str, key: &str| {
+        format!("{BASE}{MANUAL}")
+            .replace("[\"esp-aes 256\", \"esp-sha256-hmac\"]", transforms)
+            .replacen(
+                "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
+                key,
+                1,
+            )
+    };
+    let des = "[\"esp-des\", \"esp-sha256-hmac\"]";
+    let tdes = "[\"esp-3des\", \"esp-sha256-hmac\"]";
+    // The other SA direction keeps its 32-byte key: count only the inbound errors.
+    let inbound = |text: &str| -> Vec<String> {
+        errors(text)
+            .into_iter()
+            .filter(|e| e.contains("inbound.encryption_key"))
+            .collect()
+    };
+    assert_eq!(
+        inbound(&with(des, "0101010101010101")),
+        [
+            "37:44: ipsec.manual_sa[0].inbound.encryption_key: esp-des key is a DES weak or semi-weak key"
+        ]
+    );
+    // Parity bits do not matter: 00.. is the weak key 01.. for DES.
+    assert_eq!(inbound(&with(des, "e001e001f101f100")).len(), 1);
+    assert_eq!(
+        inbound(&with(des, "0123456789abcdef")),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        inbound(&with(
+            tdes,
+            "0123456789abcdef0123456789abcdef89abcdef01234567"
+        )),
+        [
+            "37:44: ipsec.manual_sa[0].inbound.encryption_key: esp-3des key is a 3DES key whose first two or last two parts are equal (that is single DES)"
+        ]
+    );
+    assert_eq!(
+        inbound(&with(
+            tdes,
+            "0123456789abcdef89abcdef012345670123456789abcdef"
+        )),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
 fn manual_sa_missing_auth_key() {
     let text = format!("{BASE}{MANUAL}").replacen(", authentication_key = \"202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f\"", "", 1);
     assert_one(

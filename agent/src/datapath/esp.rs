@@ -171,6 +171,8 @@ pub enum KeyError {
     AuthKeyLength { expected: usize, got: usize },
     #[error("AES-GCM carries its own integrity; no HMAC may be combined with it")]
     AeadWithAuth,
+    #[error("the encryption key is {0}")]
+    Weak(&'static str),
 }
 
 /// Why an ESP packet could not be sealed.
@@ -375,6 +377,14 @@ impl Transform {
         }
         if enc.is_aead() && auth != AuthAlg::None {
             return Err(KeyError::AeadWithAuth);
+        }
+        let des_kind = match enc {
+            EncAlg::DesCbc => Some(dmvpn_config::Transform::EspDes),
+            EncAlg::Des3Cbc => Some(dmvpn_config::Transform::Esp3des),
+            _ => None,
+        };
+        if let Some(why) = des_kind.and_then(|t| t.key_weakness(enc_key)) {
+            return Err(KeyError::Weak(why));
         }
         if auth_key.len() != auth.key_len() {
             return Err(KeyError::AuthKeyLength {
@@ -989,7 +999,9 @@ mod tests {
             // A different key is an ICV failure too.
             let other = Transform::new(
                 enc,
-                &vec![0xee; enc.key_len()],
+                &(0..enc.key_len() as u8)
+                    .map(|i| 0xe0 ^ i)
+                    .collect::<Vec<_>>(),
                 auth,
                 &vec![0xee; auth.key_len()],
             )
@@ -1145,12 +1157,47 @@ mod tests {
             Some(KeyError::AeadWithAuth)
         );
         assert_eq!(
-            Transform::new(EncAlg::Des3Cbc, &[0; 24], AuthAlg::HmacSha1_96, &[0; 16]).err(),
+            Transform::new(EncAlg::Des3Cbc, &KEY24, AuthAlg::HmacSha1_96, &[0; 16]).err(),
             Some(KeyError::AuthKeyLength {
                 expected: 20,
                 got: 16
             })
         );
+    }
+
+    const KEY24: [u8; 24] = [
+        0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef,
+        0x01, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0x01, 0x23,
+    ];
+
+    #[test]
+    fn weak_des_keys_are_refused() {
+        let new = |enc, key: &[u8]| Transform::new(enc, key, AuthAlg::HmacSha1_96, &[0; 20]);
+        // Weak and semi-weak DES keys, also with their parity bits flipped.
+        for k in [
+            [0x01u8; 8],
+            [0x00; 8],
+            [0xfe; 8],
+            [0x1f, 0x01, 0x1f, 0x01, 0x0e, 0x01, 0x0e, 0x01],
+        ] {
+            assert!(
+                matches!(new(EncAlg::DesCbc, &k), Err(KeyError::Weak(_))),
+                "{k:02x?}"
+            );
+        }
+        assert!(new(EncAlg::DesCbc, &KEY24[..8]).is_ok());
+        // 3DES: k1 == k2 or k2 == k3 is single DES; k1 == k3 (two-key 3DES) stays allowed.
+        assert!(new(EncAlg::Des3Cbc, &KEY24).is_ok());
+        let mut k = KEY24;
+        k.copy_within(0..8, 8);
+        assert!(matches!(new(EncAlg::Des3Cbc, &k), Err(KeyError::Weak(_))));
+        let mut k = KEY24;
+        k.copy_within(8..16, 16);
+        k[23] ^= 1; // a parity bit only
+        assert!(matches!(new(EncAlg::Des3Cbc, &k), Err(KeyError::Weak(_))));
+        let mut k = KEY24;
+        k.copy_within(0..8, 16);
+        assert!(new(EncAlg::Des3Cbc, &k).is_ok());
     }
 
     #[test]
