@@ -501,6 +501,7 @@ fn manual_sa_weak_des_keys() {
             "37:44: ipsec.manual_sa[0].inbound.encryption_key: esp-3des key is a 3DES key whose first two or last two parts are equal (that is single DES)"
         ]
     );
+    // k1 == k3 (two-key 3DES) stays allowed.
     assert_eq!(
         inbound(&with(
             tdes,
