@@ -1,11 +1,12 @@
 //! Per-packet ESP seal and open of 1400-byte payloads for each transform,
 //! reported as throughput in payload bytes; `seal8` lays out eight packets
-//! and finishes them together, as the data plane does per batch; `open8`
+//! and finishes them together, as the data plane does per batch (DES and
+//! 3DES also as `seal16`, the data plane's full group); `open8`
 //! computes eight received packets' ICVs together, then opens each. Compare with
 //! `scripts/bench-openssl.sh` (OpenSSL `speed -evp` at 1424-byte blocks).
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use dmvpn_agent::datapath::esp::{AuthAlg, EncAlg, IvGen, MAX_ICV_LEN, Transform};
+use dmvpn_agent::datapath::esp::{AuthAlg, EncAlg, IvGen, MAX_ICV_LEN, SEAL_GROUP, Transform};
 use dmvpn_agent::datapath::hmac_sha1::{Backend, HmacSha1Key};
 use std::hint::black_box;
 use std::time::Duration;
@@ -57,35 +58,43 @@ fn bench(c: &mut Criterion) {
                 black_box(n)
             })
         });
-        let mut outs = vec![vec![0u8; 2048]; 8];
-        g.throughput(Throughput::Bytes(8 * PAYLOAD as u64));
-        g.bench_function(format!("seal8/{name}"), |b| {
-            b.iter(|| {
-                let mut lens = [0usize; 8];
-                for (k, o) in outs.iter_mut().enumerate() {
-                    seq += 1;
-                    let mut iv = [0u8; 16];
-                    ivg.fill(seq, &mut iv[..enc.iv_len()]);
-                    lens[k] = t
-                        .seal_layout(
-                            0x1234,
-                            seq as u32,
-                            &iv[..enc.iv_len()],
-                            47,
-                            black_box(&payload),
-                            o,
-                        )
-                        .unwrap();
-                }
-                let mut refs: Vec<&mut [u8]> = outs
-                    .iter_mut()
-                    .zip(lens)
-                    .map(|(o, n)| &mut o[..n])
-                    .collect();
-                t.seal_finish(&mut refs);
-                black_box(&outs);
-            })
-        });
+        // DES and 3DES also in the data plane's full group, which fills
+        // the AVX-512 lanes.
+        let groups: &[usize] = match enc {
+            EncAlg::DesCbc | EncAlg::Des3Cbc => &[8, SEAL_GROUP],
+            _ => &[8],
+        };
+        for &group in groups {
+            let mut outs = vec![vec![0u8; 2048]; group];
+            g.throughput(Throughput::Bytes((group * PAYLOAD) as u64));
+            g.bench_function(format!("seal{group}/{name}"), |b| {
+                b.iter(|| {
+                    let mut lens = [0usize; SEAL_GROUP];
+                    for (k, o) in outs.iter_mut().enumerate() {
+                        seq += 1;
+                        let mut iv = [0u8; 16];
+                        ivg.fill(seq, &mut iv[..enc.iv_len()]);
+                        lens[k] = t
+                            .seal_layout(
+                                0x1234,
+                                seq as u32,
+                                &iv[..enc.iv_len()],
+                                47,
+                                black_box(&payload),
+                                o,
+                            )
+                            .unwrap();
+                    }
+                    let mut refs: Vec<&mut [u8]> = outs
+                        .iter_mut()
+                        .zip(lens)
+                        .map(|(o, n)| &mut o[..n])
+                        .collect();
+                    t.seal_finish(&mut refs);
+                    black_box(&outs);
+                })
+            });
+        }
         g.throughput(Throughput::Bytes(PAYLOAD as u64));
         let mut iv = [0u8; 16];
         ivg.fill(1, &mut iv[..enc.iv_len()]);

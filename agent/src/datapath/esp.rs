@@ -293,32 +293,38 @@ impl std::fmt::Debug for Transform {
     }
 }
 
-/// Packets whose CBC chains go through the cipher side by side.
-const CBC_LANES: usize = 8;
+/// Packets whose AES-CBC chains go through the cipher side by side (the
+/// AES-NI backend's parallel width).
+const AES_CBC_LANES: usize = 8;
+/// The same for DES and 3DES: 16 blocks fill the AVX-512 lanes.
+const DES_CBC_LANES: usize = 16;
+/// Packets the data plane lays out, then finishes in one call to
+/// [`Transform::seal_finish`]: the widest CBC group.
+pub const SEAL_GROUP: usize = DES_CBC_LANES;
 
 /// CBC-encrypts the ciphertext area `[ct_start, len - icv_len)` of each
 /// packet, IV at `[HEADER_LEN, ct_start)`. CBC is serial within a packet,
-/// so block `j` of up to [`CBC_LANES`] packets is encrypted in one call:
-/// AES-NI then works on several independent blocks at once instead of
+/// so block `j` of up to `LANES` packets is encrypted in one call: the
+/// cipher then works on several independent blocks at once instead of
 /// waiting for each block's result.
-fn cbc_encrypt_many<C: BlockEncrypt + BlockCipher>(
+fn cbc_encrypt_many<C: BlockEncrypt + BlockCipher, const LANES: usize>(
     c: &C,
     pkts: &mut [&mut [u8]],
     ct_start: usize,
     icv_len: usize,
 ) {
     let bs = C::block_size();
-    for lanes in pkts.chunks_mut(CBC_LANES) {
+    for lanes in pkts.chunks_mut(LANES) {
         // Chaining values as integers: one XOR per block, no byte loops.
-        let mut prev = [0u128; CBC_LANES];
-        let mut nblocks = [0usize; CBC_LANES];
+        let mut prev = [0u128; LANES];
+        let mut nblocks = [0usize; LANES];
         for (k, p) in lanes.iter().enumerate() {
             prev[k] = load(&p[HEADER_LEN..HEADER_LEN + bs]);
             nblocks[k] = (p.len() - icv_len - ct_start) / bs;
         }
         let rounds = nblocks.iter().copied().max().unwrap_or(0);
-        let mut blocks: [cipher::Block<C>; CBC_LANES] = Default::default();
-        let mut lane_of = [0usize; CBC_LANES];
+        let mut blocks: [cipher::Block<C>; LANES] = std::array::from_fn(|_| Default::default());
+        let mut lane_of = [0usize; LANES];
         for j in 0..rounds {
             let off = ct_start + j * bs;
             let mut n = 0;
@@ -548,11 +554,17 @@ impl Transform {
         let icv_len = self.icv_len();
         let ct_start = HEADER_LEN + iv_len;
         match &self.cipher {
-            Cipher::Des(c) => cbc_encrypt_many(&**c, pkts, ct_start, icv_len),
-            Cipher::Tdes(c) => cbc_encrypt_many(&**c, pkts, ct_start, icv_len),
-            Cipher::Aes128(c) => cbc_encrypt_many(&**c, pkts, ct_start, icv_len),
-            Cipher::Aes192(c) => cbc_encrypt_many(&**c, pkts, ct_start, icv_len),
-            Cipher::Aes256(c) => cbc_encrypt_many(&**c, pkts, ct_start, icv_len),
+            Cipher::Des(c) => cbc_encrypt_many::<_, DES_CBC_LANES>(&**c, pkts, ct_start, icv_len),
+            Cipher::Tdes(c) => cbc_encrypt_many::<_, DES_CBC_LANES>(&**c, pkts, ct_start, icv_len),
+            Cipher::Aes128(c) => {
+                cbc_encrypt_many::<_, AES_CBC_LANES>(&**c, pkts, ct_start, icv_len)
+            }
+            Cipher::Aes192(c) => {
+                cbc_encrypt_many::<_, AES_CBC_LANES>(&**c, pkts, ct_start, icv_len)
+            }
+            Cipher::Aes256(c) => {
+                cbc_encrypt_many::<_, AES_CBC_LANES>(&**c, pkts, ct_start, icv_len)
+            }
             Cipher::Gcm128(c, salt) => gcm_seal_each(&**c, salt, pkts, ct_start, icv_len),
             Cipher::Gcm192(c, salt) => gcm_seal_each(&**c, salt, pkts, ct_start, icv_len),
             Cipher::Gcm256(c, salt) => gcm_seal_each(&**c, salt, pkts, ct_start, icv_len),
@@ -1027,7 +1039,7 @@ mod tests {
         pkt[8..24].copy_from_slice(&iv);
         pkt[24..40].copy_from_slice(&block);
         if let Cipher::Aes128(c) = &t.cipher {
-            cbc_encrypt_many(&**c, &mut [&mut pkt[..]], 24, 0);
+            cbc_encrypt_many::<_, AES_CBC_LANES>(&**c, &mut [&mut pkt[..]], 24, 0);
         }
         assert_eq!(t.open(&pkt, &mut plain), Err(EspDrop::BadPadding));
     }
@@ -1061,7 +1073,7 @@ mod tests {
             })
             .collect();
         let mut refs: Vec<&mut [u8]> = pkts.iter_mut().map(|p| &mut p[..]).collect();
-        cbc_encrypt_many(&c, &mut refs, 24, 12);
+        cbc_encrypt_many::<_, AES_CBC_LANES>(&c, &mut refs, 24, 12);
         assert_eq!(pkts, want);
     }
 
@@ -1071,11 +1083,15 @@ mod tests {
             (EncAlg::AesCbc128, AuthAlg::HmacSha1_96),
             (EncAlg::AesCbc256, AuthAlg::HmacSha256_128),
             (EncAlg::Des3Cbc, AuthAlg::HmacMd5_96),
+            (EncAlg::DesCbc, AuthAlg::HmacSha1_96),
             (EncAlg::AesGcm128, AuthAlg::None),
         ] {
             let t = transform(enc, auth);
             let iv_len = t.iv_len();
-            let lens = [1400usize, 1400, 1400, 77, 1400, 1, 1400, 1400, 1400, 600];
+            // More than one full DES lane group (16), with short packets among long ones.
+            let lens: Vec<usize> = (0..SEAL_GROUP + 7)
+                .map(|k| [1400usize, 1400, 1400, 77, 1400, 1, 1400, 1400, 1400, 600][k % 10])
+                .collect();
             let mut one = Vec::new();
             let mut many: Vec<Vec<u8>> = Vec::new();
             for (k, &len) in lens.iter().enumerate() {

@@ -701,7 +701,7 @@ impl Engine {
                     continue;
                 };
                 let same = current.is_some_and(|t| Arc::ptr_eq(t, &d.transform));
-                if !same || group.len() == 8 {
+                if !same || group.len() == esp::SEAL_GROUP {
                     if let Some(t) = current {
                         t.seal_finish(&mut group);
                     }
