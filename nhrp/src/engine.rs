@@ -1589,6 +1589,46 @@ impl Engine {
         });
     }
 
+    /// Passes on an Error Indication meant for another station, towards
+    /// the client registered (or statically mapped) with that protocol
+    /// address. Nothing is added to it, and no error is ever sent about
+    /// it. False when there is no such client other than the sender.
+    fn forward_error(&mut self, from: IpAddr, p: &Packet) -> bool {
+        if p.src_nbma == ip_to_addr(self.cfg.nbma) && p.src_proto == ip_to_addr(self.cfg.protocol) {
+            debug!(target: TARGET, "NHRP: Own Error Indication came back from {}, dropped", from);
+            return true;
+        }
+        let to = p
+            .dst_proto_ip()
+            .and_then(|a| self.cache.get(a, host_len(a)))
+            .filter(|e| matches!(e.kind, EntryType::Dynamic | EntryType::Static))
+            .and_then(|e| e.nbma)
+            .filter(|&nbma| nbma != from);
+        let Some(to) = to else {
+            return false;
+        };
+        if p.hop_count <= 1 {
+            debug!(target: TARGET, "NHRP: Error Indication from {} out of hops, dropped", from);
+            return true;
+        }
+        let mut f = p.clone();
+        f.hop_count -= 1;
+        let bytes = f.emit();
+        self.log_send(
+            "Forwarding",
+            f.packet_type,
+            bytes.len(),
+            &f.src_proto,
+            &f.dst_proto,
+        );
+        self.stats.tx += 1;
+        self.transmits.push_back(Transmit {
+            dst_nbma: to,
+            payload: bytes,
+        });
+        true
+    }
+
     fn remove_incomplete(&mut self, dst: IpAddr) {
         let len = host_len(dst);
         if self
@@ -1782,6 +1822,16 @@ impl Engine {
     }
 
     fn on_error_indication(&mut self, now: Instant, from: IpAddr, p: &Packet) {
+        // RFC 2332 §5.2.7: an Error Indication goes to the station that
+        // sent the offending packet (its Destination Protocol Address),
+        // routed like a reply; a transiting NHS passes it on. One it
+        // cannot pass on is handled here, as it always was.
+        if self.cfg.server
+            && p.dst_proto != ip_to_addr(self.cfg.protocol)
+            && self.forward_error(from, p)
+        {
+            return;
+        }
         let Body::Error {
             code: c, contents, ..
         } = &p.body

@@ -272,6 +272,78 @@ fn authentication_mismatch_gets_error_indication() {
     assert!(!net.nodes[1].nhs_status()[0].up);
 }
 
+/// Spoke 3 reports an error about a packet spoke 2 sent through the hub:
+/// the hub passes the Error Indication on to spoke 2, unchanged but for
+/// the hop count, and does not act on it itself.
+#[test]
+fn error_indication_in_transit_reaches_the_offending_station() {
+    let mut net = Net::new(vec![hub_cfg(), spoke_cfg(2), spoke_cfg(3)]);
+    net.secs(1);
+    net.events.clear();
+    let offending = Packet::new(
+        PacketType::ResolutionRequest,
+        ip("172.16.0.2"),
+        ip("192.168.1.2"),
+        ip("192.168.1.3"),
+        Body::Cies {
+            request_id: 77,
+            cies: vec![],
+        },
+    );
+    let mut ei = Packet::new(
+        PacketType::ErrorIndication,
+        ip("172.16.0.3"),
+        ip("192.168.1.3"),
+        ip("192.168.1.2"),
+        Body::Error {
+            code: error_code::PROTOCOL_ERROR,
+            offset: 0,
+            contents: offending.emit(),
+        },
+    );
+    ei.hop_count = 5;
+    let now = net.now;
+    net.nodes[0].handle(now, ip("172.16.0.3"), &ei.emit());
+    net.pump();
+    let errs = net.sent(PacketType::ErrorIndication);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!((errs[0].from, errs[0].to), (ip(HUB_NBMA), ip("172.16.0.2")));
+    let mut want = ei.clone();
+    want.hop_count = 4;
+    assert_eq!(errs[0].packet, want);
+    assert!(
+        net.events.iter().all(|(n, _)| *n != 0),
+        "hub acted on it: {:?}",
+        net.events
+    );
+    assert!(net.events.contains(&(
+        1,
+        Event::ErrorIndication {
+            from: ip(HUB_NBMA),
+            code: error_code::PROTOCOL_ERROR
+        }
+    )));
+
+    // One the hub issued itself that comes back, one with no hops left and
+    // one for a station it knows no way to (handled by the hub itself) go
+    // nowhere.
+    let mut own = ei.clone();
+    own.src_nbma = ip_to_addr(ip(HUB_NBMA));
+    own.src_proto = ip_to_addr(ip(HUB_TUN));
+    let mut spent = ei.clone();
+    spent.hop_count = 1;
+    let mut unknown = ei.clone();
+    unknown.dst_proto = ip_to_addr(ip("192.168.1.99"));
+    net.events.clear();
+    for p in [own, spent, unknown] {
+        net.nodes[0].handle(now, ip("172.16.0.3"), &p.emit());
+    }
+    net.pump();
+    assert_eq!(net.sent(PacketType::ErrorIndication).len(), 1);
+    let at_hub: Vec<_> = net.events.iter().filter(|(n, _)| *n == 0).collect();
+    assert_eq!(at_hub.len(), 1, "only the unroutable one: {at_hub:?}");
+}
+
 fn icmp(src: &str, dst: &str) -> Vec<u8> {
     let h = dmvpn_nhrp::ipv4::Ipv4Header::new(src.parse().unwrap(), dst.parse().unwrap(), 1, 0, 63);
     h.emit(&[8, 0, 0, 0, 0, 1, 0, 1, 0xaa, 0xbb, 0xcc, 0xdd])
