@@ -1322,19 +1322,7 @@ impl Engine {
             };
             set_nat(&mut f.extensions, vec![nat]);
         }
-        let bytes = f.emit();
-        self.log_send(
-            "Forwarding",
-            f.packet_type,
-            bytes.len(),
-            &f.src_proto,
-            &f.dst_proto,
-        );
-        self.stats.tx += 1;
-        self.transmits.push_back(Transmit {
-            dst_nbma: to,
-            payload: bytes,
-        });
+        self.send_forwarded(to, &f);
     }
 
     fn nak_resolution(&mut self, now: Instant, from: IpAddr, p: Packet, c: u8) {
@@ -1574,19 +1562,7 @@ impl Engine {
             ),
         }
         self.reauth(&mut f.extensions);
-        let bytes = f.emit();
-        self.log_send(
-            "Forwarding",
-            f.packet_type,
-            bytes.len(),
-            &f.src_proto,
-            &f.dst_proto,
-        );
-        self.stats.tx += 1;
-        self.transmits.push_back(Transmit {
-            dst_nbma: to,
-            payload: bytes,
-        });
+        self.send_forwarded(to, &f);
     }
 
     /// Passes on an Error Indication meant for another station, towards
@@ -1613,6 +1589,12 @@ impl Engine {
         }
         let mut f = p.clone();
         f.hop_count -= 1;
+        self.send_forwarded(to, &f);
+        true
+    }
+
+    /// Sends a packet passing through this NHS on to `to`.
+    fn send_forwarded(&mut self, to: IpAddr, f: &Packet) {
         let bytes = f.emit();
         self.log_send(
             "Forwarding",
@@ -1626,7 +1608,6 @@ impl Engine {
             dst_nbma: to,
             payload: bytes,
         });
-        true
     }
 
     fn remove_incomplete(&mut self, dst: IpAddr) {
