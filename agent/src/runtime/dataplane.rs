@@ -830,6 +830,15 @@ impl Engine {
     /// Handles a burst of IPv4 packets from the raw ESP socket (see
     /// [`EspRun`] for how they are opened).
     pub fn inbound_esp_burst(&mut self, pkts: &[&[u8]]) {
+        self.inbound_esp_packets(pkts.iter().copied());
+    }
+
+    /// [`Engine::inbound_esp_burst`] on the first `n` packets of a receive batch.
+    pub fn inbound_esp_recv(&mut self, rb: &RecvBatch, n: usize) {
+        self.inbound_esp_packets((0..n).map(|i| rb.get(i).0));
+    }
+
+    fn inbound_esp_packets<'a>(&mut self, pkts: impl Iterator<Item = &'a [u8]>) {
         let mut run = EspRun::new();
         for p in pkts {
             match esp_part(p) {
@@ -843,18 +852,6 @@ impl Engine {
         run.open(self);
     }
 
-    /// [`Engine::inbound_esp_burst`] on the first `n` packets of a receive batch.
-    pub fn inbound_esp_recv(&mut self, rb: &RecvBatch, n: usize) {
-        let mut pkts: [&[u8]; BATCH] = [&[]; BATCH];
-        for start in (0..n).step_by(BATCH) {
-            let m = (n - start).min(BATCH);
-            for (k, p) in pkts[..m].iter_mut().enumerate() {
-                *p = rb.get(start + k).0;
-            }
-            self.inbound_esp_burst(&pkts[..m]);
-        }
-    }
-
     /// Handles a datagram from the NAT-T UDP socket.
     pub fn inbound_udp(&mut self, d: &[u8], src: SocketAddrV4) {
         self.inbound_udp_burst(&[(d, src)]);
@@ -864,8 +861,20 @@ impl Engine {
     /// messages are queued for the control plane, ESP is opened in runs
     /// as from the raw socket.
     pub fn inbound_udp_burst(&mut self, datagrams: &[(&[u8], SocketAddrV4)]) {
+        self.inbound_udp_datagrams(datagrams.iter().copied());
+    }
+
+    /// [`Engine::inbound_udp_burst`] on the first `n` datagrams of a receive batch.
+    pub fn inbound_udp_recv(&mut self, rb: &RecvBatch, n: usize) {
+        self.inbound_udp_datagrams((0..n).map(|i| rb.get(i)));
+    }
+
+    fn inbound_udp_datagrams<'a>(
+        &mut self,
+        datagrams: impl Iterator<Item = (&'a [u8], SocketAddrV4)>,
+    ) {
         let mut run = EspRun::new();
-        for &(d, src) in datagrams {
+        for (d, src) in datagrams {
             match natt::demux(d) {
                 NattPayload::Esp(esp) => {
                     self.counters.udp_esp_rx += 1;
@@ -884,19 +893,6 @@ impl Engine {
             }
         }
         run.open(self);
-    }
-
-    /// [`Engine::inbound_udp_burst`] on the first `n` datagrams of a receive batch.
-    pub fn inbound_udp_recv(&mut self, rb: &RecvBatch, n: usize) {
-        const EMPTY: (&[u8], SocketAddrV4) = (&[], SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
-        let mut datagrams = [EMPTY; BATCH];
-        for start in (0..n).step_by(BATCH) {
-            let m = (n - start).min(BATCH);
-            for (k, d) in datagrams[..m].iter_mut().enumerate() {
-                *d = rb.get(start + k);
-            }
-            self.inbound_udp_burst(&datagrams[..m]);
-        }
     }
 
     fn inbound_esp(&mut self, esp: &[u8], src: Ipv4Addr, icv: Option<&[u8; esp::MAX_ICV_LEN]>) {
