@@ -166,7 +166,10 @@ pub struct DataplaneConfig {
     pub outer_ttl: u8,
     /// Listen for ESP-in-UDP and IKE on this UDP port (normally 4500).
     pub natt_port: Option<u16>,
-    /// Drop plain GRE from peers configured with ESP protection.
+    /// The tunnel is protected (`tunnel protection`): plain GRE (data and
+    /// NHRP) is dropped from every source, as IOS drops it
+    /// (`%CRYPTO-4-RECVD_PKT_NOT_IPSEC`). Without it, plain GRE is still
+    /// dropped from peers whose map entry names ESP (manual SAs).
     pub require_protection: bool,
 }
 
@@ -197,7 +200,7 @@ pub struct Counters {
     /// Inner packets that are not IPv4 (the peer map is IPv4 only).
     pub unsupported: u64,
     pub malformed: u64,
-    /// Plain GRE from a peer that must use ESP.
+    /// Plain GRE on a protected tunnel, or from a peer that must use ESP.
     pub unprotected: u64,
     /// ESP whose SA belongs to another peer than the packet's source.
     pub wrong_peer: u64,
@@ -219,6 +222,20 @@ pub struct Counters {
     pub mcast_no_sa: u64,
     /// Multicast packets with an empty multicast list.
     pub mcast_no_peer: u64,
+    /// The last drop of each kind that names an address, for the node's
+    /// rate-limited log lines.
+    pub last: LastDrops,
+}
+
+/// Addresses of the most recent drops, by reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LastDrops {
+    /// NBMA source of the last plain GRE packet dropped as unprotected.
+    pub unprotected_src: Option<Ipv4Addr>,
+    /// NBMA source of the last ESP packet whose SA belongs to another peer.
+    pub wrong_peer_src: Option<Ipv4Addr>,
+    /// Inner destination of the last packet with no tunnel next hop.
+    pub no_route_dst: Option<Ipv4Addr>,
 }
 
 /// Everything an operator or a test wants to see.
@@ -360,6 +377,7 @@ impl Engine {
         }
         let Some(peer) = self.map.lookup(info.dst).copied() else {
             self.counters.no_route += 1;
+            self.counters.last.no_route_dst = Some(info.dst);
             return;
         };
         let path_mtu = self.path_mtu(pkt.len(), peer);
@@ -778,12 +796,13 @@ impl Engine {
         }
         self.counters.gre_rx += 1;
         if self.cfg.require_protection
-            && matches!(
+            || matches!(
                 self.map.protection_of(info.src),
                 Some(Protection::Esp | Protection::EspUdp { .. })
             )
         {
             self.counters.unprotected += 1;
+            self.counters.last.unprotected_src = Some(info.src);
             return;
         }
         self.inbound_gre(&pkt[info.header_len..info.total_len], info.src);
@@ -901,6 +920,7 @@ impl Engine {
             Ok((peer, o)) => {
                 if peer != IpAddr::V4(src) {
                     self.counters.wrong_peer += 1;
+                    self.counters.last.wrong_peer_src = Some(src);
                 } else {
                     let payload = &plain[..o.len];
                     match o.next_header {
@@ -1473,10 +1493,11 @@ mod tests {
         let mut sa_b = Sadb::new();
         sa_a.insert_outbound(OutboundSa::new(&sa(0x100, B), &[5; 24]).unwrap());
         sa_b.insert_inbound(InboundSa::new(&sa(0x100, A)).unwrap());
-        (
-            Engine::new(cfg(A, t1), sa_a, ma),
-            Engine::new(cfg(B, t2), sa_b, mb),
-        )
+        let protected = protection != Protection::None;
+        let (mut ca, mut cb) = (cfg(A, t1), cfg(B, t2));
+        ca.require_protection = protected;
+        cb.require_protection = protected;
+        (Engine::new(ca, sa_a, ma), Engine::new(cb, sa_b, mb))
     }
 
     #[test]
@@ -1856,6 +1877,44 @@ mod tests {
         b.inbound_gre_ip(a.gre_out.get(0));
         assert_eq!(b.counters.unprotected, 1);
         assert!(b.tun_out.is_empty());
+    }
+
+    #[test]
+    fn plain_gre_on_a_protected_tunnel_is_dropped_from_any_source() {
+        // A sender the receiver has never heard of: no map entry, no SA.
+        let (mut a, _) = pair(Protection::None);
+        let (_, mut b) = pair(Protection::Esp);
+        b.map = PeerMap::new();
+        a.outbound(&inner(
+            Ipv4Addr::new(192, 168, 1, 77),
+            Ipv4Addr::new(192, 168, 1, 2),
+            100,
+            false,
+        ));
+        a.encap_proto(
+            b"nhrp",
+            PROTO_NHRP,
+            0,
+            Peer {
+                nbma: b.cfg.local_nbma,
+                protection: Protection::None,
+            },
+        );
+        assert_eq!(a.gre_out.len(), 2);
+        for i in 0..2 {
+            b.inbound_gre_ip(a.gre_out.get(i));
+        }
+        assert_eq!(b.counters.unprotected, 2);
+        assert_eq!(b.counters.last.unprotected_src, Some(a.cfg.local_nbma));
+        assert!(b.tun_out.is_empty());
+        assert!(b.nhrp_in.is_empty());
+        // Without protection the same packets are accepted.
+        b.cfg.require_protection = false;
+        for i in 0..2 {
+            b.inbound_gre_ip(a.gre_out.get(i));
+        }
+        assert_eq!(b.tun_out.len(), 1);
+        assert_eq!(b.nhrp_in.len(), 1);
     }
 
     #[test]
