@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use dmvpn_agent::datapath::sadb::Sadb;
-use dmvpn_agent::node::{self, Node, Output};
+use dmvpn_agent::node::{self, Node, Output, Seed};
 use dmvpn_agent::runtime::dataplane::{Engine, Event, PeerMap};
 use dmvpn_ctl::proto::SaStatus;
 use dmvpn_nhrp::Instant;
@@ -135,6 +135,8 @@ struct Sim {
     esp_first: bool,
     /// Lose ISAKMP informational exchanges (DELETE, DPD) sent by this NBMA.
     drop_info_from: Option<Ipv4Addr>,
+    /// Every IKE datagram delivered: (sender, payload).
+    ike_seen: Vec<(SocketAddr, Vec<u8>)>,
 }
 
 /// 10.N.0.host: the LAN behind node N.
@@ -188,7 +190,8 @@ impl Sim {
             if let Some(c) = ncfg.nhrp.as_mut() {
                 c.local_prefixes = vec![(IpAddr::V4(lan(n, 0)), 24)];
             }
-            let mut node = Node::from_node_config(ncfg, epoch, u64::from(n), now);
+            let mut node =
+                Node::from_node_config(ncfg, epoch, Seed::for_lab_node(0, u64::from(n)), now);
             if role == "hub" {
                 // As a routing daemon would install them on the hub.
                 let via: Vec<(Ipv4Addr, u8, Ipv4Addr)> = (2u8..=3)
@@ -215,6 +218,7 @@ impl Sim {
             esp_seen: Vec::new(),
             esp_first: false,
             drop_info_from: None,
+            ike_seen: Vec::new(),
         }
     }
 
@@ -328,6 +332,7 @@ impl Sim {
                         }
                         let IpAddr::V4(d) = to.ip() else { continue };
                         let Some(i) = self.idx(d) else { continue };
+                        self.ike_seen.push((from, payload.clone()));
                         let n = &mut self.nodes[i];
                         n.node.handle_ike(now, to, from, &payload);
                         // Apply the outcome (e.g. an installed SA) before
@@ -400,6 +405,46 @@ impl Sim {
             .filter(|(a, b)| (*a == S1 && *b == S2) || (*a == S2 && *b == S1))
             .count()
     }
+}
+
+/// The key exchange data (KE payload body) of an unencrypted ISAKMP message.
+fn ke_payload(m: &[u8]) -> Option<Vec<u8>> {
+    if m.len() < 28 || m[19] & 1 != 0 {
+        return None;
+    }
+    let (mut next, mut off) = (m[16], 28);
+    while next != 0 && off + 4 <= m.len() {
+        let len = usize::from(u16::from_be_bytes([m[off + 2], m[off + 3]]));
+        if len < 4 || off + len > m.len() {
+            return None;
+        }
+        if next == 4 {
+            return Some(m[off + 4..off + len].to_vec());
+        }
+        (next, off) = (m[off], off + len);
+    }
+    None
+}
+
+#[test]
+fn nodes_seeded_from_one_lab_seed_never_share_dh_values() {
+    let mut sim = Sim::new(false, "modern");
+    sim.advance(Duration::from_secs(5));
+    let mut kes: Vec<(SocketAddr, Vec<u8>)> = sim
+        .ike_seen
+        .iter()
+        .filter_map(|(from, m)| ke_payload(m).map(|k| (*from, k)))
+        .collect();
+    // Both spokes' Main Modes with the hub: four public values.
+    assert_eq!(
+        kes.len(),
+        4,
+        "{:?}",
+        kes.iter().map(|k| k.0).collect::<Vec<_>>()
+    );
+    kes.sort_by(|a, b| a.1.cmp(&b.1));
+    kes.dedup_by(|a, b| a.1 == b.1);
+    assert_eq!(kes.len(), 4, "a DH public value was drawn twice");
 }
 
 #[test]

@@ -413,6 +413,12 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         &self.cfg
     }
 
+    /// The generator keys, nonces and cookies come from (a long-running
+    /// caller reseeds it).
+    pub fn rng_mut(&mut self) -> &mut R {
+        &mut self.rng
+    }
+
     /// Replace the configuration; existing SAs keep what they negotiated.
     pub fn set_config(&mut self, cfg: EngineConfig) {
         self.cfg = cfg;

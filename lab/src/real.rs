@@ -156,7 +156,7 @@ impl NodeFactory for RealFactory {
         &mut self,
         spec: &NodeSpec,
         hubs: &[NodeSpec],
-        seed: u64,
+        seed: dmvpn_agent::node::Seed,
         now: SimTime,
     ) -> Result<RealNode, String> {
         let text = self.config_text(spec, hubs);

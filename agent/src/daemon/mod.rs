@@ -35,6 +35,8 @@ use crate::runtime::tun::{self as tun_io, Tun, TunConfig, TunReader, TunWriter};
 const BATCH: usize = 64;
 /// Stats ticks between reads of the kernel's tunnel routes.
 const ROUTE_POLL_TICKS: u64 = 2;
+/// Stats ticks between reseeds of the node's generators from the OS.
+const RESEED_TICKS: u64 = 3600;
 
 /// Loads the configuration, builds everything and runs until SIGINT or
 /// SIGTERM. Errors are one line for the operator.
@@ -61,13 +63,7 @@ pub fn run(path: &Path) -> Result<(), String> {
 async fn run_async(cfg: &dmvpn_config::Config, log: &mut Logging) -> Result<(), String> {
     let epoch = std::time::Instant::now();
     let now = |_: ()| dmvpn_nhrp::Instant(epoch.elapsed());
-    let seed = {
-        let mut b = [0u8; 8];
-        std::fs::File::open("/dev/urandom")
-            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
-            .map_err(|e| format!("cannot read /dev/urandom: {e}"))?;
-        u64::from_ne_bytes(b)
-    };
+    let seed = os_seed()?;
     let mut ncfg = crate::node::config_map::map(cfg).map_err(|e| e.to_string())?;
     // Networks behind this node, answered in NHRP resolutions.
     if let Some(n) = ncfg.nhrp.as_mut() {
@@ -232,6 +228,12 @@ async fn run_async(cfg: &dmvpn_config::Config, log: &mut Logging) -> Result<(), 
                     let st = dp.stats();
                     node.handle_stats(t, &st);
                     ticks += 1;
+                    if ticks % RESEED_TICKS == 0 {
+                        match os_seed() {
+                            Ok(s) => node.reseed(&s),
+                            Err(e) => warn!(target: "dmvpn::ctl", "{e}; keeping the current generators"),
+                        }
+                    }
                     if ticks % ROUTE_POLL_TICKS == 1 {
                         node.set_tunnel_routes(t, &routes::tunnel_routes(tun.name()));
                     }
@@ -289,6 +291,13 @@ async fn run_async(cfg: &dmvpn_config::Config, log: &mut Logging) -> Result<(), 
     let _ = server.await;
     drop(tun);
     Ok(())
+}
+
+/// 256 bits from the OS random source (getrandom(2)).
+fn os_seed() -> Result<node::Seed, String> {
+    let mut b = [0u8; 32];
+    getrandom::getrandom(&mut b).map_err(|e| format!("cannot read the OS random source: {e}"))?;
+    Ok(node::Seed(b))
 }
 
 /// `DMVPND_UDP_OFFLOAD=1` turns on UDP GSO/GRO for ESP-in-UDP: faster,

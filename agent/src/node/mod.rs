@@ -5,9 +5,11 @@
 //! # API (stable; the lab simulator builds on it)
 //!
 //! ```text
-//! Node::new(&dmvpn_config::Config, epoch: std::time::Instant, seed: u64, now) -> Result<Node, MapError>
+//! Node::new(&dmvpn_config::Config, epoch: std::time::Instant, seed: Seed, now) -> Result<Node, MapError>
 //!     `epoch` anchors virtual time for the IKE engine (ike time = epoch + now);
-//!     `now` is a dmvpn_nhrp::Instant (Duration since the epoch).
+//!     `now` is a dmvpn_nhrp::Instant (Duration since the epoch); `seed` is
+//!     256 bits from the OS (daemon) or `Seed::for_lab_node` (simulator).
+//! node.reseed(seed)                                mixes fresh OS randomness in
 //! Node::from_node_config(NodeConfig, epoch, seed, now)  after config_map::map(&cfg),
 //!     e.g. to set nhrp.local_prefixes (LANs answered in resolutions)
 //! node.set_keylog(true)                            emit Output::KeyLog esp_sa lines
@@ -56,6 +58,7 @@ mod manual_sa_tests;
 #[cfg(test)]
 mod multicast_tests;
 mod sa;
+mod seed;
 mod show;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -65,10 +68,11 @@ use std::time::Duration;
 use dmvpn_ike::{Endpoint, Phase2Request, policy::gre_proxy};
 use dmvpn_nhrp::Instant;
 use rand_chacha::ChaCha20Rng;
-use rand_core::{RngCore, SeedableRng};
+use rand_core::RngCore;
 use tracing::{debug, info, warn};
 
 pub use config_map::{MapError, NodeConfig};
+pub use seed::Seed;
 
 use crate::runtime::dataplane::{
     Command, DataplaneConfig, DataplaneStats, Engine as DpEngine, Event as DpEvent, Peer,
@@ -223,7 +227,7 @@ impl Node {
     pub fn new(
         cfg: &dmvpn_config::Config,
         epoch: std::time::Instant,
-        seed: u64,
+        seed: Seed,
         now: Instant,
     ) -> Result<Node, MapError> {
         Ok(Node::from_node_config(
@@ -238,10 +242,10 @@ impl Node {
     pub fn from_node_config(
         cfg: NodeConfig,
         epoch: std::time::Instant,
-        seed: u64,
+        seed: Seed,
         now: Instant,
     ) -> Node {
-        let mut spi_rng = ChaCha20Rng::seed_from_u64(seed ^ 0x5350_4953);
+        let mut spi_rng = seed.rng("spi");
         let spis = Box::new(move || {
             loop {
                 let s = spi_rng.next_u32();
@@ -250,10 +254,11 @@ impl Node {
                 }
             }
         });
-        let ike = Endpoint::new(cfg.ike.clone(), ChaCha20Rng::seed_from_u64(seed), spis);
+        let ike = Endpoint::new(cfg.ike.clone(), seed.rng("ike"), spis);
+        let mut rng = seed.rng("node");
         let nhrp = cfg.nhrp.clone().map(|mut c| {
             // Cisco starts request IDs at arbitrary values; vary ours per node.
-            c.initial_request_id = 1 + (seed as u32 % 1000) * 1000;
+            c.initial_request_id = 1 + (rng.next_u32() % 1000) * 1000;
             dmvpn_nhrp::Engine::new(c, now)
         });
         let mut node = Node {
@@ -261,7 +266,7 @@ impl Node {
             epoch,
             nhrp,
             ike,
-            rng: ChaCha20Rng::seed_from_u64(seed.wrapping_add(0x4956)),
+            rng,
             out: VecDeque::new(),
             peers: HashMap::new(),
             map: BTreeMap::new(),
@@ -275,6 +280,13 @@ impl Node {
         };
         node.start(now);
         node
+    }
+
+    /// Mixes fresh seed material into every generator (a long-running
+    /// daemon calls this periodically with 256 bits from the OS).
+    pub fn reseed(&mut self, fresh: &Seed) {
+        seed::reseed(self.ike.rng_mut(), fresh, "ike");
+        seed::reseed(&mut self.rng, fresh, "node");
     }
 
     /// Emit `esp_sa` key-log lines for every SA installed.

@@ -31,7 +31,13 @@ fn node_with(role: &str, n: u8, mcast: &str, nhs: &str) -> (Node, Engine) {
     let cfg = dmvpn_config::Config::from_str(&text, "t.toml")
         .expect("valid config")
         .config;
-    let node = Node::new(&cfg, std::time::Instant::now(), u64::from(n), Instant::ZERO).unwrap();
+    let node = Node::new(
+        &cfg,
+        std::time::Instant::now(),
+        super::Seed::for_lab_node(0, u64::from(n)),
+        Instant::ZERO,
+    )
+    .unwrap();
     let dp = Engine::new(node.dataplane_config(), Sadb::new(), PeerMap::new());
     (node, dp)
 }
