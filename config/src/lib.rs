@@ -13,6 +13,7 @@
 
 pub mod defaults;
 pub mod diag;
+pub mod files;
 pub mod ios_import;
 mod keys;
 mod lookup;
@@ -38,8 +39,11 @@ pub struct Loaded {
 }
 
 impl Config {
-    /// Reads, parses and validates a configuration file. Adds a warning if
-    /// the file holds secrets and is readable by group or others.
+    /// Reads, parses and validates a configuration file, then checks the
+    /// files around it: a file holding secrets must belong to dmvpnd's
+    /// user (or root) and be writable by nobody else (readable by others
+    /// is a warning), and the key-log file must be safe to write keys to
+    /// (see [`files`]).
     pub fn load(path: impl AsRef<Path>) -> Result<Loaded, ConfigErrors> {
         let path = path.as_ref();
         let name = path.display().to_string();
@@ -55,29 +59,55 @@ impl Config {
             }],
         })?;
         let mut loaded = Config::from_str(&text, &name)?;
-        if loaded.config.has_secrets() {
-            use std::os::unix::fs::PermissionsExt;
-            if let Ok(meta) = std::fs::metadata(path) {
-                let mode = meta.permissions().mode() & 0o777;
-                if mode & 0o077 != 0 {
-                    loaded.warnings.insert(
-                        0,
-                        Diagnostic {
-                            severity: Severity::Warning,
-                            file: name,
-                            line: 1,
-                            col: 1,
-                            path: String::new(),
-                            message: format!(
-                                "file holds keys but has mode {mode:04o} (readable by group or others)"
-                            ),
-                            help: "chmod 600 it".into(),
-                        },
-                    );
-                }
+        let mut findings = Vec::new();
+        if loaded.config.has_secrets()
+            && let Ok(meta) = std::fs::metadata(path)
+        {
+            for p in files::problems(&meta, files::current_uid()) {
+                let (what, fix) = p.describe(path);
+                let what = format!("file holds keys and {what}");
+                findings.push(if p.refuses_reading() {
+                    Finding::error("", what, fix)
+                } else {
+                    Finding::warning("", what, fix)
+                });
             }
         }
-        Ok(loaded)
+        if let Some(k) = loaded.config.log.key_log.as_ref() {
+            for (what, fix) in files::key_log_problems(k) {
+                findings.push(Finding::error("log.key_log", what, fix));
+            }
+        }
+        let spans = SpanMap::new(&text);
+        let mut errors = Vec::new();
+        for f in findings {
+            let (line, col) = match spans.span_of(&f.path) {
+                Some(s) if !f.path.is_empty() => spans.line_col(&text, s.start),
+                _ => (1, 1),
+            };
+            let d = Diagnostic {
+                severity: f.severity,
+                file: name.clone(),
+                line,
+                col,
+                path: f.path,
+                message: f.message,
+                help: f.help,
+            };
+            if d.is_error() {
+                errors.push(d);
+            } else {
+                loaded.warnings.insert(0, d);
+            }
+        }
+        if errors.is_empty() {
+            Ok(loaded)
+        } else {
+            errors.extend(loaded.warnings);
+            Err(ConfigErrors {
+                diagnostics: errors,
+            })
+        }
     }
 
     /// Parses and validates configuration text; `file_name` is only used in

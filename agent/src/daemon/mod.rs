@@ -10,6 +10,7 @@
 //! route and neighbour tables allow, unless `DMVPND_DIRECT_SEND=0`
 //! ([`crate::runtime::direct`]).
 
+mod keylog;
 mod logging;
 mod routes;
 
@@ -110,14 +111,9 @@ async fn run_async(cfg: &dmvpn_config::Config, log: &mut Logging) -> Result<(), 
 
     let mut keylog = match &cfg.log.key_log {
         Some(p) => {
+            let f = keylog::open(p)?;
             node.set_keylog(true);
-            Some(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(p)
-                    .map_err(|e| format!("cannot open key-log file {}: {e}", p.display()))?,
-            )
+            Some(f)
         }
         None => None,
     };
@@ -228,7 +224,7 @@ async fn run_async(cfg: &dmvpn_config::Config, log: &mut Logging) -> Result<(), 
                     let st = dp.stats();
                     node.handle_stats(t, &st);
                     ticks += 1;
-                    if ticks % RESEED_TICKS == 0 {
+                    if ticks.is_multiple_of(RESEED_TICKS) {
                         match os_seed() {
                             Ok(s) => node.reseed(&s),
                             Err(e) => warn!(target: "dmvpn::ctl", "{e}; keeping the current generators"),
