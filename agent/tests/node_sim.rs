@@ -104,6 +104,8 @@ struct SimNode {
     replies: Vec<u16>,
     /// Powered off: sends and receives nothing.
     dead: bool,
+    /// Restarts so far.
+    boots: u64,
 }
 
 enum Wire {
@@ -137,6 +139,12 @@ struct Sim {
     drop_info_from: Option<Ipv4Addr>,
     /// Every IKE datagram delivered: (sender, payload).
     ike_seen: Vec<(SocketAddr, Vec<u8>)>,
+    /// Datagrams sent outside `settle`, delivered by the next one.
+    in_flight: VecDeque<Wire>,
+    phase3: bool,
+    crypto: String,
+    hubs: Vec<u8>,
+    epoch: std::time::Instant,
 }
 
 /// 10.N.0.host: the LAN behind node N.
@@ -178,48 +186,76 @@ impl Sim {
             .filter(|(r, _)| *r == "hub")
             .map(|(_, n)| *n)
             .collect();
-        let epoch = std::time::Instant::now();
-        let now = Instant::ZERO;
-        let mk = |role: &str, n: u8| {
-            let text = config(role, n, phase3, crypto, &hubs);
-            let cfg = dmvpn_config::Config::from_str(&text, "sim.toml")
-                .expect("valid config")
-                .config;
-            let mut ncfg = node::config_map::map(&cfg).expect("node config");
-            // The LAN behind the node, answered in resolutions.
-            if let Some(c) = ncfg.nhrp.as_mut() {
-                c.local_prefixes = vec![(IpAddr::V4(lan(n, 0)), 24)];
-            }
-            let mut node =
-                Node::from_node_config(ncfg, epoch, Seed::for_lab_node(0, u64::from(n)), now);
-            if role == "hub" {
-                // As a routing daemon would install them on the hub.
-                let via: Vec<(Ipv4Addr, u8, Ipv4Addr)> = (2u8..=3)
-                    .map(|x| (lan(x, 0), 24, Ipv4Addr::new(192, 168, 1, x)))
-                    .collect();
-                node.set_tunnel_routes(now, &via);
-            }
-            let dp = Engine::new(node.dataplane_config(), Sadb::new(), PeerMap::new());
-            SimNode {
-                node,
-                dp,
-                nbma: Ipv4Addr::new(172, 16, 0, n),
-                tunnel: Ipv4Addr::new(192, 168, 1, n),
-                lan_host: lan(n, 10),
-                hub: role == "hub",
-                replies: Vec::new(),
-                dead: false,
-            }
-        };
-        Sim {
-            nodes: nodes.iter().map(|(r, n)| mk(r, *n)).collect(),
-            now,
-            next_stats: now,
+        let mut sim = Sim {
+            nodes: Vec::new(),
+            now: Instant::ZERO,
+            next_stats: Instant::ZERO,
             esp_seen: Vec::new(),
             esp_first: false,
             drop_info_from: None,
             ike_seen: Vec::new(),
+            in_flight: VecDeque::new(),
+            phase3,
+            crypto: crypto.to_string(),
+            hubs,
+            epoch: std::time::Instant::now(),
+        };
+        sim.nodes = nodes.iter().map(|(r, n)| sim.build(r, *n, 0)).collect();
+        sim
+    }
+
+    /// Node `n` booting now (`boot` counts its restarts: a new seed each).
+    fn build(&self, role: &str, n: u8, boot: u64) -> SimNode {
+        let now = self.now;
+        let text = config(role, n, self.phase3, &self.crypto, &self.hubs);
+        let cfg = dmvpn_config::Config::from_str(&text, "sim.toml")
+            .expect("valid config")
+            .config;
+        let mut ncfg = node::config_map::map(&cfg).expect("node config");
+        // The LAN behind the node, answered in resolutions.
+        if let Some(c) = ncfg.nhrp.as_mut() {
+            c.local_prefixes = vec![(IpAddr::V4(lan(n, 0)), 24)];
         }
+        let seed = Seed::for_lab_node(boot, u64::from(n));
+        let mut node = Node::from_node_config(ncfg, self.epoch, seed, now);
+        if role == "hub" {
+            // As a routing daemon would install them on the hub.
+            let via: Vec<(Ipv4Addr, u8, Ipv4Addr)> = (2u8..=3)
+                .map(|x| (lan(x, 0), 24, Ipv4Addr::new(192, 168, 1, x)))
+                .collect();
+            node.set_tunnel_routes(now, &via);
+        }
+        let dp = Engine::new(node.dataplane_config(), Sadb::new(), PeerMap::new());
+        SimNode {
+            node,
+            dp,
+            nbma: Ipv4Addr::new(172, 16, 0, n),
+            tunnel: Ipv4Addr::new(192, 168, 1, n),
+            lan_host: lan(n, 10),
+            hub: role == "hub",
+            replies: Vec::new(),
+            dead: false,
+            boots: 0,
+        }
+    }
+
+    /// Restarts node `i` as dmvpnd would: a graceful stop first deletes
+    /// every SA (telling the peers), a crash (`kill -9`) says nothing. The
+    /// new process comes up `down` later.
+    fn restart(&mut self, i: usize, graceful: bool, down: Duration) {
+        if graceful {
+            let now = self.now;
+            self.nodes[i].node.clear_crypto_sa(now, None);
+            drain(&mut self.nodes[i], &mut self.in_flight);
+        }
+        self.nodes[i].dead = true;
+        self.advance(down);
+        let role = if self.nodes[i].hub { "hub" } else { "spoke" };
+        let n = self.nodes[i].nbma.octets()[3];
+        let boots = self.nodes[i].boots + 1;
+        self.nodes[i] = self.build(role, n, boots);
+        self.nodes[i].boots = boots;
+        self.settle();
     }
 
     fn idx(&self, nbma: Ipv4Addr) -> Option<usize> {
@@ -228,7 +264,7 @@ impl Sim {
 
     /// Moves everything until no node has anything to say.
     fn settle(&mut self) {
-        let mut carry = VecDeque::new();
+        let mut carry = std::mem::take(&mut self.in_flight);
         for _ in 0..10_000 {
             let mut wire: VecDeque<Wire> = std::mem::take(&mut carry);
             let now = self.now;
@@ -686,6 +722,45 @@ fn dpd_declares_dead_despite_outbound_traffic() {
         }
     }
     assert!(gone, "DPD never declared the hub dead");
+}
+
+/// After a hub restart every spoke registers again within seconds, not at
+/// its next refresh (holdtime/3): at once after a graceful stop (the hub's
+/// DELETEs), within the DPD time after a crash.
+#[test]
+fn spokes_register_again_soon_after_a_hub_restart() {
+    // DPD in `config`: 10 s idle, then 5 retries 2 s apart.
+    let dpd = Duration::from_secs(10 + 5 * 2);
+    for (graceful, limit) in [
+        (true, Duration::from_secs(5)),
+        (false, dpd + Duration::from_secs(5)),
+    ] {
+        let mut sim = Sim::new(false, "seed");
+        sim.advance(Duration::from_secs(5));
+        assert!(registered(&sim));
+        let t0 = sim.now;
+        sim.restart(0, graceful, Duration::from_secs(1));
+        let hub_tunnel = Ipv4Addr::new(192, 168, 1, 1);
+        let mut seq = 0u16;
+        let back = loop {
+            let before = sim.nodes[1].replies.len();
+            sim.ping(1, hub_tunnel, seq);
+            seq += 1;
+            sim.advance(Duration::from_millis(200));
+            if registered(&sim) && sim.nodes[1].replies.len() > before {
+                break sim.now - t0;
+            }
+            assert!(
+                sim.now - t0 < limit,
+                "graceful {graceful}: not registered and answering {limit:?} after the restart"
+            );
+        };
+        eprintln!("hub restart (graceful {graceful}): registered and answering after {back:?}");
+        // Nothing idles the re-established spoke SAs out on the hub.
+        sim.advance(Duration::from_secs(120));
+        assert!(registered(&sim));
+        assert!(sim.nodes[0].node.has_sa(S1) && sim.nodes[0].node.has_sa(S2));
+    }
 }
 
 /// Shortcut routes of node `i` through `nbma`.

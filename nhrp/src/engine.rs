@@ -675,6 +675,25 @@ impl Engine {
         }
     }
 
+    /// Registers with the NHS at `nbma` now (its IPsec SA has just come up
+    /// or gone): the NHS may have restarted and lost our registration. A
+    /// request already in flight (perhaps waiting for that SA) is not
+    /// duplicated; its retransmission comes after the initial timeout.
+    pub fn register_now_with(&mut self, now: Instant, nbma: IpAddr) {
+        for i in 0..self.nhs.len() {
+            if self.nhs[i].cfg.nbma != nbma {
+                continue;
+            }
+            self.nhs[i].backoff = self.cfg.retransmit_initial;
+            if self.nhs[i].request_id.is_some() {
+                let soon = now + self.cfg.retransmit_initial;
+                self.nhs[i].next = self.nhs[i].next.min(soon);
+            } else {
+                self.send_registration(now, i);
+            }
+        }
+    }
+
     /// Drops the shortcuts through `nbma` (e.g. its idle IPsec SA was
     /// deleted): the next packet goes via the NHS again.
     pub fn forget_peer(&mut self, nbma: IpAddr) {

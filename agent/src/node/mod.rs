@@ -53,6 +53,7 @@
 //! together with their shortcuts.
 
 pub mod config_map;
+mod drop_log;
 #[cfg(test)]
 mod manual_sa_tests;
 #[cfg(test)]
@@ -200,6 +201,7 @@ pub struct Node {
     /// inbound SA's ID (the outbound SA's is the next one).
     conn_ids: HashMap<u32, u32>,
     next_conn_id: u32,
+    drops: drop_log::DropLog,
 }
 
 fn v4(a: IpAddr) -> Option<Ipv4Addr> {
@@ -277,6 +279,7 @@ impl Node {
             keylog: false,
             conn_ids: HashMap::new(),
             next_conn_id: FIRST_CONN_ID,
+            drops: drop_log::DropLog::default(),
         };
         node.start(now);
         node
@@ -675,6 +678,7 @@ impl Node {
 
     /// Data-plane counters: traffic per peer (idle timers, DPD liveness).
     pub fn handle_stats(&mut self, now: Instant, stats: &DataplaneStats) {
+        self.drops.observe(now, &self.cfg.interface, stats);
         let mut per_peer: HashMap<Ipv4Addr, (u64, u64)> = HashMap::new();
         for s in &stats.sas {
             if let IpAddr::V4(p) = s.peer {
@@ -701,7 +705,10 @@ impl Node {
                 }
             }
         }
-        if let Some(idle) = self.cfg.idle_time {
+        // Idle expiry is for spoke-to-spoke SAs. A hub keeps its SAs with
+        // spokes: they carry registrations, refreshed only every
+        // holdtime/3, and routing hellos.
+        if let Some(idle) = self.cfg.idle_time.filter(|_| !self.cfg.hub) {
             let idle_peers: Vec<Ipv4Addr> = self
                 .peers
                 .iter()
@@ -957,7 +964,14 @@ impl Node {
     fn on_ike_event(&mut self, now: Instant, ev: dmvpn_ike::Event) {
         use dmvpn_ike::Event as E;
         match ev {
-            E::ChildSaInstalled(c) => self.install(now, &c),
+            E::ChildSaInstalled(c) => {
+                self.install(now, &c);
+                // A new SA with an NHS (not a rekey): the NHS may have
+                // restarted and lost our registration; IOS registers again.
+                if let Some(n) = v4(c.remote.ip()) {
+                    self.register_with_nhs(now, n);
+                }
+            }
             E::ChildSaRekeyed { new, .. } => {
                 // Make-before-break: the new pair goes in now (the outbound
                 // one replaces the old); the old inbound SA stays until IKE
@@ -979,6 +993,12 @@ impl Node {
                 }));
                 if let Some(n) = v4(remote.ip()) {
                     self.sa_gone(now, n, inbound_spi);
+                    // The last SA with an NHS is gone (its DELETE on a
+                    // restart, say): register at once, which brings IPsec
+                    // back up first.
+                    if !self.has_sa(n) {
+                        self.register_with_nhs(now, n);
+                    }
                 }
             }
             E::PeerDead { remote } => {
@@ -1019,6 +1039,18 @@ impl Node {
                 }
             }
             E::Phase1Up { .. } | E::Phase1Down { .. } => {}
+        }
+    }
+
+    /// Sends a registration to the NHS at `nbma` now, if it is one.
+    fn register_with_nhs(&mut self, now: Instant, nbma: Ipv4Addr) {
+        let is_nhs = self
+            .peers
+            .get(&nbma)
+            .is_some_and(|p| p.kind == PeerKind::Nhs);
+        if let (true, Some(e)) = (is_nhs, self.nhrp.as_mut()) {
+            debug!(target: "dmvpn::nhrp", "NHRP: IPsec with NHS {nbma} changed, registering now");
+            e.register_now_with(now, IpAddr::V4(nbma));
         }
     }
 
