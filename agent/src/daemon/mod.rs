@@ -27,6 +27,7 @@ pub use logging::Logging;
 
 use crate::datapath::ip::{PROTO_ESP, PROTO_GRE};
 use crate::datapath::sadb::Sadb;
+use crate::node::log_limit::{Throttle, held_note};
 use crate::node::{self, Node, Output};
 use crate::runtime::dataplane::{self, BUF_SIZE, Engine, Event, Forwarding, Links, PeerMap};
 use crate::runtime::direct;
@@ -151,6 +152,7 @@ async fn run_async(cfg: &dmvpn_config::Config, log: &mut Logging) -> Result<(), 
     let mut next_stats = now(()) + node::STATS_INTERVAL;
     let local500 = SocketAddr::new(IpAddr::V4(ncfg.nbma), 500);
     let mut ticks = 0u64;
+    let mut ike_send_log = Throttle::default();
     // Route changes re-read the tunnel routes at once (a hub learns a
     // spoke's LAN as soon as the routing daemon installs it); the poll
     // stays as a backstop.
@@ -256,7 +258,7 @@ async fn run_async(cfg: &dmvpn_config::Config, log: &mut Logging) -> Result<(), 
             while let Some(o) = node.poll_output() {
                 any = true;
                 match o {
-                    Output::Ike(x) => send_ike(&udp500, &udp4500, &x).await,
+                    Output::Ike(x) => send_ike(&udp500, &udp4500, &x, &mut ike_send_log, t).await,
                     Output::Dataplane(c) => node::apply(&mut dp, c),
                     Output::KeyLog(line) => {
                         if let Some(f) = keylog.as_mut() {
@@ -280,7 +282,7 @@ async fn run_async(cfg: &dmvpn_config::Config, log: &mut Logging) -> Result<(), 
     node.clear_crypto_sa(t, None);
     while let Some(o) = node.poll_output() {
         if let Output::Ike(x) = o {
-            send_ike(&udp500, &udp4500, &x).await;
+            send_ike(&udp500, &udp4500, &x, &mut ike_send_log, t).await;
         }
     }
     server.abort();
@@ -303,7 +305,15 @@ fn udp_offload() -> bool {
     std::env::var_os("DMVPND_UDP_OFFLOAD").is_some_and(|v| v == "1")
 }
 
-async fn send_ike(udp500: &DatagramSocket, udp4500: &DatagramSocket, t: &dmvpn_ike::Transmit) {
+/// Sends an IKE datagram. Send errors are logged through `throttle`:
+/// answers to spoofed sources fail in bulk.
+async fn send_ike(
+    udp500: &DatagramSocket,
+    udp4500: &DatagramSocket,
+    t: &dmvpn_ike::Transmit,
+    throttle: &mut Throttle,
+    now: dmvpn_nhrp::Instant,
+) {
     let SocketAddr::V4(dst) = t.remote else {
         return;
     };
@@ -312,8 +322,10 @@ async fn send_ike(udp500: &DatagramSocket, udp4500: &DatagramSocket, t: &dmvpn_i
     } else {
         udp500
     };
-    if let Err(e) = sock.send_to(&t.payload, dst).await {
-        warn!(target: "dmvpn::ike", "cannot send IKE to {dst}: {e}");
+    if let Err(e) = sock.send_to(&t.payload, dst).await
+        && let Some(held) = throttle.allow(now)
+    {
+        warn!(target: "dmvpn::ike", "cannot send IKE to {dst}: {e}{}", held_note(held));
     }
 }
 

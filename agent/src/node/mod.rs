@@ -53,7 +53,7 @@
 //! together with their shortcuts.
 
 pub mod config_map;
-mod drop_log;
+pub mod log_limit;
 #[cfg(test)]
 mod manual_sa_tests;
 #[cfg(test)]
@@ -201,7 +201,10 @@ pub struct Node {
     /// inbound SA's ID (the outbound SA's is the next one).
     conn_ids: HashMap<u32, u32>,
     next_conn_id: u32,
-    drops: drop_log::DropLog,
+    drops: log_limit::DropLog,
+    /// Warnings about failed negotiations (a flood of half-open attempts
+    /// from spoofed sources fails in bulk).
+    failed_log: log_limit::Throttle,
 }
 
 fn v4(a: IpAddr) -> Option<Ipv4Addr> {
@@ -279,7 +282,8 @@ impl Node {
             keylog: false,
             conn_ids: HashMap::new(),
             next_conn_id: FIRST_CONN_ID,
-            drops: drop_log::DropLog::default(),
+            drops: log_limit::DropLog::default(),
+            failed_log: log_limit::Throttle::default(),
         };
         node.start(now);
         node
@@ -1027,7 +1031,14 @@ impl Node {
                 }
             }
             E::Phase1Failed { remote, reason } | E::Phase2Failed { remote, reason } => {
-                warn!(target: "dmvpn::ike", "IPSEC: negotiation with {} failed: {reason}", remote.ip());
+                if let Some(held) = self.failed_log.allow(now) {
+                    warn!(
+                        target: "dmvpn::ike",
+                        "IPSEC: negotiation with {} failed: {reason}{}",
+                        remote.ip(),
+                        log_limit::held_note(held)
+                    );
+                }
                 if let Some(n) = v4(remote.ip()) {
                     if !self.has_sa(n) {
                         self.out

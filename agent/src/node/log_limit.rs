@@ -1,7 +1,9 @@
-//! Log lines for packets the data plane dropped, summarised: at most one
-//! line per reason per [`INTERVAL`], with the count since the last line
-//! and the last address involved, so a flood of hostile packets costs a
-//! few lines a minute, not one per packet.
+//! Log lines that hostile input could multiply, kept few: packets the
+//! data plane dropped are summarised (at most one line per reason per
+//! [`INTERVAL`], with the count since the last line and the last address
+//! involved), and per-event warnings (failed negotiations, send errors)
+//! pass a [`Throttle`] that reports how many it held back. A flood costs
+//! a few lines a minute, not one per packet.
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -83,9 +85,74 @@ impl DropLog {
     }
 }
 
+/// A token bucket for one kind of warning: [`BURST`] lines at once, then
+/// one per [`INTERVAL`] / [`BURST`]; what it holds back is counted and
+/// reported with the next line it lets through.
+#[derive(Debug, Default)]
+pub struct Throttle {
+    tokens: u32,
+    refilled: Option<Instant>,
+    held: u64,
+}
+
+/// Lines a [`Throttle`] lets through at once.
+pub const BURST: u32 = 5;
+
+impl Throttle {
+    /// Whether a line may be logged now; `Some(n)` with the number of
+    /// lines held back since the last one.
+    pub fn allow(&mut self, now: Instant) -> Option<u64> {
+        let per = INTERVAL / BURST;
+        match self.refilled {
+            None => {
+                self.tokens = BURST;
+                self.refilled = Some(now);
+            }
+            Some(t) if now > t => {
+                let add = ((now - t).as_millis() / per.as_millis()) as u32;
+                if add > 0 {
+                    self.tokens = (self.tokens + add).min(BURST);
+                    self.refilled = Some(t + per * add);
+                }
+            }
+            Some(_) => {}
+        }
+        if self.tokens == 0 {
+            self.held += 1;
+            return None;
+        }
+        self.tokens -= 1;
+        Some(std::mem::take(&mut self.held))
+    }
+}
+
+/// " (N similar lines held back)" or nothing.
+pub fn held_note(n: u64) -> String {
+    if n == 0 {
+        String::new()
+    } else {
+        format!(" ({n} similar line(s) held back)")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_throttle_lets_a_burst_through_then_one_line_per_share_of_the_interval() {
+        let mut t = Throttle::default();
+        let t0 = Instant::ZERO;
+        for _ in 0..BURST {
+            assert_eq!(t.allow(t0), Some(0));
+        }
+        for _ in 0..1000 {
+            assert_eq!(t.allow(t0 + Duration::from_millis(10)), None);
+        }
+        assert_eq!(t.allow(t0 + INTERVAL / BURST), Some(1000));
+        assert_eq!(t.allow(t0 + INTERVAL / BURST), None);
+        assert_eq!(t.allow(t0 + INTERVAL * 10), Some(1));
+    }
 
     #[test]
     fn one_line_per_interval_with_the_count_since_the_last() {
