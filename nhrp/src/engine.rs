@@ -386,6 +386,12 @@ pub struct Stats {
     /// Resolution Requests not passed on: their requester's protocol
     /// address is not registered at the NBMA address they came from.
     pub res_request_refused: u64,
+    /// Registration Replies matching a request of ours that came from
+    /// another address than the NHS asked (ignored).
+    pub reg_reply_refused: u64,
+    /// Traffic Indications from an address that is not an NHS or static
+    /// peer (ignored).
+    pub traffic_indications_refused: u64,
     /// Shortcuts and negative entries not cached because the cache holds
     /// `max_cache_entries` learned entries.
     pub cache_full: u64,
@@ -1061,7 +1067,7 @@ impl Engine {
             PacketType::PurgeReply => {
                 debug!(target: TARGET, "NHRP: Purge Reply from {}", from_nbma)
             }
-            PacketType::TrafficIndication => self.on_traffic_indication(now, &p),
+            PacketType::TrafficIndication => self.on_traffic_indication(now, from_nbma, &p),
             PacketType::ErrorIndication => {}
         }
     }
@@ -1139,6 +1145,15 @@ impl Engine {
             debug!(target: TARGET, "NHRP: Registration Reply from {} matches no request", from);
             return;
         };
+        if self.nhs[i].cfg.nbma != from {
+            // Request IDs are guessable: only the NHS asked may answer.
+            self.stats.reg_reply_refused += 1;
+            let nhs = self.nhs[i].cfg.nbma;
+            self.refused(now, Reason::RegistrationRefused, || {
+                format!("NHRP: Registration Reply for NHS {nhs} came from {from}; ignored")
+            });
+            return;
+        }
         let c = p.cies().first().map_or(code::SUCCESS, |c| c.code);
         let interval = self.registration_interval();
         let n = &mut self.nhs[i];
@@ -2151,9 +2166,17 @@ impl Engine {
         self.resolutions.clear();
     }
 
-    fn on_traffic_indication(&mut self, now: Instant, p: &Packet) {
+    fn on_traffic_indication(&mut self, now: Instant, from: IpAddr, p: &Packet) {
         if !self.cfg.shortcut {
             debug!(target: TARGET, "NHRP: Traffic Indication ignored (shortcut disabled)");
+            return;
+        }
+        if !self.is_relay(from) {
+            // Only the hub that relayed our traffic has reason to send one.
+            self.stats.traffic_indications_refused += 1;
+            self.refused(now, Reason::ResolutionRefused, || {
+                format!("NHRP: Traffic Indication from {from}, not an NHS; ignored")
+            });
             return;
         }
         let Body::Traffic { contents, .. } = &p.body else {

@@ -858,3 +858,61 @@ fn moved_spoke_reregisters_at_once_and_hub_accepts_when_old_peer_gone() {
         Some(ip("172.16.0.33"))
     );
 }
+
+/// A Registration Reply for the spoke's request (IDs are counters, easy to
+/// guess) from anyone but the NHS asked, and a Traffic Indication from
+/// anyone but an NHS, are ignored.
+#[test]
+fn replies_and_traffic_indications_count_only_from_the_nhs() {
+    let mut s2 = spoke_cfg(2);
+    s2.registration_interval = Some(std::time::Duration::from_secs(60));
+    let mut net = Net::new(vec![hub_cfg(), s2]);
+    net.secs(1);
+    // The next refresh goes unanswered for now.
+    net.down.insert(ip(HUB_NBMA));
+    net.secs(60);
+    let req = net
+        .sent(PacketType::RegistrationRequest)
+        .last()
+        .unwrap()
+        .packet
+        .clone();
+    let mut forged = req.clone();
+    forged.packet_type = PacketType::RegistrationReply;
+    if let Some(c) = forged.cies_mut() {
+        c[0].code = code::ALREADY_REGISTERED;
+    }
+    let now = net.now;
+    net.nodes[1].handle(now, ip(ATTACKER), &forged.emit());
+    let st = &net.nodes[1].nhs_status()[0];
+    assert_eq!((st.up, st.last_code), (true, Some(0)), "{st:?}");
+    assert_eq!(st.request_id, req.request_id(), "still waiting");
+    assert_eq!(net.nodes[1].stats().reg_reply_refused, 1);
+
+    let ti = Packet::new(
+        PacketType::TrafficIndication,
+        ip(ATTACKER),
+        ip("192.168.1.97"),
+        ip("10.2.0.1"),
+        Body::Traffic {
+            code: 0,
+            unused: 0,
+            contents: dmvpn_nhrp::ipv4::Ipv4Header::new(
+                "10.2.0.1".parse().unwrap(),
+                "10.77.0.1".parse().unwrap(),
+                1,
+                0,
+                63,
+            )
+            .emit(&[8, 0, 0, 0, 0, 0, 0, 0]),
+        },
+    );
+    let mut ti = ti;
+    ti.extensions = vec![auth(), Extension::new(ExtBody::End)];
+    net.nodes[1].handle(now, ip(ATTACKER), &ti.emit());
+    assert!(
+        net.nodes[1].cache().get(ip("10.77.0.1"), 32).is_none(),
+        "no resolution"
+    );
+    assert_eq!(net.nodes[1].stats().traffic_indications_refused, 1);
+}
