@@ -17,9 +17,20 @@ pub const CONTROL_MODE: u32 = 0o600;
 pub const LOG_FILTER: &str = "info";
 /// Maximum NHRP authentication length (IOS truncates/refuses longer).
 pub const NHRP_AUTH_MAX: usize = 8;
+/// Learned NHRP cache entries a hub holds at most: room for 10,000 spokes'
+/// registrations and their shortcuts.
+pub const NHRP_MAX_CACHE_ENTRIES: u32 = 50_000;
+/// Registrations one NBMA address may hold on a hub.
+pub const NHRP_MAX_REGISTRATIONS_PER_NBMA: u32 = 128;
 
 pub fn nhrp_holdtime() -> u32 {
     NHRP_HOLDTIME
+}
+pub fn nhrp_max_cache_entries() -> u32 {
+    NHRP_MAX_CACHE_ENTRIES
+}
+pub fn nhrp_max_registrations_per_nbma() -> u32 {
+    NHRP_MAX_REGISTRATIONS_PER_NBMA
 }
 pub fn tunnel_mtu() -> u16 {
     TUNNEL_MTU

@@ -115,6 +115,11 @@ pub const ROOT: &[(&str, Shape)] = &[
                     ("redirect", Value),
                     ("shortcut", Value),
                     ("registration_timeout", Value),
+                    ("registration_no_unique", Value),
+                    ("registration_prefixes", Value),
+                    ("allowed_nbma", Value),
+                    ("max_cache_entries", Value),
+                    ("max_registrations_per_nbma", Value),
                     (
                         "nhs",
                         Tables(&[
@@ -266,6 +271,11 @@ multicast = ["172.16.0.9"]
 redirect = true
 shortcut = false
 registration_timeout = 60
+registration_no_unique = false
+registration_prefixes = ["192.168.1.0/24", "10.0.0.0/8"]
+allowed_nbma = ["172.16.0.0/24", "172.16.1.9"]
+max_cache_entries = 50000
+max_registrations_per_nbma = 128
 [[tunnel.nhrp.nhs]]
 address = "192.168.1.2"
 nbma = "172.16.0.2"

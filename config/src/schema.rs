@@ -91,6 +91,35 @@ pub struct Nhrp {
     /// Registration interval override, seconds (IOS `ip nhrp registration timeout`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registration_timeout: Option<u32>,
+    /// Register without the unique flag, so the hub lets another NBMA
+    /// address take this node's tunnel address over (IOS `ip nhrp
+    /// registration no-unique`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub registration_no_unique: bool,
+    /// Hub: prefixes registrations may claim; absent = the tunnel subnet.
+    #[serde(
+        default,
+        deserialize_with = "opt_prefixes",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub registration_prefixes: Option<Vec<IpNet>>,
+    /// NBMA source addresses NHRP is accepted from (NHSs and static maps
+    /// always are); absent = any source. Required, with `authentication`,
+    /// on a hub whose tunnel has no IPsec protection.
+    #[serde(
+        default,
+        deserialize_with = "opt_prefixes",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub allowed_nbma: Option<Vec<IpNet>>,
+    /// Hub: learned NHRP cache entries (registrations and shortcuts) held
+    /// at most.
+    #[serde(default = "d::nhrp_max_cache_entries")]
+    pub max_cache_entries: u32,
+    /// Hub: registrations one NBMA address may hold (spokes behind one NAT
+    /// address share it).
+    #[serde(default = "d::nhrp_max_registrations_per_nbma")]
+    pub max_registrations_per_nbma: u32,
     /// Next-hop servers (IOS `ip nhrp nhs`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nhs: Vec<Nhs>,
@@ -234,15 +263,27 @@ pub struct PreSharedKey {
 
 /// Accepts "a.b.c.d/len" or a bare address (host prefix).
 fn prefix_or_host<'de, D: serde::Deserializer<'de>>(d: D) -> Result<IpNet, D::Error> {
-    let s = String::deserialize(d)?;
+    parse_prefix_or_host(&String::deserialize(d)?)
+}
+
+fn parse_prefix_or_host<E: serde::de::Error>(s: &str) -> Result<IpNet, E> {
     if let Ok(n) = s.parse::<IpNet>() {
         return Ok(n);
     }
     s.parse::<IpAddr>().map(IpNet::from).map_err(|_| {
-        serde::de::Error::custom(format!(
+        E::custom(format!(
             "`{s}` is not an address or prefix (use e.g. \"172.16.0.2\", \"172.16.0.0/24\" or \"0.0.0.0/0\")"
         ))
     })
+}
+
+/// A list of prefixes or bare addresses, present or not.
+fn opt_prefixes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<IpNet>>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|s| parse_prefix_or_host(s))
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

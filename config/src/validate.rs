@@ -240,6 +240,7 @@ impl Validator {
                 "use 1..65535 seconds, or remove it to use holdtime/3",
             );
         }
+        self.nhrp_trust(cfg, &p, t, src, n);
         let tun_af = t.address.addr();
         let check_nbma = |v: &mut Validator, path: String, a: IpAddr| {
             if let Some(s) = src.filter(|s| !same_family(*s, a)) {
@@ -331,6 +332,135 @@ impl Validator {
                 format!("{p}.nhs"),
                 "a spoke needs at least one NHS",
                 "add [[tunnel.nhrp.nhs]] with the hub's tunnel and NBMA addresses",
+            );
+        }
+    }
+
+    /// Who may change this node's NHRP cache: registration prefixes,
+    /// allowed NBMA sources, bounds, and the rule that a hub on a tunnel
+    /// without IPsec accepts NHRP only from listed sources with a password.
+    fn nhrp_trust(&mut self, cfg: &Config, p: &str, t: &Tunnel, src: Option<IpAddr>, n: &Nhrp) {
+        let hub = cfg.node.role == Role::Hub;
+        let tun_af = t.address.addr();
+        if let Some(list) = &n.registration_prefixes {
+            let path = format!("{p}.registration_prefixes");
+            if !hub {
+                self.warn(
+                    path.clone(),
+                    "only a hub accepts registrations",
+                    "remove registration_prefixes from a spoke",
+                );
+            }
+            if list.is_empty() {
+                self.err(
+                    path.clone(),
+                    "an empty list refuses every registration",
+                    format!(
+                        "list the prefixes spokes may register, starting with the tunnel subnet {}, or remove the key",
+                        t.address.trunc()
+                    ),
+                );
+            } else if !list.iter().any(|r| r.contains(&t.address.trunc())) {
+                self.warn(
+                    path.clone(),
+                    format!("the tunnel subnet {} is not listed", t.address.trunc()),
+                    "spokes register their tunnel addresses; list the tunnel subnet too",
+                );
+            }
+            for (j, r) in list.iter().enumerate() {
+                if r.addr() != r.network() {
+                    self.err(
+                        format!("{path}[{j}]"),
+                        format!("prefix {r} has host bits set"),
+                        format!("write it as {}", r.trunc()),
+                    );
+                }
+                if !same_family(r.addr(), tun_af) {
+                    self.err(
+                        format!("{path}[{j}]"),
+                        format!("{r} is not an {} prefix", family(tun_af)),
+                        "registrations claim tunnel-side prefixes of the tunnel's family",
+                    );
+                }
+            }
+        }
+        if let Some(list) = &n.allowed_nbma {
+            let path = format!("{p}.allowed_nbma");
+            if list.is_empty() && hub {
+                self.err(
+                    path.clone(),
+                    "an empty list refuses NHRP from every spoke",
+                    "list the NBMA prefixes your spokes use, e.g. [\"172.16.0.0/24\"]",
+                );
+            }
+            for (j, r) in list.iter().enumerate() {
+                if r.addr() != r.network() {
+                    self.err(
+                        format!("{path}[{j}]"),
+                        format!("prefix {r} has host bits set"),
+                        format!("write it as {}", r.trunc()),
+                    );
+                }
+                if let Some(s) = src.filter(|s| !same_family(*s, r.addr())) {
+                    self.err(
+                        format!("{path}[{j}]"),
+                        format!(
+                            "{r} is {} but the tunnel source {s} is {}",
+                            family(r.addr()),
+                            family(s)
+                        ),
+                        "NBMA prefixes must share the tunnel source's family",
+                    );
+                }
+                if r.prefix_len() == 0 && t.protection.is_none() {
+                    self.warn(
+                        format!("{path}[{j}]"),
+                        format!("{r} accepts NHRP from any source on a tunnel without IPsec"),
+                        "list only the NBMA prefixes your peers use",
+                    );
+                }
+            }
+        }
+        if hub
+            && t.protection.is_none()
+            && t.mode != TunnelMode::Ipsec
+            && (n.allowed_nbma.is_none() || n.authentication.is_none())
+        {
+            let missing = match (n.allowed_nbma.is_none(), n.authentication.is_none()) {
+                (true, true) => "neither allowed_nbma nor authentication is set",
+                (true, false) => "allowed_nbma is not set",
+                _ => "authentication is not set",
+            };
+            self.err(
+                p.to_string(),
+                format!(
+                    "a hub on a tunnel without IPsec protection takes NHRP from anyone: {missing}"
+                ),
+                "add protection = \"<ipsec profile>\" (IOS `tunnel protection ipsec profile`), or set both allowed_nbma (the spokes' NBMA prefixes) and authentication",
+            );
+        }
+        if !(1..=10_000_000).contains(&n.max_cache_entries) {
+            self.err(
+                format!("{p}.max_cache_entries"),
+                format!("max_cache_entries {} out of range", n.max_cache_entries),
+                "use 1..10000000 (default 50000, room for 10,000 spokes)",
+            );
+        }
+        if !(1..=1_000_000).contains(&n.max_registrations_per_nbma) {
+            self.err(
+                format!("{p}.max_registrations_per_nbma"),
+                format!(
+                    "max_registrations_per_nbma {} out of range",
+                    n.max_registrations_per_nbma
+                ),
+                "use 1..1000000 (default 128)",
+            );
+        }
+        if n.registration_no_unique && hub && n.nhs.is_empty() {
+            self.warn(
+                format!("{p}.registration_no_unique"),
+                "only a spoke registers",
+                "set it on the spokes whose NBMA address may change",
             );
         }
     }

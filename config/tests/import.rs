@@ -539,3 +539,67 @@ end
     );
     assert_eq!(c.ike.keys[0].peer.to_string(), "::/0");
 }
+
+/// `ip nhrp registration no-unique` on a spoke.
+#[test]
+fn registration_no_unique() {
+    let text = "hostname s1
+crypto isakmp policy 10
+ authentication pre-share
+crypto isakmp key k1k1k1k1 address 0.0.0.0 0.0.0.0
+crypto ipsec transform-set T esp-aes esp-sha-hmac
+crypto ipsec profile P
+ set transform-set T
+interface Tunnel0
+ ip address 192.168.1.2 255.255.255.0
+ ip nhrp network-id 1
+ ip nhrp nhs 192.168.1.1 nbma 172.16.0.1
+ ip nhrp registration no-unique
+ tunnel source 172.16.0.2
+ tunnel mode gre multipoint
+ tunnel protection ipsec profile P
+";
+    let imp = import(text, None);
+    let c = round_trip(&imp);
+    assert!(c.tunnels[0].nhrp.as_ref().unwrap().registration_no_unique);
+    assert!(
+        imp.toml.contains("registration_no_unique = true"),
+        "{}",
+        imp.toml
+    );
+    assert!(!has_note(&imp, "no-unique"), "{:?}", imp.notes);
+}
+
+/// A hub without tunnel protection takes NHRP from anyone on IOS: the
+/// translation says so explicitly (`allowed_nbma` open, with a note) and
+/// validates only with an NHRP password, as `--check` demands.
+#[test]
+fn unprotected_hub_is_written_open_with_a_note() {
+    let text = "hostname h1
+interface Tunnel0
+ ip address 192.168.1.1 255.255.255.0
+ ip nhrp authentication cisco123
+ ip nhrp network-id 1
+ ip nhrp map multicast dynamic
+ tunnel source 172.16.0.1
+ tunnel mode gre multipoint
+";
+    let imp = import(text, None);
+    let c = round_trip(&imp);
+    let n = c.tunnels[0].nhrp.as_ref().unwrap();
+    assert_eq!(n.allowed_nbma.as_ref().unwrap()[0].to_string(), "0.0.0.0/0");
+    assert!(has_note(
+        &imp,
+        "Tunnel0: no tunnel protection, so IOS takes NHRP from any NBMA address"
+    ));
+    let err = import_ios(
+        &text.replace(" ip nhrp authentication cisco123\n", ""),
+        &ImportOptions::default(),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("a hub on a tunnel without IPsec protection takes NHRP from anyone: authentication is not set"),
+        "{err}"
+    );
+}

@@ -875,3 +875,109 @@ fn every_other_warning() {
         assert_eq!(warnings(&text), [want], "{text}");
     }
 }
+
+/// BASE as a hub (no NHS), with `protection` and `[tunnel.nhrp]` extras.
+fn hub(protected: bool, nhrp_extra: &str) -> String {
+    let mut t = BASE
+        .split("[[tunnel.nhrp.nhs]]")
+        .next()
+        .unwrap()
+        .replace("role = \"spoke\"", "role = \"hub\"")
+        .replace("192.168.1.2/24", "192.168.1.1/24");
+    if !protected {
+        t = t.replace("protection = \"prof\"\n", "");
+    }
+    t.push_str(nhrp_extra);
+    t
+}
+
+#[test]
+fn unprotected_hub_needs_allowed_nbma_and_authentication() {
+    let fix = "(add protection = \"<ipsec profile>\" (IOS `tunnel protection ipsec profile`), or set both allowed_nbma (the spokes' NBMA prefixes) and authentication)";
+    let no_auth = hub(false, "").replace("authentication = \"cisco123\"\n", "");
+    assert_one(
+        &no_auth,
+        "25:1: tunnel[0].nhrp: a hub on a tunnel without IPsec protection takes NHRP from anyone: neither allowed_nbma nor authentication is set",
+    );
+    assert_one(
+        &hub(false, ""),
+        "25:1: tunnel[0].nhrp: a hub on a tunnel without IPsec protection takes NHRP from anyone: allowed_nbma is not set",
+    );
+    assert_one(
+        &format!("{no_auth}allowed_nbma = [\"172.16.0.0/24\"]\n"),
+        "25:1: tunnel[0].nhrp: a hub on a tunnel without IPsec protection takes NHRP from anyone: authentication is not set",
+    );
+    let e = Config::from_str(&hub(false, ""), "t.toml").unwrap_err();
+    assert!(e.to_string().contains(fix), "{e}");
+    // Both set, or protection: fine. A spoke is not an NHS.
+    assert!(
+        errors(&hub(
+            false,
+            "allowed_nbma = [\"172.16.0.0/24\", \"172.16.1.9\"]\n"
+        ))
+        .is_empty()
+    );
+    assert!(errors(&hub(true, "")).is_empty());
+    assert!(errors(&edit("protection = \"prof\"\n", "")).is_empty());
+    // Open to everyone: allowed, but warned about.
+    let open = hub(false, "allowed_nbma = [\"0.0.0.0/0\"]\n");
+    assert_eq!(
+        warnings(&open),
+        [
+            "29:17: tunnel[0].nhrp.allowed_nbma[0]: 0.0.0.0/0 accepts NHRP from any source on a tunnel without IPsec"
+        ]
+    );
+}
+
+#[test]
+fn allowed_nbma_and_registration_prefixes_are_checked() {
+    assert_one(
+        &hub(false, "allowed_nbma = []\n"),
+        "29:16: tunnel[0].nhrp.allowed_nbma: an empty list refuses NHRP from every spoke",
+    );
+    assert_one(
+        &hub(true, "allowed_nbma = [\"172.16.0.1/24\"]\n"),
+        "30:17: tunnel[0].nhrp.allowed_nbma[0]: prefix 172.16.0.1/24 has host bits set",
+    );
+    assert_one(
+        &hub(true, "allowed_nbma = [\"2001:db8::/32\"]\n"),
+        "30:17: tunnel[0].nhrp.allowed_nbma[0]: 2001:db8::/32 is IPv6 but the tunnel source 172.16.0.2 is IPv4",
+    );
+    assert!(matches!(
+        Config::from_str(&hub(true, "allowed_nbma = [\"nope\"]\n"), "t.toml"),
+        Err(e) if e.to_string().contains("`nope` is not an address or prefix")
+    ));
+    assert_one(
+        &hub(true, "registration_prefixes = []\n"),
+        "30:25: tunnel[0].nhrp.registration_prefixes: an empty list refuses every registration",
+    );
+    assert_one(
+        &hub(
+            true,
+            "registration_prefixes = [\"192.168.1.0/24\", \"2001:db8::/32\"]\n",
+        ),
+        "30:44: tunnel[0].nhrp.registration_prefixes[1]: 2001:db8::/32 is not an IPv4 prefix",
+    );
+    assert_eq!(
+        warnings(&hub(true, "registration_prefixes = [\"10.0.0.0/8\"]\n")),
+        [
+            "30:25: tunnel[0].nhrp.registration_prefixes: the tunnel subnet 192.168.1.0/24 is not listed"
+        ]
+    );
+    assert!(
+        errors(&hub(
+            true,
+            "registration_prefixes = [\"192.168.1.0/24\", \"10.0.0.0/8\"]\n"
+        ))
+        .is_empty()
+    );
+    assert_one(
+        &hub(true, "max_cache_entries = 0\n"),
+        "30:21: tunnel[0].nhrp.max_cache_entries: max_cache_entries 0 out of range",
+    );
+    assert_eq!(
+        warnings(&format!("{BASE}\n")).len(),
+        0,
+        "registration_no_unique absent on a spoke"
+    );
+}

@@ -125,6 +125,7 @@ fn bench(c: &mut Criterion) {
 
 fn new_hub() -> Engine {
     let mut cfg = Config::new(v4(0xac10_ffff), v4(0x0a00_0001));
+    cfg.tunnel_prefix_len = 8;
     cfg.server = true;
     cfg.multicast_dynamic = true;
     cfg.authentication = Some(Password::new("cisco123"));

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::net::IpAddr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use crate::time::Instant;
@@ -25,6 +26,32 @@ pub enum EntryType {
     Local,
     /// A next-hop server we register with.
     Nhs,
+}
+
+impl EntryType {
+    /// Every kind, in index order.
+    pub const ALL: [EntryType; 7] = [
+        EntryType::Static,
+        EntryType::Dynamic,
+        EntryType::Cached,
+        EntryType::Incomplete,
+        EntryType::Negative,
+        EntryType::Local,
+        EntryType::Nhs,
+    ];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Learned from the network (as opposed to configured): these count
+    /// against the cache's bound.
+    pub fn is_learned(self) -> bool {
+        matches!(
+            self,
+            EntryType::Dynamic | EntryType::Cached | EntryType::Incomplete | EntryType::Negative
+        )
+    }
 }
 
 impl fmt::Display for EntryType {
@@ -120,15 +147,43 @@ pub fn mask(a: IpAddr, len: u8) -> IpAddr {
     }
 }
 
+/// Last address of `prefix/len` (all host bits set).
+fn last(prefix: IpAddr, len: u8) -> IpAddr {
+    match prefix {
+        IpAddr::V4(v) => {
+            let l = u32::from(len.min(32));
+            let host = if l == 0 { u32::MAX } else { u32::MAX >> l };
+            IpAddr::V4(Ipv4Addr::from(u32::from(v) | host))
+        }
+        IpAddr::V6(v) => {
+            let l = u32::from(len.min(128));
+            let host = if l == 0 { u128::MAX } else { u128::MAX >> l };
+            IpAddr::V6(Ipv6Addr::from(u128::from(v) | host))
+        }
+    }
+}
+
+/// Whether `inner/inner_len` lies inside `outer/outer_len` (same family).
+pub fn contains(outer: IpAddr, outer_len: u8, inner: IpAddr, inner_len: u8) -> bool {
+    outer.is_ipv4() == inner.is_ipv4()
+        && inner_len >= outer_len
+        && mask(inner, outer_len) == mask(outer, outer_len)
+}
+
 /// Protocol-address cache with longest-prefix lookup.
 #[derive(Debug, Default, Clone)]
 pub struct Cache {
     // Keyed by prefix length, then network address: a lookup probes each
-    // present length from the longest down.
-    by_len: BTreeMap<u8, HashMap<IpAddr, CacheEntry>>,
+    // present length from the longest down; ordered so the entries inside
+    // a prefix are a range.
+    by_len: BTreeMap<u8, BTreeMap<IpAddr, CacheEntry>>,
     // Time indexes so timers cost O(log n) on a hub with many clients.
     expiries: BTreeSet<(Instant, IpAddr, u8)>,
     refreshes: BTreeSet<(Instant, IpAddr, u8)>,
+    // Entries per kind, and registrations (dynamic entries) per NBMA
+    // address, so bounds are checked in O(1).
+    kinds: [usize; 7],
+    owners: HashMap<IpAddr, usize>,
 }
 
 impl Cache {
@@ -145,15 +200,32 @@ impl Cache {
         if let Some(t) = e.refresh_at() {
             self.refreshes.insert((t, e.prefix, e.prefix_len));
         }
+        self.count(&e, true);
         let old = self
             .by_len
             .entry(e.prefix_len)
             .or_default()
             .insert(e.prefix, e);
         if let Some(o) = &old {
+            self.count(o, false);
             self.unindex(o);
         }
         old
+    }
+
+    fn count(&mut self, e: &CacheEntry, add: bool) {
+        let k = &mut self.kinds[e.kind.index()];
+        *k = if add { *k + 1 } else { k.saturating_sub(1) };
+        if let (EntryType::Dynamic, Some(n)) = (e.kind, e.nbma) {
+            if add {
+                *self.owners.entry(n).or_default() += 1;
+            } else if let Some(c) = self.owners.get_mut(&n) {
+                *c -= 1;
+                if *c == 0 {
+                    self.owners.remove(&n);
+                }
+            }
+        }
     }
 
     fn unindex(&mut self, o: &CacheEntry) {
@@ -190,6 +262,7 @@ impl Cache {
             self.by_len.remove(&len);
         }
         if let Some(o) = &e {
+            self.count(o, false);
             self.unindex(o);
         }
         e
@@ -227,9 +300,46 @@ impl Cache {
         self.by_len.values().flat_map(|m| m.values())
     }
 
+    /// Entries that overlap `prefix/len`: those containing it (itself
+    /// included) and those inside it.
+    pub fn overlapping(&self, prefix: IpAddr, len: u8) -> impl Iterator<Item = &CacheEntry> {
+        let len = len.min(max_len(prefix));
+        let (first, end) = (mask(prefix, len), last(prefix, len));
+        self.by_len.iter().flat_map(move |(l, m)| {
+            let range = if *l <= len {
+                let k = mask(prefix, *l);
+                m.range(k..=k)
+            } else {
+                m.range(first..=end)
+            };
+            range
+                .map(|(_, e)| e)
+                .filter(move |e| e.prefix.is_ipv4() == prefix.is_ipv4())
+        })
+    }
+
     /// Number of entries.
     pub fn len(&self) -> usize {
-        self.by_len.values().map(HashMap::len).sum()
+        self.kinds.iter().sum()
+    }
+
+    /// Number of entries of one kind.
+    pub fn count_kind(&self, kind: EntryType) -> usize {
+        self.kinds[kind.index()]
+    }
+
+    /// Number of learned entries (see [`EntryType::is_learned`]).
+    pub fn learned(&self) -> usize {
+        EntryType::ALL
+            .iter()
+            .filter(|k| k.is_learned())
+            .map(|k| self.count_kind(*k))
+            .sum()
+    }
+
+    /// Registrations (dynamic entries) whose NBMA address is `nbma`.
+    pub fn registrations_from(&self, nbma: IpAddr) -> usize {
+        self.owners.get(&nbma).copied().unwrap_or(0)
     }
 
     /// Whether the cache is empty.
@@ -347,6 +457,56 @@ mod tests {
         c.remove(ip("10.0.0.1"), 32);
         assert_eq!(c.next_expiry(), None);
         assert!(c.is_empty());
+    }
+
+    #[test]
+    fn overlapping_counts_and_owners() {
+        let mut c = Cache::new();
+        let mk = |p: &str, l: u8, kind: EntryType, n: &str| {
+            let mut e = CacheEntry::new(ip(p), l, kind, Instant::ZERO);
+            e.nbma = Some(ip(n));
+            e
+        };
+        c.insert(mk("192.168.1.1", 32, EntryType::Local, "172.16.0.1"));
+        c.insert(mk("192.168.1.2", 32, EntryType::Dynamic, "172.16.0.2"));
+        c.insert(mk("192.168.1.3", 32, EntryType::Dynamic, "172.16.0.3"));
+        c.insert(mk("10.0.0.0", 8, EntryType::Dynamic, "172.16.0.2"));
+        c.insert(mk("192.168.2.0", 24, EntryType::Cached, "172.16.0.9"));
+        c.insert(mk("fd00::2", 128, EntryType::Dynamic, "172.16.0.2"));
+        let over = |p: &str, l: u8| {
+            let mut v: Vec<String> = c
+                .overlapping(ip(p), l)
+                .map(|e| format!("{}/{}", e.prefix, e.prefix_len))
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(
+            over("192.168.1.2", 31),
+            ["192.168.1.2/32", "192.168.1.3/32"]
+        );
+        assert_eq!(
+            over("192.168.1.0", 24),
+            ["192.168.1.1/32", "192.168.1.2/32", "192.168.1.3/32"]
+        );
+        assert_eq!(over("10.3.0.0", 25), ["10.0.0.0/8"]);
+        assert_eq!(over("192.168.2.7", 32), ["192.168.2.0/24"]);
+        assert!(over("192.168.3.0", 24).is_empty());
+        assert_eq!(over("fd00::", 64), ["fd00::2/128"]);
+        assert_eq!(over("0.0.0.0", 0).len(), 5, "IPv4 only");
+        assert_eq!(c.len(), 6);
+        assert_eq!(c.learned(), 5);
+        assert_eq!(c.count_kind(EntryType::Dynamic), 4);
+        assert_eq!(c.registrations_from(ip("172.16.0.2")), 3);
+        // Replacing and removing keep the counts.
+        c.insert(mk("192.168.1.2", 32, EntryType::Dynamic, "172.16.0.3"));
+        assert_eq!(c.registrations_from(ip("172.16.0.2")), 2);
+        assert_eq!(c.registrations_from(ip("172.16.0.3")), 2);
+        c.remove(ip("10.0.0.0"), 8);
+        c.remove(ip("fd00::2"), 128);
+        assert_eq!(c.registrations_from(ip("172.16.0.2")), 0);
+        assert_eq!(c.len(), 4);
+        assert_eq!(c.entries().len(), 4);
     }
 
     #[test]

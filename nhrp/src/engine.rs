@@ -17,8 +17,9 @@ use std::time::Duration;
 
 use tracing::{debug, info, warn};
 
-use crate::cache::{Cache, CacheEntry, EntryType, mask, max_len};
+use crate::cache::{Cache, CacheEntry, EntryType, contains, mask, max_len};
 use crate::ext::{AUTH_TYPE_CLEARTEXT, ExtBody, Extension};
+use crate::limit::{Reason, WarnLimiter};
 use crate::time::Instant;
 use crate::wire::{
     Body, Cie, DEFAULT_HOP_COUNT, Packet, PacketType, addr_to_ip, code, error_code, flags,
@@ -30,6 +31,14 @@ const TARGET: &str = "dmvpn::nhrp";
 const MAX_DELAYED: usize = 256;
 /// Bound on resolutions in flight (a scan of destinations cannot grow it).
 const MAX_PENDING_RESOLUTIONS: usize = 1024;
+/// Default bound on learned cache entries: a 10,000-spoke hub holds one
+/// registration and at most a few shortcuts per spoke.
+pub const DEFAULT_MAX_CACHE_ENTRIES: usize = 50_000;
+/// Default bound on registrations held for one NBMA address (several
+/// spokes behind one NAT address share it).
+pub const DEFAULT_MAX_REGISTRATIONS_PER_NBMA: usize = 128;
+/// Default bound on CIEs handled in one Registration Request (IOS sends 1).
+pub const DEFAULT_MAX_CIES_PER_REGISTRATION: usize = 16;
 
 /// The cleartext NHRP password (`ip nhrp authentication`). `Debug` never
 /// shows it; it is zeroed when dropped.
@@ -77,6 +86,11 @@ pub struct Config {
     pub nbma: IpAddr,
     /// Our tunnel (protocol) address.
     pub protocol: IpAddr,
+    /// Prefix length of the tunnel subnet (`ip address A M`). With
+    /// `protocol` it gives the default of `registration_prefixes`.
+    /// Default: the host length, so an NHS whose subnet is not set accepts
+    /// no registrations.
+    pub tunnel_prefix_len: u8,
     /// Networks behind us we answer resolution requests for (besides our
     /// own tunnel address), as (network, prefix length).
     pub local_prefixes: Vec<(IpAddr, u8)>,
@@ -97,6 +111,30 @@ pub struct Config {
     pub registration_interval: Option<Duration>,
     /// Accept registrations and serve resolution requests (hub).
     pub server: bool,
+    /// (NHS) Prefixes registrations may claim, as (network, prefix
+    /// length); a registration outside all of them is refused with CIE
+    /// code 4. None: the tunnel subnet only.
+    pub registration_prefixes: Option<Vec<(IpAddr, u8)>>,
+    /// (NHS) CIEs handled in one Registration Request; further ones are
+    /// answered with code 5 without being looked at.
+    pub max_cies_per_registration: usize,
+    /// (NHS) Registrations one NBMA address may hold; a new one beyond is
+    /// refused with code 5 (refreshes always succeed).
+    pub max_registrations_per_nbma: usize,
+    /// Learned cache entries (registrations, shortcuts, incomplete and
+    /// negative entries) held at most; a new registration beyond is
+    /// refused with code 5 (refreshes always succeed), a new shortcut is
+    /// not cached.
+    pub max_cache_entries: usize,
+    /// NBMA source addresses NHRP is accepted from, as (network, prefix
+    /// length); packets from elsewhere are dropped and counted. NHSs and
+    /// static mappings are always accepted. None: any source (what a
+    /// tunnel protected by IPsec uses, where only peers with an SA get
+    /// through).
+    pub allowed_nbma: Option<Vec<(IpAddr, u8)>>,
+    /// Length of the interval over which warnings about refused input are
+    /// summarised (see [`Stats::warnings_suppressed`]).
+    pub warn_interval: Duration,
     /// Send Traffic Indications for relayed spoke-to-spoke traffic
     /// (`ip nhrp redirect`).
     pub redirect: bool,
@@ -143,6 +181,7 @@ impl Config {
             vrf: 0,
             nbma,
             protocol,
+            tunnel_prefix_len: host_len(protocol),
             local_prefixes: Vec::new(),
             mtu: 1514,
             holding_time: 7200,
@@ -152,6 +191,12 @@ impl Config {
             unique: true,
             registration_interval: None,
             server: false,
+            registration_prefixes: None,
+            max_cies_per_registration: DEFAULT_MAX_CIES_PER_REGISTRATION,
+            max_registrations_per_nbma: DEFAULT_MAX_REGISTRATIONS_PER_NBMA,
+            max_cache_entries: DEFAULT_MAX_CACHE_ENTRIES,
+            allowed_nbma: None,
+            warn_interval: Duration::from_secs(60),
             redirect: false,
             shortcut: false,
             wait_for_ipsec: false,
@@ -197,7 +242,8 @@ pub enum Event {
         /// NHS NBMA address.
         nbma: IpAddr,
     },
-    /// The NHS refused our registration with a CIE code.
+    /// The NHS refused our registration with a CIE code (reported when the
+    /// code changes, not for every retry).
     RegistrationRejected {
         /// NHS tunnel address.
         nhs: IpAddr,
@@ -278,8 +324,13 @@ pub enum Event {
 pub struct NhsStatus {
     /// Configuration.
     pub config: NhsConfig,
-    /// Whether the last registration succeeded and it still answers.
+    /// Whether the last registration succeeded and it still answers
+    /// (IOS `R`); false while the NHS refuses our registrations.
     pub up: bool,
+    /// CIE code of the last Registration Reply: 0 accepted, else why it
+    /// was refused (e.g. 14, the address is registered by another NBMA
+    /// address). None before the first reply.
+    pub last_code: Option<u8>,
     /// Request ID of the registration in flight.
     pub request_id: Option<u32>,
     /// Registration requests sent that were not answered.
@@ -296,7 +347,8 @@ pub struct NhsStatus {
     pub next_attempt: Instant,
 }
 
-/// Counters.
+/// Counters. The `reg_refused_*` counters count refused registrations
+/// (CIEs), not packets.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
     /// Packets handed to `handle`.
@@ -305,6 +357,47 @@ pub struct Stats {
     pub rx_malformed: u64,
     /// Packets rejected for authentication.
     pub rx_auth_failed: u64,
+    /// Packets from an NBMA address outside `allowed_nbma`, dropped.
+    pub rx_nbma_refused: u64,
+    /// (NHS) Registrations refused because a live registration of another
+    /// NBMA address overlaps them, or they claim a configured or own
+    /// address (code 14).
+    pub reg_refused_unique: u64,
+    /// (NHS) Registrations outside `registration_prefixes` (code 4).
+    pub reg_refused_prefix: u64,
+    /// (NHS) CIEs beyond `max_cies_per_registration` in one request (code 5).
+    pub reg_refused_too_many_cies: u64,
+    /// (NHS) New registrations from an NBMA address that already holds
+    /// `max_registrations_per_nbma` (code 5).
+    pub reg_refused_nbma_limit: u64,
+    /// (NHS) New registrations while the cache holds `max_cache_entries`
+    /// learned entries (code 5).
+    pub reg_refused_cache_full: u64,
+    /// (NHS) Registrations that replaced another NBMA address's
+    /// registration, allowed because that one was made without the unique
+    /// flag or its peer is gone ([`Engine::peer_gone`]).
+    pub reg_takeovers: u64,
+    /// Cache entries a Purge Request named but its sender does not own
+    /// (kept).
+    pub purge_refused: u64,
+    /// Resolution Replies neither from an NHS (or static peer) nor from the
+    /// NBMA address they name (ignored).
+    pub res_reply_refused: u64,
+    /// Resolution Requests not passed on: their requester's protocol
+    /// address is not registered at the NBMA address they came from.
+    pub res_request_refused: u64,
+    /// Registration Replies matching a request of ours that came from
+    /// another address than the NHS asked (ignored).
+    pub reg_reply_refused: u64,
+    /// Traffic Indications from an address that is not an NHS or static
+    /// peer (ignored).
+    pub traffic_indications_refused: u64,
+    /// Shortcuts and negative entries not cached because the cache holds
+    /// `max_cache_entries` learned entries.
+    pub cache_full: u64,
+    /// Warnings about refused input folded into a summary line instead of
+    /// being logged one by one.
+    pub warnings_suppressed: u64,
     /// Packets queued for sending.
     pub tx: u64,
     /// Error Indications sent.
@@ -340,6 +433,7 @@ struct Nhs {
     backoff: Duration,
     unanswered: u32,
     last_reply: Option<Instant>,
+    last_code: Option<u8>,
     /// Cumulative: requests sent (retransmissions too), requests that got
     /// no answer or were rejected, replies received.
     sent: u64,
@@ -383,6 +477,10 @@ pub struct Engine {
     redirect_last: HashMap<(IpAddr, IpAddr), Instant>,
     send_window: (Instant, u32),
     nat_nbma: Option<IpAddr>,
+    /// NBMA addresses whose peer the node reported gone while they hold
+    /// registrations: those may be taken over.
+    gone: HashSet<IpAddr>,
+    warns: WarnLimiter,
     stats: Stats,
 }
 
@@ -456,12 +554,14 @@ impl Engine {
                     backoff: cfg.retransmit_initial,
                     unanswered: 0,
                     last_reply: None,
+                    last_code: None,
                     sent: 0,
                     failed: 0,
                     replies: 0,
                 }
             })
             .collect();
+        let cfg_warn = cfg.warn_interval;
         Engine {
             next_id: cfg.initial_request_id,
             cfg,
@@ -476,6 +576,8 @@ impl Engine {
             redirect_last: HashMap::new(),
             send_window: (Instant::ZERO, 0),
             nat_nbma: None,
+            gone: HashSet::new(),
+            warns: WarnLimiter::new(cfg_warn),
             stats: Stats::default(),
         }
     }
@@ -507,6 +609,7 @@ impl Engine {
             .map(|n| NhsStatus {
                 config: n.cfg.clone(),
                 up: n.up,
+                last_code: n.last_code,
                 request_id: n.request_id,
                 unanswered: n.unanswered,
                 last_reply: n.last_reply,
@@ -586,6 +689,9 @@ impl Engine {
         if let Some(x) = self.cache.next_refresh() {
             at(x);
         }
+        if let Some(x) = self.warns.deadline() {
+            at(x);
+        }
         t
     }
 
@@ -611,6 +717,7 @@ impl Engine {
     /// again (see [`Engine::resend_resolutions`]).
     pub fn ipsec_up(&mut self, now: Instant, nbma: IpAddr) {
         self.sa_up.insert(nbma);
+        self.gone.remove(&nbma);
         self.resend_resolutions(now);
         let (ready, keep): (Vec<Delayed>, Vec<Delayed>) = std::mem::take(&mut self.delayed)
             .into_iter()
@@ -711,6 +818,55 @@ impl Engine {
         self.sa_up.remove(&nbma);
     }
 
+    /// (NHS) Tells the engine the peer at `nbma` is gone: its last IPsec
+    /// SA was deleted, or dead peer detection declared it dead. Its
+    /// registrations stay until they expire, but another NBMA address may
+    /// now register their addresses even if they were unique (the old
+    /// mapping is then purged, with [`Event::PeerExpired`]). This is how a
+    /// spoke whose NBMA address changed gets its address back before the
+    /// old registration's holding time runs out. A registration from
+    /// `nbma`, or [`Engine::ipsec_up`] for it, undoes this.
+    pub fn peer_gone(&mut self, nbma: IpAddr) {
+        if self.cache.registrations_from(nbma) > 0 && self.gone.insert(nbma) {
+            debug!(target: TARGET, "NHRP: Peer {} is gone; its registrations may be taken over", nbma);
+        }
+    }
+
+    /// Our NBMA address changed (the tunnel source moved): registrations
+    /// go out with the new address at once, with fresh request IDs.
+    /// Resolutions in flight and replies held for IPsec, which carry the
+    /// old address, are dropped; the NAT address learnt from the NHS is
+    /// forgotten until the next registration reply.
+    pub fn set_nbma(&mut self, now: Instant, nbma: IpAddr) {
+        if nbma == self.cfg.nbma {
+            return;
+        }
+        info!(target: TARGET, "NHRP: NBMA address changed from {} to {}, registering again", self.cfg.nbma, nbma);
+        self.cfg.nbma = nbma;
+        self.nat_nbma = None;
+        let own: Vec<(IpAddr, u8)> = self
+            .cache
+            .iter()
+            .filter(|e| e.kind == EntryType::Local)
+            .map(|e| (e.prefix, e.prefix_len))
+            .collect();
+        for (p, l) in own {
+            if let Some(e) = self.cache.get_mut(p, l) {
+                e.nbma = Some(nbma);
+            }
+        }
+        let pending: Vec<IpAddr> = self.resolutions.drain().map(|(_, p)| p.dst).collect();
+        for dst in pending {
+            self.remove_incomplete(dst);
+        }
+        self.delayed.clear();
+        for i in 0..self.nhs.len() {
+            self.nhs[i].request_id = None;
+            self.nhs[i].unanswered = 0;
+            self.send_registration(now, i);
+        }
+    }
+
     fn new_id(&mut self) -> u32 {
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1).max(1);
@@ -803,6 +959,34 @@ impl Engine {
         }
     }
 
+    /// Logs a warning about refused input through the rate limiter.
+    fn refused(&mut self, now: Instant, reason: Reason, msg: impl FnOnce() -> String) {
+        if self.warns.allow(now, reason) {
+            warn!(target: TARGET, "{}", msg());
+        } else {
+            self.stats.warnings_suppressed += 1;
+            debug!(target: TARGET, "{}", msg());
+        }
+    }
+
+    /// A configured peer that relays for others: an NHS, or a static
+    /// mapping (`ip nhrp map`).
+    fn is_relay(&self, nbma: IpAddr) -> bool {
+        self.nhs.iter().any(|n| n.cfg.nbma == nbma)
+            || self.cfg.static_maps.iter().any(|(_, n)| *n == nbma)
+    }
+
+    fn nbma_allowed(&self, from: IpAddr) -> bool {
+        match &self.cfg.allowed_nbma {
+            None => true,
+            Some(list) => {
+                list.iter()
+                    .any(|(p, l)| contains(*p, *l, from, host_len(from)))
+                    || self.is_relay(from)
+            }
+        }
+    }
+
     fn auth_ok(&self, p: &Packet) -> bool {
         let Some(pw) = &self.cfg.authentication else {
             return true;
@@ -846,6 +1030,14 @@ impl Engine {
     /// Handles one received NHRP packet (the GRE payload) from `from_nbma`.
     pub fn handle(&mut self, now: Instant, from_nbma: IpAddr, bytes: &[u8]) {
         self.stats.rx += 1;
+        self.warns.roll(now);
+        if !self.nbma_allowed(from_nbma) {
+            self.stats.rx_nbma_refused += 1;
+            self.refused(now, Reason::NbmaNotAllowed, || {
+                format!("NHRP: Packet from NBMA {from_nbma} dropped: not an allowed NBMA address")
+            });
+            return;
+        }
         let p = match Packet::parse(bytes) {
             Ok(p) => p,
             Err(e) => {
@@ -874,12 +1066,10 @@ impl Engine {
         }
         if !self.auth_ok(&p) {
             self.stats.rx_auth_failed += 1;
-            warn!(
-                target: TARGET,
-                "NHRP: Authentication failure for {} from {}",
-                p.packet_type.ios_name(),
-                from_nbma
-            );
+            let ty = p.packet_type.ios_name();
+            self.refused(now, Reason::AuthFailed, || {
+                format!("NHRP: Authentication failure for {ty} from {from_nbma}")
+            });
             self.send_error(now, from_nbma, &p, raw, error_code::AUTHENTICATION_FAILURE);
             return;
         }
@@ -896,7 +1086,7 @@ impl Engine {
             PacketType::PurgeReply => {
                 debug!(target: TARGET, "NHRP: Purge Reply from {}", from_nbma)
             }
-            PacketType::TrafficIndication => self.on_traffic_indication(now, &p),
+            PacketType::TrafficIndication => self.on_traffic_indication(now, from_nbma, &p),
             PacketType::ErrorIndication => {}
         }
     }
@@ -974,22 +1164,49 @@ impl Engine {
             debug!(target: TARGET, "NHRP: Registration Reply from {} matches no request", from);
             return;
         };
+        if self.nhs[i].cfg.nbma != from {
+            // Request IDs are guessable: only the NHS asked may answer.
+            self.stats.reg_reply_refused += 1;
+            let nhs = self.nhs[i].cfg.nbma;
+            self.refused(now, Reason::RegistrationRefused, || {
+                format!("NHRP: Registration Reply for NHS {nhs} came from {from}; ignored")
+            });
+            return;
+        }
         let c = p.cies().first().map_or(code::SUCCESS, |c| c.code);
         let interval = self.registration_interval();
         let n = &mut self.nhs[i];
         n.request_id = None;
         n.unanswered = 0;
         n.replies += 1;
+        let prev = n.last_code.replace(c);
         if c != code::SUCCESS {
             n.failed += 1;
-            // Retry later with back-off; the NHS stays (or goes) down.
+            // Retry later with back-off; the NHS is not usable meanwhile.
             n.next = now + n.backoff;
             n.backoff = (n.backoff * 2).min(self.cfg.retransmit_max);
-            let nhs = n.cfg.protocol;
-            warn!(target: TARGET, "NHRP: Registration with NHS {} rejected, code {}", nhs, c);
-            self.events
-                .push_back(Event::RegistrationRejected { nhs, code: c });
+            let (nhs, nbma, was_up) = (n.cfg.protocol, n.cfg.nbma, n.up);
+            n.up = false;
+            if prev != Some(c) {
+                // Once per change, not for every retry.
+                warn!(
+                    target: TARGET,
+                    "NHRP: Registration with NHS {} refused, code {} ({})",
+                    nhs,
+                    c,
+                    code::name(c)
+                );
+                self.events
+                    .push_back(Event::RegistrationRejected { nhs, code: c });
+            }
+            if was_up {
+                info!(target: TARGET, "NHRP: NHS {} ({}) is down", nhs, nbma);
+                self.events.push_back(Event::NhsDown { nhs, nbma });
+            }
             return;
+        }
+        if prev.is_some_and(|p| p != code::SUCCESS) {
+            info!(target: TARGET, "NHRP: Registration with NHS {} accepted", n.cfg.protocol);
         }
         n.last_reply = Some(now);
         n.next = now + interval;
@@ -1033,7 +1250,18 @@ impl Engine {
         reply.packet_type = PacketType::RegistrationReply;
         reply.hop_count = DEFAULT_HOP_COUNT;
         let mut cies = reply.cies_mut().map(std::mem::take).unwrap_or_default();
-        for c in &mut cies {
+        let max = self.cfg.max_cies_per_registration;
+        if cies.len() > max {
+            let extra = cies.len() - max;
+            self.stats.reg_refused_too_many_cies += extra as u64;
+            for c in &mut cies[max..] {
+                c.code = code::INSUFFICIENT_RESOURCES;
+            }
+            self.refused(now, Reason::RegistrationRefused, || {
+                format!("NHRP: Registration Request from {from} with {} CIEs: {extra} refused (at most {max})", max + extra)
+            });
+        }
+        for c in cies.iter_mut().take(max) {
             let proto = if c.proto.is_empty() {
                 Some(src_proto)
             } else {
@@ -1091,6 +1319,24 @@ impl Engine {
         );
     }
 
+    /// Whether a registration may claim `proto/len` at all.
+    fn registration_allowed(&self, proto: IpAddr, len: u8) -> bool {
+        let subnet = [(self.cfg.protocol, self.cfg.tunnel_prefix_len)];
+        let allowed = self.cfg.registration_prefixes.as_deref().unwrap_or(&subnet);
+        allowed.iter().any(|(p, l)| contains(*p, *l, proto, len))
+    }
+
+    /// Registers `proto/len` at `real` (the NBMA address the request came
+    /// from; `claimed` is the one it named). Returns the CIE code.
+    ///
+    /// Refused: prefixes outside `registration_prefixes` (4); prefixes
+    /// overlapping an own or configured entry of another NBMA address, or
+    /// a live registration of another NBMA address made with the unique
+    /// flag whose peer is not gone (14); a new registration beyond the
+    /// per-NBMA or total bound (5). Overlapping registrations of other
+    /// NBMA addresses that are expired, not unique or whose peer is gone
+    /// are purged. A refresh (same prefix, same NBMA address) is never
+    /// refused for a bound.
     #[allow(clippy::too_many_arguments)]
     fn register(
         &mut self,
@@ -1102,38 +1348,115 @@ impl Engine {
         unique: bool,
         ht: u16,
     ) -> u8 {
+        if !self.registration_allowed(proto, len) {
+            self.stats.reg_refused_prefix += 1;
+            self.refused(now, Reason::RegistrationRefused, || {
+                format!(
+                    "NHRP: Registration of {}/{} from {} refused: outside the prefixes registrations may claim",
+                    mask(proto, len),
+                    len,
+                    real
+                )
+            });
+            return code::ADMIN_PROHIBITED;
+        }
         let old = self.cache.get(proto, len).cloned();
-        if let Some(o) = &old {
-            let live = o.expires.is_none_or(|t| t > now);
-            let conflict = o.nbma != Some(real)
-                && live
-                && match o.kind {
-                    EntryType::Dynamic => o.unique,
-                    EntryType::Static | EntryType::Local | EntryType::Nhs => true,
-                    _ => false,
-                };
-            if conflict {
-                warn!(
-                    target: TARGET,
-                    "NHRP: Unique address {}/{} already registered by {:?}, rejecting {}",
-                    proto, len, o.nbma, real
-                );
+        let refresh = old
+            .as_ref()
+            .is_some_and(|o| o.kind == EntryType::Dynamic && o.nbma == Some(real));
+        let mut stale: Vec<(IpAddr, u8, bool)> = Vec::new();
+        let mut keep_static = false;
+        // A refresh needs no search: nothing of another NBMA address that
+        // overlaps an accepted registration is left behind.
+        if !refresh {
+            let mut conflict = None;
+            for e in self.cache.overlapping(proto, len) {
+                match e.kind {
+                    EntryType::Dynamic if e.nbma == Some(real) => {}
+                    EntryType::Dynamic => {
+                        let live = e.expires.is_none_or(|t| t > now);
+                        let gone = e.nbma.is_some_and(|n| self.gone.contains(&n));
+                        if !live || !e.unique || gone {
+                            stale.push((e.prefix, e.prefix_len, live));
+                        } else {
+                            conflict = Some(e);
+                            break;
+                        }
+                    }
+                    EntryType::Static | EntryType::Nhs if e.nbma == Some(real) => {
+                        // Configured mappings outlive registrations:
+                        // replacing one with a dynamic entry would lose it
+                        // when that expires.
+                        keep_static |= e.prefix == mask(proto, len) && e.prefix_len == len;
+                    }
+                    EntryType::Static | EntryType::Nhs | EntryType::Local => {
+                        conflict = Some(e);
+                        break;
+                    }
+                    EntryType::Cached | EntryType::Incomplete | EntryType::Negative => {}
+                }
+            }
+            if let Some(o) = conflict {
+                let (op, ol, on, kind) = (o.prefix, o.prefix_len, o.nbma, o.kind);
+                self.stats.reg_refused_unique += 1;
+                self.refused(now, Reason::RegistrationRefused, || {
+                    let by = on.map_or("this node".to_string(), |n| n.to_string());
+                    format!(
+                        "NHRP: Unique address {}/{} already registered by {} ({} entry {}/{}), rejecting {}",
+                        mask(proto, len),
+                        len,
+                        by,
+                        kind,
+                        op,
+                        ol,
+                        real
+                    )
+                });
                 return code::ALREADY_REGISTERED;
             }
-            if matches!(
-                o.kind,
-                EntryType::Static | EntryType::Local | EntryType::Nhs
-            ) {
-                // Configured mappings outlive registrations: replacing one
-                // with a dynamic entry would lose it when that expires.
-                debug!(
-                    target: TARGET,
-                    "NHRP: {}/{} is statically mapped to {}, keeping the static entry",
-                    proto, len, real
-                );
-                return code::SUCCESS;
+        }
+        if keep_static {
+            debug!(
+                target: TARGET,
+                "NHRP: {}/{} is statically mapped to {}, keeping the static entry",
+                proto, len, real
+            );
+            return code::SUCCESS;
+        }
+        if !refresh && self.cache.registrations_from(real) >= self.cfg.max_registrations_per_nbma {
+            self.stats.reg_refused_nbma_limit += 1;
+            let max = self.cfg.max_registrations_per_nbma;
+            self.refused(now, Reason::RegistrationRefused, || {
+                format!("NHRP: Registration of {proto}/{len} from {real} refused: it holds {max} registrations already")
+            });
+            return code::INSUFFICIENT_RESOURCES;
+        }
+        if old.is_none() && self.cache.learned() >= self.cfg.max_cache_entries {
+            self.stats.reg_refused_cache_full += 1;
+            let max = self.cfg.max_cache_entries;
+            self.refused(now, Reason::RegistrationRefused, || {
+                format!("NHRP: Registration of {proto}/{len} from {real} refused: the cache holds {max} entries")
+            });
+            return code::INSUFFICIENT_RESOURCES;
+        }
+        for (p, l, live) in stale {
+            if let Some(e) = self.cache.remove(p, l) {
+                if live {
+                    self.stats.reg_takeovers += 1;
+                    info!(
+                        target: TARGET,
+                        "NHRP: {}/{} at NBMA {:?} replaced by a registration from {} ({})",
+                        p,
+                        l,
+                        e.nbma,
+                        real,
+                        if e.unique { "its peer is gone" } else { "it was not unique" }
+                    );
+                }
+                self.entry_gone_event(e);
             }
         }
+        self.gone.remove(&real);
         let mut e = CacheEntry::new(proto, len, EntryType::Dynamic, now);
         e.nbma = Some(real);
         e.claimed_nbma = (claimed != real).then_some(claimed);
@@ -1183,7 +1506,7 @@ impl Engine {
             debug!(target: TARGET, "NHRP: No NHS to resolve {}", dst);
             return;
         };
-        if mark_incomplete {
+        if mark_incomplete && self.cache.learned() < self.cfg.max_cache_entries {
             let e = CacheEntry::new(dst, host_len(dst), EntryType::Incomplete, now);
             self.cache.insert(e);
         }
@@ -1252,7 +1575,9 @@ impl Engine {
             .flat_map(|e| e.cies())
             .any(|c| c.proto == own);
         if looped {
-            warn!(target: TARGET, "NHRP: Loop detected in Resolution Request for {}", dst);
+            self.refused(now, Reason::LoopDetected, || {
+                format!("NHRP: Loop detected in Resolution Request for {dst}")
+            });
             self.send_error(now, from, &p, raw, error_code::LOOP_DETECTED);
             return;
         }
@@ -1305,6 +1630,23 @@ impl Engine {
         raw: &[u8],
         to: IpAddr,
     ) {
+        // Passing a request on vouches for its requester: only for one
+        // registered (or statically mapped) at the address it came from,
+        // unless a relay already vouched for it.
+        let src = p.src_proto_ip();
+        let known = src
+            .and_then(|a| self.cache.get(a, host_len(a)))
+            .is_some_and(|e| {
+                matches!(e.kind, EntryType::Dynamic | EntryType::Static) && e.nbma == Some(from)
+            });
+        if !known && !self.is_relay(from) {
+            self.stats.res_request_refused += 1;
+            self.refused(now, Reason::ResolutionRefused, || {
+                let src = src.map_or("-".to_string(), |a| a.to_string());
+                format!("NHRP: Resolution Request from {from} for {src}, which is not registered there; not forwarded")
+            });
+            return;
+        }
         if p.hop_count <= 1 {
             self.send_error(now, from, &p, raw, error_code::HOP_COUNT_EXCEEDED);
             return;
@@ -1315,6 +1657,7 @@ impl Engine {
             .extensions
             .iter()
             .any(|e| matches!(&e.body, ExtBody::ForwardTransit(v) if !v.is_empty()));
+        let claimed = Self::requester_nbma(&f, from);
         // Cisco records transit NHSs with prefix length 0.
         let me = self.own_cie(0);
         match f.extensions.iter_mut().find_map(|e| match &mut e.body {
@@ -1328,9 +1671,9 @@ impl Engine {
             ),
         }
         self.reauth(&mut f.extensions);
-        // A requester behind NAT: name its post-NAT address for the
-        // responder.
-        if first_hop && f.src_nbma_ip() != Some(from) {
+        // A requester behind NAT, or one naming another address in its NAT
+        // extension: name the address it sent from for the responder.
+        if first_hop && (f.src_nbma_ip() != Some(from) || claimed != from) {
             let nat = Cie {
                 prefix_len: host_len(self.cfg.protocol),
                 mtu: self.cfg.mtu,
@@ -1345,7 +1688,12 @@ impl Engine {
     }
 
     fn nak_resolution(&mut self, now: Instant, from: IpAddr, p: Packet, c: u8) {
-        let to = Self::requester_nbma(&p, from);
+        // As for answers: the address named only when a relay vouches.
+        let to = if self.is_relay(from) {
+            Self::requester_nbma(&p, from)
+        } else {
+            from
+        };
         let mut r = p;
         r.packet_type = PacketType::ResolutionReply;
         r.hop_count = DEFAULT_HOP_COUNT;
@@ -1366,7 +1714,15 @@ impl Engine {
     }
 
     fn answer_resolution(&mut self, now: Instant, from: IpAddr, p: Packet, len: u8) {
-        let to = Self::requester_nbma(&p, from);
+        // A request relayed by an NHS names the requester's address (the
+        // NHS vouches for it with the NAT extension); one sent to us
+        // directly is answered, and its sender cached, where it came from.
+        let relayed = self.is_relay(from);
+        let to = if relayed {
+            Self::requester_nbma(&p, from)
+        } else {
+            from
+        };
         let request_id = p.request_id().unwrap_or(0);
         if self
             .delayed
@@ -1400,14 +1756,23 @@ impl Engine {
             };
             set_nat(&mut r.extensions, vec![c]);
         }
-        // The requester becomes a shortcut for us too.
+        // The requester becomes a shortcut for us too when an NHS relayed
+        // the request (and so vouches for the requester's addresses). One
+        // sent to us directly only refreshes a shortcut that already leads
+        // to its sender: nobody vouches for its source protocol address.
         if let Some(src) = r.src_proto_ip() {
             let ht = if req_ht == 0 {
                 self.cfg.holding_time
             } else {
                 req_ht
             };
-            self.install_shortcut(now, src, host_len(src), src, to, ht);
+            let refresh = self
+                .cache
+                .get(src, host_len(src))
+                .is_some_and(|e| e.kind == EntryType::Cached && e.nbma == Some(to));
+            if relayed || refresh {
+                self.install_shortcut(now, src, host_len(src), src, to, ht);
+            }
         }
         let bytes = r.emit();
         if self.cfg.wait_for_ipsec && !self.sa_up.contains(&to) {
@@ -1460,6 +1825,11 @@ impl Engine {
         }) {
             return; // never override configured or registered entries
         }
+        if old.is_none() && self.cache.learned() >= self.cfg.max_cache_entries {
+            self.stats.cache_full += 1;
+            debug!(target: TARGET, "NHRP: Cache full, shortcut {}/{} not cached", prefix, len);
+            return;
+        }
         let mut e = CacheEntry::new(prefix, len, EntryType::Cached, now);
         e.nbma = Some(nbma);
         e.next_hop = Some(next_hop);
@@ -1497,17 +1867,10 @@ impl Engine {
             debug!(target: TARGET, "NHRP: Resolution Reply for the wrong destination from {}", from);
             return;
         }
-        let dst = pending.dst;
-        self.resolutions.remove(&id);
+        let (dst, asked) = (pending.dst, pending.to);
         let Some(c) = p.cies().first().cloned() else {
             return;
         };
-        self.remove_incomplete(dst);
-        if c.code != code::SUCCESS {
-            self.negative(now, dst, Some(c.code));
-            return;
-        }
-        let next_hop = c.proto_ip().unwrap_or(dst);
         let nat = p
             .extensions
             .iter()
@@ -1515,7 +1878,33 @@ impl Engine {
             .flat_map(|e| e.cies())
             .find(|n| n.proto == c.proto)
             .and_then(|n| n.nbma_ip());
-        let Some(nbma) = nat.or(c.nbma_ip()) else {
+        let nbma = nat.or(c.nbma_ip());
+        // Trusted: a reply from an NHS or static peer (which vouches for
+        // what it relays), a refusal from the server we asked, or an
+        // answer straight from the NBMA address it names (its post-NAT
+        // address when it is behind NAT).
+        let trusted = self.is_relay(from)
+            || if c.code == code::SUCCESS {
+                nbma == Some(from)
+            } else {
+                from == asked
+            };
+        if !trusted {
+            self.stats.res_reply_refused += 1;
+            self.refused(now, Reason::ResolutionRefused, || {
+                let named = nbma.map_or("no NBMA address".to_string(), |n| format!("NBMA {n}"));
+                format!("NHRP: Resolution Reply for {dst} from {from} names {named}, not its sender; ignored")
+            });
+            return;
+        }
+        self.resolutions.remove(&id);
+        self.remove_incomplete(dst);
+        if c.code != code::SUCCESS {
+            self.negative(now, dst, Some(c.code));
+            return;
+        }
+        let next_hop = c.proto_ip().unwrap_or(dst);
+        let Some(nbma) = nbma else {
             self.negative(now, dst, Some(c.code));
             return;
         };
@@ -1550,7 +1939,9 @@ impl Engine {
             .flat_map(|e| e.cies())
             .any(|c| c.proto == own);
         if looped {
-            warn!(target: TARGET, "NHRP: Loop detected in Resolution Reply from {}", from);
+            self.refused(now, Reason::LoopDetected, || {
+                format!("NHRP: Loop detected in Resolution Reply from {from}")
+            });
             self.send_error(now, from, &p, raw, error_code::LOOP_DETECTED);
             return;
         }
@@ -1579,6 +1970,33 @@ impl Engine {
                 &mut f.extensions,
                 Extension::new(ExtBody::ReverseTransit(vec![me])),
             ),
+        }
+        // The requester trusts what its NHS relays: name the address the
+        // answer really came from when the responder claims another one.
+        if let Some(c) = f
+            .cies()
+            .first()
+            .filter(|c| c.code == code::SUCCESS)
+            .cloned()
+        {
+            let nat = f
+                .extensions
+                .iter()
+                .filter(|e| matches!(e.body, ExtBody::NatAddress(_)))
+                .flat_map(|e| e.cies())
+                .find(|n| n.proto == c.proto)
+                .and_then(|n| n.nbma_ip());
+            if nat.or(c.nbma_ip()) != Some(from) && !self.is_relay(from) {
+                let n = Cie {
+                    prefix_len: c.prefix_len,
+                    mtu: self.cfg.mtu,
+                    holding_time: c.holding_time,
+                    nbma: ip_to_addr(from),
+                    proto: c.proto.clone(),
+                    ..Cie::default()
+                };
+                set_nat(&mut f.extensions, vec![n]);
+            }
         }
         self.reauth(&mut f.extensions);
         self.send_forwarded(to, &f);
@@ -1644,7 +2062,10 @@ impl Engine {
         let mut e = CacheEntry::new(dst, host_len(dst), EntryType::Negative, now);
         e.expires = Some(now + self.cfg.negative_holding_time);
         let old = self.cache.get(dst, host_len(dst));
-        if old.is_none_or(|o| matches!(o.kind, EntryType::Incomplete | EntryType::Negative)) {
+        if old.is_none() && self.cache.learned() >= self.cfg.max_cache_entries {
+            self.stats.cache_full += 1;
+        } else if old.is_none_or(|o| matches!(o.kind, EntryType::Incomplete | EntryType::Negative))
+        {
             self.cache.insert(e);
         }
         debug!(target: TARGET, "NHRP: Resolution of {} failed (code {:?})", dst, c);
@@ -1671,17 +2092,30 @@ impl Engine {
         if targets.is_empty() {
             targets.extend(p.dst_proto_ip().map(|a| (a, host_len(a))));
         }
+        // Only the owner of an entry may purge it: for a registration the
+        // NBMA address that registered it, for a shortcut the peer it
+        // leads to or one of our NHSs (which answered or relayed the
+        // resolution).
+        let from_nhs = self.nhs.iter().any(|n| n.cfg.nbma == from);
+        let mut refused = 0u64;
         for (a, l) in targets {
             let gone = self.cache.remove_if(|e| {
-                matches!(e.kind, EntryType::Cached | EntryType::Dynamic)
-                    && e.prefix_len >= l
-                    && mask(e.prefix, l) == mask(a, l)
-                    && e.prefix.is_ipv4() == a.is_ipv4()
+                let named = matches!(e.kind, EntryType::Cached | EntryType::Dynamic)
+                    && contains(a, l, e.prefix, e.prefix_len);
+                let owner = e.nbma == Some(from) || (e.kind == EntryType::Cached && from_nhs);
+                refused += u64::from(named && !owner);
+                named && owner
             });
             for e in gone {
                 debug!(target: TARGET, "NHRP: Purged {}/{}", e.prefix, e.prefix_len);
                 self.entry_gone_event(e);
             }
+        }
+        if refused > 0 {
+            self.stats.purge_refused += refused;
+            self.refused(now, Reason::PurgeRefused, || {
+                format!("NHRP: Purge Request from {from}: {refused} entries it does not own kept")
+            });
         }
         if p.flags & flags::PURGE_N == 0 {
             let mut r = p;
@@ -1751,9 +2185,17 @@ impl Engine {
         self.resolutions.clear();
     }
 
-    fn on_traffic_indication(&mut self, now: Instant, p: &Packet) {
+    fn on_traffic_indication(&mut self, now: Instant, from: IpAddr, p: &Packet) {
         if !self.cfg.shortcut {
             debug!(target: TARGET, "NHRP: Traffic Indication ignored (shortcut disabled)");
+            return;
+        }
+        if !self.is_relay(from) {
+            // Only the hub that relayed our traffic has reason to send one.
+            self.stats.traffic_indications_refused += 1;
+            self.refused(now, Reason::ResolutionRefused, || {
+                format!("NHRP: Traffic Indication from {from}, not an NHS; ignored")
+            });
             return;
         }
         let Body::Traffic { contents, .. } = &p.body else {
@@ -1838,28 +2280,38 @@ impl Engine {
         else {
             return;
         };
-        warn!(
-            target: TARGET,
-            "NHRP: Error Indication from {}: {} ({})",
-            from,
-            error_code::name(*c),
-            c
-        );
+        let c = *c;
+        self.refused(now, Reason::ErrorIndication, || {
+            format!(
+                "NHRP: Error Indication from {from}: {} ({c})",
+                error_code::name(c)
+            )
+        });
         self.events
-            .push_back(Event::ErrorIndication { from, code: *c });
+            .push_back(Event::ErrorIndication { from, code: c });
         let Ok(orig) = Packet::parse_unchecked(contents) else {
             return;
         };
         let Some(id) = orig.request_id() else { return };
         match orig.packet_type {
+            // Only the station the request went to (or a relay on its
+            // way) can have a say about it.
             PacketType::ResolutionRequest => {
-                if let Some(pend) = self.resolutions.remove(&id) {
+                let ours = self
+                    .resolutions
+                    .get(&id)
+                    .is_some_and(|pend| pend.to == from || self.is_relay(from));
+                if let Some(pend) = ours.then(|| self.resolutions.remove(&id)).flatten() {
                     self.remove_incomplete(pend.dst);
                     self.negative(now, pend.dst, None);
                 }
             }
             PacketType::RegistrationRequest => {
-                if let Some(n) = self.nhs.iter_mut().find(|n| n.request_id == Some(id)) {
+                if let Some(n) = self
+                    .nhs
+                    .iter_mut()
+                    .find(|n| n.request_id == Some(id) && n.cfg.nbma == from)
+                {
                     // Keep retrying with back-off, but as a fresh request.
                     n.request_id = None;
                     n.next = now + n.backoff;
@@ -1874,6 +2326,7 @@ impl Engine {
 
     /// Runs everything due at or before `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.warns.roll(now);
         for i in 0..self.nhs.len() {
             if self.nhs[i].next <= now {
                 self.send_registration(now, i);
@@ -1923,6 +2376,8 @@ impl Engine {
             debug!(target: TARGET, "NHRP: Expired {} entry {}/{}", e.kind, e.prefix, e.prefix_len);
             self.entry_gone_event(e);
         }
+        let cache = &self.cache;
+        self.gone.retain(|n| cache.registrations_from(*n) > 0);
         let refresh = self.cache.take_due_refreshes(now);
         for (prefix, len) in refresh {
             // Only shortcuts the data path used since they were learnt.

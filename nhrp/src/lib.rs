@@ -20,6 +20,7 @@ pub mod error;
 pub mod ext;
 pub mod gre;
 pub mod ipv4;
+mod limit;
 pub mod time;
 pub mod wire;
 

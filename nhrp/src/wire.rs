@@ -154,6 +154,19 @@ pub mod code {
     pub const NOT_UNIQUE: u8 = 13;
     /// Unique internetworking layer address already registered.
     pub const ALREADY_REGISTERED: u8 = 14;
+
+    /// Short description of a CIE code, for logs.
+    pub fn name(code: u8) -> &'static str {
+        match code {
+            SUCCESS => "success",
+            ADMIN_PROHIBITED => "administratively prohibited",
+            INSUFFICIENT_RESOURCES => "insufficient resources",
+            NO_BINDING => "no binding",
+            NOT_UNIQUE => "binding not unique",
+            ALREADY_REGISTERED => "already registered by another NBMA address",
+            _ => "unknown code",
+        }
+    }
 }
 
 /// Error Indication codes (RFC 2332 5.2.7).

@@ -59,6 +59,7 @@ fn check_registration(r: Reg) {
 
     let mut hub = Config::new(ip(r.hub.0), ip(r.hub.1));
     hub.mtu = r.mtu;
+    hub.tunnel_prefix_len = 24;
     hub.server = true;
     hub.authentication = Some(Password::new(r.password));
     let mut h = Engine::new(hub, Instant::ZERO);
@@ -109,6 +110,7 @@ fn phase3_trace_matches_cisco() {
     };
     let mut hub_cfg = Config::new(ip("192.168.200.1"), ip("10.255.255.1"));
     hub_cfg.authentication = Some(Password::new("secret"));
+    hub_cfg.tunnel_prefix_len = 24;
     hub_cfg.server = true;
     hub_cfg.redirect = true;
     let mut hub = Engine::new(hub_cfg, Instant::ZERO);
@@ -125,6 +127,17 @@ fn phase3_trace_matches_cisco() {
         ip("192.168.200.1"),
         &hub.poll_transmit().unwrap().payload,
     );
+
+    // A is registered too (the hub relays its traffic); its registration is
+    // sent by a twin so A's request IDs stay those of the capture.
+    let mut twin = Engine::new(node("192.168.200.3", "10.255.255.3"), now);
+    twin.handle_timeout(now);
+    hub.handle(
+        now,
+        ip("192.168.200.3"),
+        &twin.poll_transmit().unwrap().payload,
+    );
+    assert!(hub.poll_transmit().is_some(), "registration reply");
 
     // 1. The hub relays A's packet and sends A a traffic indication.
     let trig = match Packet::parse(&golden[0]).unwrap().body {
@@ -169,6 +182,7 @@ fn phase3_trace_matches_cisco() {
 fn old_ios_registration_with_prefix_255_is_accepted() {
     let golden = nhrp_frames("ios_nhrp.pcap");
     let mut hub = Config::new(ip("10.0.12.1"), ip("192.168.0.1"));
+    hub.tunnel_prefix_len = 24;
     hub.server = true;
     hub.authentication = Some(Password::new("CISCO"));
     let mut h = Engine::new(hub, Instant::ZERO);

@@ -702,6 +702,7 @@ fn two_nhs_both_registered_priority_picks_resolver() {
 fn ipv6_nbma_and_overlay() {
     let hub = {
         let mut c = Config::new(ip("2001:db8::1"), ip("fd00::1"));
+        c.tunnel_prefix_len = 64;
         c.server = true;
         c
     };

@@ -73,6 +73,10 @@ fn registration(i: u32) -> Vec<u8> {
 /// Live heap bytes per registration after `n` spokes registered.
 fn bytes_per_entry(n: u32) -> f64 {
     let mut cfg = Config::new(v4(0xac10_ffff), v4(0x0a00_0001));
+    // 10.0.0.0/8 holds every spoke; the bounds sized for 10,000 spokes
+    // are raised to measure 100,000.
+    cfg.tunnel_prefix_len = 8;
+    cfg.max_cache_entries = 1_000_000;
     cfg.server = true;
     cfg.multicast_dynamic = true;
     cfg.authentication = Some(Password::new("cisco123"));

@@ -404,6 +404,7 @@ mod engine_fuzz {
             pkts in prop::collection::vec((packet(), 0..POOL.len(), 0u64..5000), 1..25),
         ) {
             let mut hub_cfg = Config::new(ip(POOL[0]), ip(POOL[2]));
+            hub_cfg.tunnel_prefix_len = 8;
             hub_cfg.server = true;
             hub_cfg.redirect = true;
             let mut spoke_cfg = Config::new(ip(POOL[1]), ip(POOL[3]));

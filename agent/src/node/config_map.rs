@@ -235,6 +235,7 @@ pub fn map(cfg: &Config) -> Result<NodeConfig, MapError> {
     let nhrp = match &t.nhrp {
         Some(n) => {
             let mut c = dmvpn_nhrp::Config::new(IpAddr::V4(nbma), IpAddr::V4(tunnel_addr));
+            c.tunnel_prefix_len = tunnel_prefix_len;
             c.interface = name.clone();
             c.mtu = t.mtu;
             c.holding_time = n.holdtime.min(u32::from(u16::MAX)) as u16;
@@ -269,6 +270,17 @@ pub fn map(cfg: &Config) -> Result<NodeConfig, MapError> {
             if let Some(r) = n.registration_timeout {
                 c.registration_interval = Some(Duration::from_secs(u64::from(r.max(1))));
             }
+            c.unique = !n.registration_no_unique;
+            c.registration_prefixes = n
+                .registration_prefixes
+                .as_ref()
+                .map(|v| v.iter().map(|p| (p.network(), p.prefix_len())).collect());
+            c.allowed_nbma = n
+                .allowed_nbma
+                .as_ref()
+                .map(|v| v.iter().map(|p| (p.network(), p.prefix_len())).collect());
+            c.max_cache_entries = n.max_cache_entries as usize;
+            c.max_registrations_per_nbma = n.max_registrations_per_nbma as usize;
             Some(c)
         }
         None => None,

@@ -61,7 +61,7 @@ impl Builder<'_> {
         }
         let (ipsec, profile_names) = self.ipsec();
         let ike = self.ike();
-        let tunnels = self.tunnels(&profile_names);
+        let mut tunnels = self.tunnels(&profile_names);
         let role = if tunnels
             .iter()
             .any(|t| t.nhrp.as_ref().is_some_and(|n| !n.nhs.is_empty()))
@@ -72,6 +72,9 @@ impl Builder<'_> {
         } else {
             Role::Spoke
         };
+        if role == Role::Hub {
+            self.open_unprotected_hub(&mut tunnels);
+        }
         Config {
             node: Node { name, role },
             control: Control::default(),
@@ -79,6 +82,23 @@ impl Builder<'_> {
             ike,
             ipsec,
             tunnels,
+        }
+    }
+
+    /// IOS takes NHRP from any source on a tunnel without IPsec; dmvpnd
+    /// wants that said: `allowed_nbma` is written open, with a note.
+    fn open_unprotected_hub(&mut self, tunnels: &mut [Tunnel]) {
+        let line = self.r.first_line;
+        for t in tunnels.iter_mut().filter(|t| t.protection.is_none()) {
+            let Some(n) = t.nhrp.as_mut() else { continue };
+            let any: IpNet = match &t.source {
+                TunnelSource::Address(a) if a.is_ipv6() => "::/0",
+                _ => "0.0.0.0/0",
+            }
+            .parse()
+            .expect("valid prefix");
+            n.allowed_nbma = Some(vec![any]);
+            self.note(line, format!("{}: no tunnel protection, so IOS takes NHRP from any NBMA address; written as allowed_nbma = [\"{any}\"]: narrow it to your spokes' NBMA prefixes", t.name));
         }
     }
 
@@ -389,6 +409,11 @@ impl Builder<'_> {
                     redirect: i.redirect,
                     shortcut: i.shortcut,
                     registration_timeout: i.reg_timeout,
+                    registration_no_unique: i.reg_no_unique,
+                    registration_prefixes: None,
+                    allowed_nbma: None,
+                    max_cache_entries: crate::defaults::NHRP_MAX_CACHE_ENTRIES,
+                    max_registrations_per_nbma: crate::defaults::NHRP_MAX_REGISTRATIONS_PER_NBMA,
                     nhs,
                     map: i
                         .maps

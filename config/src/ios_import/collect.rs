@@ -25,6 +25,7 @@ pub(crate) struct IfState {
     pub(crate) redirect: bool,
     pub(crate) shortcut: bool,
     pub(crate) reg_timeout: Option<u32>,
+    pub(crate) reg_no_unique: bool,
     pub(crate) source: Option<String>,
     pub(crate) dest: Option<IpAddr>,
     pub(crate) mode: Option<TunnelMode>,
@@ -194,6 +195,7 @@ impl Collector {
             Cmd::NhrpRedirect => ifs!().redirect = true,
             Cmd::NhrpShortcut => ifs!().shortcut = true,
             Cmd::NhrpRegTimeout(n) => ifs!().reg_timeout = Some(n),
+            Cmd::NhrpRegNoUnique => ifs!().reg_no_unique = true,
             Cmd::TunnelSource(s) => ifs!().source = Some(s),
             Cmd::TunnelDest(a) => ifs!().dest = Some(a),
             Cmd::TunnelMode(m, v6) => {

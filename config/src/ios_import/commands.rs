@@ -29,6 +29,7 @@ pub(crate) enum Cmd {
     NhrpRedirect,
     NhrpShortcut,
     NhrpRegTimeout(u32),
+    NhrpRegNoUnique,
     TunnelSource(String),
     TunnelDest(IpAddr),
     /// Mode, and whether the transport (NBMA) is IPv6.
@@ -636,6 +637,7 @@ pub(crate) fn nhrp_sub(w: &[&str]) -> Option<(usize, Cmd)> {
         "redirect" => Some((1, Cmd::NhrpRedirect)),
         "shortcut" => Some((1, Cmd::NhrpShortcut)),
         "registration" if g(1) == "timeout" => num(g(2)).map(|n| (3, Cmd::NhrpRegTimeout(n))),
+        "registration" if g(1) == "no-unique" => Some((2, Cmd::NhrpRegNoUnique)),
         "map" => match (g(1), g(2)) {
             ("multicast", "dynamic") => Some((3, Cmd::NhrpMapMcastDynamic)),
             ("multicast", a) => ip(a).map(|a| (3, Cmd::NhrpMapMcast(a))),

@@ -13,6 +13,7 @@ use libfuzzer_sys::fuzz_target;
 fn engines() -> (Engine, Engine) {
     let ip = |s: &str| s.parse::<IpAddr>().unwrap();
     let mut h = Config::new(ip("172.16.0.1"), ip("192.168.1.1"));
+    h.tunnel_prefix_len = 24;
     h.server = true;
     h.redirect = true;
     let mut s = Config::new(ip("172.16.0.2"), ip("192.168.1.2"));

@@ -16,6 +16,7 @@ pub const HUB_TUN: &str = "192.168.1.1";
 
 pub fn hub_cfg() -> Config {
     let mut c = Config::new(ip(HUB_NBMA), ip(HUB_TUN));
+    c.tunnel_prefix_len = 24;
     c.server = true;
     c.redirect = true;
     c.authentication = Some(Password::new("cisco123"));
@@ -25,6 +26,7 @@ pub fn hub_cfg() -> Config {
 
 pub fn spoke_cfg(n: u8) -> Config {
     let mut c = Config::new(ip(&format!("172.16.0.{n}")), ip(&format!("192.168.1.{n}")));
+    c.tunnel_prefix_len = 24;
     c.nhs = vec![NhsConfig {
         protocol: ip(HUB_TUN),
         nbma: ip(HUB_NBMA),
