@@ -44,6 +44,8 @@ mode = "gre-multipoint"
 routes = ["10.82.0.0/16"]
 [tunnel.nhrp]
 network_id = 1
+authentication = "cisco123"
+allowed_nbma = ["172.16.0.0/24"]
 "#;
 
 fn stats(no_route: u64, unprotected: u64) -> DataplaneStats {

@@ -1021,6 +1021,7 @@ impl Node {
                         let nhs = p.kind == PeerKind::Nhs;
                         if let Some(e) = self.nhrp.as_mut() {
                             e.ipsec_down(remote);
+                            e.peer_gone(remote);
                             // Probe the NHS now: unanswered registrations
                             // mark it down and move traffic to another hub.
                             if nhs {
@@ -1077,6 +1078,9 @@ impl Node {
         let spoke = p.kind == PeerKind::Spoke;
         if let Some(e) = self.nhrp.as_mut() {
             e.ipsec_down(IpAddr::V4(nbma));
+            // Its registrations may now be taken over (a spoke that moved
+            // to another NBMA address registers again from there).
+            e.peer_gone(IpAddr::V4(nbma));
         }
         if spoke {
             self.drop_peer(now, nbma);

@@ -26,7 +26,7 @@ fn node_with(role: &str, n: u8, mcast: &str, nhs: &str) -> (Node, Engine) {
         "[node]\nname = \"n{n}\"\nrole = \"{role}\"\n[[tunnel]]\nname = \"Tunnel0\"\n\
          address = \"192.168.1.{n}/24\"\nmtu = 1400\nsource = \"172.16.0.{n}\"\n\
          mode = \"gre-multipoint\"\n[tunnel.nhrp]\nnetwork_id = 1\nholdtime = 600\n\
-         {mcast}{nhs}"
+         authentication = \"cisco123\"\nallowed_nbma = [\"172.16.0.0/24\"]\n{mcast}{nhs}"
     );
     let cfg = dmvpn_config::Config::from_str(&text, "t.toml")
         .expect("valid config")
