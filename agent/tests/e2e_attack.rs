@@ -361,8 +361,8 @@ fn isakmp_peers(lab: &Lab, ns: &str) -> Vec<IpAddr> {
 /// [`INJECTED`] on input and forward.
 fn watch_injected(ns: &str) {
     let rules = format!(
-        "table ip watch {{\n chain in {{ type filter hook input priority 0; ip saddr {INJECTED} counter; }}\n \
-         chain fwd {{ type filter hook forward priority 0; ip saddr {INJECTED} counter; }}\n}}\n"
+        "table ip watch {{\n chain watch_in {{ type filter hook input priority 0; ip saddr {INJECTED} counter; }}\n \
+         chain watch_fwd {{ type filter hook forward priority 0; ip saddr {INJECTED} counter; }}\n}}\n"
     );
     let path = std::env::temp_dir().join(format!("{ns}.nft"));
     fs::write(&path, rules).expect("write nft rules");
