@@ -13,6 +13,13 @@ use libfuzzer_sys::fuzz_target;
 
 const PEER: Ipv4Addr = Ipv4Addr::new(172, 16, 0, 2);
 
+/// Key bytes that step by 37 from `start`: every 8-byte part differs from
+/// the others and none is a DES weak or semi-weak key (those repeat one or
+/// two byte values), so the data plane always accepts them.
+fn key(len: usize, start: u8) -> Vec<u8> {
+    (0..len).map(|i| start.wrapping_add((i as u8).wrapping_mul(37))).collect()
+}
+
 fn engine() -> Engine {
     let mut sadb = Sadb::new();
     for (spi, enc, auth) in [
@@ -20,8 +27,7 @@ fn engine() -> Engine {
         (0x200, EncAlg::AesGcm128, AuthAlg::None),
         (0x300, EncAlg::Des3Cbc, AuthAlg::HmacMd5_96),
     ] {
-        let ek = vec![7u8; enc.key_len()];
-        let ak = vec![9u8; auth.key_len()];
+        let (ek, ak) = (key(enc.key_len(), 11), key(auth.key_len(), 97));
         let p = SaParams {
             spi,
             peer: IpAddr::V4(PEER),
