@@ -20,6 +20,7 @@ use tracing::{debug, info, warn};
 use crate::cache::{Cache, CacheEntry, EntryType, mask, max_len};
 use crate::ext::{AUTH_TYPE_CLEARTEXT, ExtBody, Extension};
 use crate::time::Instant;
+use crate::traffic::Traffic;
 use crate::wire::{
     Body, Cie, DEFAULT_HOP_COUNT, Packet, PacketType, addr_to_ip, code, error_code, flags,
     ip_to_addr,
@@ -384,6 +385,7 @@ pub struct Engine {
     send_window: (Instant, u32),
     nat_nbma: Option<IpAddr>,
     stats: Stats,
+    traffic: Traffic,
 }
 
 fn host_len(a: IpAddr) -> u8 {
@@ -477,6 +479,7 @@ impl Engine {
             send_window: (Instant::ZERO, 0),
             nat_nbma: None,
             stats: Stats::default(),
+            traffic: Traffic::default(),
         }
     }
 
@@ -493,6 +496,20 @@ impl Engine {
     /// Counters.
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// Packets sent and received by type (`show ip nhrp traffic`).
+    pub fn traffic(&self) -> &Traffic {
+        &self.traffic
+    }
+
+    /// Traffic Indications sent in the current `max_send` window.
+    pub fn max_send_used(&self, now: Instant) -> u32 {
+        if now.saturating_since(self.send_window.0) >= self.cfg.max_send_interval {
+            0
+        } else {
+            self.send_window.1
+        }
     }
 
     /// Our post-NAT NBMA address, if an NHS told us we are behind NAT.
@@ -728,6 +745,7 @@ impl Engine {
         self.log_send("Send", ty, bytes.len(), src, dst);
         debug!(target: TARGET, "NHRP: {} bytes out {}", bytes.len(), self.cfg.interface);
         self.stats.tx += 1;
+        self.traffic.sent.count(ty);
         self.transmits.push_back(Transmit {
             dst_nbma: to,
             payload: bytes,
@@ -835,6 +853,7 @@ impl Engine {
                 return;
             }
         };
+        self.traffic.received.count(p.packet_type);
         let raw = &bytes[..bytes.len().min(p.emit().len())];
         debug!(
             target: TARGET,
@@ -1389,6 +1408,11 @@ impl Engine {
                 req_ht
             };
             self.install_shortcut(now, src, host_len(src), src, to, ht);
+            if let Some(e) = self.cache.get_mut(src, host_len(src))
+                && e.kind == EntryType::Cached
+            {
+                e.implicit = true;
+            }
         }
         let bytes = r.emit();
         if self.cfg.wait_for_ipsec && !self.sa_up.contains(&to) {
@@ -1604,6 +1628,7 @@ impl Engine {
             &f.dst_proto,
         );
         self.stats.tx += 1;
+        self.traffic.sent.count(f.packet_type);
         self.transmits.push_back(Transmit {
             dst_nbma: to,
             payload: bytes,
@@ -1711,6 +1736,33 @@ impl Engine {
                 nbma: e.nbma,
             }),
             _ => {}
+        }
+    }
+
+    /// `clear ip nhrp ADDRESS [MASK]`: drops the dynamic, cached,
+    /// incomplete or negative entry for exactly `prefix/prefix_len`
+    /// (configured ones stay). Returns how many entries went (0 or 1).
+    pub fn clear_entry(&mut self, prefix: IpAddr, prefix_len: u8) -> u64 {
+        let clearable = self.cache.get(prefix, prefix_len).is_some_and(|e| {
+            matches!(
+                e.kind,
+                EntryType::Dynamic
+                    | EntryType::Cached
+                    | EntryType::Incomplete
+                    | EntryType::Negative
+            )
+        });
+        if !clearable {
+            return 0;
+        }
+        let host = prefix_len == host_len(prefix);
+        self.resolutions.retain(|_, p| !(host && p.dst == prefix));
+        match self.cache.remove(prefix, prefix_len) {
+            Some(e) => {
+                self.entry_gone_event(e);
+                1
+            }
+            None => 0,
         }
     }
 
