@@ -332,7 +332,7 @@ fn isakmp_with(lab: &Lab, ns: &str, peer: &str) -> Vec<(u32, SaStatus)> {
     match lab.ctl(ns, Request::ShowCryptoIsakmpSa) {
         Reply::IsakmpSa(v) => v
             .iter()
-            .filter(|s| s.dst == ip || s.src == ip)
+            .filter(|s| s.remote == ip)
             .map(|s| (s.conn_id, s.status))
             .collect(),
         r => panic!("unexpected reply {r:?}"),
