@@ -342,16 +342,7 @@ fn isakmp_peers(lab: &Lab, ns: &str) -> Vec<IpAddr> {
     let Reply::IsakmpSa(v) = lab.ctl(ns, Request::ShowCryptoIsakmpSa) else {
         panic!("show crypto isakmp sa");
     };
-    let mut peers: Vec<IpAddr> = v
-        .iter()
-        .map(|s| {
-            if s.dst == IpAddr::V4(HUB) {
-                s.src
-            } else {
-                s.dst
-            }
-        })
-        .collect();
+    let mut peers: Vec<IpAddr> = v.iter().map(|s| s.remote).collect();
     peers.sort();
     peers.dedup();
     peers

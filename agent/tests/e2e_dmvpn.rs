@@ -332,7 +332,7 @@ fn isakmp_with(lab: &Lab, ns: &str, peer: &str) -> Vec<(u32, SaStatus)> {
     match lab.ctl(ns, Request::ShowCryptoIsakmpSa) {
         Reply::IsakmpSa(v) => v
             .iter()
-            .filter(|s| s.dst == ip || s.src == ip)
+            .filter(|s| s.remote == ip)
             .map(|s| (s.conn_id, s.status))
             .collect(),
         r => panic!("unexpected reply {r:?}"),
@@ -598,5 +598,96 @@ fn e2e_clear_crypto_and_nhrp_on_both_spokes_recovers() {
     assert!(
         direct_encaps(&lab, &s1) >= enc + 5,
         "echoes go directly to spoke 2 after the clears"
+    );
+}
+
+/// Every operator request of the IOS commands added for visibility, answered
+/// by real dmvpnd processes: `show dmvpn detail`, `show ip nhrp traffic`,
+/// `show crypto session`, `show crypto ipsec sa` with the interface's
+/// drops, `clear ip nhrp ADDRESS` and `clear crypto session remote PEER`.
+#[test]
+fn e2e_operator_requests() {
+    use dmvpn_ctl::proto::SessionStatus;
+    let (lab, [hub, s1, _s2]) = seed_lab(SEED_IKE, SEED_TS, 300, true);
+    spoke_to_spoke(&lab, &s1);
+    let s2_ip: IpAddr = "172.16.0.3".parse().unwrap();
+    let hub_ip: IpAddr = "172.16.0.1".parse().unwrap();
+
+    let Reply::DmvpnDetail(d) = lab.ctl(&s1, Request::ShowDmvpnDetail) else {
+        panic!("show dmvpn detail")
+    };
+    assert_eq!(d.nhs.len(), 1);
+    assert!(d.sessions.iter().any(|s| s.peer == s2_ip));
+    let text = dmvpn_ctl::render::dmvpn_detail(&d);
+    assert!(
+        text.contains("Interface Tunnel0 is up/up, Addr. is 192.168.1.2"),
+        "{text}"
+    );
+
+    let Reply::NhrpTraffic(t) = lab.ctl(&hub, Request::ShowNhrpTraffic) else {
+        panic!("show ip nhrp traffic")
+    };
+    assert!(t[0].received.registration_request >= 2, "{t:?}");
+    assert!(t[0].sent.registration_reply >= 2, "{t:?}");
+
+    let Reply::CryptoSession(sessions) = lab.ctl(&s1, Request::ShowCryptoSession) else {
+        panic!("show crypto session")
+    };
+    for peer in [hub_ip, s2_ip] {
+        let s = sessions.iter().find(|s| s.peer == peer).expect("session");
+        assert_eq!(s.status, SessionStatus::UpActive, "{s:?}");
+        assert!(s.flows[0].encrypted > 0, "{s:?}");
+    }
+
+    let Reply::IpsecSa(report) = lab.ctl(&s1, Request::ShowCryptoIpsecSa) else {
+        panic!("show crypto ipsec sa")
+    };
+    assert_eq!(report.interfaces.len(), 1);
+    assert!(
+        report.interfaces[0]
+            .counters
+            .iter()
+            .any(|c| c.key == "tun_rx" && c.count > 0)
+    );
+
+    // One NHRP entry goes; the rest stays.
+    let t2: IpAddr = "192.168.1.3".parse().unwrap();
+    let Reply::Cleared { count } = lab.ctl(
+        &s1,
+        Request::ClearNhrpEntry {
+            address: t2,
+            prefix_len: None,
+        },
+    ) else {
+        panic!("clear ip nhrp")
+    };
+    assert_eq!(count, 1);
+    let Reply::Nhrp(v) = lab.ctl(&s1, Request::ShowNhrp) else {
+        panic!("show ip nhrp")
+    };
+    assert!(v.iter().all(|e| e.prefix != t2), "{v:?}");
+    assert!(
+        v.iter()
+            .any(|e| e.prefix == "192.168.1.1".parse::<IpAddr>().unwrap())
+    );
+
+    // The session with spoke 2 goes; the hub's stays.
+    lab.ctl(
+        &s1,
+        Request::ClearCryptoSession {
+            remote: Some(s2_ip),
+        },
+    );
+    lab.wait(
+        "session with spoke 2 cleared",
+        Duration::from_secs(5),
+        || match lab.ctl(&s1, Request::ShowCryptoSession) {
+            Reply::CryptoSession(v) => {
+                !v.iter().any(|s| s.peer == s2_ip)
+                    && v.iter()
+                        .any(|s| s.peer == hub_ip && s.status == SessionStatus::UpActive)
+            }
+            _ => false,
+        },
     );
 }

@@ -583,7 +583,7 @@ fn spoke_to_spoke(phase3: bool, crypto: &str) {
     assert_eq!(sim.direct_esp(), direct_before + 10);
     assert_eq!(sim.esp_seen.len() - sim.direct_esp(), hub_esp_before);
     let dmvpn = sim.nodes[1].node.show_dmvpn(sim.now);
-    let nbmas: Vec<IpAddr> = dmvpn[0].peers.iter().map(|p| p.nbma).collect();
+    let nbmas: Vec<IpAddr> = dmvpn[0].peers.iter().filter_map(|p| p.nbma).collect();
     assert!(
         nbmas.contains(&IpAddr::V4(HUB)) && nbmas.contains(&IpAddr::V4(S2)),
         "{dmvpn:?}"
@@ -943,7 +943,7 @@ fn replaced_isakmp_sa_shows_stale() {
             .node
             .show_isakmp_sa(sim.now)
             .iter()
-            .filter(|r| r.dst == IpAddr::V4(S1) || r.src == IpAddr::V4(S1))
+            .filter(|r| r.remote == IpAddr::V4(S1))
             .map(|r| (r.conn_id, r.status))
             .collect()
     };
@@ -982,4 +982,285 @@ fn replaced_isakmp_sa_shows_stale() {
     assert_eq!(r.len(), 1, "{r:?}");
     assert!(r[0].0 != first && r[0].1 == SaStatus::Active, "{r:?}");
     assert_eq!(sim.nodes[1].replies, (0..seq).collect::<Vec<_>>());
+}
+
+/// IOS prints the responder of an ISAKMP SA as `dst` and the initiator as
+/// `src`, so both ends of an SA show the same row, and the hub shows
+/// itself as `dst` of every SA a spoke started; the `detail` view shows
+/// local and remote addresses instead.
+#[test]
+fn isakmp_sa_rows_are_the_same_on_both_ends() {
+    let mut sim = Sim::new(false, "seed");
+    sim.advance(Duration::from_secs(5));
+    for seq in 0..5u16 {
+        sim.ping(1, T2, seq);
+        sim.advance(Duration::from_millis(200));
+    }
+    let rows = |i: usize| -> Vec<String> {
+        let text = dmvpn_ctl::render::isakmp_sa(&sim.nodes[i].node.show_isakmp_sa(sim.now));
+        text.lines()
+            .filter(|l| l.contains("QM_IDLE"))
+            .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+            .collect()
+    };
+    let hub = rows(0);
+    assert_eq!(
+        hub,
+        vec![
+            "172.16.0.1 172.16.0.2 QM_IDLE".to_string(),
+            "172.16.0.1 172.16.0.3 QM_IDLE".to_string()
+        ],
+        "the spokes started their SAs with the hub"
+    );
+    let (s1, s2) = (rows(1), rows(2));
+    assert!(
+        s1.contains(&hub[0]) && s2.contains(&hub[1]),
+        "{s1:?} {s2:?}"
+    );
+    let spoke_row = |r: &[String]| -> String {
+        r.iter()
+            .find(|l| !l.starts_with("172.16.0.1 "))
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        spoke_row(&s1),
+        spoke_row(&s2),
+        "one SA, one row on both spokes"
+    );
+    let roles: Vec<bool> = [1, 2]
+        .iter()
+        .map(|i| {
+            sim.nodes[*i]
+                .node
+                .show_isakmp_sa(sim.now)
+                .iter()
+                .find(|r| r.remote != IpAddr::V4(HUB))
+                .unwrap()
+                .initiator
+        })
+        .collect();
+    assert_eq!(roles.iter().filter(|r| **r).count(), 1, "{roles:?}");
+    // `detail`: Local is this node on every row, with IOS's algorithm words.
+    for (i, me) in [(0, HUB), (1, S1), (2, S2)] {
+        let d = dmvpn_ctl::render::isakmp_sa_detail(&sim.nodes[i].node.show_isakmp_sa(sim.now));
+        let rows: Vec<&str> = d.lines().filter(|l| l.contains("ACTIVE")).collect();
+        assert!(!rows.is_empty());
+        for r in rows {
+            let cols: Vec<&str> = r.split_whitespace().collect();
+            assert_eq!(cols[1], me.to_string(), "{d}");
+            assert_eq!(&cols[3..8], &["ACTIVE", "des", "md5", "psk", "1"], "{d}");
+        }
+    }
+}
+
+/// The modern policy shows as IOS words: `aes` (no key size), `sha256`.
+#[test]
+fn isakmp_detail_uses_ios_algorithm_words() {
+    let mut sim = Sim::new(false, "modern");
+    sim.advance(Duration::from_secs(5));
+    let d = dmvpn_ctl::render::isakmp_sa_detail(&sim.nodes[1].node.show_isakmp_sa(sim.now));
+    assert!(d.contains(" ACTIVE aes  sha256 psk  14 "), "{d}");
+    let sas = sim.nodes[1].node.show_isakmp_sa(sim.now);
+    assert_eq!(sas[0].details.as_ref().unwrap().key_bits, 256);
+}
+
+/// Entry types and flags as IOS prints them: a registration on the hub,
+/// the NHS on a spoke, a phase 3 shortcut on both spokes; `show dmvpn`
+/// counts every entry of a peer and marks the shortcut's network `T1`
+/// and the peer's own address `T2`.
+#[test]
+fn nhrp_entries_and_dmvpn_attributes_match_ios() {
+    use dmvpn_ctl::proto::{DmvpnAttr, NhrpEntryType, NhrpFlag};
+    let mut sim = Sim::new(true, "seed");
+    sim.advance(Duration::from_secs(5));
+    for seq in 0..10u16 {
+        sim.ping_from(1, lan(2, 10), lan(3, 10), seq);
+        sim.advance(Duration::from_millis(200));
+    }
+    let entry = |i: usize, prefix: Ipv4Addr, len: u8| {
+        sim.nodes[i]
+            .node
+            .show_nhrp(sim.now)
+            .into_iter()
+            .find(|e| e.prefix == IpAddr::V4(prefix) && e.prefix_len == len)
+            .unwrap_or_else(|| panic!("node {i}: no {prefix}/{len}"))
+    };
+    let reg = entry(0, T1, 32);
+    assert_eq!(reg.entry_type, NhrpEntryType::Dynamic);
+    assert_eq!(
+        reg.flags,
+        vec![NhrpFlag::Unique, NhrpFlag::Registered, NhrpFlag::Nhop]
+    );
+    let nhs = entry(1, Ipv4Addr::new(192, 168, 1, 1), 32);
+    assert_eq!(nhs.entry_type, NhrpEntryType::Static);
+    for (i, net, peer) in [(1, lan(3, 0), T2), (2, lan(2, 0), T1)] {
+        let e = entry(i, net, 24);
+        assert_eq!(e.entry_type, NhrpEntryType::Dynamic);
+        assert_eq!(e.via, Some(IpAddr::V4(peer)));
+        assert!(
+            e.flags.starts_with(&[NhrpFlag::Router])
+                && e.flags.ends_with(&[NhrpFlag::Rib, NhrpFlag::Nho]),
+            "{:?}",
+            e.flags
+        );
+        let host = entry(i, peer, 32);
+        assert!(
+            host.flags.contains(&NhrpFlag::Nhop) && host.flags.contains(&NhrpFlag::Nho),
+            "{:?}",
+            host.flags
+        );
+        let text = dmvpn_ctl::render::nhrp(&sim.nodes[i].node.show_nhrp(sim.now));
+        assert!(!text.contains("cached"), "{text}");
+        let dmvpn = sim.nodes[i].node.show_dmvpn(sim.now);
+        let p = dmvpn[0]
+            .peers
+            .iter()
+            .find(|p| p.nbma == Some(IpAddr::V4(if i == 1 { S2 } else { S1 })))
+            .unwrap();
+        assert_eq!(p.entries.len(), 2, "# Ent: {p:?}");
+        let attrs: Vec<Vec<DmvpnAttr>> = p.entries.iter().map(|e| e.attrs.clone()).collect();
+        assert_eq!(
+            attrs,
+            vec![
+                vec![DmvpnAttr::Dynamic, DmvpnAttr::NexthopOverride],
+                vec![DmvpnAttr::Dynamic, DmvpnAttr::RouteInstalled],
+            ]
+        );
+        let text = dmvpn_ctl::render::dmvpn(&dmvpn);
+        assert!(text.contains("     2 172.16.0."), "{text}");
+        assert!(text.contains(" DT2\n") && text.contains(" DT1\n"), "{text}");
+    }
+}
+
+/// `clear ip nhrp 10.3.0.0 255.255.255.0` on a spoke drops that shortcut
+/// at once (the LAN goes via the hub again, every echo answered), leaves
+/// the other entries, and traffic brings the shortcut back.
+#[test]
+fn clear_ip_nhrp_one_entry() {
+    let mut sim = Sim::new(false, "seed");
+    sim.advance(Duration::from_secs(5));
+    let (src, dst) = (lan(2, 10), lan(3, 10));
+    for seq in 0..10u16 {
+        sim.ping_from(1, src, dst, seq);
+        sim.advance(Duration::from_millis(100));
+    }
+    assert!(shortcuts_via(&sim, 1, S2).contains(&(lan(3, 0), 24)));
+    let now = sim.now;
+    let n = sim.nodes[1]
+        .node
+        .clear_nhrp_entry(now, IpAddr::V4(lan(3, 0)), Some(24));
+    assert_eq!(n, 1);
+    sim.settle();
+    assert!(!shortcuts_via(&sim, 1, S2).contains(&(lan(3, 0), 24)));
+    let shown = sim.nodes[1].node.show_nhrp(sim.now);
+    assert!(shown.iter().all(|e| e.prefix != IpAddr::V4(lan(3, 0))));
+    assert!(
+        shown.iter().any(|e| e.prefix == IpAddr::V4(T2)),
+        "the rest stays"
+    );
+    let before = sim.nodes[1].replies.len();
+    for seq in 100..110u16 {
+        sim.ping_from(1, src, dst, seq);
+        sim.advance(Duration::from_millis(100));
+    }
+    assert_eq!(sim.nodes[1].replies.len(), before + 10);
+    assert!(shortcuts_via(&sim, 1, S2).contains(&(lan(3, 0), 24)));
+    assert_eq!(
+        sim.nodes[1]
+            .node
+            .clear_nhrp_entry(now, IpAddr::V4(Ipv4Addr::new(192, 168, 1, 1)), None),
+        0,
+        "the NHS entry is configuration"
+    );
+}
+
+/// Data-plane drops reach the show commands: a packet routed into the
+/// tunnel with no NHRP mapping (`show ip nhrp traffic`, `show crypto
+/// ipsec sa`) and ESP with an unknown SPI (`show crypto ipsec sa`).
+#[test]
+fn dataplane_drops_are_shown() {
+    let mut sim = Sim::new(false, "seed");
+    sim.advance(Duration::from_secs(5));
+    let p = icmp(T1, Ipv4Addr::new(10, 9, 0, 1), 8, 1);
+    sim.nodes[1].dp.outbound(&p);
+    // ESP from spoke 2 with an SPI nobody gave out.
+    let mut esp = icmp(S2, S1, 8, 1);
+    esp[9] = 50;
+    esp[10] = 0;
+    esp[11] = 0;
+    let mut sum = 0u32;
+    for i in (0..20).step_by(2) {
+        sum += u32::from(u16::from_be_bytes([esp[i], esp[i + 1]]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    esp[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    esp[20..24].copy_from_slice(&0xdead_beef_u32.to_be_bytes());
+    sim.nodes[1].dp.inbound_esp_ip(&esp);
+    let st = sim.nodes[1].dp.stats();
+    let node = &sim.nodes[1].node;
+    let traffic = node.show_nhrp_traffic(sim.now, Some(&st));
+    let no_map = traffic[0]
+        .drops
+        .iter()
+        .find(|c| c.key == "no_route")
+        .unwrap();
+    assert_eq!(no_map.count, 1);
+    let text = dmvpn_ctl::render::nhrp_traffic(&traffic);
+    assert!(text.contains("   Dropped: Total 1\n"), "{text}");
+    assert!(text.contains(" 1 No NHRP Mapping"), "{text}");
+    let report = node.show_ipsec_sa_report(sim.now, Some(&st));
+    let text = dmvpn_ctl::render::ipsec_sa(&report);
+    assert!(
+        text.contains("    #send errors 1, #recv errors 1\n"),
+        "{text}"
+    );
+    assert!(text.contains("#pkts no nhrp mapping (send) 1"), "{text}");
+    assert!(text.contains("#pkts invalid sa (rcv) 1"), "{text}");
+    // The per-type NHRP counts agree with the NHS counters.
+    let sent = traffic[0].sent.registration_request;
+    let nhs = node.show_nhrp_nhs(sim.now);
+    assert_eq!(sent, nhs[0].requests_sent);
+    assert!(traffic[0].received.registration_reply >= 1);
+}
+
+/// `show crypto session`: each peer UP-ACTIVE with its IKE SA and GRE
+/// flow; the packet counts come from the data plane.
+#[test]
+fn crypto_session_per_peer() {
+    use dmvpn_ctl::proto::SessionStatus;
+    let mut sim = Sim::new(false, "seed");
+    sim.advance(Duration::from_secs(5));
+    for seq in 0..5u16 {
+        sim.ping(1, T2, seq);
+        sim.advance(Duration::from_millis(200));
+    }
+    let st = sim.nodes[1].dp.stats();
+    let sessions = sim.nodes[1].node.show_crypto_session(sim.now, Some(&st));
+    let peers: Vec<IpAddr> = sessions.iter().map(|s| s.peer).collect();
+    assert_eq!(peers, vec![IpAddr::V4(HUB), IpAddr::V4(S2)]);
+    for s in &sessions {
+        assert_eq!(s.status, SessionStatus::UpActive, "{s:?}");
+        assert_eq!(s.ike_sas.len(), 1);
+        assert_eq!(s.flows.len(), 1);
+        assert_eq!(s.flows[0].active_sas, 2);
+    }
+    let direct = &sessions[1].flows[0];
+    assert!(direct.encrypted >= 3 && direct.decrypted >= 3, "{direct:?}");
+    let text = dmvpn_ctl::render::crypto_session(&sessions);
+    assert!(
+        text.contains("  IPSEC FLOW: permit 47 host 172.16.0.2 host 172.16.0.3\n"),
+        "{text}"
+    );
+    // `clear crypto sa` with the other spoke ends that session.
+    let now = sim.now;
+    sim.nodes[1].node.clear_crypto_sa(now, Some(IpAddr::V4(S2)));
+    sim.settle();
+    let sessions = sim.nodes[1].node.show_crypto_session(sim.now, None);
+    assert!(
+        sessions.iter().all(|s| s.peer != IpAddr::V4(S2)),
+        "{sessions:?}"
+    );
 }

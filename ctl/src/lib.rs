@@ -4,9 +4,11 @@
 //!   types `show` commands carry;
 //! - [`server`]: dmvpnd's control socket (bind with permissions, serve);
 //! - [`client`]: one request, one response (used by `dmvpnctl`);
+//! - [`command`]: IOS-style command lines with abbreviations → requests;
 //! - [`render`]: IOS-shaped text for every snapshot.
 
 pub mod client;
+pub mod command;
 pub mod proto;
 pub mod render;
 pub mod server;

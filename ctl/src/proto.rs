@@ -20,26 +20,50 @@ pub fn parse_request(line: &[u8]) -> Result<Request, String> {
     serde_json::from_slice(line.trim_ascii()).map_err(|e| format!("bad request: {e}"))
 }
 
-/// One operator command.
+/// One operator command. Views of the same state (`show crypto isakmp
+/// sa` and its `detail`, `show ip nhrp` and its `brief`, `show crypto
+/// session` and its `detail`) share one request: the client picks the
+/// rendering.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum Request {
-    /// `show ip nhrp`
+    /// `show ip nhrp [brief]`
     ShowNhrp,
     /// `show ip nhrp nhs`
     ShowNhrpNhs,
+    /// `show ip nhrp traffic`: NHRP packets by type, and drops.
+    ShowNhrpTraffic,
     /// `show dmvpn`
     ShowDmvpn,
-    /// `show crypto isakmp sa`
+    /// `show dmvpn detail`: peers with their target networks, the NHSs
+    /// and the crypto sessions, in one answer.
+    ShowDmvpnDetail,
+    /// `show crypto isakmp sa [detail]`
     ShowCryptoIsakmpSa,
     /// `show crypto ipsec sa`
     ShowCryptoIpsecSa,
+    /// `show crypto session [detail]`
+    ShowCryptoSession,
     /// `clear ip nhrp`: drop dynamic NHRP entries (static ones stay).
     ClearNhrp,
+    /// `clear ip nhrp ADDRESS [MASK]`: drop the dynamic entry for exactly
+    /// ADDRESS/MASK.
+    ClearNhrpEntry {
+        address: IpAddr,
+        /// Prefix length of the entry; a host entry when left out.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        prefix_len: Option<u8>,
+    },
     /// `clear crypto sa [peer X]`: delete IKE and IPsec SAs (all, or one peer's).
     ClearCryptoSa {
         #[serde(default)]
         peer: Option<IpAddr>,
+    },
+    /// `clear crypto session [remote X]`: tear down the IKE and IPsec SAs
+    /// of every session, or of the one with peer X.
+    ClearCryptoSession {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        remote: Option<IpAddr>,
     },
     /// `debug …` / `undebug …`: switch a log target to debug level or back.
     Debug { target: DebugTarget, on: bool },
@@ -159,9 +183,12 @@ impl Response {
 pub enum Reply {
     Nhrp(Vec<NhrpEntry>),
     NhrpNhs(Vec<NhsEntry>),
+    NhrpTraffic(Vec<NhrpTraffic>),
     Dmvpn(Vec<DmvpnInterface>),
+    DmvpnDetail(DmvpnDetail),
     IsakmpSa(Vec<IsakmpSa>),
-    IpsecSa(Vec<IpsecPeerSa>),
+    IpsecSa(IpsecSaReport),
+    CryptoSession(Vec<CryptoSession>),
     /// Answer to the `clear` commands: how many entries / SAs went away.
     Cleared {
         count: u64,
@@ -171,6 +198,25 @@ pub enum Reply {
         target: DebugTarget,
         on: bool,
     },
+}
+
+/// A named counter. `key` stays the same across releases (for scripts);
+/// `label` is the words the text output prints.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Counter {
+    pub key: String,
+    pub label: String,
+    pub count: u64,
+}
+
+impl Counter {
+    pub fn new(key: &str, label: &str, count: u64) -> Counter {
+        Counter {
+            key: key.to_string(),
+            label: label.to_string(),
+            count,
+        }
+    }
 }
 
 // ---------------------------------------------------------------- NHRP cache
@@ -201,70 +247,140 @@ pub struct NhrpEntry {
     pub cache_hits: Option<u64>,
 }
 
+/// IOS's entry types: configured mappings and NHSs are `static`,
+/// registrations and shortcuts `dynamic`, resolutions under way
+/// `incomplete`.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum NhrpEntryType {
     Static,
     Dynamic,
     Incomplete,
+    /// A resolution that failed (negative caching); IOS prints it as
+    /// `incomplete` too, the JSON keeps it apart.
     Negative,
-    Local,
-    Nhs,
-    Cached,
 }
 
 impl NhrpEntryType {
+    /// The word IOS prints after `Type:`.
     pub fn as_str(self) -> &'static str {
         match self {
             NhrpEntryType::Static => "static",
             NhrpEntryType::Dynamic => "dynamic",
-            NhrpEntryType::Incomplete => "incomplete",
-            NhrpEntryType::Negative => "negative",
-            NhrpEntryType::Local => "local",
-            NhrpEntryType::Nhs => "nhs",
-            NhrpEntryType::Cached => "cached",
+            NhrpEntryType::Incomplete | NhrpEntryType::Negative => "incomplete",
         }
     }
 }
 
-/// `Flags:` words of `show ip nhrp`, printed in this declaration order.
+/// `Flags:` words of `show ip nhrp`, printed in this declaration order
+/// (IOS's: `router implicit used nhop`, `unique registered used nhop`,
+/// `router nhop rib nho`, `router unique local`).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[serde(rename_all = "snake_case")]
 pub enum NhrpFlag {
-    Authoritative,
-    Implicit,
-    Unique,
-    Nat,
-    Registered,
-    Used,
+    /// The mapping leads to a router with networks behind it (shortcuts).
     Router,
+    Authoritative,
+    /// Learned from the source of a resolution request this node answered.
+    Implicit,
+    /// Registered with the unique flag: no other NBMA may take it over.
+    Unique,
+    /// The peer is behind NAT (its claimed NBMA address differs).
+    Nat,
+    /// Learned from a registration (hub side).
+    Registered,
+    /// The data path sent traffic with it since it was last refreshed.
+    Used,
+    /// The entry's address is itself a next hop (a tunnel address).
     Nhop,
+    /// Installed for forwarding (IOS: an NHRP route in the RIB).
     Rib,
+    /// Overrides the path via the hub (IOS: next-hop override).
     Nho,
-    Negative,
+    /// One of this node's own networks.
     Local,
-    /// Mapping that does not trigger IPsec (IOS prints `(no-socket)`).
+    /// Resolution under way or failed.
+    Negative,
+    /// Mapping that does not trigger IPsec (IOS prints `(no-socket)`
+    /// on its own line, not among the flags).
     NoSocket,
 }
 
 impl NhrpFlag {
     pub fn as_str(self) -> &'static str {
         match self {
+            NhrpFlag::Router => "router",
             NhrpFlag::Authoritative => "authoritative",
             NhrpFlag::Implicit => "implicit",
             NhrpFlag::Unique => "unique",
             NhrpFlag::Nat => "nat",
             NhrpFlag::Registered => "registered",
             NhrpFlag::Used => "used",
-            NhrpFlag::Router => "router",
+            NhrpFlag::Nhop => "nhop",
             NhrpFlag::Rib => "rib",
             NhrpFlag::Nho => "nho",
-            NhrpFlag::Nhop => "nhop",
-            NhrpFlag::Negative => "negative",
             NhrpFlag::Local => "local",
+            NhrpFlag::Negative => "negative",
             NhrpFlag::NoSocket => "no-socket",
         }
     }
+
+    /// The letter `show ip nhrp brief` prints for the flag, if any.
+    pub fn brief(self) -> Option<char> {
+        match self {
+            NhrpFlag::Unique => Some('u'),
+            NhrpFlag::Registered => Some('r'),
+            NhrpFlag::Authoritative => Some('a'),
+            NhrpFlag::Rib => Some('t'),
+            _ => None,
+        }
+    }
+}
+
+// ---------------------------------------------------------------- NHRP traffic
+
+/// NHRP packets of each type (`show ip nhrp traffic`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(default)]
+pub struct NhrpTypeCounts {
+    pub resolution_request: u64,
+    pub resolution_reply: u64,
+    pub registration_request: u64,
+    pub registration_reply: u64,
+    pub purge_request: u64,
+    pub purge_reply: u64,
+    pub error_indication: u64,
+    pub traffic_indication: u64,
+}
+
+impl NhrpTypeCounts {
+    pub fn total(&self) -> u64 {
+        self.resolution_request
+            + self.resolution_reply
+            + self.registration_request
+            + self.registration_reply
+            + self.purge_request
+            + self.purge_reply
+            + self.error_indication
+            + self.traffic_indication
+    }
+}
+
+/// One tunnel's `show ip nhrp traffic`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct NhrpTraffic {
+    pub interface: String,
+    /// `ip nhrp max-send`: at most this many Traffic Indications …
+    pub max_send_packets: u32,
+    /// … per this many seconds …
+    pub max_send_secs: u64,
+    /// … of which this many went out in the current window.
+    pub max_send_used: u32,
+    pub sent: NhrpTypeCounts,
+    pub received: NhrpTypeCounts,
+    /// Packets dropped, by reason (NHRP packets, and data packets that
+    /// found no NHRP mapping).
+    pub drops: Vec<Counter>,
 }
 
 // ---------------------------------------------------------------- NHS
@@ -337,6 +453,26 @@ pub struct DmvpnInterface {
     pub interface: String,
     pub role: DmvpnRole,
     pub peers: Vec<DmvpnPeer>,
+    /// The tunnel's own address (`show dmvpn detail`).
+    #[serde(default)]
+    pub tunnel_addr: Option<IpAddr>,
+    /// NBMA source address.
+    #[serde(default)]
+    pub source: Option<IpAddr>,
+    /// Point-to-point tunnel destination; `None` for multipoint GRE.
+    #[serde(default)]
+    pub destination: Option<IpAddr>,
+    /// IPsec profile protecting the tunnel.
+    #[serde(default)]
+    pub protection: Option<String>,
+}
+
+/// `show dmvpn detail`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct DmvpnDetail {
+    pub interfaces: Vec<DmvpnInterface>,
+    pub nhs: Vec<NhsEntry>,
+    pub sessions: Vec<CryptoSession>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -350,13 +486,19 @@ pub enum DmvpnRole {
 /// All NHRP entries sharing one NBMA peer (`# Ent` is `entries.len()`).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct DmvpnPeer {
-    pub nbma: IpAddr,
+    /// `None` while a resolution is under way (IOS prints `UNKNOWN`).
+    pub nbma: Option<IpAddr>,
     pub entries: Vec<DmvpnPeerEntry>,
 }
 
+/// One NHRP entry of a peer.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct DmvpnPeerEntry {
+    /// The peer's tunnel address (the entry's next hop).
     pub tunnel: IpAddr,
+    /// The entry's network (`Target Network` of `show dmvpn detail`).
+    pub target: IpAddr,
+    pub target_len: u8,
     pub state: DmvpnState,
     /// Seconds since the entry went up (or down).
     pub updn_secs: u64,
@@ -437,14 +579,36 @@ impl DmvpnAttr {
 /// One `show crypto isakmp sa` row.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct IsakmpSa {
-    pub dst: IpAddr,
-    pub src: IpAddr,
+    pub local: IpAddr,
+    pub remote: IpAddr,
+    /// This node started the exchange.
+    pub initiator: bool,
     pub state: IsakmpState,
     pub conn_id: u32,
     pub status: SaStatus,
     /// What `show crypto isakmp sa detail` adds, once phase 1 is done.
     #[serde(default)]
     pub details: Option<IsakmpDetails>,
+}
+
+impl IsakmpSa {
+    /// IOS's `dst` column: the responder's address.
+    pub fn dst(&self) -> IpAddr {
+        if self.initiator {
+            self.remote
+        } else {
+            self.local
+        }
+    }
+
+    /// IOS's `src` column: the initiator's address.
+    pub fn src(&self) -> IpAddr {
+        if self.initiator {
+            self.local
+        } else {
+            self.remote
+        }
+    }
 }
 
 /// Phase-1 state names as IOS prints them.
@@ -507,9 +671,12 @@ impl SaStatus {
 /// Negotiated phase-1 parameters, spelled as IOS's detail view does.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct IsakmpDetails {
-    /// `des`, `3des`, `aes`, `aes:256` …
+    /// `des`, `3des` or `aes` (IOS prints no key size here).
     pub encryption: String,
-    /// `md5`, `sha`, `sha256` …
+    /// Key size in bits, for scripts (`aes` is 128, 192 or 256).
+    #[serde(default)]
+    pub key_bits: u16,
+    /// `md5`, `sha`, `sha256`, `sha384`, `sha512`.
     pub hash: String,
     /// `psk`, `rsig` …
     pub auth: String,
@@ -528,6 +695,31 @@ pub struct IsakmpDetails {
 }
 
 // ---------------------------------------------------------------- IPsec
+
+/// `show crypto ipsec sa`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct IpsecSaReport {
+    /// Data-plane counters of each tunnel interface.
+    pub interfaces: Vec<IpsecInterface>,
+    pub peers: Vec<IpsecPeerSa>,
+}
+
+/// Data-plane counters of one tunnel interface, not tied to one SA.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct IpsecInterface {
+    pub interface: String,
+    /// `Crypto map tag:` — IOS names tunnel protection `Tunnel0-head-0`.
+    pub crypto_map_tag: String,
+    pub local_addr: IpAddr,
+    /// Packets dropped on the way out, by reason (no SA yet, no NHRP
+    /// mapping, queue full, …).
+    pub send_errors: Vec<Counter>,
+    /// Packets dropped on the way in, by reason (unknown SPI, plain GRE
+    /// from a protected peer, malformed, …).
+    pub recv_errors: Vec<Counter>,
+    /// Every other data-plane counter (packets and bytes through).
+    pub counters: Vec<Counter>,
+}
 
 /// `show crypto ipsec sa`, one block per (interface, peer, proxies).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -600,6 +792,93 @@ pub struct EspSa {
     pub status: SaStatus,
 }
 
+// ---------------------------------------------------------------- crypto session
+
+/// `show crypto session`: one peer's IKE and IPsec state.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct CryptoSession {
+    pub interface: String,
+    pub peer: IpAddr,
+    /// The peer's IKE port (500, or 4500 after NAT-T).
+    pub peer_port: u16,
+    /// Seconds since the first IPsec SA with the peer came up.
+    #[serde(default)]
+    pub uptime_secs: Option<u64>,
+    pub status: SessionStatus,
+    /// The peer's phase 1 identity, once authenticated.
+    #[serde(default)]
+    pub phase1_id: Option<String>,
+    pub ike_sas: Vec<SessionIkeSa>,
+    pub flows: Vec<SessionFlow>,
+}
+
+/// `Session status:` of `show crypto session`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionStatus {
+    /// IKE and IPsec SAs up.
+    UpActive,
+    /// IKE SA up, no IPsec SA.
+    UpIdle,
+    /// IPsec SAs without an IKE SA (manual keys, or IKE deleted).
+    UpNoIke,
+    /// IKE negotiating.
+    DownNegotiating,
+    Down,
+}
+
+impl SessionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionStatus::UpActive => "UP-ACTIVE",
+            SessionStatus::UpIdle => "UP-IDLE",
+            SessionStatus::UpNoIke => "UP-NO-IKE",
+            SessionStatus::DownNegotiating => "DOWN-NEGOTIATING",
+            SessionStatus::Down => "DOWN",
+        }
+    }
+}
+
+/// An IKE SA of a session.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct SessionIkeSa {
+    pub local: IpAddr,
+    pub local_port: u16,
+    pub remote: IpAddr,
+    pub remote_port: u16,
+    /// Phase 1 complete and not being replaced.
+    pub active: bool,
+    /// `D` (DPD), `N` (NAT-T), … as in `show crypto isakmp sa detail`.
+    pub capabilities: String,
+    pub conn_id: u32,
+    /// Seconds before the SA expires (0 before phase 1 completes).
+    pub lifetime_secs: u64,
+}
+
+/// An `IPSEC FLOW`: the proxies and the SAs protecting them.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct SessionFlow {
+    pub local: ProxyIdent,
+    pub remote: ProxyIdent,
+    /// Inbound and outbound SAs installed.
+    pub active_sas: u32,
+    pub decrypted: u64,
+    /// Inbound packets dropped (ICV, replay, length).
+    pub decrypt_drops: u64,
+    pub encrypted: u64,
+    /// Outbound packets that failed to be sent.
+    pub encrypt_drops: u64,
+    /// `life (KB/Sec)` left of the current inbound and outbound SAs.
+    pub inbound_life_kb: u64,
+    pub inbound_life_secs: u64,
+    pub outbound_life_kb: u64,
+    pub outbound_life_secs: u64,
+    #[serde(default)]
+    pub outbound_spi: Option<u32>,
+    /// IOS transform words, e.g. `esp-3des esp-md5-hmac`.
+    pub transform: String,
+}
+
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum EspMode {
@@ -634,6 +913,21 @@ mod tests {
         // `peer` may be left out.
         let r: Request = serde_json::from_str(r#"{"cmd":"clear_crypto_sa"}"#).unwrap();
         assert_eq!(r, Request::ClearCryptoSa { peer: None });
+        let one = Request::ClearNhrpEntry {
+            address: "192.168.1.2".parse().unwrap(),
+            prefix_len: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&one).unwrap(),
+            r#"{"cmd":"clear_nhrp_entry","address":"192.168.1.2"}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&Request::ClearCryptoSession {
+                remote: Some("172.16.0.2".parse().unwrap())
+            })
+            .unwrap(),
+            r#"{"cmd":"clear_crypto_session","remote":"172.16.0.2"}"#
+        );
         let d = Request::Debug {
             target: DebugTarget::CryptoIsakmp,
             on: true,

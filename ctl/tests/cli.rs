@@ -40,31 +40,70 @@ fn golden(name: &str) -> String {
 #[test]
 fn show_commands_print_ios_text() {
     let srv = common::start_fixture();
-    let cases: [(&[&str], &str); 9] = [
-        (&["show", "nhrp"], "show_ip_nhrp.txt"),
-        (&["show", "ip", "nhrp"], "show_ip_nhrp.txt"),
-        (&["sh", "ip", "nhrp"], "show_ip_nhrp.txt"),
-        (&["show", "nhrp", "nhs"], "show_ip_nhrp_nhs.txt"),
-        (&["show", "ip", "nhrp", "nhs"], "show_ip_nhrp_nhs.txt"),
-        (&["show", "dmvpn"], "show_dmvpn.txt"),
+    let sock = format!("--socket={}", srv.path.display());
+    let cases: Vec<(&str, &str)> = vec![
+        ("show nhrp", "show_ip_nhrp.txt"),
+        ("show ip nhrp", "show_ip_nhrp.txt"),
+        ("sh ip nh", "show_ip_nhrp.txt"),
+        ("sh ip nh br", "show_ip_nhrp_brief.txt"),
+        ("show nhrp nhs", "show_ip_nhrp_nhs.txt"),
+        ("show ip nhrp nhs detail", "show_ip_nhrp_nhs.txt"),
+        ("sh ip nh traf", "show_ip_nhrp_traffic.txt"),
+        ("show dmvpn", "show_dmvpn.txt"),
+        ("sh dm", "show_dmvpn.txt"),
+        ("sh dm det", "show_dmvpn_detail.txt"),
+        ("show crypto isakmp sa", "show_crypto_isakmp_sa.txt"),
+        ("sh cry isa sa", "show_crypto_isakmp_sa.txt"),
         (
-            &["show", "crypto", "isakmp", "sa"],
-            "show_crypto_isakmp_sa.txt",
+            "show crypto isakmp sa detail",
+            "show_crypto_isakmp_sa_detail.txt",
         ),
-        (
-            &["show", "crypto", "ipsec", "sa"],
-            "show_crypto_ipsec_sa.txt",
-        ),
-        // Options may also follow the command.
-        (
-            &["show", "dmvpn", "--socket", srv.path.to_str().unwrap()],
-            "show_dmvpn.txt",
-        ),
+        ("show crypto ipsec sa", "show_crypto_ipsec_sa.txt"),
+        ("show crypto session", "show_crypto_session.txt"),
+        ("sh cry sess det", "show_crypto_session_detail.txt"),
     ];
-    for (args, file) in cases {
-        let out = run(&srv.path, args);
-        assert_eq!(ok_stdout(&out), golden(file), "{args:?}");
+    for (line, file) in cases {
+        let args: Vec<&str> = line.split(' ').collect();
+        let out = run(&srv.path, &args);
+        assert_eq!(ok_stdout(&out), golden(file), "{line}");
     }
+    // Options may also follow the command.
+    let out = run(
+        &srv.path,
+        &["show", "dmvpn", "--socket", srv.path.to_str().unwrap()],
+    );
+    assert_eq!(ok_stdout(&out), golden("show_dmvpn.txt"));
+    let out = run(&srv.path, &["sh", "dm", &sock]);
+    assert_eq!(ok_stdout(&out), golden("show_dmvpn.txt"));
+}
+
+/// IOS's answers to a command line it cannot take: nothing reaches
+/// dmvpnd, exit status 2.
+#[test]
+fn ios_command_line_errors() {
+    let srv = common::start_fixture();
+    for (args, want) in [
+        (
+            &["sh", "cry", "i", "sa"][..],
+            "% Ambiguous command:  \"sh cry i sa\"\n",
+        ),
+        (
+            &["show", "dmvpn", "foo"][..],
+            "show dmvpn foo\n           ^\n% Invalid input detected at '^' marker.\n",
+        ),
+        (&["show", "crypto", "isakmp"][..], "% Incomplete command.\n"),
+    ] {
+        let out = run(&srv.path, args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(out.stdout.is_empty());
+        assert_eq!(String::from_utf8(out.stderr).unwrap(), want, "{args:?}");
+    }
+    // `?` lists what may follow, as on IOS.
+    let out = run(&srv.path, &["show", "crypto", "isakmp", "sa", "?"]);
+    assert_eq!(
+        ok_stdout(&out),
+        "  detail  Local and remote, algorithms, lifetime\n  <cr>\n"
+    );
 }
 
 #[test]
@@ -77,6 +116,15 @@ fn json_output_is_the_response() {
             Request::ShowCryptoIpsecSa,
         ),
         (&["--json", "clear", "nhrp"][..], Request::ClearNhrp),
+        (
+            &["sh", "ip", "nh", "traffic", "--json"][..],
+            Request::ShowNhrpTraffic,
+        ),
+        (&["--json", "sh", "dm", "det"][..], Request::ShowDmvpnDetail),
+        (
+            &["--json", "sh", "cry", "ses"][..],
+            Request::ShowCryptoSession,
+        ),
     ] {
         let text = ok_stdout(&run(&srv.path, args));
         let got: Response = serde_json::from_str(&text).unwrap();
@@ -102,6 +150,14 @@ fn clear_and_debug() {
         ok_stdout(&run(&srv.path, &["clear", "crypto", "sa", "172.16.0.1"])),
         ""
     );
+    for args in [
+        &["clear", "ip", "nhrp", "192.168.1.2"][..],
+        &["cle", "ip", "nh", "10.2.2.0", "255.255.255.0"][..],
+        &["clear", "crypto", "session"][..],
+        &["clear", "crypto", "session", "remote", "172.16.0.1"][..],
+    ] {
+        assert_eq!(ok_stdout(&run(&srv.path, args)), "", "{args:?}");
+    }
     // dmvpnd refusing is one line and exit 1.
     let out = run(&srv.path, &["clear", "crypto", "sa", "172.16.0.99"]);
     assert_eq!(out.status.code(), Some(1));
@@ -114,7 +170,7 @@ fn clear_and_debug() {
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         String::from_utf8(out.stderr).unwrap(),
-        "dmvpnctl: `nonsense` is not an IP address\n"
+        "clear crypto sa peer nonsense\n                     ^\n% Invalid input detected at '^' marker.\n"
     );
 
     for (args, want) in [
@@ -151,7 +207,7 @@ fn clear_and_debug() {
     assert!(
         String::from_utf8(out.stderr)
             .unwrap()
-            .starts_with("dmvpnctl: unknown debug area `bgp`")
+            .ends_with("% Invalid input detected at '^' marker.\n")
     );
     let out = run(&srv.path, &["--json", "debug", "nhrp"]);
     let got: Response = serde_json::from_slice(&out.stdout).unwrap();
@@ -190,6 +246,12 @@ fn default_socket_and_help() {
     assert!(help.contains("/run/dmvpn/dmvpnd.sock"), "{help}");
     for cmd in ["show", "clear", "debug", "undebug", "import-ios"] {
         assert!(help.contains(cmd), "{cmd} missing from {help}");
+    }
+    for c in dmvpn_ctl::command::commands() {
+        assert!(
+            help.contains(&format!("\n  {c}\n")),
+            "{c} missing from {help}"
+        );
     }
     let out = Command::new(env!("CARGO_BIN_EXE_dmvpnctl"))
         .args(["show", "crypto", "--help"])

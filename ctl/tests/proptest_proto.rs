@@ -21,11 +21,21 @@ fn request() -> impl Strategy<Value = Request> {
     prop_oneof![
         Just(Request::ShowNhrp),
         Just(Request::ShowNhrpNhs),
+        Just(Request::ShowNhrpTraffic),
         Just(Request::ShowDmvpn),
+        Just(Request::ShowDmvpnDetail),
         Just(Request::ShowCryptoIsakmpSa),
         Just(Request::ShowCryptoIpsecSa),
+        Just(Request::ShowCryptoSession),
         Just(Request::ClearNhrp),
+        (addr(), prop::option::of(any::<u8>())).prop_map(|(address, prefix_len)| {
+            Request::ClearNhrpEntry {
+                address,
+                prefix_len,
+            }
+        }),
         prop::option::of(addr()).prop_map(|peer| Request::ClearCryptoSa { peer }),
+        prop::option::of(addr()).prop_map(|remote| Request::ClearCryptoSession { remote }),
         (target(), any::<bool>()).prop_map(|(target, on)| Request::Debug { target, on }),
     ]
 }
@@ -36,9 +46,6 @@ fn nhrp_entry() -> impl Strategy<Value = NhrpEntry> {
         NhrpEntryType::Dynamic,
         NhrpEntryType::Incomplete,
         NhrpEntryType::Negative,
-        NhrpEntryType::Local,
-        NhrpEntryType::Nhs,
-        NhrpEntryType::Cached,
     ]);
     let flag = prop::sample::select(vec![
         NhrpFlag::Authoritative,
@@ -225,11 +232,18 @@ proptest! {
     }
 
     #[test]
+    fn nhrp_brief_renders_any_entry(entries in prop::collection::vec(nhrp_entry(), 0..6)) {
+        let text = render::nhrp_brief(&entries);
+        prop_assert!(text.lines().all(|l| l == l.trim_end()));
+    }
+
+    #[test]
     fn ipsec_round_trip_and_render(peers in prop::collection::vec(ipsec_peer(), 0..4)) {
-        let resp = Response::Ok(Reply::IpsecSa(peers.clone()));
+        let report = IpsecSaReport { interfaces: Vec::new(), peers: peers.clone() };
+        let resp = Response::Ok(Reply::IpsecSa(report.clone()));
         let line = serde_json::to_string(&resp).unwrap();
         prop_assert_eq!(serde_json::from_str::<Response>(&line).unwrap(), resp);
-        let text = render::ipsec_sa(&peers);
+        let text = render::ipsec_sa(&report);
         let spis = peers.iter().map(|p| p.inbound.len() + p.outbound.len()).sum::<usize>();
         prop_assert_eq!(text.matches("      spi: 0x").count(), spis);
     }

@@ -1,17 +1,22 @@
-//! IOS-shaped text for fixed snapshots, compared with `tests/golden/*.txt`.
-//! After a deliberate format change, regenerate with `UPDATE_GOLDEN=1` and
-//! review the diff.
+//! IOS-shaped text for the fixed snapshots of `common`, compared with
+//! `tests/golden/*.txt`, and the samples of docs/operations.md compared
+//! with what the program prints for the command above each of them.
+//! After a deliberate format change, regenerate with `UPDATE_GOLDEN=1`
+//! and review the diff.
 
 mod common;
 
-use dmvpn_ctl::proto::{DebugTarget, Reply};
-use dmvpn_ctl::render;
+use dmvpn_ctl::command;
+use dmvpn_ctl::proto::{DebugTarget, Reply, Response};
+use dmvpn_ctl::render::{self, View};
 use std::path::PathBuf;
 
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
 fn check(name: &str, text: &str) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(name);
+    let path = root().join("tests/golden").join(name);
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::write(&path, text).unwrap();
     }
@@ -19,50 +24,99 @@ fn check(name: &str, text: &str) {
     assert_eq!(text, want, "{name} differs from {}", path.display());
 }
 
-#[test]
-fn show_ip_nhrp() {
-    check("show_ip_nhrp.txt", &render::nhrp(&common::nhrp()));
+/// What `dmvpnctl LINE` prints against the fixture daemon.
+fn output(line: &str) -> String {
+    let words: Vec<String> = line.split_whitespace().map(String::from).collect();
+    let parsed = command::parse(&words).unwrap_or_else(|e| panic!("{line}: {e}"));
+    parsed
+        .requests
+        .iter()
+        .map(|r| match common::answer(*r) {
+            Response::Ok(reply) => render::render_view(&reply, parsed.view),
+            Response::Error { message } => panic!("{line}: {message}"),
+        })
+        .collect()
 }
 
-#[test]
-fn show_ip_nhrp_nhs() {
-    check("show_ip_nhrp_nhs.txt", &render::nhs(&common::nhs()));
-}
+/// Every rendering, by the command that prints it.
+pub const GOLDEN: [(&str, &str); 12] = [
+    ("show ip nhrp", "show_ip_nhrp.txt"),
+    ("show ip nhrp brief", "show_ip_nhrp_brief.txt"),
+    ("show ip nhrp nhs", "show_ip_nhrp_nhs.txt"),
+    ("show ip nhrp traffic", "show_ip_nhrp_traffic.txt"),
+    ("show dmvpn", "show_dmvpn.txt"),
+    ("show dmvpn detail", "show_dmvpn_detail.txt"),
+    ("show crypto isakmp sa", "show_crypto_isakmp_sa.txt"),
+    (
+        "show crypto isakmp sa detail",
+        "show_crypto_isakmp_sa_detail.txt",
+    ),
+    ("show crypto ipsec sa", "show_crypto_ipsec_sa.txt"),
+    ("show crypto session", "show_crypto_session.txt"),
+    (
+        "show crypto session detail",
+        "show_crypto_session_detail.txt",
+    ),
+    ("debug nhrp", "debug_nhrp.txt"),
+];
 
 #[test]
-fn show_dmvpn() {
-    check("show_dmvpn.txt", &render::dmvpn(&common::dmvpn()));
+fn golden_renderings() {
+    for (line, file) in GOLDEN {
+        check(file, &output(line));
+    }
 }
 
+/// The IOS facts the goldens must keep, spelled out.
 #[test]
-fn show_crypto_isakmp_sa() {
-    check(
-        "show_crypto_isakmp_sa.txt",
-        &render::isakmp_sa(&common::isakmp()),
-    );
-}
-
-#[test]
-fn show_crypto_ipsec_sa() {
-    check(
-        "show_crypto_ipsec_sa.txt",
-        &render::ipsec_sa(&common::ipsec()),
-    );
+fn ios_layouts() {
+    // dst is the responder: the SA the NATed spoke started has us as dst.
+    let isakmp = output("show crypto isakmp sa");
+    assert!(isakmp.contains("\n172.16.0.1      172.16.0.3      QM_IDLE           1001 ACTIVE\n"));
+    assert!(isakmp.contains("\n172.16.0.3      172.16.9.2      QM_IDLE           1002 ACTIVE\n"));
+    // detail: Local is always us; IOS's algorithm words.
+    let detail = output("show crypto isakmp sa detail");
+    assert!(detail.contains(
+        "\n1002  172.16.0.3      172.16.9.2             ACTIVE aes  sha    psk  14 23:58:37 DN\n"
+    ));
+    // A peer with two entries counts 2, with the T2 and T1 attributes.
+    let dmvpn = output("show dmvpn");
+    assert!(dmvpn.contains(
+        "\n     2 172.16.9.2          192.168.1.2    UP 00:01:23  DNT2\n                           192.168.1.2    UP 00:01:23  DNT1\n"
+    ));
+    assert!(dmvpn.contains("\n     1 UNKNOWN             192.168.1.4  NHRP 00:00:02    IX\n"));
+    let nhrp = output("show ip nhrp");
+    assert!(nhrp.contains("10.2.2.0/24 via 192.168.1.2\n   Tunnel0 created 00:01:23, expire 00:08:37\n   Type: dynamic, Flags: router used rib nho\n"));
+    // Data-plane drops at the top of show crypto ipsec sa.
+    let ipsec = output("show crypto ipsec sa");
+    assert!(ipsec.starts_with(
+        "interface: Tunnel0\n    Crypto map tag: Tunnel0-head-0, local addr 172.16.0.3\n    #send errors 2, #recv errors 1\n    #pkts no nhrp mapping (send) 2, #pkts invalid sa (rcv) 1\n"
+    ));
 }
 
 #[test]
 fn empty_tables() {
     assert_eq!(render::nhrp(&[]), "");
-    assert_eq!(render::ipsec_sa(&[]), "");
+    assert_eq!(
+        render::ipsec_sa(&dmvpn_ctl::proto::IpsecSaReport {
+            interfaces: Vec::new(),
+            peers: Vec::new()
+        }),
+        ""
+    );
     assert_eq!(
         render::isakmp_sa(&[]),
         "IPv4 Crypto ISAKMP SA\n\
          dst             src             state          conn-id status\n\
          \n\
          IPv6 Crypto ISAKMP SA\n\
-         dst             src             state          conn-id status\n"
+         \n"
     );
     assert!(render::dmvpn(&[]).starts_with("Legend: Attrb --> S - Static"));
+    assert_eq!(
+        render::crypto_session(&[]),
+        "Crypto session current status\n\n"
+    );
 }
 
 #[test]
@@ -78,6 +132,10 @@ fn debug_and_clear() {
     };
     assert_eq!(render::render(&off), "Crypto ISAKMP debugging is off\n");
     assert_eq!(render::render(&Reply::Cleared { count: 5 }), "");
+    assert_eq!(
+        render::render_view(&Reply::Cleared { count: 5 }, View::Detail),
+        ""
+    );
 }
 
 #[test]
@@ -90,25 +148,71 @@ fn time_and_spi_formats() {
     assert_eq!(render::duration(53 * 7 * 86_400), "1y1w");
     assert_eq!(render::spi(0x1A2B3C4D), "0x1A2B3C4D(439041101)");
     assert_eq!(render::spi(0xEA8C83C1), "0xEA8C83C1(3935077313)");
-    assert_eq!(render::spi(0x45), "0x00000045(69)");
+    // IOS does not pad: `0x53ABB47(87735111)`.
+    assert_eq!(render::spi(0x53ABB47), "0x53ABB47(87735111)");
 }
 
-/// docs/operations.md shows these very outputs.
+/// Splits docs/operations.md's sample section into (command, sample):
+/// each "### `dmvpnctl COMMAND`" heading and the first code block under it.
+fn doc_samples() -> Vec<(String, String)> {
+    let doc = std::fs::read_to_string(root().join("../docs/operations.md")).unwrap();
+    let mut out = Vec::new();
+    let mut lines = doc.lines();
+    while let Some(l) = lines.next() {
+        let Some(cmd) = l
+            .strip_prefix("### `dmvpnctl ")
+            .and_then(|r| r.strip_suffix('`'))
+        else {
+            continue;
+        };
+        for l in lines.by_ref() {
+            if l == "```" {
+                break;
+            }
+        }
+        let mut sample = String::new();
+        for l in lines.by_ref() {
+            if l == "```" {
+                break;
+            }
+            sample.push_str(l);
+            sample.push('\n');
+        }
+        out.push((cmd.to_string(), sample));
+    }
+    out
+}
+
+/// docs/operations.md shows exactly what dmvpnctl prints, for every
+/// rendering there is.
 #[test]
-fn operations_doc_matches() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let doc = std::fs::read_to_string(root.join("../docs/operations.md")).unwrap();
-    for f in [
-        "show_ip_nhrp.txt",
-        "show_ip_nhrp_nhs.txt",
-        "show_dmvpn.txt",
-        "show_crypto_isakmp_sa.txt",
-        "show_crypto_ipsec_sa.txt",
-    ] {
-        let text = std::fs::read_to_string(root.join("tests/golden").join(f)).unwrap();
+fn operations_doc_samples_are_program_output() {
+    let samples = doc_samples();
+    for (cmd, sample) in &samples {
+        assert_eq!(&output(cmd), sample, "sample of `dmvpnctl {cmd}`");
+    }
+    for (line, _) in GOLDEN {
         assert!(
-            doc.contains(&format!("```\n{text}```\n")),
-            "{f} not in operations.md"
+            samples.iter().any(|(c, _)| c == line),
+            "docs/operations.md has no sample of `{line}`"
+        );
+    }
+}
+
+/// Every IOS command dmvpnctl takes is in the docs' command table.
+#[test]
+fn operations_doc_lists_every_command() {
+    let doc = std::fs::read_to_string(root().join("../docs/operations.md")).unwrap();
+    for c in command::commands() {
+        let c = c.replace("ADDRESS", "ADDR");
+        let shown = doc
+            .lines()
+            .filter(|l| l.starts_with('|'))
+            .map(|l| l.replace(['[', ']'], ""))
+            .any(|l| l.contains(&c));
+        assert!(
+            shown,
+            "`{c}` missing from the command table of docs/operations.md"
         );
     }
 }

@@ -14,10 +14,18 @@ fn all_requests() -> Vec<Request> {
     let mut v = vec![
         Request::ShowNhrp,
         Request::ShowNhrpNhs,
+        Request::ShowNhrpTraffic,
         Request::ShowDmvpn,
+        Request::ShowDmvpnDetail,
         Request::ShowCryptoIsakmpSa,
         Request::ShowCryptoIpsecSa,
+        Request::ShowCryptoSession,
         Request::ClearNhrp,
+        Request::ClearNhrpEntry {
+            address: ip("192.168.1.2"),
+            prefix_len: Some(32),
+        },
+        Request::ClearCryptoSession { remote: None },
         Request::ClearCryptoSa { peer: None },
         Request::ClearCryptoSa {
             peer: Some(ip("172.16.0.1")),

@@ -93,6 +93,9 @@ pub struct CacheEntry {
     pub unique: bool,
     /// Used by the data path since the last refresh.
     pub used: bool,
+    /// Learned from the source of a resolution request we answered, not
+    /// from a reply to our own request (IOS flag `implicit`).
+    pub implicit: bool,
 }
 
 impl CacheEntry {
@@ -111,6 +114,7 @@ impl CacheEntry {
             holding_time: 0,
             unique: false,
             used: false,
+            implicit: false,
         }
     }
 

@@ -21,6 +21,7 @@ use crate::cache::{Cache, CacheEntry, EntryType, contains, mask, max_len};
 use crate::ext::{AUTH_TYPE_CLEARTEXT, ExtBody, Extension};
 use crate::limit::{Reason, WarnLimiter};
 use crate::time::Instant;
+use crate::traffic::Traffic;
 use crate::wire::{
     Body, Cie, DEFAULT_HOP_COUNT, Packet, PacketType, addr_to_ip, code, error_code, flags,
     ip_to_addr,
@@ -482,6 +483,7 @@ pub struct Engine {
     gone: HashSet<IpAddr>,
     warns: WarnLimiter,
     stats: Stats,
+    traffic: Traffic,
 }
 
 fn host_len(a: IpAddr) -> u8 {
@@ -579,6 +581,7 @@ impl Engine {
             gone: HashSet::new(),
             warns: WarnLimiter::new(cfg_warn),
             stats: Stats::default(),
+            traffic: Traffic::default(),
         }
     }
 
@@ -595,6 +598,20 @@ impl Engine {
     /// Counters.
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// Packets sent and received by type (`show ip nhrp traffic`).
+    pub fn traffic(&self) -> &Traffic {
+        &self.traffic
+    }
+
+    /// Traffic Indications sent in the current `max_send` window.
+    pub fn max_send_used(&self, now: Instant) -> u32 {
+        if now.saturating_since(self.send_window.0) >= self.cfg.max_send_interval {
+            0
+        } else {
+            self.send_window.1
+        }
     }
 
     /// Our post-NAT NBMA address, if an NHS told us we are behind NAT.
@@ -903,6 +920,7 @@ impl Engine {
         self.log_send("Send", ty, bytes.len(), src, dst);
         debug!(target: TARGET, "NHRP: {} bytes out {}", bytes.len(), self.cfg.interface);
         self.stats.tx += 1;
+        self.traffic.sent.count(ty);
         self.transmits.push_back(Transmit {
             dst_nbma: to,
             payload: bytes,
@@ -1046,6 +1064,7 @@ impl Engine {
                 return;
             }
         };
+        self.traffic.received.count(p.packet_type);
         let raw = &bytes[..bytes.len().min(p.emit().len())];
         debug!(
             target: TARGET,
@@ -1773,6 +1792,14 @@ impl Engine {
             if relayed || refresh {
                 self.install_shortcut(now, src, host_len(src), src, to, ht);
             }
+            // Learned only from the request we answer: IOS's `implicit`.
+            if relayed
+                && !refresh
+                && let Some(e) = self.cache.get_mut(src, host_len(src))
+                && e.kind == EntryType::Cached
+            {
+                e.implicit = true;
+            }
         }
         let bytes = r.emit();
         if self.cfg.wait_for_ipsec && !self.sa_up.contains(&to) {
@@ -2041,6 +2068,7 @@ impl Engine {
             &f.dst_proto,
         );
         self.stats.tx += 1;
+        self.traffic.sent.count(f.packet_type);
         self.transmits.push_back(Transmit {
             dst_nbma: to,
             payload: bytes,
@@ -2164,6 +2192,33 @@ impl Engine {
                 nbma: e.nbma,
             }),
             _ => {}
+        }
+    }
+
+    /// `clear ip nhrp ADDRESS [MASK]`: drops the dynamic, cached,
+    /// incomplete or negative entry for exactly `prefix/prefix_len`
+    /// (configured ones stay). Returns how many entries went (0 or 1).
+    pub fn clear_entry(&mut self, prefix: IpAddr, prefix_len: u8) -> u64 {
+        let clearable = self.cache.get(prefix, prefix_len).is_some_and(|e| {
+            matches!(
+                e.kind,
+                EntryType::Dynamic
+                    | EntryType::Cached
+                    | EntryType::Incomplete
+                    | EntryType::Negative
+            )
+        });
+        if !clearable {
+            return 0;
+        }
+        let host = prefix_len == host_len(prefix);
+        self.resolutions.retain(|_, p| !(host && p.dst == prefix));
+        match self.cache.remove(prefix, prefix_len) {
+            Some(e) => {
+                self.entry_gone_event(e);
+                1
+            }
+            None => 0,
         }
     }
 

@@ -9,7 +9,8 @@
 //! - [`engine`]: the sans-IO NHC/NHS state machine ([`Engine`]), driven
 //!   with `handle` / `handle_timeout` / `poll_transmit` / `poll_timeout`
 //!   / `poll_event`; [`cache`]: its protocol → NBMA cache; [`time`]: the
-//!   virtual [`Instant`] it runs on.
+//!   virtual [`Instant`] it runs on; [`traffic`]: packets sent and
+//!   received by type.
 #![warn(missing_docs)]
 
 pub mod cache;
@@ -22,6 +23,7 @@ pub mod gre;
 pub mod ipv4;
 mod limit;
 pub mod time;
+pub mod traffic;
 pub mod wire;
 
 pub use engine::{Config, Engine, Event, NextHop, NhsConfig, Password, Transmit};

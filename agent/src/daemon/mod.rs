@@ -364,17 +364,42 @@ fn answer(
     match req {
         Request::ShowNhrp => Response::Ok(Reply::Nhrp(node.show_nhrp(now))),
         Request::ShowNhrpNhs => Response::Ok(Reply::NhrpNhs(node.show_nhrp_nhs(now))),
+        Request::ShowNhrpTraffic => {
+            let st = dp.stats();
+            Response::Ok(Reply::NhrpTraffic(node.show_nhrp_traffic(now, Some(&st))))
+        }
         Request::ShowDmvpn => Response::Ok(Reply::Dmvpn(node.show_dmvpn(now))),
+        Request::ShowDmvpnDetail => {
+            let st = dp.stats();
+            Response::Ok(Reply::DmvpnDetail(node.show_dmvpn_detail(now, Some(&st))))
+        }
         Request::ShowCryptoIsakmpSa => Response::Ok(Reply::IsakmpSa(node.show_isakmp_sa(now))),
         Request::ShowCryptoIpsecSa => {
             let st = dp.stats();
-            Response::Ok(Reply::IpsecSa(node.show_ipsec_sa(now, Some(&st))))
+            Response::Ok(Reply::IpsecSa(node.show_ipsec_sa_report(now, Some(&st))))
+        }
+        Request::ShowCryptoSession => {
+            let st = dp.stats();
+            Response::Ok(Reply::CryptoSession(
+                node.show_crypto_session(now, Some(&st)),
+            ))
         }
         Request::ClearNhrp => Response::Ok(Reply::Cleared {
             count: node.clear_nhrp(now),
         }),
+        Request::ClearNhrpEntry {
+            address,
+            prefix_len,
+        } => Response::Ok(Reply::Cleared {
+            count: node.clear_nhrp_entry(now, address, prefix_len),
+        }),
         Request::ClearCryptoSa { peer } => Response::Ok(Reply::Cleared {
             count: node.clear_crypto_sa(now, peer),
+        }),
+        // IOS's `clear crypto session` deletes the IKE and IPsec SAs, as
+        // `clear crypto sa` does here.
+        Request::ClearCryptoSession { remote } => Response::Ok(Reply::Cleared {
+            count: node.clear_crypto_sa(now, remote),
         }),
         Request::Debug { target, on } => log.set(target, on),
     }

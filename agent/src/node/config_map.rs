@@ -45,6 +45,8 @@ pub struct NodeConfig {
     pub gre_key: Option<u32>,
     /// GRE over IPsec (`tunnel protection`).
     pub protected: bool,
+    /// Name of the IPsec profile protecting the tunnel (`show dmvpn detail`).
+    pub protection_profile: Option<String>,
     /// Spoke-to-spoke SAs with no traffic this long are deleted.
     pub idle_time: Option<Duration>,
     /// Prefixes routed into the tunnel (besides the tunnel subnet).
@@ -337,6 +339,7 @@ pub fn map(cfg: &Config) -> Result<NodeConfig, MapError> {
         mtu: t.mtu,
         gre_key: t.key,
         protected: profile.is_some(),
+        protection_profile: t.protection.clone(),
         idle_time: profile
             .and_then(|p| p.idle_time)
             .map(|s| Duration::from_secs(u64::from(s))),

@@ -308,7 +308,11 @@ impl Lab {
             Reply::Dmvpn(ifs) => ifs
                 .iter()
                 .flat_map(|i| i.peers.iter())
-                .flat_map(|p| p.entries.iter().map(move |e| (p.nbma, e.state)))
+                .flat_map(|p| {
+                    p.entries
+                        .iter()
+                        .filter_map(move |e| Some((p.nbma?, e.state)))
+                })
                 .collect(),
             r => panic!("unexpected reply {r:?}"),
         }
@@ -323,7 +327,7 @@ impl Lab {
 
     pub fn ipsec(&self, ns: &str) -> Vec<IpsecPeerSa> {
         match self.ctl(ns, Request::ShowCryptoIpsecSa) {
-            Reply::IpsecSa(v) => v,
+            Reply::IpsecSa(r) => r.peers,
             r => panic!("unexpected reply {r:?}"),
         }
     }
@@ -331,7 +335,7 @@ impl Lab {
     pub fn ipsec_with(&self, ns: &str, peer: &str) -> Option<IpsecPeerSa> {
         let ip: IpAddr = peer.parse().unwrap();
         match self.ctl(ns, Request::ShowCryptoIpsecSa) {
-            Reply::IpsecSa(v) => v.into_iter().find(|p| p.current_peer == ip),
+            Reply::IpsecSa(r) => r.peers.into_iter().find(|p| p.current_peer == ip),
             r => panic!("unexpected reply {r:?}"),
         }
     }

@@ -1,6 +1,10 @@
-//! Fixed snapshots: spoke 192.168.1.3 (NBMA 172.16.0.3) with hub
-//! 192.168.1.1 (172.16.0.1) and a shortcut to spoke 192.168.1.2
-//! (172.16.0.2, behind NAT as 172.16.9.2), as in the seed topology.
+//! Fixed snapshots of one state, used by every renderer test and by the
+//! samples in docs/operations.md: spoke 192.168.1.3 (NBMA 172.16.0.3,
+//! LAN 10.3.3.0/24) registered with hub 192.168.1.1 (172.16.0.1); a
+//! second NHS 192.168.1.9 (172.16.0.9) that does not answer (IKE stuck in
+//! MM_KEY_EXCH); a phase 3 shortcut to spoke 192.168.1.2 and its LAN
+//! 10.2.2.0/24, behind NAT (172.16.0.2 inside, 172.16.9.2 outside), whose
+//! SA that spoke started; a resolution under way for 192.168.1.4.
 #![allow(dead_code)]
 
 use dmvpn_ctl::proto::*;
@@ -10,70 +14,55 @@ pub fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
+const DAY: u64 = 93_784; // 1d02h
+const SHORTCUT_AGE: u64 = 83; // 00:01:23
+const SHORTCUT_LEFT: u64 = 517; // 00:08:37 of a 600 s holding time
+
+fn entry(prefix: &str, len: u8, via: Option<&str>, nbma: Option<&str>) -> NhrpEntry {
+    NhrpEntry {
+        prefix: ip(prefix),
+        prefix_len: len,
+        via: via.map(ip),
+        interface: "Tunnel0".into(),
+        created_secs: DAY,
+        expire_secs: None,
+        entry_type: NhrpEntryType::Static,
+        flags: Vec::new(),
+        nbma: nbma.map(ip),
+        claimed_nbma: None,
+        cache_hits: None,
+    }
+}
+
 pub fn nhrp() -> Vec<NhrpEntry> {
+    use NhrpFlag::*;
+    let shortcut = |prefix: &str, len: u8, flags: Vec<NhrpFlag>| NhrpEntry {
+        created_secs: SHORTCUT_AGE,
+        expire_secs: Some(SHORTCUT_LEFT),
+        entry_type: NhrpEntryType::Dynamic,
+        flags,
+        claimed_nbma: Some(ip("172.16.0.2")),
+        ..entry(prefix, len, Some("192.168.1.2"), Some("172.16.9.2"))
+    };
     vec![
+        shortcut("10.2.2.0", 24, vec![Router, Used, Rib, Nho]),
         NhrpEntry {
-            prefix: ip("10.2.2.0"),
-            prefix_len: 24,
-            via: Some(ip("192.168.1.2")),
-            interface: "Tunnel0".into(),
-            created_secs: 83,
-            expire_secs: Some(7117),
-            entry_type: NhrpEntryType::Dynamic,
-            flags: vec![
-                NhrpFlag::Used,
-                NhrpFlag::Router,
-                NhrpFlag::Rib,
-                NhrpFlag::Nho,
-            ],
-            nbma: Some(ip("172.16.9.2")),
-            claimed_nbma: Some(ip("172.16.0.2")),
-            cache_hits: None,
+            flags: vec![Local, NoSocket],
+            ..entry("10.3.3.0", 24, Some("192.168.1.3"), Some("172.16.0.3"))
         },
         NhrpEntry {
-            prefix: ip("192.168.1.1"),
-            prefix_len: 32,
-            via: Some(ip("192.168.1.1")),
-            interface: "Tunnel0".into(),
-            created_secs: 93_784,
-            expire_secs: None,
-            entry_type: NhrpEntryType::Static,
-            flags: vec![NhrpFlag::Used],
-            nbma: Some(ip("172.16.0.1")),
-            claimed_nbma: None,
-            cache_hits: None,
+            flags: vec![Used],
+            ..entry("192.168.1.1", 32, Some("192.168.1.1"), Some("172.16.0.1"))
         },
+        shortcut("192.168.1.2", 32, vec![Router, Used, Nhop, Rib, Nho]),
         NhrpEntry {
-            prefix: ip("192.168.1.2"),
-            prefix_len: 32,
-            via: Some(ip("192.168.1.2")),
-            interface: "Tunnel0".into(),
-            created_secs: 83,
-            expire_secs: Some(7117),
-            entry_type: NhrpEntryType::Dynamic,
-            flags: vec![
-                NhrpFlag::Used,
-                NhrpFlag::Router,
-                NhrpFlag::Nhop,
-                NhrpFlag::Nat,
-            ],
-            nbma: Some(ip("172.16.9.2")),
-            claimed_nbma: Some(ip("172.16.0.2")),
-            cache_hits: None,
-        },
-        NhrpEntry {
-            prefix: ip("192.168.1.4"),
-            prefix_len: 32,
-            via: None,
-            interface: "Tunnel0".into(),
-            created_secs: 7,
-            expire_secs: Some(177),
+            created_secs: 2,
+            expire_secs: Some(13),
             entry_type: NhrpEntryType::Incomplete,
-            flags: vec![NhrpFlag::Negative],
-            nbma: None,
-            claimed_nbma: None,
-            cache_hits: Some(4),
+            flags: vec![Negative],
+            ..entry("192.168.1.4", 32, None, None)
         },
+        entry("192.168.1.9", 32, Some("192.168.1.9"), Some("172.16.0.9")),
     ]
 }
 
@@ -117,147 +106,370 @@ pub fn nhs() -> Vec<NhsEntry> {
     ]
 }
 
+pub fn nhrp_traffic() -> Vec<NhrpTraffic> {
+    vec![NhrpTraffic {
+        interface: "Tunnel0".into(),
+        max_send_packets: 100,
+        max_send_secs: 10,
+        max_send_used: 0,
+        sent: NhrpTypeCounts {
+            resolution_request: 3,
+            resolution_reply: 1,
+            registration_request: 117,
+            ..Default::default()
+        },
+        received: NhrpTypeCounts {
+            resolution_request: 1,
+            resolution_reply: 2,
+            registration_reply: 105,
+            traffic_indication: 2,
+            ..Default::default()
+        },
+        drops: vec![
+            Counter::new("rx_malformed", "Malformed", 0),
+            Counter::new("rx_auth_failed", "Authentication Failure", 1),
+            Counter::new(
+                "traffic_indications_limited",
+                "Traffic Indication Limited",
+                0,
+            ),
+            Counter::new("no_route", "No NHRP Mapping", 2),
+        ],
+    }]
+}
+
+fn row(
+    tunnel: &str,
+    target: &str,
+    target_len: u8,
+    state: DmvpnState,
+    updn_secs: u64,
+    attrs: Vec<DmvpnAttr>,
+) -> DmvpnPeerEntry {
+    DmvpnPeerEntry {
+        tunnel: ip(tunnel),
+        target: ip(target),
+        target_len,
+        state,
+        updn_secs,
+        attrs,
+    }
+}
+
 pub fn dmvpn() -> Vec<DmvpnInterface> {
+    use DmvpnAttr::*;
     vec![DmvpnInterface {
         interface: "Tunnel0".into(),
         role: DmvpnRole::Spoke,
         peers: vec![
             DmvpnPeer {
-                nbma: ip("172.16.0.1"),
-                entries: vec![DmvpnPeerEntry {
-                    tunnel: ip("192.168.1.1"),
-                    state: DmvpnState::Up,
-                    updn_secs: 93_784,
-                    attrs: vec![DmvpnAttr::Static],
-                }],
+                nbma: Some(ip("172.16.0.1")),
+                entries: vec![row(
+                    "192.168.1.1",
+                    "192.168.1.1",
+                    32,
+                    DmvpnState::Up,
+                    DAY,
+                    vec![Static],
+                )],
             },
             DmvpnPeer {
-                nbma: ip("172.16.9.2"),
+                nbma: Some(ip("172.16.0.9")),
+                entries: vec![row(
+                    "192.168.1.9",
+                    "192.168.1.9",
+                    32,
+                    DmvpnState::Ike,
+                    DAY,
+                    vec![Static],
+                )],
+            },
+            DmvpnPeer {
+                nbma: Some(ip("172.16.9.2")),
                 entries: vec![
-                    DmvpnPeerEntry {
-                        tunnel: ip("192.168.1.2"),
-                        state: DmvpnState::Up,
-                        updn_secs: 83,
-                        attrs: vec![DmvpnAttr::RouteInstalled, DmvpnAttr::Dynamic],
-                    },
-                    DmvpnPeerEntry {
-                        tunnel: ip("192.168.1.2"),
-                        state: DmvpnState::Up,
-                        updn_secs: 83,
-                        attrs: vec![
-                            DmvpnAttr::Dynamic,
-                            DmvpnAttr::Nated,
-                            DmvpnAttr::NexthopOverride,
-                        ],
-                    },
+                    row(
+                        "192.168.1.2",
+                        "192.168.1.2",
+                        32,
+                        DmvpnState::Up,
+                        SHORTCUT_AGE,
+                        vec![Dynamic, Nated, NexthopOverride],
+                    ),
+                    row(
+                        "192.168.1.2",
+                        "10.2.2.0",
+                        24,
+                        DmvpnState::Up,
+                        SHORTCUT_AGE,
+                        vec![Dynamic, Nated, RouteInstalled],
+                    ),
                 ],
             },
             DmvpnPeer {
-                nbma: ip("172.16.0.4"),
-                entries: vec![DmvpnPeerEntry {
-                    tunnel: ip("192.168.1.4"),
-                    state: DmvpnState::Ike,
-                    updn_secs: 5,
-                    attrs: vec![DmvpnAttr::Incomplete],
-                }],
+                nbma: None,
+                entries: vec![row(
+                    "192.168.1.4",
+                    "192.168.1.4",
+                    32,
+                    DmvpnState::Nhrp,
+                    2,
+                    vec![Incomplete, NoSocket],
+                )],
             },
         ],
+        tunnel_addr: Some(ip("192.168.1.3")),
+        source: Some(ip("172.16.0.3")),
+        destination: None,
+        protection: Some("cisco".into()),
     }]
 }
 
 pub fn isakmp() -> Vec<IsakmpSa> {
+    let details = |encryption: &str, key_bits, hash: &str, dh_group, left, nat_t| {
+        Some(IsakmpDetails {
+            encryption: encryption.into(),
+            key_bits,
+            hash: hash.into(),
+            auth: "psk".into(),
+            dh_group,
+            lifetime_remaining_secs: left,
+            dpd: true,
+            nat_t,
+            aggressive: false,
+        })
+    };
     vec![
         IsakmpSa {
-            dst: ip("172.16.0.1"),
-            src: ip("172.16.0.3"),
+            local: ip("172.16.0.3"),
+            remote: ip("172.16.0.1"),
+            initiator: true,
             state: IsakmpState::QmIdle,
             conn_id: 1001,
             status: SaStatus::Active,
-            details: Some(IsakmpDetails {
-                encryption: "des".into(),
-                hash: "md5".into(),
-                auth: "psk".into(),
-                dh_group: 1,
-                lifetime_remaining_secs: 86_388,
-                dpd: true,
-                nat_t: false,
-                aggressive: false,
-            }),
+            details: details("des", 56, "md5", 1, 83_988, false),
         },
         IsakmpSa {
-            dst: ip("172.16.0.3"),
-            src: ip("172.16.9.2"),
+            local: ip("172.16.0.3"),
+            remote: ip("172.16.9.2"),
+            initiator: false,
             state: IsakmpState::QmIdle,
             conn_id: 1002,
             status: SaStatus::Active,
-            details: Some(IsakmpDetails {
-                encryption: "aes:256".into(),
-                hash: "sha".into(),
-                auth: "psk".into(),
-                dh_group: 14,
-                lifetime_remaining_secs: 86_317,
-                dpd: true,
-                nat_t: true,
-                aggressive: false,
-            }),
+            details: details("aes", 256, "sha", 14, 86_317, true),
         },
         IsakmpSa {
-            dst: ip("172.16.0.4"),
-            src: ip("172.16.0.3"),
+            local: ip("172.16.0.3"),
+            remote: ip("172.16.0.9"),
+            initiator: true,
             state: IsakmpState::MmKeyExch,
             conn_id: 1003,
             status: SaStatus::Active,
-            details: None,
+            details: details("des", 56, "md5", 1, 86_398, false),
         },
     ]
 }
 
-pub fn ipsec() -> Vec<IpsecPeerSa> {
-    let esp = |spi: u32, conn_id: u32, kb: u64, secs: u64| EspSa {
+fn gre(a: &str) -> ProxyIdent {
+    ProxyIdent {
+        addr: ip(a),
+        prefix_len: 32,
+        protocol: 47,
+        port: 0,
+    }
+}
+
+pub fn ipsec() -> IpsecSaReport {
+    let esp = |spi: u32, transform: &str, conn_id: u32, kb: u64, secs: u64, iv_size| EspSa {
         spi,
-        transform: "esp-3des esp-md5-hmac".into(),
+        transform: transform.into(),
         mode: EspMode::Transport,
         conn_id,
         remaining_kb: kb,
         remaining_secs: secs,
-        iv_size: 8,
+        iv_size,
         replay_detection: true,
         status: SaStatus::Active,
     };
-    vec![IpsecPeerSa {
+    let peer = |remote: &str, port, counters, inbound, outbound| IpsecPeerSa {
         interface: "Tunnel0".into(),
         crypto_map_tag: "Tunnel0-head-0".into(),
         local_addr: ip("172.16.0.3"),
-        local_ident: ProxyIdent {
-            addr: ip("172.16.0.3"),
-            prefix_len: 32,
-            protocol: 47,
-            port: 0,
-        },
-        remote_ident: ProxyIdent {
-            addr: ip("172.16.0.1"),
-            prefix_len: 32,
-            protocol: 47,
-            port: 0,
-        },
-        current_peer: ip("172.16.0.1"),
-        peer_port: 500,
-        counters: IpsecCounters {
-            encaps: 1120,
-            encrypt: 1120,
-            digest: 1120,
-            decaps: 1118,
-            decrypt: 1118,
-            verify: 1118,
-            replay_failed: 2,
-            verify_failed: 1,
-            ..Default::default()
-        },
+        local_ident: gre("172.16.0.3"),
+        remote_ident: gre(remote),
+        current_peer: ip(remote),
+        peer_port: port,
+        counters,
         path_mtu: 1500,
         pfs_dh_group: None,
-        inbound: vec![esp(0x6E42707E, 5547, 4607999, 98)],
-        outbound: vec![esp(0xEA8C83C1, 5548, 4607998, 98)],
-    }]
+        inbound,
+        outbound,
+    };
+    IpsecSaReport {
+        interfaces: vec![IpsecInterface {
+            interface: "Tunnel0".into(),
+            crypto_map_tag: "Tunnel0-head-0".into(),
+            local_addr: ip("172.16.0.3"),
+            send_errors: vec![
+                Counter::new("no_route", "no nhrp mapping", 2),
+                Counter::new("pending_dropped", "no sa", 0),
+                Counter::new("queue_full", "queue full", 0),
+            ],
+            recv_errors: vec![
+                Counter::new("invalid_spi", "invalid sa", 1),
+                Counter::new("unprotected", "unprotected gre", 0),
+            ],
+            counters: vec![Counter::new("tun_rx", "tun rx", 1298)],
+        }],
+        peers: vec![
+            peer(
+                "172.16.0.1",
+                500,
+                IpsecCounters {
+                    encaps: 1120,
+                    encrypt: 1120,
+                    digest: 1120,
+                    decaps: 1118,
+                    decrypt: 1118,
+                    verify: 1118,
+                    replay_failed: 2,
+                    verify_failed: 1,
+                    ..Default::default()
+                },
+                vec![esp(
+                    0x6E42707E,
+                    "esp-3des esp-md5-hmac",
+                    2001,
+                    4607999,
+                    98,
+                    8,
+                )],
+                vec![esp(
+                    0xEA8C83C1,
+                    "esp-3des esp-md5-hmac",
+                    2002,
+                    4607998,
+                    98,
+                    8,
+                )],
+            ),
+            peer(
+                "172.16.9.2",
+                4500,
+                IpsecCounters {
+                    encaps: 176,
+                    encrypt: 176,
+                    digest: 176,
+                    decaps: 174,
+                    decrypt: 174,
+                    verify: 174,
+                    ..Default::default()
+                },
+                vec![esp(
+                    0x3A1F00D2,
+                    "esp-256-aes esp-sha-hmac",
+                    2003,
+                    4607990,
+                    37,
+                    16,
+                )],
+                vec![esp(
+                    0x0B7C41E9,
+                    "esp-256-aes esp-sha-hmac",
+                    2004,
+                    4607989,
+                    37,
+                    16,
+                )],
+            ),
+        ],
+    }
+}
+
+pub fn sessions() -> Vec<CryptoSession> {
+    let ike =
+        |remote: &str, local_port, remote_port, active, caps: &str, conn_id, life| SessionIkeSa {
+            local: ip("172.16.0.3"),
+            local_port,
+            remote: ip(remote),
+            remote_port,
+            active,
+            capabilities: caps.into(),
+            conn_id,
+            lifetime_secs: life,
+        };
+    let flow = |remote: &str,
+                counts: (u64, u64, u64, u64),
+                life: (u64, u64, u64, u64),
+                spi: u32,
+                transform: &str| {
+        SessionFlow {
+            local: gre("172.16.0.3"),
+            remote: gre(remote),
+            active_sas: 2,
+            decrypted: counts.0,
+            decrypt_drops: counts.1,
+            encrypted: counts.2,
+            encrypt_drops: counts.3,
+            inbound_life_kb: life.0,
+            inbound_life_secs: life.1,
+            outbound_life_kb: life.2,
+            outbound_life_secs: life.3,
+            outbound_spi: Some(spi),
+            transform: transform.into(),
+        }
+    };
+    vec![
+        CryptoSession {
+            interface: "Tunnel0".into(),
+            peer: ip("172.16.0.1"),
+            peer_port: 500,
+            uptime_secs: Some(DAY),
+            status: SessionStatus::UpActive,
+            phase1_id: Some("172.16.0.1".into()),
+            ike_sas: vec![ike("172.16.0.1", 500, 500, true, "D", 1001, 83_988)],
+            flows: vec![flow(
+                "172.16.0.1",
+                (1118, 3, 1120, 0),
+                (4607999, 98, 4607998, 98),
+                0xEA8C83C1,
+                "esp-3des esp-md5-hmac",
+            )],
+        },
+        CryptoSession {
+            interface: "Tunnel0".into(),
+            peer: ip("172.16.0.9"),
+            peer_port: 500,
+            uptime_secs: None,
+            status: SessionStatus::DownNegotiating,
+            phase1_id: None,
+            ike_sas: vec![ike("172.16.0.9", 500, 500, false, "D", 1003, 86_398)],
+            flows: Vec::new(),
+        },
+        CryptoSession {
+            interface: "Tunnel0".into(),
+            peer: ip("172.16.9.2"),
+            peer_port: 4500,
+            uptime_secs: Some(SHORTCUT_AGE),
+            status: SessionStatus::UpActive,
+            phase1_id: Some("172.16.9.2".into()),
+            ike_sas: vec![ike("172.16.9.2", 4500, 4500, true, "DN", 1002, 86_317)],
+            flows: vec![flow(
+                "172.16.9.2",
+                (174, 0, 176, 0),
+                (4607990, 37, 4607989, 37),
+                0x0B7C41E9,
+                "esp-256-aes esp-sha-hmac",
+            )],
+        },
+    ]
+}
+
+pub fn dmvpn_detail() -> DmvpnDetail {
+    DmvpnDetail {
+        interfaces: dmvpn(),
+        nhs: nhs(),
+        sessions: sessions(),
+    }
 }
 
 /// What the test daemon answers: fixtures for `show`, echoes for the rest.
@@ -265,15 +477,25 @@ pub fn answer(req: Request) -> Response {
     Response::Ok(match req {
         Request::ShowNhrp => Reply::Nhrp(nhrp()),
         Request::ShowNhrpNhs => Reply::NhrpNhs(nhs()),
+        Request::ShowNhrpTraffic => Reply::NhrpTraffic(nhrp_traffic()),
         Request::ShowDmvpn => Reply::Dmvpn(dmvpn()),
+        Request::ShowDmvpnDetail => Reply::DmvpnDetail(dmvpn_detail()),
         Request::ShowCryptoIsakmpSa => Reply::IsakmpSa(isakmp()),
         Request::ShowCryptoIpsecSa => Reply::IpsecSa(ipsec()),
+        Request::ShowCryptoSession => Reply::CryptoSession(sessions()),
         Request::ClearNhrp => Reply::Cleared { count: 2 },
-        Request::ClearCryptoSa { peer: None } => Reply::Cleared { count: 3 },
-        Request::ClearCryptoSa { peer: Some(p) } if p == ip("172.16.0.1") => {
+        Request::ClearNhrpEntry { .. } => Reply::Cleared { count: 1 },
+        Request::ClearCryptoSa { peer: None } | Request::ClearCryptoSession { remote: None } => {
+            Reply::Cleared { count: 3 }
+        }
+        Request::ClearCryptoSa { peer: Some(p) }
+        | Request::ClearCryptoSession { remote: Some(p) }
+            if p == ip("172.16.0.1") =>
+        {
             Reply::Cleared { count: 1 }
         }
-        Request::ClearCryptoSa { peer: Some(p) } => {
+        Request::ClearCryptoSa { peer: Some(p) }
+        | Request::ClearCryptoSession { remote: Some(p) } => {
             return Response::error(format!("no SA with peer {p}"));
         }
         Request::Debug { target, on } => Reply::Debug { target, on },
