@@ -21,19 +21,27 @@
 //! ```
 
 use crate::proto::{MAX_REQUEST_LEN, Request, Response, parse_request};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
-/// Connections served at once; more wait in the listen backlog.
-const MAX_CONNECTIONS: usize = 32;
-/// A client that sends nothing for this long is disconnected.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Connections kept open at once. Every connection is accepted at once;
+/// beyond this, the oldest one not in the middle of a request is closed,
+/// so clients that connect and wait cannot lock operators out.
+pub const MAX_CONNECTIONS: usize = 64;
+/// A client that sends no request for this long is disconnected.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A request line must arrive whole within this time (no slow drip).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// A client that does not read its answer for this long is disconnected.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where and with which permissions to create the socket.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -295,6 +303,9 @@ where
 /// Accepts connections forever, one task per client. Must run inside a
 /// tokio runtime. Each client may send several request lines; each gets one
 /// response line. Bad input gets an `Error` response, never a panic.
+/// Clients that stay idle, drip a request or do not read their answers are
+/// disconnected (see the timeouts above), and at most [`MAX_CONNECTIONS`]
+/// stay open.
 pub async fn serve<H: Handler>(mut socket: ControlSocket, handler: H) -> io::Result<()> {
     let std_listener = socket
         .listener
@@ -302,48 +313,77 @@ pub async fn serve<H: Handler>(mut socket: ControlSocket, handler: H) -> io::Res
         .expect("listener present until served");
     let listener = tokio::net::UnixListener::from_std(std_listener)?;
     let handler = Arc::new(handler);
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut open: VecDeque<Open> = VecDeque::new();
     // `socket` stays alive (and its file in place) while we serve.
     let _socket = socket;
     loop {
-        let permit = slots
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("semaphore never closed");
         match listener.accept().await {
             Ok((stream, _)) => {
+                make_room(&mut open);
                 let handler = handler.clone();
-                tokio::spawn(async move {
-                    connection(stream, &*handler).await;
-                    drop(permit);
+                let busy = Arc::new(AtomicBool::new(false));
+                let flag = busy.clone();
+                let task = tokio::spawn(async move {
+                    connection(stream, &*handler, &flag).await;
+                });
+                open.push_back(Open {
+                    task: task.abort_handle(),
+                    busy,
                 });
             }
             Err(e) => {
                 // EMFILE and friends are transient; keep serving.
                 tracing::warn!(target: "dmvpn::ctl", "control socket accept failed: {e}");
-                tokio::task::yield_now().await;
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
     }
 }
 
-async fn connection<H: Handler>(stream: tokio::net::UnixStream, handler: &H) {
+/// An open connection: its task, and whether it is handling a request.
+struct Open {
+    task: tokio::task::AbortHandle,
+    busy: Arc<AtomicBool>,
+}
+
+/// Forgets finished connections and, at the limit, closes the oldest one
+/// that is not handling a request (the oldest of all if every one is).
+fn make_room(open: &mut VecDeque<Open>) {
+    open.retain(|c| !c.task.is_finished());
+    if open.len() < MAX_CONNECTIONS {
+        return;
+    }
+    let victim = open
+        .iter()
+        .position(|c| !c.busy.load(Ordering::Relaxed))
+        .unwrap_or(0);
+    if let Some(c) = open.remove(victim) {
+        c.task.abort();
+    }
+}
+
+async fn connection<H: Handler>(stream: tokio::net::UnixStream, handler: &H, busy: &AtomicBool) {
     let (rd, mut wr) = stream.into_split();
     let mut rd = BufReader::new(rd);
     let mut line = Vec::new();
     loop {
         line.clear();
+        // Wait for the first byte of a request, then for the whole line.
+        match tokio::time::timeout(IDLE_TIMEOUT, rd.fill_buf()).await {
+            Ok(Ok([])) | Ok(Err(_)) | Err(_) => return,
+            Ok(Ok(_)) => {}
+        }
         let limit = MAX_REQUEST_LEN as u64 + 1;
         let mut bounded = (&mut rd).take(limit);
         let read = bounded.read_until(b'\n', &mut line);
-        let n = match tokio::time::timeout(IDLE_TIMEOUT, read).await {
+        let n = match tokio::time::timeout(REQUEST_TIMEOUT, read).await {
             Ok(Ok(n)) => n,
             Ok(Err(_)) | Err(_) => return,
         };
         if n == 0 {
             return;
         }
+        busy.store(true, Ordering::Relaxed);
         let complete = line.last() == Some(&b'\n');
         if !complete && line.len() > MAX_REQUEST_LEN {
             // Cannot find the next line boundary reliably: answer and close.
@@ -364,6 +404,7 @@ async fn connection<H: Handler>(stream: tokio::net::UnixStream, handler: &H) {
                 return;
             }
         }
+        busy.store(false, Ordering::Relaxed);
         if !complete {
             // End of input without a newline.
             return;
@@ -380,6 +421,15 @@ async fn write_response(
             .unwrap_or_default()
     });
     out.push(b'\n');
-    wr.write_all(&out).await?;
-    wr.flush().await
+    let write = async {
+        wr.write_all(&out).await?;
+        wr.flush().await
+    };
+    match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+        Ok(r) => r,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "client does not read its answer",
+        )),
+    }
 }

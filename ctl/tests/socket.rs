@@ -284,3 +284,62 @@ fn many_clients_at_once() {
         t.join().unwrap();
     }
 }
+
+/// Raises this process's open-file limit to `n` (the jam below holds
+/// thousands of sockets).
+fn allow_files(n: u64) {
+    let lim = libc::rlimit {
+        rlim_cur: n as libc::rlim_t,
+        rlim_max: n as libc::rlim_t,
+    };
+    // SAFETY: setrlimit with a valid struct.
+    let r = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
+    assert_eq!(r, 0, "setrlimit NOFILE {n} (the test runs as root)");
+}
+
+/// 2,000 clients that connect and wait, 32 that send requests and never
+/// read the answers, and 32 that drip a request one byte at a time: an
+/// operator's request is still answered at once.
+#[test]
+fn idle_slow_and_non_reading_clients_cannot_jam_the_socket() {
+    allow_files(16_384);
+    let srv = common::start_fixture();
+    let idle: Vec<UnixStream> = (0..2000)
+        .map(|_| UnixStream::connect(&srv.path).expect("connect idle client"))
+        .collect();
+    let mut deaf = Vec::new();
+    for _ in 0..32 {
+        let mut s = UnixStream::connect(&srv.path).unwrap();
+        s.set_nonblocking(true).unwrap();
+        // Requests until our send buffer is full; the answers pile up.
+        let line = b"{\"cmd\":\"show_dmvpn\"}\n".repeat(64);
+        while s.write(&line).is_ok() {}
+        deaf.push(s);
+    }
+    let mut drip = Vec::new();
+    for _ in 0..32 {
+        let mut s = UnixStream::connect(&srv.path).unwrap();
+        s.write_all(b"{\"cmd\"").unwrap();
+        drip.push(s);
+    }
+    let mut worst = std::time::Duration::ZERO;
+    for req in [
+        Request::ShowDmvpn,
+        Request::ShowNhrp,
+        Request::ShowCryptoIsakmpSa,
+    ] {
+        let t0 = std::time::Instant::now();
+        assert_eq!(
+            client::request(&srv.path, &req).unwrap(),
+            common::answer(req)
+        );
+        worst = worst.max(t0.elapsed());
+    }
+    eprintln!(
+        "FIGURE control socket with {} idle, {} non-reading and {} dripping clients: slowest answer {worst:?}",
+        idle.len(),
+        deaf.len(),
+        drip.len()
+    );
+    assert!(worst < std::time::Duration::from_secs(2), "{worst:?}");
+}
