@@ -146,6 +146,16 @@ impl Validator {
                     );
                 }
             }
+            if cfg.node.role == Role::Hub
+                && t.mode == TunnelMode::GreMultipoint
+                && !t.routes.is_empty()
+            {
+                self.warn(
+                    format!("{p}.routes"),
+                    "a hub has no NHS to send these prefixes to: packets for them are dropped unless a spoke registers the prefix itself",
+                    "route spoke LANs via the spokes' tunnel addresses (a routing protocol, or `ip route add PREFIX via SPOKE-TUNNEL-ADDRESS dev TUNNEL`), see docs/operations.md",
+                );
+            }
             match (&t.nhrp, t.mode) {
                 (None, TunnelMode::GreMultipoint) => self.err(
                     p.clone(),

@@ -981,3 +981,23 @@ fn allowed_nbma_and_registration_prefixes_are_checked() {
         "registration_no_unique absent on a spoke"
     );
 }
+
+#[test]
+fn hub_routes_without_next_hop_warn() {
+    let text = edit("role = \"spoke\"", "role = \"hub\"").replace(
+        "protection = \"prof\"\n",
+        "protection = \"prof\"\nroutes = [\"10.2.0.0/24\"]\n",
+    );
+    let w = warnings(&text);
+    assert!(
+        w.iter()
+            .any(|l| l.contains("tunnel[0].routes: a hub has no NHS to send these prefixes to")),
+        "{w:?}"
+    );
+    // On a spoke they go to the NHS: no warning.
+    let spoke = BASE.replace(
+        "protection = \"prof\"\n",
+        "protection = \"prof\"\nroutes = [\"10.2.0.0/24\"]\n",
+    );
+    assert!(!warnings(&spoke).iter().any(|l| l.contains("routes")));
+}

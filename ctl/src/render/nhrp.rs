@@ -213,9 +213,11 @@ pub fn nhrp_traffic(tunnels: &[NhrpTraffic]) -> String {
         type_grid(&mut s, "Rcvd", &t.received);
         let total: u64 = t.drops.iter().map(|c| c.count).sum();
         let _ = writeln!(s, "   Dropped: Total {total}");
+        // The reasons that dropped something (`--json` has every one).
         let items: Vec<(u64, &str)> = t
             .drops
             .iter()
+            .filter(|c| c.count > 0)
             .map(|c| (c.count, c.label.as_str()))
             .collect();
         counter_grid(&mut s, &items);
