@@ -655,6 +655,8 @@ pub fn first_answer_after(echoes: &[Echo], t: f64) -> Option<f64> {
 impl Lab {
     /// Starts a continuous `ping -n -D -i 0.2 -W 1 DST` in `ns`.
     pub fn pinger(&self, ns: &str, dst: &str) -> Pinger {
+        // `ip netns exec` would only report a missing ping in its output.
+        sh(&["ping", "-V"]);
         let out = self.path(&format!("ping-{ns}-{dst}.txt"));
         let file = fs::File::create(&out).expect("ping output file");
         let err = file.try_clone().expect("ping output file");
@@ -694,6 +696,7 @@ impl Lab {
     /// Drops every frame the NBMA switch forwards (an nftables `bridge`
     /// table in the switch namespace): a total underlay outage.
     pub fn underlay_down(&self) {
+        sh(&["nft", "--version"]);
         let sw = format!("{}sw", self.tag);
         let rules = "table bridge outage {\n chain forward {\n  type filter hook forward priority 0; policy drop;\n }\n}\n";
         let mut c = Command::new("ip")
