@@ -538,3 +538,213 @@ pub fn hub_lan_routes(lab: &Lab, hub: &str) {
         },
     );
 }
+
+/// Seconds since the Unix epoch, as `ping -D` prints them.
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs_f64()
+}
+
+/// One answered echo of a [`Pinger`]: `ping -D`'s receive timestamp.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Echo {
+    pub at: f64,
+    pub seq: u32,
+}
+
+/// The longest stretch without an answered echo in a window.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Gap {
+    /// Last answer before the gap (or the window's start).
+    pub from: f64,
+    /// First answer after it (or the window's end).
+    pub to: f64,
+}
+
+impl Gap {
+    pub fn secs(&self) -> f64 {
+        self.to - self.from
+    }
+}
+
+/// A continuous `ping -n -D -i 0.2 DST` in a namespace, its output in a
+/// file of the lab; killed on drop.
+pub struct Pinger {
+    pub what: String,
+    child: Child,
+    out: PathBuf,
+    pub started: f64,
+}
+
+impl Pinger {
+    /// Answered echoes so far (ping flushes each line; duplicates ignored).
+    pub fn echoes(&self) -> Vec<Echo> {
+        let text = fs::read_to_string(&self.out).unwrap_or_default();
+        let mut v: Vec<Echo> = text
+            .lines()
+            .filter(|l| l.contains(" bytes from ") && !l.contains("DUP!"))
+            .filter_map(|l| {
+                let at = l.strip_prefix('[')?.split(']').next()?.parse().ok()?;
+                let seq = l
+                    .split_whitespace()
+                    .find_map(|w| w.strip_prefix("icmp_seq="))?
+                    .parse()
+                    .ok()?;
+                Some(Echo { at, seq })
+            })
+            .collect();
+        v.sort_by(|a, b| a.at.total_cmp(&b.at));
+        v
+    }
+
+    /// Answered echoes received after `t`.
+    pub fn answered_after(&self, t: f64) -> usize {
+        self.echoes().iter().filter(|e| e.at > t).count()
+    }
+
+    /// Whether ping still runs (it must, for the whole measurement).
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Stops ping (SIGINT) and returns every answered echo.
+    pub fn stop(mut self) -> Vec<Echo> {
+        assert!(
+            self.running(),
+            "ping {} exited early: {}",
+            self.what,
+            fs::read_to_string(&self.out).unwrap_or_default()
+        );
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let _ = self.child.wait();
+        self.echoes()
+    }
+}
+
+impl Drop for Pinger {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The longest gap between consecutive answered echoes within
+/// `[from, to]`, counting the window's ends as answers.
+pub fn longest_gap(echoes: &[Echo], from: f64, to: f64) -> Gap {
+    let mut points = vec![from];
+    points.extend(echoes.iter().map(|e| e.at).filter(|t| *t > from && *t < to));
+    points.push(to);
+    points
+        .windows(2)
+        .map(|w| Gap {
+            from: w[0],
+            to: w[1],
+        })
+        .max_by(|a, b| a.secs().total_cmp(&b.secs()))
+        .expect("two points")
+}
+
+/// Seconds from `t` to the first echo answered after it.
+pub fn first_answer_after(echoes: &[Echo], t: f64) -> Option<f64> {
+    echoes.iter().find(|e| e.at > t).map(|e| e.at - t)
+}
+
+impl Lab {
+    /// Starts a continuous `ping -n -D -i 0.2 -W 1 DST` in `ns`.
+    pub fn pinger(&self, ns: &str, dst: &str) -> Pinger {
+        // `ip netns exec` would only report a missing ping in its output.
+        sh(&["ping", "-V"]);
+        let out = self.path(&format!("ping-{ns}-{dst}.txt"));
+        let file = fs::File::create(&out).expect("ping output file");
+        let err = file.try_clone().expect("ping output file");
+        let started = unix_now();
+        let child = Command::new("ip")
+            .args([
+                "netns", "exec", ns, "ping", "-n", "-D", "-i", "0.2", "-W", "1", dst,
+            ])
+            .stdout(file)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run ping ({e}); install iputils-ping"));
+        Pinger {
+            what: format!("{ns} -> {dst}"),
+            child,
+            out,
+            started,
+        }
+    }
+
+    /// SIGKILLs the newest daemon of `ns` (no DELETE, no cleanup) and reaps it.
+    pub fn kill9(&mut self, ns: &str) {
+        let c = self.daemon(ns);
+        c.kill().expect("SIGKILL");
+        let _ = c.wait();
+    }
+
+    /// SIGTERMs the newest daemon of `ns` and requires a clean exit.
+    pub fn sigterm(&mut self, ns: &str) {
+        let c = self.daemon(ns);
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        let st = c.wait().expect("wait");
+        assert!(st.success(), "dmvpnd in {ns}: clean exit on SIGTERM: {st}");
+    }
+
+    /// Drops every frame the NBMA switch forwards (an nftables `bridge`
+    /// table in the switch namespace): a total underlay outage.
+    pub fn underlay_down(&self) {
+        sh(&["nft", "--version"]);
+        let sw = format!("{}sw", self.tag);
+        let rules = "table bridge outage {\n chain forward {\n  type filter hook forward priority 0; policy drop;\n }\n}\n";
+        let mut c = Command::new("ip")
+            .args(["netns", "exec", &sw, "nft", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run nft ({e}); install nftables"));
+        use std::io::Write;
+        c.stdin
+            .take()
+            .expect("stdin")
+            .write_all(rules.as_bytes())
+            .expect("write nft rules");
+        let o = c.wait_with_output().expect("nft");
+        assert!(
+            o.status.success(),
+            "nft: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+
+    /// Ends [`Lab::underlay_down`]'s outage.
+    pub fn underlay_up(&self) {
+        let sw = format!("{}sw", self.tag);
+        ok(&[
+            "ip", "netns", "exec", &sw, "nft", "delete", "table", "bridge", "outage",
+        ]);
+    }
+
+    /// Whether the hub `hub` lists every NBMA address in `spokes` as Up
+    /// (registered) in `show dmvpn`.
+    pub fn registered(&self, hub: &str, spokes: &[&str]) -> bool {
+        let p = self.dmvpn_peers(hub);
+        spokes.iter().all(|s| {
+            let ip: IpAddr = s.parse().unwrap();
+            p.iter().any(|(n, st)| *n == ip && *st == DmvpnState::Up)
+        })
+    }
+}
+
+impl Lab {
+    /// Registration replies `ns` has received from its NHSs (`show ip
+    /// nhrp nhs`, summed): grows with every successful registration.
+    pub fn nhs_replies(&self, ns: &str) -> u64 {
+        match self.ctl(ns, Request::ShowNhrpNhs) {
+            Reply::NhrpNhs(v) => v.iter().map(|e| e.replies_received).sum(),
+            r => panic!("unexpected reply {r:?}"),
+        }
+    }
+}
