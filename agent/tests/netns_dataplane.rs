@@ -292,7 +292,7 @@ fn engines(protection: Protection, b_inbound_auth: &'static [u8]) -> (Engine, En
         gre_key: Some(1001),
         outer_ttl: 255,
         natt_port: matches!(protection, Protection::EspUdp { .. }).then_some(4500),
-        require_protection: true,
+        require_protection: protection != Protection::None,
     };
     let mut ma = PeerMap::new();
     ma.insert(
