@@ -34,6 +34,7 @@ pub const ROOT: &[(&str, Shape)] = &[
         Table(&[
             ("identity", Value),
             ("fqdn", Value),
+            ("answer_aggressive", Value),
             ("aggressive_mode", Value),
             (
                 "dpd",
@@ -58,7 +59,10 @@ pub const ROOT: &[(&str, Shape)] = &[
                     ("lifetime", Value),
                 ]),
             ),
-            ("key", Tables(&[("peer", Value), ("key", Value)])),
+            (
+                "key",
+                Tables(&[("peer", Value), ("key", Value), ("initiate_mode", Value)]),
+            ),
         ]),
     ),
     (
@@ -211,6 +215,7 @@ key_log = "/tmp/k"
 [ike]
 identity = "fqdn"
 fqdn = "n.example"
+answer_aggressive = false
 aggressive_mode = false
 [ike.dpd]
 interval = 10
@@ -229,6 +234,7 @@ lifetime = 86400
 [[ike.key]]
 peer = "0.0.0.0/0"
 key = "abcdefghij"
+initiate_mode = "main"
 [[ipsec.transform_set]]
 name = "t"
 transforms = ["esp-aes 256", "esp-sha256-hmac"]

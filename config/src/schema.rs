@@ -131,9 +131,14 @@ pub struct Ike {
     /// FQDN sent with `identity = "fqdn"`; defaults to the node name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fqdn: Option<String>,
-    /// Answer Aggressive Mode (exposes a PSK-derived hash to anyone).
+    /// Answer Aggressive Mode (exposes a PSK-derived hash to anyone); IOS
+    /// answers unless `crypto isakmp aggressive-mode disable`.
     #[serde(default)]
-    pub aggressive_mode: bool,
+    pub answer_aggressive: bool,
+    /// Deprecated alias of `answer_aggressive`; `--check` warns about it.
+    /// Initiating Aggressive Mode is `initiate_mode` on `[[ike.key]]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggressive_mode: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dpd: Option<Dpd>,
     #[serde(default)]
@@ -151,7 +156,8 @@ impl Default for Ike {
         Ike {
             identity: Identity::Address,
             fqdn: None,
-            aggressive_mode: false,
+            answer_aggressive: false,
+            aggressive_mode: None,
             dpd: None,
             nat_traversal: NatT::default(),
             policies: d::ike_policies(),
@@ -230,6 +236,10 @@ pub struct PreSharedKey {
     #[serde(deserialize_with = "prefix_or_host")]
     pub peer: IpNet,
     pub key: Secret,
+    /// Exchange dmvpnd starts with these peers (IOS ISAKMP profile
+    /// `initiate mode aggressive`); rekeys use it too.
+    #[serde(default, skip_serializing_if = "InitiateMode::is_main")]
+    pub initiate_mode: InitiateMode,
 }
 
 /// Accepts "a.b.c.d/len" or a bare address (host prefix).

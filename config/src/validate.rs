@@ -420,12 +420,49 @@ impl Validator {
                 );
             }
         }
-        if ike.aggressive_mode {
+        if let Some(old) = ike.aggressive_mode {
+            if old != ike.answer_aggressive {
+                self.err(
+                    "ike.aggressive_mode".into(),
+                    format!(
+                        "aggressive_mode = {old} contradicts answer_aggressive = {}",
+                        ike.answer_aggressive
+                    ),
+                    "remove the deprecated aggressive_mode; keep answer_aggressive",
+                );
+            } else {
+                self.warn(
+                    "ike.aggressive_mode".into(),
+                    format!(
+                        "aggressive_mode is deprecated; it is read as answer_aggressive = {old}"
+                    ),
+                    "write `answer_aggressive` (answering Aggressive Mode) instead; initiating it is `initiate_mode = \"aggressive\"` on an [[ike.key]]",
+                );
+            }
+        }
+        if ike.answer_aggressive {
+            let key = if ike.aggressive_mode.is_some() {
+                "ike.aggressive_mode"
+            } else {
+                "ike.answer_aggressive"
+            };
             self.warn(
-                "ike.aggressive_mode".into(),
+                key.into(),
                 "Aggressive Mode sends a PSK-derived hash anyone can attack offline",
-                "set aggressive_mode = false unless a peer needs it",
+                "set answer_aggressive = false unless a peer needs it",
             );
+        }
+        for (i, k) in ike.keys.iter().enumerate() {
+            if k.initiate_mode == InitiateMode::Aggressive {
+                self.warn(
+                    format!("ike.key[{i}].initiate_mode"),
+                    format!(
+                        "Aggressive Mode with {} exposes a PSK-derived hash to anyone on the path",
+                        k.peer
+                    ),
+                    "use \"main\" unless the peer only answers Aggressive Mode",
+                );
+            }
         }
         if let Some(f) = &ike.fqdn
             && (f.is_empty() || f.contains(char::is_whitespace))

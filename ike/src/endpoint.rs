@@ -182,6 +182,8 @@ pub enum HandleError {
     NotIke,
     #[error("too many Quick Mode exchanges in progress")]
     TooManyExchanges,
+    #[error("Aggressive Mode is not answered (answer_aggressive is off)")]
+    AggressiveRefused,
 }
 
 /// Command errors.
@@ -386,6 +388,7 @@ pub struct Endpoint<R: RngCore + CryptoRng> {
     pub(crate) transmits: VecDeque<Transmit>,
     pub(crate) events: VecDeque<Event>,
     pub(crate) next_id: SaId,
+    pub(crate) stats: crate::admission::EngineStats,
 }
 
 impl<R: RngCore + CryptoRng> Endpoint<R> {
@@ -406,6 +409,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             next_id: 1001,
+            stats: Default::default(),
         }
     }
 
@@ -427,6 +431,11 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
 
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
+    }
+
+    /// What the engine refused or threw away so far.
+    pub fn stats(&self) -> crate::admission::EngineStats {
+        self.stats
     }
 
     /// Phase 1 SAs for `show crypto isakmp sa`.
@@ -677,6 +686,15 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                 return self.mm_responder_new(now, local, remote, data);
             }
             if h.rcookie == [0; 8] && h.exchange == exchange::AGGRESSIVE {
+                if !self.cfg.answer_aggressive {
+                    // IOS: `crypto isakmp aggressive-mode disable`.
+                    self.stats.aggressive_refused += 1;
+                    ike!(
+                        "ISAKMP: (0):Aggressive mode is disabled, dropping Aggressive Mode request from {}",
+                        remote.ip()
+                    );
+                    return Err(HandleError::AggressiveRefused);
+                }
                 return self.am_responder_new(now, local, remote, data);
             }
             ike!(
@@ -825,7 +843,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                     .ok_or(CommandError::NoPsk(remote.ip()))?
                     .key
                     .clone();
-                let id = if self.cfg.aggressive {
+                let id = if self.cfg.initiates_aggressive(remote.ip()) {
                     self.am_initiate(now, local, remote, psk)
                 } else {
                     self.mm_initiate(now, local, remote, psk)

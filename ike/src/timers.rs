@@ -176,6 +176,7 @@ mod tests {
                     prefix: "0.0.0.0".parse().unwrap(),
                     len: 0,
                     key: Zeroizing::new(b"k".to_vec()),
+                    initiate: crate::policy::InitiateMode::Main,
                 }],
                 sa_lifetime_secs: 150,
                 dpd: dpd.then_some(DpdConfig {

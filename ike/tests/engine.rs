@@ -17,6 +17,7 @@ fn psk(k: &str) -> Vec<PskEntry> {
         prefix: "0.0.0.0".parse().unwrap(),
         len: 0,
         key: Zeroizing::new(k.as_bytes().to_vec()),
+        initiate: InitiateMode::Main,
     }]
 }
 
@@ -37,6 +38,15 @@ fn seed_cfg() -> EngineConfig {
         sa_lifetime_secs: 120,
         ..Default::default()
     }
+}
+
+/// Starts Aggressive Mode with every peer and answers it.
+fn aggressive(mut cfg: EngineConfig) -> EngineConfig {
+    for p in &mut cfg.psks {
+        p.initiate = InitiateMode::Aggressive;
+    }
+    cfg.answer_aggressive = true;
+    cfg
 }
 
 fn modern_cfg() -> EngineConfig {
@@ -405,9 +415,10 @@ fn responder_picks_by_its_policy_priority() {
 
 #[test]
 fn aggressive_mode() {
-    let mut a = seed_cfg();
-    a.aggressive = true;
-    let mut net = Net::new(a, seed_cfg());
+    let a = aggressive(seed_cfg());
+    let mut b = seed_cfg();
+    b.answer_aggressive = true;
+    let mut net = Net::new(a, b);
     net.initiate();
     net.pump();
     let (ca, cb) = (installed(&net.a), installed(&net.b));
@@ -427,9 +438,9 @@ fn aggressive_mode() {
 #[test]
 fn aggressive_mode_wrong_psk_fails() {
     let mut a = seed_cfg();
-    a.aggressive = true;
     a.psks = psk("wrong");
-    let mut net = Net::new(a, seed_cfg());
+    let a = aggressive(a);
+    let mut net = Net::new(a, aggressive(seed_cfg()));
     net.initiate();
     net.run_for(Duration::from_secs(300));
     assert!(installed(&net.a).is_empty() && installed(&net.b).is_empty());
@@ -438,6 +449,70 @@ fn aggressive_mode_wrong_psk_fails() {
         count(&net.a, |e| matches!(e, Event::Phase1Failed { .. })),
         1
     );
+}
+
+/// Answering Aggressive Mode is off by default (IOS: `crypto isakmp
+/// aggressive-mode disable`): every AM1 is dropped and counted, no state
+/// is kept, the initiator gives up.
+#[test]
+fn aggressive_mode_not_answered_unless_configured() {
+    let mut net = Net::new(aggressive(seed_cfg()), seed_cfg());
+    net.initiate();
+    net.run_for(Duration::from_secs(300));
+    assert!(net.b.ep.isakmp_sas().is_empty());
+    assert!(installed(&net.a).is_empty() && installed(&net.b).is_empty());
+    let am1s = net.log.iter().filter(|(from_a, _)| *from_a).count() as u64;
+    assert!(am1s >= 2, "AM1 and its retransmissions");
+    assert_eq!(net.b.ep.stats().aggressive_refused, am1s);
+    assert!(
+        net.b
+            .errors
+            .iter()
+            .all(|e| *e == HandleError::AggressiveRefused)
+    );
+    assert!(net.log.iter().all(|(from_a, _)| *from_a), "B never answers");
+    assert_eq!(
+        count(&net.a, |e| matches!(e, Event::Phase1Failed { .. })),
+        1
+    );
+}
+
+/// Exchange type of the first datagram of a run.
+fn first_exchange(net: &Net) -> u8 {
+    let p = &net.log[0].1.payload;
+    p[18]
+}
+
+/// Initiating Aggressive Mode is a per-peer choice (the PSK entry), and
+/// answering it does not make a node initiate it.
+#[test]
+fn initiate_mode_is_per_peer() {
+    let mut a = seed_cfg();
+    a.psks.push(PskEntry {
+        initiate: InitiateMode::Aggressive,
+        ..PskEntry::new("172.16.0.2".parse().unwrap(), 32, b"cisco123")
+    });
+    let mut b = seed_cfg();
+    b.answer_aggressive = true;
+    // A -> 172.16.0.2: Aggressive Mode.
+    let mut net = Net::new(a.clone(), b.clone());
+    net.initiate();
+    net.pump();
+    assert_eq!(first_exchange(&net), 4);
+    assert_eq!(installed(&net.a).len(), 1);
+    assert!(net.b.ep.isakmp_sas()[0].aggressive);
+    // A -> 172.16.0.3 (the wildcard key): Main Mode.
+    let mut net = Net::with_addrs(a, b.clone(), "172.16.0.1", "172.16.0.3");
+    net.initiate();
+    net.pump();
+    assert_eq!(first_exchange(&net), 2);
+    assert_eq!(installed(&net.a).len(), 1);
+    // B answers Aggressive Mode but starts Main Mode itself.
+    let mut net = Net::new(b, seed_cfg());
+    net.initiate();
+    net.pump();
+    assert_eq!(first_exchange(&net), 2);
+    assert!(!net.a.ep.isakmp_sas()[0].aggressive);
 }
 
 #[test]
@@ -853,9 +928,10 @@ fn nat_t_draft_only_peer() {
 
 #[test]
 fn aggressive_mode_behind_nat() {
-    let mut a = modern_cfg();
-    a.aggressive = true;
-    let mut net = Net::new(a, modern_cfg()).behind_nat();
+    let a = aggressive(modern_cfg());
+    let mut b = modern_cfg();
+    b.answer_aggressive = true;
+    let mut net = Net::new(a, b).behind_nat();
     net.initiate();
     net.pump();
     let (ca, cb) = (installed(&net.a), installed(&net.b));
@@ -1411,11 +1487,11 @@ fn phase1_rekey_behind_nat_from_both_sides() {
     assert!(net.b.errors.is_empty(), "{:?}", net.b.errors);
 }
 
-/// With `aggressive` configured the replacement is an Aggressive Mode.
+/// With Aggressive Mode initiated with the peer, the replacement is an
+/// Aggressive Mode too.
 #[test]
 fn phase1_rekey_aggressive_mode() {
-    let mut cfg = seed_cfg();
-    cfg.aggressive = true;
+    let mut cfg = aggressive(seed_cfg());
     cfg.policies[0].lifetime = 200;
     cfg.sa_lifetime_secs = 3600;
     let mut net = Net::new(cfg.clone(), cfg);

@@ -398,8 +398,13 @@ fn our_cfg(
             prefix: THEIRS.parse().unwrap(),
             len: 32,
             key: Zeroizing::new(PSK.as_bytes().to_vec()),
+            initiate: if aggressive {
+                InitiateMode::Aggressive
+            } else {
+                InitiateMode::Main
+            },
         }],
-        aggressive,
+        answer_aggressive: aggressive,
         ..Default::default()
     }
 }
