@@ -389,6 +389,10 @@ pub struct Endpoint<R: RngCore + CryptoRng> {
     pub(crate) events: VecDeque<Event>,
     pub(crate) next_id: SaId,
     pub(crate) stats: crate::admission::EngineStats,
+    /// Send the third Aggressive Mode message in the clear, as strongSwan
+    /// does (tests of the responder side).
+    #[cfg(test)]
+    pub(crate) am3_in_clear: bool,
 }
 
 impl<R: RngCore + CryptoRng> Endpoint<R> {
@@ -410,6 +414,8 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             events: VecDeque::new(),
             next_id: 1001,
             stats: Default::default(),
+            #[cfg(test)]
+            am3_in_clear: false,
         }
     }
 
@@ -1211,6 +1217,9 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         let mut fail: Option<(&'static str, bool)> = None;
         let mut send_dpd = false;
         let mut dead = false;
+        // A Quick Mode we started got no answer at all: the peer is gone or
+        // cannot decrypt what this SA sends. Either way it is useless.
+        let mut qm_unanswered = false;
         {
             let s = self.sas.get_mut(&id).expect("sa");
             if let Some(r) = &mut s.retx
@@ -1250,7 +1259,8 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             s.qms
                 .retain(|_, q| q.done_at.is_none_or(|d| d + Duration::from_secs(60) > now));
             for mid in qm_fail {
-                s.qms.remove(&mid);
+                let q = s.qms.remove(&mid).expect("listed");
+                qm_unanswered |= q.initiator;
                 ike!("ISAKMP ({}): Quick Mode {} timed out", id, mid);
                 self.events.push_back(Event::Phase2Failed {
                     remote: s.remote,
@@ -1289,6 +1299,19 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             );
             self.events.push_back(Event::PeerDead { remote: peer });
             self.purge_peer(now, peer, None, "peer dead (DPD)");
+            return;
+        }
+        if qm_unanswered && fail.is_none() {
+            let peer = self.sas[&id].remote.ip();
+            tracing::warn!(
+                target: "dmvpn::ike",
+                "ISAKMP ({}): Quick Mode with {} unanswered after {} retransmissions (peer gone, or it cannot decrypt this ISAKMP SA); deleting the ISAKMP SA",
+                id,
+                peer,
+                max
+            );
+            self.send_delete_isakmp(now, id);
+            self.drop_phase1(now, id, "quick mode unanswered", true);
             return;
         }
         if send_dpd {

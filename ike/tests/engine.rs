@@ -477,6 +477,82 @@ fn aggressive_mode_not_answered_unless_configured() {
     );
 }
 
+/// The initiator's third Aggressive Mode message is encrypted (as IOS and
+/// libreswan send it), and Quick Mode works on the SA whichever side starts
+/// it: both derive the Quick Mode IV from the last AM3 ciphertext block.
+/// Run with a suite whose hash is longer than the cipher block.
+#[test]
+fn aggressive_mode_third_message_encrypted_quick_mode_both_roles() {
+    for cfg in [seed_cfg(), modern_cfg()] {
+        let mut b = cfg.clone();
+        b.answer_aggressive = true;
+        let mut net = Net::new(aggressive(cfg), b);
+        net.initiate();
+        net.pump();
+        let am3 = &net.log[2];
+        assert!(am3.0, "third message from the initiator");
+        assert_eq!(am3.1.payload[18], 4, "Aggressive Mode");
+        assert_eq!(am3.1.payload[19] & 1, 1, "AM3 encryption flag");
+        assert_eq!(net.log[0].1.payload[19] & 1, 0);
+        assert_eq!(net.log[1].1.payload[19] & 1, 0);
+        // Quick Mode started by the Aggressive Mode initiator.
+        let (ca, cb) = (installed(&net.a), installed(&net.b));
+        assert_eq!((ca.len(), cb.len()), (1, 1), "{:?}", net.b.errors);
+        assert_pair(&ca[0], &cb[0]);
+        // Quick Mode started by the responder, on the same ISAKMP SA.
+        let req = Phase2Request {
+            local_proxy: None,
+            remote_proxy: None,
+        };
+        let (l, r) = (net.b_remote(), net.a_local());
+        let now = net.now;
+        net.b.ep.initiate_phase2(now, l, r, req).unwrap();
+        net.pump();
+        let (ca, cb) = (installed(&net.a), installed(&net.b));
+        assert_eq!((ca.len(), cb.len()), (2, 2), "{:?}", net.a.errors);
+        assert_pair(&ca[1], &cb[1]);
+        assert!(cb[1].initiator && !ca[1].initiator);
+        assert_eq!(net.a.ep.isakmp_sas().len(), 1);
+        assert!(net.a.errors.is_empty() && net.b.errors.is_empty());
+    }
+}
+
+/// A Quick Mode the peer never answers (gone, or unable to decrypt it as
+/// libreswan could not after a cleartext AM3) is not left hanging on a
+/// QM_IDLE SA: after the retransmissions the attempt fails and the ISAKMP
+/// SA goes, so the next request starts a fresh phase 1.
+#[test]
+fn unanswered_quick_mode_tears_down_the_isakmp_sa() {
+    let mut b = seed_cfg();
+    b.answer_aggressive = true;
+    let mut net = Net::new(aggressive(seed_cfg()), b);
+    // The peer drops (cannot decrypt) every Quick Mode message from A.
+    net.filter = Box::new(|from_a, _, p| !(from_a && p[18] == 32));
+    net.initiate();
+    net.pump();
+    assert_eq!(net.a.ep.isakmp_sas()[0].state, "QM_IDLE");
+    net.run_for(Duration::from_secs(200));
+    assert_eq!(
+        count(&net.a, |e| matches!(e, Event::Phase2Failed { .. })),
+        1
+    );
+    assert_eq!(
+        count(
+            &net.a,
+            |e| matches!(e, Event::Phase1Down { reason, .. } if reason == "quick mode unanswered")
+        ),
+        1
+    );
+    assert!(net.a.ep.isakmp_sas().is_empty());
+    // The peer was told (its DELETE is an informational, not dropped here).
+    assert!(net.b.ep.isakmp_sas().is_empty(), "{:?}", net.b.events);
+    // A new request negotiates from scratch and succeeds once QM passes.
+    net.filter = Box::new(|_, _, _| true);
+    net.initiate();
+    net.pump();
+    assert_eq!(installed(&net.a).len(), 1);
+}
+
 /// Exchange type of the first datagram of a run.
 fn first_exchange(net: &Net) -> u8 {
     let p = &net.log[0].1.payload;
