@@ -36,6 +36,8 @@ pub const ROOT: &[(&str, Shape)] = &[
             ("fqdn", Value),
             ("answer_aggressive", Value),
             ("aggressive_mode", Value),
+            ("in_negotiation_limit", Value),
+            ("in_negotiation_per_peer", Value),
             (
                 "dpd",
                 Table(&[
@@ -217,6 +219,8 @@ identity = "fqdn"
 fqdn = "n.example"
 answer_aggressive = false
 aggressive_mode = false
+in_negotiation_limit = 1024
+in_negotiation_per_peer = 8
 [ike.dpd]
 interval = 10
 retry_interval = 2

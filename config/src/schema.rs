@@ -141,6 +141,14 @@ pub struct Ike {
     pub aggressive_mode: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dpd: Option<Dpd>,
+    /// Phase 1 negotiations not yet authenticated, in all (IOS `crypto call
+    /// admission limit ike in-negotiation-sa N`); over it the oldest
+    /// unverified one from an unconfigured address makes room.
+    #[serde(default = "d::in_negotiation_limit")]
+    pub in_negotiation_limit: u32,
+    /// Of those, unverified ones per source address.
+    #[serde(default = "d::in_negotiation_per_peer")]
+    pub in_negotiation_per_peer: u32,
     #[serde(default)]
     pub nat_traversal: NatT,
     /// `[[ike.policy]]`, IOS `crypto isakmp policy N`.
@@ -159,6 +167,8 @@ impl Default for Ike {
             answer_aggressive: false,
             aggressive_mode: None,
             dpd: None,
+            in_negotiation_limit: d::IN_NEGOTIATION_LIMIT,
+            in_negotiation_per_peer: d::IN_NEGOTIATION_PER_PEER,
             nat_traversal: NatT::default(),
             policies: d::ike_policies(),
             keys: Vec::new(),

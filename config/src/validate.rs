@@ -496,6 +496,29 @@ impl Validator {
                 );
             }
         }
+        if !(1..=1_000_000).contains(&ike.in_negotiation_limit) {
+            self.err(
+                "ike.in_negotiation_limit".into(),
+                format!(
+                    "in-negotiation limit {} out of range",
+                    ike.in_negotiation_limit
+                ),
+                "use 1..1000000 (IOS default: no limit; ours 1024)",
+            );
+        }
+        if ike.in_negotiation_per_peer == 0
+            || (ike.in_negotiation_limit >= 1
+                && ike.in_negotiation_per_peer > ike.in_negotiation_limit)
+        {
+            self.err(
+                "ike.in_negotiation_per_peer".into(),
+                format!(
+                    "per-address in-negotiation limit {} out of range",
+                    ike.in_negotiation_per_peer
+                ),
+                "use 1 up to ike.in_negotiation_limit (default 8)",
+            );
+        }
         let ka = ike.nat_traversal.keepalive;
         if ka != 0 && !(5..=3600).contains(&ka) {
             self.err(

@@ -372,6 +372,7 @@ fn assert_initiates_main_answers_aggressive(c: &Config) {
     }
     assert!(c.ike.answer_aggressive);
     assert_eq!(c.ike.aggressive_mode, None);
+    assert_eq!(c.ike.in_negotiation_limit, 1024);
     // The rendered TOML says nothing about initiating (Main is the default)
     // and never writes the deprecated key.
     let toml = c.to_toml();
@@ -391,6 +392,7 @@ crypto isakmp policy 10
  group 14
 crypto isakmp key Wildcard99 address 0.0.0.0
 crypto isakmp aggressive-mode disable
+crypto call admission limit ike in-negotiation-sa 200
 crypto isakmp profile TO-HUB
    keyring HUBS
    match identity address 10.9.9.9 255.255.255.255
@@ -422,6 +424,10 @@ fn isakmp_profile_initiate_mode_aggressive() {
     let imp = import(AGGRESSIVE_PROFILE, None);
     let c = round_trip(&imp);
     assert!(!c.ike.answer_aggressive);
+    assert_eq!(
+        (c.ike.in_negotiation_limit, c.ike.in_negotiation_per_peer),
+        (200, 8)
+    );
     let mode = |peer: &str| {
         c.ike
             .keys

@@ -692,6 +692,36 @@ fn deprecated_aggressive_mode_is_answer_aggressive() {
 }
 
 #[test]
+fn in_negotiation_limits() {
+    let with = |extra: &str| {
+        BASE.replace(
+            "[[ike.policy]]",
+            &format!("[ike]\n{extra}\n\n[[ike.policy]]"),
+        )
+    };
+    let ok = Config::from_str(
+        &with("in_negotiation_limit = 64\nin_negotiation_per_peer = 4"),
+        "t.toml",
+    )
+    .expect("valid");
+    assert_eq!(
+        (
+            ok.config.ike.in_negotiation_limit,
+            ok.config.ike.in_negotiation_per_peer
+        ),
+        (64, 4)
+    );
+    assert_one(
+        &with("in_negotiation_limit = 0"),
+        "6:24: ike.in_negotiation_limit: in-negotiation limit 0 out of range",
+    );
+    assert_one(
+        &with("in_negotiation_limit = 4\nin_negotiation_per_peer = 5"),
+        "7:27: ike.in_negotiation_per_peer: per-address in-negotiation limit 5 out of range",
+    );
+}
+
+#[test]
 fn initiate_mode_per_key() {
     let text = edit(
         "key = \"averylongkey\"\n",

@@ -90,9 +90,6 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             local.port(),
             remote.port()
         );
-        if self.half_open_exceeded(remote.ip()) {
-            return Err(HandleError::HalfOpenLimit);
-        }
         let (h, body) = Header::parse(data)?;
         let p = wire::parse_payloads_spanned(h.next_payload, body)?;
         let (sa, sa_r) = p.find_sa().ok_or(HandleError::Missing("SA"))?;
@@ -107,6 +104,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             return Err(HandleError::NoProposal);
         };
         check_ke_nonce(policy.group, &ke, &ni)?;
+        self.admit_half_open(remote.ip())?;
         let rc = self.new_cookie();
         let id = self.new_phase1(now, false, true, h.icookie, rc, local, remote, psk);
         let payloads: Vec<Payload> = p.iter().map(|(x, _)| x.clone()).collect();
@@ -185,6 +183,9 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                 let (_, body) = Header::parse(data)?;
                 if h.is_encrypted() {
                     return Err(HandleError::Unexpected("encrypted AM2"));
+                }
+                if h.rcookie == [0; 8] {
+                    return Err(HandleError::Unexpected("AM2 without responder cookie"));
                 }
                 let p = wire::parse_payloads_spanned(h.next_payload, body)?;
                 let (sa, _) = p.find_sa().ok_or(HandleError::Missing("SA"))?;

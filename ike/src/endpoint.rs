@@ -11,7 +11,7 @@ use crate::wire::consts::{exchange, flags};
 use crate::wire::vendor::Vendor;
 use crate::wire::{self, Header, IdPayload, Payload, WireError};
 use rand_core::{CryptoRng, RngCore};
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 use thiserror::Error;
@@ -309,6 +309,8 @@ pub(crate) struct Phase1 {
     pub superseded: bool,
     /// Replaced: DELETE it once its Quick Modes in progress are done.
     pub retiring: bool,
+    /// The peer matches a pre-shared key more specific than the wildcard.
+    pub known_peer: bool,
 }
 
 impl Phase1 {
@@ -379,8 +381,8 @@ pub struct Endpoint<R: RngCore + CryptoRng> {
     pub(crate) child_peers: PeerIndex<u32>,
     /// (peer, outbound SPI) -> inbound SPI, for DELETEs naming the peer's SPI.
     pub(crate) by_outbound: HashMap<(IpAddr, u32), u32>,
-    /// Responder phase 1 SAs still negotiating (the global half-open count).
-    pub(crate) half_open: BTreeSet<SaId>,
+    /// Responder phase 1 SAs still negotiating (`admission.rs`).
+    pub(crate) half_open: crate::admission::HalfOpen,
     /// Earliest deadline of each phase 1 SA (its own and its Quick Modes').
     pub(crate) sa_deadlines: TimerIndex<SaId>,
     /// Earliest deadline (soft or hard lifetime) of each child SA.
@@ -407,7 +409,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             sa_peers: PeerIndex::new(),
             child_peers: PeerIndex::new(),
             by_outbound: HashMap::new(),
-            half_open: BTreeSet::new(),
+            half_open: crate::admission::HalfOpen::new(),
             sa_deadlines: TimerIndex::new(),
             child_deadlines: TimerIndex::new(),
             transmits: VecDeque::new(),
@@ -772,6 +774,11 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         r
     }
 
+    /// Whether a phase 1 SA that a request may wait for exists with `peer`.
+    pub(crate) fn has_usable_sa(&self, peer: IpAddr) -> bool {
+        self.sa_peers.get(peer).any(|id| usable(&self.sas[&id]))
+    }
+
     /// Whether we hold any other SA with `peer` (then INITIAL-CONTACT must not be sent).
     pub(crate) fn has_other_state(&self, peer: IpAddr, except: SaId) -> bool {
         self.sa_peers
@@ -810,6 +817,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             .sa_peers
             .get(remote.ip())
             .map(|id| &self.sas[&id])
+            .filter(|s| usable(s))
             .max_by_key(|s| {
                 let up = s.state == P1State::Complete;
                 (up && !s.retiring, up, s.id)
@@ -921,6 +929,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             replaced_by: None,
             superseded: false,
             retiring: false,
+            known_peer: self.cfg.is_known_peer(remote.ip()),
         };
         self.by_cookie.insert((icookie, remote.ip()), id);
         self.sa_peers.insert(remote.ip(), id);
@@ -945,9 +954,13 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         if let Some(mut s) = self.sas.remove(&id) {
             self.by_cookie.remove(&(s.icookie, s.remote.ip()));
             self.sa_peers.remove(s.remote.ip(), id);
-            self.half_open.remove(&id);
+            self.half_open.remove(id);
             ike!("ISAKMP ({}): deleting SA reason \"{}\"", id, reason);
-            if established {
+            if !established && !s.initiator && crate::admission::unverified(s.state) {
+                // Only a first message ever came from this source: not a
+                // negotiation anyone is known to want (admission.rs).
+                self.stats.half_open_expired += 1;
+            } else if established {
                 self.events.push_back(Event::Phase1Down {
                     id,
                     remote: s.remote,
@@ -1145,11 +1158,8 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             let s = self.sas.get(&id);
             let at = s.and_then(|s| p1_deadline(&self.cfg, s));
             self.sa_deadlines.set(id, at);
-            if s.is_some_and(|s| !s.initiator && s.state != P1State::Complete) {
-                self.half_open.insert(id);
-            } else {
-                self.half_open.remove(&id);
-            }
+            let class = s.and_then(crate::admission::HalfOpenClass::of);
+            self.half_open.set(id, class);
         }
         for spi in self.children.take_dirty() {
             let at = self.children.get(&spi).map(child_deadline);
@@ -1336,17 +1346,6 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         self.try_retire(now, id);
     }
 
-    /// Whether the source address already has too many half-open SAs.
-    pub(crate) fn half_open_exceeded(&mut self, peer: IpAddr) -> bool {
-        self.sync_timers();
-        let per = self
-            .sa_peers
-            .get(peer)
-            .filter(|id| self.half_open.contains(id))
-            .count();
-        self.half_open.len() >= self.cfg.max_half_open || per >= self.cfg.max_half_open_per_peer
-    }
-
     /// The ID payload we send in phase 1.
     pub(crate) fn local_id(&self, local: SocketAddr) -> IdPayload {
         match &self.cfg.local_id {
@@ -1445,6 +1444,14 @@ pub(crate) fn p1_deadline(cfg: &EngineConfig, s: &Phase1) -> Option<Instant> {
         ]
     });
     own.into_iter().chain(qms).flatten().min()
+}
+
+/// Whether a request may wait for phase 1 SA `s`: established, ours, or a
+/// responder whose source answered our second message. A bare first
+/// message (anyone can send one with any source) must not hold up or
+/// redirect our own negotiation with that address.
+fn usable(s: &Phase1) -> bool {
+    s.initiator || s.state == P1State::Complete || !crate::admission::unverified(s.state)
 }
 
 /// DPD runs on the newest established SA with a peer that supports it.

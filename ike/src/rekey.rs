@@ -245,7 +245,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                 .map(|q| (q.request.clone(), q.rekey_of)),
         );
         for (req, rekey_of) in reqs {
-            if rehome && self.sa_peers.has(peer) {
+            if rehome && self.has_usable_sa(peer) {
                 ike!(
                     "ISAKMP ({}): phase 2 request moves to another ISAKMP SA with {}",
                     s.id,

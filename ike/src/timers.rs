@@ -241,8 +241,13 @@ mod tests {
                 assert!(e.sa_peers.get(s.remote.ip()).any(|x| x == *id));
                 let open = !s.initiator && s.state != crate::state::P1State::Complete;
                 assert_eq!(e.half_open.contains(id), open, "half-open {id}");
+                assert_eq!(
+                    e.half_open.class(id),
+                    crate::admission::HalfOpenClass::of(s),
+                    "half-open class {id}"
+                );
             }
-            assert!(e.half_open.iter().all(|id| e.sas.contains_key(id)));
+            assert!(e.half_open.ids().all(|id| e.sas.contains_key(id)));
             assert_eq!(e.child_peers.len(), e.children.len());
             assert_eq!(e.by_outbound.len(), e.children.len());
             for (spi, c) in e.children.iter() {

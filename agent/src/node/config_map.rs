@@ -192,6 +192,8 @@ pub fn map(cfg: &Config) -> Result<NodeConfig, MapError> {
             })
             .collect(),
         answer_aggressive: cfg.ike.answer_aggressive,
+        max_half_open: cfg.ike.in_negotiation_limit as usize,
+        max_half_open_per_peer: cfg.ike.in_negotiation_per_peer as usize,
         nat_t: match cfg.ike.nat_traversal.mode {
             NatTraversal::Auto => NatTMode::Enabled,
             NatTraversal::Force => NatTMode::Force,

@@ -146,6 +146,15 @@ impl Builder<'_> {
             retry_interval: retry.clamp(2, 60),
             retries: crate::defaults::DPD_RETRIES,
         });
+        // IOS has no limit unless configured; ours bounds it anyway.
+        let in_negotiation_limit = match r.in_negotiation_limit {
+            Some((n, line)) if !(1..=1_000_000).contains(&n) => {
+                self.note(line, format!("crypto call admission limit ike in-negotiation-sa {n} out of range; the default {} is written", crate::defaults::IN_NEGOTIATION_LIMIT));
+                crate::defaults::IN_NEGOTIATION_LIMIT
+            }
+            Some((n, _)) => n,
+            None => crate::defaults::IN_NEGOTIATION_LIMIT,
+        };
         Ike {
             identity: r.identity.unwrap_or(Identity::Address),
             fqdn: None,
@@ -153,6 +162,9 @@ impl Builder<'_> {
             answer_aggressive: !r.aggressive_disabled,
             aggressive_mode: None,
             dpd,
+            in_negotiation_limit,
+            in_negotiation_per_peer: crate::defaults::IN_NEGOTIATION_PER_PEER
+                .min(in_negotiation_limit),
             nat_traversal: NatT {
                 mode: if r.natt_off {
                     NatTraversal::Off

@@ -89,6 +89,7 @@ pub(crate) struct Router {
     pub(crate) nat_keepalive: Option<u32>,
     pub(crate) natt_off: bool,
     pub(crate) aggressive_disabled: bool,
+    pub(crate) in_negotiation_limit: Option<(u32, usize)>,
     pub(crate) tsets: Vec<(String, Vec<Transform>, Option<EspMode>, usize)>,
     pub(crate) profiles: Vec<(String, ProfState)>,
     pub(crate) maps: Vec<((String, u32), ProfState)>,
@@ -265,6 +266,7 @@ impl Collector {
             Cmd::NatKeepalive(n) => r.nat_keepalive = Some(n),
             Cmd::NatTraversalOff => r.natt_off = true,
             Cmd::AggressiveDisable => r.aggressive_disabled = true,
+            Cmd::InNegotiationLimit(n) => r.in_negotiation_limit = Some((n, line)),
             Cmd::TransformSet(n, ts) => {
                 r.tsets.push((n.clone(), ts, None, line));
                 self.ctx = Ctx::TransformSet(n);

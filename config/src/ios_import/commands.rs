@@ -47,6 +47,8 @@ pub(crate) enum Cmd {
     NatKeepalive(u32),
     NatTraversalOff,
     AggressiveDisable,
+    /// `crypto call admission limit ike in-negotiation-sa N`.
+    InNegotiationLimit(u32),
     TransformSet(String, Vec<Transform>),
     TsMode(EspMode),
     IpsecProfile(String),
@@ -375,6 +377,11 @@ pub(crate) fn match_cmd(w: &[&str], ctx: &Ctx) -> Option<(usize, Cmd)> {
             if let Some(r) = crypto_ipsec(&w[2..]) {
                 return Some((r.0 + 2, r.1));
             }
+        }
+        ("crypto", "call")
+            if w.get(2..6) == Some(&["admission", "limit", "ike", "in-negotiation-sa"][..]) =>
+        {
+            return num(g(6)).map(|n| (7, Cmd::InNegotiationLimit(n)));
         }
         ("crypto", "map") if g(3) == "interface" && !g(4).is_empty() => {
             return Some((5, Cmd::Unsupported(w[..5].join(" "))));
