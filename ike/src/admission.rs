@@ -88,6 +88,7 @@ pub(crate) fn unverified(st: P1State) -> bool {
 }
 
 /// Ordered sets of half-open SAs (ids grow with age: the first is the oldest).
+#[cfg_attr(fuzzing, derive(Clone))]
 pub(crate) struct HalfOpen {
     all: BTreeSet<SaId>,
     unverified: HashMap<SaId, (IpAddr, bool)>,

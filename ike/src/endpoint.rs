@@ -249,18 +249,21 @@ pub(crate) enum NatTVariant {
     Draft,
 }
 
+#[cfg_attr(fuzzing, derive(Clone))]
 pub(crate) struct Retx {
     pub deadline: Instant,
     pub count: u32,
     pub msg: Transmit,
 }
 
+#[cfg_attr(fuzzing, derive(Clone))]
 pub(crate) struct Dpd {
     pub seq: u32,
     pub outstanding: Option<(u32, Instant, u32)>,
 }
 
 /// One phase 1 SA and everything hanging off it.
+#[cfg_attr(fuzzing, derive(Clone))]
 pub(crate) struct Phase1 {
     pub id: SaId,
     pub initiator: bool,
@@ -338,6 +341,7 @@ impl Phase1 {
 }
 
 /// One Quick Mode exchange.
+#[cfg_attr(fuzzing, derive(Clone))]
 pub(crate) struct QuickMode {
     pub initiator: bool,
     pub state: QmState,
@@ -358,6 +362,7 @@ pub(crate) struct QuickMode {
 }
 
 /// Book-keeping for an installed child SA.
+#[cfg_attr(fuzzing, derive(Clone))]
 pub(crate) struct ChildRecord {
     pub local: SocketAddr,
     pub remote: SocketAddr,
@@ -421,6 +426,34 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         }
     }
 
+    /// A copy of this endpoint and all its state, drawing SPIs from
+    /// `spis`: the post-authentication fuzz target starts every input
+    /// from one handshake (`--cfg fuzzing` builds only).
+    #[cfg(fuzzing)]
+    pub fn fuzz_clone(&self, spis: Box<dyn SpiAllocator + Send>) -> Self
+    where
+        R: Clone,
+    {
+        Endpoint {
+            cfg: self.cfg.clone(),
+            rng: self.rng.clone(),
+            spis,
+            sas: self.sas.clone(),
+            by_cookie: self.by_cookie.clone(),
+            children: self.children.clone(),
+            sa_peers: self.sa_peers.clone(),
+            child_peers: self.child_peers.clone(),
+            by_outbound: self.by_outbound.clone(),
+            half_open: self.half_open.clone(),
+            sa_deadlines: self.sa_deadlines.clone(),
+            child_deadlines: self.child_deadlines.clone(),
+            transmits: self.transmits.clone(),
+            events: self.events.clone(),
+            next_id: self.next_id,
+            stats: self.stats,
+        }
+    }
+
     pub fn config(&self) -> &EngineConfig {
         &self.cfg
     }
@@ -475,6 +508,16 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         let s = self.sas.get(&id)?;
         let k = s.keys.as_ref()?;
         Some(crate::keylog::ikev1_line(&s.icookie, &k.enc_key))
+    }
+
+    /// Phase 1 keys of SA `id` and the last phase 1 CBC block Quick Mode
+    /// and informational IVs derive from: for the post-authentication fuzz
+    /// target only (`cargo fuzz` builds with `--cfg fuzzing`), never in a
+    /// normal build.
+    #[cfg(fuzzing)]
+    pub fn fuzz_phase1_keys(&self, id: SaId) -> Option<(&Phase1Keys, &[u8], [u8; 8], [u8; 8])> {
+        let s = self.sas.get(&id)?;
+        Some((s.keys.as_ref()?, &s.iv, s.icookie, s.rcookie))
     }
 
     /// Installed child SAs for `show crypto ipsec sa`.

@@ -8,6 +8,7 @@ use zeroize::Zeroizing;
 type Secret = Zeroizing<Vec<u8>>;
 
 /// Phase 1 keying material; wiped on drop.
+#[cfg_attr(fuzzing, derive(Clone))]
 pub struct Phase1Keys {
     pub prf: HashAlg,
     pub encr: EncrAlg,

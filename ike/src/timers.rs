@@ -13,6 +13,7 @@ use std::ops::Deref;
 use std::time::Instant;
 
 /// A map whose mutable accesses mark the touched keys dirty.
+#[cfg_attr(fuzzing, derive(Clone))]
 pub(crate) struct Tracked<K: Ord + Copy + Hash, V> {
     map: BTreeMap<K, V>,
     dirty: BTreeSet<K>,
@@ -69,6 +70,7 @@ impl<K: Ord + Copy + Hash, V> Deref for Tracked<K, V> {
 }
 
 /// Earliest deadline per key, ordered by time.
+#[cfg_attr(fuzzing, derive(Clone))]
 pub(crate) struct TimerIndex<K: Ord + Copy + Hash> {
     by_time: BTreeSet<(Instant, K)>,
     by_key: HashMap<K, Instant>,
