@@ -11,6 +11,10 @@ pub const IPSEC_LIFETIME_SECONDS: u32 = 3600;
 pub const IPSEC_LIFETIME_KILOBYTES: u64 = 4_608_000;
 pub const NAT_KEEPALIVE: u32 = 20;
 pub const DPD_RETRIES: u32 = 5;
+/// Half-open IKE SAs in all (IOS `crypto call admission limit ike in-negotiation-sa`).
+pub const IN_NEGOTIATION_LIMIT: u32 = 1024;
+/// Unverified half-open IKE SAs per source address.
+pub const IN_NEGOTIATION_PER_PEER: u32 = 8;
 pub const DPD_RETRY_INTERVAL: u32 = 2;
 pub const CONTROL_SOCKET: &str = "/run/dmvpn/dmvpnd.sock";
 pub const CONTROL_MODE: u32 = 0o600;
@@ -58,6 +62,12 @@ pub fn transforms() -> Vec<Transform> {
 }
 pub fn nat_keepalive() -> u32 {
     NAT_KEEPALIVE
+}
+pub fn in_negotiation_limit() -> u32 {
+    IN_NEGOTIATION_LIMIT
+}
+pub fn in_negotiation_per_peer() -> u32 {
+    IN_NEGOTIATION_PER_PEER
 }
 pub fn dpd_retries() -> u32 {
     DPD_RETRIES

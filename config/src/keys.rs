@@ -34,7 +34,10 @@ pub const ROOT: &[(&str, Shape)] = &[
         Table(&[
             ("identity", Value),
             ("fqdn", Value),
+            ("answer_aggressive", Value),
             ("aggressive_mode", Value),
+            ("in_negotiation_limit", Value),
+            ("in_negotiation_per_peer", Value),
             (
                 "dpd",
                 Table(&[
@@ -58,7 +61,10 @@ pub const ROOT: &[(&str, Shape)] = &[
                     ("lifetime", Value),
                 ]),
             ),
-            ("key", Tables(&[("peer", Value), ("key", Value)])),
+            (
+                "key",
+                Tables(&[("peer", Value), ("key", Value), ("initiate_mode", Value)]),
+            ),
         ]),
     ),
     (
@@ -216,7 +222,10 @@ key_log = "/tmp/k"
 [ike]
 identity = "fqdn"
 fqdn = "n.example"
+answer_aggressive = false
 aggressive_mode = false
+in_negotiation_limit = 1024
+in_negotiation_per_peer = 8
 [ike.dpd]
 interval = 10
 retry_interval = 2
@@ -234,6 +243,7 @@ lifetime = 86400
 [[ike.key]]
 peer = "0.0.0.0/0"
 key = "abcdefghij"
+initiate_mode = "main"
 [[ipsec.transform_set]]
 name = "t"
 transforms = ["esp-aes 256", "esp-sha256-hmac"]

@@ -138,7 +138,7 @@ impl Config {
                 });
             }
         }
-        let config: Config = match toml::from_str(text) {
+        let mut config: Config = match toml::from_str(text) {
             Ok(c) => c,
             Err(e) => {
                 let offset = e.span().map(|s| s.start);
@@ -164,6 +164,18 @@ impl Config {
                 });
             }
         };
+        // The deprecated `ike.aggressive_mode` stands for `answer_aggressive`
+        // unless that is given too (validation reports any contradiction).
+        let answer_given = spans.doc().is_some_and(|d| {
+            d.get("ike")
+                .and_then(|i| i.as_table_like())
+                .is_some_and(|i| i.contains_key("answer_aggressive"))
+        });
+        if let Some(v) = config.ike.aggressive_mode
+            && !answer_given
+        {
+            config.ike.answer_aggressive = v;
+        }
         let mut errors = Vec::new();
         let mut warnings = Vec::new();
         for f in validate::validate(&config) {

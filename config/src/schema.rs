@@ -160,11 +160,24 @@ pub struct Ike {
     /// FQDN sent with `identity = "fqdn"`; defaults to the node name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fqdn: Option<String>,
-    /// Answer Aggressive Mode (exposes a PSK-derived hash to anyone).
+    /// Answer Aggressive Mode (exposes a PSK-derived hash to anyone); IOS
+    /// answers unless `crypto isakmp aggressive-mode disable`.
     #[serde(default)]
-    pub aggressive_mode: bool,
+    pub answer_aggressive: bool,
+    /// Deprecated alias of `answer_aggressive`; `--check` warns about it.
+    /// Initiating Aggressive Mode is `initiate_mode` on `[[ike.key]]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggressive_mode: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dpd: Option<Dpd>,
+    /// Phase 1 negotiations not yet authenticated, in all (IOS `crypto call
+    /// admission limit ike in-negotiation-sa N`); over it the oldest
+    /// unverified one from an unconfigured address makes room.
+    #[serde(default = "d::in_negotiation_limit")]
+    pub in_negotiation_limit: u32,
+    /// Of those, unverified ones per source address.
+    #[serde(default = "d::in_negotiation_per_peer")]
+    pub in_negotiation_per_peer: u32,
     #[serde(default)]
     pub nat_traversal: NatT,
     /// `[[ike.policy]]`, IOS `crypto isakmp policy N`.
@@ -180,8 +193,11 @@ impl Default for Ike {
         Ike {
             identity: Identity::Address,
             fqdn: None,
-            aggressive_mode: false,
+            answer_aggressive: false,
+            aggressive_mode: None,
             dpd: None,
+            in_negotiation_limit: d::IN_NEGOTIATION_LIMIT,
+            in_negotiation_per_peer: d::IN_NEGOTIATION_PER_PEER,
             nat_traversal: NatT::default(),
             policies: d::ike_policies(),
             keys: Vec::new(),
@@ -259,6 +275,10 @@ pub struct PreSharedKey {
     #[serde(deserialize_with = "prefix_or_host")]
     pub peer: IpNet,
     pub key: Secret,
+    /// Exchange dmvpnd starts with these peers (IOS ISAKMP profile
+    /// `initiate mode aggressive`); rekeys use it too.
+    #[serde(default, skip_serializing_if = "InitiateMode::is_main")]
+    pub initiate_mode: InitiateMode,
 }
 
 /// Accepts "a.b.c.d/len" or a bare address (host prefix).

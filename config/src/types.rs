@@ -261,6 +261,23 @@ pub enum NatTraversal {
     Off,
 }
 
+/// The phase 1 exchange dmvpnd starts with a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum InitiateMode {
+    /// Main Mode (identity protection; IOS default).
+    #[default]
+    Main,
+    /// Aggressive Mode (IOS ISAKMP profile `initiate mode aggressive`).
+    Aggressive,
+}
+
+impl InitiateMode {
+    pub fn is_main(&self) -> bool {
+        *self == InitiateMode::Main
+    }
+}
+
 /// ESP mode, IOS transform-set `mode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]

@@ -560,12 +560,49 @@ impl Validator {
                 );
             }
         }
-        if ike.aggressive_mode {
+        if let Some(old) = ike.aggressive_mode {
+            if old != ike.answer_aggressive {
+                self.err(
+                    "ike.aggressive_mode".into(),
+                    format!(
+                        "aggressive_mode = {old} contradicts answer_aggressive = {}",
+                        ike.answer_aggressive
+                    ),
+                    "remove the deprecated aggressive_mode; keep answer_aggressive",
+                );
+            } else {
+                self.warn(
+                    "ike.aggressive_mode".into(),
+                    format!(
+                        "aggressive_mode is deprecated; it is read as answer_aggressive = {old}"
+                    ),
+                    "write `answer_aggressive` (answering Aggressive Mode) instead; initiating it is `initiate_mode = \"aggressive\"` on an [[ike.key]]",
+                );
+            }
+        }
+        if ike.answer_aggressive {
+            let key = if ike.aggressive_mode.is_some() {
+                "ike.aggressive_mode"
+            } else {
+                "ike.answer_aggressive"
+            };
             self.warn(
-                "ike.aggressive_mode".into(),
+                key.into(),
                 "Aggressive Mode sends a PSK-derived hash anyone can attack offline",
-                "set aggressive_mode = false unless a peer needs it",
+                "set answer_aggressive = false unless a peer needs it",
             );
+        }
+        for (i, k) in ike.keys.iter().enumerate() {
+            if k.initiate_mode == InitiateMode::Aggressive {
+                self.warn(
+                    format!("ike.key[{i}].initiate_mode"),
+                    format!(
+                        "Aggressive Mode with {} exposes a PSK-derived hash to anyone on the path",
+                        k.peer
+                    ),
+                    "use \"main\" unless the peer only answers Aggressive Mode",
+                );
+            }
         }
         if let Some(f) = &ike.fqdn
             && (f.is_empty() || f.contains(char::is_whitespace))
@@ -598,6 +635,29 @@ impl Validator {
                     "use 1..20",
                 );
             }
+        }
+        if !(1..=1_000_000).contains(&ike.in_negotiation_limit) {
+            self.err(
+                "ike.in_negotiation_limit".into(),
+                format!(
+                    "in-negotiation limit {} out of range",
+                    ike.in_negotiation_limit
+                ),
+                "use 1..1000000 (IOS default: no limit; ours 1024)",
+            );
+        }
+        if ike.in_negotiation_per_peer == 0
+            || (ike.in_negotiation_limit >= 1
+                && ike.in_negotiation_per_peer > ike.in_negotiation_limit)
+        {
+            self.err(
+                "ike.in_negotiation_per_peer".into(),
+                format!(
+                    "per-address in-negotiation limit {} out of range",
+                    ike.in_negotiation_per_peer
+                ),
+                "use 1 up to ike.in_negotiation_limit (default 8)",
+            );
         }
         let ka = ike.nat_traversal.keepalive;
         if ka != 0 && !(5..=3600).contains(&ka) {

@@ -54,7 +54,7 @@ fn hub_values() {
     assert_eq!(c.ike.keys[0].peer.to_string(), "0.0.0.0/0");
     assert_eq!(c.ike.keys[0].key.expose(), "cisco123");
     assert!(
-        c.ike.aggressive_mode,
+        c.ike.answer_aggressive,
         "IOS answers Aggressive Mode by default"
     );
     assert_eq!(c.ike.nat_traversal.keepalive, 0);
@@ -178,7 +178,7 @@ fn choose_router_by_hostname() {
         (p.encryption, p.hash, p.group.number(), p.lifetime),
         (IkeEncryption::Aes256, IkeHash::Sha256, 14, 3600)
     );
-    assert!(!c.ike.aggressive_mode);
+    assert!(!c.ike.answer_aggressive);
     assert_eq!(c.ike.keys[0].peer.to_string(), "172.16.0.0/24");
     assert_eq!(
         c.ipsec.transform_sets[0].transforms,
@@ -349,9 +349,11 @@ fn seed_001_dmvpn_hub_and_spokes() {
     );
     assert_eq!(t.nhrp.as_ref().unwrap().network_id, 1);
     assert!(has_note(&imp, "not imported: router eigrp 90"));
+    assert_initiates_main_answers_aggressive(&hub);
     for (host, addr) in [("sv9-3", "192.168.1.2/24"), ("sv9-4", "192.168.1.3/24")] {
         let imp = import(&text, Some(host));
         let c = round_trip(&imp);
+        assert_initiates_main_answers_aggressive(&c);
         assert_eq!(c.node.role, Role::Spoke);
         let t = &c.tunnels[0];
         assert_eq!(t.address.to_string(), addr);
@@ -359,6 +361,105 @@ fn seed_001_dmvpn_hub_and_spokes() {
         assert_eq!(n.nhs[0].address.to_string(), "192.168.1.1");
         assert!(n.nhs[0].nbma.is_some());
     }
+}
+
+/// IOS starts Main Mode unless an ISAKMP profile says `initiate mode
+/// aggressive`, and answers Aggressive Mode unless it is disabled.
+fn assert_initiates_main_answers_aggressive(c: &Config) {
+    assert!(!c.ike.keys.is_empty());
+    for k in &c.ike.keys {
+        assert_eq!(k.initiate_mode, InitiateMode::Main, "key for {}", k.peer);
+    }
+    assert!(c.ike.answer_aggressive);
+    assert_eq!(c.ike.aggressive_mode, None);
+    assert_eq!(c.ike.in_negotiation_limit, 1024);
+    // The rendered TOML says nothing about initiating (Main is the default)
+    // and never writes the deprecated key.
+    let toml = c.to_toml();
+    assert!(!toml.contains("initiate_mode"), "{toml}");
+    assert!(!toml.contains("aggressive_mode"), "{toml}");
+}
+
+const AGGRESSIVE_PROFILE: &str = "hostname SPOKE-9
+crypto keyring SPOKES
+  pre-shared-key address 172.16.0.0 255.255.255.0 key Sp0keKey123
+crypto keyring HUBS
+  pre-shared-key address 172.16.9.1 key HubKey1234
+crypto isakmp policy 10
+ encr aes 256
+ hash sha256
+ authentication pre-share
+ group 14
+crypto isakmp key Wildcard99 address 0.0.0.0
+crypto isakmp aggressive-mode disable
+crypto call admission limit ike in-negotiation-sa 200
+crypto isakmp profile TO-HUB
+   keyring HUBS
+   match identity address 10.9.9.9 255.255.255.255
+   initiate mode aggressive
+crypto isakmp profile UNUSED
+   keyring SPOKES
+   initiate mode aggressive
+crypto ipsec transform-set TS esp-aes 256 esp-sha256-hmac
+ mode transport
+crypto ipsec profile DMVPN
+ set transform-set TS
+ set isakmp-profile TO-HUB
+interface Tunnel0
+ ip address 192.168.1.9 255.255.255.0
+ ip nhrp network-id 1
+ ip nhrp nhs 192.168.1.1 nbma 172.16.9.1
+ tunnel source 172.16.0.9
+ tunnel mode gre multipoint
+ tunnel protection ipsec profile DMVPN
+end
+";
+
+/// `initiate mode aggressive` of a used ISAKMP profile applies to its
+/// keyring's peers and its `match identity address` peers (a key entry of
+/// their own, copied from the covering key); an unused profile changes
+/// nothing; `aggressive-mode disable` turns answering off.
+#[test]
+fn isakmp_profile_initiate_mode_aggressive() {
+    let imp = import(AGGRESSIVE_PROFILE, None);
+    let c = round_trip(&imp);
+    assert!(!c.ike.answer_aggressive);
+    assert_eq!(
+        (c.ike.in_negotiation_limit, c.ike.in_negotiation_per_peer),
+        (200, 8)
+    );
+    let mode = |peer: &str| {
+        c.ike
+            .keys
+            .iter()
+            .find(|k| k.peer.to_string() == peer)
+            .map(|k| (k.initiate_mode, k.key.expose().to_string()))
+    };
+    assert_eq!(
+        mode("172.16.9.1/32"),
+        Some((InitiateMode::Aggressive, "HubKey1234".into()))
+    );
+    assert_eq!(
+        mode("10.9.9.9/32"),
+        Some((InitiateMode::Aggressive, "Wildcard99".into()))
+    );
+    assert_eq!(
+        mode("172.16.0.0/24"),
+        Some((InitiateMode::Main, "Sp0keKey123".into()))
+    );
+    assert_eq!(
+        mode("0.0.0.0/0"),
+        Some((InitiateMode::Main, "Wildcard99".into()))
+    );
+    assert!(imp.toml.contains("initiate_mode = \"aggressive\""));
+    assert!(has_note(
+        &imp,
+        "[[ike.key]] for 10.9.9.9/32 added (the key of 0.0.0.0/0)"
+    ));
+    assert!(has_note(
+        &imp,
+        "crypto isakmp profile UNUSED says `initiate mode aggressive` but no IPsec profile or crypto map uses it"
+    ));
 }
 
 #[test]

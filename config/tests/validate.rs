@@ -623,16 +623,129 @@ fn weak_choices_are_warned_about() {
 fn aggressive_mode_and_key_log_warn() {
     let text = format!("{BASE}\n[log]\nkey_log = \"/tmp/esp.keys\"\n").replace(
         "[[ike.policy]]",
-        "[ike]\naggressive_mode = true\n\n[[ike.policy]]",
+        "[ike]\nanswer_aggressive = true\n\n[[ike.policy]]",
     );
     let w = warnings(&text);
     assert_eq!(
         w,
         [
-            "6:19: ike.aggressive_mode: Aggressive Mode sends a PSK-derived hash anyone can attack offline",
+            "6:21: ike.answer_aggressive: Aggressive Mode sends a PSK-derived hash anyone can attack offline",
             "38:11: log.key_log: ESP keys will be written to a file",
         ]
     );
+}
+
+/// The old key still means "answer Aggressive Mode", with a warning that
+/// names the new keys; it never silently disagrees with them.
+#[test]
+fn deprecated_aggressive_mode_is_answer_aggressive() {
+    let text = BASE.replace(
+        "[[ike.policy]]",
+        "[ike]\naggressive_mode = true\n\n[[ike.policy]]",
+    );
+    let loaded = Config::from_str(&text, "t.toml").expect("valid");
+    assert!(loaded.config.ike.answer_aggressive);
+    assert!(
+        loaded
+            .config
+            .ike
+            .keys
+            .iter()
+            .all(|k| k.initiate_mode == dmvpn_config::InitiateMode::Main)
+    );
+    let w = warnings(&text);
+    assert_eq!(
+        w,
+        [
+            "6:19: ike.aggressive_mode: aggressive_mode is deprecated; it is read as answer_aggressive = true",
+            "6:19: ike.aggressive_mode: Aggressive Mode sends a PSK-derived hash anyone can attack offline",
+        ]
+    );
+    let help = Config::from_str(&text, "t.toml").unwrap().warnings[0]
+        .help
+        .clone();
+    assert!(
+        help.contains("answer_aggressive") && help.contains("initiate_mode"),
+        "{help}"
+    );
+    // false stays false.
+    let off = BASE.replace(
+        "[[ike.policy]]",
+        "[ike]\naggressive_mode = false\n\n[[ike.policy]]",
+    );
+    assert!(
+        !Config::from_str(&off, "t.toml")
+            .unwrap()
+            .config
+            .ike
+            .answer_aggressive
+    );
+    // Both keys, disagreeing: an error, not a guess.
+    let both = BASE.replace(
+        "[[ike.policy]]",
+        "[ike]\naggressive_mode = true\nanswer_aggressive = false\n\n[[ike.policy]]",
+    );
+    assert_one(
+        &both,
+        "6:19: ike.aggressive_mode: aggressive_mode = true contradicts answer_aggressive = false",
+    );
+}
+
+#[test]
+fn in_negotiation_limits() {
+    let with = |extra: &str| {
+        BASE.replace(
+            "[[ike.policy]]",
+            &format!("[ike]\n{extra}\n\n[[ike.policy]]"),
+        )
+    };
+    let ok = Config::from_str(
+        &with("in_negotiation_limit = 64\nin_negotiation_per_peer = 4"),
+        "t.toml",
+    )
+    .expect("valid");
+    assert_eq!(
+        (
+            ok.config.ike.in_negotiation_limit,
+            ok.config.ike.in_negotiation_per_peer
+        ),
+        (64, 4)
+    );
+    assert_one(
+        &with("in_negotiation_limit = 0"),
+        "6:24: ike.in_negotiation_limit: in-negotiation limit 0 out of range",
+    );
+    assert_one(
+        &with("in_negotiation_limit = 4\nin_negotiation_per_peer = 5"),
+        "7:27: ike.in_negotiation_per_peer: per-address in-negotiation limit 5 out of range",
+    );
+}
+
+#[test]
+fn initiate_mode_per_key() {
+    let text = edit(
+        "key = \"averylongkey\"\n",
+        "key = \"averylongkey\"\ninitiate_mode = \"aggressive\"\n",
+    );
+    let loaded = Config::from_str(&text, "t.toml").expect("valid");
+    assert_eq!(
+        loaded.config.ike.keys[0].initiate_mode,
+        dmvpn_config::InitiateMode::Aggressive
+    );
+    assert!(!loaded.config.ike.answer_aggressive);
+    assert_eq!(
+        warnings(&text),
+        [
+            "11:17: ike.key[0].initiate_mode: Aggressive Mode with 0.0.0.0/0 exposes a PSK-derived hash to anyone on the path"
+        ]
+    );
+    let bad = edit(
+        "key = \"averylongkey\"\n",
+        "key = \"averylongkey\"\ninitiate_mode = \"fast\"\n",
+    );
+    let e = errors(&bad);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(e[0].contains("ike.key[0].initiate_mode"), "{e:?}");
 }
 
 #[test]

@@ -33,6 +33,7 @@ fn cfg(group: GroupId) -> EngineConfig {
             prefix: "0.0.0.0".parse().unwrap(),
             len: 0,
             key: Zeroizing::new(b"bench".to_vec()),
+            initiate: InitiateMode::Main,
         }],
         ..Default::default()
     }

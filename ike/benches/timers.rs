@@ -35,6 +35,7 @@ fn cfg() -> EngineConfig {
             prefix: "0.0.0.0".parse().unwrap(),
             len: 0,
             key: Zeroizing::new(b"bench".to_vec()),
+            initiate: InitiateMode::Main,
         }],
         ..Default::default()
     }
@@ -114,7 +115,7 @@ fn bench(c: &mut Criterion) {
             hub.note_traffic(idle, peer);
         })
     });
-    // Fill the global half-open budget, then time a rejected MM1 flood.
+    // Fill the global half-open budget, then time an MM1 flood that evicts.
     let lh: SocketAddr = "172.16.0.1:500".parse().unwrap();
     let mm1 = |src: SocketAddr| {
         let mut spoke = endpoint(u64::from(PEERS) + 1);
@@ -132,12 +133,17 @@ fn bench(c: &mut Criterion) {
         let m = mm1(src);
         hub.handle(idle, lh, src, &m).unwrap();
     }
-    let src: SocketAddr = "11.255.0.1:500".parse().unwrap();
-    let m = mm1(src);
+    let mut m = mm1("11.255.0.1:500".parse().unwrap());
+    let mut k = 0u32;
     g.bench_function("mm1_over_half_open_limit", |bn| {
         bn.iter(|| {
-            let r = hub.handle(idle, lh, src, &m);
-            assert_eq!(r, Err(HandleError::HalfOpenLimit));
+            // A new cookie pair from a new source each time: it evicts the
+            // oldest unverified SA.
+            k += 1;
+            m[..4].copy_from_slice(&k.to_be_bytes());
+            let src = SocketAddr::new(IpAddr::V4(Ipv4Addr::from(0x0c00_0000 + k)), 500);
+            hub.handle(idle, lh, src, &m).unwrap();
+            while hub.poll_transmit().is_some() {}
         })
     });
     g.finish();

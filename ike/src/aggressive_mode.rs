@@ -52,6 +52,31 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         id
     }
 
+    /// The third message (HASH_I, NAT-D), encrypted as IOS and libreswan
+    /// send it (RFC 2408 4.7 encrypts it; RFC 2409 5.4 draws it in the
+    /// clear, as strongSwan sends it). Encrypted, its last ciphertext block
+    /// is the last phase 1 CBC block that Quick Mode IVs derive from, and
+    /// every peer agrees. In the clear there is no such block and peers
+    /// differ on what to hash instead: strongSwan (and we, as responder)
+    /// the phase 1 IV, i.e. hash(g^xi | g^xr) cut to the block size as
+    /// RFC 2409 Appendix B defines an IV; libreswan 4 the whole digest.
+    fn am3_message(&mut self, id: SaId, payloads: &[Payload]) -> Vec<u8> {
+        let header = self.header(id, exchange::AGGRESSIVE, 0);
+        #[cfg(test)]
+        if self.am3_in_clear {
+            return wire::Message {
+                header,
+                payloads: payloads.to_vec(),
+            }
+            .emit();
+        }
+        let s = &self.sas[&id];
+        let k = s.keys.as_ref().expect("keys");
+        let (msg, next_iv) = Self::encrypt(k, header, payloads, &s.iv);
+        self.sas.get_mut(&id).expect("sa").iv = next_iv;
+        msg
+    }
+
     pub(crate) fn am_responder_new(
         &mut self,
         now: Instant,
@@ -65,9 +90,6 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             local.port(),
             remote.port()
         );
-        if self.half_open_exceeded(remote.ip()) {
-            return Err(HandleError::HalfOpenLimit);
-        }
         let (h, body) = Header::parse(data)?;
         let p = wire::parse_payloads_spanned(h.next_payload, body)?;
         let (sa, sa_r) = p.find_sa().ok_or(HandleError::Missing("SA"))?;
@@ -82,6 +104,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             return Err(HandleError::NoProposal);
         };
         check_ke_nonce(policy.group, &ke, &ni)?;
+        self.admit_half_open(remote.ip())?;
         let rc = self.new_cookie();
         let id = self.new_phase1(now, false, true, h.icookie, rc, local, remote, psk);
         let payloads: Vec<Payload> = p.iter().map(|(x, _)| x.clone()).collect();
@@ -161,6 +184,9 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                 if h.is_encrypted() {
                     return Err(HandleError::Unexpected("encrypted AM2"));
                 }
+                if h.rcookie == [0; 8] {
+                    return Err(HandleError::Unexpected("AM2 without responder cookie"));
+                }
                 let p = wire::parse_payloads_spanned(h.next_payload, body)?;
                 let (sa, _) = p.find_sa().ok_or(HandleError::Missing("SA"))?;
                 let (ke, nr) = ke_nonce(&p)?;
@@ -218,11 +244,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                 };
                 let mut out = vec![Payload::Hash(hash_i)];
                 out.extend(natd);
-                let msg = wire::Message {
-                    header: self.header(id, exchange::AGGRESSIVE, 0),
-                    payloads: out,
-                }
-                .emit();
+                let msg = self.am3_message(id, &out);
                 self.send_p1(now, id, msg, false);
                 self.p1_complete(now, id);
                 Ok(())
@@ -257,5 +279,126 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             }
             other => Err(HandleError::Unexpected(other.ios_name())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::crypto::{EncrAlg, GroupId, HashAlg};
+    use crate::policy::{EspEncr, EspTransform, InitiateMode, Mode, PskEntry, TransformSet};
+    use crate::*;
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+    use std::net::SocketAddr;
+    use std::time::Instant;
+
+    fn cfg() -> EngineConfig {
+        EngineConfig {
+            policies: vec![IkePolicy {
+                priority: 10,
+                encr: EncrAlg::Aes256,
+                hash: HashAlg::Sha256,
+                group: GroupId::Modp1024,
+                lifetime: 86400,
+            }],
+            transform_sets: vec![TransformSet {
+                name: "t".into(),
+                esp: EspTransform {
+                    encr: EspEncr::AesCbc(128),
+                    integ: Some(HashAlg::Sha1),
+                },
+                mode: Mode::Transport,
+            }],
+            psks: vec![PskEntry {
+                initiate: InitiateMode::Aggressive,
+                ..PskEntry::new("0.0.0.0".parse().unwrap(), 0, b"clear-am3")
+            }],
+            answer_aggressive: true,
+            ..Default::default()
+        }
+    }
+
+    type Ep = Endpoint<ChaCha20Rng>;
+
+    /// Shuttle datagrams until quiet; returns every datagram (from_a, bytes).
+    fn pump(a: &mut Ep, b: &mut Ep, la: SocketAddr, lb: SocketAddr) -> Vec<(bool, Vec<u8>)> {
+        let now = Instant::now();
+        let mut log = vec![];
+        loop {
+            let mut moved = false;
+            while let Some(t) = a.poll_transmit() {
+                moved = true;
+                log.push((true, t.payload.clone()));
+                b.handle(now, lb, la, &t.payload).unwrap();
+            }
+            while let Some(t) = b.poll_transmit() {
+                moved = true;
+                log.push((false, t.payload.clone()));
+                a.handle(now, la, lb, &t.payload).unwrap();
+            }
+            if !moved {
+                return log;
+            }
+        }
+    }
+
+    fn installed(e: &mut Ep) -> Vec<ChildSa> {
+        std::iter::from_fn(|| e.poll_event())
+            .filter_map(|e| match e {
+                Event::ChildSaInstalled(c) => Some(c),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// An initiator that sends AM3 in the clear (strongSwan does): the
+    /// responder accepts it, and Quick Mode started from either side
+    /// agrees on the IV derived from the unencrypted phase 1.
+    #[test]
+    fn cleartext_third_message_accepted_quick_mode_both_roles() {
+        let mut spi = 0x100;
+        let mut a = Endpoint::new(
+            cfg(),
+            ChaCha20Rng::seed_from_u64(1),
+            Box::new(move || {
+                spi += 1;
+                spi
+            }),
+        );
+        a.am3_in_clear = true;
+        let mut spi = 0x200;
+        let mut b = Endpoint::new(
+            cfg(),
+            ChaCha20Rng::seed_from_u64(2),
+            Box::new(move || {
+                spi += 1;
+                spi
+            }),
+        );
+        let la: SocketAddr = "172.16.0.1:500".parse().unwrap();
+        let lb: SocketAddr = "172.16.0.2:500".parse().unwrap();
+        let req = Phase2Request {
+            local_proxy: Some(policy::gre_proxy(la.ip())),
+            remote_proxy: Some(policy::gre_proxy(lb.ip())),
+        };
+        a.initiate_phase2(Instant::now(), la, lb, req).unwrap();
+        let log = pump(&mut a, &mut b, la, lb);
+        assert_eq!(log[2].1[18], 4, "AM3");
+        assert_eq!(log[2].1[19] & 1, 0, "AM3 in the clear");
+        let (ca, cb) = (installed(&mut a), installed(&mut b));
+        assert_eq!((ca.len(), cb.len()), (1, 1));
+        assert_eq!(ca[0].outbound_spi, cb[0].inbound_spi);
+        assert_eq!(*ca[0].outbound.encryption, *cb[0].inbound.encryption);
+        // The responder starts the next Quick Mode.
+        let req = Phase2Request {
+            local_proxy: None,
+            remote_proxy: None,
+        };
+        b.initiate_phase2(Instant::now(), lb, la, req).unwrap();
+        pump(&mut a, &mut b, la, lb);
+        let (ca, cb) = (installed(&mut a), installed(&mut b));
+        assert_eq!((ca.len(), cb.len()), (1, 1));
+        assert!(cb[0].initiator);
+        assert_eq!(*ca[0].inbound.encryption, *cb[0].outbound.encryption);
     }
 }

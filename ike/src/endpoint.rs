@@ -11,7 +11,7 @@ use crate::wire::consts::{exchange, flags};
 use crate::wire::vendor::Vendor;
 use crate::wire::{self, Header, IdPayload, Payload, WireError};
 use rand_core::{CryptoRng, RngCore};
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 use thiserror::Error;
@@ -182,6 +182,8 @@ pub enum HandleError {
     NotIke,
     #[error("too many Quick Mode exchanges in progress")]
     TooManyExchanges,
+    #[error("Aggressive Mode is not answered (answer_aggressive is off)")]
+    AggressiveRefused,
 }
 
 /// Command errors.
@@ -247,18 +249,21 @@ pub(crate) enum NatTVariant {
     Draft,
 }
 
+#[cfg_attr(fuzzing, derive(Clone))]
 pub(crate) struct Retx {
     pub deadline: Instant,
     pub count: u32,
     pub msg: Transmit,
 }
 
+#[cfg_attr(fuzzing, derive(Clone))]
 pub(crate) struct Dpd {
     pub seq: u32,
     pub outstanding: Option<(u32, Instant, u32)>,
 }
 
 /// One phase 1 SA and everything hanging off it.
+#[cfg_attr(fuzzing, derive(Clone))]
 pub(crate) struct Phase1 {
     pub id: SaId,
     pub initiator: bool,
@@ -307,6 +312,8 @@ pub(crate) struct Phase1 {
     pub superseded: bool,
     /// Replaced: DELETE it once its Quick Modes in progress are done.
     pub retiring: bool,
+    /// The peer matches a pre-shared key more specific than the wildcard.
+    pub known_peer: bool,
 }
 
 impl Phase1 {
@@ -334,6 +341,7 @@ impl Phase1 {
 }
 
 /// One Quick Mode exchange.
+#[cfg_attr(fuzzing, derive(Clone))]
 pub(crate) struct QuickMode {
     pub initiator: bool,
     pub state: QmState,
@@ -354,6 +362,7 @@ pub(crate) struct QuickMode {
 }
 
 /// Book-keeping for an installed child SA.
+#[cfg_attr(fuzzing, derive(Clone))]
 pub(crate) struct ChildRecord {
     pub local: SocketAddr,
     pub remote: SocketAddr,
@@ -377,8 +386,8 @@ pub struct Endpoint<R: RngCore + CryptoRng> {
     pub(crate) child_peers: PeerIndex<u32>,
     /// (peer, outbound SPI) -> inbound SPI, for DELETEs naming the peer's SPI.
     pub(crate) by_outbound: HashMap<(IpAddr, u32), u32>,
-    /// Responder phase 1 SAs still negotiating (the global half-open count).
-    pub(crate) half_open: BTreeSet<SaId>,
+    /// Responder phase 1 SAs still negotiating (`admission.rs`).
+    pub(crate) half_open: crate::admission::HalfOpen,
     /// Earliest deadline of each phase 1 SA (its own and its Quick Modes').
     pub(crate) sa_deadlines: TimerIndex<SaId>,
     /// Earliest deadline (soft or hard lifetime) of each child SA.
@@ -386,6 +395,11 @@ pub struct Endpoint<R: RngCore + CryptoRng> {
     pub(crate) transmits: VecDeque<Transmit>,
     pub(crate) events: VecDeque<Event>,
     pub(crate) next_id: SaId,
+    pub(crate) stats: crate::admission::EngineStats,
+    /// Send the third Aggressive Mode message in the clear, as strongSwan
+    /// does (tests of the responder side).
+    #[cfg(test)]
+    pub(crate) am3_in_clear: bool,
 }
 
 impl<R: RngCore + CryptoRng> Endpoint<R> {
@@ -400,12 +414,43 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             sa_peers: PeerIndex::new(),
             child_peers: PeerIndex::new(),
             by_outbound: HashMap::new(),
-            half_open: BTreeSet::new(),
+            half_open: crate::admission::HalfOpen::new(),
             sa_deadlines: TimerIndex::new(),
             child_deadlines: TimerIndex::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             next_id: 1001,
+            stats: Default::default(),
+            #[cfg(test)]
+            am3_in_clear: false,
+        }
+    }
+
+    /// A copy of this endpoint and all its state, drawing SPIs from
+    /// `spis`: the post-authentication fuzz target starts every input
+    /// from one handshake (`--cfg fuzzing` builds only).
+    #[cfg(fuzzing)]
+    pub fn fuzz_clone(&self, spis: Box<dyn SpiAllocator + Send>) -> Self
+    where
+        R: Clone,
+    {
+        Endpoint {
+            cfg: self.cfg.clone(),
+            rng: self.rng.clone(),
+            spis,
+            sas: self.sas.clone(),
+            by_cookie: self.by_cookie.clone(),
+            children: self.children.clone(),
+            sa_peers: self.sa_peers.clone(),
+            child_peers: self.child_peers.clone(),
+            by_outbound: self.by_outbound.clone(),
+            half_open: self.half_open.clone(),
+            sa_deadlines: self.sa_deadlines.clone(),
+            child_deadlines: self.child_deadlines.clone(),
+            transmits: self.transmits.clone(),
+            events: self.events.clone(),
+            next_id: self.next_id,
+            stats: self.stats,
         }
     }
 
@@ -433,6 +478,11 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
 
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
+    }
+
+    /// What the engine refused or threw away so far.
+    pub fn stats(&self) -> crate::admission::EngineStats {
+        self.stats
     }
 
     /// Phase 1 SAs for `show crypto isakmp sa`.
@@ -464,6 +514,16 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         let s = self.sas.get(&id)?;
         let k = s.keys.as_ref()?;
         Some(crate::keylog::ikev1_line(&s.icookie, &k.enc_key))
+    }
+
+    /// Phase 1 keys of SA `id` and the last phase 1 CBC block Quick Mode
+    /// and informational IVs derive from: for the post-authentication fuzz
+    /// target only (`cargo fuzz` builds with `--cfg fuzzing`), never in a
+    /// normal build.
+    #[cfg(fuzzing)]
+    pub fn fuzz_phase1_keys(&self, id: SaId) -> Option<(&Phase1Keys, &[u8], [u8; 8], [u8; 8])> {
+        let s = self.sas.get(&id)?;
+        Some((s.keys.as_ref()?, &s.iv, s.icookie, s.rcookie))
     }
 
     /// Installed child SAs for `show crypto ipsec sa`.
@@ -683,6 +743,15 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                 return self.mm_responder_new(now, local, remote, data);
             }
             if h.rcookie == [0; 8] && h.exchange == exchange::AGGRESSIVE {
+                if !self.cfg.answer_aggressive {
+                    // IOS: `crypto isakmp aggressive-mode disable`.
+                    self.stats.aggressive_refused += 1;
+                    ike!(
+                        "ISAKMP: (0):Aggressive mode is disabled, dropping Aggressive Mode request from {}",
+                        remote.ip()
+                    );
+                    return Err(HandleError::AggressiveRefused);
+                }
                 return self.am_responder_new(now, local, remote, data);
             }
             ike!(
@@ -754,6 +823,11 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         r
     }
 
+    /// Whether a phase 1 SA that a request may wait for exists with `peer`.
+    pub(crate) fn has_usable_sa(&self, peer: IpAddr) -> bool {
+        self.sa_peers.get(peer).any(|id| usable(&self.sas[&id]))
+    }
+
     /// Whether we hold any other SA with `peer` (then INITIAL-CONTACT must not be sent).
     pub(crate) fn has_other_state(&self, peer: IpAddr, except: SaId) -> bool {
         self.sa_peers
@@ -792,6 +866,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             .sa_peers
             .get(remote.ip())
             .map(|id| &self.sas[&id])
+            .filter(|s| usable(s))
             .max_by_key(|s| {
                 let up = s.state == P1State::Complete;
                 (up && !s.retiring, up, s.id)
@@ -831,7 +906,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                     .ok_or(CommandError::NoPsk(remote.ip()))?
                     .key
                     .clone();
-                let id = if self.cfg.aggressive {
+                let id = if self.cfg.initiates_aggressive(remote.ip()) {
                     self.am_initiate(now, local, remote, psk)
                 } else {
                     self.mm_initiate(now, local, remote, psk)
@@ -903,6 +978,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             replaced_by: None,
             superseded: false,
             retiring: false,
+            known_peer: self.cfg.is_known_peer(remote.ip()),
         };
         self.by_cookie.insert((icookie, remote.ip()), id);
         self.sa_peers.insert(remote.ip(), id);
@@ -927,9 +1003,13 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         if let Some(mut s) = self.sas.remove(&id) {
             self.by_cookie.remove(&(s.icookie, s.remote.ip()));
             self.sa_peers.remove(s.remote.ip(), id);
-            self.half_open.remove(&id);
+            self.half_open.remove(id);
             ike!("ISAKMP ({}): deleting SA reason \"{}\"", id, reason);
-            if established {
+            if !established && !s.initiator && crate::admission::unverified(s.state) {
+                // Only a first message ever came from this source: not a
+                // negotiation anyone is known to want (admission.rs).
+                self.stats.half_open_expired += 1;
+            } else if established {
                 self.events.push_back(Event::Phase1Down {
                     id,
                     remote: s.remote,
@@ -1127,11 +1207,8 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             let s = self.sas.get(&id);
             let at = s.and_then(|s| p1_deadline(&self.cfg, s));
             self.sa_deadlines.set(id, at);
-            if s.is_some_and(|s| !s.initiator && s.state != P1State::Complete) {
-                self.half_open.insert(id);
-            } else {
-                self.half_open.remove(&id);
-            }
+            let class = s.and_then(crate::admission::HalfOpenClass::of);
+            self.half_open.set(id, class);
         }
         for spi in self.children.take_dirty() {
             let at = self.children.get(&spi).map(child_deadline);
@@ -1199,6 +1276,9 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         let mut fail: Option<(&'static str, bool)> = None;
         let mut send_dpd = false;
         let mut dead = false;
+        // A Quick Mode we started got no answer at all: the peer is gone or
+        // cannot decrypt what this SA sends. Either way it is useless.
+        let mut qm_unanswered = false;
         {
             let s = self.sas.get_mut(&id).expect("sa");
             if let Some(r) = &mut s.retx
@@ -1238,7 +1318,8 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             s.qms
                 .retain(|_, q| q.done_at.is_none_or(|d| d + Duration::from_secs(60) > now));
             for mid in qm_fail {
-                s.qms.remove(&mid);
+                let q = s.qms.remove(&mid).expect("listed");
+                qm_unanswered |= q.initiator;
                 ike!("ISAKMP ({}): Quick Mode {} timed out", id, mid);
                 self.events.push_back(Event::Phase2Failed {
                     remote: s.remote,
@@ -1279,6 +1360,19 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             self.purge_peer(now, peer, None, "peer dead (DPD)");
             return;
         }
+        if qm_unanswered && fail.is_none() {
+            let peer = self.sas[&id].remote.ip();
+            tracing::warn!(
+                target: "dmvpn::ike",
+                "ISAKMP ({}): Quick Mode with {} unanswered after {} retransmissions (peer gone, or it cannot decrypt this ISAKMP SA); deleting the ISAKMP SA",
+                id,
+                peer,
+                max
+            );
+            self.send_delete_isakmp(now, id);
+            self.drop_phase1(now, id, "quick mode unanswered", true);
+            return;
+        }
         if send_dpd {
             self.send_dpd(now, id);
         }
@@ -1299,17 +1393,6 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         }
         // Its last Quick Mode may just have timed out.
         self.try_retire(now, id);
-    }
-
-    /// Whether the source address already has too many half-open SAs.
-    pub(crate) fn half_open_exceeded(&mut self, peer: IpAddr) -> bool {
-        self.sync_timers();
-        let per = self
-            .sa_peers
-            .get(peer)
-            .filter(|id| self.half_open.contains(id))
-            .count();
-        self.half_open.len() >= self.cfg.max_half_open || per >= self.cfg.max_half_open_per_peer
     }
 
     /// The ID payload we send in phase 1.
@@ -1410,6 +1493,14 @@ pub(crate) fn p1_deadline(cfg: &EngineConfig, s: &Phase1) -> Option<Instant> {
         ]
     });
     own.into_iter().chain(qms).flatten().min()
+}
+
+/// Whether a request may wait for phase 1 SA `s`: established, ours, or a
+/// responder whose source answered our second message. A bare first
+/// message (anyone can send one with any source) must not hold up or
+/// redirect our own negotiation with that address.
+fn usable(s: &Phase1) -> bool {
+    s.initiator || s.state == P1State::Complete || !crate::admission::unverified(s.state)
 }
 
 /// DPD runs on the newest established SA with a peer that supports it.

@@ -10,6 +10,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 
 /// Peer address -> keys of the SAs held with it.
+#[cfg_attr(fuzzing, derive(Clone))]
 pub(crate) struct PeerIndex<K: Ord + Copy> {
     map: HashMap<IpAddr, BTreeSet<K>>,
 }

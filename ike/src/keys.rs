@@ -8,6 +8,7 @@ use zeroize::Zeroizing;
 type Secret = Zeroizing<Vec<u8>>;
 
 /// Phase 1 keying material; wiped on drop.
+#[cfg_attr(fuzzing, derive(Clone))]
 pub struct Phase1Keys {
     pub prf: HashAlg,
     pub encr: EncrAlg,
@@ -73,14 +74,24 @@ pub fn expand_enc_key(prf: HashAlg, skeyid_e: &[u8], len: usize) -> Secret {
     out
 }
 
-/// Initial phase 1 IV: hash(g^xi | g^xr) truncated to the block size.
+/// Initial phase 1 IV: hash(g^xi | g^xr) truncated to the block size
+/// (RFC 2409 Appendix B: the hash is "IV material", the IV its first
+/// block-size bytes). It encrypts the first encrypted phase 1 message;
+/// each later one chains on the previous ciphertext's last block.
 pub fn phase1_iv(hash: HashAlg, encr: EncrAlg, gxi: &[u8], gxr: &[u8]) -> Vec<u8> {
     let mut v = hash.hash(&[gxi, gxr]);
     v.truncate(encr.block_size());
     v
 }
 
-/// IV for a new phase 2 / informational exchange: hash(last phase 1 IV | M-ID).
+/// IV for a new phase 2 / informational exchange: hash(`p1_iv` | M-ID) cut
+/// to the block size, where `p1_iv` is the last phase 1 CBC block (RFC 2409
+/// Appendix B). Main Mode and our Aggressive Mode always end encrypted, so
+/// that block is well defined. After an Aggressive Mode whose third message
+/// came in the clear (strongSwan) nothing was encrypted and `p1_iv` is the
+/// initial IV, block-sized, as strongSwan hashes it (libreswan 4 would hash
+/// the whole hash(g^xi | g^xr) digest, but it never sends that message in
+/// the clear).
 pub fn message_iv(hash: HashAlg, encr: EncrAlg, p1_iv: &[u8], mid: u32) -> Vec<u8> {
     let mut v = hash.hash(&[p1_iv, &mid.to_be_bytes()]);
     v.truncate(encr.block_size());

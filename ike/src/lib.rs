@@ -17,11 +17,7 @@
 //!         esp: EspTransform { encr: EspEncr::AesCbc(128), integ: Some(HashAlg::Sha1) },
 //!         mode: Mode::Transport,
 //!     }],
-//!     psks: vec![PskEntry {
-//!         prefix: "0.0.0.0".parse().unwrap(),
-//!         len: 0,
-//!         key: zeroize::Zeroizing::new(b"secret".to_vec()),
-//!     }],
+//!     psks: vec![PskEntry::new("0.0.0.0".parse().unwrap(), 0, b"secret")],
 //!     ..Default::default()
 //! };
 //! let mk = |seed, mut spi: u32| {
@@ -50,6 +46,7 @@
 //! assert_eq!(a.isakmp_sas()[0].state, "QM_IDLE");
 //! ```
 
+mod admission;
 mod aggressive_mode;
 pub mod crypto;
 pub mod endpoint;
@@ -66,11 +63,12 @@ pub mod state;
 mod timers;
 pub mod wire;
 
+pub use admission::EngineStats;
 pub use endpoint::{
     ChildSa, ChildSaInfo, CommandError, Encapsulation, Endpoint, EspKeys, Event, HandleError,
     IsakmpSaInfo, Phase2Request, SaId, SpiAllocator, Transmit, Udp4500, classify_udp4500,
 };
 pub use policy::{
-    DpdConfig, EngineConfig, EspEncr, EspTransform, IkePolicy, Mode, NatTMode, PskEntry,
-    TransformSet,
+    DpdConfig, EngineConfig, EspEncr, EspTransform, IkePolicy, InitiateMode, Mode, NatTMode,
+    PskEntry, TransformSet,
 };

@@ -194,13 +194,6 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             local.port(),
             remote.port()
         );
-        if self.half_open_exceeded(remote.ip()) {
-            ike!(
-                "ISAKMP: half-open SA limit reached, dropping MM1 from {}",
-                remote.ip()
-            );
-            return Err(HandleError::HalfOpenLimit);
-        }
         let (h, body) = Header::parse(data)?;
         let p = wire::parse_payloads_spanned(h.next_payload, body)?;
         let (sa, range) = p.find_sa().ok_or(HandleError::Missing("SA"))?;
@@ -222,6 +215,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             self.send_clear_notify(local, remote, h.icookie, [0; 8], notify::NO_PROPOSAL_CHOSEN);
             return Err(HandleError::NoProposal);
         };
+        self.admit_half_open(remote.ip())?;
         let rc = self.new_cookie();
         let id = self.new_phase1(now, false, false, h.icookie, rc, local, remote, psk);
         let payloads: Vec<Payload> = p.iter().map(|(x, _)| x.clone()).collect();
@@ -420,7 +414,12 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         let state = self.sas[&id].state;
         match state {
             P1State::IMm1 => {
-                let (_, p, _) = Self::mm_parse_clear(data)?;
+                let (h, p, _) = Self::mm_parse_clear(data)?;
+                if h.rcookie == [0; 8] {
+                    // Only the responder's MM2 carries its cookie; an MM1
+                    // claiming to be from the peer is not an answer.
+                    return Err(HandleError::Unexpected("MM2 without responder cookie"));
+                }
                 let (sa, _) = p.find_sa().ok_or(HandleError::Missing("SA"))?;
                 ike!("ISAKMP ({}): processing SA payload. message ID = 0", id);
                 let t = sa

@@ -210,17 +210,50 @@ pub struct TransformSet {
     pub mode: Mode,
 }
 
+/// The phase 1 exchange we start with a peer (and rekey with).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum InitiateMode {
+    /// Main Mode (identity protection; the IOS default).
+    #[default]
+    Main,
+    /// Aggressive Mode (IOS ISAKMP profile `initiate mode aggressive`).
+    Aggressive,
+}
+
 /// A pre-shared key for peers in `prefix/len` (0.0.0.0/0 or ::/0 is the wildcard).
 #[derive(Clone)]
 pub struct PskEntry {
     pub prefix: IpAddr,
     pub len: u8,
     pub key: Zeroizing<Vec<u8>>,
+    /// How we start phase 1 with these peers.
+    pub initiate: InitiateMode,
 }
 
 impl std::fmt::Debug for PskEntry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "PskEntry({}/{}, <secret>)", self.prefix, self.len)
+        write!(
+            f,
+            "PskEntry({}/{}, {:?}, <secret>)",
+            self.prefix, self.len, self.initiate
+        )
+    }
+}
+
+impl PskEntry {
+    /// A key for `prefix/len`, initiating Main Mode.
+    pub fn new(prefix: IpAddr, len: u8, key: &[u8]) -> Self {
+        PskEntry {
+            prefix,
+            len,
+            key: Zeroizing::new(key.to_vec()),
+            initiate: InitiateMode::Main,
+        }
+    }
+
+    /// Whether this entry names peers more specifically than "anyone".
+    pub fn is_specific(&self) -> bool {
+        self.len > 0
     }
 }
 
@@ -282,8 +315,13 @@ pub struct EngineConfig {
     /// Offer/accept RFC 3947 NAT-T; when false only the drafts (payloads
     /// 130/131, encapsulation 61443/61444) are spoken, as by old peers.
     pub nat_t_rfc: bool,
-    /// Initiate with Aggressive Mode instead of Main Mode.
-    pub aggressive: bool,
+    /// Answer Aggressive Mode (IOS does unless `crypto isakmp
+    /// aggressive-mode disable`). Off by default: Aggressive Mode hands
+    /// anyone a hash to attack the pre-shared key offline. When off, a
+    /// first Aggressive Mode message is dropped and counted
+    /// (`EngineStats::aggressive_refused`). Initiating Aggressive Mode is a
+    /// per-peer choice: `PskEntry::initiate`.
+    pub answer_aggressive: bool,
     pub initial_contact: bool,
     pub retransmit_initial: Duration,
     pub retransmit_max: u32,
@@ -312,7 +350,7 @@ impl Default for EngineConfig {
             dpd: None,
             nat_t: NatTMode::Enabled,
             nat_t_rfc: true,
-            aggressive: false,
+            answer_aggressive: false,
             initial_contact: true,
             retransmit_initial: Duration::from_secs(2),
             retransmit_max: 5,
@@ -332,6 +370,18 @@ impl EngineConfig {
             .iter()
             .filter(|e| prefix_match(e.prefix, e.len, peer))
             .max_by_key(|e| e.len)
+    }
+
+    /// Whether we start Aggressive Mode with `peer` (its key says so).
+    pub fn initiates_aggressive(&self, peer: IpAddr) -> bool {
+        self.psk_for(peer)
+            .is_some_and(|e| e.initiate == InitiateMode::Aggressive)
+    }
+
+    /// Whether `peer` matches a pre-shared key more specific than the
+    /// wildcard: a configured peer, served first when under load.
+    pub fn is_known_peer(&self, peer: IpAddr) -> bool {
+        self.psk_for(peer).is_some_and(PskEntry::is_specific)
     }
 
     /// Policies in ascending priority order.
@@ -496,16 +546,19 @@ mod tests {
                     prefix: "0.0.0.0".parse().unwrap(),
                     len: 0,
                     key: k("any"),
+                    initiate: InitiateMode::Main,
                 },
                 PskEntry {
                     prefix: "172.16.0.0".parse().unwrap(),
                     len: 16,
                     key: k("net"),
+                    initiate: InitiateMode::Main,
                 },
                 PskEntry {
                     prefix: "172.16.0.2".parse().unwrap(),
                     len: 32,
                     key: k("host"),
+                    initiate: InitiateMode::Main,
                 },
             ],
             ..Default::default()

@@ -131,7 +131,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         );
         // From the addresses in use: after a NAT-T float that is port 4500,
         // whose NAT mapping the keepalives hold open.
-        let new = if self.cfg.aggressive {
+        let new = if self.cfg.initiates_aggressive(peer) {
             self.am_initiate(now, local, remote, psk)
         } else {
             self.mm_initiate(now, local, remote, psk)
@@ -245,7 +245,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                 .map(|q| (q.request.clone(), q.rekey_of)),
         );
         for (req, rekey_of) in reqs {
-            if rehome && self.sa_peers.has(peer) {
+            if rehome && self.has_usable_sa(peer) {
                 ike!(
                     "ISAKMP ({}): phase 2 request moves to another ISAKMP SA with {}",
                     s.id,

@@ -13,6 +13,7 @@ use std::ops::Deref;
 use std::time::Instant;
 
 /// A map whose mutable accesses mark the touched keys dirty.
+#[cfg_attr(fuzzing, derive(Clone))]
 pub(crate) struct Tracked<K: Ord + Copy + Hash, V> {
     map: BTreeMap<K, V>,
     dirty: BTreeSet<K>,
@@ -69,6 +70,7 @@ impl<K: Ord + Copy + Hash, V> Deref for Tracked<K, V> {
 }
 
 /// Earliest deadline per key, ordered by time.
+#[cfg_attr(fuzzing, derive(Clone))]
 pub(crate) struct TimerIndex<K: Ord + Copy + Hash> {
     by_time: BTreeSet<(Instant, K)>,
     by_key: HashMap<K, Instant>,
@@ -176,6 +178,7 @@ mod tests {
                     prefix: "0.0.0.0".parse().unwrap(),
                     len: 0,
                     key: Zeroizing::new(b"k".to_vec()),
+                    initiate: crate::policy::InitiateMode::Main,
                 }],
                 sa_lifetime_secs: 150,
                 dpd: dpd.then_some(DpdConfig {
@@ -240,8 +243,13 @@ mod tests {
                 assert!(e.sa_peers.get(s.remote.ip()).any(|x| x == *id));
                 let open = !s.initiator && s.state != crate::state::P1State::Complete;
                 assert_eq!(e.half_open.contains(id), open, "half-open {id}");
+                assert_eq!(
+                    e.half_open.class(id),
+                    crate::admission::HalfOpenClass::of(s),
+                    "half-open class {id}"
+                );
             }
-            assert!(e.half_open.iter().all(|id| e.sas.contains_key(id)));
+            assert!(e.half_open.ids().all(|id| e.sas.contains_key(id)));
             assert_eq!(e.child_peers.len(), e.children.len());
             assert_eq!(e.by_outbound.len(), e.children.len());
             for (spi, c) in e.children.iter() {

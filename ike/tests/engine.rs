@@ -17,6 +17,7 @@ fn psk(k: &str) -> Vec<PskEntry> {
         prefix: "0.0.0.0".parse().unwrap(),
         len: 0,
         key: Zeroizing::new(k.as_bytes().to_vec()),
+        initiate: InitiateMode::Main,
     }]
 }
 
@@ -37,6 +38,15 @@ fn seed_cfg() -> EngineConfig {
         sa_lifetime_secs: 120,
         ..Default::default()
     }
+}
+
+/// Starts Aggressive Mode with every peer and answers it.
+fn aggressive(mut cfg: EngineConfig) -> EngineConfig {
+    for p in &mut cfg.psks {
+        p.initiate = InitiateMode::Aggressive;
+    }
+    cfg.answer_aggressive = true;
+    cfg
 }
 
 fn modern_cfg() -> EngineConfig {
@@ -405,9 +415,10 @@ fn responder_picks_by_its_policy_priority() {
 
 #[test]
 fn aggressive_mode() {
-    let mut a = seed_cfg();
-    a.aggressive = true;
-    let mut net = Net::new(a, seed_cfg());
+    let a = aggressive(seed_cfg());
+    let mut b = seed_cfg();
+    b.answer_aggressive = true;
+    let mut net = Net::new(a, b);
     net.initiate();
     net.pump();
     let (ca, cb) = (installed(&net.a), installed(&net.b));
@@ -427,9 +438,9 @@ fn aggressive_mode() {
 #[test]
 fn aggressive_mode_wrong_psk_fails() {
     let mut a = seed_cfg();
-    a.aggressive = true;
     a.psks = psk("wrong");
-    let mut net = Net::new(a, seed_cfg());
+    let a = aggressive(a);
+    let mut net = Net::new(a, aggressive(seed_cfg()));
     net.initiate();
     net.run_for(Duration::from_secs(300));
     assert!(installed(&net.a).is_empty() && installed(&net.b).is_empty());
@@ -438,6 +449,146 @@ fn aggressive_mode_wrong_psk_fails() {
         count(&net.a, |e| matches!(e, Event::Phase1Failed { .. })),
         1
     );
+}
+
+/// Answering Aggressive Mode is off by default (IOS: `crypto isakmp
+/// aggressive-mode disable`): every AM1 is dropped and counted, no state
+/// is kept, the initiator gives up.
+#[test]
+fn aggressive_mode_not_answered_unless_configured() {
+    let mut net = Net::new(aggressive(seed_cfg()), seed_cfg());
+    net.initiate();
+    net.run_for(Duration::from_secs(300));
+    assert!(net.b.ep.isakmp_sas().is_empty());
+    assert!(installed(&net.a).is_empty() && installed(&net.b).is_empty());
+    let am1s = net.log.iter().filter(|(from_a, _)| *from_a).count() as u64;
+    assert!(am1s >= 2, "AM1 and its retransmissions");
+    assert_eq!(net.b.ep.stats().aggressive_refused, am1s);
+    assert!(
+        net.b
+            .errors
+            .iter()
+            .all(|e| *e == HandleError::AggressiveRefused)
+    );
+    assert!(net.log.iter().all(|(from_a, _)| *from_a), "B never answers");
+    assert_eq!(
+        count(&net.a, |e| matches!(e, Event::Phase1Failed { .. })),
+        1
+    );
+}
+
+/// The initiator's third Aggressive Mode message is encrypted (as IOS and
+/// libreswan send it), and Quick Mode works on the SA whichever side starts
+/// it: both derive the Quick Mode IV from the last AM3 ciphertext block.
+/// Run with a suite whose hash is longer than the cipher block.
+#[test]
+fn aggressive_mode_third_message_encrypted_quick_mode_both_roles() {
+    for cfg in [seed_cfg(), modern_cfg()] {
+        let mut b = cfg.clone();
+        b.answer_aggressive = true;
+        let mut net = Net::new(aggressive(cfg), b);
+        net.initiate();
+        net.pump();
+        let am3 = &net.log[2];
+        assert!(am3.0, "third message from the initiator");
+        assert_eq!(am3.1.payload[18], 4, "Aggressive Mode");
+        assert_eq!(am3.1.payload[19] & 1, 1, "AM3 encryption flag");
+        assert_eq!(net.log[0].1.payload[19] & 1, 0);
+        assert_eq!(net.log[1].1.payload[19] & 1, 0);
+        // Quick Mode started by the Aggressive Mode initiator.
+        let (ca, cb) = (installed(&net.a), installed(&net.b));
+        assert_eq!((ca.len(), cb.len()), (1, 1), "{:?}", net.b.errors);
+        assert_pair(&ca[0], &cb[0]);
+        // Quick Mode started by the responder, on the same ISAKMP SA.
+        let req = Phase2Request {
+            local_proxy: None,
+            remote_proxy: None,
+        };
+        let (l, r) = (net.b_remote(), net.a_local());
+        let now = net.now;
+        net.b.ep.initiate_phase2(now, l, r, req).unwrap();
+        net.pump();
+        let (ca, cb) = (installed(&net.a), installed(&net.b));
+        assert_eq!((ca.len(), cb.len()), (2, 2), "{:?}", net.a.errors);
+        assert_pair(&ca[1], &cb[1]);
+        assert!(cb[1].initiator && !ca[1].initiator);
+        assert_eq!(net.a.ep.isakmp_sas().len(), 1);
+        assert!(net.a.errors.is_empty() && net.b.errors.is_empty());
+    }
+}
+
+/// A Quick Mode the peer never answers (gone, or unable to decrypt it as
+/// libreswan could not after a cleartext AM3) is not left hanging on a
+/// QM_IDLE SA: after the retransmissions the attempt fails and the ISAKMP
+/// SA goes, so the next request starts a fresh phase 1.
+#[test]
+fn unanswered_quick_mode_tears_down_the_isakmp_sa() {
+    let mut b = seed_cfg();
+    b.answer_aggressive = true;
+    let mut net = Net::new(aggressive(seed_cfg()), b);
+    // The peer drops (cannot decrypt) every Quick Mode message from A.
+    net.filter = Box::new(|from_a, _, p| !(from_a && p[18] == 32));
+    net.initiate();
+    net.pump();
+    assert_eq!(net.a.ep.isakmp_sas()[0].state, "QM_IDLE");
+    net.run_for(Duration::from_secs(200));
+    assert_eq!(
+        count(&net.a, |e| matches!(e, Event::Phase2Failed { .. })),
+        1
+    );
+    assert_eq!(
+        count(
+            &net.a,
+            |e| matches!(e, Event::Phase1Down { reason, .. } if reason == "quick mode unanswered")
+        ),
+        1
+    );
+    assert!(net.a.ep.isakmp_sas().is_empty());
+    // The peer was told (its DELETE is an informational, not dropped here).
+    assert!(net.b.ep.isakmp_sas().is_empty(), "{:?}", net.b.events);
+    // A new request negotiates from scratch and succeeds once QM passes.
+    net.filter = Box::new(|_, _, _| true);
+    net.initiate();
+    net.pump();
+    assert_eq!(installed(&net.a).len(), 1);
+}
+
+/// Exchange type of the first datagram of a run.
+fn first_exchange(net: &Net) -> u8 {
+    let p = &net.log[0].1.payload;
+    p[18]
+}
+
+/// Initiating Aggressive Mode is a per-peer choice (the PSK entry), and
+/// answering it does not make a node initiate it.
+#[test]
+fn initiate_mode_is_per_peer() {
+    let mut a = seed_cfg();
+    a.psks.push(PskEntry {
+        initiate: InitiateMode::Aggressive,
+        ..PskEntry::new("172.16.0.2".parse().unwrap(), 32, b"cisco123")
+    });
+    let mut b = seed_cfg();
+    b.answer_aggressive = true;
+    // A -> 172.16.0.2: Aggressive Mode.
+    let mut net = Net::new(a.clone(), b.clone());
+    net.initiate();
+    net.pump();
+    assert_eq!(first_exchange(&net), 4);
+    assert_eq!(installed(&net.a).len(), 1);
+    assert!(net.b.ep.isakmp_sas()[0].aggressive);
+    // A -> 172.16.0.3 (the wildcard key): Main Mode.
+    let mut net = Net::with_addrs(a, b.clone(), "172.16.0.1", "172.16.0.3");
+    net.initiate();
+    net.pump();
+    assert_eq!(first_exchange(&net), 2);
+    assert_eq!(installed(&net.a).len(), 1);
+    // B answers Aggressive Mode but starts Main Mode itself.
+    let mut net = Net::new(b, seed_cfg());
+    net.initiate();
+    net.pump();
+    assert_eq!(first_exchange(&net), 2);
+    assert!(!net.a.ep.isakmp_sas()[0].aggressive);
 }
 
 #[test]
@@ -751,8 +902,11 @@ fn delete_is_propagated() {
     assert!(net.b.ep.isakmp_sas().is_empty());
 }
 
+/// A source at its limit of unverified SAs has its oldest evicted by a
+/// newer first message (refusing the newcomer would let anyone spoofing a
+/// peer's address lock that peer out).
 #[test]
-fn half_open_limit() {
+fn half_open_limit_per_source_evicts_oldest() {
     let mut b = seed_cfg();
     b.max_half_open_per_peer = 2;
     let mut net = Net::new(seed_cfg(), b);
@@ -772,11 +926,13 @@ fn half_open_limit() {
             .handle(net.now, t.remote, t.local, &t.payload)
             .map_err(|e| net.b.errors.push(e));
     }
-    assert_eq!(net.b.ep.isakmp_sas().len(), 2);
-    assert_eq!(
-        net.b.errors,
-        vec![HandleError::HalfOpenLimit, HandleError::HalfOpenLimit]
-    );
+    let ids: Vec<_> = net.b.ep.isakmp_sas().iter().map(|s| s.id).collect();
+    assert_eq!(ids.len(), 2);
+    assert!(net.b.errors.is_empty(), "{:?}", net.b.errors);
+    assert_eq!(net.b.ep.stats().half_open_evicted, 2);
+    // The newest two survive.
+    assert!(ids.iter().all(|&id| id >= 1003), "{ids:?}");
+    assert!(net.b.events.is_empty());
 }
 
 #[test]
@@ -853,9 +1009,10 @@ fn nat_t_draft_only_peer() {
 
 #[test]
 fn aggressive_mode_behind_nat() {
-    let mut a = modern_cfg();
-    a.aggressive = true;
-    let mut net = Net::new(a, modern_cfg()).behind_nat();
+    let a = aggressive(modern_cfg());
+    let mut b = modern_cfg();
+    b.answer_aggressive = true;
+    let mut net = Net::new(a, b).behind_nat();
     net.initiate();
     net.pump();
     let (ca, cb) = (installed(&net.a), installed(&net.b));
@@ -1411,11 +1568,11 @@ fn phase1_rekey_behind_nat_from_both_sides() {
     assert!(net.b.errors.is_empty(), "{:?}", net.b.errors);
 }
 
-/// With `aggressive` configured the replacement is an Aggressive Mode.
+/// With Aggressive Mode initiated with the peer, the replacement is an
+/// Aggressive Mode too.
 #[test]
 fn phase1_rekey_aggressive_mode() {
-    let mut cfg = seed_cfg();
-    cfg.aggressive = true;
+    let mut cfg = aggressive(seed_cfg());
     cfg.policies[0].lifetime = 200;
     cfg.sa_lifetime_secs = 3600;
     let mut net = Net::new(cfg.clone(), cfg);

@@ -25,6 +25,7 @@ fn cfg() -> EngineConfig {
             prefix: "0.0.0.0".parse().unwrap(),
             len: 0,
             key: Zeroizing::new(b"cisco123".to_vec()),
+            initiate: InitiateMode::Main,
         }],
         sa_lifetime_secs: 120,
         ..Default::default()

@@ -398,8 +398,13 @@ fn our_cfg(
             prefix: THEIRS.parse().unwrap(),
             len: 32,
             key: Zeroizing::new(PSK.as_bytes().to_vec()),
+            initiate: if aggressive {
+                InitiateMode::Aggressive
+            } else {
+                InitiateMode::Main
+            },
         }],
-        aggressive,
+        answer_aggressive: aggressive,
         ..Default::default()
     }
 }
@@ -429,10 +434,136 @@ fn child(events: &[Event]) -> Option<ChildSa> {
     })
 }
 
+/// dumpcap on our side of the veth pair, writing a pcapng file until dropped.
+struct Capture {
+    child: Child,
+    file: String,
+    /// A socket in our namespace for marker datagrams.
+    probe: UdpSocket,
+}
+
+impl Capture {
+    fn start(lab: &Lab) -> Capture {
+        assert!(
+            Command::new("sh")
+                .arg("-c")
+                .arg("command -v dumpcap && command -v tshark")
+                .stdout(Stdio::null())
+                .status()
+                .unwrap()
+                .success(),
+            "dumpcap/tshark missing: install tshark"
+        );
+        let file = lab.path("wire.pcapng");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &format!("{}a", lab.ns), "dumpcap", "-q"])
+            .args(["-i", &format!("{}x", lab.ns), "-w", &file])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dumpcap");
+        // Probe until a packet shows up in the file: then dumpcap is live.
+        let ns = format!("/var/run/netns/{}a", lab.ns);
+        let probe = std::thread::spawn(move || {
+            let f = std::fs::File::open(ns).expect("netns");
+            assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+            UdpSocket::bind(format!("{OURS}:0")).expect("probe socket")
+        })
+        .join()
+        .expect("probe thread");
+        let c = Capture { child, file, probe };
+        c.mark(b"dmvpn-capture-start");
+        c
+    }
+
+    /// Send `marker` until dumpcap has written it to the file: everything
+    /// before it is in the file too.
+    fn mark(&self, marker: &[u8]) {
+        let t0 = Instant::now();
+        while !std::fs::read(&self.file).is_ok_and(|b| b.windows(marker.len()).any(|w| w == marker))
+        {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "dumpcap is not capturing"
+            );
+            let _ = self.probe.send_to(marker, format!("{THEIRS}:9"));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stop capturing and return the file.
+    fn stop(mut self) -> String {
+        self.mark(b"dmvpn-capture-end");
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let _ = self.child.wait();
+        self.file.clone()
+    }
+}
+
+/// tshark's dissection of the ISAKMP messages in `pcap`, one line per
+/// message: exchange type, encryption flag, responder cookie.
+fn isakmp_summary(pcap: &str) -> Vec<(u8, bool, String)> {
+    let out = Command::new("tshark")
+        .args([
+            "-r",
+            pcap,
+            "-Y",
+            "isakmp",
+            "-T",
+            "fields",
+            "-E",
+            "separator=|",
+        ])
+        .args(["-e", "isakmp.exchangetype", "-e", "isakmp.flag_e"])
+        .args([
+            "-e",
+            "isakmp.rspi",
+            "-e",
+            "_ws.malformed",
+            "-e",
+            "_ws.expert",
+        ])
+        .output()
+        .expect("tshark");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split('|').collect();
+            assert!(
+                f.len() >= 3 && f[3..].iter().all(|x| x.is_empty()),
+                "malformed or expert info: {l}"
+            );
+            (
+                f[0].parse().expect("exchange type"),
+                matches!(f[1], "1" | "True" | "true"),
+                f[2].to_string(),
+            )
+        })
+        .collect()
+}
+
 /// We initiate; charon answers. Keys must match what charon logs.
 fn we_initiate(tag: &str, cfg: EngineConfig, ike: &str, esp: &str, aggressive: bool) {
+    we_initiate_captured(tag, cfg, ike, esp, aggressive, false);
+}
+
+/// `we_initiate`, optionally capturing the wire; returns the capture file.
+fn we_initiate_captured(
+    tag: &str,
+    cfg: EngineConfig,
+    ike: &str,
+    esp: &str,
+    aggressive: bool,
+    capture: bool,
+) -> Option<(Lab, String)> {
     let cfg_p1 = (cfg.policies[0].hash, cfg.policies[0].encr);
     let lab = Lab::new(tag, &swanctl_conf(ike, esp, aggressive));
+    let cap = capture.then(|| Capture::start(&lab));
     let run = run_engine(
         format!("{}a", lab.ns),
         OURS,
@@ -472,6 +603,10 @@ fn we_initiate(tag: &str, cfg: EngineConfig, ike: &str, esp: &str, aggressive: b
     if c.lifetime_secs != 3600 {
         panic!("lifetime {}", c.lifetime_secs);
     }
+    cap.map(|c| {
+        let f = c.stop();
+        (lab, f)
+    })
 }
 
 #[test]
@@ -508,6 +643,51 @@ fn strongswan_aggressive_mode_gcm_with_ecp256_pfs() {
     );
     cfg.pfs = Some(GroupId::Ecp256);
     we_initiate("a", cfg, "aes128-sha1-modp1024", "aes128gcm16-ecp256", true);
+}
+
+/// We start Aggressive Mode with charon and send the third message
+/// encrypted, as IOS and libreswan do: tshark sees the encryption flag on
+/// it, charon verifies HASH_I, and the Quick Mode that follows (its IV
+/// derived from that message's last ciphertext block) yields the keys
+/// charon logs.
+#[test]
+fn strongswan_aggressive_mode_third_message_encrypted() {
+    let cfg = our_cfg(
+        EncrAlg::Aes256,
+        HashAlg::Sha256,
+        GroupId::Modp2048,
+        EspTransform {
+            encr: EspEncr::AesCbc(256),
+            integ: Some(HashAlg::Sha256),
+        },
+        true,
+    );
+    let (lab, pcap) = we_initiate_captured(
+        "e",
+        cfg,
+        "aes256-sha256-modp2048",
+        "aes256-sha256",
+        true,
+        true,
+    )
+    .expect("captured");
+    let msgs = isakmp_summary(&pcap);
+    let am: Vec<_> = msgs.iter().filter(|m| m.0 == 4).collect();
+    assert!(am.len() >= 3, "{msgs:?}");
+    // AM1 (no responder cookie yet) and AM2 in the clear, AM3 encrypted.
+    assert!(!am[0].1 && !am[1].1, "{msgs:?}");
+    assert!(
+        am[2].1,
+        "third Aggressive Mode message not encrypted: {msgs:?}"
+    );
+    // Quick Mode went both ways, encrypted.
+    let qm: Vec<_> = msgs.iter().filter(|m| m.0 == 32).collect();
+    assert!(qm.len() >= 2 && qm.iter().all(|m| m.1), "{msgs:?}");
+    let log = lab.log();
+    assert!(
+        !log.contains("integrity check failed") && !log.contains("HASH payload mismatch"),
+        "{log}"
+    );
 }
 
 /// charon initiates, we answer: phase 1 keys must agree and charon must

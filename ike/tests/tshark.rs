@@ -37,6 +37,7 @@ fn cfg() -> EngineConfig {
             prefix: "0.0.0.0".parse().unwrap(),
             len: 0,
             key: Zeroizing::new(b"wireshark".to_vec()),
+            initiate: InitiateMode::Main,
         }],
         nat_t: NatTMode::Force,
         ..Default::default()

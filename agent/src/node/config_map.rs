@@ -9,8 +9,8 @@ use dmvpn_config::types::{EspMode, IkeEncryption, IkeHash, NatTraversal, Transfo
 use dmvpn_config::{Config, Tunnel};
 use dmvpn_ike::crypto::{EncrAlg, GroupId, HashAlg};
 use dmvpn_ike::{
-    DpdConfig, EngineConfig, EspEncr, EspTransform, IkePolicy, Mode, NatTMode, PskEntry,
-    TransformSet,
+    DpdConfig, EngineConfig, EspEncr, EspTransform, IkePolicy, InitiateMode, Mode, NatTMode,
+    PskEntry, TransformSet,
 };
 use thiserror::Error;
 
@@ -187,9 +187,15 @@ pub fn map(cfg: &Config) -> Result<NodeConfig, MapError> {
                 prefix: k.peer.network(),
                 len: k.peer.prefix_len(),
                 key: zeroize::Zeroizing::new(k.key.expose().as_bytes().to_vec()),
+                initiate: match k.initiate_mode {
+                    dmvpn_config::InitiateMode::Main => InitiateMode::Main,
+                    dmvpn_config::InitiateMode::Aggressive => InitiateMode::Aggressive,
+                },
             })
             .collect(),
-        aggressive: cfg.ike.aggressive_mode,
+        answer_aggressive: cfg.ike.answer_aggressive,
+        max_half_open: cfg.ike.in_negotiation_limit as usize,
+        max_half_open_per_peer: cfg.ike.in_negotiation_per_peer as usize,
         nat_t: match cfg.ike.nat_traversal.mode {
             NatTraversal::Auto => NatTMode::Enabled,
             NatTraversal::Force => NatTMode::Force,

@@ -138,7 +138,8 @@ impl Builder<'_> {
             policies = crate::defaults::ike_policies();
         }
         let mut keys: Vec<PreSharedKey> = Vec::new();
-        for (k, net, line) in &r.keys {
+        for kl in &r.keys {
+            let (k, net, line) = (&kl.key, &kl.net, &kl.line);
             if k.chars().all(|c| c == '*') {
                 self.note(
                     *line,
@@ -156,19 +157,34 @@ impl Builder<'_> {
             keys.push(PreSharedKey {
                 peer: *net,
                 key: Secret::new(k.clone()),
+                initiate_mode: InitiateMode::Main,
             });
         }
+        self.initiate_aggressive(&mut keys);
         let dpd = r.keepalive.map(|(interval, retry)| Dpd {
             interval: interval.clamp(10, 3600),
             retry_interval: retry.clamp(2, 60),
             retries: crate::defaults::DPD_RETRIES,
         });
+        // IOS has no limit unless configured; ours bounds it anyway.
+        let in_negotiation_limit = match r.in_negotiation_limit {
+            Some((n, line)) if !(1..=1_000_000).contains(&n) => {
+                self.note(line, format!("crypto call admission limit ike in-negotiation-sa {n} out of range; the default {} is written", crate::defaults::IN_NEGOTIATION_LIMIT));
+                crate::defaults::IN_NEGOTIATION_LIMIT
+            }
+            Some((n, _)) => n,
+            None => crate::defaults::IN_NEGOTIATION_LIMIT,
+        };
         Ike {
             identity: r.identity.unwrap_or(Identity::Address),
             fqdn: None,
             // IOS answers Aggressive Mode unless told not to.
-            aggressive_mode: !r.aggressive_disabled,
+            answer_aggressive: !r.aggressive_disabled,
+            aggressive_mode: None,
             dpd,
+            in_negotiation_limit,
+            in_negotiation_per_peer: crate::defaults::IN_NEGOTIATION_PER_PEER
+                .min(in_negotiation_limit),
             nat_traversal: NatT {
                 mode: if r.natt_off {
                     NatTraversal::Off
@@ -182,6 +198,77 @@ impl Builder<'_> {
             },
             policies,
             keys,
+        }
+    }
+
+    /// IOS initiates Aggressive Mode with the peers of an ISAKMP profile
+    /// that says `initiate mode aggressive` and that an IPsec profile or
+    /// crypto map entry uses (`set isakmp-profile`); everyone else gets Main
+    /// Mode. The profile's peers are its `match identity address` prefixes
+    /// and the keys of its keyrings.
+    fn initiate_aggressive(&mut self, keys: &mut Vec<PreSharedKey>) {
+        let r = self.r;
+        let used = |name: &str| {
+            r.profiles
+                .iter()
+                .map(|p| &p.1)
+                .chain(r.maps.iter().map(|m| &m.1))
+                .any(|p| p.isakmp_profile.as_deref() == Some(name))
+        };
+        for (name, p) in &r.isakmp_profiles {
+            if !p.aggressive {
+                continue;
+            }
+            if !used(name) {
+                self.note(p.line, format!("crypto isakmp profile {name} says `initiate mode aggressive` but no IPsec profile or crypto map uses it (`set isakmp-profile`): Main Mode is initiated"));
+                continue;
+            }
+            let mut peers: Vec<IpNet> = p.addresses.clone();
+            peers.extend(
+                r.keys
+                    .iter()
+                    .filter(|k| k.keyring.as_ref().is_some_and(|kr| p.keyrings.contains(kr)))
+                    .map(|k| k.net),
+            );
+            if peers.is_empty() {
+                self.note(p.line, format!("crypto isakmp profile {name} says `initiate mode aggressive` but names no peers (`match identity address` or `keyring`): Main Mode is initiated"));
+                continue;
+            }
+            for net in peers {
+                if let Some(k) = keys.iter_mut().find(|k| k.peer == net) {
+                    k.initiate_mode = InitiateMode::Aggressive;
+                    continue;
+                }
+                // A wider key covers these peers: a key entry of their own
+                // carries the mode.
+                let cover = keys
+                    .iter()
+                    .filter(|k| k.peer.contains(&net))
+                    .max_by_key(|k| k.peer.prefix_len())
+                    .map(|k| (k.peer, k.key.clone()));
+                match cover {
+                    Some((wider, key)) => {
+                        self.note(p.line, format!("[[ike.key]] for {net} added (the key of {wider}) to initiate Aggressive Mode as crypto isakmp profile {name} does"));
+                        keys.push(PreSharedKey {
+                            peer: net,
+                            key,
+                            initiate_mode: InitiateMode::Aggressive,
+                        });
+                    }
+                    None => self.note(p.line, format!("crypto isakmp profile {name}: no pre-shared key for {net}, `initiate mode aggressive` not imported")),
+                }
+            }
+        }
+        let entries = r.profiles.iter().map(|p| (&p.0, &p.1));
+        for (name, p) in entries.chain(r.maps.iter().map(|m| (&m.0.0, &m.1))) {
+            if let Some(ip) = &p.isakmp_profile
+                && !r
+                    .isakmp_profiles
+                    .iter()
+                    .any(|x| &x.0 == ip && x.1.aggressive)
+            {
+                self.note(p.line, format!("not imported: set isakmp-profile {ip} (in {name}; ISAKMP profiles are not translated beyond `initiate mode aggressive`)"));
+            }
         }
     }
 

@@ -54,6 +54,25 @@ pub(crate) struct ProfState {
     pub(crate) idle: Option<u32>,
     pub(crate) pfs: Option<DhGroup>,
     pub(crate) peers: Vec<IpAddr>,
+    pub(crate) isakmp_profile: Option<String>,
+}
+
+/// `crypto isakmp profile NAME`: what we translate of it.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct IsakmpProfState {
+    pub(crate) line: usize,
+    pub(crate) keyrings: Vec<String>,
+    pub(crate) addresses: Vec<IpNet>,
+    pub(crate) aggressive: bool,
+}
+
+/// A pre-shared key: key, peers, line, and the keyring it came from.
+#[derive(Debug, Clone)]
+pub(crate) struct KeyLine {
+    pub(crate) key: String,
+    pub(crate) net: IpNet,
+    pub(crate) line: usize,
+    pub(crate) keyring: Option<String>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -64,12 +83,14 @@ pub(crate) struct Router {
     pub(crate) interfaces: BTreeMap<String, IfState>,
     pub(crate) if_order: Vec<String>,
     pub(crate) policies: BTreeMap<u16, PolState>,
-    pub(crate) keys: Vec<(String, IpNet, usize)>,
+    pub(crate) keys: Vec<KeyLine>,
+    pub(crate) isakmp_profiles: Vec<(String, IsakmpProfState)>,
     pub(crate) identity: Option<Identity>,
     pub(crate) keepalive: Option<(u32, u32)>,
     pub(crate) nat_keepalive: Option<u32>,
     pub(crate) natt_off: bool,
     pub(crate) aggressive_disabled: bool,
+    pub(crate) in_negotiation_limit: Option<(u32, usize)>,
     pub(crate) tsets: Vec<(String, Vec<Transform>, Option<EspMode>, usize)>,
     pub(crate) profiles: Vec<(String, ProfState)>,
     pub(crate) maps: Vec<((String, u32), ProfState)>,
@@ -234,7 +255,12 @@ impl Collector {
                 }
             }
             Cmd::IsakmpKey(k, net) => {
-                r.keys.push((k, net, line));
+                r.keys.push(KeyLine {
+                    key: k,
+                    net,
+                    line,
+                    keyring: None,
+                });
                 self.ctx = Ctx::Top;
             }
             Cmd::IsakmpIdentity(i) => r.identity = Some(i),
@@ -242,6 +268,7 @@ impl Collector {
             Cmd::NatKeepalive(n) => r.nat_keepalive = Some(n),
             Cmd::NatTraversalOff => r.natt_off = true,
             Cmd::AggressiveDisable => r.aggressive_disabled = true,
+            Cmd::InNegotiationLimit(n) => r.in_negotiation_limit = Some((n, line)),
             Cmd::TransformSet(n, ts) => {
                 r.tsets.push((n.clone(), ts, None, line));
                 self.ctx = Ctx::TransformSet(n);
@@ -291,7 +318,8 @@ impl Collector {
             | Cmd::SetLifetimeKb(_)
             | Cmd::SetIdle(_)
             | Cmd::SetPfs(_)
-            | Cmd::SetPeer(_) => {
+            | Cmd::SetPeer(_)
+            | Cmd::SetIsakmpProfile(_) => {
                 let p = match &self.ctx {
                     Ctx::Profile(n) => r.profiles.iter_mut().find(|p| &p.0 == n).map(|p| &mut p.1),
                     Ctx::CryptoMap(n, s) => r
@@ -309,6 +337,7 @@ impl Collector {
                     Cmd::SetIdle(s) => p.idle = Some(s),
                     Cmd::SetPfs(g) => p.pfs = Some(g),
                     Cmd::SetPeer(a) => p.peers.push(a),
+                    Cmd::SetIsakmpProfile(n) => p.isakmp_profile = Some(n),
                     _ => {}
                 }
             }
@@ -317,6 +346,34 @@ impl Collector {
             Cmd::GlobalIdle(s) => r.g_idle = Some(s),
             Cmd::TunnelGroup(p) => self.ctx = Ctx::TunnelGroup(p),
             Cmd::Keyring(k) => self.ctx = Ctx::Keyring(k),
+            Cmd::IsakmpProfile(n) => {
+                if !r.isakmp_profiles.iter().any(|p| p.0 == n) {
+                    r.isakmp_profiles.push((
+                        n.clone(),
+                        IsakmpProfState {
+                            line,
+                            ..Default::default()
+                        },
+                    ));
+                }
+                self.ctx = Ctx::IsakmpProfile(n);
+            }
+            Cmd::ProfileKeyring(_)
+            | Cmd::ProfileMatchAddress(_)
+            | Cmd::ProfileInitiateAggressive => {
+                let Ctx::IsakmpProfile(n) = &self.ctx else {
+                    return;
+                };
+                let Some((_, p)) = r.isakmp_profiles.iter_mut().find(|p| &p.0 == n) else {
+                    return;
+                };
+                match c {
+                    Cmd::ProfileKeyring(k) => p.keyrings.push(k),
+                    Cmd::ProfileMatchAddress(a) => p.addresses.push(a),
+                    Cmd::ProfileInitiateAggressive => p.aggressive = true,
+                    _ => {}
+                }
+            }
             Cmd::KeyringKey(k, net) => {
                 if let Ctx::Keyring(name) = &self.ctx
                     && name != "default"
@@ -326,12 +383,26 @@ impl Collector {
                             text: format!("keyring `{name}` keys are imported as global keys (no per-profile keyrings)"),
                         });
                 }
-                r.keys.push((k, net, line));
+                let keyring = match &self.ctx {
+                    Ctx::Keyring(name) => Some(name.clone()),
+                    _ => None,
+                };
+                r.keys.push(KeyLine {
+                    key: k,
+                    net,
+                    line,
+                    keyring,
+                });
             }
             Cmd::PreSharedKey(k) => {
                 if let Ctx::TunnelGroup(p) = &self.ctx {
                     match ip(p) {
-                        Some(a) => r.keys.push((k, IpNet::from(a), line)),
+                        Some(a) => r.keys.push(KeyLine {
+                            key: k,
+                            net: IpNet::from(a),
+                            line,
+                            keyring: None,
+                        }),
                         None => r.unmapped.push(Note {
                             line,
                             text: format!(

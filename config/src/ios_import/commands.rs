@@ -48,6 +48,8 @@ pub(crate) enum Cmd {
     NatKeepalive(u32),
     NatTraversalOff,
     AggressiveDisable,
+    /// `crypto call admission limit ike in-negotiation-sa N`.
+    InNegotiationLimit(u32),
     TransformSet(String, Vec<Transform>),
     TsMode(EspMode),
     IpsecProfile(String),
@@ -67,6 +69,16 @@ pub(crate) enum Cmd {
     PreSharedKey(String),
     Keyring(String),
     KeyringKey(String, IpNet),
+    /// `crypto isakmp profile NAME`.
+    IsakmpProfile(String),
+    /// `keyring NAME` inside an ISAKMP profile.
+    ProfileKeyring(String),
+    /// `match identity address A [M]` inside an ISAKMP profile.
+    ProfileMatchAddress(IpNet),
+    /// `initiate mode aggressive` inside an ISAKMP profile.
+    ProfileInitiateAggressive,
+    /// `set isakmp-profile NAME` in an IPsec profile or crypto map entry.
+    SetIsakmpProfile(String),
     IpRoute(IpNet, String),
     Routing(String),
     /// A negated command we recognise but do not map (`no ip nhrp shortcut`).
@@ -85,6 +97,7 @@ pub(crate) enum Ctx {
     CryptoMap(String, u32),
     TunnelGroup(String),
     Keyring(String),
+    IsakmpProfile(String),
     Routing,
     Other,
 }
@@ -366,6 +379,11 @@ pub(crate) fn match_cmd(w: &[&str], ctx: &Ctx) -> Option<(usize, Cmd)> {
                 return Some((r.0 + 2, r.1));
             }
         }
+        ("crypto", "call")
+            if w.get(2..6) == Some(&["admission", "limit", "ike", "in-negotiation-sa"][..]) =>
+        {
+            return num(g(6)).map(|n| (7, Cmd::InNegotiationLimit(n)));
+        }
         ("crypto", "map") if g(3) == "interface" && !g(4).is_empty() => {
             return Some((5, Cmd::Unsupported(w[..5].join(" "))));
         }
@@ -419,6 +437,7 @@ pub(crate) fn match_cmd(w: &[&str], ctx: &Ctx) -> Option<(usize, Cmd)> {
         },
         Ctx::Profile(_) | Ctx::CryptoMap(..) => map_sub(w, ctx),
         Ctx::Keyring(_) => keyring_sub(w),
+        Ctx::IsakmpProfile(_) => isakmp_profile_sub(w),
         Ctx::TunnelGroup(_) => match (g(0), g(1)) {
             ("pre-shared-key", k) if !k.is_empty() => Some((2, Cmd::PreSharedKey(k.into()))),
             _ => None,
@@ -480,6 +499,7 @@ pub(crate) fn crypto_isakmp(w: &[&str]) -> Option<(usize, Cmd)> {
             }
         }
         "nat" if g(1) == "keepalive" => num(g(2)).map(|n| (3, Cmd::NatKeepalive(n))),
+        "profile" if !g(1).is_empty() => Some((2, Cmd::IsakmpProfile(g(1).into()))),
         "aggressive-mode" if g(1) == "disable" => Some((2, Cmd::AggressiveDisable)),
         _ => None,
     }
@@ -530,6 +550,9 @@ pub(crate) fn map_sub(w: &[&str], ctx: &Ctx) -> Option<(usize, Cmd)> {
                 None => DhGroup::new(1).map(|d| (2, Cmd::SetPfs(d))),
             }
         }
+        ("set", "isakmp-profile") if !g(2).is_empty() => {
+            Some((3, Cmd::SetIsakmpProfile(g(2).into())))
+        }
         ("set", "peer") if matches!(ctx, Ctx::CryptoMap(..)) => {
             ip(g(2)).map(|a| (3, Cmd::SetPeer(a)))
         }
@@ -559,6 +582,28 @@ pub(crate) fn keyring_sub(w: &[&str]) -> Option<(usize, Cmd)> {
         return None;
     }
     Some((next + 2, Cmd::KeyringKey(g(next + 1).to_string(), net)))
+}
+
+/// The lines of `crypto isakmp profile` we translate: which peers it
+/// covers (`match identity address`, `keyring`) and `initiate mode aggressive`.
+pub(crate) fn isakmp_profile_sub(w: &[&str]) -> Option<(usize, Cmd)> {
+    let g = |i: usize| w.get(i).copied().unwrap_or("");
+    match (g(0), g(1)) {
+        ("keyring", k) if !k.is_empty() => Some((2, Cmd::ProfileKeyring(k.into()))),
+        ("initiate", "mode") if g(2) == "aggressive" => Some((3, Cmd::ProfileInitiateAggressive)),
+        ("match", "identity") if g(2) == "address" => {
+            let a = ip(g(3))?;
+            match mask_len(g(4)).and_then(|l| IpNet::new(a, l).ok()) {
+                Some(n) => Some((5, Cmd::ProfileMatchAddress(n.trunc()))),
+                // `match identity address 0.0.0.0` is the wildcard.
+                None if a.is_unspecified() => {
+                    Some((4, Cmd::ProfileMatchAddress(IpNet::new(a, 0).ok()?)))
+                }
+                None => Some((4, Cmd::ProfileMatchAddress(IpNet::from(a)))),
+            }
+        }
+        _ => None,
+    }
 }
 
 pub(crate) fn policy_sub(w: &[&str]) -> Option<(usize, Cmd)> {

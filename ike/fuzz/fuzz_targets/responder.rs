@@ -11,6 +11,7 @@ fuzz_target!(|data: &[u8]| {
             prefix: "0.0.0.0".parse().unwrap(),
             len: 0,
             key: zeroize_key(),
+            initiate: dmvpn_ike::InitiateMode::Main,
         }],
         transform_sets: vec![TransformSet {
             name: "t".into(),

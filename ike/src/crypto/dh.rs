@@ -23,6 +23,7 @@ pub enum GroupId {
 }
 
 /// A DH private value (exponent or scalar), wiped on drop.
+#[cfg_attr(fuzzing, derive(Clone))]
 pub struct DhPrivate(Zeroizing<Vec<u8>>);
 
 impl std::fmt::Debug for DhPrivate {
