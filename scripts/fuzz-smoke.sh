@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds every cargo-fuzz target of the workspace and runs each briefly,
+# Builds every cargo-fuzz target of the workspace and runs each briefly
+# (RUNS executions or 60 s, whichever comes first),
 # so a harness that no longer builds, or panics on its first inputs,
 # fails CI. Longer runs: `RUSTC_BOOTSTRAP=1 cargo fuzz run TARGET` in the
 # crate's fuzz/ folder (see its README).
@@ -14,6 +15,6 @@ export RUSTC_BOOTSTRAP=1
 for dir in nhrp/fuzz ike/fuzz agent/fuzz; do
     for target in $(cd "$dir" && cargo fuzz list); do
         echo "fuzz: $dir $target ($runs runs)"
-        (cd "$dir" && cargo fuzz run --release "$target" -- -runs="$runs" -max_len=4096 2>&1 | tail -n 3)
+        (cd "$dir" && cargo fuzz run --release "$target" -- -runs="$runs" -max_total_time=60 -max_len=4096 2>&1 | tail -n 3)
     done
 done
