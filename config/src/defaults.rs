@@ -16,6 +16,9 @@ pub const IN_NEGOTIATION_LIMIT: u32 = 1024;
 /// Unverified half-open IKE SAs per source address.
 pub const IN_NEGOTIATION_PER_PEER: u32 = 8;
 pub const DPD_RETRY_INTERVAL: u32 = 2;
+/// Idle seconds before R-U-THERE: with 5 retries 2 s apart a dead peer is
+/// found 20 s after it was last heard, and recovery starts.
+pub const DPD_INTERVAL: u32 = 10;
 pub const CONTROL_SOCKET: &str = "/run/dmvpn/dmvpnd.sock";
 pub const CONTROL_MODE: u32 = 0o600;
 pub const LOG_FILTER: &str = "info";
@@ -68,6 +71,15 @@ pub fn in_negotiation_limit() -> u32 {
 }
 pub fn in_negotiation_per_peer() -> u32 {
     IN_NEGOTIATION_PER_PEER
+}
+/// Dead peer detection on, IOS's `crypto isakmp keepalive 10 2` with five
+/// retries; `interval = 0` turns it off.
+pub fn ike_dpd() -> Option<crate::schema::Dpd> {
+    Some(crate::schema::Dpd {
+        interval: DPD_INTERVAL,
+        retry_interval: DPD_RETRY_INTERVAL,
+        retries: DPD_RETRIES,
+    })
 }
 pub fn dpd_retries() -> u32 {
     DPD_RETRIES

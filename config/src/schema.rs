@@ -168,7 +168,9 @@ pub struct Ike {
     /// Initiating Aggressive Mode is `initiate_mode` on `[[ike.key]]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aggressive_mode: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Dead peer detection; on by default (see `defaults::ike_dpd`),
+    /// `interval = 0` turns it off.
+    #[serde(default = "d::ike_dpd", skip_serializing_if = "Option::is_none")]
     pub dpd: Option<Dpd>,
     /// Phase 1 negotiations not yet authenticated, in all (IOS `crypto call
     /// admission limit ike in-negotiation-sa N`); over it the oldest
@@ -195,7 +197,7 @@ impl Default for Ike {
             fqdn: None,
             answer_aggressive: false,
             aggressive_mode: None,
-            dpd: None,
+            dpd: d::ike_dpd(),
             in_negotiation_limit: d::IN_NEGOTIATION_LIMIT,
             in_negotiation_per_peer: d::IN_NEGOTIATION_PER_PEER,
             nat_traversal: NatT::default(),

@@ -614,11 +614,11 @@ impl Validator {
             );
         }
         if let Some(dpd) = &ike.dpd {
-            if !(10..=3600).contains(&dpd.interval) {
+            if dpd.interval != 0 && !(10..=3600).contains(&dpd.interval) {
                 self.err(
                     "ike.dpd.interval".into(),
                     format!("DPD interval {} out of range", dpd.interval),
-                    "use 10..3600 seconds",
+                    "use 10..3600 seconds, or 0 to turn dead peer detection off",
                 );
             }
             if !(2..=60).contains(&dpd.retry_interval) {

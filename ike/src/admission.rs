@@ -20,7 +20,9 @@
 //!   are never evicted: they time out.
 //! - nothing unverified is reported as a failed negotiation (no event, so
 //!   the node neither logs nor drops queued packets for a spoofed source),
-//!   and no request of ours waits on an unverified SA.
+//!   and a request of ours waits on an unverified SA at most
+//!   `VERIFY_GRACE` (2 s, so that two ends asking at once share one phase
+//!   1), then starts its own.
 //!
 //! Separate state per cookie pair means a spoofed first message never
 //! replaces or tears down another exchange with that address. The limit

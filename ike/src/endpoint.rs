@@ -824,8 +824,10 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
     }
 
     /// Whether a phase 1 SA that a request may wait for exists with `peer`.
-    pub(crate) fn has_usable_sa(&self, peer: IpAddr) -> bool {
-        self.sa_peers.get(peer).any(|id| usable(&self.sas[&id]))
+    pub(crate) fn has_usable_sa(&self, now: Instant, peer: IpAddr) -> bool {
+        self.sa_peers
+            .get(peer)
+            .any(|id| usable(&self.sas[&id], now))
     }
 
     /// Whether we hold any other SA with `peer` (then INITIAL-CONTACT must not be sent).
@@ -866,7 +868,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             .sa_peers
             .get(remote.ip())
             .map(|id| &self.sas[&id])
-            .filter(|s| usable(s))
+            .filter(|s| usable(s, now))
             .max_by_key(|s| {
                 let up = s.state == P1State::Complete;
                 (up && !s.retiring, up, s.id)
@@ -1269,6 +1271,21 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
     }
 
     fn p1_timers(&mut self, now: Instant, id: SaId) {
+        // Requests that waited on a peer's first message that never proved
+        // real: they start their own phase 1 now.
+        let waited = {
+            let s = self.sas.get_mut(&id).expect("sa");
+            if awaits_verification(s) && now >= s.created + VERIFY_GRACE {
+                Some((s.local, s.remote, std::mem::take(&mut s.pending)))
+            } else {
+                None
+            }
+        };
+        if let Some((local, remote, reqs)) = waited {
+            for (req, rekey_of) in reqs {
+                let _ = self.initiate_inner(now, local, remote, req, rekey_of);
+            }
+        }
         let max = self.cfg.retransmit_max;
         let dpd_cfg = self.cfg.dpd;
         let ka = self.cfg.nat_keepalive;
@@ -1480,6 +1497,7 @@ pub(crate) fn p1_deadline(cfg: &EngineConfig, s: &Phase1) -> Option<Instant> {
         .filter(|_| !s.superseded && !s.retiring && s.replaced_by.is_none());
     let own = [
         s.retx.as_ref().map(|r| r.deadline),
+        awaits_verification(s).then(|| s.created + VERIFY_GRACE),
         s.expires,
         s.next_keepalive,
         s.dpd.outstanding.map(|o| o.1),
@@ -1495,12 +1513,26 @@ pub(crate) fn p1_deadline(cfg: &EngineConfig, s: &Phase1) -> Option<Instant> {
     own.into_iter().chain(qms).flatten().min()
 }
 
-/// Whether a request may wait for phase 1 SA `s`: established, ours, or a
-/// responder whose source answered our second message. A bare first
-/// message (anyone can send one with any source) must not hold up or
-/// redirect our own negotiation with that address.
-fn usable(s: &Phase1) -> bool {
-    s.initiator || s.state == P1State::Complete || !crate::admission::unverified(s.state)
+/// How long a request of ours waits on a peer's bare first message before
+/// starting its own phase 1: both ends of a new spoke-to-spoke path ask at
+/// once, and one phase 1 between them is better than two. A real peer
+/// answers our second message well within it; a spoofed first message
+/// never does, and then costs our request this much delay, no more.
+pub(crate) const VERIFY_GRACE: Duration = Duration::from_secs(2);
+
+/// Whether a request may wait for phase 1 SA `s`: established, ours, a
+/// responder whose source answered our second message, or a bare first
+/// message younger than [`VERIFY_GRACE`].
+fn usable(s: &Phase1, now: Instant) -> bool {
+    s.initiator
+        || s.state == P1State::Complete
+        || !crate::admission::unverified(s.state)
+        || now < s.created + VERIFY_GRACE
+}
+
+/// A peer's bare first message with requests of ours waiting on it.
+fn awaits_verification(s: &Phase1) -> bool {
+    !s.initiator && crate::admission::unverified(s.state) && !s.pending.is_empty()
 }
 
 /// DPD runs on the newest established SA with a peer that supports it.

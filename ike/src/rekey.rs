@@ -244,8 +244,12 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                 .filter(|q| q.initiator && q.done_at.is_none())
                 .map(|q| (q.request.clone(), q.rekey_of)),
         );
+        // Requests that waited on a peer's bare first message (evicted or
+        // timed out): that proved nothing about the peer, so they go on
+        // with a phase 1 of their own.
+        let unproven = !s.initiator && crate::admission::unverified(s.state);
         for (req, rekey_of) in reqs {
-            if rehome && self.has_usable_sa(peer) {
+            if unproven || (rehome && self.has_usable_sa(now, peer)) {
                 ike!(
                     "ISAKMP ({}): phase 2 request moves to another ISAKMP SA with {}",
                     s.id,

@@ -204,8 +204,10 @@ fn spoofed_first_messages_never_lock_out_the_real_peer() {
     assert_eq!(installed(&w.spoke_events), 1);
 }
 
-/// A spoofed MM1 from an address neither holds up nor hijacks our own
-/// negotiation with that address: our request does not wait on its SA.
+/// A spoofed MM1 from an address neither hijacks nor holds up our own
+/// negotiation with that address for long: our request waits on it only
+/// for the grace a real peer needs to answer our MM2, then starts its own
+/// Main Mode.
 #[test]
 fn spoofed_first_message_does_not_hold_up_our_initiation() {
     let mut w = Wire::new(hub_cfg());
@@ -217,6 +219,29 @@ fn spoofed_first_message_does_not_hold_up_our_initiation() {
         .initiate_phase2(now, addr(HUB), addr(SPOKE), request(addr(HUB), addr(SPOKE)))
         .unwrap();
     w.step();
+    assert_eq!(installed(&w.hub_events), 0, "{:?}", w.hub_events);
+    w.run_for(Duration::from_millis(2100));
+    assert_eq!(installed(&w.hub_events), 1, "{:?}", w.hub_events);
+    assert_eq!(installed(&w.spoke_events), 1);
+}
+
+/// Both ends ask for an SA at once (a new spoke-to-spoke path: each spoke
+/// resolves the other): the second waits on the first one's Main Mode
+/// instead of starting its own, so there is one phase 1 and one pair of
+/// IPsec SAs.
+#[test]
+fn both_ends_asking_at_once_share_one_phase1() {
+    let mut w = Wire::new(hub_cfg());
+    w.spoke_initiates();
+    // The spoke's MM1 reaches the hub, which wants an SA with it too.
+    assert!(w.hop());
+    let now = w.now;
+    w.hub
+        .initiate_phase2(now, addr(HUB), addr(SPOKE), request(addr(HUB), addr(SPOKE)))
+        .unwrap();
+    w.step();
+    assert_eq!(w.hub.isakmp_sas().len(), 1, "{:?}", w.hub.isakmp_sas());
+    assert_eq!(w.spoke.isakmp_sas().len(), 1);
     assert_eq!(installed(&w.hub_events), 1, "{:?}", w.hub_events);
     assert_eq!(installed(&w.spoke_events), 1);
 }

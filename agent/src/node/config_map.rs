@@ -202,11 +202,16 @@ pub fn map(cfg: &Config) -> Result<NodeConfig, MapError> {
             NatTraversal::Off => NatTMode::Disabled,
         },
         nat_keepalive: Duration::from_secs(u64::from(cfg.ike.nat_traversal.keepalive.max(1))),
-        dpd: cfg.ike.dpd.as_ref().map(|d| DpdConfig {
-            interval: Duration::from_secs(u64::from(d.interval)),
-            retry: Duration::from_secs(u64::from(d.retry_interval)),
-            max_retries: d.retries,
-        }),
+        dpd: cfg
+            .ike
+            .dpd
+            .as_ref()
+            .filter(|d| d.interval > 0)
+            .map(|d| DpdConfig {
+                interval: Duration::from_secs(u64::from(d.interval)),
+                retry: Duration::from_secs(u64::from(d.retry_interval)),
+                max_retries: d.retries,
+            }),
         ..EngineConfig::default()
     };
     if let Some(p) = profile {

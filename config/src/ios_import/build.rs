@@ -161,10 +161,19 @@ impl Builder<'_> {
             });
         }
         self.initiate_aggressive(&mut keys);
-        let dpd = r.keepalive.map(|(interval, retry)| Dpd {
-            interval: interval.clamp(10, 3600),
-            retry_interval: retry.clamp(2, 60),
-            retries: crate::defaults::DPD_RETRIES,
+        // Without `crypto isakmp keepalive` IOS runs no DPD: written as
+        // `interval = 0` (dmvpnd's own default is on).
+        let dpd = Some(match r.keepalive {
+            Some((interval, retry)) => Dpd {
+                interval: interval.clamp(10, 3600),
+                retry_interval: retry.clamp(2, 60),
+                retries: crate::defaults::DPD_RETRIES,
+            },
+            None => Dpd {
+                interval: 0,
+                retry_interval: crate::defaults::DPD_RETRY_INTERVAL,
+                retries: crate::defaults::DPD_RETRIES,
+            },
         });
         // IOS has no limit unless configured; ours bounds it anyway.
         let in_negotiation_limit = match r.in_negotiation_limit {
