@@ -786,3 +786,96 @@ fn dpd_off_recovery_figures() {
         assert!(outage.answered.iter().all(|a| *a <= 5.0), "{outage:?}");
     });
 }
+
+// ------------------------------------- a spoke back on a new NBMA address
+
+/// Spoke 1 comes back with another NBMA address (a new lease, another
+/// uplink): `how` stops it, its address changes, it starts with the new
+/// one. The hub refuses the tunnel address to the new NBMA address while
+/// the old registration's peer may still be alive (CIE code 14, shown on
+/// the spoke), and lets it take over once that peer is gone (its DELETE
+/// after SIGTERM; DPD after SIGKILL). Returns seconds from the start to
+/// the hub listing the new address up with LAN traffic flowing.
+fn spoke_moves(how: Stop, limit: f64) -> f64 {
+    const MOVED: &str = "172.16.0.22";
+    let mut net = Net::up(WITH_DPD);
+    let s1 = net.s1.clone();
+    match how {
+        Stop::Term => net.lab.sigterm(&s1),
+        Stop::Kill => net.lab.kill9(&s1),
+    }
+    ok(&[
+        "ip",
+        "-n",
+        &s1,
+        "addr",
+        "del",
+        "172.16.0.2/24",
+        "dev",
+        "nbma0",
+    ]);
+    ok(&[
+        "ip",
+        "-n",
+        &s1,
+        "addr",
+        "add",
+        &format!("{MOVED}/24"),
+        "dev",
+        "nbma0",
+    ]);
+    let text = config(2, WITH_DPD).replace(
+        &format!("source = \"{S1}\""),
+        &format!("source = \"{MOVED}\""),
+    );
+    assert!(text.contains(MOVED), "the spoke's source address changed");
+    let t0 = unix_now();
+    net.lab.start(&s1, &text);
+    if how == Stop::Kill {
+        // The hub still holds the old address's SAs: refused, and the
+        // spoke says so instead of claiming it is registered.
+        net.lab.wait(
+            "the moved spoke sees its registration refused",
+            Duration::from_secs(15),
+            || match net.lab.ctl(&s1, Request::ShowNhrpNhs) {
+                Reply::NhrpNhs(v) => v.iter().any(|e| {
+                    !e.state.responding && e.refused.as_ref().is_some_and(|r| r.code == 14)
+                }),
+                r => panic!("unexpected reply {r:?}"),
+            },
+        );
+    }
+    net.lab.wait(
+        "the hub lists the spoke at its new NBMA address",
+        Duration::from_secs_f64(limit),
+        || net.lab.registered(&net.hub, &[MOVED]) && net.lab.ping(&net.h2, HUB_LAN, 1) == 1,
+    );
+    let back = unix_now() - t0;
+    assert!(
+        !net.lab.registered(&net.hub, &[S1]),
+        "the old mapping is gone"
+    );
+    back
+}
+
+#[test]
+fn spoke_moved_to_a_new_nbma_address_after_sigterm() {
+    let t = spoke_moves(Stop::Term, 15.0);
+    eprintln!(
+        "FIGURE spoke back on a new NBMA address after SIGTERM: registered and LAN traffic flowing {t:.2} s after its start"
+    );
+    assert!(t <= 5.0, "{t:.2} s");
+}
+
+#[test]
+fn spoke_moved_to_a_new_nbma_address_after_sigkill() {
+    // DPD on the hub finds the old address dead; the spoke's next
+    // registration retry (its back-off after a refusal doubles up to 32 s)
+    // then takes the address over.
+    let bound = DPD_TIME + 32.0 + 5.0;
+    let t = spoke_moves(Stop::Kill, bound + 20.0);
+    eprintln!(
+        "FIGURE spoke back on a new NBMA address after SIGKILL: registered and LAN traffic flowing {t:.2} s after its start (DPD on the hub {DPD_TIME} s)"
+    );
+    assert!(t <= bound, "{t:.2} s (bound {bound} s)");
+}

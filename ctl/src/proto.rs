@@ -408,6 +408,19 @@ pub struct NhsEntry {
     /// Seconds until that request is sent again.
     #[serde(default)]
     pub retransmit_secs: Option<u64>,
+    /// The NHS refused our last registration (not `R` then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<NhsRefusal>,
+}
+
+/// A registration the NHS answered with a CIE code other than success.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct NhsRefusal {
+    /// The CIE code (RFC 2332: 4 administratively prohibited, 5
+    /// insufficient resources, 14 already registered by another NBMA
+    /// address, …).
+    pub code: u8,
+    pub reason: String,
 }
 
 /// IOS's `E`/`R`/`W`/`D` letters.

@@ -9,7 +9,7 @@ use dmvpn_ctl::proto::{
     Counter, CryptoSession, DmvpnAttr, DmvpnDetail, DmvpnInterface, DmvpnPeer, DmvpnPeerEntry,
     DmvpnRole, DmvpnState, EspMode, EspSa, IpsecCounters, IpsecInterface, IpsecPeerSa,
     IpsecSaReport, IsakmpDetails, IsakmpSa, IsakmpState, NhrpEntry, NhrpEntryType, NhrpFlag,
-    NhrpTraffic, NhrpTypeCounts, NhsEntry, NhsState, ProxyIdent, SaStatus, SessionFlow,
+    NhrpTraffic, NhrpTypeCounts, NhsEntry, NhsRefusal, NhsState, ProxyIdent, SaStatus, SessionFlow,
     SessionIkeSa, SessionStatus,
 };
 use dmvpn_ike::crypto::{EncrAlg, HashAlg};
@@ -423,6 +423,10 @@ impl Node {
                 retransmit_secs: s
                     .request_id
                     .map(|_| s.next_attempt.saturating_since(now).as_secs()),
+                refused: s.last_code.filter(|c| *c != 0).map(|code| NhsRefusal {
+                    code,
+                    reason: dmvpn_nhrp::wire::code::name(code).to_string(),
+                }),
             })
             .collect()
     }

@@ -142,6 +142,9 @@ pub fn nhs(entries: &[NhsEntry]) -> String {
             if let Some(ago) = e.last_reply_secs {
                 let _ = write!(line, " ({} ago)", duration(ago));
             }
+            if let Some(r) = &e.refused {
+                let _ = write!(line, "  refused: code {} ({})", r.code, r.reason);
+            }
             let _ = writeln!(s, "{line}");
         }
     }

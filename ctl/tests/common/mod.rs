@@ -85,6 +85,7 @@ pub fn nhs() -> Vec<NhsEntry> {
             last_reply_secs: Some(23),
             pending_request_id: Some(1106),
             retransmit_secs: Some(1),
+            refused: None,
         },
         NhsEntry {
             interface: "Tunnel0".into(),
@@ -102,6 +103,7 @@ pub fn nhs() -> Vec<NhsEntry> {
             last_reply_secs: None,
             pending_request_id: Some(1002),
             retransmit_secs: Some(64),
+            refused: None,
         },
     ]
 }
