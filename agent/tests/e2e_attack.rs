@@ -628,6 +628,64 @@ fn attack_main_mode_flood_does_not_lock_out_a_spoke() {
         "hub RSS grew by {} kB",
         rss_after - rss_before
     );
+    // The state the flood left goes: an unverified negotiation is given up
+    // once its retransmissions (2 + 4 + 8 + 16 + 32 s, then 64 s) are
+    // spent, 126 s after its first message; the flood lasted 5 s.
+    std::thread::sleep(Duration::from_secs(140).saturating_sub(t0.elapsed()));
+    let rss_later = rss_kb(hub_pid);
+    eprintln!(
+        "FIGURE Main Mode flood: hub RSS {rss_before} kB before, {rss_after} kB after, {rss_later} kB once the half-open state expired"
+    );
+    assert!(
+        rss_later <= rss_before + 2048,
+        "hub RSS {rss_later} kB, {} kB above the level before the flood",
+        rss_later.saturating_sub(rss_before)
+    );
+}
+
+/// 2,000 clients that connect to dmvpnd's control socket and wait, and 32
+/// that send requests and never read the answers: `dmvpnctl` still gets
+/// its answers at once.
+#[test]
+fn attack_control_socket_jam_does_not_lock_out_the_operator() {
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+    let lim = libc::rlimit {
+        rlim_cur: 16_384,
+        rlim_max: 16_384,
+    };
+    // SAFETY: setrlimit with a valid struct.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
+    let mut lab = Lab::new("das");
+    let ns = lab.node("n", 1);
+    lab.start(&ns, &config(1));
+    let sock = lab.socket(&ns);
+    let idle: Vec<UnixStream> = (0..2000)
+        .map(|_| UnixStream::connect(&sock).expect("connect"))
+        .collect();
+    let mut deaf = Vec::new();
+    for _ in 0..32 {
+        let mut s = UnixStream::connect(&sock).unwrap();
+        s.set_nonblocking(true).unwrap();
+        let line = b"{\"cmd\":\"show_dmvpn\"}\n".repeat(64);
+        while s.write(&line).is_ok() {}
+        deaf.push(s);
+    }
+    let mut worst = Duration::ZERO;
+    for _ in 0..5 {
+        let t0 = Instant::now();
+        let Reply::Dmvpn(_) = lab.ctl(&ns, Request::ShowDmvpn) else {
+            panic!("show dmvpn");
+        };
+        worst = worst.max(t0.elapsed());
+    }
+    eprintln!(
+        "FIGURE control socket of a running dmvpnd with {} idle and {} non-reading clients: slowest of 5 answers {worst:?}",
+        idle.len(),
+        deaf.len()
+    );
+    assert!(worst < Duration::from_secs(2), "{worst:?}");
+    assert!(lab.alive(&ns));
 }
 
 /// A key-log path that is a symbolic link: dmvpnd refuses to start and
