@@ -39,6 +39,10 @@ const BATCH: usize = 64;
 const ROUTE_POLL_TICKS: u64 = 2;
 /// Stats ticks between reseeds of the node's generators from the OS.
 const RESEED_TICKS: u64 = 3600;
+/// Stats ticks between returns of freed heap memory to the OS: state a
+/// flood created and the engines dropped (half-open negotiations expire
+/// after about two minutes) should not keep the process large.
+const TRIM_TICKS: u64 = 10;
 
 /// Loads the configuration, builds everything and runs until SIGINT or
 /// SIGTERM. Errors are one line for the operator.
@@ -226,6 +230,10 @@ async fn run_async(cfg: &dmvpn_config::Config, log: &mut Logging) -> Result<(), 
                     let st = dp.stats();
                     node.handle_stats(t, &st);
                     ticks += 1;
+                    if ticks.is_multiple_of(TRIM_TICKS) {
+                        // SAFETY: malloc_trim has no preconditions.
+                        unsafe { libc::malloc_trim(0) };
+                    }
                     if ticks.is_multiple_of(RESEED_TICKS) {
                         match os_seed() {
                             Ok(s) => node.reseed(&s),
