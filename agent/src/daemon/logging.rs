@@ -17,15 +17,22 @@ fn filter(s: &str) -> EnvFilter {
 }
 
 impl Logging {
-    /// Installs the global subscriber with `base` (e.g. "info").
+    /// Installs the global subscriber with `base` (e.g. "info"), or with
+    /// `RUST_LOG` when that is set, as tracing users expect. Colours only
+    /// when stderr is a terminal (journald and files get plain text).
     /// A second call (tests) leaves the first subscriber in place.
     pub fn init(base: &str) -> Logging {
+        let env = std::env::var("RUST_LOG")
+            .ok()
+            .filter(|v| !v.trim().is_empty());
+        let base = env.as_deref().unwrap_or(base);
         let (layer, handle) = reload::Layer::new(filter(base));
         let ok = tracing_subscriber::registry()
             .with(layer)
             .with(
                 tracing_subscriber::fmt::layer()
                     .with_writer(std::io::stderr)
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                     .with_target(true),
             )
             .try_init()
