@@ -102,25 +102,30 @@ pub fn problems(meta: &std::fs::Metadata, uid: u32) -> Vec<FileProblem> {
     out
 }
 
-/// Problems of the key-log path before dmvpnd opens it: every problem of
-/// an existing file is fatal (it only ever holds keys), and a file that
-/// does not exist yet needs an existing parent directory. The daemon
-/// checks again on the open descriptor, so a swap in between is caught.
+/// The problems of an existing key-log file: those of any secret file,
+/// and an owner other than dmvpnd's user even if that is root (the file
+/// is written, not read). Every one is fatal: it only ever holds keys.
+pub fn key_log_file_problems(meta: &std::fs::Metadata, uid: u32) -> Vec<FileProblem> {
+    let mut found = problems(meta, uid);
+    let foreign = found
+        .iter()
+        .any(|f| matches!(f, FileProblem::ForeignOwner { .. }));
+    if meta.uid() != uid && !foreign && !meta.file_type().is_symlink() {
+        found.push(FileProblem::ForeignOwner { uid: meta.uid() });
+    }
+    found
+}
+
+/// Problems of the key-log path before dmvpnd opens it (see
+/// [`key_log_file_problems`]); a file that does not exist yet needs an
+/// existing parent directory. The daemon checks again on the open
+/// descriptor, so a swap in between is caught.
 pub fn key_log_problems(path: &Path) -> Vec<(String, String)> {
     match std::fs::symlink_metadata(path) {
-        Ok(meta) => {
-            let uid = current_uid();
-            let mut found = problems(&meta, uid);
-            // Root must own it too: the key log is written, not read.
-            if meta.uid() != uid
-                && !found
-                    .iter()
-                    .any(|f| matches!(f, FileProblem::ForeignOwner { .. }))
-            {
-                found.push(FileProblem::ForeignOwner { uid: meta.uid() });
-            }
-            found.iter().map(|f| f.describe(path)).collect()
-        }
+        Ok(meta) => key_log_file_problems(&meta, current_uid())
+            .iter()
+            .map(|f| f.describe(path))
+            .collect(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
             match parent.map(std::fs::metadata) {

@@ -5,7 +5,7 @@
 //! descriptor, so a link or file swapped in after `--check` is refused.
 
 use std::fs::File;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use dmvpn_config::files::{self, FileProblem};
@@ -25,16 +25,7 @@ pub fn open(path: &Path) -> Result<File, String> {
     let meta = f
         .metadata()
         .map_err(|e| format!("cannot inspect key-log file {}: {e}", path.display()))?;
-    let uid = files::current_uid();
-    let mut problems = files::problems(&meta, uid);
-    if meta.uid() != uid
-        && !problems
-            .iter()
-            .any(|p| matches!(p, FileProblem::ForeignOwner { .. }))
-    {
-        problems.push(FileProblem::ForeignOwner { uid: meta.uid() });
-    }
-    match problems.first() {
+    match files::key_log_file_problems(&meta, files::current_uid()).first() {
         Some(p) => Err(refusal(path, p)),
         None => Ok(f),
     }
