@@ -570,7 +570,16 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         let peer = c.remote.ip();
         self.child_peers.remove(peer, inbound_spi);
         if self.by_outbound.get(&(peer, c.outbound_spi)) == Some(&inbound_spi) {
-            self.by_outbound.remove(&(peer, c.outbound_spi));
+            // The peer may have chosen this SPI for another SA too: name that one.
+            let other = self.child_peers.get(peer).find(|s| {
+                self.children
+                    .get(s)
+                    .is_some_and(|o| o.outbound_spi == c.outbound_spi)
+            });
+            match other {
+                Some(o) => self.by_outbound.insert((peer, c.outbound_spi), o),
+                None => self.by_outbound.remove(&(peer, c.outbound_spi)),
+            };
         }
         Some(c)
     }
@@ -671,7 +680,12 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
     ) -> (Vec<u8>, Vec<u8>) {
         let (first, mut body) = wire::emit_payloads(payloads);
         let bs = keys.encr.block_size();
-        let pad = (bs - body.len() % bs) % bs;
+        // At least one block: the next IV is the last ciphertext block.
+        let pad = if body.is_empty() {
+            bs
+        } else {
+            (bs - body.len() % bs) % bs
+        };
         if pad > 0 {
             body.extend(std::iter::repeat_n(0u8, pad - 1));
             body.push((pad - 1) as u8);

@@ -237,16 +237,18 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             proto::ISAKMP => {
                 // The DELETE names the SA by its cookies; it may travel on a
                 // newer SA than the one it deletes (after a phase 1 rekey).
-                let named: Vec<SaId> = d
+                let mut named: Vec<SaId> = d
                     .spis
                     .iter()
-                    .filter(|s| s.len() == 16)
                     .filter_map(|s| {
-                        let ic: [u8; 8] = s[..8].try_into().expect("len 16");
+                        let (ic, rc) = cookie_pair(s)?;
                         let sid = *self.by_cookie.get(&(ic, peer))?;
-                        (self.sas[&sid].rcookie[..] == s[8..]).then_some(sid)
+                        (self.sas.get(&sid)?.rcookie == rc).then_some(sid)
                     })
                     .collect();
+                // A peer may name one SA twice.
+                named.sort_unstable();
+                named.dedup();
                 if d.spis.is_empty() {
                     ike!("ISAKMP ({}): peer deleted the ISAKMP SA", id);
                     self.drop_phase1(now, id, "deleted by peer", true);
@@ -257,8 +259,12 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                     );
                 }
                 for sid in named {
+                    // Dropping one SA may retire and drop another it named.
+                    let Some(s) = self.sas.get(&sid) else {
+                        continue;
+                    };
                     ike!("ISAKMP ({}): peer deleted the ISAKMP SA", sid);
-                    let est = self.sas[&sid].state == P1State::Complete;
+                    let est = s.state == P1State::Complete;
                     self.drop_phase1(now, sid, "deleted by peer", est);
                 }
             }
@@ -292,4 +298,10 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             _ => {}
         }
     }
+}
+
+/// An ISAKMP SPI (16 bytes) as its two cookies.
+fn cookie_pair(spi: &[u8]) -> Option<([u8; 8], [u8; 8])> {
+    let (ic, rc) = spi.split_at_checked(8)?;
+    Some((ic.try_into().ok()?, rc.try_into().ok()?))
 }

@@ -50,6 +50,8 @@ mod admission;
 mod aggressive_mode;
 pub mod crypto;
 pub mod endpoint;
+#[cfg(test)]
+mod hostile_tests;
 mod index;
 mod informational;
 pub mod keylog;
