@@ -1,11 +1,11 @@
 //! The sans-IO IKEv1 endpoint (quinn-proto style): feed it datagrams and
 //! time, collect datagrams to send, events and the next deadline.
 
-use crate::crypto::{Cipher, DhPrivate, GroupId, HashAlg};
+use crate::crypto::{Cipher, DhPrivate, GroupId};
 use crate::index::PeerIndex;
 use crate::keys::Phase1Keys;
 use crate::policy::{EngineConfig, EspTransform, IkePolicy, Mode, OfferedP2};
-use crate::state::{P1State, QmState};
+use crate::state::{Handshake, P1State, QmState};
 use crate::timers::{TimerIndex, Tracked};
 use crate::wire::consts::{exchange, flags};
 use crate::wire::vendor::Vendor;
@@ -268,21 +268,12 @@ pub(crate) struct Phase1 {
     pub id: SaId,
     pub initiator: bool,
     pub aggressive: bool,
-    pub state: P1State,
+    /// Where the handshake stands, with what that state holds.
+    pub hs: Handshake,
     pub icookie: [u8; 8],
     pub rcookie: [u8; 8],
     pub local: SocketAddr,
     pub remote: SocketAddr,
-    pub psk: Zeroizing<Vec<u8>>,
-    pub policy: Option<IkePolicy>,
-    pub sai_b: Vec<u8>,
-    pub dh: Option<(GroupId, DhPrivate)>,
-    pub gxi: Vec<u8>,
-    pub gxr: Vec<u8>,
-    pub ni: Vec<u8>,
-    pub nr: Vec<u8>,
-    pub keys: Option<Phase1Keys>,
-    pub iv: Vec<u8>,
     pub natt: Option<NatTVariant>,
     pub peer_dpd: bool,
     pub nat_local: bool,
@@ -300,8 +291,6 @@ pub(crate) struct Phase1 {
     /// Addresses as first used, for NAT-D hashes (before any float).
     pub natd_local: SocketAddr,
     pub natd_remote: SocketAddr,
-    /// Aggressive Mode responder: IDii_b from the first message.
-    pub peer_id_b: Vec<u8>,
     /// When to start a replacement phase 1 (see `rekey.rs`).
     pub rekey_at: Option<Instant>,
     /// This SA was started to replace that one.
@@ -316,19 +305,25 @@ pub(crate) struct Phase1 {
     pub known_peer: bool,
 }
 
+/// "Old State = ... New State = ..." as IOS prints it. IOS passes through
+/// states within one message's processing (IKE_R_MM3 between receiving
+/// MM3 and sending MM4) that no SA rests in; they appear here only.
+pub(crate) fn narrate(id: SaId, old: P1State, new: P1State) {
+    ike!(
+        "ISAKMP: ({}): Old State = {}  New State = {}",
+        id,
+        old.ios_name(),
+        new.ios_name()
+    );
+}
+
 impl Phase1 {
-    pub fn set_state(&mut self, new: P1State) {
-        ike!(
-            "ISAKMP: ({}): Old State = {}  New State = {}",
-            self.id,
-            self.state.ios_name(),
-            new.ios_name()
-        );
-        self.state = new;
+    pub fn state(&self) -> P1State {
+        self.hs.state()
     }
 
-    pub fn hash(&self) -> HashAlg {
-        self.policy.map_or(HashAlg::Md5, |p| p.hash)
+    pub fn is_established(&self) -> bool {
+        matches!(self.hs, Handshake::Complete(_))
     }
 
     pub fn nat(&self) -> bool {
@@ -493,10 +488,10 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                 id: s.id,
                 local: s.local,
                 remote: s.remote,
-                state: s.state.show_name(),
+                state: s.state().show_name(),
                 initiator: s.initiator,
                 aggressive: s.aggressive,
-                policy: s.policy,
+                policy: s.hs.policy(),
                 created: s.created,
                 replaced: s.retiring || s.superseded,
             })
@@ -505,15 +500,15 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
 
     /// `show crypto isakmp sa` state of one SA.
     pub fn state_name(&self, id: SaId) -> Option<&'static str> {
-        self.sas.get(&id).map(|s| s.state.show_name())
+        self.sas.get(&id).map(|s| s.state().show_name())
     }
 
     /// Wireshark `ikev1_decryption_table` line for phase 1 SA `id`, for an
     /// explicitly configured key-log file only.
     pub fn ike_keylog_line(&self, id: SaId) -> Option<String> {
         let s = self.sas.get(&id)?;
-        let k = s.keys.as_ref()?;
-        Some(crate::keylog::ikev1_line(&s.icookie, &k.enc_key))
+        let k = s.hs.keyed()?;
+        Some(crate::keylog::ikev1_line(&s.icookie, &k.keys.enc_key))
     }
 
     /// Phase 1 keys of SA `id` and the last phase 1 CBC block Quick Mode
@@ -523,7 +518,8 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
     #[cfg(fuzzing)]
     pub fn fuzz_phase1_keys(&self, id: SaId) -> Option<(&Phase1Keys, &[u8], [u8; 8], [u8; 8])> {
         let s = self.sas.get(&id)?;
-        Some((s.keys.as_ref()?, &s.iv, s.icookie, s.rcookie))
+        let k = s.hs.keyed()?;
+        Some((&k.keys, &k.iv, s.icookie, s.rcookie))
     }
 
     /// Installed child SAs for `show crypto ipsec sa`.
@@ -587,7 +583,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
     /// The established, not retiring phase 1 SA with `peer` that new Quick
     /// Modes, DELETEs and DPD use: the newest.
     pub(crate) fn preferred_sa(&self, peer: IpAddr) -> Option<SaId> {
-        let up = |id: &SaId| self.sas[id].state == P1State::Complete;
+        let up = |id: &SaId| self.sas[id].is_established();
         (self.sa_peers.get(peer).rev())
             .find(|id| up(id) && !self.sas[id].retiring)
             .or_else(|| self.sa_peers.get(peer).rev().find(up))
@@ -636,7 +632,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             s.local.port(),
             s.remote.port(),
             s.role(),
-            s.state.debug_tag()
+            s.state().debug_tag()
         );
         self.transmits.push_back(t.clone());
         t
@@ -774,7 +770,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             );
             return Err(HandleError::UnknownSa(remote.ip()));
         };
-        {
+        let adopted = {
             let s = self.sas.get_mut(&id).expect("index consistent");
             ike!(
                 "ISAKMP ({}): received packet from {} dport {} sport {} Global {} {}",
@@ -783,7 +779,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                 local.port(),
                 remote.port(),
                 s.role(),
-                s.state.debug_tag()
+                s.state().debug_tag()
             );
             if h.message_id == 0 && data == s.last_rx.as_slice() {
                 // A retransmission of the peer's last message: replay our answer.
@@ -796,19 +792,23 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                 }
                 return Ok(());
             }
-            if s.rcookie == [0; 8] && h.rcookie != [0; 8] {
+            // The responder's cookie, from its first answer; kept only if
+            // that answer is taken, so garbage cannot lock the real one out.
+            let adopted = s.rcookie == [0; 8] && h.rcookie != [0; 8];
+            if adopted {
                 s.rcookie = h.rcookie;
             } else if h.rcookie != s.rcookie && h.exchange != exchange::INFORMATIONAL {
                 return Err(HandleError::UnknownSa(remote.ip()));
             }
-        }
+            adopted
+        };
         // Follow the peer's port (NAT-T float, NAT rebinding), but only if
         // the message turns out to be authentic.
         let (old_local, old_remote, heard) = {
             let s = &self.sas[&id];
             (s.local, s.remote, s.last_heard)
         };
-        let follow = old_remote != remote && self.sas[&id].keys.is_some();
+        let follow = old_remote != remote && self.sas[&id].hs.keyed().is_some();
         if follow {
             let s = self.sas.get_mut(&id).expect("sa");
             s.remote = remote;
@@ -830,6 +830,9 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                     s.remote = old_remote;
                     s.local = old_local;
                 }
+                if adopted && matches!(s.state(), P1State::IMm1 | P1State::IAm1) {
+                    s.rcookie = [0; 8];
+                }
             }
         }
         // A replaced SA goes once its last Quick Mode is done.
@@ -848,7 +851,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
     pub(crate) fn has_other_state(&self, peer: IpAddr, except: SaId) -> bool {
         self.sa_peers
             .get(peer)
-            .any(|id| id != except && self.sas[&id].state == P1State::Complete)
+            .any(|id| id != except && self.sas[&id].is_established())
             || self.child_peers.has(peer)
     }
 
@@ -884,10 +887,10 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             .map(|id| &self.sas[&id])
             .filter(|s| usable(s, now))
             .max_by_key(|s| {
-                let up = s.state == P1State::Complete;
+                let up = s.is_established();
                 (up && !s.retiring, up, s.id)
             })
-            .map(|s| (s.id, s.state == P1State::Complete));
+            .map(|s| (s.id, s.is_established()));
         // A request already being negotiated is not started twice (the data
         // plane may ask once per queued packet).
         let busy = self.sa_peers.get(remote.ip()).any(|id| {
@@ -924,14 +927,13 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                     .clone();
                 let id = if self.cfg.initiates_aggressive(remote.ip()) {
                     self.am_initiate(now, local, remote, psk)
+                        .ok_or(CommandError::NoPolicy)?
                 } else {
                     self.mm_initiate(now, local, remote, psk)
                 };
-                self.sas
-                    .get_mut(&id)
-                    .expect("created")
-                    .pending
-                    .push((req, rekey_of));
+                if let Some(s) = self.sas.get_mut(&id) {
+                    s.pending.push((req, rekey_of));
+                }
                 Ok(())
             }
         }
@@ -947,28 +949,18 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         rcookie: [u8; 8],
         local: SocketAddr,
         remote: SocketAddr,
-        psk: Zeroizing<Vec<u8>>,
+        hs: Handshake,
     ) -> SaId {
         let id = self.alloc_id();
         let s = Phase1 {
             id,
             initiator,
             aggressive,
-            state: P1State::Ready,
+            hs,
             icookie,
             rcookie,
             local,
             remote,
-            psk,
-            policy: None,
-            sai_b: vec![],
-            dh: None,
-            gxi: vec![],
-            gxr: vec![],
-            ni: vec![],
-            nr: vec![],
-            keys: None,
-            iv: vec![],
             natt: None,
             peer_dpd: false,
             nat_local: false,
@@ -988,7 +980,6 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             next_keepalive: None,
             natd_local: local,
             natd_remote: remote,
-            peer_id_b: vec![],
             rekey_at: None,
             replaces: None,
             replaced_by: None,
@@ -1021,7 +1012,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             self.sa_peers.remove(s.remote.ip(), id);
             self.half_open.remove(id);
             ike!("ISAKMP ({}): deleting SA reason \"{}\"", id, reason);
-            if !established && !s.initiator && crate::admission::unverified(s.state) {
+            if !established && !s.initiator && crate::admission::unverified(s.state()) {
                 // Only a first message ever came from this source: not a
                 // negotiation anyone is known to want (admission.rs).
                 self.stats.half_open_expired += 1;
@@ -1041,13 +1032,35 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         }
     }
 
-    /// Phase 1 finished: event, lifetime, pending Quick Modes.
-    pub(crate) fn p1_complete(&mut self, now: Instant, id: SaId) {
+    /// Move SA `id` from an authenticated handshake state to
+    /// IKE_P1_COMPLETE, keeping only the keys and the running IV; the
+    /// agreed policy. `None` when the SA is not in such a state.
+    fn establish(&mut self, id: SaId) -> Option<IkePolicy> {
+        self.transition(id, |hs| match hs {
+            Handshake::IMm5(k, _)
+            | Handshake::RMm4(k, _)
+            | Handshake::IAm2(k)
+            | Handshake::RAm2(k, ..)
+            | Handshake::Complete(k) => Handshake::Complete(k),
+            other => other,
+        });
+        Some(self.sas.get(&id)?.hs.established()?.policy)
+    }
+
+    /// Phase 1 finished (the peer authenticated, our last message sent;
+    /// `from` is the state IOS names last): the keys move into the
+    /// established state; event, lifetime, pending Quick Modes.
+    pub(crate) fn p1_complete(&mut self, now: Instant, id: SaId, from: P1State) {
+        let Some(policy) = self.establish(id) else {
+            return;
+        };
+        narrate(id, from, P1State::Complete);
         let (remote, local, life, pending, nat) = {
-            let s = self.sas.get_mut(&id).expect("sa");
-            s.set_state(P1State::Complete);
+            let Some(s) = self.sas.get_mut(&id) else {
+                return;
+            };
             s.retx = None;
-            let life = s.policy.map_or(86400, |p| p.lifetime);
+            let life = policy.lifetime;
             s.expires = Some(now + Duration::from_secs(life as u64));
             s.last_heard = now;
             (
@@ -1064,9 +1077,8 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             remote.ip()
         );
         ike!("ISAKMP ({}): Started lifetime timer: {}.", id, life);
-        if nat {
-            let ka = self.cfg.nat_keepalive;
-            self.sas.get_mut(&id).expect("sa").next_keepalive = Some(now + ka);
+        if nat && let Some(s) = self.sas.get_mut(&id) {
+            s.next_keepalive = Some(now + self.cfg.nat_keepalive);
         }
         self.events.push_back(Event::Phase1Up { id, local, remote });
         self.schedule_p1_rekey(id, life);
@@ -1132,7 +1144,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         }
         for id in self.sa_peers.list(peer) {
             self.send_delete_isakmp(now, id);
-            let est = self.sas[&id].state == P1State::Complete;
+            let est = self.sas[&id].is_established();
             self.drop_phase1_inner(now, id, "cleared by request", est, false);
         }
         self.sync_timers();
@@ -1177,8 +1189,8 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             .get(peer)
             .map(|id| &self.sas[&id])
             .filter(|s| Some(s.id) != keep)
-            .filter(|s| !established_only || s.state == P1State::Complete)
-            .map(|s| (s.id, s.state == P1State::Complete))
+            .filter(|s| !established_only || s.is_established())
+            .map(|s| (s.id, s.is_established()))
             .collect();
         for (id, est) in ids {
             // The kept SA (INITIAL-CONTACT) may take over our Quick Modes.
@@ -1312,6 +1324,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         let mut qm_unanswered = false;
         {
             let s = self.sas.get_mut(&id).expect("sa");
+            let shown = s.state().show_name();
             if let Some(r) = &mut s.retx
                 && r.deadline <= now
             {
@@ -1323,7 +1336,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                     ike!(
                         "ISAKMP ({}): retransmitting phase 1 {}... (attempt {})",
                         id,
-                        s.state.show_name(),
+                        shown,
                         r.count
                     );
                     resend.push(r.msg.clone());
@@ -1411,11 +1424,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             if est && reason == "lifetime expired" {
                 self.send_delete_isakmp(now, id);
             }
-            let est = est
-                || self
-                    .sas
-                    .get(&id)
-                    .is_some_and(|s| s.state == P1State::Complete);
+            let est = est || self.sas.get(&id).is_some_and(Phase1::is_established);
             self.drop_phase1(now, id, reason, est);
             return;
         }
@@ -1463,9 +1472,19 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
 
     /// Process the peer's vendor IDs.
     pub(crate) fn note_vendor_ids(&mut self, id: SaId, payloads: &[Payload]) {
+        let v = self.peer_vendor_ids(id, payloads);
+        self.apply_vendor_ids(id, v);
+    }
+
+    /// What the peer's vendor IDs say (narrated as IOS does).
+    pub(crate) fn peer_vendor_ids(
+        &self,
+        id: SaId,
+        payloads: &[Payload],
+    ) -> crate::main_mode::PeerVendors {
         let natt_enabled = self.cfg.nat_t != crate::policy::NatTMode::Disabled;
         let rfc_ok = self.cfg.nat_t_rfc;
-        let s = self.sas.get_mut(&id).expect("sa");
+        let mut dpd = false;
         let mut best = 0u8;
         for p in payloads {
             if let Payload::VendorId(b) = p {
@@ -1480,20 +1499,36 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                     }
                     v => ike!("ISAKMP ({}): vendor ID is {}", id, v.ios_name()),
                 }
-                if v == Vendor::Dpd {
-                    s.peer_dpd = true;
-                }
+                dpd |= v == Vendor::Dpd;
                 if v != Vendor::NatTRfc || rfc_ok {
                     best = best.max(v.natt_rank());
                 }
             }
         }
-        if natt_enabled && best > 0 {
-            s.natt = Some(if best == 3 {
-                NatTVariant::Rfc
-            } else {
-                NatTVariant::Draft
-            });
+        let natt = (natt_enabled && best > 0).then_some(if best == 3 {
+            NatTVariant::Rfc
+        } else {
+            NatTVariant::Draft
+        });
+        crate::main_mode::PeerVendors { dpd, natt }
+    }
+
+    pub(crate) fn apply_vendor_ids(&mut self, id: SaId, v: crate::main_mode::PeerVendors) {
+        if let Some(s) = self.sas.get_mut(&id) {
+            s.peer_dpd |= v.dpd;
+            if v.natt.is_some() {
+                s.natt = v.natt;
+            }
+        }
+    }
+
+    /// Replace SA `id`'s handshake state with what `f` makes of it (the
+    /// SA is taken out of the table meanwhile, so `f` owns the old state).
+    pub(crate) fn transition(&mut self, id: SaId, f: impl FnOnce(Handshake) -> Handshake) {
+        if let Some(mut s) = self.sas.remove(&id) {
+            let hs = s.hs;
+            s.hs = f(hs);
+            self.sas.insert(id, s);
         }
     }
 }
@@ -1539,19 +1574,19 @@ pub(crate) const VERIFY_GRACE: Duration = Duration::from_secs(2);
 /// message younger than [`VERIFY_GRACE`].
 fn usable(s: &Phase1, now: Instant) -> bool {
     s.initiator
-        || s.state == P1State::Complete
-        || !crate::admission::unverified(s.state)
+        || s.is_established()
+        || !crate::admission::unverified(s.state())
         || now < s.created + VERIFY_GRACE
 }
 
 /// A peer's bare first message with requests of ours waiting on it.
 fn awaits_verification(s: &Phase1) -> bool {
-    !s.initiator && crate::admission::unverified(s.state) && !s.pending.is_empty()
+    !s.initiator && crate::admission::unverified(s.state()) && !s.pending.is_empty()
 }
 
 /// DPD runs on the newest established SA with a peer that supports it.
 fn dpd_runs(s: &Phase1) -> bool {
-    s.peer_dpd && s.state == P1State::Complete && !s.superseded && !s.retiring
+    s.peer_dpd && s.is_established() && !s.superseded && !s.retiring
 }
 
 /// Earliest timer of one child SA: rekey (soft) or expiry (hard).

@@ -19,7 +19,7 @@ use crate::policy::{
     DpdConfig, EngineConfig, EspEncr, EspTransform, IkePolicy, InitiateMode, Mode, NatTMode,
     OfferedP2, PskEntry, TransformSet, encode_p2, gre_proxy,
 };
-use crate::state::{P1State, QmState};
+use crate::state::{Handshake, P1State, QmState};
 use crate::wire::consts::{encap, exchange, flags, notify, p1attr, p2attr, proto};
 use crate::wire::vendor::Vendor;
 use crate::wire::{
@@ -42,23 +42,30 @@ type Ep = Endpoint<ChaCha20Rng>;
 
 /// Phase 1 keys and the running phase 1 IV, once derived.
 fn sa_keys(s: &Phase1) -> Option<(&Phase1Keys, &[u8])> {
-    s.keys.as_ref().map(|k| (k, s.iv.as_slice()))
+    s.hs.keyed().map(|k| (&k.keys, k.iv.as_slice()))
 }
 
-/// g^xi, g^xr and SAi_b, as HASH_I/HASH_R cover them, once keys exist.
+/// g^xi, g^xr and SAi_b, as HASH_I/HASH_R cover them, once keys exist
+/// and while the peer's authentication is awaited.
 fn sa_auth_inputs(s: &Phase1) -> Option<(&[u8], &[u8], &[u8])> {
-    s.keys
-        .as_ref()
-        .map(|_| (s.gxi.as_slice(), s.gxr.as_slice(), s.sai_b.as_slice()))
+    match &s.hs {
+        Handshake::RMm4(_, a) | Handshake::IMm5(_, a) | Handshake::RAm2(_, a, _) => {
+            Some((a.gxi.as_slice(), a.gxr.as_slice(), a.sai_b.as_slice()))
+        }
+        _ => None,
+    }
 }
 
 /// IDii_b an Aggressive Mode responder waits to see hashed in AM3.
 fn sa_peer_id_b(s: &Phase1) -> Option<&[u8]> {
-    (s.state == P1State::RAm2).then_some(s.peer_id_b.as_slice())
+    match &s.hs {
+        Handshake::RAm2(_, _, id_b) => Some(id_b.as_slice()),
+        _ => None,
+    }
 }
 
 fn sa_state(s: &Phase1) -> P1State {
-    s.state
+    s.state()
 }
 
 fn sa_quick_modes(s: &Phase1) -> Vec<(u32, &QuickMode)> {
@@ -1451,4 +1458,63 @@ fn one_peer_spi_for_two_sas_both_deleted() {
         "{:?}",
         w.eps[1].child_sas()
     );
+}
+
+fn count_events(w: &World, i: usize, f: impl Fn(&crate::Event) -> bool) -> usize {
+    w.events[i].iter().filter(|e| f(e)).count()
+}
+
+/// Aggressive Mode: a copy of the responder's AM2 with a spoiled HASH_R
+/// reaches the initiator first. It is refused and changes nothing: the
+/// real AM2 after it completes phase 1 and the IPsec SAs come up.
+#[test]
+fn forged_am2_before_the_real_one_changes_nothing() {
+    let mut w = World::new(&Setup {
+        aggressive: true,
+        ..plain_setup()
+    });
+    assert!(w.step(), "AM1");
+    let (from, am2) = w.wire.front().cloned().unwrap();
+    assert_eq!((from, am2.payload[18]), (1, exchange::AGGRESSIVE));
+    let mut forged = wire::Message::parse(&am2.payload).unwrap();
+    for p in &mut forged.payloads {
+        if let Payload::Hash(h) = p {
+            h[0] ^= 0x80;
+        }
+    }
+    let r = w.eps[0].handle(w.now, am2.remote, am2.local, &forged.emit());
+    assert_eq!(r, Err(crate::HandleError::BadHash));
+    while w.step() {}
+    assert_eq!(
+        count_events(&w, 0, |e| matches!(e, crate::Event::Phase1Up { .. })),
+        1
+    );
+    assert_eq!(w.eps[0].child_sas().len(), 1);
+    assert_eq!(w.eps[1].child_sas().len(), 1);
+}
+
+/// A second message with an unknown responder cookie and nothing in it
+/// reaches the initiator first (Main and Aggressive Mode): it is refused
+/// and the real answer, with the real cookie, is still taken.
+#[test]
+fn garbage_second_message_does_not_lock_out_the_real_one() {
+    for aggressive in [false, true] {
+        let mut w = World::new(&Setup {
+            aggressive,
+            ..plain_setup()
+        });
+        assert!(w.step(), "first message");
+        let (_, real) = w.wire.front().cloned().unwrap();
+        let mut bogus = real.payload[..wire::HEADER_LEN].to_vec();
+        bogus[8..16].copy_from_slice(&[0x5a; 8]);
+        bogus[24..28].copy_from_slice(&(wire::HEADER_LEN as u32).to_be_bytes());
+        bogus[16] = 0;
+        assert!(
+            w.eps[0]
+                .handle(w.now, real.remote, real.local, &bogus)
+                .is_err()
+        );
+        while w.step() {}
+        assert_eq!(w.eps[0].child_sas().len(), 1, "aggressive {aggressive}");
+    }
 }

@@ -10,7 +10,7 @@ use crate::keys;
 use crate::main_mode::ct_eq;
 use crate::payload_list::{PayloadList, Spanned};
 use crate::policy::{EspTransform, Mode, OfferedP2, decode_p2, encap_mode, encode_p2};
-use crate::state::{P1State, QmState};
+use crate::state::QmState;
 use crate::wire::consts::{encap, exchange, life, notify, p2attr, proto};
 use crate::wire::{
     self, Attribute, Header, IdPayload, Identity, NotifyPayload, Payload, Proposal, SaPayload,
@@ -172,8 +172,9 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             after.push(nat_oa(s.natd_remote.ip(), natd));
         }
         let s = &self.sas[&id];
-        let k = s.keys.as_ref().expect("phase 1 complete");
-        let iv = keys::message_iv(k.prf, k.encr, &s.iv, mid);
+        let e = s.hs.established().expect("phase 1 complete");
+        let k = &e.keys;
+        let iv = keys::message_iv(k.prf, k.encr, &e.iv, mid);
         let hash = keys::hash1(k, mid, &wire::emit_payloads(&after).1);
         let mut payloads = vec![Payload::Hash(hash)];
         payloads.extend(after);
@@ -231,7 +232,11 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         if !h.is_encrypted() {
             return Err(HandleError::Unexpected("cleartext quick mode"));
         }
-        let k = self.sas[&id].keys.as_ref().ok_or(HandleError::Decrypt)?;
+        let k = &self.sas[&id]
+            .hs
+            .established()
+            .ok_or(HandleError::Decrypt)?
+            .keys;
         let (plain, next_iv) = Self::decrypt(k, body, iv)?;
         let p = wire::parse_payloads_spanned(h.next_payload, &plain).map_err(|e| {
             ike!("ISAKMP ({}): malformed phase 2 message: {}", id, e);
@@ -251,7 +256,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         h: Header,
         data: &[u8],
     ) -> Result<(), HandleError> {
-        if self.sas[&id].state != P1State::Complete {
+        if !self.sas[&id].is_established() {
             return Err(HandleError::Unexpected(
                 "quick mode before phase 1 complete",
             ));
@@ -374,11 +379,11 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
     ) -> Result<(), HandleError> {
         let iv = {
             let s = &self.sas[&id];
-            let k = s.keys.as_ref().expect("complete");
-            keys::message_iv(k.prf, k.encr, &s.iv, mid)
+            let e = s.hs.established().expect("complete");
+            keys::message_iv(e.keys.prf, e.keys.encr, &e.iv, mid)
         };
         let (plain, p, next_iv, got, rest) = self.qm_open(id, data, &iv)?;
-        let k = self.sas[&id].keys.as_ref().expect("complete");
+        let k = &self.sas[&id].hs.established().expect("complete").keys;
         if !ct_eq(&keys::hash1(k, mid, &plain[rest]), &got) {
             ike!("ISAKMP ({}): QM HASH(1) mismatch, dropping", id);
             return Err(HandleError::BadHash);
@@ -519,7 +524,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             after.push(nat_oa(s.natd_remote.ip(), draft));
         }
         let s = &self.sas[&id];
-        let k = s.keys.as_ref().expect("complete");
+        let k = &s.hs.established().expect("complete").keys;
         let hash = keys::hash2(k, mid, &ni, &wire::emit_payloads(&after).1);
         let mut payloads = vec![Payload::Hash(hash)];
         payloads.extend(after);
@@ -606,7 +611,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         peer_original: Option<IpAddr>,
     ) -> ChildSa {
         let s = &self.sas[&id];
-        let k = s.keys.as_ref().expect("complete");
+        let k = &s.hs.established().expect("complete").keys;
         let el = esp.encr.key_len();
         let il = esp.integ.map_or(0, |h| h.digest_len());
         let split = |km: zeroize::Zeroizing<Vec<u8>>| EspKeys {
@@ -670,7 +675,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         let (want, offered, ni) = {
             let s = &self.sas[&id];
             let q = &s.qms[&mid];
-            let k = s.keys.as_ref().expect("complete");
+            let k = &s.hs.established().expect("complete").keys;
             (
                 keys::hash2(k, mid, &q.ni, &plain[rest]),
                 q.offered.clone(),
@@ -745,7 +750,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             peer_oa,
         );
         let s = &self.sas[&id];
-        let k = s.keys.as_ref().expect("complete");
+        let k = &s.hs.established().expect("complete").keys;
         let h3 = keys::hash3(k, mid, &ni, &nr);
         let (msg, _) = Self::encrypt(
             k,
@@ -792,7 +797,12 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         let want = {
             let s = &self.sas[&id];
             let q = &s.qms[&mid];
-            keys::hash3(s.keys.as_ref().expect("complete"), mid, &q.ni, &q.nr)
+            keys::hash3(
+                &s.hs.established().expect("complete").keys,
+                mid,
+                &q.ni,
+                &q.nr,
+            )
         };
         if !ct_eq(&want, &got) {
             ike!("ISAKMP ({}): QM HASH(3) mismatch, dropping", id);

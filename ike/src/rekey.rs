@@ -76,7 +76,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         let (peer, local, remote, expires) = {
             let s = self.sas.get_mut(&id).expect("sa");
             s.rekey_at = None;
-            if s.state != P1State::Complete || s.retiring || s.replaced_by.is_some() {
+            if !s.is_established() || s.retiring || s.replaced_by.is_some() {
                 return false;
             }
             if !forced && s.superseded {
@@ -102,8 +102,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         // spoofed MM1 flood cannot hold the rekey off).
         let negotiating = self.sa_peers.get(peer).any(|o| {
             let s = &self.sas[&o];
-            s.state != P1State::Complete
-                && (s.initiator || matches!(s.state, P1State::RMm3 | P1State::RMm4 | P1State::RMm5))
+            !s.is_established() && (s.initiator || s.state() == P1State::RMm4)
         });
         if negotiating {
             ike!(
@@ -132,7 +131,10 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         // From the addresses in use: after a NAT-T float that is port 4500,
         // whose NAT mapping the keepalives hold open.
         let new = if self.cfg.initiates_aggressive(peer) {
-            self.am_initiate(now, local, remote, psk)
+            let Some(new) = self.am_initiate(now, local, remote, psk) else {
+                return false;
+            };
+            new
         } else {
             self.mm_initiate(now, local, remote, psk)
         };
@@ -146,7 +148,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
     /// run DPD and rekey.
     pub(crate) fn reconcile_peer(&mut self, now: Instant, peer: IpAddr) {
         let ids = self.sa_peers.list(peer);
-        let up = |e: &Self, i: SaId| e.sas[&i].state == P1State::Complete;
+        let up = |e: &Self, i: SaId| e.sas[&i].is_established();
         for &l in &ids {
             let Some(r) = self.sas[&l].replaces.filter(|_| up(self, l)) else {
                 continue;
@@ -247,7 +249,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         // Requests that waited on a peer's bare first message (evicted or
         // timed out): that proved nothing about the peer, so they go on
         // with a phase 1 of their own.
-        let unproven = !s.initiator && crate::admission::unverified(s.state);
+        let unproven = !s.initiator && crate::admission::unverified(s.state());
         for (req, rekey_of) in reqs {
             if unproven || (rehome && self.has_usable_sa(now, peer)) {
                 ike!(

@@ -241,7 +241,7 @@ pub(crate) mod tests {
             assert_eq!(e.sa_peers.len(), e.sas.len());
             for (id, s) in e.sas.iter() {
                 assert!(e.sa_peers.get(s.remote.ip()).any(|x| x == *id));
-                let open = !s.initiator && s.state != crate::state::P1State::Complete;
+                let open = !s.initiator && !s.is_established();
                 assert_eq!(e.half_open.contains(id), open, "half-open {id}");
                 assert_eq!(
                     e.half_open.class(id),
