@@ -1,11 +1,11 @@
 //! The sans-IO IKEv1 endpoint (quinn-proto style): feed it datagrams and
 //! time, collect datagrams to send, events and the next deadline.
 
-use crate::crypto::{Cipher, DhPrivate, GroupId};
+use crate::crypto::Cipher;
 use crate::index::PeerIndex;
 use crate::keys::Phase1Keys;
-use crate::policy::{EngineConfig, EspTransform, IkePolicy, Mode, OfferedP2};
-use crate::state::{Handshake, P1State, QmState};
+use crate::policy::{EngineConfig, EspTransform, IkePolicy, Mode};
+use crate::state::{Handshake, P1State, QmOffer, QmStage, QmState};
 use crate::timers::{TimerIndex, Tracked};
 use crate::wire::consts::{exchange, flags};
 use crate::wire::vendor::Vendor;
@@ -28,6 +28,9 @@ pub type SaId = u64;
 
 /// Quick Modes a peer may have in progress on one phase 1 SA.
 pub const MAX_QM_IN_PROGRESS: usize = 32;
+
+/// How long a finished Quick Mode is kept to answer retransmissions.
+pub(crate) const QM_LINGER: Duration = Duration::from_secs(60);
 
 /// The NAT-T UDP port.
 pub const NATT_PORT: u16 = 4500;
@@ -338,22 +341,47 @@ impl Phase1 {
 /// One Quick Mode exchange.
 #[cfg_attr(fuzzing, derive(Clone))]
 pub(crate) struct QuickMode {
-    pub initiator: bool,
-    pub state: QmState,
-    pub iv: Vec<u8>,
-    pub ni: Vec<u8>,
-    pub nr: Vec<u8>,
-    pub dh: Option<(GroupId, DhPrivate, Vec<u8>)>,
-    pub our_spi: u32,
-    pub offered: Vec<(Mode, OfferedP2)>,
+    /// Where it stands, with what that state holds.
+    pub stage: QmStage,
+    /// The selectors as we see them (local = ours).
     pub request: Phase2Request,
-    pub rekey_of: Option<u32>,
     pub last_tx: Option<Transmit>,
     pub last_rx: Vec<u8>,
     pub retx: Option<Retx>,
-    pub done_at: Option<Instant>,
-    /// Responder: the agreed SA waiting for QM3.
-    pub pending_child: Option<ChildSa>,
+}
+
+impl QuickMode {
+    pub fn state(&self) -> QmState {
+        self.stage.state()
+    }
+
+    /// Whether we started it.
+    pub fn initiator(&self) -> bool {
+        match self.stage {
+            QmStage::IQm1(_) => true,
+            QmStage::RQm2(_) => false,
+            QmStage::Complete { initiator, .. } => initiator,
+        }
+    }
+
+    pub fn done_at(&self) -> Option<Instant> {
+        match self.stage {
+            QmStage::Complete { done_at, .. } => Some(done_at),
+            _ => None,
+        }
+    }
+
+    pub fn in_progress(&self) -> bool {
+        self.done_at().is_none()
+    }
+
+    /// Ours and still waiting for QM2.
+    pub fn offer(&self) -> Option<&QmOffer> {
+        match &self.stage {
+            QmStage::IQm1(o) => Some(o),
+            _ => None,
+        }
+    }
 }
 
 /// Book-keeping for an installed child SA.
@@ -896,9 +924,9 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         let busy = self.sa_peers.get(remote.ip()).any(|id| {
             let s = &self.sas[&id];
             s.pending.iter().any(|(r, k)| *r == req && *k == rekey_of)
-                || s.qms.values().any(|q| {
-                    q.initiator && q.done_at.is_none() && q.request == req && q.rekey_of == rekey_of
-                })
+                || s.qms
+                    .values()
+                    .any(|q| q.request == req && q.offer().is_some_and(|o| o.rekey_of == rekey_of))
         });
         // The peer is already negotiating these selectors with us: its
         // Quick Mode gives the pair this request asks for.
@@ -1108,7 +1136,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             self.sas[&id]
                 .qms
                 .values()
-                .any(|q| !q.initiator && q.done_at.is_none() && q.request == *req)
+                .any(|q| matches!(q.stage, QmStage::RQm2(_)) && q.request == *req)
         })
     }
 
@@ -1360,10 +1388,12 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                 }
             }
             s.qms
-                .retain(|_, q| q.done_at.is_none_or(|d| d + Duration::from_secs(60) > now));
+                .retain(|_, q| q.done_at().is_none_or(|d| d + QM_LINGER > now));
             for mid in qm_fail {
-                let q = s.qms.remove(&mid).expect("listed");
-                qm_unanswered |= q.initiator;
+                let Some(q) = s.qms.remove(&mid) else {
+                    continue;
+                };
+                qm_unanswered |= q.initiator();
                 ike!("ISAKMP ({}): Quick Mode {} timed out", id, mid);
                 self.events.push_back(Event::Phase2Failed {
                     remote: s.remote,
@@ -1556,7 +1586,7 @@ pub(crate) fn p1_deadline(cfg: &EngineConfig, s: &Phase1) -> Option<Instant> {
     let qms = s.qms.values().flat_map(|q| {
         [
             q.retx.as_ref().map(|r| r.deadline),
-            q.done_at.map(|d| d + Duration::from_secs(60)),
+            q.done_at().map(|d| d + QM_LINGER),
         ]
     });
     own.into_iter().chain(qms).flatten().min()

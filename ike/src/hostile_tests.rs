@@ -19,7 +19,7 @@ use crate::policy::{
     DpdConfig, EngineConfig, EspEncr, EspTransform, IkePolicy, InitiateMode, Mode, NatTMode,
     OfferedP2, PskEntry, TransformSet, encode_p2, gre_proxy,
 };
-use crate::state::{Handshake, P1State, QmState};
+use crate::state::{Handshake, P1State, QmStage, QmState};
 use crate::wire::consts::{encap, exchange, flags, notify, p1attr, p2attr, proto};
 use crate::wire::vendor::Vendor;
 use crate::wire::{
@@ -83,7 +83,11 @@ fn sa_dpd_outstanding(s: &Phase1) -> Option<u32> {
 
 /// A Quick Mode's state, next IV, Ni_b, Nr_b and our SPI.
 fn qm_view(q: &QuickMode) -> (QmState, &[u8], &[u8], &[u8], u32) {
-    (q.state, &q.iv, &q.ni, &q.nr, q.our_spi)
+    match &q.stage {
+        QmStage::IQm1(o) => (q.state(), &o.iv, &o.ni, &[], o.our_spi),
+        QmStage::RQm2(a) => (q.state(), &a.iv, &a.ni, &a.nr, a.child.inbound_spi),
+        QmStage::Complete { .. } => (q.state(), &[], &[], &[], 0),
+    }
 }
 
 // --- The set-up. ---------------------------------------------------------
@@ -972,9 +976,10 @@ fn receiver_iv<'a>(e: &'a Ep, t: &Target, mid: u32) -> Option<(&'a Phase1Keys, V
     if mid == 0 {
         return Some((k, p1_iv.to_vec()));
     }
-    let iv = match sa_quick_mode(s, mid) {
-        Some(q) => qm_view(q).1.to_vec(),
-        None => keys::message_iv(k.prf, k.encr, p1_iv, mid),
+    // A finished Quick Mode keeps no IV: derive one as for a new exchange.
+    let iv = match sa_quick_mode(s, mid).map(|q| qm_view(q).1) {
+        Some(iv) if !iv.is_empty() => iv.to_vec(),
+        _ => keys::message_iv(k.prf, k.encr, p1_iv, mid),
     };
     Some((k, iv))
 }

@@ -220,8 +220,10 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                 let mids: Vec<u32> = s
                     .qms
                     .iter()
-                    .filter(|(_, q)| q.initiator && q.done_at.is_none())
-                    .filter(|(_, q)| spi.is_none_or(|x| x == q.our_spi))
+                    .filter(|(_, q)| {
+                        q.offer()
+                            .is_some_and(|o| spi.is_none_or(|x| x == o.our_spi))
+                    })
                     .map(|(m, _)| *m)
                     .collect();
                 for m in mids {

@@ -20,7 +20,7 @@
 //! cookie pair (I-cookie, R-cookie) loses; its initiator deletes it. Both
 //! peers see the same cookies, so they agree on the survivor.
 
-use crate::endpoint::{Endpoint, Event, Phase1, SaId, ike};
+use crate::endpoint::{Endpoint, Event, Phase1, QuickMode, SaId, ike};
 use crate::state::P1State;
 use rand_core::{CryptoRng, RngCore};
 use std::net::IpAddr;
@@ -208,7 +208,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
     /// Delete a retiring SA once no Quick Mode is running on it.
     pub(crate) fn try_retire(&mut self, now: Instant, id: SaId) {
         let Some(s) = self.sas.get(&id) else { return };
-        if !s.retiring || s.qms.values().any(|q| q.done_at.is_none()) {
+        if !s.retiring || s.qms.values().any(QuickMode::in_progress) {
             return;
         }
         self.send_delete_isakmp(now, id);
@@ -243,8 +243,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         reqs.extend(
             s.qms
                 .values()
-                .filter(|q| q.initiator && q.done_at.is_none())
-                .map(|q| (q.request.clone(), q.rekey_of)),
+                .filter_map(|q| Some((q.request.clone(), q.offer()?.rekey_of))),
         );
         // Requests that waited on a peer's bare first message (evicted or
         // timed out): that proved nothing about the peer, so they go on

@@ -1,9 +1,11 @@
 //! Handshake states, named as IOS names them in `debug crypto isakmp`
 //! and `show crypto isakmp sa`, and what each state holds.
 
-use crate::crypto::DhPrivate;
+use crate::crypto::{DhPrivate, GroupId};
+use crate::endpoint::ChildSa;
 use crate::keys::Phase1Keys;
-use crate::policy::IkePolicy;
+use crate::policy::{IkePolicy, Mode, OfferedP2};
+use std::time::Instant;
 use zeroize::Zeroizing;
 
 /// Phase 1 state.
@@ -229,6 +231,54 @@ impl Handshake {
         match self {
             Handshake::Complete(k) => Some(k),
             _ => None,
+        }
+    }
+}
+
+/// Where one Quick Mode stands, with what that state holds.
+#[cfg_attr(fuzzing, derive(Clone))]
+pub(crate) enum QmStage {
+    /// IKE_QM_I_QM1: our proposals sent.
+    IQm1(QmOffer),
+    /// IKE_QM_R_QM2: a proposal chosen and answered; the IPsec SA pair,
+    /// keyed, waits for the initiator's HASH(3).
+    RQm2(QmAnswer),
+    /// IKE_QM_PHASE2_COMPLETE; kept a while to answer retransmissions.
+    Complete { initiator: bool, done_at: Instant },
+}
+
+/// Initiator: what QM2 is checked against.
+#[cfg_attr(fuzzing, derive(Clone))]
+pub(crate) struct QmOffer {
+    /// IV of the answer: the last block of our QM1.
+    pub iv: Vec<u8>,
+    pub ni: Vec<u8>,
+    /// PFS: our DH private value.
+    pub dh: Option<(GroupId, DhPrivate)>,
+    /// The SPI we proposed (our inbound SPI).
+    pub our_spi: u32,
+    /// Our proposals in order (proposal number = index + 1).
+    pub offered: Vec<(Mode, OfferedP2)>,
+    /// The inbound SPI of the IPsec SA this one replaces.
+    pub rekey_of: Option<u32>,
+}
+
+/// Responder: the answer sent, the SA pair it agreed.
+#[cfg_attr(fuzzing, derive(Clone))]
+pub(crate) struct QmAnswer {
+    /// IV of QM3: the last block of our QM2.
+    pub iv: Vec<u8>,
+    pub ni: Vec<u8>,
+    pub nr: Vec<u8>,
+    pub child: Box<ChildSa>,
+}
+
+impl QmStage {
+    pub fn state(&self) -> QmState {
+        match self {
+            QmStage::IQm1(_) => QmState::IQm1,
+            QmStage::RQm2(_) => QmState::RQm2,
+            QmStage::Complete { .. } => QmState::Complete,
         }
     }
 }
