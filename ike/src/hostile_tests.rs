@@ -1523,3 +1523,26 @@ fn garbage_second_message_does_not_lock_out_the_real_one() {
         assert_eq!(w.eps[0].child_sas().len(), 1, "aggressive {aggressive}");
     }
 }
+
+/// Main Mode: an MM3 whose public value the group refuses (y = 1), from
+/// a source that answered our MM2. The negotiation fails and is reported
+/// (it is not an unverified half-open SA that timed out).
+#[test]
+fn mm3_with_a_refused_public_value_fails_the_negotiation() {
+    let mut w = World::new(&plain_setup());
+    assert!(w.step(), "MM1");
+    assert!(w.step(), "MM2");
+    run(
+        &mut w,
+        &Act::MutateNext {
+            ops: vec![PayloadOp::Replace(0, PSpec::Ke(KeSpec::Edge(0)))],
+            hash: HashFix::Keep,
+        },
+    );
+    assert!(w.eps[1].isakmp_sas().is_empty());
+    assert_eq!(w.eps[1].stats().half_open_expired, 0);
+    assert_eq!(
+        count_events(&w, 1, |e| matches!(e, crate::Event::Phase1Failed { .. })),
+        1
+    );
+}

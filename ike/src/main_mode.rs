@@ -546,18 +546,23 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         if let Some(s) = self.sas.get_mut(&id) {
             s.retx = None;
         }
+        // The source answered our MM2: whatever follows is a negotiation.
+        self.transition(id, |hs| match hs {
+            Handshake::RMm2(c) => Handshake::RMm3(c),
+            other => other,
+        });
         narrate(id, P1State::RMm2, P1State::RMm3);
         let (dh, gxr, nr) = self.new_ke_nonce(policy.group);
         let keyed = match self.sas.get(&id) {
             Some(
                 s @ crate::endpoint::Phase1 {
-                    hs: Handshake::RMm2(c),
+                    hs: Handshake::RMm3(c),
                     ..
                 },
             ) => derive_keys(
                 policy, &c.psk, &dh, &gxi, &ni, &nr, &gxi, &gxr, &s.icookie, &s.rcookie,
             ),
-            _ => Err(HandleError::Unexpected("MM3 outside IKE_R_MM2")),
+            _ => Err(HandleError::Unexpected("MM3 outside IKE_R_MM3")),
         };
         let keyed = match keyed {
             Ok(k) => k,
@@ -570,7 +575,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         self.natd_check(id, policy.hash, &payloads);
         let out_ke = Payload::Ke(gxr.clone());
         self.transition(id, |hs| match hs {
-            Handshake::RMm2(c) => Handshake::RMm4(
+            Handshake::RMm3(c) => Handshake::RMm4(
                 keyed,
                 AuthInputs {
                     gxi,

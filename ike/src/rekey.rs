@@ -102,7 +102,8 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         // spoofed MM1 flood cannot hold the rekey off).
         let negotiating = self.sa_peers.get(peer).any(|o| {
             let s = &self.sas[&o];
-            !s.is_established() && (s.initiator || s.state() == P1State::RMm4)
+            !s.is_established()
+                && (s.initiator || matches!(s.state(), P1State::RMm3 | P1State::RMm4))
         });
         if negotiating {
             ike!(

@@ -112,6 +112,9 @@ pub(crate) enum Handshake {
     IMm5(Keyed, AuthInputs),
     /// IKE_R_MM2: a policy chosen from the initiator's offer.
     RMm2(Chosen),
+    /// IKE_R_MM3: the initiator answered MM2 with its KE; keys are being
+    /// derived (within one message's processing; a refused KE fails here).
+    RMm3(Chosen),
     /// IKE_R_MM4: keys derived, our KE and nonce sent.
     RMm4(Keyed, AuthInputs),
     /// IKE_I_AM1: offer, KE, nonce and ID sent.
@@ -181,6 +184,7 @@ impl Handshake {
             Handshake::IMm3(_) => P1State::IMm3,
             Handshake::IMm5(..) => P1State::IMm5,
             Handshake::RMm2(_) => P1State::RMm2,
+            Handshake::RMm3(_) => P1State::RMm3,
             Handshake::RMm4(..) => P1State::RMm4,
             Handshake::IAm1(_) => P1State::IAm1,
             Handshake::IAm2(_) => P1State::IAm2,
@@ -193,7 +197,7 @@ impl Handshake {
     pub fn policy(&self) -> Option<IkePolicy> {
         match self {
             Handshake::IMm1(_) => None,
-            Handshake::RMm2(c) => Some(c.policy),
+            Handshake::RMm2(c) | Handshake::RMm3(c) => Some(c.policy),
             Handshake::IMm3(x) | Handshake::IAm1(x) => Some(x.policy),
             Handshake::IMm5(k, _)
             | Handshake::RMm4(k, _)
