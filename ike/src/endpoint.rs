@@ -5,6 +5,7 @@ use crate::crypto::Cipher;
 use crate::index::PeerIndex;
 use crate::keys::Phase1Keys;
 use crate::policy::{EngineConfig, EspTransform, IkePolicy, Mode};
+use crate::reason::Reason;
 use crate::state::{Handshake, P1State, QmOffer, QmStage, QmState};
 use crate::timers::{TimerIndex, Tracked};
 use crate::wire::consts::{exchange, flags};
@@ -131,11 +132,11 @@ pub enum Event {
     Phase1Down {
         id: SaId,
         remote: SocketAddr,
-        reason: String,
+        reason: Reason,
     },
     Phase1Failed {
         remote: SocketAddr,
-        reason: String,
+        reason: Reason,
     },
     ChildSaInstalled(ChildSa),
     /// A replacement SA; the old one stays usable until `ChildSaDeleted`.
@@ -147,11 +148,11 @@ pub enum Event {
         remote: SocketAddr,
         inbound_spi: u32,
         outbound_spi: u32,
-        reason: String,
+        reason: Reason,
     },
     Phase2Failed {
         remote: SocketAddr,
-        reason: String,
+        reason: Reason,
     },
     PeerDead {
         remote: IpAddr,
@@ -1023,7 +1024,13 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
 
     /// Remove a phase 1 SA (children survive, as on IOS). Quick Modes we
     /// had in progress on it move to another SA with the peer.
-    pub(crate) fn drop_phase1(&mut self, now: Instant, id: SaId, reason: &str, established: bool) {
+    pub(crate) fn drop_phase1(
+        &mut self,
+        now: Instant,
+        id: SaId,
+        reason: Reason,
+        established: bool,
+    ) {
         self.drop_phase1_inner(now, id, reason, established, true)
     }
 
@@ -1031,7 +1038,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         &mut self,
         now: Instant,
         id: SaId,
-        reason: &str,
+        reason: Reason,
         established: bool,
         rehome: bool,
     ) {
@@ -1048,15 +1055,15 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                 self.events.push_back(Event::Phase1Down {
                     id,
                     remote: s.remote,
-                    reason: reason.into(),
+                    reason: reason.clone(),
                 });
             } else {
                 self.events.push_back(Event::Phase1Failed {
                     remote: s.remote,
-                    reason: reason.into(),
+                    reason: reason.clone(),
                 });
             }
-            self.after_phase1_gone(now, &mut s, established, reason, rehome);
+            self.after_phase1_gone(now, &mut s, established, &reason, rehome);
         }
     }
 
@@ -1160,7 +1167,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                 remote: c.remote,
                 inbound_spi,
                 outbound_spi: c.outbound_spi,
-                reason: "deleted by request".into(),
+                reason: Reason::Requested,
             });
         }
     }
@@ -1173,7 +1180,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         for id in self.sa_peers.list(peer) {
             self.send_delete_isakmp(now, id);
             let est = self.sas[&id].is_established();
-            self.drop_phase1_inner(now, id, "cleared by request", est, false);
+            self.drop_phase1_inner(now, id, Reason::Cleared, est, false);
         }
         self.sync_timers();
     }
@@ -1184,7 +1191,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         now: Instant,
         peer: IpAddr,
         keep: Option<SaId>,
-        reason: &str,
+        reason: Reason,
     ) {
         self.purge_peer_inner(now, peer, keep, reason, false)
     }
@@ -1192,7 +1199,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
     /// INITIAL-CONTACT: forget the peer's established SAs; negotiations in
     /// progress (e.g. our own simultaneous initiation) are left alone.
     pub(crate) fn purge_for_initial_contact(&mut self, now: Instant, peer: IpAddr, keep: SaId) {
-        self.purge_peer_inner(now, peer, Some(keep), "INITIAL-CONTACT", true)
+        self.purge_peer_inner(now, peer, Some(keep), Reason::InitialContact, true)
     }
 
     fn purge_peer_inner(
@@ -1200,7 +1207,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         now: Instant,
         peer: IpAddr,
         keep: Option<SaId>,
-        reason: &str,
+        reason: Reason,
         established_only: bool,
     ) {
         for s in self.child_peers.list(peer) {
@@ -1209,7 +1216,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                 remote: c.remote,
                 inbound_spi: s,
                 outbound_spi: c.outbound_spi,
-                reason: reason.into(),
+                reason: reason.clone(),
             });
         }
         let ids: Vec<(SaId, bool)> = self
@@ -1222,7 +1229,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             .collect();
         for (id, est) in ids {
             // The kept SA (INITIAL-CONTACT) may take over our Quick Modes.
-            self.drop_phase1_inner(now, id, reason, est, keep.is_some());
+            self.drop_phase1_inner(now, id, reason.clone(), est, keep.is_some());
         }
     }
 
@@ -1308,7 +1315,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                     remote: c.remote,
                     inbound_spi: spi,
                     outbound_spi: c.outbound_spi,
-                    reason: "lifetime expired".into(),
+                    reason: Reason::LifetimeExpired,
                 });
             } else if c.soft.is_some_and(|s| s <= now) {
                 c.soft = None;
@@ -1344,7 +1351,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         let dpd_cfg = self.cfg.dpd;
         let ka = self.cfg.nat_keepalive;
         let mut resend = vec![];
-        let mut fail: Option<(&'static str, bool)> = None;
+        let mut fail: Option<(Reason, bool)> = None;
         let mut send_dpd = false;
         let mut dead = false;
         // A Quick Mode we started got no answer at all: the peer is gone or
@@ -1357,7 +1364,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                 && r.deadline <= now
             {
                 if r.count >= max {
-                    fail = Some(("retransmission limit reached", false));
+                    fail = Some((Reason::RetransmissionsExhausted, false));
                 } else {
                     r.count += 1;
                     r.deadline = now + self.cfg.retransmit_initial * 2u32.pow(r.count.min(6));
@@ -1371,7 +1378,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                 }
             }
             if s.expires.is_some_and(|e| e <= now) {
-                fail = Some(("lifetime expired", true));
+                fail = Some((Reason::LifetimeExpired, true));
             }
             let mut qm_fail = vec![];
             for (mid, q) in s.qms.iter_mut() {
@@ -1397,7 +1404,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                 ike!("ISAKMP ({}): Quick Mode {} timed out", id, mid);
                 self.events.push_back(Event::Phase2Failed {
                     remote: s.remote,
-                    reason: "quick mode retransmission limit".into(),
+                    reason: Reason::QuickModeRetransmissionsExhausted,
                 });
             }
             if s.next_keepalive.is_some_and(|k| k <= now) {
@@ -1431,7 +1438,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                 peer
             );
             self.events.push_back(Event::PeerDead { remote: peer });
-            self.purge_peer(now, peer, None, "peer dead (DPD)");
+            self.purge_peer(now, peer, None, Reason::DeadPeer);
             return;
         }
         if qm_unanswered && fail.is_none() {
@@ -1444,14 +1451,14 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                 max
             );
             self.send_delete_isakmp(now, id);
-            self.drop_phase1(now, id, "quick mode unanswered", true);
+            self.drop_phase1(now, id, Reason::QuickModeUnanswered, true);
             return;
         }
         if send_dpd {
             self.send_dpd(now, id);
         }
         if let Some((reason, est)) = fail {
-            if est && reason == "lifetime expired" {
+            if est && reason == Reason::LifetimeExpired {
                 self.send_delete_isakmp(now, id);
             }
             let est = est || self.sas.get(&id).is_some_and(Phase1::is_established);

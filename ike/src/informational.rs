@@ -3,6 +3,7 @@
 use crate::endpoint::{Endpoint, Event, HandleError, SaId, ike};
 use crate::keys;
 use crate::main_mode::ct_eq;
+use crate::reason::Reason;
 use crate::wire::consts::{exchange, notify, notify_name, proto};
 use crate::wire::{self, DeletePayload, Header, NotifyPayload, Payload};
 use rand_core::{CryptoRng, RngCore};
@@ -128,7 +129,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                         remote.ip()
                     );
                     if !est && n.msg_type < 8192 {
-                        self.drop_phase1(now, id, notify_name(n.msg_type), false);
+                        self.drop_phase1(now, id, Reason::from_notify(n.msg_type), false);
                         return Ok(());
                     }
                 }
@@ -230,7 +231,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                     s.qms.remove(&m);
                     self.events.push_back(Event::Phase2Failed {
                         remote,
-                        reason: notify_name(t).into(),
+                        reason: Reason::from_notify(t),
                     });
                 }
             }
@@ -259,7 +260,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                 named.dedup();
                 if d.spis.is_empty() {
                     ike!("ISAKMP ({}): peer deleted the ISAKMP SA", id);
-                    self.drop_phase1(now, id, "deleted by peer", true);
+                    self.drop_phase1(now, id, Reason::PeerDelete, true);
                 } else if named.is_empty() {
                     ike!(
                         "ISAKMP ({}): DELETE for an ISAKMP SA we do not hold, ignored",
@@ -273,7 +274,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                     };
                     ike!("ISAKMP ({}): peer deleted the ISAKMP SA", sid);
                     let est = s.is_established();
-                    self.drop_phase1(now, sid, "deleted by peer", est);
+                    self.drop_phase1(now, sid, Reason::PeerDelete, est);
                 }
             }
             proto::ESP | proto::AH => {
@@ -298,7 +299,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                             remote: c.remote,
                             inbound_spi: inb,
                             outbound_spi: c.outbound_spi,
-                            reason: "deleted by peer".into(),
+                            reason: Reason::PeerDelete,
                         });
                     }
                 }

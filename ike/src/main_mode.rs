@@ -6,6 +6,7 @@ use crate::endpoint::{Endpoint, HandleError, NatTVariant, SaId, ike, narrate};
 use crate::keys;
 use crate::payload_list::{PayloadList, Spanned, body_of};
 use crate::policy::{IkePolicy, decode_p1, p1_match};
+use crate::reason::Reason;
 use crate::state::{AuthInputs, Chosen, Handshake, KeyExchange, Keyed, Offered, P1State};
 use crate::wire::consts::{exchange, notify, p1attr, proto};
 use crate::wire::vendor::Vendor;
@@ -567,7 +568,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         let keyed = match keyed {
             Ok(k) => k,
             Err(e) => {
-                self.drop_phase1(now, id, "invalid KE", false);
+                self.drop_phase1(now, id, Reason::InvalidKeyExchange, false);
                 return Err(e);
             }
         };

@@ -21,6 +21,7 @@
 //! peers see the same cookies, so they agree on the survivor.
 
 use crate::endpoint::{Endpoint, Event, Phase1, QuickMode, SaId, ike};
+use crate::reason::Reason;
 use crate::state::P1State;
 use rand_core::{CryptoRng, RngCore};
 use std::net::IpAddr;
@@ -213,7 +214,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             return;
         }
         self.send_delete_isakmp(now, id);
-        self.drop_phase1(now, id, "replaced by a newer ISAKMP SA", true);
+        self.drop_phase1(now, id, Reason::Replaced, true);
     }
 
     /// Book-keeping after SA `s` (already removed) is gone: a failed
@@ -224,7 +225,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         now: Instant,
         s: &mut Phase1,
         established: bool,
-        reason: &str,
+        reason: &Reason,
         rehome: bool,
     ) {
         let peer = s.remote.ip();
@@ -271,7 +272,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             }
             self.events.push_back(Event::Phase2Failed {
                 remote: s.remote,
-                reason: format!("phase 1 failed: {reason}"),
+                reason: Reason::Phase1Failed(Box::new(reason.clone())),
             });
         }
         self.reconcile_peer(now, peer);
