@@ -574,7 +574,9 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
     /// The data plane saw traffic from `peer`: it is alive (DPD is idle-driven).
     pub fn note_traffic(&mut self, now: Instant, peer: IpAddr) {
         for id in self.sa_peers.list(peer) {
-            self.sas.get_mut(&id).expect("indexed").last_heard = now;
+            if let Some(s) = self.sas.get_mut(&id) {
+                s.last_heard = now;
+            }
         }
         self.sync_timers();
     }
@@ -612,9 +614,10 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
     /// The established, not retiring phase 1 SA with `peer` that new Quick
     /// Modes, DELETEs and DPD use: the newest.
     pub(crate) fn preferred_sa(&self, peer: IpAddr) -> Option<SaId> {
-        let up = |id: &SaId| self.sas[id].is_established();
+        let up = |id: &SaId| self.sas.get(id).is_some_and(Phase1::is_established);
+        let retiring = |id: &SaId| self.sas.get(id).is_some_and(|s| s.retiring);
         (self.sa_peers.get(peer).rev())
-            .find(|id| up(id) && !self.sas[id].retiring)
+            .find(|id| up(id) && !retiring(id))
             .or_else(|| self.sa_peers.get(peer).rev().find(up))
     }
 
@@ -640,9 +643,10 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         id
     }
 
-    /// Queue a datagram, adding the non-ESP marker on port 4500.
-    pub(crate) fn queue(&mut self, id: SaId, bytes: Vec<u8>) -> Transmit {
-        let s = &self.sas[&id];
+    /// Queue a datagram for SA `id`, adding the non-ESP marker on port
+    /// 4500; nothing (`None`) for an SA that is gone.
+    pub(crate) fn queue(&mut self, id: SaId, bytes: Vec<u8>) -> Option<Transmit> {
+        let s = self.sas.get(&id)?;
         let mut payload = bytes;
         if s.local.port() == NATT_PORT || s.remote.port() == NATT_PORT {
             let mut v = NON_ESP_MARKER.to_vec();
@@ -664,14 +668,18 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             s.state().debug_tag()
         );
         self.transmits.push_back(t.clone());
-        t
+        Some(t)
     }
 
     /// Send a phase 1 message, remember it for duplicates and arm retransmission.
     pub(crate) fn send_p1(&mut self, now: Instant, id: SaId, bytes: Vec<u8>, retransmit: bool) {
-        let t = self.queue(id, bytes);
+        let Some(t) = self.queue(id, bytes) else {
+            return;
+        };
         let initial = self.cfg.retransmit_initial;
-        let s = self.sas.get_mut(&id).expect("sa exists");
+        let Some(s) = self.sas.get_mut(&id) else {
+            return;
+        };
         s.last_tx = Some(t.clone());
         s.retx = retransmit.then(|| Retx {
             deadline: now + initial,
@@ -680,12 +688,16 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         });
     }
 
-    /// Build a header for SA `id`.
+    /// Build a header for SA `id`. An SA that is gone has no cookies
+    /// (zeros); `queue` sends nothing for it anyway.
     pub(crate) fn header(&self, id: SaId, exch: u8, mid: u32) -> Header {
-        let s = &self.sas[&id];
+        let (icookie, rcookie) = self
+            .sas
+            .get(&id)
+            .map_or(([0; 8], [0; 8]), |s| (s.icookie, s.rcookie));
         Header {
-            icookie: s.icookie,
-            rcookie: s.rcookie,
+            icookie,
+            rcookie,
             next_payload: 0,
             version: 0x10,
             exchange: exch,
@@ -715,9 +727,10 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             body.extend(std::iter::repeat_n(0u8, pad - 1));
             body.push((pad - 1) as u8);
         }
-        keys.encr
-            .encrypt(&keys.enc_key, iv, &mut body)
-            .expect("key, IV and padding sizes are ours");
+        keys.encr.encrypt(&keys.enc_key, iv, &mut body).expect(
+            "the key is derived at the cipher's length, every IV is a whole block \
+             (phase1_iv, message_iv or a last ciphertext block) and the body is padded to blocks",
+        );
         let next_iv = body[body.len() - bs..].to_vec();
         header.next_payload = first;
         header.flags |= flags::ENCRYPTION;
@@ -800,7 +813,11 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             return Err(HandleError::UnknownSa(remote.ip()));
         };
         let adopted = {
-            let s = self.sas.get_mut(&id).expect("index consistent");
+            // by_cookie names only SAs in the table (new_phase1 and the two
+            // removals keep it so); a stale entry would be an unknown SA.
+            let Some(s) = self.sas.get_mut(&id) else {
+                return Err(HandleError::UnknownSa(remote.ip()));
+            };
             ike!(
                 "ISAKMP ({}): received packet from {} dport {} sport {} Global {} {}",
                 id,
@@ -833,13 +850,12 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         };
         // Follow the peer's port (NAT-T float, NAT rebinding), but only if
         // the message turns out to be authentic.
-        let (old_local, old_remote, heard) = {
-            let s = &self.sas[&id];
-            (s.local, s.remote, s.last_heard)
+        let Some(s) = self.sas.get_mut(&id) else {
+            return Err(HandleError::UnknownSa(remote.ip()));
         };
-        let follow = old_remote != remote && self.sas[&id].hs.keyed().is_some();
+        let (old_local, old_remote, heard) = (s.local, s.remote, s.last_heard);
+        let follow = old_remote != remote && s.hs.keyed().is_some();
         if follow {
-            let s = self.sas.get_mut(&id).expect("sa");
             s.remote = remote;
             s.local = local;
         }
@@ -864,8 +880,11 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                 }
             }
         }
-        // A replaced SA goes once its last Quick Mode is done.
-        self.try_retire(now, id);
+        // A replaced SA goes once its last Quick Mode is done: one on this
+        // SA, or one on an older SA that lost a collision with the peer's.
+        for sid in self.sa_peers.list(remote.ip()) {
+            self.try_retire(now, sid);
+        }
         r
     }
 
@@ -873,14 +892,17 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
     pub(crate) fn has_usable_sa(&self, now: Instant, peer: IpAddr) -> bool {
         self.sa_peers
             .get(peer)
-            .any(|id| usable(&self.sas[&id], now))
+            .filter_map(|id| self.sas.get(&id))
+            .any(|s| usable(s, now))
     }
 
     /// Whether we hold any other SA with `peer` (then INITIAL-CONTACT must not be sent).
     pub(crate) fn has_other_state(&self, peer: IpAddr, except: SaId) -> bool {
         self.sa_peers
             .get(peer)
-            .any(|id| id != except && self.sas[&id].is_established())
+            .filter(|id| *id != except)
+            .filter_map(|id| self.sas.get(&id))
+            .any(Phase1::is_established)
             || self.child_peers.has(peer)
     }
 
@@ -913,7 +935,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         let existing = self
             .sa_peers
             .get(remote.ip())
-            .map(|id| &self.sas[&id])
+            .filter_map(|id| self.sas.get(&id))
             .filter(|s| usable(s, now))
             .max_by_key(|s| {
                 let up = s.is_established();
@@ -923,7 +945,9 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         // A request already being negotiated is not started twice (the data
         // plane may ask once per queued packet).
         let busy = self.sa_peers.get(remote.ip()).any(|id| {
-            let s = &self.sas[&id];
+            let Some(s) = self.sas.get(&id) else {
+                return false;
+            };
             s.pending.iter().any(|(r, k)| *r == req && *k == rekey_of)
                 || s.qms
                     .values()
@@ -940,11 +964,9 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                 Ok(())
             }
             Some((id, false)) => {
-                self.sas
-                    .get_mut(&id)
-                    .expect("found")
-                    .pending
-                    .push((req, rekey_of));
+                if let Some(s) = self.sas.get_mut(&id) {
+                    s.pending.push((req, rekey_of));
+                }
                 Ok(())
             }
             None => {
@@ -1139,12 +1161,11 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
     /// A Quick Mode the peer started for `req` (our view of the
     /// selectors) that we are still answering.
     fn peer_qm_coming(&self, peer: IpAddr, req: &Phase2Request) -> bool {
-        self.sa_peers.get(peer).any(|id| {
-            self.sas[&id]
-                .qms
-                .values()
-                .any(|q| matches!(q.stage, QmStage::RQm2(_)) && q.request == *req)
-        })
+        self.sa_peers
+            .get(peer)
+            .filter_map(|id| self.sas.get(&id))
+            .flat_map(|s| s.qms.values())
+            .any(|q| matches!(q.stage, QmStage::RQm2(_)) && q.request == *req)
     }
 
     /// An installed child SA with `peer` for `req`.
@@ -1178,8 +1199,11 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             self.delete_child_inner(now, s);
         }
         for id in self.sa_peers.list(peer) {
+            // Dropping one SA may have retired and dropped a later one.
+            let Some(est) = self.sas.get(&id).map(Phase1::is_established) else {
+                continue;
+            };
             self.send_delete_isakmp(now, id);
-            let est = self.sas[&id].is_established();
             self.drop_phase1_inner(now, id, Reason::Cleared, est, false);
         }
         self.sync_timers();
@@ -1211,7 +1235,9 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         established_only: bool,
     ) {
         for s in self.child_peers.list(peer) {
-            let c = self.remove_child(s).expect("listed");
+            let Some(c) = self.remove_child(s) else {
+                continue;
+            };
             self.events.push_back(Event::ChildSaDeleted {
                 remote: c.remote,
                 inbound_spi: s,
@@ -1222,7 +1248,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         let ids: Vec<(SaId, bool)> = self
             .sa_peers
             .get(peer)
-            .map(|id| &self.sas[&id])
+            .filter_map(|id| self.sas.get(&id))
             .filter(|s| Some(s.id) != keep)
             .filter(|s| !established_only || s.is_established())
             .map(|s| (s.id, s.is_established()))
@@ -1309,7 +1335,9 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                 continue;
             };
             if c.hard <= now {
-                let c = self.remove_child(spi).expect("listed");
+                let Some(c) = self.remove_child(spi) else {
+                    continue;
+                };
                 self.send_delete_esp(now, c.remote, spi);
                 self.events.push_back(Event::ChildSaDeleted {
                     remote: c.remote,
@@ -1335,7 +1363,9 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         // Requests that waited on a peer's first message that never proved
         // real: they start their own phase 1 now.
         let waited = {
-            let s = self.sas.get_mut(&id).expect("sa");
+            let Some(s) = self.sas.get_mut(&id) else {
+                return;
+            };
             if awaits_verification(s) && now >= s.created + VERIFY_GRACE {
                 Some((s.local, s.remote, std::mem::take(&mut s.pending)))
             } else {
@@ -1357,8 +1387,10 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         // A Quick Mode we started got no answer at all: the peer is gone or
         // cannot decrypt what this SA sends. Either way it is useless.
         let mut qm_unanswered = false;
-        {
-            let s = self.sas.get_mut(&id).expect("sa");
+        let peer = {
+            let Some(s) = self.sas.get_mut(&id) else {
+                return;
+            };
             let shown = s.state().show_name();
             if let Some(r) = &mut s.retx
                 && r.deadline <= now
@@ -1428,10 +1460,10 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                     _ => {}
                 }
             }
-        }
+            s.remote.ip()
+        };
         self.transmits.extend(resend);
         if dead {
-            let peer = self.sas[&id].remote.ip();
             ike!(
                 "ISAKMP ({}): DPD: peer {} is dead, clearing its SAs",
                 id,
@@ -1442,7 +1474,6 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             return;
         }
         if qm_unanswered && fail.is_none() {
-            let peer = self.sas[&id].remote.ip();
             tracing::warn!(
                 target: "dmvpn::ike",
                 "ISAKMP ({}): Quick Mode with {} unanswered after {} retransmissions (peer gone, or it cannot decrypt this ISAKMP SA); deleting the ISAKMP SA",
@@ -1465,7 +1496,12 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             self.drop_phase1(now, id, reason, est);
             return;
         }
-        if self.sas[&id].rekey_at.is_some_and(|r| r <= now) {
+        if self
+            .sas
+            .get(&id)
+            .and_then(|s| s.rekey_at)
+            .is_some_and(|r| r <= now)
+        {
             self.start_p1_rekey(now, id, false);
         }
         // Its last Quick Mode may just have timed out.

@@ -1546,3 +1546,86 @@ fn mm3_with_a_refused_public_value_fails_the_negotiation() {
         1
     );
 }
+
+/// Search for the state in which a retiring ISAKMP SA loses its last
+/// Quick Mode to a collision on the newer SA: A starts a Quick Mode on
+/// its SA, replaces that SA (phase 1 rekey) before the Quick Mode is
+/// answered, then B asks for the same selectors on the new SA with the
+/// higher nonce. Returns the world right after B's QM1 reached A, and A's
+/// old SA, when the seed gives B the higher nonce.
+fn collision_on_newer_sa(seed: u64) -> Option<(World, SaId)> {
+    let mut w = World::new(&Setup {
+        seed,
+        ..plain_setup()
+    });
+    while w.step() {}
+    let old = w.eps[0].isakmp_sas()[0].id;
+    let req = Phase2Request {
+        local_proxy: None,
+        remote_proxy: None,
+    };
+    let (la, lb, now) = (w.addr[0], w.addr[1], w.now);
+    w.eps[0].initiate_phase2(now, la, lb, req.clone()).unwrap();
+    w.collect();
+    let (_, held) = w.wire.pop_back()?;
+    assert!(w.eps[0].rekey_isakmp(now, lb.ip()));
+    w.collect();
+    while w.step() {}
+    let a = &w.eps[0].sas;
+    if !a.get(&old).is_some_and(|s| s.retiring) {
+        return None;
+    }
+    w.eps[1].initiate_phase2(now, lb, la, req).unwrap();
+    w.collect();
+    let (_, qm1) = w.wire.pop_back()?;
+    w.deliver(0, qm1.remote, qm1.local, &qm1.payload);
+    drop(held);
+    let ours_dropped = w.eps[0]
+        .sas
+        .get(&old)
+        .is_none_or(|s| s.qms.values().all(|q| !q.in_progress()));
+    ours_dropped.then_some((w, old))
+}
+
+/// A retiring ISAKMP SA whose last Quick Mode lost a collision on the
+/// newer SA is deleted at once (it used to linger until its lifetime).
+#[test]
+fn retiring_sa_without_quick_modes_after_a_collision_is_deleted() {
+    let (w, old) = (1..40)
+        .find_map(collision_on_newer_sa)
+        .expect("some seed gives the peer the higher nonce");
+    assert!(
+        !w.eps[0].sas.contains_key(&old),
+        "the retiring SA lingers with no Quick Mode in progress"
+    );
+}
+
+/// `delete_peer` when dropping one SA takes a later one with it: B holds
+/// the SA A replaced (A's DELETE for it lost) and the replacement, which
+/// is retiring with no Quick Mode (the state a Quick Mode collision used
+/// to leave). Dropping the first reconciles the peer's SAs, which deletes
+/// the second before the loop reaches it.
+#[test]
+fn delete_peer_when_one_drop_takes_a_later_sa_along() {
+    let mut w = established();
+    let (now, lb) = (w.now, w.addr[1]);
+    assert!(w.eps[0].rekey_isakmp(now, lb.ip()));
+    w.collect();
+    loop {
+        match w.wire.front() {
+            Some((0, t)) if t.payload[18] == exchange::INFORMATIONAL => {
+                w.wire.pop_front();
+            }
+            Some(_) => {
+                w.step();
+            }
+            None => break,
+        }
+    }
+    let ids: Vec<SaId> = w.eps[1].sas.keys().copied().collect();
+    assert_eq!(ids.len(), 2, "B holds the old and the new ISAKMP SA");
+    w.eps[1].sas.get_mut(&ids[1]).unwrap().retiring = true;
+    let la = w.addr[0];
+    w.eps[1].delete_peer(now, la.ip());
+    assert!(w.eps[1].isakmp_sas().is_empty());
+}

@@ -349,7 +349,9 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             mid,
             QmState::IQm1.ios_name()
         );
-        let t = self.queue(id, msg);
+        let Some(t) = self.queue(id, msg) else {
+            return;
+        };
         let deadline = now + self.cfg.retransmit_initial;
         let offer = QmOffer {
             iv: next_iv,
@@ -763,7 +765,9 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             mid,
             QmState::RQm2.ios_name()
         );
-        let t = self.queue(id, qm2);
+        let Some(t) = self.queue(id, qm2) else {
+            return;
+        };
         let deadline = now + self.cfg.retransmit_initial;
         if let Some(s) = self.sas.get_mut(&id) {
             s.qms.insert(
@@ -919,7 +923,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             };
             q.retx = None;
             q.last_rx = data.to_vec();
-            q.last_tx = Some(t);
+            q.last_tx = t;
         }
         ike!(
             "ISAKMP ({}): Node {}, Old State = IKE_QM_I_QM1  New State = {}",

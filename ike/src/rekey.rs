@@ -41,7 +41,9 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             return;
         }
         let life = Duration::from_secs(life.into());
-        let initiator = self.sas[&id].initiator;
+        let Some(initiator) = self.sas.get(&id).map(|s| s.initiator) else {
+            return;
+        };
         let lead = if initiator {
             let span = (life / JITTER_DIV).as_millis() as u64;
             let jitter = Duration::from_millis(self.rng.next_u64() % (span + 1));
@@ -49,7 +51,9 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         } else {
             life / RESPONDER_LEAD_DIV
         };
-        let s = self.sas.get_mut(&id).expect("sa");
+        let Some(s) = self.sas.get_mut(&id) else {
+            return;
+        };
         let Some(expires) = s.expires else { return };
         s.rekey_at = Some(expires - lead);
         ike!(
@@ -75,7 +79,9 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
     pub(crate) fn start_p1_rekey(&mut self, now: Instant, id: SaId, forced: bool) -> bool {
         let retry = now + self.cfg.retransmit_initial * 5;
         let (peer, local, remote, expires) = {
-            let s = self.sas.get_mut(&id).expect("sa");
+            let Some(s) = self.sas.get_mut(&id) else {
+                return false;
+            };
             s.rekey_at = None;
             if !s.is_established() || s.retiring || s.replaced_by.is_some() {
                 return false;
@@ -101,19 +107,24 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         // The peer's own replacement may be on its way: look again later.
         // A responder SA counts once the peer answered our MM2 (so a
         // spoofed MM1 flood cannot hold the rekey off).
-        let negotiating = self.sa_peers.get(peer).any(|o| {
-            let s = &self.sas[&o];
-            !s.is_established()
-                && (s.initiator || matches!(s.state(), P1State::RMm3 | P1State::RMm4))
-        });
+        let negotiating = self
+            .sa_peers
+            .get(peer)
+            .filter_map(|o| self.sas.get(&o))
+            .any(|s| {
+                !s.is_established()
+                    && (s.initiator || matches!(s.state(), P1State::RMm3 | P1State::RMm4))
+            });
         if negotiating {
             ike!(
                 "ISAKMP ({}): a phase 1 with {} is in progress, P1 rekey postponed",
                 id,
                 peer
             );
-            if expires.is_some_and(|e| retry < e) {
-                self.sas.get_mut(&id).expect("sa").rekey_at = Some(retry);
+            if expires.is_some_and(|e| retry < e)
+                && let Some(s) = self.sas.get_mut(&id)
+            {
+                s.rekey_at = Some(retry);
             }
             return false;
         }
@@ -140,8 +151,12 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         } else {
             self.mm_initiate(now, local, remote, psk)
         };
-        self.sas.get_mut(&new).expect("new").replaces = Some(id);
-        self.sas.get_mut(&id).expect("sa").replaced_by = Some(new);
+        if let Some(s) = self.sas.get_mut(&new) {
+            s.replaces = Some(id);
+        }
+        if let Some(s) = self.sas.get_mut(&id) {
+            s.replaced_by = Some(new);
+        }
         true
     }
 
@@ -150,9 +165,10 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
     /// run DPD and rekey.
     pub(crate) fn reconcile_peer(&mut self, now: Instant, peer: IpAddr) {
         let ids = self.sa_peers.list(peer);
-        let up = |e: &Self, i: SaId| e.sas[&i].is_established();
+        let up = |e: &Self, i: SaId| e.sas.get(&i).is_some_and(Phase1::is_established);
         for &l in &ids {
-            let Some(r) = self.sas[&l].replaces.filter(|_| up(self, l)) else {
+            let replaces = self.sas.get(&l).and_then(|s| s.replaces);
+            let Some(r) = replaces.filter(|_| up(self, l)) else {
                 continue;
             };
             if self.sas.get(&r).is_some_and(|o| !o.retiring) {
@@ -161,15 +177,20 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             }
         }
         for &l in &ids {
-            let s = &self.sas[&l];
+            let Some(s) = self.sas.get(&l) else { continue };
             let Some(r) = s.replaces else { continue };
             if !s.initiator || s.retiring || !up(self, l) {
                 continue;
             }
             let key = (s.icookie, s.rcookie);
             let winner = ids.iter().copied().find(|&w| {
-                let o = &self.sas[&w];
-                w != l && w > r && up(self, w) && !o.retiring && (o.icookie, o.rcookie) > key
+                self.sas.get(&w).is_some_and(|o| {
+                    w != l
+                        && w > r
+                        && o.is_established()
+                        && !o.retiring
+                        && (o.icookie, o.rcookie) > key
+                })
             });
             if let Some(w) = winner {
                 ike!(
@@ -184,11 +205,11 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             .iter()
             .rev()
             .copied()
-            .find(|&i| up(self, i) && !self.sas[&i].retiring);
+            .find(|&i| up(self, i) && self.sas.get(&i).is_some_and(|s| !s.retiring));
         for &i in &ids {
             let want = up(self, i) && Some(i) != newest;
-            if self.sas[&i].superseded != want {
-                let s = self.sas.get_mut(&i).expect("listed");
+            let changes = self.sas.get(&i).is_some_and(|s| s.superseded != want);
+            if changes && let Some(s) = self.sas.get_mut(&i) {
                 s.superseded = want;
                 if want {
                     s.dpd.outstanding = None;
@@ -201,7 +222,9 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
     }
 
     fn retire(&mut self, id: SaId) {
-        let s = self.sas.get_mut(&id).expect("sa");
+        let Some(s) = self.sas.get_mut(&id) else {
+            return;
+        };
         s.retiring = true;
         s.rekey_at = None;
         s.dpd.outstanding = None;
