@@ -416,8 +416,8 @@ enum Act {
         hash: HashFix,
         payloads: Vec<PSpec>,
     },
-    /// The next real datagram in flight, its payloads edited, sent in its place's stead
-    /// (the real one still follows).
+    /// The next real datagram in flight with its payloads edited, sent
+    /// ahead of it (the real one still follows).
     MutateNext {
         ops: Vec<PayloadOp>,
         hash: HashFix,
@@ -1567,7 +1567,8 @@ fn collision_on_newer_sa(seed: u64) -> Option<(World, SaId)> {
     let (la, lb, now) = (w.addr[0], w.addr[1], w.now);
     w.eps[0].initiate_phase2(now, la, lb, req.clone()).unwrap();
     w.collect();
-    let (_, held) = w.wire.pop_back()?;
+    // A's QM1 is held back: it stays unanswered.
+    w.wire.pop_back()?;
     assert!(w.eps[0].rekey_isakmp(now, lb.ip()));
     w.collect();
     while w.step() {}
@@ -1579,7 +1580,6 @@ fn collision_on_newer_sa(seed: u64) -> Option<(World, SaId)> {
     w.collect();
     let (_, qm1) = w.wire.pop_back()?;
     w.deliver(0, qm1.remote, qm1.local, &qm1.payload);
-    drop(held);
     let ours_dropped = w.eps[0]
         .sas
         .get(&old)
