@@ -67,10 +67,10 @@ pub(crate) enum HalfOpenClass {
 impl HalfOpenClass {
     /// Class of a phase 1 SA; `None` when it is ours or established.
     pub(crate) fn of(s: &crate::endpoint::Phase1) -> Option<Self> {
-        if s.initiator || s.state == P1State::Complete {
+        if s.initiator || s.is_established() {
             return None;
         }
-        Some(if unverified(s.state) {
+        Some(if unverified(s.state()) {
             HalfOpenClass::Unverified {
                 src: s.remote.ip(),
                 known: s.known_peer,

@@ -1,11 +1,12 @@
 //! The sans-IO IKEv1 endpoint (quinn-proto style): feed it datagrams and
 //! time, collect datagrams to send, events and the next deadline.
 
-use crate::crypto::{Cipher, DhPrivate, GroupId, HashAlg};
+use crate::crypto::Cipher;
 use crate::index::PeerIndex;
 use crate::keys::Phase1Keys;
-use crate::policy::{EngineConfig, EspTransform, IkePolicy, Mode, OfferedP2};
-use crate::state::{P1State, QmState};
+use crate::policy::{EngineConfig, EspTransform, IkePolicy, Mode};
+use crate::reason::Reason;
+use crate::state::{Handshake, P1State, QmOffer, QmStage, QmState};
 use crate::timers::{TimerIndex, Tracked};
 use crate::wire::consts::{exchange, flags};
 use crate::wire::vendor::Vendor;
@@ -28,6 +29,9 @@ pub type SaId = u64;
 
 /// Quick Modes a peer may have in progress on one phase 1 SA.
 pub const MAX_QM_IN_PROGRESS: usize = 32;
+
+/// How long a finished Quick Mode is kept to answer retransmissions.
+pub(crate) const QM_LINGER: Duration = Duration::from_secs(60);
 
 /// The NAT-T UDP port.
 pub const NATT_PORT: u16 = 4500;
@@ -128,11 +132,11 @@ pub enum Event {
     Phase1Down {
         id: SaId,
         remote: SocketAddr,
-        reason: String,
+        reason: Reason,
     },
     Phase1Failed {
         remote: SocketAddr,
-        reason: String,
+        reason: Reason,
     },
     ChildSaInstalled(ChildSa),
     /// A replacement SA; the old one stays usable until `ChildSaDeleted`.
@@ -144,11 +148,11 @@ pub enum Event {
         remote: SocketAddr,
         inbound_spi: u32,
         outbound_spi: u32,
-        reason: String,
+        reason: Reason,
     },
     Phase2Failed {
         remote: SocketAddr,
-        reason: String,
+        reason: Reason,
     },
     PeerDead {
         remote: IpAddr,
@@ -268,21 +272,12 @@ pub(crate) struct Phase1 {
     pub id: SaId,
     pub initiator: bool,
     pub aggressive: bool,
-    pub state: P1State,
+    /// Where the handshake stands, with what that state holds.
+    pub hs: Handshake,
     pub icookie: [u8; 8],
     pub rcookie: [u8; 8],
     pub local: SocketAddr,
     pub remote: SocketAddr,
-    pub psk: Zeroizing<Vec<u8>>,
-    pub policy: Option<IkePolicy>,
-    pub sai_b: Vec<u8>,
-    pub dh: Option<(GroupId, DhPrivate)>,
-    pub gxi: Vec<u8>,
-    pub gxr: Vec<u8>,
-    pub ni: Vec<u8>,
-    pub nr: Vec<u8>,
-    pub keys: Option<Phase1Keys>,
-    pub iv: Vec<u8>,
     pub natt: Option<NatTVariant>,
     pub peer_dpd: bool,
     pub nat_local: bool,
@@ -300,8 +295,6 @@ pub(crate) struct Phase1 {
     /// Addresses as first used, for NAT-D hashes (before any float).
     pub natd_local: SocketAddr,
     pub natd_remote: SocketAddr,
-    /// Aggressive Mode responder: IDii_b from the first message.
-    pub peer_id_b: Vec<u8>,
     /// When to start a replacement phase 1 (see `rekey.rs`).
     pub rekey_at: Option<Instant>,
     /// This SA was started to replace that one.
@@ -316,19 +309,25 @@ pub(crate) struct Phase1 {
     pub known_peer: bool,
 }
 
+/// "Old State = ... New State = ..." as IOS prints it. IOS passes through
+/// states within one message's processing (IKE_R_MM3 between receiving
+/// MM3 and sending MM4) that no SA rests in; they appear here only.
+pub(crate) fn narrate(id: SaId, old: P1State, new: P1State) {
+    ike!(
+        "ISAKMP: ({}): Old State = {}  New State = {}",
+        id,
+        old.ios_name(),
+        new.ios_name()
+    );
+}
+
 impl Phase1 {
-    pub fn set_state(&mut self, new: P1State) {
-        ike!(
-            "ISAKMP: ({}): Old State = {}  New State = {}",
-            self.id,
-            self.state.ios_name(),
-            new.ios_name()
-        );
-        self.state = new;
+    pub fn state(&self) -> P1State {
+        self.hs.state()
     }
 
-    pub fn hash(&self) -> HashAlg {
-        self.policy.map_or(HashAlg::Md5, |p| p.hash)
+    pub fn is_established(&self) -> bool {
+        matches!(self.hs, Handshake::Complete(_))
     }
 
     pub fn nat(&self) -> bool {
@@ -343,22 +342,47 @@ impl Phase1 {
 /// One Quick Mode exchange.
 #[cfg_attr(fuzzing, derive(Clone))]
 pub(crate) struct QuickMode {
-    pub initiator: bool,
-    pub state: QmState,
-    pub iv: Vec<u8>,
-    pub ni: Vec<u8>,
-    pub nr: Vec<u8>,
-    pub dh: Option<(GroupId, DhPrivate, Vec<u8>)>,
-    pub our_spi: u32,
-    pub offered: Vec<(Mode, OfferedP2)>,
+    /// Where it stands, with what that state holds.
+    pub stage: QmStage,
+    /// The selectors as we see them (local = ours).
     pub request: Phase2Request,
-    pub rekey_of: Option<u32>,
     pub last_tx: Option<Transmit>,
     pub last_rx: Vec<u8>,
     pub retx: Option<Retx>,
-    pub done_at: Option<Instant>,
-    /// Responder: the agreed SA waiting for QM3.
-    pub pending_child: Option<ChildSa>,
+}
+
+impl QuickMode {
+    pub fn state(&self) -> QmState {
+        self.stage.state()
+    }
+
+    /// Whether we started it.
+    pub fn initiator(&self) -> bool {
+        match self.stage {
+            QmStage::IQm1(_) => true,
+            QmStage::RQm2(_) => false,
+            QmStage::Complete { initiator, .. } => initiator,
+        }
+    }
+
+    pub fn done_at(&self) -> Option<Instant> {
+        match self.stage {
+            QmStage::Complete { done_at, .. } => Some(done_at),
+            _ => None,
+        }
+    }
+
+    pub fn in_progress(&self) -> bool {
+        self.done_at().is_none()
+    }
+
+    /// Ours and still waiting for QM2.
+    pub fn offer(&self) -> Option<&QmOffer> {
+        match &self.stage {
+            QmStage::IQm1(o) => Some(o),
+            _ => None,
+        }
+    }
 }
 
 /// Book-keeping for an installed child SA.
@@ -493,10 +517,10 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                 id: s.id,
                 local: s.local,
                 remote: s.remote,
-                state: s.state.show_name(),
+                state: s.state().show_name(),
                 initiator: s.initiator,
                 aggressive: s.aggressive,
-                policy: s.policy,
+                policy: s.hs.policy(),
                 created: s.created,
                 replaced: s.retiring || s.superseded,
             })
@@ -505,15 +529,15 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
 
     /// `show crypto isakmp sa` state of one SA.
     pub fn state_name(&self, id: SaId) -> Option<&'static str> {
-        self.sas.get(&id).map(|s| s.state.show_name())
+        self.sas.get(&id).map(|s| s.state().show_name())
     }
 
     /// Wireshark `ikev1_decryption_table` line for phase 1 SA `id`, for an
     /// explicitly configured key-log file only.
     pub fn ike_keylog_line(&self, id: SaId) -> Option<String> {
         let s = self.sas.get(&id)?;
-        let k = s.keys.as_ref()?;
-        Some(crate::keylog::ikev1_line(&s.icookie, &k.enc_key))
+        let k = s.hs.keyed()?;
+        Some(crate::keylog::ikev1_line(&s.icookie, &k.keys.enc_key))
     }
 
     /// Phase 1 keys of SA `id` and the last phase 1 CBC block Quick Mode
@@ -523,7 +547,8 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
     #[cfg(fuzzing)]
     pub fn fuzz_phase1_keys(&self, id: SaId) -> Option<(&Phase1Keys, &[u8], [u8; 8], [u8; 8])> {
         let s = self.sas.get(&id)?;
-        Some((s.keys.as_ref()?, &s.iv, s.icookie, s.rcookie))
+        let k = s.hs.keyed()?;
+        Some((&k.keys, &k.iv, s.icookie, s.rcookie))
     }
 
     /// Installed child SAs for `show crypto ipsec sa`.
@@ -549,7 +574,9 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
     /// The data plane saw traffic from `peer`: it is alive (DPD is idle-driven).
     pub fn note_traffic(&mut self, now: Instant, peer: IpAddr) {
         for id in self.sa_peers.list(peer) {
-            self.sas.get_mut(&id).expect("indexed").last_heard = now;
+            if let Some(s) = self.sas.get_mut(&id) {
+                s.last_heard = now;
+            }
         }
         self.sync_timers();
     }
@@ -570,7 +597,16 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         let peer = c.remote.ip();
         self.child_peers.remove(peer, inbound_spi);
         if self.by_outbound.get(&(peer, c.outbound_spi)) == Some(&inbound_spi) {
-            self.by_outbound.remove(&(peer, c.outbound_spi));
+            // The peer may have chosen this SPI for another SA too: name that one.
+            let other = self.child_peers.get(peer).find(|s| {
+                self.children
+                    .get(s)
+                    .is_some_and(|o| o.outbound_spi == c.outbound_spi)
+            });
+            match other {
+                Some(o) => self.by_outbound.insert((peer, c.outbound_spi), o),
+                None => self.by_outbound.remove(&(peer, c.outbound_spi)),
+            };
         }
         Some(c)
     }
@@ -578,9 +614,10 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
     /// The established, not retiring phase 1 SA with `peer` that new Quick
     /// Modes, DELETEs and DPD use: the newest.
     pub(crate) fn preferred_sa(&self, peer: IpAddr) -> Option<SaId> {
-        let up = |id: &SaId| self.sas[id].state == P1State::Complete;
+        let up = |id: &SaId| self.sas.get(id).is_some_and(Phase1::is_established);
+        let retiring = |id: &SaId| self.sas.get(id).is_some_and(|s| s.retiring);
         (self.sa_peers.get(peer).rev())
-            .find(|id| up(id) && !self.sas[id].retiring)
+            .find(|id| up(id) && !retiring(id))
             .or_else(|| self.sa_peers.get(peer).rev().find(up))
     }
 
@@ -606,9 +643,10 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         id
     }
 
-    /// Queue a datagram, adding the non-ESP marker on port 4500.
-    pub(crate) fn queue(&mut self, id: SaId, bytes: Vec<u8>) -> Transmit {
-        let s = &self.sas[&id];
+    /// Queue a datagram for SA `id`, adding the non-ESP marker on port
+    /// 4500; nothing (`None`) for an SA that is gone.
+    pub(crate) fn queue(&mut self, id: SaId, bytes: Vec<u8>) -> Option<Transmit> {
+        let s = self.sas.get(&id)?;
         let mut payload = bytes;
         if s.local.port() == NATT_PORT || s.remote.port() == NATT_PORT {
             let mut v = NON_ESP_MARKER.to_vec();
@@ -627,17 +665,21 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             s.local.port(),
             s.remote.port(),
             s.role(),
-            s.state.debug_tag()
+            s.state().debug_tag()
         );
         self.transmits.push_back(t.clone());
-        t
+        Some(t)
     }
 
     /// Send a phase 1 message, remember it for duplicates and arm retransmission.
     pub(crate) fn send_p1(&mut self, now: Instant, id: SaId, bytes: Vec<u8>, retransmit: bool) {
-        let t = self.queue(id, bytes);
+        let Some(t) = self.queue(id, bytes) else {
+            return;
+        };
         let initial = self.cfg.retransmit_initial;
-        let s = self.sas.get_mut(&id).expect("sa exists");
+        let Some(s) = self.sas.get_mut(&id) else {
+            return;
+        };
         s.last_tx = Some(t.clone());
         s.retx = retransmit.then(|| Retx {
             deadline: now + initial,
@@ -646,12 +688,16 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         });
     }
 
-    /// Build a header for SA `id`.
+    /// Build a header for SA `id`. An SA that is gone has no cookies
+    /// (zeros); `queue` sends nothing for it anyway.
     pub(crate) fn header(&self, id: SaId, exch: u8, mid: u32) -> Header {
-        let s = &self.sas[&id];
+        let (icookie, rcookie) = self
+            .sas
+            .get(&id)
+            .map_or(([0; 8], [0; 8]), |s| (s.icookie, s.rcookie));
         Header {
-            icookie: s.icookie,
-            rcookie: s.rcookie,
+            icookie,
+            rcookie,
             next_payload: 0,
             version: 0x10,
             exchange: exch,
@@ -671,14 +717,20 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
     ) -> (Vec<u8>, Vec<u8>) {
         let (first, mut body) = wire::emit_payloads(payloads);
         let bs = keys.encr.block_size();
-        let pad = (bs - body.len() % bs) % bs;
+        // At least one block: the next IV is the last ciphertext block.
+        let pad = if body.is_empty() {
+            bs
+        } else {
+            (bs - body.len() % bs) % bs
+        };
         if pad > 0 {
             body.extend(std::iter::repeat_n(0u8, pad - 1));
             body.push((pad - 1) as u8);
         }
-        keys.encr
-            .encrypt(&keys.enc_key, iv, &mut body)
-            .expect("key, IV and padding sizes are ours");
+        keys.encr.encrypt(&keys.enc_key, iv, &mut body).expect(
+            "the key is derived at the cipher's length, every IV is a whole block \
+             (phase1_iv, message_iv or a last ciphertext block) and the body is padded to blocks",
+        );
         let next_iv = body[body.len() - bs..].to_vec();
         header.next_payload = first;
         header.flags |= flags::ENCRYPTION;
@@ -760,8 +812,12 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             );
             return Err(HandleError::UnknownSa(remote.ip()));
         };
-        {
-            let s = self.sas.get_mut(&id).expect("index consistent");
+        let adopted = {
+            // by_cookie names only SAs in the table (new_phase1 and the two
+            // removals keep it so); a stale entry would be an unknown SA.
+            let Some(s) = self.sas.get_mut(&id) else {
+                return Err(HandleError::UnknownSa(remote.ip()));
+            };
             ike!(
                 "ISAKMP ({}): received packet from {} dport {} sport {} Global {} {}",
                 id,
@@ -769,7 +825,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                 local.port(),
                 remote.port(),
                 s.role(),
-                s.state.debug_tag()
+                s.state().debug_tag()
             );
             if h.message_id == 0 && data == s.last_rx.as_slice() {
                 // A retransmission of the peer's last message: replay our answer.
@@ -782,21 +838,24 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                 }
                 return Ok(());
             }
-            if s.rcookie == [0; 8] && h.rcookie != [0; 8] {
+            // The responder's cookie, from its first answer; kept only if
+            // that answer is taken, so garbage cannot lock the real one out.
+            let adopted = s.rcookie == [0; 8] && h.rcookie != [0; 8];
+            if adopted {
                 s.rcookie = h.rcookie;
             } else if h.rcookie != s.rcookie && h.exchange != exchange::INFORMATIONAL {
                 return Err(HandleError::UnknownSa(remote.ip()));
             }
-        }
+            adopted
+        };
         // Follow the peer's port (NAT-T float, NAT rebinding), but only if
         // the message turns out to be authentic.
-        let (old_local, old_remote, heard) = {
-            let s = &self.sas[&id];
-            (s.local, s.remote, s.last_heard)
+        let Some(s) = self.sas.get_mut(&id) else {
+            return Err(HandleError::UnknownSa(remote.ip()));
         };
-        let follow = old_remote != remote && self.sas[&id].keys.is_some();
+        let (old_local, old_remote, heard) = (s.local, s.remote, s.last_heard);
+        let follow = old_remote != remote && s.hs.keyed().is_some();
         if follow {
-            let s = self.sas.get_mut(&id).expect("sa");
             s.remote = remote;
             s.local = local;
         }
@@ -816,10 +875,16 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                     s.remote = old_remote;
                     s.local = old_local;
                 }
+                if adopted && matches!(s.state(), P1State::IMm1 | P1State::IAm1) {
+                    s.rcookie = [0; 8];
+                }
             }
         }
-        // A replaced SA goes once its last Quick Mode is done.
-        self.try_retire(now, id);
+        // A replaced SA goes once its last Quick Mode is done: one on this
+        // SA, or one on an older SA that lost a collision with the peer's.
+        for sid in self.sa_peers.list(remote.ip()) {
+            self.try_retire(now, sid);
+        }
         r
     }
 
@@ -827,14 +892,17 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
     pub(crate) fn has_usable_sa(&self, now: Instant, peer: IpAddr) -> bool {
         self.sa_peers
             .get(peer)
-            .any(|id| usable(&self.sas[&id], now))
+            .filter_map(|id| self.sas.get(&id))
+            .any(|s| usable(s, now))
     }
 
     /// Whether we hold any other SA with `peer` (then INITIAL-CONTACT must not be sent).
     pub(crate) fn has_other_state(&self, peer: IpAddr, except: SaId) -> bool {
         self.sa_peers
             .get(peer)
-            .any(|id| id != except && self.sas[&id].state == P1State::Complete)
+            .filter(|id| *id != except)
+            .filter_map(|id| self.sas.get(&id))
+            .any(Phase1::is_established)
             || self.child_peers.has(peer)
     }
 
@@ -867,21 +935,23 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         let existing = self
             .sa_peers
             .get(remote.ip())
-            .map(|id| &self.sas[&id])
+            .filter_map(|id| self.sas.get(&id))
             .filter(|s| usable(s, now))
             .max_by_key(|s| {
-                let up = s.state == P1State::Complete;
+                let up = s.is_established();
                 (up && !s.retiring, up, s.id)
             })
-            .map(|s| (s.id, s.state == P1State::Complete));
+            .map(|s| (s.id, s.is_established()));
         // A request already being negotiated is not started twice (the data
         // plane may ask once per queued packet).
         let busy = self.sa_peers.get(remote.ip()).any(|id| {
-            let s = &self.sas[&id];
+            let Some(s) = self.sas.get(&id) else {
+                return false;
+            };
             s.pending.iter().any(|(r, k)| *r == req && *k == rekey_of)
-                || s.qms.values().any(|q| {
-                    q.initiator && q.done_at.is_none() && q.request == req && q.rekey_of == rekey_of
-                })
+                || s.qms
+                    .values()
+                    .any(|q| q.request == req && q.offer().is_some_and(|o| o.rekey_of == rekey_of))
         });
         // The peer is already negotiating these selectors with us: its
         // Quick Mode gives the pair this request asks for.
@@ -894,11 +964,9 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                 Ok(())
             }
             Some((id, false)) => {
-                self.sas
-                    .get_mut(&id)
-                    .expect("found")
-                    .pending
-                    .push((req, rekey_of));
+                if let Some(s) = self.sas.get_mut(&id) {
+                    s.pending.push((req, rekey_of));
+                }
                 Ok(())
             }
             None => {
@@ -910,14 +978,13 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                     .clone();
                 let id = if self.cfg.initiates_aggressive(remote.ip()) {
                     self.am_initiate(now, local, remote, psk)
+                        .ok_or(CommandError::NoPolicy)?
                 } else {
                     self.mm_initiate(now, local, remote, psk)
                 };
-                self.sas
-                    .get_mut(&id)
-                    .expect("created")
-                    .pending
-                    .push((req, rekey_of));
+                if let Some(s) = self.sas.get_mut(&id) {
+                    s.pending.push((req, rekey_of));
+                }
                 Ok(())
             }
         }
@@ -933,28 +1000,18 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         rcookie: [u8; 8],
         local: SocketAddr,
         remote: SocketAddr,
-        psk: Zeroizing<Vec<u8>>,
+        hs: Handshake,
     ) -> SaId {
         let id = self.alloc_id();
         let s = Phase1 {
             id,
             initiator,
             aggressive,
-            state: P1State::Ready,
+            hs,
             icookie,
             rcookie,
             local,
             remote,
-            psk,
-            policy: None,
-            sai_b: vec![],
-            dh: None,
-            gxi: vec![],
-            gxr: vec![],
-            ni: vec![],
-            nr: vec![],
-            keys: None,
-            iv: vec![],
             natt: None,
             peer_dpd: false,
             nat_local: false,
@@ -974,7 +1031,6 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             next_keepalive: None,
             natd_local: local,
             natd_remote: remote,
-            peer_id_b: vec![],
             rekey_at: None,
             replaces: None,
             replaced_by: None,
@@ -990,7 +1046,13 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
 
     /// Remove a phase 1 SA (children survive, as on IOS). Quick Modes we
     /// had in progress on it move to another SA with the peer.
-    pub(crate) fn drop_phase1(&mut self, now: Instant, id: SaId, reason: &str, established: bool) {
+    pub(crate) fn drop_phase1(
+        &mut self,
+        now: Instant,
+        id: SaId,
+        reason: Reason,
+        established: bool,
+    ) {
         self.drop_phase1_inner(now, id, reason, established, true)
     }
 
@@ -998,7 +1060,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         &mut self,
         now: Instant,
         id: SaId,
-        reason: &str,
+        reason: Reason,
         established: bool,
         rehome: bool,
     ) {
@@ -1007,7 +1069,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             self.sa_peers.remove(s.remote.ip(), id);
             self.half_open.remove(id);
             ike!("ISAKMP ({}): deleting SA reason \"{}\"", id, reason);
-            if !established && !s.initiator && crate::admission::unverified(s.state) {
+            if !established && !s.initiator && crate::admission::unverified(s.state()) {
                 // Only a first message ever came from this source: not a
                 // negotiation anyone is known to want (admission.rs).
                 self.stats.half_open_expired += 1;
@@ -1015,25 +1077,47 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                 self.events.push_back(Event::Phase1Down {
                     id,
                     remote: s.remote,
-                    reason: reason.into(),
+                    reason: reason.clone(),
                 });
             } else {
                 self.events.push_back(Event::Phase1Failed {
                     remote: s.remote,
-                    reason: reason.into(),
+                    reason: reason.clone(),
                 });
             }
-            self.after_phase1_gone(now, &mut s, established, reason, rehome);
+            self.after_phase1_gone(now, &mut s, established, &reason, rehome);
         }
     }
 
-    /// Phase 1 finished: event, lifetime, pending Quick Modes.
-    pub(crate) fn p1_complete(&mut self, now: Instant, id: SaId) {
+    /// Move SA `id` from an authenticated handshake state to
+    /// IKE_P1_COMPLETE, keeping only the keys and the running IV; the
+    /// agreed policy. `None` when the SA is not in such a state.
+    fn establish(&mut self, id: SaId) -> Option<IkePolicy> {
+        self.transition(id, |hs| match hs {
+            Handshake::IMm5(k, _)
+            | Handshake::RMm4(k, _)
+            | Handshake::IAm2(k)
+            | Handshake::RAm2(k, ..)
+            | Handshake::Complete(k) => Handshake::Complete(k),
+            other => other,
+        });
+        Some(self.sas.get(&id)?.hs.established()?.policy)
+    }
+
+    /// Phase 1 finished (the peer authenticated, our last message sent;
+    /// `from` is the state IOS names last): the keys move into the
+    /// established state; event, lifetime, pending Quick Modes.
+    pub(crate) fn p1_complete(&mut self, now: Instant, id: SaId, from: P1State) {
+        let Some(policy) = self.establish(id) else {
+            return;
+        };
+        narrate(id, from, P1State::Complete);
         let (remote, local, life, pending, nat) = {
-            let s = self.sas.get_mut(&id).expect("sa");
-            s.set_state(P1State::Complete);
+            let Some(s) = self.sas.get_mut(&id) else {
+                return;
+            };
             s.retx = None;
-            let life = s.policy.map_or(86400, |p| p.lifetime);
+            let life = policy.lifetime;
             s.expires = Some(now + Duration::from_secs(life as u64));
             s.last_heard = now;
             (
@@ -1050,9 +1134,8 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             remote.ip()
         );
         ike!("ISAKMP ({}): Started lifetime timer: {}.", id, life);
-        if nat {
-            let ka = self.cfg.nat_keepalive;
-            self.sas.get_mut(&id).expect("sa").next_keepalive = Some(now + ka);
+        if nat && let Some(s) = self.sas.get_mut(&id) {
+            s.next_keepalive = Some(now + self.cfg.nat_keepalive);
         }
         self.events.push_back(Event::Phase1Up { id, local, remote });
         self.schedule_p1_rekey(id, life);
@@ -1078,12 +1161,11 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
     /// A Quick Mode the peer started for `req` (our view of the
     /// selectors) that we are still answering.
     fn peer_qm_coming(&self, peer: IpAddr, req: &Phase2Request) -> bool {
-        self.sa_peers.get(peer).any(|id| {
-            self.sas[&id]
-                .qms
-                .values()
-                .any(|q| !q.initiator && q.done_at.is_none() && q.request == *req)
-        })
+        self.sa_peers
+            .get(peer)
+            .filter_map(|id| self.sas.get(&id))
+            .flat_map(|s| s.qms.values())
+            .any(|q| matches!(q.stage, QmStage::RQm2(_)) && q.request == *req)
     }
 
     /// An installed child SA with `peer` for `req`.
@@ -1106,7 +1188,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                 remote: c.remote,
                 inbound_spi,
                 outbound_spi: c.outbound_spi,
-                reason: "deleted by request".into(),
+                reason: Reason::Requested,
             });
         }
     }
@@ -1117,9 +1199,12 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             self.delete_child_inner(now, s);
         }
         for id in self.sa_peers.list(peer) {
+            // Dropping one SA may have retired and dropped a later one.
+            let Some(est) = self.sas.get(&id).map(Phase1::is_established) else {
+                continue;
+            };
             self.send_delete_isakmp(now, id);
-            let est = self.sas[&id].state == P1State::Complete;
-            self.drop_phase1_inner(now, id, "cleared by request", est, false);
+            self.drop_phase1_inner(now, id, Reason::Cleared, est, false);
         }
         self.sync_timers();
     }
@@ -1130,7 +1215,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         now: Instant,
         peer: IpAddr,
         keep: Option<SaId>,
-        reason: &str,
+        reason: Reason,
     ) {
         self.purge_peer_inner(now, peer, keep, reason, false)
     }
@@ -1138,7 +1223,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
     /// INITIAL-CONTACT: forget the peer's established SAs; negotiations in
     /// progress (e.g. our own simultaneous initiation) are left alone.
     pub(crate) fn purge_for_initial_contact(&mut self, now: Instant, peer: IpAddr, keep: SaId) {
-        self.purge_peer_inner(now, peer, Some(keep), "INITIAL-CONTACT", true)
+        self.purge_peer_inner(now, peer, Some(keep), Reason::InitialContact, true)
     }
 
     fn purge_peer_inner(
@@ -1146,29 +1231,31 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         now: Instant,
         peer: IpAddr,
         keep: Option<SaId>,
-        reason: &str,
+        reason: Reason,
         established_only: bool,
     ) {
         for s in self.child_peers.list(peer) {
-            let c = self.remove_child(s).expect("listed");
+            let Some(c) = self.remove_child(s) else {
+                continue;
+            };
             self.events.push_back(Event::ChildSaDeleted {
                 remote: c.remote,
                 inbound_spi: s,
                 outbound_spi: c.outbound_spi,
-                reason: reason.into(),
+                reason: reason.clone(),
             });
         }
         let ids: Vec<(SaId, bool)> = self
             .sa_peers
             .get(peer)
-            .map(|id| &self.sas[&id])
+            .filter_map(|id| self.sas.get(&id))
             .filter(|s| Some(s.id) != keep)
-            .filter(|s| !established_only || s.state == P1State::Complete)
-            .map(|s| (s.id, s.state == P1State::Complete))
+            .filter(|s| !established_only || s.is_established())
+            .map(|s| (s.id, s.is_established()))
             .collect();
         for (id, est) in ids {
             // The kept SA (INITIAL-CONTACT) may take over our Quick Modes.
-            self.drop_phase1_inner(now, id, reason, est, keep.is_some());
+            self.drop_phase1_inner(now, id, reason.clone(), est, keep.is_some());
         }
     }
 
@@ -1248,13 +1335,15 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                 continue;
             };
             if c.hard <= now {
-                let c = self.remove_child(spi).expect("listed");
+                let Some(c) = self.remove_child(spi) else {
+                    continue;
+                };
                 self.send_delete_esp(now, c.remote, spi);
                 self.events.push_back(Event::ChildSaDeleted {
                     remote: c.remote,
                     inbound_spi: spi,
                     outbound_spi: c.outbound_spi,
-                    reason: "lifetime expired".into(),
+                    reason: Reason::LifetimeExpired,
                 });
             } else if c.soft.is_some_and(|s| s <= now) {
                 c.soft = None;
@@ -1274,7 +1363,9 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         // Requests that waited on a peer's first message that never proved
         // real: they start their own phase 1 now.
         let waited = {
-            let s = self.sas.get_mut(&id).expect("sa");
+            let Some(s) = self.sas.get_mut(&id) else {
+                return;
+            };
             if awaits_verification(s) && now >= s.created + VERIFY_GRACE {
                 Some((s.local, s.remote, std::mem::take(&mut s.pending)))
             } else {
@@ -1290,33 +1381,36 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         let dpd_cfg = self.cfg.dpd;
         let ka = self.cfg.nat_keepalive;
         let mut resend = vec![];
-        let mut fail: Option<(&'static str, bool)> = None;
+        let mut fail: Option<(Reason, bool)> = None;
         let mut send_dpd = false;
         let mut dead = false;
         // A Quick Mode we started got no answer at all: the peer is gone or
         // cannot decrypt what this SA sends. Either way it is useless.
         let mut qm_unanswered = false;
-        {
-            let s = self.sas.get_mut(&id).expect("sa");
+        let peer = {
+            let Some(s) = self.sas.get_mut(&id) else {
+                return;
+            };
+            let shown = s.state().show_name();
             if let Some(r) = &mut s.retx
                 && r.deadline <= now
             {
                 if r.count >= max {
-                    fail = Some(("retransmission limit reached", false));
+                    fail = Some((Reason::RetransmissionsExhausted, false));
                 } else {
                     r.count += 1;
                     r.deadline = now + self.cfg.retransmit_initial * 2u32.pow(r.count.min(6));
                     ike!(
                         "ISAKMP ({}): retransmitting phase 1 {}... (attempt {})",
                         id,
-                        s.state.show_name(),
+                        shown,
                         r.count
                     );
                     resend.push(r.msg.clone());
                 }
             }
             if s.expires.is_some_and(|e| e <= now) {
-                fail = Some(("lifetime expired", true));
+                fail = Some((Reason::LifetimeExpired, true));
             }
             let mut qm_fail = vec![];
             for (mid, q) in s.qms.iter_mut() {
@@ -1333,14 +1427,16 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                 }
             }
             s.qms
-                .retain(|_, q| q.done_at.is_none_or(|d| d + Duration::from_secs(60) > now));
+                .retain(|_, q| q.done_at().is_none_or(|d| d + QM_LINGER > now));
             for mid in qm_fail {
-                let q = s.qms.remove(&mid).expect("listed");
-                qm_unanswered |= q.initiator;
+                let Some(q) = s.qms.remove(&mid) else {
+                    continue;
+                };
+                qm_unanswered |= q.initiator();
                 ike!("ISAKMP ({}): Quick Mode {} timed out", id, mid);
                 self.events.push_back(Event::Phase2Failed {
                     remote: s.remote,
-                    reason: "quick mode retransmission limit".into(),
+                    reason: Reason::QuickModeRetransmissionsExhausted,
                 });
             }
             if s.next_keepalive.is_some_and(|k| k <= now) {
@@ -1364,21 +1460,20 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                     _ => {}
                 }
             }
-        }
+            s.remote.ip()
+        };
         self.transmits.extend(resend);
         if dead {
-            let peer = self.sas[&id].remote.ip();
             ike!(
                 "ISAKMP ({}): DPD: peer {} is dead, clearing its SAs",
                 id,
                 peer
             );
             self.events.push_back(Event::PeerDead { remote: peer });
-            self.purge_peer(now, peer, None, "peer dead (DPD)");
+            self.purge_peer(now, peer, None, Reason::DeadPeer);
             return;
         }
         if qm_unanswered && fail.is_none() {
-            let peer = self.sas[&id].remote.ip();
             tracing::warn!(
                 target: "dmvpn::ike",
                 "ISAKMP ({}): Quick Mode with {} unanswered after {} retransmissions (peer gone, or it cannot decrypt this ISAKMP SA); deleting the ISAKMP SA",
@@ -1387,25 +1482,26 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                 max
             );
             self.send_delete_isakmp(now, id);
-            self.drop_phase1(now, id, "quick mode unanswered", true);
+            self.drop_phase1(now, id, Reason::QuickModeUnanswered, true);
             return;
         }
         if send_dpd {
             self.send_dpd(now, id);
         }
         if let Some((reason, est)) = fail {
-            if est && reason == "lifetime expired" {
+            if est && reason == Reason::LifetimeExpired {
                 self.send_delete_isakmp(now, id);
             }
-            let est = est
-                || self
-                    .sas
-                    .get(&id)
-                    .is_some_and(|s| s.state == P1State::Complete);
+            let est = est || self.sas.get(&id).is_some_and(Phase1::is_established);
             self.drop_phase1(now, id, reason, est);
             return;
         }
-        if self.sas[&id].rekey_at.is_some_and(|r| r <= now) {
+        if self
+            .sas
+            .get(&id)
+            .and_then(|s| s.rekey_at)
+            .is_some_and(|r| r <= now)
+        {
             self.start_p1_rekey(now, id, false);
         }
         // Its last Quick Mode may just have timed out.
@@ -1449,9 +1545,19 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
 
     /// Process the peer's vendor IDs.
     pub(crate) fn note_vendor_ids(&mut self, id: SaId, payloads: &[Payload]) {
+        let v = self.peer_vendor_ids(id, payloads);
+        self.apply_vendor_ids(id, v);
+    }
+
+    /// What the peer's vendor IDs say (narrated as IOS does).
+    pub(crate) fn peer_vendor_ids(
+        &self,
+        id: SaId,
+        payloads: &[Payload],
+    ) -> crate::main_mode::PeerVendors {
         let natt_enabled = self.cfg.nat_t != crate::policy::NatTMode::Disabled;
         let rfc_ok = self.cfg.nat_t_rfc;
-        let s = self.sas.get_mut(&id).expect("sa");
+        let mut dpd = false;
         let mut best = 0u8;
         for p in payloads {
             if let Payload::VendorId(b) = p {
@@ -1466,20 +1572,36 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                     }
                     v => ike!("ISAKMP ({}): vendor ID is {}", id, v.ios_name()),
                 }
-                if v == Vendor::Dpd {
-                    s.peer_dpd = true;
-                }
+                dpd |= v == Vendor::Dpd;
                 if v != Vendor::NatTRfc || rfc_ok {
                     best = best.max(v.natt_rank());
                 }
             }
         }
-        if natt_enabled && best > 0 {
-            s.natt = Some(if best == 3 {
-                NatTVariant::Rfc
-            } else {
-                NatTVariant::Draft
-            });
+        let natt = (natt_enabled && best > 0).then_some(if best == 3 {
+            NatTVariant::Rfc
+        } else {
+            NatTVariant::Draft
+        });
+        crate::main_mode::PeerVendors { dpd, natt }
+    }
+
+    pub(crate) fn apply_vendor_ids(&mut self, id: SaId, v: crate::main_mode::PeerVendors) {
+        if let Some(s) = self.sas.get_mut(&id) {
+            s.peer_dpd |= v.dpd;
+            if v.natt.is_some() {
+                s.natt = v.natt;
+            }
+        }
+    }
+
+    /// Replace SA `id`'s handshake state with what `f` makes of it (the
+    /// SA is taken out of the table meanwhile, so `f` owns the old state).
+    pub(crate) fn transition(&mut self, id: SaId, f: impl FnOnce(Handshake) -> Handshake) {
+        if let Some(mut s) = self.sas.remove(&id) {
+            let hs = s.hs;
+            s.hs = f(hs);
+            self.sas.insert(id, s);
         }
     }
 }
@@ -1507,7 +1629,7 @@ pub(crate) fn p1_deadline(cfg: &EngineConfig, s: &Phase1) -> Option<Instant> {
     let qms = s.qms.values().flat_map(|q| {
         [
             q.retx.as_ref().map(|r| r.deadline),
-            q.done_at.map(|d| d + Duration::from_secs(60)),
+            q.done_at().map(|d| d + QM_LINGER),
         ]
     });
     own.into_iter().chain(qms).flatten().min()
@@ -1525,19 +1647,19 @@ pub(crate) const VERIFY_GRACE: Duration = Duration::from_secs(2);
 /// message younger than [`VERIFY_GRACE`].
 fn usable(s: &Phase1, now: Instant) -> bool {
     s.initiator
-        || s.state == P1State::Complete
-        || !crate::admission::unverified(s.state)
+        || s.is_established()
+        || !crate::admission::unverified(s.state())
         || now < s.created + VERIFY_GRACE
 }
 
 /// A peer's bare first message with requests of ours waiting on it.
 fn awaits_verification(s: &Phase1) -> bool {
-    !s.initiator && crate::admission::unverified(s.state) && !s.pending.is_empty()
+    !s.initiator && crate::admission::unverified(s.state()) && !s.pending.is_empty()
 }
 
 /// DPD runs on the newest established SA with a peer that supports it.
 fn dpd_runs(s: &Phase1) -> bool {
-    s.peer_dpd && s.state == P1State::Complete && !s.superseded && !s.retiring
+    s.peer_dpd && s.is_established() && !s.superseded && !s.retiring
 }
 
 /// Earliest timer of one child SA: rekey (soft) or expiry (hard).

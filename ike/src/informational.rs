@@ -3,7 +3,7 @@
 use crate::endpoint::{Endpoint, Event, HandleError, SaId, ike};
 use crate::keys;
 use crate::main_mode::ct_eq;
-use crate::state::P1State;
+use crate::reason::Reason;
 use crate::wire::consts::{exchange, notify, notify_name, proto};
 use crate::wire::{self, DeletePayload, Header, NotifyPayload, Payload};
 use rand_core::{CryptoRng, RngCore};
@@ -13,8 +13,7 @@ use std::time::Instant;
 impl<R: RngCore + CryptoRng> Endpoint<R> {
     /// Send an encrypted informational exchange with HASH(1).
     pub(crate) fn send_info(&mut self, _now: Instant, id: SaId, payloads: Vec<Payload>) {
-        let Some(s) = self.sas.get(&id) else { return };
-        if s.keys.is_none() {
+        if self.sas.get(&id).and_then(|s| s.hs.keyed()).is_none() {
             return;
         }
         let mid = loop {
@@ -23,13 +22,15 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                 break m;
             }
         };
-        let s = &self.sas[&id];
-        let k = s.keys.as_ref().expect("checked");
-        let iv = keys::message_iv(k.prf, k.encr, &s.iv, mid);
-        let hash = keys::hash1(k, mid, &wire::emit_payloads(&payloads).1);
+        let Some(k) = self.sas.get(&id).and_then(|s| s.hs.keyed()) else {
+            return;
+        };
+        let iv = keys::message_iv(k.keys.prf, k.keys.encr, &k.iv, mid);
+        let hash = keys::hash1(&k.keys, mid, &wire::emit_payloads(&payloads).1);
         let mut all = vec![Payload::Hash(hash)];
         all.extend(payloads);
-        let (msg, _) = Self::encrypt(k, self.header(id, exchange::INFORMATIONAL, mid), &all, &iv);
+        let header = self.header(id, exchange::INFORMATIONAL, mid);
+        let (msg, _) = Self::encrypt(&k.keys, header, &all, &iv);
         self.queue(id, msg);
     }
 
@@ -55,7 +56,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
 
     pub(crate) fn send_delete_isakmp(&mut self, now: Instant, id: SaId) {
         let Some(s) = self.sas.get(&id) else { return };
-        if s.state != P1State::Complete {
+        if !s.is_established() {
             return;
         }
         let spi = [s.icookie, s.rcookie].concat();
@@ -75,7 +76,9 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
     pub(crate) fn send_dpd(&mut self, now: Instant, id: SaId) {
         let retry = self.cfg.dpd.map(|d| d.retry).unwrap_or_default();
         let (seq, spi) = {
-            let s = self.sas.get_mut(&id).expect("sa");
+            let Some(s) = self.sas.get_mut(&id) else {
+                return;
+            };
             let tries = s.dpd.outstanding.map_or(0, |o| o.2);
             let seq = match s.dpd.outstanding {
                 Some((seq, ..)) => seq,
@@ -112,42 +115,44 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         if !h.is_encrypted() {
             // Only a failing negotiation is told in the clear.
             let p = wire::parse_payloads(h.next_payload, body)?;
-            let est = self.sas[&id].state == P1State::Complete;
+            let s = self
+                .sas
+                .get(&id)
+                .ok_or(HandleError::Unexpected("SA gone"))?;
+            let (est, remote) = (s.is_established(), s.remote);
             for x in p {
                 if let Payload::Notify(n) = x {
                     ike!(
                         "ISAKMP ({}): received unencrypted notify {} from {}",
                         id,
                         notify_name(n.msg_type),
-                        self.sas[&id].remote.ip()
+                        remote.ip()
                     );
                     if !est && n.msg_type < 8192 {
-                        self.drop_phase1(now, id, notify_name(n.msg_type), false);
+                        self.drop_phase1(now, id, Reason::from_notify(n.msg_type), false);
                         return Ok(());
                     }
                 }
             }
             return Err(HandleError::Unexpected("unencrypted informational"));
         }
-        let (plain, p, got, rest) = {
-            let s = &self.sas[&id];
-            let k = s.keys.as_ref().ok_or(HandleError::Decrypt)?;
-            let iv = keys::message_iv(k.prf, k.encr, &s.iv, h.message_id);
-            let (plain, _) = Self::decrypt(k, body, &iv)?;
-            let p = wire::parse_payloads_spanned(h.next_payload, &plain)
-                .map_err(|_| HandleError::BadHash)?;
-            let Some((Payload::Hash(got), first)) = p.first().cloned() else {
-                return Err(HandleError::Missing("HASH"));
-            };
-            let end = p.last().map_or(first.end, |(_, r)| r.end);
-            (plain, p, got, first.end..end)
+        let k = self
+            .sas
+            .get(&id)
+            .and_then(|s| s.hs.keyed())
+            .ok_or(HandleError::Decrypt)?;
+        let iv = keys::message_iv(k.keys.prf, k.keys.encr, &k.iv, h.message_id);
+        let (plain, _) = Self::decrypt(&k.keys, body, &iv)?;
+        let p = wire::parse_payloads_spanned(h.next_payload, &plain)
+            .map_err(|_| HandleError::BadHash)?;
+        let Some((Payload::Hash(got), first)) = p.first().cloned() else {
+            return Err(HandleError::Missing("HASH"));
         };
-        {
-            let k = self.sas[&id].keys.as_ref().expect("checked");
-            if !ct_eq(&keys::hash1(k, h.message_id, &plain[rest]), &got) {
-                ike!("ISAKMP ({}): informational HASH mismatch, dropping", id);
-                return Err(HandleError::BadHash);
-            }
+        let end = p.last().map_or(first.end, |(_, r)| r.end);
+        let rest = plain.get(first.end..end).unwrap_or_default();
+        if !ct_eq(&keys::hash1(&k.keys, h.message_id, rest), &got) {
+            ike!("ISAKMP ({}): informational HASH mismatch, dropping", id);
+            return Err(HandleError::BadHash);
         }
         for (x, _) in p.into_iter().skip(1) {
             // A delete earlier in the same message may have removed the SA.
@@ -172,10 +177,8 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         );
         match n.msg_type {
             notify::DPD_R_U_THERE => {
-                let spi = {
-                    let s = &self.sas[&id];
-                    [s.icookie, s.rcookie].concat()
-                };
+                let Some(s) = self.sas.get(&id) else { return };
+                let spi = [s.icookie, s.rcookie].concat();
                 ike!(
                     "ISAKMP ({}): DPD/R_U_THERE received, sending R_U_THERE_ACK",
                     id
@@ -193,37 +196,42 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                 );
             }
             notify::DPD_R_U_THERE_ACK => {
-                let s = self.sas.get_mut(&id).expect("sa");
-                if n.data.len() == 4 {
-                    let seq = u32::from_be_bytes(n.data[..4].try_into().expect("len 4"));
-                    if s.dpd.outstanding.is_some_and(|o| o.0 == seq) {
-                        s.dpd.outstanding = None;
-                        s.last_heard = now;
-                    }
+                let Some(s) = self.sas.get_mut(&id) else {
+                    return;
+                };
+                if let Some(seq) = be_u32(&n.data)
+                    && s.dpd.outstanding.is_some_and(|o| o.0 == seq)
+                {
+                    s.dpd.outstanding = None;
+                    s.last_heard = now;
                 }
             }
             notify::INITIAL_CONTACT => {
-                let peer = self.sas[&id].remote.ip();
+                let Some(s) = self.sas.get(&id) else { return };
+                let peer = s.remote.ip();
                 self.purge_for_initial_contact(now, peer, id);
             }
             t if t < 8192 => {
                 // An error about one of our Quick Modes (SPI = our proposal SPI).
-                let s = self.sas.get_mut(&id).expect("sa");
+                let Some(s) = self.sas.get_mut(&id) else {
+                    return;
+                };
                 let remote = s.remote;
-                let spi = (n.spi.len() == 4)
-                    .then(|| u32::from_be_bytes(n.spi[..4].try_into().expect("len 4")));
+                let spi = be_u32(&n.spi);
                 let mids: Vec<u32> = s
                     .qms
                     .iter()
-                    .filter(|(_, q)| q.initiator && q.done_at.is_none())
-                    .filter(|(_, q)| spi.is_none_or(|x| x == q.our_spi))
+                    .filter(|(_, q)| {
+                        q.offer()
+                            .is_some_and(|o| spi.is_none_or(|x| x == o.our_spi))
+                    })
                     .map(|(m, _)| *m)
                     .collect();
                 for m in mids {
                     s.qms.remove(&m);
                     self.events.push_back(Event::Phase2Failed {
                         remote,
-                        reason: notify_name(t).into(),
+                        reason: Reason::from_notify(t),
                     });
                 }
             }
@@ -232,24 +240,27 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
     }
 
     fn on_delete(&mut self, now: Instant, id: SaId, d: DeletePayload) {
-        let peer = self.sas[&id].remote.ip();
+        let Some(s) = self.sas.get(&id) else { return };
+        let peer = s.remote.ip();
         match d.protocol {
             proto::ISAKMP => {
                 // The DELETE names the SA by its cookies; it may travel on a
                 // newer SA than the one it deletes (after a phase 1 rekey).
-                let named: Vec<SaId> = d
+                let mut named: Vec<SaId> = d
                     .spis
                     .iter()
-                    .filter(|s| s.len() == 16)
                     .filter_map(|s| {
-                        let ic: [u8; 8] = s[..8].try_into().expect("len 16");
+                        let (ic, rc) = cookie_pair(s)?;
                         let sid = *self.by_cookie.get(&(ic, peer))?;
-                        (self.sas[&sid].rcookie[..] == s[8..]).then_some(sid)
+                        (self.sas.get(&sid)?.rcookie == rc).then_some(sid)
                     })
                     .collect();
+                // A peer may name one SA twice.
+                named.sort_unstable();
+                named.dedup();
                 if d.spis.is_empty() {
                     ike!("ISAKMP ({}): peer deleted the ISAKMP SA", id);
-                    self.drop_phase1(now, id, "deleted by peer", true);
+                    self.drop_phase1(now, id, Reason::PeerDelete, true);
                 } else if named.is_empty() {
                     ike!(
                         "ISAKMP ({}): DELETE for an ISAKMP SA we do not hold, ignored",
@@ -257,14 +268,17 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                     );
                 }
                 for sid in named {
+                    // Dropping one SA may retire and drop another it named.
+                    let Some(s) = self.sas.get(&sid) else {
+                        continue;
+                    };
                     ike!("ISAKMP ({}): peer deleted the ISAKMP SA", sid);
-                    let est = self.sas[&sid].state == P1State::Complete;
-                    self.drop_phase1(now, sid, "deleted by peer", est);
+                    let est = s.is_established();
+                    self.drop_phase1(now, sid, Reason::PeerDelete, est);
                 }
             }
             proto::ESP | proto::AH => {
-                for spi in d.spis.iter().filter(|s| s.len() == 4) {
-                    let out = u32::from_be_bytes(spi[..4].try_into().expect("len 4"));
+                for out in d.spis.iter().filter_map(|s| be_u32(s)) {
                     // Normally the sender's inbound SPI (our outbound); a peer that
                     // failed to install may name ours instead.
                     let found = self.by_outbound.get(&(peer, out)).copied().or_else(|| {
@@ -273,8 +287,9 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                             .is_some_and(|c| c.remote.ip() == peer)
                             .then_some(out)
                     });
-                    if let Some(inb) = found {
-                        let c = self.remove_child(inb).expect("found");
+                    if let Some(c) = found.and_then(|inb| self.remove_child(inb).map(|c| (inb, c)))
+                    {
+                        let (inb, c) = c;
                         ike!(
                             "IPSEC: peer deleted SA pair {:#010X}/{:#010X}",
                             inb,
@@ -284,7 +299,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                             remote: c.remote,
                             inbound_spi: inb,
                             outbound_spi: c.outbound_spi,
-                            reason: "deleted by peer".into(),
+                            reason: Reason::PeerDelete,
                         });
                     }
                 }
@@ -292,4 +307,15 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             _ => {}
         }
     }
+}
+
+/// An ISAKMP SPI (16 bytes) as its two cookies.
+fn cookie_pair(spi: &[u8]) -> Option<([u8; 8], [u8; 8])> {
+    let (ic, rc) = spi.split_at_checked(8)?;
+    Some((ic.try_into().ok()?, rc.try_into().ok()?))
+}
+
+/// Exactly four bytes, big-endian (an IPsec SPI, a DPD sequence number).
+pub(crate) fn be_u32(b: &[u8]) -> Option<u32> {
+    <[u8; 4]>::try_from(b).ok().map(u32::from_be_bytes)
 }

@@ -50,6 +50,8 @@ mod admission;
 mod aggressive_mode;
 pub mod crypto;
 pub mod endpoint;
+#[cfg(test)]
+mod hostile_tests;
 mod index;
 mod informational;
 pub mod keylog;
@@ -58,6 +60,7 @@ mod main_mode;
 mod payload_list;
 pub mod policy;
 mod quick_mode;
+pub mod reason;
 mod rekey;
 pub mod state;
 mod timers;
@@ -72,3 +75,4 @@ pub use policy::{
     DpdConfig, EngineConfig, EspEncr, EspTransform, IkePolicy, InitiateMode, Mode, NatTMode,
     PskEntry, TransformSet,
 };
+pub use reason::Reason;

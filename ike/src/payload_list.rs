@@ -9,6 +9,12 @@ use std::ops::Range;
 /// Payloads in message order, each with its byte range in the body.
 pub(crate) type Spanned = Vec<(Payload, Range<usize>)>;
 
+/// The body of the payload at `r` in `buf` (after its 4-byte generic
+/// header), as SAi_b and IDii_b hash it.
+pub(crate) fn body_of<'a>(buf: &'a [u8], r: &Range<usize>) -> &'a [u8] {
+    buf.get(r.start + 4..r.end).unwrap_or_default()
+}
+
 pub(crate) trait PayloadList {
     fn find_sa(&self) -> Option<(&SaPayload, Range<usize>)>;
     fn find_ke(&self) -> Option<&[u8]>;

@@ -20,7 +20,8 @@
 //! cookie pair (I-cookie, R-cookie) loses; its initiator deletes it. Both
 //! peers see the same cookies, so they agree on the survivor.
 
-use crate::endpoint::{Endpoint, Event, Phase1, SaId, ike};
+use crate::endpoint::{Endpoint, Event, Phase1, QuickMode, SaId, ike};
+use crate::reason::Reason;
 use crate::state::P1State;
 use rand_core::{CryptoRng, RngCore};
 use std::net::IpAddr;
@@ -40,7 +41,9 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             return;
         }
         let life = Duration::from_secs(life.into());
-        let initiator = self.sas[&id].initiator;
+        let Some(initiator) = self.sas.get(&id).map(|s| s.initiator) else {
+            return;
+        };
         let lead = if initiator {
             let span = (life / JITTER_DIV).as_millis() as u64;
             let jitter = Duration::from_millis(self.rng.next_u64() % (span + 1));
@@ -48,7 +51,9 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         } else {
             life / RESPONDER_LEAD_DIV
         };
-        let s = self.sas.get_mut(&id).expect("sa");
+        let Some(s) = self.sas.get_mut(&id) else {
+            return;
+        };
         let Some(expires) = s.expires else { return };
         s.rekey_at = Some(expires - lead);
         ike!(
@@ -74,9 +79,11 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
     pub(crate) fn start_p1_rekey(&mut self, now: Instant, id: SaId, forced: bool) -> bool {
         let retry = now + self.cfg.retransmit_initial * 5;
         let (peer, local, remote, expires) = {
-            let s = self.sas.get_mut(&id).expect("sa");
+            let Some(s) = self.sas.get_mut(&id) else {
+                return false;
+            };
             s.rekey_at = None;
-            if s.state != P1State::Complete || s.retiring || s.replaced_by.is_some() {
+            if !s.is_established() || s.retiring || s.replaced_by.is_some() {
                 return false;
             }
             if !forced && s.superseded {
@@ -100,19 +107,24 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         // The peer's own replacement may be on its way: look again later.
         // A responder SA counts once the peer answered our MM2 (so a
         // spoofed MM1 flood cannot hold the rekey off).
-        let negotiating = self.sa_peers.get(peer).any(|o| {
-            let s = &self.sas[&o];
-            s.state != P1State::Complete
-                && (s.initiator || matches!(s.state, P1State::RMm3 | P1State::RMm4 | P1State::RMm5))
-        });
+        let negotiating = self
+            .sa_peers
+            .get(peer)
+            .filter_map(|o| self.sas.get(&o))
+            .any(|s| {
+                !s.is_established()
+                    && (s.initiator || matches!(s.state(), P1State::RMm3 | P1State::RMm4))
+            });
         if negotiating {
             ike!(
                 "ISAKMP ({}): a phase 1 with {} is in progress, P1 rekey postponed",
                 id,
                 peer
             );
-            if expires.is_some_and(|e| retry < e) {
-                self.sas.get_mut(&id).expect("sa").rekey_at = Some(retry);
+            if expires.is_some_and(|e| retry < e)
+                && let Some(s) = self.sas.get_mut(&id)
+            {
+                s.rekey_at = Some(retry);
             }
             return false;
         }
@@ -132,12 +144,19 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         // From the addresses in use: after a NAT-T float that is port 4500,
         // whose NAT mapping the keepalives hold open.
         let new = if self.cfg.initiates_aggressive(peer) {
-            self.am_initiate(now, local, remote, psk)
+            let Some(new) = self.am_initiate(now, local, remote, psk) else {
+                return false;
+            };
+            new
         } else {
             self.mm_initiate(now, local, remote, psk)
         };
-        self.sas.get_mut(&new).expect("new").replaces = Some(id);
-        self.sas.get_mut(&id).expect("sa").replaced_by = Some(new);
+        if let Some(s) = self.sas.get_mut(&new) {
+            s.replaces = Some(id);
+        }
+        if let Some(s) = self.sas.get_mut(&id) {
+            s.replaced_by = Some(new);
+        }
         true
     }
 
@@ -146,9 +165,10 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
     /// run DPD and rekey.
     pub(crate) fn reconcile_peer(&mut self, now: Instant, peer: IpAddr) {
         let ids = self.sa_peers.list(peer);
-        let up = |e: &Self, i: SaId| e.sas[&i].state == P1State::Complete;
+        let up = |e: &Self, i: SaId| e.sas.get(&i).is_some_and(Phase1::is_established);
         for &l in &ids {
-            let Some(r) = self.sas[&l].replaces.filter(|_| up(self, l)) else {
+            let replaces = self.sas.get(&l).and_then(|s| s.replaces);
+            let Some(r) = replaces.filter(|_| up(self, l)) else {
                 continue;
             };
             if self.sas.get(&r).is_some_and(|o| !o.retiring) {
@@ -157,15 +177,20 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             }
         }
         for &l in &ids {
-            let s = &self.sas[&l];
+            let Some(s) = self.sas.get(&l) else { continue };
             let Some(r) = s.replaces else { continue };
             if !s.initiator || s.retiring || !up(self, l) {
                 continue;
             }
             let key = (s.icookie, s.rcookie);
             let winner = ids.iter().copied().find(|&w| {
-                let o = &self.sas[&w];
-                w != l && w > r && up(self, w) && !o.retiring && (o.icookie, o.rcookie) > key
+                self.sas.get(&w).is_some_and(|o| {
+                    w != l
+                        && w > r
+                        && o.is_established()
+                        && !o.retiring
+                        && (o.icookie, o.rcookie) > key
+                })
             });
             if let Some(w) = winner {
                 ike!(
@@ -180,11 +205,11 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             .iter()
             .rev()
             .copied()
-            .find(|&i| up(self, i) && !self.sas[&i].retiring);
+            .find(|&i| up(self, i) && self.sas.get(&i).is_some_and(|s| !s.retiring));
         for &i in &ids {
             let want = up(self, i) && Some(i) != newest;
-            if self.sas[&i].superseded != want {
-                let s = self.sas.get_mut(&i).expect("listed");
+            let changes = self.sas.get(&i).is_some_and(|s| s.superseded != want);
+            if changes && let Some(s) = self.sas.get_mut(&i) {
                 s.superseded = want;
                 if want {
                     s.dpd.outstanding = None;
@@ -197,7 +222,9 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
     }
 
     fn retire(&mut self, id: SaId) {
-        let s = self.sas.get_mut(&id).expect("sa");
+        let Some(s) = self.sas.get_mut(&id) else {
+            return;
+        };
         s.retiring = true;
         s.rekey_at = None;
         s.dpd.outstanding = None;
@@ -206,11 +233,11 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
     /// Delete a retiring SA once no Quick Mode is running on it.
     pub(crate) fn try_retire(&mut self, now: Instant, id: SaId) {
         let Some(s) = self.sas.get(&id) else { return };
-        if !s.retiring || s.qms.values().any(|q| q.done_at.is_none()) {
+        if !s.retiring || s.qms.values().any(QuickMode::in_progress) {
             return;
         }
         self.send_delete_isakmp(now, id);
-        self.drop_phase1(now, id, "replaced by a newer ISAKMP SA", true);
+        self.drop_phase1(now, id, Reason::Replaced, true);
     }
 
     /// Book-keeping after SA `s` (already removed) is gone: a failed
@@ -221,7 +248,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         now: Instant,
         s: &mut Phase1,
         established: bool,
-        reason: &str,
+        reason: &Reason,
         rehome: bool,
     ) {
         let peer = s.remote.ip();
@@ -241,13 +268,12 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         reqs.extend(
             s.qms
                 .values()
-                .filter(|q| q.initiator && q.done_at.is_none())
-                .map(|q| (q.request.clone(), q.rekey_of)),
+                .filter_map(|q| Some((q.request.clone(), q.offer()?.rekey_of))),
         );
         // Requests that waited on a peer's bare first message (evicted or
         // timed out): that proved nothing about the peer, so they go on
         // with a phase 1 of their own.
-        let unproven = !s.initiator && crate::admission::unverified(s.state);
+        let unproven = !s.initiator && crate::admission::unverified(s.state());
         for (req, rekey_of) in reqs {
             if unproven || (rehome && self.has_usable_sa(now, peer)) {
                 ike!(
@@ -269,7 +295,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             }
             self.events.push_back(Event::Phase2Failed {
                 remote: s.remote,
-                reason: format!("phase 1 failed: {reason}"),
+                reason: Reason::Phase1Failed(Box::new(reason.clone())),
             });
         }
         self.reconcile_peer(now, peer);

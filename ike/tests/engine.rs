@@ -539,7 +539,7 @@ fn unanswered_quick_mode_tears_down_the_isakmp_sa() {
     assert_eq!(
         count(
             &net.a,
-            |e| matches!(e, Event::Phase1Down { reason, .. } if reason == "quick mode unanswered")
+            |e| matches!(e, Event::Phase1Down { reason, .. } if *reason == Reason::QuickModeUnanswered)
         ),
         1
     );
@@ -609,7 +609,7 @@ fn no_proposal_chosen_phase1() {
             _ => None,
         })
         .collect();
-    assert_eq!(failed, vec!["NO-PROPOSAL-CHOSEN".to_string()]);
+    assert_eq!(failed, vec![Reason::NoProposalChosen]);
     assert_eq!(
         count(&net.a, |e| matches!(e, Event::Phase2Failed { .. })),
         1
@@ -632,11 +632,11 @@ fn no_proposal_chosen_phase2() {
         .events
         .iter()
         .filter_map(|e| match e {
-            Event::Phase2Failed { reason, .. } => Some(reason.as_str()),
+            Event::Phase2Failed { reason, .. } => Some(reason.clone()),
             _ => None,
         })
         .collect();
-    assert_eq!(reasons, vec!["NO-PROPOSAL-CHOSEN"]);
+    assert_eq!(reasons, vec![Reason::NoProposalChosen]);
 }
 
 #[test]
@@ -869,7 +869,7 @@ fn initial_contact_clears_old_sas() {
     assert_eq!(
         count(
             &net.b,
-            |e| matches!(e, Event::ChildSaDeleted { reason, .. } if reason == "INITIAL-CONTACT")
+            |e| matches!(e, Event::ChildSaDeleted { reason, .. } if *reason == Reason::InitialContact)
         ),
         1
     );
@@ -1262,11 +1262,11 @@ fn phase1_rekey_with_traffic_three_lifetimes() {
     let ups = |n: &Node| count(n, |e| matches!(e, Event::Phase1Up { .. }));
     let replaced = count(
         &net.a,
-        |e| matches!(e, Event::Phase1Down { reason, .. } if reason.contains("replaced")),
+        |e| matches!(e, Event::Phase1Down { reason, .. } if *reason == Reason::Replaced),
     );
     let deleted = count(
         &net.b,
-        |e| matches!(e, Event::Phase1Down { reason, .. } if reason == "deleted by peer"),
+        |e| matches!(e, Event::Phase1Down { reason, .. } if *reason == Reason::PeerDelete),
     );
     assert_eq!(ups(&net.a), 4, "three rekeys");
     assert_eq!(ups(&net.b), 4);
@@ -1461,7 +1461,7 @@ fn responder_rekeys_phase1_when_initiator_does_not() {
     assert_eq!(
         count(
             &net.a,
-            |e| matches!(e, Event::Phase1Down { reason, .. } if reason == "deleted by peer")
+            |e| matches!(e, Event::Phase1Down { reason, .. } if *reason == Reason::PeerDelete)
         ),
         1
     );

@@ -1270,7 +1270,7 @@ fn strongswan_phase1_rekeyed_by_us() {
         true,
         |ev| {
             let replaced = ev.iter().any(
-                |e| matches!(e, Event::Phase1Down { reason, .. } if reason.contains("replaced")),
+                |e| matches!(e, Event::Phase1Down { reason, .. } if *reason == Reason::Replaced),
             );
             let rekeyed = ev.iter().any(|e| matches!(e, Event::ChildSaRekeyed { .. }));
             replaced && rekeyed
