@@ -40,9 +40,10 @@ pub struct Tunnel {
     /// Name of the TUN interface created for this tunnel (e.g. "Tunnel0").
     pub name: String,
     /// Tunnel address with prefix (IOS `ip address`), e.g. "192.168.1.1/24".
+    #[serde(deserialize_with = "tunnel_address")]
     pub address: IpNet,
     /// IP MTU of the tunnel interface (IOS `ip mtu`).
-    #[serde(default = "d::tunnel_mtu")]
+    #[serde(default = "d::tunnel_mtu", deserialize_with = "mtu")]
     pub mtu: u16,
     /// NBMA source address or interface (IOS `tunnel source`).
     pub source: TunnelSource,
@@ -281,6 +282,64 @@ pub struct PreSharedKey {
     /// `initiate mode aggressive`); rekeys use it too.
     #[serde(default, skip_serializing_if = "InitiateMode::is_main")]
     pub initiate_mode: InitiateMode,
+}
+
+/// A tunnel address always carries its prefix length: the subnet decides
+/// which peers are on the tunnel.
+fn tunnel_address<'de, D: serde::Deserializer<'de>>(d: D) -> Result<IpNet, D::Error> {
+    use serde::de::Error;
+    let s = String::deserialize(d)?;
+    let Some((addr, len)) = s.split_once('/') else {
+        return Err(match s.parse::<IpAddr>() {
+            Ok(IpAddr::V4(_)) => {
+                D::Error::custom(format!("address needs a prefix length, e.g. \"{s}/24\""))
+            }
+            Ok(IpAddr::V6(_)) => {
+                D::Error::custom(format!("address needs a prefix length, e.g. \"{s}/64\""))
+            }
+            Err(_) => D::Error::custom(format!(
+                "`{s}` is not an address with a prefix length, e.g. \"192.168.1.2/24\""
+            )),
+        });
+    };
+    let addr: IpAddr = addr.parse().map_err(|_| {
+        D::Error::custom(format!(
+            "`{addr}` is not an IP address (write e.g. \"192.168.1.2/24\")"
+        ))
+    })?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let len = len
+        .parse::<u8>()
+        .ok()
+        .filter(|l| *l <= max)
+        .ok_or_else(|| {
+            D::Error::custom(format!(
+                "prefix length `/{len}` must be a number from 0 to {max}"
+            ))
+        })?;
+    IpNet::new(addr, len).map_err(|e| D::Error::custom(e.to_string()))
+}
+
+/// The MTU is a number; a quoted one or one out of range gets a message
+/// that says what to write.
+fn mtu<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
+    use serde::de::Error;
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Number(i64),
+        Text(String),
+    }
+    const HELP: &str = "mtu must be a number between 576 and 9000";
+    match Raw::deserialize(d).map_err(|_| D::Error::custom(HELP))? {
+        Raw::Number(n) => {
+            u16::try_from(n).map_err(|_| D::Error::custom(format!("{HELP}, got {n}")))
+        }
+        Raw::Text(t) => Err(D::Error::custom(format!(
+            "{HELP}, without quotes (mtu = {})",
+            t.trim()
+        ))),
+    }
 }
 
 /// Accepts "a.b.c.d/len" or a bare address (host prefix).

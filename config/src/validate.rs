@@ -5,6 +5,7 @@ use crate::defaults::NHRP_AUTH_MAX;
 use crate::diag::Finding;
 use crate::schema::*;
 use crate::types::*;
+use ipnet::IpNet;
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
@@ -17,6 +18,51 @@ pub fn validate(cfg: &Config) -> Vec<Finding> {
     v.ipsec(cfg);
     v.control(cfg);
     v.out
+}
+
+/// Something in a `[[tunnel]]` that dmvpnd does not run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unsupported {
+    /// The tunnel's key that holds it (`source`, `mode`, ...).
+    pub key: &'static str,
+    pub problem: String,
+    pub fix: String,
+}
+
+/// Why dmvpnd cannot run this tunnel as written (empty: it can). Used by
+/// `--check` and by the IOS importer, which leaves such tunnels out.
+pub fn unsupported(t: &Tunnel) -> Vec<Unsupported> {
+    let mut out = Vec::new();
+    let mut add = |key, problem: String, fix: String| out.push(Unsupported { key, problem, fix });
+    let v6_nbma = || "an IPv6 NBMA (underlay) address is not supported yet".to_string();
+    if t.address.addr().is_ipv6() {
+        add(
+            "address",
+            "IPv6 tunnel addresses are not supported yet".into(),
+            "use an IPv4 tunnel subnet, e.g. \"192.168.1.2/24\"".into(),
+        );
+    }
+    match &t.source {
+        TunnelSource::Address(IpAddr::V6(_)) => add(
+            "source",
+            v6_nbma(),
+            "use the node's IPv4 underlay address".into(),
+        ),
+        TunnelSource::Interface(name) => add(
+            "source",
+            format!("interface sources are not resolved yet (`{name}`)"),
+            format!("write the IPv4 address of {name}, e.g. source = \"172.16.0.2\""),
+        ),
+        TunnelSource::Address(IpAddr::V4(_)) => {}
+    }
+    if t.mode == TunnelMode::Ipsec {
+        add(
+            "mode",
+            "IPsec virtual tunnel interfaces (mode = \"ipsec\") are not supported".into(),
+            "use mode = \"gre\" with `protection` (GRE over IPsec) to the same destination".into(),
+        );
+    }
+    out
 }
 
 struct Validator {
@@ -83,10 +129,11 @@ impl Validator {
             if !(576..=9000).contains(&t.mtu) {
                 self.err(
                     format!("{p}.mtu"),
-                    format!("MTU {} out of range", t.mtu),
-                    "use 576..9000; 1400 suits GRE over IPsec on a 1500-byte path",
+                    format!("mtu must be a number between 576 and 9000, got {}", t.mtu),
+                    "1400 suits GRE over IPsec on a 1500-byte path",
                 );
             }
+            self.runnable(cfg, i, t);
             let src_addr = match &t.source {
                 TunnelSource::Address(a) => Some(*a),
                 TunnelSource::Interface(_) => None,
@@ -209,6 +256,86 @@ impl Validator {
                 "no [[tunnel]] configured; the node will not forward anything",
                 "add a [[tunnel]] table",
             );
+        }
+    }
+
+    /// What dmvpnd cannot run as written: refused here, so `--check` and
+    /// the daemon never disagree.
+    fn runnable(&mut self, cfg: &Config, i: usize, t: &Tunnel) {
+        let p = format!("tunnel[{i}]");
+        if i > 0 {
+            self.err(
+                p.clone(),
+                format!(
+                    "dmvpnd runs one tunnel per node; `{}` is a second [[tunnel]]",
+                    t.name
+                ),
+                "run a second dmvpnd for this tunnel, with its own configuration file and control socket",
+            );
+        }
+        for u in unsupported(t) {
+            self.err(format!("{p}.{}", u.key), u.problem, u.fix);
+        }
+        if let IpNet::V4(net) = t.address
+            && net.prefix_len() <= 30
+            && (net.addr() == net.network() || net.addr() == net.broadcast())
+        {
+            let which = if net.addr() == net.network() {
+                "network"
+            } else {
+                "broadcast"
+            };
+            self.err(
+                format!("{p}.address"),
+                format!("{} is the {which} address of {}", net.addr(), net.trunc()),
+                "give the node a host address of the subnet, e.g. the first usable one",
+            );
+        }
+        for (j, other) in cfg.tunnels[..i].iter().enumerate() {
+            if other.address.contains(&t.address.network())
+                || t.address.contains(&other.address.network())
+            {
+                self.err(
+                    format!("{p}.address"),
+                    format!(
+                        "tunnel subnet {} overlaps {} of `{}` (tunnel[{j}])",
+                        t.address.trunc(),
+                        other.address.trunc(),
+                        other.name
+                    ),
+                    "give each tunnel its own subnet",
+                );
+            }
+        }
+        // A prefix routed into the tunnel that covers an underlay address
+        // sends the tunnel's own packets back into it (recursive routing).
+        let mut underlay: Vec<(IpAddr, String)> = Vec::new();
+        if let TunnelSource::Address(a) = t.source {
+            underlay.push((a, "this node's source".into()));
+        }
+        if let Some(d) = t.destination {
+            underlay.push((d, "the destination".into()));
+        }
+        if let Some(n) = &t.nhrp {
+            for nhs in &n.nhs {
+                if let Some(a) = nhs.nbma {
+                    underlay.push((a, format!("NHS {}", nhs.address)));
+                }
+            }
+            for m in &n.map {
+                underlay.push((m.nbma, format!("the static map for {}", m.address)));
+            }
+        }
+        for (j, r) in t.routes.iter().enumerate() {
+            if let Some((a, what)) = underlay.iter().find(|(a, _)| r.contains(a)) {
+                self.err(
+                    format!("{p}.routes[{j}]"),
+                    format!(
+                        "route {r} covers {a}, the NBMA address of {what}: the tunnel's own packets would be routed into the tunnel"
+                    ),
+                    "route only overlay prefixes into the tunnel; leave the underlay network out of `routes`",
+                );
+            }
         }
     }
 
@@ -786,6 +913,13 @@ impl Validator {
         let mut spis_out = HashMap::new();
         for (i, sa) in cfg.ipsec.manual_sas.iter().enumerate() {
             let p = format!("ipsec.manual_sa[{i}]");
+            if sa.peer.is_ipv6() {
+                self.err(
+                    format!("{p}.peer"),
+                    "an IPv6 NBMA (underlay) address is not supported yet",
+                    "use the peer's IPv4 underlay address",
+                );
+            }
             let before = self
                 .out
                 .iter()

@@ -159,9 +159,16 @@ fn wrong_type() {
     let got = errors(&edit("key = 0\n", "key = 0\nmtu = \"1400\"\n"));
     assert_eq!(
         got,
-        ["24:7: tunnel[0].mtu: invalid type: string \"1400\", expected u16"]
+        [
+            "24:7: tunnel[0].mtu: mtu must be a number between 576 and 9000, without quotes (mtu = 1400)"
+        ]
     );
-    let e = Config::from_str(&edit("key = 0\n", "key = 0\nmtu = \"1400\"\n"), "t").unwrap_err();
+    let got = errors(&edit("key = 0\n", "key = 0\nmtu = 70000\n"));
+    assert_eq!(
+        got,
+        ["24:7: tunnel[0].mtu: mtu must be a number between 576 and 9000, got 70000"]
+    );
+    let e = Config::from_str(&edit("key = 0\n", "key = \"0\"\n"), "t").unwrap_err();
     assert!(
         e.to_string()
             .ends_with("(check the value's type in docs/configuration.md)"),
@@ -184,7 +191,9 @@ fn bad_address() {
     let got = errors(&edit("192.168.1.2/24", "192.168.1.300/24"));
     assert_eq!(got.len(), 1);
     assert!(
-        got[0].starts_with("21:11: tunnel[0].address: invalid IP address syntax"),
+        got[0].starts_with(
+            "21:11: tunnel[0].address: `192.168.1.300` is not an IP address (write e.g. \"192.168.1.2/24\")"
+        ),
         "{got:?}"
     );
 }
@@ -192,10 +201,14 @@ fn bad_address() {
 #[test]
 fn bad_prefix_length() {
     let got = errors(&edit("192.168.1.2/24", "192.168.1.2/33"));
-    assert_eq!(got.len(), 1);
-    assert!(
-        got[0].starts_with("21:11: tunnel[0].address: invalid IP address syntax"),
-        "{got:?}"
+    assert_eq!(
+        got,
+        ["21:11: tunnel[0].address: prefix length `/33` must be a number from 0 to 32"]
+    );
+    let got = errors(&edit("192.168.1.2/24", "192.168.1.2"));
+    assert_eq!(
+        got,
+        ["21:11: tunnel[0].address: address needs a prefix length, e.g. \"192.168.1.2/24\""]
     );
 }
 
@@ -348,14 +361,14 @@ fn point_to_point_needs_destination() {
         .split("[tunnel.nhrp]")
         .next()
         .unwrap()
-        .replace("key = 0\n", "mode = \"ipsec\"\n");
+        .replace("key = 0\n", "mode = \"gre\"\n");
     assert_one(
         &text,
         "23:8: tunnel[0].mode: a point-to-point tunnel needs a destination",
     );
     let ok = text.replace(
-        "mode = \"ipsec\"",
-        "mode = \"ipsec\"\ndestination = \"172.16.0.1\"",
+        "mode = \"gre\"",
+        "mode = \"gre\"\ndestination = \"172.16.0.1\"",
     );
     assert!(errors(&ok).is_empty(), "{:?}", errors(&ok));
 }
@@ -555,21 +568,30 @@ fn bad_file_mode() {
 #[test]
 fn duplicate_tunnel_name() {
     let second = "\n[[tunnel]]\nname = \"Tunnel0\"\naddress = \"192.168.2.2/24\"\nsource = \"172.16.0.2\"\nmode = \"gre\"\ndestination = \"172.16.0.9\"\n";
-    assert_one(
-        &format!("{BASE}{second}"),
-        "35:8: tunnel[1].name: duplicate tunnel name `Tunnel0`",
+    assert_eq!(
+        errors(&format!("{BASE}{second}")),
+        [
+            "34:1: tunnel[1]: dmvpnd runs one tunnel per node; `Tunnel0` is a second [[tunnel]]",
+            "35:8: tunnel[1].name: duplicate tunnel name `Tunnel0`"
+        ]
     );
 }
 
 #[test]
 fn tunnels_sharing_source_and_key() {
     let second = "\n[[tunnel]]\nname = \"Tunnel1\"\naddress = \"192.168.2.2/24\"\nsource = \"172.16.0.2\"\nkey = 0\n[tunnel.nhrp]\nnetwork_id = 2\n[[tunnel.nhrp.nhs]]\naddress = \"192.168.2.1\"\nnbma = \"172.16.0.1\"\n";
-    assert_one(
-        &format!("{BASE}{second}"),
-        "38:7: tunnel[1].key: tunnels `Tunnel0` and `Tunnel1` (tunnel[0]) share source and GRE key; inbound packets cannot be told apart",
+    assert_eq!(
+        errors(&format!("{BASE}{second}")),
+        [
+            "34:1: tunnel[1]: dmvpnd runs one tunnel per node; `Tunnel1` is a second [[tunnel]]",
+            "38:7: tunnel[1].key: tunnels `Tunnel0` and `Tunnel1` (tunnel[0]) share source and GRE key; inbound packets cannot be told apart"
+        ]
     );
-    let ok = format!("{BASE}{}", second.replace("key = 0", "key = 1"));
-    assert!(errors(&ok).is_empty(), "{:?}", errors(&ok));
+    let other_key = format!("{BASE}{}", second.replace("key = 0", "key = 1"));
+    assert_eq!(
+        errors(&other_key),
+        ["34:1: tunnel[1]: dmvpnd runs one tunnel per node; `Tunnel1` is a second [[tunnel]]"]
+    );
 }
 
 #[test]
@@ -813,7 +835,7 @@ fn every_other_error() {
         ),
         (
             edit("key = 0\n", "key = 0\nmtu = 100\n"),
-            vec!["24:7: tunnel[0].mtu: MTU 100 out of range"],
+            vec!["24:7: tunnel[0].mtu: mtu must be a number between 576 and 9000, got 100"],
         ),
         (
             edit("key = 0\n", "key = 0\ndestination = \"172.16.0.1\"\n"),
@@ -830,6 +852,7 @@ fn every_other_error() {
             ipsec_vti,
             vec![
                 "23:7: tunnel[0].key: a GRE key has no meaning on an IPsec VTI",
+                "24:8: tunnel[0].mode: IPsec virtual tunnel interfaces (mode = \"ipsec\") are not supported",
                 "28:1: tunnel[0].nhrp: NHRP needs GRE; an IPsec VTI cannot carry it",
             ],
         ),
@@ -1113,4 +1136,103 @@ fn hub_routes_without_next_hop_warn() {
         "protection = \"prof\"\nroutes = [\"10.2.0.0/24\"]\n",
     );
     assert!(!warnings(&spoke).iter().any(|l| l.contains("routes")));
+}
+
+/// What dmvpnd cannot run is refused by `--check`, each with its own
+/// message and position (the daemon maps only what passes).
+#[test]
+fn what_the_daemon_cannot_run() {
+    let p2p = |extra: &str| {
+        BASE.split("[tunnel.nhrp]")
+            .next()
+            .unwrap()
+            .replace("key = 0\n", &format!("key = 0\n{extra}"))
+    };
+    let cases: Vec<(String, Vec<&str>)> = vec![
+        (
+            format!(
+                "{BASE}\n[[tunnel]]\nname = \"Tunnel1\"\naddress = \"192.168.2.2/24\"\nsource = \"172.16.0.2\"\nkey = 1\n[tunnel.nhrp]\nnetwork_id = 2\n[[tunnel.nhrp.nhs]]\naddress = \"192.168.2.1\"\nnbma = \"172.16.0.1\"\n"
+            ),
+            vec![
+                "34:1: tunnel[1]: dmvpnd runs one tunnel per node; `Tunnel1` is a second [[tunnel]]",
+            ],
+        ),
+        (
+            edit(
+                "address = \"192.168.1.2/24\"",
+                "address = \"2001:db8:1::2/64\"",
+            ),
+            vec![
+                "21:11: tunnel[0].address: IPv6 tunnel addresses are not supported yet",
+                "31:11: tunnel[0].nhrp.nhs[0].address: 192.168.1.1 is not an IPv6 tunnel address",
+            ],
+        ),
+        (
+            edit("source = \"172.16.0.2\"", "source = \"2001:db8::2\""),
+            vec![
+                "22:10: tunnel[0].source: an IPv6 NBMA (underlay) address is not supported yet",
+                "32:8: tunnel[0].nhrp.nhs[0].nbma: NBMA address 172.16.0.1 is IPv4 but the tunnel source 2001:db8::2 is IPv6",
+            ],
+        ),
+        (
+            edit("source = \"172.16.0.2\"", "source = \"eth0\""),
+            vec!["22:10: tunnel[0].source: interface sources are not resolved yet (`eth0`)"],
+        ),
+        (
+            p2p("mode = \"ipsec\"\ndestination = \"172.16.0.1\"\n"),
+            vec![
+                "24:8: tunnel[0].mode: IPsec virtual tunnel interfaces (mode = \"ipsec\") are not supported",
+            ],
+        ),
+        (
+            edit(
+                "address = \"192.168.1.2/24\"",
+                "address = \"192.168.1.0/24\"",
+            ),
+            vec!["21:11: tunnel[0].address: 192.168.1.0 is the network address of 192.168.1.0/24"],
+        ),
+        (
+            edit(
+                "address = \"192.168.1.2/24\"",
+                "address = \"192.168.1.255/24\"",
+            ),
+            vec![
+                "21:11: tunnel[0].address: 192.168.1.255 is the broadcast address of 192.168.1.0/24",
+            ],
+        ),
+        (
+            edit(
+                "key = 0\n",
+                "key = 0\nroutes = [\"10.1.0.0/16\", \"172.16.0.0/12\"]\n",
+            ),
+            vec![
+                "24:36: tunnel[0].routes[1]: route 172.16.0.0/12 covers 172.16.0.2, the NBMA address of this node's source: the tunnel's own packets would be routed into the tunnel",
+            ],
+        ),
+        (
+            edit("key = 0\n", "key = 0\nroutes = [\"172.16.0.0/30\"]\n"),
+            vec![
+                "24:11: tunnel[0].routes[0]: route 172.16.0.0/30 covers 172.16.0.2, the NBMA address of this node's source: the tunnel's own packets would be routed into the tunnel",
+            ],
+        ),
+        (
+            format!(
+                "{BASE}{}",
+                MANUAL.replace("peer = \"172.16.0.1\"", "peer = \"2001:db8::1\"")
+            ),
+            vec![
+                "36:8: ipsec.manual_sa[0].peer: an IPv6 NBMA (underlay) address is not supported yet",
+            ],
+        ),
+    ];
+    for (text, want) in cases {
+        assert_eq!(errors(&text), want, "{text}");
+    }
+    // A point-to-point /31 has no network or broadcast address.
+    let p2p31 = p2p("mode = \"gre\"\ndestination = \"172.16.0.1\"\n")
+        .replace("192.168.1.2/24", "192.168.1.0/31");
+    assert!(errors(&p2p31).is_empty(), "{:?}", errors(&p2p31));
+    // A route beside the underlay is fine.
+    let ok = edit("key = 0\n", "key = 0\nroutes = [\"10.0.0.0/8\"]\n");
+    assert!(errors(&ok).is_empty(), "{:?}", errors(&ok));
 }

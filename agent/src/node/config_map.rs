@@ -365,3 +365,63 @@ pub fn map(cfg: &Config) -> Result<NodeConfig, MapError> {
         manual_sas,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dmvpn_config::{ImportOptions, import_ios};
+    use std::path::Path;
+
+    /// `--check` and the daemon agree: every configuration that passes
+    /// validation maps to a node (the examples, and every router of every
+    /// IOS input the importer reads).
+    #[test]
+    fn every_accepted_configuration_maps() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut checked = 0;
+        for dir in ["examples"] {
+            for e in std::fs::read_dir(root.join(dir)).unwrap() {
+                let p = e.unwrap().path();
+                if p.extension().is_some_and(|x| x == "toml") {
+                    let text = std::fs::read_to_string(&p).unwrap();
+                    let loaded = Config::from_str(&text, &p.display().to_string())
+                        .unwrap_or_else(|e| panic!("{e}"));
+                    map(&loaded.config).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+                    checked += 1;
+                }
+            }
+        }
+        let mut inputs = Vec::new();
+        for dir in ["config/tests/data", "../shared/reference/seeds"] {
+            let Ok(rd) = std::fs::read_dir(root.join(dir)) else {
+                continue;
+            };
+            for e in rd {
+                inputs.push(e.unwrap().path());
+            }
+        }
+        assert!(inputs.len() >= 5, "IOS inputs not found under {root:?}");
+        for p in inputs {
+            let text = String::from_utf8_lossy(&std::fs::read(&p).unwrap()).into_owned();
+            let Ok(first) = import_ios(&text, &ImportOptions::default()) else {
+                continue;
+            };
+            for host in &first.routers {
+                let opts = ImportOptions {
+                    hostname: Some(host.clone()),
+                };
+                let Ok(imp) = import_ios(&text, &opts) else {
+                    continue;
+                };
+                let loaded = Config::from_str(&imp.toml, "imported").unwrap();
+                if loaded.config.tunnels.is_empty() {
+                    continue;
+                }
+                map(&loaded.config)
+                    .unwrap_or_else(|e| panic!("{} ({host}): {e}\n{}", p.display(), imp.toml));
+                checked += 1;
+            }
+        }
+        assert!(checked >= 8, "only {checked} configurations checked");
+    }
+}

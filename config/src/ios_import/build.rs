@@ -61,7 +61,8 @@ impl Builder<'_> {
         }
         let (ipsec, profile_names) = self.ipsec();
         let ike = self.ike();
-        let mut tunnels = self.tunnels(&profile_names);
+        let all = self.tunnels(&profile_names);
+        let mut tunnels = self.runnable(all);
         let role = if tunnels
             .iter()
             .any(|t| t.nhrp.as_ref().is_some_and(|n| !n.nhs.is_empty()))
@@ -83,6 +84,43 @@ impl Builder<'_> {
             ipsec,
             tunnels,
         }
+    }
+
+    /// Only what dmvpnd runs is written: a tunnel it cannot run, and any
+    /// tunnel after the first (one tunnel per node), become notes.
+    fn runnable(&mut self, tunnels: Vec<Tunnel>) -> Vec<Tunnel> {
+        let mut kept: Vec<Tunnel> = Vec::new();
+        for t in tunnels {
+            let line = self
+                .r
+                .interfaces
+                .get(&t.name)
+                .map_or(self.r.first_line, |i| i.line);
+            let why = crate::validate::unsupported(&t);
+            if let Some(u) = why.first() {
+                let all: Vec<&str> = why.iter().map(|u| u.problem.as_str()).collect();
+                self.note(
+                    line,
+                    format!(
+                        "not imported: interface {}: dmvpnd cannot run it ({}); {}",
+                        t.name,
+                        all.join("; "),
+                        u.fix
+                    ),
+                );
+            } else if let Some(first) = kept.first() {
+                self.note(
+                    line,
+                    format!(
+                        "not imported: interface {}: dmvpnd runs one tunnel per node and this file holds {}; a second dmvpnd with its own configuration can run it",
+                        t.name, first.name
+                    ),
+                );
+            } else {
+                kept.push(t);
+            }
+        }
+        kept
     }
 
     /// IOS takes NHRP from any source on a tunnel without IPsec; dmvpnd
@@ -435,7 +473,7 @@ impl Builder<'_> {
                             Some(a) => TunnelSource::Address(a),
                             None => {
                                 let l = linux_ifname(&ifn);
-                                self.note(i.line, format!("tunnel source {ifn} written as interface \"{l}\"; rename it to the Linux interface"));
+                                self.note(i.line, format!("tunnel source {ifn} has no address in this configuration (Linux interface \"{l}\"?)"));
                                 TunnelSource::Interface(l)
                             }
                         }
