@@ -12,7 +12,7 @@
 
 mod keylog;
 mod logging;
-mod routes;
+pub mod routes;
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr, SocketAddrV4};

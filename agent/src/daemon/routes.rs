@@ -6,62 +6,53 @@
 use std::io;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::process::Command;
 use tokio::io::unix::AsyncFd;
 
-/// `ip -4 -o route show …` output lines → (prefix, len, via, dev).
-fn parse(out: &str) -> Vec<(Ipv4Addr, u8, Option<Ipv4Addr>, String)> {
-    let mut v = Vec::new();
-    for line in out.lines() {
-        let mut w = line.split_whitespace();
-        let Some(dst) = w.next() else { continue };
-        let (p, l) = match dst.split_once('/') {
-            Some((p, l)) => (p.parse().ok(), l.parse().ok()),
-            None if dst == "default" => (Some(Ipv4Addr::UNSPECIFIED), Some(0)),
-            None => (dst.parse().ok(), Some(32)),
-        };
-        let (Some(p), Some(l)) = (p, l) else { continue };
-        let mut via = None;
-        let mut dev = String::new();
-        let rest: Vec<&str> = w.collect();
-        for i in 0..rest.len().saturating_sub(1) {
-            match rest[i] {
-                "via" => via = rest[i + 1].parse().ok(),
-                "dev" => dev = rest[i + 1].to_string(),
-                _ => {}
-            }
-        }
-        v.push((p, l, via, dev));
-    }
-    v
-}
+use crate::runtime::rtnl::{self, Route};
 
-fn ip_route(args: &[&str]) -> String {
-    Command::new("ip")
-        .args(["-4", "-o", "route", "show"])
-        .args(args)
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default()
+/// The main table, or nothing (logged) when the kernel does not answer.
+fn main_table() -> Vec<Route> {
+    rtnl::main_table().unwrap_or_else(|e| {
+        tracing::warn!("cannot read the routing table: {e}");
+        Vec::new()
+    })
 }
 
 /// Directly connected networks on other interfaces than the tunnel,
 /// except the one holding the NBMA address: the LANs behind this node.
 pub fn local_prefixes(tunnel: &str, nbma: Ipv4Addr) -> Vec<(Ipv4Addr, u8)> {
-    parse(&ip_route(&["scope", "link"]))
-        .into_iter()
-        .filter(|(p, l, via, dev)| {
-            via.is_none() && dev != tunnel && *l > 0 && !contains(*p, *l, nbma) && !p.is_loopback()
+    let tun = rtnl::ifindex(tunnel).ok();
+    lan_prefixes(&main_table(), tun, nbma)
+}
+
+fn lan_prefixes(table: &[Route], tunnel: Option<u32>, nbma: Ipv4Addr) -> Vec<(Ipv4Addr, u8)> {
+    table
+        .iter()
+        .filter(|r| {
+            r.link_scope
+                && r.gateway.is_none()
+                && r.oif != tunnel
+                && r.len > 0
+                && !contains(r.prefix, r.len, nbma)
+                && !r.prefix.is_loopback()
         })
-        .map(|(p, l, _, _)| (p, l))
+        .map(|r| (r.prefix, r.len))
         .collect()
 }
 
 /// Routes through `tunnel` that name a next hop.
 pub fn tunnel_routes(tunnel: &str) -> Vec<(Ipv4Addr, u8, Ipv4Addr)> {
-    parse(&ip_route(&["dev", tunnel]))
-        .into_iter()
-        .filter_map(|(p, l, via, _)| via.map(|v| (p, l, v)))
+    let Ok(tun) = rtnl::ifindex(tunnel) else {
+        return Vec::new();
+    };
+    via_tunnel(&main_table(), tun)
+}
+
+fn via_tunnel(table: &[Route], tunnel: u32) -> Vec<(Ipv4Addr, u8, Ipv4Addr)> {
+    table
+        .iter()
+        .filter(|r| r.oif == Some(tunnel))
+        .filter_map(|r| r.gateway.map(|g| (r.prefix, r.len, g)))
         .collect()
 }
 
@@ -157,80 +148,4 @@ fn contains(p: Ipv4Addr, l: u8, a: Ipv4Addr) -> bool {
         u32::MAX << (32 - u32::from(l.min(32)))
     };
     u32::from(p) & m == u32::from(a) & m
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_ip_route_output() {
-        let out = "10.3.0.0/24 via 192.168.1.3 dev Tunnel0 \n192.168.1.0/24 dev Tunnel0 proto kernel scope link src 192.168.1.1 \n";
-        let r = parse(out);
-        assert_eq!(r.len(), 2);
-        assert_eq!(
-            r[0],
-            (
-                "10.3.0.0".parse().unwrap(),
-                24,
-                Some("192.168.1.3".parse().unwrap()),
-                "Tunnel0".into()
-            )
-        );
-        assert_eq!(r[1].2, None);
-    }
-
-    /// In a network namespace of its own (this thread only): a route added
-    /// with `ip route` wakes the watcher, and the table re-read shows it.
-    /// Needs root (CI runs as root); fails without it.
-    #[test]
-    fn route_change_wakes_the_watcher() {
-        std::thread::spawn(|| {
-            // SAFETY: unshare(2) affects only this thread's namespaces.
-            let r = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-            assert_eq!(
-                r,
-                0,
-                "unshare(CLONE_NEWNET) needs root: {}",
-                io::Error::last_os_error()
-            );
-            let ip = |args: &[&str]| {
-                let o = Command::new("ip")
-                    .args(args)
-                    .output()
-                    .expect("ip (iproute2)");
-                assert!(o.status.success(), "ip {args:?}: {o:?}");
-            };
-            ip(&["link", "set", "lo", "up"]);
-            ip(&["addr", "add", "10.8.0.1/24", "dev", "lo"]);
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let w = RouteWatch::open().expect("netlink route socket");
-                assert!(tunnel_routes("lo").is_empty());
-                ip(&[
-                    "route",
-                    "add",
-                    "10.9.0.0/24",
-                    "via",
-                    "10.8.0.2",
-                    "dev",
-                    "lo",
-                ]);
-                let n = tokio::time::timeout(std::time::Duration::from_secs(5), w.changed())
-                    .await
-                    .expect("no route notification within 5 s")
-                    .expect("netlink receive");
-                assert!(n >= 1);
-                assert_eq!(
-                    tunnel_routes("lo"),
-                    vec![("10.9.0.0".parse().unwrap(), 24, "10.8.0.2".parse().unwrap())]
-                );
-            });
-        })
-        .join()
-        .unwrap();
-    }
 }

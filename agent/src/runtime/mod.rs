@@ -6,5 +6,6 @@ pub mod dataplane;
 pub mod direct;
 pub mod netfilter;
 pub mod netlink;
+pub mod rtnl;
 pub mod sockets;
 pub mod tun;

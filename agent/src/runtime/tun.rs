@@ -13,7 +13,6 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
-use std::process::Command;
 
 use tun_rs::{AsyncDevice, DeviceBuilder, GROTable, VIRTIO_NET_HDR_LEN};
 
@@ -98,15 +97,21 @@ impl Tun {
         self.offload
     }
 
-    /// Routes `prefix/len` into this interface (`ip route replace`).
+    /// Routes `prefix/len` into this interface (as `ip route replace`).
     pub fn add_route(&self, prefix: IpAddr, len: u8) -> io::Result<()> {
-        run_ip(&[
-            "route",
-            "replace",
-            &format!("{prefix}/{len}"),
-            "dev",
-            &self.name,
-        ])
+        let IpAddr::V4(prefix) = prefix else {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "IPv6 routes are not installed",
+            ));
+        };
+        let oif = super::rtnl::ifindex(&self.name)?;
+        super::rtnl::replace_route(prefix, len, None, oif).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot route {prefix}/{len} into {}: {e}", self.name),
+            )
+        })
     }
 }
 
@@ -262,21 +267,5 @@ impl TunWriter {
                 .count();
         }
         r.map(|_| n)
-    }
-}
-
-/// Runs `ip ARGS…`, turning a non-zero exit into an error with its stderr.
-pub fn run_ip(args: &[&str]) -> io::Result<()> {
-    let out = Command::new("ip").args(args).output().map_err(|e| {
-        io::Error::new(e.kind(), format!("cannot run `ip` ({e}); install iproute2"))
-    })?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(io::Error::other(format!(
-            "`ip {}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )))
     }
 }

@@ -1,0 +1,163 @@
+//! The routing table over rtnetlink, in a network namespace of the test
+//! thread's own: what dmvpnd reads (connected LANs, routes via the tunnel)
+//! and writes (routes into the tunnel), and the route-change watcher.
+//! Needs root (CI runs as root); fails loudly without it.
+
+use std::net::Ipv4Addr;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use dmvpn_agent::daemon::routes::{self, RouteWatch};
+use dmvpn_agent::runtime::rtnl;
+
+/// Runs `f` on a thread inside a fresh network namespace with `lo` up.
+fn in_netns(f: impl FnOnce() + Send + 'static) {
+    std::thread::spawn(move || {
+        // SAFETY: unshare(2) affects only this thread's namespaces.
+        let r = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+        assert_eq!(
+            r,
+            0,
+            "unshare(CLONE_NEWNET) needs root: {}",
+            std::io::Error::last_os_error()
+        );
+        ip(&["link", "set", "lo", "up"]);
+        f();
+    })
+    .join()
+    .unwrap();
+}
+
+fn ip(args: &[&str]) -> String {
+    let o = Command::new("ip")
+        .args(args)
+        .output()
+        .expect("ip (iproute2)");
+    assert!(o.status.success(), "ip {args:?}: {o:?}");
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// An interface `name` with a carrier: one end of a veth pair whose other
+/// end is up too.
+fn link(name: &str) {
+    let peer = format!("{name}p");
+    ip(&["link", "add", name, "type", "veth", "peer", "name", &peer]);
+    ip(&["link", "set", &peer, "up"]);
+}
+
+fn a(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+
+#[test]
+fn connected_networks_are_the_lans_except_the_nbma_one() {
+    in_netns(|| {
+        link("lan0");
+        link("wan0");
+        link("Tunnel0");
+        for (dev, addr) in [
+            ("lan0", "10.2.0.1/24"),
+            ("wan0", "172.16.0.2/24"),
+            ("Tunnel0", "192.168.1.2/24"),
+        ] {
+            ip(&["addr", "add", addr, "dev", dev]);
+            ip(&["link", "set", dev, "up"]);
+        }
+        let mut got = routes::local_prefixes("Tunnel0", a("172.16.0.2"));
+        got.sort();
+        assert_eq!(got, vec![(a("10.2.0.0"), 24)]);
+    });
+}
+
+#[test]
+fn routes_into_the_tunnel_are_written_and_read_back() {
+    in_netns(|| {
+        link("Tunnel0");
+        ip(&["addr", "add", "192.168.1.2/24", "dev", "Tunnel0"]);
+        ip(&["link", "set", "Tunnel0", "up"]);
+        let oif = rtnl::ifindex("Tunnel0").unwrap();
+        // Replacing twice is not an error (as `ip route replace`).
+        for _ in 0..2 {
+            rtnl::replace_route(a("10.1.0.0"), 24, None, oif).unwrap();
+        }
+        rtnl::replace_route(a("10.3.0.0"), 24, Some(a("192.168.1.3")), oif).unwrap();
+        let shown = ip(&["-4", "route", "show", "dev", "Tunnel0"]);
+        assert!(shown.contains("10.1.0.0/24 scope link"), "{shown}");
+        assert!(shown.contains("10.3.0.0/24 via 192.168.1.3"), "{shown}");
+        assert_eq!(
+            routes::tunnel_routes("Tunnel0"),
+            vec![(a("10.3.0.0"), 24, a("192.168.1.3"))]
+        );
+        // A kernel refusal comes back as an error with its reason.
+        let e = rtnl::replace_route(a("10.4.0.0"), 24, Some(a("10.99.0.1")), oif).unwrap_err();
+        assert!(e.raw_os_error().is_some(), "{e}");
+        assert!(rtnl::ifindex("NoSuchIf0").is_err());
+    });
+}
+
+#[test]
+fn route_change_wakes_the_watcher() {
+    in_netns(|| {
+        ip(&["addr", "add", "10.8.0.1/24", "dev", "lo"]);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let w = RouteWatch::open().expect("netlink route socket");
+            assert!(routes::tunnel_routes("lo").is_empty());
+            ip(&[
+                "route",
+                "add",
+                "10.9.0.0/24",
+                "via",
+                "10.8.0.2",
+                "dev",
+                "lo",
+            ]);
+            let n = tokio::time::timeout(Duration::from_secs(5), w.changed())
+                .await
+                .expect("no route notification within 5 s")
+                .expect("netlink receive");
+            assert!(n >= 1);
+            assert_eq!(
+                routes::tunnel_routes("lo"),
+                vec![(a("10.9.0.0"), 24, a("10.8.0.2"))]
+            );
+        });
+    });
+}
+
+/// A table of 10,000 routes is read whole; prints the time of one dump
+/// beside `ip route show` of the same table (figures, not assertions).
+#[test]
+fn dump_of_ten_thousand_routes() {
+    in_netns(|| {
+        link("Tunnel0");
+        ip(&["addr", "add", "192.168.1.2/24", "dev", "Tunnel0"]);
+        ip(&["link", "set", "Tunnel0", "up"]);
+        let oif = rtnl::ifindex("Tunnel0").unwrap();
+        for i in 0..10_000u32 {
+            let p = Ipv4Addr::from(u32::from(a("10.0.0.0")) + (i << 8));
+            rtnl::replace_route(p, 24, Some(a("192.168.1.3")), oif).unwrap();
+        }
+        let mut dump = Vec::new();
+        let mut fork = Vec::new();
+        for _ in 0..5 {
+            let t = Instant::now();
+            let n = routes::tunnel_routes("Tunnel0").len();
+            dump.push(t.elapsed());
+            assert_eq!(n, 10_000);
+            let t = Instant::now();
+            let text = ip(&["-4", "-o", "route", "show", "dev", "Tunnel0"]);
+            fork.push(t.elapsed());
+            assert!(text.lines().count() >= 10_000);
+        }
+        dump.sort();
+        fork.sort();
+        println!(
+            "10,000 routes: rtnetlink dump + filter median {:?}, `ip route show` median {:?}",
+            dump[2], fork[2]
+        );
+    });
+}
