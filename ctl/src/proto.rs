@@ -14,10 +14,48 @@ pub const DEFAULT_SOCKET: &str = "/run/dmvpn/dmvpnd.sock";
 /// Longest request line the server accepts (bytes, newline excluded).
 pub const MAX_REQUEST_LEN: usize = 64 * 1024;
 
-/// Parses one request line (surrounding blanks ignored). The error text is
-/// what the server sends back.
-pub fn parse_request(line: &[u8]) -> Result<Request, String> {
-    serde_json::from_slice(line.trim_ascii()).map_err(|e| format!("bad request: {e}"))
+/// Why a request line is refused; its text is what the server sends back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error("bad request: empty line")]
+    Empty,
+    #[error("bad request: {len} bytes, longer than {MAX_REQUEST_LEN}")]
+    TooLong { len: usize },
+    /// Not one JSON object (or cut short).
+    #[error("bad request: not a JSON object (column {column}: {message})")]
+    NotJson { column: usize, message: String },
+    /// JSON, but not a command this dmvpnd knows, or with wrong fields:
+    /// typically a newer dmvpnctl than dmvpnd.
+    #[error("bad request: {message} (is dmvpnctl newer than dmvpnd?)")]
+    Unknown { message: String },
+}
+
+/// Parses one request line (surrounding blanks ignored).
+pub fn parse_request(line: &[u8]) -> Result<Request, RequestError> {
+    let line = line.trim_ascii();
+    if line.is_empty() {
+        return Err(RequestError::Empty);
+    }
+    if line.len() > MAX_REQUEST_LEN {
+        return Err(RequestError::TooLong { len: line.len() });
+    }
+    if line[0] != b'{' {
+        return Err(RequestError::NotJson {
+            column: 1,
+            message: "a request is one object, e.g. {\"cmd\":\"show_dmvpn\"}".into(),
+        });
+    }
+    serde_json::from_slice(line).map_err(|e| {
+        use serde_json::error::Category;
+        let message = e.to_string();
+        match e.classify() {
+            Category::Data => RequestError::Unknown { message },
+            Category::Syntax | Category::Eof | Category::Io => RequestError::NotJson {
+                column: e.column(),
+                message,
+            },
+        }
+    })
 }
 
 /// One operator command. Views of the same state (`show crypto isakmp

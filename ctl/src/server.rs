@@ -398,7 +398,7 @@ async fn connection<H: Handler>(stream: tokio::net::UnixStream, handler: &H, bus
                     tracing::debug!(target: "dmvpn::ctl", "control request {req:?}");
                     handler.handle(req).await
                 }
-                Err(e) => Response::error(e),
+                Err(e) => Response::error(e.to_string()),
             };
             if write_response(&mut wr, &resp).await.is_err() {
                 return;

@@ -199,6 +199,22 @@ fn ipsec_peer() -> impl Strategy<Value = IpsecPeerSa> {
         )
 }
 
+#[test]
+fn empty_and_oversized_lines_are_refused() {
+    assert_eq!(parse_request(b" \t"), Err(RequestError::Empty));
+    let long = format!("{{\"cmd\":\"{}\"}}", "a".repeat(MAX_REQUEST_LEN));
+    assert_eq!(
+        parse_request(long.as_bytes()),
+        Err(RequestError::TooLong { len: long.len() })
+    );
+    assert_eq!(
+        parse_request(b"{\"cmd\":\"show_dmvpn\"")
+            .unwrap_err()
+            .to_string(),
+        "bad request: not a JSON object (column 19: EOF while parsing an object at line 1 column 19)"
+    );
+}
+
 proptest! {
     #[test]
     fn request_round_trip(req in request()) {
@@ -213,6 +229,15 @@ proptest! {
             let again = serde_json::to_vec(&req).unwrap();
             prop_assert_eq!(parse_request(&again), Ok(req));
         }
+    }
+
+    #[test]
+    fn refusals_say_why(cmd in "[a-z_]{1,20}", junk in "[^{ \t\r\n][ -~]{0,30}") {
+        let unknown = format!("{{\"cmd\":\"x{cmd}\"}}");
+        let is_unknown = matches!(parse_request(unknown.as_bytes()), Err(RequestError::Unknown { .. }));
+        prop_assert!(is_unknown);
+        let is_not_json = matches!(parse_request(junk.as_bytes()), Err(RequestError::NotJson { .. }));
+        prop_assert!(is_not_json, "{junk}");
     }
 
     #[test]
