@@ -161,3 +161,33 @@ fn dump_of_ten_thousand_routes() {
         );
     });
 }
+
+#[test]
+fn interface_addresses_primary_first() {
+    in_netns(|| {
+        link("wan0");
+        assert_eq!(
+            rtnl::ipv4_addresses(rtnl::ifindex("wan0").unwrap()).unwrap(),
+            vec![]
+        );
+        ip(&["addr", "add", "172.16.0.2/24", "dev", "wan0"]);
+        ip(&["addr", "add", "172.16.0.9/24", "dev", "wan0"]);
+        ip(&["addr", "add", "10.0.0.2/30", "dev", "wan0"]);
+        let idx = rtnl::ifindex("wan0").unwrap();
+        assert_eq!(
+            rtnl::ipv4_addresses(idx).unwrap(),
+            vec![
+                (a("172.16.0.2"), 24),
+                (a("10.0.0.2"), 30),
+                (a("172.16.0.9"), 24)
+            ]
+        );
+        ip(&["addr", "del", "172.16.0.2/24", "dev", "wan0"]);
+        // Deleting a primary drops its secondaries too (no promotion by
+        // default); the other subnet's address is left.
+        assert_eq!(
+            rtnl::ipv4_addresses(idx).unwrap(),
+            vec![(a("10.0.0.2"), 30)]
+        );
+    });
+}

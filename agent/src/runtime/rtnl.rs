@@ -1,6 +1,7 @@
-//! The kernel's IPv4 routing table over rtnetlink: a dump of the main
-//! table and route replacement through an interface. Messages are built
-//! and parsed by `netlink-packet-route`; no `ip` process, no text.
+//! The kernel's IPv4 routing table and interface addresses over
+//! rtnetlink: a dump of the main table, route replacement through an
+//! interface, an interface's addresses. Messages are built and parsed by
+//! `netlink-packet-route`; no `ip` process, no text.
 //!
 //! The calls are synchronous on a private netlink socket: a dump of the
 //! main table is one request and a few multipart replies from the kernel,
@@ -9,12 +10,13 @@
 //! Callers filter what they need.
 
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use netlink_packet_core::{
     NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkHeader,
     NetlinkMessage, NetlinkPayload,
 };
+use netlink_packet_route::address::{AddressAttribute, AddressHeaderFlags, AddressMessage};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
@@ -67,9 +69,9 @@ fn send(s: &Socket, flags: u16, msg: RouteNetlinkMessage) -> io::Result<()> {
 }
 
 /// Reads replies until the dump ends or the request is acknowledged,
-/// handing each route message to `each`. A netlink error becomes an
+/// handing each message to `each`. A netlink error becomes an
 /// `io::Error` with the kernel's errno.
-fn replies(s: &Socket, mut each: impl FnMut(RouteMessage)) -> io::Result<()> {
+fn replies(s: &Socket, mut each: impl FnMut(RouteNetlinkMessage)) -> io::Result<()> {
     loop {
         let (buf, _) = s.recv_from_full()?;
         let mut at = 0;
@@ -85,7 +87,7 @@ fn replies(s: &Socket, mut each: impl FnMut(RouteMessage)) -> io::Result<()> {
                         Some(c) => Err(io::Error::from_raw_os_error(-c.get())),
                     };
                 }
-                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(r)) => each(r),
+                NetlinkPayload::InnerMessage(m) => each(m),
                 _ => {}
             }
             if len == 0 {
@@ -114,7 +116,10 @@ pub fn main_table() -> io::Result<Vec<Route>> {
         RouteNetlinkMessage::GetRoute(req),
     )?;
     let mut out = Vec::new();
-    replies(&s, |r| {
+    replies(&s, |m| {
+        let RouteNetlinkMessage::NewRoute(r) = m else {
+            return;
+        };
         let mut table = u32::from(r.header.table);
         let mut route = Route {
             prefix: Ipv4Addr::UNSPECIFIED,
@@ -177,4 +182,47 @@ pub fn replace_route(
         RouteNetlinkMessage::NewRoute(m),
     )?;
     replies(&s, |_| {})
+}
+
+/// The IPv4 addresses of interface `index` with their prefix lengths,
+/// primary addresses first (in the kernel's order), then secondary ones.
+pub fn ipv4_addresses(index: u32) -> io::Result<Vec<(Ipv4Addr, u8)>> {
+    let s = socket()?;
+    let mut req = AddressMessage::default();
+    req.header.family = AddressFamily::Inet;
+    send(
+        &s,
+        NLM_F_REQUEST | NLM_F_DUMP,
+        RouteNetlinkMessage::GetAddress(req),
+    )?;
+    let mut primary = Vec::new();
+    let mut secondary = Vec::new();
+    replies(&s, |m| {
+        let RouteNetlinkMessage::NewAddress(a) = m else {
+            return;
+        };
+        if a.header.index != index || a.header.family != AddressFamily::Inet {
+            return;
+        }
+        // IFA_LOCAL is the interface's own address (IFA_ADDRESS is the
+        // peer's on point-to-point links).
+        let mut local = None;
+        let mut address = None;
+        for attr in &a.attributes {
+            match attr {
+                AddressAttribute::Local(IpAddr::V4(x)) => local = Some(*x),
+                AddressAttribute::Address(IpAddr::V4(x)) => address = Some(*x),
+                _ => {}
+            }
+        }
+        if let Some(x) = local.or(address) {
+            if a.header.flags.contains(AddressHeaderFlags::Secondary) {
+                secondary.push((x, a.header.prefix_len));
+            } else {
+                primary.push((x, a.header.prefix_len));
+            }
+        }
+    })?;
+    primary.extend(secondary);
+    Ok(primary)
 }
