@@ -29,6 +29,7 @@ pub const ROOT: &[(&str, Shape)] = &[
         Table(&[("socket", Value), ("mode", Value), ("group", Value)]),
     ),
     ("log", Table(&[("filter", Value), ("key_log", Value)])),
+    ("metrics", Table(&[("listen", Value)])),
     (
         "ike",
         Table(&[

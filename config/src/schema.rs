@@ -17,6 +17,8 @@ pub struct Config {
     pub control: Control,
     #[serde(default)]
     pub log: Log,
+    #[serde(default, skip_serializing_if = "Metrics::is_off")]
+    pub metrics: Metrics,
     #[serde(default)]
     pub ike: Ike,
     #[serde(default)]
@@ -458,6 +460,21 @@ impl Default for Control {
             mode: d::control_mode(),
             group: None,
         }
+    }
+}
+
+/// `[metrics]`: the Prometheus endpoint, off unless `listen` is set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metrics {
+    /// Address and port to serve `GET /metrics` on, e.g. "127.0.0.1:9465".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+impl Metrics {
+    pub fn is_off(&self) -> bool {
+        self.listen.is_none()
     }
 }
 

@@ -17,6 +17,7 @@ pub fn validate(cfg: &Config) -> Vec<Finding> {
     v.ike(cfg);
     v.ipsec(cfg);
     v.control(cfg);
+    v.metrics(cfg);
     v.out
 }
 
@@ -1022,6 +1023,20 @@ impl Validator {
                     );
                 }
             }
+        }
+    }
+
+    fn metrics(&mut self, cfg: &Config) {
+        if let Some(a) = cfg.metrics.listen
+            && !a.ip().is_loopback()
+        {
+            self.warn(
+                "metrics.listen".into(),
+                format!(
+                    "metrics on {a} show peer addresses and counters to anyone who can reach it"
+                ),
+                "listen on 127.0.0.1 (or ::1) and scrape through a local agent, or filter the port",
+            );
         }
     }
 

@@ -1236,3 +1236,29 @@ fn what_the_daemon_cannot_run() {
     let ok = edit("key = 0\n", "key = 0\nroutes = [\"10.0.0.0/8\"]\n");
     assert!(errors(&ok).is_empty(), "{:?}", errors(&ok));
 }
+
+#[test]
+fn metrics_listen() {
+    let on = |addr: &str| format!("{BASE}\n[metrics]\nlisten = \"{addr}\"\n");
+    assert!(errors(&on("127.0.0.1:9465")).is_empty());
+    assert!(
+        warnings(&on("127.0.0.1:9465"))
+            .iter()
+            .all(|w| !w.contains("metrics"))
+    );
+    assert_eq!(
+        warnings(&on("0.0.0.0:9465"))
+            .into_iter()
+            .filter(|w| w.contains("metrics"))
+            .collect::<Vec<_>>(),
+        [
+            "35:10: metrics.listen: metrics on 0.0.0.0:9465 show peer addresses and counters to anyone who can reach it"
+        ]
+    );
+    let got = errors(&on("localhost:9465"));
+    assert_eq!(got.len(), 1);
+    assert!(
+        got[0].starts_with("35:10: metrics.listen: invalid socket address syntax"),
+        "{got:?}"
+    );
+}

@@ -216,3 +216,83 @@ fn operations_doc_lists_every_command() {
         );
     }
 }
+
+/// The fixture daemon's snapshots as OpenMetrics text, and the facts a
+/// dashboard relies on.
+#[test]
+fn metrics_golden() {
+    use dmvpn_ctl::proto::Request;
+    use dmvpn_ctl::render::metrics::{Snapshot, render};
+    let get = |r| match common::answer(r) {
+        Response::Ok(reply) => reply,
+        Response::Error { message } => panic!("{message}"),
+    };
+    let mut s = Snapshot::default();
+    if let Reply::Dmvpn(v) = get(Request::ShowDmvpn) {
+        s.dmvpn = v;
+    }
+    if let Reply::Nhrp(v) = get(Request::ShowNhrp) {
+        s.nhrp = v;
+    }
+    if let Reply::NhrpNhs(v) = get(Request::ShowNhrpNhs) {
+        s.nhs = v;
+    }
+    if let Reply::NhrpTraffic(v) = get(Request::ShowNhrpTraffic) {
+        s.traffic = v;
+    }
+    if let Reply::IsakmpSa(v) = get(Request::ShowCryptoIsakmpSa) {
+        s.isakmp = v;
+    }
+    if let Reply::IpsecSa(v) = get(Request::ShowCryptoIpsecSa) {
+        s.ipsec = Some(v);
+    }
+    let text = render(&s);
+    check("metrics.txt", &text);
+    assert!(text.ends_with("# EOF\n"));
+    assert!(text.contains("\ndmvpn_tunnels 1\n"), "{text}");
+    assert!(
+        text.contains("dmvpn_isakmp_sas{state=\"QM_IDLE\"} 2\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("# TYPE dmvpn_peer_packets counter\n"),
+        "{text}"
+    );
+}
+
+/// Prometheus's own Python parser (Debian's python3-prometheus-client)
+/// reads every family and sample of the metrics text.
+#[test]
+fn metrics_parse_with_the_reference_parser() {
+    let text = std::fs::read_to_string(root().join("tests/golden/metrics.txt")).unwrap();
+    let script = "import sys\n\
+        from prometheus_client.openmetrics.parser import text_string_to_metric_families as p\n\
+        fams = list(p(sys.stdin.read()))\n\
+        print(len(fams), sum(len(f.samples) for f in fams))\n";
+    let mut child = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("/usr/bin/python3 (apt-get install python3-prometheus-client)");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "parser refused the text: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let families = text.lines().filter(|l| l.starts_with("# TYPE")).count();
+    let samples = text.lines().filter(|l| !l.starts_with('#')).count();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("{families} {samples}")
+    );
+}

@@ -12,6 +12,7 @@
 
 mod keylog;
 mod logging;
+pub mod metrics;
 pub mod routes;
 
 use std::io::Write;

@@ -80,6 +80,7 @@ impl Builder<'_> {
             node: Node { name, role },
             control: Control::default(),
             log: Log::default(),
+            metrics: Metrics::default(),
             ike,
             ipsec,
             tunnels,

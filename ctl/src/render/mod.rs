@@ -5,6 +5,7 @@
 mod dmvpn;
 mod ipsec;
 mod isakmp;
+pub mod metrics;
 mod nhrp;
 mod session;
 
