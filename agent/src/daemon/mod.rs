@@ -127,6 +127,16 @@ async fn run_async(cfg: &dmvpn_config::Config, log: &mut Logging) -> Result<(), 
     let socket = ControlSocket::bind(&SocketOptions::from_config(&cfg.control))
         .map_err(|e| e.to_string())?;
     let (ctl_tx, mut ctl_rx) = mpsc::channel::<ControlRequest>(16);
+    let metrics = match cfg.metrics.listen {
+        Some(addr) => {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("metrics: cannot listen on {addr}: {e}"))?;
+            tracing::info!("metrics on http://{addr}/metrics");
+            Some(tokio::spawn(metrics::serve(l, ctl_tx.clone())))
+        }
+        None => None,
+    };
     let server = tokio::spawn(dmvpn_ctl::server::serve(socket, ctl_tx));
 
     let mut dp = Engine::new(node.dataplane_config(), Sadb::new(), PeerMap::new());
@@ -296,6 +306,9 @@ async fn run_async(cfg: &dmvpn_config::Config, log: &mut Logging) -> Result<(), 
     }
     server.abort();
     let _ = server.await;
+    if let Some(m) = metrics {
+        m.abort();
+    }
     drop(tun);
     Ok(())
 }
