@@ -2,6 +2,9 @@
 //! of them, so cargo does not build them for its tests: they are looked up
 //! in the target directory the test executable runs from
 //! (`target/<profile>/deps/<test>` next to `target/<profile>/<binary>`).
+//! `cargo test --workspace` builds them before any test runs, because
+//! cargo builds a package's binaries whenever that package's integration
+//! tests are selected, and agent, ctl and lab each have some.
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
