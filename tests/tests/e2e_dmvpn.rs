@@ -5,15 +5,13 @@
 //!
 //! Needs root, iproute2 and ping; fails (never skips) without them.
 
-mod common;
-
 use std::fs;
 use std::net::IpAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
 use dmvpn_ctl::proto::{DebugTarget, DmvpnState, NhrpEntryType, Reply, Request, SaStatus};
+use dmvpn_tests::*;
 
 const SEED_IKE: &str = r#"
 [[ike.policy]]

@@ -19,14 +19,12 @@
 //! Needs root, iproute2, iputils-ping and nftables; fails (never skips)
 //! without them.
 
-mod common;
-
 use std::net::IpAddr;
 use std::thread::sleep;
 use std::time::Duration;
 
-use common::*;
 use dmvpn_ctl::proto::{Reply, Request};
+use dmvpn_tests::*;
 
 const HUB: &str = "172.16.0.1";
 const S1: &str = "172.16.0.2";

@@ -20,18 +20,16 @@
 //!
 //! Needs root, iproute2, ping and nftables; fails (never skips) without.
 
-mod common;
-
 use std::fs;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::AsRawFd;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
 use dmvpn_ctl::proto::{NhrpEntry, Reply, Request};
 use dmvpn_nhrp::wire::flags;
 use dmvpn_nhrp::{Body, Cie, ExtBody, Extension, Packet, PacketType};
+use dmvpn_tests::*;
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 
@@ -709,13 +707,7 @@ fn attack_key_log_symlink_is_refused() {
     fs::write(&cfg_path, &text).unwrap();
     fs::set_permissions(&cfg_path, fs::Permissions::from_mode(0o600)).unwrap();
     let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &ns,
-            env!("CARGO_BIN_EXE_dmvpnd"),
-            "--config",
-        ])
+        .args(["netns", "exec", &ns, dmvpnd(), "--config"])
         .arg(&cfg_path)
         .output()
         .expect("run dmvpnd");
@@ -730,7 +722,7 @@ fn attack_key_log_symlink_is_refused() {
     );
     assert_eq!(fs::read_to_string(&victim).unwrap(), "precious\n");
     // `--check` says the same.
-    let out = Command::new(env!("CARGO_BIN_EXE_dmvpnd"))
+    let out = Command::new(dmvpnd())
         .args(["--check", "--config"])
         .arg(&cfg_path)
         .output()

@@ -12,17 +12,15 @@
 //! Needs root, iproute2, ping, dumpcap and tshark; fails (never skips)
 //! without them.
 
-mod common;
-
 use std::fs;
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
 use dmvpn_ctl::proto::{DmvpnState, Reply, Request};
+use dmvpn_tests::*;
 
 /// IPv4 packets (Ethernet header removed) of a classic pcap file.
 fn pcap_packets(path: &Path) -> Vec<Vec<u8>> {
@@ -378,29 +376,6 @@ fn vm_rss_kb(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .expect("VmRSS")
-}
-
-/// The `dmvpnctl` binary next to `dmvpnd` (built on demand).
-fn dmvpnctl() -> PathBuf {
-    let d = Path::new(env!("CARGO_BIN_EXE_dmvpnd"));
-    let ctl = d.with_file_name("dmvpnctl");
-    if ctl.exists() {
-        return ctl;
-    }
-    // A separate target dir: the outer cargo may still hold its lock.
-    let target = d.parent().unwrap().parent().unwrap().join("accept-ctl");
-    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.args(["build", "-q", "-p", "dmvpn-ctl", "--bin", "dmvpnctl"])
-        .env("CARGO_TARGET_DIR", &target);
-    let profile = if cfg!(debug_assertions) {
-        "debug"
-    } else {
-        cmd.arg("--release");
-        "release"
-    };
-    let st = cmd.status().expect("cannot run cargo to build dmvpnctl");
-    assert!(st.success(), "building dmvpnctl failed");
-    target.join(profile).join("dmvpnctl")
 }
 
 /// Per decrypted echo request in `pcap`: (time, outer dst, ICMP seq).

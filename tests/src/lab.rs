@@ -1,7 +1,6 @@
-//! Namespace lab shared by the end-to-end tests: network namespaces on
-//! an NBMA bridge, real `dmvpnd` (and bird, dumpcap) processes, control
-//! requests and polling; everything is removed on drop.
-#![allow(dead_code)]
+//! Network namespaces on an NBMA bridge, real `dmvpnd` (and bird,
+//! dumpcap, ping) processes, control requests and polling; everything is
+//! removed on drop.
 
 use std::fs;
 use std::net::IpAddr;
@@ -212,13 +211,7 @@ impl Lab {
             .expect("log");
         // `ip netns exec` execs the daemon: the child pid is dmvpnd's.
         let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                ns,
-                env!("CARGO_BIN_EXE_dmvpnd"),
-                "--config",
-            ])
+            .args(["netns", "exec", ns, crate::dmvpnd(), "--config"])
             .arg(&path)
             .stdout(Stdio::null())
             .stderr(log)

@@ -8,13 +8,11 @@
 //!
 //! Needs root, iproute2, ping and bird2; fails (never skips) without them.
 
-mod common;
-
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use common::*;
 use dmvpn_ctl::proto::DmvpnState;
+use dmvpn_tests::*;
 
 fn dmvpn_config(role: &str, n: u8) -> String {
     let nhrp = if role == "hub" {

@@ -2,12 +2,10 @@
 //! colour codes when stderr is not a terminal), and `RUST_LOG` honoured.
 //! Needs root (a namespace, TUN).
 
-mod common;
-
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::*;
+use dmvpn_tests::*;
 
 fn hub_config() -> String {
     SeedNode {
@@ -48,13 +46,7 @@ fn rust_log_overrides_the_configured_filter() {
     std::fs::write(&cfg, text).unwrap();
     let log = lab.path(&format!("{ns}.log"));
     let child = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &ns,
-            env!("CARGO_BIN_EXE_dmvpnd"),
-            "--config",
-        ])
+        .args(["netns", "exec", &ns, dmvpnd(), "--config"])
         .arg(&cfg)
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
