@@ -7,7 +7,7 @@
 
 /// Checksum of `data`.
 pub fn checksum(data: &[u8]) -> u16 {
-    Checksum::new().add(data).finish()
+    Checksum::new().add_bytes(data).finish()
 }
 
 /// Checksum of the concatenation of several pieces (a pseudo-header and a
@@ -28,7 +28,7 @@ impl Checksum {
 
     /// Adds the next bytes.
     #[must_use]
-    pub fn add(mut self, data: &[u8]) -> Checksum {
+    pub fn add_bytes(mut self, data: &[u8]) -> Checksum {
         let s = fold(raw_sum(data));
         // One's complement sums are byte-order independent: bytes that
         // start at an odd offset sum to the byte-swapped value (RFC 1071 §2).
@@ -40,13 +40,13 @@ impl Checksum {
     /// Adds a 16-bit value as its two big-endian bytes.
     #[must_use]
     pub fn add_u16(self, v: u16) -> Checksum {
-        self.add(&v.to_be_bytes())
+        self.add_bytes(&v.to_be_bytes())
     }
 
     /// Adds a 32-bit value as its four big-endian bytes.
     #[must_use]
     pub fn add_u32(self, v: u32) -> Checksum {
-        self.add(&v.to_be_bytes())
+        self.add_bytes(&v.to_be_bytes())
     }
 
     /// The checksum of everything added.
@@ -149,7 +149,7 @@ mod tests {
             let mut c = Checksum::new();
             let mut from = 0;
             for a in at.into_iter().chain([d.len()]) {
-                c = c.add(&d[from..a]);
+                c = c.add_bytes(&d[from..a]);
                 from = a;
             }
             prop_assert_eq!(c.finish(), checksum(&d));

@@ -88,7 +88,7 @@ impl Prefix {
     }
 
     /// The prefix length.
-    pub const fn len(&self) -> u8 {
+    pub const fn prefix_len(&self) -> u8 {
         self.len
     }
 
@@ -373,7 +373,7 @@ mod tests {
     fn masks_and_clamps() {
         assert_eq!(p("10.1.2.3/16"), Prefix::new(ip("10.1.0.0"), 16));
         assert_eq!(p("10.1.2.3/16").addr(), ip("10.1.0.0"));
-        assert_eq!(Prefix::new(ip("10.1.2.3"), 40).len(), 32);
+        assert_eq!(Prefix::new(ip("10.1.2.3"), 40).prefix_len(), 32);
         assert_eq!(Prefix::new(ip("10.1.2.3"), 0).addr(), ip("0.0.0.0"));
         assert_eq!(p("2001:db8::1/32").addr(), ip("2001:db8::"));
         assert_eq!(
@@ -446,7 +446,7 @@ mod tests {
         assert_eq!(m.remove(&p("10.1.2.3/32")), Some("host"));
         assert_eq!(m.remove(&p("10.1.2.3/32")), None);
         assert_eq!(m.lookup_v4("10.1.2.3".parse().unwrap()), Some(&"again"));
-        m.retain(|pr, _| pr.is_ipv4() && pr.len() > 0);
+        m.retain(|pr, _| pr.is_ipv4() && pr.prefix_len() > 0);
         assert_eq!(
             m.iter()
                 .map(|(pr, v)| (pr.to_string(), *v))
@@ -487,7 +487,7 @@ mod tests {
             prop_assert_eq!(m.len(), last.len());
             // Probe entry addresses too, so matches are common.
             for a in probes.iter().chain(entries.iter().map(|e| &e.0)).map(|x| x.last()) {
-                let want = last.iter().filter(|(pr, _)| pr.contains_addr(a)).max_by_key(|(pr, _)| pr.len());
+                let want = last.iter().filter(|(pr, _)| pr.contains_addr(a)).max_by_key(|(pr, _)| pr.prefix_len());
                 prop_assert_eq!(m.lookup(a), want.map(|(pr, v)| (*pr, v)));
             }
         }
