@@ -158,6 +158,16 @@ impl GreRepr {
         Ok(hl)
     }
 
+    /// A new packet of header and `payload`: for control-plane and test
+    /// code (the forwarding path writes into its own buffers with
+    /// [`GreRepr::emit`]).
+    pub fn to_packet(&self, payload: &[u8]) -> Vec<u8> {
+        let mut out = vec![0; self.header_len() + payload.len()];
+        // The buffer is sized for the header and the payload.
+        let _ = self.emit_packet(payload, &mut out);
+        out
+    }
+
     /// Writes header and a copy of `payload` into `out`; returns the
     /// packet length.
     pub fn emit_packet(&self, payload: &[u8], out: &mut [u8]) -> Result<usize, EmitError> {
@@ -271,6 +281,7 @@ mod tests {
             let (h, p) = GreRepr::parse(&out[..n]).unwrap();
             prop_assert_eq!(h, r);
             prop_assert_eq!(p, &payload[..]);
+            prop_assert_eq!(r.to_packet(&payload), &out[..n]);
         }
 
         #[test]

@@ -262,6 +262,23 @@ impl Ipv4Repr {
     }
 }
 
+impl Ipv4Repr {
+    /// A new packet of header, `options` and `payload`, its payload length
+    /// taken from `payload`: for control-plane and test code (the
+    /// forwarding path writes into its own buffers with [`Ipv4Repr::emit`]).
+    pub fn to_packet(&self, options: &[u8], payload: &[u8]) -> Result<Vec<u8>, EmitError> {
+        let r = Ipv4Repr {
+            payload_len: payload.len(),
+            ..*self
+        };
+        let mut out = vec![0; MAX_HEADER_LEN + payload.len()];
+        let hl = r.emit_with_options(options, &mut out)?;
+        out.truncate(hl);
+        out.extend_from_slice(payload);
+        Ok(out)
+    }
+}
+
 /// Recomputes the checksum of the header at the start of `packet` (its
 /// length taken from the IHL field) after fields were edited in place.
 /// Returns `false`, writing nothing, if `packet` is shorter than that.
@@ -412,6 +429,8 @@ mod tests {
             prop_assert_eq!(p.header_len(), hl);
             prop_assert_eq!(&p.options()[..opts.len()], &opts[..]);
             prop_assert_eq!(Ipv4Repr::parse(&p), r);
+            let v = r.to_packet(&opts, &buf[hl..hl + r.payload_len]).unwrap();
+            prop_assert_eq!(&v[..], &buf[..hl + r.payload_len]);
         }
 
         #[test]
