@@ -108,7 +108,7 @@ fn check_capture(file: &str, out: &str) -> Vec<Packet> {
         let nf = extract_nhrp(f.linktype, &f.data)
             .unwrap_or_else(|err| panic!("{ctx}: {err}"))
             .unwrap_or_else(|| panic!("{ctx}: no NHRP"));
-        let gre = nf.gre.clone().expect("GRE");
+        let gre = nf.gre.expect("GRE");
         assert_eq!(gre.key, e.key, "{ctx}: GRE key");
         assert_eq!(nf.ip.tos(), 0xc0, "{ctx}: outer TOS");
         let p = Packet::parse(nf.nhrp).unwrap_or_else(|err| panic!("{ctx}: {err}"));
