@@ -1,6 +1,8 @@
 //! The sans-IO IKEv1 endpoint (quinn-proto style): feed it datagrams and
 //! time, collect datagrams to send, events and the next deadline.
 
+use dmvpn_wire::natt::{self, Natt};
+
 use crate::crypto::Cipher;
 use crate::index::PeerIndex;
 use crate::keys::Phase1Keys;
@@ -34,32 +36,16 @@ pub const MAX_QM_IN_PROGRESS: usize = 32;
 pub(crate) const QM_LINGER: Duration = Duration::from_secs(60);
 
 /// The NAT-T UDP port.
-pub const NATT_PORT: u16 = 4500;
+pub const NATT_PORT: u16 = natt::PORT;
 /// The non-ESP marker that precedes IKE on port 4500 (RFC 3948).
-pub const NON_ESP_MARKER: [u8; 4] = [0; 4];
+pub const NON_ESP_MARKER: [u8; 4] = natt::NON_ESP_MARKER;
 
-/// What arrived on UDP 4500.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Udp4500<'a> {
-    /// IKE after the non-ESP marker (marker stripped).
-    Ike(&'a [u8]),
-    /// ESP-in-UDP (starts with a non-zero SPI): for the data plane.
-    Esp(&'a [u8]),
-    /// A NAT keepalive (single 0xff byte).
-    Keepalive,
-    Invalid,
-}
-
-/// Classify a UDP 4500 payload.
-pub fn classify_udp4500(d: &[u8]) -> Udp4500<'_> {
-    if d == [0xff] {
-        Udp4500::Keepalive
-    } else if d.len() >= 4 && d[..4] == NON_ESP_MARKER {
-        Udp4500::Ike(&d[4..])
-    } else if d.len() >= 8 {
-        Udp4500::Esp(d)
+/// `msg` behind the non-ESP marker when either port is the NAT-T port.
+pub(crate) fn frame(local: SocketAddr, remote: SocketAddr, msg: Vec<u8>) -> Vec<u8> {
+    if local.port() == NATT_PORT || remote.port() == NATT_PORT {
+        [&NON_ESP_MARKER[..], &msg].concat()
     } else {
-        Udp4500::Invalid
+        msg
     }
 }
 
@@ -647,12 +633,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
     /// 4500; nothing (`None`) for an SA that is gone.
     pub(crate) fn queue(&mut self, id: SaId, bytes: Vec<u8>) -> Option<Transmit> {
         let s = self.sas.get(&id)?;
-        let mut payload = bytes;
-        if s.local.port() == NATT_PORT || s.remote.port() == NATT_PORT {
-            let mut v = NON_ESP_MARKER.to_vec();
-            v.extend_from_slice(&payload);
-            payload = v;
-        }
+        let payload = frame(s.local, s.remote, bytes);
         let t = Transmit {
             local: s.local,
             remote: s.remote,
@@ -759,7 +740,8 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
     }
 
     /// Process one datagram. `local`/`remote` carry the UDP ports; on port
-    /// 4500 the datagram must start with the non-ESP marker.
+    /// 4500 the datagram must start with the non-ESP marker (a keepalive
+    /// is accepted and ignored, ESP refused).
     pub fn handle(
         &mut self,
         now: Instant,
@@ -767,7 +749,29 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         remote: SocketAddr,
         datagram: &[u8],
     ) -> Result<(), HandleError> {
-        let r = self.handle_inner(now, local, remote, datagram);
+        let message = if local.port() == NATT_PORT || remote.port() == NATT_PORT {
+            match natt::demux(datagram) {
+                Natt::Ike(m) => m,
+                Natt::Keepalive => return Ok(()),
+                Natt::Esp(_) | Natt::Invalid => return Err(HandleError::NotIke),
+            }
+        } else {
+            datagram
+        };
+        self.handle_message(now, local, remote, message)
+    }
+
+    /// Process one ISAKMP message with no non-ESP marker in front, on
+    /// either port: for a caller that already demultiplexed a NAT-T
+    /// datagram with `dmvpn_wire::natt::demux`.
+    pub fn handle_message(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        message: &[u8],
+    ) -> Result<(), HandleError> {
+        let r = self.handle_inner(now, local, remote, message);
         self.sync_timers();
         r
     }
@@ -777,17 +781,8 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         now: Instant,
         local: SocketAddr,
         remote: SocketAddr,
-        datagram: &[u8],
+        data: &[u8],
     ) -> Result<(), HandleError> {
-        let data = if local.port() == NATT_PORT || remote.port() == NATT_PORT {
-            match classify_udp4500(datagram) {
-                Udp4500::Ike(d) => d,
-                Udp4500::Keepalive => return Ok(()),
-                _ => return Err(HandleError::NotIke),
-            }
-        } else {
-            datagram
-        };
         let (h, _) = Header::parse(data)?;
         let key = (h.icookie, remote.ip());
         let Some(&id) = self.by_cookie.get(&key) else {

@@ -13,7 +13,7 @@
 //! cookies) to encrypt and hash exactly as a peer that knows the key would.
 
 use crate::crypto::{DhGroup, EncrAlg, GroupId, HashAlg};
-use crate::endpoint::{Endpoint, NATT_PORT, NON_ESP_MARKER, Phase1, QuickMode, Transmit};
+use crate::endpoint::{Endpoint, NATT_PORT, Phase1, QuickMode, Transmit};
 use crate::keys::{self, Phase1Keys};
 use crate::policy::{
     DpdConfig, EngineConfig, EspEncr, EspTransform, IkePolicy, InitiateMode, Mode, NatTMode,
@@ -1093,13 +1093,7 @@ fn emit(
 
 /// Add the non-ESP marker on port 4500.
 fn framed(local: SocketAddr, remote: SocketAddr, msg: Vec<u8>) -> Vec<u8> {
-    if local.port() == NATT_PORT || remote.port() == NATT_PORT {
-        let mut v = NON_ESP_MARKER.to_vec();
-        v.extend_from_slice(&msg);
-        v
-    } else {
-        msg
-    }
+    crate::endpoint::frame(local, remote, msg)
 }
 
 fn forge(w: &mut World, a: &Act) {
@@ -1150,8 +1144,8 @@ fn mutate_next(w: &mut World, ops: &[PayloadOp], hash: HashFix) {
         return;
     };
     let to = 1 - from;
-    let data = match crate::endpoint::classify_udp4500(&tx.payload) {
-        crate::endpoint::Udp4500::Ike(d) if tx.local.port() == NATT_PORT => d.to_vec(),
+    let data = match dmvpn_wire::natt::demux(&tx.payload) {
+        dmvpn_wire::natt::Natt::Ike(d) if tx.local.port() == NATT_PORT => d.to_vec(),
         _ => tx.payload.clone(),
     };
     let Ok((h, body)) = Header::parse(&data) else {

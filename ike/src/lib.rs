@@ -69,7 +69,7 @@ pub mod wire;
 pub use admission::EngineStats;
 pub use endpoint::{
     ChildSa, ChildSaInfo, CommandError, Encapsulation, Endpoint, EspKeys, Event, HandleError,
-    IsakmpSaInfo, Phase2Request, SaId, SpiAllocator, Transmit, Udp4500, classify_udp4500,
+    IsakmpSaInfo, Phase2Request, SaId, SpiAllocator, Transmit,
 };
 pub use policy::{
     DpdConfig, EngineConfig, EspEncr, EspTransform, IkePolicy, InitiateMode, Mode, NatTMode,

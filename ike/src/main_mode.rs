@@ -227,12 +227,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                 data: vec![],
             })],
         };
-        let mut payload = m.emit();
-        if local.port() == crate::endpoint::NATT_PORT {
-            let mut v = crate::endpoint::NON_ESP_MARKER.to_vec();
-            v.extend_from_slice(&payload);
-            payload = v;
-        }
+        let payload = crate::endpoint::frame(local, remote, m.emit());
         self.transmits.push_back(crate::endpoint::Transmit {
             local,
             remote,

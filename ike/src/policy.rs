@@ -1,6 +1,8 @@
 //! Engine configuration (a plain struct the node fills from its own
 //! config) and the IOS proposal-selection rules.
 
+use dmvpn_wire::prefix::Prefix;
+
 use crate::crypto::{EncrAlg, GroupId, HashAlg};
 use crate::wire::consts::{encap, life, p1attr, p2attr};
 use crate::wire::{Attribute, IdPayload, Identity, Transform};
@@ -257,26 +259,6 @@ impl PskEntry {
     }
 }
 
-fn prefix_match(prefix: IpAddr, len: u8, ip: IpAddr) -> bool {
-    match (prefix, ip) {
-        (IpAddr::V4(p), IpAddr::V4(a)) => {
-            let len = len.min(32) as u32;
-            let m = if len == 0 { 0 } else { u32::MAX << (32 - len) };
-            u32::from(p) & m == u32::from(a) & m
-        }
-        (IpAddr::V6(p), IpAddr::V6(a)) => {
-            let len = len.min(128) as u32;
-            let m = if len == 0 {
-                0
-            } else {
-                u128::MAX << (128 - len)
-            };
-            u128::from(p) & m == u128::from(a) & m
-        }
-        _ => false,
-    }
-}
-
 /// NAT traversal behaviour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NatTMode {
@@ -368,7 +350,7 @@ impl EngineConfig {
     pub fn psk_for(&self, peer: IpAddr) -> Option<&PskEntry> {
         self.psks
             .iter()
-            .filter(|e| prefix_match(e.prefix, e.len, peer))
+            .filter(|e| Prefix::new(e.prefix, e.len).contains_addr(peer))
             .max_by_key(|e| e.len)
     }
 

@@ -4,6 +4,7 @@ use dmvpn_ike::crypto::{EncrAlg, GroupId, HashAlg};
 use dmvpn_ike::policy::gre_proxy;
 use dmvpn_ike::wire;
 use dmvpn_ike::*;
+use dmvpn_wire::natt::{self, Natt};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use std::net::{IpAddr, SocketAddr};
@@ -120,6 +121,10 @@ struct Net {
     sent: [usize; 2],
     /// Every datagram that crossed the wire: (from_a, transmit as sent).
     log: Vec<(bool, Transmit)>,
+    /// Deliver NAT-T datagrams as a forwarding driver does: demultiplexed
+    /// once with `dmvpn_wire::natt::demux`, IKE handed over without its
+    /// marker through `handle_message`.
+    demux_natt: bool,
 }
 
 fn ep(cfg: EngineConfig, seed: u64, spi_base: u32) -> Ep {
@@ -158,6 +163,7 @@ impl Net {
             filter: Box::new(|_, _, _| true),
             sent: [0, 0],
             log: vec![],
+            demux_natt: false,
         }
     }
 
@@ -217,20 +223,29 @@ impl Net {
             return;
         }
         let now = self.now;
-        if from_a {
+        let demux = self.demux_natt;
+        let (to, local, remote) = if from_a {
             let src = if self.nat { Nat::out(t.local) } else { t.local };
-            if let Err(e) = self.b.ep.handle(now, t.remote, src, &t.payload) {
-                self.b.errors.push(e);
-            }
+            (&mut self.b, t.remote, src)
         } else {
             let dst = if self.nat {
                 Nat::back(t.remote)
             } else {
                 t.remote
             };
-            if let Err(e) = self.a.ep.handle(now, dst, t.local, &t.payload) {
-                self.a.errors.push(e);
+            (&mut self.a, dst, t.local)
+        };
+        let r = if demux && (local.port() == 4500 || remote.port() == 4500) {
+            match natt::demux(&t.payload) {
+                Natt::Ike(m) => to.ep.handle_message(now, local, remote, m),
+                Natt::Keepalive => Ok(()),
+                other => panic!("IKE sent {other:?} on the NAT-T port"),
             }
+        } else {
+            to.ep.handle(now, local, remote, &t.payload)
+        };
+        if let Err(e) = r {
+            to.errors.push(e);
         }
     }
 
@@ -806,6 +821,37 @@ fn nat_t_float_and_udp_encapsulation() {
     net.run_for(Duration::from_secs(21));
     assert!(net.log.iter().any(|(a, t)| *a && t.payload == [0xff]));
     assert!(!net.log.iter().any(|(a, t)| !*a && t.payload == [0xff]));
+}
+
+/// A driver that demultiplexes UDP 4500 itself hands IKE over without the
+/// non-ESP marker (`handle_message`), and the exchange completes exactly as
+/// through `handle`.
+#[test]
+fn nat_t_demultiplexed_by_the_driver() {
+    let mut net = Net::new(modern_cfg(), modern_cfg()).behind_nat();
+    net.demux_natt = true;
+    net.initiate();
+    net.pump();
+    let (ca, cb) = (installed(&net.a), installed(&net.b));
+    assert_eq!(
+        (ca.len(), cb.len()),
+        (1, 1),
+        "{:?} {:?}",
+        net.a.errors,
+        net.b.errors
+    );
+    assert_pair(&ca[0], &cb[0]);
+    assert_eq!(
+        cb[0].encapsulation,
+        Encapsulation::Udp {
+            local_port: 4500,
+            remote_port: 44500
+        }
+    );
+    assert!(net.log.iter().skip(4).all(|(_, t)| t.local.port() == 4500));
+    net.run_for(Duration::from_secs(21));
+    assert!(net.log.iter().any(|(a, t)| *a && t.payload == [0xff]));
+    assert!(net.a.errors.is_empty() && net.b.errors.is_empty());
 }
 
 #[test]

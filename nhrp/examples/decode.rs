@@ -49,8 +49,8 @@ pub fn decode_frame(linktype: u32, data: &[u8]) -> Result<Option<String>, ParseE
     };
     Ok(Some(format!(
         "{} > {}{} {}",
-        f.ip.src,
-        f.ip.dst,
+        f.ip.src(),
+        f.ip.dst(),
         key,
         packet_line(&p)
     )))

@@ -4,8 +4,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::net::IpAddr;
-use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
+
+use dmvpn_wire::prefix::{Prefix, mask, max_len};
 
 use crate::time::Instant;
 
@@ -128,50 +129,6 @@ impl CacheEntry {
     pub fn is_complete(&self) -> bool {
         self.nbma.is_some() && !matches!(self.kind, EntryType::Incomplete | EntryType::Negative)
     }
-}
-
-/// Host prefix length of the address family.
-pub fn max_len(a: IpAddr) -> u8 {
-    if a.is_ipv4() { 32 } else { 128 }
-}
-
-/// `a` with all but the first `len` bits cleared.
-pub fn mask(a: IpAddr, len: u8) -> IpAddr {
-    match a {
-        IpAddr::V4(v) => {
-            let l = u32::from(len.min(32));
-            let m = if l == 0 { 0 } else { u32::MAX << (32 - l) };
-            IpAddr::V4((u32::from(v) & m).into())
-        }
-        IpAddr::V6(v) => {
-            let l = u32::from(len.min(128));
-            let m = if l == 0 { 0 } else { u128::MAX << (128 - l) };
-            IpAddr::V6((u128::from(v) & m).into())
-        }
-    }
-}
-
-/// Last address of `prefix/len` (all host bits set).
-fn last(prefix: IpAddr, len: u8) -> IpAddr {
-    match prefix {
-        IpAddr::V4(v) => {
-            let l = u32::from(len.min(32));
-            let host = if l == 0 { u32::MAX } else { u32::MAX >> l };
-            IpAddr::V4(Ipv4Addr::from(u32::from(v) | host))
-        }
-        IpAddr::V6(v) => {
-            let l = u32::from(len.min(128));
-            let host = if l == 0 { u128::MAX } else { u128::MAX >> l };
-            IpAddr::V6(Ipv6Addr::from(u128::from(v) | host))
-        }
-    }
-}
-
-/// Whether `inner/inner_len` lies inside `outer/outer_len` (same family).
-pub fn contains(outer: IpAddr, outer_len: u8, inner: IpAddr, inner_len: u8) -> bool {
-    outer.is_ipv4() == inner.is_ipv4()
-        && inner_len >= outer_len
-        && mask(inner, outer_len) == mask(outer, outer_len)
 }
 
 /// Protocol-address cache with longest-prefix lookup.
@@ -308,7 +265,8 @@ impl Cache {
     /// included) and those inside it.
     pub fn overlapping(&self, prefix: IpAddr, len: u8) -> impl Iterator<Item = &CacheEntry> {
         let len = len.min(max_len(prefix));
-        let (first, end) = (mask(prefix, len), last(prefix, len));
+        let whole = Prefix::new(prefix, len);
+        let (first, end) = (whole.addr(), whole.last());
         self.by_len.iter().flat_map(move |(l, m)| {
             let range = if *l <= len {
                 let k = mask(prefix, *l);

@@ -2,9 +2,10 @@
 //! cooked (SLL and SLL2) or raw IP link types → IPv4 → GRE (0x2001) or
 //! IP protocol 54 → NHRP bytes.
 
+use dmvpn_wire::gre::GreRepr;
+use dmvpn_wire::ipv4::{Ipv4Packet, PROTO_GRE};
+
 use crate::error::{ParseError, need};
-use crate::gre::GreHeader;
-use crate::ipv4::Ipv4Header;
 use crate::wire::{GRE_PROTO_NHRP, IP_PROTO_NHRP};
 
 /// LINKTYPE_ETHERNET.
@@ -21,15 +22,14 @@ pub const LINKTYPE_LINUX_SLL2: u32 = 276;
 const ETHERTYPE_IPV4: u16 = 0x0800;
 const ETHERTYPE_VLAN: u16 = 0x8100;
 const ETHERTYPE_QINQ: u16 = 0x88a8;
-const IP_PROTO_GRE: u8 = 47;
 
 /// An NHRP packet found in a frame, with its carriers.
 #[derive(Debug, Clone)]
 pub struct NhrpFrame<'a> {
-    /// Outer IPv4 header.
-    pub ip: Ipv4Header,
+    /// Outer IPv4 packet (header fields, options, payload).
+    pub ip: Ipv4Packet<'a>,
     /// GRE header (None when NHRP rides directly on IP protocol 54).
-    pub gre: Option<GreHeader>,
+    pub gre: Option<GreRepr>,
     /// The NHRP bytes (not yet parsed).
     pub nhrp: &'a [u8],
 }
@@ -80,10 +80,17 @@ pub fn extract_nhrp(linktype: u32, frame: &[u8]) -> Result<Option<NhrpFrame<'_>>
             });
         }
     };
-    let (ip, payload) = Ipv4Header::parse(ip)?;
-    match ip.protocol {
-        IP_PROTO_GRE => {
-            let (gre, inner) = GreHeader::parse(payload)?;
+    let ip = Ipv4Packet::new_checked(ip)?;
+    if ip.frag_offset() != 0 {
+        return Err(ParseError::Malformed {
+            what: "IPv4 header",
+            reason: "non-first fragment",
+        });
+    }
+    let payload = ip.payload();
+    match ip.protocol() {
+        PROTO_GRE => {
+            let (gre, inner) = GreRepr::parse(payload)?;
             if gre.protocol != GRE_PROTO_NHRP {
                 return Ok(None);
             }

@@ -17,7 +17,10 @@ use std::time::Duration;
 
 use tracing::{debug, info, warn};
 
-use crate::cache::{Cache, CacheEntry, EntryType, contains, mask, max_len};
+use dmvpn_wire::prefix::{Prefix, PrefixMap, mask, max_len};
+use subtle::ConstantTimeEq;
+
+use crate::cache::{Cache, CacheEntry, EntryType};
 use crate::ext::{AUTH_TYPE_CLEARTEXT, ExtBody, Extension};
 use crate::limit::{Reason, WarnLimiter};
 use crate::time::Instant;
@@ -474,7 +477,7 @@ pub struct Engine {
     events: VecDeque<Event>,
     delayed: Vec<Delayed>,
     sa_up: HashSet<IpAddr>,
-    routes: Vec<(IpAddr, u8, IpAddr)>,
+    routes: PrefixMap<IpAddr>,
     redirect_last: HashMap<(IpAddr, IpAddr), Instant>,
     send_window: (Instant, u32),
     nat_nbma: Option<IpAddr>,
@@ -488,14 +491,6 @@ pub struct Engine {
 
 fn host_len(a: IpAddr) -> u8 {
     max_len(a)
-}
-
-/// Constant-time comparison (password check).
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Addresses of an IPv4 or IPv6 packet, and the length of header + 8.
@@ -574,7 +569,7 @@ impl Engine {
             events: VecDeque::new(),
             delayed: Vec::new(),
             sa_up: HashSet::new(),
-            routes: Vec::new(),
+            routes: PrefixMap::new(),
             redirect_last: HashMap::new(),
             send_window: (Instant::ZERO, 0),
             nat_nbma: None,
@@ -670,17 +665,13 @@ impl Engine {
     /// Installs a route (network → next-hop tunnel address) the NHS uses
     /// to find which client owns a destination behind it.
     pub fn add_route(&mut self, prefix: IpAddr, prefix_len: u8, next_hop: IpAddr) {
-        let prefix = mask(prefix, prefix_len);
         self.routes
-            .retain(|(p, l, _)| !(*p == prefix && *l == prefix_len));
-        self.routes.push((prefix, prefix_len, next_hop));
+            .insert(Prefix::new(prefix, prefix_len), next_hop);
     }
 
     /// Removes a route added with [`Engine::add_route`].
     pub fn remove_route(&mut self, prefix: IpAddr, prefix_len: u8) {
-        let prefix = mask(prefix, prefix_len);
-        self.routes
-            .retain(|(p, l, _)| !(*p == prefix && *l == prefix_len));
+        self.routes.remove(&Prefix::new(prefix, prefix_len));
     }
 
     /// Next packet to send.
@@ -999,7 +990,7 @@ impl Engine {
             None => true,
             Some(list) => {
                 list.iter()
-                    .any(|(p, l)| contains(*p, *l, from, host_len(from)))
+                    .any(|(p, l)| Prefix::new(*p, *l).contains_addr(from))
                     || self.is_relay(from)
             }
         }
@@ -1011,7 +1002,7 @@ impl Engine {
         };
         p.extensions.iter().any(|e| match &e.body {
             ExtBody::Authentication { auth_type, data } => {
-                *auth_type == AUTH_TYPE_CLEARTEXT && ct_eq(data, pw.as_bytes())
+                *auth_type == AUTH_TYPE_CLEARTEXT && bool::from(data.ct_eq(pw.as_bytes()))
             }
             _ => false,
         })
@@ -1342,7 +1333,9 @@ impl Engine {
     fn registration_allowed(&self, proto: IpAddr, len: u8) -> bool {
         let subnet = [(self.cfg.protocol, self.cfg.tunnel_prefix_len)];
         let allowed = self.cfg.registration_prefixes.as_deref().unwrap_or(&subnet);
-        allowed.iter().any(|(p, l)| contains(*p, *l, proto, len))
+        allowed
+            .iter()
+            .any(|(p, l)| Prefix::new(*p, *l).contains(&Prefix::new(proto, len)))
     }
 
     /// Registers `proto/len` at `real` (the NBMA address the request came
@@ -1576,7 +1569,7 @@ impl Engine {
         self.cfg
             .local_prefixes
             .iter()
-            .filter(|(p, l)| mask(dst, *l) == mask(*p, *l) && p.is_ipv4() == dst.is_ipv4())
+            .filter(|(p, l)| Prefix::new(*p, *l).contains_addr(dst))
             .map(|(_, l)| *l)
             .max()
     }
@@ -1606,12 +1599,7 @@ impl Engine {
         }
         if self.cfg.server {
             // Forward towards the client that owns the destination.
-            let nh = self
-                .routes
-                .iter()
-                .filter(|(pr, l, _)| mask(dst, *l) == *pr && pr.is_ipv4() == dst.is_ipv4())
-                .max_by_key(|(_, l, _)| *l)
-                .map_or(dst, |(_, _, nh)| *nh);
+            let nh = self.routes.lookup(dst).map_or(dst, |(_, nh)| *nh);
             let owner = self
                 .cache
                 .lookup(nh)
@@ -2129,7 +2117,7 @@ impl Engine {
         for (a, l) in targets {
             let gone = self.cache.remove_if(|e| {
                 let named = matches!(e.kind, EntryType::Cached | EntryType::Dynamic)
-                    && contains(a, l, e.prefix, e.prefix_len);
+                    && Prefix::new(a, l).contains(&Prefix::new(e.prefix, e.prefix_len));
                 let owner = e.nbma == Some(from) || (e.kind == EntryType::Cached && from_nhs);
                 refused += u64::from(named && !owner);
                 named && owner

@@ -66,6 +66,12 @@ pub enum ParseError {
         /// What is wrong.
         reason: &'static str,
     },
+    /// The IPv4 header carrying the packet is malformed.
+    #[error("malformed IPv4 header: {0}")]
+    Ipv4(#[from] dmvpn_wire::ipv4::Ipv4Error),
+    /// The GRE header carrying the packet is malformed.
+    #[error("malformed GRE header: {0}")]
+    Gre(#[from] dmvpn_wire::gre::GreError),
     /// Generic structural problem in a GRE or IP header.
     #[error("malformed {what}: {reason}")]
     Malformed {

@@ -3,8 +3,8 @@
 //!
 //! - [`wire`]: fixed header, mandatory part, CIEs, checksum ([`Packet`]).
 //! - [`ext`]: extensions ([`Extension`], [`ExtBody`]).
-//! - [`gre`], [`ipv4`], [`capture`]: carriers, for the data path and for
-//!   reading captures.
+//! - [`capture`]: finds NHRP in captured frames (IPv4 and GRE come from
+//!   `dmvpn_wire`).
 //! - [`display`]: the stable one-line text form of a packet.
 //! - [`engine`]: the sans-IO NHC/NHS state machine ([`Engine`]), driven
 //!   with `handle` / `handle_timeout` / `poll_transmit` / `poll_timeout`
@@ -19,8 +19,6 @@ pub mod display;
 pub mod engine;
 pub mod error;
 pub mod ext;
-pub mod gre;
-pub mod ipv4;
 mod limit;
 pub mod time;
 pub mod traffic;

@@ -8,13 +8,15 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use dmvpn_wire::checksum::checksum;
+
 use crate::error::{ParseError, need};
 use crate::ext::Extension;
 
 /// GRE protocol type that carries NHRP.
-pub const GRE_PROTO_NHRP: u16 = 0x2001;
+pub const GRE_PROTO_NHRP: u16 = dmvpn_wire::gre::PROTO_NHRP;
 /// IP protocol number of NHRP directly over IP (RFC 2332 section 4).
-pub const IP_PROTO_NHRP: u8 = 54;
+pub const IP_PROTO_NHRP: u8 = dmvpn_wire::ipv4::PROTO_NHRP;
 /// Address family number for IPv4 NBMA addresses.
 pub const AFN_IPV4: u16 = 1;
 /// Address family number for IPv6 NBMA addresses.
@@ -242,23 +244,6 @@ pub fn addr_to_string(bytes: &[u8]) -> String {
             .collect::<Vec<_>>()
             .join(":"),
     }
-}
-
-/// Internet one's-complement checksum; an odd tail byte is padded with a
-/// zero byte on the right (big-endian), as RFC 1071 requires.
-pub fn checksum(data: &[u8]) -> u16 {
-    let mut sum: u32 = 0;
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    if let [last] = chunks.remainder() {
-        sum += u32::from(*last) << 8;
-    }
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
 }
 
 /// Byte cursor that never panics: every read checks the remaining length.

@@ -345,8 +345,14 @@ fn error_indication_in_transit_reaches_the_offending_station() {
 }
 
 fn icmp(src: &str, dst: &str) -> Vec<u8> {
-    let h = dmvpn_nhrp::ipv4::Ipv4Header::new(src.parse().unwrap(), dst.parse().unwrap(), 1, 0, 63);
-    h.emit(&[8, 0, 0, 0, 0, 1, 0, 1, 0xaa, 0xbb, 0xcc, 0xdd])
+    common::ipv4(
+        src.parse().unwrap(),
+        dst.parse().unwrap(),
+        1,
+        0,
+        63,
+        &[8, 0, 0, 0, 0, 1, 0, 1, 0xaa, 0xbb, 0xcc, 0xdd],
+    )
 }
 
 #[test]

@@ -8,6 +8,7 @@ use dmvpn_nhrp::capture::extract_nhrp;
 use dmvpn_nhrp::ext::ExtBody;
 use dmvpn_nhrp::wire::addr_to_string;
 use dmvpn_nhrp::{Body, Packet};
+use dmvpn_wire::ipv4::Ipv4Repr;
 
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/");
 
@@ -107,9 +108,9 @@ fn check_capture(file: &str, out: &str) -> Vec<Packet> {
         let nf = extract_nhrp(f.linktype, &f.data)
             .unwrap_or_else(|err| panic!("{ctx}: {err}"))
             .unwrap_or_else(|| panic!("{ctx}: no NHRP"));
-        let gre = nf.gre.clone().expect("GRE");
+        let gre = nf.gre.expect("GRE");
         assert_eq!(gre.key, e.key, "{ctx}: GRE key");
-        assert_eq!(nf.ip.tos, 0xc0, "{ctx}: outer TOS");
+        assert_eq!(nf.ip.tos(), 0xc0, "{ctx}: outer TOS");
         let p = Packet::parse(nf.nhrp).unwrap_or_else(|err| panic!("{ctx}: {err}"));
         assert_eq!(tcpdump_type(&p), e.ty, "{ctx}: type");
         assert_eq!(p.request_id(), e.id, "{ctx}: request id");
@@ -147,8 +148,10 @@ fn check_capture(file: &str, out: &str) -> Vec<Packet> {
         // Byte-exact re-encoding of NHRP, GRE and the outer IPv4 header.
         let emitted = p.emit();
         assert_eq!(emitted, nf.nhrp[..emitted.len()], "{ctx}: NHRP re-encode");
-        let gre_bytes = gre.emit(&emitted);
-        let ip_bytes = nf.ip.emit(&gre_bytes);
+        let gre_bytes = gre.to_packet(&emitted);
+        let ip_bytes = Ipv4Repr::parse(&nf.ip)
+            .to_packet(nf.ip.options(), &gre_bytes)
+            .unwrap();
         assert!(
             f.data.windows(ip_bytes.len()).any(|w| w == ip_bytes),
             "{ctx}: IPv4/GRE re-encode"

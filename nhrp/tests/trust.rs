@@ -897,14 +897,14 @@ fn replies_and_traffic_indications_count_only_from_the_nhs() {
         Body::Traffic {
             code: 0,
             unused: 0,
-            contents: dmvpn_nhrp::ipv4::Ipv4Header::new(
+            contents: common::ipv4(
                 "10.2.0.1".parse().unwrap(),
                 "10.77.0.1".parse().unwrap(),
                 1,
                 0,
                 63,
-            )
-            .emit(&[8, 0, 0, 0, 0, 0, 0, 0]),
+                &[8, 0, 0, 0, 0, 0, 0, 0],
+            ),
         },
     );
     let mut ti = ti;

@@ -8,10 +8,10 @@ use std::net::IpAddr;
 use std::process::Command;
 
 use dmvpn_nhrp::ext::{AUTH_TYPE_CLEARTEXT, ExtBody};
-use dmvpn_nhrp::gre::GreHeader;
-use dmvpn_nhrp::ipv4::Ipv4Header;
 use dmvpn_nhrp::wire::{GRE_PROTO_NHRP, addr_to_string, error_code, flags, ip_to_addr};
 use dmvpn_nhrp::{Body, Cie, Extension, Packet, PacketType};
+use dmvpn_wire::gre::GreRepr;
+use dmvpn_wire::ipv4::{Ipv4Repr, PROTO_GRE};
 use pcap_file::DataLink;
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
 
@@ -130,8 +130,14 @@ fn packets() -> Vec<Packet> {
     v.push(p);
 
     // Triggering packet: ICMP from 192.168.1.2 to a LAN behind .3.
-    let trig = Ipv4Header::new([192, 168, 1, 2].into(), [10, 3, 0, 1].into(), 1, 0, 64)
-        .emit(&[8, 0, 0xf7, 0xff, 0, 0, 0, 0]);
+    let trig = common::ipv4(
+        [192, 168, 1, 2].into(),
+        [10, 3, 0, 1].into(),
+        1,
+        0,
+        64,
+        &[8, 0, 0xf7, 0xff, 0, 0, 0, 0],
+    );
     let mut p = Packet::new(
         PacketType::TrafficIndication,
         hub,
@@ -202,10 +208,18 @@ fn dissect(pkts: &[(IpAddr, IpAddr, Vec<u8>)]) -> Vec<Fields> {
             let (IpAddr::V4(src), IpAddr::V4(dst)) = (src, dst) else {
                 panic!("IPv4 NBMA only");
             };
-            let gre = GreHeader::new(GRE_PROTO_NHRP, Some(1000)).emit(nhrp);
-            let mut iph = Ipv4Header::new(*src, *dst, 47, 0xc0, 255);
-            iph.id = i as u16;
-            let bytes = iph.emit(&gre);
+            let gre = GreRepr::new(GRE_PROTO_NHRP, Some(1000)).to_packet(nhrp);
+            let iph = Ipv4Repr {
+                src: *src,
+                dst: *dst,
+                protocol: PROTO_GRE,
+                tos: 0xc0,
+                ttl: 255,
+                ident: i as u16,
+                flags_frag: 0,
+                payload_len: gre.len(),
+            };
+            let bytes = iph.to_packet(&[], &gre).unwrap();
             let ts = std::time::Duration::from_secs(i as u64);
             w.write_packet(&PcapPacket::new(ts, bytes.len() as u32, &bytes))
                 .unwrap();
@@ -392,7 +406,14 @@ fn tshark_dissects_engine_traffic() {
     net.nodes[0].add_route(ip("10.3.0.0"), 16, ip("192.168.1.3"));
     net.secs(1);
     let now = net.now;
-    let trig = Ipv4Header::new([10, 2, 0, 1].into(), [10, 3, 0, 1].into(), 6, 0, 64).emit(&[0; 20]);
+    let trig = common::ipv4(
+        [10, 2, 0, 1].into(),
+        [10, 3, 0, 1].into(),
+        6,
+        0,
+        64,
+        &[0; 20],
+    );
     net.nodes[0].traffic_relayed(now, ip("172.16.0.2"), &trig);
     net.pump();
     net.nodes[2].purge(now, ip("172.16.0.2"), ip("10.3.0.0"), 16);

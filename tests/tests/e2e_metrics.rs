@@ -3,13 +3,11 @@
 //! python3-prometheus-client): the families are there and the counters
 //! move with traffic. Needs root (namespaces, TUN).
 
-mod common;
-
 use std::collections::HashMap;
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use dmvpn_tests::*;
 
 const SPOKE: &str = "172.16.0.2";
 const HUB_LAN: &str = "10.1.0.10";

@@ -3,7 +3,7 @@
 
 use crate::types::*;
 use ipnet::IpNet;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 #[derive(Debug, Clone)]
 pub(crate) enum Cmd {
@@ -106,11 +106,9 @@ pub(crate) fn ip(s: &str) -> Option<IpAddr> {
     s.parse().ok()
 }
 
+/// The prefix length of a dotted netmask (`255.255.255.0` → 24).
 pub(crate) fn mask_len(s: &str) -> Option<u8> {
-    let m: Ipv4Addr = s.parse().ok()?;
-    let v = u32::from(m);
-    let len = v.leading_ones();
-    (v.checked_shl(len).unwrap_or(0) == 0).then_some(len as u8)
+    dmvpn_wire::prefix::netmask_len_v4(s.parse().ok()?)
 }
 
 pub(crate) fn num<T: std::str::FromStr>(s: &str) -> Option<T> {

@@ -6,7 +6,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use dmvpn_nhrp::wire::checksum;
+use dmvpn_wire::checksum::checksum;
 use dmvpn_nhrp::{Config, Engine, Instant, NhsConfig, Packet};
 use libfuzzer_sys::fuzz_target;
 
