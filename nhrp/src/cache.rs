@@ -156,12 +156,12 @@ fn last(prefix: IpAddr, len: u8) -> IpAddr {
     match prefix {
         IpAddr::V4(v) => {
             let l = u32::from(len.min(32));
-            let host = if l == 0 { u32::MAX } else { u32::MAX >> l };
+            let host = u32::MAX.checked_shr(l).unwrap_or(0);
             IpAddr::V4(Ipv4Addr::from(u32::from(v) | host))
         }
         IpAddr::V6(v) => {
             let l = u32::from(len.min(128));
-            let host = if l == 0 { u128::MAX } else { u128::MAX >> l };
+            let host = u128::MAX.checked_shr(l).unwrap_or(0);
             IpAddr::V6(Ipv6Addr::from(u128::from(v) | host))
         }
     }
