@@ -13,8 +13,9 @@
 //! - no clock reads (`Instant::now`, `SystemTime::now`): time is an
 //!   argument;
 //! - no OS randomness: the generators are seeded from a caller's [`Seed`];
-//! - its normal dependencies never include tokio, libc, socket2 or
-//!   tun-rs (CI checks this with `cargo tree`).
+//! - its normal dependencies include no async runtime, no C library
+//!   bindings and no socket or TUN crate (CI checks the dependency tree
+//!   with `cargo tree`).
 //!
 //! Modules: [`datapath`] (GRE, ESP transforms, SADB, anti-replay, MTU),
 //! [`engine`] (the per-packet forwarding engine), [`batch`] (send

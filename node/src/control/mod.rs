@@ -247,7 +247,7 @@ impl Node {
     }
 
     fn start(&mut self, now: Instant) {
-        // Manual SAs (issue 5: static maps + manual keys, no IKE).
+        // Manual SAs: static maps and manual keys, no IKE.
         for m in self.cfg.manual_sas.clone() {
             let protection = if m.udp {
                 Protection::EspUdp { port: 4500 }
