@@ -164,18 +164,22 @@ struct Node {
     handle: Option<JoinHandle<io::Result<(DataplaneStats, f64)>>>,
 }
 
-/// The node's configuration: a point-to-point GRE tunnel from `nbma` to
-/// `peer` (key 1001), with `extra` TOML (IKE, a protection profile).
+/// The node's configuration, key 1001. With `extra` TOML (IKE, a
+/// protection profile): a protected point-to-point GRE tunnel from `nbma`
+/// to `peer`. Without: a hub's multipoint tunnel that nobody registers
+/// with, so the peers are only those of the hand-made engine (and the
+/// multicast list stays empty).
 fn config_text(tunnel: Ipv4Addr, nbma: Ipv4Addr, peer: Ipv4Addr, extra: &str) -> String {
+    let role = if extra.is_empty() { "hub" } else { "spoke" };
+    let tail = if extra.is_empty() {
+        "mode = \"gre-multipoint\"\n[tunnel.nhrp]\nnetwork_id = 1\nauthentication = \"netns\"\nallowed_nbma = [\"172.16.0.0/24\"]\n"
+            .to_string()
+    } else {
+        format!("mode = \"gre\"\ndestination = \"{peer}\"\nprotection = \"p\"\n")
+    };
     format!(
-        "[node]\nname = \"n\"\nrole = \"spoke\"\n{extra}\n[[tunnel]]\nname = \"tun0\"\n\
-         address = \"{tunnel}/24\"\nmtu = 1400\nsource = \"{nbma}\"\ndestination = \"{peer}\"\n\
-         mode = \"gre\"\nkey = 1001\n{}",
-        if extra.is_empty() {
-            ""
-        } else {
-            "protection = \"p\"\n"
-        }
+        "[node]\nname = \"n\"\nrole = \"{role}\"\n{extra}\n[[tunnel]]\nname = \"tun0\"\n\
+         address = \"{tunnel}/24\"\nmtu = 1400\nsource = \"{nbma}\"\nkey = 1001\n{tail}"
     )
 }
 
