@@ -560,3 +560,104 @@ impl Router {
         any
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::datapath::ip::Ipv4Repr;
+    use crate::engine::{Peer, Protection};
+
+    const NBMA_A: Ipv4Addr = Ipv4Addr::new(172, 16, 0, 1);
+    const NBMA_B: Ipv4Addr = Ipv4Addr::new(172, 16, 0, 2);
+    const TUN_B: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 2);
+
+    /// A hub router nobody registers with, around an engine that maps
+    /// `peer_tunnel` to `peer` over plain GRE.
+    fn router(n: u8, peer_tunnel: Ipv4Addr, peer: Ipv4Addr) -> Router {
+        let text = format!(
+            "[node]\nname = \"n{n}\"\nrole = \"hub\"\n[[tunnel]]\nname = \"Tunnel0\"\n\
+             address = \"192.168.1.{n}/24\"\nmtu = 1400\nsource = \"172.16.0.{n}\"\n\
+             mode = \"gre-multipoint\"\n[tunnel.nhrp]\nnetwork_id = 1\n\
+             authentication = \"k\"\nallowed_nbma = [\"172.16.0.0/24\"]\n"
+        );
+        let cfg = dmvpn_config::Config::from_str(&text, "t.toml")
+            .unwrap()
+            .config;
+        let ncfg = crate::control::config_map::map(&cfg).unwrap();
+        let mut map = PeerMap::new();
+        let protection = Protection::None;
+        map.insert(
+            peer_tunnel,
+            32,
+            Peer {
+                nbma: peer,
+                protection,
+            },
+        );
+        let engine = Engine::new(ncfg.dataplane.clone(), Sadb::new(), map);
+        let seed = Seed([n; 32]);
+        let epoch = std::time::Instant::now();
+        Router::with_engine(ncfg, engine, epoch, seed, Instant::ZERO, Options::default())
+    }
+
+    fn udp(dst: Ipv4Addr, seq: u8) -> Vec<u8> {
+        let mut p = vec![seq; 60];
+        Ipv4Repr {
+            src: Ipv4Addr::new(192, 168, 1, 1),
+            dst,
+            protocol: 17,
+            tos: 0,
+            ttl: 64,
+            ident: u16::from(seq),
+            frag: 0,
+            payload_len: 40,
+        }
+        .emit(&mut p);
+        p
+    }
+
+    #[test]
+    fn a_mixed_burst_goes_through_each_path_in_order() {
+        let mut a = router(1, TUN_B, NBMA_B);
+        let mut b = router(2, Ipv4Addr::new(192, 168, 1, 1), NBMA_A);
+        let (p1, p2) = (udp(TUN_B, 1), udp(TUN_B, 2));
+        a.handle_tun(Instant::ZERO, &p1);
+        a.handle_tun(Instant::ZERO, &p2);
+        let out = a.batches();
+        let gre: Vec<Vec<u8>> = (0..out.gre.len())
+            .map(|i| out.gre.get(i).to_vec())
+            .collect();
+        assert_eq!(gre.len(), 2);
+        let (l500, l4500) = (
+            SocketAddrV4::new(NBMA_B, IKE_PORT),
+            SocketAddrV4::new(NBMA_B, 4500),
+        );
+        let remote = SocketAddrV4::new(NBMA_A, 4500);
+        b.handle_underlay_burst(
+            Instant::ZERO,
+            [
+                Datagram::Gre(&gre[0]),
+                Datagram::Udp {
+                    local: l4500,
+                    remote,
+                    payload: &[0xff],
+                },
+                Datagram::Udp {
+                    local: l500,
+                    remote,
+                    payload: &[1, 2, 3],
+                },
+                Datagram::Esp(&[0x45]),
+                Datagram::Gre(&gre[1]),
+            ],
+        );
+        let st = b.stats().counters;
+        assert_eq!((st.gre_rx, st.keepalive_rx, st.esp_rx), (2, 1, 0));
+        assert_eq!(st.malformed, 1, "the short ESP packet");
+        // Both inner packets are for the hub's own tunnel address: they
+        // reach the TUN, in order.
+        let out = b.batches();
+        assert_eq!(out.tun.len(), 2);
+        assert_eq!((out.tun.get(0), out.tun.get(1)), (&p1[..], &p2[..]));
+    }
+}
