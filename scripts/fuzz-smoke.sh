@@ -12,7 +12,7 @@ runs=${1:-20000}
 command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
 # cargo-fuzz needs nightly flags; the stable toolchain takes them this way.
 export RUSTC_BOOTSTRAP=1
-for dir in wire/fuzz nhrp/fuzz ike/fuzz agent/fuzz; do
+for dir in wire/fuzz nhrp/fuzz ike/fuzz node/fuzz; do
     for target in $(cd "$dir" && cargo fuzz list); do
         echo "fuzz: $dir $target ($runs runs)"
         (cd "$dir" && cargo fuzz run --release "$target" -- -runs="$runs" -max_total_time=60 -max_len=4096 2>&1 | tail -n 3)

@@ -1,8 +1,10 @@
 //! Two network namespaces joined by a veth pair (NBMA 172.16.0.0/24), each
-//! running the user-space data plane on a TUN device (tunnel
-//! 192.168.1.0/24) with manual SAs; pings cross the tunnel as plain GRE,
-//! GRE in ESP transport mode, and GRE in ESP-in-UDP. A replayed ESP
-//! packet must be counted as a replay, a wrong key as ICV failures.
+//! running dmvpnd's event loop (`daemon::event_loop::run_loop`) with a
+//! router on a TUN device (tunnel 192.168.1.0/24), most with hand-made
+//! SAs; pings cross the tunnel as plain GRE, GRE in ESP transport mode,
+//! and GRE in ESP-in-UDP. A replayed ESP packet must be counted as a
+//! replay, a wrong key as ICV failures; packets held while IKE sets up
+//! an SA are sent once it is installed.
 //!
 //! Needs root (network namespaces, TUN, raw sockets), `ip` and `ping`;
 //! fails, rather than skips, without them.
@@ -17,13 +19,14 @@ use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use dmvpn_agent::datapath::esp::{AuthAlg, EncAlg};
-use dmvpn_agent::datapath::sadb::{InboundSa, Mode, OutboundSa, SaParams, Sadb};
-use dmvpn_agent::runtime::dataplane::{
-    Command as DpCommand, Control, Dataplane, DataplaneConfig, DataplaneStats, Engine, Event, Peer,
-    PeerMap, Protection,
-};
+use dmvpn_agent::daemon::event_loop::{Extras, Links, run_loop};
 use dmvpn_agent::runtime::tun::{Tun, TunConfig};
+use dmvpn_node::Seed;
+use dmvpn_node::control::config_map;
+use dmvpn_node::datapath::esp::{AuthAlg, EncAlg};
+use dmvpn_node::datapath::sadb::{InboundSa, Mode, OutboundSa, SaParams, Sadb};
+use dmvpn_node::engine::{DataplaneConfig, DataplaneStats, Engine, Peer, PeerMap, Protection};
+use dmvpn_node::router::{Options, Router};
 use socket2::{Domain, Protocol, Socket, Type};
 
 const NBMA_A: Ipv4Addr = Ipv4Addr::new(172, 16, 0, 1);
@@ -154,40 +157,78 @@ fn thread_cpu() -> f64 {
     ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
 
-/// A data plane running on its own thread inside a namespace.
+/// A router driven by dmvpnd's event loop on its own thread inside a
+/// namespace.
 struct Node {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     handle: Option<JoinHandle<io::Result<(DataplaneStats, f64)>>>,
 }
 
+/// The node's configuration, key 1001. With `extra` TOML (IKE, a
+/// protection profile): a protected point-to-point GRE tunnel from `nbma`
+/// to `peer`. Without: a hub's multipoint tunnel that nobody registers
+/// with, so the peers are only those of the hand-made engine (and the
+/// multicast list stays empty).
+fn config_text(tunnel: Ipv4Addr, nbma: Ipv4Addr, peer: Ipv4Addr, extra: &str) -> String {
+    let role = if extra.is_empty() { "hub" } else { "spoke" };
+    let tail = if extra.is_empty() {
+        "mode = \"gre-multipoint\"\n[tunnel.nhrp]\nnetwork_id = 1\nauthentication = \"netns\"\nallowed_nbma = [\"172.16.0.0/24\"]\n"
+            .to_string()
+    } else {
+        format!("mode = \"gre\"\ndestination = \"{peer}\"\nprotection = \"p\"\n")
+    };
+    format!(
+        "[node]\nname = \"n\"\nrole = \"{role}\"\n{extra}\n[[tunnel]]\nname = \"tun0\"\n\
+         address = \"{tunnel}/24\"\nmtu = 1400\nsource = \"{nbma}\"\nkey = 1001\n{tail}"
+    )
+}
+
 impl Node {
     fn start(ns: &str, tunnel: Ipv4Addr, engine: Engine) -> Node {
-        Self::start_with(ns, tunnel, engine, None)
+        Self::start_opts(ns, tunnel, Some(engine), "", true)
     }
 
-    /// Starts with a control channel (commands in, events out).
-    fn start_with(ns: &str, tunnel: Ipv4Addr, engine: Engine, ctl: Option<Control>) -> Node {
-        Self::start_opts(ns, tunnel, engine, ctl, true)
-    }
-
-    /// Starts with a control channel and TUN offload asked for or not.
+    /// Starts a router around `engine` (hand-made SAs and peer map), or
+    /// one built from the configuration alone when `engine` is None, with
+    /// TUN offload asked for or not.
     fn start_opts(
         ns: &str,
         tunnel: Ipv4Addr,
-        engine: Engine,
-        mut ctl: Option<Control>,
+        engine: Option<Engine>,
+        extra: &str,
         offload: bool,
     ) -> Node {
         let ns = ns.to_string();
+        let (nbma, peer) = if tunnel == TUN_A {
+            (NBMA_A, NBMA_B)
+        } else {
+            (NBMA_B, NBMA_A)
+        };
+        let text = config_text(tunnel, nbma, peer, extra);
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let handle = thread::spawn(move || -> io::Result<(DataplaneStats, f64)> {
-            let setup = || -> io::Result<(tokio::runtime::Runtime, Dataplane)> {
+            let epoch = std::time::Instant::now();
+            let cfg = dmvpn_config::Config::from_str(&text, "t.toml")
+                .expect("valid config")
+                .config;
+            let ncfg = config_map::map(&cfg).expect("node config");
+            let opts = Options {
+                defer_seal: true,
+                ..Options::default()
+            };
+            let seed = Seed([u8::from(tunnel == TUN_A); 32]);
+            let now = dmvpn_nhrp::Instant::ZERO;
+            let mut router = match engine {
+                Some(e) => Router::with_engine(ncfg, e, epoch, seed, now, opts),
+                None => Router::with_options(ncfg, epoch, seed, now, opts),
+            };
+            let setup = || -> io::Result<(tokio::runtime::Runtime, Links)> {
                 enter(&ns)?;
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()?;
-                let dp = rt.block_on(async {
+                let links = rt.block_on(async {
                     let tun = Tun::open(&TunConfig {
                         name: "tun0".into(),
                         mtu: 1400,
@@ -197,11 +238,11 @@ impl Node {
                     if !offload {
                         assert!(!tun.offload(), "offload on although not asked for");
                     }
-                    Dataplane::new(engine, tun)
+                    Links::open(tun, nbma, false)
                 })?;
-                Ok((rt, dp))
+                Ok((rt, links))
             };
-            let (rt, mut dp) = match setup() {
+            let (rt, links) = match setup() {
                 Ok(v) => v,
                 Err(e) => {
                     let _ = ready_tx.send(Err(e.to_string()));
@@ -213,12 +254,16 @@ impl Node {
             let stop = async {
                 let _ = stop_rx.await;
             };
-            match ctl.as_mut() {
-                Some(c) => rt.block_on(dp.run_controlled(stop, c))?,
-                None => rt.block_on(dp.run(stop))?,
-            }
+            rt.block_on(run_loop(
+                &mut router,
+                &links,
+                epoch,
+                Extras::default(),
+                stop,
+            ))
+            .map_err(io::Error::other)?;
             CPU.with(|c| c.set(thread_cpu() - cpu0));
-            Ok((dp.engine.stats(), CPU.with(|c| c.get())))
+            Ok((router.stats(), CPU.with(|c| c.get())))
         });
         match ready_rx.recv_timeout(Duration::from_secs(20)) {
             Ok(Ok(())) => {}
@@ -346,7 +391,7 @@ fn engines(protection: Protection, b_inbound_auth: &'static [u8]) -> (Engine, En
     )
 }
 
-fn sa(s: &DataplaneStats, spi: u32) -> &dmvpn_agent::datapath::sadb::SaSnapshot {
+fn sa(s: &DataplaneStats, spi: u32) -> &dmvpn_node::datapath::sadb::SaSnapshot {
     s.sas
         .iter()
         .find(|x| x.spi == spi)
@@ -622,8 +667,8 @@ fn tcp_transfer_to(
 ) -> (DataplaneStats, DataplaneStats) {
     let p = Pair::new();
     let (ea, eb) = engines(protection, AK_AB);
-    let a = Node::start_opts(&p.a, TUN_A, ea, None, offload);
-    let b = Node::start_opts(&p.b, TUN_B, eb, None, offload);
+    let a = Node::start_opts(&p.a, TUN_A, Some(ea), "", offload);
+    let b = Node::start_opts(&p.b, TUN_B, Some(eb), "", offload);
     let dst = if v6 {
         for (ns, addr) in [(&p.a, "fd00::1/64"), (&p.b, "fd00::2/64")] {
             ip(&["-n", ns, "addr", "add", addr, "dev", "tun0", "nodad"]);
@@ -708,24 +753,33 @@ fn tcp_without_offload_and_over_plain_gre() {
     assert!(sb.counters.udp_esp_rx > 0);
 }
 
+/// IKE (PSK, ESP transport) between the two ends of the tunnel.
+const IKE: &str = r#"
+[[ike.policy]]
+priority = 10
+encryption = "aes-128"
+hash = "sha256"
+group = 14
+authentication = "pre-share"
+lifetime = 86400
+[[ike.key]]
+peer = "0.0.0.0/0"
+key = "netns-psk"
+[[ipsec.transform_set]]
+name = "t"
+transforms = ["esp-aes 128", "esp-sha-hmac"]
+mode = "transport"
+[[ipsec.profile]]
+name = "p"
+transform_sets = ["t"]
+"#;
+
 #[test]
 fn sa_installed_at_run_time_releases_held_packets() {
     let p = Pair::new();
-    let (ea, mut eb) = engines(Protection::Esp, AK_AB);
-    // B starts without its outbound SA: the control plane must supply it.
-    assert!(eb.sadb.remove_outbound(IpAddr::V4(NBMA_A)).is_some());
-    let (cmd_tx, cmd_rx) = tokio::sync::mpsc::channel(16);
-    let (ev_tx, mut ev_rx) = tokio::sync::mpsc::channel(16);
-    let a = Node::start(&p.a, TUN_A, ea);
-    let b = Node::start_with(
-        &p.b,
-        TUN_B,
-        eb,
-        Some(Control {
-            commands: cmd_rx,
-            events: ev_tx,
-        }),
-    );
+    // A starts alone: its echo requests find no SA and wait while A's IKE
+    // retransmits to a B that is not there yet.
+    let a = Node::start_opts(&p.a, TUN_A, None, IKE, true);
     let ns_a = p.a.clone();
     let ping = thread::spawn(move || {
         run(
@@ -741,28 +795,29 @@ fn sa_installed_at_run_time_releases_held_packets() {
                 "3",
                 "-i",
                 "0.2",
-                "-W",
-                "2",
+                "-w",
+                "15",
                 "192.168.1.2",
             ],
         )
         .status
         .success()
     });
-    // The first echo reply finds no SA: B asks for one.
-    let ev = ev_rx.blocking_recv().expect("event channel closed");
-    assert_eq!(ev, Event::NeedSa { peer: NBMA_A });
-    let out_sa = OutboundSa::new(&params(SPI_BA, NBMA_A, EK_BA, AK_BA), &[2; 24]).unwrap();
-    cmd_tx
-        .blocking_send(DpCommand::InsertOutbound(Box::new(out_sa)))
-        .unwrap();
+    thread::sleep(Duration::from_millis(1500));
+    let b = Node::start_opts(&p.b, TUN_B, None, IKE, true);
     assert!(
         ping.join().unwrap(),
         "ping failed after the SA was installed"
     );
     let (sa_, sb) = (a.stop(), b.stop());
-    assert!(sb.counters.no_sa >= 1, "{sb:?}");
-    assert_eq!(sb.counters.pending_dropped, 0);
-    // Every reply, held ones included, reached A.
-    assert!(sa(&sa_, SPI_BA).counters.pkts_decaps >= 3, "{sa_:?}");
+    assert!(sa_.counters.no_sa >= 1, "{sa_:?}");
+    assert_eq!(sa_.counters.pending_dropped, 0);
+    // Every request, held ones included, reached B.
+    let decaps: u64 = sb
+        .sas
+        .iter()
+        .filter(|s| s.direction == dmvpn_node::datapath::sadb::Direction::Inbound)
+        .map(|s| s.counters.pkts_decaps)
+        .sum();
+    assert!(decaps >= 3, "{sb:?}");
 }

@@ -10,10 +10,10 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::Command;
 
-use dmvpn_agent::datapath::esp::{AuthAlg, EncAlg};
-use dmvpn_agent::datapath::ip::{self, Ipv4Repr};
-use dmvpn_agent::datapath::sadb::{Mode, OutboundSa, SaParams, Sadb};
-use dmvpn_agent::runtime::dataplane::{DataplaneConfig, Engine, Peer, PeerMap, Protection};
+use dmvpn_node::datapath::esp::{AuthAlg, EncAlg};
+use dmvpn_node::datapath::ip::{self, Ipv4Repr};
+use dmvpn_node::datapath::sadb::{Mode, OutboundSa, SaParams, Sadb};
+use dmvpn_node::engine::{DataplaneConfig, Engine, Peer, PeerMap, Protection};
 
 const A: Ipv4Addr = Ipv4Addr::new(172, 16, 0, 1);
 const B: Ipv4Addr = Ipv4Addr::new(172, 16, 0, 2);
@@ -96,15 +96,15 @@ fn packets(case: Option<&Case>) -> Vec<Vec<u8>> {
         e.outbound(&echo(seq));
     }
     let mut out = Vec::new();
-    for i in 0..e.gre_out.len() {
-        out.push(e.gre_out.get(i).to_vec());
+    for i in 0..e.gre_out().len() {
+        out.push(e.gre_out().get(i).to_vec());
     }
-    for i in 0..e.esp_out.len() {
-        out.push(e.esp_out.get(i).to_vec());
+    for i in 0..e.esp_out().len() {
+        out.push(e.esp_out().get(i).to_vec());
     }
-    for i in 0..e.udp_out.len() {
+    for i in 0..e.udp_out().len() {
         // The UDP socket adds these headers in real life.
-        let d = e.udp_out.get(i);
+        let d = e.udp_out().get(i);
         let mut p = vec![0u8; 28 + d.len()];
         Ipv4Repr {
             src: A,

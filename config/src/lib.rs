@@ -13,6 +13,7 @@
 
 pub mod defaults;
 pub mod diag;
+#[cfg(feature = "load")]
 pub mod files;
 pub mod ios_import;
 mod keys;
@@ -29,6 +30,7 @@ pub use types::*;
 
 use diag::Finding;
 use spans::SpanMap;
+#[cfg(feature = "load")]
 use std::path::Path;
 
 /// A validated configuration and the warnings found while checking it.
@@ -44,6 +46,7 @@ impl Config {
     /// user (or root) and be writable by nobody else (readable by others
     /// is a warning), and the key-log file must be safe to write keys to
     /// (see [`files`]).
+    #[cfg(feature = "load")]
     pub fn load(path: impl AsRef<Path>) -> Result<Loaded, ConfigErrors> {
         let path = path.as_ref();
         let name = path.display().to_string();

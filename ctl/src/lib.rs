@@ -2,7 +2,8 @@
 //!
 //! - [`proto`]: newline-delimited JSON requests/responses and the snapshot
 //!   types `show` commands carry;
-//! - [`server`]: dmvpnd's control socket (bind with permissions, serve);
+//! - `server` (feature `server`, on by default; the only part that uses
+//!   tokio): dmvpnd's control socket (bind with permissions, serve);
 //! - [`client`]: one request, one response (used by `dmvpnctl`);
 //! - [`command`]: IOS-style command lines with abbreviations → requests;
 //! - [`render`]: IOS-shaped text for every snapshot.
@@ -11,4 +12,5 @@ pub mod client;
 pub mod command;
 pub mod proto;
 pub mod render;
+#[cfg(feature = "server")]
 pub mod server;

@@ -2,7 +2,7 @@
 //!
 //! - [`sim`]: a discrete-event simulator that runs nodes implementing
 //!   [`node::LabNode`] over a simulated underlay on virtual time;
-//!   [`real`] implements that trait with the real `dmvpn_agent::node::Node`.
+//!   [`real`] implements that trait with the real `dmvpn_node::Router`.
 //! - [`report`]: statistics, text summary, JSON; [`svg`]: the chart.
 //! - [`netns`]: the same traffic with real `dmvpnd` daemons in network
 //!   namespaces.

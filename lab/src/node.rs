@@ -117,7 +117,7 @@ pub trait NodeFactory {
         &mut self,
         spec: &NodeSpec,
         hubs: &[NodeSpec],
-        seed: dmvpn_agent::node::Seed,
+        seed: dmvpn_node::Seed,
         now: SimTime,
     ) -> Result<Self::Node, String>;
     /// Human description of the IKE policy in use (for the report).

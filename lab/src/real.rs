@@ -1,18 +1,16 @@
-//! [`LabNode`] implemented with the real `dmvpn_agent::node::Node` and the
-//! real synchronous data-plane engine (GRE, ESP with real cryptography,
-//! SADB): what `dmvpnd` runs, minus the TUN device and sockets.
+//! [`LabNode`] implemented with the real [`dmvpn_node::Router`]: the node
+//! and forwarding engine `dmvpnd` runs (GRE, ESP with real cryptography,
+//! SADB, the hub's relay decision), minus the TUN device and sockets.
 
-use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
-use dmvpn_agent::datapath::sadb::Sadb;
-use dmvpn_agent::node::{self, DpCmd, Node};
-use dmvpn_agent::runtime::dataplane::{Command, Engine, Event as DpEvent, PeerMap};
-use dmvpn_agent::runtime::sockets::SendBatch;
 use dmvpn_nhrp::Instant;
 use dmvpn_nhrp::wire::{Body, Packet, PacketType};
+use dmvpn_node::control::{self, Node};
+use dmvpn_node::engine::BatchSizes;
+use dmvpn_node::router::{Change, Datagram as Underlay, IKE_PORT, Options, Router};
 
 use crate::node::{
     Datagram, LabEvent, LabNode, NodeCounts, NodeFactory, NodeSpec, Output, Role, SimTime,
@@ -64,7 +62,7 @@ impl RealFactory {
         RealFactory {
             crypto: Crypto::default(),
             idle_timeout,
-            stats_interval: node::STATS_INTERVAL,
+            stats_interval: control::STATS_INTERVAL,
             small_batches: true,
             epoch: std::time::Instant::now(),
         }
@@ -156,39 +154,42 @@ impl NodeFactory for RealFactory {
         &mut self,
         spec: &NodeSpec,
         hubs: &[NodeSpec],
-        seed: dmvpn_agent::node::Seed,
+        seed: dmvpn_node::Seed,
         now: SimTime,
     ) -> Result<RealNode, String> {
         let text = self.config_text(spec, hubs);
         let cfg = dmvpn_config::Config::from_str(&text, "lab.toml")
             .map_err(|e| format!("lab node configuration rejected: {e}"))?
             .config;
-        let node = Node::new(&cfg, self.epoch, seed, Instant(now)).map_err(|e| e.to_string())?;
-        let mut dp = Engine::new(node.dataplane_config(), Sadb::new(), PeerMap::new());
-        if self.small_batches {
-            // The harness drains the engine after every call, so small send
-            // batches suffice; the daemon's (64 × 2 KiB each) would cost
-            // half a megabyte per simulated node.
-            dp.esp_out = SendBatch::new(64, SMALL_BUF);
-            dp.gre_out = SendBatch::new(16, SMALL_BUF);
-            dp.udp_out = SendBatch::new(4, SMALL_BUF);
-            dp.tun_out = SendBatch::new(16, SMALL_BUF);
-        }
+        // The simulator takes everything out after every call, so small
+        // send batches suffice; the daemon's (64 × 2 KiB each) would cost
+        // half a megabyte per simulated node.
+        let batch_sizes = self.small_batches.then_some(BatchSizes {
+            esp: 64,
+            gre: 16,
+            udp: 4,
+            tun: 16,
+            size: SMALL_BUF,
+        });
+        let opts = Options {
+            stats_interval: self.stats_interval,
+            record_changes: true,
+            batch_sizes,
+            ..Options::default()
+        };
+        let router = Router::from_config(&cfg, self.epoch, seed, Instant(now), opts)
+            .map_err(|e| e.to_string())?;
         let mut n = RealNode {
-            node,
-            dp,
+            router,
             spec: spec.clone(),
             hub_nbmas: hubs.iter().map(|h| h.nbma).collect(),
-            stats_interval: self.stats_interval,
-            next_stats: now,
             out: VecDeque::new(),
             inbound: BTreeMap::new(),
             outbound: BTreeSet::new(),
             routes: BTreeMap::new(),
             dropped_udp: 0,
-            deadline: Cell::new(None),
         };
-        n.pump(now);
+        n.collect();
         Ok(n)
     }
 
@@ -206,27 +207,20 @@ impl NodeFactory for RealFactory {
     }
 }
 
-/// A real node and its data plane.
+/// A real router and what the lab reports about it.
 pub struct RealNode {
-    node: Node,
-    dp: Engine,
+    router: Router,
     spec: NodeSpec,
     hub_nbmas: Vec<Ipv4Addr>,
-    stats_interval: Duration,
-    next_stats: SimTime,
     out: VecDeque<Output>,
     /// Installed inbound SAs: SPI → peer.
     inbound: BTreeMap<u32, Ipv4Addr>,
     /// Peers with an outbound SA (a tunnel).
     outbound: BTreeSet<Ipv4Addr>,
-    /// Overlay routes as installed in the data plane.
+    /// Overlay routes as installed in the engine.
     routes: BTreeMap<(Ipv4Addr, u8), Ipv4Addr>,
-    /// ESP-in-UDP the data plane wanted to send (never expected here).
+    /// ESP-in-UDP the engine wanted to send (never expected here).
     pub dropped_udp: u64,
-    /// The node's own deadline, computed at most once between calls
-    /// (`None` when stale): computing it walks every IKE SA, the hub's main
-    /// cost with many spokes.
-    deadline: Cell<Option<Option<SimTime>>>,
 }
 
 fn v4(a: IpAddr) -> Option<Ipv4Addr> {
@@ -239,16 +233,12 @@ fn v4(a: IpAddr) -> Option<Ipv4Addr> {
 impl RealNode {
     /// The real node (for `show` output and tests).
     pub fn node(&self) -> &Node {
-        &self.node
+        self.router.node()
     }
 
-    fn deadline(&self) -> Option<SimTime> {
-        if let Some(d) = self.deadline.get() {
-            return d;
-        }
-        let d = self.node.poll_timeout().map(|i| i.0);
-        self.deadline.set(Some(d));
-        d
+    /// The router.
+    pub fn router(&self) -> &Router {
+        &self.router
     }
 
     fn is_hub_nbma(&self, a: Ipv4Addr) -> bool {
@@ -259,38 +249,52 @@ impl RealNode {
         self.out.push_back(Output::Event(e));
     }
 
-    /// Applies a data-plane command and turns SA and route changes into events.
-    fn apply(&mut self, cmd: DpCmd) {
-        let mut check_peer = None;
-        match &cmd {
-            DpCmd::Command(Command::InsertInbound(sa)) => {
-                if let Some(p) = v4(sa.peer) {
-                    self.inbound.insert(sa.spi, p);
+    /// Turns what the router recorded into lab events.
+    fn on_change(&mut self, c: Change) {
+        let spoke = self.spec.role == Role::Spoke;
+        match c {
+            Change::NhrpReceived { src, packet } if spoke => match classify_nhrp(&packet) {
+                Some(Nhrp::Registered) => self.ev(LabEvent::Registered { nhs: src }),
+                Some(Nhrp::Resolved(peer)) => self.ev(LabEvent::Resolved { peer }),
+                None => {}
+            },
+            Change::InboundSaAdded { spi, peer } => {
+                if let Some(p) = v4(peer) {
+                    self.inbound.insert(spi, p);
                 }
             }
-            DpCmd::Command(Command::InsertOutbound(sa)) => check_peer = v4(sa.peer),
-            DpCmd::Command(Command::RemovePeerSas(peer)) => {
-                if let Some(p) = v4(*peer) {
+            Change::InboundSaRemoved { spi } => {
+                self.inbound.remove(&spi);
+            }
+            Change::PeerSasRemoved { peer } => {
+                if let Some(p) = v4(peer) {
                     self.inbound.retain(|_, q| *q != p);
-                    check_peer = Some(p);
                 }
             }
-            DpCmd::RemoveInbound(spi) => {
-                self.inbound.remove(spi);
-            }
-            DpCmd::RemoveOutbound { peer, .. } => check_peer = v4(*peer),
-            DpCmd::Command(Command::MapInsert { prefix, len, peer }) => {
-                let old = self.routes.insert((*prefix, *len), peer.nbma);
-                if self.spec.role == Role::Spoke
-                    && !self.is_hub_nbma(peer.nbma)
-                    && old != Some(peer.nbma)
-                {
-                    self.ev(LabEvent::ShortcutUp { peer: peer.nbma });
+            Change::OutboundSa { peer, installed } => {
+                if installed && self.outbound.insert(peer) {
+                    self.ev(LabEvent::TunnelUp { peer });
+                } else if !installed && self.outbound.remove(&peer) {
+                    self.ev(LabEvent::TunnelDown { peer });
                 }
             }
-            DpCmd::Command(Command::MapRemove { prefix, len }) => {
-                if let Some(old) = self.routes.remove(&(*prefix, *len))
-                    && self.spec.role == Role::Spoke
+            Change::Route {
+                prefix,
+                len,
+                nbma: Some(nbma),
+            } => {
+                let old = self.routes.insert((prefix, len), nbma);
+                if spoke && !self.is_hub_nbma(nbma) && old != Some(nbma) {
+                    self.ev(LabEvent::ShortcutUp { peer: nbma });
+                }
+            }
+            Change::Route {
+                prefix,
+                len,
+                nbma: None,
+            } => {
+                if let Some(old) = self.routes.remove(&(prefix, len))
+                    && spoke
                     && !self.is_hub_nbma(old)
                 {
                     self.ev(LabEvent::ShortcutDown { peer: old });
@@ -298,117 +302,49 @@ impl RealNode {
             }
             _ => {}
         }
-        node::apply(&mut self.dp, cmd);
-        if let Some(p) = check_peer {
-            let has = self.dp.sadb.has_outbound(IpAddr::V4(p));
-            if has && self.outbound.insert(p) {
-                self.ev(LabEvent::TunnelUp { peer: p });
-            } else if !has && self.outbound.remove(&p) {
-                self.ev(LabEvent::TunnelDown { peer: p });
-            }
-        }
     }
 
-    /// Moves messages between node and data plane until both are quiet,
-    /// collecting what leaves the box.
-    fn pump(&mut self, now: SimTime) {
-        let t = Instant(now);
-        loop {
-            let mut moved = false;
-            while let Some(o) = self.node.poll_output() {
-                moved = true;
-                match o {
-                    node::Output::Ike(tx) => {
-                        let (Some(src), Some(dst)) = (v4(tx.local.ip()), v4(tx.remote.ip())) else {
-                            continue;
-                        };
-                        self.out.push_back(Output::Send(Datagram {
-                            src,
-                            dst,
-                            transport: Transport::Udp {
-                                src_port: tx.local.port(),
-                                dst_port: tx.remote.port(),
-                            },
-                            payload: tx.payload,
-                        }));
-                    }
-                    node::Output::Dataplane(c) => self.apply(c),
-                    node::Output::KeyLog(_) => {}
-                }
-            }
-            let mut evs = Vec::new();
-            while let Some((src, packet)) = self.dp.nhrp_in.pop_front() {
-                if self.spec.role == Role::Spoke {
-                    match classify_nhrp(&packet) {
-                        Some(Nhrp::Registered) => self.ev(LabEvent::Registered { nhs: src }),
-                        Some(Nhrp::Resolved(peer)) => self.ev(LabEvent::Resolved { peer }),
-                        None => {}
-                    }
-                }
-                evs.push(DpEvent::Nhrp { src, packet });
-            }
-            evs.extend(
-                self.dp
-                    .ike_in
-                    .drain(..)
-                    .map(|(src, packet)| DpEvent::Ike { src, packet }),
-            );
-            evs.extend(
-                self.dp
-                    .need_sa
-                    .drain(..)
-                    .map(|peer| DpEvent::NeedSa { peer }),
-            );
-            for e in evs {
-                moved = true;
-                self.node.handle_dataplane_event(t, e);
-            }
-            for proto in [47u8, 50] {
-                let b = if proto == 47 {
-                    &mut self.dp.gre_out
-                } else {
-                    &mut self.dp.esp_out
-                };
-                for i in 0..b.len() {
-                    moved = true;
-                    let p = b.get(i).to_vec();
-                    self.out.push_back(Output::Send(Datagram {
-                        src: self.spec.nbma,
-                        dst: Ipv4Addr::new(p[16], p[17], p[18], p[19]),
-                        transport: Transport::Ip(proto),
-                        payload: p,
-                    }));
-                }
-                b.clear();
-            }
-            // No NAT on the simulated underlay, so nothing floats to UDP 4500.
-            self.dropped_udp += self.dp.udp_out.len() as u64;
-            self.dp.udp_out.clear();
-            let tun: Vec<Vec<u8>> = (0..self.dp.tun_out.len())
-                .map(|i| self.dp.tun_out.get(i).to_vec())
-                .collect();
-            self.dp.tun_out.clear();
-            for p in tun {
-                moved = true;
-                if p.len() < 20 {
-                    continue;
-                }
-                let dst = Ipv4Addr::new(p[16], p[17], p[18], p[19]);
-                let mine =
-                    dst == self.spec.tunnel || (u32::from(dst) & !0xff) == u32::from(self.spec.lan);
-                if mine || self.spec.role == Role::Spoke {
-                    self.out.push_back(Output::Deliver(p));
-                } else {
-                    // The hub's kernel routes it back into the tunnel.
-                    self.node.observe_outbound(t, &p);
-                    self.dp.outbound(&p);
-                }
-            }
-            if !moved {
-                break;
-            }
+    /// Collects what the router recorded and queued: events, IKE
+    /// datagrams, outer packets, packets for the LAN.
+    fn collect(&mut self) {
+        while let Some(c) = self.router.poll_change() {
+            self.on_change(c);
         }
-        self.deadline.set(None);
+        while let Some(tx) = self.router.poll_transmit() {
+            let (Some(src), Some(dst)) = (v4(tx.local.ip()), v4(tx.remote.ip())) else {
+                continue;
+            };
+            self.out.push_back(Output::Send(Datagram {
+                src,
+                dst,
+                transport: Transport::Udp {
+                    src_port: tx.local.port(),
+                    dst_port: tx.remote.port(),
+                },
+                payload: tx.payload,
+            }));
+        }
+        let nbma = self.spec.nbma;
+        let b = self.router.batches();
+        for (proto, batch) in [(47u8, &mut *b.gre), (50, &mut *b.esp)] {
+            for i in 0..batch.len() {
+                let p = batch.get(i).to_vec();
+                self.out.push_back(Output::Send(Datagram {
+                    src: nbma,
+                    dst: Ipv4Addr::new(p[16], p[17], p[18], p[19]),
+                    transport: Transport::Ip(proto),
+                    payload: p,
+                }));
+            }
+            batch.clear();
+        }
+        // No NAT on the simulated underlay, so nothing floats to UDP 4500.
+        self.dropped_udp += b.udp.len() as u64;
+        b.udp.clear();
+        for i in 0..b.tun.len() {
+            self.out.push_back(Output::Deliver(b.tun.get(i).to_vec()));
+        }
+        b.tun.clear();
     }
 }
 
@@ -445,59 +381,38 @@ fn is_ike_initial(d: &[u8]) -> bool {
 impl LabNode for RealNode {
     fn handle_underlay(&mut self, now: SimTime, d: &Datagram) {
         let t = Instant(now);
-        match d.transport {
-            Transport::Ip(47) => self.dp.inbound_gre_ip(&d.payload),
-            Transport::Ip(50) => self.dp.inbound_esp_ip(&d.payload),
-            Transport::Udp {
-                src_port,
-                dst_port: 500,
-            } => {
-                if self.spec.role == Role::Hub && is_ike_initial(&d.payload) {
+        let u = match d.transport {
+            Transport::Ip(47) => Underlay::Gre(&d.payload),
+            Transport::Ip(50) => Underlay::Esp(&d.payload),
+            Transport::Udp { src_port, dst_port } => {
+                if dst_port == IKE_PORT && self.spec.role == Role::Hub && is_ike_initial(&d.payload)
+                {
                     self.ev(LabEvent::HandshakeStarted { peer: d.src });
                 }
-                self.node.handle_ike(
-                    t,
-                    SocketAddr::from((d.dst, 500)),
-                    SocketAddr::from((d.src, src_port)),
-                    &d.payload,
-                );
+                Underlay::Udp {
+                    local: SocketAddrV4::new(d.dst, dst_port),
+                    remote: SocketAddrV4::new(d.src, src_port),
+                    payload: &d.payload,
+                }
             }
-            Transport::Udp {
-                src_port,
-                dst_port: 4500,
-            } => self
-                .dp
-                .inbound_udp(&d.payload, SocketAddrV4::new(d.src, src_port)),
-            _ => {}
-        }
-        self.pump(now);
+            _ => return,
+        };
+        self.router.handle_underlay(t, u);
+        self.collect();
     }
 
     fn handle_lan(&mut self, now: SimTime, packet: &[u8]) {
-        self.node.observe_outbound(Instant(now), packet);
-        self.pump(now);
-        self.dp.outbound(packet);
-        self.pump(now);
+        self.router.handle_tun(Instant(now), packet);
+        self.collect();
     }
 
     fn handle_timeout(&mut self, now: SimTime) {
-        let t = Instant(now);
-        if now >= self.next_stats {
-            let s = self.dp.stats();
-            self.node.handle_stats(t, &s);
-            self.next_stats = now + self.stats_interval;
-        }
-        if self.deadline().is_some_and(|d| d <= now) {
-            self.node.handle_timeout(t);
-        }
-        self.pump(now);
+        self.router.handle_timeout(Instant(now));
+        self.collect();
     }
 
     fn poll_timeout(&self) -> Option<SimTime> {
-        Some(
-            self.deadline()
-                .map_or(self.next_stats, |n| n.min(self.next_stats)),
-        )
+        Some(self.router.poll_timeout().0)
     }
 
     fn poll_output(&mut self) -> Option<Output> {

@@ -542,7 +542,7 @@ fn main_mode_first_message() -> Vec<u8> {
     let cfg = dmvpn_config::Config::from_str(&text, "mm1.toml")
         .unwrap()
         .config;
-    let ncfg = dmvpn_agent::node::config_map::map(&cfg).unwrap();
+    let ncfg = dmvpn_node::control::config_map::map(&cfg).unwrap();
     let mut e = dmvpn_ike::Endpoint::new(
         ncfg.ike.clone(),
         rand_chacha::ChaCha20Rng::from_seed([9; 32]),

@@ -1,8 +1,7 @@
-//! tokio runtime pieces: they move bytes between the TUN device and the
-//! underlay sockets and call into the sans-IO data plane; no protocol
-//! decision is made here.
+//! tokio runtime pieces: the TUN device, the underlay sockets, the
+//! direct send path, netlink and netfilter probing. No protocol decision
+//! is made here.
 
-pub mod dataplane;
 pub mod direct;
 pub mod netfilter;
 pub mod netlink;

@@ -21,6 +21,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::unix::AsyncFd;
 
+pub use dmvpn_node::batch::SendBatch;
+
 use super::direct::DirectPath;
 
 /// Socket buffer size asked for; bursts of full-size packets need room.
@@ -113,87 +115,6 @@ impl RecvBatch {
                 off += l;
             }
         }
-    }
-}
-
-/// A batch of outgoing datagrams for `sendmmsg`, allocated once.
-pub struct SendBatch {
-    bufs: Vec<Box<[u8]>>,
-    lens: Vec<usize>,
-    dsts: Vec<SocketAddrV4>,
-    count: usize,
-}
-
-impl SendBatch {
-    pub fn new(n: usize, size: usize) -> Self {
-        SendBatch {
-            bufs: (0..n).map(|_| vec![0u8; size].into_boxed_slice()).collect(),
-            lens: vec![0; n],
-            dsts: vec![SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0); n],
-            count: 0,
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.count
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
-    }
-
-    /// The `i`-th queued datagram.
-    pub fn get(&self, i: usize) -> &[u8] {
-        &self.bufs[i][..self.lens[i]]
-    }
-
-    /// Where the `i`-th queued datagram goes.
-    pub fn dst(&self, i: usize) -> SocketAddrV4 {
-        self.dsts[i]
-    }
-
-    pub fn is_full(&self) -> bool {
-        self.count == self.bufs.len()
-    }
-
-    /// Datagrams that can still be queued.
-    pub fn free(&self) -> usize {
-        self.bufs.len() - self.count
-    }
-
-    /// The next free buffer; fill it, then call [`SendBatch::commit`].
-    pub fn next_buf(&mut self) -> Option<&mut [u8]> {
-        self.bufs.get_mut(self.count).map(|b| &mut b[..])
-    }
-
-    /// Every buffer, queued or not, in queue order (to finish packets in place).
-    pub fn bufs_mut(&mut self) -> impl Iterator<Item = &mut [u8]> {
-        self.bufs.iter_mut().map(|b| &mut b[..])
-    }
-
-    /// Queues the first `len` bytes of the buffer returned by `next_buf`.
-    pub fn commit(&mut self, len: usize, dst: SocketAddrV4) {
-        if self.count < self.bufs.len() {
-            self.lens[self.count] = len;
-            self.dsts[self.count] = dst;
-            self.count += 1;
-        }
-    }
-
-    /// Copies `pkt` in and queues it; false if the batch is full or `pkt` too big.
-    pub fn push(&mut self, pkt: &[u8], dst: SocketAddrV4) -> bool {
-        match self.next_buf() {
-            Some(b) if b.len() >= pkt.len() => {
-                b[..pkt.len()].copy_from_slice(pkt);
-                self.commit(pkt.len(), dst);
-                true
-            }
-            _ => false,
-        }
-    }
-
-    pub fn clear(&mut self) {
-        self.count = 0;
     }
 }
 
@@ -306,27 +227,27 @@ fn sendmmsg(
     let mut j = from;
     let end = to.min(from + MAX);
     while j < end {
-        let (dst, seg) = (batch.dsts[j], batch.lens[j]);
+        let (dst, seg) = (batch.dst(j), batch.get(j).len());
         let mut k = 1;
         let mut total = seg;
         if gso {
             while j + k < end
                 && k < GSO_SEGMENTS
-                && batch.dsts[j + k] == dst
-                && batch.lens[j + k] <= seg
-                && total + batch.lens[j + k] <= GSO_MAX - 28
+                && batch.dst(j + k) == dst
+                && batch.get(j + k).len() <= seg
+                && total + batch.get(j + k).len() <= GSO_MAX - 28
             {
-                total += batch.lens[j + k];
+                total += batch.get(j + k).len();
                 k += 1;
-                if batch.lens[j + k - 1] < seg {
+                if batch.get(j + k - 1).len() < seg {
                     break;
                 }
             }
         }
         for i in 0..k {
             iov[j - from + i].write(libc::iovec {
-                iov_base: batch.bufs[j + i].as_ptr() as *mut _,
-                iov_len: batch.lens[j + i],
+                iov_base: batch.get(j + i).as_ptr() as *mut _,
+                iov_len: batch.get(j + i).len(),
             });
         }
         names[m] = sockaddr(dst);
@@ -518,12 +439,12 @@ impl DatagramSocket {
     pub async fn send_batch(&self, batch: &mut SendBatch) -> io::Result<SendReport> {
         let mut report = SendReport::default();
         match &self.direct {
-            None => self.send_range(batch, 0, batch.count, &mut report).await?,
+            None => self.send_range(batch, 0, batch.len(), &mut report).await?,
             Some(d) => {
                 let mut plan = [None; 64];
                 let mut at = 0;
-                while at < batch.count {
-                    let n = (batch.count - at).min(plan.len());
+                while at < batch.len() {
+                    let n = (batch.len() - at).min(plan.len());
                     d.plan(batch, at, &mut plan[..n]);
                     let mut i = 0;
                     while i < n {

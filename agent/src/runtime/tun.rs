@@ -132,7 +132,7 @@ pub struct TunReader {
 impl TunReader {
     /// Buffers for a device with this MTU.
     pub fn new(tun: &Tun) -> Self {
-        let seg = usize::from(tun.mtu).max(super::dataplane::BUF_SIZE);
+        let seg = usize::from(tun.mtu).max(dmvpn_node::engine::BUF_SIZE);
         TunReader {
             raw: vec![0u8; RAW_READ].into_boxed_slice(),
             segs: (0..SEGMENTS)

@@ -201,7 +201,7 @@ pub fn run<F: NodeFactory>(
         // Which node was called, and from whom a datagram came (for delivered probes).
         let (i, from) = match ev {
             Ev::Boot(i) => {
-                let seed = dmvpn_agent::node::Seed::for_lab_node(node_seed_base, i as u64);
+                let seed = dmvpn_node::Seed::for_lab_node(node_seed_base, i as u64);
                 let c0 = cpu::thread_ns();
                 let n = factory.build(&specs[i], &hubs, seed, t)?;
                 col.cpu(specs[i].role, cpu::thread_ns() - c0);

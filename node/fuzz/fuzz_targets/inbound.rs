@@ -5,10 +5,10 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 
-use dmvpn_agent::datapath::esp::{AuthAlg, EncAlg, Transform};
-use dmvpn_agent::datapath::sadb::{InboundSa, Mode, SaParams, Sadb};
-use dmvpn_agent::datapath::{gre, ip, mtu};
-use dmvpn_agent::runtime::dataplane::{DataplaneConfig, Engine, Peer, PeerMap, Protection};
+use dmvpn_node::datapath::esp::{AuthAlg, EncAlg, Transform};
+use dmvpn_node::datapath::sadb::{InboundSa, Mode, SaParams, Sadb};
+use dmvpn_node::datapath::{gre, ip, mtu};
+use dmvpn_node::engine::{DataplaneConfig, Engine, Peer, PeerMap, Protection};
 use libfuzzer_sys::fuzz_target;
 
 const PEER: Ipv4Addr = Ipv4Addr::new(172, 16, 0, 2);
@@ -74,13 +74,12 @@ fuzz_target!(|data: &[u8]| {
     ENGINE.with(|e| {
         let mut e = e.borrow_mut();
         run(&mut e, data);
-        e.gre_out.clear();
-        e.esp_out.clear();
-        e.udp_out.clear();
-        e.tun_out.clear();
-        e.nhrp_in.clear();
-        e.ike_in.clear();
-        e.need_sa.clear();
+        let b = e.batches();
+        b.gre.clear();
+        b.esp.clear();
+        b.udp.clear();
+        b.tun.clear();
+        while e.poll_event().is_some() {}
         e.discard_pending(PEER);
     });
 });

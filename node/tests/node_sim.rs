@@ -1,4 +1,4 @@
-//! Hub and two spokes as real `Node`s with real data-plane engines, wired
+//! Hub and two spokes as real `Router`s (node + forwarding engine), wired
 //! by an in-memory underlay on virtual time: registration, phase 2
 //! resolution → spoke-to-spoke SA → direct traffic, idle expiry, phase 3.
 
@@ -6,11 +6,11 @@ use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use dmvpn_agent::datapath::sadb::Sadb;
-use dmvpn_agent::node::{self, Node, Output, Seed};
-use dmvpn_agent::runtime::dataplane::{Engine, Event, PeerMap};
-use dmvpn_ctl::proto::SaStatus;
+use dmvpn_ctl::proto::{Reply, Request, Response, SaStatus};
 use dmvpn_nhrp::Instant;
+use dmvpn_node::Seed;
+use dmvpn_node::control::config_map;
+use dmvpn_node::router::{Datagram, Router};
 
 const HUB: Ipv4Addr = Ipv4Addr::new(172, 16, 0, 1);
 const S1: Ipv4Addr = Ipv4Addr::new(172, 16, 0, 2);
@@ -93,8 +93,7 @@ map_multicast_dynamic = true
 }
 
 struct SimNode {
-    node: Node,
-    dp: Engine,
+    r: Router,
     nbma: Ipv4Addr,
     tunnel: Ipv4Addr,
     /// The host on the LAN behind the node (answers echo requests too).
@@ -113,21 +112,54 @@ enum Wire {
     Ike(SocketAddr, SocketAddr, Vec<u8>),
 }
 
-/// Applies a node's outputs: data-plane commands now, IKE datagrams onto the wire.
-fn drain(n: &mut SimNode, wire: &mut VecDeque<Wire>) {
-    while let Some(o) = n.node.poll_output() {
-        match o {
-            Output::Ike(t) => wire.push_back(Wire::Ike(t.local, t.remote, t.payload)),
-            Output::Dataplane(c) => node::apply(&mut n.dp, c),
-            Output::KeyLog(_) => {}
+/// Moves what a router queued: IKE datagrams and outer packets onto the
+/// wire; inner packets to the hosts behind it (which answer echo requests).
+fn drain(n: &mut SimNode, now: Instant, wire: &mut VecDeque<Wire>) {
+    for _ in 0..16 {
+        while let Some(t) = n.r.poll_transmit() {
+            wire.push_back(Wire::Ike(t.local, t.remote, t.payload));
         }
+        let b = n.r.batches();
+        for out in [&mut *b.gre, &mut *b.esp] {
+            for i in 0..out.len() {
+                let p = out.get(i).to_vec();
+                let dst = Ipv4Addr::new(p[16], p[17], p[18], p[19]);
+                wire.push_back(Wire::Raw(dst, p));
+            }
+            out.clear();
+        }
+        assert!(b.udp.is_empty(), "no NAT in this topology");
+        let tun: Vec<Vec<u8>> = (0..b.tun.len()).map(|i| b.tun.get(i).to_vec()).collect();
+        b.tun.clear();
+        if tun.is_empty() {
+            return;
+        }
+        for p in tun {
+            let src = Ipv4Addr::new(p[12], p[13], p[14], p[15]);
+            let dst = Ipv4Addr::new(p[16], p[17], p[18], p[19]);
+            if dst != n.tunnel && dst != n.lan_host {
+                // Not for this box: its kernel has no route for it.
+            } else if p[20] == 8 {
+                let seq = u16::from_be_bytes([p[26], p[27]]);
+                n.r.handle_tun(now, &icmp(dst, src, 0, seq));
+            } else if p[20] == 0 {
+                n.replies.push(u16::from_be_bytes([p[26], p[27]]));
+            }
+        }
+    }
+}
+
+/// The count of a `clear` request's answer.
+fn cleared(r: Response) -> u64 {
+    match r {
+        Response::Ok(Reply::Cleared { count }) => count,
+        other => panic!("clear failed: {other:?}"),
     }
 }
 
 struct Sim {
     nodes: Vec<SimNode>,
     now: Instant,
-    next_stats: Instant,
     /// ESP packets seen on the underlay: (src, dst).
     esp_seen: Vec<(Ipv4Addr, Ipv4Addr)>,
     /// Deliver each round's ESP/GRE before its IKE datagrams, as a
@@ -189,7 +221,6 @@ impl Sim {
         let mut sim = Sim {
             nodes: Vec::new(),
             now: Instant::ZERO,
-            next_stats: Instant::ZERO,
             esp_seen: Vec::new(),
             esp_first: false,
             drop_info_from: None,
@@ -211,24 +242,22 @@ impl Sim {
         let cfg = dmvpn_config::Config::from_str(&text, "sim.toml")
             .expect("valid config")
             .config;
-        let mut ncfg = node::config_map::map(&cfg).expect("node config");
+        let mut ncfg = config_map::map(&cfg).expect("node config");
         // The LAN behind the node, answered in resolutions.
         if let Some(c) = ncfg.nhrp.as_mut() {
             c.local_prefixes = vec![(IpAddr::V4(lan(n, 0)), 24)];
         }
         let seed = Seed::for_lab_node(boot, u64::from(n));
-        let mut node = Node::from_node_config(ncfg, self.epoch, seed, now);
+        let mut r = Router::new(ncfg, self.epoch, seed, now);
         if role == "hub" {
             // As a routing daemon would install them on the hub.
             let via: Vec<(Ipv4Addr, u8, Ipv4Addr)> = (2u8..=3)
                 .map(|x| (lan(x, 0), 24, Ipv4Addr::new(192, 168, 1, x)))
                 .collect();
-            node.set_tunnel_routes(now, &via);
+            r.handle_kernel_routes(now, &via);
         }
-        let dp = Engine::new(node.dataplane_config(), Sadb::new(), PeerMap::new());
         SimNode {
-            node,
-            dp,
+            r,
             nbma: Ipv4Addr::new(172, 16, 0, n),
             tunnel: Ipv4Addr::new(192, 168, 1, n),
             lan_host: lan(n, 10),
@@ -239,14 +268,20 @@ impl Sim {
         }
     }
 
+    /// An operator request on node `i` (then everything settles).
+    fn request(&mut self, i: usize, req: Request) -> Response {
+        let now = self.now;
+        let r = self.nodes[i].r.request(now, req);
+        drain(&mut self.nodes[i], now, &mut self.in_flight);
+        r
+    }
+
     /// Restarts node `i` as dmvpnd would: a graceful stop first deletes
     /// every SA (telling the peers), a crash (`kill -9`) says nothing. The
     /// new process comes up `down` later.
     fn restart(&mut self, i: usize, graceful: bool, down: Duration) {
         if graceful {
-            let now = self.now;
-            self.nodes[i].node.clear_crypto_sa(now, None);
-            drain(&mut self.nodes[i], &mut self.in_flight);
+            self.request(i, Request::ClearCryptoSa { peer: None });
         }
         self.nodes[i].dead = true;
         self.advance(down);
@@ -269,73 +304,10 @@ impl Sim {
             let mut wire: VecDeque<Wire> = std::mem::take(&mut carry);
             let now = self.now;
             for n in self.nodes.iter_mut().filter(|n| !n.dead) {
-                drain(n, &mut wire);
-                let mut evs = Vec::new();
-                evs.extend(
-                    n.dp.nhrp_in
-                        .drain(..)
-                        .map(|(src, packet)| Event::Nhrp { src, packet }),
-                );
-                evs.extend(
-                    n.dp.ike_in
-                        .drain(..)
-                        .map(|(src, packet)| Event::Ike { src, packet }),
-                );
-                evs.extend(n.dp.need_sa.drain(..).map(|peer| Event::NeedSa { peer }));
-                for e in evs {
-                    n.node.handle_dataplane_event(now, e);
-                }
-                // What the events produced reaches the data plane now.
-                drain(n, &mut wire);
-                let tun: Vec<Vec<u8>> = (0..n.dp.tun_out.len())
-                    .map(|i| n.dp.tun_out.get(i).to_vec())
-                    .collect();
-                n.dp.tun_out.clear();
-                for p in tun {
-                    let src = Ipv4Addr::new(p[12], p[13], p[14], p[15]);
-                    let dst = Ipv4Addr::new(p[16], p[17], p[18], p[19]);
-                    if dst != n.tunnel && dst != n.lan_host {
-                        if n.hub {
-                            // The hub's kernel routes it back into the tunnel.
-                            n.node.observe_outbound(now, &p);
-                            n.dp.outbound(&p);
-                        }
-                    } else if p[20] == 8 {
-                        let seq = u16::from_be_bytes([p[26], p[27]]);
-                        let r = icmp(dst, src, 0, seq);
-                        n.node.observe_outbound(now, &r);
-                        n.dp.outbound(&r);
-                    } else if p[20] == 0 {
-                        n.replies.push(u16::from_be_bytes([p[26], p[27]]));
-                    }
-                }
-                drain(n, &mut wire);
-                for b in [&mut n.dp.gre_out, &mut n.dp.esp_out] {
-                    for i in 0..b.len() {
-                        let p = b.get(i).to_vec();
-                        let dst = Ipv4Addr::new(p[16], p[17], p[18], p[19]);
-                        wire.push_back(Wire::Raw(dst, p));
-                    }
-                    b.clear();
-                }
-                assert!(n.dp.udp_out.is_empty(), "no NAT in this topology");
+                drain(n, now, &mut wire);
             }
-            if wire.is_empty()
-                && self
-                    .nodes
-                    .iter()
-                    .all(|n| n.dp.gre_out.is_empty() && n.dp.esp_out.is_empty())
-            {
-                let quiet = self.nodes.iter().all(|n| {
-                    n.dp.nhrp_in.is_empty()
-                        && n.dp.ike_in.is_empty()
-                        && n.dp.tun_out.is_empty()
-                        && n.dp.need_sa.is_empty()
-                });
-                if quiet {
-                    return;
-                }
-                continue;
+            if wire.is_empty() {
+                return;
             }
             let mut later = VecDeque::new();
             let mut wire: Vec<Wire> = wire.into();
@@ -346,13 +318,13 @@ impl Sim {
                 match w {
                     Wire::Raw(dst, p) => {
                         let Some(i) = self.idx(dst) else { continue };
-                        let d = &mut self.nodes[i].dp;
+                        let r = &mut self.nodes[i].r;
                         match p[9] {
-                            47 => d.inbound_gre_ip(&p),
+                            47 => r.handle_underlay(now, Datagram::Gre(&p)),
                             50 => {
                                 let src = Ipv4Addr::new(p[12], p[13], p[14], p[15]);
                                 self.esp_seen.push((src, dst));
-                                d.inbound_esp_ip(&p)
+                                r.handle_underlay(now, Datagram::Esp(&p))
                             }
                             _ => panic!("unexpected protocol"),
                         }
@@ -366,14 +338,24 @@ impl Sim {
                         {
                             continue;
                         }
-                        let IpAddr::V4(d) = to.ip() else { continue };
-                        let Some(i) = self.idx(d) else { continue };
+                        let (SocketAddr::V4(local), SocketAddr::V4(remote)) = (to, from) else {
+                            continue;
+                        };
+                        let Some(i) = self.idx(*local.ip()) else {
+                            continue;
+                        };
                         self.ike_seen.push((from, payload.clone()));
                         let n = &mut self.nodes[i];
-                        n.node.handle_ike(now, to, from, &payload);
-                        // Apply the outcome (e.g. an installed SA) before
-                        // the next datagram arrives, as the runtime does.
-                        drain(n, &mut later);
+                        let d = Datagram::Udp {
+                            local,
+                            remote,
+                            payload: &payload,
+                        };
+                        n.r.handle_underlay(now, d);
+                        // What it answered leaves after this round.
+                        while let Some(t) = n.r.poll_transmit() {
+                            later.push_back(Wire::Ike(t.local, t.remote, t.payload));
+                        }
                     }
                 }
             }
@@ -386,29 +368,23 @@ impl Sim {
     fn run_until(&mut self, until: Instant) {
         loop {
             self.settle();
-            let mut next = self.next_stats;
-            for n in self.nodes.iter().filter(|n| !n.dead) {
-                if let Some(t) = n.node.poll_timeout() {
-                    next = next.min(t);
-                }
-            }
-            let next = next.max(self.now);
+            let next = self
+                .nodes
+                .iter()
+                .filter(|n| !n.dead)
+                .map(|n| n.r.poll_timeout())
+                .min()
+                .unwrap_or(until)
+                .max(self.now);
             if next > until {
                 self.now = until;
                 return;
             }
             self.now = next;
             let now = self.now;
-            if now >= self.next_stats {
-                self.next_stats = now + node::STATS_INTERVAL;
-                for n in self.nodes.iter_mut().filter(|n| !n.dead) {
-                    let st = n.dp.stats();
-                    n.node.handle_stats(now, &st);
-                }
-            }
             for n in self.nodes.iter_mut().filter(|n| !n.dead) {
-                if n.node.poll_timeout().is_some_and(|t| t <= now) {
-                    n.node.handle_timeout(now);
+                if n.r.poll_timeout() <= now {
+                    n.r.handle_timeout(now);
                 }
             }
         }
@@ -428,10 +404,8 @@ impl Sim {
     /// An echo request from `src` (node `i` or its LAN) to `dst`.
     fn ping_from(&mut self, i: usize, src: Ipv4Addr, dst: Ipv4Addr, seq: u16) {
         let now = self.now;
-        let n = &mut self.nodes[i];
         let p = icmp(src, dst, 8, seq);
-        n.node.observe_outbound(now, &p);
-        n.dp.outbound(&p);
+        self.nodes[i].r.handle_tun(now, &p);
         self.settle();
     }
 
@@ -493,19 +467,19 @@ fn two_hubs_one_dies() {
     );
     sim.advance(Duration::from_secs(5));
     for s in [1, 2] {
-        let nhs = sim.nodes[s].node.show_nhrp_nhs(sim.now);
+        let nhs = sim.nodes[s].r.node().show_nhrp_nhs(sim.now);
         assert_eq!(nhs.len(), 2);
         assert!(nhs.iter().all(|e| e.state.responding), "{nhs:?}");
-        assert!(sim.nodes[s].node.has_sa(HUB) && sim.nodes[s].node.has_sa(HUB2));
+        assert!(sim.nodes[s].r.node().has_sa(HUB) && sim.nodes[s].r.node().has_sa(HUB2));
     }
     for h in [0, 3] {
-        assert_eq!(sim.nodes[h].node.multicast_nbmas().len(), 2);
+        assert_eq!(sim.nodes[h].r.node().multicast_nbmas().len(), 2);
     }
     // Hub 1 (preferred) dies; DPD notices, the spokes fail over to hub 2.
     sim.nodes[0].dead = true;
     sim.advance(Duration::from_secs(60));
     for s in [1, 2] {
-        let nhs = sim.nodes[s].node.show_nhrp_nhs(sim.now);
+        let nhs = sim.nodes[s].r.node().show_nhrp_nhs(sim.now);
         let up: Vec<IpAddr> = nhs
             .iter()
             .filter(|e| e.state.responding)
@@ -525,7 +499,8 @@ fn two_hubs_one_dies() {
     );
     assert!(
         sim.nodes[1]
-            .node
+            .r
+            .node()
             .shortcut_routes()
             .iter()
             .any(|r| r.2 == S2)
@@ -533,14 +508,14 @@ fn two_hubs_one_dies() {
 }
 
 fn registered(sim: &Sim) -> bool {
-    let hub = sim.nodes[0].node.show_nhrp(sim.now);
+    let hub = sim.nodes[0].r.node().show_nhrp(sim.now);
     let dynamic = hub
         .iter()
         .filter(|e| e.entry_type == dmvpn_ctl::proto::NhrpEntryType::Dynamic)
         .count();
     dynamic == 2
         && sim.nodes[1..].iter().all(|n| {
-            n.node
+            n.r.node()
                 .show_nhrp_nhs(sim.now)
                 .iter()
                 .all(|s| s.state.responding)
@@ -551,27 +526,27 @@ fn spoke_to_spoke(phase3: bool, crypto: &str) {
     let mut sim = Sim::new(phase3, crypto);
     sim.advance(Duration::from_secs(5));
     assert!(registered(&sim), "spokes registered with the hub");
-    assert!(sim.nodes[1].node.has_sa(HUB) && sim.nodes[2].node.has_sa(HUB));
-    assert_eq!(sim.nodes[0].node.multicast_nbmas().len(), 2);
+    assert!(sim.nodes[1].r.node().has_sa(HUB) && sim.nodes[2].r.node().has_sa(HUB));
+    assert_eq!(sim.nodes[0].r.node().multicast_nbmas().len(), 2);
 
     // Spoke 1 pings spoke 2 every 200 ms for 4 s.
     let t0 = sim.now;
     let mut direct_at = None;
     for seq in 0..20u16 {
         sim.ping(1, T2, seq);
-        if direct_at.is_none() && !sim.nodes[1].node.shortcut_routes().is_empty() {
+        if direct_at.is_none() && !sim.nodes[1].r.node().shortcut_routes().is_empty() {
             direct_at = Some(sim.now - t0);
         }
         sim.advance(Duration::from_millis(200));
     }
     let replies = sim.nodes[1].replies.len();
     assert!(replies >= 19, "replies {replies}/20");
-    let sc = sim.nodes[1].node.shortcut_routes();
+    let sc = sim.nodes[1].r.node().shortcut_routes();
     assert!(
         sc.iter().any(|(_, _, n)| *n == S2),
         "spoke 1 has a shortcut to spoke 2: {sc:?}"
     );
-    assert!(sim.nodes[1].node.has_sa(S2) && sim.nodes[2].node.has_sa(S1));
+    assert!(sim.nodes[1].r.node().has_sa(S2) && sim.nodes[2].r.node().has_sa(S1));
     let direct_before = sim.direct_esp();
     assert!(direct_before > 0, "ESP flows directly between the spokes");
     // Later traffic goes direct only.
@@ -582,7 +557,7 @@ fn spoke_to_spoke(phase3: bool, crypto: &str) {
     }
     assert_eq!(sim.direct_esp(), direct_before + 10);
     assert_eq!(sim.esp_seen.len() - sim.direct_esp(), hub_esp_before);
-    let dmvpn = sim.nodes[1].node.show_dmvpn(sim.now);
+    let dmvpn = sim.nodes[1].r.node().show_dmvpn(sim.now);
     let nbmas: Vec<IpAddr> = dmvpn[0].peers.iter().filter_map(|p| p.nbma).collect();
     assert!(
         nbmas.contains(&IpAddr::V4(HUB)) && nbmas.contains(&IpAddr::V4(S2)),
@@ -592,10 +567,13 @@ fn spoke_to_spoke(phase3: bool, crypto: &str) {
 
     // Idle: 60 s with no traffic removes the spoke-to-spoke SA and shortcut.
     sim.advance(Duration::from_secs(70));
-    assert!(!sim.nodes[1].node.has_sa(S2), "idle SA deleted");
-    assert!(!sim.nodes[2].node.has_sa(S1), "idle SA deleted on the peer");
-    assert!(sim.nodes[1].node.shortcut_routes().is_empty());
-    assert!(sim.nodes[1].node.has_sa(HUB), "hub SA stays");
+    assert!(!sim.nodes[1].r.node().has_sa(S2), "idle SA deleted");
+    assert!(
+        !sim.nodes[2].r.node().has_sa(S1),
+        "idle SA deleted on the peer"
+    );
+    assert!(sim.nodes[1].r.node().shortcut_routes().is_empty());
+    assert!(sim.nodes[1].r.node().has_sa(HUB), "hub SA stays");
     // Traffic still flows (via the hub again, then a new shortcut).
     let before = sim.nodes[1].replies.len();
     for seq in 200..210u16 {
@@ -623,7 +601,8 @@ fn modern_crypto_and_rekey_without_loss() {
     // 150 s of pings across the 120 s lifetime: SAs are rekeyed, nothing lost.
     let spis = |sim: &Sim| -> Vec<u32> {
         sim.nodes[1]
-            .node
+            .r
+            .node()
             .show_ipsec_sa(sim.now, None)
             .iter()
             .filter(|s| s.current_peer == IpAddr::V4(S2))
@@ -647,8 +626,9 @@ fn modern_crypto_and_rekey_without_loss() {
     let r = sim.nodes[1].replies.len();
     assert!(r >= 749, "replies {r}/750");
     let sas = sim.nodes[1]
-        .node
-        .show_ipsec_sa(sim.now, Some(&sim.nodes[1].dp.stats()));
+        .r
+        .node()
+        .show_ipsec_sa(sim.now, Some(&sim.nodes[1].r.stats()));
     assert!(sas.iter().any(|s| s.current_peer == IpAddr::V4(S2)));
     let _ = T1;
 }
@@ -683,14 +663,15 @@ fn shortcut_without_retransmission(esp_first: bool, lan_to_lan: bool) {
         );
         sim.advance(Duration::from_millis(10));
     }
-    assert!(sim.nodes[1].node.has_sa(S2) && sim.nodes[2].node.has_sa(S1));
+    assert!(sim.nodes[1].r.node().has_sa(S2) && sim.nodes[2].r.node().has_sa(S1));
     assert_eq!(sim.nodes[1].replies, vec![1]);
     // Both spokes asked for the same SA (LAN to LAN: at once); one pair
     // comes up, not one per side.
     sim.advance(Duration::from_secs(2));
     for (i, peer) in [(1, S2), (2, S1)] {
         let inbound: usize = sim.nodes[i]
-            .node
+            .r
+            .node()
             .show_ipsec_sa(sim.now, None)
             .iter()
             .filter(|s| s.current_peer == IpAddr::V4(peer))
@@ -716,7 +697,7 @@ fn dpd_declares_dead_despite_outbound_traffic() {
     for seq in 0..120u16 {
         sim.ping(1, hub_tunnel, seq);
         sim.advance(Duration::from_millis(500));
-        if !sim.nodes[1].node.has_sa(HUB) {
+        if !sim.nodes[1].r.node().has_sa(HUB) {
             gone = true;
             break;
         }
@@ -759,14 +740,15 @@ fn spokes_register_again_soon_after_a_hub_restart() {
         // Nothing idles the re-established spoke SAs out on the hub.
         sim.advance(Duration::from_secs(120));
         assert!(registered(&sim));
-        assert!(sim.nodes[0].node.has_sa(S1) && sim.nodes[0].node.has_sa(S2));
+        assert!(sim.nodes[0].r.node().has_sa(S1) && sim.nodes[0].r.node().has_sa(S2));
     }
 }
 
 /// Shortcut routes of node `i` through `nbma`.
 fn shortcuts_via(sim: &Sim, i: usize, nbma: Ipv4Addr) -> Vec<(Ipv4Addr, u8)> {
     sim.nodes[i]
-        .node
+        .r
+        .node()
         .shortcut_routes()
         .into_iter()
         .filter(|r| r.2 == nbma)
@@ -800,13 +782,22 @@ fn lan_to_lan_survives_clear_crypto_sa_and_clear_nhrp_on_both_spokes() {
     assert!(shortcuts_via(&sim, 1, S2).contains(&(lan(3, 0), 24)));
     assert!(shortcuts_via(&sim, 2, S1).contains(&(lan(2, 0), 24)));
 
-    let now = sim.now;
-    sim.nodes[1].node.clear_crypto_sa(now, Some(IpAddr::V4(S2)));
-    sim.nodes[2].node.clear_crypto_sa(now, Some(IpAddr::V4(S1)));
-    sim.nodes[1].node.clear_nhrp(now);
-    sim.nodes[2].node.clear_nhrp(now);
+    sim.request(
+        1,
+        Request::ClearCryptoSa {
+            peer: Some(IpAddr::V4(S2)),
+        },
+    );
+    sim.request(
+        2,
+        Request::ClearCryptoSa {
+            peer: Some(IpAddr::V4(S1)),
+        },
+    );
+    sim.request(1, Request::ClearNhrp);
+    sim.request(2, Request::ClearNhrp);
     sim.settle();
-    assert!(!sim.nodes[1].node.has_sa(S2) && !sim.nodes[2].node.has_sa(S1));
+    assert!(!sim.nodes[1].r.node().has_sa(S2) && !sim.nodes[2].r.node().has_sa(S1));
     // Every echo after the clears is answered: first via the hub, then
     // directly again.
     let (replies, direct) = (sim.nodes[1].replies.len(), sim.direct_esp());
@@ -824,7 +815,7 @@ fn lan_to_lan_survives_clear_crypto_sa_and_clear_nhrp_on_both_spokes() {
     ping(&mut sim, 19);
     assert_eq!(sim.nodes[1].replies.len(), replies + 20, "no echo lost");
     assert!(shortcuts_via(&sim, 1, S2).contains(&(lan(3, 0), 24)));
-    assert!(sim.nodes[1].node.has_sa(S2) && sim.nodes[2].node.has_sa(S1));
+    assert!(sim.nodes[1].r.node().has_sa(S2) && sim.nodes[2].r.node().has_sa(S1));
     let d = sim.direct_esp();
     ping(&mut sim, 5);
     assert_eq!(sim.direct_esp(), d + 10, "direct again");
@@ -844,7 +835,7 @@ fn idle_expiry_restores_the_route_via_the_hub() {
     }
     assert!(shortcuts_via(&sim, 1, S2).contains(&(lan(3, 0), 24)));
     sim.advance(Duration::from_secs(70));
-    assert!(!sim.nodes[1].node.has_sa(S2) && !sim.nodes[2].node.has_sa(S1));
+    assert!(!sim.nodes[1].r.node().has_sa(S2) && !sim.nodes[2].r.node().has_sa(S1));
     assert!(shortcuts_via(&sim, 1, S2).is_empty());
     let before = sim.nodes[1].replies.len();
     let hub_esp = sim.esp_seen.len() - sim.direct_esp();
@@ -874,8 +865,8 @@ fn show_conn_ids_and_nhs_counters() {
         sim.ping(1, T2, seq);
         sim.advance(Duration::from_millis(200));
     }
-    let stats = sim.nodes[1].dp.stats();
-    let sas = sim.nodes[1].node.show_ipsec_sa(sim.now, Some(&stats));
+    let stats = sim.nodes[1].r.stats();
+    let sas = sim.nodes[1].r.node().show_ipsec_sa(sim.now, Some(&stats));
     assert_eq!(sas.len(), 2, "hub and spoke 2");
     let ids: Vec<u32> = sas
         .iter()
@@ -902,7 +893,7 @@ fn show_conn_ids_and_nhs_counters() {
         .unwrap();
     big.counters.bytes = 10 * 1024 * 1024;
     let spi = big.spi;
-    let sas = sim.nodes[1].node.show_ipsec_sa(sim.now, Some(&st));
+    let sas = sim.nodes[1].r.node().show_ipsec_sa(sim.now, Some(&st));
     let esp: Vec<_> = sas
         .iter()
         .flat_map(|p| p.inbound.iter().chain(p.outbound.iter()))
@@ -915,7 +906,7 @@ fn show_conn_ids_and_nhs_counters() {
         };
         assert_eq!(e.remaining_kb, want, "{e:?}");
     }
-    let nhs = sim.nodes[1].node.show_nhrp_nhs(sim.now);
+    let nhs = sim.nodes[1].r.node().show_nhrp_nhs(sim.now);
     let n = &nhs[0];
     assert!(n.requests_sent >= 1 && n.replies_received >= 1, "{n:?}");
     assert_eq!(n.requests_failed, 0, "{n:?}");
@@ -923,7 +914,7 @@ fn show_conn_ids_and_nhs_counters() {
     // The hub goes away: requests go unanswered and are counted.
     sim.nodes[0].dead = true;
     sim.advance(Duration::from_secs(700));
-    let n = &sim.nodes[1].node.show_nhrp_nhs(sim.now)[0];
+    let n = &sim.nodes[1].r.node().show_nhrp_nhs(sim.now)[0];
     assert!(n.requests_failed >= 1, "{n:?}");
     assert!(n.pending_request_id.is_some() && n.retransmit_secs.is_some());
     assert!(n.requests_sent > n.replies_received);
@@ -940,7 +931,8 @@ fn replaced_isakmp_sa_shows_stale() {
     sim.advance(Duration::from_secs(5));
     let rows = |sim: &Sim| -> Vec<(u32, SaStatus)> {
         sim.nodes[0]
-            .node
+            .r
+            .node()
             .show_isakmp_sa(sim.now)
             .iter()
             .filter(|r| r.remote == IpAddr::V4(S1))
@@ -997,7 +989,7 @@ fn isakmp_sa_rows_are_the_same_on_both_ends() {
         sim.advance(Duration::from_millis(200));
     }
     let rows = |i: usize| -> Vec<String> {
-        let text = dmvpn_ctl::render::isakmp_sa(&sim.nodes[i].node.show_isakmp_sa(sim.now));
+        let text = dmvpn_ctl::render::isakmp_sa(&sim.nodes[i].r.node().show_isakmp_sa(sim.now));
         text.lines()
             .filter(|l| l.contains("QM_IDLE"))
             .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -1032,7 +1024,8 @@ fn isakmp_sa_rows_are_the_same_on_both_ends() {
         .iter()
         .map(|i| {
             sim.nodes[*i]
-                .node
+                .r
+                .node()
                 .show_isakmp_sa(sim.now)
                 .iter()
                 .find(|r| r.remote != IpAddr::V4(HUB))
@@ -1043,7 +1036,7 @@ fn isakmp_sa_rows_are_the_same_on_both_ends() {
     assert_eq!(roles.iter().filter(|r| **r).count(), 1, "{roles:?}");
     // `detail`: Local is this node on every row, with IOS's algorithm words.
     for (i, me) in [(0, HUB), (1, S1), (2, S2)] {
-        let d = dmvpn_ctl::render::isakmp_sa_detail(&sim.nodes[i].node.show_isakmp_sa(sim.now));
+        let d = dmvpn_ctl::render::isakmp_sa_detail(&sim.nodes[i].r.node().show_isakmp_sa(sim.now));
         let rows: Vec<&str> = d.lines().filter(|l| l.contains("ACTIVE")).collect();
         assert!(!rows.is_empty());
         for r in rows {
@@ -1059,9 +1052,9 @@ fn isakmp_sa_rows_are_the_same_on_both_ends() {
 fn isakmp_detail_uses_ios_algorithm_words() {
     let mut sim = Sim::new(false, "modern");
     sim.advance(Duration::from_secs(5));
-    let d = dmvpn_ctl::render::isakmp_sa_detail(&sim.nodes[1].node.show_isakmp_sa(sim.now));
+    let d = dmvpn_ctl::render::isakmp_sa_detail(&sim.nodes[1].r.node().show_isakmp_sa(sim.now));
     assert!(d.contains(" ACTIVE aes  sha256 psk  14 "), "{d}");
-    let sas = sim.nodes[1].node.show_isakmp_sa(sim.now);
+    let sas = sim.nodes[1].r.node().show_isakmp_sa(sim.now);
     assert_eq!(sas[0].details.as_ref().unwrap().key_bits, 256);
 }
 
@@ -1080,7 +1073,8 @@ fn nhrp_entries_and_dmvpn_attributes_match_ios() {
     }
     let entry = |i: usize, prefix: Ipv4Addr, len: u8| {
         sim.nodes[i]
-            .node
+            .r
+            .node()
             .show_nhrp(sim.now)
             .into_iter()
             .find(|e| e.prefix == IpAddr::V4(prefix) && e.prefix_len == len)
@@ -1110,9 +1104,9 @@ fn nhrp_entries_and_dmvpn_attributes_match_ios() {
             "{:?}",
             host.flags
         );
-        let text = dmvpn_ctl::render::nhrp(&sim.nodes[i].node.show_nhrp(sim.now));
+        let text = dmvpn_ctl::render::nhrp(&sim.nodes[i].r.node().show_nhrp(sim.now));
         assert!(!text.contains("cached"), "{text}");
-        let dmvpn = sim.nodes[i].node.show_dmvpn(sim.now);
+        let dmvpn = sim.nodes[i].r.node().show_dmvpn(sim.now);
         let p = dmvpn[0]
             .peers
             .iter()
@@ -1146,14 +1140,17 @@ fn clear_ip_nhrp_one_entry() {
         sim.advance(Duration::from_millis(100));
     }
     assert!(shortcuts_via(&sim, 1, S2).contains(&(lan(3, 0), 24)));
-    let now = sim.now;
-    let n = sim.nodes[1]
-        .node
-        .clear_nhrp_entry(now, IpAddr::V4(lan(3, 0)), Some(24));
+    let n = cleared(sim.request(
+        1,
+        Request::ClearNhrpEntry {
+            address: IpAddr::V4(lan(3, 0)),
+            prefix_len: Some(24),
+        },
+    ));
     assert_eq!(n, 1);
     sim.settle();
     assert!(!shortcuts_via(&sim, 1, S2).contains(&(lan(3, 0), 24)));
-    let shown = sim.nodes[1].node.show_nhrp(sim.now);
+    let shown = sim.nodes[1].r.node().show_nhrp(sim.now);
     assert!(shown.iter().all(|e| e.prefix != IpAddr::V4(lan(3, 0))));
     assert!(
         shown.iter().any(|e| e.prefix == IpAddr::V4(T2)),
@@ -1167,9 +1164,13 @@ fn clear_ip_nhrp_one_entry() {
     assert_eq!(sim.nodes[1].replies.len(), before + 10);
     assert!(shortcuts_via(&sim, 1, S2).contains(&(lan(3, 0), 24)));
     assert_eq!(
-        sim.nodes[1]
-            .node
-            .clear_nhrp_entry(now, IpAddr::V4(Ipv4Addr::new(192, 168, 1, 1)), None),
+        cleared(sim.request(
+            1,
+            Request::ClearNhrpEntry {
+                address: IpAddr::V4(Ipv4Addr::new(192, 168, 1, 1)),
+                prefix_len: None,
+            },
+        )),
         0,
         "the NHS entry is configuration"
     );
@@ -1183,7 +1184,8 @@ fn dataplane_drops_are_shown() {
     let mut sim = Sim::new(false, "seed");
     sim.advance(Duration::from_secs(5));
     let p = icmp(T1, Ipv4Addr::new(10, 9, 0, 1), 8, 1);
-    sim.nodes[1].dp.outbound(&p);
+    let now = sim.now;
+    sim.nodes[1].r.handle_tun(now, &p);
     // ESP from spoke 2 with an SPI nobody gave out.
     let mut esp = icmp(S2, S1, 8, 1);
     esp[9] = 50;
@@ -1198,9 +1200,9 @@ fn dataplane_drops_are_shown() {
     }
     esp[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
     esp[20..24].copy_from_slice(&0xdead_beef_u32.to_be_bytes());
-    sim.nodes[1].dp.inbound_esp_ip(&esp);
-    let st = sim.nodes[1].dp.stats();
-    let node = &sim.nodes[1].node;
+    sim.nodes[1].r.handle_underlay(now, Datagram::Esp(&esp));
+    let st = sim.nodes[1].r.stats();
+    let node = sim.nodes[1].r.node();
     let traffic = node.show_nhrp_traffic(sim.now, Some(&st));
     let no_map = traffic[0]
         .drops
@@ -1237,8 +1239,11 @@ fn crypto_session_per_peer() {
         sim.ping(1, T2, seq);
         sim.advance(Duration::from_millis(200));
     }
-    let st = sim.nodes[1].dp.stats();
-    let sessions = sim.nodes[1].node.show_crypto_session(sim.now, Some(&st));
+    let st = sim.nodes[1].r.stats();
+    let sessions = sim.nodes[1]
+        .r
+        .node()
+        .show_crypto_session(sim.now, Some(&st));
     let peers: Vec<IpAddr> = sessions.iter().map(|s| s.peer).collect();
     assert_eq!(peers, vec![IpAddr::V4(HUB), IpAddr::V4(S2)]);
     for s in &sessions {
@@ -1255,10 +1260,14 @@ fn crypto_session_per_peer() {
         "{text}"
     );
     // `clear crypto sa` with the other spoke ends that session.
-    let now = sim.now;
-    sim.nodes[1].node.clear_crypto_sa(now, Some(IpAddr::V4(S2)));
+    sim.request(
+        1,
+        Request::ClearCryptoSa {
+            peer: Some(IpAddr::V4(S2)),
+        },
+    );
     sim.settle();
-    let sessions = sim.nodes[1].node.show_crypto_session(sim.now, None);
+    let sessions = sim.nodes[1].r.node().show_crypto_session(sim.now, None);
     assert!(
         sessions.iter().all(|s| s.peer != IpAddr::V4(S2)),
         "{sessions:?}"

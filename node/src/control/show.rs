@@ -22,7 +22,7 @@ use super::Node;
 use crate::datapath::esp::{AuthAlg, EncAlg};
 use crate::datapath::gre::GreDrop;
 use crate::datapath::sadb::{Direction, Mode as SadbMode, SaSnapshot};
-use crate::runtime::dataplane::{DataplaneStats, Protection};
+use crate::engine::{DataplaneStats, Protection};
 
 fn isakmp_state(s: &str) -> IsakmpState {
     match s {
@@ -888,7 +888,7 @@ fn gre_ident(a: IpAddr) -> ProxyIdent {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::dataplane::Counters;
+    use crate::engine::Counters;
 
     /// Field names of a struct from its `Debug` form (`Name { a: 0, b: 1 }`).
     fn fields(debug: &str) -> Vec<String> {

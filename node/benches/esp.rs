@@ -6,8 +6,8 @@
 //! `scripts/bench-openssl.sh` (OpenSSL `speed -evp` at 1424-byte blocks).
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use dmvpn_agent::datapath::esp::{AuthAlg, EncAlg, IvGen, MAX_ICV_LEN, SEAL_GROUP, Transform};
-use dmvpn_agent::datapath::hmac_sha1::{Backend, HmacSha1Key};
+use dmvpn_node::datapath::esp::{AuthAlg, EncAlg, IvGen, MAX_ICV_LEN, SEAL_GROUP, Transform};
+use dmvpn_node::datapath::hmac_sha1::{Backend, HmacSha1Key};
 use std::hint::black_box;
 use std::time::Duration;
 

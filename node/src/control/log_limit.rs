@@ -11,7 +11,7 @@ use std::time::Duration;
 use dmvpn_nhrp::Instant;
 use tracing::warn;
 
-use crate::runtime::dataplane::DataplaneStats;
+use crate::engine::DataplaneStats;
 
 /// Shortest time between two lines for one reason.
 pub const INTERVAL: Duration = Duration::from_secs(10);

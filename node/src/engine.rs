@@ -1,42 +1,34 @@
-//! The forwarding loop: TUN ↔ (MTU check, GRE, ESP) ↔ raw/UDP sockets.
+//! The forwarding engine: inner packets (MTU check, GRE, ESP) out to
+//! the underlay, underlay packets (ESP, GRE) in to the inner side.
 //!
-//! [`Engine`] holds every decision and all state (SADB, peer map,
-//! counters, outgoing batches) and works synchronously on byte slices, so
-//! it can be driven and tested without any I/O. [`Dataplane`] owns the TUN
-//! device and the sockets and moves bursts of packets between them and the
-//! engine. A daemon's main loop owns one `Dataplane`; NHRP and IKE
-//! messages that arrive through it are queued for the control plane.
+//! [`Engine`] holds every forwarding decision and its state (SADB, peer
+//! map, counters, outgoing batches) and works synchronously on byte
+//! slices. It never does I/O: what it wants sent waits in its batches,
+//! NHRP and IKE messages it received wait as [`Event`]s, and the
+//! [`crate::Router`] moves both between the engine, the node and the
+//! driver.
 
 use std::collections::{HashMap, VecDeque};
-use std::future::Future;
-use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4};
 use std::sync::Arc;
 
+use crate::batch::SendBatch;
 use crate::datapath::esp::{self, NEXT_HEADER_GRE, NEXT_HEADER_IPV4, NEXT_HEADER_IPV6, Transform};
 use crate::datapath::gre::{self, GreCounters, PROTO_IPV4, PROTO_IPV6, PROTO_NHRP};
 use crate::datapath::ip::{self, IPV4_HEADER_LEN, Ipv4Repr, PROTO_ESP, PROTO_GRE};
 use crate::datapath::mtu::{self, MtuAction};
 use crate::datapath::natt::{self, NattPayload};
 use crate::datapath::sadb::{InboundSa, Mode, OutboundSa, SaSnapshot, Sadb, SadbError};
-use tokio::sync::{mpsc, oneshot};
-
-use super::direct;
-use super::sockets::{DatagramSocket, RecvBatch, SendBatch};
-use super::tun::{self as tun_io, Tun, TunReader, TunWriter};
 
 /// Largest datagram handled (inner packet + all headers).
 pub const BUF_SIZE: usize = 2048;
 /// Path MTU assumed on the NBMA network (Ethernet): outer packets are
 /// kept within it, since raw sockets with our own IP header do not fragment.
 pub const NBMA_MTU: usize = 1500;
-/// Packets per receive burst and per send batch.
-const BATCH: usize = 64;
+/// Packets per send batch.
+pub const BATCH: usize = 64;
 /// Flush a batch once fewer slots than this are free (room for a fragmented packet).
 const FLUSH_FREE: usize = 48;
-/// Inner packets taken from the TUN per wake-up before the sockets get a
-/// turn again (an offloaded read alone may hold ~45).
-const TUN_BURST: usize = 256;
 /// A packet waiting for an SA: GRE protocol type, TOS, payload.
 type Held = (u16, u8, Vec<u8>);
 
@@ -250,25 +242,25 @@ pub struct DataplaneStats {
 
 /// The synchronous core of the data plane.
 pub struct Engine {
-    pub cfg: DataplaneConfig,
-    pub sadb: Sadb,
-    pub map: PeerMap,
-    pub gre_counters: GreCounters,
-    pub counters: Counters,
+    cfg: DataplaneConfig,
+    sadb: Sadb,
+    map: PeerMap,
+    gre_counters: GreCounters,
+    counters: Counters,
     /// Outer packets (IPv4 header included) for the raw GRE socket.
-    pub gre_out: SendBatch,
+    gre_out: SendBatch,
     /// Outer packets (IPv4 header included) for the raw ESP socket.
-    pub esp_out: SendBatch,
+    esp_out: SendBatch,
     /// ESP datagrams for the UDP socket.
-    pub udp_out: SendBatch,
+    udp_out: SendBatch,
     /// Inner packets for the TUN device.
-    pub tun_out: SendBatch,
+    tun_out: SendBatch,
     /// NHRP packets received (source NBMA, NHRP bytes after GRE).
-    pub nhrp_in: VecDeque<(Ipv4Addr, Vec<u8>)>,
+    nhrp_in: VecDeque<(Ipv4Addr, Vec<u8>)>,
     /// IKE messages received on the NAT-T port (marker removed).
-    pub ike_in: VecDeque<(SocketAddrV4, Vec<u8>)>,
+    ike_in: VecDeque<(SocketAddrV4, Vec<u8>)>,
     /// Peers that had traffic but no outbound SA (IKE should initiate), once each.
-    pub need_sa: VecDeque<Ipv4Addr>,
+    need_sa: VecDeque<Ipv4Addr>,
     /// Packets waiting for an outbound SA, per peer (bounded).
     pending: HashMap<Ipv4Addr, (Peer, VecDeque<Held>)>,
     /// NBMA peers multicast and broadcast are replicated to (NHRP's
@@ -280,11 +272,11 @@ pub struct Engine {
     scratch: Box<[u8]>,
     scratch2: Box<[u8]>,
     /// Lay ESP packets out and encrypt them together at
-    /// [`Engine::finish_seals`] (done by [`flush`] before sending), instead
+    /// [`Engine::finish_seals`] (done by [`Engine::batches`] before sending), instead
     /// of one by one: CBC chains of several packets then share the
     /// cipher's parallel blocks. Off by default, so that queued packets are
     /// complete as soon as they are queued.
-    pub defer_seal: bool,
+    defer_seal: bool,
     deferred: Vec<Deferred>,
 }
 
@@ -330,6 +322,98 @@ impl Engine {
             sas: self.sadb.snapshot(),
             invalid_spi: self.sadb.invalid_spi,
         }
+    }
+
+    /// The settings this engine was built with.
+    pub fn config(&self) -> &DataplaneConfig {
+        &self.cfg
+    }
+
+    /// The SA database (read-only: SAs change through [`Engine::apply`]).
+    pub fn sadb(&self) -> &Sadb {
+        &self.sadb
+    }
+
+    /// The overlay prefix → peer map.
+    pub fn peer_map(&self) -> &PeerMap {
+        &self.map
+    }
+
+    /// Whether an outbound SA to `peer` is installed.
+    pub fn has_outbound(&self, peer: IpAddr) -> bool {
+        self.sadb.has_outbound(peer)
+    }
+
+    /// Counters a driver adds to (send and receive errors, TUN writes).
+    pub fn counters_mut(&mut self) -> &mut Counters {
+        &mut self.counters
+    }
+
+    /// Defer ESP encryption to [`Engine::batches`] (see `defer_seal`).
+    pub fn set_defer_seal(&mut self, on: bool) {
+        self.defer_seal = on;
+    }
+
+    /// Replaces the send batches with `n` buffers of `size` bytes each
+    /// (GRE, ESP, UDP, TUN); packets queued so far are dropped.
+    pub fn set_batch_sizes(&mut self, sizes: BatchSizes) {
+        self.gre_out = SendBatch::new(sizes.gre, sizes.size);
+        self.esp_out = SendBatch::new(sizes.esp, sizes.size);
+        self.udp_out = SendBatch::new(sizes.udp, sizes.size);
+        self.tun_out = SendBatch::new(sizes.tun, sizes.size);
+        self.deferred.clear();
+    }
+
+    /// Everything queued for sending, ESP sealed: the driver writes each
+    /// batch out and clears it.
+    pub fn batches(&mut self) -> Batches<'_> {
+        self.finish_seals();
+        Batches {
+            tun: &mut self.tun_out,
+            gre: &mut self.gre_out,
+            esp: &mut self.esp_out,
+            udp: &mut self.udp_out,
+            counters: &mut self.counters,
+        }
+    }
+
+    /// Inner packets waiting for the TUN.
+    pub fn tun_out(&self) -> &SendBatch {
+        &self.tun_out
+    }
+
+    /// Outer packets (IPv4 header included) waiting for the raw GRE socket.
+    pub fn gre_out(&self) -> &SendBatch {
+        &self.gre_out
+    }
+
+    /// Outer packets (IPv4 header included) waiting for the raw ESP socket.
+    pub fn esp_out(&self) -> &SendBatch {
+        &self.esp_out
+    }
+
+    /// ESP-in-UDP (and NAT-T IKE) datagrams waiting for the UDP socket.
+    pub fn udp_out(&self) -> &SendBatch {
+        &self.udp_out
+    }
+
+    /// Takes the inner packets of `tun_out` from index `from` on for which
+    /// `take` says yes out of the batch (copied into `taken`), keeping the
+    /// order of the others.
+    pub(crate) fn take_tun_from(
+        &mut self,
+        from: usize,
+        mut take: impl FnMut(&[u8]) -> bool,
+        taken: &mut Vec<Vec<u8>>,
+    ) {
+        self.tun_out.retain_from(from, |p| {
+            if take(p) {
+                taken.push(p.to_vec());
+                false
+            } else {
+                true
+            }
+        });
     }
 
     /// True when some batch should be sent before more packets are processed.
@@ -852,12 +936,8 @@ impl Engine {
         self.inbound_esp_packets(pkts.iter().copied());
     }
 
-    /// [`Engine::inbound_esp_burst`] on the first `n` packets of a receive batch.
-    pub fn inbound_esp_recv(&mut self, rb: &RecvBatch, n: usize) {
-        self.inbound_esp_packets((0..n).map(|i| rb.get(i).0));
-    }
-
-    fn inbound_esp_packets<'a>(&mut self, pkts: impl Iterator<Item = &'a [u8]>) {
+    /// [`Engine::inbound_esp_burst`] on any sequence of packets.
+    pub fn inbound_esp_packets<'a>(&mut self, pkts: impl Iterator<Item = &'a [u8]>) {
         let mut run = EspRun::new();
         for p in pkts {
             match esp_part(p) {
@@ -883,12 +963,8 @@ impl Engine {
         self.inbound_udp_datagrams(datagrams.iter().copied());
     }
 
-    /// [`Engine::inbound_udp_burst`] on the first `n` datagrams of a receive batch.
-    pub fn inbound_udp_recv(&mut self, rb: &RecvBatch, n: usize) {
-        self.inbound_udp_datagrams((0..n).map(|i| rb.get(i)));
-    }
-
-    fn inbound_udp_datagrams<'a>(
+    /// [`Engine::inbound_udp_burst`] on any sequence of datagrams.
+    pub fn inbound_udp_datagrams<'a>(
         &mut self,
         datagrams: impl Iterator<Item = (&'a [u8], SocketAddrV4)>,
     ) {
@@ -1013,7 +1089,7 @@ impl<'a> EspRun<'a> {
     }
 }
 
-/// Requests from the control plane (NHRP/IKE node) to a running data plane.
+/// A change the node (or a test) asks of the engine.
 pub enum Command {
     /// Send an NHRP packet (GRE protocol 0x2001) to a peer.
     SendNhrp {
@@ -1039,8 +1115,15 @@ pub enum Command {
         prefix: Ipv4Addr,
         len: u8,
     },
-    /// Ask for a copy of the counters and SAs.
-    Stats(oneshot::Sender<DataplaneStats>),
+    /// Remove one inbound SA (the old half of a rekey, a peer's delete).
+    RemoveInbound(u32),
+    /// Remove the peer's outbound SA if it still is `spi`.
+    RemoveOutbound {
+        peer: IpAddr,
+        spi: u32,
+    },
+    /// Forget packets held for a peer whose negotiation failed.
+    DiscardPending(Ipv4Addr),
     /// Replace the multicast replication list (NHRP multicast NBMAs) and
     /// the tunnel broadcast address.
     SetMulticast {
@@ -1049,7 +1132,28 @@ pub enum Command {
     },
 }
 
-/// What a running data plane reports to the control plane.
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::SendNhrp { peer, .. } => write!(f, "SendNhrp({})", peer.nbma),
+            Command::SendIke { dst, .. } => write!(f, "SendIke({dst})"),
+            Command::InsertInbound(sa) => write!(f, "InsertInbound({:#x})", sa.spi),
+            Command::InsertOutbound(sa) => write!(f, "InsertOutbound({})", sa.peer),
+            Command::RemovePeerSas(p) => write!(f, "RemovePeerSas({p})"),
+            Command::MapInsert { prefix, len, peer } => {
+                write!(f, "MapInsert({prefix}/{len} -> {})", peer.nbma)
+            }
+            Command::MapRemove { prefix, len } => write!(f, "MapRemove({prefix}/{len})"),
+            Command::SetMulticast { peers, .. } => write!(f, "SetMulticast({} peers)", peers.len()),
+            Command::RemoveInbound(s) => write!(f, "RemoveInbound({s:#x})"),
+            Command::RemoveOutbound { peer, spi } => write!(f, "RemoveOutbound({peer}, {spi:#x})"),
+            Command::DiscardPending(p) => write!(f, "DiscardPending({p})"),
+        }
+    }
+}
+
+/// What the engine received for the node: NHRP and NAT-T IKE messages,
+/// and peers that need an SA.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     Nhrp {
@@ -1064,12 +1168,6 @@ pub enum Event {
     NeedSa {
         peer: Ipv4Addr,
     },
-}
-
-/// The channels between a running data plane and its control plane.
-pub struct Control {
-    pub commands: mpsc::Receiver<Command>,
-    pub events: mpsc::Sender<Event>,
 }
 
 impl Engine {
@@ -1097,324 +1195,63 @@ impl Engine {
             }
             Command::MapInsert { prefix, len, peer } => self.map.insert(prefix, len, peer),
             Command::MapRemove { prefix, len } => self.map.remove(prefix, len),
-            Command::Stats(reply) => {
-                let _ = reply.send(self.stats());
-            }
             Command::SetMulticast { peers, broadcast } => self.set_multicast(peers, broadcast),
-        }
-    }
-
-    /// Moves queued NHRP/IKE messages and SA requests to `events`;
-    /// what does not fit (the channel is bounded) is dropped and counted.
-    pub fn drain_events(&mut self, events: &mpsc::Sender<Event>) {
-        let send = |ev: Event, c: &mut Counters| {
-            if events.try_send(ev).is_err() {
-                c.queue_full += 1;
+            Command::RemoveInbound(spi) => {
+                self.sadb.remove_inbound(spi);
             }
-        };
-        while let Some((src, packet)) = self.nhrp_in.pop_front() {
-            send(Event::Nhrp { src, packet }, &mut self.counters);
-        }
-        while let Some((src, packet)) = self.ike_in.pop_front() {
-            send(Event::Ike { src, packet }, &mut self.counters);
-        }
-        while let Some(peer) = self.need_sa.pop_front() {
-            send(Event::NeedSa { peer }, &mut self.counters);
-        }
-    }
-}
-
-/// What a caller adds to the forwarding path: a daemon's node watches
-/// outbound traffic (shortcut and idle accounting) and, on a hub, takes
-/// spoke-to-spoke packets back out instead of sending them up the TUN.
-pub trait Forwarding {
-    /// An inner packet read from the TUN, before the engine handles it.
-    fn observe(&mut self, _pkt: &[u8]) {}
-    /// A received inner packet bound for the TUN; true when this took it
-    /// (relayed through `engine`), false to write it to the TUN.
-    fn relay(&mut self, _engine: &mut Engine, _pkt: &[u8]) -> bool {
-        false
-    }
-}
-
-/// Plain forwarding: everything received goes to the TUN.
-impl Forwarding for () {}
-
-/// The TUN device and underlay sockets one flush writes to.
-pub struct Links<'a> {
-    pub tun: &'a Tun,
-    pub gre: &'a DatagramSocket,
-    pub esp: &'a DatagramSocket,
-    pub udp: Option<&'a DatagramSocket>,
-}
-
-/// Sends everything `e` has queued. Inner packets go to the TUN in one
-/// batched write (coalesced into super-packets when the TUN offloads),
-/// after `fwd` has had its pick: relayed packets are re-encapsulated one
-/// by one, so a coalesced super-packet is never relayed. Outer packets
-/// leave with `sendmmsg`. A failed packet is counted; only a broken
-/// socket is an error.
-pub async fn flush(
-    e: &mut Engine,
-    links: &Links<'_>,
-    w: &mut TunWriter,
-    fwd: &mut impl Forwarding,
-) -> io::Result<()> {
-    // Relaying adds outer packets (and, for a too-big packet, an ICMP
-    // error for the TUN), so go round until the TUN queue stays empty.
-    for _ in 0..4 {
-        let mut i = 0;
-        while i < e.tun_out.len() {
-            if w.is_full() {
-                write_tun(e, links.tun, w).await;
-            }
-            let queued = w.push(e.tun_out.get(i));
-            i += 1;
-            if !queued {
-                e.counters.malformed += 1;
-                continue;
-            }
-            let last = w.len() - 1;
-            let pkt = w.get(last);
-            if fwd.relay(e, pkt) {
-                w.pop();
-            }
-        }
-        e.tun_out.clear();
-        write_tun(e, links.tun, w).await;
-        e.finish_seals();
-        if !e.gre_out.is_empty() {
-            let r = links.gre.send_batch(&mut e.gre_out).await?;
-            e.counters.send_errors += r.failed as u64;
-            e.counters.direct_tx += r.direct as u64;
-        }
-        if !e.esp_out.is_empty() {
-            let r = links.esp.send_batch(&mut e.esp_out).await?;
-            e.counters.send_errors += r.failed as u64;
-            e.counters.direct_tx += r.direct as u64;
-        }
-        if !e.udp_out.is_empty() {
-            match links.udp {
-                Some(u) => {
-                    let r = u.send_batch(&mut e.udp_out).await?;
-                    e.counters.send_errors += r.failed as u64;
-                }
-                None => {
-                    e.counters.send_errors += e.udp_out.len() as u64;
-                    e.udp_out.clear();
+            Command::RemoveOutbound { peer, spi } => {
+                if self.sadb.outbound(peer).is_some_and(|o| o.spi == spi) {
+                    self.sadb.remove_outbound(peer);
                 }
             }
-        }
-        if e.tun_out.is_empty() {
-            break;
-        }
-    }
-    Ok(())
-}
-
-async fn write_tun(e: &mut Engine, tun: &Tun, w: &mut TunWriter) {
-    let n = w.len() as u64;
-    if n == 0 {
-        return;
-    }
-    match w.write(tun).await {
-        Ok(_) => e.counters.tun_tx += n,
-        // Some write failed; which ones is not known.
-        Err(_) => e.counters.send_errors += 1,
-    }
-    e.counters.tun_gro_tx += w.coalesced() as u64;
-}
-
-/// Handles the packets of the read `r` just completed, then reads on
-/// while packets are ready (up to [`TUN_BURST`]), flushing whenever a
-/// batch fills. A read the kernel marked malformed (bad virtio header or
-/// GSO packet) is counted and skipped; a device error ends the burst and
-/// shows up on the next wait.
-pub async fn tun_burst(
-    e: &mut Engine,
-    links: &Links<'_>,
-    r: &mut TunReader,
-    w: &mut TunWriter,
-    fwd: &mut impl Forwarding,
-) -> io::Result<()> {
-    let mut taken = 0;
-    loop {
-        if r.len() > 1 {
-            e.counters.tun_gso_rx += 1;
-        }
-        for i in 0..r.len() {
-            if !e.has_room_for(r.get(i)) {
-                flush(e, links, w, fwd).await?;
-            }
-            let p = r.get(i);
-            fwd.observe(p);
-            e.outbound(p);
-        }
-        taken += r.len().max(1);
-        if taken >= TUN_BURST {
-            return Ok(());
-        }
-        match r.try_recv(links.tun) {
-            Ok(_) => {}
-            Err(err) if tun_io::is_packet_error(&err) => e.counters.malformed += 1,
-            Err(_) => return Ok(()),
-        }
-    }
-}
-
-/// The data plane of one tunnel: an [`Engine`] plus the devices it drives.
-pub struct Dataplane {
-    pub engine: Engine,
-    tun: Tun,
-    gre: DatagramSocket,
-    esp: DatagramSocket,
-    udp: Option<DatagramSocket>,
-    reader: TunReader,
-    writer: TunWriter,
-}
-
-enum Wake {
-    Stop,
-    Cmd(Command),
-    Tun(io::Result<usize>),
-    Gre(io::Result<usize>),
-    Esp(io::Result<usize>),
-    Udp(io::Result<usize>),
-}
-
-impl Dataplane {
-    /// Opens the raw GRE and ESP sockets (and UDP `natt_port`) around `tun`.
-    pub fn new(engine: Engine, tun: Tun) -> io::Result<Self> {
-        let gre = DatagramSocket::raw_ipv4(PROTO_GRE, direct::wanted())?;
-        let esp = DatagramSocket::raw_ipv4(PROTO_ESP, direct::wanted())?;
-        let udp = match engine.cfg.natt_port {
-            Some(p) => Some(DatagramSocket::udp(SocketAddrV4::new(
-                Ipv4Addr::UNSPECIFIED,
-                p,
-            ))?),
-            None => None,
-        };
-        let reader = TunReader::new(&tun);
-        let mut engine = engine;
-        engine.defer_seal = true;
-        Ok(Dataplane {
-            engine,
-            tun,
-            gre,
-            esp,
-            udp,
-            reader,
-            writer: TunWriter::new(BATCH),
-        })
-    }
-
-    pub fn tun(&self) -> &Tun {
-        &self.tun
-    }
-
-    /// Forwards until `shutdown` completes, with no control plane: NHRP
-    /// and IKE messages stay queued in the engine.
-    pub async fn run(&mut self, shutdown: impl Future<Output = ()>) -> io::Result<()> {
-        self.run_inner(shutdown, None).await
-    }
-
-    /// Forwards until `shutdown` completes (or the command channel closes),
-    /// applying commands and reporting events through `ctl`.
-    pub async fn run_controlled(
-        &mut self,
-        shutdown: impl Future<Output = ()>,
-        ctl: &mut Control,
-    ) -> io::Result<()> {
-        self.run_inner(shutdown, Some(ctl)).await
-    }
-
-    /// I/O errors on single packets are counted, not fatal.
-    async fn run_inner(
-        &mut self,
-        shutdown: impl Future<Output = ()>,
-        mut ctl: Option<&mut Control>,
-    ) -> io::Result<()> {
-        tokio::pin!(shutdown);
-        let mut gre_rb = RecvBatch::new(BATCH, BUF_SIZE);
-        let mut esp_rb = RecvBatch::new(BATCH, BUF_SIZE);
-        let mut udp_rb = match &self.udp {
-            Some(u) => RecvBatch::for_socket(u, BATCH, BUF_SIZE),
-            None => RecvBatch::new(1, BUF_SIZE),
-        };
-        loop {
-            let ev = {
-                let (tun, gre, esp, udp) = (&self.tun, &self.gre, &self.esp, self.udp.as_ref());
-                let reader = &mut self.reader;
-                tokio::select! {
-                    biased;
-                    _ = &mut shutdown => Wake::Stop,
-                    r = reader.recv(tun) => Wake::Tun(r),
-                    r = gre.recv_batch(&mut gre_rb) => Wake::Gre(r),
-                    r = esp.recv_batch(&mut esp_rb) => Wake::Esp(r),
-                    r = recv_opt(udp, &mut udp_rb) => Wake::Udp(r),
-                    c = recv_cmd(ctl.as_deref_mut()) => match c {
-                        Some(c) => Wake::Cmd(c),
-                        None => Wake::Stop,
-                    },
-                }
-            };
-            let links = Links {
-                tun: &self.tun,
-                gre: &self.gre,
-                esp: &self.esp,
-                udp: self.udp.as_ref(),
-            };
-            let e = &mut self.engine;
-            match ev {
-                Wake::Stop => return Ok(()),
-                Wake::Cmd(c) => e.apply(c),
-                Wake::Tun(Ok(_)) => {
-                    tun_burst(e, &links, &mut self.reader, &mut self.writer, &mut ()).await?
-                }
-                Wake::Tun(Err(err)) if tun_io::is_packet_error(&err) => e.counters.malformed += 1,
-                Wake::Gre(Ok(k)) => {
-                    for i in 0..k {
-                        e.inbound_gre_ip(gre_rb.get(i).0);
-                    }
-                }
-                Wake::Esp(Ok(k)) => e.inbound_esp_recv(&esp_rb, k),
-                Wake::Udp(Ok(k)) => e.inbound_udp_recv(&udp_rb, k),
-                Wake::Tun(Err(err)) => return Err(err),
-                Wake::Gre(Err(_)) | Wake::Esp(Err(_)) | Wake::Udp(Err(_)) => {
-                    e.counters.recv_errors += 1;
-                }
-            }
-            flush(e, &links, &mut self.writer, &mut ()).await?;
-            if let Some(c) = ctl.as_deref_mut() {
-                self.engine.drain_events(&c.events);
+            Command::DiscardPending(p) => {
+                self.discard_pending(p);
             }
         }
     }
 
-    /// Sends everything the engine has queued.
-    pub async fn flush(&mut self) -> io::Result<()> {
-        let links = Links {
-            tun: &self.tun,
-            gre: &self.gre,
-            esp: &self.esp,
-            udp: self.udp.as_ref(),
-        };
-        flush(&mut self.engine, &links, &mut self.writer, &mut ()).await
+    /// The next message or request for the node: received NHRP, then
+    /// NAT-T IKE, then peers that need an SA.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        if let Some((src, packet)) = self.nhrp_in.pop_front() {
+            return Some(Event::Nhrp { src, packet });
+        }
+        if let Some((src, packet)) = self.ike_in.pop_front() {
+            return Some(Event::Ike { src, packet });
+        }
+        self.need_sa.pop_front().map(|peer| Event::NeedSa { peer })
+    }
+
+    /// Whether [`Engine::poll_event`] has something.
+    pub fn has_events(&self) -> bool {
+        !(self.nhrp_in.is_empty() && self.ike_in.is_empty() && self.need_sa.is_empty())
     }
 }
 
-async fn recv_cmd(ctl: Option<&mut Control>) -> Option<Command> {
-    match ctl {
-        Some(c) => c.commands.recv().await,
-        None => std::future::pending().await,
-    }
+/// Send-batch dimensions (see [`Engine::set_batch_sizes`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchSizes {
+    pub gre: usize,
+    pub esp: usize,
+    pub udp: usize,
+    pub tun: usize,
+    /// Bytes per buffer.
+    pub size: usize,
 }
 
-async fn recv_opt(s: Option<&DatagramSocket>, b: &mut RecvBatch) -> io::Result<usize> {
-    match s {
-        Some(s) => s.recv_batch(b).await,
-        None => std::future::pending().await,
-    }
+/// The engine's send batches and counters, lent to a driver that writes
+/// them out (see [`Engine::batches`]).
+pub struct Batches<'a> {
+    /// Inner packets for the TUN.
+    pub tun: &'a mut SendBatch,
+    /// Outer IPv4 packets for the raw GRE socket.
+    pub gre: &'a mut SendBatch,
+    /// Outer IPv4 packets for the raw ESP socket.
+    pub esp: &'a mut SendBatch,
+    /// Datagrams for the NAT-T UDP socket.
+    pub udp: &'a mut SendBatch,
+    /// Where the driver counts what it could not send.
+    pub counters: &'a mut Counters,
 }
 
 #[cfg(test)]
@@ -1964,7 +1801,6 @@ mod tests {
     #[test]
     fn commands_and_events() {
         let (mut a, mut b) = pair(Protection::Esp);
-        let (tx, mut rx) = mpsc::channel(8);
         // B has no outbound SA: traffic asks for one, once.
         let p = inner(
             Ipv4Addr::new(192, 168, 1, 2),
@@ -1974,9 +1810,8 @@ mod tests {
         );
         b.outbound(&p);
         b.outbound(&p);
-        b.drain_events(&tx);
-        assert_eq!(rx.try_recv().unwrap(), Event::NeedSa { peer: A });
-        assert!(rx.try_recv().is_err());
+        assert_eq!(b.poll_event(), Some(Event::NeedSa { peer: A }));
+        assert_eq!(b.poll_event(), None);
         b.apply(Command::InsertOutbound(Box::new(
             OutboundSa::new(&sa(0x200, A), &[6; 24]).unwrap(),
         )));
@@ -1993,13 +1828,12 @@ mod tests {
             packet: b"reg".to_vec(),
         });
         b.inbound_esp_ip(a.esp_out.get(0));
-        b.drain_events(&tx);
         assert_eq!(
-            rx.try_recv().unwrap(),
-            Event::Nhrp {
+            b.poll_event(),
+            Some(Event::Nhrp {
                 src: A,
                 packet: b"reg".to_vec()
-            }
+            })
         );
         // IKE over the NAT-T port round-trips with its marker.
         a.apply(Command::SendIke {
@@ -2009,17 +1843,14 @@ mod tests {
         let d = a.udp_out.get(0).to_vec();
         assert_eq!(&d[..4], &[0, 0, 0, 0]);
         b.inbound_udp(&d, SocketAddrV4::new(A, 4500));
-        b.drain_events(&tx);
         assert_eq!(
-            rx.try_recv().unwrap(),
-            Event::Ike {
+            b.poll_event(),
+            Some(Event::Ike {
                 src: SocketAddrV4::new(A, 4500),
                 packet: b"isakmp".to_vec()
-            }
+            })
         );
-        let (stx, mut srx) = oneshot::channel();
-        b.apply(Command::Stats(stx));
-        assert_eq!(srx.try_recv().unwrap().counters.nhrp_rx, 1);
+        assert_eq!(b.stats().counters.nhrp_rx, 1);
         b.apply(Command::RemovePeerSas(IpAddr::V4(A)));
         assert!(b.sadb.snapshot().is_empty());
     }

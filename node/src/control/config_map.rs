@@ -15,7 +15,7 @@ use dmvpn_ike::{
 use thiserror::Error;
 
 use crate::datapath::esp::{AuthAlg, EncAlg};
-use crate::runtime::dataplane::DataplaneConfig;
+use crate::engine::DataplaneConfig;
 
 /// A configuration the node cannot run (beyond what `--check` rejects).
 #[derive(Debug, Error, Clone, PartialEq, Eq)]

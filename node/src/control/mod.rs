@@ -1,56 +1,31 @@
-//! The sans-IO DMVPN node: NHRP engine + IKE endpoint + the decisions that
-//! tie them to the data plane. No clock, socket or OS randomness here; the
-//! runtime (`daemon`) or a simulator moves bytes and time in and out.
+//! The DMVPN node: NHRP engine + IKE endpoint + the decisions that tie
+//! them to the forwarding engine (which peers need SAs, which prefixes go
+//! to which NBMA address, shortcuts, idle expiry, the hub's relay
+//! decision, the multicast list). No clock, socket or OS randomness here.
 //!
-//! # API (stable; the lab simulator builds on it)
+//! A [`Node`] is not driven on its own: [`crate::Router`] owns one next
+//! to the forwarding engine, feeds it the engine's events and applies
+//! its [`Output`]s. Its methods, as the router uses them:
 //!
 //! ```text
-//! Node::new(&dmvpn_config::Config, epoch: std::time::Instant, seed: Seed, now) -> Result<Node, MapError>
-//!     `epoch` anchors virtual time for the IKE engine (ike time = epoch + now);
-//!     `now` is a dmvpn_nhrp::Instant (Duration since the epoch); `seed` is
-//!     256 bits from the OS (daemon) or `Seed::for_lab_node` (simulator).
-//! node.reseed(seed)                                mixes fresh OS randomness in
-//! Node::from_node_config(NodeConfig, epoch, seed, now)  after config_map::map(&cfg),
-//!     e.g. to set nhrp.local_prefixes (LANs answered in resolutions)
-//! node.set_keylog(true)                            emit Output::KeyLog esp_sa lines
-//! node.dataplane_config() -> DataplaneConfig      build the data-plane Engine with this
-//! node.handle_nhrp(now, from_nbma, nhrp_bytes)     NHRP received (GRE proto 0x2001)
-//! node.handle_ike(now, local, remote, datagram)    UDP 500, or 4500 with the non-ESP marker
-//! node.handle_dataplane_event(now, dataplane::Event)  Nhrp / Ike (from 4500) / NeedSa
-//! node.observe_outbound(now, ip_packet)            each packet read from the TUN, before
-//!                                                  the data plane sees it (resolution
-//!                                                  triggers, hub redirects)
-//! node.set_tunnel_routes(now, &[(prefix, len, via)])  kernel routes via a tunnel next hop
-//! node.handle_stats(now, &DataplaneStats)          at least once a second (idle timers,
-//!                                                  DPD liveness)
-//! node.poll_timeout() / node.handle_timeout(now)
-//! node.poll_output() -> Option<Output>            Ike(Transmit) | Dataplane(DpCmd) | KeyLog(line)
-//! node::apply(&mut dataplane::Engine, DpCmd)       applies a data-plane command
-//! node.show_nhrp(now) / show_nhrp_nhs(now) / show_dmvpn(now) / show_isakmp_sa(now)
-//!     / show_ipsec_sa(now, Option<&DataplaneStats>)  -> dmvpn_ctl::proto snapshot types
-//! node.clear_nhrp(now) / clear_crypto_sa(now, Option<IpAddr>) -> count
-//!     both drop the affected shortcuts and put back the routes via the hub
-//! node.multicast_nbmas()                           replication list: registered spokes with
-//!     `map multicast dynamic`, static `map multicast` NBMAs, NHSs marked
-//!     `multicast` (sent to the data plane as Command::SetMulticast when it changes)
-//! node.should_relay(ip_packet)                    hub: a decapsulated packet for another
-//!                                                  spoke goes back out (observe + outbound)
-//! node.has_sa(nbma), node.shortcut_routes()        for tests
+//! Node::from_node_config(NodeConfig, epoch, seed, now)   epoch anchors IKE's clock
+//!                                                        (ike time = epoch + now)
+//! node.handle_nhrp / handle_ike / handle_dataplane_event inputs
+//! node.observe_outbound(now, ip_packet)   each packet into the tunnel (resolution
+//!                                         triggers, hub redirects)
+//! node.should_relay(ip_packet)            hub: a decapsulated packet for another spoke
+//! node.set_tunnel_routes(now, routes)     kernel routes via a tunnel next hop
+//! node.handle_stats(now, &DataplaneStats) once a second (idle timers, DPD liveness)
+//! node.poll_timeout() / handle_timeout(now) / poll_output()
+//! node.show_* / clear_*                   operator requests
 //! ```
 //!
-//! A runtime loop: feed inputs, then drain `poll_output` (IKE datagrams to
-//! the UDP sockets, `DpCmd`s to [`apply`]), then move the data plane's
-//! `nhrp_in` / `ike_in` / `need_sa` queues back in as events, until quiet;
-//! sleep until `min(poll_timeout, next stats tick)`. `agent/tests/node_sim.rs`
-//! does exactly this for three nodes on virtual time.
-//!
-//! Data flow: see DESIGN.md. A spoke brings up IPsec with each NHS first
-//! (its registration waits in the data plane's bounded queue until the SA
-//! is installed), resolves tunnel-routed destinations that have no
-//! shortcut (phase 2) or acts on the hub's Traffic Indications (phase 3),
-//! and moves a destination to its shortcut only once the SA to that spoke
-//! is up. Spoke-to-spoke SAs idle for the profile's idle time are deleted
-//! together with their shortcuts.
+//! A spoke brings up IPsec with each NHS first (its registration waits in
+//! the engine's bounded queue until the SA is installed), resolves
+//! tunnel-routed destinations that have no shortcut (phase 2) or acts on
+//! the hub's Traffic Indications (phase 3), and moves a destination to its
+//! shortcut only once the SA to that spoke is up. Spoke-to-spoke SAs idle
+//! for the profile's idle time are deleted together with their shortcuts.
 
 pub mod config_map;
 pub mod log_limit;
@@ -75,78 +50,22 @@ use tracing::{debug, info, warn};
 pub use config_map::{MapError, NodeConfig};
 pub use seed::Seed;
 
-use crate::runtime::dataplane::{
-    Command, DataplaneConfig, DataplaneStats, Engine as DpEngine, Event as DpEvent, Peer,
-    Protection,
-};
+use crate::engine::{Command, DataplaneConfig, DataplaneStats, Event as DpEvent, Peer, Protection};
 
-/// How often the runtime should call [`Node::handle_stats`].
+/// How often [`Node::handle_stats`] is called.
 pub const STATS_INTERVAL: Duration = Duration::from_secs(1);
 /// IOS numbers SAs from 2001 up (`conn id` in `show crypto ipsec sa`).
 const FIRST_CONN_ID: u32 = 2001;
 /// A phase 2 request to a peer is not repeated more often than this.
 const IKE_RETRY: Duration = Duration::from_secs(5);
 
-/// A data-plane change. Most are the data plane's own [`Command`]s.
-pub enum DpCmd {
-    Command(Command),
-    /// Remove one inbound SA (the old half of a rekey, a peer's delete).
-    RemoveInbound(u32),
-    /// Remove the peer's outbound SA if it still is `spi`.
-    RemoveOutbound {
-        peer: IpAddr,
-        spi: u32,
-    },
-    /// Forget packets held for a peer whose negotiation failed.
-    DiscardPending(Ipv4Addr),
-}
-
-impl std::fmt::Debug for DpCmd {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            DpCmd::Command(c) => f.write_str(match c {
-                Command::SendNhrp { .. } => "SendNhrp",
-                Command::SendIke { .. } => "SendIke",
-                Command::InsertInbound(_) => "InsertInbound",
-                Command::InsertOutbound(_) => "InsertOutbound",
-                Command::RemovePeerSas(_) => "RemovePeerSas",
-                Command::MapInsert { .. } => "MapInsert",
-                Command::MapRemove { .. } => "MapRemove",
-                Command::Stats(_) => "Stats",
-                Command::SetMulticast { .. } => "SetMulticast",
-            }),
-            DpCmd::RemoveInbound(s) => write!(f, "RemoveInbound({s:#x})"),
-            DpCmd::RemoveOutbound { peer, spi } => write!(f, "RemoveOutbound({peer}, {spi:#x})"),
-            DpCmd::DiscardPending(p) => write!(f, "DiscardPending({p})"),
-        }
-    }
-}
-
-/// Applies `cmd` to a synchronous data-plane engine.
-pub fn apply(engine: &mut DpEngine, cmd: DpCmd) {
-    match cmd {
-        DpCmd::Command(c) => engine.apply(c),
-        DpCmd::RemoveInbound(spi) => {
-            engine.sadb.remove_inbound(spi);
-        }
-        DpCmd::RemoveOutbound { peer, spi } => {
-            if engine.sadb.outbound(peer).is_some_and(|o| o.spi == spi) {
-                engine.sadb.remove_outbound(peer);
-            }
-        }
-        DpCmd::DiscardPending(p) => {
-            engine.discard_pending(p);
-        }
-    }
-}
-
-/// Something the runtime must do.
+/// Something the router must do.
 #[derive(Debug)]
 pub enum Output {
     /// Send an IKE datagram from `local` to `remote` (on port 4500 the
     /// payload already starts with the non-ESP marker).
     Ike(dmvpn_ike::Transmit),
-    Dataplane(DpCmd),
+    Dataplane(Command),
     /// An `esp_sa` line for the key-log file (only when enabled).
     KeyLog(String),
 }
@@ -328,7 +247,7 @@ impl Node {
     }
 
     fn start(&mut self, now: Instant) {
-        // Manual SAs (issue 5: static maps + manual keys, no IKE).
+        // Manual SAs: static maps and manual keys, no IKE.
         for m in self.cfg.manual_sas.clone() {
             let protection = if m.udp {
                 Protection::EspUdp { port: 4500 }
@@ -407,7 +326,7 @@ impl Node {
     }
 
     fn dp(&mut self, c: Command) {
-        self.out.push_back(Output::Dataplane(DpCmd::Command(c)));
+        self.out.push_back(Output::Dataplane(c));
     }
 
     /// Points `prefix/len` at `nbma` in the data plane (None removes it).
@@ -990,11 +909,12 @@ impl Node {
             } => {
                 debug!(target: "dmvpn::ike", "IPSEC: SA {inbound_spi:#x} with {remote} deleted: {reason}");
                 self.out
-                    .push_back(Output::Dataplane(DpCmd::RemoveInbound(inbound_spi)));
-                self.out.push_back(Output::Dataplane(DpCmd::RemoveOutbound {
-                    peer: remote.ip(),
-                    spi: outbound_spi,
-                }));
+                    .push_back(Output::Dataplane(Command::RemoveInbound(inbound_spi)));
+                self.out
+                    .push_back(Output::Dataplane(Command::RemoveOutbound {
+                        peer: remote.ip(),
+                        spi: outbound_spi,
+                    }));
                 if let Some(n) = v4(remote.ip()) {
                     self.sa_gone(now, n, inbound_spi);
                     // The last SA with an NHS is gone (its DELETE on a
@@ -1043,7 +963,7 @@ impl Node {
                 if let Some(n) = v4(remote.ip()) {
                     if !self.has_sa(n) {
                         self.out
-                            .push_back(Output::Dataplane(DpCmd::DiscardPending(n)));
+                            .push_back(Output::Dataplane(Command::DiscardPending(n)));
                     }
                     if let Some(p) = self.peers.get_mut(&n) {
                         p.ike_asked = None;

@@ -6,9 +6,9 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use dmvpn_agent::node::{Node, Seed};
-use dmvpn_agent::runtime::dataplane::{Counters, DataplaneStats};
 use dmvpn_nhrp::Instant;
+use dmvpn_node::engine::{Counters, DataplaneStats};
+use dmvpn_node::{Node, Seed};
 
 #[derive(Clone, Default)]
 struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);

@@ -1,0 +1,359 @@
+//! dmvpnd's event loop, the only one that drives a [`Router`] over real
+//! devices: it waits for the TUN device, the underlay sockets, the
+//! control socket, route changes and the router's next deadline, hands
+//! what arrived to the router, and writes out what the router queued.
+//! It makes no protocol or forwarding decision.
+
+use std::fs::File;
+use std::future::Future;
+use std::io::{self, Write};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::time::Duration;
+
+use dmvpn_ctl::proto::Request;
+use dmvpn_ctl::server::ControlRequest;
+use dmvpn_nhrp::Instant;
+use dmvpn_node::control::log_limit::{Throttle, held_note};
+use dmvpn_node::datapath::ip::{PROTO_ESP, PROTO_GRE};
+use dmvpn_node::engine::{BATCH, BUF_SIZE};
+use dmvpn_node::router::{Datagram, IKE_PORT};
+use dmvpn_node::{Router, Seed};
+use tokio::sync::mpsc;
+use tracing::warn;
+
+use super::logging::Logging;
+use super::routes;
+use crate::runtime::direct;
+use crate::runtime::sockets::{DatagramSocket, RecvBatch, SendBatch};
+use crate::runtime::tun::{self as tun_io, Tun, TunReader, TunWriter};
+
+/// The NAT-T UDP port.
+pub const NATT_PORT: u16 = 4500;
+/// Inner packets taken from the TUN per wake-up before the sockets get a
+/// turn again (an offloaded read alone may hold ~45).
+const TUN_BURST: usize = 256;
+/// Housekeeping runs once a second.
+const CHORE_INTERVAL: Duration = Duration::from_secs(1);
+/// Chore ticks between reads of the kernel's tunnel routes.
+const ROUTE_POLL_TICKS: u64 = 2;
+/// Chore ticks between reseeds of the router's generators from the OS.
+const RESEED_TICKS: u64 = 3600;
+/// Chore ticks between returns of freed heap memory to the OS: state a
+/// flood created and the engines dropped (half-open negotiations expire
+/// after about two minutes) should not keep the process large.
+const TRIM_TICKS: u64 = 10;
+
+/// The TUN device and the underlay sockets of one router.
+pub struct Links {
+    pub tun: Tun,
+    pub gre: DatagramSocket,
+    pub esp: DatagramSocket,
+    /// UDP 500 (IKE), bound to the NBMA address.
+    pub udp500: DatagramSocket,
+    /// UDP 4500 (NAT-T: ESP-in-UDP and IKE), bound to the NBMA address.
+    pub udp4500: DatagramSocket,
+    nbma: Ipv4Addr,
+}
+
+impl Links {
+    /// Opens the raw GRE and ESP sockets and UDP 500/4500 on `nbma`
+    /// around `tun`. `udp_offload` turns on UDP GSO/GRO for ESP-in-UDP.
+    pub fn open(tun: Tun, nbma: Ipv4Addr, udp_offload: bool) -> io::Result<Links> {
+        Ok(Links {
+            gre: DatagramSocket::raw_ipv4(PROTO_GRE, direct::wanted())?,
+            esp: DatagramSocket::raw_ipv4(PROTO_ESP, direct::wanted())?,
+            udp4500: DatagramSocket::udp_with(SocketAddrV4::new(nbma, NATT_PORT), udp_offload)?,
+            udp500: DatagramSocket::udp(SocketAddrV4::new(nbma, IKE_PORT))?,
+            tun,
+            nbma,
+        })
+    }
+}
+
+/// What the loop does besides moving packets; all optional, so that
+/// tests run the same loop with only the devices.
+#[derive(Default)]
+pub struct Extras<'a> {
+    /// Requests from the control socket's server task.
+    pub control: Option<mpsc::Receiver<ControlRequest>>,
+    /// The log filter `debug` requests switch.
+    pub log: Option<&'a mut Logging>,
+    /// Where key-log lines go.
+    pub keylog: Option<File>,
+    /// Feed the router the kernel's routes through the tunnel (change
+    /// notifications, and a poll as a backstop).
+    pub watch_routes: bool,
+    /// Reseed the router from the OS random source every hour and return
+    /// freed heap memory to the OS.
+    pub housekeeping: bool,
+}
+
+/// Runs `router` over `links` until `shutdown` completes. Time is
+/// `epoch.elapsed()`. Errors on single packets are counted; only a failed
+/// TUN device ends the loop with an error.
+pub async fn run_loop(
+    router: &mut Router,
+    links: &Links,
+    epoch: std::time::Instant,
+    mut extras: Extras<'_>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), String> {
+    tokio::pin!(shutdown);
+    let now = || Instant(epoch.elapsed());
+    let mut out = Output {
+        tun_tx: TunWriter::new(BATCH),
+        ike_log: Throttle::default(),
+        keylog: extras.keylog.take(),
+    };
+    let mut tun_rx = TunReader::new(&links.tun);
+    let mut gre_rb = RecvBatch::new(BATCH, BUF_SIZE);
+    let mut esp_rb = RecvBatch::new(BATCH, BUF_SIZE);
+    let mut u4_rb = RecvBatch::for_socket(&links.udp4500, BATCH, BUF_SIZE);
+    let mut u5_rb = RecvBatch::new(16, BUF_SIZE);
+    let local500 = SocketAddrV4::new(links.nbma, IKE_PORT);
+    let local4500 = SocketAddrV4::new(links.nbma, NATT_PORT);
+    let mut next_chore = now() + CHORE_INTERVAL;
+    let mut ticks = 0u64;
+    // Route changes re-read the tunnel routes at once (a hub learns a
+    // spoke's LAN as soon as the routing daemon installs it); the poll
+    // stays as a backstop.
+    let mut route_watch = if extras.watch_routes {
+        match routes::RouteWatch::open() {
+            Ok(w) => Some(w),
+            Err(e) => {
+                warn!(target: "dmvpn::nhrp", "route change notifications unavailable ({e}): polling the routing table");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    // What is queued at start (manual SAs' key-log lines, first messages).
+    out.flush(router, links, now()).await;
+
+    loop {
+        let deadline = router.poll_timeout().min(next_chore);
+        let sleep_for = deadline.0.saturating_sub(epoch.elapsed());
+        tokio::select! {
+            _ = &mut shutdown => break,
+            r = tun_rx.recv(&links.tun) => match r {
+                Ok(_) => out.tun_burst(router, links, &mut tun_rx, now()).await,
+                Err(e) if tun_io::is_packet_error(&e) => router.counters_mut().malformed += 1,
+                Err(e) => return Err(format!("TUN {} failed: {e}", links.tun.name())),
+            },
+            r = links.gre.recv_batch(&mut gre_rb) => match r {
+                Ok(k) => router.handle_underlay_burst(now(), (0..k).map(|i| Datagram::Gre(gre_rb.get(i).0))),
+                Err(_) => router.counters_mut().recv_errors += 1,
+            },
+            r = links.esp.recv_batch(&mut esp_rb) => match r {
+                Ok(k) => router.handle_underlay_burst(now(), (0..k).map(|i| Datagram::Esp(esp_rb.get(i).0))),
+                Err(_) => router.counters_mut().recv_errors += 1,
+            },
+            r = links.udp4500.recv_batch(&mut u4_rb) => match r {
+                Ok(k) => router.handle_underlay_burst(now(), (0..k).map(|i| {
+                    let (payload, remote) = u4_rb.get(i);
+                    Datagram::Udp { local: local4500, remote, payload }
+                })),
+                Err(_) => router.counters_mut().recv_errors += 1,
+            },
+            r = links.udp500.recv_batch(&mut u5_rb) => match r {
+                Ok(k) => router.handle_underlay_burst(now(), (0..k).map(|i| {
+                    let (payload, remote) = u5_rb.get(i);
+                    Datagram::Udp { local: local500, remote, payload }
+                })),
+                Err(_) => router.counters_mut().recv_errors += 1,
+            },
+            r = async {
+                match &route_watch {
+                    Some(w) => w.changed().await,
+                    None => std::future::pending().await,
+                }
+            } => match r {
+                Ok(_) => router.handle_kernel_routes(now(), &routes::tunnel_routes(links.tun.name())),
+                Err(e) => {
+                    warn!(target: "dmvpn::nhrp", "route change notifications failed ({e}): polling the routing table");
+                    route_watch = None;
+                }
+            },
+            Some(req) = async {
+                match extras.control.as_mut() {
+                    Some(c) => c.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                let resp = match (req.request.clone(), extras.log.as_deref_mut()) {
+                    (Request::Debug { target, on }, Some(log)) => log.set(target, on),
+                    (r, _) => router.request(now(), r),
+                };
+                req.respond(resp);
+            },
+            _ = tokio::time::sleep(sleep_for) => {
+                let t = now();
+                if t >= next_chore {
+                    next_chore = t + CHORE_INTERVAL;
+                    ticks += 1;
+                    if extras.watch_routes && ticks % ROUTE_POLL_TICKS == 1 {
+                        router.handle_kernel_routes(t, &routes::tunnel_routes(links.tun.name()));
+                    }
+                    if extras.housekeeping {
+                        housekeeping(router, ticks);
+                    }
+                }
+                router.handle_timeout(t);
+            },
+        }
+        out.flush(router, links, now()).await;
+    }
+    Ok(())
+}
+
+/// Sends the IKE datagrams `router` has queued (a graceful stop's deletes).
+pub async fn send_pending_ike(router: &mut Router, links: &Links, now: Instant) {
+    let mut throttle = Throttle::default();
+    while let Some(t) = router.poll_transmit() {
+        send_ike(links, &t, &mut throttle, now).await;
+    }
+}
+
+/// Hourly reseed from the OS, periodic heap trim.
+fn housekeeping(router: &mut Router, ticks: u64) {
+    if ticks.is_multiple_of(TRIM_TICKS) {
+        // SAFETY: malloc_trim has no preconditions.
+        unsafe { libc::malloc_trim(0) };
+    }
+    if ticks.is_multiple_of(RESEED_TICKS) {
+        match os_seed() {
+            Ok(s) => router.reseed(&s),
+            Err(e) => warn!(target: "dmvpn::ctl", "{e}; keeping the current generators"),
+        }
+    }
+}
+
+/// 256 bits from the OS random source (getrandom(2)).
+pub fn os_seed() -> Result<Seed, String> {
+    let mut b = [0u8; 32];
+    getrandom::getrandom(&mut b).map_err(|e| format!("cannot read the OS random source: {e}"))?;
+    Ok(Seed(b))
+}
+
+/// The writing side of the loop.
+struct Output {
+    tun_tx: TunWriter,
+    ike_log: Throttle,
+    keylog: Option<File>,
+}
+
+impl Output {
+    /// Writes out everything the router queued: IKE datagrams, key-log
+    /// lines, inner packets to the TUN (one batched write, coalesced into
+    /// super-packets when the TUN offloads), outer packets with
+    /// `sendmmsg`. A failed packet is counted.
+    async fn flush(&mut self, router: &mut Router, links: &Links, now: Instant) {
+        while let Some(t) = router.poll_transmit() {
+            send_ike(links, &t, &mut self.ike_log, now).await;
+        }
+        while let Some(line) = router.poll_keylog() {
+            if let Some(f) = self.keylog.as_mut() {
+                let _ = writeln!(f, "{line}");
+            }
+        }
+        let b = router.batches();
+        let w = &mut self.tun_tx;
+        for i in 0..b.tun.len() {
+            if w.is_full() {
+                write_tun(b.counters, &links.tun, w).await;
+            }
+            if !w.push(b.tun.get(i)) {
+                b.counters.malformed += 1;
+            }
+        }
+        b.tun.clear();
+        write_tun(b.counters, &links.tun, w).await;
+        for (sock, batch) in [(&links.gre, &mut *b.gre), (&links.esp, &mut *b.esp)] {
+            send(sock, batch, b.counters).await;
+        }
+        send(&links.udp4500, b.udp, b.counters).await;
+    }
+
+    /// Handles the packets of the TUN read just completed, then reads on
+    /// while packets are ready (up to [`TUN_BURST`]), writing out whenever
+    /// a batch fills. A read the kernel marked malformed (bad virtio
+    /// header or GSO packet) is counted and skipped; a device error ends
+    /// the burst and shows up on the next wait.
+    async fn tun_burst(
+        &mut self,
+        router: &mut Router,
+        links: &Links,
+        r: &mut TunReader,
+        now: Instant,
+    ) {
+        let mut taken = 0;
+        loop {
+            if r.len() > 1 {
+                router.counters_mut().tun_gso_rx += 1;
+            }
+            for i in 0..r.len() {
+                if !router.has_room_for(r.get(i)) {
+                    self.flush(router, links, now).await;
+                }
+                router.handle_tun(now, r.get(i));
+            }
+            taken += r.len().max(1);
+            if taken >= TUN_BURST {
+                return;
+            }
+            match r.try_recv(&links.tun) {
+                Ok(_) => {}
+                Err(err) if tun_io::is_packet_error(&err) => router.counters_mut().malformed += 1,
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+async fn send(sock: &DatagramSocket, batch: &mut SendBatch, c: &mut dmvpn_node::engine::Counters) {
+    if batch.is_empty() {
+        return;
+    }
+    match sock.send_batch(batch).await {
+        Ok(r) => {
+            c.send_errors += r.failed as u64;
+            c.direct_tx += r.direct as u64;
+        }
+        Err(_) => {
+            c.send_errors += batch.len() as u64;
+            batch.clear();
+        }
+    }
+}
+
+async fn write_tun(c: &mut dmvpn_node::engine::Counters, tun: &Tun, w: &mut TunWriter) {
+    let n = w.len() as u64;
+    if n == 0 {
+        return;
+    }
+    match w.write(tun).await {
+        Ok(_) => c.tun_tx += n,
+        // Some write failed; which ones is not known.
+        Err(_) => c.send_errors += 1,
+    }
+    c.tun_gro_tx += w.coalesced() as u64;
+}
+
+/// Sends an IKE datagram. Send errors are logged through `throttle`:
+/// answers to spoofed sources fail in bulk.
+async fn send_ike(links: &Links, t: &dmvpn_ike::Transmit, throttle: &mut Throttle, now: Instant) {
+    let SocketAddr::V4(dst) = t.remote else {
+        return;
+    };
+    let sock = if t.local.port() == NATT_PORT {
+        &links.udp4500
+    } else {
+        &links.udp500
+    };
+    if let Err(e) = sock.send_to(&t.payload, dst).await
+        && let Some(held) = throttle.allow(now)
+    {
+        warn!(target: "dmvpn::ike", "cannot send IKE to {dst}: {e}{}", held_note(held));
+    }
+}
