@@ -220,6 +220,8 @@ group = "dmvpn"
 [log]
 filter = "info"
 key_log = "/tmp/k"
+[metrics]
+listen = "127.0.0.1:9465"
 [ike]
 identity = "fqdn"
 fqdn = "n.example"

@@ -858,7 +858,10 @@ fn every_other_error() {
         ),
         (
             no_prot,
-            vec!["19:1: tunnel[0].protection: mode = \"ipsec\" needs an IPsec profile"],
+            vec![
+                "19:1: tunnel[0].protection: mode = \"ipsec\" needs an IPsec profile",
+                "23:8: tunnel[0].mode: IPsec virtual tunnel interfaces (mode = \"ipsec\") are not supported",
+            ],
         ),
         (
             edit("network_id = 1", "network_id = 0"),
@@ -1181,6 +1184,7 @@ fn what_the_daemon_cannot_run() {
         (
             p2p("mode = \"ipsec\"\ndestination = \"172.16.0.1\"\n"),
             vec![
+                "23:7: tunnel[0].key: a GRE key has no meaning on an IPsec VTI",
                 "24:8: tunnel[0].mode: IPsec virtual tunnel interfaces (mode = \"ipsec\") are not supported",
             ],
         ),
@@ -1206,7 +1210,7 @@ fn what_the_daemon_cannot_run() {
                 "key = 0\nroutes = [\"10.1.0.0/16\", \"172.16.0.0/12\"]\n",
             ),
             vec![
-                "24:36: tunnel[0].routes[1]: route 172.16.0.0/12 covers 172.16.0.2, the NBMA address of this node's source: the tunnel's own packets would be routed into the tunnel",
+                "24:26: tunnel[0].routes[1]: route 172.16.0.0/12 covers 172.16.0.2, the NBMA address of this node's source: the tunnel's own packets would be routed into the tunnel",
             ],
         ),
         (
@@ -1221,7 +1225,7 @@ fn what_the_daemon_cannot_run() {
                 MANUAL.replace("peer = \"172.16.0.1\"", "peer = \"2001:db8::1\"")
             ),
             vec![
-                "36:8: ipsec.manual_sa[0].peer: an IPv6 NBMA (underlay) address is not supported yet",
+                "35:8: ipsec.manual_sa[0].peer: an IPv6 NBMA (underlay) address is not supported yet",
             ],
         ),
     ];
