@@ -156,12 +156,12 @@ fn last(prefix: IpAddr, len: u8) -> IpAddr {
     match prefix {
         IpAddr::V4(v) => {
             let l = u32::from(len.min(32));
-            let host = if l == 0 { u32::MAX } else { u32::MAX >> l };
+            let host = u32::MAX.checked_shr(l).unwrap_or(0);
             IpAddr::V4(Ipv4Addr::from(u32::from(v) | host))
         }
         IpAddr::V6(v) => {
             let l = u32::from(len.min(128));
-            let host = if l == 0 { u128::MAX } else { u128::MAX >> l };
+            let host = u128::MAX.checked_shr(l).unwrap_or(0);
             IpAddr::V6(Ipv6Addr::from(u128::from(v) | host))
         }
     }
@@ -415,6 +415,18 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn last_address_of_host_and_whole_space_prefixes() {
+        assert_eq!(last(ip("10.1.2.3"), 32), ip("10.1.2.3"));
+        assert_eq!(last(ip("10.1.2.3"), 24), ip("10.1.2.255"));
+        assert_eq!(last(ip("10.1.2.3"), 0), ip("255.255.255.255"));
+        assert_eq!(last(ip("2001:db8::1"), 128), ip("2001:db8::1"));
+        assert_eq!(
+            last(ip("::"), 0),
+            ip("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")
+        );
     }
 
     #[test]
