@@ -12,6 +12,7 @@
 
 mod keylog;
 mod logging;
+mod notify;
 mod routes;
 
 use std::io::Write;
@@ -168,7 +169,13 @@ async fn run_async(cfg: &dmvpn_config::Config, log: &mut Logging) -> Result<(), 
         }
     };
 
+    let mut sd = notify::Notifier::from_env();
+    sd.ready(&notify::status_line(
+        &node.show_nhrp_nhs(now(())),
+        &node.show_dmvpn(now(())),
+    ));
     loop {
+        sd.keepalive();
         let deadline = node
             .poll_timeout()
             .map_or(next_stats, |t| t.min(next_stats));
@@ -240,6 +247,7 @@ async fn run_async(cfg: &dmvpn_config::Config, log: &mut Logging) -> Result<(), 
                             Err(e) => warn!(target: "dmvpn::ctl", "{e}; keeping the current generators"),
                         }
                     }
+                    sd.status(notify::status_line(&node.show_nhrp_nhs(t), &node.show_dmvpn(t)));
                     if ticks % ROUTE_POLL_TICKS == 1 {
                         node.set_tunnel_routes(t, &routes::tunnel_routes(tun.name()));
                     }
@@ -286,6 +294,7 @@ async fn run_async(cfg: &dmvpn_config::Config, log: &mut Logging) -> Result<(), 
         }
     }
     info!(target: "dmvpn::ctl", "dmvpnd: shutting down");
+    sd.stopping();
     let t = now(());
     node.clear_crypto_sa(t, None);
     while let Some(o) = node.poll_output() {
