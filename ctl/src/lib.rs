@@ -5,10 +5,12 @@
 //! - [`server`]: dmvpnd's control socket (bind with permissions, serve);
 //! - [`client`]: one request, one response (used by `dmvpnctl`);
 //! - [`command`]: IOS-style command lines with abbreviations → requests;
-//! - [`render`]: IOS-shaped text for every snapshot.
+//! - [`render`]: IOS-shaped text for every snapshot;
+//! - [`docgen`]: man pages and shell completions from clap definitions.
 
 pub mod client;
 pub mod command;
+pub mod docgen;
 pub mod proto;
 pub mod render;
 pub mod server;
