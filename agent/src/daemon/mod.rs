@@ -170,10 +170,7 @@ async fn run_async(cfg: &dmvpn_config::Config, log: &mut Logging) -> Result<(), 
     };
 
     let mut sd = notify::Notifier::from_env();
-    sd.ready(&notify::status_line(
-        &node.show_nhrp_nhs(now(())),
-        &node.show_dmvpn(now(())),
-    ));
+    sd.ready(|| notify::status_line(&node.show_nhrp_nhs(now(())), &node.show_dmvpn(now(()))));
     loop {
         sd.keepalive();
         let deadline = node
@@ -247,7 +244,7 @@ async fn run_async(cfg: &dmvpn_config::Config, log: &mut Logging) -> Result<(), 
                             Err(e) => warn!(target: "dmvpn::ctl", "{e}; keeping the current generators"),
                         }
                     }
-                    sd.status(notify::status_line(&node.show_nhrp_nhs(t), &node.show_dmvpn(t)));
+                    sd.status(|| notify::status_line(&node.show_nhrp_nhs(t), &node.show_dmvpn(t)));
                     if ticks % ROUTE_POLL_TICKS == 1 {
                         node.set_tunnel_routes(t, &routes::tunnel_routes(tun.name()));
                     }

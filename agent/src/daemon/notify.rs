@@ -13,6 +13,9 @@ use sd_notify::NotifyState;
 use tracing::warn;
 
 pub struct Notifier {
+    /// Started by systemd (`NOTIFY_SOCKET` set): only then is the status
+    /// line worth computing.
+    enabled: bool,
     /// Half the watchdog interval, when systemd asks for keep-alives.
     keepalive: Option<Duration>,
     next_keepalive: Instant,
@@ -26,6 +29,7 @@ impl Notifier {
             .then(|| Duration::from_micros(usec) / 2)
             .filter(|d| !d.is_zero());
         Notifier {
+            enabled: std::env::var_os("NOTIFY_SOCKET").is_some(),
             keepalive,
             next_keepalive: Instant::now(),
             last_status: String::new(),
@@ -34,9 +38,11 @@ impl Notifier {
 
     /// The node is up: tunnel created, sockets bound, control socket
     /// listening.
-    pub fn ready(&mut self, status: &str) {
-        self.last_status = status.to_string();
-        send(&[NotifyState::Ready, NotifyState::Status(status)]);
+    pub fn ready(&mut self, status: impl FnOnce() -> String) {
+        if self.enabled {
+            self.last_status = status();
+            send(&[NotifyState::Ready, NotifyState::Status(&self.last_status)]);
+        }
     }
 
     /// Called on every turn of the event loop; sends `WATCHDOG=1` when
@@ -53,7 +59,11 @@ impl Notifier {
     }
 
     /// Sends `STATUS=` when the line changed.
-    pub fn status(&mut self, status: String) {
+    pub fn status(&mut self, status: impl FnOnce() -> String) {
+        if !self.enabled {
+            return;
+        }
+        let status = status();
         if status != self.last_status {
             send(&[NotifyState::Status(&status)]);
             self.last_status = status;
@@ -61,7 +71,9 @@ impl Notifier {
     }
 
     pub fn stopping(&mut self) {
-        send(&[NotifyState::Stopping, NotifyState::Status("shutting down")]);
+        if self.enabled {
+            send(&[NotifyState::Stopping, NotifyState::Status("shutting down")]);
+        }
     }
 }
 
