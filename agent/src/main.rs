@@ -1,6 +1,6 @@
 //! `dmvpnd`: the per-node DMVPN agent.
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -17,6 +17,9 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    if let Some(code) = dmvpn_ctl::docgen::from_env(Args::command, "8") {
+        return code;
+    }
     let args = Args::parse();
     if args.check {
         return check(&args.config);

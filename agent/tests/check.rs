@@ -16,9 +16,21 @@ fn check(path: &std::path::Path) -> std::process::Output {
         .expect("run dmvpnd")
 }
 
+/// Every file in examples/ passes `--check`; the modern pair draws no
+/// crypto warning, the seed-faithful files (DES, 3DES, MD5, group 1) do.
 #[test]
 fn examples_pass_check() {
-    for name in ["hub.toml", "spoke1.toml", "spoke2.toml"] {
+    let mut names: Vec<String> = std::fs::read_dir(examples())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert!(names.len() >= 5, "{names:?}");
+    for name in &names {
+        assert!(
+            name.ends_with(".toml"),
+            "examples/{name} is not a configuration"
+        );
         let out = check(&examples().join(name));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{name}: {stderr}");
@@ -28,6 +40,18 @@ fn examples_pass_check() {
                 line.contains(": warning: "),
                 "{name}: unexpected line {line}"
             );
+        }
+        let weak: Vec<&str> = stderr.lines().filter(|l| l.contains(" is weak")).collect();
+        if name.starts_with("modern-") {
+            assert!(weak.is_empty(), "{name}: {weak:?}");
+        } else {
+            for want in [
+                "encryption: des is weak",
+                "esp-3des is weak",
+                "esp-md5-hmac is weak",
+            ] {
+                assert!(weak.iter().any(|l| l.contains(want)), "{name}: {want}");
+            }
         }
     }
 }

@@ -114,7 +114,8 @@ pub enum IkeEncryption {
 
 impl IkeEncryption {
     pub fn is_weak(self) -> bool {
-        matches!(self, IkeEncryption::Des)
+        // 3DES's 64-bit block lets a long session be attacked (Sweet32).
+        matches!(self, IkeEncryption::Des | IkeEncryption::TripleDes)
     }
 }
 
@@ -330,7 +331,10 @@ impl Transform {
         }
     }
     pub fn is_weak(self) -> bool {
-        matches!(self, Transform::EspDes | Transform::EspMd5Hmac)
+        matches!(
+            self,
+            Transform::EspDes | Transform::Esp3des | Transform::EspMd5Hmac
+        )
     }
 
     /// Why `key` (of the right length) must not be used with this

@@ -633,10 +633,25 @@ fn weak_choices_are_warned_about() {
             "17:26: ipsec.transform_set[0].transforms[1]: esp-md5-hmac is weak",
         ]
     );
-    // 3DES and SHA-1 are old but not flagged.
-    let ok = edit(
+    // 3DES warns as DES does; SHA-1 is old but not flagged.
+    let tdes = edit(
         "priority = 10\n",
         "priority = 10\nencryption = \"3des\"\nhash = \"sha\"\n",
+    )
+    .replace(
+        "name = \"ts\"\n",
+        "name = \"ts\"\ntransforms = [\"esp-3des\", \"esp-sha-hmac\"]\n",
+    );
+    assert_eq!(
+        warnings(&tdes),
+        [
+            "7:14: ike.policy[0].encryption: 3des is weak",
+            "16:15: ipsec.transform_set[0].transforms[0]: esp-3des is weak",
+        ]
+    );
+    let ok = edit(
+        "priority = 10\n",
+        "priority = 10\nencryption = \"aes-256\"\nhash = \"sha\"\n",
     );
     assert!(warnings(&ok).is_empty());
 }

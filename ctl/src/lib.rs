@@ -6,10 +6,12 @@
 //!   tokio): dmvpnd's control socket (bind with permissions, serve);
 //! - [`client`]: one request, one response (used by `dmvpnctl`);
 //! - [`command`]: IOS-style command lines with abbreviations → requests;
-//! - [`render`]: IOS-shaped text for every snapshot.
+//! - [`render`]: IOS-shaped text for every snapshot;
+//! - [`docgen`]: man pages and shell completions from clap definitions.
 
 pub mod client;
 pub mod command;
+pub mod docgen;
 pub mod proto;
 pub mod render;
 #[cfg(feature = "server")]

@@ -81,6 +81,9 @@ fn split_options(words: &[String], socket: &mut PathBuf, json: &mut bool) -> Vec
 }
 
 fn main() -> ExitCode {
+    if let Some(code) = dmvpn_ctl::docgen::from_env(|| Cli::command().after_help(ios_help()), "8") {
+        return code;
+    }
     let matches = Cli::command().after_help(ios_help()).get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(c) => c,

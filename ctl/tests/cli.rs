@@ -268,7 +268,7 @@ fn systemd_unit() {
     let unit = std::fs::read_to_string(p).unwrap();
     let lines: Vec<&str> = unit.lines().map(str::trim).collect();
     for want in [
-        "ExecStart=/usr/local/sbin/dmvpnd --config /etc/dmvpn/dmvpnd.toml",
+        "ExecStart=/usr/sbin/dmvpnd --config /etc/dmvpn/dmvpnd.toml",
         "RuntimeDirectory=dmvpn",
         "Restart=on-failure",
         "DeviceAllow=/dev/net/tun rw",

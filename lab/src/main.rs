@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use dmvpn_lab::cli::{Cli, Command, SimArgs};
 use dmvpn_lab::progress::Bar;
 use dmvpn_lab::real::RealFactory;
@@ -31,6 +31,9 @@ fn run_sim(a: &SimArgs) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
+    if let Some(code) = dmvpn_ctl::docgen::from_env(Cli::command, "1") {
+        return code;
+    }
     let cli = Cli::parse();
     let r = match &cli.cmd {
         Command::Sim(a) => run_sim(a),

@@ -375,6 +375,21 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// A /32 or /128 (and /0) once overflowed the shift that finds a
+    /// prefix's last address when a registration was stored.
+    #[test]
+    fn last_address_of_host_and_whole_space_prefixes() {
+        let last = |a: IpAddr, len: u8| dmvpn_wire::prefix::Prefix::new(a, len).last();
+        assert_eq!(last(ip("10.1.2.3"), 32), ip("10.1.2.3"));
+        assert_eq!(last(ip("10.1.2.3"), 24), ip("10.1.2.255"));
+        assert_eq!(last(ip("10.1.2.3"), 0), ip("255.255.255.255"));
+        assert_eq!(last(ip("2001:db8::1"), 128), ip("2001:db8::1"));
+        assert_eq!(
+            last(ip("::"), 0),
+            ip("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")
+        );
+    }
+
     #[test]
     fn longest_prefix_and_expiry() {
         let mut c = Cache::new();

@@ -10,7 +10,7 @@ use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
-use dmvpn_ctl::proto::Request;
+use dmvpn_ctl::proto::{Reply, Request, Response};
 use dmvpn_ctl::server::ControlRequest;
 use dmvpn_nhrp::Instant;
 use dmvpn_node::control::log_limit::{Throttle, held_note};
@@ -86,6 +86,8 @@ pub struct Extras<'a> {
     /// Reseed the router from the OS random source every hour and return
     /// freed heap memory to the OS.
     pub housekeeping: bool,
+    /// systemd notifications (ready, watchdog, status, stopping).
+    pub systemd: Option<super::notify::Notifier>,
 }
 
 /// Runs `router` over `links` until `shutdown` completes. Time is
@@ -130,8 +132,15 @@ pub async fn run_loop(
     };
     // What is queued at start (manual SAs' key-log lines, first messages).
     out.flush(router, links, now()).await;
+    let mut sd = extras.systemd.take();
+    if let Some(sd) = sd.as_mut() {
+        sd.ready(|| status_line(router, now()));
+    }
 
     loop {
+        if let Some(sd) = sd.as_mut() {
+            sd.keepalive();
+        }
         let deadline = router.poll_timeout().min(next_chore);
         let sleep_for = deadline.0.saturating_sub(epoch.elapsed());
         tokio::select! {
@@ -198,13 +207,32 @@ pub async fn run_loop(
                     if extras.housekeeping {
                         housekeeping(router, ticks);
                     }
+                    if let Some(sd) = sd.as_mut() {
+                        sd.status(|| status_line(router, t));
+                    }
                 }
                 router.handle_timeout(t);
             },
         }
         out.flush(router, links, now()).await;
     }
+    if let Some(sd) = sd.as_mut() {
+        sd.stopping();
+    }
     Ok(())
+}
+
+/// systemd's one-line status: NHSs up and peers, from the show views.
+fn status_line(router: &mut Router, now: Instant) -> String {
+    let nhs = match router.request(now, Request::ShowNhrpNhs) {
+        Response::Ok(Reply::NhrpNhs(v)) => v,
+        _ => Vec::new(),
+    };
+    let dmvpn = match router.request(now, Request::ShowDmvpn) {
+        Response::Ok(Reply::Dmvpn(v)) => v,
+        _ => Vec::new(),
+    };
+    super::notify::status_line(&nhs, &dmvpn)
 }
 
 /// Sends the IKE datagrams `router` has queued (a graceful stop's deletes).

@@ -14,6 +14,7 @@ pub mod event_loop;
 mod keylog;
 mod logging;
 pub mod metrics;
+mod notify;
 pub mod routes;
 
 use std::net::IpAddr;
@@ -137,6 +138,7 @@ async fn run_async(cfg: &dmvpn_config::Config, log: &mut Logging) -> Result<(), 
         keylog,
         watch_routes: true,
         housekeeping: true,
+        systemd: Some(notify::Notifier::from_env()),
     };
     let stop = async {
         tokio::select! {
