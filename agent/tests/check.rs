@@ -159,3 +159,30 @@ fn imported_configs_pass_check() {
     // 6 routers in the IOS test files, at least one per seed that has one.
     assert!(checked >= 10, "only {checked} imports checked");
 }
+
+/// The daemon refuses what `--check` refuses, with the same located lines
+/// and the same exit status (2).
+#[test]
+fn the_daemon_refuses_a_broken_file_as_check_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    let text = std::fs::read_to_string(examples().join("spoke1.toml"))
+        .unwrap()
+        .replace("source = \"172.16.0.2\"", "source = \"eth0\"");
+    std::fs::write(&path, &text).unwrap();
+    let checked = check(&path);
+    let run = Command::new(env!("CARGO_BIN_EXE_dmvpnd"))
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .expect("run dmvpnd");
+    assert_eq!(checked.status.code(), Some(2));
+    assert_eq!(run.status.code(), Some(2));
+    let check_err = String::from_utf8_lossy(&checked.stderr);
+    let run_err = String::from_utf8_lossy(&run.stderr);
+    let line = check_err
+        .lines()
+        .find(|l| l.contains("tunnel[0].source: interface sources are not resolved yet"))
+        .unwrap_or_else(|| panic!("{check_err}"));
+    assert!(run_err.contains(line), "{run_err}");
+}

@@ -99,7 +99,7 @@ pub async fn run_loop(
     epoch: std::time::Instant,
     mut extras: Extras<'_>,
     shutdown: impl Future<Output = ()>,
-) -> Result<(), String> {
+) -> Result<(), super::DaemonError> {
     tokio::pin!(shutdown);
     let now = || Instant(epoch.elapsed());
     let mut out = Output {
@@ -148,7 +148,7 @@ pub async fn run_loop(
             r = tun_rx.recv(&links.tun) => match r {
                 Ok(_) => out.tun_burst(router, links, &mut tun_rx, now()).await,
                 Err(e) if tun_io::is_packet_error(&e) => router.counters_mut().malformed += 1,
-                Err(e) => return Err(format!("TUN {} failed: {e}", links.tun.name())),
+                Err(source) => return Err(super::DaemonError::TunFailed { name: links.tun.name().to_string(), source }),
             },
             r = links.gre.recv_batch(&mut gre_rb) => match r {
                 Ok(k) => router.handle_underlay_burst(now(), (0..k).map(|i| Datagram::Gre(gre_rb.get(i).0))),

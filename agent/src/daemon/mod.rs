@@ -10,6 +10,7 @@
 //! route and neighbour tables allow, unless `DMVPND_DIRECT_SEND=0`
 //! ([`crate::runtime::direct`]).
 
+mod error;
 pub mod event_loop;
 mod keylog;
 mod logging;
@@ -28,6 +29,7 @@ use dmvpn_node::router::Options;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+pub use error::DaemonError;
 pub use logging::Logging;
 
 use crate::runtime::tun::{Tun, TunConfig};
@@ -35,14 +37,8 @@ use event_loop::{Extras, Links};
 
 /// Loads the configuration, builds everything and runs until SIGINT or
 /// SIGTERM. Errors are one line for the operator.
-pub fn run(path: &Path) -> Result<(), String> {
-    let loaded = dmvpn_config::Config::load(path).map_err(|e| {
-        e.diagnostics
-            .iter()
-            .map(|d| d.to_string())
-            .collect::<Vec<_>>()
-            .join("\n")
-    })?;
+pub fn run(path: &Path) -> Result<(), DaemonError> {
+    let loaded = dmvpn_config::Config::load(path)?;
     let cfg = loaded.config;
     let mut log = Logging::init(&cfg.log.filter);
     for w in &loaded.warnings {
@@ -51,15 +47,15 @@ pub fn run(path: &Path) -> Result<(), String> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+        .map_err(DaemonError::Runtime)?;
     rt.block_on(run_async(&cfg, &mut log))
 }
 
-async fn run_async(cfg: &dmvpn_config::Config, log: &mut Logging) -> Result<(), String> {
+async fn run_async(cfg: &dmvpn_config::Config, log: &mut Logging) -> Result<(), DaemonError> {
     let epoch = std::time::Instant::now();
     let now = || Instant(epoch.elapsed());
-    let seed = event_loop::os_seed()?;
-    let mut ncfg = dmvpn_node::control::config_map::map(cfg).map_err(|e| e.to_string())?;
+    let seed = event_loop::os_seed().map_err(DaemonError::Random)?;
+    let mut ncfg = dmvpn_node::control::config_map::map(cfg)?;
     // Networks behind this node, answered in NHRP resolutions.
     if let Some(n) = ncfg.nhrp.as_mut() {
         n.local_prefixes = routes::local_prefixes(&ncfg.interface, ncfg.nbma)
@@ -68,7 +64,10 @@ async fn run_async(cfg: &dmvpn_config::Config, log: &mut Logging) -> Result<(), 
             .collect();
     }
     let keylog = match &cfg.log.key_log {
-        Some(p) => Some(keylog::open(p)?),
+        Some(p) => Some(keylog::open(p).map_err(|reason| DaemonError::KeyLog {
+            path: p.clone(),
+            reason,
+        })?),
         None => None,
     };
     let opts = Options {
@@ -84,19 +83,17 @@ async fn run_async(cfg: &dmvpn_config::Config, log: &mut Logging) -> Result<(), 
         ipv4: Some((ncfg.tunnel_addr, ncfg.tunnel_prefix_len)),
         offload: true,
     })
-    .map_err(|e| {
-        if e.kind() == std::io::ErrorKind::PermissionDenied {
-            format!(
-                "cannot create TUN device {}: permission denied (run as root or with CAP_NET_ADMIN)",
-                ncfg.interface
-            )
-        } else {
-            e.to_string()
-        }
+    .map_err(|source| DaemonError::Tun {
+        name: ncfg.interface.clone(),
+        source,
     })?;
     for (p, l) in &ncfg.routes {
         tun.add_route(IpAddr::V4(*p), *l)
-            .map_err(|e| format!("cannot add route {p}/{l} via {}: {e}", ncfg.interface))?;
+            .map_err(|source| DaemonError::Route {
+                prefix: format!("{p}/{l}"),
+                tunnel: ncfg.interface.clone(),
+                source,
+            })?;
     }
     // Spoke-to-spoke packets relayed by the hub leave by the interface they
     // came in on; the kernel must not answer them with ICMP redirects.
@@ -104,16 +101,15 @@ async fn run_async(cfg: &dmvpn_config::Config, log: &mut Logging) -> Result<(), 
         format!("/proc/sys/net/ipv4/conf/{}/send_redirects", tun.name()),
         "0",
     );
-    let links = Links::open(tun, ncfg.nbma, udp_offload()).map_err(|e| e.to_string())?;
+    let links = Links::open(tun, ncfg.nbma, udp_offload()).map_err(DaemonError::Sockets)?;
 
-    let socket = ControlSocket::bind(&SocketOptions::from_config(&cfg.control))
-        .map_err(|e| e.to_string())?;
+    let socket = ControlSocket::bind(&SocketOptions::from_config(&cfg.control))?;
     let (ctl_tx, ctl_rx) = mpsc::channel::<ControlRequest>(16);
     let metrics = match cfg.metrics.listen {
         Some(addr) => {
             let l = tokio::net::TcpListener::bind(addr)
                 .await
-                .map_err(|e| format!("metrics: cannot listen on {addr}: {e}"))?;
+                .map_err(|source| DaemonError::Metrics { addr, source })?;
             tracing::info!("metrics on http://{addr}/metrics");
             Some(tokio::spawn(metrics::serve(l, ctl_tx.clone())))
         }
@@ -122,9 +118,9 @@ async fn run_async(cfg: &dmvpn_config::Config, log: &mut Logging) -> Result<(), 
     let server = tokio::spawn(dmvpn_ctl::server::serve(socket, ctl_tx));
 
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-        .map_err(|e| e.to_string())?;
+        .map_err(DaemonError::Signals)?;
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|e| e.to_string())?;
+        .map_err(DaemonError::Signals)?;
 
     info!(
         target: "dmvpn::ctl",
