@@ -2,11 +2,10 @@
 //!
 //! - [`proto`]: newline-delimited JSON requests/responses and the snapshot
 //!   types `show` commands carry;
-//! - `server` (feature `server`, on by default; the only part that uses
-//!   tokio): dmvpnd's control socket (bind with permissions, serve);
 //! - [`client`]: one request, one response (used by `dmvpnctl`);
 //! - [`command`]: IOS-style command lines with abbreviations → requests;
-//! - [`render`]: IOS-shaped text for every snapshot;
+//! - [`render`]: IOS-shaped text for every snapshot (and, with the default
+//!   feature `metrics`, the OpenMetrics view dmvpnd serves);
 //! - [`docgen`]: man pages and shell completions from clap definitions.
 
 pub mod client;
@@ -14,5 +13,3 @@ pub mod command;
 pub mod docgen;
 pub mod proto;
 pub mod render;
-#[cfg(feature = "server")]
-pub mod server;

@@ -336,7 +336,7 @@ fn other_users_are_refused_group_members_are_not() {
 
     if is_root() {
         let srv = common::start_with(
-            dmvpn_ctl::server::FnHandler(common::answer),
+            dmvpn_agent::runtime::control_socket::FnHandler(common::answer),
             Some("65533".into()),
         );
         for d in [srv.dir.path(), srv.path.parent().unwrap()] {

@@ -3,9 +3,11 @@
 mod common;
 
 use common::ip;
+use dmvpn_agent::runtime::control_socket::{
+    ControlRequest, ControlSocket, ServerError, SocketOptions,
+};
 use dmvpn_ctl::client::{self, ClientError};
 use dmvpn_ctl::proto::*;
-use dmvpn_ctl::server::{ControlRequest, ControlSocket, ServerError, SocketOptions};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
@@ -188,7 +190,7 @@ fn channel_handler_reaches_the_owning_task() {
     let path = dir.path().join("ctl.sock");
     let socket = ControlSocket::bind(&SocketOptions::new(&path)).unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<ControlRequest>(4);
-    rt.spawn(dmvpn_ctl::server::serve(socket, tx));
+    rt.spawn(dmvpn_agent::runtime::control_socket::serve(socket, tx));
     // The "node" task answers two requests, then goes away.
     rt.spawn(async move {
         for _ in 0..2 {

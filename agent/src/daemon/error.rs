@@ -5,7 +5,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use dmvpn_ctl::server::ServerError;
+use crate::runtime::control_socket::ServerError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {

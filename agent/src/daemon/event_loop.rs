@@ -10,8 +10,8 @@ use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
+use crate::runtime::control_socket::ControlRequest;
 use dmvpn_ctl::proto::{Reply, Request, Response};
-use dmvpn_ctl::server::ControlRequest;
 use dmvpn_nhrp::Instant;
 use dmvpn_node::control::log_limit::{Throttle, held_note};
 use dmvpn_node::datapath::ip::{PROTO_ESP, PROTO_GRE};

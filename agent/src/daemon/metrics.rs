@@ -15,9 +15,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::runtime::control_socket::Handler;
 use dmvpn_ctl::proto::{Reply, Request, Response};
 use dmvpn_ctl::render::metrics::{Snapshot, render};
-use dmvpn_ctl::server::Handler;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;

@@ -21,8 +21,8 @@ pub mod routes;
 use std::net::IpAddr;
 use std::path::Path;
 
+use crate::runtime::control_socket::{ControlRequest, ControlSocket, SocketOptions};
 use dmvpn_ctl::proto::Request;
-use dmvpn_ctl::server::{ControlRequest, ControlSocket, SocketOptions};
 use dmvpn_nhrp::Instant;
 use dmvpn_node::Router;
 use dmvpn_node::router::Options;
@@ -115,7 +115,7 @@ async fn run_async(cfg: &dmvpn_config::Config, log: &mut Logging) -> Result<(), 
         }
         None => None,
     };
-    let server = tokio::spawn(dmvpn_ctl::server::serve(socket, ctl_tx));
+    let server = tokio::spawn(crate::runtime::control_socket::serve(socket, ctl_tx));
 
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
         .map_err(DaemonError::Signals)?;

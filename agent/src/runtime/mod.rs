@@ -1,7 +1,9 @@
 //! tokio runtime pieces: the TUN device, the underlay sockets, the
-//! direct send path, netlink and netfilter probing. No protocol decision
+//! direct send path, netlink and netfilter probing, the control socket's
+//! server. No protocol decision
 //! is made here.
 
+pub mod control_socket;
 pub mod direct;
 pub mod netfilter;
 pub mod netlink;

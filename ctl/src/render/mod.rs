@@ -5,6 +5,7 @@
 mod dmvpn;
 mod ipsec;
 mod isakmp;
+#[cfg(feature = "metrics")]
 pub mod metrics;
 mod nhrp;
 mod session;

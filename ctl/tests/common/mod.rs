@@ -512,13 +512,16 @@ pub struct TestServer {
     pub path: std::path::PathBuf,
 }
 
-pub fn start<H: dmvpn_ctl::server::Handler>(handler: H) -> TestServer {
+pub fn start<H: dmvpn_agent::runtime::control_socket::Handler>(handler: H) -> TestServer {
     start_with(handler, None)
 }
 
 /// Like [`start`], with the socket given to `group` (mode 0660).
-pub fn start_with<H: dmvpn_ctl::server::Handler>(handler: H, group: Option<String>) -> TestServer {
-    use dmvpn_ctl::server::{ControlSocket, SocketOptions, serve};
+pub fn start_with<H: dmvpn_agent::runtime::control_socket::Handler>(
+    handler: H,
+    group: Option<String>,
+) -> TestServer {
+    use dmvpn_agent::runtime::control_socket::{ControlSocket, SocketOptions, serve};
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -535,5 +538,5 @@ pub fn start_with<H: dmvpn_ctl::server::Handler>(handler: H, group: Option<Strin
 }
 
 pub fn start_fixture() -> TestServer {
-    start(dmvpn_ctl::server::FnHandler(answer))
+    start(dmvpn_agent::runtime::control_socket::FnHandler(answer))
 }

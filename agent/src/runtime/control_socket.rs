@@ -2,7 +2,7 @@
 //!
 //! ```no_run
 //! use dmvpn_ctl::proto::{Reply, Request, Response};
-//! use dmvpn_ctl::server::{ControlRequest, ControlSocket, SocketOptions, serve};
+//! use dmvpn_agent::runtime::control_socket::{ControlRequest, ControlSocket, SocketOptions, serve};
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! // Binding needs no runtime: do it early, to fail before anything starts.
 //! let socket = ControlSocket::bind(&SocketOptions::new("/run/dmvpn/dmvpnd.sock"))?;
@@ -20,7 +20,7 @@
 //! # }
 //! ```
 
-use crate::proto::{MAX_REQUEST_LEN, Request, Response, parse_request};
+use dmvpn_ctl::proto::{MAX_REQUEST_LEN, Request, Response, parse_request};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
