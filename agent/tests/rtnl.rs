@@ -7,8 +7,9 @@ use std::net::Ipv4Addr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use dmvpn_agent::daemon::routes::{self, RouteWatch};
+use dmvpn_agent::daemon::routes;
 use dmvpn_agent::runtime::rtnl;
+use dmvpn_agent::runtime::rtnl::Watch;
 
 /// Runs `f` on a thread inside a fresh network namespace with `lo` up.
 fn in_netns(f: impl FnOnce() + Send + 'static) {
@@ -104,7 +105,7 @@ fn route_change_wakes_the_watcher() {
             .build()
             .unwrap();
         rt.block_on(async {
-            let w = RouteWatch::open().expect("netlink route socket");
+            let w = Watch::routes().expect("netlink route socket");
             assert!(routes::tunnel_routes("lo").is_empty());
             ip(&[
                 "route",
