@@ -142,3 +142,78 @@ fn interface_source_moves_with_unique_registrations() {
     );
     assert!(t <= bound, "{t:.2} s (bound {bound} s)");
 }
+
+#[test]
+fn interface_source_without_an_address_waits_for_one() {
+    let mut lab = Lab::new("iw");
+    let hub = lab.node("hub", 1);
+    let s1 = lab.node("s1", 2);
+    let h2 = lab.lan_host(&s1, 2);
+    let _h1 = lab.lan_host(&hub, 1);
+    lab.start(&hub, &seed().config(1));
+    hub_lan_routes(&lab, &hub);
+    ok(&[
+        "ip",
+        "-n",
+        &s1,
+        "addr",
+        "del",
+        &format!("{S1}/24"),
+        "dev",
+        "nbma0",
+    ]);
+    let spoke = seed()
+        .config(2)
+        .replace(&format!("source = \"{S1}\""), "source = \"nbma0\"");
+    // The address comes while dmvpnd waits for it (its control socket
+    // opens once the tunnel starts).
+    let ns = s1.clone();
+    let later = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(2));
+        ok(&[
+            "ip",
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("{S1}/24"),
+            "dev",
+            "nbma0",
+        ]);
+    });
+    lab.start(&s1, &spoke);
+    later.join().unwrap();
+    let log = lab.log(&s1);
+    assert!(
+        log.contains("tunnel source nbma0 has no IPv4 address yet: waiting for one"),
+        "{log}"
+    );
+    lab.wait("the spoke registered", Duration::from_secs(30), || {
+        lab.registered(&hub, &[S1])
+    });
+    lab.wait("LAN pings through the hub", Duration::from_secs(15), || {
+        lab.ping(&h2, HUB_LAN, 1) == 1
+    });
+}
+
+#[test]
+fn interface_source_that_does_not_exist_is_an_error() {
+    let mut lab = Lab::new("ie");
+    let s1 = lab.node("s1", 2);
+    let spoke = seed()
+        .config(2)
+        .replace(&format!("source = \"{S1}\""), "source = \"wan9\"");
+    let path = lab.path("missing.toml");
+    std::fs::write(&path, &spoke).unwrap();
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &s1, dmvpnd(), "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("source interface wan9: no interface wan9"),
+        "{err}"
+    );
+}
