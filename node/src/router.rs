@@ -203,7 +203,10 @@ impl Router {
         r
     }
 
-    /// A router for a whole validated configuration.
+    /// A router for a whole validated configuration. An interface
+    /// `source` is not resolved here: the router sends from `0.0.0.0`
+    /// until the driver hands it the interface's address
+    /// ([`Router::handle_local_nbma`]).
     pub fn from_config(
         cfg: &dmvpn_config::Config,
         epoch: std::time::Instant,
