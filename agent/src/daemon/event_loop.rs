@@ -96,9 +96,9 @@ pub struct Extras<'a> {
     /// Feed the router the kernel's routes through the tunnel (change
     /// notifications, and a poll as a backstop).
     pub watch_routes: bool,
-    /// Follow the tunnel source: a new address of a source interface goes
-    /// to the router ([`Router::handle_local_nbma`]); a configured
-    /// address that vanishes is logged.
+    /// Follow the tunnel source interface: a new address goes to the
+    /// router ([`Router::handle_local_nbma`]). dmvpnd sets it for
+    /// interface sources only.
     pub source: Option<super::source::SourceWatch>,
     /// Reseed the router from the OS random source every hour and return
     /// freed heap memory to the OS.

@@ -151,7 +151,9 @@ async fn run_async(cfg: &dmvpn_config::Config, log: &mut Logging) -> Result<(), 
         log: Some(log),
         keylog,
         watch_routes: true,
-        source: Some(source::SourceWatch::new(src)),
+        source: src
+            .follows_interface()
+            .then(|| source::SourceWatch::new(src)),
         housekeeping: true,
         systemd: Some(notify::Notifier::from_env()),
     };
