@@ -7,8 +7,9 @@ use std::net::Ipv4Addr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use dmvpn_agent::daemon::routes::{self, RouteWatch};
+use dmvpn_agent::daemon::routes;
 use dmvpn_agent::runtime::rtnl;
+use dmvpn_agent::runtime::rtnl::Watch;
 
 /// Runs `f` on a thread inside a fresh network namespace with `lo` up.
 fn in_netns(f: impl FnOnce() + Send + 'static) {
@@ -104,7 +105,7 @@ fn route_change_wakes_the_watcher() {
             .build()
             .unwrap();
         rt.block_on(async {
-            let w = RouteWatch::open().expect("netlink route socket");
+            let w = Watch::routes().expect("netlink route socket");
             assert!(routes::tunnel_routes("lo").is_empty());
             ip(&[
                 "route",
@@ -189,5 +190,49 @@ fn interface_addresses_primary_first() {
             rtnl::ipv4_addresses(idx).unwrap(),
             vec![(a("10.0.0.2"), 30)]
         );
+    });
+}
+
+/// An interface source: its primary address first, an address change
+/// wakes the address watcher, and the source follows it.
+#[test]
+fn address_change_wakes_the_source_watcher() {
+    use dmvpn_agent::daemon::source::{Source, SourceWatch};
+    in_netns(|| {
+        link("wan0");
+        ip(&["addr", "add", "172.16.0.2/24", "dev", "wan0"]);
+        ip(&["addr", "add", "172.16.0.9/24", "dev", "wan0"]);
+        let index = rtnl::ifindex("wan0").unwrap();
+        assert_eq!(
+            rtnl::ipv4_addresses(index).unwrap(),
+            vec![(a("172.16.0.2"), 24), (a("172.16.0.9"), 24)],
+            "primary first"
+        );
+        assert!(rtnl::has_ipv4_address(a("172.16.0.9")).unwrap());
+        let src = Source::Interface {
+            name: "wan0".into(),
+            index,
+        };
+        assert_eq!(src.current(), Some(a("172.16.0.2")));
+        let mut follow = SourceWatch::new(src);
+        assert_eq!(follow.check(a("172.16.0.2")), None, "unchanged");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let w = Watch::addresses().expect("netlink address socket");
+            ip(&["addr", "flush", "dev", "wan0"]);
+            ip(&["addr", "add", "172.16.0.22/24", "dev", "wan0"]);
+            let n = tokio::time::timeout(Duration::from_secs(5), w.changed())
+                .await
+                .expect("no address notification within 5 s")
+                .expect("netlink receive");
+            assert!(n >= 1);
+        });
+        assert_eq!(follow.check(a("172.16.0.2")), Some(a("172.16.0.22")));
+        assert!(!rtnl::has_ipv4_address(a("172.16.0.2")).unwrap());
+        ip(&["addr", "flush", "dev", "wan0"]);
+        assert_eq!(follow.check(a("172.16.0.22")), None, "no address: kept");
     });
 }

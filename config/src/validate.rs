@@ -49,12 +49,9 @@ pub fn unsupported(t: &Tunnel) -> Vec<Unsupported> {
             v6_nbma(),
             "use the node's IPv4 underlay address".into(),
         ),
-        TunnelSource::Interface(name) => add(
-            "source",
-            format!("interface sources are not resolved yet (`{name}`)"),
-            format!("write the IPv4 address of {name}, e.g. source = \"172.16.0.2\""),
-        ),
-        TunnelSource::Address(IpAddr::V4(_)) => {}
+        // An interface source runs on its primary IPv4 address, followed
+        // when it changes.
+        TunnelSource::Interface(_) | TunnelSource::Address(IpAddr::V4(_)) => {}
     }
     if t.mode == TunnelMode::Ipsec {
         add(

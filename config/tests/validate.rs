@@ -1193,10 +1193,6 @@ fn what_the_daemon_cannot_run() {
             ],
         ),
         (
-            edit("source = \"172.16.0.2\"", "source = \"eth0\""),
-            vec!["22:10: tunnel[0].source: interface sources are not resolved yet (`eth0`)"],
-        ),
-        (
             p2p("mode = \"ipsec\"\ndestination = \"172.16.0.1\"\n"),
             vec![
                 "23:7: tunnel[0].key: a GRE key has no meaning on an IPsec VTI",
@@ -1254,6 +1250,14 @@ fn what_the_daemon_cannot_run() {
     // A route beside the underlay is fine.
     let ok = edit("key = 0\n", "key = 0\nroutes = [\"10.0.0.0/8\"]\n");
     assert!(errors(&ok).is_empty(), "{:?}", errors(&ok));
+    // An interface source runs on that interface's primary IPv4 address.
+    let ifsrc = edit("source = \"172.16.0.2\"", "source = \"eth0\"");
+    assert!(errors(&ifsrc).is_empty(), "{:?}", errors(&ifsrc));
+    let loaded = dmvpn_config::Config::from_str(&ifsrc, "t.toml").unwrap();
+    assert_eq!(
+        loaded.config.tunnels[0].source,
+        dmvpn_config::types::TunnelSource::Interface("eth0".into())
+    );
 }
 
 #[test]

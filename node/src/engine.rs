@@ -349,6 +349,11 @@ impl Engine {
         &mut self.counters
     }
 
+    /// Our NBMA address changed: outer packets leave from `nbma`.
+    pub fn set_local_nbma(&mut self, nbma: Ipv4Addr) {
+        self.cfg.local_nbma = nbma;
+    }
+
     /// Defer ESP encryption to [`Engine::batches`] (see `defer_seal`).
     pub fn set_defer_seal(&mut self, on: bool) {
         self.defer_seal = on;

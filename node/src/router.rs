@@ -203,7 +203,10 @@ impl Router {
         r
     }
 
-    /// A router for a whole validated configuration.
+    /// A router for a whole validated configuration. An interface
+    /// `source` is not resolved here: the router sends from `0.0.0.0`
+    /// until the driver hands it the interface's address
+    /// ([`Router::handle_local_nbma`]).
     pub fn from_config(
         cfg: &dmvpn_config::Config,
         epoch: std::time::Instant,
@@ -333,6 +336,18 @@ impl Router {
     /// a routing daemon; the whole set each time.
     pub fn handle_kernel_routes(&mut self, now: Instant, routes: &[(Ipv4Addr, u8, Ipv4Addr)]) {
         self.node.set_tunnel_routes(now, routes);
+        self.settle(now);
+    }
+
+    /// Our NBMA address is now `nbma` (the source interface's primary
+    /// address changed): outer packets leave from it, SAs bound to the
+    /// old one are deleted, and the node registers with its NHSs again.
+    pub fn handle_local_nbma(&mut self, now: Instant, nbma: Ipv4Addr) {
+        if nbma == self.node.config().nbma {
+            return;
+        }
+        self.engine.set_local_nbma(nbma);
+        self.node.set_local_nbma(now, nbma);
         self.settle(now);
     }
 
@@ -659,5 +674,93 @@ mod tests {
         let out = b.batches();
         assert_eq!(out.tun.len(), 2);
         assert_eq!((out.tun.get(0), out.tun.get(1)), (&p1[..], &p2[..]));
+    }
+}
+
+#[cfg(test)]
+mod nbma_change_tests {
+    use super::*;
+
+    const OLD: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 20);
+    const NEW: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 21);
+    const NHS: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
+
+    /// The modern example spoke with `source` naming an interface, its
+    /// address resolved to `OLD` as dmvpnd does; `protected: false`
+    /// drops `tunnel protection` (plain GRE).
+    fn spoke(protected: bool) -> Router {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/modern-spoke.toml");
+        let mut text = std::fs::read_to_string(path)
+            .unwrap()
+            .replace("source = \"198.51.100.20\"", "source = \"wan0\"");
+        if !protected {
+            text = text.replace("protection = \"dmvpn\"\n", "");
+        }
+        let cfg = dmvpn_config::Config::from_str(&text, "spoke.toml")
+            .unwrap()
+            .config;
+        let mut ncfg = crate::control::config_map::map(&cfg).unwrap();
+        assert_eq!(ncfg.source_interface.as_deref(), Some("wan0"));
+        assert_eq!(ncfg.nbma, Ipv4Addr::UNSPECIFIED, "mapping needs no OS");
+        ncfg.set_nbma(OLD);
+        let epoch = std::time::Instant::now();
+        Router::with_options(
+            ncfg,
+            epoch,
+            Seed([3; 32]),
+            Instant::ZERO,
+            Options::default(),
+        )
+    }
+
+    fn gre_sources(r: &mut Router) -> Vec<Ipv4Addr> {
+        let out = r.batches();
+        let v = (0..out.gre.len())
+            .map(|i| {
+                let p = out.gre.get(i);
+                Ipv4Addr::new(p[12], p[13], p[14], p[15])
+            })
+            .collect();
+        out.gre.clear();
+        v
+    }
+
+    #[test]
+    fn a_new_address_registers_again_from_it() {
+        let mut r = spoke(false);
+        let t0 = r.poll_timeout();
+        r.handle_timeout(t0);
+        assert_eq!(gre_sources(&mut r), [OLD], "first registration");
+        let t = t0 + Duration::from_secs(5);
+        r.handle_local_nbma(t, NEW);
+        assert_eq!(r.node().config().nbma, NEW);
+        assert_eq!(
+            gre_sources(&mut r),
+            [NEW],
+            "registration from the new address at once"
+        );
+        // The same address again changes nothing.
+        r.handle_local_nbma(t, NEW);
+        assert!(gre_sources(&mut r).is_empty());
+    }
+
+    #[test]
+    fn a_new_address_negotiates_ipsec_from_it() {
+        let mut r = spoke(true);
+        let first: Vec<_> = std::iter::from_fn(|| r.poll_transmit()).collect();
+        assert!(!first.is_empty(), "IKE with the NHS at start");
+        assert!(first.iter().all(|t| t.local.ip() == IpAddr::V4(OLD)));
+        r.handle_local_nbma(Instant(Duration::from_secs(1)), NEW);
+        let after: Vec<_> = std::iter::from_fn(|| r.poll_transmit()).collect();
+        assert!(
+            after
+                .iter()
+                .any(|t| t.local.ip() == IpAddr::V4(NEW) && t.remote.ip() == IpAddr::V4(NHS)),
+            "IKE with the NHS from the new address: {:?}",
+            after
+                .iter()
+                .map(|t| (t.local, t.remote))
+                .collect::<Vec<_>>()
+        );
     }
 }

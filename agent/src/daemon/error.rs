@@ -18,6 +18,9 @@ pub enum DaemonError {
     Unrunnable(#[from] dmvpn_node::control::config_map::MapError),
     #[error("cannot start the runtime: {0}")]
     Runtime(io::Error),
+    /// The tunnel's source interface does not exist or cannot be read.
+    #[error("{0}")]
+    Source(String),
     #[error("cannot read the OS random source: {0}")]
     Random(String),
     #[error("key log {}: {reason}", path.display())]

@@ -4,6 +4,7 @@
 //! what arrived to the router, and writes out what the router queued.
 //! It makes no protocol or forwarding decision.
 
+use std::cell::Cell;
 use std::fs::File;
 use std::future::Future;
 use std::io::{self, Write};
@@ -24,6 +25,7 @@ use tracing::warn;
 use super::logging::Logging;
 use super::routes;
 use crate::runtime::direct;
+use crate::runtime::rtnl::Watch;
 use crate::runtime::sockets::{DatagramSocket, RecvBatch, SendBatch};
 use crate::runtime::tun::{self as tun_io, Tun, TunReader, TunWriter};
 
@@ -48,24 +50,35 @@ pub struct Links {
     pub tun: Tun,
     pub gre: DatagramSocket,
     pub esp: DatagramSocket,
-    /// UDP 500 (IKE), bound to the NBMA address.
+    /// UDP 500 (IKE), bound to the NBMA address (or any, see [`Links::open_any`]).
     pub udp500: DatagramSocket,
-    /// UDP 4500 (NAT-T: ESP-in-UDP and IKE), bound to the NBMA address.
+    /// UDP 4500 (NAT-T: ESP-in-UDP and IKE), bound like UDP 500.
     pub udp4500: DatagramSocket,
-    nbma: Ipv4Addr,
+    /// The NBMA address: the local address of datagrams received on UDP.
+    nbma: Cell<Ipv4Addr>,
 }
 
 impl Links {
     /// Opens the raw GRE and ESP sockets and UDP 500/4500 on `nbma`
     /// around `tun`. `udp_offload` turns on UDP GSO/GRO for ESP-in-UDP.
     pub fn open(tun: Tun, nbma: Ipv4Addr, udp_offload: bool) -> io::Result<Links> {
+        Links::bound(tun, nbma, nbma, udp_offload)
+    }
+
+    /// [`Links::open`] with UDP 500/4500 bound to every local address: the
+    /// NBMA address of an interface source may change while they are open.
+    pub fn open_any(tun: Tun, nbma: Ipv4Addr, udp_offload: bool) -> io::Result<Links> {
+        Links::bound(tun, Ipv4Addr::UNSPECIFIED, nbma, udp_offload)
+    }
+
+    fn bound(tun: Tun, bind: Ipv4Addr, nbma: Ipv4Addr, udp_offload: bool) -> io::Result<Links> {
         Ok(Links {
             gre: DatagramSocket::raw_ipv4(PROTO_GRE, direct::wanted())?,
             esp: DatagramSocket::raw_ipv4(PROTO_ESP, direct::wanted())?,
-            udp4500: DatagramSocket::udp_with(SocketAddrV4::new(nbma, NATT_PORT), udp_offload)?,
-            udp500: DatagramSocket::udp(SocketAddrV4::new(nbma, IKE_PORT))?,
+            udp4500: DatagramSocket::udp_with(SocketAddrV4::new(bind, NATT_PORT), udp_offload)?,
+            udp500: DatagramSocket::udp(SocketAddrV4::new(bind, IKE_PORT))?,
             tun,
-            nbma,
+            nbma: Cell::new(nbma),
         })
     }
 }
@@ -83,6 +96,10 @@ pub struct Extras<'a> {
     /// Feed the router the kernel's routes through the tunnel (change
     /// notifications, and a poll as a backstop).
     pub watch_routes: bool,
+    /// Follow the tunnel source interface: a new address goes to the
+    /// router ([`Router::handle_local_nbma`]). dmvpnd sets it for
+    /// interface sources only.
+    pub source: Option<super::source::SourceWatch>,
     /// Reseed the router from the OS random source every hour and return
     /// freed heap memory to the OS.
     pub housekeeping: bool,
@@ -112,15 +129,13 @@ pub async fn run_loop(
     let mut esp_rb = RecvBatch::new(BATCH, BUF_SIZE);
     let mut u4_rb = RecvBatch::for_socket(&links.udp4500, BATCH, BUF_SIZE);
     let mut u5_rb = RecvBatch::new(16, BUF_SIZE);
-    let local500 = SocketAddrV4::new(links.nbma, IKE_PORT);
-    let local4500 = SocketAddrV4::new(links.nbma, NATT_PORT);
     let mut next_chore = now() + CHORE_INTERVAL;
     let mut ticks = 0u64;
     // Route changes re-read the tunnel routes at once (a hub learns a
     // spoke's LAN as soon as the routing daemon installs it); the poll
     // stays as a backstop.
     let mut route_watch = if extras.watch_routes {
-        match routes::RouteWatch::open() {
+        match Watch::routes() {
             Ok(w) => Some(w),
             Err(e) => {
                 warn!(target: "dmvpn::nhrp", "route change notifications unavailable ({e}): polling the routing table");
@@ -129,6 +144,18 @@ pub async fn run_loop(
         }
     } else {
         None
+    };
+    // Address changes of the tunnel source, at once.
+    let mut source = extras.source.take();
+    let mut addr_watch = match source {
+        Some(_) => match Watch::addresses() {
+            Ok(w) => Some(w),
+            Err(e) => {
+                warn!(target: "dmvpn::ctl", "address change notifications unavailable ({e}): polling the tunnel source");
+                None
+            }
+        },
+        None => None,
     };
     // What is queued at start (manual SAs' key-log lines, first messages).
     out.flush(router, links, now()).await;
@@ -161,14 +188,14 @@ pub async fn run_loop(
             r = links.udp4500.recv_batch(&mut u4_rb) => match r {
                 Ok(k) => router.handle_underlay_burst(now(), (0..k).map(|i| {
                     let (payload, remote) = u4_rb.get(i);
-                    Datagram::Udp { local: local4500, remote, payload }
+                    Datagram::Udp { local: SocketAddrV4::new(links.nbma.get(), NATT_PORT), remote, payload }
                 })),
                 Err(_) => router.counters_mut().recv_errors += 1,
             },
             r = links.udp500.recv_batch(&mut u5_rb) => match r {
                 Ok(k) => router.handle_underlay_burst(now(), (0..k).map(|i| {
                     let (payload, remote) = u5_rb.get(i);
-                    Datagram::Udp { local: local500, remote, payload }
+                    Datagram::Udp { local: SocketAddrV4::new(links.nbma.get(), IKE_PORT), remote, payload }
                 })),
                 Err(_) => router.counters_mut().recv_errors += 1,
             },
@@ -182,6 +209,18 @@ pub async fn run_loop(
                 Err(e) => {
                     warn!(target: "dmvpn::nhrp", "route change notifications failed ({e}): polling the routing table");
                     route_watch = None;
+                }
+            },
+            r = async {
+                match &addr_watch {
+                    Some(w) => w.changed().await,
+                    None => std::future::pending().await,
+                }
+            } => match r {
+                Ok(_) => follow_source(router, links, source.as_mut(), now()),
+                Err(e) => {
+                    warn!(target: "dmvpn::ctl", "address change notifications failed ({e}): polling the tunnel source");
+                    addr_watch = None;
                 }
             },
             Some(req) = async {
@@ -204,6 +243,9 @@ pub async fn run_loop(
                     if extras.watch_routes && ticks % ROUTE_POLL_TICKS == 1 {
                         router.handle_kernel_routes(t, &routes::tunnel_routes(links.tun.name()));
                     }
+                    if ticks % ROUTE_POLL_TICKS == 1 {
+                        follow_source(router, links, source.as_mut(), t);
+                    }
                     if extras.housekeeping {
                         housekeeping(router, ticks);
                     }
@@ -220,6 +262,22 @@ pub async fn run_loop(
         sd.stopping();
     }
     Ok(())
+}
+
+/// Hands a new NBMA address of the tunnel source to the router.
+fn follow_source(
+    router: &mut Router,
+    links: &Links,
+    source: Option<&mut super::source::SourceWatch>,
+    now: Instant,
+) {
+    let Some(s) = source else {
+        return;
+    };
+    if let Some(a) = s.check(links.nbma.get()) {
+        links.nbma.set(a);
+        router.handle_local_nbma(now, a);
+    }
 }
 
 /// systemd's one-line status: NHSs up and peers, from the show views.

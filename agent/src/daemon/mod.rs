@@ -17,6 +17,7 @@ mod logging;
 pub mod metrics;
 mod notify;
 pub mod routes;
+pub mod source;
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -56,6 +57,19 @@ async fn run_async(cfg: &dmvpn_config::Config, log: &mut Logging) -> Result<(), 
     let now = || Instant(epoch.elapsed());
     let seed = event_loop::os_seed().map_err(DaemonError::Random)?;
     let mut ncfg = dmvpn_node::control::config_map::map(cfg)?;
+    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(DaemonError::Signals)?;
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(DaemonError::Signals)?;
+    // The NBMA address: as configured, or the source interface's primary
+    // IPv4 address (waiting for one if it has none yet).
+    let src = source::Source::of(&ncfg).map_err(DaemonError::Source)?;
+    let nbma = tokio::select! {
+        a = src.first_address() => a,
+        _ = sigint.recv() => return Ok(()),
+        _ = sigterm.recv() => return Ok(()),
+    };
+    ncfg.set_nbma(nbma);
     // Networks behind this node, answered in NHRP resolutions.
     if let Some(n) = ncfg.nhrp.as_mut() {
         n.local_prefixes = routes::local_prefixes(&ncfg.interface, ncfg.nbma)
@@ -101,7 +115,12 @@ async fn run_async(cfg: &dmvpn_config::Config, log: &mut Logging) -> Result<(), 
         format!("/proc/sys/net/ipv4/conf/{}/send_redirects", tun.name()),
         "0",
     );
-    let links = Links::open(tun, ncfg.nbma, udp_offload()).map_err(DaemonError::Sockets)?;
+    let links = if src.follows_interface() {
+        Links::open_any(tun, ncfg.nbma, udp_offload())
+    } else {
+        Links::open(tun, ncfg.nbma, udp_offload())
+    }
+    .map_err(DaemonError::Sockets)?;
 
     let socket = ControlSocket::bind(&SocketOptions::from_config(&cfg.control))?;
     let (ctl_tx, ctl_rx) = mpsc::channel::<ControlRequest>(16);
@@ -117,11 +136,6 @@ async fn run_async(cfg: &dmvpn_config::Config, log: &mut Logging) -> Result<(), 
     };
     let server = tokio::spawn(crate::runtime::control_socket::serve(socket, ctl_tx));
 
-    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-        .map_err(DaemonError::Signals)?;
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(DaemonError::Signals)?;
-
     info!(
         target: "dmvpn::ctl",
         "dmvpnd {}: {} {}/{} NBMA {} up",
@@ -133,6 +147,9 @@ async fn run_async(cfg: &dmvpn_config::Config, log: &mut Logging) -> Result<(), 
         log: Some(log),
         keylog,
         watch_routes: true,
+        source: src
+            .follows_interface()
+            .then(|| source::SourceWatch::new(src)),
         housekeeping: true,
         systemd: Some(notify::Notifier::from_env()),
     };

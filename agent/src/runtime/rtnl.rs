@@ -1,7 +1,8 @@
 //! The kernel's IPv4 routing table and interface addresses over
 //! rtnetlink: a dump of the main table, route replacement through an
-//! interface, an interface's addresses. Messages are built and parsed by
-//! `netlink-packet-route`; no `ip` process, no text.
+//! interface, interfaces' addresses, and [`Watch`], the kernel's change
+//! notifications. Messages are built and parsed by `netlink-packet-route`;
+//! no `ip` process, no text.
 //!
 //! The calls are synchronous on a private netlink socket: a dump of the
 //! main table is one request and a few multipart replies from the kernel,
@@ -11,6 +12,9 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use tokio::io::unix::AsyncFd;
 
 use netlink_packet_core::{
     NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkHeader,
@@ -187,6 +191,30 @@ pub fn replace_route(
 /// The IPv4 addresses of interface `index` with their prefix lengths,
 /// primary addresses first (in the kernel's order), then secondary ones.
 pub fn ipv4_addresses(index: u32) -> io::Result<Vec<(Ipv4Addr, u8)>> {
+    let all = all_ipv4_addresses()?;
+    let of = |secondary: bool| {
+        all.iter()
+            .filter(move |a| a.index == index && a.secondary == secondary)
+            .map(|a| (a.addr, a.len))
+    };
+    Ok(of(false).chain(of(true)).collect())
+}
+
+/// Whether some interface holds IPv4 address `addr`.
+pub fn has_ipv4_address(addr: Ipv4Addr) -> io::Result<bool> {
+    Ok(all_ipv4_addresses()?.iter().any(|a| a.addr == addr))
+}
+
+/// One IPv4 address of an interface.
+struct IfAddr {
+    index: u32,
+    addr: Ipv4Addr,
+    len: u8,
+    secondary: bool,
+}
+
+/// Every IPv4 address of every interface, in the kernel's order.
+fn all_ipv4_addresses() -> io::Result<Vec<IfAddr>> {
     let s = socket()?;
     let mut req = AddressMessage::default();
     req.header.family = AddressFamily::Inet;
@@ -195,13 +223,12 @@ pub fn ipv4_addresses(index: u32) -> io::Result<Vec<(Ipv4Addr, u8)>> {
         NLM_F_REQUEST | NLM_F_DUMP,
         RouteNetlinkMessage::GetAddress(req),
     )?;
-    let mut primary = Vec::new();
-    let mut secondary = Vec::new();
+    let mut out = Vec::new();
     replies(&s, |m| {
         let RouteNetlinkMessage::NewAddress(a) = m else {
             return;
         };
-        if a.header.index != index || a.header.family != AddressFamily::Inet {
+        if a.header.family != AddressFamily::Inet {
             return;
         }
         // IFA_LOCAL is the interface's own address (IFA_ADDRESS is the
@@ -216,13 +243,108 @@ pub fn ipv4_addresses(index: u32) -> io::Result<Vec<(Ipv4Addr, u8)>> {
             }
         }
         if let Some(x) = local.or(address) {
-            if a.header.flags.contains(AddressHeaderFlags::Secondary) {
-                secondary.push((x, a.header.prefix_len));
-            } else {
-                primary.push((x, a.header.prefix_len));
-            }
+            out.push(IfAddr {
+                index: a.header.index,
+                addr: x,
+                len: a.header.prefix_len,
+                secondary: a.header.flags.contains(AddressHeaderFlags::Secondary),
+            });
         }
     })?;
-    primary.extend(secondary);
-    Ok(primary)
+    Ok(out)
+}
+
+/// The kernel's change notifications of one kind (a `NETLINK_ROUTE`
+/// socket in a multicast group): a route a routing daemon or an operator
+/// adds or removes, or an interface address that comes or goes, is seen
+/// at once rather than at the next poll. The messages are not decoded,
+/// only counted: the caller re-reads what it follows after each batch.
+pub struct Watch {
+    fd: AsyncFd<OwnedFd>,
+}
+
+impl Watch {
+    /// IPv4 route changes (`RTMGRP_IPV4_ROUTE`).
+    pub fn routes() -> io::Result<Watch> {
+        Watch::open(libc::RTMGRP_IPV4_ROUTE as u32)
+    }
+
+    /// IPv4 interface address changes (`RTMGRP_IPV4_IFADDR`).
+    pub fn addresses() -> io::Result<Watch> {
+        Watch::open(libc::RTMGRP_IPV4_IFADDR as u32)
+    }
+
+    fn open(groups: u32) -> io::Result<Watch> {
+        // SAFETY: plain socket(2); the result is checked before use.
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                libc::NETLINK_ROUTE,
+            )
+        };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a fresh descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // SAFETY: sockaddr_nl is plain data; all-zero is a valid value.
+        let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        sa.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+        sa.nl_groups = groups;
+        // SAFETY: `sa` is a valid sockaddr_nl of the length given.
+        let r = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&sa as *const libc::sockaddr_nl).cast(),
+                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the OwnedFd keeps its descriptor open and unchanged
+        // until the AsyncFd (and with it the OwnedFd) is dropped.
+        let fd = unsafe { AsyncFd::register(fd) }?;
+        Ok(Watch { fd })
+    }
+
+    /// Waits until at least one change was notified, then drains every
+    /// notification queued so far (a burst is one wake-up). A receive
+    /// queue overflow (ENOBUFS: changes were lost) also counts as a change.
+    pub async fn changed(&self) -> io::Result<usize> {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let mut guard = self.fd.readable().await?;
+            let mut got = 0usize;
+            loop {
+                // SAFETY: `buf` is valid for writes of its length.
+                let n = unsafe {
+                    libc::recv(
+                        self.fd.get_ref().as_raw_fd(),
+                        buf.as_mut_ptr().cast(),
+                        buf.len(),
+                        0,
+                    )
+                };
+                if n >= 0 {
+                    got += 1;
+                    continue;
+                }
+                let e = io::Error::last_os_error();
+                match e.raw_os_error() {
+                    Some(libc::EINTR) => continue,
+                    Some(libc::ENOBUFS) => got += 1,
+                    Some(libc::EAGAIN) => {
+                        guard.clear_ready();
+                        break;
+                    }
+                    _ => return Err(e),
+                }
+            }
+            if got > 0 {
+                return Ok(got);
+            }
+        }
+    }
 }

@@ -472,9 +472,15 @@ impl Builder<'_> {
                         });
                         match addr {
                             Some(a) => TunnelSource::Address(a),
+                            // dmvpnd follows an interface's IPv4 address;
+                            // an IPv6 underlay is refused as IPv6 (`::`).
+                            None if want_v6 => {
+                                self.note(i.line, format!("tunnel source {ifn} has no IPv6 address in this configuration"));
+                                TunnelSource::Address(std::net::Ipv6Addr::UNSPECIFIED.into())
+                            }
                             None => {
                                 let l = linux_ifname(&ifn);
-                                self.note(i.line, format!("tunnel source {ifn} has no address in this configuration (Linux interface \"{l}\"?)"));
+                                self.note(i.line, format!("tunnel source {ifn} written as interface \"{l}\"; check the Linux name"));
                                 TunnelSource::Interface(l)
                             }
                         }

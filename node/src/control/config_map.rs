@@ -24,8 +24,6 @@ pub enum MapError {
     NoTunnel,
     #[error("tunnel {0}: only IPv4 tunnel and NBMA addresses are supported")]
     NotIpv4(String),
-    #[error("tunnel {0}: `source` must be an address (interfaces are not resolved)")]
-    SourceInterface(String),
     #[error("tunnel {tunnel}: unknown ipsec profile `{profile}`")]
     UnknownProfile { tunnel: String, profile: String },
     #[error("manual SA with {peer}: {what}")]
@@ -38,7 +36,13 @@ pub struct NodeConfig {
     pub name: String,
     pub hub: bool,
     pub interface: String,
+    /// Our NBMA (underlay) address. With an interface source it is
+    /// `0.0.0.0` until the driver resolves the interface and calls
+    /// [`NodeConfig::set_nbma`].
     pub nbma: Ipv4Addr,
+    /// The interface named by `source`, whose primary IPv4 address is the
+    /// NBMA address (followed when it changes).
+    pub source_interface: Option<String>,
     pub tunnel_addr: Ipv4Addr,
     pub tunnel_prefix_len: u8,
     pub mtu: u16,
@@ -57,6 +61,18 @@ pub struct NodeConfig {
     pub ike: EngineConfig,
     pub dataplane: DataplaneConfig,
     pub manual_sas: Vec<ManualSa>,
+}
+
+impl NodeConfig {
+    /// Sets our NBMA address everywhere it is configured (NHRP, data
+    /// plane): a resolved interface source.
+    pub fn set_nbma(&mut self, nbma: Ipv4Addr) {
+        self.nbma = nbma;
+        self.dataplane.local_nbma = nbma;
+        if let Some(n) = self.nhrp.as_mut() {
+            n.nbma = IpAddr::V4(nbma);
+        }
+    }
 }
 
 /// A manual (IKE-less) SA pair from `[[ipsec.manual_sa]]`.
@@ -148,11 +164,10 @@ pub fn tunnel(cfg: &Config) -> Result<&Tunnel, MapError> {
 pub fn map(cfg: &Config) -> Result<NodeConfig, MapError> {
     let t = tunnel(cfg)?;
     let name = t.name.clone();
-    let nbma = match &t.source {
-        dmvpn_config::types::TunnelSource::Address(a) => v4(*a, &name)?,
-        dmvpn_config::types::TunnelSource::Interface(_) => {
-            return Err(MapError::SourceInterface(name));
-        }
+    // An interface is resolved by the driver, which owns the OS.
+    let (nbma, source_interface) = match &t.source {
+        dmvpn_config::types::TunnelSource::Address(a) => (v4(*a, &name)?, None),
+        dmvpn_config::types::TunnelSource::Interface(i) => (Ipv4Addr::UNSPECIFIED, Some(i.clone())),
     };
     let tunnel_addr = v4(t.address.addr(), &name)?;
     let tunnel_prefix_len = t.address.prefix_len();
@@ -345,6 +360,7 @@ pub fn map(cfg: &Config) -> Result<NodeConfig, MapError> {
         hub,
         interface: name.clone(),
         nbma,
+        source_interface,
         tunnel_addr,
         tunnel_prefix_len,
         mtu: t.mtu,

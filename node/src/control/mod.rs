@@ -1112,6 +1112,29 @@ impl Node {
         before.saturating_sub(after) as u64
     }
 
+    /// Our NBMA address changed (an interface source moved, e.g. DHCP or
+    /// failover): SAs bound to the old address are deleted, shortcuts
+    /// through them go, and NHRP registers from the new address at once
+    /// (after IPsec with each NHS, when the tunnel is protected).
+    pub fn set_local_nbma(&mut self, now: Instant, nbma: Ipv4Addr) {
+        let old = self.cfg.nbma;
+        if nbma == old {
+            return;
+        }
+        info!(target: "dmvpn::ctl", "{}: NBMA address changed from {old} to {nbma}", self.cfg.interface);
+        // IKE and IPsec SAs name the old address: delete them (telling
+        // the peers where the old address still reaches them).
+        self.clear_crypto_sa(now, None);
+        self.cfg.set_nbma(nbma);
+        if let Some(n) = self.nhrp.as_mut() {
+            n.set_nbma(now, IpAddr::V4(nbma));
+        }
+        for n in self.nhs_nbmas() {
+            self.ensure_sa(now, n);
+        }
+        self.pump(now);
+    }
+
     /// `clear crypto sa [peer PEER]`: deletes IKE and IPsec SAs (telling
     /// the peers); traffic brings them back.
     pub fn clear_crypto_sa(&mut self, now: Instant, peer: Option<IpAddr>) -> u64 {
