@@ -3,8 +3,9 @@
 //! with a next hop (installed by an operator or a routing daemon such as
 //! FRR), which tell a hub which spoke owns a LAN.
 
+use dmvpn_wire::Prefix;
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use tokio::io::unix::AsyncFd;
 
@@ -142,10 +143,5 @@ impl RouteWatch {
 }
 
 fn contains(p: Ipv4Addr, l: u8, a: Ipv4Addr) -> bool {
-    let m = if l == 0 {
-        0
-    } else {
-        u32::MAX << (32 - u32::from(l.min(32)))
-    };
-    u32::from(p) & m == u32::from(a) & m
+    Prefix::new(IpAddr::V4(p), l).contains_addr(IpAddr::V4(a))
 }
