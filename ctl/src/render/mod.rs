@@ -108,7 +108,7 @@ fn group_by_interface<'a, T>(
 }
 
 /// A dotted mask for IPv4, the prefix length for IPv6.
-fn mask(addr: IpAddr, prefix_len: u8) -> String {
+fn mask_text(addr: IpAddr, prefix_len: u8) -> String {
     match addr {
         IpAddr::V4(_) => std::net::Ipv4Addr::from(netmask_v4(prefix_len)).to_string(),
         IpAddr::V6(_) => prefix_len.to_string(),
