@@ -64,6 +64,9 @@ pub struct Peer {
 #[derive(Debug, Clone, Default)]
 pub struct PeerMap {
     prefixes: PrefixMap<Peer>,
+    /// Entries whose peer is reached through ESP: while there are none,
+    /// plain GRE needs no per-packet search for its source's protection.
+    protected: usize,
 }
 
 impl PeerMap {
@@ -71,14 +74,26 @@ impl PeerMap {
         Self::default()
     }
 
+    fn put(&mut self, prefix: Prefix, peer: Peer) {
+        self.protected += usize::from(peer.protection != Protection::None);
+        if let Some(old) = self.prefixes.insert(prefix, peer) {
+            self.protected -= usize::from(old.protection != Protection::None);
+        }
+    }
+
+    fn take(&mut self, prefix: Prefix) {
+        if let Some(old) = self.prefixes.remove(&prefix) {
+            self.protected -= usize::from(old.protection != Protection::None);
+        }
+    }
+
     /// Adds or replaces `prefix/len → peer`.
     pub fn insert(&mut self, prefix: Ipv4Addr, len: u8, peer: Peer) {
-        self.prefixes
-            .insert(Prefix::new(IpAddr::V4(prefix), len), peer);
+        self.put(Prefix::new(IpAddr::V4(prefix), len), peer);
     }
 
     pub fn remove(&mut self, prefix: Ipv4Addr, len: u8) {
-        self.prefixes.remove(&Prefix::new(IpAddr::V4(prefix), len));
+        self.take(Prefix::new(IpAddr::V4(prefix), len));
     }
 
     pub fn lookup(&self, dst: Ipv4Addr) -> Option<&Peer> {
@@ -87,25 +102,34 @@ impl PeerMap {
 
     /// Adds or replaces an IPv6 overlay prefix `prefix/len → peer`.
     pub fn insert_v6(&mut self, prefix: Ipv6Addr, len: u8, peer: Peer) {
-        self.prefixes
-            .insert(Prefix::new(IpAddr::V6(prefix), len), peer);
+        self.put(Prefix::new(IpAddr::V6(prefix), len), peer);
     }
 
     pub fn remove_v6(&mut self, prefix: Ipv6Addr, len: u8) {
-        self.prefixes.remove(&Prefix::new(IpAddr::V6(prefix), len));
+        self.take(Prefix::new(IpAddr::V6(prefix), len));
     }
 
     pub fn lookup_v6(&self, dst: Ipv6Addr) -> Option<&Peer> {
         self.prefixes.lookup_v6(dst)
     }
 
-    /// The protection configured for traffic from NBMA address `nbma`, if known.
+    /// The protection configured for traffic from NBMA address `nbma`, if
+    /// known (the first entry naming it, longest prefix first).
     pub fn protection_of(&self, nbma: Ipv4Addr) -> Option<Protection> {
         self.prefixes
             .iter()
             .map(|(_, p)| p)
             .find(|p| p.nbma == nbma)
             .map(|p| p.protection)
+    }
+
+    /// The map's entry for `nbma` names ESP, so plain GRE from it is refused.
+    pub fn requires_esp(&self, nbma: Ipv4Addr) -> bool {
+        self.protected > 0
+            && matches!(
+                self.protection_of(nbma),
+                Some(Protection::Esp | Protection::EspUdp { .. })
+            )
     }
 }
 
@@ -854,12 +878,7 @@ impl Engine {
             return;
         }
         self.counters.gre_rx += 1;
-        if self.cfg.require_protection
-            || matches!(
-                self.map.protection_of(src),
-                Some(Protection::Esp | Protection::EspUdp { .. })
-            )
-        {
+        if self.cfg.require_protection || self.map.requires_esp(src) {
             self.counters.unprotected += 1;
             self.counters.last.unprotected_src = Some(src);
             return;
@@ -1942,5 +1961,34 @@ mod tests {
         assert_eq!(m.lookup(Ipv4Addr::new(10, 2, 2, 3)), Some(&p1));
         assert_eq!(m.lookup(Ipv4Addr::new(11, 0, 0, 1)), None);
         assert_eq!(m.protection_of(B), Some(Protection::Esp));
+    }
+
+    #[test]
+    fn plain_gre_is_refused_only_from_peers_mapped_to_esp() {
+        let plain = Peer {
+            nbma: A,
+            protection: Protection::None,
+        };
+        let esp = Peer {
+            nbma: B,
+            protection: Protection::EspUdp { port: 4500 },
+        };
+        let net = Ipv4Addr::new(10, 1, 0, 0);
+        let mut m = PeerMap::new();
+        m.insert(Ipv4Addr::new(10, 0, 0, 0), 8, plain);
+        assert!(!m.requires_esp(A) && !m.requires_esp(B));
+        m.insert(net, 16, esp);
+        assert!(m.requires_esp(B) && !m.requires_esp(A));
+        // Replacing the entry with a plain one, or removing it, lifts it.
+        m.insert(net, 16, Peer { nbma: B, ..plain });
+        assert!(!m.requires_esp(B));
+        m.insert(net, 16, esp);
+        m.remove(net, 16);
+        m.remove(net, 16);
+        assert!(!m.requires_esp(B));
+        m.insert_v6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0), 64, esp);
+        assert!(m.requires_esp(B));
+        m.remove_v6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0), 64);
+        assert!(!m.requires_esp(B));
     }
 }
