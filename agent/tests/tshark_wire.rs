@@ -11,9 +11,10 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::process::Command;
 
 use dmvpn_node::datapath::esp::{AuthAlg, EncAlg};
-use dmvpn_node::datapath::ip::{self, Ipv4Repr};
 use dmvpn_node::datapath::sadb::{Mode, OutboundSa, SaParams, Sadb};
 use dmvpn_node::engine::{DataplaneConfig, Engine, Peer, PeerMap, Protection};
+use dmvpn_wire::Ipv4Repr;
+use dmvpn_wire::checksum::checksum;
 
 const A: Ipv4Addr = Ipv4Addr::new(172, 16, 0, 1);
 const B: Ipv4Addr = Ipv4Addr::new(172, 16, 0, 2);
@@ -30,17 +31,18 @@ fn echo(seq: u16) -> Vec<u8> {
         tos: 0,
         ttl: 64,
         ident: seq,
-        frag: 0,
+        flags_frag: 0,
         payload_len: 40,
     }
-    .emit(&mut p);
+    .emit(&mut p)
+    .unwrap();
     p[20] = 8;
     p[24..26].copy_from_slice(&0x1234u16.to_be_bytes());
     p[26..28].copy_from_slice(&seq.to_be_bytes());
     for (i, b) in p[28..].iter_mut().enumerate() {
         *b = i as u8;
     }
-    let c = ip::internet_checksum(&p[20..]);
+    let c = checksum(&p[20..]);
     p[22..24].copy_from_slice(&c.to_be_bytes());
     p
 }
@@ -113,10 +115,11 @@ fn packets(case: Option<&Case>) -> Vec<Vec<u8>> {
             tos: 0,
             ttl: 64,
             ident: 9,
-            frag: 0,
+            flags_frag: 0,
             payload_len: 8 + d.len(),
         }
-        .emit(&mut p);
+        .emit(&mut p)
+        .unwrap();
         p[20..22].copy_from_slice(&4500u16.to_be_bytes());
         p[22..24].copy_from_slice(&4500u16.to_be_bytes());
         p[24..26].copy_from_slice(&((8 + d.len()) as u16).to_be_bytes());

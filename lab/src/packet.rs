@@ -4,6 +4,8 @@
 
 use std::net::Ipv4Addr;
 
+use dmvpn_wire::checksum::checksum;
+
 pub const PROBE_PORT: u16 = 9;
 const MAGIC: u32 = 0x4c41_4221; // "LAB!"
 const HDR: usize = 20 + 8;
@@ -17,17 +19,6 @@ pub struct Probe {
     pub flow: u32,
     pub seq: u32,
     pub sent_us: u64,
-}
-
-fn checksum(b: &[u8]) -> u16 {
-    let mut s = 0u32;
-    for c in b.chunks(2) {
-        s += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
-    }
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    !(s as u16)
 }
 
 /// Builds an IPv4/UDP probe of `size` bytes (at least header + body).

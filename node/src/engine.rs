@@ -15,10 +15,12 @@ use std::sync::Arc;
 use crate::batch::SendBatch;
 use crate::datapath::esp::{self, NEXT_HEADER_GRE, NEXT_HEADER_IPV4, NEXT_HEADER_IPV6, Transform};
 use crate::datapath::gre::{self, GreCounters, PROTO_IPV4, PROTO_IPV6, PROTO_NHRP};
-use crate::datapath::ip::{self, IPV4_HEADER_LEN, Ipv4Repr, PROTO_ESP, PROTO_GRE};
 use crate::datapath::mtu::{self, MtuAction};
-use crate::datapath::natt::{self, NattPayload};
 use crate::datapath::sadb::{InboundSa, Mode, OutboundSa, SaSnapshot, Sadb, SadbError};
+use dmvpn_wire::gre::GreRepr;
+use dmvpn_wire::ipv4::{HEADER_LEN as IPV4_HEADER_LEN, Ipv4Packet, Ipv4Repr, PROTO_ESP, PROTO_GRE};
+use dmvpn_wire::natt::{self, Natt};
+use dmvpn_wire::{Prefix, PrefixMap};
 
 /// Largest datagram handled (inner packet + all headers).
 pub const BUF_SIZE: usize = 2048;
@@ -57,12 +59,14 @@ pub struct Peer {
     pub protection: Protection,
 }
 
-/// Overlay prefixes → peers, longest prefix first (static NHRP maps now,
-/// the NHRP cache later).
+/// Overlay prefixes → peers, answered by longest-prefix match (static
+/// NHRP maps now, the NHRP cache later).
 #[derive(Debug, Clone, Default)]
 pub struct PeerMap {
-    entries: Vec<(u32, u8, Peer)>,
-    entries6: Vec<(u128, u8, Peer)>,
+    prefixes: PrefixMap<Peer>,
+    /// Entries whose peer is reached through ESP: while there are none,
+    /// plain GRE needs no per-packet search for its source's protection.
+    protected: usize,
 }
 
 impl PeerMap {
@@ -70,74 +74,62 @@ impl PeerMap {
         Self::default()
     }
 
+    fn put(&mut self, prefix: Prefix, peer: Peer) {
+        self.protected += usize::from(peer.protection != Protection::None);
+        if let Some(old) = self.prefixes.insert(prefix, peer) {
+            self.protected -= usize::from(old.protection != Protection::None);
+        }
+    }
+
+    fn take(&mut self, prefix: Prefix) {
+        if let Some(old) = self.prefixes.remove(&prefix) {
+            self.protected -= usize::from(old.protection != Protection::None);
+        }
+    }
+
     /// Adds or replaces `prefix/len → peer`.
     pub fn insert(&mut self, prefix: Ipv4Addr, len: u8, peer: Peer) {
-        let len = len.min(32);
-        let p = u32::from(prefix) & mask(len);
-        self.entries.retain(|(q, l, _)| !(*q == p && *l == len));
-        self.entries.push((p, len, peer));
-        self.entries.sort_by_key(|e| std::cmp::Reverse(e.1));
+        self.put(Prefix::new(IpAddr::V4(prefix), len), peer);
     }
 
     pub fn remove(&mut self, prefix: Ipv4Addr, len: u8) {
-        let p = u32::from(prefix) & mask(len);
-        self.entries.retain(|(q, l, _)| !(*q == p && *l == len));
+        self.take(Prefix::new(IpAddr::V4(prefix), len));
     }
 
     pub fn lookup(&self, dst: Ipv4Addr) -> Option<&Peer> {
-        let d = u32::from(dst);
-        self.entries
-            .iter()
-            .find(|(p, l, _)| d & mask(*l) == *p)
-            .map(|(_, _, peer)| peer)
+        self.prefixes.lookup_v4(dst)
     }
 
     /// Adds or replaces an IPv6 overlay prefix `prefix/len → peer`.
     pub fn insert_v6(&mut self, prefix: Ipv6Addr, len: u8, peer: Peer) {
-        let len = len.min(128);
-        let p = u128::from(prefix) & mask6(len);
-        self.entries6.retain(|(q, l, _)| !(*q == p && *l == len));
-        self.entries6.push((p, len, peer));
-        self.entries6.sort_by_key(|e| std::cmp::Reverse(e.1));
+        self.put(Prefix::new(IpAddr::V6(prefix), len), peer);
     }
 
     pub fn remove_v6(&mut self, prefix: Ipv6Addr, len: u8) {
-        let p = u128::from(prefix) & mask6(len);
-        self.entries6.retain(|(q, l, _)| !(*q == p && *l == len));
+        self.take(Prefix::new(IpAddr::V6(prefix), len));
     }
 
     pub fn lookup_v6(&self, dst: Ipv6Addr) -> Option<&Peer> {
-        let d = u128::from(dst);
-        self.entries6
-            .iter()
-            .find(|(p, l, _)| d & mask6(*l) == *p)
-            .map(|(_, _, peer)| peer)
+        self.prefixes.lookup_v6(dst)
     }
 
-    /// The protection configured for traffic from NBMA address `nbma`, if known.
+    /// The protection configured for traffic from NBMA address `nbma`, if
+    /// known (the first entry naming it, longest prefix first).
     pub fn protection_of(&self, nbma: Ipv4Addr) -> Option<Protection> {
-        self.entries
+        self.prefixes
             .iter()
-            .map(|e| &e.2)
-            .chain(self.entries6.iter().map(|e| &e.2))
+            .map(|(_, p)| p)
             .find(|p| p.nbma == nbma)
             .map(|p| p.protection)
     }
-}
 
-fn mask6(len: u8) -> u128 {
-    if len == 0 {
-        0
-    } else {
-        u128::MAX << (128 - u32::from(len.min(128)))
-    }
-}
-
-fn mask(len: u8) -> u32 {
-    if len == 0 {
-        0
-    } else {
-        u32::MAX << (32 - u32::from(len.min(32)))
+    /// The map's entry for `nbma` names ESP, so plain GRE from it is refused.
+    pub fn requires_esp(&self, nbma: Ipv4Addr) -> bool {
+        self.protected > 0
+            && matches!(
+                self.protection_of(nbma),
+                Some(Protection::Esp | Protection::EspUdp { .. })
+            )
     }
 }
 
@@ -451,7 +443,7 @@ impl Engine {
     /// Handles one inner packet read from the TUN.
     pub fn outbound(&mut self, pkt: &[u8]) {
         self.counters.tun_rx += 1;
-        let Some(info) = ip::parse_ipv4(pkt) else {
+        let Ok(info) = Ipv4Packet::new_checked(pkt) else {
             if pkt.first().is_some_and(|b| b >> 4 == 6) {
                 self.outbound_v6(pkt);
             } else {
@@ -459,19 +451,20 @@ impl Engine {
             }
             return;
         };
-        let pkt = &pkt[..info.total_len];
-        if info.dst.is_multicast() || info.dst.is_broadcast() || Some(info.dst) == self.broadcast {
-            self.replicate(pkt, info.tos);
+        let pkt = info.as_bytes();
+        let (dst, tos) = (info.dst(), info.tos());
+        if dst.is_multicast() || dst.is_broadcast() || Some(dst) == self.broadcast {
+            self.replicate(pkt, tos);
             return;
         }
-        let Some(peer) = self.map.lookup(info.dst).copied() else {
+        let Some(peer) = self.map.lookup(dst).copied() else {
             self.counters.no_route += 1;
-            self.counters.last.no_route_dst = Some(info.dst);
+            self.counters.last.no_route_dst = Some(dst);
             return;
         };
         let path_mtu = self.path_mtu(pkt.len(), peer);
         match mtu::classify(pkt, path_mtu) {
-            Ok(MtuAction::Fits) => self.encap(pkt, info.tos, peer),
+            Ok(MtuAction::Fits) => self.encap(pkt, tos, peer),
             Ok(MtuAction::TooBig) => {
                 let Some(buf) = self.tun_out.next_buf() else {
                     self.counters.queue_full += 1;
@@ -490,7 +483,7 @@ impl Engine {
                 let mut frags = 0u64;
                 let _ = mtu::fragment_ipv4(pkt, path_mtu, &mut frag_buf, |f| {
                     frags += 1;
-                    self.encap(f, info.tos, peer);
+                    self.encap(f, tos, peer);
                 });
                 self.counters.fragments += frags;
                 self.scratch2 = frag_buf;
@@ -512,7 +505,7 @@ impl Engine {
         if len.min(mtu) + 128 <= NBMA_MTU {
             return mtu;
         }
-        let gre = gre::header_len(self.cfg.gre_key);
+        let gre = GreRepr::new(PROTO_IPV4, self.cfg.gre_key).header_len();
         let outer = |inner: usize| -> usize {
             match peer.protection {
                 Protection::None => IPV4_HEADER_LEN + gre + inner,
@@ -653,10 +646,13 @@ impl Engine {
             tos,
             ttl: self.cfg.outer_ttl,
             ident: self.next_ident(),
-            frag: 0,
+            flags_frag: 0,
             payload_len,
         }
-        .emit(buf);
+        .emit(buf)
+        // Callers pass a 20-byte header buffer and a payload shorter
+        // than BUF_SIZE, so the header always fits.
+        .ok();
     }
 
     /// GRE-encapsulates `inner` (and protects it) for `peer`.
@@ -672,8 +668,8 @@ impl Engine {
     /// Sends `payload` with GRE protocol type `proto` to `peer`; used for
     /// inner packets and for NHRP from the control plane.
     pub fn encap_proto(&mut self, payload: &[u8], proto: u16, tos: u8, peer: Peer) {
-        let key = self.cfg.gre_key;
-        let gl = gre::header_len(key);
+        let gre = GreRepr::new(proto, self.cfg.gre_key);
+        let gl = gre.header_len();
         let dst = SocketAddrV4::new(peer.nbma, 0);
         match peer.protection {
             Protection::None => {
@@ -681,7 +677,10 @@ impl Engine {
                     self.counters.queue_full += 1;
                     return;
                 };
-                if gre::encap(&mut buf[IPV4_HEADER_LEN..], proto, key, payload).is_err() {
+                if gre
+                    .emit_packet(payload, &mut buf[IPV4_HEADER_LEN..])
+                    .is_err()
+                {
                     self.counters.send_errors += 1;
                     return;
                 }
@@ -705,7 +704,7 @@ impl Engine {
                 // it: small pieces copied once, with the payload, into place.
                 let mut gh = [0u8; 16];
                 if IPV4_HEADER_LEN + gl + payload.len() > self.scratch.len()
-                    || gre::write_header(&mut gh, proto, key).is_err()
+                    || gre.emit(&mut gh).is_err()
                 {
                     self.counters.send_errors += 1;
                     return;
@@ -827,14 +826,13 @@ impl Engine {
 
     /// Queues an IKE message for the NAT-T port, behind the non-ESP marker.
     pub fn send_ike(&mut self, dst: SocketAddrV4, msg: &[u8]) {
-        let m = natt::NON_ESP_MARKER_LEN;
-        match self.udp_out.next_buf() {
-            Some(b) if b.len() >= m + msg.len() => {
-                b[..m].fill(0);
-                b[m..m + msg.len()].copy_from_slice(msg);
-                self.udp_out.commit(m + msg.len(), dst);
-            }
-            _ => self.counters.queue_full += 1,
+        let Some(b) = self.udp_out.next_buf() else {
+            self.counters.queue_full += 1;
+            return;
+        };
+        match natt::emit_ike(msg, b) {
+            Ok(n) => self.udp_out.commit(n, dst),
+            Err(_) => self.counters.queue_full += 1,
         }
     }
 
@@ -873,28 +871,24 @@ impl Engine {
 
     /// Handles an IPv4 packet from the raw GRE socket.
     pub fn inbound_gre_ip(&mut self, pkt: &[u8]) {
-        let Some(info) = ip::parse_ipv4(pkt) else {
+        let Ok(info) = Ipv4Packet::new_checked(pkt) else {
             self.counters.malformed += 1;
             return;
         };
-        if info.protocol != PROTO_GRE || info.more_fragments() || info.frag_offset() != 0 {
+        let src = info.src();
+        if info.protocol() != PROTO_GRE || info.more_fragments() || info.frag_offset() != 0 {
             // Outer fragments are reassembled by the kernel before raw delivery;
             // anything else here is not ours.
             self.counters.malformed += 1;
             return;
         }
         self.counters.gre_rx += 1;
-        if self.cfg.require_protection
-            || matches!(
-                self.map.protection_of(info.src),
-                Some(Protection::Esp | Protection::EspUdp { .. })
-            )
-        {
+        if self.cfg.require_protection || self.map.requires_esp(src) {
             self.counters.unprotected += 1;
-            self.counters.last.unprotected_src = Some(info.src);
+            self.counters.last.unprotected_src = Some(src);
             return;
         }
-        self.inbound_gre(&pkt[info.header_len..info.total_len], info.src);
+        self.inbound_gre(info.payload(), src);
     }
 
     /// Handles a GRE packet (after any ESP) from NBMA address `src`.
@@ -907,7 +901,7 @@ impl Engine {
             }
         };
         self.gre_counters.decapsulated += 1;
-        let payload = &g[h.payload_offset..];
+        let payload = &g[h.header_len()..];
         match h.protocol {
             PROTO_NHRP => {
                 self.counters.nhrp_rx += 1;
@@ -976,11 +970,11 @@ impl Engine {
         let mut run = EspRun::new();
         for (d, src) in datagrams {
             match natt::demux(d) {
-                NattPayload::Esp(esp) => {
+                Natt::Esp(esp) => {
                     self.counters.udp_esp_rx += 1;
                     run.push(self, esp, *src.ip());
                 }
-                NattPayload::Ike(msg) => {
+                Natt::Ike(msg) => {
                     self.counters.ike_rx += 1;
                     if self.ike_in.len() < CONTROL_QUEUE {
                         self.ike_in.push_back((src, msg.to_vec()));
@@ -988,8 +982,8 @@ impl Engine {
                         self.counters.queue_full += 1;
                     }
                 }
-                NattPayload::Keepalive => self.counters.keepalive_rx += 1,
-                NattPayload::Invalid => self.counters.malformed += 1,
+                Natt::Keepalive => self.counters.keepalive_rx += 1,
+                Natt::Invalid => self.counters.malformed += 1,
             }
         }
         run.open(self);
@@ -1006,17 +1000,17 @@ impl Engine {
                     let payload = &plain[..o.len];
                     match o.next_header {
                         NEXT_HEADER_GRE => self.inbound_gre(payload, src),
-                        NEXT_HEADER_IPV4 => match ip::parse_ipv4(payload) {
+                        NEXT_HEADER_IPV4 => match Ipv4Packet::new_checked(payload) {
                             // Tunnel-mode GRE: the inner header is the NBMA pair.
-                            Some(i)
-                                if i.protocol == PROTO_GRE
+                            Ok(i)
+                                if i.protocol() == PROTO_GRE
                                     && i.frag_offset() == 0
                                     && !i.more_fragments() =>
                             {
-                                self.inbound_gre(&payload[i.header_len..i.total_len], src)
+                                self.inbound_gre(i.payload(), src)
                             }
-                            Some(_) => self.deliver(payload),
-                            None => self.counters.malformed += 1,
+                            Ok(_) => self.deliver(payload),
+                            Err(_) => self.counters.malformed += 1,
                         },
                         NEXT_HEADER_IPV6 => self.deliver(payload),
                         _ => self.counters.malformed += 1,
@@ -1031,8 +1025,8 @@ impl Engine {
 
 /// The ESP part and source of an IPv4 packet that carries ESP.
 fn esp_part(pkt: &[u8]) -> Option<(&[u8], Ipv4Addr)> {
-    let info = ip::parse_ipv4(pkt)?;
-    (info.protocol == PROTO_ESP).then(|| (&pkt[info.header_len..info.total_len], info.src))
+    let info = Ipv4Packet::new_checked(pkt).ok()?;
+    (info.protocol() == PROTO_ESP).then(|| (info.payload(), info.src()))
 }
 
 /// Received ESP payloads (with their outer source) gathered so that the
@@ -1290,10 +1284,11 @@ mod tests {
             tos: 0x28,
             ttl: 64,
             ident: 1,
-            frag: if df { ip::FLAG_DF } else { 0 },
+            flags_frag: if df { dmvpn_wire::ipv4::FLAG_DF } else { 0 },
             payload_len: len - 20,
         }
-        .emit(&mut p);
+        .emit(&mut p)
+        .unwrap();
         p
     }
 
@@ -1361,16 +1356,19 @@ mod tests {
                 Protection::None => {
                     assert_eq!(a.gre_out.len(), 1);
                     let outer = a.gre_out.get(0).to_vec();
-                    let i = ip::parse_ipv4(&outer).unwrap();
+                    let i = Ipv4Packet::new_checked(&outer).unwrap();
                     assert_eq!(
-                        (i.src, i.dst, i.tos, i.ttl, i.protocol),
+                        (i.src(), i.dst(), i.tos(), i.ttl(), i.protocol()),
                         (A, B, 0x28, 255, PROTO_GRE)
                     );
                     b.inbound_gre_ip(&outer);
                 }
                 Protection::Esp => {
                     let outer = a.esp_out.get(0).to_vec();
-                    assert_eq!(ip::parse_ipv4(&outer).unwrap().protocol, PROTO_ESP);
+                    assert_eq!(
+                        Ipv4Packet::new_checked(&outer).unwrap().protocol(),
+                        PROTO_ESP
+                    );
                     b.inbound_esp_ip(&outer);
                     // Replaying it is counted on the SA.
                     b.inbound_esp_ip(&outer);
@@ -1559,8 +1557,8 @@ mod tests {
         a.outbound(&hello);
         assert_eq!(a.esp_out.len(), 1);
         assert_eq!(a.gre_out.len(), 1);
-        assert_eq!(ip::parse_ipv4(a.gre_out.get(0)).unwrap().dst, d);
-        assert_eq!(ip::parse_ipv4(a.esp_out.get(0)).unwrap().dst, B);
+        assert_eq!(Ipv4Packet::new_checked(a.gre_out.get(0)).unwrap().dst(), d);
+        assert_eq!(Ipv4Packet::new_checked(a.esp_out.get(0)).unwrap().dst(), B);
         let st = a.stats().counters;
         assert_eq!((st.mcast_rx, st.mcast_tx, st.mcast_no_sa), (1, 2, 1));
         assert_eq!(st.no_route, 0);
@@ -1611,7 +1609,7 @@ mod tests {
             false,
         ));
         assert_eq!(a.gre_out.len(), 1);
-        assert_eq!(ip::parse_ipv4(a.gre_out.get(0)).unwrap().dst, B);
+        assert_eq!(Ipv4Packet::new_checked(a.gre_out.get(0)).unwrap().dst(), B);
         assert_eq!(a.multicast().len(), 1);
     }
 
@@ -1655,8 +1653,8 @@ mod tests {
         probe.insert_inbound(InboundSa::new(&p).unwrap());
         let (_, o) = probe.open(&outer[20..], &mut plain).unwrap();
         assert_eq!(o.next_header, NEXT_HEADER_IPV4);
-        let i = ip::parse_ipv4(&plain[..o.len]).unwrap();
-        assert_eq!((i.src, i.dst, i.protocol), (A, B, PROTO_GRE));
+        let i = Ipv4Packet::new_checked(&plain[..o.len]).unwrap();
+        assert_eq!((i.src(), i.dst(), i.protocol()), (A, B, PROTO_GRE));
         b.inbound_esp_ip(&outer);
         assert_eq!(b.tun_out.get(0), &pkt[..]);
     }
@@ -1766,7 +1764,7 @@ mod tests {
         a.outbound(&inner(src, Ipv4Addr::new(192, 168, 1, 2), 1500, true));
         assert_eq!(a.counters.icmp_too_big, 1);
         let icmp = a.tun_out.get(0);
-        assert_eq!(ip::parse_ipv4(icmp).unwrap().dst, src);
+        assert_eq!(Ipv4Packet::new_checked(icmp).unwrap().dst(), src);
         assert_eq!(&icmp[20..22], &[3, 4]);
         a.outbound(&inner(src, Ipv4Addr::new(192, 168, 1, 2), 1500, false));
         assert_eq!(a.counters.fragments, 2);
@@ -1912,7 +1910,7 @@ mod tests {
         p[24..40].copy_from_slice(&dst.octets());
         a.outbound(&p);
         let outer = a.esp_out.get(0).to_vec();
-        assert_eq!(ip::parse_ipv4(&outer).unwrap().tos, 0xb8);
+        assert_eq!(Ipv4Packet::new_checked(&outer).unwrap().tos(), 0xb8);
         b.inbound_esp_ip(&outer);
         assert_eq!(b.tun_out.get(0), &p[..]);
         // Multicast (ff02::5, OSPFv3 AllSPFRouters) follows the multicast
@@ -1931,7 +1929,7 @@ mod tests {
         });
         a.outbound(&hello);
         assert_eq!(a.esp_out.len(), 1);
-        assert_eq!(ip::parse_ipv4(a.esp_out.get(0)).unwrap().dst, B);
+        assert_eq!(Ipv4Packet::new_checked(a.esp_out.get(0)).unwrap().dst(), B);
         let outer = a.esp_out.get(0).to_vec();
         b.tun_out.clear();
         b.inbound_esp_ip(&outer);
@@ -1968,5 +1966,34 @@ mod tests {
         assert_eq!(m.lookup(Ipv4Addr::new(10, 2, 2, 3)), Some(&p1));
         assert_eq!(m.lookup(Ipv4Addr::new(11, 0, 0, 1)), None);
         assert_eq!(m.protection_of(B), Some(Protection::Esp));
+    }
+
+    #[test]
+    fn plain_gre_is_refused_only_from_peers_mapped_to_esp() {
+        let plain = Peer {
+            nbma: A,
+            protection: Protection::None,
+        };
+        let esp = Peer {
+            nbma: B,
+            protection: Protection::EspUdp { port: 4500 },
+        };
+        let net = Ipv4Addr::new(10, 1, 0, 0);
+        let mut m = PeerMap::new();
+        m.insert(Ipv4Addr::new(10, 0, 0, 0), 8, plain);
+        assert!(!m.requires_esp(A) && !m.requires_esp(B));
+        m.insert(net, 16, esp);
+        assert!(m.requires_esp(B) && !m.requires_esp(A));
+        // Replacing the entry with a plain one, or removing it, lifts it.
+        m.insert(net, 16, Peer { nbma: B, ..plain });
+        assert!(!m.requires_esp(B));
+        m.insert(net, 16, esp);
+        m.remove(net, 16);
+        m.remove(net, 16);
+        assert!(!m.requires_esp(B));
+        m.insert_v6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0), 64, esp);
+        assert!(m.requires_esp(B));
+        m.remove_v6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0), 64);
+        assert!(!m.requires_esp(B));
     }
 }

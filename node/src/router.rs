@@ -579,8 +579,8 @@ impl Router {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::datapath::ip::Ipv4Repr;
     use crate::engine::{Peer, Protection};
+    use dmvpn_wire::Ipv4Repr;
 
     const NBMA_A: Ipv4Addr = Ipv4Addr::new(172, 16, 0, 1);
     const NBMA_B: Ipv4Addr = Ipv4Addr::new(172, 16, 0, 2);
@@ -624,10 +624,11 @@ mod tests {
             tos: 0,
             ttl: 64,
             ident: u16::from(seq),
-            frag: 0,
+            flags_frag: 0,
             payload_len: 40,
         }
-        .emit(&mut p);
+        .emit(&mut p)
+        .unwrap();
         p
     }
 

@@ -15,10 +15,10 @@ use crate::runtime::control_socket::ControlRequest;
 use dmvpn_ctl::proto::{Reply, Request, Response};
 use dmvpn_nhrp::Instant;
 use dmvpn_node::control::log_limit::{Throttle, held_note};
-use dmvpn_node::datapath::ip::{PROTO_ESP, PROTO_GRE};
 use dmvpn_node::engine::{BATCH, BUF_SIZE};
 use dmvpn_node::router::{Datagram, IKE_PORT};
 use dmvpn_node::{Router, Seed};
+use dmvpn_wire::ipv4::{PROTO_ESP, PROTO_GRE};
 use tokio::sync::mpsc;
 use tracing::warn;
 

@@ -3,7 +3,8 @@
 //! with a next hop (installed by an operator or a routing daemon such as
 //! FRR), which tell a hub which spoke owns a LAN.
 
-use std::net::Ipv4Addr;
+use dmvpn_wire::Prefix;
+use std::net::{IpAddr, Ipv4Addr};
 
 use crate::runtime::rtnl::{self, Route};
 
@@ -54,10 +55,5 @@ fn via_tunnel(table: &[Route], tunnel: u32) -> Vec<(Ipv4Addr, u8, Ipv4Addr)> {
 }
 
 fn contains(p: Ipv4Addr, l: u8, a: Ipv4Addr) -> bool {
-    let m = if l == 0 {
-        0
-    } else {
-        u32::MAX << (32 - u32::from(l.min(32)))
-    };
-    u32::from(p) & m == u32::from(a) & m
+    Prefix::new(IpAddr::V4(p), l).contains_addr(IpAddr::V4(a))
 }

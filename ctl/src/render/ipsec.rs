@@ -1,6 +1,6 @@
 //! `show crypto ipsec sa`.
 
-use super::{mask, spi, trim_lines};
+use super::{mask_text, spi, trim_lines};
 use crate::proto::*;
 use std::fmt::Write as _;
 
@@ -9,7 +9,7 @@ fn ident(p: &ProxyIdent) -> String {
     format!(
         "({}/{}/{}/{})",
         p.addr,
-        mask(p.addr, p.prefix_len),
+        mask_text(p.addr, p.prefix_len),
         p.protocol,
         p.port
     )

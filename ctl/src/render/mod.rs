@@ -17,6 +17,7 @@ pub use nhrp::{nhrp, nhrp_brief, nhrp_traffic, nhs};
 pub use session::{crypto_session, crypto_session_detail};
 
 use crate::proto::*;
+use dmvpn_wire::prefix::netmask_v4;
 use std::net::IpAddr;
 
 /// Which rendering of a reply: IOS shows the same state plain, with
@@ -108,13 +109,9 @@ fn group_by_interface<'a, T>(
 }
 
 /// A dotted mask for IPv4, the prefix length for IPv6.
-fn mask(addr: IpAddr, prefix_len: u8) -> String {
+fn mask_text(addr: IpAddr, prefix_len: u8) -> String {
     match addr {
-        IpAddr::V4(_) => {
-            let len = u32::from(prefix_len.min(32));
-            let bits = if len == 0 { 0 } else { u32::MAX << (32 - len) };
-            std::net::Ipv4Addr::from(bits).to_string()
-        }
+        IpAddr::V4(_) => std::net::Ipv4Addr::from(netmask_v4(prefix_len)).to_string(),
         IpAddr::V6(_) => prefix_len.to_string(),
     }
 }

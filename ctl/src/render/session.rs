@@ -1,7 +1,7 @@
 //! `show crypto session [detail]`, and the session blocks of `show dmvpn
 //! detail`.
 
-use super::{duration, is_host, mask, trim_lines};
+use super::{duration, is_host, mask_text, trim_lines};
 use crate::proto::*;
 use std::fmt::Write as _;
 
@@ -18,7 +18,7 @@ fn endpoint(p: &ProxyIdent) -> String {
     if is_host(p.addr, p.prefix_len) {
         format!("host {}", p.addr)
     } else {
-        format!("{}/{}", p.addr, mask(p.addr, p.prefix_len))
+        format!("{}/{}", p.addr, mask_text(p.addr, p.prefix_len))
     }
 }
 

@@ -7,7 +7,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 
 use dmvpn_node::datapath::esp::{AuthAlg, EncAlg, Transform};
 use dmvpn_node::datapath::sadb::{InboundSa, Mode, SaParams, Sadb};
-use dmvpn_node::datapath::{gre, ip, mtu};
+use dmvpn_node::datapath::{gre, mtu};
+use dmvpn_wire::Ipv4Packet;
 use dmvpn_node::engine::{DataplaneConfig, Engine, Peer, PeerMap, Protection};
 use libfuzzer_sys::fuzz_target;
 
@@ -99,6 +100,6 @@ fn run(e: &mut Engine, data: &[u8]) {
     let mut out = [0u8; 4096];
     let _ = t.open(data, &mut out);
     let _ = gre::decap(data, None);
-    let _ = ip::parse_ipv4(data);
+    let _ = Ipv4Packet::new_checked(data);
     let _ = mtu::fragment_ipv4(data, 68, &mut out, |_| {});
 }

@@ -43,6 +43,9 @@ use std::time::Duration;
 
 use dmvpn_ike::{Endpoint, Phase2Request, policy::gre_proxy};
 use dmvpn_nhrp::Instant;
+use dmvpn_wire::ipv4::Ipv4Packet;
+use dmvpn_wire::natt;
+use dmvpn_wire::prefix::{Prefix, mask_v4};
 use rand_chacha::ChaCha20Rng;
 use rand_core::RngCore;
 use tracing::{debug, info, warn};
@@ -131,19 +134,6 @@ fn v4(a: IpAddr) -> Option<Ipv4Addr> {
         IpAddr::V4(a) => Some(a),
         IpAddr::V6(_) => None,
     }
-}
-
-fn mask(a: Ipv4Addr, len: u8) -> Ipv4Addr {
-    let m = if len == 0 {
-        0
-    } else {
-        u32::MAX << (32 - u32::from(len.min(32)))
-    };
-    Ipv4Addr::from(u32::from(a) & m)
-}
-
-fn contains(p: Ipv4Addr, len: u8, a: Ipv4Addr) -> bool {
-    mask(a, len) == mask(p, len)
 }
 
 impl Node {
@@ -331,7 +321,7 @@ impl Node {
 
     /// Points `prefix/len` at `nbma` in the data plane (None removes it).
     fn set_route(&mut self, prefix: Ipv4Addr, len: u8, nbma: Option<Ipv4Addr>) {
-        let prefix = mask(prefix, len);
+        let prefix = mask_v4(prefix, len);
         match nbma {
             Some(n) => {
                 self.map.insert((prefix, len), n);
@@ -375,7 +365,7 @@ impl Node {
         }
         self.base_nbma = target;
         let mut prefixes = vec![(
-            mask(self.cfg.tunnel_addr, self.cfg.tunnel_prefix_len),
+            mask_v4(self.cfg.tunnel_addr, self.cfg.tunnel_prefix_len),
             self.cfg.tunnel_prefix_len,
         )];
         prefixes.extend(self.cfg.routes.iter().copied());
@@ -460,11 +450,16 @@ impl Node {
         match ev {
             DpEvent::Nhrp { src, packet } => self.handle_nhrp(now, IpAddr::V4(src), &packet),
             DpEvent::Ike { src, packet } => {
-                let mut d = Vec::with_capacity(packet.len() + 4);
-                d.extend_from_slice(&[0, 0, 0, 0]);
-                d.extend_from_slice(&packet);
-                let local = SocketAddr::new(IpAddr::V4(self.cfg.nbma), 4500);
-                self.handle_ike(now, local, SocketAddr::V4(src), &d);
+                // The engine's NAT-T demux already took the non-ESP marker off.
+                let local = SocketAddr::new(IpAddr::V4(self.cfg.nbma), natt::PORT);
+                let t = self.ike_now(now);
+                if let Err(e) = self
+                    .ike
+                    .handle_message(t, local, SocketAddr::V4(src), &packet)
+                {
+                    debug!(target: "dmvpn::ike", "ISAKMP: dropped message from {src}: {e}");
+                }
+                self.pump(now);
             }
             DpEvent::NeedSa { peer } => {
                 self.ensure_sa(now, peer);
@@ -476,11 +471,10 @@ impl Node {
     /// Looks at an inner packet read from the TUN before the data plane
     /// forwards it: phase 2 resolution, phase 3 redirects on the hub.
     pub fn observe_outbound(&mut self, now: Instant, pkt: &[u8]) {
-        if pkt.len() < 20 || pkt[0] >> 4 != 4 {
+        let Ok(ip) = Ipv4Packet::new_checked(pkt) else {
             return;
-        }
-        let src = Ipv4Addr::new(pkt[12], pkt[13], pkt[14], pkt[15]);
-        let dst = Ipv4Addr::new(pkt[16], pkt[17], pkt[18], pkt[19]);
+        };
+        let (src, dst) = (ip.src(), ip.dst());
         let Some(nhrp) = self.nhrp.as_mut() else {
             return;
         };
@@ -528,7 +522,7 @@ impl Node {
     pub fn set_tunnel_routes(&mut self, now: Instant, routes: &[(Ipv4Addr, u8, Ipv4Addr)]) {
         let new: BTreeMap<(Ipv4Addr, u8), Ipv4Addr> = routes
             .iter()
-            .map(|(p, l, v)| ((mask(*p, *l), *l), *v))
+            .map(|(p, l, v)| ((mask_v4(*p, *l), *l), *v))
             .collect();
         if new == self.via_routes {
             return;
@@ -592,11 +586,11 @@ impl Node {
     /// to the kernel. The caller then hands it to [`Node::observe_outbound`]
     /// and the data plane's outbound path.
     pub fn should_relay(&self, pkt: &[u8]) -> bool {
-        if !self.cfg.hub || pkt.len() < 20 || pkt[0] >> 4 != 4 {
+        let Ok(ip) = Ipv4Packet::new_checked(pkt) else {
             return false;
-        }
-        let dst = Ipv4Addr::new(pkt[16], pkt[17], pkt[18], pkt[19]);
-        dst != self.cfg.tunnel_addr && lookup_map(&self.map, dst).is_some()
+        };
+        let dst = ip.dst();
+        self.cfg.hub && dst != self.cfg.tunnel_addr && lookup_map(&self.map, dst).is_some()
     }
 
     /// Data-plane counters: traffic per peer (idle timers, DPD liveness).
@@ -790,9 +784,9 @@ impl Node {
             return;
         }
         let len = self.cfg.tunnel_prefix_len;
-        let broadcast = (len < 31).then(|| {
-            Ipv4Addr::from(u32::from(self.cfg.tunnel_addr) | (u32::MAX >> u32::from(len)))
-        });
+        let broadcast = (len < 31)
+            .then(|| Prefix::new(IpAddr::V4(self.cfg.tunnel_addr), len).last())
+            .and_then(v4);
         debug!(target: "dmvpn::nhrp", "NHRP: multicast list {:?}", peers.iter().map(|p| p.nbma).collect::<Vec<_>>());
         self.mcast_sent = Some(peers.clone());
         self.dp(Command::SetMulticast { peers, broadcast });
@@ -839,7 +833,7 @@ impl Node {
                 if n == self.cfg.nbma {
                     return;
                 }
-                let p = mask(p, prefix_len);
+                let p = mask_v4(p, prefix_len);
                 self.shortcuts.insert((p, prefix_len), n);
                 self.peer_mut(n, PeerKind::Spoke, now);
                 if !self.cfg.protected || self.has_sa(n) {
@@ -852,7 +846,7 @@ impl Node {
                 prefix, prefix_len, ..
             } => {
                 if let Some(p) = v4(prefix) {
-                    self.unmap_shortcut(mask(p, prefix_len), prefix_len);
+                    self.unmap_shortcut(mask_v4(p, prefix_len), prefix_len);
                     self.apply_via_routes();
                 }
             }
@@ -876,7 +870,7 @@ impl Node {
         let Some(base) = self.base_nbma else {
             return;
         };
-        let is_base = (mask(self.cfg.tunnel_addr, self.cfg.tunnel_prefix_len) == p
+        let is_base = (mask_v4(self.cfg.tunnel_addr, self.cfg.tunnel_prefix_len) == p
             && self.cfg.tunnel_prefix_len == len)
             || self.cfg.routes.contains(&(p, len));
         if is_base {
@@ -1175,7 +1169,7 @@ impl Node {
 
 fn lookup_map(map: &BTreeMap<(Ipv4Addr, u8), Ipv4Addr>, dst: Ipv4Addr) -> Option<Ipv4Addr> {
     map.iter()
-        .filter(|((p, l), _)| contains(*p, *l, dst))
+        .filter(|((p, l), _)| Prefix::new(IpAddr::V4(*p), *l).contains_addr(IpAddr::V4(dst)))
         .max_by_key(|((_, l), _)| *l)
         .map(|(_, n)| *n)
 }

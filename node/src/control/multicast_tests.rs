@@ -63,17 +63,18 @@ fn gre_count(r: &Router) -> usize {
 
 fn hello(dst: Ipv4Addr) -> Vec<u8> {
     let mut p = vec![0u8; 48];
-    crate::datapath::ip::Ipv4Repr {
+    dmvpn_wire::Ipv4Repr {
         src: Ipv4Addr::new(192, 168, 1, 1),
         dst,
         protocol: 89,
         tos: 0xc0,
         ttl: 1,
         ident: 7,
-        frag: 0,
+        flags_frag: 0,
         payload_len: 28,
     }
-    .emit(&mut p);
+    .emit(&mut p)
+    .unwrap();
     p
 }
 

@@ -8,7 +8,10 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use thiserror::Error;
 
-use super::ip::{self, FLAG_DF, FLAG_MF, Ipv4Repr, PROTO_ICMP, PROTO_ICMPV6, internet_checksum};
+use dmvpn_wire::checksum::{Checksum, checksum};
+use dmvpn_wire::ipv4::{
+    FLAG_MF, HEADER_LEN, Ipv4Packet, Ipv4Repr, PROTO_ICMP, PROTO_ICMPV6, fill_checksum,
+};
 
 /// What to do with an inner packet for a given tunnel MTU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,8 +42,8 @@ pub enum MtuError {
 pub fn classify(pkt: &[u8], mtu: usize) -> Result<MtuAction, MtuError> {
     match pkt.first().map(|b| b >> 4) {
         Some(4) => {
-            let i = ip::parse_ipv4(pkt).ok_or(MtuError::Malformed)?;
-            Ok(if i.total_len <= mtu {
+            let i = Ipv4Packet::new_checked(pkt).map_err(|_| MtuError::Malformed)?;
+            Ok(if i.total_len() <= mtu {
                 MtuAction::Fits
             } else if i.dont_fragment() {
                 MtuAction::TooBig
@@ -66,44 +69,42 @@ pub fn icmp_frag_needed(
     router: Ipv4Addr,
     out: &mut [u8],
 ) -> Result<usize, MtuError> {
-    let i = ip::parse_ipv4(pkt).ok_or(MtuError::Malformed)?;
+    let i = Ipv4Packet::new_checked(pkt).map_err(|_| MtuError::Malformed)?;
+    let src = i.src();
     // Never about non-first fragments, or ICMP errors (RFC 1812 §4.3.2.7).
-    if i.frag_offset() != 0
-        || i.src.is_unspecified()
-        || i.src.is_broadcast()
-        || i.src.is_multicast()
-    {
+    if i.frag_offset() != 0 || src.is_unspecified() || src.is_broadcast() || src.is_multicast() {
         return Err(MtuError::NoIcmp);
     }
-    if i.protocol == PROTO_ICMP {
-        let t = pkt.get(i.header_len).copied().unwrap_or(0);
+    if i.protocol() == PROTO_ICMP {
+        let t = i.payload().first().copied().unwrap_or(0);
         if !matches!(t, 0 | 8 | 13 | 14 | 15 | 16 | 17 | 18) {
             return Err(MtuError::NoIcmp);
         }
     }
-    let quoted = &pkt[..(i.header_len + 8).min(i.total_len)];
+    let quoted = &pkt[..(i.header_len() + 8).min(i.total_len())];
     let icmp_len = 8 + quoted.len();
-    let total = ip::IPV4_HEADER_LEN + icmp_len;
+    let total = HEADER_LEN + icmp_len;
     if out.len() < total {
         return Err(MtuError::BufferTooSmall);
     }
     Ipv4Repr {
         src: router,
-        dst: i.src,
+        dst: src,
         protocol: PROTO_ICMP,
-        tos: i.tos & 0xfc,
+        tos: i.tos() & 0xfc,
         ttl: 64,
         ident: 0,
-        frag: 0,
+        flags_frag: 0,
         payload_len: icmp_len,
     }
-    .emit(out);
-    let icmp = &mut out[ip::IPV4_HEADER_LEN..total];
+    .emit(out)
+    .map_err(|_| MtuError::BufferTooSmall)?;
+    let icmp = &mut out[HEADER_LEN..total];
     icmp[..4].copy_from_slice(&[3, 4, 0, 0]);
     icmp[4..6].copy_from_slice(&[0, 0]);
     icmp[6..8].copy_from_slice(&mtu.to_be_bytes());
     icmp[8..].copy_from_slice(quoted);
-    let c = internet_checksum(icmp);
+    let c = checksum(icmp);
     icmp[2..4].copy_from_slice(&c.to_be_bytes());
     Ok(total)
 }
@@ -147,17 +148,12 @@ pub fn icmpv6_packet_too_big(
     icmp[4..8].copy_from_slice(&mtu.to_be_bytes());
     icmp[8..].copy_from_slice(quoted);
     // Checksum over the pseudo-header (src, dst, length, next header) and the message.
-    let mut sum: u32 = 0;
-    for c in out[8..40].chunks_exact(2) {
-        sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    sum += icmp_len as u32 + u32::from(PROTO_ICMPV6);
-    let body = !internet_checksum(&out[40..total]);
-    sum += u32::from(body);
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    let c = !(sum as u16);
+    let c = Checksum::new()
+        .add_bytes(&out[8..40])
+        .add_u32(icmp_len as u32)
+        .add_u32(u32::from(PROTO_ICMPV6))
+        .add_bytes(&out[40..total])
+        .finish();
     out[42..44].copy_from_slice(&c.to_be_bytes());
     Ok(total)
 }
@@ -172,26 +168,26 @@ pub fn fragment_ipv4(
     scratch: &mut [u8],
     mut emit: impl FnMut(&[u8]),
 ) -> Result<usize, MtuError> {
-    let i = ip::parse_ipv4(pkt).ok_or(MtuError::Malformed)?;
+    let i = Ipv4Packet::new_checked(pkt).map_err(|_| MtuError::Malformed)?;
     if i.dont_fragment() {
         return Err(MtuError::DontFragment);
     }
-    let opts = &pkt[ip::IPV4_HEADER_LEN..i.header_len];
+    let opts = i.options();
     let mut copied = [0u8; 40];
     let copied_len = copied_options(opts, &mut copied);
-    let later_hl = (ip::IPV4_HEADER_LEN + copied_len).div_ceil(4) * 4;
-    if mtu < later_hl.max(i.header_len) + 8 {
+    let later_hl = (HEADER_LEN + copied_len).div_ceil(4) * 4;
+    if mtu < later_hl.max(i.header_len()) + 8 {
         return Err(MtuError::MtuTooSmall);
     }
     if scratch.len() < mtu {
         return Err(MtuError::BufferTooSmall);
     }
-    let data = &pkt[i.header_len..i.total_len];
+    let data = i.payload();
     let base = i.frag_offset();
     let mut off = 0;
     let mut count = 0;
     while off < data.len() || (off == 0 && data.is_empty()) {
-        let hl = if off == 0 { i.header_len } else { later_hl };
+        let hl = if off == 0 { i.header_len() } else { later_hl };
         let room = (mtu - hl) & !7;
         let n = room.min(data.len() - off);
         let last = off + n == data.len();
@@ -200,21 +196,18 @@ pub fn fragment_ipv4(
             frag |= FLAG_MF;
         }
         let f = &mut scratch[..hl + n];
-        f[..ip::IPV4_HEADER_LEN].copy_from_slice(&pkt[..ip::IPV4_HEADER_LEN]);
+        f[..HEADER_LEN].copy_from_slice(&pkt[..HEADER_LEN]);
         if off == 0 {
-            f[ip::IPV4_HEADER_LEN..hl].copy_from_slice(opts);
+            f[HEADER_LEN..hl].copy_from_slice(opts);
         } else {
-            f[ip::IPV4_HEADER_LEN..hl].fill(0);
-            f[ip::IPV4_HEADER_LEN..ip::IPV4_HEADER_LEN + copied_len]
-                .copy_from_slice(&copied[..copied_len]);
+            f[HEADER_LEN..hl].fill(0);
+            f[HEADER_LEN..HEADER_LEN + copied_len].copy_from_slice(&copied[..copied_len]);
         }
         f[0] = 0x40 | (hl / 4) as u8;
         f[2..4].copy_from_slice(&((hl + n) as u16).to_be_bytes());
         f[6..8].copy_from_slice(&frag.to_be_bytes());
-        f[10..12].copy_from_slice(&[0, 0]);
         f[hl..].copy_from_slice(&data[off..off + n]);
-        let c = internet_checksum(&f[..hl]);
-        f[10..12].copy_from_slice(&c.to_be_bytes());
+        fill_checksum(f);
         emit(f);
         count += 1;
         off += n;
@@ -255,12 +248,13 @@ fn copied_options(opts: &[u8], out: &mut [u8; 40]) -> usize {
 
 /// DF of an inner IPv4 packet, to copy to the outer header (`None` for IPv6).
 pub fn inner_df(pkt: &[u8]) -> Option<bool> {
-    ip::parse_ipv4(pkt).map(|i| i.frag & FLAG_DF != 0)
+    Ipv4Packet::new_checked(pkt).ok().map(|i| i.dont_fragment())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dmvpn_wire::ipv4::FLAG_DF;
     use proptest::prelude::*;
 
     fn ipv4(len: usize, df: bool, proto: u8) -> Vec<u8> {
@@ -272,10 +266,11 @@ mod tests {
             tos: 0xb8,
             ttl: 63,
             ident: 0x1234,
-            frag: if df { FLAG_DF } else { 0 },
+            flags_frag: if df { FLAG_DF } else { 0 },
             payload_len: len - 20,
         }
-        .emit(&mut p);
+        .emit(&mut p)
+        .unwrap();
         for (k, b) in p[20..].iter_mut().enumerate() {
             *b = k as u8;
         }
@@ -300,14 +295,14 @@ mod tests {
         let mut out = [0u8; 128];
         let n = icmp_frag_needed(&p, 1400, Ipv4Addr::new(192, 168, 1, 1), &mut out).unwrap();
         assert_eq!(n, 20 + 8 + 28);
-        let i = ip::parse_ipv4(&out[..n]).unwrap();
+        let i = Ipv4Packet::new_checked(&out[..n]).unwrap();
         assert_eq!(
-            (i.src, i.dst, i.protocol),
+            (i.src(), i.dst(), i.protocol()),
             (Ipv4Addr::new(192, 168, 1, 1), Ipv4Addr::new(10, 1, 0, 1), 1)
         );
         assert_eq!(&out[20..22], &[3, 4]);
         assert_eq!(u16::from_be_bytes([out[26], out[27]]), 1400);
-        assert_eq!(internet_checksum(&out[20..n]), 0);
+        assert_eq!(checksum(&out[20..n]), 0);
         assert_eq!(&out[28..n], &p[..28]);
         // Never about an ICMP error.
         let mut e = ipv4(1500, true, 1);
@@ -334,7 +329,7 @@ mod tests {
         v.extend_from_slice(&((n - 40) as u32).to_be_bytes());
         v.extend_from_slice(&[0, 0, 0, 58]);
         v.extend_from_slice(&out[40..n]);
-        assert_eq!(internet_checksum(&v), 0);
+        assert_eq!(checksum(&v), 0);
     }
 
     #[test]
@@ -346,10 +341,10 @@ mod tests {
         assert_eq!(n, 3);
         let mut data = Vec::new();
         for (k, f) in frags.iter().enumerate() {
-            let i = ip::parse_ipv4(f).unwrap();
+            let i = Ipv4Packet::new_checked(f).unwrap();
             assert!(f.len() <= 1400);
-            assert_eq!(internet_checksum(&f[..20]), 0);
-            assert_eq!((i.tos, i.ttl, i.ident), (0xb8, 63, 0x1234));
+            assert_eq!(checksum(&f[..20]), 0);
+            assert_eq!((i.tos(), i.ttl(), i.ident()), (0xb8, 63, 0x1234));
             assert_eq!(i.more_fragments(), k < 2);
             assert_eq!(i.frag_offset(), data.len());
             data.extend_from_slice(&f[20..]);
@@ -365,7 +360,7 @@ mod tests {
             let mut data = Vec::new();
             let mut next_off = 0;
             fragment_ipv4(&p, mtu, &mut scratch, |f| {
-                let i = ip::parse_ipv4(f).unwrap();
+                let i = Ipv4Packet::new_checked(f).unwrap();
                 assert!(f.len() <= mtu);
                 assert_eq!(i.frag_offset(), next_off);
                 next_off += f.len() - 20;
