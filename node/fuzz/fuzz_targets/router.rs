@@ -150,14 +150,13 @@ fn registered(hub: &mut Router, now: Instant) -> bool {
 }
 
 fn build() -> Net {
-    let epoch = std::time::Instant::now();
-    let now = Instant(Duration::from_secs(1));
+    let now = Instant::from_secs(1);
     let routers = (1..=3u8)
         .map(|n| {
             let cfg = dmvpn_config::Config::from_str(&config(n), "fuzz.toml")
                 .unwrap_or_else(|e| panic!("{e}"))
                 .config;
-            Router::from_config(&cfg, epoch, Seed([n; 32]), now, Options::default())
+            Router::from_config(&cfg, Seed([n; 32]), now, Options::default())
                 .unwrap_or_else(|e| panic!("{e}"))
         })
         .collect();
