@@ -171,7 +171,7 @@ fn build() -> Net {
         if registered(&mut net.routers[0], net.now) {
             break;
         }
-        net.now = net.now + Duration::from_millis(100);
+        net.now += Duration::from_millis(100);
         let now = net.now;
         for r in net.routers.iter_mut() {
             if r.poll_timeout() <= now {
@@ -211,7 +211,7 @@ fuzz_target!(|data: &[u8]| {
         let Some((&op, rest)) = data.split_first() else {
             return;
         };
-        net.now = net.now + Duration::from_millis(1);
+        net.now += Duration::from_millis(1);
         let now = net.now;
         let from = 1 + usize::from(op >> 7);
         let spoke = SocketAddrV4::new(nbma(from), 500);
@@ -247,7 +247,7 @@ fuzz_target!(|data: &[u8]| {
             }
             7 => {
                 let step = rest.first().map_or(1, |b| u64::from(*b));
-                net.now = net.now + Duration::from_millis(step * 100);
+                net.now += Duration::from_millis(step * 100);
                 let t = net.now;
                 if hub.poll_timeout() <= t {
                     hub.handle_timeout(t);
