@@ -220,8 +220,8 @@ impl Node {
             let seed = Seed([u8::from(tunnel == TUN_A); 32]);
             let now = dmvpn_nhrp::Instant::ZERO;
             let mut router = match engine {
-                Some(e) => Router::with_engine(ncfg, e, epoch, seed, now, opts),
-                None => Router::with_options(ncfg, epoch, seed, now, opts),
+                Some(e) => Router::with_engine(ncfg, e, seed, now, opts),
+                None => Router::with_options(ncfg, seed, now, opts),
             };
             let setup = || -> io::Result<(tokio::runtime::Runtime, Links)> {
                 enter(&ns)?;

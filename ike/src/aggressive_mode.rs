@@ -1,6 +1,7 @@
 //! Aggressive Mode (PSK), initiator and responder. One DH group only: the
 //! initiator offers the policies that share its first policy's group.
 
+use crate::Instant;
 use crate::endpoint::{Endpoint, HandleError, NatTVariant, SaId, ike, narrate};
 use crate::keys;
 use crate::main_mode::{auth_ok, check_ke_nonce, derive_keys, ke_nonce};
@@ -12,7 +13,6 @@ use crate::wire::vendor::Vendor;
 use crate::wire::{self, Header, Payload, Proposal, SaPayload};
 use rand_core::{CryptoRng, RngCore};
 use std::net::SocketAddr;
-use std::time::Instant;
 use zeroize::Zeroizing;
 
 impl<R: RngCore + CryptoRng> Endpoint<R> {
@@ -388,13 +388,13 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
 
 #[cfg(test)]
 mod tests {
+    use crate::Instant;
     use crate::crypto::{EncrAlg, GroupId, HashAlg};
     use crate::policy::{EspEncr, EspTransform, InitiateMode, Mode, PskEntry, TransformSet};
     use crate::*;
     use rand_chacha::ChaCha20Rng;
     use rand_core::SeedableRng;
     use std::net::SocketAddr;
-    use std::time::Instant;
 
     fn cfg() -> EngineConfig {
         EngineConfig {
@@ -426,7 +426,7 @@ mod tests {
 
     /// Shuttle datagrams until quiet; returns every datagram (from_a, bytes).
     fn pump(a: &mut Ep, b: &mut Ep, la: SocketAddr, lb: SocketAddr) -> Vec<(bool, Vec<u8>)> {
-        let now = Instant::now();
+        let now = Instant::from_secs(1);
         let mut log = vec![];
         loop {
             let mut moved = false;
@@ -485,7 +485,8 @@ mod tests {
             local_proxy: Some(policy::gre_proxy(la.ip())),
             remote_proxy: Some(policy::gre_proxy(lb.ip())),
         };
-        a.initiate_phase2(Instant::now(), la, lb, req).unwrap();
+        a.initiate_phase2(Instant::from_secs(1), la, lb, req)
+            .unwrap();
         let log = pump(&mut a, &mut b, la, lb);
         assert_eq!(log[2].1[18], 4, "AM3");
         assert_eq!(log[2].1[19] & 1, 0, "AM3 in the clear");
@@ -498,7 +499,8 @@ mod tests {
             local_proxy: None,
             remote_proxy: None,
         };
-        b.initiate_phase2(Instant::now(), lb, la, req).unwrap();
+        b.initiate_phase2(Instant::from_secs(1), lb, la, req)
+            .unwrap();
         pump(&mut a, &mut b, la, lb);
         let (ca, cb) = (installed(&mut a), installed(&mut b));
         assert_eq!((ca.len(), cb.len()), (1, 1));

@@ -3,6 +3,7 @@
 
 use dmvpn_wire::natt::{self, Natt};
 
+use crate::Instant;
 use crate::crypto::Cipher;
 use crate::index::PeerIndex;
 use crate::keys::Phase1Keys;
@@ -16,7 +17,7 @@ use crate::wire::{self, Header, IdPayload, Payload, WireError};
 use rand_core::{CryptoRng, RngCore};
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use thiserror::Error;
 use zeroize::Zeroizing;
 

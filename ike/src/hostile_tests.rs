@@ -12,6 +12,7 @@
 //! The forger reads the receiving endpoint's own state (keys, IVs, nonces,
 //! cookies) to encrypt and hash exactly as a peer that knows the key would.
 
+use crate::Instant;
 use crate::crypto::{DhGroup, EncrAlg, GroupId, HashAlg};
 use crate::endpoint::{Endpoint, NATT_PORT, Phase1, QuickMode, Transmit};
 use crate::keys::{self, Phase1Keys};
@@ -32,7 +33,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 type Ep = Endpoint<ChaCha20Rng>;
 
@@ -224,7 +225,7 @@ impl World {
                 "172.16.0.1:500".parse().unwrap(),
                 "172.16.0.2:500".parse().unwrap(),
             ],
-            now: Instant::now(),
+            now: Instant::from_secs(1),
             wire: VecDeque::new(),
             seen: vec![],
             events: [vec![], vec![]],

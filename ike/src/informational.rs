@@ -1,5 +1,6 @@
 //! Informational exchanges: notifications, deletes and DPD (RFC 3706).
 
+use crate::Instant;
 use crate::endpoint::{Endpoint, Event, HandleError, SaId, ike};
 use crate::keys;
 use crate::main_mode::ct_eq;
@@ -8,7 +9,6 @@ use crate::wire::consts::{exchange, notify, notify_name, proto};
 use crate::wire::{self, DeletePayload, Header, NotifyPayload, Payload};
 use rand_core::{CryptoRng, RngCore};
 use std::net::SocketAddr;
-use std::time::Instant;
 
 impl<R: RngCore + CryptoRng> Endpoint<R> {
     /// Send an encrypted informational exchange with HASH(1).

@@ -3,13 +3,13 @@
 //! informational exchanges, DPD, NAT-T).
 //!
 //! The engine is sans-IO: the caller owns sockets, clocks and the SPI
-//! space, and moves datagrams in and out.
+//! space, and moves datagrams in and out. Time is an [`Instant`]
+//! (re-exported from `dmvpn_time`) that the caller passes as `now`.
 //!
 //! ```
 //! use dmvpn_ike::*;
 //! use dmvpn_ike::crypto::HashAlg;
 //! use rand_core::SeedableRng;
-//! use std::time::Instant;
 //!
 //! let cfg = EngineConfig {
 //!     transform_sets: vec![TransformSet {
@@ -27,7 +27,7 @@
 //! let (mut a, mut b) = (mk(1, 0x100), mk(2, 0x200));
 //! let (la, lb): (std::net::SocketAddr, std::net::SocketAddr) =
 //!     ("172.16.0.1:500".parse().unwrap(), "172.16.0.2:500".parse().unwrap());
-//! let now = Instant::now();
+//! let now = Instant::from_secs(1);
 //! let req = Phase2Request {
 //!     local_proxy: Some(policy::gre_proxy(la.ip())),
 //!     remote_proxy: Some(policy::gre_proxy(lb.ip())),
@@ -67,6 +67,7 @@ mod timers;
 pub mod wire;
 
 pub use admission::EngineStats;
+pub use dmvpn_time::Instant;
 pub use endpoint::{
     ChildSa, ChildSaInfo, CommandError, Encapsulation, Endpoint, EspKeys, Event, HandleError,
     IsakmpSaInfo, Phase2Request, SaId, SpiAllocator, Transmit,

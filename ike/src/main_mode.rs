@@ -1,6 +1,7 @@
 //! Main Mode (identity protection), initiator and responder, with the
 //! IOS proposal-selection rule and NAT-T detection.
 
+use crate::Instant;
 use crate::crypto::{DhGroup, DhPrivate, GroupId, HashAlg, Prf};
 use crate::endpoint::{Endpoint, HandleError, NatTVariant, SaId, ike, narrate};
 use crate::keys;
@@ -13,7 +14,6 @@ use crate::wire::vendor::Vendor;
 use crate::wire::{self, Header, NotifyPayload, Payload, Proposal, SaPayload, Transform};
 use rand_core::{CryptoRng, RngCore};
 use std::net::SocketAddr;
-use std::time::Instant;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 

@@ -1,6 +1,7 @@
 //! Quick Mode: ESP proposals, proxies, optional PFS, lifetimes with
 //! RESPONDER-LIFETIME, NAT-T encapsulation, KEYMAT and child SA install.
 
+use crate::Instant;
 use crate::crypto::{DhGroup, GroupId};
 use crate::endpoint::{
     ChildRecord, ChildSa, Encapsulation, Endpoint, EspKeys, Event, HandleError, NatTVariant,
@@ -20,7 +21,7 @@ use crate::wire::{
 use rand_core::{CryptoRng, RngCore};
 use std::net::IpAddr;
 use std::ops::Range;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// RFC 2407 default lifetime when a proposal carries none.
 const DEFAULT_LIFE_SECS: u64 = 28800;

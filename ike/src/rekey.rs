@@ -20,12 +20,13 @@
 //! cookie pair (I-cookie, R-cookie) loses; its initiator deletes it. Both
 //! peers see the same cookies, so they agree on the survivor.
 
+use crate::Instant;
 use crate::endpoint::{Endpoint, Event, Phase1, QuickMode, SaId, ike};
 use crate::reason::Reason;
 use crate::state::P1State;
 use rand_core::{CryptoRng, RngCore};
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The responder's fallback point, as a divisor of the lifetime (5 % before the end).
 const RESPONDER_LEAD_DIV: u32 = 20;

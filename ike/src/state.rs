@@ -1,11 +1,11 @@
 //! Handshake states, named as IOS names them in `debug crypto isakmp`
 //! and `show crypto isakmp sa`, and what each state holds.
 
+use crate::Instant;
 use crate::crypto::{DhPrivate, GroupId};
 use crate::endpoint::ChildSa;
 use crate::keys::Phase1Keys;
 use crate::policy::{IkePolicy, Mode, OfferedP2};
-use std::time::Instant;
 use zeroize::Zeroizing;
 
 /// Phase 1 state.

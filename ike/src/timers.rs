@@ -7,10 +7,10 @@
 //! deadlines from the SA state itself, so the index cannot drift from what
 //! the SAs say, whatever code path changed them.
 
+use crate::Instant;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::Hash;
 use std::ops::Deref;
-use std::time::Instant;
 
 /// A map whose mutable accesses mark the touched keys dirty.
 #[cfg_attr(fuzzing, derive(Clone))]
@@ -132,7 +132,7 @@ pub(crate) mod tests {
 
     #[test]
     fn set_moves_and_clears() {
-        let t0 = Instant::now();
+        let t0 = Instant::from_secs(1);
         let mut ix = TimerIndex::new();
         ix.set(1u32, Some(t0 + Duration::from_secs(5)));
         ix.set(2u32, Some(t0 + Duration::from_secs(3)));
@@ -147,6 +147,7 @@ pub(crate) mod tests {
     }
 
     pub(crate) mod endpoint_agreement {
+        use crate::Instant;
         use crate::crypto::{EncrAlg, GroupId, HashAlg};
         use crate::policy::gre_proxy;
         use crate::*;
@@ -154,7 +155,7 @@ pub(crate) mod tests {
         use rand_chacha::ChaCha20Rng;
         use rand_core::SeedableRng;
         use std::net::SocketAddr;
-        use std::time::{Duration, Instant};
+        use std::time::Duration;
         use zeroize::Zeroizing;
 
         fn cfg(dpd: bool) -> EngineConfig {
@@ -289,7 +290,7 @@ pub(crate) mod tests {
                 let lb: SocketAddr = "172.16.0.2:500".parse().unwrap();
                 let mut eps = [endpoint(seed, true), endpoint(seed ^ 1, false)];
                 let addr = [la, lb];
-                let mut now = Instant::now();
+                let mut now = Instant::from_secs(1);
                 for op in ops {
                     match op {
                         Op::Initiate(x) => {

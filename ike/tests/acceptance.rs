@@ -2,13 +2,14 @@
 //! negotiates, a flood of bogus Main Mode openings stays bounded, and two
 //! engines converge under loss, duplication and reordering.
 
+use dmvpn_ike::Instant;
 use dmvpn_ike::crypto::{EncrAlg, GroupId, HashAlg};
 use dmvpn_ike::policy::gre_proxy;
 use dmvpn_ike::*;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use zeroize::Zeroizing;
 
 type Ep = Endpoint<ChaCha20Rng>;
@@ -112,7 +113,7 @@ fn assert_pair(a: &ChildSa, b: &ChildSa) {
 /// One in-memory MM+QM; returns the installed pair (initiator, responder).
 fn negotiate(c: EngineConfig, seed: u64) -> (ChildSa, ChildSa) {
     let (mut a, mut b) = (ep(c.clone(), seed, 0x1000), ep(c, seed + 1, 0x2000));
-    let now = Instant::now();
+    let now = Instant::from_secs(1);
     a.initiate_phase2(now, addr(A), addr(B), request()).unwrap();
     pump(&mut a, &mut b, now);
     let (mut ia, mut ib) = (vec![], vec![]);
@@ -230,7 +231,7 @@ impl Net {
             b: ep(cb, 2, 0x2000_0000),
             ia: vec![],
             ib: vec![],
-            now: Instant::now(),
+            now: Instant::from_secs(1),
             wire: vec![],
             chaos: None,
             sent: 0,

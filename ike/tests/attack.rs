@@ -2,13 +2,14 @@
 //! messages (random cookies, forged source addresses, a real peer's among
 //! them) against a hub while a real peer negotiates.
 
+use dmvpn_ike::Instant;
 use dmvpn_ike::crypto::{EncrAlg, GroupId, HashAlg};
 use dmvpn_ike::policy::gre_proxy;
 use dmvpn_ike::*;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 type Ep = Endpoint<ChaCha20Rng>;
 
@@ -70,7 +71,7 @@ fn request(local: SocketAddr, remote: SocketAddr) -> Phase2Request {
 fn mm1_template() -> Vec<u8> {
     let mut x = ep(hub_cfg(), 99, 1);
     x.initiate_phase2(
-        Instant::now(),
+        Instant::from_secs(1),
         addr("10.9.9.9:500"),
         addr(HUB),
         request(addr(SPOKE), addr(HUB)),
@@ -95,7 +96,7 @@ impl Wire {
         Wire {
             hub: ep(hub, 2, 0x2000_0000),
             spoke: ep(hub_cfg(), 1, 0x1000_0000),
-            now: Instant::now(),
+            now: Instant::from_secs(1),
             hub_events: vec![],
             spoke_events: vec![],
             backscatter: 0,

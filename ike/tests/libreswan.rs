@@ -14,6 +14,7 @@
 //! ... Protocol not supported"); getting that far means it decrypted our
 //! QM1, verified its HASH(1), accepted the proposal and derived KEYMAT.
 
+use dmvpn_ike::Instant;
 use dmvpn_ike::crypto::{EncrAlg, GroupId, HashAlg};
 use dmvpn_ike::policy::gre_proxy;
 use dmvpn_ike::*;
@@ -22,7 +23,7 @@ use rand_core::SeedableRng;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const OURS: &str = "172.16.0.1";
 const THEIRS: &str = "172.16.0.2";
@@ -99,7 +100,7 @@ impl Lab {
             .spawn()
             .expect("spawn pluto");
         lab.pluto = Some(child);
-        let t0 = Instant::now();
+        let t0 = std::time::Instant::now();
         while !lab
             .log()
             .contains(&format!("adding UDP interface {ns}y {THEIRS}:500"))
@@ -177,16 +178,17 @@ fn run_engine(
             local_proxy: Some(gre_proxy(local.ip())),
             remote_proxy: Some(gre_proxy(remote.ip())),
         };
-        ep.initiate_phase2(Instant::now(), local, remote, req)
-            .unwrap();
-        let t0 = Instant::now();
+        // The engine runs on real elapsed time: pluto does.
+        let epoch = std::time::Instant::now();
+        let now = || Instant(epoch.elapsed());
+        ep.initiate_phase2(now(), local, remote, req).unwrap();
         let mut events = vec![];
         let mut wire = vec![];
         let mut buf = vec![0u8; 65536];
-        let mut checked = Instant::now();
-        while t0.elapsed() < timeout {
+        let mut checked = std::time::Instant::now();
+        while epoch.elapsed() < timeout {
             if checked.elapsed() > Duration::from_millis(100) {
-                checked = Instant::now();
+                checked = std::time::Instant::now();
                 if std::fs::read_to_string(&log).is_ok_and(|l| l.contains(until)) {
                     break;
                 }
@@ -197,11 +199,11 @@ fn run_engine(
             }
             if let Ok((n, from)) = s.recv_from(&mut buf) {
                 wire.push(buf[..n].to_vec());
-                let _ = ep.handle(Instant::now(), local, from, &buf[..n]);
+                let _ = ep.handle(now(), local, from, &buf[..n]);
             }
-            let now = Instant::now();
-            if ep.poll_timeout().is_some_and(|t| t <= now) {
-                ep.handle_timeout(now);
+            let t = now();
+            if ep.poll_timeout().is_some_and(|due| due <= t) {
+                ep.handle_timeout(t);
             }
             events.extend(std::iter::from_fn(|| ep.poll_event()));
         }

@@ -2,12 +2,12 @@
 //! caches per-callsite interest globally, so concurrent tests without a
 //! subscriber would hide events from a scoped one.
 
+use dmvpn_ike::Instant;
 use dmvpn_ike::crypto::HashAlg;
 use dmvpn_ike::policy::gre_proxy;
 use dmvpn_ike::*;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
-use std::time::Instant;
 use zeroize::Zeroizing;
 
 fn cfg() -> EngineConfig {
@@ -70,7 +70,7 @@ fn debug_narration_reads_like_ios_and_hides_secrets() {
     let (mut a, mut b) = (ep(1, 0x1000), ep(2, 0x2000));
     let mut children = vec![];
     tracing::subscriber::with_default(sub, || {
-        let now = Instant::now();
+        let now = Instant::from_secs(1);
         let (la, lb): (std::net::SocketAddr, std::net::SocketAddr) = (
             "172.16.0.1:500".parse().unwrap(),
             "172.16.0.2:500".parse().unwrap(),

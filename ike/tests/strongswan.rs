@@ -8,6 +8,7 @@
 //! `kernel-libipsec` plugin (user-space ESP, tunnel mode, UDP 4500) charon
 //! does install it, and the tunnel-mode tests require that on both sides.
 
+use dmvpn_ike::Instant;
 use dmvpn_ike::crypto::{EncrAlg, GroupId, HashAlg};
 use dmvpn_ike::policy::gre_proxy;
 use dmvpn_ike::*;
@@ -16,7 +17,7 @@ use rand_core::SeedableRng;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use zeroize::Zeroizing;
 
 const OURS: &str = "172.16.0.1";
@@ -164,7 +165,7 @@ impl Lab {
             .expect("spawn charon");
         self.charon = Some(child);
         let vici = self.path("charon.vici");
-        let t0 = Instant::now();
+        let t0 = std::time::Instant::now();
         while !std::path::Path::new(&vici).exists() {
             assert!(
                 t0.elapsed() < Duration::from_secs(10),
@@ -308,20 +309,21 @@ fn run_engine(
                 spi
             }),
         );
+        // The engine runs on real elapsed time: charon does.
+        let epoch = std::time::Instant::now();
+        let now = || Instant(epoch.elapsed());
         if initiate {
             let req = Phase2Request {
                 local_proxy: Some(gre_proxy(local.ip())),
                 remote_proxy: Some(gre_proxy(remote.ip())),
             };
-            ep.initiate_phase2(Instant::now(), local, remote, req)
-                .unwrap();
+            ep.initiate_phase2(now(), local, remote, req).unwrap();
         }
-        let t0 = Instant::now();
         let mut events = vec![];
         let mut ike_keylog = vec![];
         let mut cookies = None;
         let mut buf = vec![0u8; 65536];
-        while t0.elapsed() < timeout && !done(&events) {
+        while epoch.elapsed() < timeout && !done(&events) {
             while let Some(t) = ep.poll_transmit() {
                 let s = if t.local.port() == 4500 {
                     &s4500
@@ -340,12 +342,12 @@ fn run_engine(
                             buf[h + 8..h + 16].try_into().unwrap(),
                         ));
                     }
-                    let _ = ep.handle(Instant::now(), l, from, &buf[..n]);
+                    let _ = ep.handle(now(), l, from, &buf[..n]);
                 }
             }
-            let now = Instant::now();
-            if ep.poll_timeout().is_some_and(|t| t <= now) {
-                ep.handle_timeout(now);
+            let t = now();
+            if ep.poll_timeout().is_some_and(|due| due <= t) {
+                ep.handle_timeout(t);
             }
             while let Some(e) = ep.poll_event() {
                 if let Event::Phase1Up { id, .. } = &e {
@@ -479,7 +481,7 @@ impl Capture {
     /// Send `marker` until dumpcap has written it to the file: everything
     /// before it is in the file too.
     fn mark(&self, marker: &[u8]) {
-        let t0 = Instant::now();
+        let t0 = std::time::Instant::now();
         while !std::fs::read(&self.file).is_ok_and(|b| b.windows(marker.len()).any(|w| w == marker))
         {
             assert!(
@@ -1094,7 +1096,7 @@ fn strongswan_libipsec_tunnel_over_udp4500_installs() {
         Duration::from_secs(10),
     );
     // charon installs after our QM3, which was sent as the engine stopped.
-    let t0 = Instant::now();
+    let t0 = std::time::Instant::now();
     while !lab
         .log()
         .contains("CHILD_SA gre{1} state change: INSTALLING => INSTALLED")

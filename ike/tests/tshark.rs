@@ -4,6 +4,7 @@
 //! message must dissect without malformed/expert errors, and the encrypted
 //! ones must decrypt to the payloads we sent. Fails loudly without tshark.
 
+use dmvpn_ike::Instant;
 use dmvpn_ike::crypto::{EncrAlg, GroupId, HashAlg};
 use dmvpn_ike::policy::gre_proxy;
 use dmvpn_ike::*;
@@ -13,7 +14,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use std::net::{IpAddr, SocketAddr};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use zeroize::Zeroizing;
 
 fn cfg() -> EngineConfig {
@@ -106,7 +107,7 @@ fn tshark_dissects_and_decrypts_our_exchange() {
         "tshark missing: apt-get install tshark"
     );
     let (mut a, mut b) = (ep(11, 0x1000), ep(12, 0x2000));
-    let now = Instant::now();
+    let now = Instant::from_secs(1);
     let (la, lb): (SocketAddr, SocketAddr) = (
         "172.16.0.1:500".parse().unwrap(),
         "172.16.0.2:500".parse().unwrap(),
@@ -221,7 +222,7 @@ fn tshark_dissects_and_decrypts_our_exchange() {
 #[test]
 fn tshark_dissects_a_phase1_rekey() {
     let (mut a, mut b) = (ep(21, 0x1000), ep(22, 0x2000));
-    let now = Instant::now();
+    let now = Instant::from_secs(1);
     let (la, lb): (SocketAddr, SocketAddr) = (
         "172.16.0.1:500".parse().unwrap(),
         "172.16.0.2:500".parse().unwrap(),

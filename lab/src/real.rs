@@ -50,7 +50,6 @@ pub struct RealFactory {
     pub stats_interval: Duration,
     /// Shrink the data plane's send batches (see [`SMALL_BUF`]).
     pub small_batches: bool,
-    epoch: std::time::Instant,
 }
 
 /// Send-buffer size in the simulator: room for the lab's probe packets
@@ -64,7 +63,6 @@ impl RealFactory {
             idle_timeout,
             stats_interval: control::STATS_INTERVAL,
             small_batches: true,
-            epoch: std::time::Instant::now(),
         }
     }
 
@@ -177,8 +175,8 @@ impl NodeFactory for RealFactory {
             batch_sizes,
             ..Options::default()
         };
-        let router = Router::from_config(&cfg, self.epoch, seed, Instant(now), opts)
-            .map_err(|e| e.to_string())?;
+        let router =
+            Router::from_config(&cfg, seed, Instant(now), opts).map_err(|e| e.to_string())?;
         let mut n = RealNode {
             router,
             spec: spec.clone(),

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use dmvpn_wire::prefix::{Prefix, mask, max_len};
 
-use crate::time::Instant;
+use crate::Instant;
 
 /// Kind of cache entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -20,10 +20,10 @@ use tracing::{debug, info, warn};
 use dmvpn_wire::prefix::{Prefix, PrefixMap, mask, max_len};
 use subtle::ConstantTimeEq;
 
+use crate::Instant;
 use crate::cache::{Cache, CacheEntry, EntryType};
 use crate::ext::{AUTH_TYPE_CLEARTEXT, ExtBody, Extension};
 use crate::limit::{Reason, WarnLimiter};
-use crate::time::Instant;
 use crate::traffic::Traffic;
 use crate::wire::{
     Body, Cie, DEFAULT_HOP_COUNT, Packet, PacketType, addr_to_ip, code, error_code, flags,
@@ -602,7 +602,7 @@ impl Engine {
 
     /// Traffic Indications sent in the current `max_send` window.
     pub fn max_send_used(&self, now: Instant) -> u32 {
-        if now.saturating_since(self.send_window.0) >= self.cfg.max_send_interval {
+        if now.saturating_duration_since(self.send_window.0) >= self.cfg.max_send_interval {
             0
         } else {
             self.send_window.1
@@ -2265,12 +2265,12 @@ impl Engine {
         if self
             .redirect_last
             .get(&(src, dst))
-            .is_some_and(|t| now.saturating_since(*t) < self.cfg.redirect_holddown)
+            .is_some_and(|t| now.saturating_duration_since(*t) < self.cfg.redirect_holddown)
         {
             self.stats.traffic_indications_limited += 1;
             return;
         }
-        if now.saturating_since(self.send_window.0) >= self.cfg.max_send_interval {
+        if now.saturating_duration_since(self.send_window.0) >= self.cfg.max_send_interval {
             self.send_window = (now, 0);
         }
         if self.send_window.1 >= self.cfg.max_send {
@@ -2280,7 +2280,7 @@ impl Engine {
         self.send_window.1 += 1;
         let hold = self.cfg.redirect_holddown;
         self.redirect_last
-            .retain(|_, t| now.saturating_since(*t) < hold);
+            .retain(|_, t| now.saturating_duration_since(*t) < hold);
         self.redirect_last.insert((src, dst), now);
         let mut p = Packet::new(
             PacketType::TrafficIndication,

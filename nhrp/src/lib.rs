@@ -8,9 +8,9 @@
 //! - [`display`]: the stable one-line text form of a packet.
 //! - [`engine`]: the sans-IO NHC/NHS state machine ([`Engine`]), driven
 //!   with `handle` / `handle_timeout` / `poll_transmit` / `poll_timeout`
-//!   / `poll_event`; [`cache`]: its protocol → NBMA cache; [`time`]: the
-//!   virtual [`Instant`] it runs on; [`traffic`]: packets sent and
-//!   received by type.
+//!   / `poll_event`; [`cache`]: its protocol → NBMA cache; [`Instant`]
+//!   (re-exported from `dmvpn_time`): the virtual time it runs on;
+//!   [`traffic`]: packets sent and received by type.
 #![warn(missing_docs)]
 
 pub mod cache;
@@ -20,12 +20,11 @@ pub mod engine;
 pub mod error;
 pub mod ext;
 mod limit;
-pub mod time;
 pub mod traffic;
 pub mod wire;
 
+pub use dmvpn_time::Instant;
 pub use engine::{Config, Engine, Event, NextHop, NhsConfig, Password, Transmit};
 pub use error::ParseError;
 pub use ext::{ExtBody, Extension};
-pub use time::Instant;
 pub use wire::{Body, Cie, Packet, PacketType};

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tracing::warn;
 
-use crate::time::Instant;
+use crate::Instant;
 
 const TARGET: &str = "dmvpn::nhrp";
 

@@ -385,7 +385,7 @@ mod engine_fuzz {
             hub.add_route(ip([10, 3, 0, 0]), 16, ip(POOL[4]));
             let mut now = Instant::ZERO;
             for (p, from, dt) in pkts {
-                now = now + Duration::from_millis(dt);
+                now += Duration::from_millis(dt);
                 let bytes = p.emit();
                 for e in [&mut hub, &mut spoke] {
                     e.handle(now, ip(POOL[from]), &bytes);

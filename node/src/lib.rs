@@ -11,7 +11,7 @@
 //! Rules this crate keeps:
 //! - no I/O: no sockets, files, processes or environment variables;
 //! - no clock reads (`Instant::now`, `SystemTime::now`): time is an
-//!   argument;
+//!   argument, one virtual [`Instant`] for NHRP and IKE alike;
 //! - no OS randomness: the generators are seeded from a caller's [`Seed`];
 //! - its normal dependencies include no async runtime, no C library
 //!   bindings and no socket or TUN crate (CI checks the dependency tree
@@ -30,4 +30,5 @@ pub mod engine;
 pub mod router;
 
 pub use control::{Node, NodeConfig, Seed};
+pub use dmvpn_time::Instant;
 pub use router::Router;

@@ -10,7 +10,7 @@
 //! A driver's loop:
 //!
 //! ```text
-//! let mut r = Router::new(cfg, epoch, seed, now);
+//! let mut r = Router::new(cfg, seed, now);
 //! loop {
 //!     wait for: TUN packet, underlay datagram, route change, request,
 //!               or the time r.poll_timeout()
@@ -22,7 +22,7 @@
 //! }
 //! ```
 //!
-//! Time is a [`dmvpn_nhrp::Instant`]; IKE runs on `epoch + now`.
+//! Time is a [`dmvpn_time::Instant`]; NHRP and IKE both run on `now`.
 
 use std::cell::Cell;
 use std::collections::VecDeque;
@@ -30,7 +30,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
 use dmvpn_ctl::proto::{Reply, Request, Response};
-use dmvpn_nhrp::Instant;
+use dmvpn_time::Instant;
 
 use crate::control::{Node, NodeConfig, Output, STATS_INTERVAL, Seed};
 use crate::datapath::sadb::Sadb;
@@ -152,23 +152,16 @@ pub struct Router {
 
 impl Router {
     /// A router for `cfg` (see [`crate::control::config_map::map`]).
-    /// `epoch` anchors the IKE engine's clock (IKE time is `epoch + now`);
     /// `seed` is 256 bits from the OS (dmvpnd) or derived from the lab
     /// seed (the simulator).
-    pub fn new(cfg: NodeConfig, epoch: std::time::Instant, seed: Seed, now: Instant) -> Router {
-        Router::with_options(cfg, epoch, seed, now, Options::default())
+    pub fn new(cfg: NodeConfig, seed: Seed, now: Instant) -> Router {
+        Router::with_options(cfg, seed, now, Options::default())
     }
 
     /// [`Router::new`] with [`Options`].
-    pub fn with_options(
-        cfg: NodeConfig,
-        epoch: std::time::Instant,
-        seed: Seed,
-        now: Instant,
-        opts: Options,
-    ) -> Router {
+    pub fn with_options(cfg: NodeConfig, seed: Seed, now: Instant, opts: Options) -> Router {
         let engine = Engine::new(cfg.dataplane.clone(), Sadb::new(), PeerMap::new());
-        Router::with_engine(cfg, engine, epoch, seed, now, opts)
+        Router::with_engine(cfg, engine, seed, now, opts)
     }
 
     /// A router around a prepared engine (tests with hand-made SAs and
@@ -176,12 +169,11 @@ impl Router {
     pub fn with_engine(
         cfg: NodeConfig,
         mut engine: Engine,
-        epoch: std::time::Instant,
         seed: Seed,
         now: Instant,
         opts: Options,
     ) -> Router {
-        let mut node = Node::from_node_config(cfg, epoch, seed, now);
+        let mut node = Node::from_node_config(cfg, seed, now);
         node.set_keylog(opts.keylog);
         engine.set_defer_seal(opts.defer_seal);
         if let Some(sizes) = opts.batch_sizes {
@@ -209,14 +201,12 @@ impl Router {
     /// ([`Router::handle_local_nbma`]).
     pub fn from_config(
         cfg: &dmvpn_config::Config,
-        epoch: std::time::Instant,
         seed: Seed,
         now: Instant,
         opts: Options,
     ) -> Result<Router, crate::control::MapError> {
         Ok(Router::with_options(
             crate::control::config_map::map(cfg)?,
-            epoch,
             seed,
             now,
             opts,
@@ -611,8 +601,7 @@ mod tests {
         );
         let engine = Engine::new(ncfg.dataplane.clone(), Sadb::new(), map);
         let seed = Seed([n; 32]);
-        let epoch = std::time::Instant::now();
-        Router::with_engine(ncfg, engine, epoch, seed, Instant::ZERO, Options::default())
+        Router::with_engine(ncfg, engine, seed, Instant::ZERO, Options::default())
     }
 
     fn udp(dst: Ipv4Addr, seq: u8) -> Vec<u8> {
@@ -704,14 +693,7 @@ mod nbma_change_tests {
         assert_eq!(ncfg.source_interface.as_deref(), Some("wan0"));
         assert_eq!(ncfg.nbma, Ipv4Addr::UNSPECIFIED, "mapping needs no OS");
         ncfg.set_nbma(OLD);
-        let epoch = std::time::Instant::now();
-        Router::with_options(
-            ncfg,
-            epoch,
-            Seed([3; 32]),
-            Instant::ZERO,
-            Options::default(),
-        )
+        Router::with_options(ncfg, Seed([3; 32]), Instant::ZERO, Options::default())
     }
 
     fn gre_sources(r: &mut Router) -> Vec<Ipv4Addr> {

@@ -76,8 +76,7 @@ fn drops_are_logged_with_their_reason_at_most_once_per_interval() {
         let cfg = dmvpn_config::Config::from_str(HUB, "hub.toml")
             .unwrap()
             .config;
-        let epoch = std::time::Instant::now();
-        let mut node = Node::new(&cfg, epoch, Seed([3; 32]), Instant::ZERO).unwrap();
+        let mut node = Node::new(&cfg, Seed([3; 32]), Instant::ZERO).unwrap();
         let t = |s: u64| Instant::ZERO + Duration::from_secs(s);
         node.handle_stats(t(1), &stats(1, 0));
         // A flood within the next ten seconds adds no line...

@@ -176,7 +176,6 @@ struct Sim {
     phase3: bool,
     crypto: String,
     hubs: Vec<u8>,
-    epoch: std::time::Instant,
 }
 
 /// 10.N.0.host: the LAN behind node N.
@@ -229,7 +228,6 @@ impl Sim {
             phase3,
             crypto: crypto.to_string(),
             hubs,
-            epoch: std::time::Instant::now(),
         };
         sim.nodes = nodes.iter().map(|(r, n)| sim.build(r, *n, 0)).collect();
         sim
@@ -248,7 +246,7 @@ impl Sim {
             c.local_prefixes = vec![(IpAddr::V4(lan(n, 0)), 24)];
         }
         let seed = Seed::for_lab_node(boot, u64::from(n));
-        let mut r = Router::new(ncfg, self.epoch, seed, now);
+        let mut r = Router::new(ncfg, seed, now);
         if role == "hub" {
             // As a routing daemon would install them on the hub.
             let via: Vec<(Ipv4Addr, u8, Ipv4Addr)> = (2u8..=3)

@@ -554,7 +554,7 @@ fn main_mode_first_message() -> Vec<u8> {
         local_proxy: Some(dmvpn_ike::policy::gre_proxy(local.ip())),
         remote_proxy: Some(dmvpn_ike::policy::gre_proxy(remote.ip())),
     };
-    e.initiate_phase2(Instant::now(), local, remote, req)
+    e.initiate_phase2(dmvpn_ike::Instant::from_secs(1), local, remote, req)
         .unwrap();
     e.poll_transmit().expect("MM1").payload
 }

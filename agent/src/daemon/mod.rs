@@ -89,7 +89,7 @@ async fn run_async(cfg: &dmvpn_config::Config, log: &mut Logging) -> Result<(), 
         defer_seal: true,
         ..Options::default()
     };
-    let mut router = Router::with_options(ncfg.clone(), epoch, seed, now(), opts);
+    let mut router = Router::with_options(ncfg.clone(), seed, now(), opts);
 
     let tun = Tun::open(&TunConfig {
         name: ncfg.interface.clone(),

@@ -15,7 +15,8 @@ use rand_core::SeedableRng;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use dmvpn_ike::Instant;
 
 const QUICK: u8 = 32;
 const INFORMATIONAL: u8 = 5;
@@ -110,7 +111,7 @@ impl Harness {
             b: ep(2, 0x200),
             la: "172.16.0.1:500".parse().unwrap(),
             lb: "172.16.0.2:500".parse().unwrap(),
-            now: Instant::now(),
+            now: Instant::from_secs(1),
             next_iv: HashMap::new(),
             last_mid: None,
         };

@@ -3,7 +3,8 @@
 use dmvpn_ike::*;
 use libfuzzer_sys::fuzz_target;
 use rand_core::SeedableRng;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use dmvpn_ike::Instant;
 
 fuzz_target!(|data: &[u8]| {
     let cfg = EngineConfig {
@@ -32,7 +33,7 @@ fuzz_target!(|data: &[u8]| {
             n
         }),
     );
-    let now = Instant::now();
+    let now = Instant::from_secs(1);
     let local = "172.16.0.2:500".parse().unwrap();
     let remote = "172.16.0.1:500".parse().unwrap();
     // Several datagrams separated by 0xfe 0xfe so state can build up.

@@ -151,14 +151,13 @@ fn registered(hub: &mut Router, now: Instant) -> bool {
 }
 
 fn build() -> Net {
-    let epoch = std::time::Instant::now();
-    let now = Instant(Duration::from_secs(1));
+    let now = Instant::from_secs(1);
     let routers = (1..=3u8)
         .map(|n| {
             let cfg = dmvpn_config::Config::from_str(&config(n), "fuzz.toml")
                 .unwrap_or_else(|e| panic!("{e}"))
                 .config;
-            Router::from_config(&cfg, epoch, Seed([n; 32]), now, Options::default())
+            Router::from_config(&cfg, Seed([n; 32]), now, Options::default())
                 .unwrap_or_else(|e| panic!("{e}"))
         })
         .collect();
@@ -173,7 +172,7 @@ fn build() -> Net {
         if registered(&mut net.routers[0], net.now) {
             break;
         }
-        net.now = net.now + Duration::from_millis(100);
+        net.now += Duration::from_millis(100);
         let now = net.now;
         for r in net.routers.iter_mut() {
             if r.poll_timeout() <= now {
@@ -213,7 +212,7 @@ fuzz_target!(|data: &[u8]| {
         let Some((&op, rest)) = data.split_first() else {
             return;
         };
-        net.now = net.now + Duration::from_millis(1);
+        net.now += Duration::from_millis(1);
         let now = net.now;
         let from = 1 + usize::from(op >> 7);
         let spoke = SocketAddrV4::new(nbma(from), 500);
@@ -251,7 +250,7 @@ fuzz_target!(|data: &[u8]| {
                 // Time passes for every node (up to 5 s): registrations,
                 // DPD, rekeys and expiry run between the three of them.
                 let step = rest.first().map_or(1, |b| u64::from(*b % 50));
-                net.now = net.now + Duration::from_millis(step * 100);
+                net.now += Duration::from_millis(step * 100);
                 let t = net.now;
                 for r in net.routers.iter_mut() {
                     if r.poll_timeout() <= t {

@@ -41,13 +41,7 @@ mode = "gre"
     let cfg = dmvpn_config::Config::from_str(&text, "t.toml")
         .expect("valid config")
         .config;
-    Node::new(
-        &cfg,
-        std::time::Instant::now(),
-        super::Seed([1; 32]),
-        Instant::ZERO,
-    )
-    .unwrap()
+    Node::new(&cfg, super::Seed([1; 32]), Instant::ZERO).unwrap()
 }
 
 fn keylog_lines(n: &mut Node) -> Vec<String> {

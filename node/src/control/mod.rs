@@ -8,8 +8,7 @@
 //! its [`Output`]s. Its methods, as the router uses them:
 //!
 //! ```text
-//! Node::from_node_config(NodeConfig, epoch, seed, now)   epoch anchors IKE's clock
-//!                                                        (ike time = epoch + now)
+//! Node::from_node_config(NodeConfig, seed, now)   NHRP and IKE both run on `now`
 //! node.handle_nhrp / handle_ike / handle_dataplane_event inputs
 //! node.observe_outbound(now, ip_packet)   each packet into the tunnel (resolution
 //!                                         triggers, hub redirects)
@@ -101,7 +100,6 @@ struct PeerState {
 /// One DMVPN node. See the module documentation.
 pub struct Node {
     cfg: NodeConfig,
-    epoch: std::time::Instant,
     nhrp: Option<dmvpn_nhrp::Engine>,
     ike: Endpoint<ChaCha20Rng>,
     rng: ChaCha20Rng,
@@ -138,27 +136,12 @@ fn v4(a: IpAddr) -> Option<Ipv4Addr> {
 
 impl Node {
     /// Builds a node from a validated configuration.
-    pub fn new(
-        cfg: &dmvpn_config::Config,
-        epoch: std::time::Instant,
-        seed: Seed,
-        now: Instant,
-    ) -> Result<Node, MapError> {
-        Ok(Node::from_node_config(
-            config_map::map(cfg)?,
-            epoch,
-            seed,
-            now,
-        ))
+    pub fn new(cfg: &dmvpn_config::Config, seed: Seed, now: Instant) -> Result<Node, MapError> {
+        Ok(Node::from_node_config(config_map::map(cfg)?, seed, now))
     }
 
     /// Builds a node from an already mapped configuration.
-    pub fn from_node_config(
-        cfg: NodeConfig,
-        epoch: std::time::Instant,
-        seed: Seed,
-        now: Instant,
-    ) -> Node {
+    pub fn from_node_config(cfg: NodeConfig, seed: Seed, now: Instant) -> Node {
         let mut spi_rng = seed.rng("spi");
         let spis = Box::new(move || {
             loop {
@@ -177,7 +160,6 @@ impl Node {
         });
         let mut node = Node {
             cfg,
-            epoch,
             nhrp,
             ike,
             rng,
@@ -226,14 +208,6 @@ impl Node {
     /// Settings for the data-plane engine this node drives.
     pub fn dataplane_config(&self) -> DataplaneConfig {
         self.cfg.dataplane.clone()
-    }
-
-    fn ike_now(&self, now: Instant) -> std::time::Instant {
-        self.epoch + now.0
-    }
-
-    fn node_time(&self, t: std::time::Instant) -> Instant {
-        Instant(t.saturating_duration_since(self.epoch))
     }
 
     fn start(&mut self, now: Instant) {
@@ -420,10 +394,7 @@ impl Node {
             remote_proxy: Some(gre_proxy(remote.ip())),
         };
         debug!(target: "dmvpn::ike", "IPSEC: requesting SA with {nbma} (GRE proxies)");
-        if let Err(e) = self
-            .ike
-            .initiate_phase2(self.ike_now(now), local, remote, req)
-        {
+        if let Err(e) = self.ike.initiate_phase2(now, local, remote, req) {
             warn!(target: "dmvpn::ike", "cannot initiate IKE with {nbma}: {e}");
         }
     }
@@ -438,8 +409,7 @@ impl Node {
 
     /// An IKE datagram arrived (`local`/`remote` with their UDP ports).
     pub fn handle_ike(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, d: &[u8]) {
-        let t = self.ike_now(now);
-        if let Err(e) = self.ike.handle(t, local, remote, d) {
+        if let Err(e) = self.ike.handle(now, local, remote, d) {
             debug!(target: "dmvpn::ike", "ISAKMP: dropped datagram from {remote}: {e}");
         }
         self.pump(now);
@@ -452,10 +422,9 @@ impl Node {
             DpEvent::Ike { src, packet } => {
                 // The engine's NAT-T demux already took the non-ESP marker off.
                 let local = SocketAddr::new(IpAddr::V4(self.cfg.nbma), natt::PORT);
-                let t = self.ike_now(now);
                 if let Err(e) = self
                     .ike
-                    .handle_message(t, local, SocketAddr::V4(src), &packet)
+                    .handle_message(now, local, SocketAddr::V4(src), &packet)
                 {
                     debug!(target: "dmvpn::ike", "ISAKMP: dropped message from {src}: {e}");
                 }
@@ -604,7 +573,6 @@ impl Node {
                 e.1 += s.counters.pkts_decaps;
             }
         }
-        let t = self.ike_now(now);
         for (peer, (count, rx)) in per_peer {
             let Some(p) = self.peers.get_mut(&peer) else {
                 continue;
@@ -618,7 +586,7 @@ impl Node {
             if rx != p.last_rx {
                 p.last_rx = rx;
                 if rx > 0 {
-                    self.ike.note_traffic(t, IpAddr::V4(peer));
+                    self.ike.note_traffic(now, IpAddr::V4(peer));
                 }
             }
         }
@@ -649,8 +617,7 @@ impl Node {
     /// entries and shortcuts; traffic falls back to the hub and resolves
     /// again. Used on idle expiry, DPD, the peer's delete and `clear crypto sa`.
     fn drop_peer(&mut self, now: Instant, nbma: Ipv4Addr) {
-        let t = self.ike_now(now);
-        self.ike.delete_peer(t, IpAddr::V4(nbma));
+        self.ike.delete_peer(now, IpAddr::V4(nbma));
         self.dp(Command::RemovePeerSas(IpAddr::V4(nbma)));
         if let Some(n) = self.nhrp.as_mut() {
             n.ipsec_down(IpAddr::V4(nbma));
@@ -694,7 +661,7 @@ impl Node {
     /// When [`Node::handle_timeout`] must next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let a = self.nhrp.as_ref().and_then(|n| n.poll_timeout());
-        let b = self.ike.poll_timeout().map(|t| self.node_time(t));
+        let b = self.ike.poll_timeout();
         match (a, b) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -707,9 +674,8 @@ impl Node {
         {
             n.handle_timeout(now);
         }
-        let t = self.ike_now(now);
-        if self.ike.poll_timeout().is_some_and(|x| x <= t) {
-            self.ike.handle_timeout(t);
+        if self.ike.poll_timeout().is_some_and(|t| t <= now) {
+            self.ike.handle_timeout(now);
         }
         self.pump(now);
     }
@@ -1138,7 +1104,6 @@ impl Node {
             .filter(|(n, p)| !p.manual && peer.is_none_or(|x| x == IpAddr::V4(**n)))
             .map(|(n, _)| *n)
             .collect();
-        let t = self.ike_now(now);
         let mut count = 0u64;
         for n in targets {
             count += self.peers.get(&n).map_or(0, |p| p.sas.len() as u64);
@@ -1152,7 +1117,7 @@ impl Node {
                 self.drop_peer(now, n);
                 continue;
             }
-            self.ike.delete_peer(t, IpAddr::V4(n));
+            self.ike.delete_peer(now, IpAddr::V4(n));
             self.dp(Command::RemovePeerSas(IpAddr::V4(n)));
             if let Some(e) = self.nhrp.as_mut() {
                 e.ipsec_down(IpAddr::V4(n));

@@ -34,7 +34,7 @@ fn node_with(role: &str, n: u8, mcast: &str, nhs: &str) -> Router {
         ..Options::default()
     };
     let seed = super::Seed::for_lab_node(0, u64::from(n));
-    Router::from_config(&cfg, std::time::Instant::now(), seed, Instant::ZERO, opts).unwrap()
+    Router::from_config(&cfg, seed, Instant::ZERO, opts).unwrap()
 }
 
 /// The multicast lists the router set since the last call.

@@ -422,7 +422,7 @@ impl Node {
                 pending_request_id: s.request_id,
                 retransmit_secs: s
                     .request_id
-                    .map(|_| s.next_attempt.saturating_since(now).as_secs()),
+                    .map(|_| s.next_attempt.saturating_duration_since(now).as_secs()),
                 refused: s.last_code.filter(|c| *c != 0).map(|code| NhsRefusal {
                     code,
                     reason: dmvpn_nhrp::wire::code::name(code).to_string(),
@@ -569,7 +569,6 @@ impl Node {
     /// `show crypto isakmp sa [detail]`: each SA with its role, so the
     /// text can print IOS's `dst` (responder) and `src` (initiator).
     pub fn show_isakmp_sa(&self, now: Instant) -> Vec<IsakmpSa> {
-        let t = self.ike_now(now);
         let mut v: Vec<IsakmpSa> = self
             .ike
             .isakmp_sas()
@@ -595,7 +594,7 @@ impl Node {
                         auth: "psk".into(),
                         dh_group: p.group.ike_id(),
                         lifetime_remaining_secs: u64::from(p.lifetime)
-                            .saturating_sub(t.saturating_duration_since(s.created).as_secs()),
+                            .saturating_sub(now.saturating_duration_since(s.created).as_secs()),
                         dpd: self.cfg.ike.dpd.is_some(),
                         nat_t: s.local.port() == 4500,
                         aggressive: s.aggressive,
@@ -609,7 +608,6 @@ impl Node {
 
     /// `show crypto ipsec sa`, with the data plane's counters when given.
     pub fn show_ipsec_sa(&self, now: Instant, stats: Option<&DataplaneStats>) -> Vec<IpsecPeerSa> {
-        let t = self.ike_now(now);
         let children = self.ike.child_sas();
         let mut out = Vec::new();
         for (nbma, p) in &self.peers {
@@ -647,7 +645,7 @@ impl Node {
                     port = c.remote.port();
                 }
                 let remaining =
-                    child.map_or(0, |c| c.expires.saturating_duration_since(t).as_secs());
+                    child.map_or(0, |c| c.expires.saturating_duration_since(now).as_secs());
                 let transform = snaps
                     .iter()
                     .find(|s| s.spi == *ispi && s.direction == Direction::Inbound)
@@ -737,7 +735,6 @@ impl Node {
         now: Instant,
         stats: Option<&DataplaneStats>,
     ) -> Vec<CryptoSession> {
-        let t = self.ike_now(now);
         let isakmp = self.show_isakmp_sa(now);
         let children = self.ike.child_sas();
         let mut peers: BTreeSet<IpAddr> = isakmp.iter().map(|s| s.remote).collect();
@@ -794,7 +791,7 @@ impl Node {
                     .map(|(i, o)| (*i, *o))
                     .expect("not empty");
                 let child = children.iter().find(|c| c.inbound_spi == ispi);
-                let secs = child.map_or(0, |c| c.expires.saturating_duration_since(t).as_secs());
+                let secs = child.map_or(0, |c| c.expires.saturating_duration_since(now).as_secs());
                 let life_kb = self.cfg.ike.sa_lifetime_kb;
                 let kb = |spi: u32| {
                     snaps.iter().find(|s| s.spi == spi).map_or(life_kb, |s| {
