@@ -142,7 +142,7 @@ fn check_clean(text: &str) {
     assert!(!text.contains("[incorrect"), "ICV incorrect:\n{text}");
 }
 
-// ---------------------------------------------------------------- issue 5
+// ---------------------------------------------------------------- manual SAs
 
 const ENC_A: &str = "11111111111111111111111111111111";
 const AUTH_A: &str = "1111111111111111111111111111111111111111";
@@ -342,7 +342,7 @@ fn accept_manual_sa_esp_in_udp() {
     manual_variant("transport", true);
 }
 
-// ---------------------------------------------------------------- issue 6
+// ---------------------------------------------------------------- IKE as the seed routers run it
 
 const SEED_IKE: &str = r#"
 [[ike.policy]]
