@@ -168,7 +168,7 @@ fn the_daemon_refuses_a_broken_file_as_check_does() {
     let path = dir.path().join("bad.toml");
     let text = std::fs::read_to_string(examples().join("spoke1.toml"))
         .unwrap()
-        .replace("source = \"172.16.0.2\"", "source = \"eth0\"");
+        .replace("mtu = 1400", "mtu = 100");
     std::fs::write(&path, &text).unwrap();
     let checked = check(&path);
     let run = Command::new(env!("CARGO_BIN_EXE_dmvpnd"))
@@ -182,7 +182,7 @@ fn the_daemon_refuses_a_broken_file_as_check_does() {
     let run_err = String::from_utf8_lossy(&run.stderr);
     let line = check_err
         .lines()
-        .find(|l| l.contains("tunnel[0].source: interface sources are not resolved yet"))
+        .find(|l| l.contains("tunnel[0].mtu: mtu must be a number between 576 and 9000"))
         .unwrap_or_else(|| panic!("{check_err}"));
     assert!(run_err.contains(line), "{run_err}");
 }
