@@ -49,6 +49,30 @@ pub fn request_with_timeout(
     req: &Request,
     timeout: Duration,
 ) -> Result<Response, ClientError> {
+    // dmvpnd closes the oldest idle connection when it holds its maximum;
+    // under a burst of clients that can be ours before its request was
+    // read. Asking again once is safe: requests are shows, clears and
+    // debug switches, which mean the same the second time.
+    match attempt(path, req, timeout) {
+        Err(e) if e.dropped_before_answer() => attempt(path, req, timeout),
+        r => r,
+    }
+}
+
+impl ClientError {
+    fn dropped_before_answer(&self) -> bool {
+        match self {
+            ClientError::Closed { .. } => true,
+            ClientError::Io { source, .. } => matches!(
+                source.kind(),
+                io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+            ),
+            _ => false,
+        }
+    }
+}
+
+fn attempt(path: &Path, req: &Request, timeout: Duration) -> Result<Response, ClientError> {
     let mut stream = UnixStream::connect(path).map_err(|source| ClientError::Connect {
         path: path.into(),
         source,

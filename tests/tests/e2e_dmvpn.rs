@@ -356,14 +356,31 @@ fn e2e_phase1_rekey_with_traffic() {
         Duration::from_secs(10),
         || lab.peer_up(&s1, "172.16.0.3"),
     );
-    let hub_before = isakmp_with(&lab, &hub, "172.16.0.2");
-    let s2_before = isakmp_with(&lab, &s2, "172.16.0.2");
+    // The SAs the rekey must replace: the active one with each peer. When
+    // both spokes initiated at the same moment on a loaded machine, a
+    // second phase 1 may have replaced the first (listed Stale until its
+    // DELETE); that duplicate is reported, and the check after the rekey
+    // still requires exactly one SA, a new one.
+    let active = |v: Vec<(u32, SaStatus)>, what: &str| {
+        if v.iter().any(|s| s.1 != SaStatus::Active) {
+            println!("{what}: duplicate phase 1 from simultaneous initiation: {v:?}");
+        }
+        v.into_iter()
+            .filter(|s| s.1 == SaStatus::Active)
+            .collect::<Vec<_>>()
+    };
+    let hub_before = active(isakmp_with(&lab, &hub, "172.16.0.2"), "hub-s1");
+    let s2_before = active(isakmp_with(&lab, &s2, "172.16.0.2"), "s2-s1");
     assert_eq!(
         hub_before.len(),
         1,
-        "hub's ISAKMP SAs with s1: {hub_before:?}"
+        "hub's active ISAKMP SAs with s1: {hub_before:?}"
     );
-    assert_eq!(s2_before.len(), 1, "s2's ISAKMP SAs with s1: {s2_before:?}");
+    assert_eq!(
+        s2_before.len(),
+        1,
+        "s2's active ISAKMP SAs with s1: {s2_before:?}"
+    );
     // 70 s at 5 pings/s: both phase 1 SAs (established ~once the lab came
     // up, replaced at 85–95 % of 60 s) are replaced meanwhile, the phase 2
     // SAs (120 s) are not.
