@@ -235,8 +235,12 @@ fn client_errors_say_what_to_do() {
         let mut line = String::new();
         BufReader::new(&mut s).read_line(&mut line).unwrap();
         s.write_all(b"not json\n").unwrap();
-        let (s2, _) = l.accept().unwrap();
-        drop(s2);
+        // Closed before answering, twice: the client asks once more, then
+        // reports it.
+        for _ in 0..2 {
+            let (s2, _) = l.accept().unwrap();
+            drop(s2);
+        }
     });
     let err = client::request(&quiet, &Request::ShowNhrp).unwrap_err();
     assert!(matches!(err, ClientError::BadResponse { .. }), "{err}");
@@ -244,6 +248,14 @@ fn client_errors_say_what_to_do() {
     assert!(
         matches!(err, ClientError::Closed { .. } | ClientError::Io { .. }),
         "{err}"
+    );
+    // Had the client not asked again, the peer would still wait for it.
+    assert!(
+        t.is_finished() || {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            t.is_finished()
+        },
+        "the client did not ask again"
     );
     t.join().unwrap();
 }
