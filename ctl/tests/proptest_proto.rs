@@ -232,7 +232,7 @@ proptest! {
     }
 
     #[test]
-    fn refusals_say_why(cmd in "[a-z_]{1,20}", junk in "[^{ \t\r\n][ -~]{0,30}") {
+    fn refusals_say_why(cmd in "[a-z_]{1,20}", junk in "[!-z|-~][ -~]{0,30}") {
         let unknown = format!("{{\"cmd\":\"x{cmd}\"}}");
         let is_unknown = matches!(parse_request(unknown.as_bytes()), Err(RequestError::Unknown { .. }));
         prop_assert!(is_unknown);
