@@ -33,6 +33,16 @@ pub const NHRP_MAX_REGISTRATIONS_PER_NBMA: u32 = 128;
 pub fn nhrp_holdtime() -> u32 {
     NHRP_HOLDTIME
 }
+/// IOS's default `ip nhrp max-send 100 every 10`.
+pub const NHRP_MAX_SEND: u32 = 100;
+pub const NHRP_MAX_SEND_INTERVAL: u32 = 10;
+
+pub fn nhrp_max_send() -> u32 {
+    NHRP_MAX_SEND
+}
+pub fn nhrp_max_send_interval() -> u32 {
+    NHRP_MAX_SEND_INTERVAL
+}
 pub fn nhrp_max_cache_entries() -> u32 {
     NHRP_MAX_CACHE_ENTRIES
 }

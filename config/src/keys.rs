@@ -125,6 +125,8 @@ pub const ROOT: &[(&str, Shape)] = &[
                     ("registration_no_unique", Value),
                     ("registration_prefixes", Value),
                     ("allowed_nbma", Value),
+                    ("max_send", Value),
+                    ("max_send_interval", Value),
                     ("max_cache_entries", Value),
                     ("max_registrations_per_nbma", Value),
                     (
@@ -287,6 +289,8 @@ registration_timeout = 60
 registration_no_unique = false
 registration_prefixes = ["192.168.1.0/24", "10.0.0.0/8"]
 allowed_nbma = ["172.16.0.0/24", "172.16.1.9"]
+max_send = 100
+max_send_interval = 10
 max_cache_entries = 50000
 max_registrations_per_nbma = 128
 [[tunnel.nhrp.nhs]]

@@ -115,6 +115,13 @@ pub struct Nhrp {
         skip_serializing_if = "Option::is_none"
     )]
     pub allowed_nbma: Option<Vec<IpNet>>,
+    /// Hub: Traffic Indications sent at most per `max_send_interval`
+    /// (IOS `ip nhrp max-send N every S`).
+    #[serde(default = "d::nhrp_max_send")]
+    pub max_send: u32,
+    /// Hub: the window of `max_send`, seconds.
+    #[serde(default = "d::nhrp_max_send_interval")]
+    pub max_send_interval: u32,
     /// Hub: learned NHRP cache entries (registrations and shortcuts) held
     /// at most.
     #[serde(default = "d::nhrp_max_cache_entries")]

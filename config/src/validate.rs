@@ -574,6 +574,20 @@ impl Validator {
                 "add protection = \"<ipsec profile>\" (IOS `tunnel protection ipsec profile`), or set both allowed_nbma (the spokes' NBMA prefixes) and authentication",
             );
         }
+        if !(1..=65_535).contains(&n.max_send) {
+            self.err(
+                format!("{p}.max_send"),
+                format!("max_send {} out of range", n.max_send),
+                "use 1..65535 Traffic Indications per window (IOS `ip nhrp max-send`, default 100)",
+            );
+        }
+        if !(10..=65_535).contains(&n.max_send_interval) {
+            self.err(
+                format!("{p}.max_send_interval"),
+                format!("max_send_interval {} out of range", n.max_send_interval),
+                "use 10..65535 seconds (IOS `ip nhrp max-send N every S`, default 10)",
+            );
+        }
         if !(1..=10_000_000).contains(&n.max_cache_entries) {
             self.err(
                 format!("{p}.max_cache_entries"),

@@ -694,6 +694,46 @@ interface Tunnel0
     assert!(!has_note(&imp, "no-unique"), "{:?}", imp.notes);
 }
 
+/// `ip nhrp max-send N every S` on a hub; without it, IOS's 100 every 10.
+#[test]
+fn max_send() {
+    let hub = |extra: &str| {
+        format!(
+            "hostname hub
+crypto isakmp policy 10
+ authentication pre-share
+crypto isakmp key k1k1k1k1 address 0.0.0.0 0.0.0.0
+crypto ipsec transform-set T esp-aes esp-sha-hmac
+crypto ipsec profile P
+ set transform-set T
+interface Tunnel0
+ ip address 192.168.1.1 255.255.255.0
+ ip nhrp network-id 1
+ ip nhrp map multicast dynamic
+ ip nhrp redirect
+{extra} tunnel source 172.16.0.1
+ tunnel mode gre multipoint
+ tunnel protection ipsec profile P
+"
+        )
+    };
+    let imp = import(&hub(" ip nhrp max-send 2000 every 20\n"), None);
+    let n = round_trip(&imp).tunnels[0].nhrp.clone().unwrap();
+    assert_eq!(
+        (n.max_send, n.max_send_interval),
+        (2000, 20),
+        "{}",
+        imp.toml
+    );
+    assert!(imp.toml.contains("max_send = 2000"), "{}", imp.toml);
+    assert!(!has_note(&imp, "max-send"), "{:?}", imp.notes);
+    let n = round_trip(&import(&hub(""), None)).tunnels[0]
+        .nhrp
+        .clone()
+        .unwrap();
+    assert_eq!((n.max_send, n.max_send_interval), (100, 10));
+}
+
 /// A hub without tunnel protection takes NHRP from anyone on IOS: the
 /// translation says so explicitly (`allowed_nbma` open, with a note) and
 /// validates only with an NHRP password, as `--check` demands.

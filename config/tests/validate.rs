@@ -1129,6 +1129,15 @@ fn allowed_nbma_and_registration_prefixes_are_checked() {
         &hub(true, "max_cache_entries = 0\n"),
         "30:21: tunnel[0].nhrp.max_cache_entries: max_cache_entries 0 out of range",
     );
+    assert_one(
+        &hub(true, "max_send = 0\n"),
+        "30:12: tunnel[0].nhrp.max_send: max_send 0 out of range",
+    );
+    assert_one(
+        &hub(true, "max_send_interval = 5\n"),
+        "30:21: tunnel[0].nhrp.max_send_interval: max_send_interval 5 out of range",
+    );
+    assert!(errors(&hub(true, "max_send = 5000\nmax_send_interval = 10\n")).is_empty());
     assert_eq!(
         warnings(&format!("{BASE}\n")).len(),
         0,

@@ -129,6 +129,13 @@ pub struct SimArgs {
     /// Spokes boot at random times within this window.
     #[arg(long = "boot-spread", default_value = "10s", value_parser = duration)]
     pub boot_spread: Duration,
+    /// Hubs send at most this many Traffic Indications (phase 3 redirects)
+    /// per --max-send-interval (IOS `ip nhrp max-send N every S`).
+    #[arg(long = "max-send", default_value_t = dmvpn_config::defaults::NHRP_MAX_SEND)]
+    pub max_send: u32,
+    /// The window of --max-send, seconds (10..65535).
+    #[arg(long = "max-send-interval", default_value_t = dmvpn_config::defaults::NHRP_MAX_SEND_INTERVAL)]
+    pub max_send_interval: u32,
     /// IKE Diffie-Hellman group of every node: 19 (ECP-256, default), 20, 14, 15, 16, 5, 2 or 1.
     #[arg(long = "ike-group", default_value = "19", value_parser = dh_group)]
     pub ike_group: u16,
@@ -161,6 +168,8 @@ impl SimArgs {
             packet_size: 100,
             boot_spread: self.boot_spread,
             samples: 120,
+            max_send: self.max_send,
+            max_send_interval: self.max_send_interval,
         }
     }
 }
@@ -185,6 +194,13 @@ pub struct NetnsArgs {
     /// Seed of the traffic pattern.
     #[arg(long, default_value = "1")]
     pub seed: u64,
+    /// The hub sends at most this many Traffic Indications per
+    /// --max-send-interval (IOS `ip nhrp max-send N every S`).
+    #[arg(long = "max-send", default_value_t = dmvpn_config::defaults::NHRP_MAX_SEND)]
+    pub max_send: u32,
+    /// The window of --max-send, seconds (10..65535).
+    #[arg(long = "max-send-interval", default_value_t = dmvpn_config::defaults::NHRP_MAX_SEND_INTERVAL)]
+    pub max_send_interval: u32,
     /// Directory holding dmvpnd and dmvpnctl (default: next to dmvpn-lab).
     #[arg(long = "bin-dir")]
     pub bin_dir: Option<PathBuf>,

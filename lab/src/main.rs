@@ -11,7 +11,7 @@ use dmvpn_lab::{sim, svg};
 fn run_sim(a: &SimArgs) -> Result<(), String> {
     let cfg = a.config();
     cfg.validate()?;
-    let mut factory = RealFactory::new(cfg.idle_timeout);
+    let mut factory = RealFactory::for_sim(&cfg);
     factory.crypto.group = a.ike_group;
     let mut bar = Bar::new(a.quiet);
     let report = sim::run(&cfg, &mut factory, &mut |d, t| bar.update(d, t))?;

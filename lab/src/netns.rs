@@ -302,7 +302,8 @@ fn run_in(
         tunnel: Ipv4Addr::new(192, 168, 1, 1),
         lan: Ipv4Addr::new(10, 255, 0, 0),
     };
-    let factory = RealFactory::new(a.idle_timeout);
+    let mut factory = RealFactory::new(a.idle_timeout);
+    factory.max_send = Some((a.max_send, a.max_send_interval));
     let mut nodes = Vec::new();
     for k in 0..=a.spokes {
         interrupted()?;

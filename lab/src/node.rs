@@ -75,6 +75,12 @@ pub struct NodeCounts {
     pub ipsec_sas: usize,
     /// NHRP cache entries.
     pub nhrp_entries: usize,
+    /// Traffic Indications (phase 3 redirects) sent.
+    pub traffic_indications_sent: u64,
+    /// Traffic Indications held back by the `max_send` rate limit.
+    pub traffic_indications_max_send: u64,
+    /// Traffic Indications held back because the flow was indicated moments ago.
+    pub traffic_indications_holddown: u64,
 }
 
 /// A DMVPN node driven on virtual time.

@@ -50,6 +50,9 @@ pub struct RealFactory {
     pub stats_interval: Duration,
     /// Shrink the data plane's send batches (see [`SMALL_BUF`]).
     pub small_batches: bool,
+    /// Hubs' Traffic Indication limit: `max_send` per `max_send_interval`
+    /// seconds (IOS `ip nhrp max-send`); `None` keeps IOS's 100 every 10.
+    pub max_send: Option<(u32, u32)>,
 }
 
 /// Send-buffer size in the simulator: room for the lab's probe packets
@@ -63,7 +66,15 @@ impl RealFactory {
             idle_timeout,
             stats_interval: control::STATS_INTERVAL,
             small_batches: true,
+            max_send: None,
         }
+    }
+
+    /// The factory a simulated run uses: its idle timeout and hub limits.
+    pub fn for_sim(cfg: &crate::sim::SimConfig) -> Self {
+        let mut f = RealFactory::new(cfg.idle_timeout);
+        f.max_send = Some((cfg.max_send, cfg.max_send_interval));
+        f
     }
 
     /// The node's configuration file text.
@@ -83,7 +94,13 @@ impl RealFactory {
         let c = &self.crypto;
         let idle = self.idle_timeout.as_secs().max(1);
         let (role, nhrp, routes) = match spec.role {
-            Role::Hub => ("hub", "redirect = true\n".to_string(), String::new()),
+            Role::Hub => {
+                let mut s = "redirect = true\n".to_string();
+                if let Some((n, every)) = self.max_send {
+                    s += &format!("max_send = {n}\nmax_send_interval = {every}\n");
+                }
+                ("hub", s, String::new())
+            }
             Role::Spoke => {
                 let mut s = "shortcut = true\n".to_string();
                 for h in hubs {
@@ -418,10 +435,14 @@ impl LabNode for RealNode {
     }
 
     fn counts(&self) -> NodeCounts {
+        let nhrp = self.router.node().nhrp_stats();
         NodeCounts {
             tunnels: self.outbound.len(),
             ipsec_sas: self.inbound.len() + self.outbound.len(),
             nhrp_entries: self.routes.len(),
+            traffic_indications_sent: nhrp.map_or(0, |s| s.tx_traffic_indications),
+            traffic_indications_max_send: nhrp.map_or(0, |s| s.traffic_indications_max_send),
+            traffic_indications_holddown: nhrp.map_or(0, |s| s.traffic_indications_holddown),
         }
     }
 }

@@ -150,6 +150,13 @@ pub struct Latencies {
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Hub {
+    /// Traffic Indications (phase 3 redirects) the hubs sent.
+    pub traffic_indications_sent: u64,
+    /// Traffic Indications held back by `max_send`: each leaves a flow
+    /// relayed through the hub for longer.
+    pub traffic_indications_max_send: u64,
+    /// Traffic Indications held back because the same flow was just indicated.
+    pub traffic_indications_holddown: u64,
     /// Most IPsec SAs completed by the hubs within one virtual second.
     pub peak_ike_handshakes_per_s: u64,
     pub ike_handshakes_completed: u64,
@@ -270,6 +277,14 @@ impl Report {
             s,
             "hub IKE           {} handshakes completed, peak {}/s",
             self.hub.ike_handshakes_completed, self.hub.peak_ike_handshakes_per_s
+        );
+        let _ = writeln!(
+            s,
+            "hub redirects     {} traffic indications sent, {} held back by max-send {}, {} by holddown",
+            self.hub.traffic_indications_sent,
+            self.hub.traffic_indications_max_send,
+            c("max_send"),
+            self.hub.traffic_indications_holddown
         );
         let _ = writeln!(
             s,
@@ -594,6 +609,10 @@ impl Collector {
         put("packets_per_flow", cfg.packets_per_flow.to_string());
         put("packet_interval", fmt_duration(cfg.packet_interval));
         put("boot_spread", fmt_duration(cfg.boot_spread));
+        put(
+            "max_send",
+            format!("{} every {}s", cfg.max_send, cfg.max_send_interval),
+        );
         let mut tr = std::mem::take(&mut self.tr);
         let s2s = tr.spoke_to_spoke_relayed + tr.spoke_to_spoke_direct;
         tr.relayed_share = ratio(tr.spoke_to_spoke_relayed, s2s);
@@ -607,6 +626,15 @@ impl Collector {
             .flatten()
             .map(|n| n.counts().ipsec_sas)
             .sum();
+        let hub_counts = nodes[..cfg.hubs].iter().flatten().map(|n| n.counts()).fold(
+            crate::node::NodeCounts::default(),
+            |mut a, c| {
+                a.traffic_indications_sent += c.traffic_indications_sent;
+                a.traffic_indications_max_send += c.traffic_indications_max_send;
+                a.traffic_indications_holddown += c.traffic_indications_holddown;
+                a
+            },
+        );
         let series = std::mem::take(&mut self.series);
         let pm = |f: &dyn Fn(&Sample) -> f64| PeakMean::of(series.iter().map(f));
         let tunnels = Tunnels {
@@ -647,6 +675,9 @@ impl Collector {
                 spoke_to_spoke_delivery: Percentiles::of(std::mem::take(&mut self.s2s_delivery)),
             },
             hub: Hub {
+                traffic_indications_sent: hub_counts.traffic_indications_sent,
+                traffic_indications_max_send: hub_counts.traffic_indications_max_send,
+                traffic_indications_holddown: hub_counts.traffic_indications_holddown,
                 peak_ike_handshakes_per_s: self.hub_hs_per_s.values().copied().max().unwrap_or(0),
                 ike_handshakes_completed: self.hub_hs_done,
                 ike_handshakes_started: self.hub_hs_started,

@@ -8,7 +8,7 @@ use dmvpn_lab::report::Report;
 use dmvpn_lab::sim::{self, SimConfig};
 
 fn run(cfg: &SimConfig) -> Report {
-    let mut f = RealFactory::new(cfg.idle_timeout);
+    let mut f = RealFactory::for_sim(cfg);
     sim::run(cfg, &mut f, &mut |_, _| {}).expect("simulation runs")
 }
 
@@ -105,4 +105,38 @@ fn relayed_share_falls_as_shortcuts_form() {
     assert_eq!(late, 0.0, "all 6 pairs have shortcuts by then");
     assert_eq!(r.tunnels.spoke_to_spoke_built, 6);
     assert!(r.latency.tunnel_setup.count >= 6);
+}
+
+/// The hubs' `max_send` decides how many spoke-to-spoke flows get a
+/// redirect: a tight limit holds Traffic Indications back, counted in the
+/// report, and more traffic stays relayed through the hub.
+#[test]
+fn max_send_holds_redirects_back() {
+    let mut c = base(30, 5);
+    c.spoke_to_spoke = 0.5;
+    let default = run(&c);
+    c.max_send = 1;
+    c.max_send_interval = 30;
+    let tight = run(&c);
+    assert_eq!(default.hub.traffic_indications_max_send, 0);
+    assert!(default.hub.traffic_indications_sent > 10);
+    assert!(
+        tight.hub.traffic_indications_max_send > 0,
+        "{:?}",
+        tight.hub
+    );
+    assert!(tight.hub.traffic_indications_sent < default.hub.traffic_indications_sent);
+    assert!(
+        tight.traffic.relayed_share > default.traffic.relayed_share,
+        "tight {} default {}",
+        tight.traffic.relayed_share,
+        default.traffic.relayed_share
+    );
+    assert!(
+        tight
+            .to_text()
+            .contains("held back by max-send 1 every 30s"),
+        "{}",
+        tight.to_text()
+    );
 }

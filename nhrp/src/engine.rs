@@ -408,8 +408,13 @@ pub struct Stats {
     pub tx_errors: u64,
     /// Traffic Indications sent.
     pub tx_traffic_indications: u64,
-    /// Traffic Indications suppressed by the rate limit.
-    pub traffic_indications_limited: u64,
+    /// Traffic Indications not sent because the same flow was indicated
+    /// within `redirect_holddown`.
+    pub traffic_indications_holddown: u64,
+    /// Traffic Indications not sent because `max_send` were already sent in
+    /// the current window (`ip nhrp max-send`): each one leaves a flow
+    /// relayed through the hub until it is indicated later.
+    pub traffic_indications_max_send: u64,
 }
 
 /// The next hop for a destination, from [`Engine::lookup`].
@@ -2267,14 +2272,14 @@ impl Engine {
             .get(&(src, dst))
             .is_some_and(|t| now.saturating_duration_since(*t) < self.cfg.redirect_holddown)
         {
-            self.stats.traffic_indications_limited += 1;
+            self.stats.traffic_indications_holddown += 1;
             return;
         }
         if now.saturating_duration_since(self.send_window.0) >= self.cfg.max_send_interval {
             self.send_window = (now, 0);
         }
         if self.send_window.1 >= self.cfg.max_send {
-            self.stats.traffic_indications_limited += 1;
+            self.stats.traffic_indications_max_send += 1;
             return;
         }
         self.send_window.1 += 1;

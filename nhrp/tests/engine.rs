@@ -4,6 +4,7 @@
 mod common;
 
 use dmvpn_nhrp::engine::Password;
+use std::time::Duration;
 
 use common::sim::*;
 use dmvpn_nhrp::cache::EntryType;
@@ -366,7 +367,8 @@ fn traffic_indication_triggers_resolution() {
     net.nodes[0].traffic_relayed(now, ip("172.16.0.2"), &pkt);
     // Rate limit: the same flow right after is not indicated again.
     net.nodes[0].traffic_relayed(now, ip("172.16.0.2"), &pkt);
-    assert_eq!(net.nodes[0].stats().traffic_indications_limited, 1);
+    assert_eq!(net.nodes[0].stats().traffic_indications_holddown, 1);
+    assert_eq!(net.nodes[0].stats().traffic_indications_max_send, 0);
     net.pump();
     let ti = net.sent(PacketType::TrafficIndication);
     assert_eq!(ti.len(), 1);
@@ -392,6 +394,33 @@ fn traffic_indication_triggers_resolution() {
     assert_eq!(net.sent(PacketType::TrafficIndication).len(), 2);
     // ...but the spoke has its shortcut and does not resolve again.
     assert_eq!(net.sent(PacketType::ResolutionRequest).len(), 2);
+}
+
+/// `max_send` Traffic Indications per window, whatever the flows; the
+/// ones held back are counted apart from the per-flow holddown, and a new
+/// window sends again.
+#[test]
+fn max_send_limits_traffic_indications_per_window() {
+    let mut hub = hub_cfg();
+    hub.max_send = 2;
+    hub.max_send_interval = Duration::from_secs(10);
+    let mut net = Net::new(vec![hub, spoke_cfg(2), spoke_cfg(3)]);
+    net.secs(1);
+    net.events.clear();
+    let now = net.now;
+    for host in 1..=5 {
+        let pkt = icmp(&format!("10.2.0.{host}"), "10.3.0.1");
+        net.nodes[0].traffic_relayed(now, ip("172.16.0.2"), &pkt);
+    }
+    assert_eq!(net.nodes[0].stats().tx_traffic_indications, 2);
+    assert_eq!(net.nodes[0].stats().traffic_indications_max_send, 3);
+    assert_eq!(net.nodes[0].stats().traffic_indications_holddown, 0);
+    assert_eq!(net.nodes[0].max_send_used(now), 2);
+    net.secs(10);
+    let now = net.now;
+    net.nodes[0].traffic_relayed(now, ip("172.16.0.2"), &icmp("10.2.0.9", "10.3.0.1"));
+    assert_eq!(net.nodes[0].stats().tx_traffic_indications, 3);
+    assert_eq!(net.nodes[0].stats().traffic_indications_max_send, 3);
 }
 
 #[test]

@@ -553,6 +553,10 @@ impl Builder<'_> {
                     registration_no_unique: i.reg_no_unique,
                     registration_prefixes: None,
                     allowed_nbma: None,
+                    max_send: i.max_send.map_or(crate::defaults::NHRP_MAX_SEND, |m| m.0),
+                    max_send_interval: i
+                        .max_send
+                        .map_or(crate::defaults::NHRP_MAX_SEND_INTERVAL, |m| m.1),
                     max_cache_entries: crate::defaults::NHRP_MAX_CACHE_ENTRIES,
                     max_registrations_per_nbma: crate::defaults::NHRP_MAX_REGISTRATIONS_PER_NBMA,
                     nhs,

@@ -26,6 +26,7 @@ pub(crate) struct IfState {
     pub(crate) shortcut: bool,
     pub(crate) reg_timeout: Option<u32>,
     pub(crate) reg_no_unique: bool,
+    pub(crate) max_send: Option<(u32, u32)>,
     pub(crate) source: Option<String>,
     pub(crate) dest: Option<IpAddr>,
     pub(crate) mode: Option<TunnelMode>,
@@ -217,6 +218,7 @@ impl Collector {
             Cmd::NhrpShortcut => ifs!().shortcut = true,
             Cmd::NhrpRegTimeout(n) => ifs!().reg_timeout = Some(n),
             Cmd::NhrpRegNoUnique => ifs!().reg_no_unique = true,
+            Cmd::NhrpMaxSend(n, every) => ifs!().max_send = Some((n, every)),
             Cmd::TunnelSource(s) => ifs!().source = Some(s),
             Cmd::TunnelDest(a) => ifs!().dest = Some(a),
             Cmd::TunnelMode(m, v6) => {

@@ -30,6 +30,8 @@ pub(crate) enum Cmd {
     NhrpShortcut,
     NhrpRegTimeout(u32),
     NhrpRegNoUnique,
+    /// `ip nhrp max-send N every S`.
+    NhrpMaxSend(u32, u32),
     TunnelSource(String),
     TunnelDest(IpAddr),
     /// Mode, and whether the transport (NBMA) is IPv6.
@@ -681,6 +683,7 @@ pub(crate) fn nhrp_sub(w: &[&str]) -> Option<(usize, Cmd)> {
         "shortcut" => Some((1, Cmd::NhrpShortcut)),
         "registration" if g(1) == "timeout" => num(g(2)).map(|n| (3, Cmd::NhrpRegTimeout(n))),
         "registration" if g(1) == "no-unique" => Some((2, Cmd::NhrpRegNoUnique)),
+        "max-send" if g(2) == "every" => Some((4, Cmd::NhrpMaxSend(num(g(1))?, num(g(3))?))),
         "map" => match (g(1), g(2)) {
             ("multicast", "dynamic") => Some((3, Cmd::NhrpMapMcastDynamic)),
             ("multicast", a) => ip(a).map(|a| (3, Cmd::NhrpMapMcast(a))),

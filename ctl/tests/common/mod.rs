@@ -131,9 +131,14 @@ pub fn nhrp_traffic() -> Vec<NhrpTraffic> {
             Counter::new("rx_malformed", "Malformed", 0),
             Counter::new("rx_auth_failed", "Authentication Failure", 1),
             Counter::new(
-                "traffic_indications_limited",
-                "Traffic Indication Limited",
+                "traffic_indications_holddown",
+                "Traffic Indication Holddown",
                 0,
+            ),
+            Counter::new(
+                "traffic_indications_max_send",
+                "Traffic Indication Max-send",
+                3,
             ),
             Counter::new("no_route", "No NHRP Mapping", 2),
         ],

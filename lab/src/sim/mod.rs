@@ -41,6 +41,10 @@ pub struct SimConfig {
     pub boot_spread: Duration,
     /// Number of points in the time series.
     pub samples: u32,
+    /// Hubs send at most `max_send` Traffic Indications per
+    /// `max_send_interval` seconds (IOS `ip nhrp max-send N every S`).
+    pub max_send: u32,
+    pub max_send_interval: u32,
 }
 
 impl SimConfig {
@@ -61,6 +65,8 @@ impl SimConfig {
             packet_size: 100,
             boot_spread: Duration::from_secs(10),
             samples: 120,
+            max_send: dmvpn_config::defaults::NHRP_MAX_SEND,
+            max_send_interval: dmvpn_config::defaults::NHRP_MAX_SEND_INTERVAL,
         }
     }
 
@@ -106,6 +112,18 @@ impl SimConfig {
         }
         if self.packets_per_flow == 0 {
             return Err("--packets-per-flow: must be at least 1".into());
+        }
+        if !(1..=65_535).contains(&self.max_send) {
+            return Err(format!(
+                "--max-send {}: must be 1..=65535 Traffic Indications per window",
+                self.max_send
+            ));
+        }
+        if !(10..=65_535).contains(&self.max_send_interval) {
+            return Err(format!(
+                "--max-send-interval {}: must be 10..=65535 seconds",
+                self.max_send_interval
+            ));
         }
         Ok(())
     }

@@ -307,6 +307,8 @@ pub fn map(cfg: &Config) -> Result<NodeConfig, MapError> {
                 .allowed_nbma
                 .as_ref()
                 .map(|v| v.iter().map(|p| (p.network(), p.prefix_len())).collect());
+            c.max_send = n.max_send;
+            c.max_send_interval = Duration::from_secs(u64::from(n.max_send_interval));
             c.max_cache_entries = n.max_cache_entries as usize;
             c.max_registrations_per_nbma = n.max_registrations_per_nbma as usize;
             Some(c)

@@ -354,6 +354,11 @@ impl Node {
         self.peers.get(&nbma).is_some_and(|p| !p.sas.is_empty())
     }
 
+    /// The NHRP engine's counters (none when the tunnel runs no NHRP).
+    pub fn nhrp_stats(&self) -> Option<&dmvpn_nhrp::engine::Stats> {
+        self.nhrp.as_ref().map(|n| n.stats())
+    }
+
     /// Installed shortcut routes (prefix, length, NBMA).
     pub fn shortcut_routes(&self) -> Vec<(Ipv4Addr, u8, Ipv4Addr)> {
         self.shortcuts

@@ -220,9 +220,14 @@ fn nhrp_drops(st: &dmvpn_nhrp::engine::Stats, dp: Option<&DataplaneStats>) -> Ve
             st.traffic_indications_refused,
         ),
         (
-            "traffic_indications_limited",
-            "Traffic Indication Limited",
-            st.traffic_indications_limited,
+            "traffic_indications_holddown",
+            "Traffic Indication Holddown",
+            st.traffic_indications_holddown,
+        ),
+        (
+            "traffic_indications_max_send",
+            "Traffic Indication Max-send",
+            st.traffic_indications_max_send,
         ),
         ("cache_full", "Cache Full", st.cache_full),
         (
