@@ -300,6 +300,7 @@ fn systemd_unit() {
         "RuntimeDirectory=dmvpn",
         "Restart=on-failure",
         "DeviceAllow=/dev/net/tun rw",
+        "ExecReload=/bin/kill -HUP $MAINPID",
     ] {
         assert!(lines.contains(&want), "missing {want}");
     }
