@@ -137,9 +137,10 @@ fn nhs_of(c: &Config) -> Vec<(std::net::IpAddr, Option<std::net::IpAddr>, u8)> {
 }
 
 /// Paths where `a` and `b` differ: into tables key by key and into
-/// same-length lists of tables entry by entry; any other difference
-/// (a value, a list of values, a list that grew or shrank, a key added
-/// or removed) is reported at its own path.
+/// same-length lists of tables entry by entry (an entry with several
+/// changed keys that take effect alike is reported as a whole); any
+/// other difference (a value, a list of values, a list that grew or
+/// shrank, a key added or removed) is reported at its own path.
 fn diff(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
     if a == b {
         return;
@@ -166,7 +167,18 @@ fn diff(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
             if x.len() == y.len() && x.iter().chain(y).all(Value::is_object) =>
         {
             for (i, (u, v)) in x.iter().zip(y).enumerate() {
-                diff(&format!("{path}[{i}]"), u, v, out);
+                let entry = format!("{path}[{i}]");
+                let mut inner = Vec::new();
+                diff(&entry, u, v, &mut inner);
+                // Several keys of one entry that all take effect alike are
+                // one change of the entry (a static mapping replaced).
+                let alike =
+                    effect(&entry).is_some_and(|e| inner.iter().all(|k| effect(k) == Some(e)));
+                if inner.len() > 1 && alike {
+                    out.push(entry);
+                } else {
+                    out.extend(inner);
+                }
             }
         }
         _ => out.push(path.to_string()),
@@ -428,6 +440,39 @@ nbma = "203.0.113.10"
                 ("tunnel[0].nhrp.map".into(), Effect::Now),
             ]
         );
+    }
+
+    #[test]
+    fn an_entry_replaced_is_one_change() {
+        let text = format!(
+            "{HUB}[[tunnel.nhrp.map]]\naddress = \"172.31.255.99\"\nnbma = \"203.0.113.99\"\n"
+        );
+        let other = edit(&text, "172.31.255.99", "172.31.255.98");
+        let other = edit(&other, "203.0.113.99", "203.0.113.98");
+        assert_eq!(
+            keys(plan(&cfg(&text), &cfg(&other))),
+            [("tunnel[0].nhrp.map[0]".into(), Effect::Now)]
+        );
+        // Keys of one entry that take effect differently stay apart.
+        let c = cfg(HUB);
+        let mut new = c.clone();
+        new.ipsec.profiles[0].idle_time = Some(120);
+        new.ipsec.profiles[0].lifetime_seconds = 1800;
+        assert_eq!(
+            keys(plan(&c, &new)),
+            [
+                ("ipsec.profile[0].idle_time".into(), Effect::ExistingSas),
+                (
+                    "ipsec.profile[0].lifetime_seconds".into(),
+                    Effect::NewNegotiations
+                ),
+            ]
+        );
+        // Keys needing a restart are all named.
+        let mut new = c.clone();
+        new.tunnels[0].mtu = 1300;
+        new.tunnels[0].key = Some(9);
+        assert_eq!(restart(plan(&c, &new)), ["tunnel[0].key", "tunnel[0].mtu"]);
     }
 
     #[test]
