@@ -16,7 +16,9 @@
 //! - `dmvpnctl reload` of a file with a new tunnel address: refused,
 //!   naming the key;
 //! - SIGHUP after the mapping was replaced by another: the new one shows,
-//!   the old one is gone.
+//!   the old one is gone;
+//! - `[log] filter` raised to `warn`: the next reload (the mapping
+//!   removed) is applied and no longer logged.
 //!
 //! Each step runs under traffic for 2 s. Throughout, no echo is lost,
 //! and the hub's IPsec SAs (inbound and outbound SPIs, `show crypto
@@ -294,6 +296,46 @@ fn e2e_reload_keeps_sas_and_traffic() {
     assert!(
         lab.log(&hub).contains(&format!("{cfg} reloaded: 1 change")),
         "{}",
+        lab.log(&hub)
+    );
+
+    // 5. `[log] filter` follows a reload: at `warn`, the next reload
+    //    (the mapping removed) is applied but no longer logged.
+    let quiet = hub_with_map("192.168.1.98", "172.16.0.98");
+    lab.write_config(&hub, &quiet);
+    let path = lab.config_path(&hub);
+    let warn = edit(
+        &std::fs::read_to_string(&path).expect("read config"),
+        "filter = \"info\"",
+        "filter = \"warn\"",
+    );
+    std::fs::write(&path, &warn).expect("write config");
+    let out = ctl_reload(&lab, &hub);
+    let stdout = text(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("log.filter  applied now\n"),
+        "{stdout}{}",
+        text(&out.stderr)
+    );
+    let logged = |lab: &Lab| lab.log(&hub).matches(" INFO ").count();
+    let before_quiet = logged(&lab);
+    let unmapped = edit(
+        &warn,
+        "[[tunnel.nhrp.map]]\naddress = \"192.168.1.98\"\nnbma = \"172.16.0.98\"\n",
+        "",
+    );
+    std::fs::write(&path, unmapped).expect("write config");
+    let out = ctl_reload(&lab, &hub);
+    assert!(
+        out.status.success() && text(&out.stdout).contains("tunnel[0].nhrp.map  applied now\n"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(!has_map(&lab, &hub, "192.168.1.98", "172.16.0.98"));
+    assert_eq!(
+        logged(&lab),
+        before_quiet,
+        "no INFO line since: {}",
         lab.log(&hub)
     );
 
