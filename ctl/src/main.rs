@@ -2,7 +2,7 @@
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use dmvpn_ctl::command::{self, ParseError};
-use dmvpn_ctl::proto::{DEFAULT_SOCKET, Response};
+use dmvpn_ctl::proto::{DEFAULT_SOCKET, Request, Response};
 use dmvpn_ctl::{client, render};
 use std::io::Read;
 use std::path::PathBuf;
@@ -17,7 +17,7 @@ const EXIT_USAGE: u8 = 2;
 const EXIT_REFUSED: u8 = 1;
 
 /// Operate a dmvpnd node: show its NHRP and crypto state, clear it, switch
-/// debugging on and off.
+/// debugging on and off, reload its configuration.
 #[derive(Parser)]
 #[command(name = "dmvpnctl", version, arg_required_else_help = true)]
 struct Cli {
@@ -35,6 +35,16 @@ struct Cli {
 enum Command {
     /// Translate a Cisco IOS `show running-config` into dmvpnd TOML (stdout).
     ImportIos(import::ImportArgs),
+    /// Make dmvpnd re-read its configuration file and apply what changed.
+    ///
+    /// The file is checked as `dmvpnd --check` checks it. Changed keys
+    /// are applied in place and listed with when each takes effect;
+    /// tunnels, registrations and SAs stay up. A file with errors (printed
+    /// as FILE:LINE:COL) or a change that needs a restart (the tunnel's
+    /// name, address, source, mode or key, the NHRP network id, the role)
+    /// is refused with exit status 1 and dmvpnd keeps its running
+    /// configuration. SIGHUP (`systemctl reload dmvpnd`) does the same.
+    Reload,
     /// An IOS command: `show …`, `clear …`, `debug …`, `undebug …`, `no debug …`.
     #[command(external_subcommand)]
     Ios(Vec<String>),
@@ -89,21 +99,26 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => e.exit(),
     };
-    let words = match &cli.command {
-        Command::ImportIos(args) => return import::run(args),
-        Command::Ios(words) => words,
-    };
     let (mut socket, mut json) = (cli.socket.clone(), cli.json);
-    let words = split_options(words, &mut socket, &mut json);
-    let parsed = match command::parse(&words) {
-        Ok(p) => p,
-        Err(ParseError::Help(h)) => {
-            print!("{h}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(EXIT_USAGE);
+    let parsed = match &cli.command {
+        Command::ImportIos(args) => return import::run(args),
+        Command::Reload => command::Parsed {
+            requests: vec![Request::Reload],
+            view: render::View::Plain,
+        },
+        Command::Ios(words) => {
+            let words = split_options(words, &mut socket, &mut json);
+            match command::parse(&words) {
+                Ok(p) => p,
+                Err(ParseError::Help(h)) => {
+                    print!("{h}");
+                    return ExitCode::SUCCESS;
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(EXIT_USAGE);
+                }
+            }
         }
     };
     let mut status = ExitCode::SUCCESS;

@@ -105,6 +105,11 @@ pub enum Request {
     },
     /// `debug …` / `undebug …`: switch a log target to debug level or back.
     Debug { target: DebugTarget, on: bool },
+    /// `dmvpnctl reload` (not an IOS command): read the configuration
+    /// file again, check it as `dmvpnd --check` does, and apply what
+    /// changed in place. A file with errors, or a change that needs a
+    /// restart, is refused and the running configuration stays.
+    Reload,
 }
 
 /// Log areas `debug` switches, named as on IOS.
@@ -197,6 +202,11 @@ impl DebugSwitches {
     pub fn filter(&self) -> String {
         debug_filter(&self.base, &self.on)
     }
+
+    /// A new configured filter (a reload); the switches stay as they are.
+    pub fn set_base(&mut self, base: impl Into<String>) {
+        self.base = base.into();
+    }
 }
 
 /// dmvpnd's answer.
@@ -236,6 +246,30 @@ pub enum Reply {
         target: DebugTarget,
         on: bool,
     },
+    /// Answer to `reload`: the file read and what changed.
+    Reloaded(ReloadReport),
+}
+
+/// What a reload applied.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ReloadReport {
+    /// The configuration file read.
+    pub file: String,
+    /// Changed keys, in key order; empty when the file did not change.
+    pub changes: Vec<ConfigChange>,
+    /// Warnings about the file, `FILE:LINE:COL: warning: …`, as
+    /// `dmvpnd --check` prints them.
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+/// One configuration key a reload changed.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ConfigChange {
+    /// The key's path, as in configuration diagnostics (`tunnel[0].nhrp.holdtime`).
+    pub key: String,
+    /// When it takes effect (`applied now`, `from the next registration`, …).
+    pub effect: String,
 }
 
 /// A named counter. `key` stays the same across releases (for scripts);
@@ -987,6 +1021,10 @@ mod tests {
             serde_json::to_string(&d).unwrap(),
             r#"{"cmd":"debug","target":"crypto_isakmp","on":true}"#
         );
+        assert_eq!(
+            serde_json::to_string(&Request::Reload).unwrap(),
+            r#"{"cmd":"reload"}"#
+        );
     }
 
     #[test]
@@ -1036,6 +1074,8 @@ mod tests {
         assert!(!d.is_on(DebugTarget::Nhrp));
         assert!(d.is_on(DebugTarget::CryptoIpsec));
         assert_eq!(d.filter(), "info,dmvpn::esp=debug");
+        d.set_base("warn");
+        assert_eq!(d.filter(), "warn,dmvpn::esp=debug", "switches kept");
     }
 
     #[test]

@@ -221,6 +221,34 @@ fn clear_and_debug() {
 }
 
 #[test]
+fn reload_prints_what_changed_or_why_not() {
+    let srv = common::start_fixture();
+    let out = run(&srv.path, &["reload"]);
+    assert_eq!(ok_stdout(&out), golden("reload.txt"));
+    let out = run(&srv.path, &["reload", "--json"]);
+    let got: Response = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(got, common::answer(Request::Reload));
+    // A refused reload: dmvpnd's message (the file's FILE:LINE:COL
+    // errors) on stderr, exit status 1.
+    let msg = "/etc/dmvpn/dmvpnd.toml not reloaded, the running configuration stays:\n\
+               /etc/dmvpn/dmvpnd.toml:12:11: tunnel[0].nhrp.holdtime: invalid type: string \"x\", expected u32 \
+               (check the value's type in docs/configuration.md)";
+    let refusing = common::start(dmvpn_agent::runtime::control_socket::FnHandler(
+        move |r| match r {
+            Request::Reload => Response::error(msg),
+            other => common::answer(other),
+        },
+    ));
+    let out = run(&refusing.path, &["reload"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        format!("dmvpnctl: dmvpnd: {msg}\n")
+    );
+}
+
+#[test]
 fn daemon_not_running() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("dmvpnd.sock");
@@ -244,7 +272,7 @@ fn default_socket_and_help() {
         .unwrap();
     let help = String::from_utf8(out.stdout).unwrap();
     assert!(help.contains("/run/dmvpn/dmvpnd.sock"), "{help}");
-    for cmd in ["show", "clear", "debug", "undebug", "import-ios"] {
+    for cmd in ["show", "clear", "debug", "undebug", "import-ios", "reload"] {
         assert!(help.contains(cmd), "{cmd} missing from {help}");
     }
     for c in dmvpn_ctl::command::commands() {
@@ -272,6 +300,7 @@ fn systemd_unit() {
         "RuntimeDirectory=dmvpn",
         "Restart=on-failure",
         "DeviceAllow=/dev/net/tun rw",
+        "ExecReload=/bin/kill -HUP $MAINPID",
     ] {
         assert!(lines.contains(&want), "missing {want}");
     }

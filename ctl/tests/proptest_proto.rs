@@ -28,6 +28,7 @@ fn request() -> impl Strategy<Value = Request> {
         Just(Request::ShowCryptoIpsecSa),
         Just(Request::ShowCryptoSession),
         Just(Request::ClearNhrp),
+        Just(Request::Reload),
         (addr(), prop::option::of(any::<u8>())).prop_map(|(address, prefix_len)| {
             Request::ClearNhrpEntry {
                 address,

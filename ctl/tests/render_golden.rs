@@ -7,7 +7,7 @@
 mod common;
 
 use dmvpn_ctl::command;
-use dmvpn_ctl::proto::{DebugTarget, Reply, Response};
+use dmvpn_ctl::proto::{DebugTarget, Reply, Request, Response};
 use dmvpn_ctl::render::{self, View};
 use std::path::PathBuf;
 
@@ -27,7 +27,14 @@ fn check(name: &str, text: &str) {
 /// What `dmvpnctl LINE` prints against the fixture daemon.
 fn output(line: &str) -> String {
     let words: Vec<String> = line.split_whitespace().map(String::from).collect();
-    let parsed = command::parse(&words).unwrap_or_else(|e| panic!("{line}: {e}"));
+    // `reload` is dmvpnctl's own subcommand, not an IOS command line.
+    let parsed = match line {
+        "reload" => command::Parsed {
+            requests: vec![Request::Reload],
+            view: View::Plain,
+        },
+        _ => command::parse(&words).unwrap_or_else(|e| panic!("{line}: {e}")),
+    };
     parsed
         .requests
         .iter()
@@ -39,7 +46,7 @@ fn output(line: &str) -> String {
 }
 
 /// Every rendering, by the command that prints it.
-pub const GOLDEN: [(&str, &str); 12] = [
+pub const GOLDEN: [(&str, &str); 13] = [
     ("show ip nhrp", "show_ip_nhrp.txt"),
     ("show ip nhrp brief", "show_ip_nhrp_brief.txt"),
     ("show ip nhrp nhs", "show_ip_nhrp_nhs.txt"),
@@ -58,6 +65,7 @@ pub const GOLDEN: [(&str, &str); 12] = [
         "show_crypto_session_detail.txt",
     ),
     ("debug nhrp", "debug_nhrp.txt"),
+    ("reload", "reload.txt"),
 ];
 
 #[test]
@@ -135,6 +143,22 @@ fn debug_and_clear() {
     assert_eq!(
         render::render_view(&Reply::Cleared { count: 5 }, View::Detail),
         ""
+    );
+}
+
+#[test]
+fn reload_reports() {
+    let mut r = common::reload_report();
+    r.warnings.clear();
+    r.changes.truncate(1);
+    assert_eq!(
+        render::render(&Reply::Reloaded(r.clone())),
+        "Reloaded /etc/dmvpn/dmvpnd.toml: 1 change\n  tunnel[0].nhrp.holdtime  from the next registration\n"
+    );
+    r.changes.clear();
+    assert_eq!(
+        render::render(&Reply::Reloaded(r)),
+        "Reloaded /etc/dmvpn/dmvpnd.toml: no changes\n"
     );
 }
 

@@ -30,6 +30,8 @@ use crate::wire::{
     ip_to_addr,
 };
 
+mod reconfigure;
+
 const TARGET: &str = "dmvpn::nhrp";
 /// Bound on replies held for IPsec (hostile requesters cannot grow it).
 const MAX_DELAYED: usize = 256;

@@ -21,12 +21,14 @@
 //! [`engine`] (the per-packet forwarding engine), [`batch`] (send
 //! batches), [`control`] (the node: NHRP + IKE and the decisions that tie
 //! them to the engine; `show` snapshots), [`router`] (node + engine +
-//! the glue between them).
+//! the glue between them), [`reload`] (what a changed configuration
+//! changes in place).
 
 pub mod batch;
 pub mod control;
 pub mod datapath;
 pub mod engine;
+pub mod reload;
 pub mod router;
 
 pub use control::{Node, NodeConfig, Seed};

@@ -16,7 +16,7 @@
 //!               or the time r.poll_timeout()
 //!     r.handle_tun(now, pkt) | r.handle_underlay(_burst)(now, ..)
 //!       | r.handle_kernel_routes(now, routes) | r.request(now, req)
-//!       | r.handle_timeout(now)
+//!       | r.reconfigure(now, &new_config) | r.handle_timeout(now)
 //!     write out r.batches() (TUN, raw GRE, raw ESP, UDP 4500),
 //!       r.poll_transmit() (IKE datagrams), r.poll_keylog()
 //! }
@@ -37,6 +37,7 @@ use crate::datapath::sadb::Sadb;
 use crate::engine::{
     BatchSizes, Batches, Command, Counters, DataplaneStats, Engine, Event, PeerMap,
 };
+use crate::reload::{self, ReloadError, ReloadSummary};
 
 /// UDP port of IKE without NAT traversal; datagrams to any other local
 /// port go through the NAT-T demux (ESP, IKE behind the non-ESP marker,
@@ -211,6 +212,26 @@ impl Router {
             now,
             opts,
         ))
+    }
+
+    /// Applies a changed configuration in place (a reload): tunnels,
+    /// peers, registrations and SAs stay; each changed key takes effect
+    /// as [`crate::reload::Effect`] says. A change that needs a restart
+    /// refuses the whole reload and leaves the running configuration as
+    /// it is.
+    pub fn reconfigure(
+        &mut self,
+        now: Instant,
+        new: &dmvpn_config::Config,
+    ) -> Result<ReloadSummary, ReloadError> {
+        let changes = reload::plan(&self.node.config().origin, new)?;
+        if changes.is_empty() {
+            return Ok(ReloadSummary::default());
+        }
+        let mapped = crate::control::config_map::map(new)?;
+        self.node.reconfigure(now, mapped);
+        self.settle(now);
+        Ok(ReloadSummary { changes })
     }
 
     /// The node (configuration, `show` snapshots, test queries).
@@ -405,6 +426,8 @@ impl Router {
                 count: node.clear_crypto_sa(now, remote),
             }),
             Request::Debug { .. } => Response::error("debug settings belong to the driver"),
+            // Reading the file is the driver's; it then calls `reconfigure`.
+            Request::Reload => Response::error("reloading belongs to the driver"),
         };
         self.settle(now);
         resp

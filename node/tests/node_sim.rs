@@ -10,6 +10,7 @@ use dmvpn_ctl::proto::{Reply, Request, Response, SaStatus};
 use dmvpn_nhrp::Instant;
 use dmvpn_node::Seed;
 use dmvpn_node::control::config_map;
+use dmvpn_node::reload::{Effect, ReloadError};
 use dmvpn_node::router::{Datagram, Router};
 
 const HUB: Ipv4Addr = Ipv4Addr::new(172, 16, 0, 1);
@@ -1270,4 +1271,236 @@ fn crypto_session_per_peer() {
         sessions.iter().all(|s| s.peer != IpAddr::V4(S2)),
         "{sessions:?}"
     );
+}
+
+/// A reload of node `i` with configuration `text`, as dmvpnd applies it.
+fn reload(sim: &mut Sim, i: usize, text: &str) -> Result<Vec<(String, Effect)>, ReloadError> {
+    let cfg = dmvpn_config::Config::from_str(text, "sim.toml")
+        .unwrap_or_else(|e| panic!("{e}\n{text}"))
+        .config;
+    let now = sim.now;
+    let r = sim.nodes[i].r.reconfigure(now, &cfg);
+    drain(&mut sim.nodes[i], now, &mut sim.in_flight);
+    sim.settle();
+    r.map(|s| s.changes.into_iter().map(|c| (c.key, c.effect)).collect())
+}
+
+/// Per IPsec peer the inbound and outbound SPIs, and every ISAKMP SA's
+/// (remote, conn-id), of node `i`: what a renegotiation would change.
+type SaIds = (Vec<(IpAddr, Vec<u32>, Vec<u32>)>, Vec<(IpAddr, u32)>);
+
+fn sa_ids(sim: &Sim, i: usize) -> SaIds {
+    let node = sim.nodes[i].r.node();
+    let stats = sim.nodes[i].r.stats();
+    let spis = |v: &[dmvpn_ctl::proto::EspSa]| v.iter().map(|e| e.spi).collect::<Vec<_>>();
+    let mut ipsec: Vec<_> = node
+        .show_ipsec_sa(sim.now, Some(&stats))
+        .iter()
+        .map(|p| (p.current_peer, spis(&p.inbound), spis(&p.outbound)))
+        .collect();
+    ipsec.sort();
+    let mut isakmp: Vec<_> = node
+        .show_isakmp_sa(sim.now)
+        .iter()
+        .map(|s| (s.remote, s.conn_id))
+        .collect();
+    isakmp.sort();
+    (ipsec, isakmp)
+}
+
+/// Main Mode, Aggressive Mode and Quick Mode messages delivered after
+/// the first `since` IKE datagrams (DPD and deletes are informational).
+fn negotiations_since(sim: &Sim, since: usize) -> usize {
+    sim.ike_seen[since..]
+        .iter()
+        .filter(|(_, p)| matches!(p.get(18), Some(2 | 4 | 32)))
+        .count()
+}
+
+/// The static NHRP entries of node `i`: (tunnel address, NBMA).
+fn statics(sim: &Sim, i: usize) -> Vec<(IpAddr, Option<IpAddr>)> {
+    sim.nodes[i]
+        .r
+        .node()
+        .show_nhrp(sim.now)
+        .iter()
+        .filter(|e| e.entry_type == dmvpn_ctl::proto::NhrpEntryType::Static)
+        .map(|e| (e.prefix, e.nbma))
+        .collect()
+}
+
+/// Reloads apply in place: on the hub a static mapping added and the
+/// holdtime changed keep every SA and every packet; on a spoke a longer
+/// idle time keeps an existing idle SA and a new holdtime goes out with
+/// the next registration; a new pre-shared key applies to the next
+/// negotiation only; a change that needs a restart is refused and
+/// changes nothing; a removed mapping is purged.
+#[test]
+fn reload_applies_changes_in_place() {
+    let mut sim = Sim::new(false, "modern");
+    sim.advance(Duration::from_secs(5));
+    assert!(registered(&sim));
+    for seq in 0..10u16 {
+        sim.ping(1, T2, seq);
+        sim.advance(Duration::from_millis(200));
+    }
+    assert!(sim.nodes[1].r.node().has_sa(S2), "spoke-to-spoke SA up");
+    let hub_text = config("hub", 1, false, "modern", &[1]);
+    let spoke_text = config("spoke", 2, false, "modern", &[1]);
+    let spoke2_text = config("spoke", 3, false, "modern", &[1]);
+
+    // The same file: nothing to do.
+    assert_eq!(reload(&mut sim, 0, &hub_text), Ok(Vec::new()));
+
+    // Hub: holdtime and a static mapping, with traffic on both paths.
+    let before: Vec<SaIds> = (0..3).map(|i| sa_ids(&sim, i)).collect();
+    let ike_before = sim.ike_seen.len();
+    let replies_before = sim.nodes[1].replies.len();
+    let mapped = hub_text.replace("holdtime = 600", "holdtime = 300")
+        + "[[tunnel.nhrp.map]]\naddress = \"192.168.1.99\"\nnbma = \"172.16.0.99\"\n";
+    assert_eq!(
+        reload(&mut sim, 0, &mapped),
+        Ok(vec![
+            ("tunnel[0].nhrp.holdtime".into(), Effect::NextRegistration),
+            ("tunnel[0].nhrp.map".into(), Effect::Now),
+        ])
+    );
+    let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+    assert!(statics(&sim, 0).contains(&(ip("192.168.1.99"), Some(ip("172.16.0.99")))));
+    let mapped_to = sim.nodes[0]
+        .r
+        .engine()
+        .peer_map()
+        .lookup(Ipv4Addr::new(192, 168, 1, 99))
+        .map(|p| p.nbma);
+    assert_eq!(mapped_to, Some(Ipv4Addr::new(172, 16, 0, 99)));
+    let hub_t = Ipv4Addr::new(192, 168, 1, 1);
+    for seq in 20..70u16 {
+        sim.ping(1, T2, seq);
+        sim.ping(1, hub_t, seq + 1000);
+        sim.advance(Duration::from_millis(200));
+    }
+    assert_eq!(
+        sim.nodes[1].replies.len(),
+        replies_before + 100,
+        "every echo answered"
+    );
+    let after: Vec<SaIds> = (0..3).map(|i| sa_ids(&sim, i)).collect();
+    assert_eq!(after, before, "no SA renegotiated");
+    assert_eq!(negotiations_since(&sim, ike_before), 0);
+
+    // A change that needs a restart: refused, nothing changes.
+    let moved = mapped.replace("192.168.1.1/24", "192.168.1.254/24");
+    assert_eq!(
+        reload(&mut sim, 0, &moved),
+        Err(ReloadError::NeedsRestart {
+            keys: vec!["tunnel[0].address".into()]
+        })
+    );
+    let running = dmvpn_config::Config::from_str(&mapped, "sim.toml")
+        .unwrap()
+        .config;
+    assert_eq!(sim.nodes[0].r.node().config().origin, running);
+    assert_eq!(sim.nodes[0].r.node().config().tunnel_addr, hub_t);
+
+    // The mapping removed: purged from the cache and the data plane.
+    assert_eq!(
+        reload(
+            &mut sim,
+            0,
+            &hub_text.replace("holdtime = 600", "holdtime = 300")
+        ),
+        Ok(vec![("tunnel[0].nhrp.map".into(), Effect::Now)])
+    );
+    assert!(
+        !statics(&sim, 0)
+            .iter()
+            .any(|(p, _)| *p == ip("192.168.1.99"))
+    );
+    let gone = sim.nodes[0]
+        .r
+        .engine()
+        .peer_map()
+        .lookup(Ipv4Addr::new(192, 168, 1, 99))
+        .map(|p| p.nbma);
+    assert_ne!(gone, Some(Ipv4Addr::new(172, 16, 0, 99)));
+
+    // Spoke 1: idle time 60 s -> 600 s applies to its SA with spoke 2,
+    // idle since the pings above, at once.
+    let t_idle = sim.now;
+    let long = spoke_text
+        .replace("idle_time = 60", "idle_time = 600")
+        .replace("holdtime = 600", "holdtime = 300");
+    assert_eq!(
+        reload(&mut sim, 1, &long),
+        Ok(vec![
+            ("ipsec.profile[0].idle_time".into(), Effect::ExistingSas),
+            ("tunnel[0].nhrp.holdtime".into(), Effect::NextRegistration),
+        ])
+    );
+    // Spoke 2 deletes idle SAs too (and tells spoke 1): it gets the
+    // longer idle time as well.
+    let spoke2_long = spoke2_text.replace("idle_time = 60", "idle_time = 600");
+    assert_eq!(
+        reload(&mut sim, 2, &spoke2_long),
+        Ok(vec![(
+            "ipsec.profile[0].idle_time".into(),
+            Effect::ExistingSas
+        )])
+    );
+    sim.advance(Duration::from_secs(70));
+    assert!(
+        sim.nodes[1].r.node().has_sa(S2) && sim.nodes[2].r.node().has_sa(S1),
+        "idle for 70 s: kept under the new idle time (the old one deletes it after 60 s)"
+    );
+    assert!(sim.nodes[1].r.node().has_sa(HUB), "the hub's SA stays");
+    // The next registration (holdtime 600 / 3 after the last one) claims
+    // 300 s: the hub's entry expires within 300 s from then on.
+    let registered_for = |sim: &Sim| {
+        sim.nodes[0]
+            .r
+            .node()
+            .show_nhrp(sim.now)
+            .iter()
+            .find(|e| e.prefix == IpAddr::V4(T1))
+            .and_then(|e| e.expire_secs)
+    };
+    assert!(
+        registered_for(&sim).is_some_and(|s| s > 300),
+        "old holdtime"
+    );
+    sim.run_until(t_idle + Duration::from_secs(205));
+    assert!(
+        registered_for(&sim).is_some_and(|s| s <= 300),
+        "new holdtime: {:?}",
+        registered_for(&sim)
+    );
+
+    // A new pre-shared key on the hub: existing SAs stay, the next
+    // negotiation uses it (spoke 2, still on the old key, fails until it
+    // gets the new key too).
+    let rekeyed = |t: &str| t.replace("key = \"cisco123\"", "key = \"another-key\"");
+    let hub_now = hub_text.replace("holdtime = 600", "holdtime = 300");
+    assert_eq!(
+        reload(&mut sim, 0, &rekeyed(&hub_now)),
+        Ok(vec![("ike.key[0].key".into(), Effect::NewNegotiations)])
+    );
+    assert!(sim.nodes[2].r.node().has_sa(HUB));
+    sim.request(2, Request::ClearCryptoSa { peer: None });
+    sim.advance(Duration::from_secs(15));
+    assert!(
+        !sim.nodes[2].r.node().has_sa(HUB),
+        "the old key no longer negotiates with the hub"
+    );
+    assert!(
+        sim.nodes[1].r.node().has_sa(HUB),
+        "spoke 1's SA, negotiated before, stays"
+    );
+    assert_eq!(
+        reload(&mut sim, 2, &rekeyed(&spoke2_long)),
+        Ok(vec![("ike.key[0].key".into(), Effect::NewNegotiations)])
+    );
+    // The attempt under way with the old key times out first.
+    sim.advance(Duration::from_secs(150));
+    assert!(sim.nodes[2].r.node().has_sa(HUB), "the new key negotiates");
 }

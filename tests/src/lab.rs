@@ -192,18 +192,31 @@ impl Lab {
         fs::read_to_string(self.path(&format!("{ns}.log"))).unwrap_or_default()
     }
 
+    /// The configuration file of `ns`'s dmvpnd.
+    pub fn config_path(&self, ns: &str) -> PathBuf {
+        self.path(&format!("{ns}.toml"))
+    }
+
+    /// Writes `ns`'s configuration file: `config` with the lab's control
+    /// socket and key log added (what [`Lab::start`] runs, and what a
+    /// reload reads).
+    pub fn write_config(&self, ns: &str, config: &str) -> PathBuf {
+        let text = format!(
+            "[control]\nsocket = \"{}\"\n[log]\nfilter = \"info\"\nkey_log = \"{}\"\n{config}",
+            self.socket(ns).display(),
+            self.keylog(ns).display()
+        );
+        let path = self.config_path(ns);
+        fs::write(&path, text).expect("write config");
+        path
+    }
+
     /// Starts dmvpnd in `ns` (control socket and key log added to
     /// `config`) and waits for its control socket.
     pub fn start(&mut self, ns: &str, config: &str) {
         let sock = self.socket(ns);
         let _ = fs::remove_file(&sock);
-        let text = format!(
-            "[control]\nsocket = \"{}\"\n[log]\nfilter = \"info\"\nkey_log = \"{}\"\n{config}",
-            sock.display(),
-            self.keylog(ns).display()
-        );
-        let path = self.path(&format!("{ns}.toml"));
-        fs::write(&path, text).expect("write config");
+        let path = self.write_config(ns, config);
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)

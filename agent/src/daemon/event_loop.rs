@@ -20,7 +20,7 @@ use dmvpn_node::router::{Datagram, IKE_PORT};
 use dmvpn_node::{Router, Seed};
 use dmvpn_wire::ipv4::{PROTO_ESP, PROTO_GRE};
 use tokio::sync::mpsc;
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::logging::Logging;
 use super::routes;
@@ -105,6 +105,8 @@ pub struct Extras<'a> {
     pub housekeeping: bool,
     /// systemd notifications (ready, watchdog, status, stopping).
     pub systemd: Option<super::notify::Notifier>,
+    /// The configuration file, read again on SIGHUP and `reload` requests.
+    pub reload: Option<super::reload::Reload>,
 }
 
 /// Runs `router` over `links` until `shutdown` completes. Time is
@@ -160,6 +162,7 @@ pub async fn run_loop(
     // What is queued at start (manual SAs' key-log lines, first messages).
     out.flush(router, links, now()).await;
     let mut sd = extras.systemd.take();
+    let mut reload = extras.reload.take();
     if let Some(sd) = sd.as_mut() {
         sd.ready(|| status_line(router, now()));
     }
@@ -229,11 +232,26 @@ pub async fn run_loop(
                     None => std::future::pending().await,
                 }
             } => {
-                let resp = match (req.request.clone(), extras.log.as_deref_mut()) {
+                let resp = match (req.request, extras.log.as_deref_mut()) {
                     (Request::Debug { target, on }, Some(log)) => log.set(target, on),
+                    (Request::Reload, log) => match &reload {
+                        Some(r) => r.apply(router, log, now()),
+                        None => Response::error("this dmvpnd has no configuration file to reload"),
+                    },
                     (r, _) => router.request(now(), r),
                 };
                 req.respond(resp);
+            },
+            Some(()) = async {
+                match reload.as_mut() {
+                    Some(r) => r.hangup.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                if let Some(r) = &reload {
+                    info!(target: "dmvpn::ctl", "SIGHUP: reading {} again", r.path.display());
+                    r.apply(router, extras.log.as_deref_mut(), now());
+                }
             },
             _ = tokio::time::sleep(sleep_for) => {
                 let t = now();

@@ -10,6 +10,8 @@ use tracing_subscriber::{EnvFilter, Registry, reload};
 pub struct Logging {
     handle: Option<reload::Handle<EnvFilter, Registry>>,
     switches: DebugSwitches,
+    /// `RUST_LOG` was set: it stays the filter whatever the file says.
+    from_env: bool,
 }
 
 fn filter(s: &str) -> EnvFilter {
@@ -40,6 +42,21 @@ impl Logging {
         Logging {
             handle: ok.then_some(handle),
             switches: DebugSwitches::new(base),
+            from_env: env.is_some(),
+        }
+    }
+
+    /// A reloaded `[log] filter` (unless `RUST_LOG` overrides it); the
+    /// `debug` switches stay on.
+    pub fn set_base(&mut self, base: &str) {
+        if self.from_env {
+            return;
+        }
+        self.switches.set_base(base);
+        if let Some(h) = &self.handle
+            && let Err(e) = h.reload(filter(&self.switches.filter()))
+        {
+            tracing::warn!(target: "dmvpn::ctl", "cannot change the log filter: {e}");
         }
     }
 

@@ -16,6 +16,7 @@ mod keylog;
 mod logging;
 pub mod metrics;
 mod notify;
+mod reload;
 pub mod routes;
 pub mod source;
 
@@ -37,7 +38,8 @@ use crate::runtime::tun::{Tun, TunConfig};
 use event_loop::{Extras, Links};
 
 /// Loads the configuration, builds everything and runs until SIGINT or
-/// SIGTERM. Errors are one line for the operator.
+/// SIGTERM; SIGHUP reads the configuration again and applies what
+/// changed. Errors are one line for the operator.
 pub fn run(path: &Path) -> Result<(), DaemonError> {
     let loaded = dmvpn_config::Config::load(path)?;
     let cfg = loaded.config;
@@ -49,10 +51,14 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
         .enable_all()
         .build()
         .map_err(DaemonError::Runtime)?;
-    rt.block_on(run_async(&cfg, &mut log))
+    rt.block_on(run_async(path, &cfg, &mut log))
 }
 
-async fn run_async(cfg: &dmvpn_config::Config, log: &mut Logging) -> Result<(), DaemonError> {
+async fn run_async(
+    path: &Path,
+    cfg: &dmvpn_config::Config,
+    log: &mut Logging,
+) -> Result<(), DaemonError> {
     let epoch = std::time::Instant::now();
     let now = || Instant(epoch.elapsed());
     let seed = event_loop::os_seed().map_err(DaemonError::Random)?;
@@ -60,6 +66,10 @@ async fn run_async(cfg: &dmvpn_config::Config, log: &mut Logging) -> Result<(), 
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
         .map_err(DaemonError::Signals)?;
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(DaemonError::Signals)?;
+    // From here on SIGHUP no longer ends the process: it asks for a
+    // reload, which the event loop handles (one sent earlier waits).
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .map_err(DaemonError::Signals)?;
     // The NBMA address: as configured, or the source interface's primary
     // IPv4 address (waiting for one if it has none yet).
@@ -152,6 +162,10 @@ async fn run_async(cfg: &dmvpn_config::Config, log: &mut Logging) -> Result<(), 
             .then(|| source::SourceWatch::new(src)),
         housekeeping: true,
         systemd: Some(notify::Notifier::from_env()),
+        reload: Some(reload::Reload {
+            path: path.to_path_buf(),
+            hangup,
+        }),
     };
     let stop = async {
         tokio::select! {

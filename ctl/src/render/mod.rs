@@ -8,12 +8,14 @@ mod isakmp;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 mod nhrp;
+mod reload;
 mod session;
 
 pub use dmvpn::{dmvpn, dmvpn_detail};
 pub use ipsec::ipsec_sa;
 pub use isakmp::{isakmp_sa, isakmp_sa_detail};
 pub use nhrp::{nhrp, nhrp_brief, nhrp_traffic, nhs};
+pub use reload::reload;
 pub use session::{crypto_session, crypto_session_detail};
 
 use crate::proto::*;
@@ -57,6 +59,7 @@ pub fn render_view(reply: &Reply, view: View) -> String {
             target.ios_name(),
             if *on { "on" } else { "off" }
         ),
+        Reply::Reloaded(r) => reload(r),
     }
 }
 

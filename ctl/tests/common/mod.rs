@@ -479,6 +479,27 @@ pub fn dmvpn_detail() -> DmvpnDetail {
     }
 }
 
+/// A reload of the hub's file that changed its holding time and added a
+/// static mapping; the file is readable by others.
+pub fn reload_report() -> ReloadReport {
+    let file = "/etc/dmvpn/dmvpnd.toml";
+    let change = |key: &str, effect: &str| ConfigChange {
+        key: key.into(),
+        effect: effect.into(),
+    };
+    ReloadReport {
+        file: file.into(),
+        changes: vec![
+            change("tunnel[0].nhrp.holdtime", "from the next registration"),
+            change("tunnel[0].nhrp.map", "applied now"),
+        ],
+        warnings: vec![format!(
+            "{file}:1:1: warning: file holds keys and {file} has mode 0644: \
+             readable by group or others (chmod 600 {file})"
+        )],
+    }
+}
+
 /// What the test daemon answers: fixtures for `show`, echoes for the rest.
 pub fn answer(req: Request) -> Response {
     Response::Ok(match req {
@@ -506,6 +527,7 @@ pub fn answer(req: Request) -> Response {
             return Response::error(format!("no SA with peer {p}"));
         }
         Request::Debug { target, on } => Reply::Debug { target, on },
+        Request::Reload => Reply::Reloaded(reload_report()),
     })
 }
 

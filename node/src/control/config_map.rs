@@ -61,6 +61,9 @@ pub struct NodeConfig {
     pub ike: EngineConfig,
     pub dataplane: DataplaneConfig,
     pub manual_sas: Vec<ManualSa>,
+    /// The configuration this was mapped from: a reload compares the new
+    /// file with it.
+    pub origin: Config,
 }
 
 impl NodeConfig {
@@ -381,6 +384,7 @@ pub fn map(cfg: &Config) -> Result<NodeConfig, MapError> {
         ike,
         dataplane,
         manual_sas,
+        origin: cfg.clone(),
     })
 }
 

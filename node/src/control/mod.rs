@@ -32,6 +32,7 @@ pub mod log_limit;
 mod manual_sa_tests;
 #[cfg(test)]
 mod multicast_tests;
+mod reconfigure;
 mod sa;
 mod seed;
 mod show;

@@ -1,0 +1,65 @@
+//! A changed configuration taken by a running node (a reload). The
+//! router has checked with [`crate::reload::plan`] that only keys
+//! changeable in place differ; tunnels, peers, registrations and SAs
+//! stay as they are.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use dmvpn_nhrp::Instant;
+
+use super::{Node, NodeConfig, PeerKind, v4};
+
+impl Node {
+    /// Takes `new` in place: IKE policies, keys and transform sets apply
+    /// to new negotiations, the idle time and DPD to the SAs already up,
+    /// static NHRP mappings added are mapped and removed ones unmapped,
+    /// the rest of NHRP as [`dmvpn_nhrp::Engine::reconfigure`] says.
+    /// What the driver resolved at run time (the NBMA address of an
+    /// interface source, the networks behind the node) stays.
+    pub fn reconfigure(&mut self, now: Instant, mut new: NodeConfig) {
+        new.set_nbma(self.cfg.nbma);
+        if let (Some(n), Some(o)) = (new.nhrp.as_mut(), self.cfg.nhrp.as_ref()) {
+            n.local_prefixes = o.local_prefixes.clone();
+        }
+        self.ike.set_config(new.ike.clone());
+        let old_maps = static_maps(&self.cfg);
+        let new_maps = static_maps(&new);
+        if let (Some(e), Some(c)) = (self.nhrp.as_mut(), new.nhrp.clone()) {
+            e.reconfigure(now, c);
+        }
+        for (p, n) in old_maps.iter().filter(|m| !new_maps.contains(m)) {
+            if self.map.get(&(*p, 32)) == Some(n) {
+                self.set_route(*p, 32, None);
+            }
+            // A peer known only from the mapping goes with it; one with
+            // SAs stays until they go.
+            let mapped_still = new_maps.iter().any(|(_, x)| x == n);
+            let unused = self
+                .peers
+                .get(n)
+                .is_some_and(|s| s.kind == PeerKind::Static && !s.manual && s.sas.is_empty());
+            if unused && !mapped_still {
+                self.peers.remove(n);
+            }
+        }
+        for (p, n) in new_maps.iter().filter(|m| !old_maps.contains(m)) {
+            self.peer_mut(*n, PeerKind::Static, now);
+            self.set_route(*p, 32, Some(*n));
+        }
+        self.cfg = new;
+        self.pump(now);
+    }
+}
+
+/// The IPv4 static mappings of a configuration: (tunnel address, NBMA).
+fn static_maps(cfg: &NodeConfig) -> Vec<(Ipv4Addr, Ipv4Addr)> {
+    cfg.nhrp
+        .as_ref()
+        .map(|n| {
+            n.static_maps
+                .iter()
+                .filter_map(|(p, n): &(IpAddr, IpAddr)| Some((v4(*p)?, v4(*n)?)))
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -1,0 +1,500 @@
+//! What a reload changes: the running configuration and a new one are
+//! compared key by key (`tunnel[0].nhrp.holdtime`, `ike.key[1].key`).
+//! Every changed key is either applied in place, and then takes effect
+//! at a known moment ([`Effect`]), or needs a restart of dmvpnd; one key
+//! of the second kind refuses the whole reload, and the running
+//! configuration stays.
+
+use std::collections::BTreeSet;
+
+use dmvpn_config::Config;
+use serde_json::Value;
+use thiserror::Error;
+
+use crate::control::MapError;
+
+/// When a changed key takes effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// At once (static mappings, the NHRP password and limits, the log
+    /// filter).
+    Now,
+    /// With the next registration sent; one already scheduled keeps its
+    /// time.
+    NextRegistration,
+    /// For negotiations started from now on; established SAs keep what
+    /// they negotiated.
+    NewNegotiations,
+    /// At once, for the SAs already up as well (idle time, DPD).
+    ExistingSas,
+}
+
+impl Effect {
+    /// The words `dmvpnctl reload` and the log print.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Effect::Now => "applied now",
+            Effect::NextRegistration => "from the next registration",
+            Effect::NewNegotiations => "for new negotiations",
+            Effect::ExistingSas => "applied now, to existing SAs too",
+        }
+    }
+}
+
+/// One changed key and when it takes effect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// The key path, as in configuration diagnostics (`tunnel[0].nhrp.map`).
+    pub key: String,
+    pub effect: Effect,
+}
+
+/// What a reload applied (nothing when the file did not change).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReloadSummary {
+    pub changes: Vec<Change>,
+}
+
+/// Why a reload was refused; the running configuration stays.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ReloadError {
+    /// Keys that only a restart can change (the tunnel interface, its
+    /// addresses, the role, sockets).
+    #[error("restart dmvpnd to change {}", .keys.join(", "))]
+    NeedsRestart { keys: Vec<String> },
+    #[error(transparent)]
+    Map(#[from] MapError),
+}
+
+/// Keys changed in place, by their path with array indices left out
+/// (the first tunnel's are under `tunnel.`), most specific first. A key
+/// is covered by an entry equal to it or one of its parents.
+const IN_PLACE: &[(&str, Effect)] = &[
+    ("node.name", Effect::Now),
+    ("log.filter", Effect::Now),
+    ("ike.dpd", Effect::ExistingSas),
+    ("ike", Effect::NewNegotiations),
+    ("ipsec.profile.idle_time", Effect::ExistingSas),
+    ("ipsec.profile", Effect::NewNegotiations),
+    ("ipsec.transform_set", Effect::NewNegotiations),
+    ("tunnel.nhrp.holdtime", Effect::NextRegistration),
+    ("tunnel.nhrp.registration_timeout", Effect::NextRegistration),
+    (
+        "tunnel.nhrp.registration_no_unique",
+        Effect::NextRegistration,
+    ),
+    ("tunnel.nhrp.map", Effect::Now),
+    ("tunnel.nhrp.authentication", Effect::Now),
+    ("tunnel.nhrp.map_multicast_dynamic", Effect::Now),
+    ("tunnel.nhrp.multicast", Effect::Now),
+    ("tunnel.nhrp.redirect", Effect::Now),
+    ("tunnel.nhrp.shortcut", Effect::Now),
+    ("tunnel.nhrp.registration_prefixes", Effect::Now),
+    ("tunnel.nhrp.allowed_nbma", Effect::Now),
+    ("tunnel.nhrp.max_cache_entries", Effect::Now),
+    ("tunnel.nhrp.max_registrations_per_nbma", Effect::Now),
+];
+
+/// Compares the running configuration with a new one: the changes to
+/// apply, or every key that needs a restart.
+pub fn plan(running: &Config, new: &Config) -> Result<Vec<Change>, ReloadError> {
+    let mut keys = Vec::new();
+    diff("", &to_value(running), &to_value(new), &mut keys);
+    // An NHS's NBMA address may come from a static mapping: removing or
+    // changing that mapping moves the NHS.
+    if keys.iter().all(|k| !k.starts_with("tunnel[0].nhrp.nhs")) && nhs_of(running) != nhs_of(new) {
+        keys.push("tunnel[0].nhrp.nhs".into());
+    }
+    let mut changes = Vec::new();
+    let mut restart = Vec::new();
+    for key in keys {
+        match effect(&key) {
+            Some(effect) => changes.push(Change { key, effect }),
+            None => restart.push(key),
+        }
+    }
+    if restart.is_empty() {
+        Ok(changes)
+    } else {
+        Err(ReloadError::NeedsRestart { keys: restart })
+    }
+}
+
+fn to_value(c: &Config) -> Value {
+    // Plain data (strings, numbers, lists, tables): it always serializes.
+    serde_json::to_value(c).unwrap_or(Value::Null)
+}
+
+/// The first tunnel's NHSs as the node uses them: (address, NBMA, priority).
+fn nhs_of(c: &Config) -> Vec<(std::net::IpAddr, Option<std::net::IpAddr>, u8)> {
+    let Some(n) = c.tunnels.first().and_then(|t| t.nhrp.as_ref()) else {
+        return Vec::new();
+    };
+    n.nhs
+        .iter()
+        .map(|s| (s.address, n.nhs_nbma(s), s.priority))
+        .collect()
+}
+
+/// Paths where `a` and `b` differ: into tables key by key and into
+/// same-length lists of tables entry by entry (an entry with several
+/// changed keys that take effect alike is reported as a whole); any
+/// other difference (a value, a list of values, a list that grew or
+/// shrank, a key added or removed) is reported at its own path.
+fn diff(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
+    if a == b {
+        return;
+    }
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            for k in keys {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                let null = Value::Null;
+                diff(
+                    &p,
+                    x.get(k).unwrap_or(&null),
+                    y.get(k).unwrap_or(&null),
+                    out,
+                );
+            }
+        }
+        (Value::Array(x), Value::Array(y))
+            if x.len() == y.len() && x.iter().chain(y).all(Value::is_object) =>
+        {
+            for (i, (u, v)) in x.iter().zip(y).enumerate() {
+                let entry = format!("{path}[{i}]");
+                let mut inner = Vec::new();
+                diff(&entry, u, v, &mut inner);
+                // Several keys of one entry that all take effect alike are
+                // one change of the entry (a static mapping replaced).
+                let alike =
+                    effect(&entry).is_some_and(|e| inner.iter().all(|k| effect(k) == Some(e)));
+                if inner.len() > 1 && alike {
+                    out.push(entry);
+                } else {
+                    out.extend(inner);
+                }
+            }
+        }
+        _ => out.push(path.to_string()),
+    }
+}
+
+/// When a change of `key` takes effect; `None`: it needs a restart.
+fn effect(key: &str) -> Option<Effect> {
+    // The node runs the first tunnel only; nothing else of `tunnel` is
+    // changed in place.
+    let general = match key.strip_prefix("tunnel[0].") {
+        Some(rest) => format!("tunnel.{}", without_indices(rest)),
+        None if key.starts_with("tunnel") => return None,
+        None => without_indices(key),
+    };
+    IN_PLACE
+        .iter()
+        .find(|(k, _)| {
+            general == *k
+                || general
+                    .strip_prefix(k)
+                    .is_some_and(|rest| rest.starts_with('.'))
+        })
+        .map(|(_, e)| *e)
+}
+
+fn without_indices(key: &str) -> String {
+    let mut s = String::with_capacity(key.len());
+    let mut in_index = false;
+    for c in key.chars() {
+        match c {
+            '[' => in_index = true,
+            ']' => in_index = false,
+            _ if !in_index => s.push(c),
+            _ => {}
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HUB: &str = r#"
+[node]
+name = "hub"
+role = "hub"
+[log]
+filter = "info"
+[ike.dpd]
+interval = 10
+[[ike.policy]]
+priority = 10
+encryption = "aes-256"
+hash = "sha256"
+authentication = "pre-share"
+group = 14
+lifetime = 86400
+[[ike.key]]
+peer = "0.0.0.0/0"
+key = "cisco123"
+[[ipsec.transform_set]]
+name = "gcm"
+transforms = ["esp-gcm 256"]
+mode = "transport"
+[[ipsec.profile]]
+name = "dmvpn"
+transform_sets = ["gcm"]
+idle_time = 600
+[[tunnel]]
+name = "Tunnel0"
+address = "172.31.255.1/24"
+source = "203.0.113.10"
+mode = "gre-multipoint"
+key = 0
+protection = "dmvpn"
+[tunnel.nhrp]
+network_id = 1
+holdtime = 600
+redirect = true
+"#;
+
+    /// A spoke whose NHS's NBMA address comes from a static mapping.
+    const SPOKE: &str = r#"
+[node]
+name = "spoke"
+role = "spoke"
+[[ike.key]]
+peer = "0.0.0.0/0"
+key = "cisco123"
+[[tunnel]]
+name = "Tunnel0"
+address = "172.31.255.2/24"
+source = "198.51.100.20"
+mode = "gre-multipoint"
+[tunnel.nhrp]
+network_id = 1
+authentication = "secret"
+[[tunnel.nhrp.nhs]]
+address = "172.31.255.1"
+[[tunnel.nhrp.map]]
+address = "172.31.255.1"
+nbma = "203.0.113.10"
+"#;
+
+    fn cfg(text: &str) -> Config {
+        Config::from_str(text, "t.toml")
+            .unwrap_or_else(|e| panic!("{e}\n{text}"))
+            .config
+    }
+
+    /// `text` with `from` replaced by `to` (which must be there).
+    fn edit(text: &str, from: &str, to: &str) -> String {
+        assert!(text.contains(from), "{from:?} not in {text}");
+        text.replacen(from, to, 1)
+    }
+
+    fn keys(r: Result<Vec<Change>, ReloadError>) -> Vec<(String, Effect)> {
+        r.unwrap().into_iter().map(|c| (c.key, c.effect)).collect()
+    }
+
+    fn restart(r: Result<Vec<Change>, ReloadError>) -> Vec<String> {
+        match r {
+            Err(ReloadError::NeedsRestart { keys }) => keys,
+            other => panic!("not refused: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_same_file_changes_nothing() {
+        assert_eq!(plan(&cfg(HUB), &cfg(HUB)), Ok(Vec::new()));
+        assert_eq!(plan(&cfg(SPOKE), &cfg(SPOKE)), Ok(Vec::new()));
+        // Spelling a default out is no change either.
+        let explicit = edit(HUB, "redirect = true", "redirect = true\nshortcut = false");
+        assert_eq!(plan(&cfg(HUB), &cfg(&explicit)), Ok(Vec::new()));
+    }
+
+    #[test]
+    fn in_place_changes_say_when_they_apply() {
+        let text = edit(HUB, "holdtime = 600", "holdtime = 300");
+        let text = format!(
+            "{text}[[tunnel.nhrp.map]]\naddress = \"172.31.255.99\"\nnbma = \"203.0.113.99\"\n"
+        );
+        let text = edit(&text, "idle_time = 600", "idle_time = 120");
+        let text = edit(&text, "filter = \"info\"", "filter = \"debug\"");
+        let text = edit(&text, "name = \"hub\"", "name = \"hub-east\"");
+        let got = keys(plan(&cfg(HUB), &cfg(&text)));
+        assert_eq!(
+            got,
+            [
+                ("ipsec.profile[0].idle_time".into(), Effect::ExistingSas),
+                ("log.filter".into(), Effect::Now),
+                ("node.name".into(), Effect::Now),
+                ("tunnel[0].nhrp.holdtime".into(), Effect::NextRegistration),
+                ("tunnel[0].nhrp.map".into(), Effect::Now),
+            ]
+        );
+        for c in plan(&cfg(HUB), &cfg(&text)).unwrap() {
+            assert!(!c.effect.describe().is_empty());
+        }
+    }
+
+    #[test]
+    fn keys_and_policies_apply_to_new_negotiations() {
+        let c = cfg(HUB);
+        let mut new = c.clone();
+        new.ike.keys[0].key = dmvpn_config::types::Secret::new("another-key");
+        new.ike.policies[0].lifetime = 3600;
+        new.ike.dpd = None;
+        new.ipsec.transform_sets[0].transforms = vec![dmvpn_config::types::Transform::EspGcm(128)];
+        let got = keys(plan(&c, &new));
+        assert_eq!(
+            got,
+            [
+                ("ike.dpd".into(), Effect::ExistingSas),
+                ("ike.key[0].key".into(), Effect::NewNegotiations),
+                ("ike.policy[0].lifetime".into(), Effect::NewNegotiations),
+                (
+                    "ipsec.transform_set[0].transforms".into(),
+                    Effect::NewNegotiations
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn what_needs_a_restart_is_named_and_refuses_everything() {
+        let c = cfg(HUB);
+        let moved = edit(HUB, "holdtime = 600", "holdtime = 300");
+        let moved = edit(&moved, "172.31.255.1/24", "172.31.255.254/24");
+        let r = plan(&c, &cfg(&moved));
+        assert_eq!(
+            r.clone().unwrap_err().to_string(),
+            "restart dmvpnd to change tunnel[0].address"
+        );
+        assert_eq!(restart(r), ["tunnel[0].address"]);
+        let mut new = c.clone();
+        new.tunnels[0].nhrp.as_mut().unwrap().network_id = 7;
+        new.tunnels[0].key = Some(42);
+        new.node.role = dmvpn_config::types::Role::Spoke;
+        new.control.socket = "/tmp/other.sock".into();
+        assert_eq!(
+            restart(plan(&c, &new)),
+            [
+                "control.socket",
+                "node.role",
+                "tunnel[0].key",
+                "tunnel[0].nhrp.network_id"
+            ]
+        );
+        let mut new = c.clone();
+        new.tunnels.push(c.tunnels[0].clone());
+        assert_eq!(restart(plan(&c, &new)), ["tunnel"]);
+        let mut new = c.clone();
+        new.tunnels[0].mtu = 1300;
+        new.tunnels[0].routes.push("10.9.0.0/16".parse().unwrap());
+        new.tunnels[0].protection = None;
+        new.tunnels[0].source = dmvpn_config::types::TunnelSource::Interface("eth1".into());
+        new.tunnels[0].name = "Tunnel1".into();
+        assert_eq!(
+            restart(plan(&c, &new)),
+            [
+                "tunnel[0].mtu",
+                "tunnel[0].name",
+                "tunnel[0].protection",
+                "tunnel[0].routes",
+                "tunnel[0].source"
+            ]
+        );
+        let mut new = c.clone();
+        new.tunnels[0].mode = dmvpn_config::types::TunnelMode::Gre;
+        new.tunnels[0].destination = Some("203.0.113.20".parse().unwrap());
+        assert_eq!(
+            restart(plan(&c, &new)),
+            ["tunnel[0].destination", "tunnel[0].mode"]
+        );
+    }
+
+    #[test]
+    fn an_nhs_moved_by_its_static_mapping_needs_a_restart() {
+        let moved = edit(SPOKE, "nbma = \"203.0.113.10\"", "nbma = \"203.0.113.77\"");
+        assert_eq!(
+            restart(plan(&cfg(SPOKE), &cfg(&moved))),
+            ["tunnel[0].nhrp.nhs"]
+        );
+        let other = format!(
+            "{SPOKE}[[tunnel.nhrp.map]]\naddress = \"172.31.255.3\"\nnbma = \"198.51.100.30\"\n"
+        );
+        let other = edit(
+            &other,
+            "authentication = \"secret\"",
+            "authentication = \"other\"",
+        );
+        assert_eq!(
+            keys(plan(&cfg(SPOKE), &cfg(&other))),
+            [
+                ("tunnel[0].nhrp.authentication".into(), Effect::Now),
+                ("tunnel[0].nhrp.map".into(), Effect::Now),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_entry_replaced_is_one_change() {
+        let text = format!(
+            "{HUB}[[tunnel.nhrp.map]]\naddress = \"172.31.255.99\"\nnbma = \"203.0.113.99\"\n"
+        );
+        let other = edit(&text, "172.31.255.99", "172.31.255.98");
+        let other = edit(&other, "203.0.113.99", "203.0.113.98");
+        assert_eq!(
+            keys(plan(&cfg(&text), &cfg(&other))),
+            [("tunnel[0].nhrp.map[0]".into(), Effect::Now)]
+        );
+        // Keys of one entry that take effect differently stay apart.
+        let c = cfg(HUB);
+        let mut new = c.clone();
+        new.ipsec.profiles[0].idle_time = Some(120);
+        new.ipsec.profiles[0].lifetime_seconds = 1800;
+        assert_eq!(
+            keys(plan(&c, &new)),
+            [
+                ("ipsec.profile[0].idle_time".into(), Effect::ExistingSas),
+                (
+                    "ipsec.profile[0].lifetime_seconds".into(),
+                    Effect::NewNegotiations
+                ),
+            ]
+        );
+        // Keys needing a restart are all named.
+        let mut new = c.clone();
+        new.tunnels[0].mtu = 1300;
+        new.tunnels[0].key = Some(9);
+        assert_eq!(restart(plan(&c, &new)), ["tunnel[0].key", "tunnel[0].mtu"]);
+    }
+
+    #[test]
+    fn paths_leave_indices_out_only_for_matching() {
+        assert_eq!(
+            without_indices("ipsec.profile[2].idle_time"),
+            "ipsec.profile.idle_time"
+        );
+        assert_eq!(effect("tunnel[1].nhrp.holdtime"), None);
+        assert_eq!(
+            effect("tunnel[0].nhrp.holdtime"),
+            Some(Effect::NextRegistration)
+        );
+        assert_eq!(effect("tunnel[0].nhrp.map[3].nbma"), Some(Effect::Now));
+        assert_eq!(
+            effect("tunnel[0].nhrp.mapx"),
+            None,
+            "a prefix of a word is not a parent"
+        );
+        assert_eq!(effect("log.key_log"), None);
+        assert_eq!(effect("metrics"), None);
+        assert_eq!(effect("ipsec.manual_sa"), None);
+        assert_eq!(effect("ike.key[0].key"), Some(Effect::NewNegotiations));
+    }
+}

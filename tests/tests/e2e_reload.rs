@@ -1,0 +1,365 @@
+//! Reloading the hub's configuration while traffic flows, on real
+//! `dmvpnd` processes in network namespaces.
+//!
+//! The seed topology (hub 172.16.0.1 with LAN 10.1.0.0/24, spokes .2 and
+//! .3 with LANs 10.2/10.3, IPsec, phase 3) with continuous pings
+//! (`ping -D -i 0.2`) from spoke 1's LAN to spoke 2's LAN (over the
+//! spoke-to-spoke shortcut) and from both spoke LANs to the hub's LAN
+//! (through the hub). On the hub, in turn:
+//!
+//! - `dmvpnctl reload` of a file with a static NHRP mapping added and the
+//!   holdtime changed: it answers with both keys, the mapping shows in
+//!   `show ip nhrp`;
+//! - `dmvpnctl reload` of a broken file: exit status 1 with the
+//!   `FILE:LINE:COL` error; the daemon keeps running on the old
+//!   configuration;
+//! - `dmvpnctl reload` of a file with a new tunnel address: refused,
+//!   naming the key;
+//! - SIGHUP after the mapping was replaced by another: the new one shows,
+//!   the old one is gone;
+//! - `[log] filter` raised to `warn`: the next reload (the mapping
+//!   removed) is applied and no longer logged.
+//!
+//! Each step runs under traffic for 2 s. Throughout, no echo is lost,
+//! and the hub's IPsec SAs (inbound and outbound SPIs, `show crypto
+//! ipsec sa`) and ISAKMP SAs (conn-ids) are the ones it had before the
+//! first reload: nothing was renegotiated.
+//!
+//! Needs root, iproute2 and iputils-ping; fails (never skips) without them.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use dmvpn_ctl::proto::{NhrpEntryType, Reply, Request};
+use dmvpn_tests::*;
+
+const S1: &str = "172.16.0.2";
+const S2: &str = "172.16.0.3";
+const HUB_LAN: &str = "10.1.0.10";
+const S2_LAN: &str = "10.3.0.10";
+
+/// Node `n`'s configuration (1 = hub): the seed topology with AES/SHA-2
+/// and group 14, phase 3, NHRP holdtime 600 s.
+fn config(n: u8) -> String {
+    SeedNode {
+        ike: "[[ike.policy]]\npriority = 10\nencryption = \"aes-128\"\nhash = \"sha256\"\ngroup = 14\nlifetime = 86400\n",
+        transforms: r#"["esp-aes 128", "esp-sha-hmac"]"#,
+        lifetime_seconds: 3600,
+        idle_time: 300,
+        dpd_retries: 5,
+        phase3: true,
+        hub_map: false,
+    }
+    .config(n)
+}
+
+/// `text` with `from` replaced by `to` (which must be there).
+fn edit(text: &str, from: &str, to: &str) -> String {
+    assert!(text.contains(from), "{from:?} not in {text}");
+    text.replacen(from, to, 1)
+}
+
+/// The hub's configuration with its holdtime at 300 s and a static
+/// mapping of `address` to `nbma`.
+fn hub_with_map(address: &str, nbma: &str) -> String {
+    let text = edit(&config(1), "holdtime = 600", "holdtime = 300");
+    format!("{text}[[tunnel.nhrp.map]]\naddress = \"{address}\"\nnbma = \"{nbma}\"\n")
+}
+
+/// What must not change across a reload: per IPsec peer its inbound and
+/// outbound SPIs, and every ISAKMP SA's (remote, conn-id).
+#[derive(Debug, PartialEq, Eq)]
+struct Crypto {
+    ipsec: BTreeSet<(IpAddr, Vec<u32>, Vec<u32>)>,
+    isakmp: BTreeSet<(IpAddr, u32)>,
+}
+
+fn crypto(lab: &Lab, ns: &str) -> Crypto {
+    let ipsec = lab
+        .ipsec(ns)
+        .iter()
+        .map(|p| {
+            let spis = |v: &[dmvpn_ctl::proto::EspSa]| v.iter().map(|e| e.spi).collect();
+            (p.current_peer, spis(&p.inbound), spis(&p.outbound))
+        })
+        .collect();
+    let isakmp = match lab.ctl(ns, Request::ShowCryptoIsakmpSa) {
+        Reply::IsakmpSa(v) => v.iter().map(|s| (s.remote, s.conn_id)).collect(),
+        r => panic!("unexpected reply {r:?}"),
+    };
+    Crypto { ipsec, isakmp }
+}
+
+/// The static NHRP entries of `ns`: (tunnel address, NBMA).
+fn static_maps(lab: &Lab, ns: &str) -> BTreeSet<(IpAddr, Option<IpAddr>)> {
+    match lab.ctl(ns, Request::ShowNhrp) {
+        Reply::Nhrp(v) => v
+            .iter()
+            .filter(|e| e.entry_type == NhrpEntryType::Static)
+            .map(|e| (e.prefix, e.nbma))
+            .collect(),
+        r => panic!("unexpected reply {r:?}"),
+    }
+}
+
+fn has_map(lab: &Lab, ns: &str, address: &str, nbma: &str) -> bool {
+    static_maps(lab, ns).contains(&(address.parse().unwrap(), Some(nbma.parse().unwrap())))
+}
+
+/// `dmvpnctl --socket SOCK reload` for `ns`.
+fn ctl_reload(lab: &Lab, ns: &str) -> Output {
+    Command::new(dmvpnctl())
+        .arg("--socket")
+        .arg(lab.socket(ns))
+        .arg("reload")
+        .output()
+        .expect("run dmvpnctl")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Whether `line` starts `FILE:LINE:COL: ` for `file` with numbers ≥ 1.
+fn located(line: &str, file: &str) -> bool {
+    let Some(rest) = line.strip_prefix(&format!("{file}:")) else {
+        return false;
+    };
+    let mut parts = rest.splitn(3, ':');
+    let num = |p: Option<&str>| {
+        p.and_then(|x| x.parse::<u32>().ok())
+            .is_some_and(|n| n >= 1)
+    };
+    num(parts.next()) && num(parts.next()) && parts.next().is_some_and(|r| r.starts_with(' '))
+}
+
+/// Sequence numbers missing between the first and the last echo
+/// answered in `[from, to]`, and how many were answered there.
+fn lost(echoes: &[Echo], from: f64, to: f64) -> (Vec<u32>, usize) {
+    let seqs: BTreeSet<u32> = echoes
+        .iter()
+        .filter(|e| e.at >= from && e.at <= to)
+        .map(|e| e.seq)
+        .collect();
+    let (Some(lo), Some(hi)) = (seqs.first(), seqs.last()) else {
+        return (Vec::new(), 0);
+    };
+    (
+        (*lo..=*hi).filter(|s| !seqs.contains(s)).collect(),
+        seqs.len(),
+    )
+}
+
+/// Waits until every pinger has had ten more echoes answered (2 s) since
+/// `t`, so that each step runs under traffic for a while.
+fn echoes_after(lab: &Lab, pingers: &[Pinger], t: f64, what: &str) {
+    lab.wait(what, Duration::from_secs(15), || {
+        pingers.iter().all(|p| p.answered_after(t) >= 10)
+    });
+}
+
+#[test]
+fn e2e_reload_keeps_sas_and_traffic() {
+    let mut lab = Lab::new("rl");
+    let hub = lab.node("hub", 1);
+    let s1 = lab.node("s1", 2);
+    let s2 = lab.node("s2", 3);
+    let _h1 = lab.lan_host(&hub, 1);
+    let h2 = lab.lan_host(&s1, 2);
+    let h3 = lab.lan_host(&s2, 3);
+    for (n, ns) in [(1, &hub), (2, &s1), (3, &s2)] {
+        lab.start(ns, &config(n));
+    }
+    hub_lan_routes(&lab, &hub);
+    lab.wait("both spokes registered", Duration::from_secs(30), || {
+        lab.registered(&hub, &[S1, S2])
+    });
+    lab.wait("LAN pings through the hub", Duration::from_secs(15), || {
+        lab.ping(&h2, HUB_LAN, 1) == 1 && lab.ping(&h3, HUB_LAN, 1) == 1
+    });
+    // Phase 3: the hub redirects, spoke 1 resolves spoke 2's LAN and
+    // brings up a direct SA.
+    lab.wait(
+        "the spoke-to-spoke shortcut",
+        Duration::from_secs(30),
+        || {
+            lab.ping(&h2, S2_LAN, 1);
+            lab.ipsec_with(&s1, S2)
+                .is_some_and(|sa| !sa.inbound.is_empty() && sa.counters.decaps > 0)
+        },
+    );
+
+    let pingers = [
+        lab.pinger(&h2, S2_LAN),
+        lab.pinger(&h2, HUB_LAN),
+        lab.pinger(&h3, HUB_LAN),
+    ];
+    lab.wait("every pinger answered", Duration::from_secs(10), || {
+        pingers.iter().all(|p| p.answered_after(p.started) >= 5)
+    });
+    let before = crypto(&lab, &hub);
+    assert_eq!(before.ipsec.len(), 2, "SAs with both spokes: {before:?}");
+    let t0 = unix_now();
+    let cfg = lab.config_path(&hub).display().to_string();
+
+    // 1. A static mapping added and the holdtime changed.
+    lab.write_config(&hub, &hub_with_map("192.168.1.99", "172.16.0.99"));
+    let out = ctl_reload(&lab, &hub);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains(&format!("Reloaded {cfg}: 2 changes\n"))
+            && stdout.contains("tunnel[0].nhrp.holdtime  from the next registration\n")
+            && stdout.contains("tunnel[0].nhrp.map       applied now\n"),
+        "{stdout}"
+    );
+    assert!(has_map(&lab, &hub, "192.168.1.99", "172.16.0.99"));
+    println!("FIGURE reload 1 (map added, holdtime): {stdout}");
+
+    echoes_after(&lab, &pingers, unix_now(), "traffic after the first reload");
+
+    // 2. A broken file: refused with FILE:LINE:COL, the old configuration stays.
+    let broken = edit(
+        &hub_with_map("192.168.1.99", "172.16.0.99"),
+        "holdtime = 300",
+        "holdtime = \"soon\"",
+    );
+    lab.write_config(&hub, &broken);
+    let out = ctl_reload(&lab, &hub);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "dmvpnctl: dmvpnd: {cfg} not reloaded, the running configuration stays:\n"
+        )) && stderr
+            .lines()
+            .any(|l| located(l, &cfg) && l.contains("tunnel[0].nhrp.holdtime")),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+    assert!(lab.alive(&hub), "dmvpnd survives a broken file");
+    assert!(
+        lab.log(&hub)
+            .lines()
+            .any(|l| l.contains(&format!("{cfg}:")) && l.contains("holdtime")),
+        "the error is logged: {}",
+        lab.log(&hub)
+    );
+    assert!(
+        has_map(&lab, &hub, "192.168.1.99", "172.16.0.99"),
+        "old configuration kept"
+    );
+
+    echoes_after(&lab, &pingers, unix_now(), "traffic after the broken file");
+
+    // 3. A change that needs a restart: refused, naming the key.
+    let moved = edit(
+        &hub_with_map("192.168.1.99", "172.16.0.99"),
+        "192.168.1.1/24",
+        "192.168.1.254/24",
+    );
+    lab.write_config(&hub, &moved);
+    let out = ctl_reload(&lab, &hub);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("restart dmvpnd to change tunnel[0].address"),
+        "{stderr}"
+    );
+    assert!(lab.alive(&hub));
+
+    echoes_after(
+        &lab,
+        &pingers,
+        unix_now(),
+        "traffic after the refused change",
+    );
+
+    // 4. SIGHUP: the mapping replaced by another.
+    lab.write_config(&hub, &hub_with_map("192.168.1.98", "172.16.0.98"));
+    let pid = lab.daemon(&hub).id();
+    // SAFETY: kill(2) on our own child.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGHUP) }, 0);
+    lab.wait(
+        "the new mapping after SIGHUP",
+        Duration::from_secs(5),
+        || has_map(&lab, &hub, "192.168.1.98", "172.16.0.98"),
+    );
+    assert!(
+        !has_map(&lab, &hub, "192.168.1.99", "172.16.0.99"),
+        "the removed mapping is purged: {:?}",
+        static_maps(&lab, &hub)
+    );
+    assert!(lab.alive(&hub), "SIGHUP does not end dmvpnd");
+    assert!(
+        lab.log(&hub).contains(&format!("{cfg} reloaded: 1 change")),
+        "{}",
+        lab.log(&hub)
+    );
+
+    // 5. `[log] filter` follows a reload: at `warn`, the next reload
+    //    (the mapping removed) is applied but no longer logged.
+    let quiet = hub_with_map("192.168.1.98", "172.16.0.98");
+    lab.write_config(&hub, &quiet);
+    let path = lab.config_path(&hub);
+    let warn = edit(
+        &std::fs::read_to_string(&path).expect("read config"),
+        "filter = \"info\"",
+        "filter = \"warn\"",
+    );
+    std::fs::write(&path, &warn).expect("write config");
+    let out = ctl_reload(&lab, &hub);
+    let stdout = text(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("log.filter  applied now\n"),
+        "{stdout}{}",
+        text(&out.stderr)
+    );
+    let logged = |lab: &Lab| lab.log(&hub).matches(" INFO ").count();
+    let before_quiet = logged(&lab);
+    let unmapped = edit(
+        &warn,
+        "[[tunnel.nhrp.map]]\naddress = \"192.168.1.98\"\nnbma = \"172.16.0.98\"\n",
+        "",
+    );
+    std::fs::write(&path, unmapped).expect("write config");
+    let out = ctl_reload(&lab, &hub);
+    assert!(
+        out.status.success() && text(&out.stdout).contains("tunnel[0].nhrp.map  applied now\n"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(!has_map(&lab, &hub, "192.168.1.98", "172.16.0.98"));
+    assert_eq!(
+        logged(&lab),
+        before_quiet,
+        "no INFO line since: {}",
+        lab.log(&hub)
+    );
+
+    // Traffic went on meanwhile; let it run a little longer.
+    let t1 = unix_now();
+    echoes_after(&lab, &pingers, t1, "traffic after SIGHUP");
+    let t_end = unix_now();
+    let after = crypto(&lab, &hub);
+    assert_eq!(after, before, "no SA renegotiated on the hub");
+    assert!(lab.registered(&hub, &[S1, S2]), "registrations kept");
+    for p in pingers {
+        let what = p.what.clone();
+        let echoes = p.stop();
+        let (missing, answered) = lost(&echoes, t0 - 1.0, t_end);
+        println!(
+            "FIGURE {what}: {answered} echoes answered in the {:.1} s from 1 s before the first reload to 2 s after the last, {} lost",
+            t_end - (t0 - 1.0),
+            missing.len()
+        );
+        assert!(missing.is_empty(), "{what}: echoes lost: {missing:?}");
+        let span = t_end - (t0 - 1.0);
+        assert!(
+            answered as f64 >= span / 0.2 * 0.8,
+            "{what}: only {answered} echoes in {span:.1} s"
+        );
+    }
+}
