@@ -91,6 +91,8 @@ const IN_PLACE: &[(&str, Effect)] = &[
     ("tunnel.nhrp.shortcut", Effect::Now),
     ("tunnel.nhrp.registration_prefixes", Effect::Now),
     ("tunnel.nhrp.allowed_nbma", Effect::Now),
+    ("tunnel.nhrp.max_send", Effect::Now),
+    ("tunnel.nhrp.max_send_interval", Effect::Now),
     ("tunnel.nhrp.max_cache_entries", Effect::Now),
     ("tunnel.nhrp.max_registrations_per_nbma", Effect::Now),
 ];
@@ -326,6 +328,7 @@ nbma = "203.0.113.10"
         let text = edit(&text, "idle_time = 600", "idle_time = 120");
         let text = edit(&text, "filter = \"info\"", "filter = \"debug\"");
         let text = edit(&text, "name = \"hub\"", "name = \"hub-east\"");
+        let text = edit(&text, "redirect = true", "redirect = true\nmax_send = 1000");
         let got = keys(plan(&cfg(HUB), &cfg(&text)));
         assert_eq!(
             got,
@@ -335,6 +338,7 @@ nbma = "203.0.113.10"
                 ("node.name".into(), Effect::Now),
                 ("tunnel[0].nhrp.holdtime".into(), Effect::NextRegistration),
                 ("tunnel[0].nhrp.map".into(), Effect::Now),
+                ("tunnel[0].nhrp.max_send".into(), Effect::Now),
             ]
         );
         for c in plan(&cfg(HUB), &cfg(&text)).unwrap() {
