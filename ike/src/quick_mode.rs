@@ -491,6 +491,32 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                 (o.rekey_of.is_none() && q.request == *req).then(|| (sid, *m, o.ni.as_slice() > ni))
             })
         });
+        // Ours may already be done: the peer's QM1 crossed our QM2 on the
+        // wire. It lost if its nonce is the lower: the peer dropped it on
+        // seeing ours, and would never confirm an answer.
+        let done = self.sa_peers.get(peer).find_map(|sid| {
+            self.sas
+                .get(&sid)?
+                .qms
+                .iter()
+                .find_map(|(m, q)| match &q.stage {
+                    QmStage::Complete { ni: Some(o), .. }
+                        if q.request == *req && o.as_slice() > ni =>
+                    {
+                        Some(*m)
+                    }
+                    _ => None,
+                })
+        });
+        if let (None, Some(m)) = (&ours, done) {
+            ike!(
+                "ISAKMP ({}): QM {} collided with our QM {} for the same proxies, which is done; ignoring it",
+                id,
+                mid,
+                m
+            );
+            return false;
+        }
         match ours {
             None => true,
             Some((_, m, true)) => {
@@ -914,6 +940,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         )?;
         let h3 = keys::hash3(k, mid, &o.ni, &nr);
         let rekey_of = o.rekey_of;
+        let won_ni = rekey_of.is_none().then(|| o.ni.clone());
         let header = self.header(id, exchange::QUICK, mid);
         let (msg, _) = Self::encrypt(k, header, &[Payload::Hash(h3)], &opened.next_iv);
         let t = self.queue(id, msg);
@@ -921,6 +948,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             q.stage = QmStage::Complete {
                 initiator: true,
                 done_at: now,
+                ni: won_ni,
             };
             q.retx = None;
             q.last_rx = data.to_vec();
@@ -962,6 +990,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         let done = QmStage::Complete {
             initiator: false,
             done_at: now,
+            ni: None,
         };
         let QmStage::RQm2(a) = std::mem::replace(&mut q.stage, done) else {
             return Err(HandleError::Unexpected("QM3 without our QM2"));
