@@ -462,3 +462,28 @@ proptest! {
         prop_assert!(sim.mm1_cookies(winner).len() == 1);
     }
 }
+
+/// After the collapse both ends start a Quick Mode for the same selectors
+/// on the one phase 1. Here B's QM1 crosses the QM2 that finishes A's on
+/// the wire, and B dropped its own on seeing A's (A's nonce is the
+/// higher): A ignores B's QM1 instead of answering it and waiting for a
+/// QM3 that never comes (a spurious phase 2 failure).
+#[test]
+fn quick_mode_crossing_a_finished_one_is_ignored() {
+    let mut delays = vec![
+        (85, 83),
+        (0, 0),
+        (0, 0),
+        (0, 0),
+        (0, 0),
+        (0, 224),
+        (194, 0),
+        (194, 11),
+        (285, 184),
+        (178, 334),
+    ];
+    delays.resize(64, (100, 100));
+    let lost = vec![(1, 2), (0, 4), (1, 7), (1, 10)];
+    let sim = crossing_case(4510142171372249686, 84, delays, lost);
+    assert_one_phase1(&sim, "crossing Quick Modes");
+}
