@@ -481,7 +481,14 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
     /// the peer's goes on (ours, if any, is dropped quietly: it never got
     /// an answer, nothing was installed); false when ours does and the
     /// peer's QM1 is to be ignored (the peer drops it on seeing ours).
-    fn qm_collision_lost(&mut self, id: SaId, mid: u32, req: &Phase2Request, ni: &[u8]) -> bool {
+    fn qm_collision_lost(
+        &mut self,
+        now: Instant,
+        id: SaId,
+        mid: u32,
+        req: &Phase2Request,
+        ni: &[u8],
+    ) -> bool {
         let Some(peer) = self.sas.get(&id).map(|s| s.remote.ip()) else {
             return false;
         };
@@ -491,17 +498,24 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                 (o.rekey_of.is_none() && q.request == *req).then(|| (sid, *m, o.ni.as_slice() > ni))
             })
         });
-        // Ours may already be done: the peer's QM1 crossed our QM2 on the
+        // Ours may be done just now: the peer's QM1 crossed our QM2 on the
         // wire. It lost if its nonce is the lower: the peer dropped it on
-        // seeing ours, and would never confirm an answer.
+        // seeing ours, and would never confirm an answer. (Later, a QM1
+        // for these selectors is a new request.)
+        let recent = now.checked_sub(self.cfg.retransmit_initial);
         let done = self.sa_peers.get(peer).find_map(|sid| {
             self.sas
                 .get(&sid)?
                 .qms
                 .iter()
                 .find_map(|(m, q)| match &q.stage {
-                    QmStage::Complete { ni: Some(o), .. }
-                        if q.request == *req && o.as_slice() > ni =>
+                    QmStage::Complete {
+                        ni: Some(o),
+                        done_at,
+                        ..
+                    } if q.request == *req
+                        && o.as_slice() > ni
+                        && recent.is_none_or(|r| *done_at > r) =>
                     {
                         Some(*m)
                     }
@@ -561,7 +575,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         );
         let qm1 = Qm1::parse(&opened.payloads)?;
         let request = qm1.request();
-        if !self.qm_collision_lost(id, mid, &request, &qm1.ni) {
+        if !self.qm_collision_lost(now, id, mid, &request, &qm1.ni) {
             return Ok(());
         }
         ike!(
