@@ -441,8 +441,16 @@ fn crossing_case(
     sim
 }
 
+/// 48 cases unless `PROPTEST_CASES` asks for more.
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(48)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(48))]
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
 
     /// Two initiations within 300 ms of each other, every datagram delayed
     /// 0-400 ms (so reordered), up to three of the first twelve of either
