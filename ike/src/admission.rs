@@ -22,7 +22,8 @@
 //!   the node neither logs nor drops queued packets for a spoofed source),
 //!   and a request of ours waits on an unverified SA at most
 //!   `VERIFY_GRACE` (2 s, so that two ends asking at once share one phase
-//!   1), then starts its own.
+//!   1), then starts its own. Main Modes that crossed on the wire are
+//!   settled only once the peer's is verified (`collision.rs`).
 //!
 //! Separate state per cookie pair means a spoofed first message never
 //! replaces or tears down another exchange with that address. The limit

@@ -294,6 +294,15 @@ pub(crate) struct Phase1 {
     pub retiring: bool,
     /// The peer matches a pre-shared key more specific than the wildcard.
     pub known_peer: bool,
+    /// Responder: our own Main Mode with the peer that was under way when
+    /// this one began (`collision.rs`).
+    pub crossing: Option<SaId>,
+    /// Responder: lost a crossing to our own, already established SA; it
+    /// expires without a failure event.
+    pub crossing_lost: bool,
+    /// Responder: carries the requests of our own Main Mode, abandoned for
+    /// this one; they start a phase 1 of their own if it fails.
+    pub took_over: bool,
 }
 
 /// "Old State = ... New State = ..." as IOS prints it. IOS passes through
@@ -935,7 +944,9 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             .filter(|s| usable(s, now))
             .max_by_key(|s| {
                 let up = s.is_established();
-                (up && !s.retiring, up, s.id)
+                // Our own negotiation before a peer's bare first message.
+                let proven = s.initiator || !crate::admission::unverified(s.state());
+                (up && !s.retiring, up, proven, s.id)
             })
             .map(|s| (s.id, s.is_established()));
         // A request already being negotiated is not started twice (the data
@@ -976,7 +987,9 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                     self.am_initiate(now, local, remote, psk)
                         .ok_or(CommandError::NoPolicy)?
                 } else {
-                    self.mm_initiate(now, local, remote, psk)
+                    let id = self.mm_initiate(now, local, remote, psk);
+                    self.note_crossing_initiator(id);
+                    id
                 };
                 if let Some(s) = self.sas.get_mut(&id) {
                     s.pending.push((req, rekey_of));
@@ -1033,6 +1046,9 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             superseded: false,
             retiring: false,
             known_peer: self.cfg.is_known_peer(remote.ip()),
+            crossing: None,
+            crossing_lost: false,
+            took_over: false,
         };
         self.by_cookie.insert((icookie, remote.ip()), id);
         self.sa_peers.insert(remote.ip(), id);
@@ -1069,6 +1085,8 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                 // Only a first message ever came from this source: not a
                 // negotiation anyone is known to want (admission.rs).
                 self.stats.half_open_expired += 1;
+            } else if !established && s.crossing_lost {
+                ike!("ISAKMP ({}): the peer abandoned this crossing exchange", id);
             } else if established {
                 self.events.push_back(Event::Phase1Down {
                     id,

@@ -48,6 +48,7 @@
 
 mod admission;
 mod aggressive_mode;
+mod collision;
 pub mod crypto;
 pub mod endpoint;
 #[cfg(test)]

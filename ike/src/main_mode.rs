@@ -277,6 +277,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             psk,
         });
         let id = self.new_phase1(now, false, false, h.icookie, rc, local, remote, hs);
+        self.note_crossing_responder(id);
         let payloads: Vec<Payload> = p.iter().map(|(x, _)| x.clone()).collect();
         self.note_vendor_ids(id, &payloads);
         let mut reply = vec![Payload::Sa(SaPayload {
@@ -539,6 +540,10 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             _ => return Err(HandleError::Unexpected("MM3 outside IKE_R_MM2")),
         };
         check_ke_nonce(policy.group, &gxi, &ni)?;
+        // The source answered our MM2: if its Main Mode crosses ours, one goes on.
+        if self.settle_crossing(id) {
+            return Ok(());
+        }
         if let Some(s) = self.sas.get_mut(&id) {
             s.retx = None;
         }

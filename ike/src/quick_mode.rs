@@ -481,7 +481,14 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
     /// the peer's goes on (ours, if any, is dropped quietly: it never got
     /// an answer, nothing was installed); false when ours does and the
     /// peer's QM1 is to be ignored (the peer drops it on seeing ours).
-    fn qm_collision_lost(&mut self, id: SaId, mid: u32, req: &Phase2Request, ni: &[u8]) -> bool {
+    fn qm_collision_lost(
+        &mut self,
+        now: Instant,
+        id: SaId,
+        mid: u32,
+        req: &Phase2Request,
+        ni: &[u8],
+    ) -> bool {
         let Some(peer) = self.sas.get(&id).map(|s| s.remote.ip()) else {
             return false;
         };
@@ -491,6 +498,39 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                 (o.rekey_of.is_none() && q.request == *req).then(|| (sid, *m, o.ni.as_slice() > ni))
             })
         });
+        // Ours may be done just now: the peer's QM1 crossed our QM2 on the
+        // wire. It lost if its nonce is the lower: the peer dropped it on
+        // seeing ours, and would never confirm an answer. (Later, a QM1
+        // for these selectors is a new request.)
+        let recent = now.checked_sub(self.cfg.retransmit_initial);
+        let done = self.sa_peers.get(peer).find_map(|sid| {
+            self.sas
+                .get(&sid)?
+                .qms
+                .iter()
+                .find_map(|(m, q)| match &q.stage {
+                    QmStage::Complete {
+                        ni: Some(o),
+                        done_at,
+                        ..
+                    } if q.request == *req
+                        && o.as_slice() > ni
+                        && recent.is_none_or(|r| *done_at > r) =>
+                    {
+                        Some(*m)
+                    }
+                    _ => None,
+                })
+        });
+        if let (None, Some(m)) = (&ours, done) {
+            ike!(
+                "ISAKMP ({}): QM {} collided with our QM {} for the same proxies, which is done; ignoring it",
+                id,
+                mid,
+                m
+            );
+            return false;
+        }
         match ours {
             None => true,
             Some((_, m, true)) => {
@@ -535,7 +575,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         );
         let qm1 = Qm1::parse(&opened.payloads)?;
         let request = qm1.request();
-        if !self.qm_collision_lost(id, mid, &request, &qm1.ni) {
+        if !self.qm_collision_lost(now, id, mid, &request, &qm1.ni) {
             return Ok(());
         }
         ike!(
@@ -914,6 +954,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         )?;
         let h3 = keys::hash3(k, mid, &o.ni, &nr);
         let rekey_of = o.rekey_of;
+        let won_ni = rekey_of.is_none().then(|| o.ni.clone());
         let header = self.header(id, exchange::QUICK, mid);
         let (msg, _) = Self::encrypt(k, header, &[Payload::Hash(h3)], &opened.next_iv);
         let t = self.queue(id, msg);
@@ -921,6 +962,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             q.stage = QmStage::Complete {
                 initiator: true,
                 done_at: now,
+                ni: won_ni,
             };
             q.retx = None;
             q.last_rx = data.to_vec();
@@ -962,6 +1004,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         let done = QmStage::Complete {
             initiator: false,
             done_at: now,
+            ni: None,
         };
         let QmStage::RQm2(a) = std::mem::replace(&mut q.stage, done) else {
             return Err(HandleError::Unexpected("QM3 without our QM2"));

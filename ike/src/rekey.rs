@@ -275,8 +275,11 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         // timed out): that proved nothing about the peer, so they go on
         // with a phase 1 of their own.
         let unproven = !s.initiator && crate::admission::unverified(s.state());
+        // Requests whose own Main Mode was abandoned for this crossing
+        // one: its failure says nothing about theirs.
+        let own_again = s.took_over && !established && rehome;
         for (req, rekey_of) in reqs {
-            if unproven || (rehome && self.has_usable_sa(now, peer)) {
+            if unproven || own_again || (rehome && self.has_usable_sa(now, peer)) {
                 ike!(
                     "ISAKMP ({}): phase 2 request moves to another ISAKMP SA with {}",
                     s.id,

@@ -248,7 +248,13 @@ pub(crate) enum QmStage {
     /// keyed, waits for the initiator's HASH(3).
     RQm2(QmAnswer),
     /// IKE_QM_PHASE2_COMPLETE; kept a while to answer retransmissions.
-    Complete { initiator: bool, done_at: Instant },
+    /// `ni`: our nonce, when we started it for new selectors (not a
+    /// rekey), to settle a collision the peer saw before we did.
+    Complete {
+        initiator: bool,
+        done_at: Instant,
+        ni: Option<Vec<u8>>,
+    },
 }
 
 /// Initiator: what QM2 is checked against.

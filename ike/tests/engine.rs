@@ -1115,10 +1115,10 @@ fn phase1_expiry_keeps_children_and_rekey_renegotiates() {
 }
 
 /// Both ends ask for the same selectors at the same instant (two spokes
-/// resolving each other): two phase 1 SAs come up, but the Quick Mode
-/// that one side has pending is not started once the peer's Quick Mode
-/// for the same selectors is under way, so exactly one IPsec SA pair
-/// results, whichever side asks first, and it carries traffic and rekeys.
+/// resolving each other): the crossing Main Modes collapse to one phase 1
+/// (the exchange with the lower initiator cookie), exactly one IPsec SA
+/// pair results, whichever side asks first, and it carries traffic and
+/// rekeys.
 #[test]
 fn simultaneous_initiation() {
     for b_first in [false, true] {
@@ -1143,7 +1143,16 @@ fn simultaneous_initiation() {
             |e: &Event| matches!(e, Event::Phase1Failed { .. } | Event::Phase2Failed { .. });
         assert_eq!(count(&net.a, failed), 0);
         assert_eq!(count(&net.b, failed), 0);
-        assert_eq!(net.a.ep.isakmp_sas().len(), 2, "one phase 1 each way");
+        for n in [&net.a, &net.b] {
+            let sas = n.ep.isakmp_sas();
+            assert_eq!(sas.len(), 1, "b_first {b_first}: {sas:?}");
+            assert_eq!(sas[0].state, "QM_IDLE");
+            assert_eq!(count(n, |e| matches!(e, Event::Phase1Up { .. })), 1);
+        }
+        assert_ne!(
+            net.a.ep.isakmp_sas()[0].initiator,
+            net.b.ep.isakmp_sas()[0].initiator
+        );
         let (ia, ib) = (installed(&net.a), installed(&net.b));
         assert_eq!(ia.len(), 1, "b_first {b_first}: {ia:?}");
         assert_eq!(ib.len(), 1, "b_first {b_first}: {ib:?}");
@@ -1203,8 +1212,12 @@ fn dpd_dead_peer_with_two_phase1_sas() {
         retry: Duration::from_secs(2),
         max_retries: 3,
     });
-    let mut net = Net::new(cfg.clone(), cfg);
-    // Both sides initiate: two phase 1 SAs between the same peers.
+    // Both sides initiate, A Main Mode and B Aggressive Mode (crossing
+    // Main Modes would collapse to one): two phase 1 SAs between the same
+    // peers.
+    let mut a = cfg.clone();
+    a.answer_aggressive = true;
+    let mut net = Net::new(a, aggressive(cfg));
     net.initiate();
     let req = Phase2Request {
         local_proxy: None,
