@@ -103,8 +103,10 @@ async fn run_async(cfg: &dmvpn_config::Config, log: &mut Logging) -> Result<(), 
         name: ncfg.interface.clone(),
         source,
     })?;
-    // Shortcut routes of an earlier run, through a device that outlived
-    // it (a persistent TUN): that run's NHRP state is gone.
+    // NHRP routes of an earlier run, through a device that outlived it
+    // (a persistent TUN): that run's NHRP state is gone. Setting the
+    // device up has dropped the routes through it already; this removes
+    // any left.
     flush_learned_routes(tun.name(), "of an earlier run");
     for (p, l) in &ncfg.routes {
         tun.add_route(IpAddr::V4(*p), *l)

@@ -84,7 +84,7 @@ fn run(rs: &mut [Router], from: Instant, to: Instant) -> Instant {
             r.handle_timeout(t);
         }
         exchange(rs, t);
-        t = t + Duration::from_secs(5);
+        t += Duration::from_secs(5);
     }
     t
 }
