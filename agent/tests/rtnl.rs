@@ -373,3 +373,55 @@ fn the_kernel_worker_answers_with_events() {
         assert_eq!(ip(&["-4", "route", "show", "proto", "78"]).trim(), "");
     });
 }
+
+/// The routes through one interface, filtered by the kernel: 10,000
+/// routes through another interface are not read. Prints the time of
+/// both reads (figures, not assertions).
+#[test]
+fn routes_through_one_interface_among_ten_thousand() {
+    in_netns(|| {
+        link("Tunnel0");
+        link("lan0");
+        for (dev, addr) in [("Tunnel0", "192.168.1.2/24"), ("lan0", "10.255.0.1/24")] {
+            ip(&["addr", "add", addr, "dev", dev]);
+            ip(&["link", "set", dev, "up"]);
+        }
+        let tun = rtnl::ifindex("Tunnel0").unwrap();
+        let lan = rtnl::ifindex("lan0").unwrap();
+        for i in 0..10_000u32 {
+            let p = Ipv4Addr::from(u32::from(a("10.0.0.0")) + (i << 8));
+            rtnl::replace_route(p, 24, Some(a("10.255.0.2")), lan).unwrap();
+        }
+        rtnl::replace_route(a("172.20.0.0"), 16, Some(a("192.168.1.3")), tun).unwrap();
+        rtnl::add_route(a("172.21.0.0"), 16, tun, rtnl::ROUTE_PROTOCOL).unwrap();
+        let mut got: Vec<(Ipv4Addr, u8, u8)> = rtnl::routes_through(tun)
+            .unwrap()
+            .iter()
+            .map(|r| (r.prefix, r.len, r.protocol))
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                (a("172.20.0.0"), 16, 3),
+                (a("172.21.0.0"), 16, rtnl::ROUTE_PROTOCOL),
+                (a("192.168.1.0"), 24, 2)
+            ]
+        );
+        let (mut one, mut all) = (Vec::new(), Vec::new());
+        for _ in 0..5 {
+            let t = Instant::now();
+            rtnl::routes_through(tun).unwrap();
+            one.push(t.elapsed());
+            let t = Instant::now();
+            assert!(rtnl::main_table().unwrap().len() > 10_000);
+            all.push(t.elapsed());
+        }
+        one.sort();
+        all.sort();
+        println!(
+            "10,002 routes: routes through the tunnel median {:?}, whole table median {:?}",
+            one[2], all[2]
+        );
+    });
+}

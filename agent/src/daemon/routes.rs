@@ -48,7 +48,11 @@ pub fn tunnel_routes(tunnel: &str) -> Vec<(Ipv4Addr, u8, Ipv4Addr)> {
     let Ok(tun) = rtnl::ifindex(tunnel) else {
         return Vec::new();
     };
-    via_tunnel(&main_table(), tun)
+    let table = rtnl::routes_through(tun).unwrap_or_else(|e| {
+        tracing::warn!("cannot read the routing table: {e}");
+        Vec::new()
+    });
+    via_tunnel(&table, tun)
 }
 
 fn via_tunnel(table: &[Route], tunnel: u32) -> Vec<(Ipv4Addr, u8, Ipv4Addr)> {

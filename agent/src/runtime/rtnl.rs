@@ -129,9 +129,31 @@ fn v4(a: &RouteAddress) -> Option<Ipv4Addr> {
 
 /// The unicast routes of the main IPv4 table.
 pub fn main_table() -> io::Result<Vec<Route>> {
+    dump_main(None)
+}
+
+/// The unicast routes of the main IPv4 table through interface `oif`.
+/// The kernel filters (strict dump checking): a large table of routes
+/// through other interfaces costs a walk in the kernel, not thousands of
+/// messages to read. A kernel without the filter sends everything, and
+/// the same filter applies here.
+pub fn routes_through(oif: u32) -> io::Result<Vec<Route>> {
+    Ok(dump_main(Some(oif))?
+        .into_iter()
+        .filter(|r| r.oif == Some(oif))
+        .collect())
+}
+
+fn dump_main(oif: Option<u32>) -> io::Result<Vec<Route>> {
     let s = socket()?;
     let mut req = RouteMessage::default();
     req.header.address_family = AddressFamily::Inet;
+    if let Some(i) = oif
+        && s.set_netlink_get_strict_chk(true).is_ok()
+    {
+        req.header.table = RouteHeader::RT_TABLE_MAIN;
+        req.attributes.push(RouteAttribute::Oif(i));
+    }
     send(
         &s,
         NLM_F_REQUEST | NLM_F_DUMP,
@@ -251,9 +273,9 @@ pub fn delete_route(prefix: Ipv4Addr, len: u8, oif: u32, protocol: u8) -> io::Re
 /// Removes every route of protocol `protocol` into `oif` from the main
 /// table; returns how many there were.
 pub fn flush_routes(oif: u32, protocol: u8) -> io::Result<usize> {
-    let mine: Vec<Route> = main_table()?
+    let mine: Vec<Route> = routes_through(oif)?
         .into_iter()
-        .filter(|r| r.protocol == protocol && r.oif == Some(oif) && r.gateway.is_none())
+        .filter(|r| r.protocol == protocol && r.gateway.is_none())
         .collect();
     for r in &mine {
         delete_route(r.prefix, r.len, oif, protocol)?;
