@@ -259,7 +259,7 @@ pub async fn run_loop(
                         router.handle_local_nbma(now(), a);
                     }
                 }
-                Done::Route(r, Err(e)) => warn!(target: "dmvpn::nhrp", "kernel route {r:?} through {}: {e}", links.tun.name()),
+                Done::Route(r, Err(e)) => warn!(target: "dmvpn::nhrp", "cannot {r} through {} (proto {}): {e}", links.tun.name(), crate::runtime::rtnl::ROUTE_PROTOCOL),
                 Done::Route(_, Ok(())) => {}
             },
             Some(req) = async {

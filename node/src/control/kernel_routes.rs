@@ -22,6 +22,16 @@ pub enum KernelRoute {
     Remove { prefix: Ipv4Addr, len: u8 },
 }
 
+impl std::fmt::Display for KernelRoute {
+    /// `install 10.3.0.0/24`, `remove 192.168.1.3/32`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KernelRoute::Install { prefix, len } => write!(f, "install {prefix}/{len}"),
+            KernelRoute::Remove { prefix, len } => write!(f, "remove {prefix}/{len}"),
+        }
+    }
+}
+
 /// What the driver has been told, and which prefixes came from
 /// registrations.
 #[derive(Debug, Default)]

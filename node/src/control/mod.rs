@@ -336,7 +336,7 @@ impl Node {
             learned && !kernel_routes::covers(prefix, len, &nbmas)
         });
         if let Some(c) = self.kernel.set(key, wanted) {
-            debug!(target: "dmvpn::nhrp", "NHRP: kernel route {c:?}");
+            debug!(target: "dmvpn::nhrp", "NHRP: kernel route: {c} via {}", self.cfg.interface);
             self.out.push_back(Output::Kernel(c));
         }
     }
