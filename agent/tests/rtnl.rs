@@ -236,3 +236,192 @@ fn address_change_wakes_the_source_watcher() {
         assert_eq!(follow.check(a("172.16.0.22")), None, "no address: kept");
     });
 }
+
+/// dmvpnd's NHRP routes (route protocol 78): added in front of a route of
+/// the same prefix without replacing it, removed alone, never read back
+/// as a route through the tunnel, flushed together.
+#[test]
+fn learned_routes_sit_beside_other_routes_and_leave_alone() {
+    use rtnl::ROUTE_PROTOCOL as P;
+    in_netns(|| {
+        link("Tunnel0");
+        ip(&["addr", "add", "192.168.1.2/24", "dev", "Tunnel0"]);
+        ip(&["link", "set", "Tunnel0", "up"]);
+        let oif = rtnl::ifindex("Tunnel0").unwrap();
+        // The operator's (or a configured) route of the same prefix.
+        rtnl::replace_route(a("10.3.0.0"), 24, None, oif).unwrap();
+        ip(&[
+            "route",
+            "add",
+            "10.4.0.0/24",
+            "via",
+            "192.168.1.4",
+            "dev",
+            "Tunnel0",
+        ]);
+        for _ in 0..2 {
+            rtnl::add_route(a("10.3.0.0"), 24, oif, P).unwrap();
+        }
+        rtnl::add_route(a("192.168.1.3"), 32, oif, P).unwrap();
+        let mine = ip(&["-4", "route", "show", "proto", "78"]);
+        let lines: Vec<&str> = mine.lines().map(str::trim).collect();
+        assert_eq!(
+            lines,
+            [
+                "10.3.0.0/24 dev Tunnel0 scope link",
+                "192.168.1.3 dev Tunnel0 scope link"
+            ],
+            "{mine}"
+        );
+        let both = ip(&["-4", "route", "show", "10.3.0.0/24"]);
+        assert_eq!(both.lines().count(), 2, "{both}");
+        assert!(
+            both.lines().next().unwrap().contains("proto 78"),
+            "in front: {both}"
+        );
+        assert_eq!(
+            routes::tunnel_routes("Tunnel0"),
+            vec![(a("10.4.0.0"), 24, a("192.168.1.4"))],
+            "dmvpnd's own routes are not read back"
+        );
+        for _ in 0..2 {
+            rtnl::delete_route(a("10.3.0.0"), 24, oif, P).unwrap();
+        }
+        let left = ip(&["-4", "route", "show", "10.3.0.0/24"]);
+        assert!(
+            left.contains("10.3.0.0/24 dev Tunnel0") && !left.contains("proto 78"),
+            "{left}"
+        );
+        rtnl::add_route(a("10.5.0.0"), 24, oif, P).unwrap();
+        assert_eq!(rtnl::flush_routes(oif, P).unwrap(), 2);
+        assert_eq!(ip(&["-4", "route", "show", "proto", "78"]).trim(), "");
+        assert_eq!(rtnl::flush_routes(oif, P).unwrap(), 0);
+        let all = ip(&["-4", "route", "show", "dev", "Tunnel0"]);
+        assert!(
+            all.contains("10.3.0.0/24") && all.contains("10.4.0.0/24 via 192.168.1.4"),
+            "{all}"
+        );
+    });
+}
+
+/// The kernel worker installs and removes routes and reads the routes
+/// through the tunnel off the calling thread, results as events.
+#[test]
+fn the_kernel_worker_answers_with_events() {
+    use dmvpn_agent::daemon::kernel::{Done, Kernel};
+    use dmvpn_node::control::KernelRoute;
+    in_netns(|| {
+        link("Tunnel0");
+        ip(&["addr", "add", "192.168.1.2/24", "dev", "Tunnel0"]);
+        ip(&["link", "set", "Tunnel0", "up"]);
+        ip(&[
+            "route",
+            "add",
+            "10.4.0.0/24",
+            "via",
+            "192.168.1.4",
+            "dev",
+            "Tunnel0",
+        ]);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut k = Kernel::start("Tunnel0").expect("worker");
+            let install = KernelRoute::Install {
+                prefix: a("10.3.0.0"),
+                len: 24,
+            };
+            k.route(install);
+            k.read_tunnel_routes();
+            // Asked again while the first read is queued: one more read.
+            k.read_tunnel_routes();
+            k.read_tunnel_routes();
+            let mut got = Vec::new();
+            while got.len() < 3 {
+                let d = tokio::time::timeout(Duration::from_secs(5), k.next())
+                    .await
+                    .expect("an answer within 5 s")
+                    .expect("worker running");
+                got.push(d);
+            }
+            assert!(
+                matches!(&got[0], Done::Route(r, Ok(())) if *r == install),
+                "{got:?}"
+            );
+            for d in &got[1..] {
+                match d {
+                    Done::TunnelRoutes(v) => {
+                        assert_eq!(v, &vec![(a("10.4.0.0"), 24, a("192.168.1.4"))])
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
+            assert!(
+                tokio::time::timeout(Duration::from_millis(300), k.next())
+                    .await
+                    .is_err(),
+                "no third read"
+            );
+            k.route(KernelRoute::Remove {
+                prefix: a("10.3.0.0"),
+                len: 24,
+            });
+            k.finish();
+        });
+        assert_eq!(ip(&["-4", "route", "show", "proto", "78"]).trim(), "");
+    });
+}
+
+/// The routes through one interface, filtered by the kernel: 10,000
+/// routes through another interface are not read. Prints the time of
+/// both reads (figures, not assertions).
+#[test]
+fn routes_through_one_interface_among_ten_thousand() {
+    in_netns(|| {
+        link("Tunnel0");
+        link("lan0");
+        for (dev, addr) in [("Tunnel0", "192.168.1.2/24"), ("lan0", "10.255.0.1/24")] {
+            ip(&["addr", "add", addr, "dev", dev]);
+            ip(&["link", "set", dev, "up"]);
+        }
+        let tun = rtnl::ifindex("Tunnel0").unwrap();
+        let lan = rtnl::ifindex("lan0").unwrap();
+        for i in 0..10_000u32 {
+            let p = Ipv4Addr::from(u32::from(a("10.0.0.0")) + (i << 8));
+            rtnl::replace_route(p, 24, Some(a("10.255.0.2")), lan).unwrap();
+        }
+        rtnl::replace_route(a("172.20.0.0"), 16, Some(a("192.168.1.3")), tun).unwrap();
+        rtnl::add_route(a("172.21.0.0"), 16, tun, rtnl::ROUTE_PROTOCOL).unwrap();
+        let mut got: Vec<(Ipv4Addr, u8, u8)> = rtnl::routes_through(tun)
+            .unwrap()
+            .iter()
+            .map(|r| (r.prefix, r.len, r.protocol))
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                (a("172.20.0.0"), 16, 3),
+                (a("172.21.0.0"), 16, rtnl::ROUTE_PROTOCOL),
+                (a("192.168.1.0"), 24, 2)
+            ]
+        );
+        let (mut one, mut all) = (Vec::new(), Vec::new());
+        for _ in 0..5 {
+            let t = Instant::now();
+            rtnl::routes_through(tun).unwrap();
+            one.push(t.elapsed());
+            let t = Instant::now();
+            assert!(rtnl::main_table().unwrap().len() > 10_000);
+            all.push(t.elapsed());
+        }
+        one.sort();
+        all.sort();
+        println!(
+            "10,002 routes: routes through the tunnel median {:?}, whole table median {:?}",
+            one[2], all[2]
+        );
+    });
+}

@@ -18,7 +18,8 @@
 //!       | r.handle_kernel_routes(now, routes) | r.request(now, req)
 //!       | r.reconfigure(now, &new_config) | r.handle_timeout(now)
 //!     write out r.batches() (TUN, raw GRE, raw ESP, UDP 4500),
-//!       r.poll_transmit() (IKE datagrams), r.poll_keylog()
+//!       r.poll_transmit() (IKE datagrams), r.poll_keylog(),
+//!       r.poll_kernel_route() (routes to install or remove)
 //! }
 //! ```
 //!
@@ -32,7 +33,7 @@ use std::time::Duration;
 use dmvpn_ctl::proto::{Reply, Request, Response};
 use dmvpn_time::Instant;
 
-use crate::control::{Node, NodeConfig, Output, STATS_INTERVAL, Seed};
+use crate::control::{KernelRoute, Node, NodeConfig, Output, STATS_INTERVAL, Seed};
 use crate::datapath::sadb::Sadb;
 use crate::engine::{
     BatchSizes, Batches, Command, Counters, DataplaneStats, Engine, Event, PeerMap,
@@ -119,6 +120,9 @@ pub struct Options {
     /// Send-batch dimensions; `None`: 64 buffers of 2 KiB per batch.
     /// A simulator with thousands of routers uses small ones.
     pub batch_sizes: Option<BatchSizes>,
+    /// Queue the routes NHRP taught the node for the kernel's routing
+    /// table ([`Router::poll_kernel_route`]).
+    pub kernel_routes: bool,
 }
 
 impl Default for Options {
@@ -129,6 +133,7 @@ impl Default for Options {
             keylog: false,
             defer_seal: false,
             batch_sizes: None,
+            kernel_routes: false,
         }
     }
 }
@@ -142,6 +147,9 @@ pub struct Router {
     ike_out: VecDeque<dmvpn_ike::Transmit>,
     keylog: VecDeque<String>,
     changes: Option<VecDeque<Change>>,
+    /// Kernel routes to install or remove (only with
+    /// [`Options::kernel_routes`]).
+    kernel_routes: Option<VecDeque<KernelRoute>>,
     /// Packets of the engine's TUN batch before this index have had the
     /// relay decision.
     tun_checked: usize,
@@ -188,6 +196,7 @@ impl Router {
             ike_out: VecDeque::new(),
             keylog: VecDeque::new(),
             changes: opts.record_changes.then(VecDeque::new),
+            kernel_routes: opts.kernel_routes.then(VecDeque::new),
             tun_checked: 0,
             relayed: Vec::new(),
             deadline: Cell::new(None),
@@ -451,6 +460,15 @@ impl Router {
         self.keylog.pop_front()
     }
 
+    /// The next route to install in or remove from the kernel's routing
+    /// table, through the tunnel (only with [`Options::kernel_routes`]):
+    /// shortcuts in use and, on a hub, registered clients. Routes the
+    /// driver reads from the kernel ([`Router::handle_kernel_routes`])
+    /// must not include the ones it installed.
+    pub fn poll_kernel_route(&mut self) -> Option<KernelRoute> {
+        self.kernel_routes.as_mut().and_then(|q| q.pop_front())
+    }
+
     /// The next recorded change (only with [`Router::record_changes`]).
     pub fn poll_change(&mut self) -> Option<Change> {
         self.changes.as_mut().and_then(|c| c.pop_front())
@@ -483,6 +501,11 @@ impl Router {
                     Output::Ike(t) => self.ike_out.push_back(t),
                     Output::Dataplane(c) => self.apply(c),
                     Output::KeyLog(line) => self.keylog.push_back(line),
+                    Output::Kernel(k) => {
+                        if let Some(q) = self.kernel_routes.as_mut() {
+                            q.push_back(k);
+                        }
+                    }
                 }
             }
             while let Some(ev) = self.engine.poll_event() {

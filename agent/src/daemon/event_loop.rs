@@ -1,8 +1,11 @@
 //! dmvpnd's event loop, the only one that drives a [`Router`] over real
 //! devices: it waits for the TUN device, the underlay sockets, the
-//! control socket, route changes and the router's next deadline, hands
-//! what arrived to the router, and writes out what the router queued.
-//! It makes no protocol or forwarding decision.
+//! control socket, route changes, the kernel worker's results and the
+//! router's next deadline, hands what arrived to the router, and writes
+//! out what the router queued. It makes no protocol or forwarding
+//! decision, and no netlink call: reads of the routing table and of the
+//! tunnel source, and the routes the router asks for, go to the kernel
+//! worker ([`super::kernel`]).
 
 use std::cell::Cell;
 use std::fs::File;
@@ -22,8 +25,8 @@ use dmvpn_wire::ipv4::{PROTO_ESP, PROTO_GRE};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+use super::kernel::{Done, Kernel};
 use super::logging::Logging;
-use super::routes;
 use crate::runtime::direct;
 use crate::runtime::rtnl::Watch;
 use crate::runtime::sockets::{DatagramSocket, RecvBatch, SendBatch};
@@ -107,6 +110,10 @@ pub struct Extras<'a> {
     pub systemd: Option<super::notify::Notifier>,
     /// The configuration file, read again on SIGHUP and `reload` requests.
     pub reload: Option<super::reload::Reload>,
+    /// Install the routes the router reports ([`Router::poll_kernel_route`];
+    /// build it with `Options::kernel_routes`) in the kernel's table,
+    /// through the TUN device.
+    pub kernel_routes: bool,
 }
 
 /// Runs `router` over `links` until `shutdown` completes. Time is
@@ -159,8 +166,20 @@ pub async fn run_loop(
         },
         None => None,
     };
+    // Kernel calls run on a worker thread; their results come back here.
+    let mut kernel = if extras.watch_routes || source.is_some() || extras.kernel_routes {
+        Some(Kernel::start(links.tun.name()).map_err(|e| {
+            super::DaemonError::Runtime(io::Error::new(
+                e.kind(),
+                format!("kernel worker thread: {e}"),
+            ))
+        })?)
+    } else {
+        None
+    };
     // What is queued at start (manual SAs' key-log lines, first messages).
     out.flush(router, links, now()).await;
+    queue_kernel_routes(router, kernel.as_mut());
     let mut sd = extras.systemd.take();
     let mut reload = extras.reload.take();
     if let Some(sd) = sd.as_mut() {
@@ -208,7 +227,11 @@ pub async fn run_loop(
                     None => std::future::pending().await,
                 }
             } => match r {
-                Ok(_) => router.handle_kernel_routes(now(), &routes::tunnel_routes(links.tun.name())),
+                Ok(_) => {
+                    if let Some(k) = kernel.as_mut() {
+                        k.read_tunnel_routes();
+                    }
+                }
                 Err(e) => {
                     warn!(target: "dmvpn::nhrp", "route change notifications failed ({e}): polling the routing table");
                     route_watch = None;
@@ -220,11 +243,27 @@ pub async fn run_loop(
                     None => std::future::pending().await,
                 }
             } => match r {
-                Ok(_) => follow_source(router, links, source.as_mut(), now()),
+                Ok(_) => follow_source(kernel.as_mut(), source.as_ref()),
                 Err(e) => {
                     warn!(target: "dmvpn::ctl", "address change notifications failed ({e}): polling the tunnel source");
                     addr_watch = None;
                 }
+            },
+            Some(done) = async {
+                match kernel.as_mut() {
+                    Some(k) => k.next().await,
+                    None => std::future::pending().await,
+                }
+            } => match done {
+                Done::TunnelRoutes(routes) => router.handle_kernel_routes(now(), &routes),
+                Done::Source(reading) => {
+                    if let Some(a) = source.as_mut().and_then(|s| s.apply(links.nbma.get(), reading)) {
+                        links.nbma.set(a);
+                        router.handle_local_nbma(now(), a);
+                    }
+                }
+                Done::Route(r, Err(e)) => warn!(target: "dmvpn::nhrp", "cannot {r} through {} (proto {}): {e}", links.tun.name(), crate::runtime::rtnl::ROUTE_PROTOCOL),
+                Done::Route(_, Ok(())) => {}
             },
             Some(req) = async {
                 match extras.control.as_mut() {
@@ -258,11 +297,14 @@ pub async fn run_loop(
                 if t >= next_chore {
                     next_chore = t + CHORE_INTERVAL;
                     ticks += 1;
-                    if extras.watch_routes && ticks % ROUTE_POLL_TICKS == 1 {
-                        router.handle_kernel_routes(t, &routes::tunnel_routes(links.tun.name()));
+                    if extras.watch_routes
+                        && ticks % ROUTE_POLL_TICKS == 1
+                        && let Some(k) = kernel.as_mut()
+                    {
+                        k.read_tunnel_routes();
                     }
                     if ticks % ROUTE_POLL_TICKS == 1 {
-                        follow_source(router, links, source.as_mut(), t);
+                        follow_source(kernel.as_mut(), source.as_ref());
                     }
                     if extras.housekeeping {
                         housekeeping(router, ticks);
@@ -275,26 +317,33 @@ pub async fn run_loop(
             },
         }
         out.flush(router, links, now()).await;
+        queue_kernel_routes(router, kernel.as_mut());
     }
     if let Some(sd) = sd.as_mut() {
         sd.stopping();
     }
+    // Routes still queued are installed or removed before the loop ends.
+    if let Some(k) = kernel {
+        k.finish();
+    }
     Ok(())
 }
 
-/// Hands a new NBMA address of the tunnel source to the router.
-fn follow_source(
-    router: &mut Router,
-    links: &Links,
-    source: Option<&mut super::source::SourceWatch>,
-    now: Instant,
-) {
-    let Some(s) = source else {
-        return;
-    };
-    if let Some(a) = s.check(links.nbma.get()) {
-        links.nbma.set(a);
-        router.handle_local_nbma(now, a);
+/// Asks the kernel worker to read the tunnel source; a new NBMA address
+/// reaches the router when the result comes back.
+fn follow_source(kernel: Option<&mut Kernel>, source: Option<&super::source::SourceWatch>) {
+    if let (Some(k), Some(s)) = (kernel, source) {
+        k.read_source(&s.source);
+    }
+}
+
+/// Hands the routes the router wants installed or removed to the kernel
+/// worker (dropped when there is none).
+fn queue_kernel_routes(router: &mut Router, mut kernel: Option<&mut Kernel>) {
+    while let Some(r) = router.poll_kernel_route() {
+        if let Some(k) = kernel.as_deref_mut() {
+            k.route(r);
+        }
     }
 }
 

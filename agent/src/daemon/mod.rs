@@ -12,6 +12,7 @@
 
 mod error;
 pub mod event_loop;
+pub mod kernel;
 mod keylog;
 mod logging;
 pub mod metrics;
@@ -97,6 +98,7 @@ async fn run_async(
     let opts = Options {
         keylog: keylog.is_some(),
         defer_seal: true,
+        kernel_routes: true,
         ..Options::default()
     };
     let mut router = Router::with_options(ncfg.clone(), seed, now(), opts);
@@ -111,6 +113,11 @@ async fn run_async(
         name: ncfg.interface.clone(),
         source,
     })?;
+    // NHRP routes of an earlier run, through a device that outlived it
+    // (a persistent TUN): that run's NHRP state is gone. Setting the
+    // device up has dropped the routes through it already; this removes
+    // any left.
+    flush_learned_routes(tun.name(), "of an earlier run");
     for (p, l) in &ncfg.routes {
         tun.add_route(IpAddr::V4(*p), *l)
             .map_err(|source| DaemonError::Route {
@@ -166,6 +173,7 @@ async fn run_async(
             path: path.to_path_buf(),
             hangup,
         }),
+        kernel_routes: true,
     };
     let stop = async {
         tokio::select! {
@@ -179,6 +187,7 @@ async fn run_async(
     let t = now();
     router.request(t, Request::ClearCryptoSa { peer: None });
     event_loop::send_pending_ike(&mut router, &links, t).await;
+    flush_learned_routes(links.tun.name(), "at stop");
     server.abort();
     let _ = server.await;
     if let Some(m) = metrics {
@@ -186,6 +195,21 @@ async fn run_async(
     }
     drop(links);
     Ok(())
+}
+
+/// Removes the routes dmvpnd installed through `tunnel` for what NHRP
+/// taught it (route protocol [`rtnl::ROUTE_PROTOCOL`]); `when` is for the log.
+fn flush_learned_routes(tunnel: &str, when: &str) {
+    use crate::runtime::rtnl;
+    match rtnl::ifindex(tunnel).and_then(|oif| rtnl::flush_routes(oif, rtnl::ROUTE_PROTOCOL)) {
+        Ok(0) => {}
+        Ok(n) => {
+            info!(target: "dmvpn::nhrp", "removed {n} NHRP route(s) through {tunnel} {when} (proto {})", rtnl::ROUTE_PROTOCOL)
+        }
+        Err(e) => {
+            warn!(target: "dmvpn::nhrp", "cannot remove the NHRP routes through {tunnel} {when}: {e}")
+        }
+    }
 }
 
 /// `DMVPND_UDP_OFFLOAD=1` turns on UDP GSO/GRO for ESP-in-UDP: faster,

@@ -16,6 +16,16 @@ use tracing::{info, warn};
 
 use crate::runtime::rtnl::{self, Watch};
 
+/// What the kernel says about a [`Source`] (read off the event loop, by
+/// the kernel worker).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reading {
+    /// The interface's primary IPv4 address (`None`: it has none).
+    Interface(Option<Ipv4Addr>),
+    /// Whether the configured address is on some interface.
+    Address(bool),
+}
+
 /// Where the NBMA address comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
@@ -52,6 +62,15 @@ impl Source {
                     None
                 }
             },
+        }
+    }
+
+    /// Reads what the kernel says about this source now (blocking: a
+    /// netlink dump of the interfaces' addresses).
+    pub fn read(&self) -> Reading {
+        match self {
+            Source::Interface { .. } => Reading::Interface(self.current()),
+            Source::Address(a) => Reading::Address(rtnl::has_ipv4_address(*a).unwrap_or(true)),
         }
     }
 
@@ -107,11 +126,19 @@ impl SourceWatch {
         }
     }
 
-    /// The new NBMA address if it is no longer `current`. A source that
-    /// lost its address is logged once (and again once it is back).
+    /// The new NBMA address if it is no longer `current`, reading the
+    /// kernel now ([`Source::read`], then [`SourceWatch::apply`]).
     pub fn check(&mut self, current: Ipv4Addr) -> Option<Ipv4Addr> {
-        match &self.source {
-            Source::Interface { name, .. } => match self.source.current() {
+        let r = self.source.read();
+        self.apply(current, r)
+    }
+
+    /// The new NBMA address if `reading` says it is no longer `current`.
+    /// A source that lost its address is logged once (and again once it
+    /// is back).
+    pub fn apply(&mut self, current: Ipv4Addr, reading: Reading) -> Option<Ipv4Addr> {
+        match (&self.source, reading) {
+            (Source::Interface { name, .. }, Reading::Interface(a)) => match a {
                 Some(a) => {
                     self.missing = false;
                     (a != current).then_some(a)
@@ -124,8 +151,7 @@ impl SourceWatch {
                     None
                 }
             },
-            Source::Address(a) => {
-                let present = rtnl::has_ipv4_address(*a).unwrap_or(true);
+            (Source::Address(a), Reading::Address(present)) => {
                 if !present && !self.missing {
                     warn!(target: "dmvpn::ctl", "tunnel source address {a} is no longer on any interface: nothing can be sent until it is back (with `source = \"<interface>\"` dmvpnd follows an interface's address)");
                 } else if present && self.missing {
@@ -134,6 +160,8 @@ impl SourceWatch {
                 self.missing = !present;
                 None
             }
+            // A reading of another source (not made by this watch).
+            _ => None,
         }
     }
 }

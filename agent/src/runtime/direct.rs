@@ -32,7 +32,8 @@ use std::time::{Duration, Instant};
 use tokio::io::unix::AsyncFd;
 
 use super::netfilter::{NETLINK_NETFILTER, egress_hooked};
-use super::netlink::{Netlink, attr, attrs};
+use super::netlink::Netlink;
+use super::rtnl::RouteLookup;
 use super::sockets::{SendBatch, set_buffers};
 
 /// How long a looked-up next hop is used before it is looked up again.
@@ -81,7 +82,7 @@ struct Cache {
     /// Device MTUs by ifindex, read once per period.
     mtus: HashMap<i32, usize>,
     hops: HashMap<Ipv4Addr, Entry>,
-    netlink: Option<Netlink>,
+    routes: Option<RouteLookup>,
     netfilter: Option<Netlink>,
     /// Netfilter hooks outgoing packets this period: all go through the kernel.
     hooked: bool,
@@ -138,7 +139,7 @@ impl DirectPath {
                 neighbours_at: Instant::now(),
                 mtus: HashMap::new(),
                 hops: HashMap::new(),
-                netlink: Netlink::open(libc::NETLINK_ROUTE).ok(),
+                routes: RouteLookup::open().ok(),
                 hooked,
                 netfilter,
             }),
@@ -264,7 +265,8 @@ impl Cache {
 
     /// Outgoing device, next hop and device MTU for `dst`.
     fn route(&mut self, dst: Ipv4Addr) -> Option<(i32, Ipv4Addr, usize)> {
-        let (ifindex, gateway) = route_lookup(self.netlink.as_mut()?, dst).ok()??;
+        let (ifindex, gateway) = self.routes.as_mut()?.get(dst).ok()??;
+        let ifindex = i32::try_from(ifindex).ok()?;
         let mtu = match self.mtus.get(&ifindex) {
             Some(m) => *m,
             None => {
@@ -403,41 +405,6 @@ fn sendmmsg_ll(
     }
 }
 
-/// The kernel's route to `dst`, as `ip route get`: outgoing device and
-/// gateway, or `None` when it is not a plain unicast route.
-fn route_lookup(nl: &mut Netlink, dst: Ipv4Addr) -> io::Result<Option<(i32, Option<Ipv4Addr>)>> {
-    // struct rtmsg: AF_INET, a /32 destination, the rest zero; then RTA_DST.
-    let mut body = vec![libc::AF_INET as u8, 32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-    body.extend(attr(libc::RTA_DST, &dst.octets()));
-    let mut answer = None;
-    nl.request(libc::RTM_GETROUTE, 0, &body, |kind, payload| {
-        if kind == libc::RTM_NEWROUTE {
-            answer = parse_route(payload);
-        }
-        false
-    })?;
-    Ok(answer)
-}
-
-/// `RTN_UNICAST`.
-const RTN_UNICAST: u8 = 1;
-
-/// Device and gateway of one `RTM_NEWROUTE` payload (rtmsg, attributes).
-fn parse_route(p: &[u8]) -> Option<(i32, Option<Ipv4Addr>)> {
-    if p.len() < 12 || p[7] != RTN_UNICAST {
-        return None;
-    }
-    let (mut oif, mut gw) = (None, None);
-    for (kind, v) in attrs(&p[12..]) {
-        match (kind, <[u8; 4]>::try_from(v)) {
-            (libc::RTA_OIF, Ok(b)) => oif = Some(i32::from_ne_bytes(b)),
-            (libc::RTA_GATEWAY, Ok(b)) => gw = Some(Ipv4Addr::from(b)),
-            _ => {}
-        }
-    }
-    oif.map(|o| (o, gw))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -476,37 +443,26 @@ mod tests {
     #[test]
     fn route_lookup_answers_for_loopback_as_not_unicast() {
         // 127.0.0.1 is a local route in every namespace: never sent directly.
-        let mut nl = Netlink::open(libc::NETLINK_ROUTE).expect("netlink route socket");
-        assert_eq!(
-            route_lookup(&mut nl, Ipv4Addr::LOCALHOST).expect("lookup"),
-            None
-        );
+        let mut nl = RouteLookup::open().expect("netlink route socket");
+        assert_eq!(nl.get(Ipv4Addr::LOCALHOST).expect("lookup"), None);
     }
 
     #[test]
     fn routes_need_unicast_and_a_device() {
-        let mut p = vec![
-            libc::AF_INET as u8,
-            32,
-            0,
-            0,
-            254,
-            0,
-            0,
-            RTN_UNICAST,
-            0,
-            0,
-            0,
-            0,
-        ];
-        assert_eq!(parse_route(&p), None, "no RTA_OIF");
-        p.extend(attr(libc::RTA_OIF, &7u32.to_ne_bytes()));
-        p.extend(attr(libc::RTA_GATEWAY, &[10, 0, 0, 1]));
-        assert_eq!(parse_route(&p), Some((7, Some(Ipv4Addr::new(10, 0, 0, 1)))));
-        for cut in 0..p.len() {
-            let _ = parse_route(&p[..cut]);
-        }
-        p[7] = 2; // RTN_LOCAL
-        assert_eq!(parse_route(&p), None);
+        use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteType};
+        let mut r = RouteMessage::default();
+        r.header.kind = RouteType::Unicast;
+        assert_eq!(super::super::rtnl::unicast_hop(&r), None, "no RTA_OIF");
+        r.attributes.push(RouteAttribute::Oif(7));
+        r.attributes
+            .push(RouteAttribute::Gateway(RouteAddress::Inet(Ipv4Addr::new(
+                10, 0, 0, 1,
+            ))));
+        assert_eq!(
+            super::super::rtnl::unicast_hop(&r),
+            Some((7, Some(Ipv4Addr::new(10, 0, 0, 1))))
+        );
+        r.header.kind = RouteType::Local;
+        assert_eq!(super::super::rtnl::unicast_hop(&r), None);
     }
 }

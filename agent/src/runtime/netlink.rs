@@ -1,7 +1,12 @@
-//! A minimal blocking netlink client for the few kernel queries the data
-//! plane makes (one route, the nftables chain list): a socket with a short
-//! receive timeout, and iterators over messages and attributes that stop
-//! at the first malformed length instead of trusting it.
+//! A minimal blocking netlink client for the one kernel query that
+//! `netlink-packet-route` cannot express: the nftables chain list
+//! (`NETLINK_NETFILTER`, nfnetlink messages), which [`super::netfilter`]
+//! reads to know whether the direct send path must stand aside. No crate
+//! of the workspace decodes nfnetlink; everything on `NETLINK_ROUTE`
+//! (routes, addresses, change notifications) goes through
+//! [`super::rtnl`]. A socket with a short receive timeout, and iterators
+//! over messages and attributes that stop at the first malformed length
+//! instead of trusting it.
 
 use std::io;
 use std::mem::size_of;

@@ -8,7 +8,11 @@
 //! main table is one request and a few multipart replies from the kernel,
 //! with no process to start (`agent/tests/rtnl.rs` prints the time of a
 //! dump of 10,000 routes beside `ip route show` of the same table).
-//! Callers filter what they need.
+//! Callers filter what they need. dmvpnd's event loop never makes them
+//! itself: its kernel worker thread does (`daemon::kernel`).
+//!
+//! Routes dmvpnd learned through NHRP carry their own route protocol
+//! number, [`ROUTE_PROTOCOL`].
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
@@ -20,6 +24,17 @@ use netlink_packet_core::{
     NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkHeader,
     NetlinkMessage, NetlinkPayload,
 };
+
+/// The route protocol number (`rtm_protocol`) of the routes dmvpnd
+/// installs for what NHRP taught it: shortcuts and, on a hub, registered
+/// clients. `ip route show proto 78` lists them. 78 is outside what the
+/// kernel's headers, iproute2's `rt_protos`, FRR's zebra (11 and
+/// 186-198; its nhrpd's routes are 191, which zebra takes for its own)
+/// and BIRD (12) use, so no routing daemon mistakes these routes for its
+/// own and removes them at its start. Routing daemons should not
+/// redistribute them: the overlay's routing already covers what they
+/// reach (docs/operations.md).
+pub const ROUTE_PROTOCOL: u8 = 78;
 use netlink_packet_route::address::{AddressAttribute, AddressHeaderFlags, AddressMessage};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -37,6 +52,9 @@ pub struct Route {
     pub oif: Option<u32>,
     /// Scope `link` (directly connected) rather than `universe`.
     pub link_scope: bool,
+    /// Who installed it (`rtm_protocol`: 2 kernel, 4 static, 12 bird,
+    /// [`ROUTE_PROTOCOL`] dmvpnd...).
+    pub protocol: u8,
 }
 
 /// Index of interface `name`, or an error naming it.
@@ -111,9 +129,31 @@ fn v4(a: &RouteAddress) -> Option<Ipv4Addr> {
 
 /// The unicast routes of the main IPv4 table.
 pub fn main_table() -> io::Result<Vec<Route>> {
+    dump_main(None)
+}
+
+/// The unicast routes of the main IPv4 table through interface `oif`.
+/// The kernel filters (strict dump checking): a large table of routes
+/// through other interfaces costs a walk in the kernel, not thousands of
+/// messages to read. A kernel without the filter sends everything, and
+/// the same filter applies here.
+pub fn routes_through(oif: u32) -> io::Result<Vec<Route>> {
+    Ok(dump_main(Some(oif))?
+        .into_iter()
+        .filter(|r| r.oif == Some(oif))
+        .collect())
+}
+
+fn dump_main(oif: Option<u32>) -> io::Result<Vec<Route>> {
     let s = socket()?;
     let mut req = RouteMessage::default();
     req.header.address_family = AddressFamily::Inet;
+    if let Some(i) = oif
+        && s.set_netlink_get_strict_chk(true).is_ok()
+    {
+        req.header.table = RouteHeader::RT_TABLE_MAIN;
+        req.attributes.push(RouteAttribute::Oif(i));
+    }
     send(
         &s,
         NLM_F_REQUEST | NLM_F_DUMP,
@@ -131,6 +171,7 @@ pub fn main_table() -> io::Result<Vec<Route>> {
             gateway: None,
             oif: None,
             link_scope: r.header.scope == RouteScope::Link,
+            protocol: u8::from(r.header.protocol),
         };
         for a in &r.attributes {
             match a {
@@ -153,21 +194,20 @@ pub fn main_table() -> io::Result<Vec<Route>> {
     Ok(out)
 }
 
-/// Routes `prefix/len` into interface `oif`, through `gateway` if given
-/// (like `ip route replace PREFIX [via GW] dev IF`), waiting for the
-/// kernel's acknowledgement.
-pub fn replace_route(
+/// A unicast route of the main table: `prefix/len` into `oif`, through
+/// `gateway` if given.
+fn route_message(
     prefix: Ipv4Addr,
     len: u8,
     gateway: Option<Ipv4Addr>,
     oif: u32,
-) -> io::Result<()> {
-    let s = socket()?;
+    protocol: RouteProtocol,
+) -> RouteMessage {
     let mut m = RouteMessage::default();
     m.header.address_family = AddressFamily::Inet;
     m.header.destination_prefix_length = len;
     m.header.table = RouteHeader::RT_TABLE_MAIN;
-    m.header.protocol = RouteProtocol::Boot;
+    m.header.protocol = protocol;
     m.header.scope = match gateway {
         Some(_) => RouteScope::Universe,
         None => RouteScope::Link,
@@ -180,12 +220,67 @@ pub fn replace_route(
             .push(RouteAttribute::Gateway(RouteAddress::Inet(g)));
     }
     m.attributes.push(RouteAttribute::Oif(oif));
-    send(
-        &s,
-        NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
-        RouteNetlinkMessage::NewRoute(m),
-    )?;
+    m
+}
+
+/// Sends one request and waits for the kernel's acknowledgement.
+fn acknowledged(flags: u16, msg: RouteNetlinkMessage) -> io::Result<()> {
+    let s = socket()?;
+    send(&s, NLM_F_REQUEST | NLM_F_ACK | flags, msg)?;
     replies(&s, |_| {})
+}
+
+/// Routes `prefix/len` into interface `oif`, through `gateway` if given
+/// (like `ip route replace PREFIX [via GW] dev IF`), waiting for the
+/// kernel's acknowledgement.
+pub fn replace_route(
+    prefix: Ipv4Addr,
+    len: u8,
+    gateway: Option<Ipv4Addr>,
+    oif: u32,
+) -> io::Result<()> {
+    let m = route_message(prefix, len, gateway, oif, RouteProtocol::Boot);
+    acknowledged(
+        NLM_F_CREATE | NLM_F_REPLACE,
+        RouteNetlinkMessage::NewRoute(m),
+    )
+}
+
+/// Adds `prefix/len` into `oif` with route protocol `protocol` in front
+/// of any route of the same prefix and metric (like `ip route prepend`):
+/// a routing daemon's or the operator's route stays in the table, behind
+/// it, and comes back into use when it is removed. The same route again
+/// is not an error.
+pub fn add_route(prefix: Ipv4Addr, len: u8, oif: u32, protocol: u8) -> io::Result<()> {
+    let m = route_message(prefix, len, None, oif, RouteProtocol::from(protocol));
+    match acknowledged(NLM_F_CREATE, RouteNetlinkMessage::NewRoute(m)) {
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
+        r => r,
+    }
+}
+
+/// Removes the route `prefix/len` into `oif` of protocol `protocol`, and
+/// no other (a routing daemon's route of the same prefix stays). A route
+/// already gone (its interface went down) is not an error.
+pub fn delete_route(prefix: Ipv4Addr, len: u8, oif: u32, protocol: u8) -> io::Result<()> {
+    let m = route_message(prefix, len, None, oif, RouteProtocol::from(protocol));
+    match acknowledged(0, RouteNetlinkMessage::DelRoute(m)) {
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+        r => r,
+    }
+}
+
+/// Removes every route of protocol `protocol` into `oif` from the main
+/// table; returns how many there were.
+pub fn flush_routes(oif: u32, protocol: u8) -> io::Result<usize> {
+    let mine: Vec<Route> = routes_through(oif)?
+        .into_iter()
+        .filter(|r| r.protocol == protocol && r.gateway.is_none())
+        .collect();
+    for r in &mine {
+        delete_route(r.prefix, r.len, oif, protocol)?;
+    }
+    Ok(mine.len())
 }
 
 /// The IPv4 addresses of interface `index` with their prefix lengths,
@@ -347,4 +442,115 @@ impl Watch {
             }
         }
     }
+}
+
+/// `ip route get` for one destination after another over one socket: the
+/// direct send path's next hops ([`super::direct`]), looked up on the send
+/// path itself, once per destination and second. The kernel answers at
+/// once; a receive timeout keeps an unanswered request from holding the
+/// caller longer than [`RouteLookup::TIMEOUT`].
+pub struct RouteLookup {
+    s: Socket,
+    seq: u32,
+    buf: Vec<u8>,
+}
+
+impl RouteLookup {
+    pub const TIMEOUT: std::time::Duration = std::time::Duration::from_millis(200);
+
+    pub fn open() -> io::Result<RouteLookup> {
+        let s = socket()?;
+        let tv = libc::timeval {
+            tv_sec: 0,
+            tv_usec: Self::TIMEOUT.as_micros() as libc::suseconds_t,
+        };
+        // SAFETY: `tv` outlives the call and its size is given.
+        let r = unsafe {
+            libc::setsockopt(
+                s.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&tv as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(RouteLookup {
+            s,
+            seq: 0,
+            buf: Vec::with_capacity(8192),
+        })
+    }
+
+    /// The kernel's route to `dst`: outgoing interface and gateway, or
+    /// `None` when it is not a unicast route through an interface (local,
+    /// broadcast, unreachable...).
+    pub fn get(&mut self, dst: Ipv4Addr) -> io::Result<Option<(u32, Option<Ipv4Addr>)>> {
+        self.seq = self.seq.wrapping_add(1);
+        let mut m = RouteMessage::default();
+        m.header.address_family = AddressFamily::Inet;
+        m.header.destination_prefix_length = 32;
+        m.attributes
+            .push(RouteAttribute::Destination(RouteAddress::Inet(dst)));
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST;
+        header.sequence_number = self.seq;
+        let mut msg = NetlinkMessage::new(
+            header,
+            NetlinkPayload::from(RouteNetlinkMessage::GetRoute(m)),
+        );
+        msg.finalize();
+        let mut out = vec![0u8; msg.buffer_len()];
+        msg.serialize(&mut out);
+        self.s.send(&out, 0)?;
+        loop {
+            self.buf.clear();
+            let n = self.s.recv(&mut self.buf, 0)?;
+            let mut at = 0;
+            while at < n.min(self.buf.len()) {
+                let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[at..n])
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+                let len = m.header.length as usize;
+                // A late answer to an earlier request that timed out.
+                if m.header.sequence_number == self.seq {
+                    match m.payload {
+                        NetlinkPayload::Error(e) => {
+                            return match e.code {
+                                None => Ok(None),
+                                Some(c) => Err(io::Error::from_raw_os_error(-c.get())),
+                            };
+                        }
+                        NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(r)) => {
+                            return Ok(unicast_hop(&r));
+                        }
+                        _ => return Ok(None),
+                    }
+                }
+                if len == 0 {
+                    break;
+                }
+                at += (len + 3) & !3;
+            }
+        }
+    }
+}
+
+/// Interface and gateway of a unicast route (`None` for other kinds or
+/// without an interface).
+pub fn unicast_hop(r: &RouteMessage) -> Option<(u32, Option<Ipv4Addr>)> {
+    if r.header.kind != RouteType::Unicast {
+        return None;
+    }
+    let mut oif = None;
+    let mut gateway = None;
+    for a in &r.attributes {
+        match a {
+            RouteAttribute::Oif(i) => oif = Some(*i),
+            RouteAttribute::Gateway(g) => gateway = v4(g),
+            _ => {}
+        }
+    }
+    oif.map(|o| (o, gateway))
 }

@@ -1,7 +1,8 @@
 //! The tunnel interface: a TUN device (layer 3, no packet-information
 //! header) carrying inner IPv4/IPv6 packets between the kernel and the
 //! data plane. Addresses, MTU and link state are set with ioctls when the
-//! device is built; routes through it with the `ip` command.
+//! device is built (before the event loop runs); routes through it over
+//! rtnetlink ([`super::rtnl`]).
 //!
 //! With offload (IFF_VNET_HDR + TUNSETOFFLOAD CSUM/TSO4/TSO6, as
 //! wireguard-go does) the kernel hands over TCP super-packets of up to

@@ -27,6 +27,9 @@
 //! for the profile's idle time are deleted together with their shortcuts.
 
 pub mod config_map;
+mod kernel_routes;
+#[cfg(test)]
+mod kernel_routes_tests;
 pub mod log_limit;
 #[cfg(test)]
 mod manual_sa_tests;
@@ -51,6 +54,7 @@ use rand_core::RngCore;
 use tracing::{debug, info, warn};
 
 pub use config_map::{MapError, NodeConfig};
+pub use kernel_routes::KernelRoute;
 pub use seed::Seed;
 
 use crate::engine::{Command, DataplaneConfig, DataplaneStats, Event as DpEvent, Peer, Protection};
@@ -71,6 +75,9 @@ pub enum Output {
     Dataplane(Command),
     /// An `esp_sa` line for the key-log file (only when enabled).
     KeyLog(String),
+    /// A route NHRP taught the node to show in (or take out of) the
+    /// kernel's routing table, through the tunnel.
+    Kernel(KernelRoute),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +124,8 @@ pub struct Node {
     via_routes: BTreeMap<(Ipv4Addr, u8), Ipv4Addr>,
     /// The multicast replication list last sent to the data plane.
     mcast_sent: Option<Vec<Peer>>,
+    /// Routes reported to the kernel ([`Output::Kernel`]).
+    kernel: kernel_routes::KernelRoutes,
     keylog: bool,
     /// IOS-style connection IDs of installed SA pairs: inbound SPI → the
     /// inbound SA's ID (the outbound SA's is the next one).
@@ -171,6 +180,7 @@ impl Node {
             base_nbma: None,
             via_routes: BTreeMap::new(),
             mcast_sent: None,
+            kernel: kernel_routes::KernelRoutes::default(),
             keylog: false,
             conn_ids: HashMap::new(),
             next_conn_id: FIRST_CONN_ID,
@@ -312,6 +322,29 @@ impl Node {
                 }
             }
         }
+        self.sync_kernel_route(prefix, len);
+    }
+
+    /// Reports `prefix/len` to the kernel when NHRP taught it (a shortcut
+    /// in use, a registration) and it does not cover an NBMA address the
+    /// tunnel sends to; withdraws it otherwise.
+    fn sync_kernel_route(&mut self, prefix: Ipv4Addr, len: u8) {
+        let key = (prefix, len);
+        let wanted = self.map.get(&key).is_some_and(|n| {
+            let learned = self.shortcuts.get(&key) == Some(n) || self.kernel.is_registered(&key);
+            let mut nbmas = self.nhs_nbmas();
+            nbmas.extend([self.cfg.nbma, *n]);
+            learned && !kernel_routes::covers(prefix, len, &nbmas)
+        });
+        if let Some(c) = self.kernel.set(key, wanted) {
+            debug!(target: "dmvpn::nhrp", "NHRP: kernel route: {c} via {}", self.cfg.interface);
+            self.out.push_back(Output::Kernel(c));
+        }
+    }
+
+    /// The routes reported to the kernel and not withdrawn.
+    pub fn kernel_routes(&self) -> Vec<(Ipv4Addr, u8)> {
+        self.kernel.installed()
     }
 
     /// Re-sends the map entries through `nbma` (its protection changed).
@@ -780,6 +813,7 @@ impl Node {
                     if kind.kind == PeerKind::Spoke {
                         kind.kind = PeerKind::Registered;
                     }
+                    self.kernel.register((mask_v4(p, prefix_len), prefix_len));
                     self.set_route(p, prefix_len, Some(n));
                     self.apply_via_routes();
                 }
@@ -790,6 +824,7 @@ impl Node {
                 ..
             } => {
                 if let Some(p) = v4(protocol) {
+                    self.kernel.unregister((mask_v4(p, prefix_len), prefix_len));
                     self.set_route(p, prefix_len, None);
                 }
             }
