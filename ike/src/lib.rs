@@ -50,6 +50,7 @@ mod admission;
 mod aggressive_mode;
 pub mod crypto;
 pub mod endpoint;
+pub mod handshakes;
 #[cfg(test)]
 mod hostile_tests;
 mod index;
@@ -72,6 +73,7 @@ pub use endpoint::{
     ChildSa, ChildSaInfo, CommandError, Encapsulation, Endpoint, EspKeys, Event, HandleError,
     IsakmpSaInfo, Phase2Request, SaId, SpiAllocator, Transmit,
 };
+pub use handshakes::{Counts as HandshakeCounts, Failure, HandshakeStats};
 pub use policy::{
     DpdConfig, EngineConfig, EspEncr, EspTransform, IkePolicy, InitiateMode, Mode, NatTMode,
     PskEntry, TransformSet,
