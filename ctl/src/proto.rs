@@ -105,6 +105,9 @@ pub enum Request {
     },
     /// `debug …` / `undebug …`: switch a log target to debug level or back.
     Debug { target: DebugTarget, on: bool },
+    /// Counters with no IOS view: IKE negotiations, NHRP resolution
+    /// latency (the metrics endpoint asks for them).
+    ShowStats,
 }
 
 /// Log areas `debug` switches, named as on IOS.
@@ -236,6 +239,7 @@ pub enum Reply {
         target: DebugTarget,
         on: bool,
     },
+    Stats(Vec<crate::stats::TunnelStats>),
 }
 
 /// A named counter. `key` stays the same across releases (for scripts);
@@ -825,6 +829,10 @@ pub struct IpsecCounters {
     pub replay_failed: u64,
     /// Dropped on ICV (authentication) mismatch.
     pub verify_failed: u64,
+    /// ESP payload bytes received (accepted) from the peer.
+    pub bytes_in: u64,
+    /// ESP payload bytes protected and sent to the peer.
+    pub bytes_out: u64,
 }
 
 /// One ESP SA under `inbound esp sas:` / `outbound esp sas:`.
