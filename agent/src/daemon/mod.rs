@@ -138,6 +138,8 @@ async fn run_async(cfg: &dmvpn_config::Config, log: &mut Logging) -> Result<(), 
 
     info!(
         target: "dmvpn::ctl",
+        interface = %ncfg.interface,
+        nbma = %ncfg.nbma,
         "dmvpnd {}: {} {}/{} NBMA {} up",
         ncfg.name, ncfg.interface, ncfg.tunnel_addr, ncfg.tunnel_prefix_len, ncfg.nbma
     );
