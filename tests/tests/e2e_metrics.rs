@@ -92,8 +92,8 @@ fn metrics_are_scraped_and_move_with_traffic() {
     assert_eq!(get(&before, "dmvpn_tunnels{}"), 1.0);
     assert_eq!(
         get(&before, "dmvpn_isakmp_sas{state=\"QM_IDLE\"}"),
-        1.0,
-        "one phase 1 SA with the spoke"
+        2.0,
+        "one phase 1 SA with each spoke"
     );
     assert!(get(&before, "dmvpn_ipsec_sas{direction=\"in\"}") >= 1.0);
     assert!(
