@@ -1,9 +1,10 @@
 //! dmvpnd's log as journald or a file gets it: plain text (no terminal
 //! colour codes when stderr is not a terminal), `RUST_LOG` honoured, and
 //! under systemd (stderr is the `JOURNAL_STREAM`) journald's native
-//! protocol with the events' fields, read here from a socket the test
-//! serves at /run/systemd/journal/socket in dmvpnd's own mount namespace.
-//! Needs root (namespaces, TUN, mounts).
+//! protocol with the events' fields: read from a socket the test serves
+//! at /run/systemd/journal/socket in dmvpnd's own mount namespace, and as
+//! systemd's own journald stores them. Needs root (namespaces, TUN,
+//! mounts) and systemd-journald.
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
@@ -284,4 +285,111 @@ fn under_systemd_without_the_journal_socket_logs_text_to_stderr() {
         log.contains("stderr is the journal but its socket cannot be reached"),
         "{log}"
     );
+}
+
+/// With systemd's own journald (started in dmvpnd's mount namespace,
+/// its files in a directory the test reads with `journalctl -D`), and
+/// dmvpnd's stderr a journald stream as `StandardError=journal` makes
+/// it: entries arrive through the native protocol (`_TRANSPORT=journal`,
+/// not `stdout`) with their fields.
+#[test]
+fn systemd_journald_stores_the_fields() {
+    let journald = "/lib/systemd/systemd-journald";
+    assert!(
+        Path::new(journald).exists(),
+        "{journald} missing (apt-get install systemd)"
+    );
+    let mut lab = Lab::new("dlr");
+    let hub = lab.node("hub", 1);
+    let spoke = lab.node("s1", 2);
+    lab.start(&hub, &seed_config(1));
+    let files = lab.path("journal-files");
+    std::fs::create_dir(&files).unwrap();
+    let pidfile = lab.path("journald.pid");
+    let sock = lab.socket(&spoke);
+    let cfg = lab.path(&format!("{spoke}.toml"));
+    let text = format!(
+        "[control]\nsocket = \"{}\"\n[log]\nfilter = \"info\"\n{}",
+        sock.display(),
+        seed_config(2)
+    );
+    std::fs::write(&cfg, text).unwrap();
+    // journald on a private /run (its sockets) and /var/log (so it keeps
+    // the journal under /run/log/journal, which is the test's directory),
+    // with the cgroup file system it requires (`ip netns exec` mounted a
+    // fresh /sys without it);
+    // systemd-cat connects dmvpnd's stdout and stderr to a journald
+    // stream, and JOURNAL_STREAM names that stream as systemd does.
+    let script = format!(
+        "mount -t tmpfs tmpfs /run && mount -t tmpfs tmpfs /var/log \
+         && mkdir -p /run/systemd/journal /run/log/journal \
+         && mount --bind {files} /run/log/journal \
+         && mount -t cgroup2 none /sys/fs/cgroup \
+         && {{ {journald} & echo $! > {pid}; }} \
+         && for i in $(seq 100); do systemd-cat -t probe true 2>/dev/null && break; sleep 0.05; done \
+         && exec systemd-cat -t dmvpnd sh -c \
+            'export JOURNAL_STREAM=$(stat -L -c %d:%i /proc/self/fd/2); exec {dmvpnd} --config {cfg}'",
+        files = files.display(),
+        pid = pidfile.display(),
+        dmvpnd = dmvpnd(),
+        cfg = cfg.display(),
+    );
+    let child = Command::new("ip")
+        .args([
+            "netns", "exec", &spoke, "unshare", "--mount", "--", "sh", "-c", &script,
+        ])
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(lab.path(&format!("{spoke}.log"))).unwrap())
+        .spawn()
+        .expect("spawn journald and dmvpnd");
+    lab.daemons.push((spoke.clone(), child));
+    let stop_journald = |pidfile: &Path| {
+        if let Some(pid) = std::fs::read_to_string(pidfile)
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+        {
+            // SAFETY: kill(2) on the journald this test started.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+    };
+    let entries = |files: &Path| -> Vec<serde_json::Value> {
+        let out = Command::new("journalctl")
+            .arg("-D")
+            .arg(files)
+            .args(["-o", "json", "--no-pager", "SYSLOG_IDENTIFIER=dmvpnd"])
+            .output()
+            .expect("journalctl");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    };
+    let up = |e: &serde_json::Value| {
+        e["MESSAGE"].as_str() == Some("NHRP: NHS 192.168.1.1 (172.16.0.1) is up")
+    };
+    let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        lab.wait(
+            "the NHS-up entry in the journal",
+            Duration::from_secs(30),
+            || entries(&files).iter().any(up),
+        )
+    }));
+    let all = entries(&files);
+    stop_journald(&pidfile);
+    lab.stop_all();
+    waited.unwrap_or_else(|_| panic!("journal: {all:#?}\nstderr: {}", lab.log(&spoke)));
+    let e = all.iter().find(|e| up(e)).unwrap();
+    println!("as journald stored it: {e}");
+    assert_eq!(
+        e["_TRANSPORT"], "journal",
+        "native protocol, not the stream"
+    );
+    assert_eq!(e["NHS"], "192.168.1.1");
+    assert_eq!(e["NBMA"], "172.16.0.1");
+    assert_eq!(e["INTERFACE"], "Tunnel0");
+    assert_eq!(e["PRIORITY"], "6");
+    assert_eq!(e["TARGET"], "dmvpn::nhrp");
+    // Nothing came as plain stream lines (that would be stderr text).
+    assert!(all.iter().all(|e| e["_TRANSPORT"] == "journal"), "{all:#?}");
 }
