@@ -6,6 +6,8 @@
 //! - [`command`]: IOS-style command lines with abbreviations → requests;
 //! - [`render`]: IOS-shaped text for every snapshot (and, with the default
 //!   feature `metrics`, the OpenMetrics view dmvpnd serves);
+//! - [`stats`]: counters with no IOS view (IKE negotiations, NHRP
+//!   resolution latency), for the metrics endpoint;
 //! - [`docgen`]: man pages and shell completions from clap definitions.
 
 pub mod client;
@@ -13,3 +15,4 @@ pub mod command;
 pub mod docgen;
 pub mod proto;
 pub mod render;
+pub mod stats;

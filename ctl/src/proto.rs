@@ -110,6 +110,9 @@ pub enum Request {
     /// changed in place. A file with errors, or a change that needs a
     /// restart, is refused and the running configuration stays.
     Reload,
+    /// Counters with no IOS view: IKE negotiations, NHRP resolution
+    /// latency (the metrics endpoint asks for them).
+    ShowStats,
 }
 
 /// Log areas `debug` switches, named as on IOS.
@@ -248,6 +251,7 @@ pub enum Reply {
     },
     /// Answer to `reload`: the file read and what changed.
     Reloaded(ReloadReport),
+    Stats(Vec<crate::stats::TunnelStats>),
 }
 
 /// What a reload applied.
@@ -859,6 +863,10 @@ pub struct IpsecCounters {
     pub replay_failed: u64,
     /// Dropped on ICV (authentication) mismatch.
     pub verify_failed: u64,
+    /// ESP payload bytes received (accepted) from the peer.
+    pub bytes_in: u64,
+    /// ESP payload bytes protected and sent to the peer.
+    pub bytes_out: u64,
 }
 
 /// One ESP SA under `inbound esp sas:` / `outbound esp sas:`.

@@ -27,6 +27,7 @@ fn request() -> impl Strategy<Value = Request> {
         Just(Request::ShowCryptoIsakmpSa),
         Just(Request::ShowCryptoIpsecSa),
         Just(Request::ShowCryptoSession),
+        Just(Request::ShowStats),
         Just(Request::ClearNhrp),
         Just(Request::Reload),
         (addr(), prop::option::of(any::<u8>())).prop_map(|(address, prefix_len)| {
@@ -151,7 +152,7 @@ fn ipsec_peer() -> impl Strategy<Value = IpsecPeerSa> {
             any::<u16>(),
         ),
         (
-            prop::array::uniform16(any::<u64>()),
+            prop::array::uniform18(any::<u64>()),
             any::<u32>(),
             prop::option::of(any::<u16>()),
         ),
@@ -190,6 +191,8 @@ fn ipsec_peer() -> impl Strategy<Value = IpsecPeerSa> {
                         recv_errors: c[13],
                         replay_failed: c[14],
                         verify_failed: c[15],
+                        bytes_in: c[16],
+                        bytes_out: c[17],
                     },
                     path_mtu,
                     pfs_dh_group,

@@ -270,6 +270,9 @@ fn metrics_golden() {
     if let Reply::IpsecSa(v) = get(Request::ShowCryptoIpsecSa) {
         s.ipsec = Some(v);
     }
+    if let Reply::Stats(v) = get(Request::ShowStats) {
+        s.stats = v;
+    }
     let text = render(&s);
     check("metrics.txt", &text);
     assert!(text.ends_with("# EOF\n"));
@@ -282,6 +285,22 @@ fn metrics_golden() {
         text.contains("# TYPE dmvpn_peer_packets counter\n"),
         "{text}"
     );
+    for line in [
+        "dmvpn_peer_bytes_total{peer=\"172.16.0.1\",direction=\"in\"} 111800\n",
+        "dmvpn_ike_handshakes_started_total{interface=\"Tunnel0\",exchange=\"phase1\"} 3\n",
+        "dmvpn_ike_handshakes_completed_total{interface=\"Tunnel0\",exchange=\"quick_mode\"} 2\n",
+        "dmvpn_ike_handshakes_failed_total{interface=\"Tunnel0\",exchange=\"phase1\",reason=\"timeout\"} 1\n",
+        "# TYPE dmvpn_nhrp_resolution_latency_seconds histogram\n",
+        "# UNIT dmvpn_nhrp_resolution_latency_seconds seconds\n",
+        "dmvpn_nhrp_resolution_latency_seconds_count{interface=\"Tunnel0\"} 3\n",
+        // 4.2 ms and 8.7 ms are at most 10 ms; 1.5 s only from 2.5 s on.
+        "dmvpn_nhrp_resolution_latency_seconds_bucket{le=\"0.01\",interface=\"Tunnel0\"} 2\n",
+        "dmvpn_nhrp_resolution_latency_seconds_bucket{le=\"1.0\",interface=\"Tunnel0\"} 2\n",
+        "dmvpn_nhrp_resolution_latency_seconds_bucket{le=\"2.5\",interface=\"Tunnel0\"} 3\n",
+        "dmvpn_nhrp_resolution_latency_seconds_bucket{le=\"+Inf\",interface=\"Tunnel0\"} 3\n",
+    ] {
+        assert!(text.contains(line), "no {line} in\n{text}");
+    }
 }
 
 /// Prometheus's own Python parser (Debian's python3-prometheus-client)
@@ -292,7 +311,11 @@ fn metrics_parse_with_the_reference_parser() {
     let script = "import sys\n\
         from prometheus_client.openmetrics.parser import text_string_to_metric_families as p\n\
         fams = list(p(sys.stdin.read()))\n\
-        print(len(fams), sum(len(f.samples) for f in fams))\n";
+        print(len(fams), sum(len(f.samples) for f in fams))\n\
+        for f in fams:\n\
+        \x20   if f.type == 'histogram':\n\
+        \x20       inf = [float(s.value) for s in f.samples if s.labels.get('le') == '+Inf']\n\
+        \x20       print(f.name, f.unit, inf)\n";
     let mut child = std::process::Command::new("/usr/bin/python3")
         .args(["-c", script])
         .stdin(std::process::Stdio::piped())
@@ -315,8 +338,13 @@ fn metrics_parse_with_the_reference_parser() {
     );
     let families = text.lines().filter(|l| l.starts_with("# TYPE")).count();
     let samples = text.lines().filter(|l| !l.starts_with('#')).count();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut lines = stdout.lines();
+    assert_eq!(lines.next(), Some(format!("{families} {samples}").as_str()));
+    // The resolution latency is read as a histogram in seconds, its +Inf
+    // bucket holding every observation.
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        format!("{families} {samples}")
+        lines.collect::<Vec<_>>(),
+        ["dmvpn_nhrp_resolution_latency_seconds seconds [3.0]"]
     );
 }

@@ -22,6 +22,7 @@ fn all_requests() -> Vec<Request> {
         Request::ShowCryptoIsakmpSa,
         Request::ShowCryptoIpsecSa,
         Request::ShowCryptoSession,
+        Request::ShowStats,
         Request::ClearNhrp,
         Request::ClearNhrpEntry {
             address: ip("192.168.1.2"),

@@ -53,6 +53,8 @@ pub struct EngineStats {
     /// Unverified half-open SAs that timed out (the source never answered
     /// our second message: typically a spoofed address).
     pub half_open_expired: u64,
+    /// Phase 1 and Quick Mode negotiations started, completed and failed.
+    pub handshakes: crate::handshakes::HandshakeStats,
 }
 
 /// Where a half-open SA stands.
@@ -234,6 +236,10 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             self.by_cookie.remove(&(s.icookie, s.remote.ip()));
             self.sa_peers.remove(s.remote.ip(), id);
             self.stats.half_open_evicted += 1;
+            self.stats
+                .handshakes
+                .phase1
+                .fail(crate::handshakes::Failure::Unverified);
         }
         self.half_open.remove(id);
     }

@@ -110,6 +110,9 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         };
         let Some((policy, chosen, prop_no)) = self.select_p1(sa) else {
             self.send_clear_notify(local, remote, h.icookie, [0; 8], notify::NO_PROPOSAL_CHOSEN);
+            let p1 = &mut self.stats.handshakes.phase1;
+            p1.started += 1;
+            p1.fail(crate::handshakes::Failure::NoProposalChosen);
             return Err(HandleError::NoProposal);
         };
         check_ke_nonce(policy.group, &gxi, &ni)?;

@@ -161,12 +161,17 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
     }
 
     /// Remove a phase 1 SA without a word: no event, no DELETE, nothing
-    /// moved (the caller takes what it carried).
+    /// moved (the caller takes what it carried); counted as superseded.
     fn forget_phase1(&mut self, id: SaId) -> Option<Phase1> {
         let s = self.sas.remove(&id)?;
         self.by_cookie.remove(&(s.icookie, s.remote.ip()));
         self.sa_peers.remove(s.remote.ip(), id);
         self.half_open.remove(id);
+        // A negotiation that started and will neither complete nor fail.
+        self.stats
+            .handshakes
+            .phase1
+            .fail(crate::handshakes::Failure::Superseded);
         Some(s)
     }
 }

@@ -5,6 +5,7 @@ use dmvpn_wire::natt::{self, Natt};
 
 use crate::Instant;
 use crate::crypto::Cipher;
+use crate::handshakes::Failure;
 use crate::index::PeerIndex;
 use crate::keys::Phase1Keys;
 use crate::policy::{EngineConfig, EspTransform, IkePolicy, Mode};
@@ -303,6 +304,9 @@ pub(crate) struct Phase1 {
     /// Responder: carries the requests of our own Main Mode, abandoned for
     /// this one; they start a phase 1 of their own if it fails.
     pub took_over: bool,
+    /// Why we last refused one of the peer's handshake messages (bad
+    /// hash, no proposal): the failure counted if the SA never comes up.
+    pub refused: Option<crate::handshakes::Failure>,
 }
 
 /// "Old State = ... New State = ..." as IOS prints it. IOS passes through
@@ -883,6 +887,15 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                 if adopted && matches!(s.state(), P1State::IMm1 | P1State::IAm1) {
                     s.rcookie = [0; 8];
                 }
+                let handshake = matches!(h.exchange, exchange::MAIN | exchange::AGGRESSIVE);
+                if let (true, false, Err(e)) = (handshake, s.is_established(), &r) {
+                    s.refused = match e {
+                        HandleError::BadHash => Some(Failure::AuthFailed),
+                        HandleError::NoProposal => Some(Failure::NoProposalChosen),
+                        HandleError::BadKe => Some(Failure::InvalidKe),
+                        _ => s.refused,
+                    };
+                }
             }
         }
         // A replaced SA goes once its last Quick Mode is done: one on this
@@ -1049,7 +1062,9 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             crossing: None,
             crossing_lost: false,
             took_over: false,
+            refused: None,
         };
+        self.stats.handshakes.phase1.started += 1;
         self.by_cookie.insert((icookie, remote.ip()), id);
         self.sa_peers.insert(remote.ip(), id);
         self.sas.insert(id, s);
@@ -1085,8 +1100,10 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                 // Only a first message ever came from this source: not a
                 // negotiation anyone is known to want (admission.rs).
                 self.stats.half_open_expired += 1;
+                self.stats.handshakes.phase1.fail(Failure::Unverified);
             } else if !established && s.crossing_lost {
                 ike!("ISAKMP ({}): the peer abandoned this crossing exchange", id);
+                self.stats.handshakes.phase1.fail(Failure::Superseded);
             } else if established {
                 self.events.push_back(Event::Phase1Down {
                     id,
@@ -1094,6 +1111,8 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                     reason: reason.clone(),
                 });
             } else {
+                let why = s.refused.unwrap_or(Failure::from(&reason));
+                self.stats.handshakes.phase1.fail(why);
                 self.events.push_back(Event::Phase1Failed {
                     remote: s.remote,
                     reason: reason.clone(),
@@ -1152,6 +1171,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             s.next_keepalive = Some(now + self.cfg.nat_keepalive);
         }
         self.events.push_back(Event::Phase1Up { id, local, remote });
+        self.stats.handshakes.phase1.completed += 1;
         self.schedule_p1_rekey(id, life);
         for (req, rekey_of) in pending {
             // Both ends asked at once: while our phase 1 came up, the
@@ -1448,6 +1468,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                 };
                 qm_unanswered |= q.initiator();
                 ike!("ISAKMP ({}): Quick Mode {} timed out", id, mid);
+                self.stats.handshakes.quick_mode.fail(Failure::Timeout);
                 self.events.push_back(Event::Phase2Failed {
                     remote: s.remote,
                     reason: Reason::QuickModeRetransmissionsExhausted,
@@ -1490,6 +1511,8 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         if qm_unanswered && fail.is_none() {
             tracing::warn!(
                 target: "dmvpn::ike",
+                peer = %peer,
+                conn_id = id,
                 "ISAKMP ({}): Quick Mode with {} unanswered after {} retransmissions (peer gone, or it cannot decrypt this ISAKMP SA); deleting the ISAKMP SA",
                 id,
                 peer,

@@ -229,6 +229,8 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                     .collect();
                 for m in mids {
                     s.qms.remove(&m);
+                    let why = crate::handshakes::Failure::from(&Reason::from_notify(t));
+                    self.stats.handshakes.quick_mode.fail(why);
                     self.events.push_back(Event::Phase2Failed {
                         remote,
                         reason: Reason::from_notify(t),

@@ -51,6 +51,7 @@ mod aggressive_mode;
 mod collision;
 pub mod crypto;
 pub mod endpoint;
+pub mod handshakes;
 #[cfg(test)]
 mod hostile_tests;
 mod index;
@@ -73,6 +74,7 @@ pub use endpoint::{
     ChildSa, ChildSaInfo, CommandError, Encapsulation, Endpoint, EspKeys, Event, HandleError,
     IsakmpSaInfo, Phase2Request, SaId, SpiAllocator, Transmit,
 };
+pub use handshakes::{Counts as HandshakeCounts, Failure, HandshakeStats};
 pub use policy::{
     DpdConfig, EngineConfig, EspEncr, EspTransform, IkePolicy, InitiateMode, Mode, NatTMode,
     PskEntry, TransformSet,

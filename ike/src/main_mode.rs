@@ -267,6 +267,9 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                 remote.ip()
             );
             self.send_clear_notify(local, remote, h.icookie, [0; 8], notify::NO_PROPOSAL_CHOSEN);
+            let p1 = &mut self.stats.handshakes.phase1;
+            p1.started += 1;
+            p1.fail(crate::handshakes::Failure::NoProposalChosen);
             return Err(HandleError::NoProposal);
         };
         self.admit_half_open(remote.ip())?;

@@ -362,6 +362,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             offered,
             rekey_of,
         };
+        self.stats.handshakes.quick_mode.started += 1;
         if let Some(s) = self.sas.get_mut(&id) {
             s.qms.insert(
                 mid,
@@ -810,6 +811,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             return;
         };
         let deadline = now + self.cfg.retransmit_initial;
+        self.stats.handshakes.quick_mode.started += 1;
         if let Some(s) = self.sas.get_mut(&id) {
             s.qms.insert(
                 mid,
@@ -1059,6 +1061,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                 request: req,
             },
         );
+        self.stats.handshakes.quick_mode.completed += 1;
         match rekey_of {
             Some(old) => self.events.push_back(Event::ChildSaRekeyed {
                 old_inbound_spi: old,

@@ -265,11 +265,15 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                 }
             }
         }
-        let mut reqs = std::mem::take(&mut s.pending);
+        // (request, rekey of, whether its Quick Mode was under way)
+        let mut reqs: Vec<_> = std::mem::take(&mut s.pending)
+            .into_iter()
+            .map(|(req, rekey_of)| (req, rekey_of, false))
+            .collect();
         reqs.extend(
             s.qms
                 .values()
-                .filter_map(|q| Some((q.request.clone(), q.offer()?.rekey_of))),
+                .filter_map(|q| Some((q.request.clone(), q.offer()?.rekey_of, true))),
         );
         // Requests that waited on a peer's bare first message (evicted or
         // timed out): that proved nothing about the peer, so they go on
@@ -278,7 +282,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
         // Requests whose own Main Mode was abandoned for this crossing
         // one: its failure says nothing about theirs.
         let own_again = s.took_over && !established && rehome;
-        for (req, rekey_of) in reqs {
+        for (req, rekey_of, started) in reqs {
             if unproven || own_again || (rehome && self.has_usable_sa(now, peer)) {
                 ike!(
                     "ISAKMP ({}): phase 2 request moves to another ISAKMP SA with {}",
@@ -286,7 +290,14 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                     peer
                 );
                 // An SA with the peer exists, so this neither fails nor
-                // starts another phase 1.
+                // starts another phase 1. A Quick Mode under way starts
+                // again there: this one counts as superseded.
+                if started {
+                    self.stats
+                        .handshakes
+                        .quick_mode
+                        .fail(crate::handshakes::Failure::Superseded);
+                }
                 let _ = self.initiate_inner(now, s.local, s.remote, req, rekey_of);
                 continue;
             }
@@ -296,6 +307,12 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
                 && now + self.cfg.retransmit_initial < c.hard
             {
                 c.soft = Some(now + self.cfg.retransmit_initial);
+            }
+            if started {
+                self.stats
+                    .handshakes
+                    .quick_mode
+                    .fail(crate::handshakes::Failure::Phase1Failed);
             }
             self.events.push_back(Event::Phase2Failed {
                 remote: s.remote,

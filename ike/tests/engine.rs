@@ -319,6 +319,13 @@ fn main_mode_quick_mode_seed_crypto() {
         net.b.events
     );
     assert_pair(&ca[0], &cb[0]);
+    // Both ends count one phase 1 and one Quick Mode, started and completed.
+    for n in [&net.a, &net.b] {
+        let h = n.ep.stats().handshakes;
+        assert_eq!((h.phase1.started, h.phase1.completed), (1, 1), "{h:?}");
+        assert_eq!((h.quick_mode.started, h.quick_mode.completed), (1, 1));
+        assert_eq!(h.phase1.failures().map(|(_, n)| n).sum::<u64>(), 0);
+    }
     let c = &ca[0];
     assert_eq!(c.transform.ios_name(), "esp-3des esp-md5-hmac");
     assert_eq!(c.mode, Mode::Tunnel);
@@ -631,6 +638,15 @@ fn no_proposal_chosen_phase1() {
         1
     );
     assert!(net.a.ep.isakmp_sas().is_empty());
+    let (ha, hb) = (net.a.ep.stats().handshakes, net.b.ep.stats().handshakes);
+    assert_eq!(ha.phase1.started, 1);
+    assert_eq!(ha.phase1.failed(Failure::NoProposalChosen), 1, "{ha:?}");
+    assert_eq!(ha.phase1.completed, 0);
+    // The responder refused the first message: started and failed at once.
+    assert_eq!(hb.phase1.started, 1);
+    assert_eq!(hb.phase1.failed(Failure::NoProposalChosen), 1, "{hb:?}");
+    // The Quick Mode waiting on it never started.
+    assert_eq!(ha.quick_mode, HandshakeCounts::default());
 }
 
 #[test]
@@ -653,6 +669,11 @@ fn no_proposal_chosen_phase2() {
         })
         .collect();
     assert_eq!(reasons, vec![Reason::NoProposalChosen]);
+    let h = net.a.ep.stats().handshakes;
+    assert_eq!((h.phase1.started, h.phase1.completed), (1, 1));
+    assert_eq!(h.quick_mode.started, 1);
+    assert_eq!(h.quick_mode.completed, 0);
+    assert_eq!(h.quick_mode.failed(Failure::NoProposalChosen), 1, "{h:?}");
 }
 
 #[test]
@@ -677,6 +698,11 @@ fn wrong_psk_main_mode() {
     assert!(net.a.ep.isakmp_sas().is_empty());
     assert!(net.b.ep.isakmp_sas().is_empty());
     assert!(net.a.ep.poll_timeout().is_none());
+    // The responder saw the bad hash; the initiator only silence.
+    let (ha, hb) = (net.a.ep.stats().handshakes, net.b.ep.stats().handshakes);
+    assert_eq!(hb.phase1.failed(Failure::AuthFailed), 1, "{hb:?}");
+    assert_eq!(ha.phase1.failed(Failure::Timeout), 1, "{ha:?}");
+    assert_eq!(ha.phase1.completed + hb.phase1.completed, 0);
 }
 
 #[test]

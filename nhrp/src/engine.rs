@@ -303,6 +303,14 @@ pub enum Event {
         /// Its NBMA address.
         nbma: Option<IpAddr>,
     },
+    /// A reply (positive or negative) answered our resolution request
+    /// for `dst`, `after` its first transmission.
+    ResolutionAnswered {
+        /// Address we asked about.
+        dst: IpAddr,
+        /// From the request's first transmission to the reply.
+        after: Duration,
+    },
     /// A resolution failed (NAK code, or no answer when None).
     ResolutionFailed {
         /// Address we tried to resolve.
@@ -457,6 +465,8 @@ struct Pending {
     dst: IpAddr,
     to: IpAddr,
     bytes: Vec<u8>,
+    /// When the request was first sent (retransmissions keep it).
+    sent: Instant,
     next: Instant,
     backoff: Duration,
     attempts: u32,
@@ -856,7 +866,7 @@ impl Engine {
         if nbma == self.cfg.nbma {
             return;
         }
-        info!(target: TARGET, "NHRP: NBMA address changed from {} to {}, registering again", self.cfg.nbma, nbma);
+        info!(target: TARGET, interface = %self.cfg.interface, nbma = %nbma, old_nbma = %self.cfg.nbma, "NHRP: NBMA address changed from {} to {}, registering again", self.cfg.nbma, nbma);
         self.cfg.nbma = nbma;
         self.nat_nbma = None;
         let own: Vec<(IpAddr, u8)> = self
@@ -978,7 +988,7 @@ impl Engine {
     /// Logs a warning about refused input through the rate limiter.
     fn refused(&mut self, now: Instant, reason: Reason, msg: impl FnOnce() -> String) {
         if self.warns.allow(now, reason) {
-            warn!(target: TARGET, "{}", msg());
+            warn!(target: TARGET, interface = %self.cfg.interface, "{}", msg());
         } else {
             self.stats.warnings_suppressed += 1;
             debug!(target: TARGET, "{}", msg());
@@ -1157,7 +1167,7 @@ impl Engine {
             if self.nhs[i].unanswered >= self.cfg.nhs_down_after && self.nhs[i].up {
                 self.nhs[i].up = false;
                 let (nhs, nbma) = (self.nhs[i].cfg.protocol, self.nhs[i].cfg.nbma);
-                info!(target: TARGET, "NHRP: NHS {} ({}) is down", nhs, nbma);
+                info!(target: TARGET, interface = %self.cfg.interface, nhs = %nhs, nbma = %nbma, "NHRP: NHS {} ({}) is down", nhs, nbma);
                 self.events.push_back(Event::NhsDown { nhs, nbma });
             }
         }
@@ -1208,6 +1218,10 @@ impl Engine {
                 // Once per change, not for every retry.
                 warn!(
                     target: TARGET,
+                    interface = %self.cfg.interface,
+                    nhs = %nhs,
+                    nbma = %nbma,
+                    code = c,
                     "NHRP: Registration with NHS {} refused, code {} ({})",
                     nhs,
                     c,
@@ -1217,13 +1231,13 @@ impl Engine {
                     .push_back(Event::RegistrationRejected { nhs, code: c });
             }
             if was_up {
-                info!(target: TARGET, "NHRP: NHS {} ({}) is down", nhs, nbma);
+                info!(target: TARGET, interface = %self.cfg.interface, nhs = %nhs, nbma = %nbma, "NHRP: NHS {} ({}) is down", nhs, nbma);
                 self.events.push_back(Event::NhsDown { nhs, nbma });
             }
             return;
         }
         if prev.is_some_and(|p| p != code::SUCCESS) {
-            info!(target: TARGET, "NHRP: Registration with NHS {} accepted", n.cfg.protocol);
+            info!(target: TARGET, interface = %self.cfg.interface, nhs = %n.cfg.protocol, nbma = %n.cfg.nbma, "NHRP: Registration with NHS {} accepted", n.cfg.protocol);
         }
         n.last_reply = Some(now);
         n.next = now + interval;
@@ -1231,7 +1245,7 @@ impl Engine {
         if !n.up {
             n.up = true;
             let (nhs, nbma) = (n.cfg.protocol, n.cfg.nbma);
-            info!(target: TARGET, "NHRP: NHS {} ({}) is up", nhs, nbma);
+            info!(target: TARGET, interface = %self.cfg.interface, nhs = %nhs, nbma = %nbma, "NHRP: NHS {} ({}) is up", nhs, nbma);
             self.events.push_back(Event::NhsUp { nhs, nbma });
         }
         // Cisco NAT extension: the NHS names the address it saw us from.
@@ -1245,7 +1259,7 @@ impl Engine {
             .and_then(|c| c.nbma_ip());
         let new_nat = seen.filter(|n| *n != self.cfg.nbma && self.nat_nbma != Some(*n));
         if let Some(nat) = new_nat {
-            info!(target: TARGET, "NHRP: NAT detected: NBMA {} is seen as {}", self.cfg.nbma, nat);
+            info!(target: TARGET, interface = %self.cfg.interface, nbma = %self.cfg.nbma, nat_nbma = %nat, "NHRP: NAT detected: NBMA {} is seen as {}", self.cfg.nbma, nat);
             self.nat_nbma = Some(nat);
             self.events.push_back(Event::NatDetected { nat_nbma: nat });
         }
@@ -1464,6 +1478,10 @@ impl Engine {
                     self.stats.reg_takeovers += 1;
                     info!(
                         target: TARGET,
+                        interface = %self.cfg.interface,
+                        peer = %p,
+                        prefix_len = l,
+                        nbma = %real,
                         "NHRP: {}/{} at NBMA {:?} replaced by a registration from {} ({})",
                         p,
                         l,
@@ -1488,7 +1506,18 @@ impl Engine {
             .is_none_or(|o| o.kind != EntryType::Dynamic || o.nbma != Some(real));
         self.cache.insert(e);
         if changed {
-            info!(target: TARGET, "NHRP: Registered {}/{} at NBMA {}", proto, len, real);
+            info!(
+                target: TARGET,
+                interface = %self.cfg.interface,
+                peer = %proto,
+                prefix_len = len,
+                nbma = %real,
+                claimed_nbma = %claimed,
+                "NHRP: Registered {}/{} at NBMA {}",
+                proto,
+                len,
+                real
+            );
             self.events.push_back(Event::PeerRegistered {
                 protocol: proto,
                 prefix_len: len,
@@ -1562,6 +1591,7 @@ impl Engine {
                 dst,
                 to: nhs.nbma,
                 bytes,
+                sent: now,
                 next: now + self.cfg.retransmit_initial,
                 backoff: self.cfg.retransmit_initial * 2,
                 attempts: 1,
@@ -1863,7 +1893,19 @@ impl Engine {
         self.cache.insert(e);
         if changed {
             let prefix = mask(prefix, len);
-            info!(target: TARGET, "NHRP: Shortcut {}/{} via {} at NBMA {}", prefix, len, next_hop, nbma);
+            info!(
+                target: TARGET,
+                interface = %self.cfg.interface,
+                prefix = %prefix,
+                prefix_len = len,
+                peer = %next_hop,
+                nbma = %nbma,
+                "NHRP: Shortcut {}/{} via {} at NBMA {}",
+                prefix,
+                len,
+                next_hop,
+                nbma
+            );
             self.events.push_back(Event::ShortcutUp {
                 prefix,
                 prefix_len: len,
@@ -1889,7 +1931,7 @@ impl Engine {
             debug!(target: TARGET, "NHRP: Resolution Reply for the wrong destination from {}", from);
             return;
         }
-        let (dst, asked) = (pending.dst, pending.to);
+        let (dst, asked, sent) = (pending.dst, pending.to, pending.sent);
         let Some(c) = p.cies().first().cloned() else {
             return;
         };
@@ -1921,6 +1963,10 @@ impl Engine {
         }
         self.resolutions.remove(&id);
         self.remove_incomplete(dst);
+        self.events.push_back(Event::ResolutionAnswered {
+            dst,
+            after: now.saturating_duration_since(sent),
+        });
         if c.code != code::SUCCESS {
             self.negative(now, dst, Some(c.code));
             return;

@@ -703,6 +703,46 @@ fn failed_resolution_becomes_negative_entry() {
     }));
 }
 
+/// A reply reports how long after the request's first transmission it
+/// came (the metrics' resolution latency), retransmissions included.
+#[test]
+fn resolution_answer_reports_its_latency() {
+    let mut net = Net::new(vec![hub_cfg(), spoke_cfg(2), spoke_cfg(3)]);
+    net.secs(1);
+    net.events.clear();
+    let now = net.now;
+    net.nodes[1].resolve(now, ip("192.168.1.3"));
+    net.pump();
+    let answered = |ev: &[Event], d: &str| {
+        ev.iter()
+            .filter_map(|e| match e {
+                Event::ResolutionAnswered { dst, after } if *dst == ip(d) => Some(*after),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    let ev = net.take_events(1);
+    assert_eq!(
+        answered(&ev, "192.168.1.3"),
+        vec![std::time::Duration::ZERO],
+        "{ev:?}"
+    );
+    // The first request is lost; the answer to its retransmission 1 s
+    // later counts from the first one. A NAK is an answer too.
+    net.down.insert(ip(HUB_NBMA));
+    let now = net.now;
+    net.nodes[1].resolve(now, ip("192.168.1.50"));
+    net.pump();
+    net.down.remove(&ip(HUB_NBMA));
+    net.secs(3);
+    let ev = net.take_events(1);
+    assert_eq!(
+        answered(&ev, "192.168.1.50"),
+        vec![std::time::Duration::from_secs(1)],
+        "{ev:?}"
+    );
+}
+
 #[test]
 fn two_nhs_both_registered_priority_picks_resolver() {
     let mut hub2 = hub_cfg();

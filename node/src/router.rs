@@ -434,6 +434,7 @@ impl Router {
             Request::ClearCryptoSession { remote } => Response::Ok(Reply::Cleared {
                 count: node.clear_crypto_sa(now, remote),
             }),
+            Request::ShowStats => Response::Ok(Reply::Stats(vec![node.show_stats()])),
             Request::Debug { .. } => Response::error("debug settings belong to the driver"),
             // Reading the file is the driver's; it then calls `reconfigure`.
             Request::Reload => Response::error("reloading belongs to the driver"),

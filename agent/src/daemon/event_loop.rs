@@ -507,6 +507,6 @@ async fn send_ike(links: &Links, t: &dmvpn_ike::Transmit, throttle: &mut Throttl
     if let Err(e) = sock.send_to(&t.payload, dst).await
         && let Some(held) = throttle.allow(now)
     {
-        warn!(target: "dmvpn::ike", "cannot send IKE to {dst}: {e}{}", held_note(held));
+        warn!(target: "dmvpn::ike", peer = %dst.ip(), "cannot send IKE to {dst}: {e}{}", held_note(held));
     }
 }

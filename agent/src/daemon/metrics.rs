@@ -39,6 +39,7 @@ pub async fn collect(h: &impl Handler) -> Result<Snapshot, String> {
         Request::ShowNhrpTraffic,
         Request::ShowCryptoIsakmpSa,
         Request::ShowCryptoIpsecSa,
+        Request::ShowStats,
     ] {
         match h.handle(req).await {
             Response::Ok(Reply::Dmvpn(v)) => s.dmvpn = v,
@@ -47,6 +48,7 @@ pub async fn collect(h: &impl Handler) -> Result<Snapshot, String> {
             Response::Ok(Reply::NhrpTraffic(v)) => s.traffic = v,
             Response::Ok(Reply::IsakmpSa(v)) => s.isakmp = v,
             Response::Ok(Reply::IpsecSa(v)) => s.ipsec = Some(v),
+            Response::Ok(Reply::Stats(v)) => s.stats = v,
             Response::Error { message } => return Err(message),
             other => return Err(format!("unexpected answer to {req:?}: {other:?}")),
         }

@@ -155,6 +155,8 @@ async fn run_async(
 
     info!(
         target: "dmvpn::ctl",
+        interface = %ncfg.interface,
+        nbma = %ncfg.nbma,
         "dmvpnd {}: {} {}/{} NBMA {} up",
         ncfg.name, ncfg.interface, ncfg.tunnel_addr, ncfg.tunnel_prefix_len, ncfg.nbma
     );

@@ -4,14 +4,17 @@
 use std::net::IpAddr;
 
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Registry, Unit};
 
 use crate::proto::{
     DmvpnInterface, IpsecSaReport, IsakmpSa, NhrpEntry, NhrpTraffic, NhrpTypeCounts, NhsEntry,
 };
+use crate::stats::{Histogram, TunnelStats};
 
 /// What one scrape reports: the answers to the `show` requests.
 #[derive(Debug, Default)]
@@ -22,6 +25,33 @@ pub struct Snapshot {
     pub traffic: Vec<NhrpTraffic>,
     pub isakmp: Vec<IsakmpSa>,
     pub ipsec: Option<IpsecSaReport>,
+    pub stats: Vec<TunnelStats>,
+}
+
+/// The node's histograms (one per tunnel), written as one OpenMetrics
+/// histogram family labelled by interface: the node keeps the buckets,
+/// this only encodes them.
+#[derive(Debug)]
+struct Histograms(Vec<(Labels, Histogram)>);
+
+impl EncodeMetric for Histograms {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        for (labels, h) in &self.0 {
+            let mut buckets: Vec<(f64, u64)> =
+                h.buckets.iter().map(|b| (b.le_secs, b.count)).collect();
+            let bounded: u64 = buckets.iter().map(|b| b.1).sum();
+            // The encoder writes `+Inf` for f64::MAX.
+            buckets.push((f64::MAX, h.count.saturating_sub(bounded)));
+            encoder
+                .encode_family(labels)?
+                .encode_histogram::<NoLabelSet>(h.sum_secs, h.count, &buckets, None)?;
+        }
+        Ok(())
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
 }
 
 type Labels = Vec<(&'static str, String)>;
@@ -230,20 +260,96 @@ pub fn render(s: &Snapshot) -> String {
         }
     }
 
+    let peer_bytes = counter(
+        &mut reg,
+        "peer_bytes",
+        "ESP payload bytes to (out) and from (in) each peer",
+    );
+    if let Some(r) = &s.ipsec {
+        for p in &r.peers {
+            let peer = ip(p.current_peer);
+            for (dir, v) in [("in", p.counters.bytes_in), ("out", p.counters.bytes_out)] {
+                add(
+                    &peer_bytes,
+                    vec![("peer", peer.clone()), ("direction", dir.into())],
+                    v,
+                );
+            }
+        }
+    }
+
+    let started = counter(
+        &mut reg,
+        "ike_handshakes_started",
+        "IKE negotiations started (phase1: Main or Aggressive Mode; quick_mode), both roles",
+    );
+    let completed = counter(
+        &mut reg,
+        "ike_handshakes_completed",
+        "IKE negotiations completed",
+    );
+    let failed_hs = counter(
+        &mut reg,
+        "ike_handshakes_failed",
+        "IKE negotiations failed, by reason",
+    );
+    let mut latency = Vec::new();
+    for t in &s.stats {
+        for (exchange, h) in [("phase1", &t.phase1), ("quick_mode", &t.quick_mode)] {
+            let l = vec![
+                ("interface", t.interface.clone()),
+                ("exchange", exchange.to_string()),
+            ];
+            add(&started, l.clone(), h.started);
+            add(&completed, l.clone(), h.completed);
+            for c in &h.failed {
+                let mut l = l.clone();
+                l.push(("reason", c.key.clone()));
+                add(&failed_hs, l, c.count);
+            }
+        }
+        latency.push((
+            vec![("interface", t.interface.clone())],
+            t.resolution_latency.clone(),
+        ));
+    }
+    reg.register_with_unit(
+        "nhrp_resolution_latency",
+        "From an NHRP Resolution Request's first transmission to its reply",
+        Unit::Seconds,
+        Histograms(latency),
+    );
+
     let mut text = String::new();
     // Writing into a String cannot fail.
     let _ = encode(&mut text, &reg);
     sorted_samples(&text)
 }
 
+/// The labels of a sample line without a histogram's `le`: samples of one
+/// series share it.
+fn series(line: &str) -> String {
+    let labels = line
+        .split_once('{')
+        .and_then(|(_, rest)| rest.split_once('}'))
+        .map_or("", |(l, _)| l);
+    labels
+        .split(',')
+        .filter(|l| !l.starts_with("le="))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// The samples of each family in label order (the registry keeps them in
-/// hash order), so that two scrapes of the same state read the same.
+/// hash order), so that two scrapes of the same state read the same. The
+/// samples of one series (a histogram's sum, count and buckets) keep the
+/// encoder's order.
 fn sorted_samples(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut samples: Vec<&str> = Vec::new();
     for line in text.lines() {
         if line.starts_with('#') {
-            samples.sort_unstable();
+            samples.sort_by_cached_key(|s| series(s));
             for s in samples.drain(..) {
                 out.push_str(s);
                 out.push('\n');
@@ -254,7 +360,7 @@ fn sorted_samples(text: &str) -> String {
             samples.push(line);
         }
     }
-    samples.sort_unstable();
+    samples.sort_by_cached_key(|s| series(s));
     for s in samples {
         out.push_str(s);
         out.push('\n');

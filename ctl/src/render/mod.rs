@@ -54,6 +54,7 @@ pub fn render_view(reply: &Reply, view: View) -> String {
         Reply::CryptoSession(s) => crypto_session(s),
         // IOS's `clear` commands print nothing.
         Reply::Cleared { .. } => String::new(),
+        Reply::Stats(s) => crate::stats::render(s),
         Reply::Debug { target, on } => format!(
             "{} debugging is {}\n",
             target.ios_name(),

@@ -108,6 +108,37 @@ pub fn nhs() -> Vec<NhsEntry> {
     ]
 }
 
+/// Two phase 1 and two Quick Modes completed, one phase 1 timed out,
+/// three resolutions answered.
+pub fn stats() -> Vec<dmvpn_ctl::stats::TunnelStats> {
+    use dmvpn_ctl::stats::{Handshakes, Histogram, TunnelStats};
+    let reasons = |timeout| {
+        vec![
+            Counter::new("timeout", "timeout", timeout),
+            Counter::new("auth_failed", "auth failed", 0),
+            Counter::new("no_proposal_chosen", "no proposal chosen", 0),
+        ]
+    };
+    let mut latency = Histogram::default();
+    for secs in [0.0042, 0.0087, 1.5] {
+        latency.observe(secs);
+    }
+    vec![TunnelStats {
+        interface: "Tunnel0".into(),
+        phase1: Handshakes {
+            started: 3,
+            completed: 2,
+            failed: reasons(1),
+        },
+        quick_mode: Handshakes {
+            started: 2,
+            completed: 2,
+            failed: reasons(0),
+        },
+        resolution_latency: latency,
+    }]
+}
+
 pub fn nhrp_traffic() -> Vec<NhrpTraffic> {
     vec![NhrpTraffic {
         interface: "Tunnel0".into(),
@@ -340,6 +371,8 @@ pub fn ipsec() -> IpsecSaReport {
                     verify: 1118,
                     replay_failed: 2,
                     verify_failed: 1,
+                    bytes_in: 111_800,
+                    bytes_out: 112_000,
                     ..Default::default()
                 },
                 vec![esp(
@@ -528,6 +561,7 @@ pub fn answer(req: Request) -> Response {
         }
         Request::Debug { target, on } => Reply::Debug { target, on },
         Request::Reload => Reply::Reloaded(reload_report()),
+        Request::ShowStats => Reply::Stats(stats()),
     })
 }
 

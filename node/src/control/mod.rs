@@ -135,6 +135,8 @@ pub struct Node {
     /// Warnings about failed negotiations (a flood of half-open attempts
     /// from spoofed sources fails in bulk).
     failed_log: log_limit::Throttle,
+    /// How long our NHRP resolutions took to be answered.
+    resolution_latency: dmvpn_ctl::stats::Histogram,
 }
 
 fn v4(a: IpAddr) -> Option<Ipv4Addr> {
@@ -186,6 +188,7 @@ impl Node {
             next_conn_id: FIRST_CONN_ID,
             drops: log_limit::DropLog::default(),
             failed_log: log_limit::Throttle::default(),
+            resolution_latency: Default::default(),
         };
         node.start(now);
         node
@@ -239,7 +242,9 @@ impl Node {
                     p.sas.insert(m.in_spi, m.out_spi);
                     self.assign_conn_id(m.in_spi);
                 }
-                Err(e) => warn!(target: "dmvpn::esp", "manual SA with {}: {e}", m.peer),
+                Err(e) => {
+                    warn!(target: "dmvpn::esp", interface = %self.cfg.interface, peer = %m.peer, "manual SA with {}: {e}", m.peer)
+                }
             }
         }
         let statics: Vec<(IpAddr, IpAddr)> = self
@@ -434,7 +439,7 @@ impl Node {
         };
         debug!(target: "dmvpn::ike", "IPSEC: requesting SA with {nbma} (GRE proxies)");
         if let Err(e) = self.ike.initiate_phase2(now, local, remote, req) {
-            warn!(target: "dmvpn::ike", "cannot initiate IKE with {nbma}: {e}");
+            warn!(target: "dmvpn::ike", interface = %self.cfg.interface, peer = %nbma, "cannot initiate IKE with {nbma}: {e}");
         }
     }
 
@@ -645,7 +650,14 @@ impl Node {
                 .map(|(n, _)| *n)
                 .collect();
             for n in idle_peers {
-                info!(target: "dmvpn::ike", "IPSEC: SAs with {n} idle for {}s, deleting", idle.as_secs());
+                info!(
+                    target: "dmvpn::ike",
+                    interface = %self.cfg.interface,
+                    peer = %n,
+                    idle_secs = idle.as_secs(),
+                    "IPSEC: SAs with {n} idle for {}s, deleting",
+                    idle.as_secs()
+                );
                 self.drop_peer(now, n);
             }
         }
@@ -857,6 +869,9 @@ impl Node {
                     self.apply_via_routes();
                 }
             }
+            E::ResolutionAnswered { after, .. } => {
+                self.resolution_latency.observe(after.as_secs_f64());
+            }
             E::NeedIpsec { nbma } => {
                 if let Some(n) = v4(nbma) {
                     if self.has_sa(n) {
@@ -908,7 +923,15 @@ impl Node {
                 outbound_spi,
                 reason,
             } => {
-                debug!(target: "dmvpn::ike", "IPSEC: SA {inbound_spi:#x} with {remote} deleted: {reason}");
+                debug!(
+                    target: "dmvpn::ike",
+                    interface = %self.cfg.interface,
+                    peer = %remote.ip(),
+                    spi_in = format_args!("{inbound_spi:#010x}"),
+                    spi_out = format_args!("{outbound_spi:#010x}"),
+                    reason = %reason,
+                    "IPSEC: SA {inbound_spi:#x} with {remote} deleted: {reason}"
+                );
                 self.out
                     .push_back(Output::Dataplane(Command::RemoveInbound(inbound_spi)));
                 self.out
@@ -927,7 +950,7 @@ impl Node {
                 }
             }
             E::PeerDead { remote } => {
-                warn!(target: "dmvpn::ike", "ISAKMP: peer {remote} is dead (DPD)");
+                warn!(target: "dmvpn::ike", interface = %self.cfg.interface, peer = %remote, "ISAKMP: peer {remote} is dead (DPD)");
                 if let Some(n) = v4(remote) {
                     self.dp(Command::RemovePeerSas(remote));
                     if self
@@ -956,6 +979,9 @@ impl Node {
                 if let Some(held) = self.failed_log.allow(now) {
                     warn!(
                         target: "dmvpn::ike",
+                        interface = %self.cfg.interface,
+                        peer = %remote.ip(),
+                        reason = %reason,
                         "IPSEC: negotiation with {} failed: {reason}{}",
                         remote.ip(),
                         log_limit::held_note(held)
@@ -971,7 +997,27 @@ impl Node {
                     }
                 }
             }
-            E::Phase1Up { .. } | E::Phase1Down { .. } => {}
+            E::Phase1Up { id, remote, .. } => {
+                info!(
+                    target: "dmvpn::ike",
+                    interface = %self.cfg.interface,
+                    peer = %remote.ip(),
+                    conn_id = id,
+                    "ISAKMP: SA with {} is up (conn-id {id})",
+                    remote.ip()
+                );
+            }
+            E::Phase1Down { id, remote, reason } => {
+                info!(
+                    target: "dmvpn::ike",
+                    interface = %self.cfg.interface,
+                    peer = %remote.ip(),
+                    conn_id = id,
+                    reason = %reason,
+                    "ISAKMP: SA with {} (conn-id {id}) deleted: {reason}",
+                    remote.ip()
+                );
+            }
         }
     }
 
@@ -1015,12 +1061,17 @@ impl Node {
         let (inb, outb) = match sa::from_child(c, &mut self.rng) {
             Ok(x) => x,
             Err(e) => {
-                warn!(target: "dmvpn::esp", "IPSEC: cannot install SA with {nbma}: {e}");
+                warn!(target: "dmvpn::esp", interface = %self.cfg.interface, peer = %nbma, "IPSEC: cannot install SA with {nbma}: {e}");
                 return;
             }
         };
         info!(
             target: "dmvpn::ike",
+            interface = %self.cfg.interface,
+            peer = %nbma,
+            spi_in = format_args!("{:#010x}", c.inbound_spi),
+            spi_out = format_args!("{:#010x}", c.outbound_spi),
+            transform = %c.transform.ios_name(),
             "IPSEC: SA with {nbma} installed: in {:#010x} out {:#010x} {}",
             c.inbound_spi,
             c.outbound_spi,
@@ -1122,7 +1173,7 @@ impl Node {
         if nbma == old {
             return;
         }
-        info!(target: "dmvpn::ctl", "{}: NBMA address changed from {old} to {nbma}", self.cfg.interface);
+        info!(target: "dmvpn::ctl", interface = %self.cfg.interface, nbma = %nbma, old_nbma = %old, "{}: NBMA address changed from {old} to {nbma}", self.cfg.interface);
         // IKE and IPsec SAs name the old address: delete them (telling
         // the peers where the old address still reaches them).
         self.clear_crypto_sa(now, None);

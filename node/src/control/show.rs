@@ -12,6 +12,7 @@ use dmvpn_ctl::proto::{
     NhrpTraffic, NhrpTypeCounts, NhsEntry, NhsRefusal, NhsState, ProxyIdent, SaStatus, SessionFlow,
     SessionIkeSa, SessionStatus,
 };
+use dmvpn_ctl::stats::{Handshakes, TunnelStats};
 use dmvpn_ike::crypto::{EncrAlg, HashAlg};
 use dmvpn_nhrp::Instant;
 use dmvpn_nhrp::PacketType;
@@ -571,6 +572,26 @@ impl Node {
         }
     }
 
+    /// The counters with no IOS view: IKE negotiations (from the IKE
+    /// engine) and NHRP resolution latency.
+    pub fn show_stats(&self) -> TunnelStats {
+        let hs = self.ike.stats().handshakes;
+        let counts = |c: &dmvpn_ike::HandshakeCounts| Handshakes {
+            started: c.started,
+            completed: c.completed,
+            failed: c
+                .failures()
+                .map(|(why, n)| Counter::new(why.as_str(), &why.as_str().replace('_', " "), n))
+                .collect(),
+        };
+        TunnelStats {
+            interface: self.cfg.interface.clone(),
+            phase1: counts(&hs.phase1),
+            quick_mode: counts(&hs.quick_mode),
+            resolution_latency: self.resolution_latency.clone(),
+        }
+    }
+
     /// `show crypto isakmp sa [detail]`: each SA with its role, so the
     /// text can print IOS's `dst` (responder) and `src` (initiator).
     pub fn show_isakmp_sa(&self, now: Instant) -> Vec<IsakmpSa> {
@@ -638,6 +659,10 @@ impl Node {
                 counters.recv_errors += c.recv_errors;
                 counters.replay_failed += c.replay_failed;
                 counters.verify_failed += c.verify_failed;
+                match s.direction {
+                    Direction::Inbound => counters.bytes_in += c.bytes,
+                    Direction::Outbound => counters.bytes_out += c.bytes,
+                }
             }
             // Manual SAs have no IKE child; the wire port is the peer's.
             let mut port = match p.protection {
