@@ -460,6 +460,26 @@ struct Nhs {
     replies: u64,
 }
 
+impl Nhs {
+    /// An NHS not registered with yet; its first registration is due at `now`.
+    fn new(cfg: NhsConfig, now: Instant, backoff: Duration) -> Nhs {
+        Nhs {
+            cfg,
+            up: false,
+            request_id: None,
+            bytes: Vec::new(),
+            next: now,
+            backoff,
+            unanswered: 0,
+            last_reply: None,
+            last_code: None,
+            sent: 0,
+            failed: 0,
+            replies: 0,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Pending {
     dst: IpAddr,
@@ -559,20 +579,7 @@ impl Engine {
                 e.nbma = Some(n.nbma);
                 e.next_hop = Some(n.protocol);
                 cache.insert(e);
-                Nhs {
-                    cfg: n.clone(),
-                    up: false,
-                    request_id: None,
-                    bytes: Vec::new(),
-                    next: now,
-                    backoff: cfg.retransmit_initial,
-                    unanswered: 0,
-                    last_reply: None,
-                    last_code: None,
-                    sent: 0,
-                    failed: 0,
-                    replies: 0,
-                }
+                Nhs::new(n.clone(), now, cfg.retransmit_initial)
             })
             .collect();
         let cfg_warn = cfg.warn_interval;

@@ -16,8 +16,8 @@ use crate::control::MapError;
 /// When a changed key takes effect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Effect {
-    /// At once (static mappings, the NHRP password and limits, the log
-    /// filter).
+    /// At once (static mappings, NHSs, the NHRP password and limits, the
+    /// log filter).
     Now,
     /// With the next registration sent; one already scheduled keeps its
     /// time.
@@ -84,6 +84,7 @@ const IN_PLACE: &[(&str, Effect)] = &[
         Effect::NextRegistration,
     ),
     ("tunnel.nhrp.map", Effect::Now),
+    ("tunnel.nhrp.nhs", Effect::Now),
     ("tunnel.nhrp.authentication", Effect::Now),
     ("tunnel.nhrp.map_multicast_dynamic", Effect::Now),
     ("tunnel.nhrp.multicast", Effect::Now),
@@ -103,7 +104,7 @@ pub fn plan(running: &Config, new: &Config) -> Result<Vec<Change>, ReloadError> 
     let mut keys = Vec::new();
     diff("", &to_value(running), &to_value(new), &mut keys);
     // An NHS's NBMA address may come from a static mapping: removing or
-    // changing that mapping moves the NHS.
+    // changing that mapping moves the NHS, which is a change of its own.
     if keys.iter().all(|k| !k.starts_with("tunnel[0].nhrp.nhs")) && nhs_of(running) != nhs_of(new) {
         keys.push("tunnel[0].nhrp.nhs".into());
     }
@@ -423,11 +424,34 @@ nbma = "203.0.113.10"
     }
 
     #[test]
-    fn an_nhs_moved_by_its_static_mapping_needs_a_restart() {
+    fn nhs_changes_apply_now_and_a_moved_static_mapping_moves_the_nhs() {
         let moved = edit(SPOKE, "nbma = \"203.0.113.10\"", "nbma = \"203.0.113.77\"");
         assert_eq!(
-            restart(plan(&cfg(SPOKE), &cfg(&moved))),
-            ["tunnel[0].nhrp.nhs"]
+            keys(plan(&cfg(SPOKE), &cfg(&moved))),
+            [
+                ("tunnel[0].nhrp.map[0].nbma".into(), Effect::Now),
+                ("tunnel[0].nhrp.nhs".into(), Effect::Now),
+            ]
+        );
+        let second = format!(
+            "{SPOKE}[[tunnel.nhrp.nhs]]\naddress = \"172.31.255.5\"\nnbma = \"203.0.113.50\"\n"
+        );
+        assert_eq!(
+            keys(plan(&cfg(SPOKE), &cfg(&second))),
+            [("tunnel[0].nhrp.nhs".into(), Effect::Now)]
+        );
+        assert_eq!(
+            keys(plan(&cfg(&second), &cfg(SPOKE))),
+            [("tunnel[0].nhrp.nhs".into(), Effect::Now)]
+        );
+        let reprioritized = edit(
+            SPOKE,
+            "address = \"172.31.255.1\"\n[[tunnel.nhrp.map]]",
+            "address = \"172.31.255.1\"\npriority = 3\nmulticast = true\n[[tunnel.nhrp.map]]",
+        );
+        assert_eq!(
+            keys(plan(&cfg(SPOKE), &cfg(&reprioritized))),
+            [("tunnel[0].nhrp.nhs[0]".into(), Effect::Now)]
         );
         let other = format!(
             "{SPOKE}[[tunnel.nhrp.map]]\naddress = \"172.31.255.3\"\nnbma = \"198.51.100.30\"\n"

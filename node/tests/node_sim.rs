@@ -1329,6 +1329,100 @@ fn statics(sim: &Sim, i: usize) -> Vec<(IpAddr, Option<IpAddr>)> {
         .collect()
 }
 
+/// A spoke's reload that changes its NHS list applies at once: a hub
+/// added is negotiated with and registered with while traffic to the
+/// first hub keeps flowing on its SA; a hub removed gets no more
+/// registrations (the one it holds lapses with its holding time) and
+/// the tunnel subnet moves to the remaining NHS.
+#[test]
+fn reload_adds_and_removes_an_nhs() {
+    const HUB2: Ipv4Addr = Ipv4Addr::new(172, 16, 0, 4);
+    let mut sim = Sim::with_nodes(false, "modern", &[("hub", 1), ("spoke", 2), ("hub", 4)]);
+    // The spoke starts with the first hub only.
+    sim.hubs = vec![1];
+    sim.nodes[1] = sim.build("spoke", 2, 0);
+    sim.advance(Duration::from_secs(5));
+    let nhs = |sim: &Sim| sim.nodes[1].r.node().show_nhrp_nhs(sim.now);
+    let registered_at = |sim: &Sim, hub: usize| {
+        sim.nodes[hub].r.node().show_nhrp(sim.now).iter().any(|e| {
+            e.prefix == IpAddr::V4(T1) && e.entry_type == dmvpn_ctl::proto::NhrpEntryType::Dynamic
+        })
+    };
+    assert_eq!(nhs(&sim).len(), 1);
+    assert!(nhs(&sim)[0].state.responding);
+    assert!(registered_at(&sim, 0) && !registered_at(&sim, 2));
+    assert!(!sim.nodes[1].r.node().has_sa(HUB2));
+    let hub_sa = sa_ids(&sim, 1);
+    let first_before = nhs(&sim)[0].clone();
+
+    let both = config("spoke", 2, false, "modern", &[1, 4]);
+    assert_eq!(
+        reload(&mut sim, 1, &both),
+        Ok(vec![("tunnel[0].nhrp.nhs".into(), Effect::Now)])
+    );
+    let hub_t = Ipv4Addr::new(192, 168, 1, 1);
+    let replies = sim.nodes[1].replies.len();
+    for seq in 0..10u16 {
+        sim.ping(1, hub_t, seq);
+        sim.advance(Duration::from_millis(200));
+    }
+    assert_eq!(
+        sim.nodes[1].replies.len(),
+        replies + 10,
+        "every echo answered"
+    );
+    let now_nhs = nhs(&sim);
+    assert_eq!(now_nhs.len(), 2);
+    assert!(now_nhs.iter().all(|e| e.state.responding), "{now_nhs:?}");
+    let counts = |e: &dmvpn_ctl::proto::NhsEntry| {
+        (
+            e.nbma,
+            e.requests_sent,
+            e.requests_failed,
+            e.replies_received,
+        )
+    };
+    assert_eq!(
+        counts(&now_nhs[0]),
+        counts(&first_before),
+        "the first NHS: no extra registration"
+    );
+    assert_eq!(now_nhs[1].nbma, Some(IpAddr::V4(HUB2)));
+    assert!(sim.nodes[1].r.node().has_sa(HUB2));
+    assert!(registered_at(&sim, 2), "registered with the added hub");
+    let (ipsec, _) = sa_ids(&sim, 1);
+    assert!(
+        hub_sa.0.iter().all(|sa| ipsec.contains(sa)),
+        "the first hub's SA kept: {hub_sa:?} {ipsec:?}"
+    );
+
+    // The first hub removed: the subnet goes to the second, the first's
+    // registration is no longer refreshed and lapses (holdtime 600 s).
+    let second = config("spoke", 2, false, "modern", &[4]);
+    assert_eq!(
+        reload(&mut sim, 1, &second),
+        Ok(vec![("tunnel[0].nhrp.nhs".into(), Effect::Now)])
+    );
+    let now_nhs = nhs(&sim);
+    assert_eq!(now_nhs.len(), 1);
+    assert_eq!(now_nhs[0].nbma, Some(IpAddr::V4(HUB2)));
+    let via = |sim: &Sim| {
+        sim.nodes[1]
+            .r
+            .engine()
+            .peer_map()
+            .lookup(Ipv4Addr::new(192, 168, 1, 200))
+            .map(|p| p.nbma)
+    };
+    assert_eq!(via(&sim), Some(HUB2), "tunnel subnet via the remaining NHS");
+    sim.advance(Duration::from_secs(610));
+    assert!(
+        !registered_at(&sim, 0),
+        "the removed hub's registration lapsed"
+    );
+    assert!(registered_at(&sim, 2), "the remaining hub's is refreshed");
+}
+
 /// Reloads apply in place: on the hub a static mapping added and the
 /// holdtime changed keep every SA and every packet; on a spoke a longer
 /// idle time keeps an existing idle SA and a new holdtime goes out with

@@ -1,9 +1,10 @@
 //! A changed configuration taken by a running engine (a reload): the
-//! cache, registrations and resolutions stay as they are.
+//! cache, registrations and resolutions stay as they are, except for
+//! what belonged to an NHS taken out of the configuration.
 
 use std::net::IpAddr;
 
-use super::{Config, Engine, host_len};
+use super::{Config, Engine, Nhs, NhsConfig, host_len};
 use crate::Instant;
 use crate::cache::{CacheEntry, EntryType};
 use tracing::info;
@@ -15,9 +16,17 @@ impl Engine {
     /// time); the password, limits, allowed sources, multicast and phase
     /// 3 switches apply from the next packet.
     ///
+    /// NHSs (`ip nhrp nhs` lines added or removed): an NHS still listed,
+    /// with the same tunnel and NBMA address, keeps its state and schedule
+    /// and takes a new priority; one no longer listed is dropped with its
+    /// request in flight and its NHS cache entry, and no more
+    /// registrations go to it (the one it holds lapses with its holding
+    /// time: nothing is sent to withdraw it); one added (or moved to
+    /// another NBMA address) is registered with at once.
+    ///
     /// What identifies this node stays as it runs: its addresses and the
-    /// networks behind it, the interface name, the NHSs and the request
-    /// IDs; the caller refuses changes to those.
+    /// networks behind it, the interface name and the request IDs; the
+    /// caller refuses changes to those.
     pub fn reconfigure(&mut self, now: Instant, mut cfg: Config) {
         cfg.interface = self.cfg.interface.clone();
         cfg.vrf = self.cfg.vrf;
@@ -25,8 +34,8 @@ impl Engine {
         cfg.protocol = self.cfg.protocol;
         cfg.tunnel_prefix_len = self.cfg.tunnel_prefix_len;
         cfg.local_prefixes = self.cfg.local_prefixes.clone();
-        cfg.nhs = self.cfg.nhs.clone();
         cfg.initial_request_id = self.cfg.initial_request_id;
+        let added = self.take_nhs(now, &cfg);
         let old = std::mem::take(&mut self.cfg.static_maps);
         for (p, n) in old.iter().filter(|m| !cfg.static_maps.contains(m)) {
             let ours = self
@@ -50,6 +59,57 @@ impl Engine {
             }
         }
         self.cfg = cfg;
+        for i in added {
+            self.send_registration(now, i);
+        }
+    }
+
+    /// Makes the NHS states follow `cfg.nhs` (in its order); returns the
+    /// indices of the NHSs added, to register with.
+    fn take_nhs(&mut self, now: Instant, cfg: &Config) -> Vec<usize> {
+        let same = |a: &NhsConfig, b: &NhsConfig| a.protocol == b.protocol && a.nbma == b.nbma;
+        let mut old = std::mem::take(&mut self.nhs);
+        let mut added = Vec::new();
+        for (i, c) in cfg.nhs.iter().enumerate() {
+            match old.iter().position(|n| same(&n.cfg, c)) {
+                Some(k) => {
+                    let mut n = old.swap_remove(k);
+                    if n.cfg.priority != c.priority {
+                        info!(target: super::TARGET, "NHRP: NHS {} priority {} -> {}", c.protocol, n.cfg.priority, c.priority);
+                    }
+                    n.cfg = c.clone();
+                    self.nhs.push(n);
+                }
+                None => {
+                    info!(target: super::TARGET, interface = %self.cfg.interface, nhs = %c.protocol, nbma = %c.nbma, "NHRP: NHS {} ({}) added", c.protocol, c.nbma);
+                    let mut e =
+                        CacheEntry::new(c.protocol, host_len(c.protocol), EntryType::Nhs, now);
+                    e.nbma = Some(c.nbma);
+                    e.next_hop = Some(c.protocol);
+                    self.cache.insert(e);
+                    self.nhs
+                        .push(Nhs::new(c.clone(), now, self.cfg.retransmit_initial));
+                    added.push(i);
+                }
+            }
+        }
+        for n in old {
+            let (p, nbma) = (n.cfg.protocol, n.cfg.nbma);
+            info!(target: super::TARGET, interface = %self.cfg.interface, nhs = %p, nbma = %nbma, "NHRP: NHS {} ({}) removed; no more registrations to it", p, nbma);
+            let ours = self
+                .cache
+                .get(p, host_len(p))
+                .is_some_and(|e| e.kind == EntryType::Nhs && e.nbma == Some(nbma));
+            // Another NHS now at the same tunnel address has its own entry.
+            if ours && !self.nhs.iter().any(|x| x.cfg.protocol == p) {
+                self.cache.remove(p, host_len(p));
+                // A static mapping kept for that address applies again.
+                if let Some((_, m)) = cfg.static_maps.iter().find(|(a, _)| *a == p) {
+                    self.cache.insert(static_entry(p, *m, now));
+                }
+            }
+        }
+        added
     }
 }
 
@@ -166,5 +226,134 @@ mod tests {
             due + Duration::from_secs(100),
             "the new interval from then on"
         );
+    }
+
+    fn second_nhs() -> NhsConfig {
+        NhsConfig {
+            protocol: ip("192.168.1.3"),
+            nbma: ip("172.16.0.3"),
+            priority: 5,
+        }
+    }
+
+    /// Destinations of the registrations waiting to go out.
+    fn registrations_to(e: &mut Engine) -> Vec<IpAddr> {
+        let mut to = Vec::new();
+        while let Some(t) = e.poll_transmit() {
+            let p = Packet::parse(&t.payload).unwrap();
+            if p.packet_type == PacketType::RegistrationRequest {
+                to.push(t.dst_nbma);
+            }
+        }
+        to
+    }
+
+    #[test]
+    fn an_added_nhs_is_registered_with_at_once_and_the_other_is_untouched() {
+        let t0 = Instant::ZERO;
+        let (mut s, mut h) = (Engine::new(spoke(), t0), Engine::new(hub(), t0));
+        s.handle_timeout(t0);
+        exchange(&mut s, &mut h, t0);
+        let before = s.nhs_status()[0].clone();
+        assert!(before.up);
+        let mut c = spoke();
+        c.nhs.push(second_nhs());
+        let t1 = t0 + Duration::from_secs(5);
+        s.reconfigure(t1, c);
+        assert_eq!(registrations_to(&mut s), [ip("172.16.0.3")]);
+        let st = s.nhs_status();
+        assert_eq!(st.len(), 2);
+        assert_eq!(st[0], before, "the first NHS keeps its state and schedule");
+        assert_eq!(st[1].config, second_nhs());
+        assert_eq!(st[1].requests_sent, 1);
+        assert!(st[1].request_id.is_some());
+        let entry = s.cache().get(ip("192.168.1.3"), 32).unwrap();
+        assert_eq!(
+            (entry.kind, entry.nbma),
+            (EntryType::Nhs, Some(ip("172.16.0.3")))
+        );
+        // Its retransmission follows the usual back-off.
+        assert!(st[1].next_attempt > t1 && st[1].next_attempt < before.next_attempt);
+    }
+
+    #[test]
+    fn a_removed_nhs_gets_no_more_registrations_and_its_entry_goes() {
+        let t0 = Instant::ZERO;
+        let mut two = spoke();
+        two.nhs.push(second_nhs());
+        let mut s = Engine::new(two, t0);
+        s.handle_timeout(t0);
+        assert_eq!(
+            registrations_to(&mut s),
+            [ip("172.16.0.1"), ip("172.16.0.3")]
+        );
+        // Both requests are in flight; the second NHS goes.
+        s.reconfigure(t0 + Duration::from_secs(1), spoke());
+        assert!(s.poll_transmit().is_none(), "nothing sent on removal");
+        let st = s.nhs_status();
+        assert_eq!(st.len(), 1);
+        assert_eq!(st[0].config.nbma, ip("172.16.0.1"));
+        assert_eq!(st[0].requests_sent, 1);
+        assert_eq!(s.cache().get(ip("192.168.1.3"), 32), None);
+        // Retransmissions and refreshes for a long while: to the first only.
+        for k in 1..=100u64 {
+            let t = t0 + Duration::from_secs(10 * k);
+            s.handle_timeout(t);
+            for to in registrations_to(&mut s) {
+                assert_eq!(to, ip("172.16.0.1"), "at {t:?}");
+            }
+        }
+        // Removing the first as well: its NHS entry gives way to its
+        // static mapping, which stays.
+        let mut none = spoke();
+        none.nhs.clear();
+        s.reconfigure(t0 + Duration::from_secs(2000), none);
+        assert!(s.nhs_status().is_empty());
+        assert_eq!(
+            s.poll_timeout()
+                .filter(|t| *t < t0 + Duration::from_secs(2001)),
+            None
+        );
+        let e = s.cache().get(ip("192.168.1.1"), 32).unwrap();
+        assert_eq!(
+            (e.kind, e.nbma),
+            (EntryType::Static, Some(ip("172.16.0.1")))
+        );
+    }
+
+    #[test]
+    fn an_unchanged_nhs_list_sends_nothing_and_a_priority_applies() {
+        let t0 = Instant::ZERO;
+        let mut two = spoke();
+        two.nhs.push(second_nhs());
+        let mut hub2 = Config::new(ip("172.16.0.3"), ip("192.168.1.3"));
+        hub2.tunnel_prefix_len = 24;
+        hub2.server = true;
+        let mut s = Engine::new(two.clone(), t0);
+        let mut hubs = [Engine::new(hub(), t0), Engine::new(hub2, t0)];
+        s.handle_timeout(t0);
+        while let Some(t) = s.poll_transmit() {
+            let k = usize::from(t.dst_nbma == ip("172.16.0.3"));
+            hubs[k].handle(t0, ip("172.16.0.2"), &t.payload);
+            while let Some(r) = hubs[k].poll_transmit() {
+                s.handle(t0, t.dst_nbma, &r.payload);
+            }
+        }
+        let before = s.nhs_status();
+        assert!(before.iter().all(|n| n.up), "{before:?}");
+        assert_eq!(s.preferred_nhs().unwrap().nbma, ip("172.16.0.1"));
+        s.reconfigure(t0 + Duration::from_secs(3), two.clone());
+        assert!(s.poll_transmit().is_none(), "same list: nothing sent");
+        assert_eq!(s.nhs_status(), before);
+        // The first NHS made less preferred than the second (5).
+        two.nhs[0].priority = 9;
+        s.reconfigure(t0 + Duration::from_secs(4), two);
+        assert!(s.poll_transmit().is_none());
+        assert_eq!(s.preferred_nhs().unwrap().nbma, ip("172.16.0.3"));
+        let st = s.nhs_status();
+        assert_eq!(st[0].config.priority, 9);
+        assert_eq!(st[0].requests_sent, before[0].requests_sent);
+        assert_eq!(st[0].next_attempt, before[0].next_attempt);
+        assert!(st[0].up);
     }
 }

@@ -13,7 +13,12 @@ impl Node {
     /// Takes `new` in place: IKE policies, keys and transform sets apply
     /// to new negotiations, the idle time and DPD to the SAs already up,
     /// static NHRP mappings added are mapped and removed ones unmapped,
-    /// the rest of NHRP as [`dmvpn_nhrp::Engine::reconfigure`] says.
+    /// the rest of NHRP as [`dmvpn_nhrp::Engine::reconfigure`] says. An
+    /// NHS added is an IKE peer at once (as at start: IPsec first, then
+    /// its registration); one removed is a peer no more, unless a static
+    /// mapping names it or it has SAs (those then idle out as a spoke's
+    /// do). The tunnel subnet and routes follow the preferred NHS, the
+    /// multicast list the NHSs marked `multicast`.
     /// What the driver resolved at run time (the NBMA address of an
     /// interface source, the networks behind the node) stays.
     pub fn reconfigure(&mut self, now: Instant, mut new: NodeConfig) {
@@ -22,6 +27,7 @@ impl Node {
             n.local_prefixes = o.local_prefixes.clone();
         }
         self.ike.set_config(new.ike.clone());
+        let old_nhs = self.nhs_nbmas();
         let old_maps = static_maps(&self.cfg);
         let new_maps = static_maps(&new);
         if let (Some(e), Some(c)) = (self.nhrp.as_mut(), new.nhrp.clone()) {
@@ -47,6 +53,31 @@ impl Node {
             self.set_route(*p, 32, Some(*n));
         }
         self.cfg = new;
+        let new_nhs = self.nhs_nbmas();
+        for n in old_nhs.iter().filter(|n| !new_nhs.contains(n)) {
+            let mapped = new_maps.iter().any(|(_, x)| x == n);
+            let Some(p) = self.peers.get_mut(n).filter(|p| p.kind == PeerKind::Nhs) else {
+                continue;
+            };
+            if mapped {
+                p.kind = PeerKind::Static;
+            } else if p.sas.is_empty() && !p.manual {
+                self.peers.remove(n);
+            } else {
+                p.kind = PeerKind::Spoke;
+            }
+        }
+        let added: Vec<Ipv4Addr> = new_nhs
+            .into_iter()
+            .filter(|n| !old_nhs.contains(n))
+            .collect();
+        for n in &added {
+            self.peer_mut(*n, PeerKind::Nhs, now).kind = PeerKind::Nhs;
+        }
+        self.update_base();
+        for n in added {
+            self.ensure_sa(now, n);
+        }
         self.pump(now);
     }
 }
