@@ -168,3 +168,23 @@ fn multicast_list_follows_the_configuration() {
     let mut spoke = node_with("spoke", 3, "multicast = [\"172.16.0.1\"]\n", nhs);
     assert_eq!(drain(&mut spoke), vec![vec![Ipv4Addr::new(172, 16, 0, 1)]]);
 }
+
+#[test]
+fn a_reload_marking_the_nhs_multicast_sets_the_list() {
+    let plain = "[[tunnel.nhrp.nhs]]\naddress = \"192.168.1.1\"\nnbma = \"172.16.0.1\"\n";
+    let mut spoke = node_with("spoke", 2, "", plain);
+    assert_eq!(drain(&mut spoke), vec![Vec::<Ipv4Addr>::new()]);
+    let marked = node_with("spoke", 2, "", &format!("{plain}multicast = true\n"));
+    let cfg = marked.node().config().origin.clone();
+    let changes = spoke.reconfigure(Instant::ZERO, &cfg).expect("applied");
+    assert_eq!(changes.changes.len(), 1, "{changes:?}");
+    assert_eq!(drain(&mut spoke), vec![vec![Ipv4Addr::new(172, 16, 0, 1)]]);
+    // And unmarked again: the list empties.
+    let cfg = node_with("spoke", 2, "", plain)
+        .node()
+        .config()
+        .origin
+        .clone();
+    spoke.reconfigure(Instant::ZERO, &cfg).expect("applied");
+    assert_eq!(drain(&mut spoke), vec![Vec::<Ipv4Addr>::new()]);
+}
