@@ -8,6 +8,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use dmvpn_nhrp::Instant;
 
 use super::{Node, NodeConfig, PeerKind, v4};
+use crate::engine::Command;
 
 impl Node {
     /// Takes `new` in place: IKE policies, keys and transform sets apply
@@ -62,7 +63,9 @@ impl Node {
             if mapped {
                 p.kind = PeerKind::Static;
             } else if p.sas.is_empty() && !p.manual {
+                // A registration held for its SA is not sent either.
                 self.peers.remove(n);
+                self.dp(Command::DiscardPending(*n));
             } else {
                 p.kind = PeerKind::Spoke;
             }
