@@ -25,6 +25,12 @@
 //! ipsec sa`) and ISAKMP SAs (conn-ids) are the ones it had before the
 //! first reload: nothing was renegotiated.
 //!
+//! Then, on spoke 2, a reload that replaces its NHS (the hub) by another
+//! (a spoke needs one), at an address nothing answers: `show ip nhrp
+//! nhs` lists only the new one; and one with the hub again: the hub is
+//! back and responding (`R`) within seconds, the other is gone, and
+//! spoke 2's LAN reaches the hub's again.
+//!
 //! Needs root, iproute2 and iputils-ping; fails (never skips) without them.
 
 use std::collections::BTreeSet;
@@ -362,4 +368,69 @@ fn e2e_reload_keeps_sas_and_traffic() {
             "{what}: only {answered} echoes in {span:.1} s"
         );
     }
+
+    // 6. Spoke 2's NHS replaced, then added back.
+    let nhs = |lab: &Lab| match lab.ctl(&s2, Request::ShowNhrpNhs) {
+        Reply::NhrpNhs(v) => v,
+        r => panic!("unexpected reply {r:?}"),
+    };
+    let only = |lab: &Lab, nbma: &str| {
+        let v = nhs(lab);
+        v.len() == 1 && v[0].nbma == Some(nbma.parse().unwrap())
+    };
+    let responding = |lab: &Lab| only(lab, "172.16.0.1") && nhs(lab)[0].state.responding;
+    assert!(responding(&lab), "{:?}", nhs(&lab));
+    let spoke = config(3);
+    let nhs_line = "[[tunnel.nhrp.nhs]]\naddress = \"192.168.1.1\"\nnbma = \"172.16.0.1\"\n";
+    let elsewhere = "[[tunnel.nhrp.nhs]]\naddress = \"192.168.1.250\"\nnbma = \"172.16.0.250\"\n";
+    lab.write_config(&s2, &edit(&spoke, nhs_line, elsewhere));
+    let out = ctl_reload(&lab, &s2);
+    let stdout = text(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("tunnel[0].nhrp.nhs[0]  applied now\n"),
+        "{stdout}{}",
+        text(&out.stderr)
+    );
+    assert!(
+        only(&lab, "172.16.0.250"),
+        "the hub is no NHS any more: {:?}",
+        nhs(&lab)
+    );
+    lab.write_config(&s2, &spoke);
+    let t_added = unix_now();
+    let out = ctl_reload(&lab, &s2);
+    let stdout = text(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("tunnel[0].nhrp.nhs[0]  applied now\n"),
+        "{stdout}{}",
+        text(&out.stderr)
+    );
+    lab.wait(
+        "the NHS back and responding",
+        Duration::from_secs(5),
+        || responding(&lab),
+    );
+    let back = nhs(&lab)[0].clone();
+    println!(
+        "FIGURE NHS added by reload: responding after {:.3} s ({} sent, {} replies)",
+        unix_now() - t_added,
+        back.requests_sent,
+        back.replies_received
+    );
+    // A fresh NHS state: the counters started again with the reload.
+    assert!(
+        back.replies_received >= 1 && back.requests_sent <= 2,
+        "{back:?}"
+    );
+    assert!(
+        lab.log(&s2).contains("NHS 192.168.1.1 (172.16.0.1) added"),
+        "{}",
+        lab.log(&s2)
+    );
+    lab.wait(
+        "spoke 2's LAN reaches the hub's again",
+        Duration::from_secs(10),
+        || lab.ping(&h3, HUB_LAN, 1) == 1,
+    );
+    assert!(lab.registered(&hub, &[S1, S2]));
 }
