@@ -426,6 +426,32 @@ impl Drop for Lab {
     }
 }
 
+/// IKE policy of the seed routers (DES, MD5, group 1: faithful to the
+/// Cisco configuration guide, not a recommendation).
+pub const SEED_IKE: &str = r#"
+[[ike.policy]]
+priority = 10
+encryption = "des"
+hash = "md5"
+authentication = "pre-share"
+group = 1
+lifetime = 86400
+"#;
+/// Transform set of the seed routers.
+pub const SEED_TS: &str = r#"["esp-3des", "esp-md5-hmac"]"#;
+/// A modern IKE policy: AES-256, SHA-256, group 14.
+pub const MODERN_IKE: &str = r#"
+[[ike.policy]]
+priority = 10
+encryption = "aes-256"
+hash = "sha256"
+authentication = "pre-share"
+group = 14
+lifetime = 86400
+"#;
+/// A modern transform set: AES-GCM-256.
+pub const MODERN_TS: &str = r#"["esp-gcm 256"]"#;
+
 /// The seed topology's node configuration: hub 1 and spokes 2, 3 on tunnel
 /// 192.168.1.0/24, NBMA 172.16.0.n, a LAN 10.n.0.0/24 behind each spoke,
 /// PSK "cisco123", GRE key 0, transport-mode protection.

@@ -344,16 +344,6 @@ fn accept_manual_sa_esp_in_udp() {
 
 // ---------------------------------------------------------------- IKE as the seed routers run it
 
-const SEED_IKE: &str = r#"
-[[ike.policy]]
-priority = 10
-encryption = "des"
-hash = "md5"
-authentication = "pre-share"
-group = 1
-lifetime = 86400
-"#;
-
 /// Seed-style node `n` (1 = hub) with IKE, DPD and phase 3 (redirect +
 /// shortcut), so LAN-to-LAN traffic gets a direct path.
 fn seed_cfg(role: &str, n: u8) -> String {

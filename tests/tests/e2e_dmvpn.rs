@@ -13,27 +13,6 @@ use std::time::{Duration, Instant};
 use dmvpn_ctl::proto::{DebugTarget, DmvpnState, NhrpEntryType, Reply, Request, SaStatus};
 use dmvpn_tests::*;
 
-const SEED_IKE: &str = r#"
-[[ike.policy]]
-priority = 10
-encryption = "des"
-hash = "md5"
-authentication = "pre-share"
-group = 1
-lifetime = 86400
-"#;
-const SEED_TS: &str = r#"["esp-3des", "esp-md5-hmac"]"#;
-const MODERN_IKE: &str = r#"
-[[ike.policy]]
-priority = 10
-encryption = "aes-256"
-hash = "sha256"
-authentication = "pre-share"
-group = 14
-lifetime = 86400
-"#;
-const MODERN_TS: &str = r#"["esp-gcm 256"]"#;
-
 fn dmvpn_config(role: &str, n: u8, ike: &str, ts: &str, idle: u32, phase3: bool) -> String {
     debug_assert_eq!(role == "hub", n == 1);
     SeedNode {

@@ -19,17 +19,6 @@ use dmvpn_tests::*;
 /// dmvpnd's route protocol number.
 const PROTO: &str = "78";
 
-const SEED_IKE: &str = r#"
-[[ike.policy]]
-priority = 10
-encryption = "des"
-hash = "md5"
-authentication = "pre-share"
-group = 1
-lifetime = 86400
-"#;
-const SEED_TS: &str = r#"["esp-3des", "esp-md5-hmac"]"#;
-
 /// Hub + two spokes (+ LAN hosts) up and registered.
 fn seed_lab(idle: u32) -> (Lab, [String; 3]) {
     let mut lab = Lab::new("kr");
