@@ -864,6 +864,42 @@ impl Engine {
         }
     }
 
+    /// The networks behind this node changed (a LAN interface added,
+    /// removed or renumbered): resolutions for them are answered from now
+    /// on, and those no longer behind it are answered no more. The node's
+    /// own tunnel address stays.
+    pub fn set_local_prefixes(&mut self, now: Instant, prefixes: Vec<(IpAddr, u8)>) {
+        let norm = |v: &[(IpAddr, u8)]| -> Vec<(IpAddr, u8)> {
+            let mut v: Vec<(IpAddr, u8)> = v.iter().map(|(p, l)| (mask(*p, *l), *l)).collect();
+            v.sort();
+            v.dedup();
+            v
+        };
+        let (old, new) = (norm(&self.cfg.local_prefixes), norm(&prefixes));
+        if old == new {
+            return;
+        }
+        let own = (self.cfg.protocol, host_len(self.cfg.protocol));
+        for (p, l) in old.iter().filter(|x| !new.contains(x) && **x != own) {
+            if self
+                .cache
+                .get(*p, *l)
+                .is_some_and(|e| e.kind == EntryType::Local)
+            {
+                self.cache.remove(*p, *l);
+            }
+            info!(target: TARGET, interface = %self.cfg.interface, prefix = %p, prefix_len = l, "NHRP: {}/{} is no longer behind this node", p, l);
+        }
+        for (p, l) in new.iter().filter(|x| !old.contains(x) && **x != own) {
+            let mut e = CacheEntry::new(*p, *l, EntryType::Local, now);
+            e.nbma = Some(self.cfg.nbma);
+            e.next_hop = Some(self.cfg.protocol);
+            self.cache.insert(e);
+            info!(target: TARGET, interface = %self.cfg.interface, prefix = %p, prefix_len = l, "NHRP: {}/{} is behind this node", p, l);
+        }
+        self.cfg.local_prefixes = new;
+    }
+
     /// Our NBMA address changed (the tunnel source moved): registrations
     /// go out with the new address at once, with fresh request IDs.
     /// Resolutions in flight and replies held for IPsec, which carry the
@@ -1739,12 +1775,9 @@ impl Engine {
     }
 
     fn nak_resolution(&mut self, now: Instant, from: IpAddr, p: Packet, c: u8) {
-        // As for answers: the address named only when a relay vouches.
-        let to = if self.is_relay(from) {
-            Self::requester_nbma(&p, from)
-        } else {
-            from
-        };
+        // Back the way the request came: a requester believes a refusal
+        // only from the server it asked, which passes ours on.
+        let to = from;
         let mut r = p;
         r.packet_type = PacketType::ResolutionReply;
         r.hop_count = DEFAULT_HOP_COUNT;
@@ -1963,8 +1996,12 @@ impl Engine {
         if !trusted {
             self.stats.res_reply_refused += 1;
             self.refused(now, Reason::ResolutionRefused, || {
-                let named = nbma.map_or("no NBMA address".to_string(), |n| format!("NBMA {n}"));
-                format!("NHRP: Resolution Reply for {dst} from {from} names {named}, not its sender; ignored")
+                if c.code == code::SUCCESS {
+                    let named = nbma.map_or("no NBMA address".to_string(), |n| format!("NBMA {n}"));
+                    format!("NHRP: Resolution Reply for {dst} from {from} names {named}, not its sender; ignored")
+                } else {
+                    format!("NHRP: negative Resolution Reply for {dst} from {from}, which was not asked ({asked} was); ignored")
+                }
             });
             return;
         }

@@ -1153,3 +1153,77 @@ fn ipsec_up_resends_pending_resolutions() {
     net.run_until(now + std::time::Duration::from_millis(1000));
     assert_eq!(net.sent(PacketType::ResolutionRequest).len(), 3);
 }
+
+/// A hub route sends a resolution to a spoke that has nothing behind it
+/// for the destination: the spoke's refusal goes back through the hub, and
+/// the requester believes it (a negative entry, no more retries).
+#[test]
+fn a_refusal_from_the_spoke_the_hub_asked_reaches_the_requester() {
+    let mut owner = spoke_cfg(3);
+    owner.local_prefixes.clear();
+    let mut net = Net::new(vec![hub_cfg(), spoke_cfg(2), owner]);
+    net.secs(1);
+    net.nodes[0].add_route(ip("10.3.0.0"), 16, ip("192.168.1.3"));
+    net.events.clear();
+    let now = net.now;
+    net.nodes[1].resolve(now, ip("10.3.0.5"));
+    net.pump();
+    assert!(
+        net.take_events(1).contains(&Event::ResolutionFailed {
+            dst: ip("10.3.0.5"),
+            code: Some(12)
+        }),
+        "the refusal is believed"
+    );
+    assert_eq!(net.nodes[1].stats().res_reply_refused, 0);
+    let e = net.nodes[1].cache().get(ip("10.3.0.5"), 32).unwrap();
+    assert_eq!(e.kind, EntryType::Negative);
+    let nak = net
+        .sent(PacketType::ResolutionReply)
+        .into_iter()
+        .find(|s| s.from == ip("172.16.0.3"))
+        .expect("the spoke answered");
+    assert_eq!(nak.to, ip(HUB_NBMA), "back the way the request came");
+    net.secs(5);
+    let tries = net
+        .sent(PacketType::ResolutionRequest)
+        .iter()
+        .filter(|s| s.from == ip("172.16.0.2") && s.packet.dst_proto_ip() == Some(ip("10.3.0.5")))
+        .count();
+    assert_eq!(tries, 1, "not retried");
+}
+
+/// A network that appears behind a spoke after it started is answered
+/// for; one that goes is refused from then on.
+#[test]
+fn networks_behind_a_spoke_follow_its_interfaces() {
+    let mut owner = spoke_cfg(3);
+    owner.local_prefixes.clear();
+    let mut net = Net::new(vec![hub_cfg(), spoke_cfg(2), owner, spoke_cfg(4)]);
+    net.secs(1);
+    net.nodes[0].add_route(ip("10.3.0.0"), 16, ip("192.168.1.3"));
+    let now = net.now;
+    net.nodes[2].set_local_prefixes(now, vec![(ip("10.3.7.9"), 16)]);
+    assert_eq!(net.nodes[2].config().local_prefixes, [(ip("10.3.0.0"), 16)]);
+    net.events.clear();
+    net.nodes[1].resolve(now, ip("10.3.0.5"));
+    net.pump();
+    let e = net.nodes[1].lookup(ip("10.3.0.5")).expect("resolved");
+    assert_eq!((e.kind, e.nbma), (EntryType::Cached, ip("172.16.0.3")));
+    // Gone again: the next resolution (from a spoke without the
+    // shortcut) is refused.
+    let now = net.now;
+    net.nodes[2].set_local_prefixes(now, Vec::new());
+    assert!(net.nodes[2].cache().get(ip("10.3.0.0"), 16).is_none());
+    assert!(
+        net.nodes[2].cache().get(ip("192.168.1.3"), 32).is_some(),
+        "the tunnel address stays"
+    );
+    net.events.clear();
+    net.nodes[3].resolve(now, ip("10.3.9.9"));
+    net.pump();
+    assert!(net.take_events(3).contains(&Event::ResolutionFailed {
+        dst: ip("10.3.9.9"),
+        code: Some(12)
+    }));
+}

@@ -359,6 +359,13 @@ impl Router {
         self.settle(now);
     }
 
+    /// The networks directly connected behind this node (its LANs), as
+    /// the kernel now has them; the whole set each time.
+    pub fn handle_local_prefixes(&mut self, now: Instant, prefixes: &[(Ipv4Addr, u8)]) {
+        self.node.set_local_prefixes(now, prefixes);
+        self.settle(now);
+    }
+
     /// Our NBMA address is now `nbma` (the source interface's primary
     /// address changed): outer packets leave from it, SAs bound to the
     /// old one are deleted, and the node registers with its NHSs again.

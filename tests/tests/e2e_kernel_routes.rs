@@ -19,14 +19,17 @@ use dmvpn_tests::*;
 /// dmvpnd's route protocol number.
 const PROTO: &str = "78";
 
-/// Hub + two spokes (+ LAN hosts) up and registered.
-fn seed_lab(idle: u32) -> (Lab, [String; 3]) {
+/// Hub + two spokes (+ LAN hosts, spoke 2's only if `s2_lan`) up and
+/// registered.
+fn seed_lab(idle: u32, s2_lan: bool) -> (Lab, [String; 3]) {
     let mut lab = Lab::new("kr");
     let hub = lab.node("hub", 1);
     let s1 = lab.node("s1", 2);
     let s2 = lab.node("s2", 3);
     lab.lan_host(&s1, 2);
-    lab.lan_host(&s2, 3);
+    if s2_lan {
+        lab.lan_host(&s2, 3);
+    }
     let cfg = |n: u8| {
         SeedNode {
             ike: SEED_IKE,
@@ -84,7 +87,7 @@ fn shortcut_to_lan(lab: &Lab, s1: &str) -> Duration {
 
 #[test]
 fn e2e_nhrp_routes_in_the_kernel() {
-    let (mut lab, [hub, s1, _s2]) = seed_lab(60);
+    let (mut lab, [hub, s1, _s2]) = seed_lab(60, true);
     lab.wait(
         "the hub shows both registrations (proto 78)",
         Duration::from_secs(10),
@@ -181,6 +184,31 @@ fn e2e_nhrp_routes_in_the_kernel() {
     );
 }
 
+/// A LAN that appears behind a running spoke is answered for in NHRP
+/// resolutions (a shortcut to it comes up) without a restart or reload;
+/// one that goes is no longer claimed.
+#[test]
+fn e2e_a_lan_added_after_start_is_announced() {
+    let (mut lab, [_hub, s1, s2]) = seed_lab(60, false);
+    let t0 = Instant::now();
+    lab.lan_host(&s2, 3);
+    lab.wait("spoke 2 notes its new LAN", Duration::from_secs(10), || {
+        lab.log(&s2).contains("10.3.0.0/24 is behind this node")
+    });
+    let noted = t0.elapsed();
+    let t = shortcut_to_lan(&lab, &s1);
+    eprintln!("LAN noted {noted:?} after it was added; shortcut listed {t:?} after the first echo");
+    ok(&["ip", "-n", &s2, "link", "del", &format!("{}3l", lab.tag)]);
+    lab.wait(
+        "spoke 2 notes its LAN is gone",
+        Duration::from_secs(10),
+        || {
+            lab.log(&s2)
+                .contains("10.3.0.0/24 is no longer behind this node")
+        },
+    );
+}
+
 /// Round-trip times (ms) of `ping -c N -i 0.02` from `ns` to `dst`, and
 /// how many were sent.
 fn ping_rtts(ns: &str, dst: &str, n: u32) -> (Vec<f64>, u32) {
@@ -240,7 +268,7 @@ fn churn(ns: &str, stop: Arc<AtomicBool>, done: Arc<AtomicU32>) -> std::thread::
 
 #[test]
 fn e2e_route_changes_do_not_stall_forwarding() {
-    let (lab, [_hub, s1, _s2]) = seed_lab(300);
+    let (lab, [_hub, s1, _s2]) = seed_lab(300, true);
     // Spoke to spoke over the shortcut (and its kernel route).
     let s2_nbma: IpAddr = "172.16.0.3".parse().unwrap();
     lab.wait("tunnel ping to spoke 2", Duration::from_secs(20), || {

@@ -256,6 +256,7 @@ pub async fn run_loop(
                 }
             } => match done {
                 Done::TunnelRoutes(routes) => router.handle_kernel_routes(now(), &routes),
+                Done::LocalPrefixes(lans) => router.handle_local_prefixes(now(), &lans),
                 Done::Source(reading) => {
                     if let Some(a) = source.as_mut().and_then(|s| s.apply(links.nbma.get(), reading)) {
                         links.nbma.set(a);
@@ -305,6 +306,10 @@ pub async fn run_loop(
                     }
                     if ticks % ROUTE_POLL_TICKS == 1 {
                         follow_source(kernel.as_mut(), source.as_ref());
+                        // A LAN interface added, removed or renumbered.
+                        if let Some(k) = kernel.as_mut() {
+                            k.read_local_prefixes(links.nbma.get());
+                        }
                     }
                     if extras.housekeeping {
                         housekeeping(router, ticks);

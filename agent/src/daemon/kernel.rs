@@ -1,5 +1,6 @@
 //! dmvpnd's kernel calls, off the event loop: a worker thread reads the
-//! routes through the tunnel and the tunnel source's addresses, and
+//! routes through the tunnel, the networks behind the node and the
+//! tunnel source's addresses, and
 //! installs and removes the routes NHRP taught the router, one job at a
 //! time in the order asked; each result comes back into the loop as a
 //! [`Done`]. The loop only queues jobs and takes results, so a slow
@@ -29,6 +30,8 @@ use crate::runtime::rtnl::{self, ROUTE_PROTOCOL};
 enum Job {
     /// Read the routes through the tunnel that name a next hop.
     TunnelRoutes,
+    /// Read the networks behind this node (its NBMA address given).
+    LocalPrefixes(Ipv4Addr),
     /// Read what the kernel says about the tunnel source.
     Source(Source),
     /// Install or remove a route into the tunnel ([`ROUTE_PROTOCOL`]).
@@ -41,6 +44,9 @@ pub enum Done {
     /// The routes through the tunnel that name a next hop (dmvpnd's own
     /// left out), for [`dmvpn_node::Router::handle_kernel_routes`].
     TunnelRoutes(Vec<(Ipv4Addr, u8, Ipv4Addr)>),
+    /// The networks directly connected behind this node, for
+    /// [`dmvpn_node::Router::handle_local_prefixes`].
+    LocalPrefixes(Vec<(Ipv4Addr, u8)>),
     /// The tunnel source as the kernel sees it.
     Source(Reading),
     /// A route installed or removed, or why not.
@@ -79,9 +85,12 @@ pub struct Kernel {
     done: mpsc::UnboundedReceiver<Done>,
     thread: Option<JoinHandle<()>>,
     routes: Pending,
+    lans: Pending,
     source: Pending,
     /// The last source asked about (read again after a burst).
     last_source: Option<Source>,
+    /// The NBMA address of the last read of the networks behind us.
+    last_nbma: Ipv4Addr,
 }
 
 impl Kernel {
@@ -98,8 +107,10 @@ impl Kernel {
             done,
             thread: Some(thread),
             routes: Pending::default(),
+            lans: Pending::default(),
             source: Pending::default(),
             last_source: None,
+            last_nbma: Ipv4Addr::UNSPECIFIED,
         })
     }
 
@@ -115,6 +126,15 @@ impl Kernel {
     pub fn read_tunnel_routes(&mut self) {
         if self.routes.ask() {
             self.queue(Job::TunnelRoutes);
+        }
+    }
+
+    /// Reads the networks behind this node, whose NBMA address is `nbma`
+    /// (a read already queued or running is enough).
+    pub fn read_local_prefixes(&mut self, nbma: Ipv4Addr) {
+        self.last_nbma = nbma;
+        if self.lans.ask() {
+            self.queue(Job::LocalPrefixes(nbma));
         }
     }
 
@@ -136,6 +156,9 @@ impl Kernel {
         let d = self.done.recv().await?;
         match &d {
             Done::TunnelRoutes(_) if self.routes.finished() => self.queue(Job::TunnelRoutes),
+            Done::LocalPrefixes(_) if self.lans.finished() => {
+                self.queue(Job::LocalPrefixes(self.last_nbma));
+            }
             Done::Source(_) if self.source.finished() => {
                 if let Some(s) = self.last_source.clone() {
                     self.queue(Job::Source(s));
@@ -168,6 +191,7 @@ fn work(tunnel: &str, jobs: std_mpsc::Receiver<Job>, done: mpsc::UnboundedSender
     while let Ok(job) = jobs.recv() {
         let d = match job {
             Job::TunnelRoutes => Done::TunnelRoutes(routes::tunnel_routes(tunnel)),
+            Job::LocalPrefixes(nbma) => Done::LocalPrefixes(routes::local_prefixes(tunnel, nbma)),
             Job::Source(s) => Done::Source(s.read()),
             Job::Route(r) => Done::Route(r, apply(tunnel, r)),
         };

@@ -1164,6 +1164,19 @@ impl Node {
         before.saturating_sub(after) as u64
     }
 
+    /// The networks behind this node (directly connected, on other
+    /// interfaces than the tunnel) as the kernel now has them: NHRP
+    /// answers resolutions for them from now on.
+    pub fn set_local_prefixes(&mut self, now: Instant, prefixes: &[(Ipv4Addr, u8)]) {
+        let v: Vec<(IpAddr, u8)> = prefixes.iter().map(|(p, l)| (IpAddr::V4(*p), *l)).collect();
+        if let Some(c) = self.cfg.nhrp.as_mut() {
+            c.local_prefixes = v.clone();
+        }
+        if let Some(n) = self.nhrp.as_mut() {
+            n.set_local_prefixes(now, v);
+        }
+    }
+
     /// Our NBMA address changed (an interface source moved, e.g. DHCP or
     /// failover): SAs bound to the old address are deleted, shortcuts
     /// through them go, and NHRP registers from the new address at once
