@@ -1598,7 +1598,11 @@ impl Engine {
             return;
         };
         if mark_incomplete && self.cache.learned() < self.cfg.max_cache_entries {
-            let e = CacheEntry::new(dst, host_len(dst), EntryType::Incomplete, now);
+            let mut e = CacheEntry::new(dst, host_len(dst), EntryType::Incomplete, now);
+            // Shown with the time the resolution gives up at (a negative
+            // entry then takes its place); the margin keeps the cache's
+            // own expiry from ever coming first.
+            e.expires = Some(self.resolution_deadline(now) + Duration::from_secs(1));
             self.cache.insert(e);
         }
         let id = self.new_id();
@@ -1640,6 +1644,18 @@ impl Engine {
                 attempts: 1,
             },
         );
+    }
+
+    /// When a resolution first sent at `now` and never answered is given
+    /// up: its retransmissions back off from `retransmit_initial`.
+    fn resolution_deadline(&self, now: Instant) -> Instant {
+        let mut at = now + self.cfg.retransmit_initial;
+        let mut backoff = self.cfg.retransmit_initial * 2;
+        for _ in 0..self.cfg.resolution_retries {
+            at = at + backoff;
+            backoff = (backoff * 2).min(self.cfg.retransmit_max);
+        }
+        at
     }
 
     fn is_local(&self, dst: IpAddr) -> Option<u8> {

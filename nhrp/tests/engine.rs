@@ -1227,3 +1227,23 @@ fn networks_behind_a_spoke_follow_its_interfaces() {
         code: Some(12)
     }));
 }
+
+/// A resolution under way is shown with the time it gives up at, and a
+/// negative entry takes its place then.
+#[test]
+fn an_unanswered_resolution_shows_when_it_gives_up() {
+    let mut net = Net::new(vec![hub_cfg(), spoke_cfg(2)]);
+    net.secs(1);
+    net.down.insert(ip(HUB_NBMA));
+    let start = net.now;
+    net.nodes[1].resolve(start, ip("192.168.1.51"));
+    let e = net.nodes[1].cache().get(ip("192.168.1.51"), 32).unwrap();
+    assert_eq!(e.kind, EntryType::Incomplete);
+    // Sent, then again after 1, 2, 4 and 8 s: given up 15 s after the first.
+    let shown = e.expires.expect("an expiry is shown");
+    assert_eq!(shown - start, Duration::from_secs(16));
+    net.run_until(start + Duration::from_secs(15));
+    let e = net.nodes[1].cache().get(ip("192.168.1.51"), 32).unwrap();
+    assert_eq!(e.kind, EntryType::Negative, "given up at 15 s");
+    assert!(e.expires.is_some());
+}
