@@ -145,6 +145,9 @@ pub struct Cache {
     // address, so bounds are checked in O(1).
     kinds: [usize; 7],
     owners: HashMap<IpAddr, usize>,
+    // Bumped whenever an NBMA address gains its first registration or
+    // loses its last, so a hub's multicast list is rebuilt only then.
+    owners_changed: u64,
 }
 
 impl Cache {
@@ -179,11 +182,16 @@ impl Cache {
         *k = if add { *k + 1 } else { k.saturating_sub(1) };
         if let (EntryType::Dynamic, Some(n)) = (e.kind, e.nbma) {
             if add {
-                *self.owners.entry(n).or_default() += 1;
+                let c = self.owners.entry(n).or_default();
+                *c += 1;
+                if *c == 1 {
+                    self.owners_changed += 1;
+                }
             } else if let Some(c) = self.owners.get_mut(&n) {
                 *c -= 1;
                 if *c == 0 {
                     self.owners.remove(&n);
+                    self.owners_changed += 1;
                 }
             }
         }
@@ -302,6 +310,16 @@ impl Cache {
     /// Registrations (dynamic entries) whose NBMA address is `nbma`.
     pub fn registrations_from(&self, nbma: IpAddr) -> usize {
         self.owners.get(&nbma).copied().unwrap_or(0)
+    }
+
+    /// The NBMA addresses with at least one registration, in no order.
+    pub fn registered_nbmas(&self) -> impl Iterator<Item = &IpAddr> {
+        self.owners.keys()
+    }
+
+    /// Changes whenever [`Cache::registered_nbmas`] may have changed.
+    pub fn registered_nbmas_version(&self) -> u64 {
+        self.owners_changed
     }
 
     /// Whether the cache is empty.

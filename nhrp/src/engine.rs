@@ -506,6 +506,8 @@ struct Delayed {
 #[derive(Debug)]
 pub struct Engine {
     cfg: Config,
+    /// Reconfigurations so far (part of [`Engine::multicast_version`]).
+    reconfigured: u64,
     cache: Cache,
     nhs: Vec<Nhs>,
     resolutions: HashMap<u32, Pending>,
@@ -594,6 +596,7 @@ impl Engine {
             delayed: Vec::new(),
             sa_up: HashSet::new(),
             routes: PrefixMap::new(),
+            reconfigured: 0,
             redirect_last: HashMap::new(),
             send_window: (Instant::ZERO, 0),
             nat_nbma: None,
@@ -664,15 +667,18 @@ impl Engine {
     pub fn multicast_nbmas(&self) -> Vec<IpAddr> {
         let mut v: Vec<IpAddr> = self.cfg.multicast_static.clone();
         if self.cfg.multicast_dynamic {
-            for e in self.cache.iter() {
-                if let (EntryType::Dynamic, Some(n)) = (e.kind, e.nbma) {
-                    v.push(n);
-                }
-            }
+            v.extend(self.cache.registered_nbmas());
         }
         v.sort();
         v.dedup();
         v
+    }
+
+    /// Changes whenever [`Engine::multicast_nbmas`] may have changed (a
+    /// client's first registration or last one gone, a reconfiguration),
+    /// so that a hub with thousands of clients rebuilds the list only then.
+    pub fn multicast_version(&self) -> (u64, u64) {
+        (self.cache.registered_nbmas_version(), self.reconfigured)
     }
 
     /// NBMA address of the preferred NHS (lowest priority value among

@@ -35,6 +35,7 @@ impl Engine {
         cfg.tunnel_prefix_len = self.cfg.tunnel_prefix_len;
         cfg.local_prefixes = self.cfg.local_prefixes.clone();
         cfg.initial_request_id = self.cfg.initial_request_id;
+        self.reconfigured += 1;
         let added = self.take_nhs(now, &cfg);
         let old = std::mem::take(&mut self.cfg.static_maps);
         for (p, n) in old.iter().filter(|m| !cfg.static_maps.contains(m)) {

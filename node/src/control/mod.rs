@@ -48,7 +48,7 @@ use dmvpn_ike::{Endpoint, Phase2Request, policy::gre_proxy};
 use dmvpn_nhrp::Instant;
 use dmvpn_wire::ipv4::Ipv4Packet;
 use dmvpn_wire::natt;
-use dmvpn_wire::prefix::{Prefix, mask_v4};
+use dmvpn_wire::prefix::{Prefix, PrefixMap, mask_v4};
 use rand_chacha::ChaCha20Rng;
 use rand_core::RngCore;
 use tracing::{debug, info, warn};
@@ -114,7 +114,7 @@ pub struct Node {
     out: VecDeque<Output>,
     peers: HashMap<Ipv4Addr, PeerState>,
     /// The data plane's peer map as we set it: prefix → NBMA.
-    map: BTreeMap<(Ipv4Addr, u8), Ipv4Addr>,
+    map: PrefixMap<Ipv4Addr>,
     /// Shortcuts from NHRP, installed in `map` once their SA is up.
     shortcuts: BTreeMap<(Ipv4Addr, u8), Ipv4Addr>,
     /// Base prefixes (tunnel subnet, configured routes) → current NHS.
@@ -124,6 +124,12 @@ pub struct Node {
     via_routes: BTreeMap<(Ipv4Addr, u8), Ipv4Addr>,
     /// The multicast replication list last sent to the data plane.
     mcast_sent: Option<Vec<Peer>>,
+    /// What the multicast list was last built from: NHRP's multicast
+    /// version and [`Node::peers_changed`].
+    mcast_built_from: Option<((u64, u64), u64)>,
+    /// Bumped whenever a peer's protection may have changed, a peer went,
+    /// or the configuration changed.
+    peers_changed: u64,
     /// Routes reported to the kernel ([`Output::Kernel`]).
     kernel: kernel_routes::KernelRoutes,
     keylog: bool,
@@ -177,11 +183,13 @@ impl Node {
             rng,
             out: VecDeque::new(),
             peers: HashMap::new(),
-            map: BTreeMap::new(),
+            map: PrefixMap::new(),
             shortcuts: BTreeMap::new(),
             base_nbma: None,
             via_routes: BTreeMap::new(),
             mcast_sent: None,
+            mcast_built_from: None,
+            peers_changed: 0,
             kernel: kernel_routes::KernelRoutes::default(),
             keylog: false,
             conn_ids: HashMap::new(),
@@ -279,6 +287,8 @@ impl Node {
     }
 
     fn peer_mut(&mut self, nbma: Ipv4Addr, kind: PeerKind, now: Instant) -> &mut PeerState {
+        // The caller may change its protection.
+        self.peers_changed += 1;
         let default = if self.cfg.protected {
             Protection::Esp
         } else {
@@ -314,7 +324,7 @@ impl Node {
         let prefix = mask_v4(prefix, len);
         match nbma {
             Some(n) => {
-                self.map.insert((prefix, len), n);
+                self.map.insert(v4_prefix(prefix, len), n);
                 let peer = Peer {
                     nbma: n,
                     protection: self.protection(n),
@@ -322,7 +332,7 @@ impl Node {
                 self.dp(Command::MapInsert { prefix, len, peer });
             }
             None => {
-                if self.map.remove(&(prefix, len)).is_some() {
+                if self.map.remove(&v4_prefix(prefix, len)).is_some() {
                     self.dp(Command::MapRemove { prefix, len });
                 }
             }
@@ -335,7 +345,7 @@ impl Node {
     /// tunnel sends to; withdraws it otherwise.
     fn sync_kernel_route(&mut self, prefix: Ipv4Addr, len: u8) {
         let key = (prefix, len);
-        let wanted = self.map.get(&key).is_some_and(|n| {
+        let wanted = self.map.get(&v4_prefix(key.0, key.1)).is_some_and(|n| {
             let learned = self.shortcuts.get(&key) == Some(n) || self.kernel.is_registered(&key);
             let mut nbmas = self.nhs_nbmas();
             nbmas.extend([self.cfg.nbma, *n]);
@@ -358,7 +368,7 @@ impl Node {
             .map
             .iter()
             .filter(|(_, n)| **n == nbma)
-            .map(|(k, _)| *k)
+            .filter_map(|(k, _)| Some((v4(k.addr())?, k.prefix_len())))
             .collect();
         for (p, l) in keys {
             self.set_route(p, l, Some(nbma));
@@ -402,7 +412,7 @@ impl Node {
     pub fn shortcut_routes(&self) -> Vec<(Ipv4Addr, u8, Ipv4Addr)> {
         self.shortcuts
             .iter()
-            .filter(|(k, n)| self.map.get(k) == Some(n))
+            .filter(|(k, n)| self.map.get(&v4_prefix(k.0, k.1)) == Some(n))
             .map(|((p, l), n)| (*p, *l, *n))
             .collect()
     }
@@ -496,8 +506,8 @@ impl Node {
                 return;
             }
             // Relayed spoke-to-spoke traffic: both ends are reached through the tunnel.
-            let from = lookup_map(&self.map, src);
-            let to = lookup_map(&self.map, dst);
+            let from = self.map.lookup_v4(src).copied();
+            let to = self.map.lookup_v4(dst).copied();
             if let (Some(from), Some(to)) = (from, to)
                 && from != to
             {
@@ -506,7 +516,7 @@ impl Node {
             }
             return;
         }
-        let Some(via) = lookup_map(&self.map, dst) else {
+        let Some(via) = self.map.lookup_v4(dst).copied() else {
             return;
         };
         if Some(via) != self.base_nbma || dst == self.cfg.tunnel_addr {
@@ -586,7 +596,8 @@ impl Node {
                     None if !self.cfg.hub => self.base_nbma?,
                     None => return None,
                 };
-                (nbma != self.cfg.nbma && self.map.get(k) != Some(&nbma)).then_some((*k, nbma))
+                (nbma != self.cfg.nbma && self.map.get(&v4_prefix(k.0, k.1)) != Some(&nbma))
+                    .then_some((*k, nbma))
             })
             .collect();
         for ((p, l), nbma) in targets {
@@ -603,7 +614,7 @@ impl Node {
             return false;
         };
         let dst = ip.dst();
-        self.cfg.hub && dst != self.cfg.tunnel_addr && lookup_map(&self.map, dst).is_some()
+        self.cfg.hub && dst != self.cfg.tunnel_addr && self.map.lookup_v4(dst).copied().is_some()
     }
 
     /// Data-plane counters: traffic per peer (idle timers, DPD liveness).
@@ -680,6 +691,7 @@ impl Node {
             p.ike_asked = None;
             if p.kind == PeerKind::Spoke {
                 self.peers.remove(&nbma);
+                self.peers_changed += 1;
             }
         }
     }
@@ -796,6 +808,16 @@ impl Node {
     /// Tells the data plane the multicast list whenever it changed
     /// (registrations, expiry, NHS up/down, a peer's protection).
     fn sync_multicast(&mut self) {
+        // Rebuilt only when something it is made of changed: on a hub with
+        // thousands of clients the rebuild, not the check, is the cost.
+        let from = (
+            self.nhrp.as_ref().map_or((0, 0), |n| n.multicast_version()),
+            self.peers_changed,
+        );
+        if self.mcast_built_from == Some(from) {
+            return;
+        }
+        self.mcast_built_from = Some(from);
         let peers = self.multicast_peers();
         if self.mcast_sent.as_ref() == Some(&peers) {
             return;
@@ -1114,7 +1136,7 @@ impl Node {
         let pending: Vec<(Ipv4Addr, u8)> = self
             .shortcuts
             .iter()
-            .filter(|(k, n)| **n == nbma && self.map.get(k) != Some(n))
+            .filter(|(k, n)| **n == nbma && self.map.get(&v4_prefix(k.0, k.1)) != Some(n))
             .map(|(k, _)| *k)
             .collect();
         for (p, l) in pending {
@@ -1191,6 +1213,7 @@ impl Node {
         // the peers where the old address still reaches them).
         self.clear_crypto_sa(now, None);
         self.cfg.set_nbma(nbma);
+        self.peers_changed += 1;
         if let Some(n) = self.nhrp.as_mut() {
             n.set_nbma(now, IpAddr::V4(nbma));
         }
@@ -1237,9 +1260,7 @@ impl Node {
     }
 }
 
-fn lookup_map(map: &BTreeMap<(Ipv4Addr, u8), Ipv4Addr>, dst: Ipv4Addr) -> Option<Ipv4Addr> {
-    map.iter()
-        .filter(|((p, l), _)| Prefix::new(IpAddr::V4(*p), *l).contains_addr(IpAddr::V4(dst)))
-        .max_by_key(|((_, l), _)| *l)
-        .map(|(_, n)| *n)
+/// The key of `prefix/len` in the node's route map.
+fn v4_prefix(prefix: Ipv4Addr, len: u8) -> Prefix {
+    Prefix::new(IpAddr::V4(prefix), len)
 }

@@ -35,7 +35,7 @@ impl Node {
             e.reconfigure(now, c);
         }
         for (p, n) in old_maps.iter().filter(|m| !new_maps.contains(m)) {
-            if self.map.get(&(*p, 32)) == Some(n) {
+            if self.map.get(&super::v4_prefix(*p, 32)) == Some(n) {
                 self.set_route(*p, 32, None);
             }
             // A peer known only from the mapping goes with it; one with
@@ -47,6 +47,7 @@ impl Node {
                 .is_some_and(|s| s.kind == PeerKind::Static && !s.manual && s.sas.is_empty());
             if unused && !mapped_still {
                 self.peers.remove(n);
+                self.peers_changed += 1;
             }
         }
         for (p, n) in new_maps.iter().filter(|m| !old_maps.contains(m)) {
@@ -54,6 +55,7 @@ impl Node {
             self.set_route(*p, 32, Some(*n));
         }
         self.cfg = new;
+        self.peers_changed += 1;
         let new_nhs = self.nhs_nbmas();
         for n in old_nhs.iter().filter(|n| !new_nhs.contains(n)) {
             let mapped = new_maps.iter().any(|(_, x)| x == n);
@@ -65,6 +67,7 @@ impl Node {
             } else if p.sas.is_empty() && !p.manual {
                 // A registration held for its SA is not sent either.
                 self.peers.remove(n);
+                self.peers_changed += 1;
                 self.dp(Command::DiscardPending(*n));
             } else {
                 p.kind = PeerKind::Spoke;

@@ -294,7 +294,7 @@ impl Node {
         let (Some(p), Some(n)) = (v4(e.prefix), e.nbma.and_then(v4)) else {
             return false;
         };
-        self.map.get(&(p, e.prefix_len)) == Some(&n)
+        self.map.get(&super::v4_prefix(p, e.prefix_len)) == Some(&n)
     }
 
     /// No IPsec SA with the entry's peer on a protected tunnel (IOS
