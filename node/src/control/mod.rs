@@ -244,8 +244,8 @@ impl Node {
                 Ok((i, o)) => {
                     self.dp(Command::InsertInbound(Box::new(i)));
                     self.dp(Command::InsertOutbound(Box::new(o)));
+                    self.set_protection(m.peer, PeerKind::Static, protection, now);
                     let p = self.peer_mut(m.peer, PeerKind::Static, now);
-                    p.protection = protection;
                     p.manual = true;
                     p.sas.insert(m.in_spi, m.out_spi);
                     self.assign_conn_id(m.in_spi);
@@ -287,8 +287,6 @@ impl Node {
     }
 
     fn peer_mut(&mut self, nbma: Ipv4Addr, kind: PeerKind, now: Instant) -> &mut PeerState {
-        // The caller may change its protection.
-        self.peers_changed += 1;
         let default = if self.cfg.protected {
             Protection::Esp
         } else {
@@ -305,6 +303,22 @@ impl Node {
             last_rx: 0,
             ike_asked: None,
         })
+    }
+
+    /// Sets how packets to `nbma` are protected (creating the peer as
+    /// `kind`).
+    fn set_protection(
+        &mut self,
+        nbma: Ipv4Addr,
+        kind: PeerKind,
+        protection: Protection,
+        now: Instant,
+    ) {
+        let p = self.peer_mut(nbma, kind, now);
+        if p.protection != protection {
+            p.protection = protection;
+            self.peers_changed += 1;
+        }
     }
 
     fn protection(&self, nbma: Ipv4Addr) -> Protection {
@@ -1113,18 +1127,15 @@ impl Node {
         self.dp(Command::InsertInbound(Box::new(inb)));
         // The outbound SA also releases packets held for this peer, so the
         // peer map must already carry the right protection.
-        let changed = {
-            let p = self.peer_mut(nbma, PeerKind::Spoke, now);
-            let changed = p.protection != protection;
-            p.protection = protection;
-            if p.sas.is_empty() {
-                p.up_since = now;
-            }
-            p.sas.insert(c.inbound_spi, c.outbound_spi);
-            p.last_active = now;
-            p.ike_asked = None;
-            changed
-        };
+        let changed = self.protection(nbma) != protection;
+        self.set_protection(nbma, PeerKind::Spoke, protection, now);
+        let p = self.peer_mut(nbma, PeerKind::Spoke, now);
+        if p.sas.is_empty() {
+            p.up_since = now;
+        }
+        p.sas.insert(c.inbound_spi, c.outbound_spi);
+        p.last_active = now;
+        p.ike_asked = None;
         self.assign_conn_id(c.inbound_spi);
         if changed {
             self.refresh_routes_via(nbma);
