@@ -1462,6 +1462,11 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             }
             s.qms
                 .retain(|_, q| q.done_at().is_none_or(|d| d + QM_LINGER > now));
+            if s.qms.is_empty() {
+                // An idle SA's table would keep its capacity (1.8 KB) for
+                // its whole life: a hub has one per spoke.
+                s.qms.shrink_to_fit();
+            }
             for mid in qm_fail {
                 let Some(q) = s.qms.remove(&mid) else {
                     continue;

@@ -10,12 +10,13 @@
 use crate::Instant;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::Hash;
-use std::ops::Deref;
 
-/// A map whose mutable accesses mark the touched keys dirty.
+/// A map whose mutable accesses mark the touched keys dirty. Values are
+/// boxed: a B-tree node holds eleven of them inline, which for SAs of
+/// about 1 KB made even a one-SA table cost 10 KB.
 #[cfg_attr(fuzzing, derive(Clone))]
 pub(crate) struct Tracked<K: Ord + Copy + Hash, V> {
-    map: BTreeMap<K, V>,
+    map: BTreeMap<K, Box<V>>,
     dirty: BTreeSet<K>,
 }
 
@@ -30,18 +31,18 @@ impl<K: Ord + Copy + Hash, V> Tracked<K, V> {
     pub fn get_mut(&mut self, k: &K) -> Option<&mut V> {
         let v = self.map.get_mut(k)?;
         self.dirty.insert(*k);
-        Some(v)
+        Some(&mut **v)
     }
 
     pub fn insert(&mut self, k: K, v: V) -> Option<V> {
         self.dirty.insert(k);
-        self.map.insert(k, v)
+        self.map.insert(k, Box::new(v)).map(|b| *b)
     }
 
     pub fn remove(&mut self, k: &K) -> Option<V> {
         let v = self.map.remove(k)?;
         self.dirty.insert(*k);
-        Some(v)
+        Some(*v)
     }
 
     /// Mark every entry dirty (a configuration change affecting all deadlines).
@@ -62,10 +63,38 @@ impl<K: Ord + Copy + Hash, V> Tracked<K, V> {
     }
 }
 
-impl<K: Ord + Copy + Hash, V> Deref for Tracked<K, V> {
-    type Target = BTreeMap<K, V>;
-    fn deref(&self) -> &BTreeMap<K, V> {
-        &self.map
+impl<K: Ord + Copy + Hash, V> std::ops::Index<&K> for Tracked<K, V> {
+    type Output = V;
+    fn index(&self, k: &K) -> &V {
+        self.get(k).expect("no entry for this key")
+    }
+}
+
+/// Read access, as a `BTreeMap<K, V>` gives it.
+impl<K: Ord + Copy + Hash, V> Tracked<K, V> {
+    pub fn get(&self, k: &K) -> Option<&V> {
+        self.map.get(k).map(|v| &**v)
+    }
+
+    pub fn contains_key(&self, k: &K) -> bool {
+        self.map.contains_key(k)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.map.iter().map(|(k, v)| (k, &**v))
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &K> {
+        self.map.keys()
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &V> {
+        self.map.values().map(|v| &**v)
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.map.len()
     }
 }
 

@@ -10,6 +10,7 @@
 pub mod cli;
 pub mod cpu;
 pub mod duration;
+pub mod heap;
 pub mod netns;
 pub mod node;
 pub mod packet;

@@ -8,6 +8,10 @@ use dmvpn_lab::progress::Bar;
 use dmvpn_lab::real::RealFactory;
 use dmvpn_lab::{sim, svg};
 
+/// Counts the hubs' heap when `DMVPN_LAB_HEAP=1` (see `dmvpn_lab::heap`).
+#[global_allocator]
+static ALLOC: dmvpn_lab::heap::Tagging = dmvpn_lab::heap::Tagging;
+
 fn run_sim(a: &SimArgs) -> Result<(), String> {
     let cfg = a.config();
     cfg.validate()?;

@@ -175,6 +175,9 @@ pub struct Perf {
     pub rss_after_kib: u64,
     pub peak_rss_kib: u64,
     pub memory_per_spoke_kib: f64,
+    /// The hubs' own heap at the end, with `DMVPN_LAB_HEAP=1` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hub_heap_bytes: Option<u64>,
 }
 
 /// Everything a run reports.
@@ -327,6 +330,15 @@ impl Report {
             p.peak_rss_kib / 1024,
             p.memory_per_spoke_kib
         );
+        if let Some(b) = p.hub_heap_bytes {
+            let spokes = self.registrations.spokes_registered.max(1) as f64;
+            let _ = writeln!(
+                s,
+                "hub heap          {:.1} MiB held at the end, {:.2} KiB per registered spoke",
+                b as f64 / (1024.0 * 1024.0),
+                b as f64 / 1024.0 / spokes
+            );
+        }
         s
     }
 }
@@ -693,6 +705,7 @@ impl Collector {
                 rss_after_kib: mem_after.0,
                 peak_rss_kib: mem_after.1,
                 memory_per_spoke_kib: rss_delta as f64 / cfg.spokes as f64,
+                hub_heap_bytes: crate::heap::counting().then(crate::heap::hub_live_bytes),
             },
         }
     }

@@ -58,3 +58,43 @@ fn sim_writes_json_and_svg() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// The hub's own heap: counted with `DMVPN_LAB_HEAP=1`, it grows with the
+/// spokes registered; without it nothing is counted or printed.
+#[test]
+fn hub_heap_is_counted_on_request() {
+    let run = |spokes: &str, heap: bool| {
+        let mut c = lab();
+        c.args([
+            "sim",
+            "--spokes",
+            spokes,
+            "--duration",
+            "90s",
+            "--seed",
+            "2",
+        ]);
+        if heap {
+            c.env("DMVPN_LAB_HEAP", "1");
+        } else {
+            c.env_remove("DMVPN_LAB_HEAP");
+        }
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let mib = |text: &str| -> f64 {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("hub heap"))
+            .unwrap_or_else(|| panic!("no hub heap line:\n{text}"));
+        line.split_whitespace().nth(2).unwrap().parse().unwrap()
+    };
+    let (small, large) = (run("20", true), run("200", true));
+    let (a, b) = (mib(&small), mib(&large));
+    assert!(
+        a > 0.0 && b > a * 3.0,
+        "20 spokes: {a} MiB, 200 spokes: {b} MiB"
+    );
+    assert!(!run("20", false).contains("hub heap"));
+}

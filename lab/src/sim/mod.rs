@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::cpu;
 use crate::node::{Datagram, LabEvent, LabNode, NodeFactory, NodeSpec, Output, Role};
 use crate::packet::{self, Probe};
 use crate::report::{Collector, Report};
 use crate::topology;
+use crate::{cpu, heap};
 use queue::EventQueue;
 use traffic::{Dest, Traffic};
 
@@ -221,7 +221,9 @@ pub fn run<F: NodeFactory>(
             Ev::Boot(i) => {
                 let seed = dmvpn_node::Seed::for_lab_node(node_seed_base, i as u64);
                 let c0 = cpu::thread_ns();
+                let owner = heap::Owner::enter(specs[i].role == Role::Hub);
                 let n = factory.build(&specs[i], &hubs, seed, t)?;
+                drop(owner);
                 col.cpu(specs[i].role, cpu::thread_ns() - c0);
                 nodes[i] = Some(n);
                 col.booted(now, i);
@@ -236,6 +238,7 @@ pub fn run<F: NodeFactory>(
             Ev::Datagram(i, d) => {
                 let Some(n) = nodes[i].as_mut() else { continue };
                 let c0 = cpu::thread_ns();
+                let _owner = heap::Owner::enter(specs[i].role == Role::Hub);
                 n.handle_underlay(t, &d);
                 col.cpu(specs[i].role, cpu::thread_ns() - c0);
                 (i, Some(d.src))
@@ -247,6 +250,7 @@ pub fn run<F: NodeFactory>(
                 }
                 armed[i] = None;
                 let c0 = cpu::thread_ns();
+                let _owner = heap::Owner::enter(specs[i].role == Role::Hub);
                 n.handle_timeout(t);
                 col.cpu(specs[i].role, cpu::thread_ns() - c0);
                 (i, None)
@@ -293,6 +297,7 @@ pub fn run<F: NodeFactory>(
                     continue;
                 };
                 let c0 = cpu::thread_ns();
+                let _owner = heap::Owner::enter(specs[f.src].role == Role::Hub);
                 n.handle_lan(t, &p);
                 col.cpu(specs[f.src].role, cpu::thread_ns() - c0);
                 (f.src, None)
@@ -307,7 +312,11 @@ pub fn run<F: NodeFactory>(
         };
         // Drain the node's outputs.
         let n = nodes[i].as_mut().expect("node exists");
-        while let Some(o) = n.poll_output() {
+        let hub = specs[i].role == Role::Hub;
+        while let Some(o) = {
+            let _owner = heap::Owner::enter(hub);
+            n.poll_output()
+        } {
             match o {
                 Output::Send(d) => {
                     col.datagram(specs[i].role);

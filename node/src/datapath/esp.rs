@@ -792,13 +792,13 @@ pub struct IvGen {
     inner: IvCipher,
 }
 
-// One per SA, never moved per packet: boxing would only add an indirection.
-#[allow(clippy::large_enum_variant)]
+// Boxed: GCM SAs (no IV cipher) then do not carry the 700 bytes of an
+// AES key schedule each; a CBC packet pays one pointer hop.
 enum IvCipher {
     /// 16-byte IVs.
-    Aes(Wiped<Aes128>),
+    Aes(Box<Wiped<Aes128>>),
     /// 8-byte IVs.
-    Tdes(Wiped<TdesEde3>),
+    Tdes(Box<Wiped<TdesEde3>>),
     /// GCM: the explicit IV is the counter itself (RFC 4106 §3.1).
     Counter,
 }
@@ -809,13 +809,13 @@ impl IvGen {
         let inner = if enc.is_aead() {
             IvCipher::Counter
         } else if enc.iv_len() == 16 {
-            IvCipher::Aes(Wiped::new(
+            IvCipher::Aes(Box::new(Wiped::new(
                 Aes128::new_from_slice(&seed[..16]).expect("16-byte key"),
-            ))
+            )))
         } else {
-            IvCipher::Tdes(Wiped::new(
+            IvCipher::Tdes(Box::new(Wiped::new(
                 TdesEde3::new_from_slice(seed).expect("24-byte key"),
-            ))
+            )))
         };
         IvGen { inner }
     }
