@@ -35,7 +35,12 @@ use netlink_packet_core::{
 /// redistribute them: the overlay's routing already covers what they
 /// reach (docs/operations.md).
 pub const ROUTE_PROTOCOL: u8 = 78;
+/// The route protocol of the routes [`replace_route`] installs (the
+/// kernel's `boot`, as `ip route` gives routes by default): the tunnel's
+/// configured routes.
+pub const CONFIGURED_PROTOCOL: u8 = 3;
 use netlink_packet_route::address::{AddressAttribute, AddressHeaderFlags, AddressMessage};
+use netlink_packet_route::link::{LinkAttribute, LinkMessage};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
@@ -239,7 +244,13 @@ pub fn replace_route(
     gateway: Option<Ipv4Addr>,
     oif: u32,
 ) -> io::Result<()> {
-    let m = route_message(prefix, len, gateway, oif, RouteProtocol::Boot);
+    let m = route_message(
+        prefix,
+        len,
+        gateway,
+        oif,
+        RouteProtocol::from(CONFIGURED_PROTOCOL),
+    );
     acknowledged(
         NLM_F_CREATE | NLM_F_REPLACE,
         RouteNetlinkMessage::NewRoute(m),
@@ -268,6 +279,15 @@ pub fn delete_route(prefix: Ipv4Addr, len: u8, oif: u32, protocol: u8) -> io::Re
         Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
         r => r,
     }
+}
+
+/// Sets the MTU of interface `index` (like `ip link set IF mtu N`),
+/// waiting for the kernel's acknowledgement.
+pub fn set_mtu(index: u32, mtu: u32) -> io::Result<()> {
+    let mut m = LinkMessage::default();
+    m.header.index = index;
+    m.attributes.push(LinkAttribute::Mtu(mtu));
+    acknowledged(0, RouteNetlinkMessage::SetLink(m))
 }
 
 /// Removes every route of protocol `protocol` into `oif` from the main

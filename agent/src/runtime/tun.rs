@@ -45,7 +45,7 @@ pub struct TunConfig {
 pub struct Tun {
     dev: AsyncDevice,
     name: String,
-    mtu: u16,
+    mtu: std::cell::Cell<u16>,
     offload: bool,
 }
 
@@ -83,7 +83,7 @@ impl Tun {
         Ok(Tun {
             dev,
             name,
-            mtu: cfg.mtu,
+            mtu: std::cell::Cell::new(cfg.mtu),
             offload,
         })
     }
@@ -96,6 +96,40 @@ impl Tun {
     /// every read and write).
     pub fn offload(&self) -> bool {
         self.offload
+    }
+
+    /// The interface's MTU.
+    pub fn mtu(&self) -> u16 {
+        self.mtu.get()
+    }
+
+    /// Sets the interface's MTU (over rtnetlink). Readers made before
+    /// ([`TunReader::new`]) are made again for a larger one.
+    pub fn set_mtu(&self, mtu: u16) -> io::Result<()> {
+        let index = super::rtnl::ifindex(&self.name)?;
+        super::rtnl::set_mtu(index, u32::from(mtu)).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot set the MTU of {} to {mtu}: {e}", self.name),
+            )
+        })?;
+        self.mtu.set(mtu);
+        Ok(())
+    }
+
+    /// Removes the route of `prefix/len` into this interface that
+    /// [`Tun::add_route`] installed (a route already gone is no error).
+    pub fn delete_route(&self, prefix: Ipv4Addr, len: u8) -> io::Result<()> {
+        let oif = super::rtnl::ifindex(&self.name)?;
+        super::rtnl::delete_route(prefix, len, oif, super::rtnl::CONFIGURED_PROTOCOL).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot remove the route {prefix}/{len} into {}: {e}",
+                    self.name
+                ),
+            )
+        })
     }
 
     /// Routes `prefix/len` into this interface (as `ip route replace`).
@@ -133,7 +167,7 @@ pub struct TunReader {
 impl TunReader {
     /// Buffers for a device with this MTU.
     pub fn new(tun: &Tun) -> Self {
-        let seg = usize::from(tun.mtu).max(dmvpn_node::engine::BUF_SIZE);
+        let seg = usize::from(tun.mtu()).max(dmvpn_node::engine::BUF_SIZE);
         TunReader {
             raw: vec![0u8; RAW_READ].into_boxed_slice(),
             segs: (0..SEGMENTS)
@@ -141,6 +175,17 @@ impl TunReader {
                 .collect(),
             sizes: vec![0; SEGMENTS],
             count: 0,
+        }
+    }
+
+    /// Makes the buffers again if the device's MTU grew past them.
+    pub fn fit(&mut self, tun: &Tun) {
+        if self
+            .segs
+            .first()
+            .is_some_and(|s| s.len() < usize::from(tun.mtu()))
+        {
+            *self = TunReader::new(tun);
         }
     }
 
