@@ -503,7 +503,8 @@ fn tunnel_route(ns: &str, prefix: &str) -> String {
 /// route`), the metrics endpoint started then moved (the new address
 /// scraped, the old one refused), the key log moved to a new file, and
 /// the control socket moved and back (the reload that moved it is
-/// answered; the new path answers, the old one is gone). No echo is
+/// answered; the new path answers, the old one is gone), then given
+/// another mode in place. No echo is
 /// lost and spoke 1's SAs stay; after a negotiation (its SA with the hub
 /// cleared), the new key log holds the keys, with mode 0600, and the old
 /// one got nothing more. Reloads that cannot bind the metrics address or
@@ -628,6 +629,19 @@ fn e2e_reload_daemon_side_keys() {
         Duration::from_secs(5),
         || !new_socket.exists(),
     );
+    assert!(matches!(lab.ctl(&s1, Request::ShowDmvpn), Reply::Dmvpn(_)));
+
+    // A new mode on the same path: applied to the socket file in place.
+    assert_eq!(mode(&old_socket), 0o600);
+    let file = spoke_file(&old_socket, &new_keys, Some("127.0.0.1:9467"), &body);
+    let file = edit(&file, "[control]\n", "[control]\nmode = \"0660\"\n");
+    std::fs::write(lab.config_path(&s1), file).expect("write config");
+    let report = reload_at(&old_socket);
+    assert!(
+        lists(&report, "control.mode", "applied now") && report.contains(": 1 change\n"),
+        "{report}"
+    );
+    assert_eq!(mode(&old_socket), 0o660, "the socket's new mode");
     assert!(matches!(lab.ctl(&s1, Request::ShowDmvpn), Reply::Dmvpn(_)));
 
     // 3. A metrics address that cannot be bound, then a key log that
