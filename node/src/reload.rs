@@ -58,8 +58,8 @@ pub struct ReloadSummary {
 /// Why a reload was refused; the running configuration stays.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ReloadError {
-    /// Keys that only a restart can change (the tunnel interface's name,
-    /// its addresses, the role, the underlay).
+    /// Keys that only a restart can change (the tunnel's addresses, the
+    /// role, the underlay).
     #[error("restart dmvpnd to change {}", .keys.join(", "))]
     NeedsRestart { keys: Vec<String> },
     #[error(transparent)]
@@ -80,6 +80,7 @@ const IN_PLACE: &[(&str, Effect)] = &[
     ("ipsec.profile.idle_time", Effect::ExistingSas),
     ("ipsec.profile", Effect::NewNegotiations),
     ("ipsec.transform_set", Effect::NewNegotiations),
+    ("tunnel.name", Effect::Now),
     ("tunnel.mtu", Effect::Now),
     ("tunnel.routes", Effect::Now),
     ("tunnel.nhrp.holdtime", Effect::NextRegistration),
@@ -400,10 +401,9 @@ nbma = "203.0.113.10"
         let mut new = c.clone();
         new.tunnels[0].protection = None;
         new.tunnels[0].source = dmvpn_config::types::TunnelSource::Interface("eth1".into());
-        new.tunnels[0].name = "Tunnel1".into();
         assert_eq!(
             restart(plan(&c, &new)),
-            ["tunnel[0].name", "tunnel[0].protection", "tunnel[0].source"]
+            ["tunnel[0].protection", "tunnel[0].source"]
         );
         let mut new = c.clone();
         new.tunnels[0].mode = dmvpn_config::types::TunnelMode::Gre;
@@ -489,15 +489,16 @@ nbma = "203.0.113.10"
         );
         // Keys needing a restart are all named.
         let mut new = c.clone();
-        new.tunnels[0].name = "Tunnel1".into();
+        new.tunnels[0].mode = dmvpn_config::types::TunnelMode::Gre;
         new.tunnels[0].key = Some(9);
-        assert_eq!(restart(plan(&c, &new)), ["tunnel[0].key", "tunnel[0].name"]);
+        assert_eq!(restart(plan(&c, &new)), ["tunnel[0].key", "tunnel[0].mode"]);
     }
 
     #[test]
     fn daemon_side_keys_apply_in_place() {
         let c = cfg(HUB);
         let mut new = c.clone();
+        new.tunnels[0].name = "Tunnel1".into();
         new.tunnels[0].mtu = 1300;
         new.tunnels[0].routes.push("10.9.0.0/16".parse().unwrap());
         new.log.key_log = Some("/var/lib/dmvpn/keys.log".into());
@@ -512,15 +513,16 @@ nbma = "203.0.113.10"
                 ("log.key_log".into(), Effect::NewNegotiations),
                 ("metrics".into(), Effect::Now),
                 ("tunnel[0].mtu".into(), Effect::Now),
+                ("tunnel[0].name".into(), Effect::Now),
                 ("tunnel[0].routes".into(), Effect::Now),
             ]
         );
         // Removed again: the same keys.
-        assert_eq!(plan(&new, &c).unwrap().len(), 6);
-        // The interface's name still needs a restart, and refuses the rest.
-        let mut renamed = new.clone();
-        renamed.tunnels[0].name = "Tunnel1".into();
-        assert_eq!(restart(plan(&c, &renamed)), ["tunnel[0].name"]);
+        assert_eq!(plan(&new, &c).unwrap().len(), 7);
+        // The tunnel mode still needs a restart, and refuses the rest.
+        let mut other = new.clone();
+        other.tunnels[0].mode = dmvpn_config::types::TunnelMode::Gre;
+        assert_eq!(restart(plan(&c, &other)), ["tunnel[0].mode"]);
     }
 
     #[test]

@@ -33,7 +33,8 @@
 //!
 //! A second test reloads what lives outside the node on spoke 1, under
 //! the same traffic: the tunnel MTU and routes, the metrics endpoint, the
-//! key log and the control socket (see `e2e_reload_daemon_side_keys`).
+//! key log and the control socket, then the tunnel interface's name (see
+//! `e2e_reload_daemon_side_keys`).
 //!
 //! Needs root, iproute2 and iputils-ping; fails (never skips) without them.
 
@@ -509,6 +510,8 @@ fn tunnel_route(ns: &str, prefix: &str) -> String {
 /// cleared), the new key log holds the keys, with mode 0600, and the old
 /// one got nothing more. Reloads that cannot bind the metrics address or
 /// open the key log are refused with the reason and change nothing.
+/// Last, the tunnel interface is renamed: its routes (configured, NHRP's,
+/// the kernel's) are all back under the new name.
 #[test]
 fn e2e_reload_daemon_side_keys() {
     let mut lab = Lab::new("rd");
@@ -724,4 +727,59 @@ fn e2e_reload_daemon_side_keys() {
         old_keys_len,
         "nothing more in the old key log"
     );
+
+    // 4. The tunnel interface renamed: every route through it is back
+    //    under the new name, `show dmvpn` names it, the SAs stay and the
+    //    LANs reach each other again.
+    lab.wait("traffic after the new SA", Duration::from_secs(15), || {
+        lab.ping(&h2, HUB_LAN, 1) == 1 && lab.ping(&h2, S2_LAN, 1) == 1
+    });
+    let routes_via = |dev: &str| -> BTreeSet<String> {
+        text(&sh(&["ip", "-n", &s1, "route", "show", "dev", dev]).stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    let routes_before = routes_via("Tunnel0");
+    assert!(
+        routes_before.iter().any(|l| l.starts_with("10.1.0.0/24")),
+        "{routes_before:?}"
+    );
+    let sas = crypto(&lab, &s1);
+    let file = spoke_file(&old_socket, &new_keys, Some("127.0.0.1:9467"), &body);
+    let file = edit(&file, "[control]\n", "[control]\nmode = \"0660\"\n");
+    let file = edit(&file, "name = \"Tunnel0\"", "name = \"Tunnel7\"");
+    std::fs::write(lab.config_path(&s1), file).expect("write config");
+    let t_rename = unix_now();
+    let report = reload_at(&old_socket);
+    assert!(
+        lists(&report, "tunnel[0].name", "applied now") && report.contains(": 1 change\n"),
+        "{report}"
+    );
+    let link = text(&sh(&["ip", "-n", &s1, "link", "show", "Tunnel7"]).stdout);
+    assert!(
+        link.contains(" mtu 1300 ") && link.contains(",UP"),
+        "{link}"
+    );
+    assert!(
+        !sh(&["ip", "-n", &s1, "link", "show", "Tunnel0"])
+            .status
+            .success(),
+        "no Tunnel0 any more"
+    );
+    assert_eq!(routes_via("Tunnel7"), routes_before, "every route back");
+    match lab.ctl(&s1, Request::ShowDmvpn) {
+        Reply::Dmvpn(v) => assert_eq!(v[0].interface, "Tunnel7"),
+        r => panic!("unexpected reply {r:?}"),
+    }
+    let back = lab.wait(
+        "the LANs through the renamed tunnel",
+        Duration::from_secs(10),
+        || lab.ping(&h2, HUB_LAN, 1) == 1 && lab.ping(&h2, S2_LAN, 1) == 1,
+    );
+    println!(
+        "FIGURE tunnel renamed by reload: routes {routes_before:?} back, LANs answered {:.3} s after the reload ({back:?} of waiting)",
+        unix_now() - t_rename
+    );
+    assert_eq!(crypto(&lab, &s1), sas, "no SA renegotiated by the rename");
 }

@@ -172,7 +172,7 @@ pub async fn run_loop(
     };
     // Kernel calls run on a worker thread; their results come back here.
     let mut kernel = if extras.watch_routes || source.is_some() || extras.kernel_routes {
-        Some(Kernel::start(links.tun.name()).map_err(|e| {
+        Some(Kernel::start(&links.tun.name()).map_err(|e| {
             super::DaemonError::Runtime(io::Error::new(
                 e.kind(),
                 format!("kernel worker thread: {e}"),
@@ -201,7 +201,7 @@ pub async fn run_loop(
             r = tun_rx.recv(&links.tun) => match r {
                 Ok(_) => out.tun_burst(router, links, &mut tun_rx, now()).await,
                 Err(e) if tun_io::is_packet_error(&e) => router.counters_mut().malformed += 1,
-                Err(source) => return Err(super::DaemonError::TunFailed { name: links.tun.name().to_string(), source }),
+                Err(source) => return Err(super::DaemonError::TunFailed { name: links.tun.name(), source }),
             },
             r = links.gre.recv_batch(&mut gre_rb) => match r {
                 Ok(k) => router.handle_underlay_burst(now(), (0..k).map(|i| Datagram::Gre(gre_rb.get(i).0))),
@@ -282,7 +282,7 @@ pub async fn run_loop(
                         Some(r) => {
                             let outside = Outside { tun: &links.tun, keylog: &mut out.keylog, log, listeners: extras.listeners.as_deref_mut() };
                             let resp = r.apply(router, outside, now());
-                            tun_rx.fit(&links.tun);
+                            after_reload(links, &mut tun_rx, kernel.as_mut());
                             resp
                         }
                         None => Response::error("this dmvpnd has no configuration file to reload"),
@@ -301,7 +301,7 @@ pub async fn run_loop(
                     info!(target: "dmvpn::ctl", "SIGHUP: reading {} again", r.path.display());
                     let outside = Outside { tun: &links.tun, keylog: &mut out.keylog, log: extras.log.as_deref_mut(), listeners: extras.listeners.as_deref_mut() };
                     r.apply(router, outside, now());
-                    tun_rx.fit(&links.tun);
+                    after_reload(links, &mut tun_rx, kernel.as_mut());
                 }
             },
             _ = tokio::time::sleep(sleep_for) => {
@@ -343,6 +343,15 @@ pub async fn run_loop(
         k.finish();
     }
     Ok(())
+}
+
+/// What follows a reload in the loop: larger read buffers for a larger
+/// MTU, the kernel worker told the tunnel's new name.
+fn after_reload(links: &Links, tun_rx: &mut TunReader, kernel: Option<&mut Kernel>) {
+    tun_rx.fit(&links.tun);
+    if let Some(k) = kernel {
+        k.renamed(&links.tun.name());
+    }
 }
 
 /// Asks the kernel worker to read the tunnel source; a new NBMA address

@@ -118,7 +118,7 @@ async fn run_async(
     // (a persistent TUN): that run's NHRP state is gone. Setting the
     // device up has dropped the routes through it already; this removes
     // any left.
-    flush_learned_routes(tun.name(), "of an earlier run");
+    flush_learned_routes(&tun.name(), "of an earlier run");
     for (p, l) in &ncfg.routes {
         tun.add_route(IpAddr::V4(*p), *l)
             .map_err(|source| DaemonError::Route {
@@ -180,7 +180,7 @@ async fn run_async(
     let t = now();
     router.request(t, Request::ClearCryptoSa { peer: None });
     event_loop::send_pending_ike(&mut router, &links, t).await;
-    flush_learned_routes(links.tun.name(), "at stop");
+    flush_learned_routes(&links.tun.name(), "at stop");
     listeners.stop().await;
     drop(links);
     Ok(())

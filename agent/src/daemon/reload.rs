@@ -6,8 +6,8 @@
 //!
 //! What lives outside the router changes here, before the router takes
 //! the new configuration: a new key-log file is opened, new control and
-//! metrics sockets are bound, the tunnel's MTU and routes are set over
-//! rtnetlink. Any of these that fails refuses the reload with its reason
+//! metrics sockets are bound, the tunnel interface's name, MTU and routes
+//! are set over rtnetlink. Any of these that fails refuses the reload with its reason
 //! and undoes what was done; the old files and sockets are closed only
 //! once everything succeeded.
 
@@ -155,8 +155,9 @@ pub fn write_keylog(f: Option<&mut File>, line: &str) {
     }
 }
 
-/// Sets the tunnel interface's MTU and adds and removes its configured
-/// routes as `new` says. When one fails, what was done is undone.
+/// Renames the tunnel interface, sets its MTU and adds and removes its
+/// configured routes as `new` says. When one fails, what was done is
+/// undone.
 fn tunnel_settings(
     tun: &Tun,
     running: &dmvpn_config::Config,
@@ -165,9 +166,24 @@ fn tunnel_settings(
     let (Some(old_t), Some(new_t)) = (running.tunnels.first(), new.tunnels.first()) else {
         return Ok(());
     };
+    let old_name = tun.name();
     let old_mtu = tun.mtu();
-    if new_t.mtu != old_t.mtu {
-        tun.set_mtu(new_t.mtu).map_err(|e| e.to_string())?;
+    let undo = || {
+        if tun.mtu() != old_mtu {
+            let _ = tun.set_mtu(old_mtu);
+        }
+        if tun.name() != old_name {
+            let _ = tun.rename(&old_name);
+        }
+    };
+    if new_t.name != old_t.name {
+        tun.rename(&new_t.name).map_err(|e| e.to_string())?;
+    }
+    if new_t.mtu != old_t.mtu
+        && let Err(e) = tun.set_mtu(new_t.mtu)
+    {
+        undo();
+        return Err(e.to_string());
     }
     let v4 = |t: &dmvpn_config::Tunnel| -> Vec<(Ipv4Addr, u8)> {
         t.routes
@@ -185,9 +201,7 @@ fn tunnel_settings(
             for &(p, l) in &added {
                 let _ = tun.delete_route(p, l);
             }
-            if tun.mtu() != old_mtu {
-                let _ = tun.set_mtu(old_mtu);
-            }
+            undo();
             return Err(e.to_string());
         }
         added.push((p, l));
