@@ -341,6 +341,12 @@ impl Engine {
         &mut self.counters
     }
 
+    /// The tunnel MTU changed (a reload): larger inner packets are
+    /// fragmented or refused from now on.
+    pub fn set_mtu(&mut self, mtu: u16) {
+        self.cfg.mtu = mtu;
+    }
+
     /// Our NBMA address changed: outer packets leave from `nbma`.
     pub fn set_local_nbma(&mut self, nbma: Ipv4Addr) {
         self.cfg.local_nbma = nbma;

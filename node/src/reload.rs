@@ -58,8 +58,8 @@ pub struct ReloadSummary {
 /// Why a reload was refused; the running configuration stays.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ReloadError {
-    /// Keys that only a restart can change (the tunnel interface, its
-    /// addresses, the role, sockets).
+    /// Keys that only a restart can change (the tunnel's addresses, the
+    /// role, the underlay).
     #[error("restart dmvpnd to change {}", .keys.join(", "))]
     NeedsRestart { keys: Vec<String> },
     #[error(transparent)]
@@ -72,11 +72,17 @@ pub enum ReloadError {
 const IN_PLACE: &[(&str, Effect)] = &[
     ("node.name", Effect::Now),
     ("log.filter", Effect::Now),
+    ("log.key_log", Effect::NewNegotiations),
+    ("metrics", Effect::Now),
+    ("control", Effect::Now),
     ("ike.dpd", Effect::ExistingSas),
     ("ike", Effect::NewNegotiations),
     ("ipsec.profile.idle_time", Effect::ExistingSas),
     ("ipsec.profile", Effect::NewNegotiations),
     ("ipsec.transform_set", Effect::NewNegotiations),
+    ("tunnel.name", Effect::Now),
+    ("tunnel.mtu", Effect::Now),
+    ("tunnel.routes", Effect::Now),
     ("tunnel.nhrp.holdtime", Effect::NextRegistration),
     ("tunnel.nhrp.registration_timeout", Effect::NextRegistration),
     (
@@ -385,34 +391,19 @@ nbma = "203.0.113.10"
         new.tunnels[0].nhrp.as_mut().unwrap().network_id = 7;
         new.tunnels[0].key = Some(42);
         new.node.role = dmvpn_config::types::Role::Spoke;
-        new.control.socket = "/tmp/other.sock".into();
         assert_eq!(
             restart(plan(&c, &new)),
-            [
-                "control.socket",
-                "node.role",
-                "tunnel[0].key",
-                "tunnel[0].nhrp.network_id"
-            ]
+            ["node.role", "tunnel[0].key", "tunnel[0].nhrp.network_id"]
         );
         let mut new = c.clone();
         new.tunnels.push(c.tunnels[0].clone());
         assert_eq!(restart(plan(&c, &new)), ["tunnel"]);
         let mut new = c.clone();
-        new.tunnels[0].mtu = 1300;
-        new.tunnels[0].routes.push("10.9.0.0/16".parse().unwrap());
         new.tunnels[0].protection = None;
         new.tunnels[0].source = dmvpn_config::types::TunnelSource::Interface("eth1".into());
-        new.tunnels[0].name = "Tunnel1".into();
         assert_eq!(
             restart(plan(&c, &new)),
-            [
-                "tunnel[0].mtu",
-                "tunnel[0].name",
-                "tunnel[0].protection",
-                "tunnel[0].routes",
-                "tunnel[0].source"
-            ]
+            ["tunnel[0].protection", "tunnel[0].source"]
         );
         let mut new = c.clone();
         new.tunnels[0].mode = dmvpn_config::types::TunnelMode::Gre;
@@ -498,9 +489,40 @@ nbma = "203.0.113.10"
         );
         // Keys needing a restart are all named.
         let mut new = c.clone();
-        new.tunnels[0].mtu = 1300;
+        new.tunnels[0].mode = dmvpn_config::types::TunnelMode::Gre;
         new.tunnels[0].key = Some(9);
-        assert_eq!(restart(plan(&c, &new)), ["tunnel[0].key", "tunnel[0].mtu"]);
+        assert_eq!(restart(plan(&c, &new)), ["tunnel[0].key", "tunnel[0].mode"]);
+    }
+
+    #[test]
+    fn daemon_side_keys_apply_in_place() {
+        let c = cfg(HUB);
+        let mut new = c.clone();
+        new.tunnels[0].name = "Tunnel1".into();
+        new.tunnels[0].mtu = 1300;
+        new.tunnels[0].routes.push("10.9.0.0/16".parse().unwrap());
+        new.log.key_log = Some("/var/lib/dmvpn/keys.log".into());
+        new.metrics.listen = Some("127.0.0.1:9101".parse().unwrap());
+        new.control.socket = "/tmp/other.sock".into();
+        new.control.mode = dmvpn_config::types::FileMode(0o660);
+        assert_eq!(
+            keys(plan(&c, &new)),
+            [
+                ("control.mode".into(), Effect::Now),
+                ("control.socket".into(), Effect::Now),
+                ("log.key_log".into(), Effect::NewNegotiations),
+                ("metrics".into(), Effect::Now),
+                ("tunnel[0].mtu".into(), Effect::Now),
+                ("tunnel[0].name".into(), Effect::Now),
+                ("tunnel[0].routes".into(), Effect::Now),
+            ]
+        );
+        // Removed again: the same keys.
+        assert_eq!(plan(&new, &c).unwrap().len(), 7);
+        // The tunnel mode still needs a restart, and refuses the rest.
+        let mut other = new.clone();
+        other.tunnels[0].mode = dmvpn_config::types::TunnelMode::Gre;
+        assert_eq!(restart(plan(&c, &other)), ["tunnel[0].mode"]);
     }
 
     #[test]
@@ -520,8 +542,8 @@ nbma = "203.0.113.10"
             None,
             "a prefix of a word is not a parent"
         );
-        assert_eq!(effect("log.key_log"), None);
-        assert_eq!(effect("metrics"), None);
+        assert_eq!(effect("log.keylog"), None);
+        assert_eq!(effect("metricsx"), None);
         assert_eq!(effect("ipsec.manual_sa"), None);
         assert_eq!(effect("ike.key[0].key"), Some(Effect::NewNegotiations));
     }

@@ -239,8 +239,15 @@ impl Router {
         }
         let mapped = crate::control::config_map::map(new)?;
         self.node.reconfigure(now, mapped);
+        self.engine.set_mtu(self.node.config().mtu);
         self.settle(now);
         Ok(ReloadSummary { changes })
+    }
+
+    /// Emit key-log lines ([`Router::poll_keylog`]) from now on, or stop
+    /// (the driver opened or closed its key log).
+    pub fn set_keylog(&mut self, on: bool) {
+        self.node.set_keylog(on);
     }
 
     /// The node (configuration, `show` snapshots, test queries).

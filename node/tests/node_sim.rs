@@ -1598,3 +1598,35 @@ fn reload_applies_changes_in_place() {
     sim.advance(Duration::from_secs(150));
     assert!(sim.nodes[2].r.node().has_sa(HUB), "the new key negotiates");
 }
+
+/// A spoke's reload that changes the tunnel MTU and its routes applies
+/// at once: a route added goes to the NHS, one removed leaves the map,
+/// the data plane takes the new MTU, and the SAs stay.
+#[test]
+fn reload_changes_the_mtu_and_the_routes() {
+    let mut sim = Sim::with_nodes(false, "modern", &[("hub", 1), ("spoke", 2), ("spoke", 3)]);
+    sim.advance(Duration::from_secs(5));
+    let hub = Ipv4Addr::new(172, 16, 0, 1);
+    let via = |sim: &Sim, a: Ipv4Addr| sim.nodes[1].r.engine().peer_map().lookup(a).map(|p| p.nbma);
+    assert_eq!(via(&sim, Ipv4Addr::new(10, 3, 0, 1)), Some(hub));
+    assert_eq!(via(&sim, Ipv4Addr::new(10, 9, 0, 1)), None);
+    assert_eq!(sim.nodes[1].r.engine().config().mtu, 1400);
+    let sas = sa_ids(&sim, 1);
+
+    let text = config("spoke", 2, false, "modern", &[1])
+        .replace("\"10.3.0.0/24\"", "\"10.9.0.0/24\"")
+        .replace("mtu = 1400", "mtu = 1300");
+    assert_eq!(
+        reload(&mut sim, 1, &text),
+        Ok(vec![
+            ("tunnel[0].mtu".into(), Effect::Now),
+            ("tunnel[0].routes".into(), Effect::Now),
+        ])
+    );
+    assert_eq!(via(&sim, Ipv4Addr::new(10, 9, 0, 1)), Some(hub));
+    assert_eq!(via(&sim, Ipv4Addr::new(10, 3, 0, 1)), None);
+    assert_eq!(via(&sim, Ipv4Addr::new(10, 4, 0, 1)), Some(hub), "kept");
+    assert_eq!(sim.nodes[1].r.engine().config().mtu, 1300);
+    assert_eq!(sim.nodes[1].r.node().config().mtu, 1300);
+    assert_eq!(sa_ids(&sim, 1), sas, "no renegotiation");
+}

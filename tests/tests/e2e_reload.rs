@@ -31,10 +31,17 @@
 //! back and responding (`R`) within seconds, the other is gone, and
 //! spoke 2's LAN reaches the hub's again.
 //!
+//! A second test reloads what lives outside the node on spoke 1, under
+//! the same traffic: the tunnel MTU and routes, the metrics endpoint, the
+//! key log and the control socket, then the tunnel interface's name (see
+//! `e2e_reload_daemon_side_keys`).
+//!
 //! Needs root, iproute2 and iputils-ping; fails (never skips) without them.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -433,4 +440,346 @@ fn e2e_reload_keeps_sas_and_traffic() {
         || lab.ping(&h3, HUB_LAN, 1) == 1,
     );
     assert!(lab.registered(&hub, &[S1, S2]));
+}
+
+/// Spoke 1's configuration file with its control socket at `socket`,
+/// its key log at `keys`, `[metrics]` listening on `metrics` (if any),
+/// and the tunnel's MTU and routes as `body` has them.
+fn spoke_file(socket: &Path, keys: &Path, metrics: Option<&str>, body: &str) -> String {
+    let metrics = metrics
+        .map(|a| format!("[metrics]\nlisten = \"{a}\"\n"))
+        .unwrap_or_default();
+    format!(
+        "[control]\nsocket = \"{}\"\n[log]\nfilter = \"info\"\nkey_log = \"{}\"\n{metrics}{body}",
+        socket.display(),
+        keys.display()
+    )
+}
+
+/// `dmvpnctl --socket SOCKET reload`, which must succeed: its output.
+fn reload_at(socket: &Path) -> String {
+    let out = Command::new(dmvpnctl())
+        .arg("--socket")
+        .arg(socket)
+        .arg("reload")
+        .output()
+        .expect("run dmvpnctl");
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    stdout
+}
+
+/// Whether `report` lists `key` with `effect`.
+fn lists(report: &str, key: &str, effect: &str) -> bool {
+    report.lines().any(|l| {
+        let mut w = l.split_whitespace();
+        w.next() == Some(key) && w.collect::<Vec<_>>().join(" ") == effect
+    })
+}
+
+/// `GET /metrics` from `addr` inside `ns`: the body, or `None` when the
+/// connection is refused.
+fn scrape(ns: &str, addr: &str) -> Option<String> {
+    let out = sh(&[
+        "ip",
+        "netns",
+        "exec",
+        ns,
+        "curl",
+        "-sS",
+        "--max-time",
+        "5",
+        &format!("http://{addr}/metrics"),
+    ]);
+    out.status.success().then(|| text(&out.stdout))
+}
+
+/// `ip route show PREFIX` in `ns`.
+fn tunnel_route(ns: &str, prefix: &str) -> String {
+    text(&sh(&["ip", "-n", ns, "route", "show", prefix]).stdout)
+}
+
+/// The daemon's own keys change in place on spoke 1, under traffic: the
+/// tunnel MTU (`ip link`), a tunnel route added then removed (`ip
+/// route`), the metrics endpoint started then moved (the new address
+/// scraped, the old one refused), the key log moved to a new file, and
+/// the control socket moved and back (the reload that moved it is
+/// answered; the new path answers, the old one is gone), then given
+/// another mode in place. No echo is
+/// lost and spoke 1's SAs stay; after a negotiation (its SA with the hub
+/// cleared), the new key log holds the keys, with mode 0600, and the old
+/// one got nothing more. Reloads that cannot bind the metrics address or
+/// open the key log are refused with the reason and change nothing.
+/// Last, the tunnel interface is renamed: its routes (configured, NHRP's,
+/// the kernel's) are all back under the new name.
+#[test]
+fn e2e_reload_daemon_side_keys() {
+    let mut lab = Lab::new("rd");
+    let hub = lab.node("hub", 1);
+    let s1 = lab.node("s1", 2);
+    let s2 = lab.node("s2", 3);
+    let _h1 = lab.lan_host(&hub, 1);
+    let h2 = lab.lan_host(&s1, 2);
+    let h3 = lab.lan_host(&s2, 3);
+    for (n, ns) in [(1, &hub), (2, &s1), (3, &s2)] {
+        lab.start(ns, &config(n));
+    }
+    hub_lan_routes(&lab, &hub);
+    lab.wait("both spokes registered", Duration::from_secs(30), || {
+        lab.registered(&hub, &[S1, S2])
+    });
+    lab.wait(
+        "the spoke-to-spoke shortcut",
+        Duration::from_secs(30),
+        || {
+            lab.ping(&h2, S2_LAN, 1);
+            lab.ipsec_with(&s1, S2)
+                .is_some_and(|sa| !sa.inbound.is_empty() && sa.counters.decaps > 0)
+        },
+    );
+    let pingers = [
+        lab.pinger(&h2, S2_LAN),
+        lab.pinger(&h2, HUB_LAN),
+        lab.pinger(&h3, HUB_LAN),
+    ];
+    lab.wait("every pinger answered", Duration::from_secs(10), || {
+        pingers.iter().all(|p| p.answered_after(p.started) >= 5)
+    });
+    let before = crypto(&lab, &s1);
+    assert_eq!(
+        before.ipsec.len(),
+        2,
+        "SAs with the hub and spoke 2: {before:?}"
+    );
+    let t0 = unix_now();
+    let old_socket = lab.socket(&s1);
+    let new_socket = lab.path("s1-moved.sock");
+    let old_keys = lab.keylog(&s1);
+    let new_keys = lab.path("s1-new.keys");
+    let old_keys_len = std::fs::metadata(&old_keys).expect("key log").len();
+    assert!(text(&sh(&["ip", "-n", &s1, "link", "show", "Tunnel0"]).stdout).contains(" mtu 1400 "));
+    assert!(tunnel_route(&s1, "10.9.0.0/24").is_empty());
+    assert!(scrape(&s1, "127.0.0.1:9466").is_none());
+
+    // 1. MTU 1300, a route added, metrics started, the key log and the
+    //    control socket moved: asked on the old socket, answered there.
+    let body = edit(&config(2), "mtu = 1400", "mtu = 1300");
+    let body = edit(
+        &body,
+        "\"10.3.0.0/24\"]",
+        "\"10.3.0.0/24\", \"10.9.0.0/24\"]",
+    );
+    let file = spoke_file(&new_socket, &new_keys, Some("127.0.0.1:9466"), &body);
+    std::fs::write(lab.config_path(&s1), file).expect("write config");
+    let report = reload_at(&old_socket);
+    println!("FIGURE reload of the daemon's keys: {report}");
+    for (key, effect) in [
+        ("control.socket", "applied now"),
+        ("log.key_log", "for new negotiations"),
+        ("metrics", "applied now"),
+        ("tunnel[0].mtu", "applied now"),
+        ("tunnel[0].routes", "applied now"),
+    ] {
+        assert!(lists(&report, key, effect), "{key}: {report}");
+    }
+    assert!(report.contains(": 5 changes\n"), "{report}");
+    let link = text(&sh(&["ip", "-n", &s1, "link", "show", "Tunnel0"]).stdout);
+    assert!(link.contains(" mtu 1300 "), "{link}");
+    let route = tunnel_route(&s1, "10.9.0.0/24");
+    assert!(route.contains("dev Tunnel0"), "{route}");
+    let body_m = scrape(&s1, "127.0.0.1:9466").expect("the new metrics endpoint answers");
+    assert!(body_m.contains("dmvpn_"), "{body_m}");
+    lab.wait(
+        "the old control socket removed",
+        Duration::from_secs(5),
+        || !old_socket.exists(),
+    );
+    let peers = dmvpn_ctl::client::request(&new_socket, &Request::ShowDmvpn);
+    assert!(
+        matches!(peers, Ok(dmvpn_ctl::proto::Response::Ok(Reply::Dmvpn(_)))),
+        "the moved socket answers: {peers:?}"
+    );
+    let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(mode(&new_keys), 0o600, "the new key log is private");
+    assert!(lab.alive(&s1));
+
+    echoes_after(&lab, &pingers, unix_now(), "traffic after the first reload");
+
+    // 2. The route removed, metrics moved, the control socket back.
+    let body = edit(&config(2), "mtu = 1400", "mtu = 1300");
+    let file = spoke_file(&old_socket, &new_keys, Some("127.0.0.1:9467"), &body);
+    std::fs::write(lab.config_path(&s1), file).expect("write config");
+    let report = reload_at(&new_socket);
+    for (key, effect) in [
+        ("control.socket", "applied now"),
+        ("metrics.listen", "applied now"),
+        ("tunnel[0].routes", "applied now"),
+    ] {
+        assert!(lists(&report, key, effect), "{key}: {report}");
+    }
+    assert!(report.contains(": 3 changes\n"), "{report}");
+    assert!(tunnel_route(&s1, "10.9.0.0/24").is_empty(), "route removed");
+    assert!(
+        scrape(&s1, "127.0.0.1:9467").is_some_and(|b| b.contains("dmvpn_")),
+        "the moved metrics endpoint answers"
+    );
+    assert!(
+        scrape(&s1, "127.0.0.1:9466").is_none(),
+        "the old one is closed"
+    );
+    lab.wait(
+        "the moved control socket removed",
+        Duration::from_secs(5),
+        || !new_socket.exists(),
+    );
+    assert!(matches!(lab.ctl(&s1, Request::ShowDmvpn), Reply::Dmvpn(_)));
+
+    // A new mode on the same path: applied to the socket file in place.
+    assert_eq!(mode(&old_socket), 0o600);
+    let file = spoke_file(&old_socket, &new_keys, Some("127.0.0.1:9467"), &body);
+    let file = edit(&file, "[control]\n", "[control]\nmode = \"0660\"\n");
+    std::fs::write(lab.config_path(&s1), file).expect("write config");
+    let report = reload_at(&old_socket);
+    assert!(
+        lists(&report, "control.mode", "applied now") && report.contains(": 1 change\n"),
+        "{report}"
+    );
+    assert_eq!(mode(&old_socket), 0o660, "the socket's new mode");
+    assert!(matches!(lab.ctl(&s1, Request::ShowDmvpn), Reply::Dmvpn(_)));
+
+    // 3. A metrics address that cannot be bound, then a key log that
+    //    cannot be opened, each with a new MTU: refused with the reason,
+    //    nothing applied, the endpoint still on the old address.
+    let mtu_1280 = edit(&config(2), "mtu = 1400", "mtu = 1280");
+    let no_dir = lab.path("missing/s1.keys");
+    for (metrics, keys, reason) in [
+        (
+            "192.0.2.1:9468",
+            new_keys.clone(),
+            "cannot listen on 192.0.2.1:9468".to_string(),
+        ),
+        (
+            "127.0.0.1:9467",
+            no_dir.clone(),
+            no_dir.display().to_string(),
+        ),
+    ] {
+        let file = spoke_file(&old_socket, &keys, Some(metrics), &mtu_1280);
+        std::fs::write(lab.config_path(&s1), file).expect("write config");
+        let out = ctl_reload(&lab, &s1);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains(&reason) && stderr.contains("the running configuration stays"),
+            "{stderr}"
+        );
+        println!("FIGURE refused reload: {stderr}");
+        let link = text(&sh(&["ip", "-n", &s1, "link", "show", "Tunnel0"]).stdout);
+        assert!(link.contains(" mtu 1300 "), "MTU kept: {link}");
+        assert!(scrape(&s1, "127.0.0.1:9467").is_some(), "metrics kept");
+    }
+    assert!(lab.alive(&s1));
+
+    echoes_after(
+        &lab,
+        &pingers,
+        unix_now(),
+        "traffic after the second reload",
+    );
+    let t_end = unix_now();
+    assert_eq!(crypto(&lab, &s1), before, "no SA renegotiated on spoke 1");
+    assert!(lab.registered(&hub, &[S1, S2]), "registrations kept");
+    for p in pingers {
+        let what = p.what.clone();
+        let echoes = p.stop();
+        let (missing, answered) = lost(&echoes, t0 - 1.0, t_end);
+        println!(
+            "FIGURE {what}: {answered} echoes answered across the daemon-side reloads ({:.1} s), {} lost",
+            t_end - (t0 - 1.0),
+            missing.len()
+        );
+        assert!(missing.is_empty(), "{what}: echoes lost: {missing:?}");
+    }
+
+    // The next negotiation's keys go to the new key log only.
+    assert_eq!(
+        std::fs::metadata(&old_keys).expect("old key log").len(),
+        old_keys_len,
+        "nothing more in the old key log"
+    );
+    lab.ctl(
+        &s1,
+        Request::ClearCryptoSa {
+            peer: Some("172.16.0.1".parse().unwrap()),
+        },
+    );
+    lab.wait(
+        "the hub's new SA keys logged",
+        Duration::from_secs(20),
+        || {
+            std::fs::read_to_string(&new_keys)
+                .is_ok_and(|k| k.lines().any(|l| l.contains("\"172.16.0.1\"")))
+        },
+    );
+    assert_eq!(mode(&new_keys), 0o600);
+    assert_eq!(
+        std::fs::metadata(&old_keys).expect("old key log").len(),
+        old_keys_len,
+        "nothing more in the old key log"
+    );
+
+    // 4. The tunnel interface renamed: every route through it is back
+    //    under the new name, `show dmvpn` names it, the SAs stay and the
+    //    LANs reach each other again.
+    lab.wait("traffic after the new SA", Duration::from_secs(15), || {
+        lab.ping(&h2, HUB_LAN, 1) == 1 && lab.ping(&h2, S2_LAN, 1) == 1
+    });
+    let routes_via = |dev: &str| -> BTreeSet<String> {
+        text(&sh(&["ip", "-n", &s1, "route", "show", "dev", dev]).stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    let routes_before = routes_via("Tunnel0");
+    assert!(
+        routes_before.iter().any(|l| l.starts_with("10.1.0.0/24")),
+        "{routes_before:?}"
+    );
+    let sas = crypto(&lab, &s1);
+    let file = spoke_file(&old_socket, &new_keys, Some("127.0.0.1:9467"), &body);
+    let file = edit(&file, "[control]\n", "[control]\nmode = \"0660\"\n");
+    let file = edit(&file, "name = \"Tunnel0\"", "name = \"Tunnel7\"");
+    std::fs::write(lab.config_path(&s1), file).expect("write config");
+    let t_rename = unix_now();
+    let report = reload_at(&old_socket);
+    assert!(
+        lists(&report, "tunnel[0].name", "applied now") && report.contains(": 1 change\n"),
+        "{report}"
+    );
+    let link = text(&sh(&["ip", "-n", &s1, "link", "show", "Tunnel7"]).stdout);
+    assert!(
+        link.contains(" mtu 1300 ") && link.contains(",UP"),
+        "{link}"
+    );
+    assert!(
+        !sh(&["ip", "-n", &s1, "link", "show", "Tunnel0"])
+            .status
+            .success(),
+        "no Tunnel0 any more"
+    );
+    assert_eq!(routes_via("Tunnel7"), routes_before, "every route back");
+    match lab.ctl(&s1, Request::ShowDmvpn) {
+        Reply::Dmvpn(v) => assert_eq!(v[0].interface, "Tunnel7"),
+        r => panic!("unexpected reply {r:?}"),
+    }
+    let back = lab.wait(
+        "the LANs through the renamed tunnel",
+        Duration::from_secs(10),
+        || lab.ping(&h2, HUB_LAN, 1) == 1 && lab.ping(&h2, S2_LAN, 1) == 1,
+    );
+    println!(
+        "FIGURE tunnel renamed by reload: routes {routes_before:?} back, LANs answered {:.3} s after the reload ({back:?} of waiting)",
+        unix_now() - t_rename
+    );
+    assert_eq!(crypto(&lab, &s1), sas, "no SA renegotiated by the rename");
 }

@@ -10,7 +10,7 @@
 use std::cell::Cell;
 use std::fs::File;
 use std::future::Future;
-use std::io::{self, Write};
+use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
@@ -27,6 +27,7 @@ use tracing::{info, warn};
 
 use super::kernel::{Done, Kernel};
 use super::logging::Logging;
+use super::reload::Outside;
 use crate::runtime::direct;
 use crate::runtime::rtnl::Watch;
 use crate::runtime::sockets::{DatagramSocket, RecvBatch, SendBatch};
@@ -110,6 +111,9 @@ pub struct Extras<'a> {
     pub systemd: Option<super::notify::Notifier>,
     /// The configuration file, read again on SIGHUP and `reload` requests.
     pub reload: Option<super::reload::Reload>,
+    /// The control socket's and metrics endpoint's servers, which a
+    /// reload may move.
+    pub listeners: Option<&'a mut super::listeners::Listeners>,
     /// Install the routes the router reports ([`Router::poll_kernel_route`];
     /// build it with `Options::kernel_routes`) in the kernel's table,
     /// through the TUN device.
@@ -168,7 +172,7 @@ pub async fn run_loop(
     };
     // Kernel calls run on a worker thread; their results come back here.
     let mut kernel = if extras.watch_routes || source.is_some() || extras.kernel_routes {
-        Some(Kernel::start(links.tun.name()).map_err(|e| {
+        Some(Kernel::start(&links.tun.name()).map_err(|e| {
             super::DaemonError::Runtime(io::Error::new(
                 e.kind(),
                 format!("kernel worker thread: {e}"),
@@ -197,7 +201,7 @@ pub async fn run_loop(
             r = tun_rx.recv(&links.tun) => match r {
                 Ok(_) => out.tun_burst(router, links, &mut tun_rx, now()).await,
                 Err(e) if tun_io::is_packet_error(&e) => router.counters_mut().malformed += 1,
-                Err(source) => return Err(super::DaemonError::TunFailed { name: links.tun.name().to_string(), source }),
+                Err(source) => return Err(super::DaemonError::TunFailed { name: links.tun.name(), source }),
             },
             r = links.gre.recv_batch(&mut gre_rb) => match r {
                 Ok(k) => router.handle_underlay_burst(now(), (0..k).map(|i| Datagram::Gre(gre_rb.get(i).0))),
@@ -275,7 +279,12 @@ pub async fn run_loop(
                 let resp = match (req.request, extras.log.as_deref_mut()) {
                     (Request::Debug { target, on }, Some(log)) => log.set(target, on),
                     (Request::Reload, log) => match &reload {
-                        Some(r) => r.apply(router, log, now()),
+                        Some(r) => {
+                            let outside = Outside { tun: &links.tun, keylog: &mut out.keylog, log, listeners: extras.listeners.as_deref_mut() };
+                            let resp = r.apply(router, outside, now());
+                            after_reload(links, &mut tun_rx, kernel.as_mut());
+                            resp
+                        }
                         None => Response::error("this dmvpnd has no configuration file to reload"),
                     },
                     (r, _) => router.request(now(), r),
@@ -290,7 +299,9 @@ pub async fn run_loop(
             } => {
                 if let Some(r) = &reload {
                     info!(target: "dmvpn::ctl", "SIGHUP: reading {} again", r.path.display());
-                    r.apply(router, extras.log.as_deref_mut(), now());
+                    let outside = Outside { tun: &links.tun, keylog: &mut out.keylog, log: extras.log.as_deref_mut(), listeners: extras.listeners.as_deref_mut() };
+                    r.apply(router, outside, now());
+                    after_reload(links, &mut tun_rx, kernel.as_mut());
                 }
             },
             _ = tokio::time::sleep(sleep_for) => {
@@ -332,6 +343,15 @@ pub async fn run_loop(
         k.finish();
     }
     Ok(())
+}
+
+/// What follows a reload in the loop: larger read buffers for a larger
+/// MTU, the kernel worker told the tunnel's new name.
+fn after_reload(links: &Links, tun_rx: &mut TunReader, kernel: Option<&mut Kernel>) {
+    tun_rx.fit(&links.tun);
+    if let Some(k) = kernel {
+        k.renamed(&links.tun.name());
+    }
 }
 
 /// Asks the kernel worker to read the tunnel source; a new NBMA address
@@ -411,9 +431,7 @@ impl Output {
             send_ike(links, &t, &mut self.ike_log, now).await;
         }
         while let Some(line) = router.poll_keylog() {
-            if let Some(f) = self.keylog.as_mut() {
-                let _ = writeln!(f, "{line}");
-            }
+            super::reload::write_keylog(self.keylog.as_mut(), &line);
         }
         let b = router.batches();
         let w = &mut self.tun_tx;

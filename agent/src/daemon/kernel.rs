@@ -36,6 +36,8 @@ enum Job {
     Source(Source),
     /// Install or remove a route into the tunnel ([`ROUTE_PROTOCOL`]).
     Route(KernelRoute),
+    /// The tunnel interface has a new name.
+    Renamed(String),
 }
 
 /// A job's result, for the loop.
@@ -101,7 +103,7 @@ impl Kernel {
         let tunnel = tunnel.to_string();
         let thread = std::thread::Builder::new()
             .name("dmvpnd-kernel".into())
-            .spawn(move || work(&tunnel, rx, tx))?;
+            .spawn(move || work(tunnel, rx, tx))?;
         Ok(Kernel {
             jobs: Some(jobs),
             done,
@@ -119,6 +121,11 @@ impl Kernel {
             // The worker only stops when this side is dropped.
             let _ = j.send(job);
         }
+    }
+
+    /// The tunnel interface was renamed: jobs from now on use `name`.
+    pub fn renamed(&mut self, name: &str) {
+        self.queue(Job::Renamed(name.to_string()));
     }
 
     /// Reads the routes through the tunnel (after the current read, if
@@ -180,7 +187,7 @@ impl Kernel {
 }
 
 /// The worker: one job at a time until the loop's side is dropped.
-fn work(tunnel: &str, jobs: std_mpsc::Receiver<Job>, done: mpsc::UnboundedSender<Done>) {
+fn work(mut tunnel: String, jobs: std_mpsc::Receiver<Job>, done: mpsc::UnboundedSender<Done>) {
     // Background work at the lowest priority (nice 19), so that on a busy
     // CPU the event loop's thread is not preempted by a long dump: it
     // waits for packets, the worker for the CPU.
@@ -190,10 +197,14 @@ fn work(tunnel: &str, jobs: std_mpsc::Receiver<Job>, done: mpsc::UnboundedSender
     }
     while let Ok(job) = jobs.recv() {
         let d = match job {
-            Job::TunnelRoutes => Done::TunnelRoutes(routes::tunnel_routes(tunnel)),
-            Job::LocalPrefixes(nbma) => Done::LocalPrefixes(routes::local_prefixes(tunnel, nbma)),
+            Job::TunnelRoutes => Done::TunnelRoutes(routes::tunnel_routes(&tunnel)),
+            Job::LocalPrefixes(nbma) => Done::LocalPrefixes(routes::local_prefixes(&tunnel, nbma)),
             Job::Source(s) => Done::Source(s.read()),
-            Job::Route(r) => Done::Route(r, apply(tunnel, r)),
+            Job::Route(r) => Done::Route(r, apply(&tunnel, r)),
+            Job::Renamed(name) => {
+                tunnel = name;
+                continue;
+            }
         };
         // The loop may have ended; the remaining route jobs still run.
         let _ = done.send(d);

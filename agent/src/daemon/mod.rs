@@ -14,6 +14,7 @@ mod error;
 pub mod event_loop;
 pub mod kernel;
 mod keylog;
+mod listeners;
 mod logging;
 pub mod metrics;
 mod notify;
@@ -24,7 +25,7 @@ pub mod source;
 use std::net::IpAddr;
 use std::path::Path;
 
-use crate::runtime::control_socket::{ControlRequest, ControlSocket, SocketOptions};
+use crate::runtime::control_socket::ControlRequest;
 use dmvpn_ctl::proto::Request;
 use dmvpn_nhrp::Instant;
 use dmvpn_node::Router;
@@ -117,7 +118,7 @@ async fn run_async(
     // (a persistent TUN): that run's NHRP state is gone. Setting the
     // device up has dropped the routes through it already; this removes
     // any left.
-    flush_learned_routes(tun.name(), "of an earlier run");
+    flush_learned_routes(&tun.name(), "of an earlier run");
     for (p, l) in &ncfg.routes {
         tun.add_route(IpAddr::V4(*p), *l)
             .map_err(|source| DaemonError::Route {
@@ -139,19 +140,8 @@ async fn run_async(
     }
     .map_err(DaemonError::Sockets)?;
 
-    let socket = ControlSocket::bind(&SocketOptions::from_config(&cfg.control))?;
     let (ctl_tx, ctl_rx) = mpsc::channel::<ControlRequest>(16);
-    let metrics = match cfg.metrics.listen {
-        Some(addr) => {
-            let l = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|source| DaemonError::Metrics { addr, source })?;
-            tracing::info!("metrics on http://{addr}/metrics");
-            Some(tokio::spawn(metrics::serve(l, ctl_tx.clone())))
-        }
-        None => None,
-    };
-    let server = tokio::spawn(crate::runtime::control_socket::serve(socket, ctl_tx));
+    let mut listeners = listeners::Listeners::start(cfg, ctl_tx).await?;
 
     info!(
         target: "dmvpn::ctl",
@@ -175,6 +165,7 @@ async fn run_async(
             path: path.to_path_buf(),
             hangup,
         }),
+        listeners: Some(&mut listeners),
         kernel_routes: true,
     };
     let stop = async {
@@ -189,12 +180,8 @@ async fn run_async(
     let t = now();
     router.request(t, Request::ClearCryptoSa { peer: None });
     event_loop::send_pending_ike(&mut router, &links, t).await;
-    flush_learned_routes(links.tun.name(), "at stop");
-    server.abort();
-    let _ = server.await;
-    if let Some(m) = metrics {
-        m.abort();
-    }
+    flush_learned_routes(&links.tun.name(), "at stop");
+    listeners.stop().await;
     drop(links);
     Ok(())
 }

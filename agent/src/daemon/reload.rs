@@ -3,7 +3,16 @@
 //! file permissions included) and handed to [`Router::reconfigure`]. A
 //! file with errors, or a change that needs a restart, is logged and
 //! answered with the reasons; the running configuration stays.
+//!
+//! What lives outside the router changes here, before the router takes
+//! the new configuration: a new key-log file is opened, new control and
+//! metrics sockets are bound, the tunnel interface's name, MTU and routes
+//! are set over rtnetlink. Any of these that fails refuses the reload with its reason
+//! and undoes what was done; the old files and sockets are closed only
+//! once everything succeeded.
 
+use std::fs::File;
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 use dmvpn_ctl::proto::{ConfigChange, ReloadReport, Reply, Response};
@@ -12,7 +21,10 @@ use dmvpn_node::Router;
 use tokio::signal::unix::Signal;
 use tracing::{info, warn};
 
+use super::keylog;
+use super::listeners::Listeners;
 use super::logging::Logging;
+use crate::runtime::tun::Tun;
 
 /// Where the configuration comes from, and the SIGHUP that asks for it
 /// to be read again.
@@ -21,11 +33,26 @@ pub struct Reload {
     pub hangup: Signal,
 }
 
+/// What a reload may change outside the router.
+pub struct Outside<'a> {
+    pub tun: &'a Tun,
+    /// The open key-log file, if any.
+    pub keylog: &'a mut Option<File>,
+    pub log: Option<&'a mut Logging>,
+    pub listeners: Option<&'a mut Listeners>,
+}
+
 impl Reload {
-    /// Reads the file and applies it to `router` (and the log filter to
-    /// `log`). Everything is logged; the answer is for `dmvpnctl reload`.
-    pub fn apply(&self, router: &mut Router, log: Option<&mut Logging>, now: Instant) -> Response {
+    /// Reads the file and applies it to `router` and to what is `outside`
+    /// it. Everything is logged; the answer is for `dmvpnctl reload`.
+    pub fn apply(&self, router: &mut Router, outside: Outside<'_>, now: Instant) -> Response {
         let file = self.path.display().to_string();
+        let refuse = |reason: String| {
+            warn!(target: "dmvpn::ctl", "{file} not reloaded: {reason}; the running configuration stays");
+            Response::error(format!(
+                "{file} not reloaded: {reason}; the running configuration stays"
+            ))
+        };
         let loaded = match dmvpn_config::Config::load(&self.path) {
             Ok(l) => l,
             Err(errors) => {
@@ -42,41 +69,147 @@ impl Reload {
         for w in &warnings {
             warn!(target: "dmvpn::ctl", "{w}");
         }
-        match router.reconfigure(now, &loaded.config) {
-            Ok(summary) => {
-                info!(
-                    target: "dmvpn::ctl",
-                    "{file} reloaded: {} change{}",
-                    summary.changes.len(),
-                    if summary.changes.len() == 1 { "" } else { "s" }
-                );
-                for c in &summary.changes {
-                    info!(target: "dmvpn::ctl", "  {}: {}", c.key, c.effect.describe());
-                }
-                if summary.changes.iter().any(|c| c.key == "log.filter")
-                    && let Some(log) = log
-                {
-                    log.set_base(&loaded.config.log.filter);
-                }
-                Response::Ok(Reply::Reloaded(ReloadReport {
-                    file,
-                    changes: summary
-                        .changes
-                        .iter()
-                        .map(|c| ConfigChange {
-                            key: c.key.clone(),
-                            effect: c.effect.describe().to_string(),
-                        })
-                        .collect(),
-                    warnings,
-                }))
+        let new = &loaded.config;
+        let running = router.node().config().origin.clone();
+        // What the router would refuse is refused before anything outside
+        // it changes.
+        let checked = dmvpn_node::reload::plan(&running, new).and_then(|_| {
+            dmvpn_node::control::config_map::map(new)
+                .map(|_| ())
+                .map_err(Into::into)
+        });
+        if let Err(e) = checked {
+            return refuse(e.to_string());
+        }
+        let Outside {
+            tun,
+            keylog,
+            log,
+            listeners,
+        } = outside;
+        let new_keylog = if running.log.key_log != new.log.key_log {
+            match new.log.key_log.as_deref().map(keylog::open).transpose() {
+                Ok(f) => Some(f),
+                Err(reason) => return refuse(reason),
             }
-            Err(e) => {
-                warn!(target: "dmvpn::ctl", "{file} not reloaded: {e}; the running configuration stays");
-                Response::error(format!(
-                    "{file} not reloaded: {e}; the running configuration stays"
-                ))
+        } else {
+            None
+        };
+        let sockets = match listeners.as_deref().map(|l| l.prepare(new)).transpose() {
+            Ok(p) => p,
+            Err(reason) => return refuse(reason),
+        };
+        if let Err(reason) = tunnel_settings(tun, &running, new) {
+            return refuse(reason);
+        }
+        let summary = match router.reconfigure(now, new) {
+            Ok(s) => s,
+            Err(e) => return refuse(e.to_string()),
+        };
+        if let Some(f) = new_keylog {
+            // Lines already queued belong to the old file.
+            while let Some(line) = router.poll_keylog() {
+                write_keylog(keylog.as_mut(), &line);
             }
+            router.set_keylog(false);
+            router.set_keylog(f.is_some());
+            *keylog = f;
+        }
+        if let (Some(l), Some(p)) = (listeners, sockets) {
+            l.commit(p);
+        }
+        if running.log.filter != new.log.filter
+            && let Some(log) = log
+        {
+            log.set_base(&new.log.filter);
+        }
+        info!(
+            target: "dmvpn::ctl",
+            "{file} reloaded: {} change{}",
+            summary.changes.len(),
+            if summary.changes.len() == 1 { "" } else { "s" }
+        );
+        for c in &summary.changes {
+            info!(target: "dmvpn::ctl", "  {}: {}", c.key, c.effect.describe());
+        }
+        Response::Ok(Reply::Reloaded(ReloadReport {
+            file,
+            changes: summary
+                .changes
+                .iter()
+                .map(|c| ConfigChange {
+                    key: c.key.clone(),
+                    effect: c.effect.describe().to_string(),
+                })
+                .collect(),
+            warnings,
+        }))
+    }
+}
+
+/// Appends one key-log line (dropped when no file is open).
+pub fn write_keylog(f: Option<&mut File>, line: &str) {
+    use std::io::Write;
+    if let Some(f) = f {
+        let _ = writeln!(f, "{line}");
+    }
+}
+
+/// Renames the tunnel interface, sets its MTU and adds and removes its
+/// configured routes as `new` says. When one fails, what was done is
+/// undone.
+fn tunnel_settings(
+    tun: &Tun,
+    running: &dmvpn_config::Config,
+    new: &dmvpn_config::Config,
+) -> Result<(), String> {
+    let (Some(old_t), Some(new_t)) = (running.tunnels.first(), new.tunnels.first()) else {
+        return Ok(());
+    };
+    let old_name = tun.name();
+    let old_mtu = tun.mtu();
+    let undo = || {
+        if tun.mtu() != old_mtu {
+            let _ = tun.set_mtu(old_mtu);
+        }
+        if tun.name() != old_name {
+            let _ = tun.rename(&old_name);
+        }
+    };
+    if new_t.name != old_t.name {
+        tun.rename(&new_t.name).map_err(|e| e.to_string())?;
+    }
+    if new_t.mtu != old_t.mtu
+        && let Err(e) = tun.set_mtu(new_t.mtu)
+    {
+        undo();
+        return Err(e.to_string());
+    }
+    let v4 = |t: &dmvpn_config::Tunnel| -> Vec<(Ipv4Addr, u8)> {
+        t.routes
+            .iter()
+            .filter_map(|r| match r.network() {
+                std::net::IpAddr::V4(a) => Some((a, r.prefix_len())),
+                std::net::IpAddr::V6(_) => None,
+            })
+            .collect()
+    };
+    let (old_routes, new_routes) = (v4(old_t), v4(new_t));
+    let mut added = Vec::new();
+    for &(p, l) in new_routes.iter().filter(|r| !old_routes.contains(r)) {
+        if let Err(e) = tun.add_route(p.into(), l) {
+            for &(p, l) in &added {
+                let _ = tun.delete_route(p, l);
+            }
+            undo();
+            return Err(e.to_string());
+        }
+        added.push((p, l));
+    }
+    for &(p, l) in old_routes.iter().filter(|r| !new_routes.contains(r)) {
+        if let Err(e) = tun.delete_route(p, l) {
+            warn!(target: "dmvpn::ctl", "{e}");
         }
     }
+    Ok(())
 }

@@ -79,6 +79,7 @@ mod tests {
             oif: Some(oif),
             link_scope: gw.is_none(),
             protocol,
+            metric: 0,
         }
     }
 

@@ -217,6 +217,30 @@ fn remove_stale(path: &Path) -> Result<(), ServerError> {
     }
 }
 
+/// Gives the socket file already at `opts.path` the mode and group of
+/// `opts` (a reload changed them; the socket stays bound). Without a
+/// group the file goes back to dmvpnd's own group.
+pub fn set_permissions(opts: &SocketOptions) -> Result<(), ServerError> {
+    let gid = match &opts.group {
+        Some(g) => lookup_group(g).ok_or_else(|| ServerError::UnknownGroup {
+            path: opts.path.clone(),
+            group: g.clone(),
+        })?,
+        // SAFETY: getegid has no preconditions and cannot fail.
+        None => unsafe { libc::getegid() },
+    };
+    let perm_err = |source| ServerError::Permissions {
+        path: opts.path.clone(),
+        source,
+    };
+    std::os::unix::fs::chown(&opts.path, None, Some(gid)).map_err(perm_err)?;
+    std::fs::set_permissions(
+        &opts.path,
+        std::fs::Permissions::from_mode(opts.effective_mode()),
+    )
+    .map_err(perm_err)
+}
+
 /// Group name (or decimal id) to gid.
 fn lookup_group(name: &str) -> Option<u32> {
     if let Ok(gid) = name.parse::<u32>() {

@@ -35,7 +35,12 @@ use netlink_packet_core::{
 /// redistribute them: the overlay's routing already covers what they
 /// reach (docs/operations.md).
 pub const ROUTE_PROTOCOL: u8 = 78;
+/// The route protocol of the routes [`replace_route`] installs (the
+/// kernel's `boot`, as `ip route` gives routes by default): the tunnel's
+/// configured routes.
+pub const CONFIGURED_PROTOCOL: u8 = 3;
 use netlink_packet_route::address::{AddressAttribute, AddressHeaderFlags, AddressMessage};
+use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
@@ -55,6 +60,8 @@ pub struct Route {
     /// Who installed it (`rtm_protocol`: 2 kernel, 4 static, 12 bird,
     /// [`ROUTE_PROTOCOL`] dmvpnd...).
     pub protocol: u8,
+    /// Its metric (`rtm_priority`; 0 when not given).
+    pub metric: u32,
 }
 
 /// Index of interface `name`, or an error naming it.
@@ -172,6 +179,7 @@ fn dump_main(oif: Option<u32>) -> io::Result<Vec<Route>> {
             oif: None,
             link_scope: r.header.scope == RouteScope::Link,
             protocol: u8::from(r.header.protocol),
+            metric: 0,
         };
         for a in &r.attributes {
             match a {
@@ -181,6 +189,7 @@ fn dump_main(oif: Option<u32>) -> io::Result<Vec<Route>> {
                 RouteAttribute::Gateway(g) => route.gateway = v4(g),
                 RouteAttribute::Oif(i) => route.oif = Some(*i),
                 RouteAttribute::Table(t) => table = *t,
+                RouteAttribute::Priority(p) => route.metric = *p,
                 _ => {}
             }
         }
@@ -239,7 +248,13 @@ pub fn replace_route(
     gateway: Option<Ipv4Addr>,
     oif: u32,
 ) -> io::Result<()> {
-    let m = route_message(prefix, len, gateway, oif, RouteProtocol::Boot);
+    let m = route_message(
+        prefix,
+        len,
+        gateway,
+        oif,
+        RouteProtocol::from(CONFIGURED_PROTOCOL),
+    );
     acknowledged(
         NLM_F_CREATE | NLM_F_REPLACE,
         RouteNetlinkMessage::NewRoute(m),
@@ -266,6 +281,56 @@ pub fn delete_route(prefix: Ipv4Addr, len: u8, oif: u32, protocol: u8) -> io::Re
     let m = route_message(prefix, len, None, oif, RouteProtocol::from(protocol));
     match acknowledged(0, RouteNetlinkMessage::DelRoute(m)) {
         Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+        r => r,
+    }
+}
+
+/// Sets the MTU of interface `index` (like `ip link set IF mtu N`),
+/// waiting for the kernel's acknowledgement.
+pub fn set_mtu(index: u32, mtu: u32) -> io::Result<()> {
+    let mut m = LinkMessage::default();
+    m.header.index = index;
+    m.attributes.push(LinkAttribute::Mtu(mtu));
+    acknowledged(0, RouteNetlinkMessage::SetLink(m))
+}
+
+/// Sets interface `index` up or down (like `ip link set IF up|down`).
+pub fn set_link_up(index: u32, up: bool) -> io::Result<()> {
+    let mut m = LinkMessage::default();
+    m.header.index = index;
+    m.header.flags = if up {
+        LinkFlags::Up
+    } else {
+        LinkFlags::empty()
+    };
+    m.header.change_mask = LinkFlags::Up;
+    acknowledged(0, RouteNetlinkMessage::SetLink(m))
+}
+
+/// Renames interface `index` (like `ip link set IF name NAME`); the
+/// kernel renames only a link that is down.
+pub fn set_link_name(index: u32, name: &str) -> io::Result<()> {
+    let mut m = LinkMessage::default();
+    m.header.index = index;
+    m.attributes.push(LinkAttribute::IfName(name.to_string()));
+    acknowledged(0, RouteNetlinkMessage::SetLink(m))
+}
+
+/// Adds `r` back into interface `oif` as it was (protocol, next hop and
+/// metric); the same route again is not an error.
+pub fn restore_route(r: &Route, oif: u32) -> io::Result<()> {
+    let mut m = route_message(
+        r.prefix,
+        r.len,
+        r.gateway,
+        oif,
+        RouteProtocol::from(r.protocol),
+    );
+    if r.metric != 0 {
+        m.attributes.push(RouteAttribute::Priority(r.metric));
+    }
+    match acknowledged(NLM_F_CREATE, RouteNetlinkMessage::NewRoute(m)) {
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
         r => r,
     }
 }

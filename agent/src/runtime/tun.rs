@@ -17,6 +17,9 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use tun_rs::{AsyncDevice, DeviceBuilder, GROTable, VIRTIO_NET_HDR_LEN};
 
+/// The route protocol of the routes the kernel derives from the
+/// interface's addresses (it puts them back itself).
+const KERNEL_PROTOCOL: u8 = 2;
 /// Transmit queue length of the TUN interface (kernel default 500).
 const TX_QUEUE_LEN: u32 = 4096;
 /// Largest read from an offloading TUN: virtio-net header + 64 KiB packet.
@@ -44,8 +47,8 @@ pub struct TunConfig {
 /// An open TUN device.
 pub struct Tun {
     dev: AsyncDevice,
-    name: String,
-    mtu: u16,
+    name: std::cell::RefCell<String>,
+    mtu: std::cell::Cell<u16>,
     offload: bool,
 }
 
@@ -82,20 +85,84 @@ impl Tun {
         let offload = dev.tcp_gso();
         Ok(Tun {
             dev,
-            name,
-            mtu: cfg.mtu,
+            name: std::cell::RefCell::new(name),
+            mtu: std::cell::Cell::new(cfg.mtu),
             offload,
         })
     }
 
-    pub fn name(&self) -> &str {
-        &self.name
+    pub fn name(&self) -> String {
+        self.name.borrow().clone()
+    }
+
+    /// Renames the interface (over rtnetlink). The kernel renames only a
+    /// link that is down, and taking it down drops every route through it:
+    /// the IPv4 routes of the main table through it (the tunnel's, NHRP's,
+    /// a routing daemon's or the operator's) are read first and put back
+    /// once it is up again under its new name; the subnet route comes
+    /// back with the link. Its addresses stay.
+    pub fn rename(&self, new: &str) -> io::Result<()> {
+        use super::rtnl;
+        let old = self.name();
+        let err =
+            |e: io::Error| io::Error::new(e.kind(), format!("cannot rename {old} to {new}: {e}"));
+        let index = rtnl::ifindex(&old).map_err(err)?;
+        let routes: Vec<rtnl::Route> = rtnl::routes_through(index)
+            .map_err(err)?
+            .into_iter()
+            .filter(|r| r.protocol != KERNEL_PROTOCOL)
+            .collect();
+        rtnl::set_link_up(index, false).map_err(err)?;
+        let renamed = rtnl::set_link_name(index, new);
+        let up = rtnl::set_link_up(index, true);
+        for r in &routes {
+            if let Err(e) = rtnl::restore_route(r, index) {
+                tracing::warn!(target: "dmvpn::ctl", "cannot put back the route {}/{} into {}: {e}", r.prefix, r.len, if renamed.is_ok() { new } else { &old });
+            }
+        }
+        renamed.map_err(err)?;
+        *self.name.borrow_mut() = new.to_string();
+        up.map_err(err)
     }
 
     /// True when the kernel accepted the offloads (virtio-net headers on
     /// every read and write).
     pub fn offload(&self) -> bool {
         self.offload
+    }
+
+    /// The interface's MTU.
+    pub fn mtu(&self) -> u16 {
+        self.mtu.get()
+    }
+
+    /// Sets the interface's MTU (over rtnetlink). Readers made before
+    /// ([`TunReader::new`]) are made again for a larger one.
+    pub fn set_mtu(&self, mtu: u16) -> io::Result<()> {
+        let index = super::rtnl::ifindex(&self.name())?;
+        super::rtnl::set_mtu(index, u32::from(mtu)).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot set the MTU of {} to {mtu}: {e}", self.name()),
+            )
+        })?;
+        self.mtu.set(mtu);
+        Ok(())
+    }
+
+    /// Removes the route of `prefix/len` into this interface that
+    /// [`Tun::add_route`] installed (a route already gone is no error).
+    pub fn delete_route(&self, prefix: Ipv4Addr, len: u8) -> io::Result<()> {
+        let oif = super::rtnl::ifindex(&self.name())?;
+        super::rtnl::delete_route(prefix, len, oif, super::rtnl::CONFIGURED_PROTOCOL).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot remove the route {prefix}/{len} into {}: {e}",
+                    self.name()
+                ),
+            )
+        })
     }
 
     /// Routes `prefix/len` into this interface (as `ip route replace`).
@@ -106,11 +173,11 @@ impl Tun {
                 "IPv6 routes are not installed",
             ));
         };
-        let oif = super::rtnl::ifindex(&self.name)?;
+        let oif = super::rtnl::ifindex(&self.name())?;
         super::rtnl::replace_route(prefix, len, None, oif).map_err(|e| {
             io::Error::new(
                 e.kind(),
-                format!("cannot route {prefix}/{len} into {}: {e}", self.name),
+                format!("cannot route {prefix}/{len} into {}: {e}", self.name()),
             )
         })
     }
@@ -133,7 +200,7 @@ pub struct TunReader {
 impl TunReader {
     /// Buffers for a device with this MTU.
     pub fn new(tun: &Tun) -> Self {
-        let seg = usize::from(tun.mtu).max(dmvpn_node::engine::BUF_SIZE);
+        let seg = usize::from(tun.mtu()).max(dmvpn_node::engine::BUF_SIZE);
         TunReader {
             raw: vec![0u8; RAW_READ].into_boxed_slice(),
             segs: (0..SEGMENTS)
@@ -141,6 +208,17 @@ impl TunReader {
                 .collect(),
             sizes: vec![0; SEGMENTS],
             count: 0,
+        }
+    }
+
+    /// Makes the buffers again if the device's MTU grew past them.
+    pub fn fit(&mut self, tun: &Tun) {
+        if self
+            .segs
+            .first()
+            .is_some_and(|s| s.len() < usize::from(tun.mtu()))
+        {
+            *self = TunReader::new(tun);
         }
     }
 

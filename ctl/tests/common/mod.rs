@@ -512,8 +512,9 @@ pub fn dmvpn_detail() -> DmvpnDetail {
     }
 }
 
-/// A reload of the hub's file that changed its holding time and added a
-/// static mapping; the file is readable by others.
+/// A reload of the hub's file that moved its control socket and key log,
+/// changed its tunnel MTU and holding time and added a static mapping;
+/// the file is readable by others.
 pub fn reload_report() -> ReloadReport {
     let file = "/etc/dmvpn/dmvpnd.toml";
     let change = |key: &str, effect: &str| ConfigChange {
@@ -523,6 +524,9 @@ pub fn reload_report() -> ReloadReport {
     ReloadReport {
         file: file.into(),
         changes: vec![
+            change("control.socket", "applied now"),
+            change("log.key_log", "for new negotiations"),
+            change("tunnel[0].mtu", "applied now"),
             change("tunnel[0].nhrp.holdtime", "from the next registration"),
             change("tunnel[0].nhrp.map", "applied now"),
         ],

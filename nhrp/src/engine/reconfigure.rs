@@ -25,10 +25,9 @@ impl Engine {
     /// another NBMA address) is registered with at once.
     ///
     /// What identifies this node stays as it runs: its addresses and the
-    /// networks behind it, the interface name and the request IDs; the
-    /// caller refuses changes to those.
+    /// networks behind it and the request IDs; the caller refuses changes
+    /// to those. The interface's name follows `cfg` (it was renamed).
     pub fn reconfigure(&mut self, now: Instant, mut cfg: Config) {
-        cfg.interface = self.cfg.interface.clone();
         cfg.vrf = self.cfg.vrf;
         cfg.nbma = self.cfg.nbma;
         cfg.protocol = self.cfg.protocol;

@@ -19,7 +19,8 @@ impl Node {
     /// its registration); one removed is a peer no more, unless a static
     /// mapping names it or it has SAs (those then idle out as a spoke's
     /// do). The tunnel subnet and routes follow the preferred NHS, the
-    /// multicast list the NHSs marked `multicast`.
+    /// multicast list the NHSs marked `multicast`; configured routes
+    /// added go there too, removed ones are unmapped.
     /// What the driver resolved at run time (the NBMA address of an
     /// interface source, the networks behind the node) stays.
     pub fn reconfigure(&mut self, now: Instant, mut new: NodeConfig) {
@@ -54,7 +55,7 @@ impl Node {
             self.peer_mut(*n, PeerKind::Static, now);
             self.set_route(*p, 32, Some(*n));
         }
-        self.cfg = new;
+        let old_routes = std::mem::replace(&mut self.cfg, new).routes;
         self.peers_changed += 1;
         let new_nhs = self.nhs_nbmas();
         for n in old_nhs.iter().filter(|n| !new_nhs.contains(n)) {
@@ -81,10 +82,39 @@ impl Node {
             self.peer_mut(*n, PeerKind::Nhs, now).kind = PeerKind::Nhs;
         }
         self.update_base();
+        self.follow_routes(&old_routes);
         for n in added {
             self.ensure_sa(now, n);
         }
         self.pump(now);
+    }
+}
+
+impl Node {
+    /// The configured routes now differ from `old`: those removed leave
+    /// the map (when they still point where the tunnel subnet goes), those
+    /// added go where the tunnel subnet goes.
+    fn follow_routes(&mut self, old: &[(Ipv4Addr, u8)]) {
+        let Some(base) = self.base_nbma else {
+            return;
+        };
+        for &(p, l) in old {
+            if !self.cfg.routes.contains(&(p, l))
+                && self.map.get(&super::v4_prefix(p, l)) == Some(&base)
+            {
+                self.set_route(p, l, None);
+            }
+        }
+        let added: Vec<(Ipv4Addr, u8)> = self
+            .cfg
+            .routes
+            .iter()
+            .filter(|r| !old.contains(r))
+            .copied()
+            .collect();
+        for (p, l) in added {
+            self.set_route(p, l, Some(base));
+        }
     }
 }
 
