@@ -346,6 +346,16 @@ impl Engine {
         self.cfg.local_nbma = nbma;
     }
 
+    /// A reload changed the tunnel: the GRE key (outgoing packets carry
+    /// the new one, incoming ones are checked against it), whether plain
+    /// GRE is refused, the tunnel address and the NBMA address.
+    pub fn set_tunnel(&mut self, cfg: &DataplaneConfig) {
+        self.cfg.gre_key = cfg.gre_key;
+        self.cfg.require_protection = cfg.require_protection;
+        self.cfg.tunnel_addr = cfg.tunnel_addr;
+        self.cfg.local_nbma = cfg.local_nbma;
+    }
+
     /// Defer ESP encryption to [`Engine::batches`] (see `defer_seal`).
     pub fn set_defer_seal(&mut self, on: bool) {
         self.defer_seal = on;

@@ -96,6 +96,9 @@ const IN_PLACE: &[(&str, Effect)] = &[
     ("tunnel.nhrp.max_send_interval", Effect::Now),
     ("tunnel.nhrp.max_cache_entries", Effect::Now),
     ("tunnel.nhrp.max_registrations_per_nbma", Effect::Now),
+    ("ipsec.manual_sa", Effect::Now),
+    ("tunnel.key", Effect::Now),
+    ("tunnel.nhrp.network_id", Effect::Now),
 ];
 
 /// Compares the running configuration with a new one: the changes to
@@ -382,19 +385,9 @@ nbma = "203.0.113.10"
         );
         assert_eq!(restart(r), ["tunnel[0].address"]);
         let mut new = c.clone();
-        new.tunnels[0].nhrp.as_mut().unwrap().network_id = 7;
-        new.tunnels[0].key = Some(42);
         new.node.role = dmvpn_config::types::Role::Spoke;
         new.control.socket = "/tmp/other.sock".into();
-        assert_eq!(
-            restart(plan(&c, &new)),
-            [
-                "control.socket",
-                "node.role",
-                "tunnel[0].key",
-                "tunnel[0].nhrp.network_id"
-            ]
-        );
+        assert_eq!(restart(plan(&c, &new)), ["control.socket", "node.role",]);
         let mut new = c.clone();
         new.tunnels.push(c.tunnels[0].clone());
         assert_eq!(restart(plan(&c, &new)), ["tunnel"]);
@@ -420,6 +413,45 @@ nbma = "203.0.113.10"
         assert_eq!(
             restart(plan(&c, &new)),
             ["tunnel[0].destination", "tunnel[0].mode"]
+        );
+    }
+
+    #[test]
+    fn gre_key_network_id_and_manual_sas_apply_now() {
+        let c = cfg(HUB);
+        let mut new = c.clone();
+        new.tunnels[0].nhrp.as_mut().unwrap().network_id = 7;
+        new.tunnels[0].key = Some(42);
+        assert_eq!(
+            keys(plan(&c, &new)),
+            [
+                ("tunnel[0].key".into(), Effect::Now),
+                ("tunnel[0].nhrp.network_id".into(), Effect::Now),
+            ]
+        );
+        let sa = |spi: u32| {
+            format!(
+                "[[ipsec.manual_sa]]\npeer = \"203.0.113.50\"\ntransforms = [\"esp-aes 128\", \"esp-sha-hmac\"]\n\
+                 [ipsec.manual_sa.inbound]\nspi = {spi}\nencryption_key = \"{k}\"\nauthentication_key = \"{a}\"\n\
+                 [ipsec.manual_sa.outbound]\nspi = {o}\nencryption_key = \"{k}\"\nauthentication_key = \"{a}\"\n",
+                o = spi + 1,
+                k = "11".repeat(16),
+                a = "aa".repeat(20)
+            )
+        };
+        let one = format!("{HUB}{}", sa(4096));
+        let other = format!("{HUB}{}", sa(8192));
+        assert_eq!(
+            keys(plan(&cfg(HUB), &cfg(&one))),
+            [("ipsec.manual_sa".into(), Effect::Now)]
+        );
+        assert_eq!(
+            keys(plan(&cfg(&one), &cfg(&other))),
+            [("ipsec.manual_sa[0]".into(), Effect::Now)]
+        );
+        assert_eq!(
+            keys(plan(&cfg(&one), &cfg(HUB))),
+            [("ipsec.manual_sa".into(), Effect::Now)]
         );
     }
 
@@ -499,8 +531,11 @@ nbma = "203.0.113.10"
         // Keys needing a restart are all named.
         let mut new = c.clone();
         new.tunnels[0].mtu = 1300;
-        new.tunnels[0].key = Some(9);
-        assert_eq!(restart(plan(&c, &new)), ["tunnel[0].key", "tunnel[0].mtu"]);
+        new.tunnels[0].destination = Some("203.0.113.20".parse().unwrap());
+        assert_eq!(
+            restart(plan(&c, &new)),
+            ["tunnel[0].destination", "tunnel[0].mtu"]
+        );
     }
 
     #[test]
@@ -522,7 +557,7 @@ nbma = "203.0.113.10"
         );
         assert_eq!(effect("log.key_log"), None);
         assert_eq!(effect("metrics"), None);
-        assert_eq!(effect("ipsec.manual_sa"), None);
+        assert_eq!(effect("ipsec.manual_sa[1].inbound.spi"), Some(Effect::Now));
         assert_eq!(effect("ike.key[0].key"), Some(Effect::NewNegotiations));
     }
 }

@@ -7,8 +7,11 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use dmvpn_nhrp::Instant;
 
-use super::{Node, NodeConfig, PeerKind, v4};
-use crate::engine::Command;
+use tracing::{info, warn};
+
+use super::config_map::ManualSa;
+use super::{Node, NodeConfig, Output, PeerKind, sa, v4};
+use crate::engine::{Command, Protection};
 
 impl Node {
     /// Takes `new` in place: IKE policies, keys and transform sets apply
@@ -28,6 +31,7 @@ impl Node {
             n.local_prefixes = o.local_prefixes.clone();
         }
         self.ike.set_config(new.ike.clone());
+        self.reconfigure_manual_sas(now, &new);
         let old_nhs = self.nhs_nbmas();
         let old_maps = static_maps(&self.cfg);
         let new_maps = static_maps(&new);
@@ -82,6 +86,108 @@ impl Node {
             self.ensure_sa(now, n);
         }
         self.pump(now);
+    }
+}
+
+impl Node {
+    /// Manual SAs follow `new`: one no longer configured is deleted from
+    /// the data plane (its peer goes unless a mapping, an NHS or a route
+    /// still names it), one added is installed as at start, and one
+    /// changed is both.
+    fn reconfigure_manual_sas(&mut self, now: Instant, new: &NodeConfig) {
+        let old_entries = &self.cfg.origin.ipsec.manual_sas;
+        let new_entries = &new.origin.ipsec.manual_sas;
+        // The mapped SAs are in the order of the configured entries.
+        let removed: Vec<ManualSa> = self
+            .cfg
+            .manual_sas
+            .iter()
+            .zip(old_entries)
+            .filter(|(_, e)| !new_entries.contains(e))
+            .map(|(m, _)| m.clone())
+            .collect();
+        let added: Vec<ManualSa> = new
+            .manual_sas
+            .iter()
+            .zip(new_entries)
+            .filter(|(_, e)| !old_entries.contains(e))
+            .map(|(m, _)| m.clone())
+            .collect();
+        for m in &removed {
+            info!(target: "dmvpn::esp", interface = %self.cfg.interface, peer = %m.peer, "manual SA with {} removed (SPIs {:#x}/{:#x})", m.peer, m.in_spi, m.out_spi);
+            self.dp(Command::RemoveInbound(m.in_spi));
+            self.dp(Command::RemoveOutbound {
+                peer: IpAddr::V4(m.peer),
+                spi: m.out_spi,
+            });
+            self.conn_ids.remove(&m.in_spi);
+            let still_manual = new.manual_sas.iter().any(|x| x.peer == m.peer);
+            let default = if new.protected {
+                Protection::Esp
+            } else {
+                Protection::None
+            };
+            let named = static_maps(new).iter().any(|(_, n)| *n == m.peer)
+                || self.map.values().any(|n| *n == m.peer);
+            let Some(p) = self.peers.get_mut(&m.peer) else {
+                continue;
+            };
+            p.sas.remove(&m.in_spi);
+            if still_manual {
+                continue;
+            }
+            p.manual = false;
+            p.protection = default;
+            if !named && p.kind == PeerKind::Static && p.sas.is_empty() {
+                self.peers.remove(&m.peer);
+            } else {
+                // Routes to it no longer name ESP.
+                self.refresh_routes_to(m.peer);
+            }
+        }
+        for m in &added {
+            let protection = if m.udp {
+                Protection::EspUdp { port: 4500 }
+            } else {
+                Protection::Esp
+            };
+            match sa::manual(m, &mut self.rng) {
+                Ok((i, o)) => {
+                    info!(target: "dmvpn::esp", interface = %self.cfg.interface, peer = %m.peer, "manual SA with {} installed (SPIs {:#x}/{:#x})", m.peer, m.in_spi, m.out_spi);
+                    self.dp(Command::InsertInbound(Box::new(i)));
+                    self.dp(Command::InsertOutbound(Box::new(o)));
+                    let p = self.peer_mut(m.peer, PeerKind::Static, now);
+                    p.protection = protection;
+                    p.manual = true;
+                    p.sas.insert(m.in_spi, m.out_spi);
+                    self.assign_conn_id(m.in_spi);
+                    self.refresh_routes_to(m.peer);
+                    if self.keylog {
+                        let c = sa::manual_as_child(m, self.cfg.nbma);
+                        for l in dmvpn_ike::keylog::esp_sa_lines(&c) {
+                            self.out.push_back(Output::KeyLog(l));
+                        }
+                    }
+                }
+                Err(e) => {
+                    warn!(target: "dmvpn::esp", interface = %self.cfg.interface, peer = %m.peer, "manual SA with {}: {e}", m.peer)
+                }
+            }
+        }
+    }
+
+    /// Sends the data plane the routes to `nbma` again, with the peer's
+    /// protection as it is now.
+    fn refresh_routes_to(&mut self, nbma: Ipv4Addr) {
+        let routes: Vec<(Ipv4Addr, u8)> = self
+            .map
+            .iter()
+            .filter(|(_, n)| **n == nbma)
+            .map(|(k, _)| *k)
+            .collect();
+        for (p, l) in routes {
+            self.set_route(p, l, Some(nbma));
+        }
     }
 }
 
