@@ -1598,3 +1598,59 @@ fn reload_applies_changes_in_place() {
     sim.advance(Duration::from_secs(150));
     assert!(sim.nodes[2].r.node().has_sa(HUB), "the new key negotiates");
 }
+
+/// A new GRE key applies at once: the hub, reloaded first, drops what
+/// the spoke still sends with the old key (counted); once the spoke has
+/// the new key as well, traffic flows again over the same SAs. The NHRP
+/// network id is local and changes in place too.
+#[test]
+fn reload_changes_the_gre_key_and_network_id_in_place() {
+    let mut sim = Sim::new(false, "modern");
+    sim.advance(Duration::from_secs(5));
+    assert!(registered(&sim));
+    let hub_t = Ipv4Addr::new(192, 168, 1, 1);
+    let before = sa_ids(&sim, 1);
+    let keyed = |t: &str| {
+        t.replace("key = 0\n", "key = 77\n")
+            .replace("network_id = 1", "network_id = 9")
+    };
+    let hub_text = config("hub", 1, false, "modern", &[1]);
+    let spoke_text = config("spoke", 2, false, "modern", &[1]);
+    assert_eq!(
+        reload(&mut sim, 0, &keyed(&hub_text)),
+        Ok(vec![
+            ("tunnel[0].key".into(), Effect::Now),
+            ("tunnel[0].nhrp.network_id".into(), Effect::Now),
+        ])
+    );
+    let drops = sim.nodes[0].r.stats().gre.total_drops();
+    let replies = sim.nodes[1].replies.len();
+    for seq in 0..5u16 {
+        sim.ping(1, hub_t, seq);
+        sim.advance(Duration::from_millis(200));
+    }
+    assert_eq!(sim.nodes[1].replies.len(), replies, "old key: dropped");
+    assert_eq!(
+        sim.nodes[0].r.stats().gre.total_drops(),
+        drops + 5,
+        "each counted"
+    );
+    assert_eq!(
+        reload(&mut sim, 1, &keyed(&spoke_text)).map(|v| v.len()),
+        Ok(2)
+    );
+    for seq in 10..15u16 {
+        sim.ping(1, hub_t, seq);
+        sim.advance(Duration::from_millis(200));
+    }
+    assert_eq!(sim.nodes[1].replies.len(), replies + 5, "new key: answered");
+    assert_eq!(sa_ids(&sim, 1), before, "the same SAs");
+    assert_eq!(
+        sim.nodes[0].r.node().config().origin.tunnels[0]
+            .nhrp
+            .as_ref()
+            .unwrap()
+            .network_id,
+        9
+    );
+}
