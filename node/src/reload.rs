@@ -27,6 +27,9 @@ pub enum Effect {
     NewNegotiations,
     /// At once, for the SAs already up as well (idle time, DPD).
     ExistingSas,
+    /// At once: SAs that named the old address are deleted and the node
+    /// registers with its NHSs again (a new tunnel source).
+    Reregister,
 }
 
 impl Effect {
@@ -37,6 +40,7 @@ impl Effect {
             Effect::NextRegistration => "from the next registration",
             Effect::NewNegotiations => "for new negotiations",
             Effect::ExistingSas => "applied now, to existing SAs too",
+            Effect::Reregister => "applied now; SAs renegotiated, registrations sent again",
         }
     }
 }
@@ -99,6 +103,7 @@ const IN_PLACE: &[(&str, Effect)] = &[
     ("ipsec.manual_sa", Effect::Now),
     ("tunnel.key", Effect::Now),
     ("tunnel.nhrp.network_id", Effect::Now),
+    ("tunnel.source", Effect::Reregister),
 ];
 
 /// Compares the running configuration with a new one: the changes to
@@ -395,7 +400,6 @@ nbma = "203.0.113.10"
         new.tunnels[0].mtu = 1300;
         new.tunnels[0].routes.push("10.9.0.0/16".parse().unwrap());
         new.tunnels[0].protection = None;
-        new.tunnels[0].source = dmvpn_config::types::TunnelSource::Interface("eth1".into());
         new.tunnels[0].name = "Tunnel1".into();
         assert_eq!(
             restart(plan(&c, &new)),
@@ -404,7 +408,6 @@ nbma = "203.0.113.10"
                 "tunnel[0].name",
                 "tunnel[0].protection",
                 "tunnel[0].routes",
-                "tunnel[0].source"
             ]
         );
         let mut new = c.clone();
@@ -452,6 +455,22 @@ nbma = "203.0.113.10"
         assert_eq!(
             keys(plan(&cfg(&one), &cfg(HUB))),
             [("ipsec.manual_sa".into(), Effect::Now)]
+        );
+    }
+
+    #[test]
+    fn a_new_source_registers_again() {
+        let c = cfg(HUB);
+        let mut new = c.clone();
+        new.tunnels[0].source = dmvpn_config::types::TunnelSource::Interface("eth1".into());
+        assert_eq!(
+            keys(plan(&c, &new)),
+            [("tunnel[0].source".into(), Effect::Reregister)]
+        );
+        assert!(
+            Effect::Reregister
+                .describe()
+                .contains("registrations sent again")
         );
     }
 

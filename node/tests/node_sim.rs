@@ -1654,3 +1654,61 @@ fn reload_changes_the_gre_key_and_network_id_in_place() {
         9
     );
 }
+
+/// The NBMA address registered for tunnel address `t` on the hub.
+fn hub_nbma_of(sim: &Sim, t: Ipv4Addr) -> Option<IpAddr> {
+    sim.nodes[0]
+        .r
+        .node()
+        .show_nhrp(sim.now)
+        .iter()
+        .find(|e| e.prefix == IpAddr::V4(t))
+        .and_then(|e| e.nbma)
+}
+
+/// A spoke's tunnel source moved to another address by a reload: its
+/// SAs with the old address go, it negotiates and registers again from
+/// the new one at once, and traffic to the hub and the other spoke
+/// resumes; the other spoke's SA with the hub is untouched.
+#[test]
+fn reload_moves_the_tunnel_source() {
+    let mut sim = Sim::new(false, "modern");
+    sim.advance(Duration::from_secs(5));
+    assert!(registered(&sim));
+    let other_before = sa_ids(&sim, 2);
+    let new_nbma = Ipv4Addr::new(172, 16, 0, 22);
+    let moved = config("spoke", 2, false, "modern", &[1])
+        .replace("source = \"172.16.0.2\"", "source = \"172.16.0.22\"");
+    assert_eq!(
+        reload(&mut sim, 1, &moved),
+        Ok(vec![("tunnel[0].source".into(), Effect::Reregister)])
+    );
+    assert_eq!(sim.nodes[1].r.node().config().nbma, new_nbma);
+    // The host now answers on the new address only.
+    sim.nodes[1].nbma = new_nbma;
+    sim.advance(Duration::from_secs(10));
+    assert_eq!(hub_nbma_of(&sim, T1), Some(IpAddr::V4(new_nbma)));
+    assert!(sim.nodes[0].r.node().has_sa(new_nbma));
+    assert!(sim.nodes[1].r.node().has_sa(HUB));
+    let hub_t = Ipv4Addr::new(192, 168, 1, 1);
+    let replies = sim.nodes[1].replies.len();
+    for seq in 0..10u16 {
+        sim.ping(1, hub_t, seq);
+        sim.ping(1, T2, seq + 100);
+        sim.advance(Duration::from_millis(200));
+    }
+    assert_eq!(
+        sim.nodes[1].replies.len(),
+        replies + 20,
+        "every echo answered"
+    );
+    let spoke2 = sa_ids(&sim, 2);
+    assert!(
+        other_before
+            .0
+            .iter()
+            .filter(|(p, ..)| *p == IpAddr::V4(HUB))
+            .all(|sa| spoke2.0.contains(sa)),
+        "spoke 2's SA with the hub kept"
+    );
+}

@@ -23,9 +23,15 @@ impl Node {
     /// mapping names it or it has SAs (those then idle out as a spoke's
     /// do). The tunnel subnet and routes follow the preferred NHS, the
     /// multicast list the NHSs marked `multicast`.
-    /// What the driver resolved at run time (the NBMA address of an
-    /// interface source, the networks behind the node) stays.
+    /// What the driver resolved at run time (the networks behind the
+    /// node) stays.
+    ///
+    /// A new source address is taken as a change of the source
+    /// interface's address is ([`Node::set_local_nbma`]); a new source
+    /// interface keeps the address in use until the driver resolves it.
     pub fn reconfigure(&mut self, now: Instant, mut new: NodeConfig) {
+        let moved_to =
+            (new.source_interface.is_none() && new.nbma != self.cfg.nbma).then_some(new.nbma);
         new.set_nbma(self.cfg.nbma);
         if let (Some(n), Some(o)) = (new.nhrp.as_mut(), self.cfg.nhrp.as_ref()) {
             n.local_prefixes = o.local_prefixes.clone();
@@ -84,6 +90,9 @@ impl Node {
         self.update_base();
         for n in added {
             self.ensure_sa(now, n);
+        }
+        if let Some(a) = moved_to {
+            self.set_local_nbma(now, a);
         }
         self.pump(now);
     }
