@@ -434,3 +434,131 @@ fn e2e_reload_keeps_sas_and_traffic() {
     );
     assert!(lab.registered(&hub, &[S1, S2]));
 }
+
+/// A spoke's tunnel source moved by a reload: the new address is added to
+/// its NBMA interface, the file names it, `dmvpnctl reload` applies it;
+/// dmvpnd binds IKE to the new address, re-keys and registers from it,
+/// and LAN traffic to the hub resumes (the time from the reload to the
+/// first answered echo is printed). The old address is then removed:
+/// nothing depends on it any more.
+#[test]
+fn e2e_reload_moves_the_tunnel_source() {
+    const MOVED: &str = "172.16.0.22";
+    let mut lab = Lab::new("rs");
+    let hub = lab.node("hub", 1);
+    let s1 = lab.node("s1", 2);
+    let _h1 = lab.lan_host(&hub, 1);
+    let h2 = lab.lan_host(&s1, 2);
+    lab.start(&hub, &config(1));
+    lab.start(&s1, &config(2));
+    hub_lan_routes(&lab, &hub);
+    lab.wait("the spoke registered", Duration::from_secs(30), || {
+        lab.registered(&hub, &[S1])
+    });
+    lab.wait("LAN pings through the hub", Duration::from_secs(15), || {
+        lab.ping(&h2, HUB_LAN, 1) == 1
+    });
+    let pinger = lab.pinger(&h2, HUB_LAN);
+    lab.wait("the pinger answered", Duration::from_secs(5), || {
+        pinger.answered_after(pinger.started) > 0
+    });
+    // The old (primary) address is removed later: the new one, a
+    // secondary in the same subnet, must survive that.
+    ok(&[
+        "ip",
+        "netns",
+        "exec",
+        &s1,
+        "sysctl",
+        "-qw",
+        "net.ipv4.conf.nbma0.promote_secondaries=1",
+    ]);
+    ok(&[
+        "ip",
+        "-n",
+        &s1,
+        "addr",
+        "add",
+        &format!("{MOVED}/24"),
+        "dev",
+        "nbma0",
+    ]);
+    lab.write_config(
+        &s1,
+        &edit(
+            &config(2),
+            &format!("source = \"{S1}\""),
+            &format!("source = \"{MOVED}\""),
+        ),
+    );
+    let t0 = unix_now();
+    let out = ctl_reload(&lab, &s1);
+    let stdout = text(&out.stdout);
+    assert!(
+        out.status.success()
+            && stdout.contains(
+                "tunnel[0].source  applied now; SAs renegotiated, registrations sent again\n"
+            ),
+        "{stdout}{}",
+        text(&out.stderr)
+    );
+    lab.wait(
+        "the hub lists the spoke at its new NBMA address",
+        Duration::from_secs(15),
+        || lab.registered(&hub, &[MOVED]),
+    );
+    lab.wait(
+        "echoes answered after the reload",
+        Duration::from_secs(10),
+        || pinger.answered_after(t0) > 0,
+    );
+    let registered_after = unix_now() - t0;
+    // IKE now listens on the new address.
+    let udp = sh(&["ip", "netns", "exec", &s1, "ss", "-Hunl"]);
+    let udp = text(&udp.stdout);
+    assert!(
+        udp.contains(&format!("{MOVED}:500")) && !udp.contains(&format!("{S1}:500")),
+        "{udp}"
+    );
+    assert!(lab.peer_up(&hub, MOVED), "{:?}", lab.dmvpn_peers(&hub));
+    // The old address gone: traffic goes on from the new one.
+    ok(&[
+        "ip",
+        "-n",
+        &s1,
+        "addr",
+        "del",
+        &format!("{S1}/24"),
+        "dev",
+        "nbma0",
+    ]);
+    let t1 = unix_now();
+    lab.wait(
+        "echoes after the old address went",
+        Duration::from_secs(10),
+        || pinger.answered_after(t1) >= 5,
+    );
+    let t_end = unix_now();
+    let echoes = pinger.stop();
+    // The pinger sends every 0.2 s: a longer gap after the reload is
+    // the interruption.
+    let gap = longest_gap(&echoes, t0, t_end);
+    println!(
+        "FIGURE tunnel source moved by reload: longest LAN traffic gap {:.2} s (from {:+.2} s to {:+.2} s around the reload); the hub listed the new address {registered_after:.2} s after it",
+        gap.secs(),
+        gap.from - t0,
+        gap.to - t0
+    );
+    assert!(gap.secs() < 5.0, "{gap:?}");
+    assert!(lab.alive(&s1), "the spoke was not restarted");
+    assert!(
+        !lab.registered(&hub, &[S1]),
+        "the old mapping is gone from the hub"
+    );
+    assert!(
+        lab.log(&s1)
+            .contains(&format!("NBMA address changed from {S1} to {MOVED}")),
+        "{}",
+        lab.log(&s1)
+    );
+}

@@ -42,6 +42,17 @@ impl Reload {
         for w in &warnings {
             warn!(target: "dmvpn::ctl", "{w}");
         }
+        // A new source interface must exist, as at start.
+        let source_of = |c: &dmvpn_config::Config| c.tunnels.first().map(|t| t.source.clone());
+        if source_of(&loaded.config) != source_of(&router.node().config().origin)
+            && let Ok(n) = dmvpn_node::control::config_map::map(&loaded.config)
+            && let Err(e) = super::source::Source::of(&n)
+        {
+            warn!(target: "dmvpn::ctl", "{file} not reloaded: {e}; the running configuration stays");
+            return Response::error(format!(
+                "{file} not reloaded: {e}; the running configuration stays"
+            ));
+        }
         match router.reconfigure(now, &loaded.config) {
             Ok(summary) => {
                 info!(
