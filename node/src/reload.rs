@@ -30,6 +30,9 @@ pub enum Effect {
     /// At once: SAs that named the old address are deleted and the node
     /// registers with its NHSs again (a new tunnel source).
     Reregister,
+    /// At once: IPsec turned on (plain GRE refused, SAs negotiated) or
+    /// off (SAs deleted, GRE sent plain).
+    ProtectionSwitched,
 }
 
 impl Effect {
@@ -41,6 +44,9 @@ impl Effect {
             Effect::NewNegotiations => "for new negotiations",
             Effect::ExistingSas => "applied now, to existing SAs too",
             Effect::Reregister => "applied now; SAs renegotiated, registrations sent again",
+            Effect::ProtectionSwitched => {
+                "applied now; SAs negotiated or deleted as protection requires"
+            }
         }
     }
 }
@@ -104,6 +110,8 @@ const IN_PLACE: &[(&str, Effect)] = &[
     ("tunnel.key", Effect::Now),
     ("tunnel.nhrp.network_id", Effect::Now),
     ("tunnel.source", Effect::Reregister),
+    // From a profile to another: new negotiations (see `plan`).
+    ("tunnel.protection", Effect::ProtectionSwitched),
 ];
 
 /// Compares the running configuration with a new one: the changes to
@@ -118,7 +126,17 @@ pub fn plan(running: &Config, new: &Config) -> Result<Vec<Change>, ReloadError> 
     }
     let mut changes = Vec::new();
     let mut restart = Vec::new();
+    let protection = |c: &Config| c.tunnels.first().map(|t| t.protection.is_some());
+    let same_protection = protection(running) == protection(new);
     for key in keys {
+        if key == "tunnel[0].protection" && same_protection {
+            // Another profile: IPsec stays on, new SAs use it.
+            changes.push(Change {
+                key,
+                effect: Effect::NewNegotiations,
+            });
+            continue;
+        }
         match effect(&key) {
             Some(effect) => changes.push(Change { key, effect }),
             None => restart.push(key),
@@ -399,16 +417,10 @@ nbma = "203.0.113.10"
         let mut new = c.clone();
         new.tunnels[0].mtu = 1300;
         new.tunnels[0].routes.push("10.9.0.0/16".parse().unwrap());
-        new.tunnels[0].protection = None;
         new.tunnels[0].name = "Tunnel1".into();
         assert_eq!(
             restart(plan(&c, &new)),
-            [
-                "tunnel[0].mtu",
-                "tunnel[0].name",
-                "tunnel[0].protection",
-                "tunnel[0].routes",
-            ]
+            ["tunnel[0].mtu", "tunnel[0].name", "tunnel[0].routes",]
         );
         let mut new = c.clone();
         new.tunnels[0].mode = dmvpn_config::types::TunnelMode::Gre;
@@ -455,6 +467,32 @@ nbma = "203.0.113.10"
         assert_eq!(
             keys(plan(&cfg(&one), &cfg(HUB))),
             [("ipsec.manual_sa".into(), Effect::Now)]
+        );
+    }
+
+    #[test]
+    fn protection_switches_now_and_another_profile_applies_to_new_negotiations() {
+        let c = cfg(HUB);
+        let mut off = c.clone();
+        off.tunnels[0].protection = None;
+        assert_eq!(
+            keys(plan(&c, &off)),
+            [("tunnel[0].protection".into(), Effect::ProtectionSwitched)]
+        );
+        assert_eq!(
+            keys(plan(&off, &c)),
+            [("tunnel[0].protection".into(), Effect::ProtectionSwitched)]
+        );
+        let mut other = c.clone();
+        other.ipsec.profiles.push(c.ipsec.profiles[0].clone());
+        other.ipsec.profiles[1].name = "other".into();
+        other.tunnels[0].protection = Some("other".into());
+        assert_eq!(
+            keys(plan(&c, &other)),
+            [
+                ("ipsec.profile".into(), Effect::NewNegotiations),
+                ("tunnel[0].protection".into(), Effect::NewNegotiations)
+            ]
         );
     }
 

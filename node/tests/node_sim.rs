@@ -1712,3 +1712,101 @@ fn reload_moves_the_tunnel_source() {
         "spoke 2's SA with the hub kept"
     );
 }
+
+/// Tunnel protection switched off and on again by reloads. Off (hub
+/// first, then the spokes): every SA is deleted and traffic, NHRP
+/// included, flows as plain GRE. On again on the hub only: the plain GRE
+/// the spokes still send is dropped and counted; once the spokes are
+/// protected too, they negotiate SAs with the hub at once and traffic
+/// flows over ESP again.
+#[test]
+fn reload_switches_tunnel_protection() {
+    let mut sim = Sim::new(false, "modern");
+    sim.advance(Duration::from_secs(5));
+    assert!(registered(&sim));
+    let hub_t = Ipv4Addr::new(192, 168, 1, 1);
+    // Without IPsec a hub takes NHRP from the NBMA prefixes allowed only.
+    let texts: Vec<String> = [("hub", 1), ("spoke", 2), ("spoke", 3)]
+        .iter()
+        .map(|(r, n)| {
+            config(r, *n, false, "modern", &[1]).replace(
+                "network_id = 1\n",
+                "network_id = 1\nallowed_nbma = [\"172.16.0.0/24\"]\n",
+            )
+        })
+        .collect();
+    let plain = |t: &str| {
+        assert!(t.contains("protection = \"cisco\"\n"));
+        t.replace("protection = \"cisco\"\n", "")
+    };
+    for (i, t) in texts.iter().enumerate() {
+        assert_eq!(
+            reload(&mut sim, i, &plain(t)),
+            Ok(vec![
+                ("tunnel[0].nhrp.allowed_nbma".into(), Effect::Now),
+                ("tunnel[0].protection".into(), Effect::ProtectionSwitched)
+            ])
+        );
+    }
+    sim.advance(Duration::from_secs(1));
+    for i in 0..3 {
+        assert!(
+            sim.nodes[i].r.stats().sas.is_empty(),
+            "node {i}: every SA deleted"
+        );
+    }
+    let esp = sim.esp_seen.len();
+    let replies = sim.nodes[1].replies.len();
+    for seq in 0..10u16 {
+        sim.ping(1, hub_t, seq);
+        sim.ping(1, T2, seq + 100);
+        sim.advance(Duration::from_millis(200));
+    }
+    assert_eq!(sim.nodes[1].replies.len(), replies + 20, "plain GRE flows");
+    assert_eq!(sim.esp_seen.len(), esp, "no ESP");
+    sim.advance(Duration::from_secs(300));
+    assert!(registered(&sim), "registrations refreshed in plain GRE");
+
+    // On again, on the hub first: the spokes' plain GRE is refused.
+    assert_eq!(
+        reload(&mut sim, 0, &texts[0]),
+        Ok(vec![(
+            "tunnel[0].protection".into(),
+            Effect::ProtectionSwitched
+        )])
+    );
+    let refused = sim.nodes[0].r.stats().counters.unprotected;
+    let replies = sim.nodes[1].replies.len();
+    for seq in 20..25u16 {
+        sim.ping(1, hub_t, seq);
+        sim.advance(Duration::from_millis(200));
+    }
+    assert_eq!(sim.nodes[1].replies.len(), replies, "nothing answered");
+    assert!(
+        sim.nodes[0].r.stats().counters.unprotected >= refused + 5,
+        "each plain packet counted"
+    );
+    for i in 1..3 {
+        assert_eq!(
+            reload(&mut sim, i, &texts[i]),
+            Ok(vec![(
+                "tunnel[0].protection".into(),
+                Effect::ProtectionSwitched
+            )])
+        );
+    }
+    sim.advance(Duration::from_secs(2));
+    for n in [S1, S2] {
+        assert!(sim.nodes[0].r.node().has_sa(n), "hub's SA with {n}");
+    }
+    let esp = sim.esp_seen.len();
+    let replies = sim.nodes[1].replies.len();
+    for seq in 30..40u16 {
+        sim.ping(1, hub_t, seq);
+        sim.ping(1, T2, seq + 100);
+        sim.advance(Duration::from_millis(200));
+    }
+    assert_eq!(sim.nodes[1].replies.len(), replies + 20, "ESP flows");
+    assert!(sim.esp_seen.len() >= esp + 40);
+    assert!(registered(&sim));
+}

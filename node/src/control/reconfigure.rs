@@ -63,7 +63,11 @@ impl Node {
             self.peer_mut(*n, PeerKind::Static, now);
             self.set_route(*p, 32, Some(*n));
         }
+        let was_protected = self.cfg.protected;
         self.cfg = new;
+        if self.cfg.protected != was_protected {
+            self.reprotect(now);
+        }
         let new_nhs = self.nhs_nbmas();
         for n in old_nhs.iter().filter(|n| !new_nhs.contains(n)) {
             let mapped = new_maps.iter().any(|(_, x)| x == n);
@@ -181,6 +185,35 @@ impl Node {
                 Err(e) => {
                     warn!(target: "dmvpn::esp", interface = %self.cfg.interface, peer = %m.peer, "manual SA with {}: {e}", m.peer)
                 }
+            }
+        }
+    }
+
+    /// The tunnel became protected or unprotected. Unprotected: every
+    /// negotiated SA is deleted (telling the peers) and GRE goes out
+    /// plain. Protected: plain GRE is no longer taken from anyone, and
+    /// SAs are negotiated as at start (with the NHSs at once, with others
+    /// on demand). Manual SAs stay as they are.
+    fn reprotect(&mut self, now: Instant) {
+        let protection = if self.cfg.protected {
+            info!(target: "dmvpn::ctl", interface = %self.cfg.interface, "{}: tunnel protection on: plain GRE refused, SAs negotiated", self.cfg.interface);
+            Protection::Esp
+        } else {
+            info!(target: "dmvpn::ctl", interface = %self.cfg.interface, "{}: tunnel protection off: SAs deleted, GRE sent plain", self.cfg.interface);
+            self.clear_crypto_sa(now, None);
+            Protection::None
+        };
+        for p in self.peers.values_mut().filter(|p| !p.manual) {
+            p.protection = protection;
+        }
+        let routes: Vec<((Ipv4Addr, u8), Ipv4Addr)> =
+            self.map.iter().map(|(k, n)| (*k, *n)).collect();
+        for ((p, l), n) in routes {
+            self.set_route(p, l, Some(n));
+        }
+        if self.cfg.protected {
+            for n in self.nhs_nbmas() {
+                self.ensure_sa(now, n);
             }
         }
     }
