@@ -29,6 +29,9 @@ pub enum Effect {
     ExistingSas,
     /// At once: SAs that named the old address are deleted and the node
     /// registers with its NHSs again (a new tunnel source).
+    Rekey,
+    /// At once: the node registers with its NHSs again (a new tunnel
+    /// address).
     Reregister,
     /// At once: IPsec turned on (plain GRE refused, SAs negotiated) or
     /// off (SAs deleted, GRE sent plain).
@@ -43,7 +46,8 @@ impl Effect {
             Effect::NextRegistration => "from the next registration",
             Effect::NewNegotiations => "for new negotiations",
             Effect::ExistingSas => "applied now, to existing SAs too",
-            Effect::Reregister => "applied now; SAs renegotiated, registrations sent again",
+            Effect::Rekey => "applied now; SAs renegotiated, registrations sent again",
+            Effect::Reregister => "applied now; registrations sent again",
             Effect::ProtectionSwitched => {
                 "applied now; SAs negotiated or deleted as protection requires"
             }
@@ -109,7 +113,8 @@ const IN_PLACE: &[(&str, Effect)] = &[
     ("ipsec.manual_sa", Effect::Now),
     ("tunnel.key", Effect::Now),
     ("tunnel.nhrp.network_id", Effect::Now),
-    ("tunnel.source", Effect::Reregister),
+    ("tunnel.source", Effect::Rekey),
+    ("tunnel.address", Effect::Reregister),
     // From a profile to another: new negotiations (see `plan`).
     ("tunnel.protection", Effect::ProtectionSwitched),
 ];
@@ -400,13 +405,17 @@ nbma = "203.0.113.10"
     fn what_needs_a_restart_is_named_and_refuses_everything() {
         let c = cfg(HUB);
         let moved = edit(HUB, "holdtime = 600", "holdtime = 300");
-        let moved = edit(&moved, "172.31.255.1/24", "172.31.255.254/24");
+        let moved = edit(
+            &moved,
+            "mode = \"gre-multipoint\"",
+            "mode = \"gre\"\ndestination = \"203.0.113.20\"",
+        );
         let r = plan(&c, &cfg(&moved));
         assert_eq!(
             r.clone().unwrap_err().to_string(),
-            "restart dmvpnd to change tunnel[0].address"
+            "restart dmvpnd to change tunnel[0].destination, tunnel[0].mode"
         );
-        assert_eq!(restart(r), ["tunnel[0].address"]);
+        assert_eq!(restart(r), ["tunnel[0].destination", "tunnel[0].mode"]);
         let mut new = c.clone();
         new.node.role = dmvpn_config::types::Role::Spoke;
         new.control.socket = "/tmp/other.sock".into();
@@ -497,13 +506,19 @@ nbma = "203.0.113.10"
     }
 
     #[test]
-    fn a_new_source_registers_again() {
+    fn a_new_source_or_address_registers_again() {
         let c = cfg(HUB);
         let mut new = c.clone();
         new.tunnels[0].source = dmvpn_config::types::TunnelSource::Interface("eth1".into());
         assert_eq!(
             keys(plan(&c, &new)),
-            [("tunnel[0].source".into(), Effect::Reregister)]
+            [("tunnel[0].source".into(), Effect::Rekey)]
+        );
+        assert!(Effect::Rekey.describe().contains("SAs renegotiated"));
+        let moved = edit(HUB, "172.31.255.1/24", "172.31.255.254/25");
+        assert_eq!(
+            keys(plan(&c, &cfg(&moved))),
+            [("tunnel[0].address".into(), Effect::Reregister)]
         );
         assert!(
             Effect::Reregister

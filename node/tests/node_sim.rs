@@ -1484,11 +1484,11 @@ fn reload_applies_changes_in_place() {
     assert_eq!(negotiations_since(&sim, ike_before), 0);
 
     // A change that needs a restart: refused, nothing changes.
-    let moved = mapped.replace("192.168.1.1/24", "192.168.1.254/24");
+    let moved = format!("{mapped}[control]\nsocket = \"/run/dmvpn/other.sock\"\n");
     assert_eq!(
         reload(&mut sim, 0, &moved),
         Err(ReloadError::NeedsRestart {
-            keys: vec!["tunnel[0].address".into()]
+            keys: vec!["control.socket".into()]
         })
     );
     let running = dmvpn_config::Config::from_str(&mapped, "sim.toml")
@@ -1681,7 +1681,7 @@ fn reload_moves_the_tunnel_source() {
         .replace("source = \"172.16.0.2\"", "source = \"172.16.0.22\"");
     assert_eq!(
         reload(&mut sim, 1, &moved),
-        Ok(vec![("tunnel[0].source".into(), Effect::Reregister)])
+        Ok(vec![("tunnel[0].source".into(), Effect::Rekey)])
     );
     assert_eq!(sim.nodes[1].r.node().config().nbma, new_nbma);
     // The host now answers on the new address only.
@@ -1809,4 +1809,74 @@ fn reload_switches_tunnel_protection() {
     assert_eq!(sim.nodes[1].replies.len(), replies + 20, "ESP flows");
     assert!(sim.esp_seen.len() >= esp + 40);
     assert!(registered(&sim));
+}
+
+/// A spoke's tunnel address changed by a reload: it registers the new
+/// address with the hub at once, over the SA it has (nothing is
+/// renegotiated), the hub and the other spoke reach it there, and the
+/// old address's registration lapses with its holding time.
+#[test]
+fn reload_changes_a_spokes_tunnel_address() {
+    let mut sim = Sim::new(false, "modern");
+    sim.advance(Duration::from_secs(5));
+    assert!(registered(&sim));
+    let before = sa_ids(&sim, 1);
+    let new_t = Ipv4Addr::new(192, 168, 1, 12);
+    let text = config("spoke", 2, false, "modern", &[1]).replace(
+        "address = \"192.168.1.2/24\"",
+        "address = \"192.168.1.12/24\"",
+    );
+    assert_eq!(
+        reload(&mut sim, 1, &text),
+        Ok(vec![("tunnel[0].address".into(), Effect::Reregister)])
+    );
+    sim.nodes[1].tunnel = new_t;
+    assert_eq!(
+        hub_nbma_of(&sim, new_t),
+        Some(IpAddr::V4(S1)),
+        "registered at once"
+    );
+    assert_eq!(sim.nodes[1].r.node().config().tunnel_addr, new_t);
+    let own: Vec<IpAddr> = sim.nodes[1]
+        .r
+        .node()
+        .show_nhrp(sim.now)
+        .iter()
+        .map(|e| e.prefix)
+        .collect();
+    assert!(
+        !own.contains(&IpAddr::V4(T1)),
+        "the old address is not ours: {own:?}"
+    );
+    let hub_t = Ipv4Addr::new(192, 168, 1, 1);
+    let replies = sim.nodes[1].replies.len();
+    let replies2 = sim.nodes[2].replies.len();
+    for seq in 0..10u16 {
+        sim.ping(1, hub_t, seq);
+        sim.ping(2, new_t, seq + 100);
+        sim.advance(Duration::from_millis(200));
+    }
+    assert_eq!(sim.nodes[1].replies.len(), replies + 10, "the hub answers");
+    assert_eq!(
+        sim.nodes[2].replies.len(),
+        replies2 + 10,
+        "spoke 2 reaches the new address"
+    );
+    let after = sa_ids(&sim, 1);
+    assert!(
+        before
+            .0
+            .iter()
+            .filter(|(p, ..)| *p == IpAddr::V4(HUB))
+            .all(|sa| after.0.contains(sa)),
+        "the SA with the hub kept"
+    );
+    assert_eq!(
+        hub_nbma_of(&sim, T1),
+        Some(IpAddr::V4(S1)),
+        "until it lapses"
+    );
+    sim.advance(Duration::from_secs(610));
+    assert_eq!(hub_nbma_of(&sim, T1), None, "the old registration lapsed");
+    assert_eq!(hub_nbma_of(&sim, new_t), Some(IpAddr::V4(S1)), "refreshed");
 }

@@ -10,6 +10,8 @@ use dmvpn_nhrp::Instant;
 use tracing::{info, warn};
 
 use super::config_map::ManualSa;
+use dmvpn_wire::prefix::mask_v4;
+
 use super::{Node, NodeConfig, Output, PeerKind, sa, v4};
 use crate::engine::{Command, Protection};
 
@@ -64,9 +66,13 @@ impl Node {
             self.set_route(*p, 32, Some(*n));
         }
         let was_protected = self.cfg.protected;
+        let old_address = (self.cfg.tunnel_addr, self.cfg.tunnel_prefix_len);
         self.cfg = new;
         if self.cfg.protected != was_protected {
             self.reprotect(now);
+        }
+        if (self.cfg.tunnel_addr, self.cfg.tunnel_prefix_len) != old_address {
+            self.readdress(now, old_address);
         }
         let new_nhs = self.nhs_nbmas();
         for n in old_nhs.iter().filter(|n| !new_nhs.contains(n)) {
@@ -216,6 +222,29 @@ impl Node {
                 self.ensure_sa(now, n);
             }
         }
+    }
+
+    /// Our tunnel address changed (from `old`): NHRP registers the new
+    /// one at once, the tunnel subnet's route follows the new prefix, and
+    /// the multicast list its broadcast address.
+    fn readdress(&mut self, now: Instant, old: (Ipv4Addr, u8)) {
+        let (addr, len) = (self.cfg.tunnel_addr, self.cfg.tunnel_prefix_len);
+        if let Some(n) = self.nhrp.as_mut() {
+            n.set_protocol(now, IpAddr::V4(addr), len);
+        }
+        let old_subnet = (mask_v4(old.0, old.1), old.1);
+        if old_subnet != (mask_v4(addr, len), len)
+            && self.map.get(&old_subnet) == self.base_nbma.as_ref()
+        {
+            self.set_route(old_subnet.0, old_subnet.1, None);
+        }
+        // The base routes are set again for the new subnet.
+        let target = self.base_nbma.take();
+        if target.is_some() {
+            self.update_base();
+        }
+        self.mcast_sent = None;
+        self.sync_multicast();
     }
 
     /// Sends the data plane the routes to `nbma` again, with the peer's
