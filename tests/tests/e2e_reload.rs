@@ -13,7 +13,7 @@
 //! - `dmvpnctl reload` of a broken file: exit status 1 with the
 //!   `FILE:LINE:COL` error; the daemon keeps running on the old
 //!   configuration;
-//! - `dmvpnctl reload` of a file with a new tunnel address: refused,
+//! - `dmvpnctl reload` of a file with another control socket: refused,
 //!   naming the key;
 //! - SIGHUP after the mapping was replaced by another: the new one shows,
 //!   the old one is gone;
@@ -260,18 +260,22 @@ fn e2e_reload_keeps_sas_and_traffic() {
 
     echoes_after(&lab, &pingers, unix_now(), "traffic after the broken file");
 
-    // 3. A change that needs a restart: refused, naming the key.
+    // 3. A change that needs a restart (another control socket): refused,
+    //    naming the key.
+    let path = lab.config_path(&hub);
+    lab.write_config(&hub, &hub_with_map("192.168.1.99", "172.16.0.99"));
+    let sock = lab.socket(&hub).display().to_string();
     let moved = edit(
-        &hub_with_map("192.168.1.99", "172.16.0.99"),
-        "192.168.1.1/24",
-        "192.168.1.254/24",
+        &std::fs::read_to_string(&path).expect("read config"),
+        &format!("socket = \"{sock}\""),
+        &format!("socket = \"{sock}.other\""),
     );
-    lab.write_config(&hub, &moved);
+    std::fs::write(&path, moved).expect("write config");
     let out = ctl_reload(&lab, &hub);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("restart dmvpnd to change tunnel[0].address"),
+        stderr.contains("restart dmvpnd to change control.socket"),
         "{stderr}"
     );
     assert!(lab.alive(&hub));
@@ -561,4 +565,95 @@ fn e2e_reload_moves_the_tunnel_source() {
         "{}",
         lab.log(&s1)
     );
+}
+
+/// A spoke's tunnel address changed by a reload: dmvpnd moves the TUN
+/// device to the new address (the old one goes), registers it with the
+/// hub at once over the SA it has, and the hub reaches the spoke at its
+/// new address; the spoke's LAN traffic to the hub goes on (the longest
+/// gap is printed).
+#[test]
+fn e2e_reload_changes_the_tunnel_address() {
+    const NEW: &str = "192.168.1.12";
+    let mut lab = Lab::new("ra");
+    let hub = lab.node("hub", 1);
+    let s1 = lab.node("s1", 2);
+    let _h1 = lab.lan_host(&hub, 1);
+    let h2 = lab.lan_host(&s1, 2);
+    lab.start(&hub, &config(1));
+    lab.start(&s1, &config(2));
+    hub_lan_routes(&lab, &hub);
+    lab.wait("the spoke registered", Duration::from_secs(30), || {
+        lab.registered(&hub, &[S1])
+    });
+    lab.wait("LAN pings through the hub", Duration::from_secs(15), || {
+        lab.ping(&h2, HUB_LAN, 1) == 1
+    });
+    let pinger = lab.pinger(&h2, HUB_LAN);
+    lab.wait("the pinger answered", Duration::from_secs(5), || {
+        pinger.answered_after(pinger.started) > 0
+    });
+    let before = crypto(&lab, &s1);
+    lab.write_config(
+        &s1,
+        &edit(
+            &config(2),
+            "address = \"192.168.1.2/24\"",
+            &format!("address = \"{NEW}/24\""),
+        ),
+    );
+    let t0 = unix_now();
+    let out = ctl_reload(&lab, &s1);
+    let stdout = text(&out.stdout);
+    assert!(
+        out.status.success()
+            && stdout.contains("tunnel[0].address  applied now; registrations sent again\n"),
+        "{stdout}{}",
+        text(&out.stderr)
+    );
+    let hub_has = |lab: &Lab, t: &str| match lab.ctl(&hub, Request::ShowNhrp) {
+        Reply::Nhrp(v) => v.iter().any(|e| {
+            e.prefix == t.parse::<IpAddr>().unwrap() && e.nbma == Some(S1.parse().unwrap())
+        }),
+        r => panic!("unexpected reply {r:?}"),
+    };
+    lab.wait(
+        "the hub has the new address registered",
+        Duration::from_secs(5),
+        || hub_has(&lab, NEW),
+    );
+    let registered_after = unix_now() - t0;
+    let tun = || {
+        let out = sh(&[
+            "ip", "-n", &s1, "-4", "-o", "addr", "show", "dev", "Tunnel0",
+        ]);
+        text(&out.stdout)
+    };
+    lab.wait(
+        "Tunnel0 moved to the new address",
+        Duration::from_secs(5),
+        || {
+            let t = tun();
+            t.contains(&format!("inet {NEW}/24")) && !t.contains("inet 192.168.1.2/")
+        },
+    );
+    lab.wait(
+        "the hub reaches the new address",
+        Duration::from_secs(10),
+        || lab.ping(&hub, NEW, 1) == 1,
+    );
+    let t1 = unix_now();
+    lab.wait("LAN traffic goes on", Duration::from_secs(10), || {
+        pinger.answered_after(t1) >= 5
+    });
+    let t_end = unix_now();
+    let echoes = pinger.stop();
+    let gap = longest_gap(&echoes, t0, t_end);
+    println!(
+        "FIGURE tunnel address changed by reload: the hub had the new address {registered_after:.3} s after the reload; longest LAN traffic gap {:.2} s",
+        gap.secs()
+    );
+    assert!(gap.secs() < 2.0, "{gap:?}");
+    assert_eq!(crypto(&lab, &s1), before, "no SA renegotiated");
+    assert!(lab.alive(&s1), "the spoke was not restarted");
 }

@@ -210,6 +210,11 @@ pub async fn run_loop(
     // What is queued at start (manual SAs' key-log lines, first messages).
     out.flush(router, links, now()).await;
     queue_kernel_routes(router, kernel.as_mut());
+    // The TUN device's address, changed by a reload.
+    let mut tun_addr = {
+        let c = router.node().config();
+        (c.tunnel_addr, c.tunnel_prefix_len)
+    };
     let mut sd = extras.systemd.take();
     let mut reload = extras.reload.take();
     if let Some(sd) = sd.as_mut() {
@@ -292,6 +297,8 @@ pub async fn run_loop(
                         router.handle_local_nbma(now(), a);
                     }
                 }
+                Done::Readdressed((a, l), Ok(())) => info!(target: "dmvpn::ctl", "{}: address {a}/{l}", links.tun.name()),
+                Done::Readdressed((a, l), Err(e)) => warn!(target: "dmvpn::ctl", "cannot give {} address {a}/{l}: {e}", links.tun.name()),
                 Done::Route(r, Err(e)) => warn!(target: "dmvpn::nhrp", "cannot {r} through {} (proto {}): {e}", links.tun.name(), crate::runtime::rtnl::ROUTE_PROTOCOL),
                 Done::Route(_, Ok(())) => {}
             },
@@ -307,6 +314,7 @@ pub async fn run_loop(
                         Some(r) => {
                             let resp = r.apply(router, log, now());
                             follow_reloaded_source(router, links, &mut source, &mut addr_watch, &mut kernel);
+                            follow_reloaded_address(router, links, &mut tun_addr, &mut kernel);
                             // IKE deletes from the old source leave by the old sockets.
                             out.flush(router, links, now()).await;
                             links.retire();
@@ -328,6 +336,7 @@ pub async fn run_loop(
                     info!(target: "dmvpn::ctl", "SIGHUP: reading {} again", r.path.display());
                     r.apply(router, extras.log.as_deref_mut(), now());
                     follow_reloaded_source(router, links, &mut source, &mut addr_watch, &mut kernel);
+                    follow_reloaded_address(router, links, &mut tun_addr, &mut kernel);
                     out.flush(router, links, now()).await;
                     links.retire();
                 }
@@ -432,6 +441,28 @@ fn follow_reloaded_source(
             }
             follow_source(kernel.as_mut(), source.as_ref());
         }
+    }
+}
+
+/// After a reload, gives the TUN device the tunnel address the router
+/// now has (through the kernel worker).
+fn follow_reloaded_address(
+    router: &Router,
+    links: &Links,
+    tun_addr: &mut (Ipv4Addr, u8),
+    kernel: &mut Option<Kernel>,
+) {
+    let c = router.node().config();
+    let wanted = (c.tunnel_addr, c.tunnel_prefix_len);
+    if wanted == *tun_addr {
+        return;
+    }
+    if kernel.is_none() {
+        *kernel = Kernel::start(links.tun.name()).ok();
+    }
+    if let Some(k) = kernel.as_mut() {
+        k.readdress(*tun_addr, wanted);
+        *tun_addr = wanted;
     }
 }
 
