@@ -439,8 +439,9 @@ fn e2e_reload_keeps_sas_and_traffic() {
     assert!(lab.registered(&hub, &[S1, S2]));
 }
 
-/// A spoke's tunnel source moved by a reload: the new address is added to
-/// its NBMA interface, the file names it, `dmvpnctl reload` applies it;
+/// A spoke's tunnel source moved by a reload: refused while the new
+/// address is not the host's; once it is added to the NBMA interface,
+/// `dmvpnctl reload` applies it;
 /// dmvpnd binds IKE to the new address, re-keys and registers from it,
 /// and LAN traffic to the hub resumes (the time from the reload to the
 /// first answered echo is printed). The old address is then removed:
@@ -466,6 +467,20 @@ fn e2e_reload_moves_the_tunnel_source() {
     lab.wait("the pinger answered", Duration::from_secs(5), || {
         pinger.answered_after(pinger.started) > 0
     });
+    let moved = edit(
+        &config(2),
+        &format!("source = \"{S1}\""),
+        &format!("source = \"{MOVED}\""),
+    );
+    // Not yet an address of the spoke: refused.
+    lab.write_config(&s1, &moved);
+    let out = ctl_reload(&lab, &s1);
+    let stderr = text(&out.stderr);
+    assert!(
+        out.status.code() == Some(1)
+            && stderr.contains(&format!("source {MOVED} is not an address of this host")),
+        "{stderr}"
+    );
     // The old (primary) address is removed later: the new one, a
     // secondary in the same subnet, must survive that.
     ok(&[
@@ -487,14 +502,6 @@ fn e2e_reload_moves_the_tunnel_source() {
         "dev",
         "nbma0",
     ]);
-    lab.write_config(
-        &s1,
-        &edit(
-            &config(2),
-            &format!("source = \"{S1}\""),
-            &format!("source = \"{MOVED}\""),
-        ),
-    );
     let t0 = unix_now();
     let out = ctl_reload(&lab, &s1);
     let stdout = text(&out.stdout);

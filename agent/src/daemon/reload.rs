@@ -42,11 +42,11 @@ impl Reload {
         for w in &warnings {
             warn!(target: "dmvpn::ctl", "{w}");
         }
-        // A new source interface must exist, as at start.
+        // A new tunnel source must be there, as at start.
         let source_of = |c: &dmvpn_config::Config| c.tunnels.first().map(|t| t.source.clone());
         if source_of(&loaded.config) != source_of(&router.node().config().origin)
             && let Ok(n) = dmvpn_node::control::config_map::map(&loaded.config)
-            && let Err(e) = super::source::Source::of(&n)
+            && let Err(e) = present(&n)
         {
             warn!(target: "dmvpn::ctl", "{file} not reloaded: {e}; the running configuration stays");
             return Response::error(format!(
@@ -89,5 +89,23 @@ impl Reload {
                 ))
             }
         }
+    }
+}
+
+/// Whether the tunnel source of `cfg` is there: an interface that
+/// exists, or an address of this host (UDP 500 and 4500 are bound to it).
+fn present(cfg: &dmvpn_node::control::NodeConfig) -> Result<(), String> {
+    match super::source::Source::of(cfg)? {
+        super::source::Source::Address(a) => {
+            match crate::runtime::rtnl::has_ipv4_address(a) {
+                Ok(false) => Err(format!(
+                    "tunnel {}: source {a} is not an address of this host",
+                    cfg.interface
+                )),
+                // Unknown (netlink failed): binding the sockets says.
+                _ => Ok(()),
+            }
+        }
+        super::source::Source::Interface { .. } => Ok(()),
     }
 }
