@@ -27,8 +27,9 @@ pub enum Effect {
     NewNegotiations,
     /// At once, for the SAs already up as well (idle time, DPD).
     ExistingSas,
-    /// At once: SAs that named the old address are deleted and the node
-    /// registers with its NHSs again (a new tunnel source).
+    /// At once (a new tunnel source): when the address changes, SAs that
+    /// named the old one are deleted and the node registers with its NHSs
+    /// again.
     Rekey,
     /// At once: the node registers with its NHSs again (a new tunnel
     /// address).
@@ -46,7 +47,9 @@ impl Effect {
             Effect::NextRegistration => "from the next registration",
             Effect::NewNegotiations => "for new negotiations",
             Effect::ExistingSas => "applied now, to existing SAs too",
-            Effect::Rekey => "applied now; SAs renegotiated, registrations sent again",
+            Effect::Rekey => {
+                "applied now; from a new address SAs are renegotiated and registrations sent again"
+            }
             Effect::Reregister => "applied now; registrations sent again",
             Effect::ProtectionSwitched => {
                 "applied now; SAs negotiated or deleted as protection requires"
@@ -514,7 +517,7 @@ nbma = "203.0.113.10"
             keys(plan(&c, &new)),
             [("tunnel[0].source".into(), Effect::Rekey)]
         );
-        assert!(Effect::Rekey.describe().contains("SAs renegotiated"));
+        assert!(Effect::Rekey.describe().contains("SAs are renegotiated"));
         let moved = edit(HUB, "172.31.255.1/24", "172.31.255.254/25");
         assert_eq!(
             keys(plan(&c, &cfg(&moved))),

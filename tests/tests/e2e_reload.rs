@@ -508,7 +508,7 @@ fn e2e_reload_moves_the_tunnel_source() {
     assert!(
         out.status.success()
             && stdout.contains(
-                "tunnel[0].source  applied now; SAs renegotiated, registrations sent again\n"
+                "tunnel[0].source  applied now; from a new address SAs are renegotiated and registrations sent again\n"
             ),
         "{stdout}{}",
         text(&out.stderr)
@@ -569,6 +569,69 @@ fn e2e_reload_moves_the_tunnel_source() {
     assert!(
         lab.log(&s1)
             .contains(&format!("NBMA address changed from {S1} to {MOVED}")),
+        "{}",
+        lab.log(&s1)
+    );
+
+    // The source becomes the interface itself (its address is the one in
+    // use: nothing moves); the interface is followed from then on: when
+    // its address moves again, the spoke negotiates from the new one.
+    // (Registering the address again from there waits for the hub to
+    // find the old NBMA address dead, as e2e_source shows.)
+    const THEN: &str = "172.16.0.23";
+    lab.write_config(
+        &s1,
+        &edit(
+            &config(2),
+            &format!("source = \"{S1}\""),
+            "source = \"nbma0\"",
+        ),
+    );
+    let out = ctl_reload(&lab, &s1);
+    let stdout = text(&out.stdout);
+    assert!(
+        out.status.success()
+            && stdout.lines().any(|l| {
+                l.trim_start().starts_with("tunnel[0].source ") && l.contains("applied now;")
+            }),
+        "{stdout}{}",
+        text(&out.stderr)
+    );
+    let udp = text(&sh(&["ip", "netns", "exec", &s1, "ss", "-Hunl"]).stdout);
+    assert!(udp.contains("0.0.0.0:500"), "bound to any address: {udp}");
+    for (args, what) in [(["add", THEN], "added"), (["del", MOVED], "removed")] {
+        let out = sh(&[
+            "ip",
+            "-n",
+            &s1,
+            "addr",
+            args[0],
+            &format!("{}/24", args[1]),
+            "dev",
+            "nbma0",
+        ]);
+        assert!(
+            out.status.success(),
+            "address {what}: {}",
+            text(&out.stderr)
+        );
+    }
+    let t2 = unix_now();
+    lab.wait(
+        "an SA with the spoke at the interface's new address",
+        Duration::from_secs(10),
+        || {
+            lab.ipsec_with(&hub, THEN)
+                .is_some_and(|sa| !sa.inbound.is_empty())
+        },
+    );
+    println!(
+        "FIGURE interface source followed after a reload: SA from the new address {:.2} s after it moved",
+        unix_now() - t2
+    );
+    assert!(
+        lab.log(&s1)
+            .contains(&format!("NBMA address changed from {MOVED} to {THEN}")),
         "{}",
         lab.log(&s1)
     );
