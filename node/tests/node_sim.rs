@@ -1786,9 +1786,9 @@ fn reload_switches_tunnel_protection() {
         sim.nodes[0].r.stats().counters.unprotected >= refused + 5,
         "each plain packet counted"
     );
-    for i in 1..3 {
+    for (i, t) in texts.iter().enumerate().skip(1) {
         assert_eq!(
-            reload(&mut sim, i, &texts[i]),
+            reload(&mut sim, i, t),
             Ok(vec![(
                 "tunnel[0].protection".into(),
                 Effect::ProtectionSwitched
