@@ -727,3 +727,94 @@ fn e2e_reload_changes_the_tunnel_address() {
     assert_eq!(crypto(&lab, &s1), before, "no SA renegotiated");
     assert!(lab.alive(&s1), "the spoke was not restarted");
 }
+
+/// Tunnel protection switched off and on by reloads, hub and spoke. Off:
+/// the SAs are deleted and LAN traffic flows as plain GRE. On again on
+/// the hub only: the spoke's plain GRE is refused (and logged as not
+/// protected by IPsec); on the spoke too: an SA is negotiated and
+/// traffic flows again (the time from that reload to the first answered
+/// ping is printed).
+#[test]
+fn e2e_reload_switches_protection() {
+    let mut lab = Lab::new("rp");
+    let hub = lab.node("hub", 1);
+    let s1 = lab.node("s1", 2);
+    let _h1 = lab.lan_host(&hub, 1);
+    let h2 = lab.lan_host(&s1, 2);
+    // Without IPsec a hub takes NHRP only from the NBMA prefixes allowed.
+    let protected = |n: u8| {
+        edit(
+            &config(n),
+            "network_id = 1\n",
+            "network_id = 1\nallowed_nbma = [\"172.16.0.0/24\"]\n",
+        )
+    };
+    let plain = |n: u8| edit(&protected(n), "protection = \"cisco\"\n", "");
+    lab.start(&hub, &protected(1));
+    lab.start(&s1, &protected(2));
+    hub_lan_routes(&lab, &hub);
+    lab.wait("the spoke registered", Duration::from_secs(30), || {
+        lab.registered(&hub, &[S1])
+    });
+    lab.wait("LAN pings through the hub", Duration::from_secs(15), || {
+        lab.ping(&h2, HUB_LAN, 1) == 1
+    });
+    let switched = |lab: &Lab, ns: &str| {
+        let out = ctl_reload(lab, ns);
+        let stdout = text(&out.stdout);
+        assert!(
+            out.status.success()
+                && stdout.contains(
+                    "tunnel[0].protection  applied now; SAs negotiated or deleted as protection requires\n"
+                ),
+            "{stdout}{}",
+            text(&out.stderr)
+        );
+    };
+    let has_sa = |lab: &Lab, ns: &str, peer: &str| {
+        lab.ipsec_with(ns, peer)
+            .is_some_and(|sa| !sa.inbound.is_empty())
+    };
+
+    // Off, on both.
+    lab.write_config(&hub, &plain(1));
+    switched(&lab, &hub);
+    lab.write_config(&s1, &plain(2));
+    switched(&lab, &s1);
+    assert!(!has_sa(&lab, &hub, S1) && !has_sa(&lab, &s1, "172.16.0.1"));
+    lab.wait("LAN pings in plain GRE", Duration::from_secs(10), || {
+        lab.ping(&h2, HUB_LAN, 1) == 1
+    });
+    assert!(
+        !has_sa(&lab, &hub, S1),
+        "no SA: {:?}",
+        lab.ipsec_with(&hub, S1)
+    );
+
+    // On again, on the hub only: the spoke's plain GRE is refused.
+    lab.write_config(&hub, &protected(1));
+    switched(&lab, &hub);
+    assert_eq!(lab.ping(&h2, HUB_LAN, 3), 0, "plain GRE refused");
+    lab.wait(
+        "the hub logs GRE not protected by IPsec",
+        Duration::from_secs(15),
+        || {
+            lab.ping(&h2, HUB_LAN, 1);
+            lab.log(&hub).contains("RECVD_PKT_NOT_IPSEC")
+        },
+    );
+
+    // On the spoke too: an SA, and traffic again.
+    lab.write_config(&s1, &protected(2));
+    let t0 = unix_now();
+    switched(&lab, &s1);
+    lab.wait("LAN pings over IPsec", Duration::from_secs(15), || {
+        lab.ping(&h2, HUB_LAN, 1) == 1
+    });
+    println!(
+        "FIGURE protection on again by reload: LAN ping answered {:.2} s after the spoke's reload",
+        unix_now() - t0
+    );
+    assert!(has_sa(&lab, &hub, S1) && has_sa(&lab, &s1, "172.16.0.1"));
+    assert!(lab.registered(&hub, &[S1]));
+}
