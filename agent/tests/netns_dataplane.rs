@@ -242,7 +242,7 @@ impl Node {
                 })?;
                 Ok((rt, links))
             };
-            let (rt, links) = match setup() {
+            let (rt, mut links) = match setup() {
                 Ok(v) => v,
                 Err(e) => {
                     let _ = ready_tx.send(Err(e.to_string()));
@@ -256,7 +256,7 @@ impl Node {
             };
             rt.block_on(run_loop(
                 &mut router,
-                &links,
+                &mut links,
                 epoch,
                 Extras::default(),
                 stop,

@@ -341,15 +341,20 @@ impl Engine {
         &mut self.counters
     }
 
-    /// The tunnel MTU changed (a reload): larger inner packets are
-    /// fragmented or refused from now on.
-    pub fn set_mtu(&mut self, mtu: u16) {
-        self.cfg.mtu = mtu;
-    }
-
     /// Our NBMA address changed: outer packets leave from `nbma`.
     pub fn set_local_nbma(&mut self, nbma: Ipv4Addr) {
         self.cfg.local_nbma = nbma;
+    }
+
+    /// A reload changed the tunnel: the GRE key (outgoing packets carry
+    /// the new one, incoming ones are checked against it), whether plain
+    /// GRE is refused, the tunnel address, the MTU and the NBMA address.
+    pub fn set_tunnel(&mut self, cfg: &DataplaneConfig) {
+        self.cfg.mtu = cfg.mtu;
+        self.cfg.gre_key = cfg.gre_key;
+        self.cfg.require_protection = cfg.require_protection;
+        self.cfg.tunnel_addr = cfg.tunnel_addr;
+        self.cfg.local_nbma = cfg.local_nbma;
     }
 
     /// Defer ESP encryption to [`Engine::batches`] (see `defer_seal`).

@@ -27,6 +27,16 @@ pub enum Effect {
     NewNegotiations,
     /// At once, for the SAs already up as well (idle time, DPD).
     ExistingSas,
+    /// At once (a new tunnel source): when the address changes, SAs that
+    /// named the old one are deleted and the node registers with its NHSs
+    /// again.
+    Rekey,
+    /// At once: the node registers with its NHSs again (a new tunnel
+    /// address).
+    Reregister,
+    /// At once: IPsec turned on (plain GRE refused, SAs negotiated) or
+    /// off (SAs deleted, GRE sent plain).
+    ProtectionSwitched,
 }
 
 impl Effect {
@@ -37,6 +47,13 @@ impl Effect {
             Effect::NextRegistration => "from the next registration",
             Effect::NewNegotiations => "for new negotiations",
             Effect::ExistingSas => "applied now, to existing SAs too",
+            Effect::Rekey => {
+                "applied now; from a new address SAs are renegotiated and registrations sent again"
+            }
+            Effect::Reregister => "applied now; registrations sent again",
+            Effect::ProtectionSwitched => {
+                "applied now; SAs negotiated or deleted as protection requires"
+            }
         }
     }
 }
@@ -102,6 +119,13 @@ const IN_PLACE: &[(&str, Effect)] = &[
     ("tunnel.nhrp.max_send_interval", Effect::Now),
     ("tunnel.nhrp.max_cache_entries", Effect::Now),
     ("tunnel.nhrp.max_registrations_per_nbma", Effect::Now),
+    ("ipsec.manual_sa", Effect::Now),
+    ("tunnel.key", Effect::Now),
+    ("tunnel.nhrp.network_id", Effect::Now),
+    ("tunnel.source", Effect::Rekey),
+    ("tunnel.address", Effect::Reregister),
+    // From a profile to another: new negotiations (see `plan`).
+    ("tunnel.protection", Effect::ProtectionSwitched),
 ];
 
 /// Compares the running configuration with a new one: the changes to
@@ -116,7 +140,17 @@ pub fn plan(running: &Config, new: &Config) -> Result<Vec<Change>, ReloadError> 
     }
     let mut changes = Vec::new();
     let mut restart = Vec::new();
+    let protection = |c: &Config| c.tunnels.first().map(|t| t.protection.is_some());
+    let same_protection = protection(running) == protection(new);
     for key in keys {
+        if key == "tunnel[0].protection" && same_protection {
+            // Another profile: IPsec stays on, new SAs use it.
+            changes.push(Change {
+                key,
+                effect: Effect::NewNegotiations,
+            });
+            continue;
+        }
         match effect(&key) {
             Some(effect) => changes.push(Change { key, effect }),
             None => restart.push(key),
@@ -380,37 +414,123 @@ nbma = "203.0.113.10"
     fn what_needs_a_restart_is_named_and_refuses_everything() {
         let c = cfg(HUB);
         let moved = edit(HUB, "holdtime = 600", "holdtime = 300");
-        let moved = edit(&moved, "172.31.255.1/24", "172.31.255.254/24");
+        let moved = edit(
+            &moved,
+            "mode = \"gre-multipoint\"",
+            "mode = \"gre\"\ndestination = \"203.0.113.20\"",
+        );
         let r = plan(&c, &cfg(&moved));
         assert_eq!(
             r.clone().unwrap_err().to_string(),
-            "restart dmvpnd to change tunnel[0].address"
+            "restart dmvpnd to change tunnel[0].destination, tunnel[0].mode"
         );
-        assert_eq!(restart(r), ["tunnel[0].address"]);
+        assert_eq!(restart(r), ["tunnel[0].destination", "tunnel[0].mode"]);
         let mut new = c.clone();
-        new.tunnels[0].nhrp.as_mut().unwrap().network_id = 7;
-        new.tunnels[0].key = Some(42);
         new.node.role = dmvpn_config::types::Role::Spoke;
-        assert_eq!(
-            restart(plan(&c, &new)),
-            ["node.role", "tunnel[0].key", "tunnel[0].nhrp.network_id"]
-        );
+        new.control.socket = "/tmp/other.sock".into();
+        assert_eq!(restart(plan(&c, &new)), ["node.role"]);
         let mut new = c.clone();
         new.tunnels.push(c.tunnels[0].clone());
         assert_eq!(restart(plan(&c, &new)), ["tunnel"]);
         let mut new = c.clone();
         new.tunnels[0].protection = None;
         new.tunnels[0].source = dmvpn_config::types::TunnelSource::Interface("eth1".into());
-        assert_eq!(
-            restart(plan(&c, &new)),
-            ["tunnel[0].protection", "tunnel[0].source"]
-        );
+        new.tunnels[0].mtu = 1300;
+        new.tunnels[0].name = "Tunnel1".into();
+        assert!(plan(&c, &new).is_ok(), "all of these apply in place");
         let mut new = c.clone();
         new.tunnels[0].mode = dmvpn_config::types::TunnelMode::Gre;
         new.tunnels[0].destination = Some("203.0.113.20".parse().unwrap());
         assert_eq!(
             restart(plan(&c, &new)),
             ["tunnel[0].destination", "tunnel[0].mode"]
+        );
+    }
+
+    #[test]
+    fn gre_key_network_id_and_manual_sas_apply_now() {
+        let c = cfg(HUB);
+        let mut new = c.clone();
+        new.tunnels[0].nhrp.as_mut().unwrap().network_id = 7;
+        new.tunnels[0].key = Some(42);
+        assert_eq!(
+            keys(plan(&c, &new)),
+            [
+                ("tunnel[0].key".into(), Effect::Now),
+                ("tunnel[0].nhrp.network_id".into(), Effect::Now),
+            ]
+        );
+        let sa = |spi: u32| {
+            format!(
+                "[[ipsec.manual_sa]]\npeer = \"203.0.113.50\"\ntransforms = [\"esp-aes 128\", \"esp-sha-hmac\"]\n\
+                 [ipsec.manual_sa.inbound]\nspi = {spi}\nencryption_key = \"{k}\"\nauthentication_key = \"{a}\"\n\
+                 [ipsec.manual_sa.outbound]\nspi = {o}\nencryption_key = \"{k}\"\nauthentication_key = \"{a}\"\n",
+                o = spi + 1,
+                k = "11".repeat(16),
+                a = "aa".repeat(20)
+            )
+        };
+        let one = format!("{HUB}{}", sa(4096));
+        let other = format!("{HUB}{}", sa(8192));
+        assert_eq!(
+            keys(plan(&cfg(HUB), &cfg(&one))),
+            [("ipsec.manual_sa".into(), Effect::Now)]
+        );
+        assert_eq!(
+            keys(plan(&cfg(&one), &cfg(&other))),
+            [("ipsec.manual_sa[0]".into(), Effect::Now)]
+        );
+        assert_eq!(
+            keys(plan(&cfg(&one), &cfg(HUB))),
+            [("ipsec.manual_sa".into(), Effect::Now)]
+        );
+    }
+
+    #[test]
+    fn protection_switches_now_and_another_profile_applies_to_new_negotiations() {
+        let c = cfg(HUB);
+        let mut off = c.clone();
+        off.tunnels[0].protection = None;
+        assert_eq!(
+            keys(plan(&c, &off)),
+            [("tunnel[0].protection".into(), Effect::ProtectionSwitched)]
+        );
+        assert_eq!(
+            keys(plan(&off, &c)),
+            [("tunnel[0].protection".into(), Effect::ProtectionSwitched)]
+        );
+        let mut other = c.clone();
+        other.ipsec.profiles.push(c.ipsec.profiles[0].clone());
+        other.ipsec.profiles[1].name = "other".into();
+        other.tunnels[0].protection = Some("other".into());
+        assert_eq!(
+            keys(plan(&c, &other)),
+            [
+                ("ipsec.profile".into(), Effect::NewNegotiations),
+                ("tunnel[0].protection".into(), Effect::NewNegotiations)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_new_source_or_address_registers_again() {
+        let c = cfg(HUB);
+        let mut new = c.clone();
+        new.tunnels[0].source = dmvpn_config::types::TunnelSource::Interface("eth1".into());
+        assert_eq!(
+            keys(plan(&c, &new)),
+            [("tunnel[0].source".into(), Effect::Rekey)]
+        );
+        assert!(Effect::Rekey.describe().contains("SAs are renegotiated"));
+        let moved = edit(HUB, "172.31.255.1/24", "172.31.255.254/25");
+        assert_eq!(
+            keys(plan(&c, &cfg(&moved))),
+            [("tunnel[0].address".into(), Effect::Reregister)]
+        );
+        assert!(
+            Effect::Reregister
+                .describe()
+                .contains("registrations sent again")
         );
     }
 
@@ -491,7 +611,7 @@ nbma = "203.0.113.10"
         let mut new = c.clone();
         new.tunnels[0].mode = dmvpn_config::types::TunnelMode::Gre;
         new.tunnels[0].key = Some(9);
-        assert_eq!(restart(plan(&c, &new)), ["tunnel[0].key", "tunnel[0].mode"]);
+        assert_eq!(restart(plan(&c, &new)), ["tunnel[0].mode"]);
     }
 
     #[test]
@@ -544,7 +664,7 @@ nbma = "203.0.113.10"
         );
         assert_eq!(effect("log.keylog"), None);
         assert_eq!(effect("metricsx"), None);
-        assert_eq!(effect("ipsec.manual_sa"), None);
+        assert_eq!(effect("ipsec.manual_sa[1].inbound.spi"), Some(Effect::Now));
         assert_eq!(effect("ike.key[0].key"), Some(Effect::NewNegotiations));
     }
 }

@@ -239,7 +239,7 @@ impl Router {
         }
         let mapped = crate::control::config_map::map(new)?;
         self.node.reconfigure(now, mapped);
-        self.engine.set_mtu(self.node.config().mtu);
+        self.engine.set_tunnel(&self.node.config().dataplane);
         self.settle(now);
         Ok(ReloadSummary { changes })
     }

@@ -1484,11 +1484,15 @@ fn reload_applies_changes_in_place() {
     assert_eq!(negotiations_since(&sim, ike_before), 0);
 
     // A change that needs a restart: refused, nothing changes.
-    let moved = mapped.replace("192.168.1.1/24", "192.168.1.254/24");
+    assert!(mapped.contains("mode = \"gre-multipoint\"\n"));
+    let moved = mapped.replace(
+        "mode = \"gre-multipoint\"\n",
+        "mode = \"gre\"\ndestination = \"172.16.0.2\"\n",
+    );
     assert_eq!(
         reload(&mut sim, 0, &moved),
         Err(ReloadError::NeedsRestart {
-            keys: vec!["tunnel[0].address".into()]
+            keys: vec!["tunnel[0].destination".into(), "tunnel[0].mode".into()]
         })
     );
     let running = dmvpn_config::Config::from_str(&mapped, "sim.toml")
@@ -1629,4 +1633,286 @@ fn reload_changes_the_mtu_and_the_routes() {
     assert_eq!(sim.nodes[1].r.engine().config().mtu, 1300);
     assert_eq!(sim.nodes[1].r.node().config().mtu, 1300);
     assert_eq!(sa_ids(&sim, 1), sas, "no renegotiation");
+}
+
+/// A new GRE key applies at once: the hub, reloaded first, drops what
+/// the spoke still sends with the old key (counted); once the spoke has
+/// the new key as well, traffic flows again over the same SAs. The NHRP
+/// network id is local and changes in place too.
+#[test]
+fn reload_changes_the_gre_key_and_network_id_in_place() {
+    let mut sim = Sim::new(false, "modern");
+    sim.advance(Duration::from_secs(5));
+    assert!(registered(&sim));
+    let hub_t = Ipv4Addr::new(192, 168, 1, 1);
+    let before = sa_ids(&sim, 1);
+    let keyed = |t: &str| {
+        t.replace("key = 0\n", "key = 77\n")
+            .replace("network_id = 1", "network_id = 9")
+    };
+    let hub_text = config("hub", 1, false, "modern", &[1]);
+    let spoke_text = config("spoke", 2, false, "modern", &[1]);
+    assert_eq!(
+        reload(&mut sim, 0, &keyed(&hub_text)),
+        Ok(vec![
+            ("tunnel[0].key".into(), Effect::Now),
+            ("tunnel[0].nhrp.network_id".into(), Effect::Now),
+        ])
+    );
+    let drops = sim.nodes[0].r.stats().gre.total_drops();
+    let replies = sim.nodes[1].replies.len();
+    for seq in 0..5u16 {
+        sim.ping(1, hub_t, seq);
+        sim.advance(Duration::from_millis(200));
+    }
+    assert_eq!(sim.nodes[1].replies.len(), replies, "old key: dropped");
+    assert_eq!(
+        sim.nodes[0].r.stats().gre.total_drops(),
+        drops + 5,
+        "each counted"
+    );
+    assert_eq!(
+        reload(&mut sim, 1, &keyed(&spoke_text)).map(|v| v.len()),
+        Ok(2)
+    );
+    for seq in 10..15u16 {
+        sim.ping(1, hub_t, seq);
+        sim.advance(Duration::from_millis(200));
+    }
+    assert_eq!(sim.nodes[1].replies.len(), replies + 5, "new key: answered");
+    assert_eq!(sa_ids(&sim, 1), before, "the same SAs");
+    assert_eq!(
+        sim.nodes[0].r.node().config().origin.tunnels[0]
+            .nhrp
+            .as_ref()
+            .unwrap()
+            .network_id,
+        9
+    );
+}
+
+/// The NBMA address registered for tunnel address `t` on the hub.
+fn hub_nbma_of(sim: &Sim, t: Ipv4Addr) -> Option<IpAddr> {
+    sim.nodes[0]
+        .r
+        .node()
+        .show_nhrp(sim.now)
+        .iter()
+        .find(|e| e.prefix == IpAddr::V4(t))
+        .and_then(|e| e.nbma)
+}
+
+/// A spoke's tunnel source moved to another address by a reload: its
+/// SAs with the old address go, it negotiates and registers again from
+/// the new one at once, and traffic to the hub and the other spoke
+/// resumes; the other spoke's SA with the hub is untouched.
+#[test]
+fn reload_moves_the_tunnel_source() {
+    let mut sim = Sim::new(false, "modern");
+    sim.advance(Duration::from_secs(5));
+    assert!(registered(&sim));
+    let other_before = sa_ids(&sim, 2);
+    let new_nbma = Ipv4Addr::new(172, 16, 0, 22);
+    let moved = config("spoke", 2, false, "modern", &[1])
+        .replace("source = \"172.16.0.2\"", "source = \"172.16.0.22\"");
+    assert_eq!(
+        reload(&mut sim, 1, &moved),
+        Ok(vec![("tunnel[0].source".into(), Effect::Rekey)])
+    );
+    assert_eq!(sim.nodes[1].r.node().config().nbma, new_nbma);
+    // The host now answers on the new address only.
+    sim.nodes[1].nbma = new_nbma;
+    sim.advance(Duration::from_secs(10));
+    assert_eq!(hub_nbma_of(&sim, T1), Some(IpAddr::V4(new_nbma)));
+    assert!(sim.nodes[0].r.node().has_sa(new_nbma));
+    assert!(sim.nodes[1].r.node().has_sa(HUB));
+    let hub_t = Ipv4Addr::new(192, 168, 1, 1);
+    let replies = sim.nodes[1].replies.len();
+    for seq in 0..10u16 {
+        sim.ping(1, hub_t, seq);
+        sim.ping(1, T2, seq + 100);
+        sim.advance(Duration::from_millis(200));
+    }
+    assert_eq!(
+        sim.nodes[1].replies.len(),
+        replies + 20,
+        "every echo answered"
+    );
+    let spoke2 = sa_ids(&sim, 2);
+    assert!(
+        other_before
+            .0
+            .iter()
+            .filter(|(p, ..)| *p == IpAddr::V4(HUB))
+            .all(|sa| spoke2.0.contains(sa)),
+        "spoke 2's SA with the hub kept"
+    );
+}
+
+/// Tunnel protection switched off and on again by reloads. Off (hub
+/// first, then the spokes): every SA is deleted and traffic, NHRP
+/// included, flows as plain GRE. On again on the hub only: the plain GRE
+/// the spokes still send is dropped and counted; once the spokes are
+/// protected too, they negotiate SAs with the hub at once and traffic
+/// flows over ESP again.
+#[test]
+fn reload_switches_tunnel_protection() {
+    let mut sim = Sim::new(false, "modern");
+    sim.advance(Duration::from_secs(5));
+    assert!(registered(&sim));
+    let hub_t = Ipv4Addr::new(192, 168, 1, 1);
+    // Without IPsec a hub takes NHRP from the NBMA prefixes allowed only.
+    let texts: Vec<String> = [("hub", 1), ("spoke", 2), ("spoke", 3)]
+        .iter()
+        .map(|(r, n)| {
+            config(r, *n, false, "modern", &[1]).replace(
+                "network_id = 1\n",
+                "network_id = 1\nallowed_nbma = [\"172.16.0.0/24\"]\n",
+            )
+        })
+        .collect();
+    let plain = |t: &str| {
+        assert!(t.contains("protection = \"cisco\"\n"));
+        t.replace("protection = \"cisco\"\n", "")
+    };
+    for (i, t) in texts.iter().enumerate() {
+        assert_eq!(
+            reload(&mut sim, i, &plain(t)),
+            Ok(vec![
+                ("tunnel[0].nhrp.allowed_nbma".into(), Effect::Now),
+                ("tunnel[0].protection".into(), Effect::ProtectionSwitched)
+            ])
+        );
+    }
+    sim.advance(Duration::from_secs(1));
+    for i in 0..3 {
+        assert!(
+            sim.nodes[i].r.stats().sas.is_empty(),
+            "node {i}: every SA deleted"
+        );
+    }
+    let esp = sim.esp_seen.len();
+    let replies = sim.nodes[1].replies.len();
+    for seq in 0..10u16 {
+        sim.ping(1, hub_t, seq);
+        sim.ping(1, T2, seq + 100);
+        sim.advance(Duration::from_millis(200));
+    }
+    assert_eq!(sim.nodes[1].replies.len(), replies + 20, "plain GRE flows");
+    assert_eq!(sim.esp_seen.len(), esp, "no ESP");
+    sim.advance(Duration::from_secs(300));
+    assert!(registered(&sim), "registrations refreshed in plain GRE");
+
+    // On again, on the hub first: the spokes' plain GRE is refused.
+    assert_eq!(
+        reload(&mut sim, 0, &texts[0]),
+        Ok(vec![(
+            "tunnel[0].protection".into(),
+            Effect::ProtectionSwitched
+        )])
+    );
+    let refused = sim.nodes[0].r.stats().counters.unprotected;
+    let replies = sim.nodes[1].replies.len();
+    for seq in 20..25u16 {
+        sim.ping(1, hub_t, seq);
+        sim.advance(Duration::from_millis(200));
+    }
+    assert_eq!(sim.nodes[1].replies.len(), replies, "nothing answered");
+    assert!(
+        sim.nodes[0].r.stats().counters.unprotected >= refused + 5,
+        "each plain packet counted"
+    );
+    for (i, t) in texts.iter().enumerate().skip(1) {
+        assert_eq!(
+            reload(&mut sim, i, t),
+            Ok(vec![(
+                "tunnel[0].protection".into(),
+                Effect::ProtectionSwitched
+            )])
+        );
+    }
+    sim.advance(Duration::from_secs(2));
+    for n in [S1, S2] {
+        assert!(sim.nodes[0].r.node().has_sa(n), "hub's SA with {n}");
+    }
+    let esp = sim.esp_seen.len();
+    let replies = sim.nodes[1].replies.len();
+    for seq in 30..40u16 {
+        sim.ping(1, hub_t, seq);
+        sim.ping(1, T2, seq + 100);
+        sim.advance(Duration::from_millis(200));
+    }
+    assert_eq!(sim.nodes[1].replies.len(), replies + 20, "ESP flows");
+    assert!(sim.esp_seen.len() >= esp + 40);
+    assert!(registered(&sim));
+}
+
+/// A spoke's tunnel address changed by a reload: it registers the new
+/// address with the hub at once, over the SA it has (nothing is
+/// renegotiated), the hub and the other spoke reach it there, and the
+/// old address's registration lapses with its holding time.
+#[test]
+fn reload_changes_a_spokes_tunnel_address() {
+    let mut sim = Sim::new(false, "modern");
+    sim.advance(Duration::from_secs(5));
+    assert!(registered(&sim));
+    let before = sa_ids(&sim, 1);
+    let new_t = Ipv4Addr::new(192, 168, 1, 12);
+    let text = config("spoke", 2, false, "modern", &[1]).replace(
+        "address = \"192.168.1.2/24\"",
+        "address = \"192.168.1.12/24\"",
+    );
+    assert_eq!(
+        reload(&mut sim, 1, &text),
+        Ok(vec![("tunnel[0].address".into(), Effect::Reregister)])
+    );
+    sim.nodes[1].tunnel = new_t;
+    assert_eq!(
+        hub_nbma_of(&sim, new_t),
+        Some(IpAddr::V4(S1)),
+        "registered at once"
+    );
+    assert_eq!(sim.nodes[1].r.node().config().tunnel_addr, new_t);
+    let own: Vec<IpAddr> = sim.nodes[1]
+        .r
+        .node()
+        .show_nhrp(sim.now)
+        .iter()
+        .map(|e| e.prefix)
+        .collect();
+    assert!(
+        !own.contains(&IpAddr::V4(T1)),
+        "the old address is not ours: {own:?}"
+    );
+    let hub_t = Ipv4Addr::new(192, 168, 1, 1);
+    let replies = sim.nodes[1].replies.len();
+    let replies2 = sim.nodes[2].replies.len();
+    for seq in 0..10u16 {
+        sim.ping(1, hub_t, seq);
+        sim.ping(2, new_t, seq + 100);
+        sim.advance(Duration::from_millis(200));
+    }
+    assert_eq!(sim.nodes[1].replies.len(), replies + 10, "the hub answers");
+    assert_eq!(
+        sim.nodes[2].replies.len(),
+        replies2 + 10,
+        "spoke 2 reaches the new address"
+    );
+    let after = sa_ids(&sim, 1);
+    assert!(
+        before
+            .0
+            .iter()
+            .filter(|(p, ..)| *p == IpAddr::V4(HUB))
+            .all(|sa| after.0.contains(sa)),
+        "the SA with the hub kept"
+    );
+    assert_eq!(
+        hub_nbma_of(&sim, T1),
+        Some(IpAddr::V4(S1)),
+        "until it lapses"
+    );
+    sim.advance(Duration::from_secs(610));
+    assert_eq!(hub_nbma_of(&sim, T1), None, "the old registration lapsed");
+    assert_eq!(hub_nbma_of(&sim, new_t), Some(IpAddr::V4(S1)), "refreshed");
 }

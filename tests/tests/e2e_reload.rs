@@ -13,7 +13,7 @@
 //! - `dmvpnctl reload` of a broken file: exit status 1 with the
 //!   `FILE:LINE:COL` error; the daemon keeps running on the old
 //!   configuration;
-//! - `dmvpnctl reload` of a file with a new tunnel address: refused,
+//! - `dmvpnctl reload` of a file with another control socket: refused,
 //!   naming the key;
 //! - SIGHUP after the mapping was replaced by another: the new one shows,
 //!   the old one is gone;
@@ -267,18 +267,21 @@ fn e2e_reload_keeps_sas_and_traffic() {
 
     echoes_after(&lab, &pingers, unix_now(), "traffic after the broken file");
 
-    // 3. A change that needs a restart: refused, naming the key.
+    // 3. A change that needs a restart (a point-to-point tunnel instead of
+    //    a multipoint one): refused, naming the keys.
+    let path = lab.config_path(&hub);
+    lab.write_config(&hub, &hub_with_map("192.168.1.99", "172.16.0.99"));
     let moved = edit(
-        &hub_with_map("192.168.1.99", "172.16.0.99"),
-        "192.168.1.1/24",
-        "192.168.1.254/24",
+        &std::fs::read_to_string(&path).expect("read config"),
+        "mode = \"gre-multipoint\"",
+        "mode = \"gre\"\ndestination = \"172.16.0.2\"",
     );
-    lab.write_config(&hub, &moved);
+    std::fs::write(&path, moved).expect("write config");
     let out = ctl_reload(&lab, &hub);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("restart dmvpnd to change tunnel[0].address"),
+        stderr.contains("restart dmvpnd to change tunnel[0].destination, tunnel[0].mode"),
         "{stderr}"
     );
     assert!(lab.alive(&hub));
@@ -782,4 +785,384 @@ fn e2e_reload_daemon_side_keys() {
         unix_now() - t_rename
     );
     assert_eq!(crypto(&lab, &s1), sas, "no SA renegotiated by the rename");
+}
+
+/// A spoke's tunnel source moved by a reload: refused while the new
+/// address is not the host's; once it is added to the NBMA interface,
+/// `dmvpnctl reload` applies it;
+/// dmvpnd binds IKE to the new address, re-keys and registers from it,
+/// and LAN traffic to the hub resumes (the time from the reload to the
+/// first answered echo is printed). The old address is then removed:
+/// nothing depends on it any more.
+#[test]
+fn e2e_reload_moves_the_tunnel_source() {
+    const MOVED: &str = "172.16.0.22";
+    let mut lab = Lab::new("rs");
+    let hub = lab.node("hub", 1);
+    let s1 = lab.node("s1", 2);
+    let _h1 = lab.lan_host(&hub, 1);
+    let h2 = lab.lan_host(&s1, 2);
+    lab.start(&hub, &config(1));
+    lab.start(&s1, &config(2));
+    hub_lan_routes(&lab, &hub);
+    lab.wait("the spoke registered", Duration::from_secs(30), || {
+        lab.registered(&hub, &[S1])
+    });
+    lab.wait("LAN pings through the hub", Duration::from_secs(15), || {
+        lab.ping(&h2, HUB_LAN, 1) == 1
+    });
+    let pinger = lab.pinger(&h2, HUB_LAN);
+    lab.wait("the pinger answered", Duration::from_secs(5), || {
+        pinger.answered_after(pinger.started) > 0
+    });
+    let moved = edit(
+        &config(2),
+        &format!("source = \"{S1}\""),
+        &format!("source = \"{MOVED}\""),
+    );
+    // Not yet an address of the spoke: refused.
+    lab.write_config(&s1, &moved);
+    let out = ctl_reload(&lab, &s1);
+    let stderr = text(&out.stderr);
+    assert!(
+        out.status.code() == Some(1)
+            && stderr.contains(&format!("source {MOVED} is not an address of this host")),
+        "{stderr}"
+    );
+    // The old (primary) address is removed later: the new one, a
+    // secondary in the same subnet, must survive that.
+    ok(&[
+        "ip",
+        "netns",
+        "exec",
+        &s1,
+        "sysctl",
+        "-qw",
+        "net.ipv4.conf.nbma0.promote_secondaries=1",
+    ]);
+    ok(&[
+        "ip",
+        "-n",
+        &s1,
+        "addr",
+        "add",
+        &format!("{MOVED}/24"),
+        "dev",
+        "nbma0",
+    ]);
+    let t0 = unix_now();
+    let out = ctl_reload(&lab, &s1);
+    let stdout = text(&out.stdout);
+    assert!(
+        out.status.success()
+            && stdout.contains(
+                "tunnel[0].source  applied now; from a new address SAs are renegotiated and registrations sent again\n"
+            ),
+        "{stdout}{}",
+        text(&out.stderr)
+    );
+    lab.wait(
+        "the hub lists the spoke at its new NBMA address",
+        Duration::from_secs(15),
+        || lab.registered(&hub, &[MOVED]),
+    );
+    lab.wait(
+        "echoes answered after the reload",
+        Duration::from_secs(10),
+        || pinger.answered_after(t0) > 0,
+    );
+    let registered_after = unix_now() - t0;
+    // IKE now listens on the new address.
+    let udp = sh(&["ip", "netns", "exec", &s1, "ss", "-Hunl"]);
+    let udp = text(&udp.stdout);
+    assert!(
+        udp.contains(&format!("{MOVED}:500")) && !udp.contains(&format!("{S1}:500")),
+        "{udp}"
+    );
+    assert!(lab.peer_up(&hub, MOVED), "{:?}", lab.dmvpn_peers(&hub));
+    // The old address gone: traffic goes on from the new one.
+    ok(&[
+        "ip",
+        "-n",
+        &s1,
+        "addr",
+        "del",
+        &format!("{S1}/24"),
+        "dev",
+        "nbma0",
+    ]);
+    let t1 = unix_now();
+    lab.wait(
+        "echoes after the old address went",
+        Duration::from_secs(10),
+        || pinger.answered_after(t1) >= 5,
+    );
+    let t_end = unix_now();
+    let echoes = pinger.stop();
+    // The pinger sends every 0.2 s: a longer gap after the reload is
+    // the interruption.
+    let gap = longest_gap(&echoes, t0, t_end);
+    println!(
+        "FIGURE tunnel source moved by reload: longest LAN traffic gap {:.2} s (from {:+.2} s to {:+.2} s around the reload); the hub listed the new address {registered_after:.2} s after it",
+        gap.secs(),
+        gap.from - t0,
+        gap.to - t0
+    );
+    assert!(gap.secs() < 5.0, "{gap:?}");
+    assert!(lab.alive(&s1), "the spoke was not restarted");
+    assert!(
+        !lab.registered(&hub, &[S1]),
+        "the old mapping is gone from the hub"
+    );
+    assert!(
+        lab.log(&s1)
+            .contains(&format!("NBMA address changed from {S1} to {MOVED}")),
+        "{}",
+        lab.log(&s1)
+    );
+
+    // The source becomes the interface itself (its address is the one in
+    // use: nothing moves); the interface is followed from then on: when
+    // its address moves again, the spoke negotiates from the new one.
+    // (Registering the address again from there waits for the hub to
+    // find the old NBMA address dead, as e2e_source shows.)
+    const THEN: &str = "172.16.0.23";
+    lab.write_config(
+        &s1,
+        &edit(
+            &config(2),
+            &format!("source = \"{S1}\""),
+            "source = \"nbma0\"",
+        ),
+    );
+    let out = ctl_reload(&lab, &s1);
+    let stdout = text(&out.stdout);
+    assert!(
+        out.status.success()
+            && stdout.lines().any(|l| {
+                l.trim_start().starts_with("tunnel[0].source ") && l.contains("applied now;")
+            }),
+        "{stdout}{}",
+        text(&out.stderr)
+    );
+    let udp = text(&sh(&["ip", "netns", "exec", &s1, "ss", "-Hunl"]).stdout);
+    assert!(udp.contains("0.0.0.0:500"), "bound to any address: {udp}");
+    for (args, what) in [(["add", THEN], "added"), (["del", MOVED], "removed")] {
+        let out = sh(&[
+            "ip",
+            "-n",
+            &s1,
+            "addr",
+            args[0],
+            &format!("{}/24", args[1]),
+            "dev",
+            "nbma0",
+        ]);
+        assert!(
+            out.status.success(),
+            "address {what}: {}",
+            text(&out.stderr)
+        );
+    }
+    let t2 = unix_now();
+    lab.wait(
+        "an SA with the spoke at the interface's new address",
+        Duration::from_secs(10),
+        || {
+            lab.ipsec_with(&hub, THEN)
+                .is_some_and(|sa| !sa.inbound.is_empty())
+        },
+    );
+    println!(
+        "FIGURE interface source followed after a reload: SA from the new address {:.2} s after it moved",
+        unix_now() - t2
+    );
+    assert!(
+        lab.log(&s1)
+            .contains(&format!("NBMA address changed from {MOVED} to {THEN}")),
+        "{}",
+        lab.log(&s1)
+    );
+}
+
+/// A spoke's tunnel address changed by a reload: dmvpnd moves the TUN
+/// device to the new address (the old one goes), registers it with the
+/// hub at once over the SA it has, and the hub reaches the spoke at its
+/// new address; the spoke's LAN traffic to the hub goes on (the longest
+/// gap is printed).
+#[test]
+fn e2e_reload_changes_the_tunnel_address() {
+    const NEW: &str = "192.168.1.12";
+    let mut lab = Lab::new("ra");
+    let hub = lab.node("hub", 1);
+    let s1 = lab.node("s1", 2);
+    let _h1 = lab.lan_host(&hub, 1);
+    let h2 = lab.lan_host(&s1, 2);
+    lab.start(&hub, &config(1));
+    lab.start(&s1, &config(2));
+    hub_lan_routes(&lab, &hub);
+    lab.wait("the spoke registered", Duration::from_secs(30), || {
+        lab.registered(&hub, &[S1])
+    });
+    lab.wait("LAN pings through the hub", Duration::from_secs(15), || {
+        lab.ping(&h2, HUB_LAN, 1) == 1
+    });
+    let pinger = lab.pinger(&h2, HUB_LAN);
+    lab.wait("the pinger answered", Duration::from_secs(5), || {
+        pinger.answered_after(pinger.started) > 0
+    });
+    let before = crypto(&lab, &s1);
+    lab.write_config(
+        &s1,
+        &edit(
+            &config(2),
+            "address = \"192.168.1.2/24\"",
+            &format!("address = \"{NEW}/24\""),
+        ),
+    );
+    let t0 = unix_now();
+    let out = ctl_reload(&lab, &s1);
+    let stdout = text(&out.stdout);
+    assert!(
+        out.status.success()
+            && stdout.contains("tunnel[0].address  applied now; registrations sent again\n"),
+        "{stdout}{}",
+        text(&out.stderr)
+    );
+    let hub_has = |lab: &Lab, t: &str| match lab.ctl(&hub, Request::ShowNhrp) {
+        Reply::Nhrp(v) => v.iter().any(|e| {
+            e.prefix == t.parse::<IpAddr>().unwrap() && e.nbma == Some(S1.parse().unwrap())
+        }),
+        r => panic!("unexpected reply {r:?}"),
+    };
+    lab.wait(
+        "the hub has the new address registered",
+        Duration::from_secs(5),
+        || hub_has(&lab, NEW),
+    );
+    let registered_after = unix_now() - t0;
+    let tun = || {
+        let out = sh(&[
+            "ip", "-n", &s1, "-4", "-o", "addr", "show", "dev", "Tunnel0",
+        ]);
+        text(&out.stdout)
+    };
+    lab.wait(
+        "Tunnel0 moved to the new address",
+        Duration::from_secs(5),
+        || {
+            let t = tun();
+            t.contains(&format!("inet {NEW}/24")) && !t.contains("inet 192.168.1.2/")
+        },
+    );
+    lab.wait(
+        "the hub reaches the new address",
+        Duration::from_secs(10),
+        || lab.ping(&hub, NEW, 1) == 1,
+    );
+    let t1 = unix_now();
+    lab.wait("LAN traffic goes on", Duration::from_secs(10), || {
+        pinger.answered_after(t1) >= 5
+    });
+    let t_end = unix_now();
+    let echoes = pinger.stop();
+    let gap = longest_gap(&echoes, t0, t_end);
+    println!(
+        "FIGURE tunnel address changed by reload: the hub had the new address {registered_after:.3} s after the reload; longest LAN traffic gap {:.2} s",
+        gap.secs()
+    );
+    assert!(gap.secs() < 2.0, "{gap:?}");
+    assert_eq!(crypto(&lab, &s1), before, "no SA renegotiated");
+    assert!(lab.alive(&s1), "the spoke was not restarted");
+}
+
+/// Tunnel protection switched off and on by reloads, hub and spoke. Off:
+/// the SAs are deleted and LAN traffic flows as plain GRE. On again on
+/// the hub only: the spoke's plain GRE is refused (and logged as not
+/// protected by IPsec); on the spoke too: an SA is negotiated and
+/// traffic flows again (the time from that reload to the first answered
+/// ping is printed).
+#[test]
+fn e2e_reload_switches_protection() {
+    let mut lab = Lab::new("rp");
+    let hub = lab.node("hub", 1);
+    let s1 = lab.node("s1", 2);
+    let _h1 = lab.lan_host(&hub, 1);
+    let h2 = lab.lan_host(&s1, 2);
+    // Without IPsec a hub takes NHRP only from the NBMA prefixes allowed.
+    let protected = |n: u8| {
+        edit(
+            &config(n),
+            "network_id = 1\n",
+            "network_id = 1\nallowed_nbma = [\"172.16.0.0/24\"]\n",
+        )
+    };
+    let plain = |n: u8| edit(&protected(n), "protection = \"cisco\"\n", "");
+    lab.start(&hub, &protected(1));
+    lab.start(&s1, &protected(2));
+    hub_lan_routes(&lab, &hub);
+    lab.wait("the spoke registered", Duration::from_secs(30), || {
+        lab.registered(&hub, &[S1])
+    });
+    lab.wait("LAN pings through the hub", Duration::from_secs(15), || {
+        lab.ping(&h2, HUB_LAN, 1) == 1
+    });
+    let switched = |lab: &Lab, ns: &str| {
+        let out = ctl_reload(lab, ns);
+        let stdout = text(&out.stdout);
+        assert!(
+            out.status.success()
+                && stdout.contains(
+                    "tunnel[0].protection  applied now; SAs negotiated or deleted as protection requires\n"
+                ),
+            "{stdout}{}",
+            text(&out.stderr)
+        );
+    };
+    let has_sa = |lab: &Lab, ns: &str, peer: &str| {
+        lab.ipsec_with(ns, peer)
+            .is_some_and(|sa| !sa.inbound.is_empty())
+    };
+
+    // Off, on both.
+    lab.write_config(&hub, &plain(1));
+    switched(&lab, &hub);
+    lab.write_config(&s1, &plain(2));
+    switched(&lab, &s1);
+    assert!(!has_sa(&lab, &hub, S1) && !has_sa(&lab, &s1, "172.16.0.1"));
+    lab.wait("LAN pings in plain GRE", Duration::from_secs(10), || {
+        lab.ping(&h2, HUB_LAN, 1) == 1
+    });
+    assert!(
+        !has_sa(&lab, &hub, S1),
+        "no SA: {:?}",
+        lab.ipsec_with(&hub, S1)
+    );
+
+    // On again, on the hub only: the spoke's plain GRE is refused.
+    lab.write_config(&hub, &protected(1));
+    switched(&lab, &hub);
+    assert_eq!(lab.ping(&h2, HUB_LAN, 3), 0, "plain GRE refused");
+    lab.wait(
+        "the hub logs GRE not protected by IPsec",
+        Duration::from_secs(15),
+        || {
+            lab.ping(&h2, HUB_LAN, 1);
+            lab.log(&hub).contains("RECVD_PKT_NOT_IPSEC")
+        },
+    );
+
+    // On the spoke too: an SA, and traffic again.
+    lab.write_config(&s1, &protected(2));
+    let t0 = unix_now();
+    switched(&lab, &s1);
+    lab.wait("LAN pings over IPsec", Duration::from_secs(15), || {
+        lab.ping(&h2, HUB_LAN, 1) == 1
+    });
+    println!(
+        "FIGURE protection on again by reload: LAN ping answered {:.2} s after the spoke's reload",
+        unix_now() - t0
+    );
+    assert!(has_sa(&lab, &hub, S1) && has_sa(&lab, &s1, "172.16.0.1"));
+    assert!(lab.registered(&hub, &[S1]));
 }

@@ -11,7 +11,7 @@ use std::cell::Cell;
 use std::fs::File;
 use std::future::Future;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
 use crate::runtime::control_socket::ControlRequest;
@@ -28,6 +28,7 @@ use tracing::{info, warn};
 use super::kernel::{Done, Kernel};
 use super::logging::Logging;
 use super::reload::Outside;
+use super::source::{Source, SourceWatch};
 use crate::runtime::direct;
 use crate::runtime::rtnl::Watch;
 use crate::runtime::sockets::{DatagramSocket, RecvBatch, SendBatch};
@@ -60,6 +61,12 @@ pub struct Links {
     pub udp4500: DatagramSocket,
     /// The NBMA address: the local address of datagrams received on UDP.
     nbma: Cell<Ipv4Addr>,
+    /// The address UDP 500/4500 are bound to (`0.0.0.0`: any).
+    bind: Ipv4Addr,
+    udp_offload: bool,
+    /// UDP 500/4500 bound to the address before a [`Links::rebind`], kept
+    /// until what was queued from that address (IKE deletes) is sent.
+    retired: Option<(Ipv4Addr, DatagramSocket, DatagramSocket)>,
 }
 
 impl Links {
@@ -83,7 +90,30 @@ impl Links {
             udp500: DatagramSocket::udp(SocketAddrV4::new(bind, IKE_PORT))?,
             tun,
             nbma: Cell::new(nbma),
+            bind,
+            udp_offload,
+            retired: None,
         })
+    }
+
+    /// Binds UDP 500/4500 to `bind` instead (a reload moved the tunnel
+    /// source). The new sockets are open before the old ones go; if they
+    /// cannot be, the old ones stay. The old ones still send what is
+    /// queued from their address until [`Links::retire`].
+    pub fn rebind(&mut self, bind: Ipv4Addr) -> io::Result<()> {
+        let udp4500 =
+            DatagramSocket::udp_with(SocketAddrV4::new(bind, NATT_PORT), self.udp_offload)?;
+        let udp500 = DatagramSocket::udp(SocketAddrV4::new(bind, IKE_PORT))?;
+        let old500 = std::mem::replace(&mut self.udp500, udp500);
+        let old4500 = std::mem::replace(&mut self.udp4500, udp4500);
+        self.retired = Some((self.bind, old500, old4500));
+        self.bind = bind;
+        Ok(())
+    }
+
+    /// Closes the sockets a [`Links::rebind`] replaced.
+    pub fn retire(&mut self) {
+        self.retired = None;
     }
 }
 
@@ -125,7 +155,7 @@ pub struct Extras<'a> {
 /// TUN device ends the loop with an error.
 pub async fn run_loop(
     router: &mut Router,
-    links: &Links,
+    links: &mut Links,
     epoch: std::time::Instant,
     mut extras: Extras<'_>,
     shutdown: impl Future<Output = ()>,
@@ -184,6 +214,11 @@ pub async fn run_loop(
     // What is queued at start (manual SAs' key-log lines, first messages).
     out.flush(router, links, now()).await;
     queue_kernel_routes(router, kernel.as_mut());
+    // The TUN device's address, changed by a reload.
+    let mut tun_addr = {
+        let c = router.node().config();
+        (c.tunnel_addr, c.tunnel_prefix_len)
+    };
     let mut sd = extras.systemd.take();
     let mut reload = extras.reload.take();
     if let Some(sd) = sd.as_mut() {
@@ -267,6 +302,8 @@ pub async fn run_loop(
                         router.handle_local_nbma(now(), a);
                     }
                 }
+                Done::Readdressed((a, l), Ok(())) => info!(target: "dmvpn::ctl", "{}: address {a}/{l}", links.tun.name()),
+                Done::Readdressed((a, l), Err(e)) => warn!(target: "dmvpn::ctl", "cannot give {} address {a}/{l}: {e}", links.tun.name()),
                 Done::Route(r, Err(e)) => warn!(target: "dmvpn::nhrp", "cannot {r} through {} (proto {}): {e}", links.tun.name(), crate::runtime::rtnl::ROUTE_PROTOCOL),
                 Done::Route(_, Ok(())) => {}
             },
@@ -283,6 +320,11 @@ pub async fn run_loop(
                             let outside = Outside { tun: &links.tun, keylog: &mut out.keylog, log, listeners: extras.listeners.as_deref_mut() };
                             let resp = r.apply(router, outside, now());
                             after_reload(links, &mut tun_rx, kernel.as_mut());
+                            follow_reloaded_source(router, links, &mut source, &mut addr_watch, &mut kernel);
+                            follow_reloaded_address(router, links, &mut tun_addr, &mut kernel);
+                            // IKE deletes from the old source leave by the old sockets.
+                            out.flush(router, links, now()).await;
+                            links.retire();
                             resp
                         }
                         None => Response::error("this dmvpnd has no configuration file to reload"),
@@ -302,6 +344,10 @@ pub async fn run_loop(
                     let outside = Outside { tun: &links.tun, keylog: &mut out.keylog, log: extras.log.as_deref_mut(), listeners: extras.listeners.as_deref_mut() };
                     r.apply(router, outside, now());
                     after_reload(links, &mut tun_rx, kernel.as_mut());
+                    follow_reloaded_source(router, links, &mut source, &mut addr_watch, &mut kernel);
+                    follow_reloaded_address(router, links, &mut tun_addr, &mut kernel);
+                    out.flush(router, links, now()).await;
+                    links.retire();
                 }
             },
             _ = tokio::time::sleep(sleep_for) => {
@@ -359,6 +405,86 @@ fn after_reload(links: &Links, tun_rx: &mut TunReader, kernel: Option<&mut Kerne
 fn follow_source(kernel: Option<&mut Kernel>, source: Option<&super::source::SourceWatch>) {
     if let (Some(k), Some(s)) = (kernel, source) {
         k.read_source(&s.source);
+    }
+}
+
+/// After a reload, makes the links follow the tunnel source the router
+/// now has: a new address gets UDP 500/4500 bound to it (when they were
+/// bound to the old one), a new interface is followed as at start, its
+/// address going to the router once the kernel worker has read it.
+fn follow_reloaded_source(
+    router: &Router,
+    links: &mut Links,
+    source: &mut Option<SourceWatch>,
+    addr_watch: &mut Option<Watch>,
+    kernel: &mut Option<Kernel>,
+) {
+    let cfg = router.node().config();
+    let wanted = match Source::of(cfg) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(target: "dmvpn::ctl", "{e}: the tunnel source is not followed");
+            return;
+        }
+    };
+    let running = source
+        .as_ref()
+        .map_or(Source::Address(links.nbma.get()), |s| s.source.clone());
+    if wanted == running {
+        return;
+    }
+    let bind = match &wanted {
+        Source::Address(a) => *a,
+        Source::Interface { .. } => Ipv4Addr::UNSPECIFIED,
+    };
+    if !links.bind.is_unspecified() && links.bind != bind {
+        match links.rebind(bind) {
+            Ok(()) => {
+                info!(target: "dmvpn::ctl", "UDP {IKE_PORT} and {NATT_PORT} now bound to {bind}")
+            }
+            Err(e) => {
+                warn!(target: "dmvpn::ctl", "{e}: UDP {IKE_PORT} and {NATT_PORT} stay bound to {}", links.bind)
+            }
+        }
+    }
+    match wanted {
+        Source::Address(a) => {
+            links.nbma.set(a);
+            *source = None;
+        }
+        Source::Interface { .. } => {
+            info!(target: "dmvpn::ctl", "following tunnel source {wanted:?}");
+            *source = Some(SourceWatch::new(wanted));
+            if addr_watch.is_none() {
+                *addr_watch = Watch::addresses().ok();
+            }
+            if kernel.is_none() {
+                *kernel = Kernel::start(&links.tun.name()).ok();
+            }
+            follow_source(kernel.as_mut(), source.as_ref());
+        }
+    }
+}
+
+/// After a reload, gives the TUN device the tunnel address the router
+/// now has (through the kernel worker).
+fn follow_reloaded_address(
+    router: &Router,
+    links: &Links,
+    tun_addr: &mut (Ipv4Addr, u8),
+    kernel: &mut Option<Kernel>,
+) {
+    let c = router.node().config();
+    let wanted = (c.tunnel_addr, c.tunnel_prefix_len);
+    if wanted == *tun_addr {
+        return;
+    }
+    if kernel.is_none() {
+        *kernel = Kernel::start(&links.tun.name()).ok();
+    }
+    if let Some(k) = kernel.as_mut() {
+        k.readdress(*tun_addr, wanted);
+        *tun_addr = wanted;
     }
 }
 
@@ -522,10 +648,14 @@ async fn send_ike(links: &Links, t: &dmvpn_ike::Transmit, throttle: &mut Throttl
     let SocketAddr::V4(dst) = t.remote else {
         return;
     };
+    let (udp500, udp4500) = match &links.retired {
+        Some((a, u500, u4500)) if t.local.ip() == IpAddr::V4(*a) => (u500, u4500),
+        _ => (&links.udp500, &links.udp4500),
+    };
     let sock = if t.local.port() == NATT_PORT {
-        &links.udp4500
+        udp4500
     } else {
-        &links.udp500
+        udp500
     };
     if let Err(e) = sock.send_to(&t.payload, dst).await
         && let Some(held) = throttle.allow(now)

@@ -38,6 +38,11 @@ enum Job {
     Route(KernelRoute),
     /// The tunnel interface has a new name.
     Renamed(String),
+    /// Give the tunnel interface address `new` instead of `old`.
+    Readdress {
+        old: (Ipv4Addr, u8),
+        new: (Ipv4Addr, u8),
+    },
 }
 
 /// A job's result, for the loop.
@@ -53,6 +58,8 @@ pub enum Done {
     Source(Reading),
     /// A route installed or removed, or why not.
     Route(KernelRoute, io::Result<()>),
+    /// The tunnel interface's address changed to this one, or why not.
+    Readdressed((Ipv4Addr, u8), io::Result<()>),
 }
 
 /// One read kind's state: at most one queued or running, and whether
@@ -158,6 +165,12 @@ impl Kernel {
         self.queue(Job::Route(r));
     }
 
+    /// Gives the tunnel interface address `new` in place of `old` (the
+    /// new one first, so that the subnet stays reachable throughout).
+    pub fn readdress(&mut self, old: (Ipv4Addr, u8), new: (Ipv4Addr, u8)) {
+        self.queue(Job::Readdress { old, new });
+    }
+
     /// The next result (`None` once the worker is gone).
     pub async fn next(&mut self) -> Option<Done> {
         let d = self.done.recv().await?;
@@ -205,6 +218,7 @@ fn work(mut tunnel: String, jobs: std_mpsc::Receiver<Job>, done: mpsc::Unbounded
                 tunnel = name;
                 continue;
             }
+            Job::Readdress { old, new } => Done::Readdressed(new, readdress(&tunnel, old, new)),
         };
         // The loop may have ended; the remaining route jobs still run.
         let _ = done.send(d);
@@ -218,6 +232,22 @@ fn apply(tunnel: &str, r: KernelRoute) -> io::Result<()> {
         KernelRoute::Install { prefix, len } => rtnl::add_route(prefix, len, oif, ROUTE_PROTOCOL),
         KernelRoute::Remove { prefix, len } => rtnl::delete_route(prefix, len, oif, ROUTE_PROTOCOL),
     }
+}
+
+/// Adds `new` to `tunnel`, then removes `old`. A new address in the old
+/// one's subnet is a secondary address, which the kernel would remove
+/// with the primary one unless told to promote it.
+fn readdress(tunnel: &str, old: (Ipv4Addr, u8), new: (Ipv4Addr, u8)) -> io::Result<()> {
+    let index = rtnl::ifindex(tunnel)?;
+    std::fs::write(
+        format!("/proc/sys/net/ipv4/conf/{tunnel}/promote_secondaries"),
+        "1",
+    )?;
+    rtnl::add_address(index, new.0, new.1)?;
+    if old != new {
+        rtnl::delete_address(index, old.0, old.1)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -133,7 +133,7 @@ async fn run_async(
         format!("/proc/sys/net/ipv4/conf/{}/send_redirects", tun.name()),
         "0",
     );
-    let links = if src.follows_interface() {
+    let mut links = if src.follows_interface() {
         Links::open_any(tun, ncfg.nbma, udp_offload())
     } else {
         Links::open(tun, ncfg.nbma, udp_offload())
@@ -174,7 +174,7 @@ async fn run_async(
             _ = sigterm.recv() => {},
         }
     };
-    event_loop::run_loop(&mut router, &links, epoch, extras, stop).await?;
+    event_loop::run_loop(&mut router, &mut links, epoch, extras, stop).await?;
 
     info!(target: "dmvpn::ctl", "dmvpnd: shutting down");
     let t = now();

@@ -81,6 +81,14 @@ impl Reload {
         if let Err(e) = checked {
             return refuse(e.to_string());
         }
+        // A new tunnel source must be there, as at start.
+        let source_of = |c: &dmvpn_config::Config| c.tunnels.first().map(|t| t.source.clone());
+        if source_of(new) != source_of(&running)
+            && let Ok(n) = dmvpn_node::control::config_map::map(new)
+            && let Err(e) = present(&n)
+        {
+            return refuse(e);
+        }
         let Outside {
             tun,
             keylog,
@@ -212,4 +220,22 @@ fn tunnel_settings(
         }
     }
     Ok(())
+}
+
+/// Whether the tunnel source of `cfg` is there: an interface that
+/// exists, or an address of this host (UDP 500 and 4500 are bound to it).
+fn present(cfg: &dmvpn_node::control::NodeConfig) -> Result<(), String> {
+    match super::source::Source::of(cfg)? {
+        super::source::Source::Address(a) => {
+            match crate::runtime::rtnl::has_ipv4_address(a) {
+                Ok(false) => Err(format!(
+                    "tunnel {}: source {a} is not an address of this host",
+                    cfg.interface
+                )),
+                // Unknown (netlink failed): binding the sockets says.
+                _ => Ok(()),
+            }
+        }
+        super::source::Source::Interface { .. } => Ok(()),
+    }
 }

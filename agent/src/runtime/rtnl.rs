@@ -348,6 +348,38 @@ pub fn flush_routes(oif: u32, protocol: u8) -> io::Result<usize> {
     Ok(mine.len())
 }
 
+fn address_message(index: u32, addr: Ipv4Addr, len: u8) -> AddressMessage {
+    let mut m = AddressMessage::default();
+    m.header.family = AddressFamily::Inet;
+    m.header.prefix_len = len;
+    m.header.index = index;
+    m.attributes.push(AddressAttribute::Local(IpAddr::V4(addr)));
+    m.attributes
+        .push(AddressAttribute::Address(IpAddr::V4(addr)));
+    m
+}
+
+/// Adds `addr/len` to interface `index` (like `ip addr add ADDR/LEN dev
+/// IF`), waiting for the kernel's acknowledgement. The address already
+/// there is not an error.
+pub fn add_address(index: u32, addr: Ipv4Addr, len: u8) -> io::Result<()> {
+    let m = address_message(index, addr, len);
+    match acknowledged(NLM_F_CREATE, RouteNetlinkMessage::NewAddress(m)) {
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
+        r => r,
+    }
+}
+
+/// Removes `addr/len` from interface `index` (like `ip addr del`). An
+/// address already gone is not an error.
+pub fn delete_address(index: u32, addr: Ipv4Addr, len: u8) -> io::Result<()> {
+    let m = address_message(index, addr, len);
+    match acknowledged(0, RouteNetlinkMessage::DelAddress(m)) {
+        Err(e) if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => Ok(()),
+        r => r,
+    }
+}
+
 /// The IPv4 addresses of interface `index` with their prefix lengths,
 /// primary addresses first (in the kernel's order), then secondary ones.
 pub fn ipv4_addresses(index: u32) -> io::Result<Vec<(Ipv4Addr, u8)>> {

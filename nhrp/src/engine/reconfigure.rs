@@ -64,6 +64,54 @@ impl Engine {
         }
     }
 
+    /// Our tunnel address changed to `protocol/prefix_len` (a reload):
+    /// the old address is no longer ours, the new one is (an entry
+    /// another node had for it is replaced), the networks behind us are
+    /// reached through it, and registrations go out with it at once
+    /// (fresh request IDs). Resolutions in flight and replies held for
+    /// IPsec, which carry the old address, are dropped. Nothing is sent
+    /// to withdraw the old registration: it lapses with its holding time.
+    pub fn set_protocol(&mut self, now: Instant, protocol: IpAddr, prefix_len: u8) {
+        let old = self.cfg.protocol;
+        if protocol == old && prefix_len == self.cfg.tunnel_prefix_len {
+            return;
+        }
+        info!(target: super::TARGET, interface = %self.cfg.interface, "NHRP: tunnel address changed from {}/{} to {}/{}, registering again", old, self.cfg.tunnel_prefix_len, protocol, prefix_len);
+        if self
+            .cache
+            .get(old, host_len(old))
+            .is_some_and(|e| e.kind == EntryType::Local)
+        {
+            self.cache.remove(old, host_len(old));
+        }
+        self.cache.remove(protocol, host_len(protocol));
+        let mut own = CacheEntry::new(protocol, host_len(protocol), EntryType::Local, now);
+        own.nbma = Some(self.cfg.nbma);
+        own.next_hop = Some(protocol);
+        self.cache.insert(own);
+        for (p, l) in self.cfg.local_prefixes.clone() {
+            if let Some(e) = self
+                .cache
+                .get_mut(p, l)
+                .filter(|e| e.kind == EntryType::Local)
+            {
+                e.next_hop = Some(protocol);
+            }
+        }
+        self.cfg.protocol = protocol;
+        self.cfg.tunnel_prefix_len = prefix_len;
+        let pending: Vec<IpAddr> = self.resolutions.drain().map(|(_, p)| p.dst).collect();
+        for dst in pending {
+            self.remove_incomplete(dst);
+        }
+        self.delayed.clear();
+        for i in 0..self.nhs.len() {
+            self.nhs[i].request_id = None;
+            self.nhs[i].unanswered = 0;
+            self.send_registration(now, i);
+        }
+    }
+
     /// Makes the NHS states follow `cfg.nhs` (in its order); returns the
     /// indices of the NHSs added, to register with.
     fn take_nhs(&mut self, now: Instant, cfg: &Config) -> Vec<usize> {
@@ -318,6 +366,38 @@ mod tests {
         assert_eq!(
             (e.kind, e.nbma),
             (EntryType::Static, Some(ip("172.16.0.1")))
+        );
+    }
+
+    #[test]
+    fn a_new_tunnel_address_is_registered_at_once_and_the_old_one_is_not_ours() {
+        let t0 = Instant::ZERO;
+        let (mut s, mut h) = (Engine::new(spoke(), t0), Engine::new(hub(), t0));
+        s.handle_timeout(t0);
+        exchange(&mut s, &mut h, t0);
+        assert!(s.nhs_status()[0].up);
+        let t1 = t0 + Duration::from_secs(5);
+        s.set_protocol(t1, ip("192.168.1.42"), 24);
+        let mut sent = Vec::new();
+        while let Some(t) = s.poll_transmit() {
+            let p = Packet::parse(&t.payload).unwrap();
+            assert_eq!(p.packet_type, PacketType::RegistrationRequest);
+            sent.push(t.payload.clone());
+            h.handle(t1, ip("172.16.0.2"), &t.payload);
+        }
+        assert_eq!(sent.len(), 1, "registered again at once");
+        while let Some(t) = h.poll_transmit() {
+            s.handle(t1, ip("172.16.0.1"), &t.payload);
+        }
+        assert!(s.nhs_status()[0].up);
+        let kind = |e: &Engine, a: &str| e.cache().get(ip(a), 32).map(|x| x.kind);
+        assert_eq!(kind(&s, "192.168.1.2"), None, "the old address is not ours");
+        assert_eq!(kind(&s, "192.168.1.42"), Some(EntryType::Local));
+        assert_eq!(s.config().protocol, ip("192.168.1.42"));
+        let at_hub = h.cache().get(ip("192.168.1.42"), 32).unwrap();
+        assert_eq!(
+            (at_hub.kind, at_hub.nbma),
+            (EntryType::Dynamic, Some(ip("172.16.0.2")))
         );
     }
 

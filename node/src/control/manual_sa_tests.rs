@@ -6,8 +6,8 @@ use dmvpn_nhrp::Instant;
 
 use super::{Node, Output};
 
-fn node(udp: bool) -> Node {
-    let text = format!(
+fn config_text(udp: bool) -> String {
+    format!(
         r#"
 [node]
 name = "n1"
@@ -37,11 +37,90 @@ mode = "gre"
         ai = "aa".repeat(20),
         ko = "22".repeat(16),
         ao = "bb".repeat(20),
-    );
-    let cfg = dmvpn_config::Config::from_str(&text, "t.toml")
+    )
+}
+
+fn parse(text: &str) -> dmvpn_config::Config {
+    dmvpn_config::Config::from_str(text, "t.toml")
         .expect("valid config")
-        .config;
-    Node::new(&cfg, super::Seed([1; 32]), Instant::ZERO).unwrap()
+        .config
+}
+
+fn node(udp: bool) -> Node {
+    Node::new(
+        &parse(&config_text(udp)),
+        super::Seed([1; 32]),
+        Instant::ZERO,
+    )
+    .unwrap()
+}
+
+/// A manual SA entry with `peer` and SPIs `spi` (in) and `spi + 1` (out).
+fn manual_sa(peer: &str, spi: u32) -> String {
+    format!(
+        "[[ipsec.manual_sa]]\npeer = \"{peer}\"\ntransforms = [\"esp-aes 128\", \"esp-sha-hmac\"]\n\
+         [ipsec.manual_sa.inbound]\nspi = {spi}\nencryption_key = \"{k}\"\nauthentication_key = \"{a}\"\n\
+         [ipsec.manual_sa.outbound]\nspi = {o}\nencryption_key = \"{k}\"\nauthentication_key = \"{a}\"\n",
+        o = spi + 1,
+        k = "33".repeat(16),
+        a = "cc".repeat(20)
+    )
+}
+
+#[test]
+fn a_reload_installs_replaces_and_deletes_manual_sas() {
+    use crate::router::{Options, Router};
+    let first = config_text(false);
+    let mut r = Router::from_config(
+        &parse(&first),
+        super::Seed([1; 32]),
+        Instant::ZERO,
+        Options::default(),
+    )
+    .unwrap();
+    let peer2 = IpAddr::from([172, 16, 0, 2]);
+    let peer3 = IpAddr::from([172, 16, 0, 3]);
+    let out_spi = |r: &Router, p: IpAddr| r.engine().sadb().outbound(p).map(|s| s.spi);
+    assert_eq!(out_spi(&r, peer2), Some(8193));
+    assert!(r.engine().sadb().inbound(4097).is_some());
+
+    // The first SA's keys change (new SPIs) and one with another peer is added.
+    let changed =
+        first
+            .replacen("spi = 4097", "spi = 5001", 1)
+            .replacen("spi = 8193", "spi = 5002", 1);
+    let two = format!("{}{}", changed, manual_sa("172.16.0.3", 6001));
+    let t1 = Instant::ZERO + std::time::Duration::from_secs(1);
+    let summary = r.reconfigure(t1, &parse(&two)).unwrap();
+    assert_eq!(summary.changes.len(), 1, "{summary:?}");
+    assert_eq!(summary.changes[0].key, "ipsec.manual_sa");
+    assert!(
+        r.engine().sadb().inbound(4097).is_none(),
+        "the old inbound SA is gone"
+    );
+    assert!(r.engine().sadb().inbound(5001).is_some());
+    assert_eq!(out_spi(&r, peer2), Some(5002));
+    assert!(r.engine().sadb().inbound(6001).is_some());
+    assert_eq!(out_spi(&r, peer3), Some(6002));
+    let peers: Vec<IpAddr> = r
+        .node()
+        .show_ipsec_sa(t1, None)
+        .iter()
+        .map(|s| s.current_peer)
+        .collect();
+    assert_eq!(peers.len(), 2, "{peers:?}");
+    assert!(peers.contains(&peer2) && peers.contains(&peer3));
+
+    // The added one removed again: its SAs and its peer go, the first stays.
+    let t2 = t1 + std::time::Duration::from_secs(1);
+    let summary = r.reconfigure(t2, &parse(&changed)).unwrap();
+    assert_eq!(summary.changes[0].key, "ipsec.manual_sa");
+    assert!(r.engine().sadb().inbound(6001).is_none());
+    assert_eq!(out_spi(&r, peer3), None);
+    assert_eq!(out_spi(&r, peer2), Some(5002));
+    let sas = r.node().show_ipsec_sa(t2, None);
+    assert_eq!(sas.len(), 1);
+    assert_eq!(sas[0].current_peer, peer2);
 }
 
 fn keylog_lines(n: &mut Node) -> Vec<String> {

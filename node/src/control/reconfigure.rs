@@ -7,8 +7,13 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use dmvpn_nhrp::Instant;
 
-use super::{Node, NodeConfig, PeerKind, v4};
-use crate::engine::Command;
+use tracing::{info, warn};
+
+use super::config_map::ManualSa;
+use dmvpn_wire::prefix::mask_v4;
+
+use super::{Node, NodeConfig, Output, PeerKind, sa, v4};
+use crate::engine::{Command, Protection};
 
 impl Node {
     /// Takes `new` in place: IKE policies, keys and transform sets apply
@@ -21,14 +26,21 @@ impl Node {
     /// do). The tunnel subnet and routes follow the preferred NHS, the
     /// multicast list the NHSs marked `multicast`; configured routes
     /// added go there too, removed ones are unmapped.
-    /// What the driver resolved at run time (the NBMA address of an
-    /// interface source, the networks behind the node) stays.
+    /// What the driver resolved at run time (the networks behind the
+    /// node) stays.
+    ///
+    /// A new source address is taken as a change of the source
+    /// interface's address is ([`Node::set_local_nbma`]); a new source
+    /// interface keeps the address in use until the driver resolves it.
     pub fn reconfigure(&mut self, now: Instant, mut new: NodeConfig) {
+        let moved_to =
+            (new.source_interface.is_none() && new.nbma != self.cfg.nbma).then_some(new.nbma);
         new.set_nbma(self.cfg.nbma);
         if let (Some(n), Some(o)) = (new.nhrp.as_mut(), self.cfg.nhrp.as_ref()) {
             n.local_prefixes = o.local_prefixes.clone();
         }
         self.ike.set_config(new.ike.clone());
+        self.reconfigure_manual_sas(now, &new);
         let old_nhs = self.nhs_nbmas();
         let old_maps = static_maps(&self.cfg);
         let new_maps = static_maps(&new);
@@ -55,8 +67,16 @@ impl Node {
             self.peer_mut(*n, PeerKind::Static, now);
             self.set_route(*p, 32, Some(*n));
         }
+        let was_protected = self.cfg.protected;
+        let old_address = (self.cfg.tunnel_addr, self.cfg.tunnel_prefix_len);
         let old_routes = std::mem::replace(&mut self.cfg, new).routes;
         self.peers_changed += 1;
+        if self.cfg.protected != was_protected {
+            self.reprotect(now);
+        }
+        if (self.cfg.tunnel_addr, self.cfg.tunnel_prefix_len) != old_address {
+            self.readdress(now, old_address);
+        }
         let new_nhs = self.nhs_nbmas();
         for n in old_nhs.iter().filter(|n| !new_nhs.contains(n)) {
             let mapped = new_maps.iter().any(|(_, x)| x == n);
@@ -85,6 +105,9 @@ impl Node {
         self.follow_routes(&old_routes);
         for n in added {
             self.ensure_sa(now, n);
+        }
+        if let Some(a) = moved_to {
+            self.set_local_nbma(now, a);
         }
         self.pump(now);
     }
@@ -115,6 +138,151 @@ impl Node {
         for (p, l) in added {
             self.set_route(p, l, Some(base));
         }
+    }
+
+    /// Manual SAs follow `new`: one no longer configured is deleted from
+    /// the data plane (its peer goes unless a mapping, an NHS or a route
+    /// still names it), one added is installed as at start, and one
+    /// changed is both.
+    fn reconfigure_manual_sas(&mut self, now: Instant, new: &NodeConfig) {
+        let old_entries = &self.cfg.origin.ipsec.manual_sas;
+        let new_entries = &new.origin.ipsec.manual_sas;
+        // The mapped SAs are in the order of the configured entries.
+        let removed: Vec<ManualSa> = self
+            .cfg
+            .manual_sas
+            .iter()
+            .zip(old_entries)
+            .filter(|(_, e)| !new_entries.contains(e))
+            .map(|(m, _)| m.clone())
+            .collect();
+        let added: Vec<ManualSa> = new
+            .manual_sas
+            .iter()
+            .zip(new_entries)
+            .filter(|(_, e)| !old_entries.contains(e))
+            .map(|(m, _)| m.clone())
+            .collect();
+        for m in &removed {
+            info!(target: "dmvpn::esp", interface = %self.cfg.interface, peer = %m.peer, "manual SA with {} removed (SPIs {:#x}/{:#x})", m.peer, m.in_spi, m.out_spi);
+            self.dp(Command::RemoveInbound(m.in_spi));
+            self.dp(Command::RemoveOutbound {
+                peer: IpAddr::V4(m.peer),
+                spi: m.out_spi,
+            });
+            self.conn_ids.remove(&m.in_spi);
+            let still_manual = new.manual_sas.iter().any(|x| x.peer == m.peer);
+            let default = if new.protected {
+                Protection::Esp
+            } else {
+                Protection::None
+            };
+            let named = static_maps(new).iter().any(|(_, n)| *n == m.peer)
+                || self.map.iter().any(|(_, n)| *n == m.peer);
+            let Some(p) = self.peers.get_mut(&m.peer) else {
+                continue;
+            };
+            p.sas.remove(&m.in_spi);
+            if still_manual {
+                continue;
+            }
+            p.manual = false;
+            p.protection = default;
+            self.peers_changed += 1;
+            if !named && p.kind == PeerKind::Static && p.sas.is_empty() {
+                self.peers.remove(&m.peer);
+            } else {
+                // Routes to it no longer name ESP.
+                self.refresh_routes_via(m.peer);
+            }
+        }
+        for m in &added {
+            let protection = if m.udp {
+                Protection::EspUdp { port: 4500 }
+            } else {
+                Protection::Esp
+            };
+            match sa::manual(m, &mut self.rng) {
+                Ok((i, o)) => {
+                    info!(target: "dmvpn::esp", interface = %self.cfg.interface, peer = %m.peer, "manual SA with {} installed (SPIs {:#x}/{:#x})", m.peer, m.in_spi, m.out_spi);
+                    self.dp(Command::InsertInbound(Box::new(i)));
+                    self.dp(Command::InsertOutbound(Box::new(o)));
+                    self.set_protection(m.peer, PeerKind::Static, protection, now);
+                    let p = self.peer_mut(m.peer, PeerKind::Static, now);
+                    p.manual = true;
+                    p.sas.insert(m.in_spi, m.out_spi);
+                    self.assign_conn_id(m.in_spi);
+                    self.refresh_routes_via(m.peer);
+                    if self.keylog {
+                        let c = sa::manual_as_child(m, self.cfg.nbma);
+                        for l in dmvpn_ike::keylog::esp_sa_lines(&c) {
+                            self.out.push_back(Output::KeyLog(l));
+                        }
+                    }
+                }
+                Err(e) => {
+                    warn!(target: "dmvpn::esp", interface = %self.cfg.interface, peer = %m.peer, "manual SA with {}: {e}", m.peer)
+                }
+            }
+        }
+    }
+
+    /// The tunnel became protected or unprotected. Unprotected: every
+    /// negotiated SA is deleted (telling the peers) and GRE goes out
+    /// plain. Protected: plain GRE is no longer taken from anyone, and
+    /// SAs are negotiated as at start (with the NHSs at once, with others
+    /// on demand). Manual SAs stay as they are.
+    fn reprotect(&mut self, now: Instant) {
+        let protection = if self.cfg.protected {
+            info!(target: "dmvpn::ctl", interface = %self.cfg.interface, "{}: tunnel protection on: plain GRE refused, SAs negotiated", self.cfg.interface);
+            Protection::Esp
+        } else {
+            info!(target: "dmvpn::ctl", interface = %self.cfg.interface, "{}: tunnel protection off: SAs deleted, GRE sent plain", self.cfg.interface);
+            self.clear_crypto_sa(now, None);
+            Protection::None
+        };
+        for p in self.peers.values_mut().filter(|p| !p.manual) {
+            p.protection = protection;
+        }
+        self.peers_changed += 1;
+        let routes: Vec<((Ipv4Addr, u8), Ipv4Addr)> = self
+            .map
+            .iter()
+            .filter_map(|(k, n)| Some(((v4(k.addr())?, k.prefix_len()), *n)))
+            .collect();
+        for ((p, l), n) in routes {
+            self.set_route(p, l, Some(n));
+        }
+        if self.cfg.protected {
+            for n in self.nhs_nbmas() {
+                self.ensure_sa(now, n);
+            }
+        }
+    }
+
+    /// Our tunnel address changed (from `old`): NHRP registers the new
+    /// one at once, the tunnel subnet's route follows the new prefix, and
+    /// the multicast list its broadcast address.
+    fn readdress(&mut self, now: Instant, old: (Ipv4Addr, u8)) {
+        let (addr, len) = (self.cfg.tunnel_addr, self.cfg.tunnel_prefix_len);
+        if let Some(n) = self.nhrp.as_mut() {
+            n.set_protocol(now, IpAddr::V4(addr), len);
+        }
+        let old_subnet = (mask_v4(old.0, old.1), old.1);
+        if old_subnet != (mask_v4(addr, len), len)
+            && self.map.get(&super::v4_prefix(old_subnet.0, old_subnet.1))
+                == self.base_nbma.as_ref()
+        {
+            self.set_route(old_subnet.0, old_subnet.1, None);
+        }
+        // The base routes are set again for the new subnet.
+        let target = self.base_nbma.take();
+        if target.is_some() {
+            self.update_base();
+        }
+        self.mcast_sent = None;
+        self.mcast_built_from = None;
+        self.sync_multicast();
     }
 }
 
