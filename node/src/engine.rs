@@ -357,6 +357,21 @@ impl Engine {
         self.cfg.local_nbma = cfg.local_nbma;
     }
 
+    /// The tunnel starts again under `cfg` (a reload changed its role or
+    /// mode): every SA, route, held packet and the multicast list go.
+    /// The interface counters and what is already queued for sending stay.
+    pub fn restart_tunnel(&mut self, cfg: &DataplaneConfig) {
+        self.cfg = cfg.clone();
+        let invalid_spi = self.sadb.invalid_spi;
+        self.sadb = Sadb::new();
+        self.sadb.invalid_spi = invalid_spi;
+        self.map = PeerMap::new();
+        self.pending.clear();
+        self.need_sa.clear();
+        self.multicast.clear();
+        self.broadcast = None;
+    }
+
     /// Defer ESP encryption to [`Engine::batches`] (see `defer_seal`).
     pub fn set_defer_seal(&mut self, on: bool) {
         self.defer_seal = on;

@@ -37,6 +37,12 @@ pub enum Effect {
     /// At once: IPsec turned on (plain GRE refused, SAs negotiated) or
     /// off (SAs deleted, GRE sent plain).
     ProtectionSwitched,
+    /// At once, by starting the tunnel again (a new role or tunnel mode:
+    /// what the node held is of the other kind): every SA is deleted (the
+    /// peers are told), NHRP starts afresh and registers at once, and the
+    /// tunnel's counters start from zero. The process, its sockets and
+    /// the tunnel interface stay.
+    TunnelRestarted,
 }
 
 impl Effect {
@@ -53,6 +59,9 @@ impl Effect {
             Effect::Reregister => "applied now; registrations sent again",
             Effect::ProtectionSwitched => {
                 "applied now; SAs negotiated or deleted as protection requires"
+            }
+            Effect::TunnelRestarted => {
+                "applied now; the tunnel starts again (SAs deleted, registrations sent again)"
             }
         }
     }
@@ -75,8 +84,8 @@ pub struct ReloadSummary {
 /// Why a reload was refused; the running configuration stays.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ReloadError {
-    /// Keys that only a restart can change (the tunnel's addresses, the
-    /// role, the underlay).
+    /// Keys that only a restart can change (a tunnel added or removed,
+    /// which the configuration check refuses as well).
     #[error("restart dmvpnd to change {}", .keys.join(", "))]
     NeedsRestart { keys: Vec<String> },
     #[error(transparent)]
@@ -126,6 +135,11 @@ const IN_PLACE: &[(&str, Effect)] = &[
     ("tunnel.address", Effect::Reregister),
     // From a profile to another: new negotiations (see `plan`).
     ("tunnel.protection", Effect::ProtectionSwitched),
+    ("node.role", Effect::TunnelRestarted),
+    ("tunnel.mode", Effect::TunnelRestarted),
+    ("tunnel.destination", Effect::TunnelRestarted),
+    // NHRP on or off, or one of its keys not listed above.
+    ("tunnel.nhrp", Effect::TunnelRestarted),
 ];
 
 /// Compares the running configuration with a new one: the changes to
@@ -412,38 +426,52 @@ nbma = "203.0.113.10"
 
     #[test]
     fn what_needs_a_restart_is_named_and_refuses_everything() {
+        // Only a tunnel added or removed is left (which `--check` refuses
+        // as well): named, and nothing else of the file applies.
         let c = cfg(HUB);
-        let moved = edit(HUB, "holdtime = 600", "holdtime = 300");
-        let moved = edit(
-            &moved,
-            "mode = \"gre-multipoint\"",
-            "mode = \"gre\"\ndestination = \"203.0.113.20\"",
-        );
-        let r = plan(&c, &cfg(&moved));
+        let mut new = cfg(&edit(HUB, "holdtime = 600", "holdtime = 300"));
+        new.tunnels.push(c.tunnels[0].clone());
+        let r = plan(&c, &new);
         assert_eq!(
             r.clone().unwrap_err().to_string(),
-            "restart dmvpnd to change tunnel[0].destination, tunnel[0].mode"
+            "restart dmvpnd to change tunnel"
         );
-        assert_eq!(restart(r), ["tunnel[0].destination", "tunnel[0].mode"]);
-        let mut new = c.clone();
-        new.node.role = dmvpn_config::types::Role::Spoke;
-        new.control.socket = "/tmp/other.sock".into();
-        assert_eq!(restart(plan(&c, &new)), ["node.role"]);
-        let mut new = c.clone();
-        new.tunnels.push(c.tunnels[0].clone());
-        assert_eq!(restart(plan(&c, &new)), ["tunnel"]);
+        assert_eq!(restart(r), ["tunnel"]);
         let mut new = c.clone();
         new.tunnels[0].protection = None;
         new.tunnels[0].source = dmvpn_config::types::TunnelSource::Interface("eth1".into());
         new.tunnels[0].mtu = 1300;
         new.tunnels[0].name = "Tunnel1".into();
+        new.control.socket = "/tmp/other.sock".into();
         assert!(plan(&c, &new).is_ok(), "all of these apply in place");
-        let mut new = c.clone();
-        new.tunnels[0].mode = dmvpn_config::types::TunnelMode::Gre;
-        new.tunnels[0].destination = Some("203.0.113.20".parse().unwrap());
+    }
+
+    #[test]
+    fn a_new_role_or_tunnel_mode_starts_the_tunnel_again() {
+        let c = cfg(HUB);
+        let p2p = edit(
+            HUB,
+            "mode = \"gre-multipoint\"",
+            "mode = \"gre\"\ndestination = \"203.0.113.20\"",
+        );
         assert_eq!(
-            restart(plan(&c, &new)),
-            ["tunnel[0].destination", "tunnel[0].mode"]
+            keys(plan(&c, &cfg(&p2p))),
+            [
+                ("tunnel[0].destination".into(), Effect::TunnelRestarted),
+                ("tunnel[0].mode".into(), Effect::TunnelRestarted),
+            ]
+        );
+        let mut new = c.clone();
+        new.node.role = dmvpn_config::types::Role::Spoke;
+        assert_eq!(
+            keys(plan(&c, &new)),
+            [("node.role".into(), Effect::TunnelRestarted)]
+        );
+        let mut new = c.clone();
+        new.tunnels[0].nhrp = None;
+        assert_eq!(
+            keys(plan(&c, &new)),
+            [("tunnel[0].nhrp".into(), Effect::TunnelRestarted)]
         );
     }
 
@@ -609,9 +637,9 @@ nbma = "203.0.113.10"
         );
         // Keys needing a restart are all named.
         let mut new = c.clone();
-        new.tunnels[0].mode = dmvpn_config::types::TunnelMode::Gre;
+        new.tunnels.push(c.tunnels[0].clone());
         new.tunnels[0].key = Some(9);
-        assert_eq!(restart(plan(&c, &new)), ["tunnel[0].mode"]);
+        assert_eq!(restart(plan(&c, &new)), ["tunnel"]);
     }
 
     #[test]
@@ -639,10 +667,10 @@ nbma = "203.0.113.10"
         );
         // Removed again: the same keys.
         assert_eq!(plan(&new, &c).unwrap().len(), 7);
-        // The tunnel mode still needs a restart, and refuses the rest.
+        // A second tunnel still needs a restart, and refuses the rest.
         let mut other = new.clone();
-        other.tunnels[0].mode = dmvpn_config::types::TunnelMode::Gre;
-        assert_eq!(restart(plan(&c, &other)), ["tunnel[0].mode"]);
+        other.tunnels.push(c.tunnels[0].clone());
+        assert_eq!(restart(plan(&c, &other)), ["tunnel"]);
     }
 
     #[test]
@@ -658,7 +686,7 @@ nbma = "203.0.113.10"
         );
         assert_eq!(effect("tunnel[0].nhrp.map[3].nbma"), Some(Effect::Now));
         assert_eq!(
-            effect("tunnel[0].nhrp.mapx"),
+            effect("tunnel[0].mtux"),
             None,
             "a prefix of a word is not a parent"
         );

@@ -32,13 +32,14 @@ use std::time::Duration;
 
 use dmvpn_ctl::proto::{Reply, Request, Response};
 use dmvpn_time::Instant;
+use tracing::info;
 
 use crate::control::{KernelRoute, Node, NodeConfig, Output, STATS_INTERVAL, Seed};
 use crate::datapath::sadb::Sadb;
 use crate::engine::{
     BatchSizes, Batches, Command, Counters, DataplaneStats, Engine, Event, PeerMap,
 };
-use crate::reload::{self, ReloadError, ReloadSummary};
+use crate::reload::{self, Effect, ReloadError, ReloadSummary};
 
 /// UDP port of IKE without NAT traversal; datagrams to any other local
 /// port go through the NAT-T demux (ESP, IKE behind the non-ESP marker,
@@ -238,10 +239,43 @@ impl Router {
             return Ok(ReloadSummary::default());
         }
         let mapped = crate::control::config_map::map(new)?;
-        self.node.reconfigure(now, mapped);
-        self.engine.set_tunnel(&self.node.config().dataplane);
+        if changes.iter().any(|c| c.effect == Effect::TunnelRestarted) {
+            self.restart_tunnel(now, mapped);
+        } else {
+            self.node.reconfigure(now, mapped);
+            self.engine.set_tunnel(&self.node.config().dataplane);
+        }
         self.settle(now);
         Ok(ReloadSummary { changes })
+    }
+
+    /// Starts the tunnel again under `cfg` (a new role or tunnel mode):
+    /// the SAs are deleted as `clear crypto sa` does (the peers are
+    /// told), then a fresh node takes over, with what the driver resolved
+    /// (the NBMA address, the networks behind the node) and the key-log
+    /// setting; the kernel routes NHRP had installed are withdrawn.
+    fn restart_tunnel(&mut self, now: Instant, mut cfg: NodeConfig) {
+        info!(target: "dmvpn::ctl", interface = %cfg.interface, "{}: the tunnel starts again under its new role or mode", cfg.interface);
+        self.node.clear_crypto_sa(now, None);
+        self.settle(now);
+        let old = self.node.config();
+        cfg.set_nbma(old.nbma);
+        if let (Some(n), Some(o)) = (cfg.nhrp.as_mut(), old.nhrp.as_ref()) {
+            n.local_prefixes = o.local_prefixes.clone();
+        }
+        let withdrawn = self.node.kernel_routes();
+        let seed = self.node.next_seed();
+        let keylog = self.node.keylog_enabled();
+        self.engine.restart_tunnel(&cfg.dataplane);
+        self.node = Node::from_node_config(cfg, seed, now);
+        self.node.set_keylog(keylog);
+        if let Some(q) = self.kernel_routes.as_mut() {
+            q.extend(
+                withdrawn
+                    .into_iter()
+                    .map(|(prefix, len)| KernelRoute::Remove { prefix, len }),
+            );
+        }
     }
 
     /// Emit key-log lines ([`Router::poll_keylog`]) from now on, or stop

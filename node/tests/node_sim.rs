@@ -1484,15 +1484,17 @@ fn reload_applies_changes_in_place() {
     assert_eq!(negotiations_since(&sim, ike_before), 0);
 
     // A change that needs a restart: refused, nothing changes.
-    assert!(mapped.contains("mode = \"gre-multipoint\"\n"));
-    let moved = mapped.replace(
-        "mode = \"gre-multipoint\"\n",
-        "mode = \"gre\"\ndestination = \"172.16.0.2\"\n",
-    );
+    // (A second tunnel, which `--check` refuses too, is the one change
+    // left that needs a restart.)
+    let mut two = dmvpn_config::Config::from_str(&mapped, "sim.toml")
+        .unwrap()
+        .config;
+    two.tunnels.push(two.tunnels[0].clone());
+    let now = sim.now;
     assert_eq!(
-        reload(&mut sim, 0, &moved),
+        sim.nodes[0].r.reconfigure(now, &two).map(|s| s.changes),
         Err(ReloadError::NeedsRestart {
-            keys: vec!["tunnel[0].destination".into(), "tunnel[0].mode".into()]
+            keys: vec!["tunnel".into()]
         })
     );
     let running = dmvpn_config::Config::from_str(&mapped, "sim.toml")
@@ -1915,4 +1917,55 @@ fn reload_changes_a_spokes_tunnel_address() {
     sim.advance(Duration::from_secs(610));
     assert_eq!(hub_nbma_of(&sim, T1), None, "the old registration lapsed");
     assert_eq!(hub_nbma_of(&sim, new_t), Some(IpAddr::V4(S1)), "refreshed");
+}
+
+/// A spoke's multipoint tunnel made point-to-point to the hub by a
+/// reload: the tunnel starts again (its SAs deleted, the peers told, NHRP
+/// afresh), registers at once, and traffic goes on. Another spoke turned
+/// into a hub: its tunnel starts again the same way.
+#[test]
+fn reload_with_a_new_mode_or_role_starts_the_tunnel_again() {
+    let mut sim = Sim::new(false, "modern");
+    sim.advance(Duration::from_secs(5));
+    assert!(registered(&sim));
+    let hub_t = Ipv4Addr::new(192, 168, 1, 1);
+    let before = sa_ids(&sim, 1);
+    let text = config("spoke", 2, false, "modern", &[1]);
+    assert!(text.contains("mode = \"gre-multipoint\"\n"));
+    let p2p = text.replace(
+        "mode = \"gre-multipoint\"\n",
+        "mode = \"gre\"\ndestination = \"172.16.0.1\"\n",
+    );
+    assert_eq!(
+        reload(&mut sim, 1, &p2p),
+        Ok(vec![
+            ("tunnel[0].destination".into(), Effect::TunnelRestarted),
+            ("tunnel[0].mode".into(), Effect::TunnelRestarted),
+        ])
+    );
+    assert_eq!(sim.nodes[1].r.node().config().destination, Some(HUB));
+    sim.advance(Duration::from_secs(5));
+    assert!(sim.nodes[1].r.node().has_sa(HUB), "negotiated again");
+    assert_ne!(sa_ids(&sim, 1), before, "new SAs");
+    assert_eq!(hub_nbma_of(&sim, T1), Some(IpAddr::V4(S1)), "registered");
+    let replies = sim.nodes[1].replies.len();
+    for seq in 0..10u16 {
+        sim.ping(1, hub_t, seq);
+        sim.advance(Duration::from_millis(200));
+    }
+    assert_eq!(sim.nodes[1].replies.len(), replies + 10, "the hub answers");
+
+    // Spoke 2 becomes a hub (keeping the first hub as its NHS).
+    let before2 = sa_ids(&sim, 2);
+    let text = config("spoke", 3, false, "modern", &[1]);
+    assert!(text.contains("role = \"spoke\""));
+    let hub_now = text.replace("role = \"spoke\"", "role = \"hub\"");
+    assert_eq!(
+        reload(&mut sim, 2, &hub_now),
+        Ok(vec![("node.role".into(), Effect::TunnelRestarted)])
+    );
+    assert!(sim.nodes[2].r.node().config().hub);
+    sim.advance(Duration::from_secs(5));
+    assert!(sim.nodes[2].r.node().has_sa(HUB), "negotiated with its NHS");
+    assert_ne!(sa_ids(&sim, 2), before2, "new SAs");
 }

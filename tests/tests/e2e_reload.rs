@@ -267,21 +267,18 @@ fn e2e_reload_keeps_sas_and_traffic() {
 
     echoes_after(&lab, &pingers, unix_now(), "traffic after the broken file");
 
-    // 3. A change that needs a restart (a point-to-point tunnel instead of
-    //    a multipoint one): refused, naming the keys.
+    // 3. A file the daemon cannot run (a second tunnel): refused with the
+    //    check's message, nothing applied.
     let path = lab.config_path(&hub);
     lab.write_config(&hub, &hub_with_map("192.168.1.99", "172.16.0.99"));
-    let moved = edit(
-        &std::fs::read_to_string(&path).expect("read config"),
-        "mode = \"gre-multipoint\"",
-        "mode = \"gre\"\ndestination = \"172.16.0.2\"",
-    );
-    std::fs::write(&path, moved).expect("write config");
+    let text_now = std::fs::read_to_string(&path).expect("read config");
+    let second = "[[tunnel]]\nname = \"Tunnel1\"\naddress = \"192.168.2.1/24\"\nsource = \"172.16.0.1\"\nmode = \"gre\"\ndestination = \"172.16.0.2\"\n";
+    std::fs::write(&path, format!("{text_now}\n{second}")).expect("write config");
     let out = ctl_reload(&lab, &hub);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("restart dmvpnd to change tunnel[0].destination, tunnel[0].mode"),
+        stderr.contains("dmvpnd runs one tunnel per node"),
         "{stderr}"
     );
     assert!(lab.alive(&hub));
@@ -1165,4 +1162,77 @@ fn e2e_reload_switches_protection() {
     );
     assert!(has_sa(&lab, &hub, S1) && has_sa(&lab, &s1, "172.16.0.1"));
     assert!(lab.registered(&hub, &[S1]));
+}
+
+/// A spoke's multipoint tunnel made point-to-point to its hub by a
+/// reload: the tunnel starts again in the running process (its SAs are
+/// deleted and negotiated again, NHRP registers at once) and the spoke's
+/// LAN traffic to the hub goes on; the gap is printed.
+#[test]
+fn e2e_reload_new_mode_starts_the_tunnel_again() {
+    let mut lab = Lab::new("rm");
+    let hub = lab.node("hub", 1);
+    let s1 = lab.node("s1", 2);
+    let _h1 = lab.lan_host(&hub, 1);
+    let h2 = lab.lan_host(&s1, 2);
+    lab.start(&hub, &config(1));
+    lab.start(&s1, &config(2));
+    hub_lan_routes(&lab, &hub);
+    lab.wait("the spoke registered", Duration::from_secs(30), || {
+        lab.registered(&hub, &[S1])
+    });
+    lab.wait("LAN pings through the hub", Duration::from_secs(15), || {
+        lab.ping(&h2, HUB_LAN, 1) == 1
+    });
+    let pinger = lab.pinger(&h2, HUB_LAN);
+    lab.wait("the pinger answered", Duration::from_secs(5), || {
+        pinger.answered_after(pinger.started) > 0
+    });
+    let before = crypto(&lab, &s1);
+    let pid = lab.daemon(&s1).id();
+    lab.write_config(
+        &s1,
+        &edit(
+            &config(2),
+            "mode = \"gre-multipoint\"",
+            "mode = \"gre\"\ndestination = \"172.16.0.1\"",
+        ),
+    );
+    let t0 = unix_now();
+    let out = ctl_reload(&lab, &s1);
+    let stdout = text(&out.stdout);
+    assert!(
+        out.status.success()
+            && stdout.lines().any(|l| {
+                l.trim_start().starts_with("tunnel[0].mode ")
+                && l.ends_with(
+                    "applied now; the tunnel starts again (SAs deleted, registrations sent again)",
+                )
+            }),
+        "{stdout}{}",
+        text(&out.stderr)
+    );
+    let t1 = unix_now();
+    lab.wait("LAN traffic goes on", Duration::from_secs(15), || {
+        pinger.answered_after(t1) >= 5
+    });
+    let t_end = unix_now();
+    let echoes = pinger.stop();
+    let gap = longest_gap(&echoes, t0, t_end);
+    println!(
+        "FIGURE tunnel mode changed by reload: longest LAN traffic gap {:.2} s",
+        gap.secs()
+    );
+    assert!(
+        lab.alive(&s1) && lab.daemon(&s1).id() == pid,
+        "the same process"
+    );
+    assert_ne!(crypto(&lab, &s1), before, "SAs negotiated again");
+    assert!(lab.registered(&hub, &[S1]));
+    assert!(
+        lab.log(&s1)
+            .contains("the tunnel starts again under its new role or mode"),
+        "{}",
+        lab.log(&s1)
+    );
 }

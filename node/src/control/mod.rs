@@ -209,6 +209,19 @@ impl Node {
         seed::reseed(&mut self.rng, fresh, "node");
     }
 
+    /// 256 bits from this node's generator: the seed of a node that takes
+    /// its place (a tunnel started again by a reload).
+    pub fn next_seed(&mut self) -> Seed {
+        let mut b = [0u8; 32];
+        self.rng.fill_bytes(&mut b);
+        Seed(b)
+    }
+
+    /// Whether key-log lines are emitted.
+    pub fn keylog_enabled(&self) -> bool {
+        self.keylog
+    }
+
     /// Emit `esp_sa` key-log lines for every SA installed.
     pub fn set_keylog(&mut self, on: bool) {
         // Manual SAs were installed at start; their lines go out now.
