@@ -1531,10 +1531,10 @@ impl Engine {
                         peer = %p,
                         prefix_len = l,
                         nbma = %real,
-                        "NHRP: {}/{} at NBMA {:?} replaced by a registration from {} ({})",
+                        "NHRP: {}/{} at NBMA {} replaced by a registration from {} ({})",
                         p,
                         l,
-                        e.nbma,
+                        e.nbma.map_or("-".to_string(), |n| n.to_string()),
                         real,
                         if e.unique { "its peer is gone" } else { "it was not unique" }
                     );

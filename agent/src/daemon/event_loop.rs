@@ -452,8 +452,8 @@ fn follow_reloaded_source(
             links.nbma.set(a);
             *source = None;
         }
-        Source::Interface { .. } => {
-            info!(target: "dmvpn::ctl", "following tunnel source {wanted:?}");
+        Source::Interface { ref name, .. } => {
+            info!(target: "dmvpn::ctl", "following tunnel source interface {name}");
             *source = Some(SourceWatch::new(wanted));
             if addr_watch.is_none() {
                 *addr_watch = Watch::addresses().ok();

@@ -115,7 +115,9 @@ impl Tun {
         rtnl::set_link_up(index, false).map_err(err)?;
         let renamed = rtnl::set_link_name(index, new);
         let up = rtnl::set_link_up(index, true);
-        for r in &routes {
+        // Each route is put in front of those of its prefix (`ip route
+        // prepend`): last first, so that they end up in the order they had.
+        for r in routes.iter().rev() {
             if let Err(e) = rtnl::restore_route(r, index) {
                 tracing::warn!(target: "dmvpn::ctl", "cannot put back the route {}/{} into {}: {e}", r.prefix, r.len, if renamed.is_ok() { new } else { &old });
             }
