@@ -124,7 +124,10 @@ mod tests {
         for align in [1, 8, 16, 32, 64, 4096] {
             let l = Layout::from_size_align(24, align).unwrap();
             let h = header(&l);
-            assert!(h >= 16 && h % align == 0, "align {align}: header {h}");
+            assert!(
+                h >= 16 && h.is_multiple_of(align),
+                "align {align}: header {h}"
+            );
             assert_eq!(tagged(&l).unwrap().size(), 24 + h);
         }
     }

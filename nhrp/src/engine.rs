@@ -929,6 +929,13 @@ impl Engine {
                 e.nbma = Some(nbma);
             }
         }
+        self.register_afresh(now);
+    }
+
+    /// What we sent under our old addresses is void: resolutions in
+    /// flight and replies held for IPsec are dropped, and registrations go
+    /// to every NHS at once with fresh request IDs.
+    pub(crate) fn register_afresh(&mut self, now: Instant) {
         let pending: Vec<IpAddr> = self.resolutions.drain().map(|(_, p)| p.dst).collect();
         for dst in pending {
             self.remove_incomplete(dst);
@@ -1658,7 +1665,7 @@ impl Engine {
         let mut at = now + self.cfg.retransmit_initial;
         let mut backoff = self.cfg.retransmit_initial * 2;
         for _ in 0..self.cfg.resolution_retries {
-            at = at + backoff;
+            at += backoff;
             backoff = (backoff * 2).min(self.cfg.retransmit_max);
         }
         at

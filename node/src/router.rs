@@ -341,10 +341,7 @@ impl Router {
         datagrams: impl IntoIterator<Item = Datagram<'a>>,
     ) {
         let mut it = datagrams.into_iter().peekable();
-        loop {
-            let Some(k) = it.peek().map(kind) else {
-                break;
-            };
+        while let Some(k) = it.peek().map(kind) {
             let mut run = std::iter::from_fn(|| it.next_if(|d| kind(d) == k));
             match k {
                 Kind::Gre => {

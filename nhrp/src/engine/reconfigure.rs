@@ -100,16 +100,7 @@ impl Engine {
         }
         self.cfg.protocol = protocol;
         self.cfg.tunnel_prefix_len = prefix_len;
-        let pending: Vec<IpAddr> = self.resolutions.drain().map(|(_, p)| p.dst).collect();
-        for dst in pending {
-            self.remove_incomplete(dst);
-        }
-        self.delayed.clear();
-        for i in 0..self.nhs.len() {
-            self.nhs[i].request_id = None;
-            self.nhs[i].unanswered = 0;
-            self.send_registration(now, i);
-        }
+        self.register_afresh(now);
     }
 
     /// Makes the NHS states follow `cfg.nhs` (in its order); returns the

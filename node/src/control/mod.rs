@@ -248,25 +248,7 @@ impl Node {
     fn start(&mut self, now: Instant) {
         // Manual SAs: static maps and manual keys, no IKE.
         for m in self.cfg.manual_sas.clone() {
-            let protection = if m.udp {
-                Protection::EspUdp { port: 4500 }
-            } else {
-                Protection::Esp
-            };
-            match sa::manual(&m, &mut self.rng) {
-                Ok((i, o)) => {
-                    self.dp(Command::InsertInbound(Box::new(i)));
-                    self.dp(Command::InsertOutbound(Box::new(o)));
-                    self.set_protection(m.peer, PeerKind::Static, protection, now);
-                    let p = self.peer_mut(m.peer, PeerKind::Static, now);
-                    p.manual = true;
-                    p.sas.insert(m.in_spi, m.out_spi);
-                    self.assign_conn_id(m.in_spi);
-                }
-                Err(e) => {
-                    warn!(target: "dmvpn::esp", interface = %self.cfg.interface, peer = %m.peer, "manual SA with {}: {e}", m.peer)
-                }
-            }
+            self.install_manual_sa(now, &m);
         }
         let statics: Vec<(IpAddr, IpAddr)> = self
             .cfg
@@ -289,6 +271,32 @@ impl Node {
             self.ensure_sa(now, n);
         }
         self.pump(now);
+    }
+
+    /// Installs manual SA `m` in the data plane, its peer protected by
+    /// it; false (logged) when its keys do not fit its transforms.
+    fn install_manual_sa(&mut self, now: Instant, m: &config_map::ManualSa) -> bool {
+        let protection = if m.udp {
+            Protection::EspUdp { port: 4500 }
+        } else {
+            Protection::Esp
+        };
+        match sa::manual(m, &mut self.rng) {
+            Ok((i, o)) => {
+                self.dp(Command::InsertInbound(Box::new(i)));
+                self.dp(Command::InsertOutbound(Box::new(o)));
+                self.set_protection(m.peer, PeerKind::Static, protection, now);
+                let p = self.peer_mut(m.peer, PeerKind::Static, now);
+                p.manual = true;
+                p.sas.insert(m.in_spi, m.out_spi);
+                self.assign_conn_id(m.in_spi);
+                true
+            }
+            Err(e) => {
+                warn!(target: "dmvpn::esp", interface = %self.cfg.interface, peer = %m.peer, "manual SA with {}: {e}", m.peer);
+                false
+            }
+        }
     }
 
     fn nhs_nbmas(&self) -> Vec<Ipv4Addr> {

@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use dmvpn_nhrp::Instant;
 
-use tracing::{info, warn};
+use tracing::info;
 
 use super::config_map::ManualSa;
 use dmvpn_wire::prefix::mask_v4;
@@ -197,31 +197,15 @@ impl Node {
             }
         }
         for m in &added {
-            let protection = if m.udp {
-                Protection::EspUdp { port: 4500 }
-            } else {
-                Protection::Esp
-            };
-            match sa::manual(m, &mut self.rng) {
-                Ok((i, o)) => {
-                    info!(target: "dmvpn::esp", interface = %self.cfg.interface, peer = %m.peer, "manual SA with {} installed (SPIs {:#x}/{:#x})", m.peer, m.in_spi, m.out_spi);
-                    self.dp(Command::InsertInbound(Box::new(i)));
-                    self.dp(Command::InsertOutbound(Box::new(o)));
-                    self.set_protection(m.peer, PeerKind::Static, protection, now);
-                    let p = self.peer_mut(m.peer, PeerKind::Static, now);
-                    p.manual = true;
-                    p.sas.insert(m.in_spi, m.out_spi);
-                    self.assign_conn_id(m.in_spi);
-                    self.refresh_routes_via(m.peer);
-                    if self.keylog {
-                        let c = sa::manual_as_child(m, self.cfg.nbma);
-                        for l in dmvpn_ike::keylog::esp_sa_lines(&c) {
-                            self.out.push_back(Output::KeyLog(l));
-                        }
-                    }
-                }
-                Err(e) => {
-                    warn!(target: "dmvpn::esp", interface = %self.cfg.interface, peer = %m.peer, "manual SA with {}: {e}", m.peer)
+            if !self.install_manual_sa(now, m) {
+                continue;
+            }
+            info!(target: "dmvpn::esp", interface = %self.cfg.interface, peer = %m.peer, "manual SA with {} installed (SPIs {:#x}/{:#x})", m.peer, m.in_spi, m.out_spi);
+            self.refresh_routes_via(m.peer);
+            if self.keylog {
+                let c = sa::manual_as_child(m, self.cfg.nbma);
+                for l in dmvpn_ike::keylog::esp_sa_lines(&c) {
+                    self.out.push_back(Output::KeyLog(l));
                 }
             }
         }
