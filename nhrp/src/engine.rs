@@ -562,10 +562,7 @@ impl Engine {
         local.next_hop = Some(cfg.protocol);
         cache.insert(local);
         for (p, l) in &cfg.local_prefixes {
-            let mut e = CacheEntry::new(*p, *l, EntryType::Local, now);
-            e.nbma = Some(cfg.nbma);
-            e.next_hop = Some(cfg.protocol);
-            cache.insert(e);
+            cache.insert(local_entry(&cfg, *p, *l, now));
         }
         for (p, n) in &cfg.static_maps {
             let mut e = CacheEntry::new(*p, host_len(*p), EntryType::Static, now);
@@ -897,10 +894,7 @@ impl Engine {
             info!(target: TARGET, interface = %self.cfg.interface, prefix = %p, prefix_len = l, "NHRP: {}/{} is no longer behind this node", p, l);
         }
         for (p, l) in new.iter().filter(|x| !old.contains(x) && **x != own) {
-            let mut e = CacheEntry::new(*p, *l, EntryType::Local, now);
-            e.nbma = Some(self.cfg.nbma);
-            e.next_hop = Some(self.cfg.protocol);
-            self.cache.insert(e);
+            self.cache.insert(local_entry(&self.cfg, *p, *l, now));
             info!(target: TARGET, interface = %self.cfg.interface, prefix = %p, prefix_len = l, "NHRP: {}/{} is behind this node", p, l);
         }
         self.cfg.local_prefixes = new;
@@ -1804,9 +1798,8 @@ impl Engine {
     }
 
     fn nak_resolution(&mut self, now: Instant, from: IpAddr, p: Packet, c: u8) {
-        // Back the way the request came: a requester believes a refusal
-        // only from the server it asked, which passes ours on.
-        let to = from;
+        // Back the way the request came (to `from`): a requester believes
+        // a refusal only from the server it asked, which passes ours on.
         let mut r = p;
         r.packet_type = PacketType::ResolutionReply;
         r.hop_count = DEFAULT_HOP_COUNT;
@@ -1823,7 +1816,7 @@ impl Engine {
         }
         self.reauth(&mut r.extensions);
         let (s, d) = (r.src_proto.clone(), r.dst_proto.clone());
-        self.send(now, to, r.emit(), PacketType::ResolutionReply, &s, &d);
+        self.send(now, from, r.emit(), PacketType::ResolutionReply, &s, &d);
     }
 
     fn answer_resolution(&mut self, now: Instant, from: IpAddr, p: Packet, len: u8) {
@@ -2558,6 +2551,14 @@ impl Engine {
             self.send_resolution(now, prefix, false);
         }
     }
+}
+
+/// The cache entry of `prefix/len`, a network behind this node.
+fn local_entry(cfg: &Config, prefix: IpAddr, len: u8, now: Instant) -> CacheEntry {
+    let mut e = CacheEntry::new(prefix, len, EntryType::Local, now);
+    e.nbma = Some(cfg.nbma);
+    e.next_hop = Some(cfg.protocol);
+    e
 }
 
 fn insert_before_end(exts: &mut Vec<Extension>, e: Extension) {

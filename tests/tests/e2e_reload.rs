@@ -456,6 +456,36 @@ fn spoke_file(socket: &Path, keys: &Path, metrics: Option<&str>, body: &str) -> 
     )
 }
 
+/// A hub and one spoke, each with a LAN host, started with `hub_config`
+/// and `spoke_config`: returned (lab, hub, spoke, the spoke's LAN host)
+/// once the spoke has registered and its LAN reaches the hub's.
+fn hub_and_spoke(tag: &str, hub_config: &str, spoke_config: &str) -> (Lab, String, String, String) {
+    let mut lab = Lab::new(tag);
+    let hub = lab.node("hub", 1);
+    let s1 = lab.node("s1", 2);
+    let _h1 = lab.lan_host(&hub, 1);
+    let h2 = lab.lan_host(&s1, 2);
+    lab.start(&hub, hub_config);
+    lab.start(&s1, spoke_config);
+    hub_lan_routes(&lab, &hub);
+    lab.wait("the spoke registered", Duration::from_secs(30), || {
+        lab.registered(&hub, &[S1])
+    });
+    lab.wait("LAN pings through the hub", Duration::from_secs(15), || {
+        lab.ping(&h2, HUB_LAN, 1) == 1
+    });
+    (lab, hub, s1, h2)
+}
+
+/// A ping every 0.2 s from `host` to the hub's LAN, once it is answered.
+fn steady_pinger(lab: &Lab, host: &str) -> Pinger {
+    let pinger = lab.pinger(host, HUB_LAN);
+    lab.wait("the pinger answered", Duration::from_secs(5), || {
+        pinger.answered_after(pinger.started) > 0
+    });
+    pinger
+}
+
 /// `dmvpnctl --socket SOCKET reload`, which must succeed: its output.
 fn reload_at(socket: &Path) -> String {
     let out = Command::new(dmvpnctl())
@@ -796,24 +826,8 @@ fn e2e_reload_daemon_side_keys() {
 #[test]
 fn e2e_reload_moves_the_tunnel_source() {
     const MOVED: &str = "172.16.0.22";
-    let mut lab = Lab::new("rs");
-    let hub = lab.node("hub", 1);
-    let s1 = lab.node("s1", 2);
-    let _h1 = lab.lan_host(&hub, 1);
-    let h2 = lab.lan_host(&s1, 2);
-    lab.start(&hub, &config(1));
-    lab.start(&s1, &config(2));
-    hub_lan_routes(&lab, &hub);
-    lab.wait("the spoke registered", Duration::from_secs(30), || {
-        lab.registered(&hub, &[S1])
-    });
-    lab.wait("LAN pings through the hub", Duration::from_secs(15), || {
-        lab.ping(&h2, HUB_LAN, 1) == 1
-    });
-    let pinger = lab.pinger(&h2, HUB_LAN);
-    lab.wait("the pinger answered", Duration::from_secs(5), || {
-        pinger.answered_after(pinger.started) > 0
-    });
+    let (mut lab, hub, s1, h2) = hub_and_spoke("rs", &config(1), &config(2));
+    let pinger = steady_pinger(&lab, &h2);
     let moved = edit(
         &config(2),
         &format!("source = \"{S1}\""),
@@ -992,24 +1006,8 @@ fn e2e_reload_moves_the_tunnel_source() {
 #[test]
 fn e2e_reload_changes_the_tunnel_address() {
     const NEW: &str = "192.168.1.12";
-    let mut lab = Lab::new("ra");
-    let hub = lab.node("hub", 1);
-    let s1 = lab.node("s1", 2);
-    let _h1 = lab.lan_host(&hub, 1);
-    let h2 = lab.lan_host(&s1, 2);
-    lab.start(&hub, &config(1));
-    lab.start(&s1, &config(2));
-    hub_lan_routes(&lab, &hub);
-    lab.wait("the spoke registered", Duration::from_secs(30), || {
-        lab.registered(&hub, &[S1])
-    });
-    lab.wait("LAN pings through the hub", Duration::from_secs(15), || {
-        lab.ping(&h2, HUB_LAN, 1) == 1
-    });
-    let pinger = lab.pinger(&h2, HUB_LAN);
-    lab.wait("the pinger answered", Duration::from_secs(5), || {
-        pinger.answered_after(pinger.started) > 0
-    });
+    let (mut lab, hub, s1, h2) = hub_and_spoke("ra", &config(1), &config(2));
+    let pinger = steady_pinger(&lab, &h2);
     let before = crypto(&lab, &s1);
     lab.write_config(
         &s1,
@@ -1083,11 +1081,6 @@ fn e2e_reload_changes_the_tunnel_address() {
 /// ping is printed).
 #[test]
 fn e2e_reload_switches_protection() {
-    let mut lab = Lab::new("rp");
-    let hub = lab.node("hub", 1);
-    let s1 = lab.node("s1", 2);
-    let _h1 = lab.lan_host(&hub, 1);
-    let h2 = lab.lan_host(&s1, 2);
     // Without IPsec a hub takes NHRP only from the NBMA prefixes allowed.
     let protected = |n: u8| {
         edit(
@@ -1097,15 +1090,7 @@ fn e2e_reload_switches_protection() {
         )
     };
     let plain = |n: u8| edit(&protected(n), "protection = \"cisco\"\n", "");
-    lab.start(&hub, &protected(1));
-    lab.start(&s1, &protected(2));
-    hub_lan_routes(&lab, &hub);
-    lab.wait("the spoke registered", Duration::from_secs(30), || {
-        lab.registered(&hub, &[S1])
-    });
-    lab.wait("LAN pings through the hub", Duration::from_secs(15), || {
-        lab.ping(&h2, HUB_LAN, 1) == 1
-    });
+    let (lab, hub, s1, h2) = hub_and_spoke("rp", &protected(1), &protected(2));
     let switched = |lab: &Lab, ns: &str| {
         let out = ctl_reload(lab, ns);
         let stdout = text(&out.stdout);
@@ -1172,24 +1157,8 @@ fn e2e_reload_switches_protection() {
 /// LAN traffic to the hub goes on; the gap is printed.
 #[test]
 fn e2e_reload_new_mode_starts_the_tunnel_again() {
-    let mut lab = Lab::new("rm");
-    let hub = lab.node("hub", 1);
-    let s1 = lab.node("s1", 2);
-    let _h1 = lab.lan_host(&hub, 1);
-    let h2 = lab.lan_host(&s1, 2);
-    lab.start(&hub, &config(1));
-    lab.start(&s1, &config(2));
-    hub_lan_routes(&lab, &hub);
-    lab.wait("the spoke registered", Duration::from_secs(30), || {
-        lab.registered(&hub, &[S1])
-    });
-    lab.wait("LAN pings through the hub", Duration::from_secs(15), || {
-        lab.ping(&h2, HUB_LAN, 1) == 1
-    });
-    let pinger = lab.pinger(&h2, HUB_LAN);
-    lab.wait("the pinger answered", Duration::from_secs(5), || {
-        pinger.answered_after(pinger.started) > 0
-    });
+    let (mut lab, hub, s1, h2) = hub_and_spoke("rm", &config(1), &config(2));
+    let pinger = steady_pinger(&lab, &h2);
     let before = crypto(&lab, &s1);
     let pid = lab.daemon(&s1).id();
     lab.write_config(
