@@ -6,14 +6,13 @@
 #   gcm        dmvpnd, GRE in ESP transport mode, esp-gcm 128
 #   aes-sha1-udp, gcm-udp
 #              the same in ESP-in-UDP (port 4500, as strongSwan's libipsec
-#              always sends)
+#              always sends), with dmvpnd's default settings (UDP GSO/GRO)
 #   aes-sha1-kernel, gcm-kernel
 #              plain ESP sent through the kernel's IP output for every
 #              packet (DMVPND_DIRECT_SEND=0) instead of the packet socket
-#   aes-sha1-gso, gcm-gso
-#              ESP-in-UDP with DMVPND_UDP_OFFLOAD=1 (UDP GSO/GRO batch the
-#              underlay too; off by default, captures then show
-#              super-datagrams)
+#   aes-sha1-udp-nogso, gcm-udp-nogso
+#              ESP-in-UDP with DMVPND_UDP_OFFLOAD=0: one datagram per
+#              message each way, as for a capture that is to be decrypted
 #   ss-aes-sha1, ss-gcm
 #              strongSwan charon with kernel-libipsec (user-space ESP, tunnel
 #              mode, UDP 4500), aes128-sha1 and aes128gcm16
@@ -44,7 +43,7 @@ CHARON=/usr/lib/ipsec/charon
 ROUNDS=${1:-1}
 TIME=${TIME:-10}
 UDP_LEN=${UDP_LEN:-1372}
-CASES=${CASES:-"veth gre aes-sha1 gcm aes-sha1-udp aes-sha1-gso ss-aes-sha1 ss-gcm"}
+CASES=${CASES:-"veth gre aes-sha1 gcm aes-sha1-udp aes-sha1-udp-nogso ss-aes-sha1 ss-gcm"}
 if [[ -z ${DMVPND:-} ]]; then
     cargo build -q --release -p dmvpn-agent --bin dmvpnd
     DMVPND="${CARGO_TARGET_DIR:-target}/release/dmvpnd"
@@ -107,9 +106,9 @@ wait_ping() { # ns src dst
 dmvpnd_config() { # n peer transform
     local n=$1 peer=$2 ts=$3 i o ki ko klen alen manual="" udp=false
     if [[ $n == 1 ]]; then i=0x1001 o=0x2001 ki=11 ko=22; else i=0x2001 o=0x1001 ki=22 ko=11; fi
-    local base=${ts%-udp}
-    base=${base%-gso} base=${base%-kernel}
-    [[ $ts == *-udp || $ts == *-gso ]] && udp=true
+    local base=${ts%-nogso}
+    [[ $base == *-udp ]] && udp=true
+    base=${base%-udp} base=${base%-kernel}
     case $base in
         aes-sha1) klen=16 alen=20 manual='["esp-aes 128", "esp-sha-hmac"]' ;;
         gcm) klen=20 alen=0 manual='["esp-gcm 128"]' ;;  # key + 4-byte salt
@@ -155,14 +154,15 @@ EOF
 }
 
 start_dmvpnd() { # transform
-    local n peer ns offload=0 direct=1
-    [[ $1 == *-gso ]] && offload=1
-    [[ $1 == *-kernel ]] && direct=0
+    local n peer ns env=()
+    # Unset variables leave dmvpnd's defaults (also for an older DMVPND=).
+    [[ $1 == *-nogso ]] && env+=(DMVPND_UDP_OFFLOAD=0)
+    [[ $1 == *-kernel ]] && env+=(DMVPND_DIRECT_SEND=0)
     for n in 1 2; do
         peer=$((3 - n)) ns=$A
         [[ $n == 2 ]] && ns=$B
         dmvpnd_config $n $peer "$1" >"$DIR/dmvpnd$n.toml"
-        ip netns exec "$ns" env DMVPND_UDP_OFFLOAD="$offload" DMVPND_DIRECT_SEND="$direct" "$DMVPND" --config "$DIR/dmvpnd$n.toml" \
+        ip netns exec "$ns" env -u DMVPND_UDP_OFFLOAD -u DMVPND_DIRECT_SEND "${env[@]}" "$DMVPND" --config "$DIR/dmvpnd$n.toml" \
             2>"$DIR/dmvpnd$n.log" &
         PIDS+=($!)
     done
@@ -283,7 +283,7 @@ run_case() { # round name
         gre) start_dmvpnd none ;;
         aes-sha1) start_dmvpnd aes-sha1 ;;
         gcm) start_dmvpnd gcm ;;
-        aes-sha1-udp | gcm-udp | aes-sha1-gso | gcm-gso | aes-sha1-kernel | gcm-kernel)
+        aes-sha1-udp | gcm-udp | aes-sha1-udp-nogso | gcm-udp-nogso | aes-sha1-kernel | gcm-kernel)
             start_dmvpnd "$2" ;;
         ss-aes-sha1) start_charon aes128-sha1 ;;
         ss-gcm) start_charon aes128gcm16 ;;

@@ -214,6 +214,11 @@ impl Lab {
     /// Starts dmvpnd in `ns` (control socket and key log added to
     /// `config`) and waits for its control socket.
     pub fn start(&mut self, ns: &str, config: &str) {
+        self.start_with_env(ns, config, &[]);
+    }
+
+    /// [`Lab::start`] with these variables added to dmvpnd's environment.
+    pub fn start_with_env(&mut self, ns: &str, config: &str, env: &[(&str, &str)]) {
         let sock = self.socket(ns);
         let _ = fs::remove_file(&sock);
         let path = self.write_config(ns, config);
@@ -226,6 +231,7 @@ impl Lab {
         let child = Command::new("ip")
             .args(["netns", "exec", ns, crate::dmvpnd(), "--config"])
             .arg(&path)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

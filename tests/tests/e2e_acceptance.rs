@@ -215,8 +215,11 @@ fn manual_variant(mode: &str, udp: bool) {
     let h1 = lab.lan_host(&a, 1);
     lab.lan_host(&b, 2);
     let (cap, pcap) = lab.capture(&a, "nbma0", "a.pcap");
-    lab.start(&a, &manual_cfg(1, 2, mode, udp, false));
-    lab.start(&b, &manual_cfg(2, 1, mode, udp, false));
+    // A capture to decrypt needs ESP-in-UDP one datagram per message
+    // (docs/operations.md, "Captures with UDP offload").
+    let env = [("DMVPND_UDP_OFFLOAD", "0")];
+    lab.start_with_env(&a, &manual_cfg(1, 2, mode, udp, false), &env);
+    lab.start_with_env(&b, &manual_cfg(2, 1, mode, udp, false), &env);
 
     assert_eq!(lab.ping(&a, "192.168.1.2", 5), 5, "tunnel ping ({what})");
     assert_eq!(lab.ping(&h1, "10.2.0.10", 5), 5, "LAN ping ({what})");
@@ -340,6 +343,75 @@ fn accept_manual_sa_esp_tunnel_mode() {
 #[test]
 fn accept_manual_sa_esp_in_udp() {
     manual_variant("transport", true);
+}
+
+/// ESP-in-UDP datagrams from `src` to `dst` in `pcap`: how many, the
+/// largest and the sum of their IP total lengths.
+fn esp_in_udp_sizes(pcap: &Path, src: Ipv4Addr, dst: Ipv4Addr) -> (usize, usize, usize) {
+    let lens: Vec<usize> = esp_packets(&pcap_packets(pcap), src, dst)
+        .iter()
+        .map(|p| usize::from(u16::from_be_bytes([p[2], p[3]])))
+        .collect();
+    let largest = lens.iter().copied().max().unwrap_or(0);
+    (lens.len(), largest, lens.iter().sum())
+}
+
+/// ESP-in-UDP uses UDP GSO unless `DMVPND_UDP_OFFLOAD=0`: a burst of
+/// equal-sized packets to one peer leaves as super-datagrams larger than
+/// the link MTU (what a capture on the sending host shows), and every
+/// packet still arrives; switched off, every datagram fits the link.
+#[test]
+fn accept_esp_in_udp_offload_is_on_by_default() {
+    for off in [false, true] {
+        let what = if off {
+            "DMVPND_UDP_OFFLOAD=0"
+        } else {
+            "default"
+        };
+        let mut lab = Lab::new("uo");
+        let a = lab.node("a", 1);
+        let b = lab.node("b", 2);
+        let (cap, pcap) = lab.capture(&a, "nbma0", "a.pcap");
+        let env: &[(&str, &str)] = if off {
+            &[("DMVPND_UDP_OFFLOAD", "0")]
+        } else {
+            &[]
+        };
+        lab.start_with_env(&a, &manual_cfg(1, 2, "transport", true, false), env);
+        lab.start_with_env(&b, &manual_cfg(2, 1, "transport", true, false), env);
+        assert_eq!(lab.ping(&a, "192.168.1.2", 2), 2, "tunnel ping ({what})");
+        // 64 echo requests of 1328 bytes at once: one TUN burst.
+        let (got, out) = lab.ping_out(&a, "192.168.1.2", 64, &["-l", "64", "-s", "1300"]);
+        assert_eq!(got, 64, "burst answered ({what}):\n{out}");
+        // The capture has the burst once its bytes are in the file.
+        let (src, dst) = (Ipv4Addr::new(172, 16, 0, 1), Ipv4Addr::new(172, 16, 0, 2));
+        lab.wait("burst captured", Duration::from_secs(10), || {
+            esp_in_udp_sizes(&pcap, src, dst).2 >= 64 * 1328
+        });
+        lab.stop_capture(cap);
+        let (n, largest, _) = esp_in_udp_sizes(&pcap, src, dst);
+        eprintln!("{what}: {n} ESP-in-UDP datagrams captured from a, largest {largest} bytes");
+        if off {
+            assert!(
+                n >= 66 && largest <= 1500,
+                "{what}: {n} datagrams, largest {largest}"
+            );
+        } else {
+            assert!(
+                largest > 1500,
+                "{what}: no GSO super-datagram (largest {largest})"
+            );
+        }
+        let sa = lab.ipsec_with(&b, "172.16.0.1").expect("manual SA shown");
+        assert!(sa.counters.decaps >= 66, "{what}: {:?}", sa.counters);
+        assert_eq!(
+            sa.counters.replay_failed + sa.counters.verify_failed + sa.counters.recv_errors,
+            0,
+            "{what}: {:?}",
+            sa.counters
+        );
+        lab.stop_all();
+    }
 }
 
 // ---------------------------------------------------------------- IKE as the seed routers run it

@@ -3,9 +3,9 @@
 //! control socket's server task. Every protocol decision is the
 //! router's; [`event_loop::run_loop`] moves bytes, time and requests.
 //!
-//! The TUN device runs with TSO/GRO offload when the kernel allows it;
-//! `DMVPND_UDP_OFFLOAD=1` in the environment adds UDP GSO/GRO on the
-//! ESP-in-UDP socket (see [`crate::runtime::sockets`] for the trade-off).
+//! The TUN device runs with TSO/GRO offload when the kernel allows it, and
+//! the ESP-in-UDP socket with UDP GSO/GRO unless `DMVPND_UDP_OFFLOAD=0` is
+//! in the environment (see [`crate::runtime::sockets`] for the trade-off).
 //! Plain ESP and GRE leave through a packet socket where the kernel's
 //! route and neighbour tables allow, unless `DMVPND_DIRECT_SEND=0`
 //! ([`crate::runtime::direct`]).
@@ -201,9 +201,10 @@ fn flush_learned_routes(tunnel: &str, when: &str) {
     }
 }
 
-/// `DMVPND_UDP_OFFLOAD=1` turns on UDP GSO/GRO for ESP-in-UDP: faster,
-/// but captures on this host show runs of ESP datagrams as one
-/// super-datagram that analysers cannot decrypt.
+/// UDP GSO/GRO for ESP-in-UDP, on unless `DMVPND_UDP_OFFLOAD=0`: about
+/// twice the throughput (`scripts/bench-throughput.sh`), but captures on
+/// this host show runs of ESP datagrams as one super-datagram that
+/// analysers cannot decrypt, so that is the switch for a capture.
 fn udp_offload() -> bool {
-    std::env::var_os("DMVPND_UDP_OFFLOAD").is_some_and(|v| v == "1")
+    std::env::var_os("DMVPND_UDP_OFFLOAD").is_none_or(|v| v != "0")
 }

@@ -7,10 +7,12 @@
 //! header itself (TOS copied from the inner packet, TTL, DF); on receive
 //! an IPv4 raw socket always returns the whole packet, header included.
 //!
-//! The UDP socket can also use UDP GSO and GRO (opt-in): a run of
+//! The UDP 4500 socket uses UDP GSO and GRO unless turned off: a run of
 //! equal-sized datagrams to one peer leaves as one `UDP_SEGMENT` message
 //! (one trip through the stack, cut by the kernel or the NIC), and runs
-//! from one peer arrive coalesced (`UDP_GRO`) and are cut here.
+//! from one peer arrive coalesced (`UDP_GRO`) and are cut here. A kernel
+//! without them refuses the socket option or the first GSO message, and
+//! the socket goes on one datagram per message.
 
 use std::io;
 use std::mem::{MaybeUninit, size_of, zeroed};
@@ -337,7 +339,8 @@ pub struct DatagramSocket {
     /// Receives carry UDP_GRO segment sizes.
     gro: bool,
     /// Sends use UDP_SEGMENT; cleared for good the first time the kernel
-    /// refuses a GSO message (old kernel, or a path MTU below a segment).
+    /// refuses a GSO message as such (old kernel, a device without
+    /// checksum offload, or a path MTU below a segment).
     gso: AtomicBool,
     /// Raw sockets: the packet-socket path most packets leave by.
     direct: Option<DirectPath>,
@@ -392,9 +395,9 @@ impl DatagramSocket {
     }
 
     /// Like [`DatagramSocket::udp`]; with `offload`, UDP GSO on send and
-    /// GRO on receive. Off by default: a packet capture on the host then
-    /// shows runs of ESP datagrams as one super-datagram, which analysers
-    /// cannot decrypt or check.
+    /// GRO on receive where the kernel has them. A packet capture on the
+    /// host then shows runs of ESP datagrams as one super-datagram, which
+    /// analysers cannot decrypt or check.
     pub fn udp_with(bind: SocketAddrV4, offload: bool) -> io::Result<Self> {
         let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
         s.set_reuse_address(true)?;
@@ -496,11 +499,17 @@ impl DatagramSocket {
                     report.sent += n;
                     done += n;
                 }
-                Ok(Ok(Err((_, k)))) if k > 1 => {
-                    // The kernel refused the GSO message: send one by one.
+                Ok(Ok(Err((e, k)))) if k > 1 && refuses_gso(&e) => {
+                    // This kernel or path cannot take GSO: one by one from now on.
                     self.gso.store(false, Ordering::Relaxed);
+                    tracing::warn!(target: "dmvpn::crypto", "UDP GSO refused ({e}): ESP-in-UDP goes one datagram per message");
                 }
-                Ok(Ok(Err(_))) | Ok(Err(_)) => {
+                Ok(Ok(Err((_, k)))) => {
+                    // Lost like a single datagram (no route, buffer full).
+                    report.failed += k;
+                    done += k;
+                }
+                Ok(Err(_)) => {
                     report.failed += 1;
                     done += 1;
                 }
@@ -509,6 +518,17 @@ impl DatagramSocket {
         }
         Ok(())
     }
+}
+
+/// True for the errors a kernel gives a GSO message it cannot segment
+/// (EINVAL: no UDP_SEGMENT or a bad segment count, EIO: the device has no
+/// checksum offload, EMSGSIZE: a segment above the path MTU); others
+/// (no route, no buffer space) are the datagrams' own and keep GSO on.
+fn refuses_gso(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EINVAL | libc::EIO | libc::EMSGSIZE | libc::ENOPROTOOPT | libc::EOPNOTSUPP)
+    )
 }
 
 /// `setsockopt` of one int; true on success.
