@@ -616,6 +616,70 @@ mod tests {
         assert!(msgs < n, "{msgs} messages for {n} datagrams");
     }
 
+    /// Runs `f` on a thread in a network namespace of its own holding a
+    /// veth pair `d0`–`d1`, `d0` with 10.9.0.1/24 and MTU 1000. Needs root.
+    fn in_private_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        std::thread::spawn(move || {
+            // SAFETY: unshare(2) moves only this thread into a new namespace.
+            let r = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+            assert_eq!(
+                r,
+                0,
+                "unshare(CLONE_NEWNET) needs root: {}",
+                io::Error::last_os_error()
+            );
+            for args in [
+                &[
+                    "link", "add", "d0", "mtu", "1000", "type", "veth", "peer", "name", "d1",
+                ][..],
+                &["link", "set", "d0", "up"],
+                &["link", "set", "d1", "up"],
+                &["addr", "add", "10.9.0.1/24", "dev", "d0"],
+            ] {
+                let st = std::process::Command::new("ip")
+                    .args(args)
+                    .status()
+                    .expect("run ip");
+                assert!(st.success(), "ip {args:?}");
+            }
+            f()
+        })
+        .join()
+        .expect("namespace thread")
+    }
+
+    /// Eight 1400-byte datagrams to `dst` from a GSO socket: the report
+    /// and whether GSO is still on.
+    fn gso_burst(dst: SocketAddrV4) -> (SendReport, bool) {
+        rt().block_on(async {
+            let tx = DatagramSocket::udp_with(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0), true)
+                .unwrap();
+            let mut b = SendBatch::new(8, 2048);
+            for _ in 0..8 {
+                assert!(b.push(&[7u8; 1400], dst));
+            }
+            let r = tx.send_batch(&mut b).await.unwrap();
+            (r, tx.gso.load(Ordering::Relaxed))
+        })
+    }
+
+    #[test]
+    fn gso_refused_by_the_path_falls_back_to_one_datagram_per_message() {
+        // Segments above the route's MTU: the kernel refuses the GSO
+        // message, and the datagrams leave one by one (fragmented).
+        let (r, gso) =
+            in_private_netns(|| gso_burst(SocketAddrV4::new(Ipv4Addr::new(10, 9, 0, 2), 4500)));
+        assert_eq!((r.sent, r.failed, gso), (8, 0, false), "{r:?}");
+    }
+
+    #[test]
+    fn gso_stays_on_when_datagrams_have_no_route() {
+        // No route is the datagrams' problem, not GSO's.
+        let (r, gso) =
+            in_private_netns(|| gso_burst(SocketAddrV4::new(Ipv4Addr::new(10, 99, 0, 1), 4500)));
+        assert_eq!((r.sent, r.failed, gso), (0, 8, true), "{r:?}");
+    }
+
     #[test]
     fn udp_without_offload_one_message_per_datagram() {
         let (n, msgs) = udp_batch_round_trip(false);
