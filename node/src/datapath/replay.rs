@@ -74,9 +74,14 @@ impl ReplayWindow {
 
     /// Records `seq` as received; call after a successful `check` and ICV.
     pub fn update(&mut self, seq: u32) {
-        if self.check(seq).is_err() {
-            return;
-        }
+        let _ = self.accept(seq);
+    }
+
+    /// Records `seq` as received if it still would be accepted, and says
+    /// whether it was: the check again, at the moment the window moves,
+    /// for receivers that verified the ICV without holding the window.
+    pub fn accept(&mut self, seq: u32) -> Result<(), ReplayError> {
+        self.check(seq)?;
         if seq > self.top {
             let advance = seq - self.top;
             if advance >= WINDOW {
@@ -92,6 +97,7 @@ impl ReplayWindow {
         }
         let (w, b) = Self::slot(seq);
         self.bits[w] |= b;
+        Ok(())
     }
 }
 
@@ -124,6 +130,17 @@ mod tests {
         }
         assert_eq!(w.check(2000 - WINDOW), Err(ReplayError::TooOld));
         assert_eq!(w.check(1500), Err(ReplayError::Duplicate));
+    }
+
+    #[test]
+    fn accept_takes_each_number_once() {
+        let mut w = ReplayWindow::new();
+        assert_eq!(w.accept(7), Ok(()));
+        assert_eq!(w.accept(7), Err(ReplayError::Duplicate));
+        assert_eq!(w.accept(5), Ok(()));
+        assert_eq!(w.accept(5), Err(ReplayError::Duplicate));
+        assert_eq!(w.accept(0), Err(ReplayError::Zero));
+        assert_eq!(w.highest(), 7);
     }
 
     #[test]

@@ -4,7 +4,8 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use thiserror::Error;
 
@@ -55,6 +56,11 @@ pub struct SaCounters {
 }
 
 /// Outbound half of an SA: sequence counter, IV generator, transform.
+///
+/// One owner seals through `&mut self` ([`OutboundSa::seal`]) with plain
+/// loads and stores; several forwarding threads may share the SA behind
+/// an `Arc` and seal through [`OutboundSa::seal_shared`], which takes each
+/// sequence number with one atomic add.
 pub struct OutboundSa {
     pub spi: u32,
     pub peer: IpAddr,
@@ -64,7 +70,7 @@ pub struct OutboundSa {
     transform: Arc<Transform>,
     iv: IvGen,
     /// Last sequence number used (0 before the first packet).
-    seq: u64,
+    seq: AtomicU64,
     lifetime_bytes: Option<u64>,
     pub counters: SaCounters,
 }
@@ -83,7 +89,7 @@ impl OutboundSa {
             mode: p.mode,
             transform: Arc::new(Transform::new(p.enc, p.enc_key, p.auth, p.auth_key)?),
             iv: IvGen::new(p.enc, iv_seed),
-            seq: 0,
+            seq: AtomicU64::new(0),
             lifetime_bytes: p.lifetime_kb.map(|kb| kb.saturating_mul(1024)),
             counters: SaCounters::default(),
         })
@@ -95,7 +101,7 @@ impl OutboundSa {
 
     /// Last sequence number sent.
     pub fn seq(&self) -> u64 {
-        self.seq
+        self.seq.load(Ordering::Relaxed).min(u64::from(u32::MAX))
     }
 
     /// True once the kilobyte lifetime is used up; the SA must be replaced.
@@ -142,11 +148,11 @@ impl OutboundSa {
         out: &mut [u8],
     ) -> Result<usize, SealError> {
         // No extended sequence numbers: the 32-bit space must not wrap (RFC 4303 §3.3.3).
-        if self.seq >= u64::from(u32::MAX) || self.lifetime_exceeded() {
+        if *self.seq.get_mut() >= u64::from(u32::MAX) || self.lifetime_exceeded() {
             self.counters.send_errors += 1;
             return Err(SealError::SequenceExhausted);
         }
-        let seq = self.seq + 1;
+        let seq = *self.seq.get_mut() + 1;
         let mut iv = [0u8; esp::MAX_IV_LEN];
         let iv = &mut iv[..self.transform.iv_len()];
         self.iv.fill(seq, iv);
@@ -155,7 +161,7 @@ impl OutboundSa {
             .seal_layout_parts(self.spi, seq as u32, iv, next_header, parts, out)
         {
             Ok(n) => {
-                self.seq = seq;
+                *self.seq.get_mut() = seq;
                 let c = &mut self.counters;
                 c.pkts_encaps += 1;
                 c.pkts_encrypt += 1;
@@ -182,15 +188,52 @@ impl OutboundSa {
     pub fn shared_transform(&self) -> Arc<Transform> {
         Arc::clone(&self.transform)
     }
+
+    /// Protects `payload` into `out` from any of the threads sharing this
+    /// SA. Each packet takes its own sequence number (and with it its IV)
+    /// with one atomic add, so no two packets share one and each thread's
+    /// numbers strictly increase; packets of different threads may leave
+    /// out of order, which the receiver's replay window absorbs. Packet
+    /// counters and the kilobyte lifetime are the caller's (one set per
+    /// thread, summed when shown).
+    pub fn seal_shared(
+        &self,
+        next_header: u8,
+        payload: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, SealError> {
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        if seq > u64::from(u32::MAX) {
+            return Err(SealError::SequenceExhausted);
+        }
+        let mut iv = [0u8; esp::MAX_IV_LEN];
+        let iv = &mut iv[..self.transform.iv_len()];
+        self.iv.fill(seq, iv);
+        let n = self.transform.seal_layout_parts(
+            self.spi,
+            seq as u32,
+            iv,
+            next_header,
+            &[payload],
+            out,
+        )?;
+        self.transform.seal_finish(&mut [&mut out[..n]]);
+        Ok(n)
+    }
 }
 
 /// Inbound half of an SA: transform and anti-replay window.
+///
+/// One owner opens through `&mut self` ([`InboundSa::open`]) without
+/// locking; threads sharing the SA behind an `Arc` open through
+/// [`InboundSa::open_shared`], which holds the window's own lock only for
+/// its bit operations, never during cryptography.
 pub struct InboundSa {
     pub spi: u32,
     pub peer: IpAddr,
     pub mode: Mode,
     transform: Transform,
-    replay: ReplayWindow,
+    replay: Mutex<ReplayWindow>,
     lifetime_bytes: Option<u64>,
     pub counters: SaCounters,
 }
@@ -202,7 +245,7 @@ impl InboundSa {
             peer: p.peer,
             mode: p.mode,
             transform: Transform::new(p.enc, p.enc_key, p.auth, p.auth_key)?,
-            replay: ReplayWindow::new(),
+            replay: Mutex::new(ReplayWindow::new()),
             lifetime_bytes: p.lifetime_kb.map(|kb| kb.saturating_mul(1024)),
             counters: SaCounters::default(),
         })
@@ -232,20 +275,24 @@ impl InboundSa {
         computed: Option<&[u8; esp::MAX_ICV_LEN]>,
     ) -> Result<Opened, EspDrop> {
         let (_, seq) = esp::parse_header(pkt).inspect_err(|_| self.counters.invalid_len += 1)?;
-        if self.replay.check(seq).is_err() {
+        let replay = self
+            .replay
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        if replay.check(seq).is_err() {
             self.counters.replay_failed += 1;
             self.counters.recv_errors += 1;
             return Err(EspDrop::Replay);
         }
         match self.transform.open_with(pkt, out, computed) {
             Ok(o) => {
-                self.replay.update(seq);
+                replay.update(seq);
                 self.count_ok(o.len);
                 Ok(o)
             }
             Err(EspDrop::Dummy) => {
                 // Authentic but empty (TFC): it still moves the window.
-                self.replay.update(seq);
+                replay.update(seq);
                 Err(EspDrop::Dummy)
             }
             Err(e) => {
@@ -258,6 +305,32 @@ impl InboundSa {
                 Err(e)
             }
         }
+    }
+
+    /// Highest sequence number accepted so far.
+    pub fn highest_seq(&self) -> u32 {
+        self.window().highest()
+    }
+
+    fn window(&self) -> MutexGuard<'_, ReplayWindow> {
+        self.replay.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// [`InboundSa::open`] from any of the threads sharing this SA. The
+    /// window is checked before the ICV and checked again as it moves
+    /// after it, under its lock: of two threads opening the same packet at
+    /// once, one accepts it and the other sees a replay. Counting is the
+    /// caller's, as for [`OutboundSa::seal_shared`].
+    pub fn open_shared(&self, pkt: &[u8], out: &mut [u8]) -> Result<Opened, EspDrop> {
+        let (_, seq) = esp::parse_header(pkt)?;
+        if self.window().check(seq).is_err() {
+            return Err(EspDrop::Replay);
+        }
+        let opened = self.transform.open_with(pkt, out, None);
+        if matches!(opened, Ok(_) | Err(EspDrop::Dummy)) {
+            self.window().accept(seq).map_err(|_| EspDrop::Replay)?;
+        }
+        opened
     }
 
     fn count_ok(&mut self, len: usize) {
@@ -430,7 +503,7 @@ impl Sadb {
                 enc: sa.transform.enc_alg(),
                 auth: sa.transform.auth_alg(),
                 counters: sa.counters,
-                seq: u64::from(sa.replay.highest()),
+                seq: u64::from(sa.highest_seq()),
                 remaining_kb: sa
                     .lifetime_bytes
                     .map(|l| l.saturating_sub(sa.counters.bytes) / 1024),
@@ -443,7 +516,7 @@ impl Sadb {
                 enc: sa.transform.enc_alg(),
                 auth: sa.transform.auth_alg(),
                 counters: sa.counters,
-                seq: sa.seq,
+                seq: sa.seq(),
                 remaining_kb: sa.remaining_kb(),
             }))
             .collect();
