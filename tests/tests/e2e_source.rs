@@ -217,3 +217,69 @@ fn interface_source_that_does_not_exist_is_an_error() {
         "{err}"
     );
 }
+
+/// A hub sourced from an interface: it takes nbma0's address at start,
+/// spokes register with it, their LANs reach each other through it and
+/// then directly (a shortcut and an SA between the spokes); its address
+/// flapping (removed and given back, as a DHCP renewal that lapsed does)
+/// costs the spokes' traffic through it only while it is gone.
+#[test]
+fn hub_with_an_interface_source_serves_its_spokes() {
+    const S2: &str = "172.16.0.3";
+    let mut lab = Lab::new("ih");
+    let hub = lab.node("hub", 1);
+    let s1 = lab.node("s1", 2);
+    let s2 = lab.node("s2", 3);
+    let _h1 = lab.lan_host(&hub, 1);
+    let h2 = lab.lan_host(&s1, 2);
+    let _h3 = lab.lan_host(&s2, 3);
+    let hub_cfg = seed()
+        .config(1)
+        .replace("source = \"172.16.0.1\"", "source = \"nbma0\"");
+    assert!(hub_cfg.contains("source = \"nbma0\""));
+    lab.start(&hub, &hub_cfg);
+    hub_lan_routes(&lab, &hub);
+    lab.start(&s1, &seed().config(2));
+    lab.start(&s2, &seed().config(3));
+    lab.wait("both spokes registered", Duration::from_secs(30), || {
+        lab.registered(&hub, &[S1, S2])
+    });
+    lab.wait("spoke LAN to spoke LAN", Duration::from_secs(15), || {
+        lab.ping(&h2, "10.3.0.10", 1) == 1
+    });
+    lab.wait(
+        "a shortcut between the spokes",
+        Duration::from_secs(15),
+        || lab.ping(&h2, "10.3.0.10", 1) == 1 && lab.ipsec_with(&s1, S2).is_some(),
+    );
+
+    let pinger = lab.pinger(&h2, HUB_LAN);
+    lab.wait("the pinger answered", Duration::from_secs(5), || {
+        pinger.answered_after(pinger.started) > 0
+    });
+    let addr = "172.16.0.1/24";
+    ok(&["ip", "-n", &hub, "addr", "del", addr, "dev", "nbma0"]);
+    std::thread::sleep(Duration::from_secs(1));
+    let back = unix_now();
+    ok(&["ip", "-n", &hub, "addr", "add", addr, "dev", "nbma0"]);
+    lab.wait(
+        "echoes answered after the flap",
+        Duration::from_secs(15),
+        || pinger.answered_after(back) > 0,
+    );
+    let echoes = pinger.stop();
+    let resumed = first_answer_after(&echoes, back).expect("an answered echo after the flap");
+    eprintln!(
+        "FIGURE hub interface source flapped for 1 s: spoke-to-hub LAN traffic resumed {resumed:.2} s after the address came back"
+    );
+    assert!(lab.alive(&hub), "the hub was not restarted");
+    assert!(
+        lab.registered(&hub, &[S1, S2]),
+        "both spokes still registered"
+    );
+    assert_eq!(
+        lab.ping(&h2, "10.3.0.10", 3),
+        3,
+        "spoke to spoke after the flap"
+    );
+}
