@@ -39,6 +39,11 @@ pub const NATT_PORT: u16 = 4500;
 /// Inner packets taken from the TUN per wake-up before the sockets get a
 /// turn again (an offloaded read alone may hold ~45).
 const TUN_BURST: usize = 256;
+/// Received datagrams handed to the router at a time. Each yields at most
+/// two queued packets (a relayed one may be fragmented), so a run fits
+/// in what [`Router::should_flush`] leaves free; a GRO receive can hold
+/// hundreds of datagrams, far more than the batches.
+const UNDERLAY_RUN: usize = 16;
 /// Housekeeping runs once a second.
 const CHORE_INTERVAL: Duration = Duration::from_secs(1);
 /// Chore ticks between reads of the kernel's tunnel routes.
@@ -239,18 +244,18 @@ pub async fn run_loop(
                 Err(source) => return Err(super::DaemonError::TunFailed { name: links.tun.name(), source }),
             },
             r = links.gre.recv_batch(&mut gre_rb) => match r {
-                Ok(k) => router.handle_underlay_burst(now(), (0..k).map(|i| Datagram::Gre(gre_rb.get(i).0))),
+                Ok(k) => out.underlay_burst(router, links, now(), k, |i| Datagram::Gre(gre_rb.get(i).0)).await,
                 Err(_) => router.counters_mut().recv_errors += 1,
             },
             r = links.esp.recv_batch(&mut esp_rb) => match r {
-                Ok(k) => router.handle_underlay_burst(now(), (0..k).map(|i| Datagram::Esp(esp_rb.get(i).0))),
+                Ok(k) => out.underlay_burst(router, links, now(), k, |i| Datagram::Esp(esp_rb.get(i).0)).await,
                 Err(_) => router.counters_mut().recv_errors += 1,
             },
             r = links.udp4500.recv_batch(&mut u4_rb) => match r {
-                Ok(k) => router.handle_underlay_burst(now(), (0..k).map(|i| {
+                Ok(k) => out.underlay_burst(router, links, now(), k, |i| {
                     let (payload, remote) = u4_rb.get(i);
                     Datagram::Udp { local: SocketAddrV4::new(links.nbma.get(), NATT_PORT), remote, payload }
-                })),
+                }).await,
                 Err(_) => router.counters_mut().recv_errors += 1,
             },
             r = links.udp500.recv_batch(&mut u5_rb) => match r {
@@ -609,6 +614,30 @@ impl Output {
                 Err(err) if tun_io::is_packet_error(&err) => router.counters_mut().malformed += 1,
                 Err(_) => return,
             }
+        }
+    }
+}
+
+impl Output {
+    /// Hands `k` received datagrams (`datagram(i)`) to the router in runs
+    /// of [`UNDERLAY_RUN`], writing out what it queued whenever a batch
+    /// fills, so that nothing is dropped for want of room.
+    async fn underlay_burst<'a>(
+        &mut self,
+        router: &mut Router,
+        links: &Links,
+        now: Instant,
+        k: usize,
+        datagram: impl Fn(usize) -> Datagram<'a>,
+    ) {
+        let mut at = 0;
+        while at < k {
+            if router.should_flush() {
+                self.flush(router, links, now).await;
+            }
+            let end = (at + UNDERLAY_RUN).min(k);
+            router.handle_underlay_burst(now, (at..end).map(&datagram));
+            at = end;
         }
     }
 }
