@@ -1,7 +1,7 @@
 //! The NHRP cache: protocol prefix → NBMA address, with the entry types
 //! Cisco and FRR show (`show ip nhrp`, `show nhrp cache`).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -142,9 +142,11 @@ pub struct Cache {
     expiries: BTreeSet<(Instant, IpAddr, u8)>,
     refreshes: BTreeSet<(Instant, IpAddr, u8)>,
     // Entries per kind, and registrations (dynamic entries) per NBMA
-    // address, so bounds are checked in O(1).
+    // address, so bounds are checked in O(1) and O(log n). Ordered, so
+    // that the multicast list built from it needs no sort: a hub taking
+    // thousands of first registrations at once rebuilds it for each.
     kinds: [usize; 7],
-    owners: HashMap<IpAddr, usize>,
+    owners: BTreeMap<IpAddr, usize>,
     // Bumped whenever an NBMA address gains its first registration or
     // loses its last, so a hub's multicast list is rebuilt only then.
     owners_changed: u64,
@@ -312,7 +314,7 @@ impl Cache {
         self.owners.get(&nbma).copied().unwrap_or(0)
     }
 
-    /// The NBMA addresses with at least one registration, in no order.
+    /// The NBMA addresses with at least one registration, in order.
     pub fn registered_nbmas(&self) -> impl Iterator<Item = &IpAddr> {
         self.owners.keys()
     }

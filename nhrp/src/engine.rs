@@ -662,12 +662,16 @@ impl Engine {
     /// `multicast`) and, with `ip nhrp map multicast dynamic`, every
     /// registered client.
     pub fn multicast_nbmas(&self) -> Vec<IpAddr> {
-        let mut v: Vec<IpAddr> = self.cfg.multicast_static.clone();
+        let mut v: Vec<IpAddr> = Vec::new();
         if self.cfg.multicast_dynamic {
+            // Already in order: on a hub this is the long part.
             v.extend(self.cache.registered_nbmas());
         }
-        v.sort();
-        v.dedup();
+        if !self.cfg.multicast_static.is_empty() {
+            v.extend(&self.cfg.multicast_static);
+            v.sort();
+            v.dedup();
+        }
         v
     }
 

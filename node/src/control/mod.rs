@@ -136,6 +136,8 @@ pub struct Node {
     /// IOS-style connection IDs of installed SA pairs: inbound SPI → the
     /// inbound SA's ID (the outbound SA's is the next one).
     conn_ids: HashMap<u32, u32>,
+    /// Entries of `conn_ids` after its last pruning pass.
+    conn_ids_kept: usize,
     next_conn_id: u32,
     drops: log_limit::DropLog,
     /// Warnings about failed negotiations (a flood of half-open attempts
@@ -193,6 +195,7 @@ impl Node {
             kernel: kernel_routes::KernelRoutes::default(),
             keylog: false,
             conn_ids: HashMap::new(),
+            conn_ids_kept: 0,
             next_conn_id: FIRST_CONN_ID,
             drops: log_limit::DropLog::default(),
             failed_log: log_limit::Throttle::default(),
@@ -1177,14 +1180,20 @@ impl Node {
     }
 
     /// Numbers a newly installed SA pair (two IDs: inbound, outbound) and
-    /// forgets the IDs of pairs no longer installed.
+    /// forgets the IDs of pairs no longer installed. Forgetting takes a
+    /// pass over every SA, so it waits until the table has doubled since
+    /// the last pass: a hub installing thousands of pairs at once (after a
+    /// restart) pays O(1) per pair, not a pass each.
     fn assign_conn_id(&mut self, inbound_spi: u32) {
-        let live: std::collections::HashSet<u32> = self
-            .peers
-            .values()
-            .flat_map(|p| p.sas.keys().copied())
-            .collect();
-        self.conn_ids.retain(|spi, _| live.contains(spi));
+        if self.conn_ids.len() >= 2 * self.conn_ids_kept + 64 {
+            let live: std::collections::HashSet<u32> = self
+                .peers
+                .values()
+                .flat_map(|p| p.sas.keys().copied())
+                .collect();
+            self.conn_ids.retain(|spi, _| live.contains(spi));
+            self.conn_ids_kept = self.conn_ids.len();
+        }
         let id = self.next_conn_id;
         self.next_conn_id = match id.checked_add(2) {
             Some(n) => n,
