@@ -146,22 +146,8 @@ impl Config {
             Err(e) => {
                 let offset = e.span().map(|s| s.start);
                 let path = offset.map(|o| spans.path_at(o)).unwrap_or_default();
-                let msg = e
-                    .message()
-                    .lines()
-                    .next()
-                    .unwrap_or("invalid TOML")
-                    .to_string();
-                let help = if msg.starts_with("unknown field") {
-                    "remove it or fix its spelling"
-                } else if msg.starts_with("missing field") {
-                    "add it"
-                } else if msg.starts_with("invalid type") {
-                    "check the value's type in docs/configuration.md"
-                } else {
-                    ""
-                };
-                let msg = msg.trim_end_matches('.').to_string();
+                let msg = e.message().lines().next().unwrap_or("invalid TOML");
+                let (msg, help) = explain(msg);
                 return Err(ConfigErrors {
                     diagnostics: vec![locate(Finding::error(path, msg, help), offset)],
                 });
@@ -207,4 +193,38 @@ impl Config {
     pub fn to_toml(&self) -> String {
         toml::to_string(self).unwrap_or_default()
     }
+}
+
+/// A TOML or type error in an operator's words (Rust type names spelt
+/// out), with what to do about it.
+fn explain(msg: &str) -> (String, &'static str) {
+    let mut msg = msg.trim_end_matches('.').to_string();
+    for (ty, words) in [
+        ("u8", "a whole number from 0 to 255"),
+        ("u16", "a whole number from 0 to 65535"),
+        ("u32", "a whole number from 0 to 4294967295"),
+        ("u64", "a whole number"),
+        ("i64", "a whole number"),
+        ("f64", "a number"),
+    ] {
+        if let Some(head) = msg.strip_suffix(&format!("expected {ty}")) {
+            msg = format!("{head}expected {words}");
+        }
+    }
+    let help = if msg.starts_with("unknown field") {
+        "remove it or fix its spelling"
+    } else if msg.starts_with("missing field") {
+        "add it"
+    } else if msg.starts_with("invalid type") || msg.starts_with("invalid value") {
+        "check the value's type in docs/configuration.md"
+    } else if msg.starts_with("duplicate key") {
+        "keep one of them"
+    } else if msg.contains("socket address") {
+        "write ADDRESS:PORT, e.g. 127.0.0.1:9810"
+    } else if msg.contains("IP address") {
+        "write an address such as 192.0.2.1, or ADDRESS/LENGTH where a prefix is meant"
+    } else {
+        "fix the TOML syntax here; see docs/configuration.md"
+    };
+    (msg, help)
 }

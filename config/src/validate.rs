@@ -249,9 +249,9 @@ impl Validator {
             }
         }
         if cfg.tunnels.is_empty() {
-            self.warn(
+            self.err(
                 String::new(),
-                "no [[tunnel]] configured; the node will not forward anything",
+                "no [[tunnel]] configured: dmvpnd has nothing to run",
                 "add a [[tunnel]] table",
             );
         }
@@ -373,6 +373,22 @@ impl Validator {
                 format!("{p}.registration_timeout"),
                 format!("registration_timeout {rt} out of range"),
                 "use 1..65535 seconds, or remove it to use holdtime/3",
+            );
+        }
+        if let Some(rt) = n.registration_timeout
+            && (1..=65535).contains(&rt)
+            && rt >= n.holdtime
+        {
+            self.err(
+                format!("{p}.registration_timeout"),
+                format!(
+                    "registration_timeout {rt} s is not shorter than holdtime {} s: the NHS forgets each registration before the next one comes",
+                    n.holdtime
+                ),
+                format!(
+                    "use at most holdtime/3 ({} s), or remove it to get that",
+                    (n.holdtime / 3).max(1)
+                ),
             );
         }
         self.nhrp_trust(cfg, &p, t, src, n);

@@ -1020,10 +1020,6 @@ fn every_other_warning() {
             format!("{BASE}\n[control]\nmode = \"0666\"\n"),
             "35:8: control.mode: mode 0666 lets every local user control the daemon",
         ),
-        (
-            BASE.split("[[tunnel]]").next().unwrap().to_string(),
-            "1:1: : no [[tunnel]] configured; the node will not forward anything",
-        ),
     ];
     for (text, want) in cases {
         assert_eq!(warnings(&text), [want], "{text}");
@@ -1292,5 +1288,79 @@ fn metrics_listen() {
     assert!(
         got[0].starts_with("35:10: metrics.listen: invalid socket address syntax"),
         "{got:?}"
+    );
+}
+
+#[test]
+fn a_file_without_a_tunnel_is_refused() {
+    // dmvpnd has nothing to run; `--check` says so as an error.
+    let got = errors(BASE.split("[[tunnel]]").next().unwrap());
+    assert_eq!(
+        got,
+        ["1:1: : no [[tunnel]] configured: dmvpnd has nothing to run"]
+    );
+}
+
+#[test]
+fn registration_timeout_must_be_shorter_than_holdtime() {
+    let text = edit(
+        "network_id = 1\n",
+        "network_id = 1\nholdtime = 30\nregistration_timeout = 600\n",
+    );
+    let got = errors(&text);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].contains("tunnel[0].nhrp.registration_timeout: registration_timeout 600 s is not shorter than holdtime 30 s"),
+        "{got:?}"
+    );
+    let e = Config::from_str(&text, "t").unwrap_err().to_string();
+    assert!(
+        e.ends_with("(use at most holdtime/3 (10 s), or remove it to get that)"),
+        "{e}"
+    );
+    // Shorter is fine.
+    let ok = edit(
+        "network_id = 1\n",
+        "network_id = 1\nholdtime = 30\nregistration_timeout = 10\n",
+    );
+    assert!(errors(&ok).is_empty());
+}
+
+#[test]
+fn parser_messages_in_plain_words() {
+    // A Rust type name is spelt out.
+    let e = Config::from_str(&edit("priority = 10", "priority = \"x\""), "t").unwrap_err();
+    let e = e.to_string();
+    assert!(
+        e.contains("expected a whole number from 0 to 65535") && !e.contains("u16"),
+        "{e}"
+    );
+    // A duplicate key and a broken string say what to do.
+    let e =
+        Config::from_str(&edit("priority = 10", "priority = 10\npriority = 20"), "t").unwrap_err();
+    assert!(e.to_string().ends_with("(keep one of them)"), "{e}");
+    let e = Config::from_str(&edit("name = \"spoke1\"", "name = \"spoke1"), "t").unwrap_err();
+    assert!(
+        e.to_string()
+            .ends_with("(fix the TOML syntax here; see docs/configuration.md)"),
+        "{e}"
+    );
+    let e =
+        Config::from_str(&format!("{BASE}\n[metrics]\nlisten = \"127.0.0.1\"\n"), "t").unwrap_err();
+    assert!(
+        e.to_string()
+            .ends_with("(write ADDRESS:PORT, e.g. 127.0.0.1:9810)"),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_unreadable_file_is_named_without_a_position() {
+    let e = Config::load("/nonexistent/dmvpn.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("/nonexistent/dmvpn.toml: cannot read file:"),
+        "{e}"
     );
 }

@@ -92,6 +92,11 @@ impl Builder<'_> {
     fn runnable(&mut self, tunnels: Vec<Tunnel>) -> Vec<Tunnel> {
         let mut kept: Vec<Tunnel> = Vec::new();
         for t in tunnels {
+            if !kept.is_empty() || !crate::validate::unsupported(&t).is_empty() {
+                // Notes on how a tunnel was translated go with it.
+                let about = format!("{}: ", t.name);
+                self.notes.retain(|n| !n.text.starts_with(&about));
+            }
             let line = self
                 .r
                 .interfaces

@@ -69,6 +69,14 @@ pub enum ImportError {
     NoSuchHost { wanted: String, found: Vec<String> },
     #[error("the translation does not validate:\n{}", .0.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n"))]
     Invalid(Vec<Diagnostic>),
+    /// Crypto configuration alone (an ASA or IOS crypto map), or only
+    /// tunnels dmvpnd does not run: nothing dmvpnd can start. `config` is
+    /// what was translated; the notes say why each tunnel was left out.
+    #[error("no tunnel dmvpnd can run in this configuration (add an `interface Tunnel…` in mGRE or GRE mode to the input){}", .notes.iter().map(|n| format!("\n{n}")).collect::<String>())]
+    NoTunnel {
+        config: Box<Config>,
+        notes: Vec<Note>,
+    },
 }
 
 /// Translates IOS configuration text. See the module documentation.
@@ -130,6 +138,12 @@ pub fn import_ios(text: &str, opts: &ImportOptions) -> Result<Imported, ImportEr
                     .len(),
                 ranges(&c.prose_lines)
             ),
+        });
+    }
+    if config.tunnels.is_empty() {
+        return Err(ImportError::NoTunnel {
+            config: Box::new(config),
+            notes,
         });
     }
     let toml = render(&config, &names[selected], &notes);
