@@ -27,7 +27,9 @@ pub fn run(args: &ImportArgs) -> ExitCode {
     };
     match import_ios(&text, &opts) {
         Ok(imp) => {
-            print!("{}", imp.toml);
+            if !crate::emit(&imp.toml) {
+                return ExitCode::FAILURE;
+            }
             for n in &imp.notes {
                 eprintln!("import-ios: {n}");
             }

@@ -4,7 +4,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use dmvpn_ctl::command::{self, ParseError};
 use dmvpn_ctl::proto::{DEFAULT_SOCKET, Request, Response};
 use dmvpn_ctl::{client, render};
-use std::io::Read;
+use std::io::{self, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -111,7 +111,7 @@ fn main() -> ExitCode {
             match command::parse(&words) {
                 Ok(p) => p,
                 Err(ParseError::Help(h)) => {
-                    print!("{h}");
+                    emit(&h);
                     return ExitCode::SUCCESS;
                 }
                 Err(e) => {
@@ -122,6 +122,9 @@ fn main() -> ExitCode {
         }
     };
     let mut status = ExitCode::SUCCESS;
+    // With --json, one document: the response, or an array of them for a
+    // command that is several requests (`undebug all`).
+    let mut responses = Vec::new();
     for req in parsed.requests {
         let resp = match client::request(&socket, &req) {
             Ok(r) => r,
@@ -130,19 +133,10 @@ fn main() -> ExitCode {
                 return ExitCode::from(EXIT_USAGE);
             }
         };
-        if json {
-            match serde_json::to_string_pretty(&resp) {
-                Ok(s) => println!("{s}"),
-                Err(e) => {
-                    eprintln!("dmvpnctl: cannot print JSON: {e}");
-                    return ExitCode::FAILURE;
-                }
-            }
-        }
-        match resp {
+        match &resp {
             Response::Ok(reply) => {
-                if !json {
-                    print!("{}", render::render_view(&reply, parsed.view));
+                if !json && !emit(&render::render_view(reply, parsed.view)) {
+                    return status;
                 }
             }
             Response::Error { message } => {
@@ -150,8 +144,38 @@ fn main() -> ExitCode {
                 status = ExitCode::from(EXIT_REFUSED);
             }
         }
+        responses.push(resp);
+    }
+    if json {
+        let doc = match responses.as_slice() {
+            [one] => serde_json::to_string_pretty(one),
+            all => serde_json::to_string_pretty(all),
+        };
+        match doc {
+            Ok(s) => {
+                emit(&format!("{s}\n"));
+            }
+            Err(e) => {
+                eprintln!("dmvpnctl: cannot print JSON: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
     }
     status
+}
+
+/// Writes `s` to stdout; false when it cannot. A reader that went away
+/// (`dmvpnctl … | head`) ends the output quietly, as for other tools.
+pub(crate) fn emit(s: &str) -> bool {
+    let mut out = io::stdout().lock();
+    match out.write_all(s.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => true,
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => false,
+        Err(e) => {
+            eprintln!("dmvpnctl: cannot write the output: {e}");
+            false
+        }
+    }
 }
 
 /// Reads a file, or stdin for `-`.

@@ -377,3 +377,37 @@ fn other_users_are_refused_group_members_are_not() {
         assert_eq!(out.status.code(), Some(2));
     }
 }
+
+#[test]
+fn json_of_a_command_of_several_requests_is_one_array() {
+    let srv = common::start_fixture();
+    let out = run(&srv.path, &["--json", "undebug", "all"]);
+    let got: Vec<Response> = serde_json::from_str(&ok_stdout(&out)).unwrap();
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert!(
+        got.iter()
+            .all(|r| matches!(r, Response::Ok(Reply::Debug { on: false, .. })))
+    );
+}
+
+#[test]
+fn a_reader_that_goes_away_ends_the_output_quietly() {
+    use std::process::Stdio;
+    let srv = common::start_fixture();
+    for _ in 0..5 {
+        // stdout is a pipe whose reader is already gone (`| head -c 0`).
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dmvpnctl"))
+            .arg("--socket")
+            .arg(&srv.path)
+            .args(["--json", "show", "dmvpn", "detail"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert_ne!(out.status.code(), Some(101), "{stderr}");
+    }
+}

@@ -76,3 +76,24 @@ fn errors_are_one_line_and_nonzero() {
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(String::from_utf8(out.stderr).unwrap().lines().count(), 1);
 }
+
+#[test]
+fn a_configuration_without_a_tunnel_dmvpnd_runs_is_refused_with_the_reasons() {
+    let seeds =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/reference/seeds");
+    let seeds = std::env::var_os("DMVPN_SEEDS").map_or(seeds, std::path::PathBuf::from);
+    let seed = std::fs::read_dir(&seeds)
+        .unwrap_or_else(|e| panic!("seeds at {}: {e}", seeds.display()))
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("000_"))
+        .expect("seed 000");
+    let out = run(&["import-ios", seed.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("no tunnel dmvpnd can run in this configuration")
+            && stderr.contains("not imported: interface Tunnel23"),
+        "{stderr}"
+    );
+}

@@ -15,12 +15,18 @@ fn ident(p: &ProxyIdent) -> String {
     )
 }
 
-fn esp_sas(s: &mut String, dir: &str, sas: &[EspSa], map_tag: &str) {
+/// `udp`: ESP-in-UDP (NAT-T), shown as IOS does (`Transport UDP-Encaps`).
+fn esp_sas(s: &mut String, dir: &str, sas: &[EspSa], map_tag: &str, udp: bool) {
     let _ = writeln!(s, "     {dir} esp sas:");
+    let encaps = if udp { " UDP-Encaps" } else { "" };
     for sa in sas {
         let _ = writeln!(s, "      spi: {}", spi(sa.spi));
         let _ = writeln!(s, "        transform: {} ,", sa.transform);
-        let _ = writeln!(s, "        in use settings ={{{}, }}", sa.mode.as_str());
+        let _ = writeln!(
+            s,
+            "        in use settings ={{{}{encaps}, }}",
+            sa.mode.as_str()
+        );
         let _ = writeln!(
             s,
             "        conn id: {}, flow_id: SW:{}, crypto map: {}",
@@ -130,9 +136,11 @@ fn peer_block(s: &mut String, p: &IpsecPeerSa) {
         None => s.push_str("     PFS (Y/N): N, DH group: none\n"),
     }
     s.push('\n');
-    esp_sas(s, "inbound", &p.inbound, &p.crypto_map_tag);
+    // ESP goes in UDP exactly when the peer's port is not IKE's 500.
+    let udp = p.peer_port != 500;
+    esp_sas(s, "inbound", &p.inbound, &p.crypto_map_tag, udp);
     s.push('\n');
-    esp_sas(s, "outbound", &p.outbound, &p.crypto_map_tag);
+    esp_sas(s, "outbound", &p.outbound, &p.crypto_map_tag, udp);
 }
 
 /// `show crypto ipsec sa`: per interface, its data-plane drops, then one
