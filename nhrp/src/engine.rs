@@ -1881,7 +1881,7 @@ impl Engine {
                 .get(src, host_len(src))
                 .is_some_and(|e| e.kind == EntryType::Cached && e.nbma == Some(to));
             if relayed || refresh {
-                self.install_shortcut(now, src, host_len(src), src, to, ht);
+                self.install_shortcut(now, src, host_len(src), src, to, r.src_nbma_ip(), ht);
             }
             // Learned only from the request we answer: IOS's `implicit`.
             if relayed
@@ -1925,6 +1925,9 @@ impl Engine {
         self.send(now, to, bytes, PacketType::ResolutionReply, &s, &d);
     }
 
+    /// Caches `prefix/len` via `next_hop` at `nbma`; `claimed` is the NBMA
+    /// address the peer named when it differs (the peer is behind NAT).
+    #[allow(clippy::too_many_arguments)]
     fn install_shortcut(
         &mut self,
         now: Instant,
@@ -1932,6 +1935,7 @@ impl Engine {
         len: u8,
         next_hop: IpAddr,
         nbma: IpAddr,
+        claimed: Option<IpAddr>,
         ht: u16,
     ) {
         let old = self.cache.get(prefix, len).cloned();
@@ -1950,6 +1954,7 @@ impl Engine {
         }
         let mut e = CacheEntry::new(prefix, len, EntryType::Cached, now);
         e.nbma = Some(nbma);
+        e.claimed_nbma = claimed.filter(|c| *c != nbma);
         e.next_hop = Some(next_hop);
         e.holding_time = ht;
         e.expires = Some(now + Duration::from_secs(u64::from(ht)));
@@ -2058,9 +2063,11 @@ impl Engine {
             c.holding_time
         };
         debug!(target: TARGET, "NHRP: netid_in = 0, to_us = 1");
-        self.install_shortcut(now, dst, len, next_hop, nbma, ht);
+        let claimed = c.nbma_ip();
+        self.install_shortcut(now, dst, len, next_hop, nbma, claimed, ht);
         if next_hop != dst {
-            self.install_shortcut(now, next_hop, host_len(next_hop), next_hop, nbma, ht);
+            let host = host_len(next_hop);
+            self.install_shortcut(now, next_hop, host, next_hop, nbma, claimed, ht);
         }
     }
 

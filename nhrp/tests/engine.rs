@@ -576,6 +576,10 @@ fn nat_extension_gives_post_nat_addresses() {
         net.nodes[2].lookup(ip("192.168.1.2")).unwrap().nbma,
         ip("203.0.113.2")
     );
+    // ... and keeps the address spoke 2 claimed, shown as IOS shows a
+    // peer behind NAT (`Claimed NBMA address`, the `N` flag).
+    let e = net.nodes[2].cache().get(ip("192.168.1.2"), 32).unwrap();
+    assert_eq!(e.claimed_nbma, Some(ip("172.16.0.2")));
     // Spoke 2 resolves a LAN behind spoke 3: the hub names spoke 2's
     // post-NAT address so spoke 3 answers (and installs its shortcut)
     // there.
@@ -594,6 +598,12 @@ fn nat_extension_gives_post_nat_addresses() {
     assert_eq!(nat.cies()[0].nbma_ip(), Some(ip("203.0.113.2")));
     let rep = net.sent(PacketType::ResolutionReply);
     assert_eq!(rep.last().unwrap().to, ip("203.0.113.2"));
+    // Spoke 3 learned spoke 2 from the relayed request: behind NAT too.
+    let e = net.nodes[2].cache().get(ip("192.168.1.2"), 32).unwrap();
+    assert_eq!(
+        (e.nbma, e.claimed_nbma),
+        (Some(ip("203.0.113.2")), Some(ip("172.16.0.2")))
+    );
     assert_eq!(
         net.nodes[1].lookup(ip("10.3.0.1")).unwrap().nbma,
         ip("172.16.0.3")
