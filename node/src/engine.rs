@@ -270,7 +270,15 @@ pub struct Engine {
     /// complete as soon as they are queued.
     defer_seal: bool,
     deferred: Vec<Deferred>,
+    /// The last [`HELD_UNKNOWN_SPI`] ESP packets whose SPI was unknown,
+    /// tried again when an inbound SA is installed: a peer's first packets
+    /// on a new SA can overtake the Quick Mode message that keys it (they
+    /// arrive on another socket, and either may be read first).
+    unknown_spi: VecDeque<(Ipv4Addr, Vec<u8>)>,
 }
+
+/// ESP packets with an unknown SPI kept for a moment (see `Engine::unknown_spi`).
+const HELD_UNKNOWN_SPI: usize = 8;
 
 /// An ESP packet queued in clear, waiting for [`Engine::finish_seals`].
 struct Deferred {
@@ -304,6 +312,7 @@ impl Engine {
             scratch2: vec![0u8; BUF_SIZE].into_boxed_slice(),
             defer_seal: false,
             deferred: Vec::with_capacity(2 * BATCH),
+            unknown_spi: VecDeque::new(),
         }
     }
 
@@ -1043,9 +1052,35 @@ impl Engine {
                     }
                 }
             }
-            Err(_) => self.counters.esp_dropped += 1,
+            Err(e) => {
+                self.counters.esp_dropped += 1;
+                if e == esp::EspDrop::UnknownSpi {
+                    if self.unknown_spi.len() == HELD_UNKNOWN_SPI {
+                        self.unknown_spi.pop_front();
+                    }
+                    self.unknown_spi.push_back((src, esp.to_vec()));
+                }
+            }
         }
         self.scratch = plain;
+    }
+
+    /// Opens the held packets for the inbound SA `spi` just installed;
+    /// they no longer count as dropped for an unknown SPI.
+    fn retry_unknown_spi(&mut self, spi: u32) {
+        if self.unknown_spi.is_empty() {
+            return;
+        }
+        let held = std::mem::take(&mut self.unknown_spi);
+        for (src, esp) in held {
+            if esp::parse_header(&esp).is_ok_and(|(s, _)| s == spi) {
+                self.sadb.invalid_spi = self.sadb.invalid_spi.saturating_sub(1);
+                self.counters.esp_dropped = self.counters.esp_dropped.saturating_sub(1);
+                self.inbound_esp(&esp, src, None);
+            } else {
+                self.unknown_spi.push_back((src, esp));
+            }
+        }
     }
 }
 
@@ -1202,7 +1237,9 @@ impl Engine {
             Command::SendNhrp { peer, packet } => self.encap_proto(&packet, PROTO_NHRP, 0xc0, peer),
             Command::SendIke { dst, packet } => self.send_ike(dst, &packet),
             Command::InsertInbound(sa) => {
+                let spi = sa.spi;
                 self.sadb.insert_inbound(*sa);
+                self.retry_unknown_spi(spi);
             }
             Command::InsertOutbound(sa) => {
                 let peer = sa.peer;
@@ -1407,6 +1444,41 @@ mod tests {
             }
             assert_eq!(b.tun_out.len(), 1, "{prot:?}");
             assert_eq!(b.tun_out.get(0), &p[..]);
+        }
+    }
+
+    #[test]
+    fn esp_before_its_sa_is_opened_once_the_sa_is_installed() {
+        for prot in [Protection::Esp, Protection::EspUdp { port: 4500 }] {
+            let (mut a, mut b) = pair(prot);
+            let sa_in = b.sadb.remove_inbound(0x100).unwrap();
+            let p = inner(
+                Ipv4Addr::new(192, 168, 1, 1),
+                Ipv4Addr::new(192, 168, 1, 2),
+                300,
+                true,
+            );
+            a.outbound(&p);
+            let deliver = |a: &Engine, b: &mut Engine| match prot {
+                Protection::Esp => b.inbound_esp_ip(a.esp_out.get(0)),
+                _ => b.inbound_udp(a.udp_out.get(0), SocketAddrV4::new(A, 4500)),
+            };
+            // The packet overtakes the SA: dropped for now...
+            deliver(&a, &mut b);
+            assert_eq!((b.tun_out.len(), b.stats().invalid_spi), (0, 1), "{prot:?}");
+            // ... and delivered, no longer counted, once the SA is in.
+            b.apply(Command::InsertInbound(Box::new(sa_in)));
+            assert_eq!(b.tun_out.len(), 1, "{prot:?}");
+            assert_eq!(b.tun_out.get(0), &p[..]);
+            let st = b.stats();
+            assert_eq!(
+                (st.invalid_spi, st.counters.esp_dropped),
+                (0, 0),
+                "{prot:?}"
+            );
+            // Held once: the same packet again is a replay, not a second copy.
+            deliver(&a, &mut b);
+            assert_eq!(b.tun_out.len(), 1);
         }
     }
 
