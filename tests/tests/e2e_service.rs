@@ -410,3 +410,30 @@ fn cap_number(name: &str) -> u32 {
         other => panic!("capability {other} not known to this test"),
     }
 }
+
+/// A tunnel named after an interface that exists and is not a TUN device
+/// (an operator reusing `eth1`) stops dmvpnd at start with that reason,
+/// once, not a permissions hint.
+#[test]
+fn a_tunnel_named_like_another_interface_says_so() {
+    let mut lab = Lab::new("tn");
+    let ns = lab.node("hub", 1);
+    ok(&[
+        "ip", "-n", &ns, "link", "add", "wan9", "type", "veth", "peer", "name", "wan9p",
+    ]);
+    let cfg = seed_config(1).replace("name = \"Tunnel0\"", "name = \"wan9\"");
+    assert!(cfg.contains("name = \"wan9\""));
+    let path = lab.write_config(&ns, &cfg);
+    let out = Command::new("ip")
+        .args(["netns", "exec", &ns, dmvpnd(), "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot create TUN device wan9: an interface named wan9 exists and is not a TUN device (choose another tunnel name)"),
+        "{err}"
+    );
+    assert_eq!(err.matches("cannot create TUN device").count(), 1, "{err}");
+}

@@ -25,7 +25,7 @@ pub enum DaemonError {
     Random(String),
     #[error("key log {}: {reason}", path.display())]
     KeyLog { path: PathBuf, reason: String },
-    #[error("cannot create TUN device {name}: {source}{}", if source.kind() == io::ErrorKind::PermissionDenied { " (run as root or with CAP_NET_ADMIN)" } else { "" })]
+    #[error("cannot create TUN device {name}: {source}")]
     Tun { name: String, source: io::Error },
     #[error("cannot add route {prefix} via {tunnel}: {source}")]
     Route {

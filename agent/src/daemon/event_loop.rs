@@ -39,11 +39,10 @@ pub const NATT_PORT: u16 = 4500;
 /// Inner packets taken from the TUN per wake-up before the sockets get a
 /// turn again (an offloaded read alone may hold ~45).
 const TUN_BURST: usize = 256;
-/// Received datagrams handed to the router at a time. Each yields at most
-/// two queued packets (a relayed one may be fragmented), so a run fits
-/// in what [`Router::should_flush`] leaves free; a GRO receive can hold
-/// hundreds of datagrams, far more than the batches.
-const UNDERLAY_RUN: usize = 16;
+/// Received datagrams handed to the router at a time: what one receive
+/// takes without GRO, which the batches hold once flushed. A GRO receive
+/// can hold hundreds of datagrams, far more than the batches.
+const UNDERLAY_RUN: usize = BATCH;
 /// Housekeeping runs once a second.
 const CHORE_INTERVAL: Duration = Duration::from_secs(1);
 /// Chore ticks between reads of the kernel's tunnel routes.
@@ -620,8 +619,8 @@ impl Output {
 
 impl Output {
     /// Hands `k` received datagrams (`datagram(i)`) to the router in runs
-    /// of [`UNDERLAY_RUN`], writing out what it queued whenever a batch
-    /// fills, so that nothing is dropped for want of room.
+    /// of [`UNDERLAY_RUN`], writing out what it queued between runs, so
+    /// that nothing is dropped for want of room.
     async fn underlay_burst<'a>(
         &mut self,
         router: &mut Router,
@@ -632,7 +631,7 @@ impl Output {
     ) {
         let mut at = 0;
         while at < k {
-            if router.should_flush() {
+            if at > 0 {
                 self.flush(router, links, now).await;
             }
             let end = (at + UNDERLAY_RUN).min(k);

@@ -78,9 +78,7 @@ impl Tun {
             tracing::info!(target: "dmvpn::gre", "TUN offload unavailable ({e}); one packet per read/write");
             r = build(false);
         }
-        let dev = r.map_err(|e| {
-            io::Error::new(e.kind(), format!("cannot create TUN device {}: {e} (needs root or CAP_NET_ADMIN and /dev/net/tun)", cfg.name))
-        })?;
+        let dev = r.map_err(|e| why_no_tun(&cfg.name, e))?;
         let name = dev.name().unwrap_or_else(|_| cfg.name.clone());
         let offload = dev.tcp_gso();
         Ok(Tun {
@@ -349,4 +347,20 @@ impl TunWriter {
         }
         r.map(|_| n)
     }
+}
+
+/// The reason a TUN device could not be created, in the operator's terms
+/// (the caller names the device).
+fn why_no_tun(name: &str, e: io::Error) -> io::Error {
+    let sys = std::path::Path::new("/sys/class/net").join(name);
+    let why = if sys.exists() && !sys.join("tun_flags").exists() {
+        format!(
+            "an interface named {name} exists and is not a TUN device (choose another tunnel name)"
+        )
+    } else if e.kind() == io::ErrorKind::PermissionDenied {
+        format!("{e} (needs root or CAP_NET_ADMIN)")
+    } else {
+        format!("{e} (is /dev/net/tun there?)")
+    };
+    io::Error::new(e.kind(), why)
 }
