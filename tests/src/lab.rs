@@ -211,6 +211,20 @@ impl Lab {
         path
     }
 
+    /// Runs dmvpnd in `ns` on `config` (as [`Lab::start`] writes it) to
+    /// its exit, for configurations it must refuse: its stderr.
+    pub fn refused(&self, ns: &str, config: &str) -> String {
+        let path = self.write_config(ns, config);
+        let out = Command::new("ip")
+            .args(["netns", "exec", ns, crate::dmvpnd(), "--config"])
+            .arg(&path)
+            .output()
+            .expect("run dmvpnd");
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success(), "dmvpnd in {ns} ran: {err}");
+        err
+    }
+
     /// Starts dmvpnd in `ns` (control socket and key log added to
     /// `config`) and waits for its control socket.
     pub fn start(&mut self, ns: &str, config: &str) {

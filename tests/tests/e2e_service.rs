@@ -423,14 +423,7 @@ fn a_tunnel_named_like_another_interface_says_so() {
     ]);
     let cfg = seed_config(1).replace("name = \"Tunnel0\"", "name = \"wan9\"");
     assert!(cfg.contains("name = \"wan9\""));
-    let path = lab.write_config(&ns, &cfg);
-    let out = Command::new("ip")
-        .args(["netns", "exec", &ns, dmvpnd(), "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = lab.refused(&ns, &cfg);
     assert!(
         err.contains("cannot create TUN device wan9: an interface named wan9 exists and is not a TUN device (choose another tunnel name)"),
         "{err}"

@@ -203,15 +203,7 @@ fn interface_source_that_does_not_exist_is_an_error() {
     let spoke = seed()
         .config(2)
         .replace(&format!("source = \"{S1}\""), "source = \"wan9\"");
-    let path = lab.path("missing.toml");
-    std::fs::write(&path, &spoke).unwrap();
-    let out = std::process::Command::new("ip")
-        .args(["netns", "exec", &s1, dmvpnd(), "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = lab.refused(&s1, &spoke);
     assert!(
         err.contains("source interface wan9: no interface wan9"),
         "{err}"
