@@ -498,7 +498,7 @@ fn isakmp_profile_initiate_mode_aggressive() {
 
 #[test]
 fn seed_002_asa_crypto_map() {
-    let (c, notes) = crypto_only(&seed("002_"));
+    let (c, _) = crypto_only(&seed("002_"));
     assert_eq!(c.ipsec.profiles[0].name, "MAP-10");
     assert_eq!(c.ike.keys[0].peer.to_string(), "10.0.0.2/32");
     let p = &c.ike.policies[0];
@@ -520,7 +520,7 @@ fn seed_003_has_no_router_config() {
 
 #[test]
 fn seed_004_asa_dynamic_map() {
-    let (c, notes) = crypto_only(&seed("004_"));
+    let (c, _) = crypto_only(&seed("004_"));
     assert_eq!(c.ipsec.transform_sets[0].name, "TRA");
     assert_eq!(c.ipsec.profiles[0].lifetime_seconds, 28800);
     let p = &c.ike.policies[0];
