@@ -1055,10 +1055,16 @@ impl Engine {
             Err(e) => {
                 self.counters.esp_dropped += 1;
                 if e == esp::EspDrop::UnknownSpi {
-                    if self.unknown_spi.len() == HELD_UNKNOWN_SPI {
-                        self.unknown_spi.pop_front();
+                    // The oldest one's buffer is reused: a flood of unknown
+                    // SPIs costs a copy per packet, no allocation.
+                    let mut buf = match self.unknown_spi.len() {
+                        HELD_UNKNOWN_SPI => self.unknown_spi.pop_front().map(|(_, b)| b),
+                        _ => None,
                     }
-                    self.unknown_spi.push_back((src, esp.to_vec()));
+                    .unwrap_or_default();
+                    buf.clear();
+                    buf.extend_from_slice(esp);
+                    self.unknown_spi.push_back((src, buf));
                 }
             }
         }
@@ -1480,6 +1486,24 @@ mod tests {
             deliver(&a, &mut b);
             assert_eq!(b.tun_out.len(), 1);
         }
+    }
+
+    #[test]
+    fn unknown_spis_are_held_eight_at_most() {
+        let (_, mut b) = pair(Protection::Esp);
+        for spi in 0..20u32 {
+            let mut esp = vec![0u8; 64];
+            esp[..4].copy_from_slice(&(0x9000 + spi).to_be_bytes());
+            esp[4..8].copy_from_slice(&1u32.to_be_bytes());
+            b.inbound_esp(&esp, A, None);
+        }
+        let held: Vec<u32> = b
+            .unknown_spi
+            .iter()
+            .map(|(_, p)| esp::parse_header(p).unwrap().0)
+            .collect();
+        assert_eq!(held, (0x9000 + 12..0x9000 + 20).collect::<Vec<u32>>());
+        assert_eq!(b.stats().invalid_spi, 20);
     }
 
     #[test]

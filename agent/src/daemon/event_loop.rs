@@ -615,9 +615,7 @@ impl Output {
             }
         }
     }
-}
 
-impl Output {
     /// Hands `k` received datagrams (`datagram(i)`) to the router in runs
     /// of [`UNDERLAY_RUN`], writing out what it queued between runs, so
     /// that nothing is dropped for want of room.
