@@ -327,7 +327,7 @@ impl Setup {
                 auth_key: &[],
                 lifetime_kb: None,
             };
-            let mut inbound = InboundSa::new(&params).expect("inbound SA");
+            let inbound = InboundSa::new(&params).expect("inbound SA");
             let mut gre = None;
             let mut last_seq = 0;
             for p in sent {
@@ -342,7 +342,7 @@ impl Setup {
                 }
             }
             let gre = gre.unwrap_or_else(|| panic!("spoke {k}: no Registration Request seen"));
-            let mut sa = OutboundSa::new(&params, &[k as u8; 24]).expect("outbound SA");
+            let sa = OutboundSa::new(&params, &[k as u8; 24]).expect("outbound SA");
             let mut scratch = vec![0u8; sa.sealed_len(gre.len())];
             while sa.seq() < u64::from(last_seq) {
                 sa.seal(47, &gre, &mut scratch).expect("seal");

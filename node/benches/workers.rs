@@ -69,9 +69,9 @@ fn round(pairs: &[Pair]) -> (f64, usize) {
                 start.wait();
                 for i in 0..PER_THREAD {
                     let n = out
-                        .seal_shared(47, &payloads[i % DISTINCT], &mut sealed)
+                        .seal(47, &payloads[i % DISTINCT], &mut sealed)
                         .expect("seal");
-                    match inb.open_shared(&sealed[..n], &mut plain) {
+                    match inb.open(&sealed[..n], &mut plain) {
                         Ok(o) => {
                             black_box(o.len);
                         }

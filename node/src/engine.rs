@@ -22,6 +22,9 @@ use dmvpn_wire::ipv4::{HEADER_LEN as IPV4_HEADER_LEN, Ipv4Packet, Ipv4Repr, PROT
 use dmvpn_wire::natt::{self, Natt};
 use dmvpn_wire::{Prefix, PrefixMap};
 
+mod replica;
+pub use replica::{Punt, Update, WorkerPolicy};
+
 /// Largest datagram handled (inner packet + all headers).
 pub const BUF_SIZE: usize = 2048;
 /// Path MTU assumed on the NBMA network (Ethernet): outer packets are
@@ -275,6 +278,12 @@ pub struct Engine {
     /// on a new SA can overtake the Quick Mode message that keys it (they
     /// arrive on another socket, and either may be read first).
     unknown_spi: VecDeque<(Ipv4Addr, Vec<u8>)>,
+    /// Set on a forwarding worker's replica ([`Engine::replica`]).
+    replica: Option<replica::ReplicaState>,
+    /// Changes recorded for replicas ([`Engine::enable_replication`]).
+    updates: Option<VecDeque<Update>>,
+    /// The replicas' counters as they last reported them.
+    replica_counters: Vec<(Counters, GreCounters)>,
 }
 
 /// ESP packets with an unknown SPI kept for a moment (see `Engine::unknown_spi`).
@@ -313,13 +322,21 @@ impl Engine {
             defer_seal: false,
             deferred: Vec::with_capacity(2 * BATCH),
             unknown_spi: VecDeque::new(),
+            replica: None,
+            updates: None,
+            replica_counters: Vec::new(),
         }
     }
 
     pub fn stats(&self) -> DataplaneStats {
+        let (mut counters, mut gre) = (self.counters, self.gre_counters.clone());
+        for (c, g) in &self.replica_counters {
+            replica::add_counters(&mut counters, c);
+            gre.add(g);
+        }
         DataplaneStats {
-            counters: self.counters,
-            gre: self.gre_counters.clone(),
+            counters,
+            gre,
             sas: self.sadb.snapshot(),
             invalid_spi: self.sadb.invalid_spi,
         }
@@ -353,6 +370,7 @@ impl Engine {
     /// Our NBMA address changed: outer packets leave from `nbma`.
     pub fn set_local_nbma(&mut self, nbma: Ipv4Addr) {
         self.cfg.local_nbma = nbma;
+        self.record_config();
     }
 
     /// A reload changed the tunnel: the GRE key (outgoing packets carry
@@ -364,6 +382,7 @@ impl Engine {
         self.cfg.require_protection = cfg.require_protection;
         self.cfg.tunnel_addr = cfg.tunnel_addr;
         self.cfg.local_nbma = cfg.local_nbma;
+        self.record_config();
     }
 
     /// The tunnel starts again under `cfg` (a reload changed its role or
@@ -379,6 +398,7 @@ impl Engine {
         self.need_sa.clear();
         self.multicast.clear();
         self.broadcast = None;
+        self.record(|| Update::Restart(cfg.clone()));
     }
 
     /// Defer ESP encryption to [`Engine::batches`] (see `defer_seal`).
@@ -477,6 +497,10 @@ impl Engine {
 
     /// Handles one inner packet read from the TUN.
     pub fn outbound(&mut self, pkt: &[u8]) {
+        if let Some(policy) = self.replica.as_ref().map(|r| r.policy) {
+            self.replica_outbound(pkt, policy);
+            return;
+        }
         self.counters.tun_rx += 1;
         let Ok(info) = Ipv4Packet::new_checked(pkt) else {
             if pkt.first().is_some_and(|b| b >> 4 == 6) {
@@ -874,6 +898,12 @@ impl Engine {
     /// Keeps a packet until the peer's SA is installed; drops (counted)
     /// past [`PENDING_PER_PEER`] packets or [`PENDING_PEERS`] peers.
     fn hold(&mut self, peer: Peer, proto: u16, tos: u8, payload: &[u8]) {
+        if self.replica.is_some() {
+            // The SA went between the replica's look-up and its seal: the
+            // primary holds the packet and asks for a new one.
+            self.punt(Punt::Tun(payload.to_vec()));
+            return;
+        }
         if !self.pending.contains_key(&peer.nbma) && self.pending.len() >= PENDING_PEERS {
             self.counters.pending_dropped += 1;
             return;
@@ -951,6 +981,10 @@ impl Engine {
     }
 
     fn deliver(&mut self, pkt: &[u8]) {
+        if self.replica_relays(pkt) {
+            self.punt(Punt::Relay(pkt.to_vec()));
+            return;
+        }
         if !self
             .tun_out
             .push(pkt, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))
@@ -1051,6 +1085,15 @@ impl Engine {
                         _ => self.counters.malformed += 1,
                     }
                 }
+            }
+            Err(esp::EspDrop::UnknownSpi) if self.replica.is_some() => {
+                // The primary may know it, or hold the packet until it does;
+                // it counts the packet if not.
+                self.sadb.invalid_spi -= 1;
+                self.punt(Punt::Esp {
+                    src,
+                    esp: esp.to_vec(),
+                });
             }
             Err(e) => {
                 self.counters.esp_dropped += 1;
@@ -1167,8 +1210,8 @@ pub enum Command {
         dst: SocketAddrV4,
         packet: Vec<u8>,
     },
-    InsertInbound(Box<InboundSa>),
-    InsertOutbound(Box<OutboundSa>),
+    InsertInbound(Arc<InboundSa>),
+    InsertOutbound(Arc<OutboundSa>),
     /// Remove every SA with this peer (`clear crypto sa peer`).
     RemovePeerSas(IpAddr),
     /// Add or replace an overlay prefix → peer mapping.
@@ -1244,30 +1287,55 @@ impl Engine {
             Command::SendIke { dst, packet } => self.send_ike(dst, &packet),
             Command::InsertInbound(sa) => {
                 let spi = sa.spi;
-                self.sadb.insert_inbound(*sa);
+                self.record(|| Update::Inbound(Arc::clone(&sa)));
+                self.sadb.insert_inbound(sa);
                 self.retry_unknown_spi(spi);
             }
             Command::InsertOutbound(sa) => {
                 let peer = sa.peer;
-                self.sadb.insert_outbound(*sa);
+                self.record(|| Update::Outbound(Arc::clone(&sa)));
+                self.sadb.insert_outbound(sa);
                 if let IpAddr::V4(p) = peer {
                     self.need_sa.retain(|x| *x != p);
                     self.release(p);
                 }
             }
             Command::RemovePeerSas(peer) => {
+                self.record(|| Update::RemovePeer(peer));
                 self.sadb.remove_peer(peer);
                 if let IpAddr::V4(p) = peer {
                     self.discard_pending(p);
                 }
             }
-            Command::MapInsert { prefix, len, peer } => self.map.insert(prefix, len, peer),
-            Command::MapRemove { prefix, len } => self.map.remove(prefix, len),
-            Command::SetMulticast { peers, broadcast } => self.set_multicast(peers, broadcast),
+            Command::MapInsert { prefix, len, peer } => {
+                self.record(|| Update::Map {
+                    prefix,
+                    len,
+                    peer: Some(peer),
+                });
+                self.map.insert(prefix, len, peer)
+            }
+            Command::MapRemove { prefix, len } => {
+                self.record(|| Update::Map {
+                    prefix,
+                    len,
+                    peer: None,
+                });
+                self.map.remove(prefix, len)
+            }
+            Command::SetMulticast { peers, broadcast } => {
+                self.record(|| Update::Multicast {
+                    peers: peers.clone(),
+                    broadcast,
+                });
+                self.set_multicast(peers, broadcast)
+            }
             Command::RemoveInbound(spi) => {
+                self.record(|| Update::RemoveInbound(spi));
                 self.sadb.remove_inbound(spi);
             }
             Command::RemoveOutbound { peer, spi } => {
+                self.record(|| Update::RemoveOutbound { peer, spi });
                 if self.sadb.outbound(peer).is_some_and(|o| o.spi == spi) {
                     self.sadb.remove_outbound(peer);
                 }
@@ -1276,6 +1344,14 @@ impl Engine {
                 self.discard_pending(p);
             }
         }
+    }
+
+    /// Handles an ESP packet (SPI onwards) from `src` that a replica
+    /// handed back ([`Punt::Esp`]; already counted as received).
+    pub fn inbound_punted_esp(&mut self, src: Ipv4Addr, esp: &[u8]) {
+        let mut run = EspRun::new();
+        run.push(self, esp, src);
+        run.open(self);
     }
 
     /// The next message or request for the node: received NHRP, then
@@ -1328,10 +1404,10 @@ mod tests {
     use crate::datapath::esp::{AuthAlg, EncAlg};
     use crate::datapath::sadb::{InboundSa, OutboundSa, SaParams};
 
-    const A: Ipv4Addr = Ipv4Addr::new(172, 16, 0, 1);
-    const B: Ipv4Addr = Ipv4Addr::new(172, 16, 0, 2);
+    pub(super) const A: Ipv4Addr = Ipv4Addr::new(172, 16, 0, 1);
+    pub(super) const B: Ipv4Addr = Ipv4Addr::new(172, 16, 0, 2);
 
-    fn cfg(local: Ipv4Addr, tunnel: Ipv4Addr) -> DataplaneConfig {
+    pub(super) fn cfg(local: Ipv4Addr, tunnel: Ipv4Addr) -> DataplaneConfig {
         DataplaneConfig {
             local_nbma: local,
             tunnel_addr: tunnel,
@@ -1344,7 +1420,7 @@ mod tests {
         }
     }
 
-    fn inner(src: Ipv4Addr, dst: Ipv4Addr, len: usize, df: bool) -> Vec<u8> {
+    pub(super) fn inner(src: Ipv4Addr, dst: Ipv4Addr, len: usize, df: bool) -> Vec<u8> {
         let mut p = vec![0x5au8; len];
         Ipv4Repr {
             src,
@@ -1361,7 +1437,7 @@ mod tests {
         p
     }
 
-    fn sa(spi: u32, peer: Ipv4Addr) -> SaParams<'static> {
+    pub(super) fn sa(spi: u32, peer: Ipv4Addr) -> SaParams<'static> {
         SaParams {
             spi,
             peer: IpAddr::V4(peer),
@@ -1374,7 +1450,7 @@ mod tests {
         }
     }
 
-    fn pair(protection: Protection) -> (Engine, Engine) {
+    pub(super) fn pair(protection: Protection) -> (Engine, Engine) {
         let t1 = Ipv4Addr::new(192, 168, 1, 1);
         let t2 = Ipv4Addr::new(192, 168, 1, 2);
         let mut ma = PeerMap::new();
@@ -1441,7 +1517,7 @@ mod tests {
                     b.inbound_esp_ip(&outer);
                     // Replaying it is counted on the SA.
                     b.inbound_esp_ip(&outer);
-                    assert_eq!(b.sadb.inbound(0x100).unwrap().counters.replay_failed, 1);
+                    assert_eq!(b.sadb.inbound(0x100).unwrap().counters().replay_failed, 1);
                 }
                 Protection::EspUdp { .. } => {
                     let d = a.udp_out.get(0).to_vec();
@@ -1473,7 +1549,7 @@ mod tests {
             deliver(&a, &mut b);
             assert_eq!((b.tun_out.len(), b.stats().invalid_spi), (0, 1), "{prot:?}");
             // ... and delivered, no longer counted, once the SA is in.
-            b.apply(Command::InsertInbound(Box::new(sa_in)));
+            b.apply(Command::InsertInbound(sa_in));
             assert_eq!(b.tun_out.len(), 1, "{prot:?}");
             assert_eq!(b.tun_out.get(0), &p[..]);
             let st = b.stats();
@@ -1632,7 +1708,7 @@ mod tests {
             }
             // The SA is replaced before the packets are finished: they keep
             // the keys they were laid out with.
-            later.apply(Command::InsertOutbound(Box::new(
+            later.apply(Command::InsertOutbound(Arc::new(
                 OutboundSa::new(&sa(0x999, B), &[7; 24]).unwrap(),
             )));
             later.finish_seals();
@@ -1685,7 +1761,7 @@ mod tests {
         assert_eq!((st.mcast_rx, st.mcast_tx, st.mcast_no_sa), (1, 2, 1));
         assert_eq!(st.no_route, 0);
         // Dropped, not held: installing C's SA later releases nothing.
-        a.apply(Command::InsertOutbound(Box::new(
+        a.apply(Command::InsertOutbound(Arc::new(
             OutboundSa::new(&sa(0x200, c), &[5; 24]).unwrap(),
         )));
         assert_eq!(a.esp_out.len(), 1);
@@ -1937,7 +2013,7 @@ mod tests {
         b.outbound(&p);
         assert_eq!(b.poll_event(), Some(Event::NeedSa { peer: A }));
         assert_eq!(b.poll_event(), None);
-        b.apply(Command::InsertOutbound(Box::new(
+        b.apply(Command::InsertOutbound(Arc::new(
             OutboundSa::new(&sa(0x200, A), &[6; 24]).unwrap(),
         )));
         // The two packets held while the SA was missing went out, then the new one.
@@ -1994,7 +2070,7 @@ mod tests {
             b.outbound(&p);
         }
         assert_eq!(b.counters.pending_dropped, 8);
-        b.apply(Command::InsertOutbound(Box::new(
+        b.apply(Command::InsertOutbound(Arc::new(
             OutboundSa::new(&sa(0x200, A), &[6; 24]).unwrap(),
         )));
         assert_eq!(b.esp_out.len(), PENDING_PER_PEER);

@@ -35,9 +35,11 @@ use dmvpn_time::Instant;
 use tracing::info;
 
 use crate::control::{KernelRoute, Node, NodeConfig, Output, STATS_INTERVAL, Seed};
+use crate::datapath::gre::GreCounters;
 use crate::datapath::sadb::Sadb;
 use crate::engine::{
-    BatchSizes, Batches, Command, Counters, DataplaneStats, Engine, Event, PeerMap,
+    BatchSizes, Batches, Command, Counters, DataplaneStats, Engine, Event, PeerMap, Punt, Update,
+    WorkerPolicy,
 };
 use crate::reload::{self, Effect, ReloadError, ReloadSummary};
 
@@ -158,6 +160,8 @@ pub struct Router {
     /// The node's own deadline, computed at most once between calls
     /// (`None` when stale): it walks every IKE SA.
     deadline: Cell<Option<Option<Instant>>>,
+    /// The policy the replicas last got (`None`: there are none).
+    replica_policy: Option<WorkerPolicy>,
 }
 
 impl Router {
@@ -201,6 +205,7 @@ impl Router {
             tun_checked: 0,
             relayed: Vec::new(),
             deadline: Cell::new(None),
+            replica_policy: None,
         };
         r.settle(now);
         r
@@ -488,6 +493,42 @@ impl Router {
         resp
     }
 
+    /// A replica of the forwarding engine for a worker thread (see
+    /// [`crate::engine::Engine::replica`]). From the first one on, the
+    /// router records the changes replicas need ([`Router::poll_update`]).
+    pub fn replica(&mut self) -> Engine {
+        self.engine.enable_replication();
+        let policy = self.node.worker_policy();
+        self.replica_policy = Some(policy);
+        self.engine.replica(policy)
+    }
+
+    /// The next change for every replica, in order.
+    pub fn poll_update(&mut self) -> Option<Update> {
+        self.engine.poll_update()
+    }
+
+    /// What a replica handed back, handled as if this router had read it.
+    pub fn handle_punt(&mut self, now: Instant, p: Punt) {
+        match p {
+            Punt::Tun(pkt) => self.handle_tun(now, &pkt),
+            Punt::Relay(pkt) => {
+                self.node.observe_outbound(now, &pkt);
+                self.settle(now);
+                self.engine.outbound(&pkt);
+            }
+            Punt::Esp { src, esp } => self.engine.inbound_punted_esp(src, &esp),
+            Punt::Event(ev) => self.node_event(now, ev),
+        }
+        self.settle(now);
+    }
+
+    /// A replica's counters, as it reports them now and then; shown with
+    /// this router's own.
+    pub fn set_replica_counters(&mut self, index: usize, c: Counters, gre: GreCounters) {
+        self.engine.set_replica_counters(index, c, gre);
+    }
+
     /// Everything queued for the TUN and the underlay sockets (ESP
     /// sealed). The driver writes each batch out and clears it.
     pub fn batches(&mut self) -> Batches<'_> {
@@ -556,23 +597,35 @@ impl Router {
             }
             while let Some(ev) = self.engine.poll_event() {
                 moved = true;
-                if self.changes.is_some()
-                    && let Event::Nhrp { src, packet } = &ev
-                {
-                    let c = Change::NhrpReceived {
-                        src: *src,
-                        packet: packet.clone(),
-                    };
-                    self.record(c);
-                }
-                self.node.handle_dataplane_event(now, ev);
+                self.node_event(now, ev);
             }
             moved |= self.relay(now);
             if !moved {
                 break;
             }
         }
+        if let Some(old) = self.replica_policy {
+            let policy = self.node.worker_policy();
+            if policy != old {
+                self.replica_policy = Some(policy);
+                self.engine.record_policy(policy);
+            }
+        }
         self.deadline.set(None);
+    }
+
+    /// Hands an event of the data plane (or of a replica) to the node.
+    fn node_event(&mut self, now: Instant, ev: Event) {
+        if self.changes.is_some()
+            && let Event::Nhrp { src, packet } = &ev
+        {
+            let c = Change::NhrpReceived {
+                src: *src,
+                packet: packet.clone(),
+            };
+            self.record(c);
+        }
+        self.node.handle_dataplane_event(now, ev);
     }
 
     /// Applies a node command to the engine, recording what changed.

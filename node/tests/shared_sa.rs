@@ -66,7 +66,7 @@ fn seal_on_threads(out: &Arc<OutboundSa>) -> Vec<Vec<Vec<u8>>> {
             .map(|i| {
                 let payload = [t as u8, (i >> 8) as u8, i as u8, 0x5a].repeat(350);
                 let mut buf = vec![0u8; 2048];
-                let n = out.seal_shared(47, &payload, &mut buf).unwrap();
+                let n = out.seal(47, &payload, &mut buf).unwrap();
                 buf.truncate(n);
                 buf
             })
@@ -101,7 +101,7 @@ fn check(enc: EncAlg, auth: AuthAlg) {
         let mut plain = vec![0u8; 2048];
         let mut refused = 0;
         for (k, p) in s[t].iter().enumerate() {
-            match i.open_shared(p, &mut plain) {
+            match i.open(p, &mut plain) {
                 Ok(o) => {
                     let want = [t as u8, (k >> 8) as u8, k as u8, 0x5a].repeat(350);
                     assert_eq!(&plain[..o.len], &want[..], "payload intact");
@@ -120,7 +120,7 @@ fn check(enc: EncAlg, auth: AuthAlg) {
         let mut plain = vec![0u8; 2048];
         s[(t + 1) % THREADS]
             .iter()
-            .filter(|p| match i.open_shared(p, &mut plain) {
+            .filter(|p| match i.open(p, &mut plain) {
                 Err(EspDrop::Replay) => false,
                 other => panic!("replayed packet: {other:?}"),
             })
@@ -151,7 +151,7 @@ fn a_packet_opened_by_two_threads_at_once_is_accepted_once() {
         s.iter()
             .filter(|p| {
                 step.wait();
-                match i.open_shared(p, &mut plain) {
+                match i.open(p, &mut plain) {
                     Ok(_) => true,
                     Err(EspDrop::Replay) => false,
                     Err(e) => panic!("{e:?}"),

@@ -42,6 +42,7 @@ mod show;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use dmvpn_ike::{Endpoint, Phase2Request, policy::gre_proxy};
@@ -286,8 +287,8 @@ impl Node {
         };
         match sa::manual(m, &mut self.rng) {
             Ok((i, o)) => {
-                self.dp(Command::InsertInbound(Box::new(i)));
-                self.dp(Command::InsertOutbound(Box::new(o)));
+                self.dp(Command::InsertInbound(Arc::new(i)));
+                self.dp(Command::InsertOutbound(Arc::new(o)));
                 self.set_protection(m.peer, PeerKind::Static, protection, now);
                 let p = self.peer_mut(m.peer, PeerKind::Static, now);
                 p.manual = true;
@@ -574,6 +575,24 @@ impl Node {
         if nhrp.lookup(IpAddr::V4(dst)).is_none() && !nhrp.config().shortcut {
             nhrp.resolve(now, IpAddr::V4(dst));
             self.pump(now);
+        }
+    }
+
+    /// Which inner packets forwarding workers must hand back for
+    /// [`Node::observe_outbound`]: on a hub sending redirects, packets
+    /// from a peer's networks; on a spoke resolving on traffic (phase 2),
+    /// packets for its NHS's NBMA address. A spoke with shortcuts
+    /// (phase 3) also marks cache entries used from packets through its
+    /// NHS; the packets its own thread forwards suffice for that.
+    pub fn worker_policy(&self) -> crate::engine::WorkerPolicy {
+        let nhrp = self.nhrp.as_ref().map(|n| n.config());
+        crate::engine::WorkerPolicy {
+            relay: self.cfg.hub,
+            watch_sources: self.cfg.hub && nhrp.is_some_and(|c| c.redirect),
+            watch_via: match nhrp {
+                Some(c) if !self.cfg.hub && !c.shortcut => self.base_nbma,
+                _ => None,
+            },
         }
     }
 
@@ -1148,7 +1167,7 @@ impl Node {
             }
             dmvpn_ike::Encapsulation::None => Protection::Esp,
         };
-        self.dp(Command::InsertInbound(Box::new(inb)));
+        self.dp(Command::InsertInbound(Arc::new(inb)));
         // The outbound SA also releases packets held for this peer, so the
         // peer map must already carry the right protection.
         let changed = self.protection(nbma) != protection;
@@ -1164,7 +1183,7 @@ impl Node {
         if changed {
             self.refresh_routes_via(nbma);
         }
-        self.dp(Command::InsertOutbound(Box::new(outb)));
+        self.dp(Command::InsertOutbound(Arc::new(outb)));
         if let Some(e) = self.nhrp.as_mut() {
             e.ipsec_up(now, IpAddr::V4(nbma));
         }

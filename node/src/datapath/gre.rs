@@ -100,6 +100,15 @@ impl GreCounters {
     pub fn total_drops(&self) -> u64 {
         self.drops.iter().sum()
     }
+
+    /// Adds `other`'s counts (another forwarding thread's) to these.
+    pub fn add(&mut self, other: &GreCounters) {
+        self.encapsulated += other.encapsulated;
+        self.decapsulated += other.decapsulated;
+        for (a, b) in self.drops.iter_mut().zip(other.drops) {
+            *a += b;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,13 @@
 //! Security association database: inbound SAs by SPI, outbound SAs by the
 //! peer's NBMA address, with per-SA counters shaped like IOS
 //! `show crypto ipsec sa`.
+//!
+//! An SA is used through `&self` only, so the forwarding threads of one
+//! node share it behind an `Arc` ([`Sadb::share`]): sequence numbers are
+//! taken with one atomic add, counters are atomic, and the replay window
+//! has its own lock, held for its bit operations and never during
+//! cryptography. One thread alone pays a few uncontended atomic
+//! operations per packet for it.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -55,12 +62,57 @@ pub struct SaCounters {
     pub bytes: u64,
 }
 
+/// [`SaCounters`] that several threads add to.
+#[derive(Debug, Default)]
+struct SharedCounters {
+    /// Packets protected (outbound) or accepted (inbound): `#pkts encaps`
+    /// and `encrypt` (and `digest` with an ICV), or `decaps`, `decrypt`
+    /// and `verify`.
+    packets: AtomicU64,
+    bytes: AtomicU64,
+    send_errors: AtomicU64,
+    verify_failed: AtomicU64,
+    replay_failed: AtomicU64,
+    invalid_len: AtomicU64,
+}
+
+fn add(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
+}
+
+impl SharedCounters {
+    fn outbound(&self, icv: bool) -> SaCounters {
+        let p = self.packets.load(Ordering::Relaxed);
+        SaCounters {
+            pkts_encaps: p,
+            pkts_encrypt: p,
+            pkts_digest: if icv { p } else { 0 },
+            send_errors: self.send_errors.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+            ..SaCounters::default()
+        }
+    }
+
+    fn inbound(&self, icv: bool) -> SaCounters {
+        let p = self.packets.load(Ordering::Relaxed);
+        let verify_failed = self.verify_failed.load(Ordering::Relaxed);
+        let replay_failed = self.replay_failed.load(Ordering::Relaxed);
+        let invalid_len = self.invalid_len.load(Ordering::Relaxed);
+        SaCounters {
+            pkts_decaps: p,
+            pkts_decrypt: p,
+            pkts_verify: if icv { p } else { 0 },
+            recv_errors: verify_failed + replay_failed + invalid_len,
+            verify_failed,
+            replay_failed,
+            invalid_len,
+            bytes: self.bytes.load(Ordering::Relaxed),
+            ..SaCounters::default()
+        }
+    }
+}
+
 /// Outbound half of an SA: sequence counter, IV generator, transform.
-///
-/// One owner seals through `&mut self` ([`OutboundSa::seal`]) with plain
-/// loads and stores; several forwarding threads may share the SA behind
-/// an `Arc` and seal through [`OutboundSa::seal_shared`], which takes each
-/// sequence number with one atomic add.
 pub struct OutboundSa {
     pub spi: u32,
     pub peer: IpAddr,
@@ -69,18 +121,17 @@ pub struct OutboundSa {
     /// delete in between cannot change their keys.
     transform: Arc<Transform>,
     iv: IvGen,
-    /// Last sequence number used (0 before the first packet).
+    /// Last sequence number taken (0 before the first packet). Each
+    /// packet takes its own with one atomic add, so no two packets share
+    /// one (nor an IV) and each thread's numbers strictly increase;
+    /// packets of different threads may leave out of order, which the
+    /// receiver's replay window absorbs.
     seq: AtomicU64,
     lifetime_bytes: Option<u64>,
-    pub counters: SaCounters,
+    counters: SharedCounters,
 }
 
 impl OutboundSa {
-    /// Length of the ESP packet (SPI to ICV) carrying `payload_len` bytes.
-    pub fn sealed_len(&self, payload_len: usize) -> usize {
-        self.transform.sealed_len(payload_len)
-    }
-
     /// `iv_seed` comes from the caller's RNG (24 random bytes).
     pub fn new(p: &SaParams<'_>, iv_seed: &[u8; 24]) -> Result<Self, KeyError> {
         Ok(OutboundSa {
@@ -91,12 +142,22 @@ impl OutboundSa {
             iv: IvGen::new(p.enc, iv_seed),
             seq: AtomicU64::new(0),
             lifetime_bytes: p.lifetime_kb.map(|kb| kb.saturating_mul(1024)),
-            counters: SaCounters::default(),
+            counters: SharedCounters::default(),
         })
+    }
+
+    /// Length of the ESP packet (SPI to ICV) carrying `payload_len` bytes.
+    pub fn sealed_len(&self, payload_len: usize) -> usize {
+        self.transform.sealed_len(payload_len)
     }
 
     pub fn transform(&self) -> &Transform {
         &self.transform
+    }
+
+    /// The counters as `show crypto ipsec sa` prints them.
+    pub fn counters(&self) -> SaCounters {
+        self.counters.outbound(self.transform.icv_len() > 0)
     }
 
     /// Last sequence number sent.
@@ -104,21 +165,24 @@ impl OutboundSa {
         self.seq.load(Ordering::Relaxed).min(u64::from(u32::MAX))
     }
 
+    fn bytes(&self) -> u64 {
+        self.counters.bytes.load(Ordering::Relaxed)
+    }
+
     /// True once the kilobyte lifetime is used up; the SA must be replaced.
     pub fn lifetime_exceeded(&self) -> bool {
-        self.lifetime_bytes
-            .is_some_and(|l| self.counters.bytes >= l)
+        self.lifetime_bytes.is_some_and(|l| self.bytes() >= l)
     }
 
     /// Remaining kilobytes of lifetime, if limited.
     pub fn remaining_kb(&self) -> Option<u64> {
         self.lifetime_bytes
-            .map(|l| l.saturating_sub(self.counters.bytes) / 1024)
+            .map(|l| l.saturating_sub(self.bytes()) / 1024)
     }
 
     /// Protects `payload` (next header `next_header`) into `out`.
     pub fn seal(
-        &mut self,
+        &self,
         next_header: u8,
         payload: &[u8],
         out: &mut [u8],
@@ -132,7 +196,7 @@ impl OutboundSa {
     /// layout and counters; [`OutboundSa::seal_finish`] must follow before
     /// the packet is sent.
     pub fn seal_layout(
-        &mut self,
+        &self,
         next_header: u8,
         payload: &[u8],
         out: &mut [u8],
@@ -142,17 +206,22 @@ impl OutboundSa {
 
     /// [`OutboundSa::seal_layout`] of a payload given in pieces.
     pub fn seal_layout_parts(
-        &mut self,
+        &self,
         next_header: u8,
         parts: &[&[u8]],
         out: &mut [u8],
     ) -> Result<usize, SealError> {
-        // No extended sequence numbers: the 32-bit space must not wrap (RFC 4303 §3.3.3).
-        if *self.seq.get_mut() >= u64::from(u32::MAX) || self.lifetime_exceeded() {
-            self.counters.send_errors += 1;
+        if self.lifetime_exceeded() {
+            add(&self.counters.send_errors, 1);
             return Err(SealError::SequenceExhausted);
         }
-        let seq = *self.seq.get_mut() + 1;
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        if seq > u64::from(u32::MAX) {
+            // Numbers are not reused: the SA stays exhausted.
+            self.seq.store(u64::from(u32::MAX), Ordering::Relaxed);
+            add(&self.counters.send_errors, 1);
+            return Err(SealError::SequenceExhausted);
+        }
         let mut iv = [0u8; esp::MAX_IV_LEN];
         let iv = &mut iv[..self.transform.iv_len()];
         self.iv.fill(seq, iv);
@@ -161,25 +230,22 @@ impl OutboundSa {
             .seal_layout_parts(self.spi, seq as u32, iv, next_header, parts, out)
         {
             Ok(n) => {
-                *self.seq.get_mut() = seq;
-                let c = &mut self.counters;
-                c.pkts_encaps += 1;
-                c.pkts_encrypt += 1;
-                if self.transform.icv_len() > 0 {
-                    c.pkts_digest += 1;
-                }
-                c.bytes += parts.iter().map(|p| p.len() as u64).sum::<u64>();
+                add(&self.counters.packets, 1);
+                add(
+                    &self.counters.bytes,
+                    parts.iter().map(|p| p.len() as u64).sum(),
+                );
                 Ok(n)
             }
             Err(e) => {
-                self.counters.send_errors += 1;
+                add(&self.counters.send_errors, 1);
                 Err(e)
             }
         }
     }
 
     /// Encrypts and authenticates packets laid out by
-    /// [`OutboundSa::seal_layout`] on this SA, several at once.
+    /// [`OutboundSa::seal_layout`], several at a time where the cipher can.
     pub fn seal_finish(&self, pkts: &mut [&mut [u8]]) {
         self.transform.seal_finish(pkts);
     }
@@ -188,46 +254,9 @@ impl OutboundSa {
     pub fn shared_transform(&self) -> Arc<Transform> {
         Arc::clone(&self.transform)
     }
-
-    /// Protects `payload` into `out` from any of the threads sharing this
-    /// SA. Each packet takes its own sequence number (and with it its IV)
-    /// with one atomic add, so no two packets share one and each thread's
-    /// numbers strictly increase; packets of different threads may leave
-    /// out of order, which the receiver's replay window absorbs. Packet
-    /// counters and the kilobyte lifetime are the caller's (one set per
-    /// thread, summed when shown).
-    pub fn seal_shared(
-        &self,
-        next_header: u8,
-        payload: &[u8],
-        out: &mut [u8],
-    ) -> Result<usize, SealError> {
-        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
-        if seq > u64::from(u32::MAX) {
-            return Err(SealError::SequenceExhausted);
-        }
-        let mut iv = [0u8; esp::MAX_IV_LEN];
-        let iv = &mut iv[..self.transform.iv_len()];
-        self.iv.fill(seq, iv);
-        let n = self.transform.seal_layout_parts(
-            self.spi,
-            seq as u32,
-            iv,
-            next_header,
-            &[payload],
-            out,
-        )?;
-        self.transform.seal_finish(&mut [&mut out[..n]]);
-        Ok(n)
-    }
 }
 
-/// Inbound half of an SA: transform and anti-replay window.
-///
-/// One owner opens through `&mut self` ([`InboundSa::open`]) without
-/// locking; threads sharing the SA behind an `Arc` open through
-/// [`InboundSa::open_shared`], which holds the window's own lock only for
-/// its bit operations, never during cryptography.
+/// Inbound half of an SA: replay window and transform.
 pub struct InboundSa {
     pub spi: u32,
     pub peer: IpAddr,
@@ -235,7 +264,7 @@ pub struct InboundSa {
     transform: Transform,
     replay: Mutex<ReplayWindow>,
     lifetime_bytes: Option<u64>,
-    pub counters: SaCounters,
+    counters: SharedCounters,
 }
 
 impl InboundSa {
@@ -247,7 +276,7 @@ impl InboundSa {
             transform: Transform::new(p.enc, p.enc_key, p.auth, p.auth_key)?,
             replay: Mutex::new(ReplayWindow::new()),
             lifetime_bytes: p.lifetime_kb.map(|kb| kb.saturating_mul(1024)),
-            counters: SaCounters::default(),
+            counters: SharedCounters::default(),
         })
     }
 
@@ -255,52 +284,59 @@ impl InboundSa {
         &self.transform
     }
 
+    /// The counters as `show crypto ipsec sa` prints them.
+    pub fn counters(&self) -> SaCounters {
+        self.counters.inbound(self.transform.icv_len() > 0)
+    }
+
+    fn bytes(&self) -> u64 {
+        self.counters.bytes.load(Ordering::Relaxed)
+    }
+
+    /// True once the kilobyte lifetime is used up.
     pub fn lifetime_exceeded(&self) -> bool {
-        self.lifetime_bytes
-            .is_some_and(|l| self.counters.bytes >= l)
+        self.lifetime_bytes.is_some_and(|l| self.bytes() >= l)
     }
 
     /// Replay check, ICV check and decryption, in that order; the window
     /// moves only after the ICV is verified.
-    pub fn open(&mut self, pkt: &[u8], out: &mut [u8]) -> Result<Opened, EspDrop> {
+    pub fn open(&self, pkt: &[u8], out: &mut [u8]) -> Result<Opened, EspDrop> {
         self.open_with(pkt, out, None)
     }
 
     /// [`InboundSa::open`] with the ICV already computed by this SA's
-    /// transform ([`Transform::icvs`]) when `computed` is set.
+    /// transform ([`Transform::icvs`]) when `computed` is set. The window
+    /// is checked before the ICV and checked again as it moves after it,
+    /// under its lock: of two threads opening the same packet at once,
+    /// one accepts it and the other sees a replay.
     pub fn open_with(
-        &mut self,
+        &self,
         pkt: &[u8],
         out: &mut [u8],
         computed: Option<&[u8; esp::MAX_ICV_LEN]>,
     ) -> Result<Opened, EspDrop> {
-        let (_, seq) = esp::parse_header(pkt).inspect_err(|_| self.counters.invalid_len += 1)?;
-        let replay = self
-            .replay
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner);
-        if replay.check(seq).is_err() {
-            self.counters.replay_failed += 1;
-            self.counters.recv_errors += 1;
+        let c = &self.counters;
+        let (_, seq) = esp::parse_header(pkt).inspect_err(|_| add(&c.invalid_len, 1))?;
+        if self.window().check(seq).is_err() {
+            add(&c.replay_failed, 1);
             return Err(EspDrop::Replay);
         }
-        match self.transform.open_with(pkt, out, computed) {
+        let opened = self.transform.open_with(pkt, out, computed);
+        if matches!(opened, Ok(_) | Err(EspDrop::Dummy)) && self.window().accept(seq).is_err() {
+            add(&c.replay_failed, 1);
+            return Err(EspDrop::Replay);
+        }
+        match opened {
             Ok(o) => {
-                replay.update(seq);
-                self.count_ok(o.len);
+                add(&c.packets, 1);
+                add(&c.bytes, o.len as u64);
                 Ok(o)
             }
-            Err(EspDrop::Dummy) => {
-                // Authentic but empty (TFC): it still moves the window.
-                replay.update(seq);
-                Err(EspDrop::Dummy)
-            }
+            Err(EspDrop::Dummy) => Err(EspDrop::Dummy),
             Err(e) => {
-                let c = &mut self.counters;
-                c.recv_errors += 1;
                 match e {
-                    EspDrop::IcvFailure => c.verify_failed += 1,
-                    _ => c.invalid_len += 1,
+                    EspDrop::IcvFailure => add(&c.verify_failed, 1),
+                    _ => add(&c.invalid_len, 1),
                 }
                 Err(e)
             }
@@ -314,33 +350,6 @@ impl InboundSa {
 
     fn window(&self) -> MutexGuard<'_, ReplayWindow> {
         self.replay.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// [`InboundSa::open`] from any of the threads sharing this SA. The
-    /// window is checked before the ICV and checked again as it moves
-    /// after it, under its lock: of two threads opening the same packet at
-    /// once, one accepts it and the other sees a replay. Counting is the
-    /// caller's, as for [`OutboundSa::seal_shared`].
-    pub fn open_shared(&self, pkt: &[u8], out: &mut [u8]) -> Result<Opened, EspDrop> {
-        let (_, seq) = esp::parse_header(pkt)?;
-        if self.window().check(seq).is_err() {
-            return Err(EspDrop::Replay);
-        }
-        let opened = self.transform.open_with(pkt, out, None);
-        if matches!(opened, Ok(_) | Err(EspDrop::Dummy)) {
-            self.window().accept(seq).map_err(|_| EspDrop::Replay)?;
-        }
-        opened
-    }
-
-    fn count_ok(&mut self, len: usize) {
-        let c = &mut self.counters;
-        c.pkts_decaps += 1;
-        c.pkts_decrypt += 1;
-        if self.transform.icv_len() > 0 {
-            c.pkts_verify += 1;
-        }
-        c.bytes += len as u64;
     }
 }
 
@@ -375,15 +384,15 @@ pub enum SadbError {
     Seal(#[from] SealError),
 }
 
-/// All SAs of a node. Each SA is boxed: a hash table's spare capacity
+/// All SAs of a node. Each SA is behind a pointer: a hash table's spare capacity
 /// (up to as much again as it holds) is then pointers, not 1.7 KB and
 /// 0.9 KB SAs with their cipher state inline, for one pointer hop per
 /// packet. With the IKE tables boxed alike, a hub's heap per spoke went
 /// from 12.3 to 9.0 KiB (`DMVPN_LAB_HEAP=1 dmvpn-lab sim`).
 #[derive(Default)]
 pub struct Sadb {
-    inbound: HashMap<u32, Box<InboundSa>>,
-    outbound: HashMap<IpAddr, Box<OutboundSa>>,
+    inbound: HashMap<u32, Arc<InboundSa>>,
+    outbound: HashMap<IpAddr, Arc<OutboundSa>>,
     /// `#pkts invalid sa (rcv)`: ESP packets whose SPI is unknown.
     pub invalid_spi: u64,
 }
@@ -393,22 +402,35 @@ impl Sadb {
         Self::default()
     }
 
+    /// A database holding the same SAs (not copies: sequence numbers,
+    /// replay windows and counters are shared), for another forwarding
+    /// thread; its own `invalid_spi` starts at 0.
+    pub fn share(&self) -> Sadb {
+        Sadb {
+            inbound: self.inbound.clone(),
+            outbound: self.outbound.clone(),
+            invalid_spi: 0,
+        }
+    }
+
     /// Installs an inbound SA; returns the one it replaces (same SPI).
-    pub fn insert_inbound(&mut self, sa: InboundSa) -> Option<InboundSa> {
-        self.inbound.insert(sa.spi, Box::new(sa)).map(|b| *b)
+    pub fn insert_inbound(&mut self, sa: impl Into<Arc<InboundSa>>) -> Option<Arc<InboundSa>> {
+        let sa = sa.into();
+        self.inbound.insert(sa.spi, sa)
     }
 
     /// Installs the outbound SA for its peer; returns the one it replaces.
-    pub fn insert_outbound(&mut self, sa: OutboundSa) -> Option<OutboundSa> {
-        self.outbound.insert(sa.peer, Box::new(sa)).map(|b| *b)
+    pub fn insert_outbound(&mut self, sa: impl Into<Arc<OutboundSa>>) -> Option<Arc<OutboundSa>> {
+        let sa = sa.into();
+        self.outbound.insert(sa.peer, sa)
     }
 
-    pub fn remove_inbound(&mut self, spi: u32) -> Option<InboundSa> {
-        self.inbound.remove(&spi).map(|b| *b)
+    pub fn remove_inbound(&mut self, spi: u32) -> Option<Arc<InboundSa>> {
+        self.inbound.remove(&spi)
     }
 
-    pub fn remove_outbound(&mut self, peer: IpAddr) -> Option<OutboundSa> {
-        self.outbound.remove(&peer).map(|b| *b)
+    pub fn remove_outbound(&mut self, peer: IpAddr) -> Option<Arc<OutboundSa>> {
+        self.outbound.remove(&peer)
     }
 
     /// Removes every SA with `peer` (`clear crypto sa peer`).
@@ -423,40 +445,36 @@ impl Sadb {
         self.outbound.contains_key(&peer)
     }
 
-    pub fn inbound(&self, spi: u32) -> Option<&InboundSa> {
-        self.inbound.get(&spi).map(|b| &**b)
+    pub fn inbound(&self, spi: u32) -> Option<&Arc<InboundSa>> {
+        self.inbound.get(&spi)
     }
 
-    pub fn outbound(&self, peer: IpAddr) -> Option<&OutboundSa> {
-        self.outbound.get(&peer).map(|b| &**b)
-    }
-
-    pub fn outbound_mut(&mut self, peer: IpAddr) -> Option<&mut OutboundSa> {
-        self.outbound.get_mut(&peer).map(|b| &mut **b)
+    pub fn outbound(&self, peer: IpAddr) -> Option<&Arc<OutboundSa>> {
+        self.outbound.get(&peer)
     }
 
     /// Protects `payload` for `peer` into `out`; returns the ESP length.
     pub fn seal(
-        &mut self,
+        &self,
         peer: IpAddr,
         next_header: u8,
         payload: &[u8],
         out: &mut [u8],
     ) -> Result<usize, SadbError> {
-        let sa = self.outbound.get_mut(&peer).ok_or(SadbError::NoSa)?;
+        let sa = self.outbound.get(&peer).ok_or(SadbError::NoSa)?;
         Ok(sa.seal(next_header, payload, out)?)
     }
 
     /// [`OutboundSa::seal_layout`] on `peer`'s outbound SA; returns the
     /// length and the transform that must finish the packet.
     pub fn seal_layout(
-        &mut self,
+        &self,
         peer: IpAddr,
         next_header: u8,
         parts: &[&[u8]],
         out: &mut [u8],
     ) -> Result<(usize, Arc<Transform>), SadbError> {
-        let sa = self.outbound.get_mut(&peer).ok_or(SadbError::NoSa)?;
+        let sa = self.outbound.get(&peer).ok_or(SadbError::NoSa)?;
         let n = sa.seal_layout_parts(next_header, parts, out)?;
         Ok((n, sa.shared_transform()))
     }
@@ -477,7 +495,7 @@ impl Sadb {
         computed: Option<&[u8; esp::MAX_ICV_LEN]>,
     ) -> Result<(IpAddr, Opened), EspDrop> {
         let (spi, _) = esp::parse_header(pkt)?;
-        let Some(sa) = self.inbound.get_mut(&spi) else {
+        let Some(sa) = self.inbound.get(&spi) else {
             self.invalid_spi += 1;
             return Err(EspDrop::UnknownSpi);
         };
@@ -502,11 +520,11 @@ impl Sadb {
                 mode: sa.mode,
                 enc: sa.transform.enc_alg(),
                 auth: sa.transform.auth_alg(),
-                counters: sa.counters,
+                counters: sa.counters(),
                 seq: u64::from(sa.highest_seq()),
                 remaining_kb: sa
                     .lifetime_bytes
-                    .map(|l| l.saturating_sub(sa.counters.bytes) / 1024),
+                    .map(|l| l.saturating_sub(sa.bytes()) / 1024),
             })
             .chain(self.outbound.values().map(|sa| SaSnapshot {
                 direction: Direction::Outbound,
@@ -515,7 +533,7 @@ impl Sadb {
                 mode: sa.mode,
                 enc: sa.transform.enc_alg(),
                 auth: sa.transform.auth_alg(),
-                counters: sa.counters,
+                counters: sa.counters(),
                 seq: sa.seq(),
                 remaining_kb: sa.remaining_kb(),
             }))
@@ -556,7 +574,7 @@ mod tests {
 
     #[test]
     fn seal_open_counts_like_ios() {
-        let (mut a, mut b) = pair();
+        let (a, mut b) = pair();
         let mut wire = [0u8; 200];
         let mut plain = [0u8; 200];
         for _ in 0..3 {
@@ -565,12 +583,12 @@ mod tests {
             assert_eq!(peer, PEER);
             assert_eq!(&plain[..o.len], b"gre packet");
         }
-        let out = a.outbound(PEER).unwrap().counters;
+        let out = a.outbound(PEER).unwrap().counters();
         assert_eq!(
             (out.pkts_encaps, out.pkts_encrypt, out.pkts_digest),
             (3, 3, 3)
         );
-        let inn = b.inbound(0x1000).unwrap().counters;
+        let inn = b.inbound(0x1000).unwrap().counters();
         assert_eq!(
             (inn.pkts_decaps, inn.pkts_decrypt, inn.pkts_verify),
             (3, 3, 3)
@@ -580,7 +598,7 @@ mod tests {
 
     #[test]
     fn replay_and_icv_failures_are_counted_and_do_not_move_the_window() {
-        let (mut a, mut b) = pair();
+        let (a, mut b) = pair();
         let mut wire = [0u8; 200];
         let mut plain = [0u8; 200];
         let n = a.seal(PEER, 47, b"one", &mut wire).unwrap();
@@ -594,7 +612,7 @@ mod tests {
         assert_eq!(b.open(&forged, &mut plain), Err(EspDrop::IcvFailure));
         let n = a.seal(PEER, 47, b"two", &mut wire).unwrap();
         assert!(b.open(&wire[..n], &mut plain).is_ok());
-        let c = b.inbound(0x1000).unwrap().counters;
+        let c = b.inbound(0x1000).unwrap().counters();
         assert_eq!(
             (
                 c.replay_failed,
@@ -626,7 +644,7 @@ mod tests {
 
     #[test]
     fn kilobyte_lifetime_stops_the_outbound_sa() {
-        let (mut a, _) = pair();
+        let (a, _) = pair();
         let mut wire = [0u8; 1500];
         let payload = [0u8; 1000];
         assert_eq!(a.outbound(PEER).unwrap().remaining_kb(), Some(2));
@@ -639,7 +657,7 @@ mod tests {
             a.seal(PEER, 47, &payload, &mut wire),
             Err(SadbError::Seal(SealError::SequenceExhausted))
         );
-        assert_eq!(a.outbound(PEER).unwrap().counters.send_errors, 1);
+        assert_eq!(a.outbound(PEER).unwrap().counters().send_errors, 1);
     }
 
     #[test]
