@@ -10,6 +10,10 @@
 #   aes-sha1-kernel, gcm-kernel
 #              plain ESP sent through the kernel's IP output for every
 #              packet (DMVPND_DIRECT_SEND=0) instead of the packet socket
+#   aes-sha1-w1, aes-sha1-w2, gcm-w1, gcm-w2 (and -udp-w1, -udp-w2)
+#              the same with `workers = 1` or `2` forwarding threads per
+#              dmvpnd and 4 parallel TCP streams (flows spread over the
+#              TUN queues; one peer's packets in are one worker's)
 #   aes-sha1-udp-nogso, gcm-udp-nogso
 #              ESP-in-UDP with DMVPND_UDP_OFFLOAD=0: one datagram per
 #              message each way, as for a capture that is to be decrypted
@@ -104,8 +108,9 @@ wait_ping() { # ns src dst
 
 # --- dmvpnd -----------------------------------------------------------------
 dmvpnd_config() { # n peer transform
-    local n=$1 peer=$2 ts=$3 i o ki ko klen alen manual="" udp=false
+    local n=$1 peer=$2 ts=$3 i o ki ko klen alen manual="" udp=false workers=""
     if [[ $n == 1 ]]; then i=0x1001 o=0x2001 ki=11 ko=22; else i=0x2001 o=0x1001 ki=22 ko=11; fi
+    if [[ $ts =~ -w([0-9]+)$ ]]; then workers=${BASH_REMATCH[1]} ts=${ts%-w*}; fi
     local base=${ts%-nogso}
     [[ $base == *-udp ]] && udp=true
     base=${base%-udp} base=${base%-kernel}
@@ -123,6 +128,7 @@ filter = "warn"
 name = "n$n"
 role = "spoke"
 EOF
+    [[ -n $workers ]] && echo "workers = $workers"
     if [[ -n $manual ]]; then
         cat <<EOF
 [[ipsec.manual_sa]]
@@ -283,14 +289,16 @@ run_case() { # round name
         gre) start_dmvpnd none ;;
         aes-sha1) start_dmvpnd aes-sha1 ;;
         gcm) start_dmvpnd gcm ;;
-        aes-sha1-udp | gcm-udp | aes-sha1-udp-nogso | gcm-udp-nogso | aes-sha1-kernel | gcm-kernel)
+        aes-sha1-udp | gcm-udp | aes-sha1-udp-nogso | gcm-udp-nogso | aes-sha1-kernel | gcm-kernel | *-w[0-9]*)
             start_dmvpnd "$2" ;;
         ss-aes-sha1) start_charon aes128-sha1 ;;
         ss-gcm) start_charon aes128gcm16 ;;
         *) die "unknown case $2" ;;
     esac
-    tcp=$(iperf)
-    udp=$(iperf -u -b 0 -l "$UDP_LEN")
+    local streams=()
+    [[ $2 == *-w[0-9]* ]] && streams=(-P 4)
+    tcp=$(iperf "${streams[@]}")
+    udp=$(iperf -u -b 0 -l "$UDP_LEN" "${streams[@]}")
     rss=-
     ((${#PIDS[@]} > 0)) && rss=$(hwm_mb "${PIDS[@]}")
     stop_pids
@@ -307,10 +315,10 @@ table() {
     function ratio(a, b) { return (b + 0 > 0) ? sprintf("%.2f", a / b) : "-" }
     function ss(n) { return (n ~ /gcm/) ? "ss-gcm" : (n ~ /aes-sha1/) ? "ss-aes-sha1" : "" }
     END {
-        printf "%-12s %9s %6s %6s %5s | %9s %6s %6s %6s %5s | %7s\n", "case", "TCP Gb/s", "xveth", "xsswan", "cpu%", "UDP Gb/s", "loss%", "xveth", "xsswan", "cpu%", "RSS MB"
+        printf "%-16s %9s %6s %6s %5s | %9s %6s %6s %6s %5s | %7s\n", "case", "TCP Gb/s", "xveth", "xsswan", "cpu%", "UDP Gb/s", "loss%", "xveth", "xsswan", "cpu%", "RSS MB"
         for (i = 1; i <= NR; i++) {
             n = name[i]; s = ss(n)
-            printf "%-12s %9s %6s %6s %5s | %9s %6s %6s %6s %5s | %7s\n", n,
+            printf "%-16s %9s %6s %6s %5s | %9s %6s %6s %6s %5s | %7s\n", n,
                 tcp[n], ratio(tcp[n], tcp["veth"]), (s != "" && s != n) ? ratio(tcp[n], tcp[s]) : "-", tcpu[n],
                 udp[n], loss[n], ratio(udp[n], udp["veth"]), (s != "" && s != n) ? ratio(udp[n], udp[s]) : "-", ucpu[n], rss[n]
         }

@@ -234,11 +234,12 @@ impl Node {
                         mtu: 1400,
                         ipv4: Some((tunnel, 24)),
                         offload,
+                        queues: 1,
                     })?;
                     if !offload {
                         assert!(!tun.offload(), "offload on although not asked for");
                     }
-                    Links::open(tun, nbma, false)
+                    Links::open(tun, nbma, false, 1)
                 })?;
                 Ok((rt, links))
             };

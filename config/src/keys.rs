@@ -23,7 +23,10 @@ const SA_KEYS: &[(&str, Shape)] = &[
 ];
 
 pub const ROOT: &[(&str, Shape)] = &[
-    ("node", Table(&[("name", Value), ("role", Value)])),
+    (
+        "node",
+        Table(&[("name", Value), ("role", Value), ("workers", Value)]),
+    ),
     (
         "control",
         Table(&[("socket", Value), ("mode", Value), ("group", Value)]),

@@ -34,6 +34,13 @@ pub struct Node {
     /// Host name (IOS `hostname`); also the FQDN identity when none is set.
     pub name: String,
     pub role: Role,
+    /// Forwarding threads: "auto" (one per core) or a number.
+    #[serde(default, skip_serializing_if = "is_auto")]
+    pub workers: Workers,
+}
+
+fn is_auto(w: &Workers) -> bool {
+    *w == Workers::Auto
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -85,6 +85,61 @@ impl<'de> Deserialize<'de> for TunnelSource {
     }
 }
 
+/// Forwarding threads of one dmvpnd (`[node] workers`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Workers {
+    /// One per core the process may run on.
+    #[default]
+    Auto,
+    Count(u16),
+}
+
+impl Workers {
+    /// The most forwarding threads a node runs.
+    pub const MAX: u16 = 64;
+
+    /// How many threads to run on a machine with `cores` usable cores.
+    pub fn resolve(self, cores: usize) -> usize {
+        match self {
+            Workers::Auto => cores.clamp(1, usize::from(Workers::MAX)),
+            Workers::Count(n) => usize::from(n),
+        }
+    }
+}
+
+impl Serialize for Workers {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Workers::Auto => s.serialize_str("auto"),
+            Workers::Count(n) => s.serialize_u16(*n),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Workers {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(i64),
+            Text(String),
+        }
+        let help = format!(
+            "workers must be \"auto\" (one per core) or a number between 1 and {}",
+            Workers::MAX
+        );
+        match Raw::deserialize(d).map_err(|_| D::Error::custom(&help))? {
+            Raw::Text(t) if t.trim() == "auto" => Ok(Workers::Auto),
+            Raw::Number(n) if (1..=i64::from(Workers::MAX)).contains(&n) => {
+                Ok(Workers::Count(n as u16))
+            }
+            Raw::Number(n) => Err(D::Error::custom(format!("{help}, got {n}"))),
+            Raw::Text(t) => Err(D::Error::custom(format!("{help}, got \"{t}\""))),
+        }
+    }
+}
+
 /// Implements string serde through FromStr/Display for an enum.
 macro_rules! string_serde {
     ($t:ty) => {

@@ -17,6 +17,7 @@ use crate::datapath::esp::{self, NEXT_HEADER_GRE, NEXT_HEADER_IPV4, NEXT_HEADER_
 use crate::datapath::gre::{self, GreCounters, PROTO_IPV4, PROTO_IPV6, PROTO_NHRP};
 use crate::datapath::mtu::{self, MtuAction};
 use crate::datapath::sadb::{InboundSa, Mode, OutboundSa, SaSnapshot, Sadb, SadbError};
+use crate::router::{Datagram, IKE_PORT};
 use dmvpn_wire::gre::GreRepr;
 use dmvpn_wire::ipv4::{HEADER_LEN as IPV4_HEADER_LEN, Ipv4Packet, Ipv4Repr, PROTO_ESP, PROTO_GRE};
 use dmvpn_wire::natt::{self, Natt};
@@ -998,6 +999,51 @@ impl Engine {
         self.inbound_esp_burst(&[pkt]);
     }
 
+    /// Datagrams from the underlay, in order: runs of ESP are
+    /// authenticated together; IKE on port 500 goes to `ike(local,
+    /// remote, message)`.
+    pub fn underlay_burst<'a>(
+        &mut self,
+        datagrams: impl IntoIterator<Item = Datagram<'a>>,
+        mut ike: impl FnMut(SocketAddrV4, SocketAddrV4, &'a [u8]),
+    ) {
+        let mut it = datagrams.into_iter().peekable();
+        while let Some(k) = it.peek().map(kind) {
+            let mut run = std::iter::from_fn(|| it.next_if(|d| kind(d) == k));
+            match k {
+                Kind::Gre => {
+                    for d in run {
+                        if let Datagram::Gre(p) = d {
+                            self.inbound_gre_ip(p);
+                        }
+                    }
+                }
+                Kind::Esp => self.inbound_esp_packets(run.by_ref().filter_map(|d| match d {
+                    Datagram::Esp(p) => Some(p),
+                    _ => None,
+                })),
+                Kind::Natt => self.inbound_udp_datagrams(run.by_ref().filter_map(|d| match d {
+                    Datagram::Udp {
+                        remote, payload, ..
+                    } => Some((payload, remote)),
+                    _ => None,
+                })),
+                Kind::Ike => {
+                    for d in run {
+                        if let Datagram::Udp {
+                            local,
+                            remote,
+                            payload,
+                        } = d
+                        {
+                            ike(local, remote, payload);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// Handles a burst of IPv4 packets from the raw ESP socket (see
     /// [`EspRun`] for how they are opened).
     pub fn inbound_esp_burst(&mut self, pkts: &[&[u8]]) {
@@ -1130,6 +1176,24 @@ impl Engine {
                 self.unknown_spi.push_back((src, esp));
             }
         }
+    }
+}
+
+/// What a received datagram is, for handling runs of one kind together.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Gre,
+    Esp,
+    Ike,
+    Natt,
+}
+
+fn kind(d: &Datagram<'_>) -> Kind {
+    match d {
+        Datagram::Gre(_) => Kind::Gre,
+        Datagram::Esp(_) => Kind::Esp,
+        Datagram::Udp { local, .. } if local.port() == IKE_PORT => Kind::Ike,
+        Datagram::Udp { .. } => Kind::Natt,
     }
 }
 
@@ -1369,6 +1433,34 @@ impl Engine {
     /// Whether [`Engine::poll_event`] has something.
     pub fn has_events(&self) -> bool {
         !(self.nhrp_in.is_empty() && self.ike_in.is_empty() && self.need_sa.is_empty())
+    }
+}
+
+/// A replica on a worker thread is driven like a router; it has no IKE
+/// socket, so no datagram of its goes to port 500.
+impl crate::forward::Forward for Engine {
+    fn handle_tun(&mut self, _now: dmvpn_time::Instant, pkt: &[u8]) {
+        self.outbound(pkt);
+    }
+
+    fn handle_underlay_burst<'a>(
+        &mut self,
+        _now: dmvpn_time::Instant,
+        datagrams: impl IntoIterator<Item = Datagram<'a>>,
+    ) {
+        self.underlay_burst(datagrams, |_, _, _| {});
+    }
+
+    fn has_room_for(&self, pkt: &[u8]) -> bool {
+        Engine::has_room_for(self, pkt)
+    }
+
+    fn batches(&mut self) -> Batches<'_> {
+        Engine::batches(self)
+    }
+
+    fn counters_mut(&mut self) -> &mut Counters {
+        Engine::counters_mut(self)
     }
 }
 

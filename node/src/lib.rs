@@ -28,6 +28,7 @@ pub mod batch;
 pub mod control;
 pub mod datapath;
 pub mod engine;
+pub mod forward;
 pub mod reload;
 pub mod router;
 

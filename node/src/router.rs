@@ -91,23 +91,6 @@ pub enum Change {
     },
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Gre,
-    Esp,
-    Ike,
-    Natt,
-}
-
-fn kind(d: &Datagram<'_>) -> Kind {
-    match d {
-        Datagram::Gre(_) => Kind::Gre,
-        Datagram::Esp(_) => Kind::Esp,
-        Datagram::Udp { local, .. } if local.port() == IKE_PORT => Kind::Ike,
-        Datagram::Udp { .. } => Kind::Natt,
-    }
-}
-
 /// How a driver wants its router built.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -138,6 +121,32 @@ impl Default for Options {
             batch_sizes: None,
             kernel_routes: false,
         }
+    }
+}
+
+impl crate::forward::Forward for Router {
+    fn handle_tun(&mut self, now: Instant, pkt: &[u8]) {
+        Router::handle_tun(self, now, pkt)
+    }
+
+    fn handle_underlay_burst<'a>(
+        &mut self,
+        now: Instant,
+        datagrams: impl IntoIterator<Item = Datagram<'a>>,
+    ) {
+        Router::handle_underlay_burst(self, now, datagrams)
+    }
+
+    fn has_room_for(&self, pkt: &[u8]) -> bool {
+        Router::has_room_for(self, pkt)
+    }
+
+    fn batches(&mut self) -> Batches<'_> {
+        Router::batches(self)
+    }
+
+    fn counters_mut(&mut self) -> &mut Counters {
+        Router::counters_mut(self)
     }
 }
 
@@ -345,52 +354,11 @@ impl Router {
         now: Instant,
         datagrams: impl IntoIterator<Item = Datagram<'a>>,
     ) {
-        let mut it = datagrams.into_iter().peekable();
-        while let Some(k) = it.peek().map(kind) {
-            let mut run = std::iter::from_fn(|| it.next_if(|d| kind(d) == k));
-            match k {
-                Kind::Gre => {
-                    for d in run {
-                        if let Datagram::Gre(p) = d {
-                            self.engine.inbound_gre_ip(p);
-                        }
-                    }
-                }
-                Kind::Esp => {
-                    self.engine
-                        .inbound_esp_packets(run.by_ref().filter_map(|d| match d {
-                            Datagram::Esp(p) => Some(p),
-                            _ => None,
-                        }))
-                }
-                Kind::Natt => {
-                    self.engine
-                        .inbound_udp_datagrams(run.by_ref().filter_map(|d| match d {
-                            Datagram::Udp {
-                                remote, payload, ..
-                            } => Some((payload, remote)),
-                            _ => None,
-                        }))
-                }
-                Kind::Ike => {
-                    for d in run {
-                        if let Datagram::Udp {
-                            local,
-                            remote,
-                            payload,
-                        } = d
-                        {
-                            self.node.handle_ike(
-                                now,
-                                SocketAddr::V4(local),
-                                SocketAddr::V4(remote),
-                                payload,
-                            );
-                        }
-                    }
-                }
-            }
-        }
+        let node = &mut self.node;
+        self.engine
+            .underlay_burst(datagrams, |local, remote, payload| {
+                node.handle_ike(now, SocketAddr::V4(local), SocketAddr::V4(remote), payload)
+            });
         self.settle(now);
     }
 

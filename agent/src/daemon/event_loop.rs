@@ -25,24 +25,18 @@ use dmvpn_wire::ipv4::{PROTO_ESP, PROTO_GRE};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+use super::forwarding::{self, Wires};
 use super::kernel::{Done, Kernel};
 use super::logging::Logging;
 use super::reload::Outside;
 use super::source::{Source, SourceWatch};
 use crate::runtime::direct;
 use crate::runtime::rtnl::Watch;
-use crate::runtime::sockets::{DatagramSocket, RecvBatch, SendBatch};
+use crate::runtime::sockets::{DatagramSocket, RecvBatch};
 use crate::runtime::tun::{self as tun_io, Tun, TunReader, TunWriter};
 
 /// The NAT-T UDP port.
 pub const NATT_PORT: u16 = 4500;
-/// Inner packets taken from the TUN per wake-up before the sockets get a
-/// turn again (an offloaded read alone may hold ~45).
-const TUN_BURST: usize = 256;
-/// Received datagrams handed to the router at a time: what one receive
-/// takes without GRO, which the batches hold once flushed. A GRO receive
-/// can hold hundreds of datagrams, far more than the batches.
-const UNDERLAY_RUN: usize = BATCH;
 /// Housekeeping runs once a second.
 const CHORE_INTERVAL: Duration = Duration::from_secs(1);
 /// Chore ticks between reads of the kernel's tunnel routes.
@@ -68,6 +62,8 @@ pub struct Links {
     /// The address UDP 500/4500 are bound to (`0.0.0.0`: any).
     bind: Ipv4Addr,
     udp_offload: bool,
+    /// Forwarding threads sharing the underlay (1: this one alone).
+    workers: usize,
     /// UDP 500/4500 bound to the address before a [`Links::rebind`], kept
     /// until what was queued from that address (IKE deletes) is sent.
     retired: Option<(Ipv4Addr, DatagramSocket, DatagramSocket)>,
@@ -76,27 +72,82 @@ pub struct Links {
 impl Links {
     /// Opens the raw GRE and ESP sockets and UDP 500/4500 on `nbma`
     /// around `tun`. `udp_offload` turns on UDP GSO/GRO for ESP-in-UDP.
-    pub fn open(tun: Tun, nbma: Ipv4Addr, udp_offload: bool) -> io::Result<Links> {
-        Links::bound(tun, nbma, nbma, udp_offload)
+    /// With `workers` > 1 the underlay is shared with forwarding workers
+    /// ([`Links::for_worker`]): this thread takes share 0 of the raw GRE
+    /// and ESP packets, and UDP 4500 is one socket of a group.
+    pub fn open(tun: Tun, nbma: Ipv4Addr, udp_offload: bool, workers: usize) -> io::Result<Links> {
+        Links::bound(tun, nbma, nbma, udp_offload, workers)
     }
 
     /// [`Links::open`] with UDP 500/4500 bound to every local address: the
     /// NBMA address of an interface source may change while they are open.
-    pub fn open_any(tun: Tun, nbma: Ipv4Addr, udp_offload: bool) -> io::Result<Links> {
-        Links::bound(tun, Ipv4Addr::UNSPECIFIED, nbma, udp_offload)
+    pub fn open_any(
+        tun: Tun,
+        nbma: Ipv4Addr,
+        udp_offload: bool,
+        workers: usize,
+    ) -> io::Result<Links> {
+        Links::bound(tun, Ipv4Addr::UNSPECIFIED, nbma, udp_offload, workers)
     }
 
-    fn bound(tun: Tun, bind: Ipv4Addr, nbma: Ipv4Addr, udp_offload: bool) -> io::Result<Links> {
+    fn bound(
+        tun: Tun,
+        bind: Ipv4Addr,
+        nbma: Ipv4Addr,
+        udp_offload: bool,
+        workers: usize,
+    ) -> io::Result<Links> {
+        let gre = DatagramSocket::raw_ipv4(PROTO_GRE, direct::wanted())?;
+        let esp = DatagramSocket::raw_ipv4(PROTO_ESP, direct::wanted())?;
+        let at = SocketAddrV4::new(bind, NATT_PORT);
+        let udp4500 = if workers > 1 {
+            gre.take_share(0, workers)?;
+            esp.take_share(0, workers)?;
+            DatagramSocket::udp_shared(at, udp_offload)?
+        } else {
+            DatagramSocket::udp_with(at, udp_offload)?
+        };
         Ok(Links {
-            gre: DatagramSocket::raw_ipv4(PROTO_GRE, direct::wanted())?,
-            esp: DatagramSocket::raw_ipv4(PROTO_ESP, direct::wanted())?,
-            udp4500: DatagramSocket::udp_with(SocketAddrV4::new(bind, NATT_PORT), udp_offload)?,
+            gre,
+            esp,
+            udp4500,
             udp500: DatagramSocket::udp(SocketAddrV4::new(bind, IKE_PORT))?,
             tun,
             nbma: Cell::new(nbma),
             bind,
             udp_offload,
+            workers,
             retired: None,
+        })
+    }
+
+    /// The devices the forwarding functions use.
+    pub fn wires(&self) -> Wires<'_> {
+        Wires {
+            tun: &self.tun,
+            gre: &self.gre,
+            esp: &self.esp,
+            udp4500: &self.udp4500,
+        }
+    }
+
+    /// Worker `index`'s own TUN queue and underlay sockets (share `index`
+    /// of `of`). Call it inside the worker's runtime (`Runtime::enter`):
+    /// that runtime drives them.
+    pub fn for_worker(&self, index: usize, of: usize) -> io::Result<WorkerLinks> {
+        let gre = DatagramSocket::raw_ipv4(PROTO_GRE, direct::wanted())?;
+        gre.take_share(index, of)?;
+        let esp = DatagramSocket::raw_ipv4(PROTO_ESP, direct::wanted())?;
+        esp.take_share(index, of)?;
+        Ok(WorkerLinks {
+            tun: self.tun.queue()?,
+            gre,
+            esp,
+            udp4500: DatagramSocket::udp_shared(
+                SocketAddrV4::new(self.bind, NATT_PORT),
+                self.udp_offload,
+            )?,
+            nbma: self.nbma.get(),
         })
     }
 
@@ -105,8 +156,12 @@ impl Links {
     /// cannot be, the old ones stay. The old ones still send what is
     /// queued from their address until [`Links::retire`].
     pub fn rebind(&mut self, bind: Ipv4Addr) -> io::Result<()> {
-        let udp4500 =
-            DatagramSocket::udp_with(SocketAddrV4::new(bind, NATT_PORT), self.udp_offload)?;
+        let at = SocketAddrV4::new(bind, NATT_PORT);
+        let udp4500 = if self.workers > 1 {
+            DatagramSocket::udp_shared(at, self.udp_offload)?
+        } else {
+            DatagramSocket::udp_with(at, self.udp_offload)?
+        };
         let udp500 = DatagramSocket::udp(SocketAddrV4::new(bind, IKE_PORT))?;
         let old500 = std::mem::replace(&mut self.udp500, udp500);
         let old4500 = std::mem::replace(&mut self.udp4500, udp4500);
@@ -118,6 +173,29 @@ impl Links {
     /// Closes the sockets a [`Links::rebind`] replaced.
     pub fn retire(&mut self) {
         self.retired = None;
+    }
+}
+
+/// A forwarding worker's devices: its TUN queue, raw GRE and ESP sockets
+/// taking its share of the packets, its UDP 4500 socket of the group.
+pub struct WorkerLinks {
+    pub tun: Tun,
+    pub gre: DatagramSocket,
+    pub esp: DatagramSocket,
+    pub udp4500: DatagramSocket,
+    /// The NBMA address when the worker started (the local address of
+    /// its UDP datagrams; the primary's is the one that counts).
+    pub nbma: Ipv4Addr,
+}
+
+impl WorkerLinks {
+    pub fn wires(&self) -> Wires<'_> {
+        Wires {
+            tun: &self.tun,
+            gre: &self.gre,
+            esp: &self.esp,
+            udp4500: &self.udp4500,
+        }
     }
 }
 
@@ -152,6 +230,8 @@ pub struct Extras<'a> {
     /// build it with `Options::kernel_routes`) in the kernel's table,
     /// through the TUN device.
     pub kernel_routes: bool,
+    /// Forwarding workers beside this loop ([`super::worker`]).
+    pub workers: Option<super::worker::Workers>,
 }
 
 /// Runs `router` over `links` until `shutdown` completes. Time is
@@ -223,6 +303,7 @@ pub async fn run_loop(
         let c = router.node().config();
         (c.tunnel_addr, c.tunnel_prefix_len)
     };
+    let mut workers = extras.workers.take();
     let mut sd = extras.systemd.take();
     let mut reload = extras.reload.take();
     if let Some(sd) = sd.as_mut() {
@@ -311,6 +392,24 @@ pub async fn run_loop(
                 Done::Route(r, Err(e)) => warn!(target: "dmvpn::nhrp", "cannot {r} through {} (proto {}): {e}", links.tun.name(), crate::runtime::rtnl::ROUTE_PROTOCOL),
                 Done::Route(_, Ok(())) => {}
             },
+            Some(report) = async {
+                match workers.as_mut() {
+                    Some(w) => w.reports.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                super::worker::take(router, now(), report);
+                // What else the workers handed back, a batch at a time.
+                for _ in 0..BATCH {
+                    let Some(Ok(r)) = workers.as_mut().map(|w| w.reports.try_recv()) else {
+                        break;
+                    };
+                    if router.should_flush() {
+                        out.flush(router, links, now()).await;
+                    }
+                    super::worker::take(router, now(), r);
+                }
+            },
             Some(req) = async {
                 match extras.control.as_mut() {
                     Some(c) => c.recv().await,
@@ -384,9 +483,15 @@ pub async fn run_loop(
         }
         out.flush(router, links, now()).await;
         queue_kernel_routes(router, kernel.as_mut());
+        if let Some(w) = &workers {
+            w.send_updates(router);
+        }
     }
     if let Some(sd) = sd.as_mut() {
         sd.stopping();
+    }
+    if let Some(w) = workers {
+        w.stop();
     }
     // Routes still queued are installed or removed before the loop ends.
     if let Some(k) = kernel {
@@ -553,9 +658,7 @@ struct Output {
 
 impl Output {
     /// Writes out everything the router queued: IKE datagrams, key-log
-    /// lines, inner packets to the TUN (one batched write, coalesced into
-    /// super-packets when the TUN offloads), outer packets with
-    /// `sendmmsg`. A failed packet is counted.
+    /// lines, then the batches ([`forwarding::flush`]).
     async fn flush(&mut self, router: &mut Router, links: &Links, now: Instant) {
         while let Some(t) = router.poll_transmit() {
             send_ike(links, &t, &mut self.ike_log, now).await;
@@ -563,29 +666,10 @@ impl Output {
         while let Some(line) = router.poll_keylog() {
             super::reload::write_keylog(self.keylog.as_mut(), &line);
         }
-        let b = router.batches();
-        let w = &mut self.tun_tx;
-        for i in 0..b.tun.len() {
-            if w.is_full() {
-                write_tun(b.counters, &links.tun, w).await;
-            }
-            if !w.push(b.tun.get(i)) {
-                b.counters.malformed += 1;
-            }
-        }
-        b.tun.clear();
-        write_tun(b.counters, &links.tun, w).await;
-        for (sock, batch) in [(&links.gre, &mut *b.gre), (&links.esp, &mut *b.esp)] {
-            send(sock, batch, b.counters).await;
-        }
-        send(&links.udp4500, b.udp, b.counters).await;
+        forwarding::flush(router, &links.wires(), &mut self.tun_tx).await;
     }
 
-    /// Handles the packets of the TUN read just completed, then reads on
-    /// while packets are ready (up to [`TUN_BURST`]), writing out whenever
-    /// a batch fills. A read the kernel marked malformed (bad virtio
-    /// header or GSO packet) is counted and skipped; a device error ends
-    /// the burst and shows up on the next wait.
+    /// [`forwarding::tun_burst`] for the router.
     async fn tun_burst(
         &mut self,
         router: &mut Router,
@@ -593,32 +677,10 @@ impl Output {
         r: &mut TunReader,
         now: Instant,
     ) {
-        let mut taken = 0;
-        loop {
-            if r.len() > 1 {
-                router.counters_mut().tun_gso_rx += 1;
-            }
-            for i in 0..r.len() {
-                if !router.has_room_for(r.get(i)) {
-                    self.flush(router, links, now).await;
-                }
-                router.handle_tun(now, r.get(i));
-            }
-            taken += r.len().max(1);
-            if taken >= TUN_BURST {
-                return;
-            }
-            match r.try_recv(&links.tun) {
-                Ok(_) => {}
-                Err(err) if tun_io::is_packet_error(&err) => router.counters_mut().malformed += 1,
-                Err(_) => return,
-            }
-        }
+        forwarding::tun_burst(router, &links.wires(), &mut self.tun_tx, r, now).await;
     }
 
-    /// Hands `k` received datagrams (`datagram(i)`) to the router in runs
-    /// of [`UNDERLAY_RUN`], writing out what it queued between runs, so
-    /// that nothing is dropped for want of room.
+    /// [`forwarding::underlay_burst`] for the router.
     async fn underlay_burst<'a>(
         &mut self,
         router: &mut Router,
@@ -627,45 +689,9 @@ impl Output {
         k: usize,
         datagram: impl Fn(usize) -> Datagram<'a>,
     ) {
-        let mut at = 0;
-        while at < k {
-            if at > 0 {
-                self.flush(router, links, now).await;
-            }
-            let end = (at + UNDERLAY_RUN).min(k);
-            router.handle_underlay_burst(now, (at..end).map(&datagram));
-            at = end;
-        }
+        forwarding::underlay_burst(router, &links.wires(), &mut self.tun_tx, now, k, datagram)
+            .await;
     }
-}
-
-async fn send(sock: &DatagramSocket, batch: &mut SendBatch, c: &mut dmvpn_node::engine::Counters) {
-    if batch.is_empty() {
-        return;
-    }
-    match sock.send_batch(batch).await {
-        Ok(r) => {
-            c.send_errors += r.failed as u64;
-            c.direct_tx += r.direct as u64;
-        }
-        Err(_) => {
-            c.send_errors += batch.len() as u64;
-            batch.clear();
-        }
-    }
-}
-
-async fn write_tun(c: &mut dmvpn_node::engine::Counters, tun: &Tun, w: &mut TunWriter) {
-    let n = w.len() as u64;
-    if n == 0 {
-        return;
-    }
-    match w.write(tun).await {
-        Ok(_) => c.tun_tx += n,
-        // Some write failed; which ones is not known.
-        Err(_) => c.send_errors += 1,
-    }
-    c.tun_gro_tx += w.coalesced() as u64;
 }
 
 /// Sends an IKE datagram. Send errors are logged through `throttle`:

@@ -12,6 +12,7 @@
 
 mod error;
 pub mod event_loop;
+mod forwarding;
 pub mod kernel;
 mod keylog;
 mod listeners;
@@ -21,6 +22,7 @@ mod notify;
 mod reload;
 pub mod routes;
 pub mod source;
+pub mod worker;
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -104,11 +106,14 @@ async fn run_async(
     };
     let mut router = Router::with_options(ncfg.clone(), seed, now(), opts);
 
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let wanted = cfg.node.workers.resolve(cores);
     let tun = Tun::open(&TunConfig {
         name: ncfg.interface.clone(),
         mtu: ncfg.mtu,
         ipv4: Some((ncfg.tunnel_addr, ncfg.tunnel_prefix_len)),
         offload: true,
+        queues: wanted,
     })
     .map_err(|source| DaemonError::Tun {
         name: ncfg.interface.clone(),
@@ -133,12 +138,19 @@ async fn run_async(
         format!("/proc/sys/net/ipv4/conf/{}/send_redirects", tun.name()),
         "0",
     );
+    let threads = if tun.multi_queue() { wanted } else { 1 };
     let mut links = if src.follows_interface() {
-        Links::open_any(tun, ncfg.nbma, udp_offload())
+        Links::open_any(tun, ncfg.nbma, udp_offload(), threads)
     } else {
-        Links::open(tun, ncfg.nbma, udp_offload())
+        Links::open(tun, ncfg.nbma, udp_offload(), threads)
     }
     .map_err(DaemonError::Sockets)?;
+    let workers = match threads {
+        1 => None,
+        n => Some(
+            worker::Workers::start(&mut router, &links, n, epoch).map_err(DaemonError::Sockets)?,
+        ),
+    };
 
     let (ctl_tx, ctl_rx) = mpsc::channel::<ControlRequest>(16);
     let mut listeners = listeners::Listeners::start(cfg, ctl_tx).await?;
@@ -167,6 +179,7 @@ async fn run_async(
         }),
         listeners: Some(&mut listeners),
         kernel_routes: true,
+        workers,
     };
     let stop = async {
         tokio::select! {

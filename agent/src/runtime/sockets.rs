@@ -399,12 +399,55 @@ impl DatagramSocket {
     /// host then shows runs of ESP datagrams as one super-datagram, which
     /// analysers cannot decrypt or check.
     pub fn udp_with(bind: SocketAddrV4, offload: bool) -> io::Result<Self> {
+        Self::udp_opts(bind, offload, false)
+    }
+
+    /// Like [`DatagramSocket::udp_with`], one of several sockets bound
+    /// alike (SO_REUSEPORT), one per forwarding worker: the kernel gives
+    /// each remote address and port to one of them.
+    pub fn udp_shared(bind: SocketAddrV4, offload: bool) -> io::Result<Self> {
+        Self::udp_opts(bind, offload, true)
+    }
+
+    fn udp_opts(bind: SocketAddrV4, offload: bool, reuse_port: bool) -> io::Result<Self> {
         let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
         s.set_reuse_address(true)?;
+        if reuse_port {
+            s.set_reuse_port(true)?;
+        }
         s.bind(&bind.into())
             .map_err(|e| io::Error::new(e.kind(), format!("cannot bind UDP {bind}: {e}")))?;
         let gro = offload && set_int(&s, libc::SOL_UDP, libc::UDP_GRO, 1);
         Self::new(s, gro, offload)
+    }
+
+    /// Makes this raw socket receive only the share `index` (of `of`) of
+    /// the packets: those whose source address hashes to it. Every raw
+    /// socket of a protocol gets a copy of every packet; with one filter
+    /// per forwarding worker's socket, each packet reaches one worker,
+    /// and all of one peer's reach the same one.
+    pub fn take_share(&self, index: usize, of: usize) -> io::Result<()> {
+        let filter = share_filter(index as u32, of as u32);
+        let prog = libc::sock_fprog {
+            len: filter.len() as u16,
+            filter: filter.as_ptr().cast_mut(),
+        };
+        // SAFETY: prog and the filter it points to outlive the call, which
+        // copies them; the size is given.
+        let r = unsafe {
+            libc::setsockopt(
+                self.fd.get_ref().as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_ATTACH_FILTER,
+                (&prog as *const libc::sock_fprog).cast(),
+                size_of::<libc::sock_fprog>() as libc::socklen_t,
+            )
+        };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
     }
 
     /// True when receives may hold GRO-coalesced datagrams (see [`RecvBatch::for_socket`]).
@@ -532,6 +575,33 @@ fn refuses_gso(e: &io::Error) -> bool {
 }
 
 /// `setsockopt` of one int; true on success.
+/// A classic BPF program for a raw IPv4 socket (it sees the IPv4 header
+/// at offset 0) that keeps the packets whose source address, folded to
+/// mix its bytes, is `index` modulo `of`.
+fn share_filter(index: u32, of: u32) -> [libc::sock_filter; 11] {
+    let op = |code: u16, jt: u8, jf: u8, k: u32| libc::sock_filter { code, jt, jf, k };
+    const LD_W_ABS: u16 = 0x20;
+    const TAX: u16 = 0x07;
+    const RSH_K: u16 = 0x74;
+    const XOR_X: u16 = 0xac;
+    const MOD_K: u16 = 0x94;
+    const JEQ_K: u16 = 0x15;
+    const RET_K: u16 = 0x06;
+    [
+        op(LD_W_ABS, 0, 0, 12),
+        op(TAX, 0, 0, 0),
+        op(RSH_K, 0, 0, 16),
+        op(XOR_X, 0, 0, 0),
+        op(TAX, 0, 0, 0),
+        op(RSH_K, 0, 0, 8),
+        op(XOR_X, 0, 0, 0),
+        op(MOD_K, 0, 0, of.max(1)),
+        op(JEQ_K, 0, 1, index),
+        op(RET_K, 0, 0, u32::MAX),
+        op(RET_K, 0, 0, 0),
+    ]
+}
+
 fn set_int(s: &impl AsRawFd, level: libc::c_int, opt: libc::c_int, v: libc::c_int) -> bool {
     // SAFETY: v outlives the call and its size is given.
     unsafe {

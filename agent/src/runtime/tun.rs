@@ -42,6 +42,9 @@ pub struct TunConfig {
     /// Ask for TSO/checksum offload; the device falls back to one packet
     /// per read/write when the kernel refuses.
     pub offload: bool,
+    /// Queues wanted (IFF_MULTI_QUEUE when more than one): one per
+    /// forwarding thread, each reading the flows the kernel puts on it.
+    pub queues: usize,
 }
 
 /// An open TUN device.
@@ -50,12 +53,13 @@ pub struct Tun {
     name: std::cell::RefCell<String>,
     mtu: std::cell::Cell<u16>,
     offload: bool,
+    multi_queue: bool,
 }
 
 impl Tun {
     /// Creates and brings up the interface (needs CAP_NET_ADMIN).
     pub fn open(cfg: &TunConfig) -> io::Result<Tun> {
-        let build = |offload: bool| {
+        let build = |offload: bool, multi_queue: bool| {
             // A longer transmit queue absorbs bursts from the kernel while
             // the data plane is busy with the previous batch.
             let mut b = DeviceBuilder::new()
@@ -63,20 +67,28 @@ impl Tun {
                 .name(cfg.name.clone())
                 .mtu(cfg.mtu)
                 .packet_information(false)
-                .offload(offload);
+                .offload(offload)
+                .multi_queue(multi_queue);
             if let Some((addr, prefix)) = cfg.ipv4 {
                 b = b.ipv4(addr, prefix, None);
             }
             b.enable(true).build_async()
         };
-        let mut r = build(cfg.offload);
+        let mut multi_queue = cfg.queues > 1;
+        let mut r = build(cfg.offload, multi_queue);
+        if multi_queue && let Err(e) = &r {
+            // A persistent device made without IFF_MULTI_QUEUE keeps its flags.
+            tracing::warn!(target: "dmvpn::gre", "{}: no multi-queue TUN ({e}); one forwarding thread", cfg.name);
+            multi_queue = false;
+            r = build(cfg.offload, false);
+        }
         if cfg.offload
             && let Err(e) = &r
         {
             // Old kernels and some sandboxes reject IFF_VNET_HDR or
             // TUNSETOFFLOAD; the plain device still works.
             tracing::info!(target: "dmvpn::gre", "TUN offload unavailable ({e}); one packet per read/write");
-            r = build(false);
+            r = build(false, multi_queue);
         }
         let dev = r.map_err(|e| why_no_tun(&cfg.name, e))?;
         let name = dev.name().unwrap_or_else(|_| cfg.name.clone());
@@ -86,6 +98,24 @@ impl Tun {
             name: std::cell::RefCell::new(name),
             mtu: std::cell::Cell::new(cfg.mtu),
             offload,
+            multi_queue,
+        })
+    }
+
+    /// True when the device has several queues ([`Tun::queue`]).
+    pub fn multi_queue(&self) -> bool {
+        self.multi_queue
+    }
+
+    /// Another queue of this multi-queue device, driven by the runtime
+    /// this is called in (`Runtime::enter`).
+    pub fn queue(&self) -> io::Result<Tun> {
+        Ok(Tun {
+            dev: self.dev.try_clone()?,
+            name: std::cell::RefCell::new(self.name()),
+            mtu: std::cell::Cell::new(self.mtu()),
+            offload: self.offload,
+            multi_queue: true,
         })
     }
 
@@ -134,6 +164,12 @@ impl Tun {
     /// The interface's MTU.
     pub fn mtu(&self) -> u16 {
         self.mtu.get()
+    }
+
+    /// Records that the interface's MTU is now `mtu` (another queue's
+    /// owner set it).
+    pub fn assume_mtu(&self, mtu: u16) {
+        self.mtu.set(mtu);
     }
 
     /// Sets the interface's MTU (over rtnetlink). Readers made before

@@ -77,7 +77,11 @@ impl Builder<'_> {
             self.open_unprotected_hub(&mut tunnels);
         }
         Config {
-            node: Node { name, role },
+            node: Node {
+                name,
+                role,
+                workers: Workers::default(),
+            },
             control: Control::default(),
             log: Log::default(),
             metrics: Metrics::default(),
