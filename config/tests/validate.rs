@@ -1364,3 +1364,46 @@ fn an_unreadable_file_is_named_without_a_position() {
         "{e}"
     );
 }
+
+#[test]
+fn forwarding_threads() {
+    use dmvpn_config::types::Workers;
+    let with = |v: &str| {
+        edit(
+            "role = \"spoke\"\n",
+            &format!("role = \"spoke\"\nworkers = {v}\n"),
+        )
+    };
+    let parsed = |v: &str| {
+        Config::from_str(&with(v), "t.toml")
+            .unwrap()
+            .config
+            .node
+            .workers
+    };
+    assert_eq!(
+        Config::from_str(BASE, "t.toml")
+            .unwrap()
+            .config
+            .node
+            .workers,
+        Workers::Auto
+    );
+    assert_eq!(parsed("\"auto\""), Workers::Auto);
+    assert_eq!(parsed("4"), Workers::Count(4));
+    assert_eq!(Workers::Auto.resolve(8), 8);
+    assert_eq!(Workers::Count(2).resolve(8), 2);
+    const HELP: &str = "workers must be \"auto\" (one per core) or a number between 1 and 64";
+    assert_eq!(
+        errors(&with("0")),
+        [format!("4:11: node.workers: {HELP}, got 0")]
+    );
+    assert_eq!(
+        errors(&with("65")),
+        [format!("4:11: node.workers: {HELP}, got 65")]
+    );
+    assert_eq!(
+        errors(&with("\"two\"")),
+        [format!("4:11: node.workers: {HELP}, got \"two\"")]
+    );
+}

@@ -476,6 +476,14 @@ nbma = "203.0.113.10"
     }
 
     #[test]
+    fn the_number_of_forwarding_threads_needs_a_restart() {
+        let c = cfg(HUB);
+        let mut new = c.clone();
+        new.node.workers = dmvpn_config::types::Workers::Count(3);
+        assert_eq!(restart(plan(&c, &new)), ["node.workers"]);
+    }
+
+    #[test]
     fn gre_key_network_id_and_manual_sas_apply_now() {
         let c = cfg(HUB);
         let mut new = c.clone();

@@ -32,11 +32,7 @@ fn seed(n: u8) -> String {
     }
     .config(n);
     let workers = if n == 1 { 2 } else { 1 };
-    cfg.replacen(
-        "[node]\n",
-        &format!("[node]\nworkers = {workers}\n"),
-        1,
-    )
+    cfg.replacen("[node]\n", &format!("[node]\nworkers = {workers}\n"), 1)
 }
 
 /// utime + stime (clock ticks) of each thread of `pid`, by thread name.
@@ -71,9 +67,7 @@ fn ticks_of(threads: &[(String, u64)], name: &str) -> u64 {
 fn e2e_hub_forwards_on_two_threads() {
     let mut lab = Lab::new("wk");
     let hub = lab.node("hub", 1);
-    let spokes: Vec<String> = (2..=5u8)
-        .map(|n| lab.node(&format!("s{n}"), n))
-        .collect();
+    let spokes: Vec<String> = (2..=5u8).map(|n| lab.node(&format!("s{n}"), n)).collect();
     lab.start(&hub, &seed(1));
     for (i, s) in spokes.iter().enumerate() {
         lab.start(s, &seed(i as u8 + 2));
@@ -140,7 +134,11 @@ fn e2e_hub_forwards_on_two_threads() {
     // Nothing refused by the shared replay windows, every SA counted.
     for s in &nbmas {
         let sa = lab.ipsec_with(&hub, s).expect("SA with the spoke");
-        assert!(sa.counters.decaps >= u64::from(ECHOES), "{s}: {:?}", sa.counters);
+        assert!(
+            sa.counters.decaps >= u64::from(ECHOES),
+            "{s}: {:?}",
+            sa.counters
+        );
         assert_eq!(
             sa.counters.replay_failed + sa.counters.verify_failed + sa.counters.recv_errors,
             0,
@@ -158,6 +156,10 @@ fn e2e_hub_forwards_on_two_threads() {
             .iter()
             .any(|(n, st)| *n == s3 && *st == DmvpnState::Up)
     });
-    assert_eq!(lab.ping(&spokes[0], "192.168.1.3", 5), 5, "over the shortcut");
+    assert_eq!(
+        lab.ping(&spokes[0], "192.168.1.3", 5),
+        5,
+        "over the shortcut"
+    );
     lab.stop_all();
 }

@@ -2,6 +2,8 @@
 //! GRE/ESP sockets, UDP 500 and 4500 and the node's [`Router`], plus the
 //! control socket's server task. Every protocol decision is the
 //! router's; [`event_loop::run_loop`] moves bytes, time and requests.
+//! With `[node] workers` above 1, forwarding threads ([`worker`]) forward
+//! beside it, each on its own TUN queue and share of the underlay.
 //!
 //! The TUN device runs with TSO/GRO offload when the kernel allows it, and
 //! the ESP-in-UDP socket with UDP GSO/GRO unless `DMVPND_UDP_OFFLOAD=0` is
