@@ -330,17 +330,23 @@ impl Engine {
     }
 
     pub fn stats(&self) -> DataplaneStats {
-        let (mut counters, mut gre) = (self.counters, self.gre_counters.clone());
-        for (c, g) in &self.replica_counters {
-            replica::add_counters(&mut counters, c);
-            gre.add(g);
-        }
+        let (counters, gre) = self.total_counters();
         DataplaneStats {
             counters,
             gre,
             sas: self.sadb.snapshot(),
             invalid_spi: self.sadb.invalid_spi,
         }
+    }
+
+    /// This engine's counters with its replicas' added.
+    pub fn total_counters(&self) -> (Counters, GreCounters) {
+        let (mut counters, mut gre) = (self.counters, self.gre_counters.clone());
+        for (c, g) in &self.replica_counters {
+            replica::add_counters(&mut counters, c);
+            gre.add(g);
+        }
+        (counters, gre)
     }
 
     /// The settings this engine was built with.

@@ -398,8 +398,10 @@ impl Router {
     /// Time has come to `now`: the stats tick, NHRP and IKE timers.
     pub fn handle_timeout(&mut self, now: Instant) {
         if now >= self.next_stats {
-            let st = self.engine.stats();
-            self.node.handle_stats(now, &st);
+            let (counters, _) = self.engine.total_counters();
+            let sadb = self.engine.sadb();
+            self.node
+                .handle_stats(now, &counters, sadb.invalid_spi, sadb.activity());
             self.next_stats = now + self.stats_interval;
         }
         if self.node_deadline().is_some_and(|d| d <= now) {

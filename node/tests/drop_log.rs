@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use dmvpn_nhrp::Instant;
-use dmvpn_node::engine::{Counters, DataplaneStats};
+use dmvpn_node::engine::Counters;
 use dmvpn_node::{Node, Seed};
 
 #[derive(Clone, Default)]
@@ -48,7 +48,7 @@ authentication = "cisco123"
 allowed_nbma = ["172.16.0.0/24"]
 "#;
 
-fn stats(no_route: u64, unprotected: u64) -> DataplaneStats {
+fn stats(no_route: u64, unprotected: u64) -> Counters {
     let mut counters = Counters {
         no_route,
         unprotected,
@@ -56,12 +56,7 @@ fn stats(no_route: u64, unprotected: u64) -> DataplaneStats {
     };
     counters.last.no_route_dst = Some(Ipv4Addr::new(10, 82, 1, 10));
     counters.last.unprotected_src = Some(Ipv4Addr::new(172, 16, 0, 97));
-    DataplaneStats {
-        counters,
-        gre: Default::default(),
-        sas: Vec::new(),
-        invalid_spi: 0,
-    }
+    counters
 }
 
 #[test]
@@ -78,13 +73,13 @@ fn drops_are_logged_with_their_reason_at_most_once_per_interval() {
             .config;
         let mut node = Node::new(&cfg, Seed([3; 32]), Instant::ZERO).unwrap();
         let t = |s: u64| Instant::ZERO + Duration::from_secs(s);
-        node.handle_stats(t(1), &stats(1, 0));
+        node.handle_stats(t(1), &stats(1, 0), 0, std::iter::empty());
         // A flood within the next ten seconds adds no line...
         for s in 2..10 {
-            node.handle_stats(t(s), &stats(1000 * s, 500 * s));
+            node.handle_stats(t(s), &stats(1000 * s, 500 * s), 0, std::iter::empty());
         }
         // ...and the next line sums it up.
-        node.handle_stats(t(12), &stats(20_001, 7_000));
+        node.handle_stats(t(12), &stats(20_001, 7_000), 0, std::iter::empty());
     });
     let lines = cap.lines();
     let no_map: Vec<&String> = lines

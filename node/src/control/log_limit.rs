@@ -11,7 +11,7 @@ use std::time::Duration;
 use dmvpn_nhrp::Instant;
 use tracing::warn;
 
-use crate::engine::DataplaneStats;
+use crate::engine::Counters;
 
 /// Shortest time between two lines for one reason.
 pub const INTERVAL: Duration = Duration::from_secs(10);
@@ -53,8 +53,7 @@ fn addr(a: Option<Ipv4Addr>) -> String {
 impl DropLog {
     /// Looks at the data plane's counters (each stats tick) and logs what
     /// is due.
-    pub fn observe(&mut self, now: Instant, interface: &str, st: &DataplaneStats) {
-        let c = &st.counters;
+    pub fn observe(&mut self, now: Instant, interface: &str, c: &Counters, invalid_spi: u64) {
         if let Some(n) = self.unprotected.due(now, c.unprotected) {
             warn!(
                 target: "dmvpn::esp",
@@ -69,7 +68,7 @@ impl DropLog {
                 addr(c.last.wrong_peer_src)
             );
         }
-        if let Some(n) = self.invalid_spi.due(now, st.invalid_spi) {
+        if let Some(n) = self.invalid_spi.due(now, invalid_spi) {
             warn!(
                 target: "dmvpn::esp",
                 "%CRYPTO-4-RECVD_PKT_INV_SPI: {n} ESP packet(s) with an unknown SPI dropped on {interface}"

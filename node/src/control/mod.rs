@@ -14,7 +14,7 @@
 //!                                         triggers, hub redirects)
 //! node.should_relay(ip_packet)            hub: a decapsulated packet for another spoke
 //! node.set_tunnel_routes(now, routes)     kernel routes via a tunnel next hop
-//! node.handle_stats(now, &DataplaneStats) once a second (idle timers, DPD liveness)
+//! node.handle_stats(now, counters, invalid SPIs, SA activity) once a second (idle timers, DPD liveness)
 //! node.poll_timeout() / handle_timeout(now) / poll_output()
 //! node.show_* / clear_*                   operator requests
 //! ```
@@ -58,7 +58,7 @@ pub use config_map::{MapError, NodeConfig};
 pub use kernel_routes::KernelRoute;
 pub use seed::Seed;
 
-use crate::engine::{Command, DataplaneConfig, DataplaneStats, Event as DpEvent, Peer, Protection};
+use crate::engine::{Command, Counters, DataplaneConfig, Event as DpEvent, Peer, Protection};
 
 /// How often [`Node::handle_stats`] is called.
 pub const STATS_INTERVAL: Duration = Duration::from_secs(1);
@@ -674,15 +674,24 @@ impl Node {
         self.cfg.hub && dst != self.cfg.tunnel_addr && self.map.lookup_v4(dst).copied().is_some()
     }
 
-    /// Data-plane counters: traffic per peer (idle timers, DPD liveness).
-    pub fn handle_stats(&mut self, now: Instant, stats: &DataplaneStats) {
-        self.drops.observe(now, &self.cfg.interface, stats);
-        let mut per_peer: HashMap<Ipv4Addr, (u64, u64)> = HashMap::new();
-        for s in &stats.sas {
-            if let IpAddr::V4(p) = s.peer {
+    /// Data-plane counters: drops to log, and traffic per peer (idle
+    /// timers, DPD liveness) from each SA's `(peer, packets, packets
+    /// received)` ([`crate::datapath::sadb::Sadb::activity`]).
+    pub fn handle_stats(
+        &mut self,
+        now: Instant,
+        counters: &Counters,
+        invalid_spi: u64,
+        activity: impl Iterator<Item = (IpAddr, u64, u64)>,
+    ) {
+        self.drops
+            .observe(now, &self.cfg.interface, counters, invalid_spi);
+        let mut per_peer: HashMap<Ipv4Addr, (u64, u64)> = HashMap::with_capacity(self.peers.len());
+        for (peer, packets, received) in activity {
+            if let IpAddr::V4(p) = peer {
                 let e = per_peer.entry(p).or_default();
-                e.0 += s.counters.pkts_encaps + s.counters.pkts_decaps;
-                e.1 += s.counters.pkts_decaps;
+                e.0 += packets;
+                e.1 += received;
             }
         }
         for (peer, (count, rx)) in per_peer {

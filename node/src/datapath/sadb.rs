@@ -508,6 +508,18 @@ impl Sadb {
         self.inbound.get(&spi).map(|sa| &sa.transform)
     }
 
+    /// Each SA's `(peer, packets, packets received)`: what the node's
+    /// idle timers and DPD look at every second, without the copying and
+    /// sorting of [`Sadb::snapshot`] (a hub has two SAs per spoke).
+    pub fn activity(&self) -> impl Iterator<Item = (IpAddr, u64, u64)> + '_ {
+        let received = |sa: &InboundSa| sa.counters.packets.load(Ordering::Relaxed);
+        let sent = |sa: &OutboundSa| sa.counters.packets.load(Ordering::Relaxed);
+        self.inbound
+            .values()
+            .map(move |sa| (sa.peer, received(sa), received(sa)))
+            .chain(self.outbound.values().map(move |sa| (sa.peer, sent(sa), 0)))
+    }
+
     /// Copies of every SA's state, inbound first, each sorted by peer then SPI.
     pub fn snapshot(&self) -> Vec<SaSnapshot> {
         let mut v: Vec<SaSnapshot> = self
