@@ -218,6 +218,7 @@ mod tests {
 [node]
 name = "n"
 role = "hub"
+workers = 2
 [control]
 socket = "/run/x.sock"
 mode = "0600"

@@ -20,6 +20,23 @@ pub fn require_root() {
     );
 }
 
+/// The `N received` of ping's summary line, if it printed one.
+pub fn ping_received(out: &str) -> Option<u32> {
+    out.lines()
+        .find(|l| l.contains("packets transmitted"))?
+        .split(',')
+        .find_map(|p| p.trim().strip_suffix(" received"))
+        .and_then(|x| x.trim().parse().ok())
+}
+
+/// Waits for a `ping` started with its output piped: (received, output).
+pub fn ping_waited(ping: std::process::Child) -> (u32, String) {
+    let out = ping.wait_with_output().expect("ping output");
+    let out = String::from_utf8_lossy(&out.stdout).to_string();
+    let got = ping_received(&out).unwrap_or_else(|| panic!("cannot parse ping output: {out}"));
+    (got, out)
+}
+
 pub fn sh(args: &[&str]) -> std::process::Output {
     Command::new(args[0])
         .args(&args[1..])
@@ -311,16 +328,7 @@ impl Lab {
             String::from_utf8_lossy(&o.stdout),
             String::from_utf8_lossy(&o.stderr)
         );
-        let got = out
-            .lines()
-            .find(|l| l.contains("packets transmitted"))
-            .and_then(|l| {
-                l.split(',')
-                    .find_map(|p| p.trim().strip_suffix(" received"))
-                    .and_then(|x| x.trim().parse().ok())
-            })
-            .unwrap_or(0);
-        (got, out)
+        (ping_received(&out).unwrap_or(0), out)
     }
 
     /// Packets received by `ping -c N` from `ns` (0 when ping prints no

@@ -532,13 +532,7 @@ fn accept_seed_topology_shortcut_capture_and_hub_restart() {
             _ => false,
         },
     );
-    let out = ping.wait_with_output().expect("ping");
-    let out = String::from_utf8_lossy(&out.stdout);
-    let got: u32 = out
-        .split(',')
-        .find_map(|part| part.trim().strip_suffix(" received"))
-        .and_then(|x| x.trim().parse().ok())
-        .unwrap_or_else(|| panic!("cannot parse ping output: {out}"));
+    let (got, out) = ping_waited(ping);
     eprintln!("LAN-to-LAN ping while the shortcut comes up:\n{out}");
     assert!(
         got >= 57,

@@ -70,13 +70,7 @@ fn spoke_to_spoke(lab: &Lab, s1: &str) -> Duration {
             .iter()
             .any(|(n, st)| *n == s2_ip && *st == DmvpnState::Up)
     });
-    let out = ping.wait_with_output().expect("ping output");
-    let out = String::from_utf8_lossy(&out.stdout);
-    let got: u32 = out
-        .split(',')
-        .find_map(|part| part.trim().strip_suffix(" received"))
-        .and_then(|x| x.trim().parse().ok())
-        .unwrap_or_else(|| panic!("cannot parse ping output: {out}"));
+    let (got, _) = ping_waited(ping);
     // The first echo requests cross the hub while IKE runs between the
     // spokes (group 14 takes a while in debug builds on a busy machine).
     assert!(
@@ -377,14 +371,7 @@ fn e2e_phase1_rekey_with_traffic() {
     };
     let to_hub = spawn(&s1, "192.168.1.1");
     let lan = spawn(&h2, "10.3.0.10");
-    let received = |c: std::process::Child| -> u32 {
-        let out = c.wait_with_output().expect("ping output");
-        let out = String::from_utf8_lossy(&out.stdout).to_string();
-        out.split(',')
-            .find_map(|part| part.trim().strip_suffix(" received"))
-            .and_then(|x| x.trim().parse().ok())
-            .unwrap_or_else(|| panic!("cannot parse ping output: {out}"))
-    };
+    let received = |c: std::process::Child| ping_waited(c).0;
     let got_hub = received(to_hub);
     let got_lan = received(lan);
     eprintln!(

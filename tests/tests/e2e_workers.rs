@@ -111,13 +111,7 @@ fn e2e_hub_forwards_on_two_threads() {
         })
         .collect();
     for (s, p) in spokes.iter().zip(floods) {
-        let out = p.wait_with_output().expect("ping output");
-        let out = String::from_utf8_lossy(&out.stdout);
-        let got: u32 = out
-            .split(',')
-            .find_map(|part| part.trim().strip_suffix(" received"))
-            .and_then(|x| x.trim().parse().ok())
-            .unwrap_or_else(|| panic!("cannot parse ping output: {out}"));
+        let (got, out) = ping_waited(p);
         assert_eq!(got, ECHOES, "{s}: flood ping answered:\n{out}");
     }
     let after = thread_ticks(pid);
