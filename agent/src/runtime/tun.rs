@@ -226,6 +226,17 @@ pub fn is_packet_error(e: &io::Error) -> bool {
 }
 
 /// Receive side: one read per call, cut into inner packets.
+///
+/// This is the one system call per packet left on the forwarding path: a
+/// TUN device has no batched read, and the kernel hands over as
+/// super-packets only what TSO built (bulk TCP data), not TCP ACKs, ICMP
+/// or UDP. Measured with `perf trace -s` on the receiving dmvpnd of
+/// `scripts/bench-throughput.sh` case `aes-sha1-w1` (4 TCP streams), 5 s:
+/// 624,179 ESP packets came in by 12,616 `recvmmsg` (49 per call) and went
+/// to the TUN by 23,002 writes (27 packets per coalesced write), while the
+/// 26,077 ACKs going back took 22,194 TUN reads (1.2 per read), 0.47 s of
+/// the 2.4 s spent in system calls. More forwarding threads, each on its
+/// own queue, are what spreads that cost.
 pub struct TunReader {
     raw: Box<[u8]>,
     segs: Vec<Box<[u8]>>,
