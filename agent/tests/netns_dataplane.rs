@@ -412,6 +412,7 @@ fn plain_gre_ping() {
         "{sa_:?} {sb:?}"
     );
     assert!(sb.gre.decapsulated >= 3 && sb.counters.tun_tx >= 3);
+    assert!(sa_.gre.encapsulated >= 3, "{:?}", sa_.gre);
     assert_eq!(sb.gre.total_drops(), 0);
 }
 
@@ -464,6 +465,7 @@ fn esp_transport_ping_and_replay() {
     assert_eq!(inb.counters.verify_failed, 0);
     assert!(sa(&sa_, SPI_BA).counters.pkts_decaps >= 4);
     assert_eq!(sb.counters.unprotected, 0);
+    assert!(sa_.gre.encapsulated >= 4, "{:?}", sa_.gre);
 }
 
 #[test]

@@ -219,6 +219,8 @@ fn explain(msg: &str) -> (String, &'static str) {
         "check the value's type in docs/configuration.md"
     } else if msg.starts_with("duplicate key") {
         "keep one of them"
+    } else if msg.contains(" must be ") {
+        "see docs/configuration.md"
     } else if msg.contains("socket address") {
         "write ADDRESS:PORT, e.g. 127.0.0.1:9810"
     } else if msg.contains("IP address") {

@@ -123,6 +123,8 @@ impl<'de> Deserialize<'de> for Workers {
         #[serde(untagged)]
         enum Raw {
             Number(i64),
+            Fraction(f64),
+            Flag(bool),
             Text(String),
         }
         let help = format!(
@@ -135,6 +137,8 @@ impl<'de> Deserialize<'de> for Workers {
                 Ok(Workers::Count(n as u16))
             }
             Raw::Number(n) => Err(D::Error::custom(format!("{help}, got {n}"))),
+            Raw::Fraction(n) => Err(D::Error::custom(format!("{help}, got {n}"))),
+            Raw::Flag(b) => Err(D::Error::custom(format!("{help}, got {b}"))),
             Raw::Text(t) => Err(D::Error::custom(format!("{help}, got \"{t}\""))),
         }
     }

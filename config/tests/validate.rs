@@ -1406,4 +1406,17 @@ fn forwarding_threads() {
         errors(&with("\"two\"")),
         [format!("4:11: node.workers: {HELP}, got \"two\"")]
     );
+    assert_eq!(
+        errors(&with("1.5")),
+        [format!("4:11: node.workers: {HELP}, got 1.5")]
+    );
+    assert_eq!(
+        errors(&with("true")),
+        [format!("4:11: node.workers: {HELP}, got true")]
+    );
+    // A value out of range is not called a syntax error.
+    let e = Config::from_str(&with("0"), "t.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(e.ends_with(", got 0 (see docs/configuration.md)"), "{e}");
 }

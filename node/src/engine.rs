@@ -759,6 +759,7 @@ impl Engine {
                 buf[..IPV4_HEADER_LEN].copy_from_slice(&hdr);
                 self.gre_out.commit(len, dst);
                 self.counters.gre_tx += 1;
+                self.gre_counters.encapsulated += 1;
             }
             Protection::Esp | Protection::EspUdp { .. } => {
                 // Tunnel mode (the IOS transform-set default) carries GRE
@@ -823,6 +824,7 @@ impl Engine {
                 };
                 match sealed {
                     Ok(n) => {
+                        self.gre_counters.encapsulated += 1;
                         if let Protection::EspUdp { port } = peer.protection {
                             self.udp_out.commit(n, SocketAddrV4::new(peer.nbma, port));
                             self.counters.udp_esp_tx += 1;
