@@ -530,4 +530,13 @@ impl Config {
     pub fn profile(&self, name: &str) -> Option<&IpsecProfile> {
         self.ipsec.profiles.iter().find(|p| p.name == name)
     }
+
+    /// The configuration of tunnel `i` alone, with everything the node
+    /// shares between tunnels (`[node]`, `[ike]`, `[ipsec]`, `[log]`,
+    /// `[control]`, `[metrics]`): what one tunnel of several runs on.
+    pub fn for_tunnel(&self, i: usize) -> Config {
+        let mut one = self.clone();
+        one.tunnels = self.tunnels.get(i).cloned().into_iter().collect();
+        one
+    }
 }

@@ -257,19 +257,50 @@ impl Validator {
         }
     }
 
+    /// Several tunnels run side by side, each on its own source address
+    /// (its own IKE and its own share of the GRE and ESP packets).
+    fn one_of_several(&mut self, cfg: &Config, i: usize, t: &Tunnel) {
+        let p = format!("tunnel[{i}]");
+        match &t.source {
+            TunnelSource::Interface(name) => self.err(
+                format!("{p}.source"),
+                format!(
+                    "with several tunnels each tunnel's source must be an address; `{name}` is an interface"
+                ),
+                "write the interface's address, e.g. source = \"192.0.2.1\"",
+            ),
+            TunnelSource::Address(a) => {
+                if let Some((j, other)) = cfg.tunnels[..i]
+                    .iter()
+                    .enumerate()
+                    .find(|(_, o)| o.source == t.source)
+                {
+                    self.err(
+                        format!("{p}.source"),
+                        format!(
+                            "tunnels `{}` (tunnel[{j}]) and `{}` share source {a}; dmvpnd runs each of several tunnels on its own source address",
+                            other.name, t.name
+                        ),
+                        "give each tunnel its own source address (an address added to the interface will do)",
+                    );
+                }
+            }
+        }
+        if i == 1 && !cfg.ipsec.manual_sas.is_empty() {
+            self.err(
+                "ipsec.manual_sa[0]".into(),
+                "manual SAs are not supported with several tunnels",
+                "use IKE ([[ike.key]] and a protection profile), or run one tunnel",
+            );
+        }
+    }
+
     /// What dmvpnd cannot run as written: refused here, so `--check` and
     /// the daemon never disagree.
     fn runnable(&mut self, cfg: &Config, i: usize, t: &Tunnel) {
         let p = format!("tunnel[{i}]");
-        if i > 0 {
-            self.err(
-                p.clone(),
-                format!(
-                    "dmvpnd runs one tunnel per node; `{}` is a second [[tunnel]]",
-                    t.name
-                ),
-                "run a second dmvpnd for this tunnel, with its own configuration file and control socket",
-            );
+        if cfg.tunnels.len() > 1 {
+            self.one_of_several(cfg, i, t);
         }
         for u in unsupported(t) {
             self.err(format!("{p}.{}", u.key), u.problem, u.fix);

@@ -567,13 +567,10 @@ fn bad_file_mode() {
 
 #[test]
 fn duplicate_tunnel_name() {
-    let second = "\n[[tunnel]]\nname = \"Tunnel0\"\naddress = \"192.168.2.2/24\"\nsource = \"172.16.0.2\"\nmode = \"gre\"\ndestination = \"172.16.0.9\"\n";
+    let second = "\n[[tunnel]]\nname = \"Tunnel0\"\naddress = \"192.168.2.2/24\"\nsource = \"172.16.0.3\"\nmode = \"gre\"\ndestination = \"172.16.0.9\"\n";
     assert_eq!(
         errors(&format!("{BASE}{second}")),
-        [
-            "34:1: tunnel[1]: dmvpnd runs one tunnel per node; `Tunnel0` is a second [[tunnel]]",
-            "35:8: tunnel[1].name: duplicate tunnel name `Tunnel0`"
-        ]
+        ["35:8: tunnel[1].name: duplicate tunnel name `Tunnel0`"]
     );
 }
 
@@ -583,14 +580,40 @@ fn tunnels_sharing_source_and_key() {
     assert_eq!(
         errors(&format!("{BASE}{second}")),
         [
-            "34:1: tunnel[1]: dmvpnd runs one tunnel per node; `Tunnel1` is a second [[tunnel]]",
+            SHARED_SOURCE,
             "38:7: tunnel[1].key: tunnels `Tunnel0` and `Tunnel1` (tunnel[0]) share source and GRE key; inbound packets cannot be told apart"
         ]
     );
     let other_key = format!("{BASE}{}", second.replace("key = 0", "key = 1"));
+    assert_eq!(errors(&other_key), [SHARED_SOURCE]);
+}
+
+const SHARED_SOURCE: &str = "37:10: tunnel[1].source: tunnels `Tunnel0` (tunnel[0]) and `Tunnel1` share source 172.16.0.2; dmvpnd runs each of several tunnels on its own source address";
+
+/// Dual-cloud: a second tunnel on its own source address, NHRP network
+/// and key is accepted; an interface source or manual SAs beside it are
+/// not (yet).
+#[test]
+fn several_tunnels() {
+    let second = "\n[[tunnel]]\nname = \"Tunnel1\"\naddress = \"192.168.2.2/24\"\nsource = \"172.16.1.2\"\nkey = 1\nprotection = \"prof\"\n[tunnel.nhrp]\nnetwork_id = 2\n[[tunnel.nhrp.nhs]]\naddress = \"192.168.2.1\"\nnbma = \"172.16.1.1\"\n";
+    let two = format!("{BASE}{second}");
+    assert_eq!(errors(&two), Vec::<String>::new());
+    let c = Config::from_str(&two, "t.toml").unwrap().config;
+    assert_eq!(c.for_tunnel(1).tunnels, [c.tunnels[1].clone()]);
+    assert_eq!(c.for_tunnel(1).ike, c.ike);
+    let ifsrc = two.replace("source = \"172.16.1.2\"", "source = \"eth1\"");
     assert_eq!(
-        errors(&other_key),
-        ["34:1: tunnel[1]: dmvpnd runs one tunnel per node; `Tunnel1` is a second [[tunnel]]"]
+        errors(&ifsrc),
+        [
+            "37:10: tunnel[1].source: with several tunnels each tunnel's source must be an address; `eth1` is an interface"
+        ]
+    );
+    let manual = format!("{two}{MANUAL}");
+    let got = errors(&manual);
+    assert!(
+        got.iter().any(|e| e
+            .ends_with("ipsec.manual_sa[0]: manual SAs are not supported with several tunnels")),
+        "{got:?}"
     );
 }
 
@@ -1176,9 +1199,7 @@ fn what_the_daemon_cannot_run() {
             format!(
                 "{BASE}\n[[tunnel]]\nname = \"Tunnel1\"\naddress = \"192.168.2.2/24\"\nsource = \"172.16.0.2\"\nkey = 1\n[tunnel.nhrp]\nnetwork_id = 2\n[[tunnel.nhrp.nhs]]\naddress = \"192.168.2.1\"\nnbma = \"172.16.0.1\"\n"
             ),
-            vec![
-                "34:1: tunnel[1]: dmvpnd runs one tunnel per node; `Tunnel1` is a second [[tunnel]]",
-            ],
+            vec![SHARED_SOURCE],
         ),
         (
             edit(

@@ -64,6 +64,9 @@ pub struct Links {
     udp_offload: bool,
     /// Forwarding threads sharing the underlay (1: this one alone).
     workers: usize,
+    /// The address the raw GRE and ESP sockets take packets for (`None`:
+    /// every address; a node running several tunnels binds each).
+    raw_local: Option<Ipv4Addr>,
     /// UDP 500/4500 bound to the address before a [`Links::rebind`], kept
     /// until what was queued from that address (IKE deletes) is sent.
     retired: Option<(Ipv4Addr, DatagramSocket, DatagramSocket)>,
@@ -76,7 +79,19 @@ impl Links {
     /// ([`Links::for_worker`]): this thread takes share 0 of the raw GRE
     /// and ESP packets, and UDP 4500 is one socket of a group.
     pub fn open(tun: Tun, nbma: Ipv4Addr, udp_offload: bool, workers: usize) -> io::Result<Links> {
-        Links::bound(tun, nbma, nbma, udp_offload, workers)
+        Links::bound(tun, nbma, nbma, udp_offload, workers, None)
+    }
+
+    /// [`Links::open`] with the raw GRE and ESP sockets taking only the
+    /// packets sent to `nbma`: one tunnel of several, each with its own
+    /// source address.
+    pub fn open_one_of_several(
+        tun: Tun,
+        nbma: Ipv4Addr,
+        udp_offload: bool,
+        workers: usize,
+    ) -> io::Result<Links> {
+        Links::bound(tun, nbma, nbma, udp_offload, workers, Some(nbma))
     }
 
     /// [`Links::open`] with UDP 500/4500 bound to every local address: the
@@ -87,7 +102,7 @@ impl Links {
         udp_offload: bool,
         workers: usize,
     ) -> io::Result<Links> {
-        Links::bound(tun, Ipv4Addr::UNSPECIFIED, nbma, udp_offload, workers)
+        Links::bound(tun, Ipv4Addr::UNSPECIFIED, nbma, udp_offload, workers, None)
     }
 
     fn bound(
@@ -96,9 +111,10 @@ impl Links {
         nbma: Ipv4Addr,
         udp_offload: bool,
         workers: usize,
+        raw_local: Option<Ipv4Addr>,
     ) -> io::Result<Links> {
-        let gre = DatagramSocket::raw_ipv4(PROTO_GRE, direct::wanted())?;
-        let esp = DatagramSocket::raw_ipv4(PROTO_ESP, direct::wanted())?;
+        let gre = DatagramSocket::raw_ipv4(PROTO_GRE, direct::wanted(), raw_local)?;
+        let esp = DatagramSocket::raw_ipv4(PROTO_ESP, direct::wanted(), raw_local)?;
         let at = SocketAddrV4::new(bind, NATT_PORT);
         let udp4500 = if workers > 1 {
             gre.take_share(0, workers)?;
@@ -117,6 +133,7 @@ impl Links {
             bind,
             udp_offload,
             workers,
+            raw_local,
             retired: None,
         })
     }
@@ -135,9 +152,9 @@ impl Links {
     /// of `of`). Call it inside the worker's runtime (`Runtime::enter`):
     /// that runtime drives them.
     pub fn for_worker(&self, index: usize, of: usize) -> io::Result<WorkerLinks> {
-        let gre = DatagramSocket::raw_ipv4(PROTO_GRE, direct::wanted())?;
+        let gre = DatagramSocket::raw_ipv4(PROTO_GRE, direct::wanted(), self.raw_local)?;
         gre.take_share(index, of)?;
-        let esp = DatagramSocket::raw_ipv4(PROTO_ESP, direct::wanted())?;
+        let esp = DatagramSocket::raw_ipv4(PROTO_ESP, direct::wanted(), self.raw_local)?;
         esp.take_share(index, of)?;
         Ok(WorkerLinks {
             tun: self.tun.queue()?,

@@ -24,6 +24,7 @@ mod notify;
 mod reload;
 pub mod routes;
 pub mod source;
+mod tunnels;
 pub mod worker;
 
 use std::net::IpAddr;
@@ -34,6 +35,7 @@ use dmvpn_ctl::proto::Request;
 use dmvpn_nhrp::Instant;
 use dmvpn_node::Router;
 use dmvpn_node::router::Options;
+use tokio::signal::unix::{Signal, SignalKind};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
@@ -67,23 +69,144 @@ async fn run_async(
 ) -> Result<(), DaemonError> {
     let epoch = std::time::Instant::now();
     let now = || Instant(epoch.elapsed());
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let of = cfg.tunnels.len().max(1);
+    if of > 1 {
+        // Several tunnels run on source addresses (`--check` says so).
+        for t in &cfg.tunnels {
+            if let dmvpn_config::types::TunnelSource::Address(IpAddr::V4(a)) = t.source {
+                routes::own_nbma(a);
+            }
+        }
+    }
+    let mut runs = Vec::with_capacity(of);
+    for i in 0..of {
+        let one = if of > 1 {
+            cfg.for_tunnel(i)
+        } else {
+            cfg.clone()
+        };
+        match start_tunnel(&one, of, epoch, &mut sigint, &mut sigterm).await? {
+            Some(run) => runs.push(run),
+            None => return Ok(()),
+        }
+    }
+
+    // Several tunnels share the control socket and the metrics endpoint.
+    let handler = match runs.as_slice() {
+        [one] => one.control_tx.clone(),
+        _ => {
+            let (tx, rx) = mpsc::channel::<ControlRequest>(16);
+            let each = runs.iter().map(|r| r.control_tx.clone()).collect();
+            tokio::spawn(tunnels::dispatch(rx, each));
+            tx
+        }
+    };
+    let mut listeners = listeners::Listeners::start(cfg, handler).await?;
+
+    // One loop per tunnel; a signal, or one loop ending (its TUN device
+    // failed), ends them all.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let results = {
+        let stop_tx = &stop_tx;
+        let mut log = Some(log);
+        let mut shared = Some(&mut listeners);
+        let mut loops = Vec::with_capacity(of);
+        for (i, run) in runs.iter_mut().enumerate() {
+            let extras = Extras {
+                control: run.control.take(),
+                log: log.take(),
+                keylog: run.keylog.take(),
+                watch_routes: true,
+                source: run.watch.take(),
+                housekeeping: true,
+                systemd: (i == 0).then(notify::Notifier::from_env),
+                reload: run.hangup.take().map(|hangup| reload::Reload {
+                    path: path.to_path_buf(),
+                    hangup,
+                    tunnel: i,
+                    of,
+                }),
+                listeners: shared.take(),
+                kernel_routes: true,
+                workers: run.workers.take(),
+            };
+            let mut stop = stop_rx.clone();
+            loops.push(async move {
+                let stopped = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                let r =
+                    event_loop::run_loop(&mut run.router, &mut run.links, epoch, extras, stopped)
+                        .await;
+                stop_tx.send_replace(true);
+                r
+            });
+        }
+        let mut stopping = stop_rx.clone();
+        let signals = async {
+            tokio::select! {
+                _ = sigint.recv() => {},
+                _ = sigterm.recv() => {},
+                _ = stopping.wait_for(|s| *s) => {},
+            }
+            stop_tx.send_replace(true);
+        };
+        tokio::join!(signals, futures::future::join_all(loops)).1
+    };
+
+    info!(target: "dmvpn::ctl", "dmvpnd: shutting down");
+    for run in &mut runs {
+        let t = now();
+        run.router.request(t, Request::ClearCryptoSa { peer: None });
+        event_loop::send_pending_ike(&mut run.router, &run.links, t).await;
+        flush_learned_routes(&run.links.tun.name(), "at stop");
+    }
+    listeners.stop().await;
+    drop(runs);
+    results.into_iter().collect()
+}
+
+/// One tunnel's parts, built before its loop runs.
+struct TunnelRun {
+    router: Router,
+    links: Links,
+    workers: Option<worker::Workers>,
+    watch: Option<source::SourceWatch>,
+    keylog: Option<std::fs::File>,
+    hangup: Option<Signal>,
+    control: Option<mpsc::Receiver<ControlRequest>>,
+    control_tx: mpsc::Sender<ControlRequest>,
+}
+
+fn signal(kind: SignalKind) -> Result<Signal, DaemonError> {
+    tokio::signal::unix::signal(kind).map_err(DaemonError::Signals)
+}
+
+/// Builds the router, TUN device, sockets and forwarding threads of
+/// `cfg`'s one tunnel, one of `of`. `None`: stopped by a signal while
+/// waiting for the tunnel source's address.
+async fn start_tunnel(
+    cfg: &dmvpn_config::Config,
+    of: usize,
+    epoch: std::time::Instant,
+    sigint: &mut Signal,
+    sigterm: &mut Signal,
+) -> Result<Option<TunnelRun>, DaemonError> {
+    let now = || Instant(epoch.elapsed());
     let seed = event_loop::os_seed().map_err(DaemonError::Random)?;
     let mut ncfg = dmvpn_node::control::config_map::map(cfg)?;
-    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-        .map_err(DaemonError::Signals)?;
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(DaemonError::Signals)?;
     // From here on SIGHUP no longer ends the process: it asks for a
     // reload, which the event loop handles (one sent earlier waits).
-    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        .map_err(DaemonError::Signals)?;
+    let hangup = signal(SignalKind::hangup())?;
     // The NBMA address: as configured, or the source interface's primary
     // IPv4 address (waiting for one if it has none yet).
     let src = source::Source::of(&ncfg).map_err(DaemonError::Source)?;
     let nbma = tokio::select! {
         a = src.first_address() => a,
-        _ = sigint.recv() => return Ok(()),
-        _ = sigterm.recv() => return Ok(()),
+        _ = sigint.recv() => return Ok(None),
+        _ = sigterm.recv() => return Ok(None),
     };
     ncfg.set_nbma(nbma);
     // Networks behind this node, answered in NHRP resolutions.
@@ -109,7 +232,8 @@ async fn run_async(
     let mut router = Router::with_options(ncfg.clone(), seed, now(), opts);
 
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let wanted = cfg.node.workers.resolve(cores);
+    // "auto" shares the cores between the tunnels.
+    let wanted = cfg.node.workers.resolve((cores / of).max(1));
     if wanted > cores {
         // Measured on 2 cores (bench-throughput aes-sha1): 64 threads
         // forward 0.4 Gbit/s, 2 threads 1.7.
@@ -129,6 +253,11 @@ async fn run_async(
         name: ncfg.interface.clone(),
         source,
     })?;
+    if of > 1
+        && let Ok(i) = crate::runtime::rtnl::ifindex(&tun.name())
+    {
+        routes::own_tunnel(i);
+    }
     // NHRP routes of an earlier run, through a device that outlived it
     // (a persistent TUN): that run's NHRP state is gone. Setting the
     // device up has dropped the routes through it already; this removes
@@ -149,8 +278,10 @@ async fn run_async(
         "0",
     );
     let threads = if tun.multi_queue() { wanted } else { 1 };
-    let mut links = if src.follows_interface() {
+    let links = if src.follows_interface() {
         Links::open_any(tun, ncfg.nbma, udp_offload(), threads)
+    } else if of > 1 {
+        Links::open_one_of_several(tun, ncfg.nbma, udp_offload(), threads)
     } else {
         Links::open(tun, ncfg.nbma, udp_offload(), threads)
     }
@@ -165,9 +296,7 @@ async fn run_async(
         ),
     };
 
-    let (ctl_tx, ctl_rx) = mpsc::channel::<ControlRequest>(16);
-    let mut listeners = listeners::Listeners::start(cfg, ctl_tx).await?;
-
+    let (control_tx, control) = mpsc::channel::<ControlRequest>(16);
     info!(
         target: "dmvpn::ctl",
         interface = %ncfg.interface,
@@ -175,41 +304,18 @@ async fn run_async(
         "dmvpnd {}: {} {}/{} NBMA {} up",
         ncfg.name, ncfg.interface, ncfg.tunnel_addr, ncfg.tunnel_prefix_len, ncfg.nbma
     );
-
-    let extras = Extras {
-        control: Some(ctl_rx),
-        log: Some(log),
-        keylog,
-        watch_routes: true,
-        source: src
+    Ok(Some(TunnelRun {
+        router,
+        links,
+        workers,
+        watch: src
             .follows_interface()
             .then(|| source::SourceWatch::new(src)),
-        housekeeping: true,
-        systemd: Some(notify::Notifier::from_env()),
-        reload: Some(reload::Reload {
-            path: path.to_path_buf(),
-            hangup,
-        }),
-        listeners: Some(&mut listeners),
-        kernel_routes: true,
-        workers,
-    };
-    let stop = async {
-        tokio::select! {
-            _ = sigint.recv() => {},
-            _ = sigterm.recv() => {},
-        }
-    };
-    event_loop::run_loop(&mut router, &mut links, epoch, extras, stop).await?;
-
-    info!(target: "dmvpn::ctl", "dmvpnd: shutting down");
-    let t = now();
-    router.request(t, Request::ClearCryptoSa { peer: None });
-    event_loop::send_pending_ike(&mut router, &links, t).await;
-    flush_learned_routes(&links.tun.name(), "at stop");
-    listeners.stop().await;
-    drop(links);
-    Ok(())
+        keylog,
+        hangup: Some(hangup),
+        control: Some(control),
+        control_tx,
+    }))
 }
 
 /// Removes the routes dmvpnd installed through `tunnel` for what NHRP

@@ -31,6 +31,9 @@ use crate::runtime::tun::Tun;
 pub struct Reload {
     pub path: PathBuf,
     pub hangup: Signal,
+    /// Which of the file's tunnels this loop runs, and of how many.
+    pub tunnel: usize,
+    pub of: usize,
 }
 
 /// What a reload may change outside the router.
@@ -66,11 +69,33 @@ impl Reload {
             }
         };
         let warnings: Vec<String> = loaded.warnings.iter().map(|w| w.to_string()).collect();
-        for w in &warnings {
-            warn!(target: "dmvpn::ctl", "{w}");
+        if self.tunnel == 0 {
+            for w in &warnings {
+                warn!(target: "dmvpn::ctl", "{w}");
+            }
         }
-        let new = &loaded.config;
         let running = router.node().config().origin.clone();
+        // One tunnel of several takes its own tunnel from the file.
+        let sliced;
+        let new = if self.of > 1 {
+            let count = loaded.config.tunnels.len();
+            if count != self.of {
+                return refuse(format!(
+                    "restart dmvpnd to add or remove a [[tunnel]] ({} running, {count} in the file)",
+                    self.of
+                ));
+            }
+            sliced = loaded.config.for_tunnel(self.tunnel);
+            if sliced.tunnels[0].source != running.tunnels[0].source {
+                return refuse(format!(
+                    "restart dmvpnd to change tunnel[{}].source: each of several tunnels is bound to its source address",
+                    self.tunnel
+                ));
+            }
+            &sliced
+        } else {
+            &loaded.config
+        };
         // What the router would refuse is refused before anything outside
         // it changes.
         let checked = dmvpn_node::reload::plan(&running, new).and_then(|_| {
@@ -138,7 +163,7 @@ impl Reload {
             if summary.changes.len() == 1 { "" } else { "s" }
         );
         for c in &summary.changes {
-            info!(target: "dmvpn::ctl", "  {}: {}", c.key, c.effect.describe());
+            info!(target: "dmvpn::ctl", "  {}: {}", self.key_name(&c.key), c.effect.describe());
         }
         Response::Ok(Reply::Reloaded(ReloadReport {
             file,
@@ -146,12 +171,23 @@ impl Reload {
                 .changes
                 .iter()
                 .map(|c| ConfigChange {
-                    key: c.key.clone(),
+                    key: self.key_name(&c.key),
                     effect: c.effect.describe().to_string(),
                 })
                 .collect(),
             warnings,
         }))
+    }
+}
+
+impl Reload {
+    /// A changed key as the file names it: this loop's tunnel is
+    /// `tunnel[0]` of the configuration it runs.
+    fn key_name(&self, key: &str) -> String {
+        match key.strip_prefix("tunnel[0]") {
+            Some(rest) if self.tunnel > 0 => format!("tunnel[{}]{rest}", self.tunnel),
+            _ => key.to_string(),
+        }
     }
 }
 

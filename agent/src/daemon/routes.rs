@@ -9,6 +9,7 @@
 
 use dmvpn_wire::Prefix;
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Mutex;
 
 use crate::runtime::rtnl::{self, ROUTE_PROTOCOL, Route};
 
@@ -20,23 +21,49 @@ fn main_table() -> Vec<Route> {
     })
 }
 
-/// Directly connected networks on other interfaces than the tunnel,
-/// except the one holding the NBMA address: the LANs behind this node.
-pub fn local_prefixes(tunnel: &str, nbma: Ipv4Addr) -> Vec<(Ipv4Addr, u8)> {
-    let tun = rtnl::ifindex(tunnel).ok();
-    lan_prefixes(&main_table(), tun, nbma)
+/// The tunnel interfaces (by index) and NBMA addresses of every tunnel
+/// this dmvpnd runs: with several tunnels, no tunnel counts another's
+/// subnet or underlay network among the LANs behind the node.
+static TUNNELS: Mutex<(Vec<u32>, Vec<Ipv4Addr>)> = Mutex::new((Vec::new(), Vec::new()));
+
+/// Another tunnel of this dmvpnd uses `nbma`.
+pub fn own_nbma(nbma: Ipv4Addr) {
+    TUNNELS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .1
+        .push(nbma);
 }
 
-fn lan_prefixes(table: &[Route], tunnel: Option<u32>, nbma: Ipv4Addr) -> Vec<(Ipv4Addr, u8)> {
+/// Another tunnel of this dmvpnd is the interface `ifindex`.
+pub fn own_tunnel(ifindex: u32) {
+    TUNNELS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .0
+        .push(ifindex);
+}
+
+/// Directly connected networks on other interfaces than the tunnel (and
+/// this dmvpnd's other tunnels), except those holding the NBMA address
+/// (or the other tunnels'): the LANs behind this node.
+pub fn local_prefixes(tunnel: &str, nbma: Ipv4Addr) -> Vec<(Ipv4Addr, u8)> {
+    let (mut tunnels, mut nbmas) = TUNNELS.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    tunnels.extend(rtnl::ifindex(tunnel).ok());
+    nbmas.push(nbma);
+    lan_prefixes(&main_table(), &tunnels, &nbmas)
+}
+
+fn lan_prefixes(table: &[Route], tunnels: &[u32], nbmas: &[Ipv4Addr]) -> Vec<(Ipv4Addr, u8)> {
     table
         .iter()
         .filter(|r| r.protocol != ROUTE_PROTOCOL)
         .filter(|r| {
             r.link_scope
                 && r.gateway.is_none()
-                && r.oif != tunnel
+                && !r.oif.is_some_and(|i| tunnels.contains(&i))
                 && r.len > 0
-                && !contains(r.prefix, r.len, nbma)
+                && !nbmas.iter().any(|a| contains(r.prefix, r.len, *a))
                 && !r.prefix.is_loopback()
         })
         .map(|r| (r.prefix, r.len))
@@ -99,8 +126,26 @@ mod tests {
             [(a("10.3.0.0"), 24, a("192.168.1.3"))]
         );
         assert_eq!(
-            lan_prefixes(&table, Some(tun), a("172.16.0.2")),
+            lan_prefixes(&table, &[tun], &[a("172.16.0.2")]),
             [(a("10.2.0.0"), 24)]
         );
+    }
+
+    #[test]
+    fn other_tunnels_and_their_underlay_are_not_lans() {
+        let (t0, t1) = (7, 8);
+        let table = [
+            route("192.168.2.0", 24, None, t1, 2),
+            route("172.16.1.0", 24, None, 3, 2),
+            route("172.16.0.0", 24, None, 3, 2),
+            route("10.2.0.0", 24, None, 4, 2),
+        ];
+        let a = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+        assert_eq!(
+            lan_prefixes(&table, &[t0, t1], &[a("172.16.0.2"), a("172.16.1.2")]),
+            [(a("10.2.0.0"), 24)]
+        );
+        // One tunnel alone counts them.
+        assert_eq!(lan_prefixes(&table, &[t0], &[a("172.16.0.2")]).len(), 3);
     }
 }

@@ -365,7 +365,9 @@ impl DatagramSocket {
     /// sends take a complete IPv4 packet, receives return one. With
     /// `direct`, batches leave through a packet socket where the kernel's
     /// tables allow ([`DirectPath`]).
-    pub fn raw_ipv4(protocol: u8, direct: bool) -> io::Result<Self> {
+    /// With `local` it takes only packets sent to that address (a node
+    /// running several tunnels, each on its own source address).
+    pub fn raw_ipv4(protocol: u8, direct: bool, local: Option<Ipv4Addr>) -> io::Result<Self> {
         let cannot = |e: io::Error| {
             io::Error::new(
                 e.kind(),
@@ -381,6 +383,14 @@ impl DatagramSocket {
         )
         .map_err(cannot)?;
         s.set_header_included_v4(true)?;
+        if let Some(a) = local {
+            s.bind(&SocketAddrV4::new(a, 0).into()).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot bind raw IP socket for protocol {protocol} to {a}: {e}"),
+                )
+            })?;
+        }
         let mut sock = Self::new(s, false, false)?;
         if direct {
             sock.direct = Some(DirectPath::open().map_err(cannot)?);

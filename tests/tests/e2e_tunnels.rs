@@ -1,0 +1,263 @@
+//! Several tunnels in one `dmvpnd` (dual-hub dual-cloud): hub A runs
+//! cloud A (Tunnel0, 192.168.1.0/24, NHRP network 1, GRE key 0, NBMA
+//! 172.16.0.0/24), hub B cloud B (Tunnel1, 192.168.2.0/24, network 2,
+//! key 1, NBMA 172.16.1.0/24). Spokes 2 and 3 each run both tunnels in
+//! one dmvpnd, each tunnel on its own source address, both protected by
+//! IPsec (IKE per source address). Checked: both clouds register and
+//! carry spoke-to-spoke traffic direct after a phase-3 shortcut, `show`
+//! lists both tunnels, and with hub A's dmvpnd killed cloud B carries on
+//! and the spokes' LAN traffic moves to it once the cloud-A route goes
+//! (static routes with metrics: the test withdraws the preferred one as
+//! a routing daemon would when its neighbour on cloud A goes).
+//!
+//! Needs root, iproute2 and iputils-ping; fails (never skips) without them.
+
+use std::time::Duration;
+
+use dmvpn_ctl::proto::{Reply, Request};
+use dmvpn_tests::*;
+
+fn common(name: &str, role: &str) -> String {
+    format!(
+        r#"
+[node]
+name = "{name}"
+role = "{role}"
+[ike]
+identity = "address"
+[ike.dpd]
+interval = 10
+retry_interval = 2
+retries = 3
+{MODERN_IKE}
+[[ike.key]]
+peer = "0.0.0.0/0"
+key = "cisco123"
+[[ipsec.transform_set]]
+name = "ts"
+transforms = {MODERN_TS}
+mode = "transport"
+[[ipsec.profile]]
+name = "p"
+transform_sets = ["ts"]
+"#
+    )
+}
+
+/// Tunnel `t` (0: cloud A, 1: cloud B) of node `n`; hubs redirect,
+/// spokes register with their cloud's hub and take shortcuts.
+fn tunnel(t: u8, n: u8, hub: Option<u8>) -> String {
+    let c = t + 1;
+    let nhrp = match hub {
+        None => "redirect = true\n".to_string(),
+        Some(h) => format!(
+            "shortcut = true\n[[tunnel.nhrp.nhs]]\naddress = \"192.168.{c}.1\"\nnbma = \"172.16.{t}.{h}\"\n"
+        ),
+    };
+    let addr = if hub.is_none() { 1 } else { n };
+    format!(
+        r#"
+[[tunnel]]
+name = "Tunnel{t}"
+address = "192.168.{c}.{addr}/24"
+mtu = 1400
+source = "172.16.{t}.{n}"
+key = {t}
+protection = "p"
+[tunnel.nhrp]
+network_id = {c}
+authentication = "cloud{c}"
+holdtime = 600
+map_multicast_dynamic = true
+{nhrp}"#
+    )
+}
+
+fn route(lab: &Lab, ns: &str, lan: u8, tunnel: u8, metric: u32) {
+    let c = tunnel + 1;
+    lab.wait("a route into the tunnel", Duration::from_secs(10), || {
+        sh(&[
+            "ip",
+            "-n",
+            ns,
+            "route",
+            "add",
+            &format!("10.{lan}.0.0/24"),
+            "via",
+            &format!("192.168.{c}.{lan}"),
+            "dev",
+            &format!("Tunnel{tunnel}"),
+            "metric",
+            &metric.to_string(),
+        ])
+        .status
+        .success()
+    });
+}
+
+#[test]
+fn dual_hub_dual_cloud() {
+    let mut lab = Lab::new("tu");
+    let hub_a = lab.node("ha", 1);
+    let hub_b = lab.node("hb", 4);
+    let s2 = lab.node("s2", 2);
+    let s3 = lab.node("s3", 3);
+    // Cloud B's underlay: a second subnet beside the first.
+    for (ns, n) in [(&hub_b, 4u8), (&s2, 2), (&s3, 3)] {
+        ok(&[
+            "ip",
+            "-n",
+            ns,
+            "addr",
+            "add",
+            &format!("172.16.1.{n}/24"),
+            "dev",
+            "nbma0",
+        ]);
+    }
+    let h2 = lab.lan_host(&s2, 2);
+    lab.lan_host(&s3, 3);
+
+    lab.start(&hub_a, &(common("hubA", "hub") + &tunnel(0, 1, None)));
+    lab.start(&hub_b, &(common("hubB", "hub") + &tunnel(1, 4, None)));
+    for (ns, n) in [(&s2, 2u8), (&s3, 3)] {
+        let cfg =
+            common(&format!("s{n}"), "spoke") + &tunnel(0, n, Some(1)) + &tunnel(1, n, Some(4));
+        lab.start(ns, &cfg);
+    }
+    lab.wait(
+        "registrations on both hubs",
+        Duration::from_secs(30),
+        || {
+            lab.registered(&hub_a, &["172.16.0.2", "172.16.0.3"])
+                && lab.registered(&hub_b, &["172.16.1.2", "172.16.1.3"])
+        },
+    );
+
+    // One dmvpnd, both tunnels: each in show dmvpn, with its own source.
+    let Reply::Dmvpn(ifs) = lab.ctl(&s2, Request::ShowDmvpn) else {
+        panic!("show dmvpn")
+    };
+    let names: Vec<(&str, Option<std::net::IpAddr>)> = ifs
+        .iter()
+        .map(|i| (i.interface.as_str(), i.source))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("Tunnel0", Some("172.16.0.2".parse().unwrap())),
+            ("Tunnel1", Some("172.16.1.2".parse().unwrap()))
+        ]
+    );
+    let text = ctl_text(&lab, &s2, &["show", "dmvpn"]);
+    assert!(
+        text.contains("Interface: Tunnel0") && text.contains("Interface: Tunnel1"),
+        "{text}"
+    );
+
+    // Spoke to spoke over each cloud: relayed, then direct.
+    for (dst, nbma) in [("192.168.1.3", "172.16.0.3"), ("192.168.2.3", "172.16.1.3")] {
+        assert!(lab.ping(&s2, dst, 3) >= 2, "ping {dst}");
+        lab.wait(
+            &format!("a shortcut to {nbma}"),
+            Duration::from_secs(20),
+            || {
+                lab.ping(&s2, dst, 1);
+                lab.peer_up(&s2, nbma)
+            },
+        );
+    }
+    assert!(lab.ipsec_with(&s2, "172.16.0.3").is_some());
+    assert!(lab.ipsec_with(&s2, "172.16.1.3").is_some());
+
+    // LAN to LAN: cloud A preferred (metric 10), cloud B behind it.
+    for (ns, other) in [(&s2, 3u8), (&s3, 2)] {
+        route(&lab, ns, other, 0, 10);
+        route(&lab, ns, other, 1, 20);
+    }
+    assert!(
+        lab.ping(&h2, "10.3.0.10", 3) >= 2,
+        "LAN to LAN over cloud A"
+    );
+
+    let pinger = lab.pinger(&h2, "10.3.0.10");
+    let over_b = lab.pinger(&s2, "192.168.2.3");
+    std::thread::sleep(Duration::from_secs(1));
+    let killed = unix_now();
+    lab.kill9(&hub_a);
+    std::thread::sleep(Duration::from_secs(2));
+    // The routing daemon's part: cloud A's neighbour is gone, its routes go.
+    let withdrawn = unix_now();
+    for (ns, other) in [(&s2, 3u8), (&s3, 2)] {
+        ok(&[
+            "ip",
+            "-n",
+            ns,
+            "route",
+            "del",
+            &format!("10.{other}.0.0/24"),
+            "dev",
+            "Tunnel0",
+            "metric",
+            "10",
+        ]);
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let lan = pinger.stop();
+    let b = over_b.stop();
+    let end = unix_now();
+    let gap_b = longest_gap(&b, killed, end);
+    let gap_lan = longest_gap(&lan, killed, end);
+    let resumed = first_answer_after(&lan, withdrawn);
+    println!(
+        "hub A killed: cloud B spoke-to-spoke longest gap {:.2} s; LAN traffic longest gap {:.2} s, first echo over cloud B {:?} s after the cloud-A route went",
+        gap_b.secs(),
+        gap_lan.secs(),
+        resumed
+    );
+    assert!(gap_b.secs() < 1.0, "cloud B carried on: {gap_b:?}");
+    assert!(
+        resumed.is_some_and(|t| t < 1.0),
+        "LAN traffic over cloud B: {resumed:?}"
+    );
+    // It went over Tunnel1: the SA with spoke 3's cloud-B address counts it.
+    let before = lab
+        .ipsec_with(&s2, "172.16.1.3")
+        .map_or(0, |p| p.counters.encaps);
+    assert!(lab.ping(&h2, "10.3.0.10", 5) >= 4);
+    let after = lab
+        .ipsec_with(&s2, "172.16.1.3")
+        .map_or(0, |p| p.counters.encaps);
+    assert!(after >= before + 4, "{before} → {after}");
+    assert!(lab.alive(&s2) && lab.alive(&s3) && lab.alive(&hub_b));
+    // Neither tunnel takes the other's subnet or underlay for a LAN (the
+    // networks behind the node are read again every few seconds, and a
+    // new one is logged).
+    let log = lab.log(&s2);
+    for net in [
+        "192.168.1.0/24",
+        "192.168.2.0/24",
+        "172.16.0.0/24",
+        "172.16.1.0/24",
+    ] {
+        assert!(
+            !log.contains(&format!("NHRP: {net} is behind this node")),
+            "{log}"
+        );
+    }
+    // Both tunnels stop cleanly.
+    for ns in [&s2, &s3, &hub_b] {
+        lab.sigterm(ns);
+    }
+}
+
+fn ctl_text(lab: &Lab, ns: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(dmvpn_tests::dmvpnctl())
+        .arg("--socket")
+        .arg(lab.socket(ns))
+        .args(args)
+        .output()
+        .expect("run dmvpnctl");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
