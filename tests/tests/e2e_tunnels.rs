@@ -155,6 +155,40 @@ fn dual_hub_dual_cloud() {
         "{text}"
     );
 
+    // A reload applies each tunnel's own changes, named as in the file.
+    let s2_cfg = common("s2", "spoke") + &tunnel(0, 2, Some(1)) + &tunnel(1, 2, Some(4));
+    let (first, second) = s2_cfg.split_at(s2_cfg.find("name = \"Tunnel1\"").unwrap());
+    lab.write_config(
+        &s2,
+        &format!("{first}{}", second.replacen("mtu = 1400", "mtu = 1380", 1)),
+    );
+    let Reply::Reloaded(r) = lab.ctl(&s2, Request::Reload) else {
+        panic!("reload")
+    };
+    let keys: Vec<&str> = r.changes.iter().map(|c| c.key.as_str()).collect();
+    assert_eq!(keys, ["tunnel[1].mtu"]);
+    let link = sh(&["ip", "-n", &s2, "link", "show", "Tunnel1"]);
+    assert!(String::from_utf8_lossy(&link.stdout).contains("mtu 1380"));
+    // Adding a tunnel needs a restart; nothing of the file is applied.
+    lab.write_config(
+        &s2,
+        &(s2_cfg.clone()
+            + &tunnel(1, 2, Some(4))
+                .replace("Tunnel1", "Tunnel2")
+                .replace("172.16.1.2", "172.16.2.2")
+                .replace("192.168.2.", "192.168.3.")),
+    );
+    match dmvpn_ctl::client::request(&lab.socket(&s2), &Request::Reload) {
+        Ok(dmvpn_ctl::proto::Response::Error { message }) => assert!(
+            message.contains(
+                "restart dmvpnd to add or remove a [[tunnel]] (2 running, 3 in the file)"
+            ),
+            "{message}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    lab.write_config(&s2, &s2_cfg);
+
     // Spoke to spoke over each cloud: relayed, then direct.
     for (dst, nbma) in [("192.168.1.3", "172.16.0.3"), ("192.168.2.3", "172.16.1.3")] {
         assert!(lab.ping(&s2, dst, 3) >= 2, "ping {dst}");
