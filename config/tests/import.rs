@@ -776,3 +776,52 @@ interface Tunnel0
         "{err}"
     );
 }
+
+/// Dual cloud: Tunnel0 and Tunnel1 on their own source addresses are
+/// both imported; a third on Tunnel0's source is left out with a note.
+#[test]
+fn dual_cloud_tunnels() {
+    let tunnel = |n: u8, src: &str| {
+        format!(
+            "interface Tunnel{n}
+ ip address 192.168.{c}.2 255.255.255.0
+ ip nhrp network-id {c}
+ ip nhrp nhs 192.168.{c}.1 nbma 172.16.{n}.1
+ tunnel source {src}
+ tunnel mode gre multipoint
+ tunnel key {n}
+ tunnel protection ipsec profile P
+",
+            c = n + 1
+        )
+    };
+    let head = "hostname s1
+crypto isakmp policy 10
+ encr aes 256
+ hash sha256
+ group 14
+ authentication pre-share
+crypto isakmp key k6k6k6k6 address 0.0.0.0 0.0.0.0
+crypto ipsec transform-set T esp-aes 256 esp-sha-hmac
+ mode transport
+crypto ipsec profile P
+ set transform-set T
+";
+    let text = format!(
+        "{head}{}{}{}",
+        tunnel(0, "172.16.0.2"),
+        tunnel(1, "172.16.1.2"),
+        tunnel(2, "172.16.0.2")
+    );
+    let imp = import(&text, None);
+    let c = round_trip(&imp);
+    let names: Vec<&str> = c.tunnels.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["Tunnel0", "Tunnel1"]);
+    assert!(
+        imp.notes.iter().any(|n| n.text.starts_with(
+            "not imported: interface Tunnel2: it shares source 172.16.0.2 with Tunnel0;"
+        )),
+        "{:?}",
+        imp.notes
+    );
+}

@@ -91,8 +91,8 @@ impl Builder<'_> {
         }
     }
 
-    /// Only what dmvpnd runs is written: a tunnel it cannot run, and any
-    /// tunnel after the first (one tunnel per node), become notes.
+    /// Only what dmvpnd runs is written: a tunnel it cannot run, and a
+    /// tunnel that cannot run beside the ones before it, become notes.
     fn runnable(&mut self, tunnels: Vec<Tunnel>) -> Vec<Tunnel> {
         let mut kept: Vec<Tunnel> = Vec::new();
         for t in tunnels {
@@ -118,11 +118,13 @@ impl Builder<'_> {
                         u.fix
                     ),
                 );
-            } else if let Some(first) = kept.first() {
+            } else if let Some(first) = kept.first()
+                && let Some(reason) = beside(&kept, &t)
+            {
                 self.note(
                     line,
                     format!(
-                        "not imported: interface {}: dmvpnd runs one tunnel per node and this file holds {}; a second dmvpnd with its own configuration can run it",
+                        "not imported: interface {}: {reason}; dmvpnd runs several tunnels each on its own source address (give it one and add the tunnel, or run a second dmvpnd beside {})",
                         t.name, first.name
                     ),
                 );
@@ -626,4 +628,26 @@ impl Builder<'_> {
         }
         out
     }
+}
+
+/// Why `t` cannot run beside the tunnels `kept` (none: it can): several
+/// tunnels need distinct source addresses.
+fn beside(kept: &[Tunnel], t: &Tunnel) -> Option<String> {
+    use crate::types::TunnelSource;
+    let name = |s: &TunnelSource| match s {
+        TunnelSource::Address(a) => a.to_string(),
+        TunnelSource::Interface(i) => i.clone(),
+    };
+    for k in kept.iter().chain(std::iter::once(t)) {
+        if matches!(k.source, TunnelSource::Interface(_)) {
+            return Some(format!(
+                "{}'s source is the interface {}",
+                k.name,
+                name(&k.source)
+            ));
+        }
+    }
+    kept.iter()
+        .find(|k| k.source == t.source)
+        .map(|k| format!("it shares source {} with {}", name(&t.source), k.name))
 }
