@@ -126,6 +126,7 @@ pub const ROOT: &[(&str, Shape)] = &[
                     ("shortcut", Value),
                     ("registration_timeout", Value),
                     ("registration_no_unique", Value),
+                    ("if_state", Value),
                     ("registration_prefixes", Value),
                     ("allowed_nbma", Value),
                     ("max_send", Value),
@@ -291,6 +292,7 @@ redirect = true
 shortcut = false
 registration_timeout = 60
 registration_no_unique = false
+if_state = false
 registration_prefixes = ["192.168.1.0/24", "10.0.0.0/8"]
 allowed_nbma = ["172.16.0.0/24", "172.16.1.9"]
 max_send = 100

@@ -106,6 +106,10 @@ pub struct Nhrp {
     /// registration no-unique`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub registration_no_unique: bool,
+    /// The tunnel interface carries traffic only while an NHS is up (IOS
+    /// `if-state nhrp`): routes through it give way to others.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub if_state: bool,
     /// Hub: prefixes registrations may claim; absent = the tunnel subnet.
     #[serde(
         default,

@@ -652,6 +652,13 @@ impl Validator {
                 "use 1..1000000 (default 128)",
             );
         }
+        if n.if_state && n.nhs.is_empty() {
+            self.warn(
+                format!("{p}.if_state"),
+                "without NHSs the tunnel's state follows nothing",
+                "set it on the spokes, which register with NHSs",
+            );
+        }
         if n.registration_no_unique && hub && n.nhs.is_empty() {
             self.warn(
                 format!("{p}.registration_no_unique"),

@@ -682,6 +682,11 @@ impl Engine {
         (self.cache.registered_nbmas_version(), self.reconfigured)
     }
 
+    /// Whether any NHS is configured and none is up.
+    pub fn every_nhs_down(&self) -> bool {
+        !self.nhs.is_empty() && self.nhs.iter().all(|n| !n.up)
+    }
+
     /// NBMA address of the preferred NHS (lowest priority value among
     /// those up, else the first configured).
     pub fn preferred_nhs(&self) -> Option<&NhsConfig> {

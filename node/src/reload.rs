@@ -122,6 +122,7 @@ const IN_PLACE: &[(&str, Effect)] = &[
     ("tunnel.nhrp.multicast", Effect::Now),
     ("tunnel.nhrp.redirect", Effect::Now),
     ("tunnel.nhrp.shortcut", Effect::Now),
+    ("tunnel.nhrp.if_state", Effect::Now),
     ("tunnel.nhrp.registration_prefixes", Effect::Now),
     ("tunnel.nhrp.allowed_nbma", Effect::Now),
     ("tunnel.nhrp.max_send", Effect::Now),

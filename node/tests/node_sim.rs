@@ -170,6 +170,8 @@ struct Sim {
     esp_first: bool,
     /// Lose ISAKMP informational exchanges (DELETE, DPD) sent by this NBMA.
     drop_info_from: Option<Ipv4Addr>,
+    /// Spokes built from now on run `if_state` (IOS `if-state nhrp`).
+    if_state: bool,
     /// Every IKE datagram delivered: (sender, payload).
     ike_seen: Vec<(SocketAddr, Vec<u8>)>,
     /// Datagrams sent outside `settle`, delivered by the next one.
@@ -224,6 +226,7 @@ impl Sim {
             esp_seen: Vec::new(),
             esp_first: false,
             drop_info_from: None,
+            if_state: false,
             ike_seen: Vec::new(),
             in_flight: VecDeque::new(),
             phase3,
@@ -242,6 +245,7 @@ impl Sim {
             .expect("valid config")
             .config;
         let mut ncfg = config_map::map(&cfg).expect("node config");
+        ncfg.if_state = self.if_state && role == "spoke";
         // The LAN behind the node, answered in resolutions.
         if let Some(c) = ncfg.nhrp.as_mut() {
             c.local_prefixes = vec![(IpAddr::V4(lan(n, 0)), 24)];
@@ -504,6 +508,28 @@ fn two_hubs_one_dies() {
             .iter()
             .any(|r| r.2 == S2)
     );
+}
+
+/// `if_state` (IOS `if-state nhrp`): a spoke's tunnel carries traffic
+/// only while an NHS is up: not before the first registration, not once
+/// its only hub is dead, and again when the hub is back.
+#[test]
+fn line_protocol_follows_the_nhs() {
+    let mut sim = Sim::new(false, "seed");
+    sim.if_state = true;
+    sim.nodes[1] = sim.build("spoke", 2, 0);
+    let up = |sim: &Sim, i: usize| sim.nodes[i].r.node().line_protocol_up();
+    assert!(!up(&sim, 1), "down until an NHS answers");
+    assert!(up(&sim, 2) && up(&sim, 0), "without if_state: always up");
+    sim.advance(Duration::from_secs(5));
+    assert!(up(&sim, 1));
+    sim.nodes[0].dead = true;
+    sim.advance(Duration::from_secs(60));
+    assert!(!up(&sim, 1), "the only hub is dead");
+    assert!(up(&sim, 2));
+    sim.nodes[0].dead = false;
+    sim.advance(Duration::from_secs(130));
+    assert!(up(&sim, 1), "the hub answers again");
 }
 
 fn registered(sim: &Sim) -> bool {

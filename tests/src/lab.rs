@@ -298,13 +298,21 @@ impl Lab {
     }
 
     /// Stops every daemon with SIGTERM and requires a clean exit.
+    /// Every daemon is stopped before a failure is reported.
     pub fn stop_all(&mut self) {
+        let mut unclean = Vec::new();
         for (ns, mut c) in self.daemons.drain(..) {
             // SAFETY: kill(2) on our own child.
             unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
             let st = c.wait().expect("wait");
-            assert!(st.success(), "dmvpnd in {ns}: clean exit on SIGTERM: {st}");
+            if !st.success() {
+                unclean.push(format!("{ns}: {st}"));
+            }
         }
+        assert!(
+            unclean.is_empty(),
+            "dmvpnd: clean exit on SIGTERM: {unclean:?}"
+        );
     }
 
     pub fn ctl(&self, ns: &str, req: Request) -> Reply {

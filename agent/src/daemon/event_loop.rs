@@ -275,6 +275,9 @@ pub async fn run_loop(
     let mut u5_rb = RecvBatch::new(16, BUF_SIZE);
     let mut next_chore = now() + CHORE_INTERVAL;
     let mut ticks = 0u64;
+    // The TUN device starts with its carrier on.
+    let mut carrier = true;
+    follow_line_protocol(router, &links.tun, &mut carrier);
     // Route changes re-read the tunnel routes at once (a hub learns a
     // spoke's LAN as soon as the routing daemon installs it); the poll
     // stays as a backstop.
@@ -500,6 +503,7 @@ pub async fn run_loop(
         }
         out.flush(router, links, now()).await;
         queue_kernel_routes(router, kernel.as_mut());
+        follow_line_protocol(router, &links.tun, &mut carrier);
         if let Some(w) = &workers {
             w.send_updates(router);
         }
@@ -730,5 +734,24 @@ async fn send_ike(links: &Links, t: &dmvpn_ike::Transmit, throttle: &mut Throttl
         && let Some(held) = throttle.allow(now)
     {
         warn!(target: "dmvpn::ike", peer = %dst.ip(), "cannot send IKE to {dst}: {e}{}", held_note(held));
+    }
+}
+
+/// With `if_state` (IOS `if-state nhrp`) the tunnel's carrier follows the
+/// node's line protocol: off while every NHS is down.
+fn follow_line_protocol(router: &Router, tun: &Tun, carrier: &mut bool) {
+    let up = router.node().line_protocol_up();
+    if up == *carrier {
+        return;
+    }
+    *carrier = up;
+    let (name, state) = (tun.name(), if up { "up" } else { "down" });
+    match tun.set_carrier(up) {
+        Ok(()) => {
+            info!(target: "dmvpn::nhrp", interface = %name, "Line protocol on Interface {name}, changed state to {state}")
+        }
+        Err(e) => {
+            warn!(target: "dmvpn::nhrp", interface = %name, "cannot set {name}'s line protocol {state}: {e}")
+        }
     }
 }

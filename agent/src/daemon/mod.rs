@@ -277,6 +277,15 @@ async fn start_tunnel(
         format!("/proc/sys/net/ipv4/conf/{}/send_redirects", tun.name()),
         "0",
     );
+    // With `if_state`, routes through a tunnel whose line protocol is down
+    // (no carrier) give way to others, as on IOS.
+    let _ = std::fs::write(
+        format!(
+            "/proc/sys/net/ipv4/conf/{}/ignore_routes_with_linkdown",
+            tun.name()
+        ),
+        "1",
+    );
     let threads = if tun.multi_queue() { wanted } else { 1 };
     let links = if src.follows_interface() {
         Links::open_any(tun, ncfg.nbma, udp_offload(), threads)

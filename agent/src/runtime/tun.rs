@@ -102,6 +102,23 @@ impl Tun {
         })
     }
 
+    /// Sets the link's carrier (`TUNSETCARRIER`, Linux 5.0): without it
+    /// `ip link` shows NO-CARRIER and, with the interface's
+    /// `ignore_routes_with_linkdown` set, routes through it give way to
+    /// others (IOS's line protocol down).
+    pub fn set_carrier(&self, up: bool) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        /// `_IOW('T', 226, int)`.
+        const TUNSETCARRIER: libc::c_ulong = 0x4004_54e2;
+        let on: libc::c_int = up.into();
+        // SAFETY: ioctl(2) on our own TUN descriptor, reading one int.
+        let r = unsafe { libc::ioctl(self.dev.as_raw_fd(), TUNSETCARRIER, &on) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     /// True when the device has several queues ([`Tun::queue`]).
     pub fn multi_queue(&self) -> bool {
         self.multi_queue

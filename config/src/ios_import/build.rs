@@ -562,6 +562,7 @@ impl Builder<'_> {
                     shortcut: i.shortcut,
                     registration_timeout: i.reg_timeout,
                     registration_no_unique: i.reg_no_unique,
+                    if_state: i.if_state_nhrp,
                     registration_prefixes: None,
                     allowed_nbma: None,
                     max_send: i.max_send.map_or(crate::defaults::NHRP_MAX_SEND, |m| m.0),

@@ -30,6 +30,8 @@ pub(crate) enum Cmd {
     NhrpShortcut,
     NhrpRegTimeout(u32),
     NhrpRegNoUnique,
+    /// `if-state nhrp`.
+    IfStateNhrp,
     /// `ip nhrp max-send N every S`.
     NhrpMaxSend(u32, u32),
     TunnelSource(String),
@@ -366,6 +368,7 @@ pub(crate) fn match_cmd(w: &[&str], ctx: &Ctx) -> Option<(usize, Cmd)> {
             };
         }
         ("shutdown", _) if in_if => return Some((1, Cmd::Shutdown(true))),
+        ("if-state", "nhrp") if in_if => return Some((2, Cmd::IfStateNhrp)),
         ("crypto", "isakmp") | ("crypto", "ikev1") if g(2) == "enable" && !g(3).is_empty() => {
             return Some((4, Cmd::Unsupported(w[..4].join(" "))));
         }

@@ -58,6 +58,9 @@ pub struct NodeConfig {
     /// Point-to-point `gre` destination.
     pub destination: Option<Ipv4Addr>,
     pub nhrp: Option<dmvpn_nhrp::Config>,
+    /// The tunnel carries traffic only while an NHS is up (IOS `if-state
+    /// nhrp`).
+    pub if_state: bool,
     pub ike: EngineConfig,
     pub dataplane: DataplaneConfig,
     pub manual_sas: Vec<ManualSa>,
@@ -381,6 +384,7 @@ pub fn map(cfg: &Config) -> Result<NodeConfig, MapError> {
             None => None,
         },
         nhrp,
+        if_state: t.nhrp.as_ref().is_some_and(|n| n.if_state),
         ike,
         dataplane,
         manual_sas,

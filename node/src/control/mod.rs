@@ -244,6 +244,12 @@ impl Node {
         &self.cfg
     }
 
+    /// Whether the tunnel interface should carry traffic: always, unless
+    /// `if_state` (IOS `if-state nhrp`) is set and every NHS is down.
+    pub fn line_protocol_up(&self) -> bool {
+        !(self.cfg.if_state && self.nhrp.as_ref().is_some_and(|n| n.every_nhs_down()))
+    }
+
     /// Settings for the data-plane engine this node drives.
     pub fn dataplane_config(&self) -> DataplaneConfig {
         self.cfg.dataplane.clone()
