@@ -791,6 +791,7 @@ fn dual_cloud_tunnels() {
  tunnel mode gre multipoint
  tunnel key {n}
  tunnel protection ipsec profile P
+ if-state nhrp
 ",
             c = n + 1
         )
@@ -817,6 +818,8 @@ crypto ipsec profile P
     let c = round_trip(&imp);
     let names: Vec<&str> = c.tunnels.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names, ["Tunnel0", "Tunnel1"]);
+    // `if-state nhrp`: the line protocol follows the NHSs.
+    assert!(c.tunnels.iter().all(|t| t.nhrp.as_ref().unwrap().if_state));
     assert!(
         imp.notes.iter().any(|n| n.text.starts_with(
             "not imported: interface Tunnel2: it shares source 172.16.0.2 with Tunnel0;"

@@ -485,6 +485,17 @@ nbma = "203.0.113.10"
     }
 
     #[test]
+    fn if_state_applies_now() {
+        let c = cfg(HUB);
+        let mut new = c.clone();
+        new.tunnels[0].nhrp.as_mut().unwrap().if_state = true;
+        assert_eq!(
+            keys(plan(&c, &new)),
+            [("tunnel[0].nhrp.if_state".into(), Effect::Now)]
+        );
+    }
+
+    #[test]
     fn gre_key_network_id_and_manual_sas_apply_now() {
         let c = cfg(HUB);
         let mut new = c.clone();
