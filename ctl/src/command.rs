@@ -15,6 +15,9 @@ use std::net::{IpAddr, Ipv4Addr};
 pub struct Parsed {
     pub requests: Vec<Request>,
     pub view: View,
+    /// Only this tunnel interface's part of the answers (`show dmvpn
+    /// interface Tunnel1`, `show ip nhrp Tunnel1`).
+    pub interface: Option<String>,
 }
 
 /// A command line IOS would refuse, with IOS's words.
@@ -63,6 +66,8 @@ enum Word {
     Address,
     /// A dotted IPv4 mask.
     Mask,
+    /// A tunnel interface name, e.g. `Tunnel1`.
+    Interface,
 }
 
 struct Node {
@@ -113,29 +118,59 @@ fn param(word: Word, help: &'static str, a: Action, children: Vec<Node>) -> Node
 /// `nhrp [brief | nhs [detail] | traffic]` under `show ip` and `show`.
 fn show_nhrp() -> Node {
     let show = |r| Action::Show(r, View::Plain);
+    let brief = || {
+        leaf(
+            "brief",
+            "One line pair per usable entry",
+            Action::Show(Request::ShowNhrp, View::Brief),
+        )
+    };
+    let nhs_detail = || {
+        leaf(
+            "detail",
+            "Requests sent, failed, replies received",
+            show(Request::ShowNhrpNhs),
+        )
+    };
     kw(
         "nhrp",
         "NHRP cache",
         vec![
-            leaf(
-                "brief",
-                "One line pair per usable entry",
-                Action::Show(Request::ShowNhrp, View::Brief),
-            ),
+            brief(),
             kw(
                 "nhs",
                 "Next hop servers: state and counters",
-                vec![leaf(
-                    "detail",
-                    "Requests sent, failed, replies received",
-                    show(Request::ShowNhrpNhs),
-                )],
+                vec![
+                    nhs_detail(),
+                    param(
+                        Word::Interface,
+                        "Only this tunnel interface",
+                        show(Request::ShowNhrpNhs),
+                        vec![nhs_detail()],
+                    ),
+                ],
             )
             .does(show(Request::ShowNhrpNhs)),
-            leaf(
+            kw(
                 "traffic",
                 "NHRP packets sent and received by type, drops",
-                show(Request::ShowNhrpTraffic),
+                vec![kw(
+                    "interface",
+                    "Only one tunnel interface",
+                    vec![param(
+                        Word::Interface,
+                        "Tunnel interface name, e.g. Tunnel0",
+                        show(Request::ShowNhrpTraffic),
+                        Vec::new(),
+                    )],
+                )],
+            )
+            .does(show(Request::ShowNhrpTraffic)),
+            param(
+                Word::Interface,
+                "Only this tunnel interface",
+                show(Request::ShowNhrp),
+                vec![brief()],
             ),
         ],
     )
@@ -200,6 +235,22 @@ fn undebug() -> Vec<Node> {
     v
 }
 
+fn dmvpn_detail() -> Node {
+    leaf(
+        "detail",
+        "With NHSs, target networks and crypto sessions",
+        Action::Show(Request::ShowDmvpnDetail, View::Plain),
+    )
+}
+
+/// A tunnel interface name as Linux allows it (1-15 bytes, no `/`, `:`
+/// or blanks) that starts with a letter.
+fn interface_name(w: &str) -> bool {
+    (1..=15).contains(&w.len())
+        && w.starts_with(|c: char| c.is_ascii_alphabetic())
+        && !w.contains(['/', ':', ' ', '\t'])
+}
+
 fn tree() -> Vec<Node> {
     let show = |r| Action::Show(r, View::Plain);
     vec![
@@ -212,11 +263,19 @@ fn tree() -> Vec<Node> {
                 kw(
                     "dmvpn",
                     "DMVPN peers per tunnel",
-                    vec![leaf(
-                        "detail",
-                        "With NHSs, target networks and crypto sessions",
-                        show(Request::ShowDmvpnDetail),
-                    )],
+                    vec![
+                        dmvpn_detail(),
+                        kw(
+                            "interface",
+                            "Only one tunnel interface",
+                            vec![param(
+                                Word::Interface,
+                                "Tunnel interface name, e.g. Tunnel0",
+                                show(Request::ShowDmvpn),
+                                vec![dmvpn_detail()],
+                            )],
+                        ),
+                    ],
                 )
                 .does(show(Request::ShowDmvpn)),
                 kw(
@@ -364,6 +423,7 @@ fn label(w: Word) -> &'static str {
         Word::Keyword(k) => k,
         Word::Address => "A.B.C.D",
         Word::Mask => "A.B.C.D",
+        Word::Interface => "WORD",
     }
 }
 
@@ -375,6 +435,7 @@ pub fn parse(words: &[String]) -> Result<Parsed, ParseError> {
     let mut action: Option<Action> = None;
     let mut addresses: Vec<IpAddr> = Vec::new();
     let mut mask: Option<u8> = None;
+    let mut interface: Option<String> = None;
     for (i, w) in words.iter().enumerate() {
         if matches!(w.as_str(), "?" | "-h" | "--help") {
             return Err(ParseError::Help(help_for(level, action.is_some())));
@@ -399,12 +460,14 @@ pub fn parse(words: &[String]) -> Result<Parsed, ParseError> {
                         let param = level.iter().find(|n| match n.word {
                             Word::Address => w.parse::<IpAddr>().is_ok(),
                             Word::Mask => parse_mask(w).is_some(),
+                            Word::Interface => interface_name(w),
                             Word::Keyword(_) => false,
                         });
                         match param {
                             Some(n) => {
                                 match n.word {
                                     Word::Address => addresses.push(w.parse().expect("checked")),
+                                    Word::Interface => interface = Some(w.clone()),
                                     _ => mask = parse_mask(w),
                                 }
                                 n
@@ -424,11 +487,13 @@ pub fn parse(words: &[String]) -> Result<Parsed, ParseError> {
     let one = |r| Parsed {
         requests: vec![r],
         view: View::Plain,
+        interface: None,
     };
     Ok(match action {
         Action::Show(r, view) => Parsed {
             requests: vec![r],
             view,
+            interface,
         },
         Action::ClearNhrp => one(match addresses.first() {
             Some(a) => Request::ClearNhrpEntry {
@@ -450,6 +515,7 @@ pub fn parse(words: &[String]) -> Result<Parsed, ParseError> {
                 .map(|target| Request::Debug { target, on: false })
                 .collect(),
             view: View::Plain,
+            interface: None,
         },
     })
 }
@@ -463,6 +529,7 @@ pub fn commands() -> Vec<String> {
                 Word::Keyword(k) => k,
                 Word::Address => "ADDRESS",
                 Word::Mask => "MASK",
+                Word::Interface => "INTERFACE",
             };
             let path = if prefix.is_empty() {
                 word.to_string()
@@ -626,12 +693,50 @@ mod tests {
         };
         assert_eq!(
             h,
-            "  detail  With NHSs, target networks and crypto sessions\n  <cr>\n"
+            "  detail     With NHSs, target networks and crypto sessions\n  interface  Only one tunnel interface\n  <cr>\n"
         );
         let ParseError::Help(h) = p("sh cry --help").unwrap_err() else {
             panic!()
         };
         assert!(h.contains("isakmp") && h.contains("session") && !h.contains("<cr>"));
+    }
+
+    #[test]
+    fn one_tunnel_interface() {
+        let one = |line: &str| {
+            let parsed = p(line).unwrap_or_else(|e| panic!("{line}: {e}"));
+            (parsed.requests[0], parsed.view, parsed.interface)
+        };
+        let t1 = Some("Tunnel1".to_string());
+        assert_eq!(
+            one("show dmvpn interface Tunnel1"),
+            (Request::ShowDmvpn, View::Plain, t1.clone())
+        );
+        assert_eq!(
+            one("sh dm int Tunnel1 det"),
+            (Request::ShowDmvpnDetail, View::Plain, t1.clone())
+        );
+        assert_eq!(
+            one("sh ip nhrp Tunnel1 brief"),
+            (Request::ShowNhrp, View::Brief, t1.clone())
+        );
+        assert_eq!(
+            one("show ip nhrp nhs Tunnel1 detail"),
+            (Request::ShowNhrpNhs, View::Plain, t1.clone())
+        );
+        assert_eq!(
+            one("show ip nhrp traffic interface Tunnel1"),
+            (Request::ShowNhrpTraffic, View::Plain, t1)
+        );
+        assert_eq!(one("show dmvpn").2, None);
+        assert_eq!(
+            p("show dmvpn interface").unwrap_err(),
+            ParseError::Incomplete
+        );
+        assert!(matches!(
+            p("show dmvpn interface 0tunnel"),
+            Err(ParseError::Invalid { at: 21, .. })
+        ));
     }
 
     #[test]
@@ -641,6 +746,8 @@ mod tests {
             "show ip nhrp brief",
             "show ip nhrp traffic",
             "show dmvpn detail",
+            "show dmvpn interface INTERFACE detail",
+            "show ip nhrp INTERFACE brief",
             "show crypto isakmp sa detail",
             "show crypto session detail",
             "clear ip nhrp ADDRESS MASK",

@@ -3,7 +3,7 @@
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use dmvpn_ctl::command::{self, ParseError};
 use dmvpn_ctl::proto::{DEFAULT_SOCKET, Request, Response};
-use dmvpn_ctl::{client, render};
+use dmvpn_ctl::{client, interface_filter, render};
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -105,6 +105,7 @@ fn main() -> ExitCode {
         Command::Reload => command::Parsed {
             requests: vec![Request::Reload],
             view: render::View::Plain,
+            interface: None,
         },
         Command::Ios(words) => {
             let words = split_options(words, &mut socket, &mut json);
@@ -132,6 +133,16 @@ fn main() -> ExitCode {
                 eprintln!("dmvpnctl: {e}");
                 return ExitCode::from(EXIT_USAGE);
             }
+        };
+        let resp = match (resp, &parsed.interface) {
+            (Response::Ok(reply), Some(name)) => match interface_filter::only(reply, name) {
+                Ok(r) => Response::Ok(r),
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(EXIT_USAGE);
+                }
+            },
+            (r, _) => r,
         };
         match &resp {
             Response::Ok(reply) => {

@@ -32,6 +32,7 @@ fn output(line: &str) -> String {
         "reload" => command::Parsed {
             requests: vec![Request::Reload],
             view: View::Plain,
+            interface: None,
         },
         _ => command::parse(&words).unwrap_or_else(|e| panic!("{line}: {e}")),
     };
