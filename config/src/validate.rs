@@ -338,21 +338,37 @@ impl Validator {
         }
         // A prefix routed into the tunnel that covers an underlay address
         // sends the tunnel's own packets back into it (recursive routing).
+        // Every tunnel's underlay: a route into one tunnel must not take
+        // another's packets either.
         let mut underlay: Vec<(IpAddr, String)> = Vec::new();
-        if let TunnelSource::Address(a) = t.source {
-            underlay.push((a, "this node's source".into()));
-        }
-        if let Some(d) = t.destination {
-            underlay.push((d, "the destination".into()));
-        }
-        if let Some(n) = &t.nhrp {
-            for nhs in &n.nhs {
-                if let Some(a) = nhs.nbma {
-                    underlay.push((a, format!("NHS {}", nhs.address)));
+        for (k, o) in cfg.tunnels.iter().enumerate() {
+            let whose = |what: String| {
+                if k == i {
+                    what
+                } else {
+                    format!("{what} of `{}` (tunnel[{k}])", o.name)
                 }
+            };
+            if let TunnelSource::Address(a) = o.source {
+                let what = if k == i {
+                    "this node's source".to_string()
+                } else {
+                    format!("the source of `{}` (tunnel[{k}])", o.name)
+                };
+                underlay.push((a, what));
             }
-            for m in &n.map {
-                underlay.push((m.nbma, format!("the static map for {}", m.address)));
+            if let Some(d) = o.destination {
+                underlay.push((d, whose("the destination".into())));
+            }
+            if let Some(n) = &o.nhrp {
+                for nhs in &n.nhs {
+                    if let Some(a) = nhs.nbma {
+                        underlay.push((a, whose(format!("NHS {}", nhs.address))));
+                    }
+                }
+                for m in &n.map {
+                    underlay.push((m.nbma, whose(format!("the static map for {}", m.address))));
+                }
             }
         }
         for (j, r) in t.routes.iter().enumerate() {
@@ -363,6 +379,22 @@ impl Validator {
                         "route {r} covers {a}, the NBMA address of {what}: the tunnel's own packets would be routed into the tunnel"
                     ),
                     "route only overlay prefixes into the tunnel; leave the underlay network out of `routes`",
+                );
+            }
+            // The kernel holds one route per prefix and metric: the
+            // second tunnel's would replace the first's.
+            if let Some((k, o)) = cfg.tunnels[..i]
+                .iter()
+                .enumerate()
+                .find(|(_, o)| o.routes.contains(r))
+            {
+                self.err(
+                    format!("{p}.routes[{j}]"),
+                    format!(
+                        "route {r} is also in `routes` of `{}` (tunnel[{k}]): the kernel would keep only one",
+                        o.name
+                    ),
+                    "keep it in one tunnel's `routes`; add the backup through the other tunnel with a higher metric (`ip route add PREFIX dev TUNNEL metric 20`) or a routing daemon",
                 );
             }
         }

@@ -809,7 +809,7 @@ crypto ipsec profile P
  set transform-set T
 ";
     let text = format!(
-        "{head}{}{}{}",
+        "{head}{}{}{}ip route 10.12.0.0 255.255.255.0 192.168.1.1\nip route 10.12.0.0 255.255.255.0 Tunnel1\n",
         tunnel(0, "172.16.0.2"),
         tunnel(1, "172.16.1.2"),
         tunnel(2, "172.16.0.2")
@@ -818,6 +818,16 @@ crypto ipsec profile P
     let c = round_trip(&imp);
     let names: Vec<&str> = c.tunnels.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names, ["Tunnel0", "Tunnel1"]);
+    // One prefix into one tunnel; the backup is a note.
+    assert_eq!(c.tunnels[0].routes, ["10.12.0.0/24".parse().unwrap()]);
+    assert!(c.tunnels[1].routes.is_empty());
+    assert!(
+        imp.notes.iter().any(|n| n.text.starts_with(
+            "not imported: ip route 10.12.0.0/24 Tunnel1 (already routed into Tunnel0;"
+        )),
+        "{:?}",
+        imp.notes
+    );
     // `if-state nhrp`: the line protocol follows the NHSs.
     assert!(c.tunnels.iter().all(|t| t.nhrp.as_ref().unwrap().if_state));
     assert!(

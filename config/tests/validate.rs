@@ -608,6 +608,24 @@ fn several_tunnels() {
             "37:10: tunnel[1].source: with several tunnels each tunnel's source must be an address; `eth1` is an interface"
         ]
     );
+    // A route into one tunnel covering the other's underlay, or routed
+    // into both.
+    let covering = two.replacen("key = 1\n", "key = 1\nroutes = [\"172.16.0.0/24\"]\n", 1);
+    assert_eq!(
+        errors(&covering),
+        [
+            "39:11: tunnel[1].routes[0]: route 172.16.0.0/24 covers 172.16.0.2, the NBMA address of the source of `Tunnel0` (tunnel[0]): the tunnel's own packets would be routed into the tunnel"
+        ]
+    );
+    let both = two
+        .replacen("key = 0\n", "key = 0\nroutes = [\"10.9.0.0/16\"]\n", 1)
+        .replacen("key = 1\n", "key = 1\nroutes = [\"10.9.0.0/16\"]\n", 1);
+    let got = errors(&both);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].ends_with("tunnel[1].routes[0]: route 10.9.0.0/16 is also in `routes` of `Tunnel0` (tunnel[0]): the kernel would keep only one"),
+        "{got:?}"
+    );
     let manual = format!("{two}{MANUAL}");
     let got = errors(&manual);
     assert!(

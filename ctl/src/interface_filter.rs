@@ -58,6 +58,8 @@ mod tests {
             source: None,
             destination: None,
             protection: None,
+            line_protocol_up: true,
+            if_state: false,
         }
     }
 

@@ -554,6 +554,17 @@ pub struct DmvpnInterface {
     /// IPsec profile protecting the tunnel.
     #[serde(default)]
     pub protection: Option<String>,
+    /// Whether the line protocol is up: down while every NHS is down on
+    /// a tunnel with `if_state` (IOS `if-state nhrp`).
+    #[serde(default = "line_up")]
+    pub line_protocol_up: bool,
+    /// `if_state` is on (IOS `Interface State Control: Enabled`).
+    #[serde(default)]
+    pub if_state: bool,
+}
+
+fn line_up() -> bool {
+    true
 }
 
 /// `show dmvpn detail`.

@@ -74,7 +74,9 @@ map_multicast_dynamic = true
     )
 }
 
-fn route(lab: &Lab, ns: &str, lan: u8, tunnel: u8, metric: u32) {
+/// `ip route add 10.LAN.0.0/24 via 192.168.C.HOP dev TunnelT metric M`
+/// in `ns` (retried until the tunnel exists).
+fn route(lab: &Lab, ns: &str, lan: u8, tunnel: u8, hop: u8, metric: u32) {
     let c = tunnel + 1;
     lab.wait("a route into the tunnel", Duration::from_secs(10), || {
         sh(&[
@@ -82,10 +84,10 @@ fn route(lab: &Lab, ns: &str, lan: u8, tunnel: u8, metric: u32) {
             "-n",
             ns,
             "route",
-            "add",
+            "replace",
             &format!("10.{lan}.0.0/24"),
             "via",
-            &format!("192.168.{c}.{lan}"),
+            &format!("192.168.{c}.{hop}"),
             "dev",
             &format!("Tunnel{tunnel}"),
             "metric",
@@ -222,10 +224,19 @@ fn dual_hub_dual_cloud() {
     assert!(lab.ipsec_with(&s2, "172.16.0.3").is_some());
     assert!(lab.ipsec_with(&s2, "172.16.1.3").is_some());
 
-    // LAN to LAN: cloud A preferred (metric 10), cloud B behind it.
+    // LAN to LAN, as phase 3 networks route: the spokes send the other
+    // spoke's LAN to their hub, cloud A preferred (metric 10) and cloud B
+    // behind it (20); each hub routes the LANs to their spokes, relays
+    // the first packets and redirects, and the spokes install shortcut
+    // routes.
     for (ns, other) in [(&s2, 3u8), (&s3, 2)] {
-        route(&lab, ns, other, 0, 10);
-        route(&lab, ns, other, 1, 20);
+        route(&lab, ns, other, 0, 1, 10);
+        route(&lab, ns, other, 1, 1, 20);
+    }
+    for (hub, t) in [(&hub_a, 0u8), (&hub_b, 1)] {
+        for lan in [2u8, 3] {
+            route(&lab, hub, lan, t, lan, 0);
+        }
     }
     assert!(
         lab.ping(&h2, "10.3.0.10", 3) >= 2,
@@ -237,6 +248,27 @@ fn dual_hub_dual_cloud() {
         String::from_utf8_lossy(&o.stdout).into_owned()
     };
     assert!(dev_for(&s2).contains("dev Tunnel0"), "{}", dev_for(&s2));
+    let shortcut_routes = |ns: &str| {
+        let o = sh(&[
+            "ip",
+            "-n",
+            ns,
+            "route",
+            "show",
+            "10.3.0.0/24",
+            "proto",
+            "78",
+        ]);
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    lab.wait(
+        "the cloud-A shortcut route",
+        Duration::from_secs(10),
+        || {
+            lab.ping(&h2, "10.3.0.10", 1);
+            has_route(&shortcut_routes(&s2), "Tunnel0", 10)
+        },
+    );
 
     let pinger = lab.pinger(&h2, "10.3.0.10");
     let over_b = lab.pinger(&s2, "192.168.2.3");
@@ -257,6 +289,13 @@ fn dual_hub_dual_cloud() {
         },
     );
     assert!(dev_for(&s2).contains("dev Tunnel1"), "{}", dev_for(&s2));
+    let detail = ctl_text(&lab, &s2, &["show", "dmvpn", "detail"]);
+    assert!(
+        detail.contains("Interface Tunnel0 is up/down")
+            && detail.contains("Interface Tunnel1 is up/up")
+            && detail.contains("Interface State Control: Enabled"),
+        "{detail}"
+    );
     assert!(
         lab.log(&s2)
             .contains("Line protocol on Interface Tunnel0, changed state to down"),
@@ -288,6 +327,38 @@ fn dual_hub_dual_cloud() {
         .ipsec_with(&s2, "172.16.1.3")
         .map_or(0, |p| p.counters.encaps);
     assert!(after >= before + 4, "{before} → {after}");
+
+    // Hub A back: the spokes register again, Tunnel0's line protocol comes
+    // up and traffic returns to the preferred cloud (each tunnel's
+    // shortcut route ranks as the route it shortcuts: metric 10 and 20).
+    let restarted = unix_now();
+    lab.start(&hub_a, &(common("hubA", "hub") + &tunnel(0, 1, None)));
+    for lan in [2u8, 3] {
+        route(&lab, &hub_a, lan, 0, lan, 0);
+    }
+    let back = lab.wait(
+        "Tunnel0's line protocol up again on both spokes",
+        Duration::from_secs(90),
+        || {
+            [&s2, &s3].iter().all(|ns| {
+                let o = sh(&["ip", "-n", ns, "link", "show", "Tunnel0"]);
+                !String::from_utf8_lossy(&o.stdout).contains("NO-CARRIER")
+            })
+        },
+    );
+    assert!(lab.ping(&h2, "10.3.0.10", 3) >= 2);
+    // Both clouds' shortcuts are in the table; cloud A's ranks first.
+    let both = shortcut_routes(&s2);
+    assert!(
+        has_route(&both, "Tunnel0", 10) && has_route(&both, "Tunnel1", 20),
+        "{both}"
+    );
+    assert!(dev_for(&s2).contains("dev Tunnel0"), "{}", dev_for(&s2));
+    println!(
+        "hub A restarted: Tunnel0 up again on both spokes after {:.1} s ({:.1} s after the restart began)",
+        back.as_secs_f64(),
+        unix_now() - restarted
+    );
     assert!(lab.alive(&s2) && lab.alive(&s3) && lab.alive(&hub_b));
     // Neither tunnel takes the other's subnet or underlay for a LAN (the
     // networks behind the node are read again every few seconds, and a
@@ -305,9 +376,18 @@ fn dual_hub_dual_cloud() {
         );
     }
     // Both tunnels stop cleanly.
-    for ns in [&s2, &s3, &hub_b] {
+    for ns in [&s2, &s3, &hub_b, &hub_a] {
         lab.sigterm(ns);
     }
+}
+
+/// Whether `ip route show` output has a route through `dev` with `metric`.
+fn has_route(routes: &str, dev: &str, metric: u32) -> bool {
+    routes.lines().any(|l| {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        w.windows(2).any(|p| p == ["dev", dev])
+            && w.windows(2).any(|p| p[0] == "metric" && p[1] == metric.to_string())
+    })
 }
 
 fn ctl_text(lab: &Lab, ns: &str, args: &[&str]) -> String {

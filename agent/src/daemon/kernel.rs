@@ -229,7 +229,10 @@ fn work(mut tunnel: String, jobs: std_mpsc::Receiver<Job>, done: mpsc::Unbounded
 fn apply(tunnel: &str, r: KernelRoute) -> io::Result<()> {
     let oif = rtnl::ifindex(tunnel)?;
     match r {
-        KernelRoute::Install { prefix, len } => rtnl::add_route(prefix, len, oif, ROUTE_PROTOCOL),
+        KernelRoute::Install { prefix, len } => {
+            let metric = routes::metric_for(oif, prefix, len);
+            rtnl::add_route(prefix, len, oif, ROUTE_PROTOCOL, metric)
+        }
         KernelRoute::Remove { prefix, len } => rtnl::delete_route(prefix, len, oif, ROUTE_PROTOCOL),
     }
 }

@@ -44,6 +44,37 @@ pub fn own_tunnel(ifindex: u32) {
         .push(ifindex);
 }
 
+/// The metric for dmvpnd's route `prefix/len` through `oif`. With one
+/// tunnel, 0. With several, that of the most specific route through the
+/// same tunnel that covers it (the operator's or a routing daemon's), so
+/// a shortcut ranks as the route it shortcuts and the preference between
+/// tunnels (e.g. metric 10 through Tunnel0, 20 through Tunnel1) holds. A
+/// hub runs one tunnel: it is not read a table per registration.
+pub fn metric_for(oif: u32, prefix: Ipv4Addr, len: u8) -> u32 {
+    if TUNNELS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .0
+        .is_empty()
+    {
+        return 0;
+    }
+    match rtnl::routes_through(oif) {
+        Ok(table) => covering_metric(&table, prefix, len),
+        Err(_) => 0,
+    }
+}
+
+fn covering_metric(table: &[Route], prefix: Ipv4Addr, len: u8) -> u32 {
+    table
+        .iter()
+        .filter(|r| {
+            r.protocol != ROUTE_PROTOCOL && r.len <= len && contains(r.prefix, r.len, prefix)
+        })
+        .max_by_key(|r| (r.len, std::cmp::Reverse(r.metric)))
+        .map_or(0, |r| r.metric)
+}
+
 /// Directly connected networks on other interfaces than the tunnel (and
 /// this dmvpnd's other tunnels), except those holding the NBMA address
 /// (or the other tunnels'): the LANs behind this node.
@@ -129,6 +160,26 @@ mod tests {
             lan_prefixes(&table, &[tun], &[a("172.16.0.2")]),
             [(a("10.2.0.0"), 24)]
         );
+    }
+
+    #[test]
+    fn a_shortcut_ranks_as_the_route_it_shortcuts() {
+        let tun = 7;
+        let mut via = |p: &str, len: u8, metric: u32| {
+            let mut r = route(p, len, Some("192.168.1.3"), tun, 4);
+            r.metric = metric;
+            r
+        };
+        let table = [
+            via("10.0.0.0", 8, 30),
+            via("10.12.0.0", 24, 10),
+            via("10.12.0.0", 24, 15),
+            route("10.12.0.0", 24, None, tun, ROUTE_PROTOCOL),
+        ];
+        let a = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+        assert_eq!(covering_metric(&table, a("10.12.0.0"), 24), 10);
+        assert_eq!(covering_metric(&table, a("10.13.0.0"), 24), 30);
+        assert_eq!(covering_metric(&table, a("172.16.0.0"), 24), 0);
     }
 
     #[test]

@@ -261,13 +261,16 @@ pub fn replace_route(
     )
 }
 
-/// Adds `prefix/len` into `oif` with route protocol `protocol` in front
-/// of any route of the same prefix and metric (like `ip route prepend`):
-/// a routing daemon's or the operator's route stays in the table, behind
-/// it, and comes back into use when it is removed. The same route again
-/// is not an error.
-pub fn add_route(prefix: Ipv4Addr, len: u8, oif: u32, protocol: u8) -> io::Result<()> {
-    let m = route_message(prefix, len, None, oif, RouteProtocol::from(protocol));
+/// Adds `prefix/len` into `oif` with route protocol `protocol` and
+/// `metric` in front of any route of the same prefix and metric (like
+/// `ip route prepend`): a routing daemon's or the operator's route stays
+/// in the table, behind it, and comes back into use when it is removed.
+/// The same route again is not an error.
+pub fn add_route(prefix: Ipv4Addr, len: u8, oif: u32, protocol: u8, metric: u32) -> io::Result<()> {
+    let mut m = route_message(prefix, len, None, oif, RouteProtocol::from(protocol));
+    if metric != 0 {
+        m.attributes.push(RouteAttribute::Priority(metric));
+    }
     match acknowledged(NLM_F_CREATE, RouteNetlinkMessage::NewRoute(m)) {
         Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
         r => r,

@@ -610,7 +610,23 @@ impl Builder<'_> {
             let target = out.iter_mut().position(|t| {
                 t.name == via_if || ip(via).is_some_and(|nh| t.address.contains(&nh))
             });
+            let elsewhere = target.and_then(|ti| {
+                out.iter()
+                    .enumerate()
+                    .find(|(k, o)| *k != ti && o.routes.contains(&net.trunc()))
+                    .map(|(_, o)| o.name.clone())
+            });
             match target {
+                Some(ti) if elsewhere.is_some() => {
+                    let (other, this) = (elsewhere.unwrap_or_default(), &out[ti].name);
+                    self.note(
+                        *line,
+                        format!(
+                            "not imported: ip route {net} {via} (already routed into {other}; the kernel keeps one route per prefix and metric: add this backup as `ip route add {} dev {this} metric 20`, or run a routing daemon)",
+                            net.trunc()
+                        ),
+                    );
+                }
                 Some(ti) => {
                     let t = &mut out[ti];
                     if !t.routes.contains(&net.trunc()) {

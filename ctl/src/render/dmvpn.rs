@@ -79,9 +79,10 @@ pub fn dmvpn(interfaces: &[DmvpnInterface]) -> String {
 /// The interface block of `show dmvpn detail`.
 fn interface_header(s: &mut String, i: &DmvpnInterface, nhs: &[NhsEntry]) {
     let addr = i.tunnel_addr.map(|a| a.to_string()).unwrap_or_default();
+    let line = if i.line_protocol_up { "up" } else { "down" };
     let _ = writeln!(
         s,
-        "\nInterface {} is up/up, Addr. is {addr}, VRF \"\"",
+        "\nInterface {} is up/{line}, Addr. is {addr}, VRF \"\"",
         i.interface
     );
     let src = i.source.map(|a| a.to_string()).unwrap_or_default();
@@ -95,7 +96,8 @@ fn interface_header(s: &mut String, i: &DmvpnInterface, nhs: &[NhsEntry]) {
         "   Protocol/Transport: \"{transport}\", Protect \"{}\"",
         i.protection.as_deref().unwrap_or("")
     );
-    s.push_str("   Interface State Control: Disabled\n");
+    let control = if i.if_state { "Enabled" } else { "Disabled" };
+    let _ = writeln!(s, "   Interface State Control: {control}");
     s.push_str("   nhrp event-publisher : Disabled\n");
     let mine: Vec<&NhsEntry> = nhs.iter().filter(|n| n.interface == i.interface).collect();
     if !mine.is_empty() {

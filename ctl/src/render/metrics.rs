@@ -101,6 +101,18 @@ pub fn render(s: &Snapshot) -> String {
     let tunnels = Gauge::<i64>::default();
     tunnels.set(i64::try_from(s.dmvpn.len()).unwrap_or(i64::MAX));
     reg.register("tunnels", "Tunnel interfaces", tunnels);
+    let line = gauge(
+        &mut reg,
+        "tunnel_line_protocol_up",
+        "1 while the tunnel's line protocol is up (0: every NHS down, with if_state)",
+    );
+    for t in &s.dmvpn {
+        set(
+            &line,
+            vec![("interface", t.interface.clone())],
+            usize::from(t.line_protocol_up),
+        );
+    }
     let peers = gauge(
         &mut reg,
         "peers",

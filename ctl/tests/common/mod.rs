@@ -259,6 +259,8 @@ pub fn dmvpn() -> Vec<DmvpnInterface> {
         source: Some(ip("172.16.0.3")),
         destination: None,
         protection: Some("cisco".into()),
+        line_protocol_up: true,
+        if_state: false,
     }]
 }
 

@@ -560,6 +560,8 @@ impl Node {
             source: Some(IpAddr::V4(self.cfg.nbma)),
             destination: self.cfg.destination.map(IpAddr::V4),
             protection: self.cfg.protection_profile.clone(),
+            line_protocol_up: self.line_protocol_up(),
+            if_state: self.cfg.if_state,
         }]
     }
 
