@@ -260,9 +260,9 @@ fn learned_routes_sit_beside_other_routes_and_leave_alone() {
             "Tunnel0",
         ]);
         for _ in 0..2 {
-            rtnl::add_route(a("10.3.0.0"), 24, oif, P).unwrap();
+            rtnl::add_route(a("10.3.0.0"), 24, oif, P, 0).unwrap();
         }
-        rtnl::add_route(a("192.168.1.3"), 32, oif, P).unwrap();
+        rtnl::add_route(a("192.168.1.3"), 32, oif, P, 0).unwrap();
         let mine = ip(&["-4", "route", "show", "proto", "78"]);
         let lines: Vec<&str> = mine.lines().map(str::trim).collect();
         assert_eq!(
@@ -292,7 +292,7 @@ fn learned_routes_sit_beside_other_routes_and_leave_alone() {
             left.contains("10.3.0.0/24 dev Tunnel0") && !left.contains("proto 78"),
             "{left}"
         );
-        rtnl::add_route(a("10.5.0.0"), 24, oif, P).unwrap();
+        rtnl::add_route(a("10.5.0.0"), 24, oif, P, 0).unwrap();
         assert_eq!(rtnl::flush_routes(oif, P).unwrap(), 2);
         assert_eq!(ip(&["-4", "route", "show", "proto", "78"]).trim(), "");
         assert_eq!(rtnl::flush_routes(oif, P).unwrap(), 0);
@@ -393,7 +393,7 @@ fn routes_through_one_interface_among_ten_thousand() {
             rtnl::replace_route(p, 24, Some(a("10.255.0.2")), lan).unwrap();
         }
         rtnl::replace_route(a("172.20.0.0"), 16, Some(a("192.168.1.3")), tun).unwrap();
-        rtnl::add_route(a("172.21.0.0"), 16, tun, rtnl::ROUTE_PROTOCOL).unwrap();
+        rtnl::add_route(a("172.21.0.0"), 16, tun, rtnl::ROUTE_PROTOCOL, 0).unwrap();
         let mut got: Vec<(Ipv4Addr, u8, u8)> = rtnl::routes_through(tun)
             .unwrap()
             .iter()

@@ -281,7 +281,7 @@ impl Validator {
                             "tunnels `{}` (tunnel[{j}]) and `{}` share source {a}; dmvpnd runs each of several tunnels on its own source address",
                             other.name, t.name
                         ),
-                        "give each tunnel its own source address (an address added to the interface will do)",
+                        "give each tunnel its own source address; an address added to the interface will do",
                     );
                 }
             }

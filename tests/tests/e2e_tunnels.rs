@@ -386,7 +386,8 @@ fn has_route(routes: &str, dev: &str, metric: u32) -> bool {
     routes.lines().any(|l| {
         let w: Vec<&str> = l.split_whitespace().collect();
         w.windows(2).any(|p| p == ["dev", dev])
-            && w.windows(2).any(|p| p[0] == "metric" && p[1] == metric.to_string())
+            && w.windows(2)
+                .any(|p| p[0] == "metric" && p[1] == metric.to_string())
     })
 }
 

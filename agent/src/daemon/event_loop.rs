@@ -463,7 +463,7 @@ pub async fn run_loop(
                 }
             } => {
                 if let Some(r) = &reload {
-                    info!(target: "dmvpn::ctl", "SIGHUP: reading {} again", r.path.display());
+                    info!(target: "dmvpn::ctl", interface = %links.tun.name(), "SIGHUP: reading {} again", r.path.display());
                     let outside = Outside { tun: &links.tun, keylog: &mut out.keylog, log: extras.log.as_deref_mut(), listeners: extras.listeners.as_deref_mut() };
                     r.apply(router, outside, now());
                     after_reload(links, &mut tun_rx, kernel.as_mut());

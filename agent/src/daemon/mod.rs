@@ -234,12 +234,14 @@ async fn start_tunnel(
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     // "auto" shares the cores between the tunnels.
     let wanted = cfg.node.workers.resolve((cores / of).max(1));
-    if wanted > cores {
+    if wanted * of > cores {
         // Measured on 2 cores (bench-throughput aes-sha1): 64 threads
         // forward 0.4 Gbit/s, 2 threads 1.7.
         warn!(
             target: "dmvpn::gre",
-            "workers = {wanted} but only {cores} cores to run on: threads beyond the cores only contend; \"auto\" uses one per core"
+            interface = %ncfg.interface,
+            "workers = {wanted} per tunnel, {} in all, but only {cores} cores to run on: threads beyond the cores only contend; \"auto\" uses one per core",
+            wanted * of
         );
     }
     let tun = Tun::open(&TunConfig {
@@ -297,7 +299,7 @@ async fn start_tunnel(
     .map_err(DaemonError::Sockets)?;
     let workers = match threads {
         1 => {
-            info!(target: "dmvpn::gre", "1 forwarding thread");
+            info!(target: "dmvpn::gre", interface = %ncfg.interface, "1 forwarding thread");
             None
         }
         n => Some(

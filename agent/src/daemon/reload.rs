@@ -156,14 +156,16 @@ impl Reload {
         {
             log.set_base(&new.log.filter);
         }
+        let interface = router.node().config().interface.clone();
         info!(
             target: "dmvpn::ctl",
+            interface = %interface,
             "{file} reloaded: {} change{}",
             summary.changes.len(),
             if summary.changes.len() == 1 { "" } else { "s" }
         );
         for c in &summary.changes {
-            info!(target: "dmvpn::ctl", "  {}: {}", self.key_name(&c.key), c.effect.describe());
+            info!(target: "dmvpn::ctl", interface = %interface, "  {}: {}", self.key_name(&c.key), c.effect.describe());
         }
         Response::Ok(Reply::Reloaded(ReloadReport {
             file,

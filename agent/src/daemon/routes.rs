@@ -165,7 +165,7 @@ mod tests {
     #[test]
     fn a_shortcut_ranks_as_the_route_it_shortcuts() {
         let tun = 7;
-        let mut via = |p: &str, len: u8, metric: u32| {
+        let via = |p: &str, len: u8, metric: u32| {
             let mut r = route(p, len, Some("192.168.1.3"), tun, 4);
             r.metric = metric;
             r

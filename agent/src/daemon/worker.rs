@@ -83,7 +83,7 @@ impl Workers {
             w.updates.push(tx);
             w.threads.push(thread);
         }
-        info!(target: "dmvpn::gre", "{n} forwarding threads");
+        info!(target: "dmvpn::gre", interface = %links.tun.name(), "{n} forwarding threads");
         Ok(w)
     }
 
