@@ -189,6 +189,14 @@ fn dual_hub_dual_cloud() {
     assert_eq!(keys, ["tunnel[1].mtu"]);
     let link = sh(&["ip", "-n", &s2, "link", "show", "Tunnel1"]);
     assert!(String::from_utf8_lossy(&link.stdout).contains("mtu 1380"));
+    // The tables in another order: each tunnel is found by its name.
+    let t0 = tunnel(0, 2, Some(1));
+    let t1 = tunnel(1, 2, Some(4)).replacen("mtu = 1400", "mtu = 1380", 1);
+    lab.write_config(&s2, &(common("s2", "spoke") + &t1 + &t0));
+    let Reply::Reloaded(r) = lab.ctl(&s2, Request::Reload) else {
+        panic!("reload")
+    };
+    assert!(r.changes.is_empty(), "{:?}", r.changes);
     // Adding a tunnel needs a restart; nothing of the file is applied.
     lab.write_config(
         &s2,

@@ -77,6 +77,8 @@ impl Reload {
         let running = router.node().config().origin.clone();
         // One tunnel of several takes its own tunnel from the file.
         let sliced;
+        // Where this loop's tunnel is in the file.
+        let mut at = self.tunnel;
         let new = if self.of > 1 {
             let count = loaded.config.tunnels.len();
             if count != self.of {
@@ -85,11 +87,19 @@ impl Reload {
                     self.of
                 ));
             }
-            sliced = loaded.config.for_tunnel(self.tunnel);
+            // This loop's tunnel is the one of its name (the tables may
+            // have been reordered), else the one at its place (renamed).
+            let name = &running.tunnels[0].name;
+            at = loaded
+                .config
+                .tunnels
+                .iter()
+                .position(|t| t.name == *name)
+                .unwrap_or(self.tunnel);
+            sliced = loaded.config.for_tunnel(at);
             if sliced.tunnels[0].source != running.tunnels[0].source {
                 return refuse(format!(
-                    "restart dmvpnd to change tunnel[{}].source: each of several tunnels is bound to its source address",
-                    self.tunnel
+                    "restart dmvpnd to change tunnel[{at}].source: each of several tunnels is bound to its source address"
                 ));
             }
             &sliced
@@ -165,7 +175,7 @@ impl Reload {
             if summary.changes.len() == 1 { "" } else { "s" }
         );
         for c in &summary.changes {
-            info!(target: "dmvpn::ctl", interface = %interface, "  {}: {}", self.key_name(&c.key), c.effect.describe());
+            info!(target: "dmvpn::ctl", interface = %interface, "  {}: {}", key_name(at, &c.key), c.effect.describe());
         }
         Response::Ok(Reply::Reloaded(ReloadReport {
             file,
@@ -173,7 +183,7 @@ impl Reload {
                 .changes
                 .iter()
                 .map(|c| ConfigChange {
-                    key: self.key_name(&c.key),
+                    key: key_name(at, &c.key),
                     effect: c.effect.describe().to_string(),
                 })
                 .collect(),
@@ -182,14 +192,12 @@ impl Reload {
     }
 }
 
-impl Reload {
-    /// A changed key as the file names it: this loop's tunnel is
-    /// `tunnel[0]` of the configuration it runs.
-    fn key_name(&self, key: &str) -> String {
-        match key.strip_prefix("tunnel[0]") {
-            Some(rest) if self.tunnel > 0 => format!("tunnel[{}]{rest}", self.tunnel),
-            _ => key.to_string(),
-        }
+/// A changed key as the file names it: the loop's tunnel, `tunnel[0]`
+/// of the configuration it runs, is `tunnel[at]` there.
+fn key_name(at: usize, key: &str) -> String {
+    match key.strip_prefix("tunnel[0]") {
+        Some(rest) if at > 0 => format!("tunnel[{at}]{rest}"),
+        _ => key.to_string(),
     }
 }
 
