@@ -428,6 +428,7 @@ pub struct Endpoint<R: RngCore + CryptoRng> {
 
 impl<R: RngCore + CryptoRng> Endpoint<R> {
     pub fn new(cfg: EngineConfig, rng: R, spis: Box<dyn SpiAllocator + Send>) -> Self {
+        let first_id = cfg.conn_ids.0;
         Endpoint {
             cfg,
             rng,
@@ -443,7 +444,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
             child_deadlines: TimerIndex::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
-            next_id: 1001,
+            next_id: first_id,
             stats: Default::default(),
             #[cfg(test)]
             am3_in_clear: false,
@@ -639,7 +640,7 @@ impl<R: RngCore + CryptoRng> Endpoint<R> {
 
     pub(crate) fn alloc_id(&mut self) -> SaId {
         let id = self.next_id;
-        self.next_id += 1;
+        self.next_id += self.cfg.conn_ids.1.max(1);
         id
     }
 

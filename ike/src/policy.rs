@@ -317,6 +317,10 @@ pub struct EngineConfig {
     pub phase1_rekey: bool,
     /// NAT keepalive interval (UDP 4500, one 0xff byte).
     pub nat_keepalive: Duration,
+    /// The first ISAKMP SA `conn-id` and the step between two: the
+    /// engines of one node's tunnels interleave theirs, so that each
+    /// number is shown once, as on IOS.
+    pub conn_ids: (u64, u64),
 }
 
 impl Default for EngineConfig {
@@ -341,6 +345,7 @@ impl Default for EngineConfig {
             rekey_margin: Duration::from_secs(30),
             phase1_rekey: true,
             nat_keepalive: Duration::from_secs(20),
+            conn_ids: (1001, 1),
         }
     }
 }

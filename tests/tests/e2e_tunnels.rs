@@ -231,6 +231,22 @@ fn dual_hub_dual_cloud() {
     }
     assert!(lab.ipsec_with(&s2, "172.16.0.3").is_some());
     assert!(lab.ipsec_with(&s2, "172.16.1.3").is_some());
+    // Conn-ids are numbered once for the node, as on IOS.
+    let Reply::IsakmpSa(isakmp) = lab.ctl(&s2, Request::ShowCryptoIsakmpSa) else {
+        panic!("show crypto isakmp sa")
+    };
+    let mut ids: Vec<u32> = isakmp.iter().map(|s| s.conn_id).collect();
+    let esp: Vec<u32> = lab
+        .ipsec(&s2)
+        .iter()
+        .flat_map(|p| p.inbound.iter().chain(&p.outbound).map(|s| s.conn_id))
+        .collect();
+    assert!(ids.len() >= 4 && esp.len() >= 8, "{ids:?} {esp:?}");
+    ids.extend(&esp);
+    let n = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "a conn-id shown twice: {ids:?}");
 
     // LAN to LAN, as phase 3 networks route: the spokes send the other
     // spoke's LAN to their hub, cloud A preferred (metric 10) and cloud B

@@ -87,7 +87,7 @@ async fn run_async(
         } else {
             cfg.clone()
         };
-        match start_tunnel(&one, of, epoch, &mut sigint, &mut sigterm).await? {
+        match start_tunnel(&one, i, of, epoch, &mut sigint, &mut sigterm).await? {
             Some(run) => runs.push(run),
             None => return Ok(()),
         }
@@ -185,10 +185,11 @@ fn signal(kind: SignalKind) -> Result<Signal, DaemonError> {
 }
 
 /// Builds the router, TUN device, sockets and forwarding threads of
-/// `cfg`'s one tunnel, one of `of`. `None`: stopped by a signal while
+/// `cfg`'s one tunnel, number `index` of `of`. `None`: stopped by a signal while
 /// waiting for the tunnel source's address.
 async fn start_tunnel(
     cfg: &dmvpn_config::Config,
+    index: usize,
     of: usize,
     epoch: std::time::Instant,
     sigint: &mut Signal,
@@ -197,6 +198,7 @@ async fn start_tunnel(
     let now = || Instant(epoch.elapsed());
     let seed = event_loop::os_seed().map_err(DaemonError::Random)?;
     let mut ncfg = dmvpn_node::control::config_map::map(cfg)?;
+    ncfg.one_of(index, of);
     // From here on SIGHUP no longer ends the process: it asks for a
     // reload, which the event loop handles (one sent earlier waits).
     let hangup = signal(SignalKind::hangup())?;

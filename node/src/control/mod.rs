@@ -62,8 +62,6 @@ use crate::engine::{Command, Counters, DataplaneConfig, Event as DpEvent, Peer, 
 
 /// How often [`Node::handle_stats`] is called.
 pub const STATS_INTERVAL: Duration = Duration::from_secs(1);
-/// IOS numbers SAs from 2001 up (`conn id` in `show crypto ipsec sa`).
-const FIRST_CONN_ID: u32 = 2001;
 /// A phase 2 request to a peer is not repeated more often than this.
 const IKE_RETRY: Duration = Duration::from_secs(5);
 
@@ -163,6 +161,7 @@ impl Node {
 
     /// Builds a node from an already mapped configuration.
     pub fn from_node_config(cfg: NodeConfig, seed: Seed, now: Instant) -> Node {
+        let first_conn_id = cfg.ipsec_conn_ids.0;
         let mut spi_rng = seed.rng("spi");
         let spis = Box::new(move || {
             loop {
@@ -197,7 +196,7 @@ impl Node {
             keylog: false,
             conn_ids: HashMap::new(),
             conn_ids_kept: 0,
-            next_conn_id: FIRST_CONN_ID,
+            next_conn_id: first_conn_id,
             drops: log_limit::DropLog::default(),
             failed_log: log_limit::Throttle::default(),
             resolution_latency: Default::default(),
@@ -1229,9 +1228,10 @@ impl Node {
             self.conn_ids_kept = self.conn_ids.len();
         }
         let id = self.next_conn_id;
-        self.next_conn_id = match id.checked_add(2) {
+        let (first, step) = self.cfg.ipsec_conn_ids;
+        self.next_conn_id = match id.checked_add(step.max(2)) {
             Some(n) => n,
-            None => FIRST_CONN_ID,
+            None => first,
         };
         self.conn_ids.insert(inbound_spi, id);
     }

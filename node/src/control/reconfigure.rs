@@ -36,6 +36,9 @@ impl Node {
         let moved_to =
             (new.source_interface.is_none() && new.nbma != self.cfg.nbma).then_some(new.nbma);
         new.set_nbma(self.cfg.nbma);
+        // Numbering is the process's, not the file's.
+        new.ike.conn_ids = self.cfg.ike.conn_ids;
+        new.ipsec_conn_ids = self.cfg.ipsec_conn_ids;
         if let (Some(n), Some(o)) = (new.nhrp.as_mut(), self.cfg.nhrp.as_ref()) {
             n.local_prefixes = o.local_prefixes.clone();
         }
