@@ -115,6 +115,19 @@ impl Validator {
                     format!("duplicate tunnel name `{}`", t.name),
                     "give each [[tunnel]] its own name",
                 );
+            } else if let Some(o) = cfg.tunnels[..i]
+                .iter()
+                .find(|o| o.name.eq_ignore_ascii_case(&t.name))
+            {
+                // IOS names, and dmvpnctl's interface filter, ignore case.
+                self.err(
+                    format!("{p}.name"),
+                    format!(
+                        "tunnel names `{}` and `{}` differ only by case",
+                        o.name, t.name
+                    ),
+                    "give each [[tunnel]] a name of its own",
+                );
             }
             let max = if t.address.addr().is_ipv4() { 32 } else { 128 };
             if t.address.prefix_len() == max && t.mode == TunnelMode::GreMultipoint {
@@ -379,6 +392,20 @@ impl Validator {
                         "route {r} covers {a}, the NBMA address of {what}: the tunnel's own packets would be routed into the tunnel"
                     ),
                     "route only overlay prefixes into the tunnel; leave the underlay network out of `routes`",
+                );
+            }
+            // Another tunnel's subnet is that tunnel's connected route.
+            if let Some((k, o)) = cfg.tunnels.iter().enumerate().find(|(k, o)| {
+                *k != i && (r.contains(&o.address.trunc()) || o.address.trunc().contains(r))
+            }) {
+                self.err(
+                    format!("{p}.routes[{j}]"),
+                    format!(
+                        "route {r} overlaps {}, the subnet of `{}` (tunnel[{k}]): it would take that tunnel's own traffic",
+                        o.address.trunc(),
+                        o.name
+                    ),
+                    "route only the networks behind the other nodes into the tunnel",
                 );
             }
             // The kernel holds one route per prefix and metric: the

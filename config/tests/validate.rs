@@ -626,6 +626,20 @@ fn several_tunnels() {
         got[0].ends_with("tunnel[1].routes[0]: route 10.9.0.0/16 is also in `routes` of `Tunnel0` (tunnel[0]): the kernel would keep only one"),
         "{got:?}"
     );
+    // A route into Tunnel1 over Tunnel0's subnet.
+    let over = two.replacen("key = 1\n", "key = 1\nroutes = [\"192.168.0.0/16\"]\n", 1);
+    assert_eq!(
+        errors(&over),
+        [
+            "39:11: tunnel[1].routes[0]: route 192.168.0.0/16 overlaps 192.168.1.0/24, the subnet of `Tunnel0` (tunnel[0]): it would take that tunnel's own traffic"
+        ]
+    );
+    // Names that differ only by case.
+    let case = two.replace("name = \"Tunnel1\"", "name = \"tunnel0\"");
+    assert_eq!(
+        errors(&case),
+        ["35:8: tunnel[1].name: tunnel names `Tunnel0` and `tunnel0` differ only by case"]
+    );
     let manual = format!("{two}{MANUAL}");
     let got = errors(&manual);
     assert!(

@@ -1,47 +1,56 @@
 //! One tunnel interface's part of an answer (`show dmvpn interface
-//! Tunnel1`, `show ip nhrp Tunnel1`): dmvpnd answers for every tunnel,
-//! the client keeps the one asked for. Names compare without case, as
-//! IOS takes `tunnel1` for `Tunnel1`.
+//! Tunnel1`, `show ip nhrp Tu1`): dmvpnd answers for every tunnel, the
+//! client keeps the one asked for.
 
 use crate::proto::Reply;
 
-/// `reply` with only `name`'s entries. A reply that lists every tunnel
-/// (`show dmvpn`, `show ip nhrp traffic`) and has none named so is an
-/// error naming the tunnels there are.
-pub fn only(reply: Reply, name: &str) -> Result<Reply, String> {
-    let is = |i: &String| i.eq_ignore_ascii_case(name);
-    let unknown = |all: Vec<String>| {
-        Err(format!(
-            "% {name} is not a tunnel interface of this dmvpnd (it runs {})",
-            all.join(", ")
-        ))
-    };
-    Ok(match reply {
+/// The tunnel of `running` that `asked` names: the name itself, in any
+/// case (as IOS takes `tunnel1`), or IOS's short form (`Tu1`, `tun1`
+/// for `Tunnel1`). Anything else is an error naming the tunnels there
+/// are.
+pub fn resolve(asked: &str, running: &[String]) -> Result<String, String> {
+    let found = |n: &str| running.iter().find(|r| r.eq_ignore_ascii_case(n)).cloned();
+    if let Some(r) = running.iter().find(|r| *r == asked) {
+        return Ok(r.clone());
+    }
+    if let Some(r) = found(asked) {
+        return Ok(r);
+    }
+    let digits = asked.trim_start_matches(|c: char| c.is_ascii_alphabetic());
+    let letters = &asked[..asked.len() - digits.len()];
+    if letters.len() >= 2
+        && "tunnel".starts_with(&letters.to_ascii_lowercase())
+        && !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && let Some(r) = found(&format!("Tunnel{digits}"))
+    {
+        return Ok(r);
+    }
+    Err(format!(
+        "% {asked} is not a tunnel interface of this dmvpnd (it runs {})",
+        running.join(", ")
+    ))
+}
+
+/// `reply` with only the entries of the tunnel named `name` (as
+/// [`resolve`] gave it).
+pub fn only(reply: Reply, name: &str) -> Reply {
+    let is = |i: &String| i == name;
+    match reply {
         Reply::Nhrp(v) => Reply::Nhrp(v.into_iter().filter(|e| is(&e.interface)).collect()),
         Reply::NhrpNhs(v) => Reply::NhrpNhs(v.into_iter().filter(|e| is(&e.interface)).collect()),
         Reply::NhrpTraffic(v) => {
-            if !v.iter().any(|t| is(&t.interface)) {
-                return unknown(v.into_iter().map(|t| t.interface).collect());
-            }
             Reply::NhrpTraffic(v.into_iter().filter(|t| is(&t.interface)).collect())
         }
-        Reply::Dmvpn(v) => {
-            if !v.iter().any(|t| is(&t.interface)) {
-                return unknown(v.into_iter().map(|t| t.interface).collect());
-            }
-            Reply::Dmvpn(v.into_iter().filter(|t| is(&t.interface)).collect())
-        }
+        Reply::Dmvpn(v) => Reply::Dmvpn(v.into_iter().filter(|t| is(&t.interface)).collect()),
         Reply::DmvpnDetail(mut d) => {
-            if !d.interfaces.iter().any(|t| is(&t.interface)) {
-                return unknown(d.interfaces.into_iter().map(|t| t.interface).collect());
-            }
             d.interfaces.retain(|t| is(&t.interface));
             d.nhs.retain(|e| is(&e.interface));
             d.sessions.retain(|s| is(&s.interface));
             Reply::DmvpnDetail(d)
         }
         other => other,
-    })
+    }
 }
 
 #[cfg(test)]
@@ -64,23 +73,27 @@ mod tests {
     }
 
     #[test]
-    fn keeps_the_tunnel_asked_for_or_names_the_others() {
+    fn names_as_ios_takes_them() {
+        let running = ["Tunnel0".to_string(), "Tunnel1".to_string(), "wan9".into()];
+        for asked in ["Tunnel1", "tunnel1", "TUNNEL1", "Tu1", "tun1", "tunn1"] {
+            assert_eq!(resolve(asked, &running), Ok("Tunnel1".into()), "{asked}");
+        }
+        assert_eq!(resolve("WAN9", &running), Ok("wan9".into()));
+        for asked in ["Tunnel9", "T1", "tunnels1", "Tu", "x1"] {
+            assert_eq!(
+                resolve(asked, &running),
+                Err(format!(
+                    "% {asked} is not a tunnel interface of this dmvpnd (it runs Tunnel0, Tunnel1, wan9)"
+                )),
+                "{asked}"
+            );
+        }
+    }
+
+    #[test]
+    fn keeps_the_tunnel_asked_for() {
         let both = Reply::Dmvpn(vec![tunnel("Tunnel0"), tunnel("Tunnel1")]);
-        assert_eq!(
-            only(both.clone(), "tunnel1"),
-            Ok(Reply::Dmvpn(vec![tunnel("Tunnel1")]))
-        );
-        assert_eq!(
-            only(both, "Tunnel9"),
-            Err(
-                "% Tunnel9 is not a tunnel interface of this dmvpnd (it runs Tunnel0, Tunnel1)"
-                    .into()
-            )
-        );
-        // A cache may hold nothing for a tunnel that exists.
-        assert_eq!(
-            only(Reply::Nhrp(vec![]), "Tunnel9"),
-            Ok(Reply::Nhrp(vec![]))
-        );
+        assert_eq!(only(both, "Tunnel1"), Reply::Dmvpn(vec![tunnel("Tunnel1")]));
+        assert_eq!(only(Reply::Nhrp(vec![]), "Tunnel1"), Reply::Nhrp(vec![]));
     }
 }

@@ -2,7 +2,7 @@
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use dmvpn_ctl::command::{self, ParseError};
-use dmvpn_ctl::proto::{DEFAULT_SOCKET, Request, Response};
+use dmvpn_ctl::proto::{DEFAULT_SOCKET, Reply, Request, Response};
 use dmvpn_ctl::{client, interface_filter, render};
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
@@ -122,6 +122,35 @@ fn main() -> ExitCode {
             }
         }
     };
+    // `show … interface NAME`: the tunnel dmvpnd runs by that name.
+    let interface = match &parsed.interface {
+        Some(asked) => {
+            let running = match client::request(&socket, &Request::ShowDmvpn) {
+                Ok(Response::Ok(Reply::Dmvpn(v))) => v.into_iter().map(|t| t.interface).collect(),
+                Ok(_) => Vec::new(),
+                Err(e) => {
+                    eprintln!("dmvpnctl: {e}");
+                    return ExitCode::from(EXIT_USAGE);
+                }
+            };
+            match interface_filter::resolve(asked, &running) {
+                Ok(name) => Some(name),
+                Err(message) => {
+                    if json {
+                        emit(&format!(
+                            "{}\n",
+                            serde_json::to_string_pretty(&Response::error(message))
+                                .unwrap_or_default()
+                        ));
+                    } else {
+                        eprintln!("{message}");
+                    }
+                    return ExitCode::from(EXIT_USAGE);
+                }
+            }
+        }
+        None => None,
+    };
     let mut status = ExitCode::SUCCESS;
     // With --json, one document: the response, or an array of them for a
     // command that is several requests (`undebug all`).
@@ -134,14 +163,8 @@ fn main() -> ExitCode {
                 return ExitCode::from(EXIT_USAGE);
             }
         };
-        let resp = match (resp, &parsed.interface) {
-            (Response::Ok(reply), Some(name)) => match interface_filter::only(reply, name) {
-                Ok(r) => Response::Ok(r),
-                Err(e) => {
-                    eprintln!("{e}");
-                    return ExitCode::from(EXIT_USAGE);
-                }
-            },
+        let resp = match (resp, &interface) {
+            (Response::Ok(reply), Some(name)) => Response::Ok(interface_filter::only(reply, name)),
             (r, _) => r,
         };
         match &resp {

@@ -163,17 +163,27 @@ fn dual_hub_dual_cloud() {
         text.contains("Interface: Tunnel1") && !text.contains("Interface: Tunnel0"),
         "{text}"
     );
-    let out = std::process::Command::new(dmvpn_tests::dmvpnctl())
-        .arg("--socket")
-        .arg(lab.socket(&s2))
-        .args(["show", "dmvpn", "interface", "Tunnel9"])
-        .output()
-        .expect("run dmvpnctl");
-    assert!(!out.status.success());
-    assert_eq!(
-        String::from_utf8_lossy(&out.stderr),
-        "% Tunnel9 is not a tunnel interface of this dmvpnd (it runs Tunnel0, Tunnel1)\n"
+    let text = ctl_text(&lab, &s2, &["show", "ip", "nhrp", "Tu1"]);
+    assert!(
+        text.contains("Tunnel1") && !text.contains("Tunnel0"),
+        "{text}"
     );
+    for cmd in [
+        &["show", "dmvpn", "interface", "Tunnel9"][..],
+        &["show", "ip", "nhrp", "nhs", "Tunnel9"],
+    ] {
+        let out = std::process::Command::new(dmvpn_tests::dmvpnctl())
+            .arg("--socket")
+            .arg(lab.socket(&s2))
+            .args(cmd)
+            .output()
+            .expect("run dmvpnctl");
+        assert!(!out.status.success());
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            "% Tunnel9 is not a tunnel interface of this dmvpnd (it runs Tunnel0, Tunnel1)\n"
+        );
+    }
 
     // A reload applies each tunnel's own changes, named as in the file.
     let s2_cfg = common("s2", "spoke") + &tunnel(0, 2, Some(1)) + &tunnel(1, 2, Some(4));
