@@ -809,7 +809,7 @@ crypto ipsec profile P
  set transform-set T
 ";
     let text = format!(
-        "{head}{}{}{}ip route 10.12.0.0 255.255.255.0 192.168.1.1\nip route 10.12.0.0 255.255.255.0 Tunnel1\n",
+        "{head}{}{}{}ip route 10.12.0.0 255.255.255.0 192.168.1.1\nip route 10.12.0.0 255.255.255.0 Tunnel1\nip route 10.13.0.0 255.255.255.0 192.168.1.1 20\nip route 10.13.0.0 255.255.255.0 192.168.2.1\n",
         tunnel(0, "172.16.0.2"),
         tunnel(1, "172.16.1.2"),
         tunnel(2, "172.16.0.2")
@@ -818,9 +818,16 @@ crypto ipsec profile P
     let c = round_trip(&imp);
     let names: Vec<&str> = c.tunnels.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names, ["Tunnel0", "Tunnel1"]);
-    // One prefix into one tunnel; the backup is a note.
+    // One prefix into one tunnel; the backup is a note. A floating
+    // static (distance 20) is the backup whatever its place.
     assert_eq!(c.tunnels[0].routes, ["10.12.0.0/24".parse().unwrap()]);
-    assert!(c.tunnels[1].routes.is_empty());
+    assert_eq!(c.tunnels[1].routes, ["10.13.0.0/24".parse().unwrap()]);
+    assert!(
+        imp.notes.iter().any(|n| n.text
+            == "not imported: ip route 10.13.0.0/24 192.168.1.1 20 (already routed into Tunnel1; the kernel keeps one route per prefix and metric: add this backup as `ip route add 10.13.0.0/24 dev Tunnel0 metric 20`, or run a routing daemon)"),
+        "{:?}",
+        imp.notes
+    );
     assert!(
         imp.notes.iter().any(|n| n.text.starts_with(
             "not imported: ip route 10.12.0.0/24 Tunnel1 (already routed into Tunnel0;"

@@ -605,7 +605,15 @@ impl Builder<'_> {
                 nhrp,
             });
         }
-        for (net, via, line) in &r.routes {
+        // A prefix's preferred route first: IOS prefers the lowest
+        // distance (1 when none is given); a floating static is its backup.
+        let mut routes: Vec<_> = r.routes.iter().collect();
+        routes.sort_by_key(|(_, _, distance, _)| distance.unwrap_or(1));
+        for (net, via, distance, line) in routes {
+            let shown = match distance {
+                Some(d) => format!("ip route {net} {via} {d}"),
+                None => format!("ip route {net} {via}"),
+            };
             let via_if = canonical_ifname(via);
             let target = out.iter_mut().position(|t| {
                 t.name == via_if || ip(via).is_some_and(|nh| t.address.contains(&nh))
@@ -622,8 +630,9 @@ impl Builder<'_> {
                     self.note(
                         *line,
                         format!(
-                            "not imported: ip route {net} {via} (already routed into {other}; the kernel keeps one route per prefix and metric: add this backup as `ip route add {} dev {this} metric 20`, or run a routing daemon)",
-                            net.trunc()
+                            "not imported: {shown} (already routed into {other}; the kernel keeps one route per prefix and metric: add this backup as `ip route add {} dev {this} metric {}`, or run a routing daemon)",
+                            net.trunc(),
+                            distance.unwrap_or(20)
                         ),
                     );
                 }
@@ -632,14 +641,20 @@ impl Builder<'_> {
                     if !t.routes.contains(&net.trunc()) {
                         t.routes.push(net.trunc());
                     }
+                    if distance.is_some_and(|d| d > 1) {
+                        self.note(
+                            *line,
+                            format!("{shown}: imported without its distance (routes in `routes` have metric 0)"),
+                        );
+                    }
                 }
                 None if ip(via).is_none() && is_tunnel_if(&via_if) => self.note(
                     *line,
-                    format!("not imported: ip route {net} {via} ({via_if} is not an imported tunnel)"),
+                    format!("not imported: {shown} ({via_if} is not an imported tunnel)"),
                 ),
                 None => self.note(
                     *line,
-                    format!("not imported: ip route {net} {via} (not via an imported tunnel; underlay routes are the host's business)"),
+                    format!("not imported: {shown} (not via an imported tunnel; underlay routes are the host's business)"),
                 ),
             }
         }

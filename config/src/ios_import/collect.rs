@@ -99,7 +99,8 @@ pub(crate) struct Router {
     pub(crate) g_secs: Option<u32>,
     pub(crate) g_kb: Option<u64>,
     pub(crate) g_idle: Option<u32>,
-    pub(crate) routes: Vec<(IpNet, String, usize)>,
+    /// `ip route`: prefix, next hop, distance, line.
+    pub(crate) routes: Vec<(IpNet, String, Option<u8>, usize)>,
     pub(crate) unmapped: Vec<Note>,
     pub(crate) mapped: usize,
 }
@@ -416,8 +417,8 @@ impl Collector {
                     }
                 }
             }
-            Cmd::IpRoute(net, via) => {
-                r.routes.push((net, via, line));
+            Cmd::IpRoute(net, via, distance) => {
+                r.routes.push((net, via, distance, line));
                 self.ctx = Ctx::Top;
             }
             Cmd::Routing(s) => {

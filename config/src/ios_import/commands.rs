@@ -83,7 +83,8 @@ pub(crate) enum Cmd {
     ProfileInitiateAggressive,
     /// `set isakmp-profile NAME` in an IPsec profile or crypto map entry.
     SetIsakmpProfile(String),
-    IpRoute(IpNet, String),
+    /// `ip route P M NEXT-HOP [DISTANCE]`.
+    IpRoute(IpNet, String, Option<u8>),
     Routing(String),
     /// A negated command we recognise but do not map (`no ip nhrp shortcut`).
     Negated,
@@ -421,7 +422,11 @@ pub(crate) fn match_cmd(w: &[&str], ctx: &Ctx) -> Option<(usize, Cmd)> {
                 && let Ok(net) = IpNet::new(a, len)
                 && !g(4).is_empty()
             {
-                return Some((5, Cmd::IpRoute(net, g(4).to_string())));
+                // A floating static: its administrative distance.
+                return Some(match g(5).parse::<u8>() {
+                    Ok(d) if d > 0 => (6, Cmd::IpRoute(net, g(4).to_string(), Some(d))),
+                    _ => (5, Cmd::IpRoute(net, g(4).to_string(), None)),
+                });
             }
             return None;
         }
