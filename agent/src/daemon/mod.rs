@@ -82,11 +82,7 @@ async fn run_async(
     }
     let mut runs = Vec::with_capacity(of);
     for i in 0..of {
-        let one = if of > 1 {
-            cfg.for_tunnel(i)
-        } else {
-            cfg.clone()
-        };
+        let one = cfg.for_tunnel(i);
         match start_tunnel(&one, i, of, epoch, &mut sigint, &mut sigterm).await? {
             Some(run) => runs.push(run),
             None => return Ok(()),

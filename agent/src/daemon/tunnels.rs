@@ -177,7 +177,22 @@ mod tests {
 
     #[test]
     fn lists_join_in_tunnel_order() {
-        let a = Response::Ok(Reply::Nhrp(vec![]));
-        assert_eq!(merge(vec![a.clone(), a.clone()]), a);
+        use dmvpn_ctl::proto::{DmvpnInterface, DmvpnRole};
+        let tunnel = |name: &str| DmvpnInterface {
+            interface: name.into(),
+            role: DmvpnRole::Spoke,
+            peers: Vec::new(),
+            tunnel_addr: None,
+            source: None,
+            destination: None,
+            protection: None,
+            line_protocol_up: true,
+            if_state: false,
+        };
+        let one = |name: &str| Response::Ok(Reply::Dmvpn(vec![tunnel(name)]));
+        assert_eq!(
+            merge(vec![one("Tunnel0"), one("Tunnel1")]),
+            Response::Ok(Reply::Dmvpn(vec![tunnel("Tunnel0"), tunnel("Tunnel1")]))
+        );
     }
 }

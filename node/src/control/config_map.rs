@@ -61,9 +61,6 @@ pub struct NodeConfig {
     /// The tunnel carries traffic only while an NHS is up (IOS `if-state
     /// nhrp`).
     pub if_state: bool,
-    /// The first IPsec SA pair's `conn id` and the step between pairs
-    /// (see [`NodeConfig::one_of`]).
-    pub ipsec_conn_ids: (u32, u32),
     pub ike: EngineConfig,
     pub dataplane: DataplaneConfig,
     pub manual_sas: Vec<ManualSa>,
@@ -77,9 +74,16 @@ impl NodeConfig {
     /// `conn id`s interleave with the other tunnels', so none is shown
     /// twice (IOS numbers them once per router).
     pub fn one_of(&mut self, i: usize, of: usize) {
-        let (i, of) = (i as u64, of.max(1) as u64);
-        self.ike.conn_ids = (1001 + i, of);
-        self.ipsec_conn_ids = (2001 + 2 * i as u32, 2 * of as u32);
+        self.ike.conn_ids = (1001 + i as u64, of.max(1) as u64);
+    }
+
+    /// The first IPsec SA pair's `conn id` and the step between pairs:
+    /// IOS numbers SAs from 2001 up (`show crypto ipsec sa`), a pair at a
+    /// time; interleaved as the ISAKMP ones are ([`NodeConfig::one_of`]).
+    pub fn ipsec_conn_ids(&self) -> (u32, u32) {
+        let (first, step) = self.ike.conn_ids;
+        let tunnel = first.saturating_sub(1001) as u32;
+        (2001 + 2 * tunnel, 2 * step.max(1) as u32)
     }
 
     /// Sets our NBMA address everywhere it is configured (NHRP, data
@@ -397,9 +401,6 @@ pub fn map(cfg: &Config) -> Result<NodeConfig, MapError> {
         },
         nhrp,
         if_state: t.nhrp.as_ref().is_some_and(|n| n.if_state),
-        // IOS numbers SAs from 2001 up (`conn id` in `show crypto ipsec
-        // sa`), a pair at a time.
-        ipsec_conn_ids: (2001, 2),
         ike,
         dataplane,
         manual_sas,

@@ -161,7 +161,7 @@ impl Node {
 
     /// Builds a node from an already mapped configuration.
     pub fn from_node_config(cfg: NodeConfig, seed: Seed, now: Instant) -> Node {
-        let first_conn_id = cfg.ipsec_conn_ids.0;
+        let first_conn_id = cfg.ipsec_conn_ids().0;
         let mut spi_rng = seed.rng("spi");
         let spis = Box::new(move || {
             loop {
@@ -1228,7 +1228,7 @@ impl Node {
             self.conn_ids_kept = self.conn_ids.len();
         }
         let id = self.next_conn_id;
-        let (first, step) = self.cfg.ipsec_conn_ids;
+        let (first, step) = self.cfg.ipsec_conn_ids();
         self.next_conn_id = match id.checked_add(step.max(2)) {
             Some(n) => n,
             None => first,

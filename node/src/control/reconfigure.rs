@@ -38,7 +38,6 @@ impl Node {
         new.set_nbma(self.cfg.nbma);
         // Numbering is the process's, not the file's.
         new.ike.conn_ids = self.cfg.ike.conn_ids;
-        new.ipsec_conn_ids = self.cfg.ipsec_conn_ids;
         if let (Some(n), Some(o)) = (new.nhrp.as_mut(), self.cfg.nhrp.as_ref()) {
             n.local_prefixes = o.local_prefixes.clone();
         }
