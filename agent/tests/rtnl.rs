@@ -66,7 +66,7 @@ fn connected_networks_are_the_lans_except_the_nbma_one() {
         }
         let mut got = routes::local_prefixes("Tunnel0", a("172.16.0.2"));
         got.sort();
-        assert_eq!(got, vec![(a("10.2.0.0"), 24)]);
+        assert_eq!(got, vec![(a("10.2.0.0").into(), 24)]);
     });
 }
 
@@ -79,18 +79,19 @@ fn routes_into_the_tunnel_are_written_and_read_back() {
         let oif = rtnl::ifindex("Tunnel0").unwrap();
         // Replacing twice is not an error (as `ip route replace`).
         for _ in 0..2 {
-            rtnl::replace_route(a("10.1.0.0"), 24, None, oif).unwrap();
+            rtnl::replace_route(a("10.1.0.0").into(), 24, None, oif).unwrap();
         }
-        rtnl::replace_route(a("10.3.0.0"), 24, Some(a("192.168.1.3")), oif).unwrap();
+        rtnl::replace_route(a("10.3.0.0").into(), 24, Some(a("192.168.1.3").into()), oif).unwrap();
         let shown = ip(&["-4", "route", "show", "dev", "Tunnel0"]);
         assert!(shown.contains("10.1.0.0/24 scope link"), "{shown}");
         assert!(shown.contains("10.3.0.0/24 via 192.168.1.3"), "{shown}");
         assert_eq!(
             routes::tunnel_routes("Tunnel0"),
-            vec![(a("10.3.0.0"), 24, a("192.168.1.3"))]
+            vec![(a("10.3.0.0").into(), 24, a("192.168.1.3").into())]
         );
         // A kernel refusal comes back as an error with its reason.
-        let e = rtnl::replace_route(a("10.4.0.0"), 24, Some(a("10.99.0.1")), oif).unwrap_err();
+        let e = rtnl::replace_route(a("10.4.0.0").into(), 24, Some(a("10.99.0.1").into()), oif)
+            .unwrap_err();
         assert!(e.raw_os_error().is_some(), "{e}");
         assert!(rtnl::ifindex("NoSuchIf0").is_err());
     });
@@ -123,7 +124,7 @@ fn route_change_wakes_the_watcher() {
             assert!(n >= 1);
             assert_eq!(
                 routes::tunnel_routes("lo"),
-                vec![(a("10.9.0.0"), 24, a("10.8.0.2"))]
+                vec![(a("10.9.0.0").into(), 24, a("10.8.0.2").into())]
             );
         });
     });
@@ -140,7 +141,7 @@ fn dump_of_ten_thousand_routes() {
         let oif = rtnl::ifindex("Tunnel0").unwrap();
         for i in 0..10_000u32 {
             let p = Ipv4Addr::from(u32::from(a("10.0.0.0")) + (i << 8));
-            rtnl::replace_route(p, 24, Some(a("192.168.1.3")), oif).unwrap();
+            rtnl::replace_route(p.into(), 24, Some(a("192.168.1.3").into()), oif).unwrap();
         }
         let mut dump = Vec::new();
         let mut fork = Vec::new();
@@ -249,7 +250,7 @@ fn learned_routes_sit_beside_other_routes_and_leave_alone() {
         ip(&["link", "set", "Tunnel0", "up"]);
         let oif = rtnl::ifindex("Tunnel0").unwrap();
         // The operator's (or a configured) route of the same prefix.
-        rtnl::replace_route(a("10.3.0.0"), 24, None, oif).unwrap();
+        rtnl::replace_route(a("10.3.0.0").into(), 24, None, oif).unwrap();
         ip(&[
             "route",
             "add",
@@ -260,9 +261,9 @@ fn learned_routes_sit_beside_other_routes_and_leave_alone() {
             "Tunnel0",
         ]);
         for _ in 0..2 {
-            rtnl::add_route(a("10.3.0.0"), 24, oif, P, 0).unwrap();
+            rtnl::add_route(a("10.3.0.0").into(), 24, oif, P, 0).unwrap();
         }
-        rtnl::add_route(a("192.168.1.3"), 32, oif, P, 0).unwrap();
+        rtnl::add_route(a("192.168.1.3").into(), 32, oif, P, 0).unwrap();
         let mine = ip(&["-4", "route", "show", "proto", "78"]);
         let lines: Vec<&str> = mine.lines().map(str::trim).collect();
         assert_eq!(
@@ -281,18 +282,18 @@ fn learned_routes_sit_beside_other_routes_and_leave_alone() {
         );
         assert_eq!(
             routes::tunnel_routes("Tunnel0"),
-            vec![(a("10.4.0.0"), 24, a("192.168.1.4"))],
+            vec![(a("10.4.0.0").into(), 24, a("192.168.1.4").into())],
             "dmvpnd's own routes are not read back"
         );
         for _ in 0..2 {
-            rtnl::delete_route(a("10.3.0.0"), 24, oif, P).unwrap();
+            rtnl::delete_route(a("10.3.0.0").into(), 24, oif, P).unwrap();
         }
         let left = ip(&["-4", "route", "show", "10.3.0.0/24"]);
         assert!(
             left.contains("10.3.0.0/24 dev Tunnel0") && !left.contains("proto 78"),
             "{left}"
         );
-        rtnl::add_route(a("10.5.0.0"), 24, oif, P, 0).unwrap();
+        rtnl::add_route(a("10.5.0.0").into(), 24, oif, P, 0).unwrap();
         assert_eq!(rtnl::flush_routes(oif, P).unwrap(), 2);
         assert_eq!(ip(&["-4", "route", "show", "proto", "78"]).trim(), "");
         assert_eq!(rtnl::flush_routes(oif, P).unwrap(), 0);
@@ -330,7 +331,7 @@ fn the_kernel_worker_answers_with_events() {
         rt.block_on(async {
             let mut k = Kernel::start("Tunnel0").expect("worker");
             let install = KernelRoute::Install {
-                prefix: a("10.3.0.0"),
+                prefix: a("10.3.0.0").into(),
                 len: 24,
             };
             k.route(install);
@@ -353,7 +354,10 @@ fn the_kernel_worker_answers_with_events() {
             for d in &got[1..] {
                 match d {
                     Done::TunnelRoutes(v) => {
-                        assert_eq!(v, &vec![(a("10.4.0.0"), 24, a("192.168.1.4"))])
+                        assert_eq!(
+                            v,
+                            &vec![(a("10.4.0.0").into(), 24, a("192.168.1.4").into())]
+                        )
                     }
                     other => panic!("{other:?}"),
                 }
@@ -365,7 +369,7 @@ fn the_kernel_worker_answers_with_events() {
                 "no third read"
             );
             k.route(KernelRoute::Remove {
-                prefix: a("10.3.0.0"),
+                prefix: a("10.3.0.0").into(),
                 len: 24,
             });
             k.finish();
@@ -390,10 +394,16 @@ fn routes_through_one_interface_among_ten_thousand() {
         let lan = rtnl::ifindex("lan0").unwrap();
         for i in 0..10_000u32 {
             let p = Ipv4Addr::from(u32::from(a("10.0.0.0")) + (i << 8));
-            rtnl::replace_route(p, 24, Some(a("10.255.0.2")), lan).unwrap();
+            rtnl::replace_route(p.into(), 24, Some(a("10.255.0.2").into()), lan).unwrap();
         }
-        rtnl::replace_route(a("172.20.0.0"), 16, Some(a("192.168.1.3")), tun).unwrap();
-        rtnl::add_route(a("172.21.0.0"), 16, tun, rtnl::ROUTE_PROTOCOL, 0).unwrap();
+        rtnl::replace_route(
+            a("172.20.0.0").into(),
+            16,
+            Some(a("192.168.1.3").into()),
+            tun,
+        )
+        .unwrap();
+        rtnl::add_route(a("172.21.0.0").into(), 16, tun, rtnl::ROUTE_PROTOCOL, 0).unwrap();
         let mut got: Vec<(Ipv4Addr, u8, u8)> = rtnl::routes_through(tun)
             .unwrap()
             .iter()

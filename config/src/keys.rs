@@ -107,6 +107,7 @@ pub const ROOT: &[(&str, Shape)] = &[
         Tables(&[
             ("name", Value),
             ("address", Value),
+            ("address6", Value),
             ("mtu", Value),
             ("source", Value),
             ("mode", Value),
@@ -275,6 +276,7 @@ outbound = { spi = 4097, encryption_key = "000102030405060708090a0b0c0d0e0f10111
 [[tunnel]]
 name = "Tunnel0"
 address = "192.168.1.1/24"
+address6 = "2001:db8:100::1/64"
 mtu = 1400
 source = "172.16.0.1"
 mode = "gre-multipoint"

@@ -51,6 +51,14 @@ pub struct Tunnel {
     /// Tunnel address with prefix (IOS `ip address`), e.g. "192.168.1.1/24".
     #[serde(deserialize_with = "tunnel_address")]
     pub address: IpNet,
+    /// IPv6 tunnel address with prefix (IOS `ipv6 address`), beside the
+    /// IPv4 `address`: a dual-stack tunnel, e.g. "2001:db8:100::2/64".
+    #[serde(
+        default,
+        deserialize_with = "opt_tunnel_address",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub address6: Option<IpNet>,
     /// IP MTU of the tunnel interface (IOS `ip mtu`).
     #[serde(default = "d::tunnel_mtu", deserialize_with = "mtu")]
     pub mtu: u16,
@@ -306,6 +314,10 @@ pub struct PreSharedKey {
 
 /// A tunnel address always carries its prefix length: the subnet decides
 /// which peers are on the tunnel.
+fn opt_tunnel_address<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<IpNet>, D::Error> {
+    tunnel_address(d).map(Some)
+}
+
 fn tunnel_address<'de, D: serde::Deserializer<'de>>(d: D) -> Result<IpNet, D::Error> {
     use serde::de::Error;
     let s = String::deserialize(d)?;

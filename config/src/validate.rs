@@ -39,8 +39,8 @@ pub fn unsupported(t: &Tunnel) -> Vec<Unsupported> {
     if t.address.addr().is_ipv6() {
         add(
             "address",
-            "IPv6 tunnel addresses are not supported yet".into(),
-            "use an IPv4 tunnel subnet, e.g. \"192.168.1.2/24\"".into(),
+            "an IPv6-only tunnel is not supported yet".into(),
+            "put the IPv6 address in `address6`, beside an IPv4 `address` (a dual-stack tunnel), e.g. address = \"192.168.1.2/24\", address6 = \"2001:db8:100::2/64\"".into(),
         );
     }
     match &t.source {
@@ -67,6 +67,16 @@ struct Validator {
     out: Vec<Finding>,
 }
 
+/// The tunnel's subnet of `a`'s family: `address`, or `address6` on a
+/// dual-stack tunnel.
+fn tunnel_net(t: &Tunnel, a: IpAddr) -> Option<IpNet> {
+    if same_family(a, t.address.addr()) {
+        Some(t.address)
+    } else {
+        t.address6.filter(|n| same_family(a, n.addr()))
+    }
+}
+
 fn same_family(a: IpAddr, b: IpAddr) -> bool {
     a.is_ipv4() == b.is_ipv4()
 }
@@ -76,6 +86,76 @@ fn family(a: IpAddr) -> &'static str {
 }
 
 impl Validator {
+    /// `a` has no tunnel address of its family to belong to.
+    fn no_family(&mut self, path: String, t: &Tunnel, a: IpAddr) {
+        if a.is_ipv6() {
+            self.err(
+                path,
+                format!("{a} is an IPv6 tunnel address but the tunnel has no IPv6 address"),
+                "add address6 = \"<IPv6 tunnel address>/<length>\" (IOS `ipv6 address`) to the tunnel",
+            );
+        } else {
+            self.err(
+                path,
+                format!("{a} is not an {} tunnel address", family(t.address.addr())),
+                "the address is a tunnel address of the hub or peer",
+            );
+        }
+    }
+
+    /// `address6`: an IPv6 host address of a subnet (not special, not
+    /// the subnet-router anycast address), on a link IPv6 runs on.
+    fn address6(&mut self, t: &Tunnel, p: &str) {
+        let Some(net) = t.address6 else {
+            return;
+        };
+        let path = format!("{p}.address6");
+        let IpAddr::V6(a) = net.addr() else {
+            self.err(
+                path,
+                format!("{} is not an IPv6 address", net.addr()),
+                "address6 is the tunnel's IPv6 address, e.g. \"2001:db8:100::2/64\"; the IPv4 one is `address`",
+            );
+            return;
+        };
+        let special = a.is_unspecified()
+            || a.is_loopback()
+            || a.is_multicast()
+            || (a.segments()[0] & 0xffc0) == 0xfe80;
+        if special {
+            self.err(
+                path.clone(),
+                format!("{a} cannot be a tunnel address (unspecified, loopback, multicast or link-local)"),
+                "use a global or unique-local address, e.g. \"2001:db8:100::2/64\"",
+            );
+        } else if net.prefix_len() >= 127 || net.prefix_len() == 0 {
+            self.err(
+                path.clone(),
+                format!(
+                    "prefix length /{} leaves no tunnel subnet",
+                    net.prefix_len()
+                ),
+                "use the subnet's length, e.g. /64",
+            );
+        } else if net.addr() == net.network() {
+            self.err(
+                path.clone(),
+                format!(
+                    "{a} is the subnet-router anycast address of {}",
+                    net.trunc()
+                ),
+                "give the node a host address of the subnet, e.g. ending in ::1",
+            );
+        }
+        if t.mtu < 1280 {
+            self.err(
+                format!("{p}.mtu"),
+                format!("mtu {} is below 1280, the least IPv6 runs on", t.mtu),
+                "use mtu = 1280 or more (1400 is usual) on a dual-stack tunnel",
+            );
+        }
+    }
+
     fn err(&mut self, path: String, msg: impl Into<String>, help: impl Into<String>) {
         self.out.push(Finding::error(path, msg, help));
     }
@@ -299,6 +379,13 @@ impl Validator {
                 }
             }
         }
+        if t.address6.is_some() {
+            self.err(
+                format!("{p}.address6"),
+                "IPv6 overlays (address6) are not supported with several tunnels yet",
+                "run the dual-stack tunnel as the only [[tunnel]]",
+            );
+        }
         if i == 1 && !cfg.ipsec.manual_sas.is_empty() {
             self.err(
                 "ipsec.manual_sa[0]".into(),
@@ -333,6 +420,7 @@ impl Validator {
                 "give the node a host address of the subnet, e.g. the first usable one",
             );
         }
+        self.address6(t, &p);
         for (j, other) in cfg.tunnels[..i].iter().enumerate() {
             if other.address.contains(&t.address.network())
                 || t.address.contains(&other.address.network())
@@ -385,6 +473,25 @@ impl Validator {
             }
         }
         for (j, r) in t.routes.iter().enumerate() {
+            if r.addr().is_ipv6() && t.address6.is_none() {
+                self.err(
+                    format!("{p}.routes[{j}]"),
+                    format!("route {r} is IPv6 but the tunnel has no IPv6 address"),
+                    "add address6 = \"<IPv6 tunnel address>/<length>\" (IOS `ipv6 address`) to the tunnel, or remove the route",
+                );
+            }
+            if let Some(net) = t.address6
+                && (r.contains(&net.trunc()) || net.trunc().contains(r))
+            {
+                self.err(
+                    format!("{p}.routes[{j}]"),
+                    format!(
+                        "route {r} overlaps the tunnel's own IPv6 subnet {}",
+                        net.trunc()
+                    ),
+                    "route only the networks behind the other nodes into the tunnel",
+                );
+            }
             if let Some((a, what)) = underlay.iter().find(|(a, _)| r.contains(a)) {
                 self.err(
                     format!("{p}.routes[{j}]"),
@@ -482,7 +589,6 @@ impl Validator {
             );
         }
         self.nhrp_trust(cfg, &p, t, src, n);
-        let tun_af = t.address.addr();
         let check_nbma = |v: &mut Validator, path: String, a: IpAddr| {
             if let Some(s) = src.filter(|s| !same_family(*s, a)) {
                 v.err(
@@ -498,12 +604,8 @@ impl Validator {
         };
         let mut seen = HashSet::new();
         for (j, m) in n.map.iter().enumerate() {
-            if !same_family(m.address, tun_af) {
-                self.err(
-                    format!("{p}.map[{j}].address"),
-                    format!("{} is not an {} tunnel address", m.address, family(tun_af)),
-                    "use an address of the tunnel's family",
-                );
+            if tunnel_net(t, m.address).is_none() {
+                self.no_family(format!("{p}.map[{j}].address"), t, m.address);
             }
             check_nbma(self, format!("{p}.map[{j}].nbma"), m.nbma);
             if !seen.insert(m.address) {
@@ -520,28 +622,20 @@ impl Validator {
         let mut seen = HashSet::new();
         for (j, nhs) in n.nhs.iter().enumerate() {
             let np = format!("{p}.nhs[{j}]");
-            if !same_family(nhs.address, tun_af) {
-                self.err(
-                    format!("{np}.address"),
-                    format!(
-                        "{} is not an {} tunnel address",
-                        nhs.address,
-                        family(tun_af)
-                    ),
-                    "the NHS address is the hub's tunnel address",
-                );
-            } else if !t.address.contains(&nhs.address) {
-                self.warn(
+            match tunnel_net(t, nhs.address) {
+                None => self.no_family(format!("{np}.address"), t, nhs.address),
+                Some(net) if !net.contains(&nhs.address) => self.warn(
                     format!("{np}.address"),
                     format!(
                         "NHS {} is outside the tunnel subnet {}",
                         nhs.address,
-                        t.address.trunc()
+                        net.trunc()
                     ),
                     "the NHS is normally the hub's address on this tunnel",
-                );
+                ),
+                Some(_) => {}
             }
-            if nhs.address == t.address.addr() {
+            if tunnel_net(t, nhs.address).is_some_and(|net| net.addr() == nhs.address) {
                 self.err(
                     format!("{np}.address"),
                     "the NHS is this node's own tunnel address",
@@ -616,11 +710,11 @@ impl Validator {
                         format!("write it as {}", r.trunc()),
                     );
                 }
-                if !same_family(r.addr(), tun_af) {
+                if tunnel_net(t, r.addr()).is_none() {
                     self.err(
                         format!("{path}[{j}]"),
                         format!("{r} is not an {} prefix", family(tun_af)),
-                        "registrations claim tunnel-side prefixes of the tunnel's family",
+                        "registrations claim tunnel-side prefixes of the tunnel's family; an IPv6 prefix needs address6 on the tunnel",
                     );
                 }
             }

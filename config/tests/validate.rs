@@ -119,7 +119,7 @@ fn unknown_key() {
     let e = Config::from_str(&edit("key = 0", "kee = 0"), "t.toml").unwrap_err();
     assert_eq!(
         e.to_string(),
-        "t.toml:23:1: tunnel[0].kee: unknown key `kee` (valid keys here: name, address, mtu, source, mode, destination, key, protection, routes, nhrp)"
+        "t.toml:23:1: tunnel[0].kee: unknown key `kee` (valid keys here: name, address, address6, mtu, source, mode, destination, key, protection, routes, nhrp)"
     );
 }
 
@@ -959,7 +959,7 @@ fn every_other_error() {
         ),
         (
             app("\n[[tunnel.nhrp.map]]\naddress = \"2001:db8::1\"\nnbma = \"172.16.0.1\"\n"),
-            vec!["35:11: tunnel[0].nhrp.map[0].address: 2001:db8::1 is not an IPv4 tunnel address"],
+            vec!["35:11: tunnel[0].nhrp.map[0].address: 2001:db8::1 is an IPv6 tunnel address but the tunnel has no IPv6 address"],
         ),
         (
             app(
@@ -1239,7 +1239,7 @@ fn what_the_daemon_cannot_run() {
                 "address = \"2001:db8:1::2/64\"",
             ),
             vec![
-                "21:11: tunnel[0].address: IPv6 tunnel addresses are not supported yet",
+                "21:11: tunnel[0].address: an IPv6-only tunnel is not supported yet",
                 "31:11: tunnel[0].nhrp.nhs[0].address: 192.168.1.1 is not an IPv6 tunnel address",
             ],
         ),

@@ -177,6 +177,31 @@ fn show_nhrp() -> Node {
     .does(show(Request::ShowNhrp))
 }
 
+/// `nhrp [brief]` under `show ipv6`: a dual-stack tunnel's IPv6 cache.
+fn show_nhrp6() -> Node {
+    let brief = || {
+        leaf(
+            "brief",
+            "One line pair per usable entry",
+            Action::Show(Request::ShowIpv6Nhrp, View::Brief),
+        )
+    };
+    kw(
+        "nhrp",
+        "IPv6 NHRP cache",
+        vec![
+            brief(),
+            param(
+                Word::Interface,
+                "Only this tunnel interface",
+                Action::Show(Request::ShowIpv6Nhrp, View::Plain),
+                vec![brief()],
+            ),
+        ],
+    )
+    .does(Action::Show(Request::ShowIpv6Nhrp, View::Plain))
+}
+
 /// `nhrp [ADDRESS [MASK]]` under `clear ip` and `clear`.
 fn clear_nhrp() -> Node {
     kw(
@@ -259,6 +284,7 @@ fn tree() -> Vec<Node> {
             "Show NHRP, DMVPN and crypto state",
             vec![
                 kw("ip", "IP", vec![show_nhrp()]),
+                kw("ipv6", "IPv6", vec![show_nhrp6()]),
                 show_nhrp().hidden(),
                 kw(
                     "dmvpn",
@@ -566,6 +592,7 @@ mod tests {
     fn abbreviations() {
         assert_eq!(req("sh dm"), Request::ShowDmvpn);
         assert_eq!(req("sh ip nh"), Request::ShowNhrp);
+        assert_eq!(req("show ipv6 nhrp"), Request::ShowIpv6Nhrp);
         assert_eq!(req("sh ip nh nhs"), Request::ShowNhrpNhs);
         assert_eq!(req("sh ip nh t"), Request::ShowNhrpTraffic);
         assert_eq!(req("SH CRY ISA SA"), Request::ShowCryptoIsakmpSa);

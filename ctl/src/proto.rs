@@ -67,6 +67,8 @@ pub fn parse_request(line: &[u8]) -> Result<Request, RequestError> {
 pub enum Request {
     /// `show ip nhrp [brief]`
     ShowNhrp,
+    /// `show ipv6 nhrp [brief]`: a dual-stack tunnel's IPv6 entries.
+    ShowIpv6Nhrp,
     /// `show ip nhrp nhs`
     ShowNhrpNhs,
     /// `show ip nhrp traffic`: NHRP packets by type, and drops.

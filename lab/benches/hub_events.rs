@@ -448,7 +448,7 @@ fn bench_size(c: &mut Criterion, n: usize, summary: &mut Vec<Row>) {
     assert_eq!(after.tx - before.tx, n as u64, "replies sent");
     assert_eq!(refusals(&after), refusals(&before), "a refresh was refused");
     assert_eq!(
-        hub.router.node().show_nhrp(hub.now).len(),
+        hub.router.node().show_nhrp(hub.now, false).len(),
         n,
         "NHRP entries"
     );

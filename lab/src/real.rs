@@ -233,7 +233,7 @@ pub struct RealNode {
     /// Peers with an outbound SA (a tunnel).
     outbound: BTreeSet<Ipv4Addr>,
     /// Overlay routes as installed in the engine.
-    routes: BTreeMap<(Ipv4Addr, u8), Ipv4Addr>,
+    routes: BTreeMap<(std::net::IpAddr, u8), Ipv4Addr>,
     /// ESP-in-UDP the engine wanted to send (never expected here).
     pub dropped_udp: u64,
 }

@@ -91,13 +91,13 @@ impl PeerMap {
         }
     }
 
-    /// Adds or replaces `prefix/len → peer`.
-    pub fn insert(&mut self, prefix: Ipv4Addr, len: u8, peer: Peer) {
-        self.put(Prefix::new(IpAddr::V4(prefix), len), peer);
+    /// Adds or replaces `prefix/len → peer` (either overlay family).
+    pub fn insert(&mut self, prefix: impl Into<IpAddr>, len: u8, peer: Peer) {
+        self.put(Prefix::new(prefix.into(), len), peer);
     }
 
-    pub fn remove(&mut self, prefix: Ipv4Addr, len: u8) {
-        self.take(Prefix::new(IpAddr::V4(prefix), len));
+    pub fn remove(&mut self, prefix: impl Into<IpAddr>, len: u8) {
+        self.take(Prefix::new(prefix.into(), len));
     }
 
     pub fn lookup(&self, dst: Ipv4Addr) -> Option<&Peer> {
@@ -1288,12 +1288,12 @@ pub enum Command {
     RemovePeerSas(IpAddr),
     /// Add or replace an overlay prefix → peer mapping.
     MapInsert {
-        prefix: Ipv4Addr,
+        prefix: IpAddr,
         len: u8,
         peer: Peer,
     },
     MapRemove {
-        prefix: Ipv4Addr,
+        prefix: IpAddr,
         len: u8,
     },
     /// Remove one inbound SA (the old half of a rekey, a peer's delete).

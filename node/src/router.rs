@@ -80,7 +80,7 @@ pub enum Change {
     OutboundSa { peer: Ipv4Addr, installed: bool },
     /// `prefix/len` now goes to `nbma` (`None`: the mapping was removed).
     Route {
-        prefix: Ipv4Addr,
+        prefix: IpAddr,
         len: u8,
         nbma: Option<Ipv4Addr>,
     },
@@ -365,14 +365,14 @@ impl Router {
     /// The kernel's routes through the tunnel that name a next hop
     /// (`prefix/len via tunnel-address`), as installed by the operator or
     /// a routing daemon; the whole set each time.
-    pub fn handle_kernel_routes(&mut self, now: Instant, routes: &[(Ipv4Addr, u8, Ipv4Addr)]) {
+    pub fn handle_kernel_routes(&mut self, now: Instant, routes: &[(IpAddr, u8, IpAddr)]) {
         self.node.set_tunnel_routes(now, routes);
         self.settle(now);
     }
 
     /// The networks directly connected behind this node (its LANs), as
     /// the kernel now has them; the whole set each time.
-    pub fn handle_local_prefixes(&mut self, now: Instant, prefixes: &[(Ipv4Addr, u8)]) {
+    pub fn handle_local_prefixes(&mut self, now: Instant, prefixes: &[(IpAddr, u8)]) {
         self.node.set_local_prefixes(now, prefixes);
         self.settle(now);
     }
@@ -415,7 +415,8 @@ impl Router {
     pub fn request(&mut self, now: Instant, req: Request) -> Response {
         let node = &mut self.node;
         let resp = match req {
-            Request::ShowNhrp => Response::Ok(Reply::Nhrp(node.show_nhrp(now))),
+            Request::ShowNhrp => Response::Ok(Reply::Nhrp(node.show_nhrp(now, false))),
+            Request::ShowIpv6Nhrp => Response::Ok(Reply::Nhrp(node.show_nhrp(now, true))),
             Request::ShowNhrpNhs => Response::Ok(Reply::NhrpNhs(node.show_nhrp_nhs(now))),
             Request::ShowNhrpTraffic => {
                 let st = self.engine.stats();

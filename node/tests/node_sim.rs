@@ -254,8 +254,8 @@ impl Sim {
         let mut r = Router::new(ncfg, seed, now);
         if role == "hub" {
             // As a routing daemon would install them on the hub.
-            let via: Vec<(Ipv4Addr, u8, Ipv4Addr)> = (2u8..=3)
-                .map(|x| (lan(x, 0), 24, Ipv4Addr::new(192, 168, 1, x)))
+            let via: Vec<(IpAddr, u8, IpAddr)> = (2u8..=3)
+                .map(|x| (lan(x, 0).into(), 24, Ipv4Addr::new(192, 168, 1, x).into()))
                 .collect();
             r.handle_kernel_routes(now, &via);
         }
@@ -533,7 +533,7 @@ fn line_protocol_follows_the_nhs() {
 }
 
 fn registered(sim: &Sim) -> bool {
-    let hub = sim.nodes[0].r.node().show_nhrp(sim.now);
+    let hub = sim.nodes[0].r.node().show_nhrp(sim.now, false);
     let dynamic = hub
         .iter()
         .filter(|e| e.entry_type == dmvpn_ctl::proto::NhrpEntryType::Dynamic)
@@ -777,7 +777,10 @@ fn shortcuts_via(sim: &Sim, i: usize, nbma: Ipv4Addr) -> Vec<(Ipv4Addr, u8)> {
         .shortcut_routes()
         .into_iter()
         .filter(|r| r.2 == nbma)
-        .map(|r| (r.0, r.1))
+        .filter_map(|r| match r.0 {
+            IpAddr::V4(p) => Some((p, r.1)),
+            IpAddr::V6(_) => None,
+        })
         .collect()
 }
 
@@ -1100,7 +1103,7 @@ fn nhrp_entries_and_dmvpn_attributes_match_ios() {
         sim.nodes[i]
             .r
             .node()
-            .show_nhrp(sim.now)
+            .show_nhrp(sim.now, false)
             .into_iter()
             .find(|e| e.prefix == IpAddr::V4(prefix) && e.prefix_len == len)
             .unwrap_or_else(|| panic!("node {i}: no {prefix}/{len}"))
@@ -1129,7 +1132,7 @@ fn nhrp_entries_and_dmvpn_attributes_match_ios() {
             "{:?}",
             host.flags
         );
-        let text = dmvpn_ctl::render::nhrp(&sim.nodes[i].r.node().show_nhrp(sim.now));
+        let text = dmvpn_ctl::render::nhrp(&sim.nodes[i].r.node().show_nhrp(sim.now, false));
         assert!(!text.contains("cached"), "{text}");
         let dmvpn = sim.nodes[i].r.node().show_dmvpn(sim.now);
         let p = dmvpn[0]
@@ -1175,7 +1178,7 @@ fn clear_ip_nhrp_one_entry() {
     assert_eq!(n, 1);
     sim.settle();
     assert!(!shortcuts_via(&sim, 1, S2).contains(&(lan(3, 0), 24)));
-    let shown = sim.nodes[1].r.node().show_nhrp(sim.now);
+    let shown = sim.nodes[1].r.node().show_nhrp(sim.now, false);
     assert!(shown.iter().all(|e| e.prefix != IpAddr::V4(lan(3, 0))));
     assert!(
         shown.iter().any(|e| e.prefix == IpAddr::V4(T2)),
@@ -1348,7 +1351,7 @@ fn statics(sim: &Sim, i: usize) -> Vec<(IpAddr, Option<IpAddr>)> {
     sim.nodes[i]
         .r
         .node()
-        .show_nhrp(sim.now)
+        .show_nhrp(sim.now, false)
         .iter()
         .filter(|e| e.entry_type == dmvpn_ctl::proto::NhrpEntryType::Static)
         .map(|e| (e.prefix, e.nbma))
@@ -1370,9 +1373,15 @@ fn reload_adds_and_removes_an_nhs() {
     sim.advance(Duration::from_secs(5));
     let nhs = |sim: &Sim| sim.nodes[1].r.node().show_nhrp_nhs(sim.now);
     let registered_at = |sim: &Sim, hub: usize| {
-        sim.nodes[hub].r.node().show_nhrp(sim.now).iter().any(|e| {
-            e.prefix == IpAddr::V4(T1) && e.entry_type == dmvpn_ctl::proto::NhrpEntryType::Dynamic
-        })
+        sim.nodes[hub]
+            .r
+            .node()
+            .show_nhrp(sim.now, false)
+            .iter()
+            .any(|e| {
+                e.prefix == IpAddr::V4(T1)
+                    && e.entry_type == dmvpn_ctl::proto::NhrpEntryType::Dynamic
+            })
     };
     assert_eq!(nhs(&sim).len(), 1);
     assert!(nhs(&sim)[0].state.responding);
@@ -1586,7 +1595,7 @@ fn reload_applies_changes_in_place() {
         sim.nodes[0]
             .r
             .node()
-            .show_nhrp(sim.now)
+            .show_nhrp(sim.now, false)
             .iter()
             .find(|e| e.prefix == IpAddr::V4(T1))
             .and_then(|e| e.expire_secs)
@@ -1724,7 +1733,7 @@ fn hub_nbma_of(sim: &Sim, t: Ipv4Addr) -> Option<IpAddr> {
     sim.nodes[0]
         .r
         .node()
-        .show_nhrp(sim.now)
+        .show_nhrp(sim.now, false)
         .iter()
         .find(|e| e.prefix == IpAddr::V4(t))
         .and_then(|e| e.nbma)
@@ -1904,7 +1913,7 @@ fn reload_changes_a_spokes_tunnel_address() {
     let own: Vec<IpAddr> = sim.nodes[1]
         .r
         .node()
-        .show_nhrp(sim.now)
+        .show_nhrp(sim.now, false)
         .iter()
         .map(|e| e.prefix)
         .collect();

@@ -14,7 +14,7 @@
 //! network namespace; it runs at the lowest CPU priority.
 
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;
 
@@ -50,10 +50,10 @@ enum Job {
 pub enum Done {
     /// The routes through the tunnel that name a next hop (dmvpnd's own
     /// left out), for [`dmvpn_node::Router::handle_kernel_routes`].
-    TunnelRoutes(Vec<(Ipv4Addr, u8, Ipv4Addr)>),
+    TunnelRoutes(Vec<(IpAddr, u8, IpAddr)>),
     /// The networks directly connected behind this node, for
     /// [`dmvpn_node::Router::handle_local_prefixes`].
-    LocalPrefixes(Vec<(Ipv4Addr, u8)>),
+    LocalPrefixes(Vec<(IpAddr, u8)>),
     /// The tunnel source as the kernel sees it.
     Source(Reading),
     /// A route installed or removed, or why not.
@@ -246,9 +246,9 @@ fn readdress(tunnel: &str, old: (Ipv4Addr, u8), new: (Ipv4Addr, u8)) -> io::Resu
         format!("/proc/sys/net/ipv4/conf/{tunnel}/promote_secondaries"),
         "1",
     )?;
-    rtnl::add_address(index, new.0, new.1)?;
+    rtnl::add_address(index, new.0.into(), new.1)?;
     if old != new {
-        rtnl::delete_address(index, old.0, old.1)?;
+        rtnl::delete_address(index, old.0.into(), old.1)?;
     }
     Ok(())
 }

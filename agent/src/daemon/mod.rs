@@ -208,11 +208,18 @@ async fn start_tunnel(
     };
     ncfg.set_nbma(nbma);
     // Networks behind this node, answered in NHRP resolutions.
+    let lans = routes::local_prefixes(&ncfg.interface, ncfg.nbma);
+    let lans_of = |v6: bool| -> Vec<(IpAddr, u8)> {
+        lans.iter()
+            .filter(|(p, _)| p.is_ipv6() == v6)
+            .copied()
+            .collect()
+    };
     if let Some(n) = ncfg.nhrp.as_mut() {
-        n.local_prefixes = routes::local_prefixes(&ncfg.interface, ncfg.nbma)
-            .into_iter()
-            .map(|(p, l)| (IpAddr::V4(p), l))
-            .collect();
+        n.local_prefixes = lans_of(false);
+    }
+    if let Some(n) = ncfg.nhrp6.as_mut() {
+        n.local_prefixes = lans_of(true);
     }
     let keylog = match &cfg.log.key_log {
         Some(p) => Some(keylog::open(p).map_err(|reason| DaemonError::KeyLog {
@@ -263,13 +270,20 @@ async fn start_tunnel(
     // device up has dropped the routes through it already; this removes
     // any left.
     flush_learned_routes(&tun.name(), "of an earlier run");
-    for (p, l) in &ncfg.routes {
-        tun.add_route(IpAddr::V4(*p), *l)
-            .map_err(|source| DaemonError::Route {
-                prefix: format!("{p}/{l}"),
-                tunnel: ncfg.interface.clone(),
-                source,
-            })?;
+    if let Some((a, l)) = ncfg.tunnel_addr6 {
+        add_ipv6_address(&tun.name(), a, l).map_err(|source| DaemonError::Tun {
+            name: ncfg.interface.clone(),
+            source,
+        })?;
+    }
+    let routes = ncfg.routes.iter().map(|(p, l)| (IpAddr::V4(*p), *l));
+    let routes6 = ncfg.routes6.iter().map(|(p, l)| (IpAddr::V6(*p), *l));
+    for (p, l) in routes.chain(routes6) {
+        tun.add_route(p, l).map_err(|source| DaemonError::Route {
+            prefix: format!("{p}/{l}"),
+            tunnel: ncfg.interface.clone(),
+            source,
+        })?;
     }
     // Spoke-to-spoke packets relayed by the hub leave by the interface they
     // came in on; the kernel must not answer them with ICMP redirects.
@@ -325,6 +339,30 @@ async fn start_tunnel(
         control: Some(control),
         control_tx,
     }))
+}
+
+/// Gives the tunnel device its IPv6 address (a dual-stack tunnel), with
+/// IPv6 on for it and no duplicate address detection: the address is
+/// the operator's, usable at once.
+fn add_ipv6_address(tunnel: &str, a: std::net::Ipv6Addr, len: u8) -> std::io::Result<()> {
+    std::fs::write(
+        format!("/proc/sys/net/ipv6/conf/{tunnel}/disable_ipv6"),
+        "0",
+    )
+    .map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot turn IPv6 on for {tunnel} (is IPv6 disabled on this host?): {e}"),
+        )
+    })?;
+    let index = crate::runtime::rtnl::ifindex(tunnel)?;
+    let have = crate::runtime::rtnl::ipv6_addresses(index)?;
+    if !have.contains(&(a, len)) {
+        crate::runtime::rtnl::add_address(index, IpAddr::V6(a), len).map_err(|e| {
+            std::io::Error::new(e.kind(), format!("cannot add {a}/{len} to {tunnel}: {e}"))
+        })?;
+    }
+    Ok(())
 }
 
 /// Removes the routes dmvpnd installed through `tunnel` for what NHRP

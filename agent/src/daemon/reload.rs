@@ -12,7 +12,7 @@
 //! once everything succeeded.
 
 use std::fs::File;
-use std::net::Ipv4Addr;
+
 use std::path::PathBuf;
 
 use dmvpn_ctl::proto::{ConfigChange, ReloadReport, Reply, Response};
@@ -239,19 +239,17 @@ fn tunnel_settings(
         undo();
         return Err(e.to_string());
     }
-    let v4 = |t: &dmvpn_config::Tunnel| -> Vec<(Ipv4Addr, u8)> {
+    // Both families: a dual-stack tunnel routes IPv6 prefixes too.
+    let prefixes = |t: &dmvpn_config::Tunnel| -> Vec<(std::net::IpAddr, u8)> {
         t.routes
             .iter()
-            .filter_map(|r| match r.network() {
-                std::net::IpAddr::V4(a) => Some((a, r.prefix_len())),
-                std::net::IpAddr::V6(_) => None,
-            })
+            .map(|r| (r.network(), r.prefix_len()))
             .collect()
     };
-    let (old_routes, new_routes) = (v4(old_t), v4(new_t));
+    let (old_routes, new_routes) = (prefixes(old_t), prefixes(new_t));
     let mut added = Vec::new();
     for &(p, l) in new_routes.iter().filter(|r| !old_routes.contains(r)) {
-        if let Err(e) = tun.add_route(p.into(), l) {
+        if let Err(e) = tun.add_route(p, l) {
             for &(p, l) in &added {
                 let _ = tun.delete_route(p, l);
             }

@@ -44,13 +44,24 @@ pub fn own_tunnel(ifindex: u32) {
         .push(ifindex);
 }
 
+/// The metric of dmvpnd's IPv6 routes.
+pub const IPV6_METRIC: u32 = 1023;
+
 /// The metric for dmvpnd's route `prefix/len` through `oif`. With one
 /// tunnel, 0. With several, that of the most specific route through the
 /// same tunnel that covers it (the operator's or a routing daemon's), so
 /// a shortcut ranks as the route it shortcuts and the preference between
 /// tunnels (e.g. metric 10 through Tunnel0, 20 through Tunnel1) holds. A
 /// hub runs one tunnel: it is not read a table per registration.
-pub fn metric_for(oif: u32, prefix: Ipv4Addr, len: u8) -> u32 {
+pub fn metric_for(oif: u32, prefix: IpAddr, len: u8) -> u32 {
+    // IPv6 has no `prepend`: a route of the same prefix and metric as
+    // one already there (a configured route gets the kernel's default,
+    // 1024) is refused. One below it goes in beside and is preferred, as
+    // dmvpnd's IPv4 routes are. (Several tunnels with IPv6 overlays are
+    // not run: `--check` refuses them.)
+    let IpAddr::V4(prefix) = prefix else {
+        return IPV6_METRIC;
+    };
     if TUNNELS
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -78,11 +89,40 @@ fn covering_metric(table: &[Route], prefix: Ipv4Addr, len: u8) -> u32 {
 /// Directly connected networks on other interfaces than the tunnel (and
 /// this dmvpnd's other tunnels), except those holding the NBMA address
 /// (or the other tunnels'): the LANs behind this node.
-pub fn local_prefixes(tunnel: &str, nbma: Ipv4Addr) -> Vec<(Ipv4Addr, u8)> {
+pub fn local_prefixes(tunnel: &str, nbma: Ipv4Addr) -> Vec<(IpAddr, u8)> {
     let (mut tunnels, mut nbmas) = TUNNELS.lock().unwrap_or_else(|e| e.into_inner()).clone();
     tunnels.extend(rtnl::ifindex(tunnel).ok());
     nbmas.push(nbma);
-    lan_prefixes(&main_table(), &tunnels, &nbmas)
+    let mut v: Vec<(IpAddr, u8)> = lan_prefixes(&main_table(), &tunnels, &nbmas)
+        .into_iter()
+        .map(|(p, l)| (IpAddr::V4(p), l))
+        .collect();
+    let table6 = rtnl::main_table_v6().unwrap_or_else(|e| {
+        tracing::warn!("cannot read the IPv6 routing table: {e}");
+        Vec::new()
+    });
+    v.extend(lan_prefixes_v6(&table6, &tunnels));
+    v
+}
+
+/// `rtm_protocol` of the routes the kernel adds for an interface's
+/// addresses.
+const KERNEL_PROTOCOL: u8 = 2;
+
+/// The IPv6 LANs: connected prefixes (the kernel's, no next hop) on
+/// other interfaces than the tunnels.
+fn lan_prefixes_v6(table: &[rtnl::Route6], tunnels: &[u32]) -> Vec<(IpAddr, u8)> {
+    table
+        .iter()
+        .filter(|r| {
+            r.protocol == KERNEL_PROTOCOL
+                && r.gateway.is_none()
+                && !r.oif.is_some_and(|i| tunnels.contains(&i))
+                && r.len > 0
+                && !r.prefix.is_loopback()
+        })
+        .map(|r| (IpAddr::V6(r.prefix), r.len))
+        .collect()
 }
 
 fn lan_prefixes(table: &[Route], tunnels: &[u32], nbmas: &[Ipv4Addr]) -> Vec<(Ipv4Addr, u8)> {
@@ -102,7 +142,7 @@ fn lan_prefixes(table: &[Route], tunnels: &[u32], nbmas: &[Ipv4Addr]) -> Vec<(Ip
 }
 
 /// Routes through `tunnel` that name a next hop.
-pub fn tunnel_routes(tunnel: &str) -> Vec<(Ipv4Addr, u8, Ipv4Addr)> {
+pub fn tunnel_routes(tunnel: &str) -> Vec<(IpAddr, u8, IpAddr)> {
     let Ok(tun) = rtnl::ifindex(tunnel) else {
         return Vec::new();
     };
@@ -110,7 +150,24 @@ pub fn tunnel_routes(tunnel: &str) -> Vec<(Ipv4Addr, u8, Ipv4Addr)> {
         tracing::warn!("cannot read the routing table: {e}");
         Vec::new()
     });
-    via_tunnel(&table, tun)
+    let mut v: Vec<(IpAddr, u8, IpAddr)> = via_tunnel(&table, tun)
+        .into_iter()
+        .map(|(p, l, g)| (IpAddr::V4(p), l, IpAddr::V4(g)))
+        .collect();
+    let table6 = rtnl::routes_through_v6(tun).unwrap_or_else(|e| {
+        tracing::warn!("cannot read the IPv6 routing table: {e}");
+        Vec::new()
+    });
+    v.extend(
+        table6
+            .iter()
+            .filter(|r| r.protocol != ROUTE_PROTOCOL && r.oif == Some(tun))
+            .filter_map(|r| {
+                r.gateway
+                    .map(|g| (IpAddr::V6(r.prefix), r.len, IpAddr::V6(g)))
+            }),
+    );
+    v
 }
 
 fn via_tunnel(table: &[Route], tunnel: u32) -> Vec<(Ipv4Addr, u8, Ipv4Addr)> {

@@ -1,6 +1,6 @@
-//! The kernel's IPv4 routing table and interface addresses over
-//! rtnetlink: a dump of the main table, route replacement through an
-//! interface, interfaces' addresses, and [`Watch`], the kernel's change
+//! The kernel's routing tables and interface addresses over rtnetlink:
+//! dumps of the main IPv4 and IPv6 tables, routes into an interface,
+//! interfaces' addresses, and [`Watch`], the kernel's change
 //! notifications. Messages are built and parsed by `netlink-packet-route`;
 //! no `ip` process, no text.
 //!
@@ -15,7 +15,7 @@
 //! number, [`ROUTE_PROTOCOL`].
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use tokio::io::unix::AsyncFd;
@@ -134,6 +134,92 @@ fn v4(a: &RouteAddress) -> Option<Ipv4Addr> {
     }
 }
 
+fn v6(a: &RouteAddress) -> Option<Ipv6Addr> {
+    match a {
+        RouteAddress::Inet6(a) => Some(*a),
+        _ => None,
+    }
+}
+
+/// One IPv6 route of the main table (a dual-stack tunnel's overlay).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route6 {
+    pub prefix: Ipv6Addr,
+    pub len: u8,
+    pub gateway: Option<Ipv6Addr>,
+    /// Output interface index.
+    pub oif: Option<u32>,
+    /// Who installed it (`rtm_protocol`, as for [`Route`]).
+    pub protocol: u8,
+    /// Its metric (`rtm_priority`).
+    pub metric: u32,
+}
+
+/// The unicast routes of the main IPv6 table, link-local ones left out.
+pub fn main_table_v6() -> io::Result<Vec<Route6>> {
+    dump_main_v6(None)
+}
+
+/// The unicast routes of the main IPv6 table through interface `oif`
+/// (filtered as [`routes_through`] does).
+pub fn routes_through_v6(oif: u32) -> io::Result<Vec<Route6>> {
+    Ok(dump_main_v6(Some(oif))?
+        .into_iter()
+        .filter(|r| r.oif == Some(oif))
+        .collect())
+}
+
+fn dump_main_v6(oif: Option<u32>) -> io::Result<Vec<Route6>> {
+    let s = socket()?;
+    let mut req = RouteMessage::default();
+    req.header.address_family = AddressFamily::Inet6;
+    if let Some(i) = oif
+        && s.set_netlink_get_strict_chk(true).is_ok()
+    {
+        req.header.table = RouteHeader::RT_TABLE_MAIN;
+        req.attributes.push(RouteAttribute::Oif(i));
+    }
+    send(
+        &s,
+        NLM_F_REQUEST | NLM_F_DUMP,
+        RouteNetlinkMessage::GetRoute(req),
+    )?;
+    let mut out = Vec::new();
+    replies(&s, |m| {
+        let RouteNetlinkMessage::NewRoute(r) = m else {
+            return;
+        };
+        let mut table = u32::from(r.header.table);
+        let mut route = Route6 {
+            prefix: Ipv6Addr::UNSPECIFIED,
+            len: r.header.destination_prefix_length,
+            gateway: None,
+            oif: None,
+            protocol: u8::from(r.header.protocol),
+            metric: 0,
+        };
+        for a in &r.attributes {
+            match a {
+                RouteAttribute::Destination(d) => route.prefix = v6(d).unwrap_or(route.prefix),
+                RouteAttribute::Gateway(g) => route.gateway = v6(g),
+                RouteAttribute::Oif(i) => route.oif = Some(*i),
+                RouteAttribute::Table(t) => table = *t,
+                RouteAttribute::Priority(p) => route.metric = *p,
+                _ => {}
+            }
+        }
+        let link_local = (route.prefix.segments()[0] & 0xffc0) == 0xfe80;
+        if r.header.address_family == AddressFamily::Inet6
+            && r.header.kind == RouteType::Unicast
+            && table == u32::from(RouteHeader::RT_TABLE_MAIN)
+            && !link_local
+        {
+            out.push(route);
+        }
+    })?;
+    Ok(out)
+}
+
 /// The unicast routes of the main IPv4 table.
 pub fn main_table() -> io::Result<Vec<Route>> {
     dump_main(None)
@@ -206,27 +292,31 @@ fn dump_main(oif: Option<u32>) -> io::Result<Vec<Route>> {
 /// A unicast route of the main table: `prefix/len` into `oif`, through
 /// `gateway` if given.
 fn route_message(
-    prefix: Ipv4Addr,
+    prefix: IpAddr,
     len: u8,
-    gateway: Option<Ipv4Addr>,
+    gateway: Option<IpAddr>,
     oif: u32,
     protocol: RouteProtocol,
 ) -> RouteMessage {
     let mut m = RouteMessage::default();
-    m.header.address_family = AddressFamily::Inet;
+    m.header.address_family = match prefix {
+        IpAddr::V4(_) => AddressFamily::Inet,
+        IpAddr::V6(_) => AddressFamily::Inet6,
+    };
     m.header.destination_prefix_length = len;
     m.header.table = RouteHeader::RT_TABLE_MAIN;
     m.header.protocol = protocol;
-    m.header.scope = match gateway {
-        Some(_) => RouteScope::Universe,
-        None => RouteScope::Link,
+    // IPv6 routes are all of scope universe, device routes too.
+    m.header.scope = match (gateway, prefix) {
+        (None, IpAddr::V4(_)) => RouteScope::Link,
+        _ => RouteScope::Universe,
     };
     m.header.kind = RouteType::Unicast;
     m.attributes
-        .push(RouteAttribute::Destination(RouteAddress::Inet(prefix)));
+        .push(RouteAttribute::Destination(RouteAddress::from(prefix)));
     if let Some(g) = gateway {
         m.attributes
-            .push(RouteAttribute::Gateway(RouteAddress::Inet(g)));
+            .push(RouteAttribute::Gateway(RouteAddress::from(g)));
     }
     m.attributes.push(RouteAttribute::Oif(oif));
     m
@@ -242,12 +332,7 @@ fn acknowledged(flags: u16, msg: RouteNetlinkMessage) -> io::Result<()> {
 /// Routes `prefix/len` into interface `oif`, through `gateway` if given
 /// (like `ip route replace PREFIX [via GW] dev IF`), waiting for the
 /// kernel's acknowledgement.
-pub fn replace_route(
-    prefix: Ipv4Addr,
-    len: u8,
-    gateway: Option<Ipv4Addr>,
-    oif: u32,
-) -> io::Result<()> {
+pub fn replace_route(prefix: IpAddr, len: u8, gateway: Option<IpAddr>, oif: u32) -> io::Result<()> {
     let m = route_message(
         prefix,
         len,
@@ -266,7 +351,7 @@ pub fn replace_route(
 /// `ip route prepend`): a routing daemon's or the operator's route stays
 /// in the table, behind it, and comes back into use when it is removed.
 /// The same route again is not an error.
-pub fn add_route(prefix: Ipv4Addr, len: u8, oif: u32, protocol: u8, metric: u32) -> io::Result<()> {
+pub fn add_route(prefix: IpAddr, len: u8, oif: u32, protocol: u8, metric: u32) -> io::Result<()> {
     let mut m = route_message(prefix, len, None, oif, RouteProtocol::from(protocol));
     if metric != 0 {
         m.attributes.push(RouteAttribute::Priority(metric));
@@ -280,7 +365,7 @@ pub fn add_route(prefix: Ipv4Addr, len: u8, oif: u32, protocol: u8, metric: u32)
 /// Removes the route `prefix/len` into `oif` of protocol `protocol`, and
 /// no other (a routing daemon's route of the same prefix stays). A route
 /// already gone (its interface went down) is not an error.
-pub fn delete_route(prefix: Ipv4Addr, len: u8, oif: u32, protocol: u8) -> io::Result<()> {
+pub fn delete_route(prefix: IpAddr, len: u8, oif: u32, protocol: u8) -> io::Result<()> {
     let m = route_message(prefix, len, None, oif, RouteProtocol::from(protocol));
     match acknowledged(0, RouteNetlinkMessage::DelRoute(m)) {
         Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
@@ -323,9 +408,9 @@ pub fn set_link_name(index: u32, name: &str) -> io::Result<()> {
 /// metric); the same route again is not an error.
 pub fn restore_route(r: &Route, oif: u32) -> io::Result<()> {
     let mut m = route_message(
-        r.prefix,
+        r.prefix.into(),
         r.len,
-        r.gateway,
+        r.gateway.map(IpAddr::V4),
         oif,
         RouteProtocol::from(r.protocol),
     );
@@ -339,33 +424,47 @@ pub fn restore_route(r: &Route, oif: u32) -> io::Result<()> {
 }
 
 /// Removes every route of protocol `protocol` into `oif` from the main
-/// table; returns how many there were.
+/// IPv4 and IPv6 tables; returns how many there were.
 pub fn flush_routes(oif: u32, protocol: u8) -> io::Result<usize> {
-    let mine: Vec<Route> = routes_through(oif)?
+    let mut mine: Vec<(IpAddr, u8)> = routes_through(oif)?
         .into_iter()
         .filter(|r| r.protocol == protocol && r.gateway.is_none())
+        .map(|r| (IpAddr::V4(r.prefix), r.len))
         .collect();
-    for r in &mine {
-        delete_route(r.prefix, r.len, oif, protocol)?;
+    mine.extend(
+        routes_through_v6(oif)?
+            .into_iter()
+            .filter(|r| r.protocol == protocol && r.gateway.is_none())
+            .map(|r| (IpAddr::V6(r.prefix), r.len)),
+    );
+    for (p, l) in &mine {
+        delete_route(*p, *l, oif, protocol)?;
     }
     Ok(mine.len())
 }
 
-fn address_message(index: u32, addr: Ipv4Addr, len: u8) -> AddressMessage {
+fn address_message(index: u32, addr: IpAddr, len: u8) -> AddressMessage {
     let mut m = AddressMessage::default();
-    m.header.family = AddressFamily::Inet;
+    m.header.family = match addr {
+        IpAddr::V4(_) => AddressFamily::Inet,
+        IpAddr::V6(_) => AddressFamily::Inet6,
+    };
     m.header.prefix_len = len;
     m.header.index = index;
-    m.attributes.push(AddressAttribute::Local(IpAddr::V4(addr)));
-    m.attributes
-        .push(AddressAttribute::Address(IpAddr::V4(addr)));
+    if addr.is_ipv6() {
+        // The operator's address, usable at once: no duplicate address
+        // detection holding it tentative.
+        m.header.flags = AddressHeaderFlags::Nodad;
+    }
+    m.attributes.push(AddressAttribute::Local(addr));
+    m.attributes.push(AddressAttribute::Address(addr));
     m
 }
 
 /// Adds `addr/len` to interface `index` (like `ip addr add ADDR/LEN dev
 /// IF`), waiting for the kernel's acknowledgement. The address already
 /// there is not an error.
-pub fn add_address(index: u32, addr: Ipv4Addr, len: u8) -> io::Result<()> {
+pub fn add_address(index: u32, addr: IpAddr, len: u8) -> io::Result<()> {
     let m = address_message(index, addr, len);
     match acknowledged(NLM_F_CREATE, RouteNetlinkMessage::NewAddress(m)) {
         Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
@@ -375,7 +474,7 @@ pub fn add_address(index: u32, addr: Ipv4Addr, len: u8) -> io::Result<()> {
 
 /// Removes `addr/len` from interface `index` (like `ip addr del`). An
 /// address already gone is not an error.
-pub fn delete_address(index: u32, addr: Ipv4Addr, len: u8) -> io::Result<()> {
+pub fn delete_address(index: u32, addr: IpAddr, len: u8) -> io::Result<()> {
     let m = address_message(index, addr, len);
     match acknowledged(0, RouteNetlinkMessage::DelAddress(m)) {
         Err(e) if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => Ok(()),
@@ -398,6 +497,52 @@ pub fn ipv4_addresses(index: u32) -> io::Result<Vec<(Ipv4Addr, u8)>> {
 /// Whether some interface holds IPv4 address `addr`.
 pub fn has_ipv4_address(addr: Ipv4Addr) -> io::Result<bool> {
     Ok(all_ipv4_addresses()?.iter().any(|a| a.addr == addr))
+}
+
+/// The global IPv6 addresses of interface `index` (link-local ones left
+/// out) with their prefix lengths, and whether each is still tentative
+/// (duplicate address detection running).
+pub fn ipv6_addresses(index: u32) -> io::Result<Vec<(Ipv6Addr, u8)>> {
+    Ok(ipv6_address_states(index)?
+        .into_iter()
+        .map(|(a, l, _)| (a, l))
+        .collect())
+}
+
+/// [`ipv6_addresses`] with each address's tentative flag.
+pub fn ipv6_address_states(index: u32) -> io::Result<Vec<(Ipv6Addr, u8, bool)>> {
+    let s = socket()?;
+    let mut req = AddressMessage::default();
+    req.header.family = AddressFamily::Inet6;
+    send(
+        &s,
+        NLM_F_REQUEST | NLM_F_DUMP,
+        RouteNetlinkMessage::GetAddress(req),
+    )?;
+    let mut out = Vec::new();
+    replies(&s, |m| {
+        let RouteNetlinkMessage::NewAddress(a) = m else {
+            return;
+        };
+        if a.header.family != AddressFamily::Inet6 || a.header.index != index {
+            return;
+        }
+        let mut tentative = a.header.flags.contains(AddressHeaderFlags::Tentative);
+        let mut addr = None;
+        for attr in &a.attributes {
+            match attr {
+                AddressAttribute::Address(IpAddr::V6(x)) => addr = Some(*x),
+                AddressAttribute::Flags(f) => {
+                    tentative |= f.contains(netlink_packet_route::address::AddressFlags::Tentative)
+                }
+                _ => {}
+            }
+        }
+        if let Some(x) = addr.filter(|x| (x.segments()[0] & 0xffc0) != 0xfe80) {
+            out.push((x, a.header.prefix_len, tentative));
+        }
+    })?;
+    Ok(out)
 }
 
 /// One IPv4 address of an interface.
@@ -459,9 +604,10 @@ pub struct Watch {
 }
 
 impl Watch {
-    /// IPv4 route changes (`RTMGRP_IPV4_ROUTE`).
+    /// IPv4 and IPv6 route changes (`RTMGRP_IPV4_ROUTE`,
+    /// `RTMGRP_IPV6_ROUTE`).
     pub fn routes() -> io::Result<Watch> {
-        Watch::open(libc::RTMGRP_IPV4_ROUTE as u32)
+        Watch::open((libc::RTMGRP_IPV4_ROUTE | libc::RTMGRP_IPV6_ROUTE) as u32)
     }
 
     /// IPv4 interface address changes (`RTMGRP_IPV4_IFADDR`).

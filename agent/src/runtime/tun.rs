@@ -205,7 +205,7 @@ impl Tun {
 
     /// Removes the route of `prefix/len` into this interface that
     /// [`Tun::add_route`] installed (a route already gone is no error).
-    pub fn delete_route(&self, prefix: Ipv4Addr, len: u8) -> io::Result<()> {
+    pub fn delete_route(&self, prefix: IpAddr, len: u8) -> io::Result<()> {
         let oif = super::rtnl::ifindex(&self.name())?;
         super::rtnl::delete_route(prefix, len, oif, super::rtnl::CONFIGURED_PROTOCOL).map_err(|e| {
             io::Error::new(
@@ -220,12 +220,6 @@ impl Tun {
 
     /// Routes `prefix/len` into this interface (as `ip route replace`).
     pub fn add_route(&self, prefix: IpAddr, len: u8) -> io::Result<()> {
-        let IpAddr::V4(prefix) = prefix else {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "IPv6 routes are not installed",
-            ));
-        };
         let oif = super::rtnl::ifindex(&self.name())?;
         super::rtnl::replace_route(prefix, len, None, oif).map_err(|e| {
             io::Error::new(

@@ -587,6 +587,7 @@ impl Builder<'_> {
             out.push(Tunnel {
                 name: name.clone(),
                 address,
+                address6: None,
                 mtu,
                 source,
                 mode,

@@ -543,6 +543,7 @@ pub fn reload_report() -> ReloadReport {
 pub fn answer(req: Request) -> Response {
     Response::Ok(match req {
         Request::ShowNhrp => Reply::Nhrp(nhrp()),
+        Request::ShowIpv6Nhrp => Reply::Nhrp(Vec::new()),
         Request::ShowNhrpNhs => Reply::NhrpNhs(nhs()),
         Request::ShowNhrpTraffic => Reply::NhrpTraffic(nhrp_traffic()),
         Request::ShowDmvpn => Reply::Dmvpn(dmvpn()),

@@ -1,8 +1,8 @@
 //! `dmvpn_config::Config` → the engines' configurations.
 //!
-//! One tunnel per node (the first `gre-multipoint` or `gre` tunnel).
+//! One tunnel per node: [`Config::for_tunnel`] picks it.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use dmvpn_config::types::{EspMode, IkeEncryption, IkeHash, NatTraversal, Transform};
@@ -58,6 +58,12 @@ pub struct NodeConfig {
     /// Point-to-point `gre` destination.
     pub destination: Option<Ipv4Addr>,
     pub nhrp: Option<dmvpn_nhrp::Config>,
+    /// The IPv6 tunnel address and prefix length of a dual-stack tunnel.
+    pub tunnel_addr6: Option<(Ipv6Addr, u8)>,
+    /// IPv6 prefixes routed into the tunnel.
+    pub routes6: Vec<(Ipv6Addr, u8)>,
+    /// The IPv6 overlay's NHRP instance (IOS `ipv6 nhrp`).
+    pub nhrp6: Option<dmvpn_nhrp::Config>,
     /// The tunnel carries traffic only while an NHS is up (IOS `if-state
     /// nhrp`).
     pub if_state: bool,
@@ -91,7 +97,7 @@ impl NodeConfig {
     pub fn set_nbma(&mut self, nbma: Ipv4Addr) {
         self.nbma = nbma;
         self.dataplane.local_nbma = nbma;
-        if let Some(n) = self.nhrp.as_mut() {
+        for n in self.nhrp.iter_mut().chain(self.nhrp6.iter_mut()) {
             n.nbma = IpAddr::V4(nbma);
         }
     }
@@ -281,67 +287,48 @@ pub fn map(cfg: &Config) -> Result<NodeConfig, MapError> {
         })
         .collect();
 
-    // NHRP.
-    let nhrp = match &t.nhrp {
-        Some(n) => {
-            let mut c = dmvpn_nhrp::Config::new(IpAddr::V4(nbma), IpAddr::V4(tunnel_addr));
-            c.tunnel_prefix_len = tunnel_prefix_len;
-            c.interface = name.clone();
-            c.mtu = t.mtu;
-            c.holding_time = n.holdtime.min(u32::from(u16::MAX)) as u16;
-            c.authentication = n
-                .authentication
-                .as_ref()
-                .map(|s| dmvpn_nhrp::Password::new(s.expose().as_bytes().to_vec()));
-            c.nhs = n
-                .nhs
-                .iter()
-                .filter_map(|s| {
-                    Some(dmvpn_nhrp::NhsConfig {
-                        protocol: s.address,
-                        nbma: n.nhs_nbma(s)?,
-                        priority: s.priority,
-                    })
-                })
-                .collect();
-            c.static_maps = n.map.iter().map(|m| (m.address, m.nbma)).collect();
-            c.multicast_dynamic = n.map_multicast_dynamic;
-            c.multicast_static = n.multicast.clone();
-            c.multicast_static.extend(
-                n.nhs
-                    .iter()
-                    .filter(|s| s.multicast)
-                    .filter_map(|s| n.nhs_nbma(s)),
-            );
-            c.server = hub;
-            c.redirect = n.redirect;
-            c.shortcut = n.shortcut;
-            c.wait_for_ipsec = profile.is_some();
-            if let Some(r) = n.registration_timeout {
-                c.registration_interval = Some(Duration::from_secs(u64::from(r.max(1))));
-            }
-            c.unique = !n.registration_no_unique;
-            c.registration_prefixes = n
-                .registration_prefixes
-                .as_ref()
-                .map(|v| v.iter().map(|p| (p.network(), p.prefix_len())).collect());
-            c.allowed_nbma = n
-                .allowed_nbma
-                .as_ref()
-                .map(|v| v.iter().map(|p| (p.network(), p.prefix_len())).collect());
-            c.max_send = n.max_send;
-            c.max_send_interval = Duration::from_secs(u64::from(n.max_send_interval));
-            c.max_cache_entries = n.max_cache_entries as usize;
-            c.max_registrations_per_nbma = n.max_registrations_per_nbma as usize;
-            Some(c)
-        }
-        None => None,
+    // NHRP: one instance per overlay family, as IOS runs `ip nhrp` and
+    // `ipv6 nhrp` side by side on a dual-stack tunnel.
+    let tunnel_addr6 = t.address6.and_then(|a| match a.addr() {
+        IpAddr::V6(v6) => Some((v6, a.prefix_len())),
+        IpAddr::V4(_) => None,
+    });
+    let nhrp = t.nhrp.as_ref().map(|n| {
+        nhrp_instance(
+            n,
+            t,
+            hub,
+            profile.is_some(),
+            nbma,
+            IpAddr::V4(tunnel_addr),
+            tunnel_prefix_len,
+        )
+    });
+    let nhrp6 = match (t.nhrp.as_ref(), tunnel_addr6) {
+        (Some(n), Some((a, len))) => Some(nhrp_instance(
+            n,
+            t,
+            hub,
+            profile.is_some(),
+            nbma,
+            IpAddr::V6(a),
+            len,
+        )),
+        _ => None,
     };
+    let routes6 = t
+        .routes
+        .iter()
+        .filter_map(|r| match r.network() {
+            IpAddr::V6(a) => Some((a, r.prefix_len())),
+            IpAddr::V4(_) => None,
+        })
+        .collect();
 
     let dataplane = DataplaneConfig {
         local_nbma: nbma,
         tunnel_addr,
-        tunnel_addr_v6: None,
+        tunnel_addr_v6: tunnel_addr6.map(|(a, _)| a),
         mtu: t.mtu,
         gre_key: t.key,
         outer_ttl: 255,
@@ -400,12 +387,93 @@ pub fn map(cfg: &Config) -> Result<NodeConfig, MapError> {
             None => None,
         },
         nhrp,
+        tunnel_addr6,
+        routes6,
+        nhrp6,
         if_state: t.nhrp.as_ref().is_some_and(|n| n.if_state),
         ike,
         dataplane,
         manual_sas,
         origin: cfg.clone(),
     })
+}
+
+/// The NHRP instance of one overlay family: `protocol/prefix_len` is the
+/// tunnel address of that family; NHSs, static maps and prefixes of the
+/// other family belong to the other instance.
+fn nhrp_instance(
+    n: &dmvpn_config::Nhrp,
+    t: &Tunnel,
+    hub: bool,
+    protected: bool,
+    nbma: Ipv4Addr,
+    protocol: IpAddr,
+    prefix_len: u8,
+) -> dmvpn_nhrp::Config {
+    let same = |a: &IpAddr| a.is_ipv4() == protocol.is_ipv4();
+    let mut c = dmvpn_nhrp::Config::new(IpAddr::V4(nbma), protocol);
+    c.tunnel_prefix_len = prefix_len;
+    c.interface = t.name.clone();
+    c.mtu = t.mtu;
+    c.holding_time = n.holdtime.min(u32::from(u16::MAX)) as u16;
+    c.authentication = n
+        .authentication
+        .as_ref()
+        .map(|s| dmvpn_nhrp::Password::new(s.expose().as_bytes().to_vec()));
+    c.nhs = n
+        .nhs
+        .iter()
+        .filter(|s| same(&s.address))
+        .filter_map(|s| {
+            Some(dmvpn_nhrp::NhsConfig {
+                protocol: s.address,
+                nbma: n.nhs_nbma(s)?,
+                priority: s.priority,
+            })
+        })
+        .collect();
+    c.static_maps = n
+        .map
+        .iter()
+        .filter(|m| same(&m.address))
+        .map(|m| (m.address, m.nbma))
+        .collect();
+    c.multicast_dynamic = n.map_multicast_dynamic;
+    c.multicast_static = n.multicast.clone();
+    c.multicast_static.extend(
+        n.nhs
+            .iter()
+            .filter(|s| s.multicast && same(&s.address))
+            .filter_map(|s| n.nhs_nbma(s)),
+    );
+    c.server = hub;
+    c.redirect = n.redirect;
+    c.shortcut = n.shortcut;
+    c.wait_for_ipsec = protected;
+    if let Some(r) = n.registration_timeout {
+        c.registration_interval = Some(Duration::from_secs(u64::from(r.max(1))));
+    }
+    c.unique = !n.registration_no_unique;
+    c.registration_prefixes = n
+        .registration_prefixes
+        .as_ref()
+        .map(|v| {
+            v.iter()
+                .map(|p| (p.network(), p.prefix_len()))
+                .filter(|(a, _)| same(a))
+                .collect::<Vec<_>>()
+        })
+        // Prefixes of the other family only: this family's subnet.
+        .filter(|v| !v.is_empty());
+    c.allowed_nbma = n
+        .allowed_nbma
+        .as_ref()
+        .map(|v| v.iter().map(|p| (p.network(), p.prefix_len())).collect());
+    c.max_send = n.max_send;
+    c.max_send_interval = Duration::from_secs(u64::from(n.max_send_interval));
+    c.max_cache_entries = n.max_cache_entries as usize;
+    c.max_registrations_per_nbma = n.max_registrations_per_nbma as usize;
+    c
 }
 
 #[cfg(test)]

@@ -18,8 +18,8 @@ use dmvpn_wire::prefix::Prefix;
 /// A change to the kernel's routing table: `prefix/len` into the tunnel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum KernelRoute {
-    Install { prefix: Ipv4Addr, len: u8 },
-    Remove { prefix: Ipv4Addr, len: u8 },
+    Install { prefix: IpAddr, len: u8 },
+    Remove { prefix: IpAddr, len: u8 },
 }
 
 impl std::fmt::Display for KernelRoute {
@@ -37,26 +37,26 @@ impl std::fmt::Display for KernelRoute {
 #[derive(Debug, Default)]
 pub(super) struct KernelRoutes {
     /// Prefixes clients registered with us (hub).
-    registered: BTreeSet<(Ipv4Addr, u8)>,
+    registered: BTreeSet<(IpAddr, u8)>,
     /// Prefixes the driver was told to install and not yet to remove.
-    installed: BTreeSet<(Ipv4Addr, u8)>,
+    installed: BTreeSet<(IpAddr, u8)>,
 }
 
 impl KernelRoutes {
-    pub(super) fn register(&mut self, key: (Ipv4Addr, u8)) {
+    pub(super) fn register(&mut self, key: (IpAddr, u8)) {
         self.registered.insert(key);
     }
 
-    pub(super) fn unregister(&mut self, key: (Ipv4Addr, u8)) {
+    pub(super) fn unregister(&mut self, key: (IpAddr, u8)) {
         self.registered.remove(&key);
     }
 
-    pub(super) fn is_registered(&self, key: &(Ipv4Addr, u8)) -> bool {
+    pub(super) fn is_registered(&self, key: &(IpAddr, u8)) -> bool {
         self.registered.contains(key)
     }
 
     /// The change that makes the kernel show `key` (or not), if any.
-    pub(super) fn set(&mut self, key: (Ipv4Addr, u8), wanted: bool) -> Option<KernelRoute> {
+    pub(super) fn set(&mut self, key: (IpAddr, u8), wanted: bool) -> Option<KernelRoute> {
         let (prefix, len) = key;
         if wanted && self.installed.insert(key) {
             Some(KernelRoute::Install { prefix, len })
@@ -68,13 +68,13 @@ impl KernelRoutes {
     }
 
     /// The prefixes currently installed, in order.
-    pub(super) fn installed(&self) -> Vec<(Ipv4Addr, u8)> {
+    pub(super) fn installed(&self) -> Vec<(IpAddr, u8)> {
         self.installed.iter().copied().collect()
     }
 }
 
 /// Whether `prefix/len` contains any of `addrs`.
-pub(super) fn covers(prefix: Ipv4Addr, len: u8, addrs: &[Ipv4Addr]) -> bool {
-    let p = Prefix::new(IpAddr::V4(prefix), len);
+pub(super) fn covers(prefix: IpAddr, len: u8, addrs: &[Ipv4Addr]) -> bool {
+    let p = Prefix::new(prefix, len);
     addrs.iter().any(|a| p.contains_addr(IpAddr::V4(*a)))
 }

@@ -97,14 +97,14 @@ fn drain(r: &mut Router) -> Vec<KernelRoute> {
 
 fn install(prefix: [u8; 4], len: u8) -> KernelRoute {
     KernelRoute::Install {
-        prefix: Ipv4Addr::from(prefix),
+        prefix: Ipv4Addr::from(prefix).into(),
         len,
     }
 }
 
 fn remove(prefix: [u8; 4], len: u8) -> KernelRoute {
     KernelRoute::Remove {
-        prefix: Ipv4Addr::from(prefix),
+        prefix: Ipv4Addr::from(prefix).into(),
         len,
     }
 }
@@ -159,7 +159,7 @@ fn shortcuts_go_in_and_leave_with_clear_ip_nhrp() {
     assert_eq!(drain(&mut rs[1]), [install([192, 168, 1, 3], 32)]);
     assert_eq!(
         rs[1].node().kernel_routes(),
-        [(Ipv4Addr::new(192, 168, 1, 3), 32)]
+        [(Ipv4Addr::new(192, 168, 1, 3).into(), 32)]
     );
     assert_eq!(drain(&mut rs[0]), [], "the hub only relayed");
 

@@ -27,6 +27,8 @@
 //! for the profile's idle time are deleted together with their shortcuts.
 
 pub mod config_map;
+#[cfg(test)]
+mod dual_stack_tests;
 mod kernel_routes;
 #[cfg(test)]
 mod kernel_routes_tests;
@@ -41,7 +43,7 @@ mod seed;
 mod show;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,7 +51,7 @@ use dmvpn_ike::{Endpoint, Phase2Request, policy::gre_proxy};
 use dmvpn_nhrp::Instant;
 use dmvpn_wire::ipv4::Ipv4Packet;
 use dmvpn_wire::natt;
-use dmvpn_wire::prefix::{Prefix, PrefixMap, mask_v4};
+use dmvpn_wire::prefix::{Prefix, PrefixMap, mask};
 use rand_chacha::ChaCha20Rng;
 use rand_core::RngCore;
 use tracing::{debug, info, warn};
@@ -108,6 +110,8 @@ struct PeerState {
 pub struct Node {
     cfg: NodeConfig,
     nhrp: Option<dmvpn_nhrp::Engine>,
+    /// The IPv6 overlay's NHRP instance (a dual-stack tunnel).
+    nhrp6: Option<dmvpn_nhrp::Engine>,
     ike: Endpoint<ChaCha20Rng>,
     rng: ChaCha20Rng,
     out: VecDeque<Output>,
@@ -115,12 +119,15 @@ pub struct Node {
     /// The data plane's peer map as we set it: prefix → NBMA.
     map: PrefixMap<Ipv4Addr>,
     /// Shortcuts from NHRP, installed in `map` once their SA is up.
-    shortcuts: BTreeMap<(Ipv4Addr, u8), Ipv4Addr>,
+    shortcuts: BTreeMap<(IpAddr, u8), Ipv4Addr>,
     /// Base prefixes (tunnel subnet, configured routes) → current NHS.
     base_nbma: Option<Ipv4Addr>,
+    /// The same for the IPv6 tunnel subnet and routes: the IPv6
+    /// instance's preferred NHS.
+    base_nbma6: Option<Ipv4Addr>,
     /// Routes through the tunnel with a next-hop tunnel address (from the
     /// kernel table: operator or routing daemon).
-    via_routes: BTreeMap<(Ipv4Addr, u8), Ipv4Addr>,
+    via_routes: BTreeMap<(IpAddr, u8), IpAddr>,
     /// The multicast replication list last sent to the data plane.
     mcast_sent: Option<Vec<Peer>>,
     /// What the multicast list was last built from: NHRP's multicast
@@ -173,14 +180,19 @@ impl Node {
         });
         let ike = Endpoint::new(cfg.ike.clone(), seed.rng("ike"), spis);
         let mut rng = seed.rng("node");
-        let nhrp = cfg.nhrp.clone().map(|mut c| {
-            // Cisco starts request IDs at arbitrary values; vary ours per node.
-            c.initial_request_id = 1 + (rng.next_u32() % 1000) * 1000;
-            dmvpn_nhrp::Engine::new(c, now)
-        });
+        let mut engine = |c: &Option<dmvpn_nhrp::Config>| {
+            c.clone().map(|mut c| {
+                // Cisco starts request IDs at arbitrary values; vary ours per node.
+                c.initial_request_id = 1 + (rng.next_u32() % 1000) * 1000;
+                dmvpn_nhrp::Engine::new(c, now)
+            })
+        };
+        let nhrp = engine(&cfg.nhrp);
+        let nhrp6 = engine(&cfg.nhrp6);
         let mut node = Node {
             cfg,
             nhrp,
+            nhrp6,
             ike,
             rng,
             out: VecDeque::new(),
@@ -188,6 +200,7 @@ impl Node {
             map: PrefixMap::new(),
             shortcuts: BTreeMap::new(),
             base_nbma: None,
+            base_nbma6: None,
             via_routes: BTreeMap::new(),
             mcast_sent: None,
             mcast_built_from: None,
@@ -246,7 +259,33 @@ impl Node {
     /// Whether the tunnel interface should carry traffic: always, unless
     /// `if_state` (IOS `if-state nhrp`) is set and every NHS is down.
     pub fn line_protocol_up(&self) -> bool {
-        !(self.cfg.if_state && self.nhrp.as_ref().is_some_and(|n| n.every_nhs_down()))
+        let with_nhs = || self.engines().filter(|n| !n.config().nhs.is_empty());
+        !(self.cfg.if_state && with_nhs().count() > 0 && with_nhs().all(|n| n.every_nhs_down()))
+    }
+
+    /// The NHRP instances: IPv4, then IPv6 on a dual-stack tunnel.
+    fn engines(&self) -> impl Iterator<Item = &dmvpn_nhrp::Engine> {
+        self.nhrp.iter().chain(self.nhrp6.iter())
+    }
+
+    fn engines_mut(&mut self) -> impl Iterator<Item = &mut dmvpn_nhrp::Engine> {
+        self.nhrp.iter_mut().chain(self.nhrp6.iter_mut())
+    }
+
+    fn poll_nhrp_transmit(&mut self) -> Option<dmvpn_nhrp::Transmit> {
+        self.engines_mut().find_map(|n| n.poll_transmit())
+    }
+
+    fn poll_nhrp_event(&mut self) -> Option<dmvpn_nhrp::Event> {
+        self.engines_mut().find_map(|n| n.poll_event())
+    }
+
+    /// The NHRP instance for protocol addresses like `a`.
+    fn engine_for(&mut self, a: IpAddr) -> Option<&mut dmvpn_nhrp::Engine> {
+        match a {
+            IpAddr::V4(_) => self.nhrp.as_mut(),
+            IpAddr::V6(_) => self.nhrp6.as_mut(),
+        }
     }
 
     /// Settings for the data-plane engine this node drives.
@@ -259,16 +298,15 @@ impl Node {
         for m in self.cfg.manual_sas.clone() {
             self.install_manual_sa(now, &m);
         }
-        let statics: Vec<(IpAddr, IpAddr)> = self
-            .cfg
-            .nhrp
-            .as_ref()
-            .map(|n| n.static_maps.clone())
-            .unwrap_or_default();
+        let statics: Vec<(IpAddr, IpAddr)> = [&self.cfg.nhrp, &self.cfg.nhrp6]
+            .into_iter()
+            .flatten()
+            .flat_map(|n| n.static_maps.clone())
+            .collect();
         for (proto, nbma) in statics {
-            if let (Some(p), Some(n)) = (v4(proto), v4(nbma)) {
+            if let Some(n) = v4(nbma) {
                 self.peer_mut(n, PeerKind::Static, now);
-                self.set_route(p, 32, Some(n));
+                self.set_route(proto, host_len(proto), Some(n));
             }
         }
         let nhs: Vec<Ipv4Addr> = self.nhs_nbmas();
@@ -309,11 +347,15 @@ impl Node {
     }
 
     fn nhs_nbmas(&self) -> Vec<Ipv4Addr> {
-        self.cfg
-            .nhrp
-            .as_ref()
-            .map(|c| c.nhs.iter().filter_map(|n| v4(n.nbma)).collect())
-            .unwrap_or_default()
+        let mut v: Vec<Ipv4Addr> = [&self.cfg.nhrp, &self.cfg.nhrp6]
+            .into_iter()
+            .flatten()
+            .flat_map(|c| c.nhs.iter().filter_map(|n| v4(n.nbma)))
+            .collect();
+        // A dual-stack NHS is one peer.
+        let mut seen = std::collections::HashSet::new();
+        v.retain(|n| seen.insert(*n));
+        v
     }
 
     fn peer_mut(&mut self, nbma: Ipv4Addr, kind: PeerKind, now: Instant) -> &mut PeerState {
@@ -364,11 +406,11 @@ impl Node {
     }
 
     /// Points `prefix/len` at `nbma` in the data plane (None removes it).
-    fn set_route(&mut self, prefix: Ipv4Addr, len: u8, nbma: Option<Ipv4Addr>) {
-        let prefix = mask_v4(prefix, len);
+    fn set_route(&mut self, prefix: IpAddr, len: u8, nbma: Option<Ipv4Addr>) {
+        let prefix = mask(prefix, len);
         match nbma {
             Some(n) => {
-                self.map.insert(v4_prefix(prefix, len), n);
+                self.map.insert(Prefix::new(prefix, len), n);
                 let peer = Peer {
                     nbma: n,
                     protection: self.protection(n),
@@ -376,7 +418,7 @@ impl Node {
                 self.dp(Command::MapInsert { prefix, len, peer });
             }
             None => {
-                if self.map.remove(&v4_prefix(prefix, len)).is_some() {
+                if self.map.remove(&Prefix::new(prefix, len)).is_some() {
                     self.dp(Command::MapRemove { prefix, len });
                 }
             }
@@ -387,9 +429,9 @@ impl Node {
     /// Reports `prefix/len` to the kernel when NHRP taught it (a shortcut
     /// in use, a registration) and it does not cover an NBMA address the
     /// tunnel sends to; withdraws it otherwise.
-    fn sync_kernel_route(&mut self, prefix: Ipv4Addr, len: u8) {
+    fn sync_kernel_route(&mut self, prefix: IpAddr, len: u8) {
         let key = (prefix, len);
-        let wanted = self.map.get(&v4_prefix(key.0, key.1)).is_some_and(|n| {
+        let wanted = self.map.get(&Prefix::new(prefix, len)).is_some_and(|n| {
             let learned = self.shortcuts.get(&key) == Some(n) || self.kernel.is_registered(&key);
             let mut nbmas = self.nhs_nbmas();
             nbmas.extend([self.cfg.nbma, *n]);
@@ -402,17 +444,17 @@ impl Node {
     }
 
     /// The routes reported to the kernel and not withdrawn.
-    pub fn kernel_routes(&self) -> Vec<(Ipv4Addr, u8)> {
+    pub fn kernel_routes(&self) -> Vec<(IpAddr, u8)> {
         self.kernel.installed()
     }
 
     /// Re-sends the map entries through `nbma` (its protection changed).
     fn refresh_routes_via(&mut self, nbma: Ipv4Addr) {
-        let keys: Vec<(Ipv4Addr, u8)> = self
+        let keys: Vec<(IpAddr, u8)> = self
             .map
             .iter()
             .filter(|(_, n)| **n == nbma)
-            .filter_map(|(k, _)| Some((v4(k.addr())?, k.prefix_len())))
+            .map(|(k, _)| (k.addr(), k.prefix_len()))
             .collect();
         for (p, l) in keys {
             self.set_route(p, l, Some(nbma));
@@ -422,24 +464,50 @@ impl Node {
     /// Tunnel subnet and configured routes go to the preferred NHS (spoke),
     /// or the point-to-point destination.
     fn update_base(&mut self) {
-        let target = match (&self.nhrp, self.cfg.destination) {
+        let target_of = |e: &Option<dmvpn_nhrp::Engine>| match (e, self.cfg.destination) {
             (_, Some(d)) => Some(d),
             (Some(n), None) if !self.cfg.hub => n.preferred_nhs().and_then(|c| v4(c.nbma)),
             _ => None,
         };
-        if target == self.base_nbma {
-            return;
+        let target = target_of(&self.nhrp);
+        // IPv6 NHSs are usually the IPv4 ones' hubs; without any, IPv6
+        // goes where IPv4 goes.
+        let target6 = match &self.nhrp6 {
+            Some(n) if !n.config().nhs.is_empty() => target_of(&self.nhrp6),
+            _ => target,
+        };
+        if target != self.base_nbma {
+            self.base_nbma = target;
+            for (p, l) in self.base_prefixes(false) {
+                self.set_route(p, l, target);
+            }
         }
-        self.base_nbma = target;
-        let mut prefixes = vec![(
-            mask_v4(self.cfg.tunnel_addr, self.cfg.tunnel_prefix_len),
-            self.cfg.tunnel_prefix_len,
-        )];
-        prefixes.extend(self.cfg.routes.iter().copied());
-        for (p, l) in prefixes {
-            self.set_route(p, l, target);
+        if target6 != self.base_nbma6 {
+            self.base_nbma6 = target6;
+            for (p, l) in self.base_prefixes(true) {
+                self.set_route(p, l, target6);
+            }
         }
         self.apply_via_routes();
+    }
+
+    /// The tunnel subnet and configured routes of one family.
+    fn base_prefixes(&self, v6: bool) -> Vec<(IpAddr, u8)> {
+        if v6 {
+            let mut v: Vec<(IpAddr, u8)> = self
+                .cfg
+                .tunnel_addr6
+                .map(|(a, l)| (mask(IpAddr::V6(a), l), l))
+                .into_iter()
+                .collect();
+            v.extend(self.cfg.routes6.iter().map(|(p, l)| (IpAddr::V6(*p), *l)));
+            v
+        } else {
+            let len = self.cfg.tunnel_prefix_len;
+            let mut v = vec![(mask(IpAddr::V4(self.cfg.tunnel_addr), len), len)];
+            v.extend(self.cfg.routes.iter().map(|(p, l)| (IpAddr::V4(*p), *l)));
+            v
+        }
     }
 
     /// Whether an IPsec SA (or manual SA) to `nbma` is installed.
@@ -453,20 +521,20 @@ impl Node {
     }
 
     /// Installed shortcut routes (prefix, length, NBMA).
-    pub fn shortcut_routes(&self) -> Vec<(Ipv4Addr, u8, Ipv4Addr)> {
+    pub fn shortcut_routes(&self) -> Vec<(IpAddr, u8, Ipv4Addr)> {
         self.shortcuts
             .iter()
-            .filter(|(k, n)| self.map.get(&v4_prefix(k.0, k.1)) == Some(n))
+            .filter(|(k, n)| self.map.get(&Prefix::new(k.0, k.1)) == Some(n))
             .map(|((p, l), n)| (*p, *l, *n))
             .collect()
     }
 
     /// NBMA addresses multicast is replicated to.
     pub fn multicast_nbmas(&self) -> Vec<IpAddr> {
-        self.nhrp
-            .as_ref()
-            .map(|n| n.multicast_nbmas())
-            .unwrap_or_default()
+        let mut v: Vec<IpAddr> = self.engines().flat_map(|n| n.multicast_nbmas()).collect();
+        let mut seen = std::collections::HashSet::new();
+        v.retain(|n| seen.insert(*n));
+        v
     }
 
     /// Asks IKE for an SA with `nbma` unless one is up or was just asked for.
@@ -499,7 +567,13 @@ impl Node {
 
     /// An NHRP packet arrived from `from_nbma`.
     pub fn handle_nhrp(&mut self, now: Instant, from_nbma: IpAddr, bytes: &[u8]) {
-        if let Some(n) = self.nhrp.as_mut() {
+        // The fixed header's protocol type picks the instance; anything
+        // else goes to the IPv4 one, which counts and drops it.
+        let engine = match bytes.get(2..4) {
+            Some([0x86, 0xdd]) if self.nhrp6.is_some() => self.nhrp6.as_mut(),
+            _ => self.nhrp.as_mut(),
+        };
+        if let Some(n) = engine {
             n.handle(now, from_nbma, bytes);
         }
         self.pump(now);
@@ -538,20 +612,27 @@ impl Node {
     /// Looks at an inner packet read from the TUN before the data plane
     /// forwards it: phase 2 resolution, phase 3 redirects on the hub.
     pub fn observe_outbound(&mut self, now: Instant, pkt: &[u8]) {
-        let Ok(ip) = Ipv4Packet::new_checked(pkt) else {
+        let Some((src, dst)) = inner_endpoints(pkt) else {
             return;
         };
-        let (src, dst) = (ip.src(), ip.dst());
-        let Some(nhrp) = self.nhrp.as_mut() else {
+        let lookup = |a: IpAddr| self.map.lookup(a).map(|(_, n)| *n);
+        let (from, to) = (lookup(src), lookup(dst));
+        let (base, own) = match dst {
+            IpAddr::V4(d) => (self.base_nbma, d == self.cfg.tunnel_addr),
+            IpAddr::V6(d) => (
+                self.base_nbma6,
+                self.cfg.tunnel_addr6.is_some_and(|(a, _)| a == d),
+            ),
+        };
+        let hub = self.cfg.hub;
+        let Some(nhrp) = self.engine_for(dst) else {
             return;
         };
-        if self.cfg.hub {
+        if hub {
             if !nhrp.config().redirect {
                 return;
             }
             // Relayed spoke-to-spoke traffic: both ends are reached through the tunnel.
-            let from = self.map.lookup_v4(src).copied();
-            let to = self.map.lookup_v4(dst).copied();
             if let (Some(from), Some(to)) = (from, to)
                 && from != to
             {
@@ -560,25 +641,21 @@ impl Node {
             }
             return;
         }
-        let Some(via) = self.map.lookup_v4(dst).copied() else {
+        let Some(via) = to else {
             return;
         };
-        if Some(via) != self.base_nbma || dst == self.cfg.tunnel_addr {
+        if Some(via) != base || own {
             return;
         }
-        let nhs_proto = nhrp
-            .config()
-            .nhs
-            .iter()
-            .any(|n| n.protocol == IpAddr::V4(dst));
+        let nhs_proto = nhrp.config().nhs.iter().any(|n| n.protocol == dst);
         if nhs_proto {
             return;
         }
         // Marks a shortcut as used (re-resolved before expiry) or starts a
         // resolution (phase 2); with `shortcut` (phase 3) the hub's
         // Traffic Indication triggers it instead.
-        if nhrp.lookup(IpAddr::V4(dst)).is_none() && !nhrp.config().shortcut {
-            nhrp.resolve(now, IpAddr::V4(dst));
+        if nhrp.lookup(dst).is_none() && !nhrp.config().shortcut {
+            nhrp.resolve(now, dst);
             self.pump(now);
         }
     }
@@ -604,32 +681,33 @@ impl Node {
     /// Replaces the routes through the tunnel that name a next hop
     /// (`prefix/len via tunnel-address`). A hub uses them to forward
     /// resolution requests to the spoke owning a LAN and to relay traffic.
-    pub fn set_tunnel_routes(&mut self, now: Instant, routes: &[(Ipv4Addr, u8, Ipv4Addr)]) {
-        let new: BTreeMap<(Ipv4Addr, u8), Ipv4Addr> = routes
+    pub fn set_tunnel_routes(&mut self, now: Instant, routes: &[(IpAddr, u8, IpAddr)]) {
+        let new: BTreeMap<(IpAddr, u8), IpAddr> = routes
             .iter()
-            .map(|(p, l, v)| ((mask_v4(*p, *l), *l), *v))
+            .filter(|(p, _, v)| p.is_ipv4() == v.is_ipv4())
+            .map(|(p, l, v)| ((mask(*p, *l), *l), *v))
             .collect();
         if new == self.via_routes {
             return;
         }
         let old = std::mem::replace(&mut self.via_routes, new);
-        let removed: Vec<(Ipv4Addr, u8)> = old
+        let removed: Vec<(IpAddr, u8)> = old
             .keys()
             .filter(|k| !self.via_routes.contains_key(k))
             .copied()
             .collect();
-        for (p, l) in removed.iter() {
-            if let Some(n) = self.nhrp.as_mut() {
-                n.remove_route(IpAddr::V4(*p), *l);
+        for &(p, l) in removed.iter() {
+            if let Some(n) = self.engine_for(p) {
+                n.remove_route(p, l);
             }
-            if !self.shortcuts.contains_key(&(*p, *l)) {
-                self.set_route(*p, *l, None);
-                self.restore_base(*p, *l);
+            if !self.shortcuts.contains_key(&(p, l)) {
+                self.set_route(p, l, None);
+                self.restore_base(p, l);
             }
         }
-        if let Some(n) = self.nhrp.as_mut() {
-            for ((p, l), v) in &self.via_routes {
-                n.add_route(IpAddr::V4(*p), *l, IpAddr::V4(*v));
+        for ((p, l), v) in self.via_routes.clone() {
+            if let Some(n) = self.engine_for(p) {
+                n.add_route(p, l, v);
             }
         }
         self.apply_via_routes();
@@ -638,27 +716,35 @@ impl Node {
 
     /// Points each next-hop route at its next hop's NBMA address, once known.
     fn apply_via_routes(&mut self) {
-        let Some(n) = self.nhrp.as_ref() else {
-            return;
-        };
-        let targets: Vec<((Ipv4Addr, u8), Ipv4Addr)> = self
+        let targets: Vec<((IpAddr, u8), Ipv4Addr)> = self
             .via_routes
             .iter()
             .filter(|(k, _)| !self.shortcuts.contains_key(k))
             .filter_map(|(k, via)| {
+                let n = if via.is_ipv4() {
+                    &self.nhrp
+                } else {
+                    &self.nhrp6
+                };
                 let known = n
+                    .as_ref()?
                     .cache()
-                    .lookup(IpAddr::V4(*via))
+                    .lookup(*via)
                     .and_then(|e| e.nbma)
                     .and_then(v4);
                 // A spoke reaches a next hop it has not resolved (another
                 // spoke, as a routing daemon learned it) through its NHS.
+                let base = if via.is_ipv4() {
+                    self.base_nbma
+                } else {
+                    self.base_nbma6
+                };
                 let nbma = match known {
                     Some(x) => x,
-                    None if !self.cfg.hub => self.base_nbma?,
+                    None if !self.cfg.hub => base?,
                     None => return None,
                 };
-                (nbma != self.cfg.nbma && self.map.get(&v4_prefix(k.0, k.1)) != Some(&nbma))
+                (nbma != self.cfg.nbma && self.map.get(&Prefix::new(k.0, k.1)) != Some(&nbma))
                     .then_some((*k, nbma))
             })
             .collect();
@@ -672,11 +758,14 @@ impl Node {
     /// to the kernel. The caller then hands it to [`Node::observe_outbound`]
     /// and the data plane's outbound path.
     pub fn should_relay(&self, pkt: &[u8]) -> bool {
-        let Ok(ip) = Ipv4Packet::new_checked(pkt) else {
+        let Some((_, dst)) = inner_endpoints(pkt) else {
             return false;
         };
-        let dst = ip.dst();
-        self.cfg.hub && dst != self.cfg.tunnel_addr && self.map.lookup_v4(dst).copied().is_some()
+        let own = match dst {
+            IpAddr::V4(d) => d == self.cfg.tunnel_addr,
+            IpAddr::V6(d) => self.cfg.tunnel_addr6.is_some_and(|(a, _)| a == d),
+        };
+        self.cfg.hub && !own && self.map.lookup(dst).is_some()
     }
 
     /// Data-plane counters: drops to log, and traffic per peer (idle
@@ -752,7 +841,7 @@ impl Node {
     fn drop_peer(&mut self, now: Instant, nbma: Ipv4Addr) {
         self.ike.delete_peer(now, IpAddr::V4(nbma));
         self.dp(Command::RemovePeerSas(IpAddr::V4(nbma)));
-        if let Some(n) = self.nhrp.as_mut() {
+        for n in self.engines_mut() {
             n.ipsec_down(IpAddr::V4(nbma));
             n.forget_peer(IpAddr::V4(nbma));
         }
@@ -770,7 +859,7 @@ impl Node {
     /// Takes shortcut `p/len` out of the data plane and puts back the base
     /// route it shadowed (tunnel subnet, configured route). Next-hop routes
     /// are re-pointed by [`Node::apply_via_routes`] afterwards.
-    fn unmap_shortcut(&mut self, p: Ipv4Addr, len: u8) {
+    fn unmap_shortcut(&mut self, p: IpAddr, len: u8) {
         if self.shortcuts.remove(&(p, len)).is_some() {
             self.set_route(p, len, None);
             self.restore_base(p, len);
@@ -780,7 +869,7 @@ impl Node {
     /// Removes every shortcut through `nbma` and re-points next-hop routes
     /// (which may have named it) at what NHRP now knows, or the hub.
     fn unmap_shortcuts_via(&mut self, nbma: Ipv4Addr) {
-        let gone: Vec<(Ipv4Addr, u8)> = self
+        let gone: Vec<(IpAddr, u8)> = self
             .shortcuts
             .iter()
             .filter(|(_, n)| **n == nbma)
@@ -794,19 +883,17 @@ impl Node {
 
     /// When [`Node::handle_timeout`] must next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let a = self.nhrp.as_ref().and_then(|n| n.poll_timeout());
-        let b = self.ike.poll_timeout();
-        match (a, b) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        self.engines()
+            .filter_map(|n| n.poll_timeout())
+            .chain(self.ike.poll_timeout())
+            .min()
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        if let Some(n) = self.nhrp.as_mut()
-            && n.poll_timeout().is_some_and(|t| t <= now)
-        {
-            n.handle_timeout(now);
+        for n in self.engines_mut() {
+            if n.poll_timeout().is_some_and(|t| t <= now) {
+                n.handle_timeout(now);
+            }
         }
         if self.ike.poll_timeout().is_some_and(|t| t <= now) {
             self.ike.handle_timeout(now);
@@ -831,7 +918,7 @@ impl Node {
                 moved = true;
                 self.on_ike_event(now, ev);
             }
-            while let Some(t) = self.nhrp.as_mut().and_then(|n| n.poll_transmit()) {
+            while let Some(t) = self.poll_nhrp_transmit() {
                 moved = true;
                 if let Some(nbma) = v4(t.dst_nbma) {
                     let peer = Peer {
@@ -844,7 +931,7 @@ impl Node {
                     });
                 }
             }
-            while let Some(ev) = self.nhrp.as_mut().and_then(|n| n.poll_event()) {
+            while let Some(ev) = self.poll_nhrp_event() {
                 moved = true;
                 self.on_nhrp_event(now, ev);
             }
@@ -882,7 +969,9 @@ impl Node {
         // Rebuilt only when something it is made of changed: on a hub with
         // thousands of clients the rebuild, not the check, is the cost.
         let from = (
-            self.nhrp.as_ref().map_or((0, 0), |n| n.multicast_version()),
+            self.engines()
+                .map(|n| n.multicast_version())
+                .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1)),
             self.peers_changed,
         );
         if self.mcast_built_from == Some(from) {
@@ -913,12 +1002,13 @@ impl Node {
                 nbma,
                 ..
             } => {
-                if let (Some(p), Some(n)) = (v4(protocol), v4(nbma)) {
+                if let Some(n) = v4(nbma) {
+                    let p = protocol;
                     let kind = self.peer_mut(n, PeerKind::Registered, now);
                     if kind.kind == PeerKind::Spoke {
                         kind.kind = PeerKind::Registered;
                     }
-                    self.kernel.register((mask_v4(p, prefix_len), prefix_len));
+                    self.kernel.register((mask(p, prefix_len), prefix_len));
                     self.set_route(p, prefix_len, Some(n));
                     self.apply_via_routes();
                 }
@@ -928,10 +1018,9 @@ impl Node {
                 prefix_len,
                 ..
             } => {
-                if let Some(p) = v4(protocol) {
-                    self.kernel.unregister((mask_v4(p, prefix_len), prefix_len));
-                    self.set_route(p, prefix_len, None);
-                }
+                self.kernel
+                    .unregister((mask(protocol, prefix_len), prefix_len));
+                self.set_route(protocol, prefix_len, None);
             }
             E::ShortcutUp {
                 prefix,
@@ -939,13 +1028,13 @@ impl Node {
                 nbma,
                 ..
             } => {
-                let (Some(p), Some(n)) = (v4(prefix), v4(nbma)) else {
+                let Some(n) = v4(nbma) else {
                     return;
                 };
                 if n == self.cfg.nbma {
                     return;
                 }
-                let p = mask_v4(p, prefix_len);
+                let p = mask(prefix, prefix_len);
                 self.shortcuts.insert((p, prefix_len), n);
                 self.peer_mut(n, PeerKind::Spoke, now);
                 if !self.cfg.protected || self.has_sa(n) {
@@ -957,10 +1046,8 @@ impl Node {
             E::ShortcutDown {
                 prefix, prefix_len, ..
             } => {
-                if let Some(p) = v4(prefix) {
-                    self.unmap_shortcut(mask_v4(p, prefix_len), prefix_len);
-                    self.apply_via_routes();
-                }
+                self.unmap_shortcut(mask(prefix, prefix_len), prefix_len);
+                self.apply_via_routes();
             }
             E::ResolutionAnswered { after, .. } => {
                 self.resolution_latency.observe(after.as_secs_f64());
@@ -968,7 +1055,7 @@ impl Node {
             E::NeedIpsec { nbma } => {
                 if let Some(n) = v4(nbma) {
                     if self.has_sa(n) {
-                        if let Some(e) = self.nhrp.as_mut() {
+                        for e in self.engines_mut() {
                             e.ipsec_up(now, nbma);
                         }
                     } else {
@@ -981,14 +1068,15 @@ impl Node {
     }
 
     /// A removed shortcut that shadowed a base prefix exactly: put the base back.
-    fn restore_base(&mut self, p: Ipv4Addr, len: u8) {
-        let Some(base) = self.base_nbma else {
+    fn restore_base(&mut self, p: IpAddr, len: u8) {
+        let Some(base) = (if p.is_ipv4() {
+            self.base_nbma
+        } else {
+            self.base_nbma6
+        }) else {
             return;
         };
-        let is_base = (mask_v4(self.cfg.tunnel_addr, self.cfg.tunnel_prefix_len) == p
-            && self.cfg.tunnel_prefix_len == len)
-            || self.cfg.routes.contains(&(p, len));
-        if is_base {
+        if self.base_prefixes(p.is_ipv6()).contains(&(p, len)) {
             self.set_route(p, len, Some(base));
         }
     }
@@ -1056,7 +1144,7 @@ impl Node {
                         p.sas.clear();
                         p.ike_asked = None;
                         let nhs = p.kind == PeerKind::Nhs;
-                        if let Some(e) = self.nhrp.as_mut() {
+                        for e in self.engines_mut() {
                             e.ipsec_down(remote);
                             e.peer_gone(remote);
                             // Probe the NHS now: unanswered registrations
@@ -1120,9 +1208,11 @@ impl Node {
             .peers
             .get(&nbma)
             .is_some_and(|p| p.kind == PeerKind::Nhs);
-        if let (true, Some(e)) = (is_nhs, self.nhrp.as_mut()) {
+        if is_nhs {
             debug!(target: "dmvpn::nhrp", "NHRP: IPsec with NHS {nbma} changed, registering now");
-            e.register_now_with(now, IpAddr::V4(nbma));
+            for e in self.engines_mut() {
+                e.register_now_with(now, IpAddr::V4(nbma));
+            }
         }
     }
 
@@ -1136,7 +1226,7 @@ impl Node {
         }
         p.ike_asked = None;
         let spoke = p.kind == PeerKind::Spoke;
-        if let Some(e) = self.nhrp.as_mut() {
+        for e in self.engines_mut() {
             e.ipsec_down(IpAddr::V4(nbma));
             // Its registrations may now be taken over (a spoke that moved
             // to another NBMA address registers again from there).
@@ -1198,13 +1288,13 @@ impl Node {
             self.refresh_routes_via(nbma);
         }
         self.dp(Command::InsertOutbound(Arc::new(outb)));
-        if let Some(e) = self.nhrp.as_mut() {
+        for e in self.engines_mut() {
             e.ipsec_up(now, IpAddr::V4(nbma));
         }
-        let pending: Vec<(Ipv4Addr, u8)> = self
+        let pending: Vec<(IpAddr, u8)> = self
             .shortcuts
             .iter()
-            .filter(|(k, n)| **n == nbma && self.map.get(&v4_prefix(k.0, k.1)) != Some(n))
+            .filter(|(k, n)| **n == nbma && self.map.get(&Prefix::new(k.0, k.1)) != Some(n))
             .map(|(k, _)| *k)
             .collect();
         for (p, l) in pending {
@@ -1245,32 +1335,45 @@ impl Node {
 
     /// `clear ip nhrp`: dynamic and cached entries go; shortcuts with them.
     pub fn clear_nhrp(&mut self, now: Instant) -> u64 {
-        let Some(n) = self.nhrp.as_mut() else {
-            return 0;
-        };
-        let before = n.cache().len();
-        n.clear();
-        let after = n.cache().len();
-        let sc: Vec<(Ipv4Addr, u8)> = self.shortcuts.keys().copied().collect();
+        let mut cleared = 0;
+        for n in self.engines_mut() {
+            let before = n.cache().len();
+            n.clear();
+            cleared += before.saturating_sub(n.cache().len()) as u64;
+        }
+        let sc: Vec<(IpAddr, u8)> = self.shortcuts.keys().copied().collect();
         for (p, l) in sc {
             self.unmap_shortcut(p, l);
         }
         // Next-hop routes resolved through cleared entries go via the hub.
         self.apply_via_routes();
         self.pump(now);
-        before.saturating_sub(after) as u64
+        cleared
     }
 
     /// The networks behind this node (directly connected, on other
     /// interfaces than the tunnel) as the kernel now has them: NHRP
     /// answers resolutions for them from now on.
-    pub fn set_local_prefixes(&mut self, now: Instant, prefixes: &[(Ipv4Addr, u8)]) {
-        let v: Vec<(IpAddr, u8)> = prefixes.iter().map(|(p, l)| (IpAddr::V4(*p), *l)).collect();
+    pub fn set_local_prefixes(&mut self, now: Instant, prefixes: &[(IpAddr, u8)]) {
+        let of = |v6: bool| -> Vec<(IpAddr, u8)> {
+            prefixes
+                .iter()
+                .filter(|(p, _)| p.is_ipv6() == v6)
+                .copied()
+                .collect()
+        };
+        let (v4s, v6s) = (of(false), of(true));
         if let Some(c) = self.cfg.nhrp.as_mut() {
-            c.local_prefixes = v.clone();
+            c.local_prefixes = v4s.clone();
+        }
+        if let Some(c) = self.cfg.nhrp6.as_mut() {
+            c.local_prefixes = v6s.clone();
         }
         if let Some(n) = self.nhrp.as_mut() {
-            n.set_local_prefixes(now, v);
+            n.set_local_prefixes(now, v4s);
+        }
+        if let Some(n) = self.nhrp6.as_mut() {
+            n.set_local_prefixes(now, v6s);
         }
     }
 
@@ -1289,7 +1392,7 @@ impl Node {
         self.clear_crypto_sa(now, None);
         self.cfg.set_nbma(nbma);
         self.peers_changed += 1;
-        if let Some(n) = self.nhrp.as_mut() {
+        for n in self.engines_mut() {
             n.set_nbma(now, IpAddr::V4(nbma));
         }
         for n in self.nhs_nbmas() {
@@ -1322,7 +1425,7 @@ impl Node {
             }
             self.ike.delete_peer(now, IpAddr::V4(n));
             self.dp(Command::RemovePeerSas(IpAddr::V4(n)));
-            if let Some(e) = self.nhrp.as_mut() {
+            for e in self.engines_mut() {
                 e.ipsec_down(IpAddr::V4(n));
             }
             if let Some(p) = self.peers.get_mut(&n) {
@@ -1338,4 +1441,27 @@ impl Node {
 /// The key of `prefix/len` in the node's route map.
 fn v4_prefix(prefix: Ipv4Addr, len: u8) -> Prefix {
     Prefix::new(IpAddr::V4(prefix), len)
+}
+
+/// Source and destination of an inner IPv4 or IPv6 packet.
+fn inner_endpoints(pkt: &[u8]) -> Option<(IpAddr, IpAddr)> {
+    match pkt.first()? >> 4 {
+        4 => {
+            let ip = Ipv4Packet::new_checked(pkt).ok()?;
+            Some((IpAddr::V4(ip.src()), IpAddr::V4(ip.dst())))
+        }
+        6 if pkt.len() >= 40 => {
+            let a = |r: std::ops::Range<usize>| -> Option<IpAddr> {
+                let b: [u8; 16] = pkt.get(r)?.try_into().ok()?;
+                Some(IpAddr::V6(Ipv6Addr::from(b)))
+            };
+            Some((a(8..24)?, a(24..40)?))
+        }
+        _ => None,
+    }
+}
+
+/// The host prefix length of `a`'s family.
+fn host_len(a: IpAddr) -> u8 {
+    if a.is_ipv4() { 32 } else { 128 }
 }

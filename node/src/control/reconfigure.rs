@@ -10,7 +10,7 @@ use dmvpn_nhrp::Instant;
 use tracing::info;
 
 use super::config_map::ManualSa;
-use dmvpn_wire::prefix::mask_v4;
+use dmvpn_wire::prefix::{Prefix, mask_v4};
 
 use super::{Node, NodeConfig, Output, PeerKind, sa, v4};
 use crate::engine::{Command, Protection};
@@ -41,6 +41,9 @@ impl Node {
         if let (Some(n), Some(o)) = (new.nhrp.as_mut(), self.cfg.nhrp.as_ref()) {
             n.local_prefixes = o.local_prefixes.clone();
         }
+        if let (Some(n), Some(o)) = (new.nhrp6.as_mut(), self.cfg.nhrp6.as_ref()) {
+            n.local_prefixes = o.local_prefixes.clone();
+        }
         self.ike.set_config(new.ike.clone());
         self.reconfigure_manual_sas(now, &new);
         let old_nhs = self.nhs_nbmas();
@@ -49,9 +52,12 @@ impl Node {
         if let (Some(e), Some(c)) = (self.nhrp.as_mut(), new.nhrp.clone()) {
             e.reconfigure(now, c);
         }
+        if let (Some(e), Some(c)) = (self.nhrp6.as_mut(), new.nhrp6.clone()) {
+            e.reconfigure(now, c);
+        }
         for (p, n) in old_maps.iter().filter(|m| !new_maps.contains(m)) {
-            if self.map.get(&super::v4_prefix(*p, 32)) == Some(n) {
-                self.set_route(*p, 32, None);
+            if self.map.get(&Prefix::new(*p, super::host_len(*p))) == Some(n) {
+                self.set_route(*p, super::host_len(*p), None);
             }
             // A peer known only from the mapping goes with it; one with
             // SAs stays until they go.
@@ -67,11 +73,11 @@ impl Node {
         }
         for (p, n) in new_maps.iter().filter(|m| !old_maps.contains(m)) {
             self.peer_mut(*n, PeerKind::Static, now);
-            self.set_route(*p, 32, Some(*n));
+            self.set_route(*p, super::host_len(*p), Some(*n));
         }
         let was_protected = self.cfg.protected;
         let old_address = (self.cfg.tunnel_addr, self.cfg.tunnel_prefix_len);
-        let old_routes = std::mem::replace(&mut self.cfg, new).routes;
+        let old = std::mem::replace(&mut self.cfg, new);
         self.peers_changed += 1;
         if self.cfg.protected != was_protected {
             self.reprotect(now);
@@ -104,7 +110,7 @@ impl Node {
             self.peer_mut(*n, PeerKind::Nhs, now).kind = PeerKind::Nhs;
         }
         self.update_base();
-        self.follow_routes(&old_routes);
+        self.follow_routes(&old);
         for n in added {
             self.ensure_sa(now, n);
         }
@@ -119,26 +125,31 @@ impl Node {
     /// The configured routes now differ from `old`: those removed leave
     /// the map (when they still point where the tunnel subnet goes), those
     /// added go where the tunnel subnet goes.
-    fn follow_routes(&mut self, old: &[(Ipv4Addr, u8)]) {
-        let Some(base) = self.base_nbma else {
-            return;
-        };
-        for &(p, l) in old {
-            if !self.cfg.routes.contains(&(p, l))
-                && self.map.get(&super::v4_prefix(p, l)) == Some(&base)
-            {
-                self.set_route(p, l, None);
+    fn follow_routes(&mut self, old_cfg: &NodeConfig) {
+        let routes = |c: &NodeConfig, v6: bool| -> Vec<(IpAddr, u8)> {
+            if v6 {
+                c.routes6
+                    .iter()
+                    .map(|(p, l)| (IpAddr::V6(*p), *l))
+                    .collect()
+            } else {
+                c.routes.iter().map(|(p, l)| (IpAddr::V4(*p), *l)).collect()
             }
-        }
-        let added: Vec<(Ipv4Addr, u8)> = self
-            .cfg
-            .routes
-            .iter()
-            .filter(|r| !old.contains(r))
-            .copied()
-            .collect();
-        for (p, l) in added {
-            self.set_route(p, l, Some(base));
+        };
+        for v6 in [false, true] {
+            let base = if v6 { self.base_nbma6 } else { self.base_nbma };
+            let Some(base) = base else {
+                continue;
+            };
+            let (old, new) = (routes(old_cfg, v6), routes(&self.cfg, v6));
+            for &(p, l) in &old {
+                if !new.contains(&(p, l)) && self.map.get(&Prefix::new(p, l)) == Some(&base) {
+                    self.set_route(p, l, None);
+                }
+            }
+            for &(p, l) in new.iter().filter(|r| !old.contains(r)) {
+                self.set_route(p, l, Some(base));
+            }
         }
     }
 
@@ -231,10 +242,10 @@ impl Node {
             p.protection = protection;
         }
         self.peers_changed += 1;
-        let routes: Vec<((Ipv4Addr, u8), Ipv4Addr)> = self
+        let routes: Vec<((IpAddr, u8), Ipv4Addr)> = self
             .map
             .iter()
-            .filter_map(|(k, n)| Some(((v4(k.addr())?, k.prefix_len()), *n)))
+            .map(|(k, n)| ((k.addr(), k.prefix_len()), *n))
             .collect();
         for ((p, l), n) in routes {
             self.set_route(p, l, Some(n));
@@ -259,7 +270,7 @@ impl Node {
             && self.map.get(&super::v4_prefix(old_subnet.0, old_subnet.1))
                 == self.base_nbma.as_ref()
         {
-            self.set_route(old_subnet.0, old_subnet.1, None);
+            self.set_route(IpAddr::V4(old_subnet.0), old_subnet.1, None);
         }
         // The base routes are set again for the new subnet.
         let target = self.base_nbma.take();
@@ -272,15 +283,16 @@ impl Node {
     }
 }
 
-/// The IPv4 static mappings of a configuration: (tunnel address, NBMA).
-fn static_maps(cfg: &NodeConfig) -> Vec<(Ipv4Addr, Ipv4Addr)> {
-    cfg.nhrp
-        .as_ref()
-        .map(|n| {
+/// The static mappings of a configuration, of both overlay families:
+/// (tunnel address, NBMA).
+fn static_maps(cfg: &NodeConfig) -> Vec<(IpAddr, Ipv4Addr)> {
+    [&cfg.nhrp, &cfg.nhrp6]
+        .into_iter()
+        .flatten()
+        .flat_map(|n| {
             n.static_maps
                 .iter()
-                .filter_map(|(p, n): &(IpAddr, IpAddr)| Some((v4(*p)?, v4(*n)?)))
-                .collect()
+                .filter_map(|(p, n): &(IpAddr, IpAddr)| Some((*p, v4(*n)?)))
         })
-        .unwrap_or_default()
+        .collect()
 }

@@ -367,22 +367,24 @@ impl Node {
     }
 
     /// Cache entries an operator sees: all but the node's own address.
+    /// IPv4 entries first, then a dual-stack tunnel's IPv6 ones.
     fn shown_entries(&self) -> Vec<&CacheEntry> {
-        let Some(n) = self.nhrp.as_ref() else {
-            return Vec::new();
-        };
-        let own = n.config().protocol;
-        n.cache()
-            .entries()
-            .into_iter()
-            .filter(|e| !(e.kind == EntryType::Local && e.prefix == own))
+        self.engines()
+            .flat_map(|n| {
+                let own = n.config().protocol;
+                n.cache()
+                    .entries()
+                    .into_iter()
+                    .filter(move |e| !(e.kind == EntryType::Local && e.prefix == own))
+            })
             .collect()
     }
 
-    /// `show ip nhrp`.
-    pub fn show_nhrp(&self, now: Instant) -> Vec<NhrpEntry> {
+    /// `show ip nhrp` (`v6`: `show ipv6 nhrp`).
+    pub fn show_nhrp(&self, now: Instant, v6: bool) -> Vec<NhrpEntry> {
         self.shown_entries()
             .into_iter()
+            .filter(|e| e.prefix.is_ipv6() == v6)
             .map(|e| {
                 let v = self.entry_view(e);
                 NhrpEntry {
@@ -404,11 +406,8 @@ impl Node {
 
     /// `show ip nhrp nhs detail`.
     pub fn show_nhrp_nhs(&self, now: Instant) -> Vec<NhsEntry> {
-        let Some(n) = self.nhrp.as_ref() else {
-            return Vec::new();
-        };
-        n.nhs_status()
-            .into_iter()
+        self.engines()
+            .flat_map(|n| n.nhs_status())
             .map(|s| NhsEntry {
                 interface: self.cfg.interface.clone(),
                 nhs: s.config.protocol,
@@ -477,10 +476,11 @@ impl Node {
                 DmvpnState::Ike
             };
         }
-        if let Some(n) = self.nhrp.as_ref()
-            && e.kind == EntryType::Nhs
+        if e.kind == EntryType::Nhs
             && !self.cfg.hub
-            && !n.nhs_status().iter().any(|s| s.config.nbma == nbma && s.up)
+            && !self
+                .engines()
+                .any(|n| n.nhs_status().iter().any(|s| s.config.nbma == nbma && s.up))
         {
             return DmvpnState::Nhrp;
         }

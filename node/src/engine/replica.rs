@@ -60,7 +60,7 @@ pub enum Update {
     },
     RemovePeer(IpAddr),
     Map {
-        prefix: Ipv4Addr,
+        prefix: IpAddr,
         len: u8,
         peer: Option<Peer>,
     },
@@ -277,10 +277,17 @@ impl Engine {
         let Some(r) = self.replica.as_ref() else {
             return false;
         };
-        r.policy.relay
-            && Ipv4Packet::new_checked(pkt).is_ok_and(|ip| {
-                ip.dst() != self.cfg.tunnel_addr && self.map.lookup(ip.dst()).is_some()
-            })
+        if !r.policy.relay {
+            return false;
+        }
+        if pkt.first().is_some_and(|b| b >> 4 == 6) && pkt.len() >= 40 {
+            let mut d = [0u8; 16];
+            d.copy_from_slice(&pkt[24..40]);
+            let dst = std::net::Ipv6Addr::from(d);
+            return self.cfg.tunnel_addr_v6 != Some(dst) && self.map.lookup_v6(dst).is_some();
+        }
+        Ipv4Packet::new_checked(pkt)
+            .is_ok_and(|ip| ip.dst() != self.cfg.tunnel_addr && self.map.lookup(ip.dst()).is_some())
     }
 }
 
@@ -434,7 +441,7 @@ mod tests {
             protection: Protection::Esp,
         };
         a.apply(Command::MapInsert {
-            prefix: t3,
+            prefix: t3.into(),
             len: 32,
             peer,
         });
@@ -451,7 +458,7 @@ mod tests {
         assert_eq!((esp.len(), w.poll_punt()), (1, None));
         assert_eq!(esp::parse_header(&esp[0][20..]).unwrap().0, 0x300);
         a.apply(Command::MapRemove {
-            prefix: t3,
+            prefix: t3.into(),
             len: 32,
         });
         while let Some(u) = a.poll_update() {
