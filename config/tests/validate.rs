@@ -959,7 +959,9 @@ fn every_other_error() {
         ),
         (
             app("\n[[tunnel.nhrp.map]]\naddress = \"2001:db8::1\"\nnbma = \"172.16.0.1\"\n"),
-            vec!["35:11: tunnel[0].nhrp.map[0].address: 2001:db8::1 is an IPv6 tunnel address but the tunnel has no IPv6 address"],
+            vec![
+                "35:11: tunnel[0].nhrp.map[0].address: 2001:db8::1 is an IPv6 tunnel address but the tunnel has no IPv6 address",
+            ],
         ),
         (
             app(

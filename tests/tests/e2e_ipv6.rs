@@ -11,9 +11,11 @@
 //! Needs root, iproute2, ping, dumpcap and tshark; fails (never skips)
 //! without them.
 
+use std::net::IpAddr;
 use std::process::Command;
 use std::time::Duration;
 
+use dmvpn_ctl::proto::{Reply, Request};
 use dmvpn_tests::*;
 
 /// dmvpnd's route protocol number.
@@ -207,6 +209,25 @@ fn ipv6_overlay_resolves_and_goes_direct() {
         nhrp_routes6(&s2)
     );
     assert_eq!(lab.ping(&h2, "2001:db8:3::10", 5), 5, "IPv6 LAN to LAN");
+    // `show ipv6 nhrp` lists the shortcut; `show ip nhrp` only IPv4.
+    let v6 = match lab.ctl(&s2, Request::ShowIpv6Nhrp) {
+        Reply::Nhrp(e) => e,
+        r => panic!("unexpected reply {r:?}"),
+    };
+    assert!(
+        v6.iter()
+            .any(|e| e.prefix == "2001:db8:3::".parse::<IpAddr>().unwrap() && e.prefix_len == 64),
+        "show ipv6 nhrp on spoke 2: {v6:?}"
+    );
+    let text = dmvpn_ctl::render::nhrp(&v6);
+    eprintln!("spoke 2: show ipv6 nhrp\n{text}");
+    match lab.ctl(&s2, Request::ShowNhrp) {
+        Reply::Nhrp(e) => assert!(e.iter().all(|e| e.prefix.is_ipv4()), "{e:?}"),
+        r => panic!("unexpected reply {r:?}"),
+    }
+    // The IPv4 overlay runs beside it: LAN to LAN over IPv4 too.
+    hub_lan_routes(&lab, &hub);
+    assert_eq!(lab.ping(&h2, "10.3.0.10", 5), 5, "IPv4 LAN to LAN");
     std::thread::sleep(Duration::from_millis(300));
     lab.stop_capture(cap);
 
@@ -283,7 +304,7 @@ fn ipv6_overlay_resolves_and_goes_direct() {
     );
 
     // `clear ip nhrp` takes the shortcut away, from the kernel too.
-    let _ = lab.ctl(&s2, dmvpn_ctl::proto::Request::ClearNhrp);
+    let _ = lab.ctl(&s2, Request::ClearNhrp);
     lab.wait(
         "the IPv6 shortcut gone after clear ip nhrp",
         Duration::from_secs(10),
