@@ -379,13 +379,6 @@ impl Validator {
                 }
             }
         }
-        if t.address6.is_some() {
-            self.err(
-                format!("{p}.address6"),
-                "IPv6 overlays (address6) are not supported with several tunnels yet",
-                "run the dual-stack tunnel as the only [[tunnel]]",
-            );
-        }
         if i == 1 && !cfg.ipsec.manual_sas.is_empty() {
             self.err(
                 "ipsec.manual_sa[0]".into(),
@@ -422,6 +415,20 @@ impl Validator {
         }
         self.address6(t, &p);
         for (j, other) in cfg.tunnels[..i].iter().enumerate() {
+            if let (Some(a), Some(b)) = (t.address6, other.address6)
+                && (a.contains(&b.network()) || b.contains(&a.network()))
+            {
+                self.err(
+                    format!("{p}.address6"),
+                    format!(
+                        "tunnel subnet {} overlaps {} of `{}` (tunnel[{j}])",
+                        a.trunc(),
+                        b.trunc(),
+                        other.name
+                    ),
+                    "give each tunnel its own IPv6 subnet",
+                );
+            }
             if other.address.contains(&t.address.network())
                 || t.address.contains(&other.address.network())
             {
@@ -502,14 +509,21 @@ impl Validator {
                 );
             }
             // Another tunnel's subnet is that tunnel's connected route.
-            if let Some((k, o)) = cfg.tunnels.iter().enumerate().find(|(k, o)| {
-                *k != i && (r.contains(&o.address.trunc()) || o.address.trunc().contains(r))
+            let subnets = |o: &Tunnel| -> Vec<IpNet> {
+                std::iter::once(o.address.trunc())
+                    .chain(o.address6.map(|a| a.trunc()))
+                    .collect()
+            };
+            if let Some((k, o, net)) = cfg.tunnels.iter().enumerate().find_map(|(k, o)| {
+                let hit = subnets(o)
+                    .into_iter()
+                    .find(|net| r.contains(net) || net.contains(r))?;
+                (k != i).then_some((k, o, hit))
             }) {
                 self.err(
                     format!("{p}.routes[{j}]"),
                     format!(
-                        "route {r} overlaps {}, the subnet of `{}` (tunnel[{k}]): it would take that tunnel's own traffic",
-                        o.address.trunc(),
+                        "route {r} overlaps {net}, the subnet of `{}` (tunnel[{k}]): it would take that tunnel's own traffic",
                         o.name
                     ),
                     "route only the networks behind the other nodes into the tunnel",

@@ -134,6 +134,8 @@ const IN_PLACE: &[(&str, Effect)] = &[
     ("tunnel.nhrp.network_id", Effect::Now),
     ("tunnel.source", Effect::Rekey),
     ("tunnel.address", Effect::Reregister),
+    // The IPv6 NHRP instance is made again with the tunnel.
+    ("tunnel.address6", Effect::TunnelRestarted),
     // From a profile to another: new negotiations (see `plan`).
     ("tunnel.protection", Effect::ProtectionSwitched),
     ("node.role", Effect::TunnelRestarted),

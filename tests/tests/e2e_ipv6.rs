@@ -310,6 +310,44 @@ fn ipv6_overlay_resolves_and_goes_direct() {
         Duration::from_secs(10),
         || !nhrp_routes6(&s2).contains("2001:db8:3::/64"),
     );
+
+    // A reload moves spoke 3's IPv6 address: the tunnel starts again
+    // with it, and the hub learns the new registration.
+    let moved = config(3).replace("2001:db8:100::3/64", "2001:db8:100::33/64");
+    lab.write_config(&s3, &moved);
+    let out = Command::new(dmvpnctl())
+        .arg("--socket")
+        .arg(lab.socket(&s3))
+        .arg("reload")
+        .output()
+        .expect("run dmvpnctl");
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("spoke 3: dmvpnctl reload\n{report}");
+    assert!(report.contains("tunnel[0].address6"), "{report}");
+    lab.wait(
+        "spoke 3's Tunnel0 has its new IPv6 address",
+        Duration::from_secs(10),
+        || {
+            let a = sh(&["ip", "-n", &s3, "-6", "addr", "show", "dev", "Tunnel0"]);
+            let a = String::from_utf8_lossy(&a.stdout).into_owned();
+            a.contains("2001:db8:100::33/64") && !a.contains("2001:db8:100::3/64")
+        },
+    );
+    lab.wait(
+        "the hub registers 2001:db8:100::33",
+        Duration::from_secs(30),
+        || nhrp_routes6(&hub).contains("2001:db8:100::33 dev Tunnel0"),
+    );
+    assert_eq!(
+        lab.ping(&s2, "2001:db8:100::33", 3),
+        3,
+        "spoke 2 to spoke 3's new address"
+    );
     lab.stop_all();
 }
 

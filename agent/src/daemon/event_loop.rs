@@ -321,7 +321,7 @@ pub async fn run_loop(
     // The TUN device's address, changed by a reload.
     let mut tun_addr = {
         let c = router.node().config();
-        (c.tunnel_addr, c.tunnel_prefix_len)
+        ((c.tunnel_addr, c.tunnel_prefix_len), c.tunnel_addr6)
     };
     let mut workers = extras.workers.take();
     let mut sd = extras.systemd.take();
@@ -409,6 +409,10 @@ pub async fn run_loop(
                 }
                 Done::Readdressed((a, l), Ok(())) => info!(target: "dmvpn::ctl", "{}: address {a}/{l}", links.tun.name()),
                 Done::Readdressed((a, l), Err(e)) => warn!(target: "dmvpn::ctl", "cannot give {} address {a}/{l}: {e}", links.tun.name()),
+                Done::Readdressed6(Some((a, l)), Ok(())) => info!(target: "dmvpn::ctl", "{}: IPv6 address {a}/{l}", links.tun.name()),
+                Done::Readdressed6(None, Ok(())) => info!(target: "dmvpn::ctl", "{}: IPv6 address removed", links.tun.name()),
+                Done::Readdressed6(Some((a, l)), Err(e)) => warn!(target: "dmvpn::ctl", "cannot give {} IPv6 address {a}/{l}: {e}", links.tun.name()),
+                Done::Readdressed6(None, Err(e)) => warn!(target: "dmvpn::ctl", "cannot remove the IPv6 address of {}: {e}", links.tun.name()),
                 Done::Route(r, Err(e)) => warn!(target: "dmvpn::nhrp", "cannot {r} through {} (proto {}): {e}", links.tun.name(), crate::runtime::rtnl::ROUTE_PROTOCOL),
                 Done::Route(_, Ok(())) => {}
             },
@@ -601,11 +605,11 @@ fn follow_reloaded_source(
 fn follow_reloaded_address(
     router: &Router,
     links: &Links,
-    tun_addr: &mut (Ipv4Addr, u8),
+    tun_addr: &mut TunAddresses,
     kernel: &mut Option<Kernel>,
 ) {
     let c = router.node().config();
-    let wanted = (c.tunnel_addr, c.tunnel_prefix_len);
+    let wanted = ((c.tunnel_addr, c.tunnel_prefix_len), c.tunnel_addr6);
     if wanted == *tun_addr {
         return;
     }
@@ -613,10 +617,18 @@ fn follow_reloaded_address(
         *kernel = Kernel::start(&links.tun.name()).ok();
     }
     if let Some(k) = kernel.as_mut() {
-        k.readdress(*tun_addr, wanted);
+        if wanted.0 != tun_addr.0 {
+            k.readdress(tun_addr.0, wanted.0);
+        }
+        if wanted.1 != tun_addr.1 {
+            k.readdress6(tun_addr.1, wanted.1);
+        }
         *tun_addr = wanted;
     }
 }
+
+/// The TUN device's IPv4 address, and IPv6 address on a dual-stack tunnel.
+type TunAddresses = ((Ipv4Addr, u8), Option<(std::net::Ipv6Addr, u8)>);
 
 /// Hands the routes the router wants installed or removed to the kernel
 /// worker (dropped when there is none).

@@ -14,7 +14,7 @@
 //! network namespace; it runs at the lowest CPU priority.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;
 
@@ -43,6 +43,12 @@ enum Job {
         old: (Ipv4Addr, u8),
         new: (Ipv4Addr, u8),
     },
+    /// Give the tunnel interface IPv6 address `new` instead of `old`
+    /// (either may be none: a tunnel made or no longer dual-stack).
+    Readdress6 {
+        old: Option<(Ipv6Addr, u8)>,
+        new: Option<(Ipv6Addr, u8)>,
+    },
 }
 
 /// A job's result, for the loop.
@@ -60,6 +66,9 @@ pub enum Done {
     Route(KernelRoute, io::Result<()>),
     /// The tunnel interface's address changed to this one, or why not.
     Readdressed((Ipv4Addr, u8), io::Result<()>),
+    /// The tunnel interface's IPv6 address changed to this one (none:
+    /// removed), or why not.
+    Readdressed6(Option<(Ipv6Addr, u8)>, io::Result<()>),
 }
 
 /// One read kind's state: at most one queued or running, and whether
@@ -171,6 +180,11 @@ impl Kernel {
         self.queue(Job::Readdress { old, new });
     }
 
+    /// [`Kernel::readdress`] for the IPv6 address of a dual-stack tunnel.
+    pub fn readdress6(&mut self, old: Option<(Ipv6Addr, u8)>, new: Option<(Ipv6Addr, u8)>) {
+        self.queue(Job::Readdress6 { old, new });
+    }
+
     /// The next result (`None` once the worker is gone).
     pub async fn next(&mut self) -> Option<Done> {
         let d = self.done.recv().await?;
@@ -219,6 +233,7 @@ fn work(mut tunnel: String, jobs: std_mpsc::Receiver<Job>, done: mpsc::Unbounded
                 continue;
             }
             Job::Readdress { old, new } => Done::Readdressed(new, readdress(&tunnel, old, new)),
+            Job::Readdress6 { old, new } => Done::Readdressed6(new, readdress6(&tunnel, old, new)),
         };
         // The loop may have ended; the remaining route jobs still run.
         let _ = done.send(d);
@@ -249,6 +264,27 @@ fn readdress(tunnel: &str, old: (Ipv4Addr, u8), new: (Ipv4Addr, u8)) -> io::Resu
     rtnl::add_address(index, new.0.into(), new.1)?;
     if old != new {
         rtnl::delete_address(index, old.0.into(), old.1)?;
+    }
+    Ok(())
+}
+
+/// Adds `new` to `tunnel` (IPv6 on for it, no duplicate address
+/// detection), then removes `old`.
+fn readdress6(
+    tunnel: &str,
+    old: Option<(Ipv6Addr, u8)>,
+    new: Option<(Ipv6Addr, u8)>,
+) -> io::Result<()> {
+    let index = rtnl::ifindex(tunnel)?;
+    if let Some((a, l)) = new {
+        std::fs::write(
+            format!("/proc/sys/net/ipv6/conf/{tunnel}/disable_ipv6"),
+            "0",
+        )?;
+        rtnl::add_address(index, IpAddr::V6(a), l)?;
+    }
+    if let Some((a, l)) = old.filter(|o| Some(*o) != new) {
+        rtnl::delete_address(index, IpAddr::V6(a), l)?;
     }
     Ok(())
 }

@@ -44,36 +44,54 @@ pub fn own_tunnel(ifindex: u32) {
         .push(ifindex);
 }
 
-/// The metric of dmvpnd's IPv6 routes.
+/// The metric of dmvpnd's IPv6 routes with one tunnel: one below the
+/// kernel's default (1024), which the tunnel's configured routes get.
 pub const IPV6_METRIC: u32 = 1023;
 
 /// The metric for dmvpnd's route `prefix/len` through `oif`. With one
-/// tunnel, 0. With several, that of the most specific route through the
-/// same tunnel that covers it (the operator's or a routing daemon's), so
-/// a shortcut ranks as the route it shortcuts and the preference between
-/// tunnels (e.g. metric 10 through Tunnel0, 20 through Tunnel1) holds. A
-/// hub runs one tunnel: it is not read a table per registration.
+/// tunnel, 0 (IPv4) or [`IPV6_METRIC`]. With several, that of the most
+/// specific route through the same tunnel that covers it (the
+/// operator's or a routing daemon's), so a shortcut ranks as the route
+/// it shortcuts and the preference between tunnels (e.g. metric 10
+/// through Tunnel0, 20 through Tunnel1) holds. A hub runs one tunnel: it
+/// is not read a table per registration.
+///
+/// IPv6 has no `prepend`: a route of the same prefix and metric as one
+/// already there is refused, so dmvpnd's IPv6 routes take one less than
+/// the route they would sit beside, which also puts them in front.
 pub fn metric_for(oif: u32, prefix: IpAddr, len: u8) -> u32 {
-    // IPv6 has no `prepend`: a route of the same prefix and metric as
-    // one already there (a configured route gets the kernel's default,
-    // 1024) is refused. One below it goes in beside and is preferred, as
-    // dmvpnd's IPv4 routes are. (Several tunnels with IPv6 overlays are
-    // not run: `--check` refuses them.)
-    let IpAddr::V4(prefix) = prefix else {
-        return IPV6_METRIC;
-    };
-    if TUNNELS
+    let several = !TUNNELS
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .0
-        .is_empty()
-    {
-        return 0;
+        .is_empty();
+    match prefix {
+        IpAddr::V4(_) if !several => 0,
+        IpAddr::V6(_) if !several => IPV6_METRIC,
+        IpAddr::V4(p) => match rtnl::routes_through(oif) {
+            Ok(table) => covering_metric(&table, p, len),
+            Err(_) => 0,
+        },
+        IpAddr::V6(p) => match rtnl::routes_through_v6(oif) {
+            Ok(table) => covering_metric_v6(&table, p, len),
+            Err(_) => IPV6_METRIC,
+        },
     }
-    match rtnl::routes_through(oif) {
-        Ok(table) => covering_metric(&table, prefix, len),
-        Err(_) => 0,
-    }
+}
+
+/// One below the metric of the most specific IPv6 route through the
+/// tunnel covering `prefix/len` (1024, the kernel's default, when none).
+fn covering_metric_v6(table: &[rtnl::Route6], prefix: std::net::Ipv6Addr, len: u8) -> u32 {
+    let covering = table
+        .iter()
+        .filter(|r| {
+            r.protocol != ROUTE_PROTOCOL
+                && r.len <= len
+                && Prefix::new(IpAddr::V6(r.prefix), r.len).contains_addr(IpAddr::V6(prefix))
+        })
+        .max_by_key(|r| (r.len, std::cmp::Reverse(r.metric)))
+        .map_or(IPV6_METRIC + 1, |r| r.metric);
+    covering.saturating_sub(1).max(1)
 }
 
 fn covering_metric(table: &[Route], prefix: Ipv4Addr, len: u8) -> u32 {
