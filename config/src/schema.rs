@@ -314,8 +314,17 @@ pub struct PreSharedKey {
 
 /// A tunnel address always carries its prefix length: the subnet decides
 /// which peers are on the tunnel.
+/// `address6`: as `address`, and IPv6.
 fn opt_tunnel_address<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<IpNet>, D::Error> {
-    tunnel_address(d).map(Some)
+    use serde::de::Error;
+    let a = tunnel_address(d)?;
+    if a.addr().is_ipv4() {
+        return Err(D::Error::custom(format!(
+            "{} is not an IPv6 address (address6 is the tunnel's IPv6 address, e.g. \"2001:db8:100::2/64\"; the IPv4 one is `address`)",
+            a.addr()
+        )));
+    }
+    Ok(Some(a))
 }
 
 fn tunnel_address<'de, D: serde::Deserializer<'de>>(d: D) -> Result<IpNet, D::Error> {

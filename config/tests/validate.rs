@@ -1475,3 +1475,92 @@ fn forwarding_threads() {
         .to_string();
     assert!(e.ends_with(", got 0 (see docs/configuration.md)"), "{e}");
 }
+
+/// A dual-stack tunnel: `address6` beside the IPv4 `address`, IPv6 NHSs,
+/// maps and routes. Accepted as written; every way to get it wrong is
+/// refused with what to write.
+#[test]
+fn dual_stack() {
+    let dual = edit(
+        "address = \"192.168.1.2/24\"",
+        "address = \"192.168.1.2/24\"\naddress6 = \"2001:db8:100::2/64\"\nroutes = [\"2001:db8:3::/64\"]",
+    ) + "\n[[tunnel.nhrp.nhs]]\naddress = \"2001:db8:100::1\"\nnbma = \"172.16.0.1\"\n\
+         \n[[tunnel.nhrp.map]]\naddress = \"2001:db8:100::9\"\nnbma = \"172.16.0.9\"\n";
+    assert!(errors(&dual).is_empty(), "{:?}", errors(&dual));
+    let v6 = |from: &str, to: &str| {
+        assert!(dual.contains(from), "{from}");
+        dual.replacen(from, to, 1)
+    };
+    let cases: Vec<(String, Vec<&str>)> = vec![
+        (
+            v6(
+                "address6 = \"2001:db8:100::2/64\"",
+                "address6 = \"2001:db8:100::2\"",
+            ),
+            vec![
+                "22:12: tunnel[0].address6: address needs a prefix length, e.g. \"2001:db8:100::2/64\"",
+            ],
+        ),
+        (
+            v6(
+                "address6 = \"2001:db8:100::2/64\"",
+                "address6 = \"10.0.0.2/24\"",
+            ),
+            vec![
+                "22:12: tunnel[0].address6: 10.0.0.2 is not an IPv6 address (address6 is the tunnel's IPv6 address, e.g. \"2001:db8:100::2/64\"; the IPv4 one is `address`)",
+            ],
+        ),
+        (
+            v6(
+                "address6 = \"2001:db8:100::2/64\"",
+                "address6 = \"fe80::2/64\"",
+            ),
+            vec![
+                "22:12: tunnel[0].address6: fe80::2 cannot be a tunnel address (unspecified, loopback, multicast or link-local)",
+            ],
+        ),
+        (
+            v6(
+                "address6 = \"2001:db8:100::2/64\"",
+                "address6 = \"2001:db8:100::/64\"",
+            ),
+            vec![
+                "22:12: tunnel[0].address6: 2001:db8:100:: is the subnet-router anycast address of 2001:db8:100::/64",
+            ],
+        ),
+        (
+            v6(
+                "address6 = \"2001:db8:100::2/64\"",
+                "address6 = \"2001:db8:100::2/128\"",
+            ),
+            vec!["22:12: tunnel[0].address6: prefix length /128 leaves no tunnel subnet"],
+        ),
+        (
+            v6("address6 = \"2001:db8:100::2/64\"\n", ""),
+            vec![
+                "22:11: tunnel[0].routes[0]: route 2001:db8:3::/64 is IPv6 but the tunnel has no IPv6 address",
+                "36:11: tunnel[0].nhrp.nhs[1].address: 2001:db8:100::1 is an IPv6 tunnel address but the tunnel has no IPv6 address",
+                "40:11: tunnel[0].nhrp.map[0].address: 2001:db8:100::9 is an IPv6 tunnel address but the tunnel has no IPv6 address",
+            ],
+        ),
+        (
+            v6(
+                "routes = [\"2001:db8:3::/64\"]",
+                "routes = [\"2001:db8:100::/56\"]",
+            ),
+            vec![
+                "23:11: tunnel[0].routes[0]: route 2001:db8:100::/56 overlaps the tunnel's own IPv6 subnet 2001:db8:100::/64",
+            ],
+        ),
+        (
+            v6(
+                "source = \"172.16.0.2\"",
+                "source = \"172.16.0.2\"\nmtu = 1200",
+            ),
+            vec!["25:7: tunnel[0].mtu: mtu 1200 is below 1280, the least IPv6 runs on"],
+        ),
+    ];
+    for (text, want) in cases {
+        assert_eq!(errors(&text), want, "{text}");
+    }
+}
