@@ -845,3 +845,72 @@ crypto ipsec profile P
         imp.notes
     );
 }
+
+/// A dual-stack spoke (`ip address` and `ipv6 address` on the tunnel,
+/// `ipv6 nhrp nhs`/`map`, `ipv6 route`): one tunnel with `address6`,
+/// IPv6 NHSs and routes, and a note for `ipv6 nhrp` settings the IPv6
+/// instance takes from `ip nhrp`.
+#[test]
+fn dual_stack_tunnel() {
+    let text = "hostname s2
+crypto isakmp policy 10
+ encr aes 256
+ hash sha256
+ group 14
+ authentication pre-share
+crypto isakmp key k6k6k6k6 address 0.0.0.0 0.0.0.0
+crypto ipsec transform-set T esp-aes 256 esp-sha-hmac
+ mode transport
+crypto ipsec profile P
+ set transform-set T
+interface Tunnel0
+ ip address 192.168.1.2 255.255.255.0
+ ip mtu 1400
+ ip nhrp network-id 1
+ ip nhrp nhs 192.168.1.1 nbma 172.16.0.1
+ ipv6 address 2001:DB8:100::2/64
+ ipv6 nhrp network-id 1
+ ipv6 nhrp nhs 2001:DB8:100::1 nbma 172.16.0.1 multicast
+ ipv6 nhrp map 2001:DB8:100::9 172.16.0.9
+ tunnel source 172.16.0.2
+ tunnel mode gre multipoint
+ tunnel protection ipsec profile P
+ip route 10.3.0.0 255.255.255.0 Tunnel0
+ipv6 route 2001:DB8:3::/64 Tunnel0
+ipv6 route 2001:DB8:4::/64 2001:DB8:100::4
+";
+    let imp = import(text, None);
+    let c = round_trip(&imp);
+    let t = &c.tunnels[0];
+    assert_eq!(t.address, "192.168.1.2/24".parse().unwrap());
+    assert_eq!(t.address6, Some("2001:db8:100::2/64".parse().unwrap()));
+    let n = t.nhrp.as_ref().unwrap();
+    let nhs: Vec<(String, bool)> = n
+        .nhs
+        .iter()
+        .map(|s| (s.address.to_string(), s.multicast))
+        .collect();
+    assert_eq!(
+        nhs,
+        [
+            ("192.168.1.1".to_string(), false),
+            ("2001:db8:100::1".to_string(), true)
+        ]
+    );
+    assert_eq!(
+        n.map[0].address,
+        "2001:db8:100::9".parse::<std::net::IpAddr>().unwrap()
+    );
+    let routes: Vec<String> = t.routes.iter().map(|r| r.to_string()).collect();
+    assert_eq!(
+        routes,
+        ["10.3.0.0/24", "2001:db8:3::/64", "2001:db8:4::/64"]
+    );
+    assert!(
+        imp.notes.iter().any(|n| n.text.starts_with(
+            "ipv6 nhrp network-id 1: dmvpnd's IPv6 NHRP instance takes the tunnel's `ip nhrp` settings"
+        )),
+        "{:?}",
+        imp.notes
+    );
+}

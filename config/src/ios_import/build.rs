@@ -448,6 +448,16 @@ impl Builder<'_> {
                 (_, Some(n)) => Some(n),
                 _ => None,
             };
+            // Both `ip address` and `ipv6 address`: a dual-stack tunnel.
+            let address6 = i
+                .ipv6
+                .filter(|_| address.is_some_and(|a| a.addr().is_ipv4()));
+            for (line, s) in &i.ipv6_nhrp {
+                self.note(
+                    *line,
+                    format!("ipv6 nhrp {s}: dmvpnd's IPv6 NHRP instance takes the tunnel's `ip nhrp` settings (network-id, authentication, holdtime, redirect, shortcut); check they match"),
+                );
+            }
             let Some(address) = address else {
                 self.note(
                     i.line,
@@ -587,7 +597,7 @@ impl Builder<'_> {
             out.push(Tunnel {
                 name: name.clone(),
                 address,
-                address6: None,
+                address6,
                 mtu,
                 source,
                 mode,
@@ -611,13 +621,17 @@ impl Builder<'_> {
         let mut routes: Vec<_> = r.routes.iter().collect();
         routes.sort_by_key(|(_, _, distance, _)| distance.unwrap_or(1));
         for (net, via, distance, line) in routes {
+            let ipv = if net.addr().is_ipv6() { "ipv6" } else { "ip" };
             let shown = match distance {
-                Some(d) => format!("ip route {net} {via} {d}"),
-                None => format!("ip route {net} {via}"),
+                Some(d) => format!("{ipv} route {net} {via} {d}"),
+                None => format!("{ipv} route {net} {via}"),
             };
             let via_if = canonical_ifname(via);
             let target = out.iter_mut().position(|t| {
-                t.name == via_if || ip(via).is_some_and(|nh| t.address.contains(&nh))
+                t.name == via_if
+                    || ip(via).is_some_and(|nh| {
+                        t.address.contains(&nh) || t.address6.is_some_and(|a| a.contains(&nh))
+                    })
             });
             let elsewhere = target.and_then(|ti| {
                 out.iter()

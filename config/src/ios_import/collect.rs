@@ -35,6 +35,8 @@ pub(crate) struct IfState {
     pub(crate) key: Option<u32>,
     pub(crate) protection: Option<(String, usize)>,
     pub(crate) has_nhrp: bool,
+    /// `ipv6 nhrp` settings besides NHSs and maps, with their lines.
+    pub(crate) ipv6_nhrp: Vec<(usize, String)>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -196,6 +198,7 @@ impl Collector {
                 }
             }
             Cmd::IpMtu(m) => ifs!().mtu = Some(m),
+            Cmd::Ipv6NhrpSetting(s) => ifs!().ipv6_nhrp.push((line, s)),
             Cmd::NhrpAuth(s) => {
                 let i = ifs!();
                 i.nhrp_auth = Some(s);

@@ -13,6 +13,8 @@ pub(crate) enum Cmd {
     Shutdown(bool),
     IpAddress(IpAddr, Option<u8>),
     Ipv6Address(IpNet),
+    /// `ipv6 nhrp` other than `nhs` and `map` (network-id, holdtime...).
+    Ipv6NhrpSetting(String),
     IpMtu(u16),
     NhrpAuth(String),
     NhrpNetworkId(u32),
@@ -416,6 +418,19 @@ pub(crate) fn match_cmd(w: &[&str], ctx: &Ctx) -> Option<(usize, Cmd)> {
         ("tunnel-group", peer) if g(2) == "ipsec-attributes" => {
             return Some((3, Cmd::TunnelGroup(peer.to_string())));
         }
+        ("ipv6", "route") => {
+            // ipv6 route P/L (INTERFACE | NEXT-HOP) [DISTANCE]
+            if let Ok(net) = g(2).parse::<IpNet>()
+                && net.addr().is_ipv6()
+                && !g(3).is_empty()
+            {
+                return Some(match g(4).parse::<u8>() {
+                    Ok(d) if d > 0 => (5, Cmd::IpRoute(net, g(3).to_string(), Some(d))),
+                    _ => (4, Cmd::IpRoute(net, g(3).to_string(), None)),
+                });
+            }
+            return None;
+        }
         ("ip", "route") => {
             let pfx = ip(g(2)).zip(mask_len(g(3)));
             if let Some((a, len)) = pfx
@@ -659,6 +674,13 @@ pub(crate) fn interface_sub(w: &[&str]) -> Option<(usize, Cmd)> {
         }
         ("ip", "mtu") => num(g(2)).map(|n| (3, Cmd::IpMtu(n))),
         ("ip", "nhrp") => nhrp_sub(&w[2..]).map(|(n, c)| (n + 2, c)),
+        // The IPv6 instance's servers and mappings; its other settings
+        // are the tunnel's (`ip nhrp`).
+        ("ipv6", "nhrp") => match g(2) {
+            "nhs" | "map" => nhrp_sub(&w[2..]).map(|(n, c)| (n + 2, c)),
+            "" => None,
+            _ => Some((w.len(), Cmd::Ipv6NhrpSetting(w[2..].join(" ")))),
+        },
         ("tunnel", "source") if !g(2).is_empty() => Some((3, Cmd::TunnelSource(g(2).into()))),
         ("tunnel", "destination") => ip(g(2)).map(|a| (3, Cmd::TunnelDest(a))),
         ("tunnel", "key") => num(g(2)).map(|k| (3, Cmd::TunnelKey(k))),
