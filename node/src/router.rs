@@ -277,6 +277,9 @@ impl Router {
         if let (Some(n), Some(o)) = (cfg.nhrp.as_mut(), old.nhrp.as_ref()) {
             n.local_prefixes = o.local_prefixes.clone();
         }
+        if let (Some(n), Some(o)) = (cfg.nhrp6.as_mut(), old.nhrp6.as_ref()) {
+            n.local_prefixes = o.local_prefixes.clone();
+        }
         let withdrawn = self.node.kernel_routes();
         let seed = self.node.next_seed();
         let keylog = self.node.keylog_enabled();

@@ -186,6 +186,31 @@ fn ipv6_registers_resolves_and_goes_direct_beside_ipv4() {
         "IPv4 to spoke 3 still goes through the hub (its own resolution starts): {v4:?}"
     );
 
+    // `clear ip nhrp 2001:db8:100::3` takes that entry and its route.
+    let r = rs[1].request(
+        t,
+        dmvpn_ctl::proto::Request::ClearNhrpEntry {
+            address: IpAddr::V6(v6(3)),
+            prefix_len: None,
+        },
+    );
+    assert!(matches!(r, dmvpn_ctl::proto::Response::Ok(_)), "{r:?}");
+    let gone: Vec<KernelRoute> = std::iter::from_fn(|| rs[1].poll_kernel_route()).collect();
+    assert!(
+        gone.contains(&KernelRoute::Remove {
+            prefix: IpAddr::V6(v6(3)),
+            len: 128
+        }),
+        "{gone:?}"
+    );
+    rs[1].handle_tun(t, &packet6(v6(2), v6(3)));
+    exchange(&mut rs, t);
+    assert_eq!(
+        installed(&mut rs[1]),
+        [(IpAddr::V6(v6(3)), 128)],
+        "resolved again"
+    );
+
     // `clear ip nhrp` takes the IPv6 shortcut away too.
     let r = rs[1].request(t, dmvpn_ctl::proto::Request::ClearNhrp);
     assert!(matches!(r, dmvpn_ctl::proto::Response::Ok(_)), "{r:?}");

@@ -894,7 +894,7 @@ impl Node {
         address: IpAddr,
         prefix_len: Option<u8>,
     ) -> u64 {
-        let Some(n) = self.nhrp.as_mut() else {
+        let Some(n) = self.engine_for(address) else {
             return 0;
         };
         let len = prefix_len.unwrap_or(host_len(address));
