@@ -36,13 +36,6 @@ pub fn unsupported(t: &Tunnel) -> Vec<Unsupported> {
     let mut out = Vec::new();
     let mut add = |key, problem: String, fix: String| out.push(Unsupported { key, problem, fix });
     let v6_nbma = || "an IPv6 NBMA (underlay) address is not supported yet".to_string();
-    if t.address.addr().is_ipv6() {
-        add(
-            "address",
-            "an IPv6-only tunnel is not supported yet".into(),
-            "put the IPv6 address in `address6`, beside an IPv4 `address` (a dual-stack tunnel), e.g. address = \"192.168.1.2/24\", address6 = \"2001:db8:100::2/64\"".into(),
-        );
-    }
     match &t.source {
         TunnelSource::Address(IpAddr::V6(_)) => add(
             "source",
@@ -105,11 +98,22 @@ impl Validator {
 
     /// `address6`: an IPv6 host address of a subnet (not special, not
     /// the subnet-router anycast address), on a link IPv6 runs on.
+    /// The same for an IPv6 `address` (an IPv6-only overlay).
     fn address6(&mut self, t: &Tunnel, p: &str) {
-        let Some(net) = t.address6 else {
-            return;
+        let (net, key) = match (t.address, t.address6) {
+            (IpNet::V6(_), Some(_)) => {
+                self.err(
+                    format!("{p}.address6"),
+                    "the tunnel's `address` is already IPv6",
+                    "address6 is the IPv6 address beside an IPv4 `address`: remove it, or give `address` the IPv4 address",
+                );
+                return;
+            }
+            (IpNet::V6(n), None) => (IpNet::V6(n), "address"),
+            (_, Some(n)) => (n, "address6"),
+            (_, None) => return,
         };
-        let path = format!("{p}.address6");
+        let path = format!("{p}.{key}");
         let IpAddr::V6(a) = net.addr() else {
             self.err(
                 path,
@@ -151,7 +155,7 @@ impl Validator {
             self.err(
                 format!("{p}.mtu"),
                 format!("mtu {} is below 1280, the least IPv6 runs on", t.mtu),
-                "use mtu = 1280 or more (1400 is usual) on a dual-stack tunnel",
+                "use mtu = 1280 or more (1400 is usual) on a tunnel carrying IPv6",
             );
         }
     }
@@ -418,6 +422,7 @@ impl Validator {
             if let (Some(a), Some(b)) = (t.address6, other.address6)
                 && (a.contains(&b.network()) || b.contains(&a.network()))
             {
+                // (Two IPv6 `address`es are compared below.)
                 self.err(
                     format!("{p}.address6"),
                     format!(
@@ -480,24 +485,31 @@ impl Validator {
             }
         }
         for (j, r) in t.routes.iter().enumerate() {
-            if r.addr().is_ipv6() && t.address6.is_none() {
-                self.err(
+            match tunnel_net(t, r.addr()) {
+                None if r.addr().is_ipv6() => self.err(
                     format!("{p}.routes[{j}]"),
                     format!("route {r} is IPv6 but the tunnel has no IPv6 address"),
                     "add address6 = \"<IPv6 tunnel address>/<length>\" (IOS `ipv6 address`) to the tunnel, or remove the route",
-                );
-            }
-            if let Some(net) = t.address6
-                && (r.contains(&net.trunc()) || net.trunc().contains(r))
-            {
-                self.err(
+                ),
+                None => self.err(
                     format!("{p}.routes[{j}]"),
-                    format!(
-                        "route {r} overlaps the tunnel's own IPv6 subnet {}",
-                        net.trunc()
-                    ),
-                    "route only the networks behind the other nodes into the tunnel",
-                );
+                    format!("route {r} is IPv4 but the tunnel has no IPv4 address"),
+                    "route only IPv6 prefixes into an IPv6-only tunnel, or give it an IPv4 `address` and the IPv6 one as `address6`",
+                ),
+                Some(net)
+                    if net.addr().is_ipv6()
+                        && (r.contains(&net.trunc()) || net.trunc().contains(r)) =>
+                {
+                    self.err(
+                        format!("{p}.routes[{j}]"),
+                        format!(
+                            "route {r} overlaps the tunnel's own IPv6 subnet {}",
+                            net.trunc()
+                        ),
+                        "route only the networks behind the other nodes into the tunnel",
+                    )
+                }
+                Some(_) => {}
             }
             if let Some((a, what)) = underlay.iter().find(|(a, _)| r.contains(a)) {
                 self.err(

@@ -1240,10 +1240,7 @@ fn what_the_daemon_cannot_run() {
                 "address = \"192.168.1.2/24\"",
                 "address = \"2001:db8:1::2/64\"",
             ),
-            vec![
-                "21:11: tunnel[0].address: an IPv6-only tunnel is not supported yet",
-                "31:11: tunnel[0].nhrp.nhs[0].address: 192.168.1.1 is not an IPv6 tunnel address",
-            ],
+            vec!["31:11: tunnel[0].nhrp.nhs[0].address: 192.168.1.1 is not an IPv6 tunnel address"],
         ),
         (
             edit("source = \"172.16.0.2\"", "source = \"2001:db8::2\""),
@@ -1558,6 +1555,40 @@ fn dual_stack() {
                 "source = \"172.16.0.2\"\nmtu = 1200",
             ),
             vec!["25:7: tunnel[0].mtu: mtu 1200 is below 1280, the least IPv6 runs on"],
+        ),
+    ];
+    for (text, want) in cases {
+        assert_eq!(errors(&text), want, "{text}");
+    }
+    // An IPv6-only overlay: `address` is IPv6, every NHS, map and route too.
+    let only = edit(
+        "address = \"192.168.1.2/24\"",
+        "address = \"2001:db8:100::2/64\"",
+    )
+    .replace("address = \"192.168.1.1\"", "address = \"2001:db8:100::1\"");
+    assert!(errors(&only).is_empty(), "{:?}", errors(&only));
+    let cases: Vec<(String, Vec<&str>)> = vec![
+        (
+            only.replace("key = 0\n", "key = 0\nroutes = [\"10.3.0.0/24\"]\n"),
+            vec![
+                "24:11: tunnel[0].routes[0]: route 10.3.0.0/24 is IPv4 but the tunnel has no IPv4 address",
+            ],
+        ),
+        (
+            only.replace(
+                "address = \"2001:db8:100::2/64\"",
+                "address = \"2001:db8:100::2/64\"\naddress6 = \"2001:db8:200::2/64\"",
+            ),
+            vec!["22:12: tunnel[0].address6: the tunnel's `address` is already IPv6"],
+        ),
+        (
+            only.replace(
+                "address = \"2001:db8:100::2/64\"",
+                "address = \"fe80::2/64\"",
+            ),
+            vec![
+                "21:11: tunnel[0].address: fe80::2 cannot be a tunnel address (unspecified, loopback, multicast or link-local)",
+            ],
         ),
     ];
     for (text, want) in cases {

@@ -159,7 +159,14 @@ pub fn plan(running: &Config, new: &Config) -> Result<Vec<Change>, ReloadError> 
     let mut restart = Vec::new();
     let protection = |c: &Config| c.tunnels.first().map(|t| t.protection.is_some());
     let same_protection = protection(running) == protection(new);
+    let family = |c: &Config| c.tunnels.first().map(|t| t.address.addr().is_ipv4());
+    let same_family = family(running) == family(new);
     for key in keys {
+        if key == "tunnel[0].address" && !same_family {
+            // IPv4 to an IPv6-only overlay or back: a new TUN setup.
+            restart.push(key);
+            continue;
+        }
         if key == "tunnel[0].protection" && same_protection {
             // Another profile: IPsec stays on, new SAs use it.
             changes.push(Change {

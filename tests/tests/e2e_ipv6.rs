@@ -356,3 +356,95 @@ fn nhrp_routes(ns: &str) -> String {
     let o = sh(&["ip", "-n", ns, "-4", "route", "show", "proto", PROTO]);
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
+
+/// Node `n` of an IPv6-only overlay (its `address` is IPv6) over the
+/// IPv4 underlay, with IPsec.
+fn config_v6_only(n: u8) -> String {
+    config(n)
+        .replace(
+            "[[tunnel.nhrp.nhs]]\naddress = \"192.168.1.1\"\nnbma = \"172.16.0.1\"\n",
+            "",
+        )
+        .replace(&format!("address = \"192.168.1.{n}/24\"\n"), "")
+        .replace("address6 = ", "address = ")
+        .replace("\"10.2.0.0/24\", ", "")
+        .replace("\"10.3.0.0/24\", ", "")
+}
+
+/// An IPv6-only overlay: the tunnel interfaces have no IPv4 address; the
+/// spokes register their IPv6 addresses and IPv6 LAN-to-LAN traffic goes
+/// direct after a resolution, as on a dual-stack tunnel.
+#[test]
+fn an_ipv6_only_overlay_resolves_and_goes_direct() {
+    let mut lab = Lab::new("v6o");
+    let hub = lab.node("hub", 1);
+    let s2 = lab.node("s2", 2);
+    let s3 = lab.node("s3", 3);
+    let h2 = lab.lan_host(&s2, 2);
+    let h3 = lab.lan_host(&s3, 3);
+    lan6(&lab, &s2, &h2, 2);
+    lan6(&lab, &s3, &h3, 3);
+    for ns in [&hub, &s2, &s3] {
+        forwarding6(ns);
+    }
+    for n in 1u8..=3 {
+        let c = config_v6_only(n);
+        assert!(!c.contains("192.168.1."), "{c}");
+    }
+    lab.start(&hub, &config_v6_only(1));
+    lab.start(&s2, &config_v6_only(2));
+    lab.start(&s3, &config_v6_only(3));
+    lab.wait(
+        "IPv6 registrations on the hub",
+        Duration::from_secs(30),
+        || {
+            let r = nhrp_routes6(&hub);
+            r.contains("2001:db8:100::2 dev Tunnel0") && r.contains("2001:db8:100::3 dev Tunnel0")
+        },
+    );
+    let a = sh(&["ip", "-n", &s2, "-4", "addr", "show", "dev", "Tunnel0"]);
+    assert!(
+        String::from_utf8_lossy(&a.stdout).trim().is_empty(),
+        "no IPv4 address on an IPv6-only tunnel: {}",
+        String::from_utf8_lossy(&a.stdout)
+    );
+    for n in [2u8, 3] {
+        ok(&[
+            "ip",
+            "-n",
+            &hub,
+            "-6",
+            "route",
+            "replace",
+            &format!("2001:db8:{n}::/64"),
+            "via",
+            &format!("2001:db8:100::{n}"),
+            "dev",
+            "Tunnel0",
+        ]);
+    }
+    let t = lab.wait(
+        "an IPv6 shortcut to 2001:db8:3::/64 on spoke 2",
+        Duration::from_secs(30),
+        || {
+            lab.ping(&h2, "2001:db8:3::10", 1);
+            nhrp_routes6(&s2).contains("2001:db8:3::/64 dev Tunnel0")
+        },
+    );
+    eprintln!("IPv6-only overlay: shortcut after {:.1} s", t.as_secs_f64());
+    assert_eq!(lab.ping(&h2, "2001:db8:3::10", 5), 5, "IPv6 LAN to LAN");
+    assert!(
+        lab.ipsec_with(&s2, "172.16.0.3").is_some(),
+        "spoke 2 has an SA with spoke 3: the shortcut is direct"
+    );
+    let shown = match lab.ctl(&s2, Request::ShowDmvpn) {
+        Reply::Dmvpn(i) => i,
+        r => panic!("unexpected reply {r:?}"),
+    };
+    assert_eq!(
+        shown[0].tunnel_addr,
+        Some("2001:db8:100::2".parse::<IpAddr>().unwrap()),
+        "show dmvpn names the IPv6 tunnel address"
+    );
+    lab.stop_all();
+}

@@ -252,7 +252,9 @@ async fn start_tunnel(
     let tun = Tun::open(&TunConfig {
         name: ncfg.interface.clone(),
         mtu: ncfg.mtu,
-        ipv4: Some((ncfg.tunnel_addr, ncfg.tunnel_prefix_len)),
+        ipv4: ncfg
+            .overlay_v4
+            .then_some((ncfg.tunnel_addr, ncfg.tunnel_prefix_len)),
         offload: true,
         queues: wanted,
     })
@@ -324,8 +326,11 @@ async fn start_tunnel(
         target: "dmvpn::ctl",
         interface = %ncfg.interface,
         nbma = %ncfg.nbma,
-        "dmvpnd {}: {} {}/{} NBMA {} up",
-        ncfg.name, ncfg.interface, ncfg.tunnel_addr, ncfg.tunnel_prefix_len, ncfg.nbma
+        "dmvpnd {}: {} {} NBMA {} up",
+        ncfg.name,
+        ncfg.interface,
+        tunnel_addresses(&ncfg),
+        ncfg.nbma
     );
     Ok(Some(TunnelRun {
         router,
@@ -339,6 +344,16 @@ async fn start_tunnel(
         control: Some(control),
         control_tx,
     }))
+}
+
+/// `192.168.1.2/24`, `192.168.1.2/24 2001:db8:100::2/64` (dual-stack)
+/// or `2001:db8:100::2/64` (IPv6 only).
+fn tunnel_addresses(c: &dmvpn_node::control::NodeConfig) -> String {
+    let v4 = c
+        .overlay_v4
+        .then(|| format!("{}/{}", c.tunnel_addr, c.tunnel_prefix_len));
+    let v6 = c.tunnel_addr6.map(|(a, l)| format!("{a}/{l}"));
+    v4.into_iter().chain(v6).collect::<Vec<_>>().join(" ")
 }
 
 /// Gives the tunnel device its IPv6 address (a dual-stack tunnel), with

@@ -43,8 +43,12 @@ pub struct NodeConfig {
     /// The interface named by `source`, whose primary IPv4 address is the
     /// NBMA address (followed when it changes).
     pub source_interface: Option<String>,
+    /// The IPv4 tunnel address (`0.0.0.0` on an IPv6-only overlay).
     pub tunnel_addr: Ipv4Addr,
     pub tunnel_prefix_len: u8,
+    /// The tunnel carries IPv4 (false: an IPv6-only overlay, whose
+    /// address is `tunnel_addr6`).
+    pub overlay_v4: bool,
     pub mtu: u16,
     pub gre_key: Option<u32>,
     /// GRE over IPsec (`tunnel protection`).
@@ -197,8 +201,12 @@ pub fn map(cfg: &Config) -> Result<NodeConfig, MapError> {
         dmvpn_config::types::TunnelSource::Address(a) => (v4(*a, &name)?, None),
         dmvpn_config::types::TunnelSource::Interface(i) => (Ipv4Addr::UNSPECIFIED, Some(i.clone())),
     };
-    let tunnel_addr = v4(t.address.addr(), &name)?;
-    let tunnel_prefix_len = t.address.prefix_len();
+    // An IPv6 `address` is an IPv6-only overlay: no IPv4 tunnel address.
+    let overlay_v4 = t.address.addr().is_ipv4();
+    let (tunnel_addr, tunnel_prefix_len) = match t.address.addr() {
+        IpAddr::V4(a) => (a, t.address.prefix_len()),
+        IpAddr::V6(_) => (Ipv4Addr::UNSPECIFIED, 0),
+    };
     let profile = match &t.protection {
         Some(p) => Some(cfg.profile(p).ok_or_else(|| MapError::UnknownProfile {
             tunnel: name.clone(),
@@ -289,11 +297,14 @@ pub fn map(cfg: &Config) -> Result<NodeConfig, MapError> {
 
     // NHRP: one instance per overlay family, as IOS runs `ip nhrp` and
     // `ipv6 nhrp` side by side on a dual-stack tunnel.
-    let tunnel_addr6 = t.address6.and_then(|a| match a.addr() {
-        IpAddr::V6(v6) => Some((v6, a.prefix_len())),
-        IpAddr::V4(_) => None,
-    });
-    let nhrp = t.nhrp.as_ref().map(|n| {
+    let tunnel_addr6 = t
+        .address6
+        .or(Some(t.address).filter(|_| !overlay_v4))
+        .and_then(|a| match a.addr() {
+            IpAddr::V6(v6) => Some((v6, a.prefix_len())),
+            IpAddr::V4(_) => None,
+        });
+    let nhrp = t.nhrp.as_ref().filter(|_| overlay_v4).map(|n| {
         nhrp_instance(
             n,
             t,
@@ -374,6 +385,7 @@ pub fn map(cfg: &Config) -> Result<NodeConfig, MapError> {
         source_interface,
         tunnel_addr,
         tunnel_prefix_len,
+        overlay_v4,
         mtu: t.mtu,
         gre_key: t.key,
         protected: profile.is_some(),

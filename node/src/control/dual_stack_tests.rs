@@ -36,7 +36,31 @@ fn config(n: u8) -> dmvpn_config::Config {
         .config
 }
 
+/// Node `n` of an IPv6-only overlay: its `address` is IPv6.
+fn config_v6_only(n: u8) -> dmvpn_config::Config {
+    let nhs = if n == 1 {
+        ""
+    } else {
+        "[[tunnel.nhrp.nhs]]\naddress = \"2001:db8:100::1\"\nnbma = \"172.16.0.1\"\n"
+    };
+    let role = if n == 1 { "hub" } else { "spoke" };
+    let text = format!(
+        "[node]\nname = \"n{n}\"\nrole = \"{role}\"\n[[tunnel]]\nname = \"Tunnel0\"\n\
+         address = \"2001:db8:100::{n}/64\"\nmtu = 1400\n\
+         source = \"172.16.0.{n}\"\nmode = \"gre-multipoint\"\n[tunnel.nhrp]\nnetwork_id = 1\n\
+         holdtime = 600\nauthentication = \"cisco123\"\n\
+         allowed_nbma = [\"172.16.0.0/24\"]\n{nhs}"
+    );
+    dmvpn_config::Config::from_str(&text, "t.toml")
+        .expect("valid config")
+        .config
+}
+
 fn cloud() -> Vec<Router> {
+    cloud_of(config)
+}
+
+fn cloud_of(config: fn(u8) -> dmvpn_config::Config) -> Vec<Router> {
     (1..=3u8)
         .map(|n| {
             let opts = Options {
@@ -222,4 +246,34 @@ fn ipv6_registers_resolves_and_goes_direct_beside_ipv4() {
         }),
         "{gone:?}"
     );
+}
+
+#[test]
+fn an_ipv6_only_overlay_registers_resolves_and_goes_direct() {
+    let mut rs = cloud_of(config_v6_only);
+    let t = run(&mut rs, Duration::from_secs(30));
+    assert_eq!(
+        installed(&mut rs[0]),
+        [(IpAddr::V6(v6(2)), 128), (IpAddr::V6(v6(3)), 128)],
+        "the hub shows its IPv6 registrations, nothing IPv4"
+    );
+    assert!(rs[0].node().show_nhrp(t, false).is_empty());
+    rs[1].handle_tun(t, &packet6(v6(2), v6(3)));
+    let first = exchange(&mut rs, t);
+    assert!(
+        first.contains(&(1, Ipv4Addr::new(172, 16, 0, 1), 0x86dd))
+            && first.contains(&(1, Ipv4Addr::new(172, 16, 0, 1), 0x2001)),
+        "{first:?}"
+    );
+    assert_eq!(installed(&mut rs[1]), [(IpAddr::V6(v6(3)), 128)]);
+    rs[1].handle_tun(t, &packet6(v6(2), v6(3)));
+    let then = exchange(&mut rs, t);
+    assert_eq!(
+        then.first(),
+        Some(&(1, Ipv4Addr::new(172, 16, 0, 3), 0x86dd)),
+        "{then:?}"
+    );
+    // The NHRP counters are the IPv6 instance's.
+    let stats = rs[1].node().nhrp_stats().expect("an NHRP instance");
+    assert!(stats.rx > 0, "{stats:?}");
 }

@@ -263,6 +263,12 @@ impl Node {
         !(self.cfg.if_state && with_nhs().count() > 0 && with_nhs().all(|n| n.every_nhs_down()))
     }
 
+    /// The IPv4 NHRP instance, or on an IPv6-only overlay the IPv6 one:
+    /// the one whose counters and settings stand for the tunnel's.
+    pub(crate) fn primary_nhrp(&self) -> Option<&dmvpn_nhrp::Engine> {
+        self.nhrp.as_ref().or(self.nhrp6.as_ref())
+    }
+
     /// The NHRP instances: IPv4, then IPv6 on a dual-stack tunnel.
     fn engines(&self) -> impl Iterator<Item = &dmvpn_nhrp::Engine> {
         self.nhrp.iter().chain(self.nhrp6.iter())
@@ -502,6 +508,8 @@ impl Node {
                 .collect();
             v.extend(self.cfg.routes6.iter().map(|(p, l)| (IpAddr::V6(*p), *l)));
             v
+        } else if !self.cfg.overlay_v4 {
+            Vec::new()
         } else {
             let len = self.cfg.tunnel_prefix_len;
             let mut v = vec![(mask(IpAddr::V4(self.cfg.tunnel_addr), len), len)];
@@ -517,7 +525,7 @@ impl Node {
 
     /// The NHRP engine's counters (none when the tunnel runs no NHRP).
     pub fn nhrp_stats(&self) -> Option<&dmvpn_nhrp::engine::Stats> {
-        self.nhrp.as_ref().map(|n| n.stats())
+        self.primary_nhrp().map(|n| n.stats())
     }
 
     /// Installed shortcut routes (prefix, length, NBMA).
@@ -667,7 +675,7 @@ impl Node {
     /// (phase 3) also marks cache entries used from packets through its
     /// NHS; the packets its own thread forwards suffice for that.
     pub fn worker_policy(&self) -> crate::engine::WorkerPolicy {
-        let nhrp = self.nhrp.as_ref().map(|n| n.config());
+        let nhrp = self.primary_nhrp().map(|n| n.config());
         crate::engine::WorkerPolicy {
             relay: self.cfg.hub,
             watch_sources: self.cfg.hub && nhrp.is_some_and(|c| c.redirect),
@@ -983,7 +991,7 @@ impl Node {
             return;
         }
         let len = self.cfg.tunnel_prefix_len;
-        let broadcast = (len < 31)
+        let broadcast = (len < 31 && self.cfg.overlay_v4)
             .then(|| Prefix::new(IpAddr::V4(self.cfg.tunnel_addr), len).last())
             .and_then(v4);
         debug!(target: "dmvpn::nhrp", "NHRP: multicast list {:?}", peers.iter().map(|p| p.nbma).collect::<Vec<_>>());

@@ -82,7 +82,8 @@ impl Node {
         if self.cfg.protected != was_protected {
             self.reprotect(now);
         }
-        if (self.cfg.tunnel_addr, self.cfg.tunnel_prefix_len) != old_address {
+        if self.cfg.overlay_v4 && (self.cfg.tunnel_addr, self.cfg.tunnel_prefix_len) != old_address
+        {
             self.readdress(now, old_address);
         }
         let new_nhs = self.nhs_nbmas();

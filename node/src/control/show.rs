@@ -440,7 +440,7 @@ impl Node {
     /// drops: NHRP packets refused, and data packets routed into the
     /// tunnel that found no NHRP mapping.
     pub fn show_nhrp_traffic(&self, now: Instant, dp: Option<&DataplaneStats>) -> Vec<NhrpTraffic> {
-        let Some(n) = self.nhrp.as_ref() else {
+        let Some(n) = self.primary_nhrp() else {
             return Vec::new();
         };
         let st = n.stats();
@@ -556,7 +556,10 @@ impl Node {
                     }
                 })
                 .collect(),
-            tunnel_addr: Some(IpAddr::V4(self.cfg.tunnel_addr)),
+            tunnel_addr: match (self.cfg.overlay_v4, self.cfg.tunnel_addr6) {
+                (false, Some((a, _))) => Some(IpAddr::V6(a)),
+                _ => Some(IpAddr::V4(self.cfg.tunnel_addr)),
+            },
             source: Some(IpAddr::V4(self.cfg.nbma)),
             destination: self.cfg.destination.map(IpAddr::V4),
             protection: self.cfg.protection_profile.clone(),
