@@ -914,3 +914,40 @@ ipv6 route 2001:DB8:4::/64 2001:DB8:100::4
         imp.notes
     );
 }
+
+/// An IPv6-only tunnel (`ipv6 address` alone, `ipv6 nhrp …`): `address`
+/// is IPv6 and its NHRP settings are the `ipv6 nhrp` ones.
+#[test]
+fn ipv6_only_tunnel() {
+    let text = "hostname s2
+interface Tunnel0
+ ipv6 address 2001:DB8:100::2/64
+ ipv6 mtu 1400
+ ip mtu 1400
+ ipv6 nhrp authentication v6pass
+ ipv6 nhrp network-id 7
+ ipv6 nhrp holdtime 300
+ ipv6 nhrp nhs 2001:DB8:100::1 nbma 172.16.0.1
+ ipv6 nhrp shortcut
+ tunnel source 172.16.0.2
+ tunnel mode gre multipoint
+ipv6 route 2001:DB8:3::/64 Tunnel0
+";
+    let imp = import(text, None);
+    let c = round_trip(&imp);
+    let t = &c.tunnels[0];
+    assert_eq!(t.address, "2001:db8:100::2/64".parse().unwrap());
+    assert_eq!(t.address6, None);
+    let n = t.nhrp.as_ref().unwrap();
+    assert_eq!((n.network_id, n.holdtime, n.shortcut), (7, 300, true));
+    assert_eq!(
+        n.authentication.as_ref().map(|a| a.expose().to_string()),
+        Some("v6pass".into())
+    );
+    assert_eq!(
+        n.nhs[0].address,
+        "2001:db8:100::1".parse::<std::net::IpAddr>().unwrap()
+    );
+    let routes: Vec<String> = t.routes.iter().map(|r| r.to_string()).collect();
+    assert_eq!(routes, ["2001:db8:3::/64"]);
+}

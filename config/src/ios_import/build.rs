@@ -452,12 +452,37 @@ impl Builder<'_> {
             let address6 = i
                 .ipv6
                 .filter(|_| address.is_some_and(|a| a.addr().is_ipv4()));
-            for (line, s) in &i.ipv6_nhrp {
-                self.note(
-                    *line,
-                    format!("ipv6 nhrp {s}: dmvpnd's IPv6 NHRP instance takes the tunnel's `ip nhrp` settings (network-id, authentication, holdtime, redirect, shortcut); check they match"),
-                );
-            }
+            // An IPv6-only tunnel's NHRP settings are its `ipv6 nhrp` ones;
+            // a dual-stack tunnel's IPv6 instance takes the `ip nhrp` ones.
+            let v6_only = address.is_some_and(|a| a.addr().is_ipv6());
+            let mut v6_state;
+            let i = if v6_only {
+                v6_state = i.clone();
+                for (line, s) in &i.ipv6_nhrp {
+                    let words: Vec<&str> = s.split_whitespace().collect();
+                    match nhrp_sub(&words).map(|(_, c)| c) {
+                        Some(Cmd::NhrpNetworkId(n)) => v6_state.network_id = Some(n),
+                        Some(Cmd::NhrpAuth(a)) => v6_state.nhrp_auth = Some(a),
+                        Some(Cmd::NhrpHoldtime(h)) => v6_state.holdtime = Some(h),
+                        Some(Cmd::NhrpRedirect) => v6_state.redirect = true,
+                        Some(Cmd::NhrpShortcut) => v6_state.shortcut = true,
+                        Some(Cmd::NhrpRegTimeout(t)) => v6_state.reg_timeout = Some(t),
+                        Some(Cmd::NhrpRegNoUnique) => v6_state.reg_no_unique = true,
+                        Some(Cmd::NhrpMaxSend(n, e)) => v6_state.max_send = Some((n, e)),
+                        _ => self.note(*line, format!("not imported: ipv6 nhrp {s}")),
+                    }
+                }
+                v6_state.has_nhrp |= v6_state.network_id.is_some();
+                &v6_state
+            } else {
+                for (line, s) in &i.ipv6_nhrp {
+                    self.note(
+                        *line,
+                        format!("ipv6 nhrp {s}: dmvpnd's IPv6 NHRP instance takes the tunnel's `ip nhrp` settings (network-id, authentication, holdtime, redirect, shortcut); check they match"),
+                    );
+                }
+                i
+            };
             let Some(address) = address else {
                 self.note(
                     i.line,
@@ -544,7 +569,8 @@ impl Builder<'_> {
                 None
             } else if i.has_nhrp || mode == TunnelMode::GreMultipoint {
                 let Some(network_id) = i.network_id.filter(|n| *n > 0) else {
-                    self.note(i.line, format!("not imported: interface {name} has no `ip nhrp network-id` (NHRP is off on it in IOS)"));
+                    let ip = if v6_only { "ipv6" } else { "ip" };
+                    self.note(i.line, format!("not imported: interface {name} has no `{ip} nhrp network-id` (NHRP is off on it in IOS)"));
                     continue;
                 };
                 let mut auth = i.nhrp_auth.clone();
