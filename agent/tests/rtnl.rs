@@ -435,3 +435,90 @@ fn routes_through_one_interface_among_ten_thousand() {
         );
     });
 }
+
+/// A dual-stack tunnel's IPv6 side: its address goes in usable at once
+/// (no duplicate address detection), dmvpnd's IPv6 routes sit beside a
+/// configured route of the same prefix (one metric below it), routes via
+/// an IPv6 next hop are read back, connected IPv6 LANs are found, and a
+/// flush removes dmvpnd's routes of both families.
+#[test]
+fn ipv6_addresses_and_routes() {
+    use rtnl::ROUTE_PROTOCOL as P;
+    use std::net::{IpAddr, Ipv6Addr};
+    in_netns(|| {
+        let v6 = |s: &str| -> Ipv6Addr { s.parse().unwrap() };
+        link("Tunnel0");
+        ip(&["link", "set", "Tunnel0", "up"]);
+        link("lan0");
+        ip(&["addr", "add", "2001:db8:2::1/64", "dev", "lan0", "nodad"]);
+        ip(&["link", "set", "lan0", "up"]);
+        let oif = rtnl::ifindex("Tunnel0").unwrap();
+        rtnl::add_address(oif, IpAddr::V6(v6("2001:db8:100::2")), 64).unwrap();
+        let states = rtnl::ipv6_address_states(oif).unwrap();
+        assert_eq!(
+            states,
+            [(v6("2001:db8:100::2"), 64, false)],
+            "not tentative"
+        );
+        assert_eq!(
+            rtnl::ipv6_addresses(oif).unwrap(),
+            [(v6("2001:db8:100::2"), 64)]
+        );
+        // The configured route (the kernel's default metric, 1024).
+        rtnl::replace_route(IpAddr::V6(v6("2001:db8:3::")), 64, None, oif).unwrap();
+        rtnl::add_route(
+            IpAddr::V6(v6("2001:db8:3::")),
+            64,
+            oif,
+            P,
+            routes::IPV6_METRIC,
+        )
+        .unwrap();
+        rtnl::add_route(IpAddr::V4(a("10.3.0.0")), 24, oif, P, 0).unwrap();
+        let both = ip(&["-6", "route", "show", "2001:db8:3::/64"]);
+        assert_eq!(both.lines().count(), 2, "{both}");
+        assert!(both.lines().next().unwrap().contains("proto 78"), "{both}");
+        ip(&[
+            "-6",
+            "route",
+            "add",
+            "2001:db8:4::/64",
+            "via",
+            "2001:db8:100::4",
+            "dev",
+            "Tunnel0",
+        ]);
+        let table = rtnl::routes_through_v6(oif).unwrap();
+        assert!(
+            table.iter().any(|r| r.prefix == v6("2001:db8:3::")
+                && r.protocol == P
+                && r.metric == routes::IPV6_METRIC),
+            "{table:?}"
+        );
+        assert!(
+            routes::tunnel_routes("Tunnel0").contains(&(
+                IpAddr::V6(v6("2001:db8:4::")),
+                64,
+                IpAddr::V6(v6("2001:db8:100::4"))
+            )),
+            "{:?}",
+            routes::tunnel_routes("Tunnel0")
+        );
+        let lans = routes::local_prefixes("Tunnel0", a("172.16.0.2"));
+        assert!(
+            lans.contains(&(IpAddr::V6(v6("2001:db8:2::")), 64)),
+            "{lans:?}"
+        );
+        assert!(
+            !lans
+                .iter()
+                .any(|(p, _)| *p == IpAddr::V6(v6("2001:db8:100::"))),
+            "the tunnel's own subnet is no LAN: {lans:?}"
+        );
+        assert_eq!(rtnl::flush_routes(oif, P).unwrap(), 2);
+        assert_eq!(ip(&["-6", "route", "show", "proto", "78"]).trim(), "");
+        assert!(ip(&["-6", "route", "show", "2001:db8:3::/64"]).contains("2001:db8:3::/64"));
+        rtnl::delete_address(oif, IpAddr::V6(v6("2001:db8:100::2")), 64).unwrap();
+        assert!(rtnl::ipv6_addresses(oif).unwrap().is_empty());
+    });
+}

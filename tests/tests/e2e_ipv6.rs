@@ -86,6 +86,26 @@ fn lan6(lab: &Lab, router: &str, host: &str, n: u8) {
     ]);
 }
 
+/// The hub's routes to the spokes' IPv6 LANs via their IPv6 tunnel
+/// addresses, as a routing daemon would install them.
+fn hub_lan_routes6(hub: &str) {
+    for n in [2u8, 3] {
+        ok(&[
+            "ip",
+            "-n",
+            hub,
+            "-6",
+            "route",
+            "replace",
+            &format!("2001:db8:{n}::/64"),
+            "via",
+            &format!("2001:db8:100::{n}"),
+            "dev",
+            "Tunnel0",
+        ]);
+    }
+}
+
 fn forwarding6(ns: &str) {
     ok(&[
         "ip",
@@ -165,23 +185,7 @@ fn ipv6_overlay_resolves_and_goes_direct() {
         v4.contains("192.168.1.2 dev Tunnel0") && v4.contains("192.168.1.3 dev Tunnel0"),
         "the IPv4 registrations go on beside the IPv6 ones:\n{v4}"
     );
-    // The hub's routes to the spokes' IPv6 LANs, as a routing daemon
-    // would install them.
-    for n in [2u8, 3] {
-        ok(&[
-            "ip",
-            "-n",
-            &hub,
-            "-6",
-            "route",
-            "replace",
-            &format!("2001:db8:{n}::/64"),
-            "via",
-            &format!("2001:db8:100::{n}"),
-            "dev",
-            "Tunnel0",
-        ]);
-    }
+    hub_lan_routes6(&hub);
     // The tunnel's IPv6 address answers (through the hub).
     assert_eq!(
         lab.ping(&s2, "2001:db8:100::1", 3),
@@ -408,21 +412,7 @@ fn an_ipv6_only_overlay_resolves_and_goes_direct() {
         "no IPv4 address on an IPv6-only tunnel: {}",
         String::from_utf8_lossy(&a.stdout)
     );
-    for n in [2u8, 3] {
-        ok(&[
-            "ip",
-            "-n",
-            &hub,
-            "-6",
-            "route",
-            "replace",
-            &format!("2001:db8:{n}::/64"),
-            "via",
-            &format!("2001:db8:100::{n}"),
-            "dev",
-            "Tunnel0",
-        ]);
-    }
+    hub_lan_routes6(&hub);
     let t = lab.wait(
         "an IPv6 shortcut to 2001:db8:3::/64 on spoke 2",
         Duration::from_secs(30),

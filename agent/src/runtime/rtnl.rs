@@ -170,9 +170,46 @@ pub fn routes_through_v6(oif: u32) -> io::Result<Vec<Route6>> {
 }
 
 fn dump_main_v6(oif: Option<u32>) -> io::Result<Vec<Route6>> {
+    let mut out = Vec::new();
+    dump_unicast_main(AddressFamily::Inet6, oif, |r, f| {
+        let route = Route6 {
+            prefix: f
+                .destination
+                .as_ref()
+                .and_then(v6)
+                .unwrap_or(Ipv6Addr::UNSPECIFIED),
+            len: r.header.destination_prefix_length,
+            gateway: f.gateway.as_ref().and_then(v6),
+            oif: f.oif,
+            protocol: u8::from(r.header.protocol),
+            metric: f.metric,
+        };
+        if (route.prefix.segments()[0] & 0xffc0) != 0xfe80 {
+            out.push(route);
+        }
+    })?;
+    Ok(out)
+}
+
+/// The attributes of a route message that the dumps read.
+#[derive(Default)]
+struct RouteFields {
+    destination: Option<RouteAddress>,
+    gateway: Option<RouteAddress>,
+    oif: Option<u32>,
+    metric: u32,
+}
+
+/// Dumps the unicast routes of `family`'s main table (through `oif`,
+/// filtered by the kernel where it can), handing each to `each`.
+fn dump_unicast_main(
+    family: AddressFamily,
+    oif: Option<u32>,
+    mut each: impl FnMut(&RouteMessage, RouteFields),
+) -> io::Result<()> {
     let s = socket()?;
     let mut req = RouteMessage::default();
-    req.header.address_family = AddressFamily::Inet6;
+    req.header.address_family = family;
     if let Some(i) = oif
         && s.set_netlink_get_strict_chk(true).is_ok()
     {
@@ -184,40 +221,29 @@ fn dump_main_v6(oif: Option<u32>) -> io::Result<Vec<Route6>> {
         NLM_F_REQUEST | NLM_F_DUMP,
         RouteNetlinkMessage::GetRoute(req),
     )?;
-    let mut out = Vec::new();
     replies(&s, |m| {
         let RouteNetlinkMessage::NewRoute(r) = m else {
             return;
         };
         let mut table = u32::from(r.header.table);
-        let mut route = Route6 {
-            prefix: Ipv6Addr::UNSPECIFIED,
-            len: r.header.destination_prefix_length,
-            gateway: None,
-            oif: None,
-            protocol: u8::from(r.header.protocol),
-            metric: 0,
-        };
+        let mut f = RouteFields::default();
         for a in &r.attributes {
             match a {
-                RouteAttribute::Destination(d) => route.prefix = v6(d).unwrap_or(route.prefix),
-                RouteAttribute::Gateway(g) => route.gateway = v6(g),
-                RouteAttribute::Oif(i) => route.oif = Some(*i),
+                RouteAttribute::Destination(d) => f.destination = Some(d.clone()),
+                RouteAttribute::Gateway(g) => f.gateway = Some(g.clone()),
+                RouteAttribute::Oif(i) => f.oif = Some(*i),
                 RouteAttribute::Table(t) => table = *t,
-                RouteAttribute::Priority(p) => route.metric = *p,
+                RouteAttribute::Priority(p) => f.metric = *p,
                 _ => {}
             }
         }
-        let link_local = (route.prefix.segments()[0] & 0xffc0) == 0xfe80;
-        if r.header.address_family == AddressFamily::Inet6
+        if r.header.address_family == family
             && r.header.kind == RouteType::Unicast
             && table == u32::from(RouteHeader::RT_TABLE_MAIN)
-            && !link_local
         {
-            out.push(route);
+            each(&r, f);
         }
-    })?;
-    Ok(out)
+    })
 }
 
 /// The unicast routes of the main IPv4 table.
@@ -238,53 +264,21 @@ pub fn routes_through(oif: u32) -> io::Result<Vec<Route>> {
 }
 
 fn dump_main(oif: Option<u32>) -> io::Result<Vec<Route>> {
-    let s = socket()?;
-    let mut req = RouteMessage::default();
-    req.header.address_family = AddressFamily::Inet;
-    if let Some(i) = oif
-        && s.set_netlink_get_strict_chk(true).is_ok()
-    {
-        req.header.table = RouteHeader::RT_TABLE_MAIN;
-        req.attributes.push(RouteAttribute::Oif(i));
-    }
-    send(
-        &s,
-        NLM_F_REQUEST | NLM_F_DUMP,
-        RouteNetlinkMessage::GetRoute(req),
-    )?;
     let mut out = Vec::new();
-    replies(&s, |m| {
-        let RouteNetlinkMessage::NewRoute(r) = m else {
-            return;
-        };
-        let mut table = u32::from(r.header.table);
-        let mut route = Route {
-            prefix: Ipv4Addr::UNSPECIFIED,
+    dump_unicast_main(AddressFamily::Inet, oif, |r, f| {
+        out.push(Route {
+            prefix: f
+                .destination
+                .as_ref()
+                .and_then(v4)
+                .unwrap_or(Ipv4Addr::UNSPECIFIED),
             len: r.header.destination_prefix_length,
-            gateway: None,
-            oif: None,
+            gateway: f.gateway.as_ref().and_then(v4),
+            oif: f.oif,
             link_scope: r.header.scope == RouteScope::Link,
             protocol: u8::from(r.header.protocol),
-            metric: 0,
-        };
-        for a in &r.attributes {
-            match a {
-                RouteAttribute::Destination(d) => {
-                    route.prefix = v4(d).unwrap_or(route.prefix);
-                }
-                RouteAttribute::Gateway(g) => route.gateway = v4(g),
-                RouteAttribute::Oif(i) => route.oif = Some(*i),
-                RouteAttribute::Table(t) => table = *t,
-                RouteAttribute::Priority(p) => route.metric = *p,
-                _ => {}
-            }
-        }
-        if r.header.address_family == AddressFamily::Inet
-            && r.header.kind == RouteType::Unicast
-            && table == u32::from(RouteHeader::RT_TABLE_MAIN)
-        {
-            out.push(route);
-        }
+            metric: f.metric,
+        })
     })?;
     Ok(out)
 }
