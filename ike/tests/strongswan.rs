@@ -14,7 +14,7 @@ use dmvpn_ike::policy::gre_proxy;
 use dmvpn_ike::*;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -25,6 +25,9 @@ const THEIRS: &str = "172.16.0.2";
 /// Our address when behind the NAT router.
 const NATTED: &str = "10.0.0.1";
 const PSK: &str = "cisco123-interop";
+/// The same two ends over IPv6 (seed 000 runs IKEv1 Main Mode over IPv6).
+const OURS6: &str = "fd00:16::1";
+const THEIRS6: &str = "fd00:16::2";
 
 fn sh(cmd: &str) {
     let st = Command::new("sh").arg("-c").arg(cmd).status().expect("sh");
@@ -45,6 +48,17 @@ struct Lab {
 impl Lab {
     fn new(tag: &str, charon_conn: &str) -> Lab {
         Lab::new_with(tag, charon_conn, false)
+    }
+
+    /// Like `new`, with IPv6 addresses on the veth pair (`OURS6`, `THEIRS6`).
+    fn new_v6(tag: &str, charon_conn: &str) -> Lab {
+        let lab = Lab::new_with(tag, charon_conn, false);
+        let ns = &lab.ns;
+        sh(&format!(
+            "ip -n {ns}a addr add {OURS6}/64 dev {ns}x nodad && \
+             ip -n {ns}b addr add {THEIRS6}/64 dev {ns}y nodad"
+        ));
+        lab
     }
 
     fn new_with(tag: &str, charon_conn: &str, libipsec: bool) -> Lab {
@@ -292,9 +306,13 @@ fn run_engine(
             0,
             "setns"
         );
-        let local: SocketAddr = format!("{ours}:500").parse().unwrap();
-        let local4500: SocketAddr = format!("{ours}:4500").parse().unwrap();
-        let remote: SocketAddr = format!("{THEIRS}:500").parse().unwrap();
+        let ours: IpAddr = ours.parse().unwrap();
+        let theirs: IpAddr = if ours.is_ipv6() { THEIRS6 } else { THEIRS }
+            .parse()
+            .unwrap();
+        let local = SocketAddr::new(ours, 500);
+        let local4500 = SocketAddr::new(ours, 4500);
+        let remote = SocketAddr::new(theirs, 500);
         let s500 = UdpSocket::bind(local).unwrap();
         let s4500 = UdpSocket::bind(local4500).unwrap();
         for s in [&s500, &s4500] {
@@ -420,8 +438,13 @@ fn swanctl_conf_extra(ike: &str, esp: &str, aggressive: bool, extra: &str) -> St
 }
 
 fn swanctl_conf_full(ike: &str, esp: &str, aggressive: bool, extra: &str, remote: &str) -> String {
+    let local = if remote.contains(':') {
+        THEIRS6
+    } else {
+        THEIRS
+    };
     format!(
-        "connections {{\n  gre {{\n    version = 1\n    {extra}\n    aggressive = {}\n    local_addrs = {THEIRS}\n    remote_addrs = {remote}\n    proposals = {ike}\n    \
+        "connections {{\n  gre {{\n    version = 1\n    {extra}\n    aggressive = {}\n    local_addrs = {local}\n    remote_addrs = {remote}\n    proposals = {ike}\n    \
          local {{\n      auth = psk\n    }}\n    remote {{\n      auth = psk\n    }}\n    \
          children {{\n      gre {{\n        mode = transport\n        local_ts = dynamic[gre]\n        remote_ts = dynamic[gre]\n        esp_proposals = {esp}\n      }}\n    }}\n  }}\n}}\n\
          secrets {{\n  ike-1 {{\n    secret = \"{PSK}\"\n  }}\n}}\n",
@@ -549,9 +572,20 @@ fn isakmp_summary(pcap: &str) -> Vec<(u8, bool, String)> {
         .collect()
 }
 
+/// Two namespaces and a charon configured for `ike`/`esp`, over IPv4 or
+/// IPv6; returns the lab and our address.
+fn lab_for(tag: &str, ike: &str, esp: &str, aggressive: bool, v6: bool) -> (Lab, &'static str) {
+    if v6 {
+        let conf = swanctl_conf_full(ike, esp, aggressive, "", OURS6);
+        (Lab::new_v6(tag, &conf), OURS6)
+    } else {
+        (Lab::new(tag, &swanctl_conf(ike, esp, aggressive)), OURS)
+    }
+}
+
 /// We initiate; charon answers. Keys must match what charon logs.
 fn we_initiate(tag: &str, cfg: EngineConfig, ike: &str, esp: &str, aggressive: bool) {
-    we_initiate_captured(tag, cfg, ike, esp, aggressive, false);
+    we_initiate_captured(tag, cfg, ike, esp, aggressive, false, false);
 }
 
 /// `we_initiate`, optionally capturing the wire; returns the capture file.
@@ -562,13 +596,14 @@ fn we_initiate_captured(
     esp: &str,
     aggressive: bool,
     capture: bool,
+    v6: bool,
 ) -> Option<(Lab, String)> {
     let cfg_p1 = (cfg.policies[0].hash, cfg.policies[0].encr);
-    let lab = Lab::new(tag, &swanctl_conf(ike, esp, aggressive));
+    let (lab, ours) = lab_for(tag, ike, esp, aggressive, v6);
     let cap = capture.then(|| Capture::start(&lab));
     let run = run_engine(
         format!("{}a", lab.ns),
-        OURS,
+        ours,
         cfg,
         true,
         |ev| {
@@ -587,6 +622,19 @@ fn we_initiate_captured(
     );
     let c = child(&run.events).unwrap_or_else(|| panic!("no child SA: {:?}\n{log}", run.events));
     check_phase1(&log, &run, &cfg_p1);
+    if v6 {
+        // GRE between the two IPv6 addresses, as charon saw it too.
+        assert_eq!(c.local_proxy, Some(gre_proxy(OURS6.parse().unwrap())));
+        assert_eq!(c.remote_proxy, Some(gre_proxy(THEIRS6.parse().unwrap())));
+        for seen in [
+            // Our identity is our IPv6 address (ID type 5).
+            "established between fd00:16::2[fd00:16::2]...fd00:16::1[fd00:16::1]",
+            "received: fd00:16::1/128[gre] => match: fd00:16::1/128[gre]",
+            "received: fd00:16::2/128[gre] => match: fd00:16::2/128[gre]",
+        ] {
+            assert!(log.contains(seen), "no '{seen}' in charon's log:\n{log}");
+        }
+    }
     // ESP keys (charon is the responder: its "encryption initiator key" is our outbound).
     let ei = charon_value(&log, "encryption initiator key").expect("enc i");
     let er = charon_value(&log, "encryption responder key").expect("enc r");
@@ -671,6 +719,7 @@ fn strongswan_aggressive_mode_third_message_encrypted() {
         "aes256-sha256",
         true,
         true,
+        false,
     )
     .expect("captured");
     let msgs = isakmp_summary(&pcap);
@@ -933,13 +982,13 @@ fn check_phase1(log: &str, run: &Run, (prf, encr): &(HashAlg, EncrAlg)) {
 /// charon initiates, we answer. Phase 1 keys must agree and charon must
 /// verify our HASH(2) and derive its CHILD_SA keys (then install fails
 /// without kernel ESP, so it never sends QM3).
-fn they_initiate(tag: &str, cfg: EngineConfig, ike: &str, esp: &str, aggressive: bool) {
+fn they_initiate(tag: &str, cfg: EngineConfig, ike: &str, esp: &str, aggressive: bool, v6: bool) {
     let cfg_p1 = (cfg.policies[0].hash, cfg.policies[0].encr);
-    let mut lab = Lab::new(tag, &swanctl_conf(ike, esp, aggressive));
+    let (mut lab, ours) = lab_for(tag, ike, esp, aggressive, v6);
     lab.swanctl_bg("--initiate --child gre --timeout 5");
     let run = run_engine(
         format!("{}a", lab.ns),
-        OURS,
+        ours,
         cfg,
         false,
         |_| false,
@@ -1028,7 +1077,7 @@ fn matrix(we_start: bool, aggressive: bool) {
             if we_start {
                 we_initiate(&tag, cfg, ike, esp, aggressive)
             } else {
-                they_initiate(&tag, cfg, ike, esp, aggressive)
+                they_initiate(&tag, cfg, ike, esp, aggressive, false)
             }
         });
         assert!(r.is_ok(), "interop failed: {what}");
@@ -1393,4 +1442,29 @@ fn strongswan_phase1_rekeyed_by_charon() {
     let sas = list_sas(&lab);
     assert_eq!(sas.matches("ESTABLISHED").count(), 1, "{sas}");
     assert!(sas.contains("INSTALLED, TUNNEL-in-UDP"), "{sas}");
+}
+
+/// IKEv1 Main Mode over IPv6 (as seed 000 runs it), each side initiating:
+/// IPv6 identities and GRE proxies between the two IPv6 addresses, and
+/// every phase 1 and ESP key equal to charon's.
+#[test]
+fn strongswan_main_mode_over_ipv6() {
+    let cfg = || {
+        let mut c = our_cfg(
+            EncrAlg::Aes256,
+            HashAlg::Sha256,
+            GroupId::Modp2048,
+            EspTransform {
+                encr: EspEncr::AesCbc(256),
+                integ: Some(HashAlg::Sha256),
+            },
+            false,
+        );
+        c.psks[0].prefix = THEIRS6.parse().unwrap();
+        c.psks[0].len = 128;
+        c
+    };
+    let (ike, esp) = ("aes256-sha256-modp2048", "aes256-sha256");
+    we_initiate_captured("6w", cfg(), ike, esp, false, false, true);
+    they_initiate("6c", cfg(), ike, esp, false, true);
 }
