@@ -355,17 +355,27 @@ impl Validator {
     }
 
     /// Several tunnels run side by side, each on its own source address
-    /// (its own IKE and its own share of the GRE and ESP packets).
+    /// or interface (its own IKE and its own share of the GRE and ESP
+    /// packets).
     fn one_of_several(&mut self, cfg: &Config, i: usize, t: &Tunnel) {
         let p = format!("tunnel[{i}]");
         match &t.source {
-            TunnelSource::Interface(name) => self.err(
-                format!("{p}.source"),
-                format!(
-                    "with several tunnels each tunnel's source must be an address; `{name}` is an interface"
-                ),
-                "write the interface's address, e.g. source = \"192.0.2.1\"",
-            ),
+            TunnelSource::Interface(name) => {
+                if let Some((j, other)) = cfg.tunnels[..i]
+                    .iter()
+                    .enumerate()
+                    .find(|(_, o)| o.source == t.source)
+                {
+                    self.err(
+                        format!("{p}.source"),
+                        format!(
+                            "tunnels `{}` (tunnel[{j}]) and `{}` both follow interface {name}; dmvpnd runs each of several tunnels on its own source",
+                            other.name, t.name
+                        ),
+                        "give one of them an address of its own as source (an address added to the interface will do)",
+                    );
+                }
+            }
             TunnelSource::Address(a) => {
                 if let Some((j, other)) = cfg.tunnels[..i]
                     .iter()

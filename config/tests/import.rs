@@ -777,8 +777,9 @@ interface Tunnel0
     );
 }
 
-/// Dual cloud: Tunnel0 and Tunnel1 on their own source addresses are
-/// both imported; a third on Tunnel0's source is left out with a note.
+/// Dual cloud: Tunnel0 and Tunnel1 on their own source addresses (or
+/// interfaces) are both imported; a third on Tunnel0's source is left
+/// out with a note.
 #[test]
 fn dual_cloud_tunnels() {
     let tunnel = |n: u8, src: &str| {
@@ -840,6 +841,32 @@ crypto ipsec profile P
     assert!(
         imp.notes.iter().any(|n| n.text.starts_with(
             "not imported: interface Tunnel2: it shares source 172.16.0.2 with Tunnel0;"
+        )),
+        "{:?}",
+        imp.notes
+    );
+    // Interface sources (no address for them in the input) beside an
+    // address: each its own source, all imported; one interface named
+    // twice is one source shared.
+    let text = format!(
+        "{head}{}{}{}",
+        tunnel(0, "GigabitEthernet0/0"),
+        tunnel(1, "172.16.1.2"),
+        tunnel(2, "GigabitEthernet0/1")
+    );
+    let c = round_trip(&import(&text, None));
+    let sources: Vec<String> = c.tunnels.iter().map(|t| t.source.to_string()).collect();
+    assert_eq!(sources, ["gi0-0", "172.16.1.2", "gi0-1"]);
+    let text = format!(
+        "{head}{}{}",
+        tunnel(0, "GigabitEthernet0/0"),
+        tunnel(1, "GigabitEthernet0/0")
+    );
+    let imp = import(&text, None);
+    assert_eq!(round_trip(&imp).tunnels.len(), 1);
+    assert!(
+        imp.notes.iter().any(|n| n.text.starts_with(
+            "not imported: interface Tunnel1: it shares source gi0-0 with Tunnel0; dmvpnd runs several tunnels each on its own source"
         )),
         "{:?}",
         imp.notes

@@ -590,9 +590,9 @@ fn tunnels_sharing_source_and_key() {
 
 const SHARED_SOURCE: &str = "37:10: tunnel[1].source: tunnels `Tunnel0` (tunnel[0]) and `Tunnel1` share source 172.16.0.2; dmvpnd runs each of several tunnels on its own source address";
 
-/// Dual-cloud: a second tunnel on its own source address, NHRP network
-/// and key is accepted; an interface source or manual SAs beside it are
-/// not (yet).
+/// Dual-cloud: a second tunnel on its own source address or interface,
+/// NHRP network and key is accepted; a shared source or manual SAs
+/// beside it are not (yet).
 #[test]
 fn several_tunnels() {
     let second = "\n[[tunnel]]\nname = \"Tunnel1\"\naddress = \"192.168.2.2/24\"\nsource = \"172.16.1.2\"\nkey = 1\nprotection = \"prof\"\n[tunnel.nhrp]\nnetwork_id = 2\n[[tunnel.nhrp.nhs]]\naddress = \"192.168.2.1\"\nnbma = \"172.16.1.1\"\n";
@@ -601,11 +601,18 @@ fn several_tunnels() {
     let c = Config::from_str(&two, "t.toml").unwrap().config;
     assert_eq!(c.for_tunnel(1).tunnels, [c.tunnels[1].clone()]);
     assert_eq!(c.for_tunnel(1).ike, c.ike);
+    // An interface source beside an address source, or two interfaces:
+    // each tunnel still has its own source.
     let ifsrc = two.replace("source = \"172.16.1.2\"", "source = \"eth1\"");
+    assert_eq!(errors(&ifsrc), Vec::<String>::new());
+    let two_ifs = ifsrc.replacen("source = \"172.16.0.2\"", "source = \"eth0\"", 1);
+    assert_eq!(errors(&two_ifs), Vec::<String>::new());
+    // One interface followed by both is one source shared.
+    let same_if = ifsrc.replacen("source = \"172.16.0.2\"", "source = \"eth1\"", 1);
     assert_eq!(
-        errors(&ifsrc),
+        errors(&same_if),
         [
-            "37:10: tunnel[1].source: with several tunnels each tunnel's source must be an address; `eth1` is an interface"
+            "37:10: tunnel[1].source: tunnels `Tunnel0` (tunnel[0]) and `Tunnel1` both follow interface eth1; dmvpnd runs each of several tunnels on its own source"
         ]
     );
     // A route into one tunnel covering the other's underlay, or routed

@@ -416,6 +416,154 @@ fn dual_hub_dual_cloud() {
 }
 
 /// Whether `ip route show` output has a route through `dev` with `metric`.
+/// A spoke with Tunnel0 sourced from its underlay interface (`source =
+/// "nbma0"`, primary address 172.16.0.2) and Tunnel1 from the address
+/// 172.16.1.2 on the same interface. Tunnel0's address moves (to
+/// 172.16.0.22, as a new DHCP lease): Tunnel0 registers again from it
+/// without a restart while Tunnel1 carries on, untouched; neither tunnel
+/// receives the other's packets.
+#[test]
+fn an_interface_source_beside_another_tunnel() {
+    let mut lab = Lab::new("ti");
+    let hub_a = lab.node("ha", 1);
+    let hub_b = lab.node("hb", 4);
+    let s2 = lab.node("s2", 2);
+    for (ns, n) in [(&hub_b, 4u8), (&s2, 2)] {
+        ok(&[
+            "ip",
+            "-n",
+            ns,
+            "addr",
+            "add",
+            &format!("172.16.1.{n}/24"),
+            "dev",
+            "nbma0",
+        ]);
+    }
+    lab.start(&hub_a, &(common("hubA", "hub") + &tunnel(0, 1, None)));
+    lab.start(&hub_b, &(common("hubB", "hub") + &tunnel(1, 4, None)));
+    let tunnel0 = tunnel(0, 2, Some(1))
+        .replace("source = \"172.16.0.2\"", "source = \"nbma0\"")
+        .replace(
+            "network_id = 1\n",
+            "network_id = 1\nregistration_no_unique = true\n",
+        );
+    assert!(tunnel0.contains("source = \"nbma0\"") && tunnel0.contains("no_unique"));
+    // Two forwarding threads per tunnel: the workers' sockets follow too.
+    let cfg = common("s2", "spoke")
+        .replace("role = \"spoke\"\n", "role = \"spoke\"\nworkers = 2\n")
+        + &tunnel0
+        + &tunnel(1, 2, Some(4));
+    assert!(cfg.contains("workers = 2"));
+    lab.start(&s2, &cfg);
+    lab.wait(
+        "registrations on both hubs",
+        Duration::from_secs(30),
+        || lab.registered(&hub_a, &["172.16.0.2"]) && lab.registered(&hub_b, &["172.16.1.2"]),
+    );
+    let sources = |lab: &Lab| -> Vec<(String, Option<std::net::IpAddr>)> {
+        let Reply::Dmvpn(ifs) = lab.ctl(&s2, Request::ShowDmvpn) else {
+            panic!("show dmvpn")
+        };
+        ifs.into_iter().map(|i| (i.interface, i.source)).collect()
+    };
+    assert_eq!(
+        sources(&lab),
+        [
+            ("Tunnel0".to_string(), Some("172.16.0.2".parse().unwrap())),
+            ("Tunnel1".to_string(), Some("172.16.1.2".parse().unwrap()))
+        ]
+    );
+    for hub in ["192.168.1.1", "192.168.2.1"] {
+        lab.wait("pings to the hub", Duration::from_secs(15), || {
+            lab.ping(&s2, hub, 1) == 1
+        });
+    }
+    let spis = |lab: &Lab| {
+        lab.ipsec_with(&hub_b, "172.16.1.2")
+            .map(|sa| sa.inbound.iter().map(|e| e.spi).collect::<Vec<_>>())
+    };
+    let cloud_b_sas = spis(&lab);
+    assert!(cloud_b_sas.is_some(), "hub B has an SA with 172.16.1.2");
+
+    let pinger = lab.pinger(&s2, "192.168.1.1");
+    lab.wait("the pinger answered", Duration::from_secs(5), || {
+        pinger.answered_after(pinger.started) > 0
+    });
+    let t0 = unix_now();
+    // Without 172.16.0.2 the interface's first address is Tunnel1's
+    // source, which Tunnel0 leaves to it.
+    ok(&[
+        "ip",
+        "-n",
+        &s2,
+        "addr",
+        "del",
+        "172.16.0.2/24",
+        "dev",
+        "nbma0",
+    ]);
+    ok(&[
+        "ip",
+        "-n",
+        &s2,
+        "addr",
+        "add",
+        "172.16.0.22/24",
+        "dev",
+        "nbma0",
+    ]);
+    lab.wait(
+        "hub A lists the spoke at its new NBMA address",
+        Duration::from_secs(15),
+        || lab.registered(&hub_a, &["172.16.0.22"]),
+    );
+    lab.wait(
+        "echoes answered after the move",
+        Duration::from_secs(10),
+        || pinger.answered_after(t0) > 0,
+    );
+    let echoes = pinger.stop();
+    let resumed = first_answer_after(&echoes, t0).expect("an answered echo after the move");
+    eprintln!(
+        "FIGURE interface source beside another tunnel moved: Tunnel0 traffic resumed {resumed:.2} s after the address change"
+    );
+    assert!(lab.alive(&s2), "the spoke was not restarted");
+    assert_eq!(
+        sources(&lab),
+        [
+            ("Tunnel0".to_string(), Some("172.16.0.22".parse().unwrap())),
+            ("Tunnel1".to_string(), Some("172.16.1.2".parse().unwrap()))
+        ]
+    );
+    let log = lab.log(&s2);
+    assert!(
+        log.contains("NBMA address changed from 172.16.0.2 to 172.16.0.22"),
+        "{log}"
+    );
+    assert!(
+        log.contains("2 forwarding threads interface=Tunnel0"),
+        "{log}"
+    );
+    // Cloud B never noticed: same registration, same SAs, still carrying.
+    assert!(lab.registered(&hub_b, &["172.16.1.2"]));
+    assert_eq!(lab.ping(&s2, "192.168.2.1", 3), 3);
+    assert_eq!(
+        spis(&lab),
+        cloud_b_sas,
+        "cloud B's SAs were not renegotiated"
+    );
+    // Each tunnel took only the ESP sent to its own address.
+    let Reply::IpsecSa(r) = lab.ctl(&s2, Request::ShowCryptoIpsecSa) else {
+        panic!("show crypto ipsec sa")
+    };
+    assert_eq!(r.interfaces.len(), 2);
+    for i in &r.interfaces {
+        let bad: Vec<_> = i.recv_errors.iter().filter(|c| c.count > 0).collect();
+        assert!(bad.is_empty(), "{}: {bad:?}", i.interface);
+    }
+}
+
 fn has_route(routes: &str, dev: &str, metric: u32) -> bool {
     routes.lines().any(|l| {
         let w: Vec<&str> = l.split_whitespace().collect();

@@ -7,7 +7,7 @@
 //! tunnel source, and the routes the router asks for, go to the kernel
 //! worker ([`super::kernel`]).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::fs::File;
 use std::future::Future;
 use std::io;
@@ -32,8 +32,9 @@ use super::reload::Outside;
 use super::source::{Source, SourceWatch};
 use crate::runtime::direct;
 use crate::runtime::rtnl::Watch;
-use crate::runtime::sockets::{DatagramSocket, RecvBatch};
+use crate::runtime::sockets::{self, DatagramSocket, RecvBatch};
 use crate::runtime::tun::{self as tun_io, Tun, TunReader, TunWriter};
+use socket2::Socket;
 
 /// The NAT-T UDP port.
 pub const NATT_PORT: u16 = 4500;
@@ -66,7 +67,13 @@ pub struct Links {
     workers: usize,
     /// The address the raw GRE and ESP sockets take packets for (`None`:
     /// every address; a node running several tunnels binds each).
-    raw_local: Option<Ipv4Addr>,
+    raw_local: Cell<Option<Ipv4Addr>>,
+    /// The source interface UDP 500/4500 are bound to, when the tunnel
+    /// follows it beside other tunnels ([`Links::open_following`]).
+    device: Option<String>,
+    /// Every raw socket of this tunnel (this thread's and the workers'),
+    /// bound again when a followed source changes address.
+    raw_handles: RefCell<Vec<Socket>>,
     /// UDP 500/4500 bound to the address before a [`Links::rebind`], kept
     /// until what was queued from that address (IKE deletes) is sent.
     retired: Option<(Ipv4Addr, DatagramSocket, DatagramSocket)>,
@@ -79,7 +86,7 @@ impl Links {
     /// ([`Links::for_worker`]): this thread takes share 0 of the raw GRE
     /// and ESP packets, and UDP 4500 is one socket of a group.
     pub fn open(tun: Tun, nbma: Ipv4Addr, udp_offload: bool, workers: usize) -> io::Result<Links> {
-        Links::bound(tun, nbma, nbma, udp_offload, workers, None)
+        Links::bound(tun, nbma, nbma, udp_offload, workers, None, None)
     }
 
     /// [`Links::open`] with the raw GRE and ESP sockets taking only the
@@ -91,7 +98,7 @@ impl Links {
         udp_offload: bool,
         workers: usize,
     ) -> io::Result<Links> {
-        Links::bound(tun, nbma, nbma, udp_offload, workers, Some(nbma))
+        Links::bound(tun, nbma, nbma, udp_offload, workers, Some(nbma), None)
     }
 
     /// [`Links::open`] with UDP 500/4500 bound to every local address: the
@@ -102,7 +109,39 @@ impl Links {
         udp_offload: bool,
         workers: usize,
     ) -> io::Result<Links> {
-        Links::bound(tun, Ipv4Addr::UNSPECIFIED, nbma, udp_offload, workers, None)
+        Links::bound(
+            tun,
+            Ipv4Addr::UNSPECIFIED,
+            nbma,
+            udp_offload,
+            workers,
+            None,
+            None,
+        )
+    }
+
+    /// One tunnel of several whose source is the interface `device`: the
+    /// raw GRE and ESP sockets take the packets sent to its address
+    /// `nbma`, and are bound again when it changes
+    /// ([`Links::follow_nbma`]); UDP 500/4500 take datagrams to any
+    /// address that arrive on `device` (the other tunnels' sockets, bound
+    /// to their own addresses, take theirs first).
+    pub fn open_following(
+        tun: Tun,
+        nbma: Ipv4Addr,
+        device: &str,
+        udp_offload: bool,
+        workers: usize,
+    ) -> io::Result<Links> {
+        Links::bound(
+            tun,
+            Ipv4Addr::UNSPECIFIED,
+            nbma,
+            udp_offload,
+            workers,
+            Some(nbma),
+            Some(device),
+        )
     }
 
     fn bound(
@@ -112,30 +151,64 @@ impl Links {
         udp_offload: bool,
         workers: usize,
         raw_local: Option<Ipv4Addr>,
+        device: Option<&str>,
     ) -> io::Result<Links> {
         let gre = DatagramSocket::raw_ipv4(PROTO_GRE, direct::wanted(), raw_local)?;
         let esp = DatagramSocket::raw_ipv4(PROTO_ESP, direct::wanted(), raw_local)?;
-        let at = SocketAddrV4::new(bind, NATT_PORT);
-        let udp4500 = if workers > 1 {
+        if workers > 1 {
             gre.take_share(0, workers)?;
             esp.take_share(0, workers)?;
-            DatagramSocket::udp_shared(at, udp_offload)?
-        } else {
-            DatagramSocket::udp_with(at, udp_offload)?
+        }
+        let udp = |port, shared| match device {
+            Some(d) => DatagramSocket::udp_on_device(
+                SocketAddrV4::new(bind, port),
+                udp_offload && port == NATT_PORT,
+                shared,
+                d,
+            ),
+            None if shared => {
+                DatagramSocket::udp_shared(SocketAddrV4::new(bind, port), udp_offload)
+            }
+            None if port == NATT_PORT => {
+                DatagramSocket::udp_with(SocketAddrV4::new(bind, port), udp_offload)
+            }
+            None => DatagramSocket::udp(SocketAddrV4::new(bind, port)),
+        };
+        let raw_handles = match device {
+            Some(_) => vec![gre.handle()?, esp.handle()?],
+            None => vec![],
         };
         Ok(Links {
+            udp4500: udp(NATT_PORT, workers > 1)?,
+            udp500: udp(IKE_PORT, false)?,
             gre,
             esp,
-            udp4500,
-            udp500: DatagramSocket::udp(SocketAddrV4::new(bind, IKE_PORT))?,
             tun,
             nbma: Cell::new(nbma),
             bind,
             udp_offload,
             workers,
-            raw_local,
+            raw_local: Cell::new(raw_local),
+            device: device.map(str::to_string),
+            raw_handles: RefCell::new(raw_handles),
             retired: None,
         })
+    }
+
+    /// A followed source interface has a new address `nbma`: the raw
+    /// sockets take the packets sent to it from now on (a no-op unless
+    /// opened by [`Links::open_following`]).
+    pub fn follow_nbma(&self, nbma: Ipv4Addr) {
+        if self.device.is_none() || self.raw_local.get() == Some(nbma) {
+            return;
+        }
+        for h in self.raw_handles.borrow().iter() {
+            if let Err(e) = sockets::rebind_raw(h, nbma) {
+                warn!(target: "dmvpn::gre", "{e}: GRE and ESP to {nbma} are not received yet");
+                return;
+            }
+        }
+        self.raw_local.set(Some(nbma));
     }
 
     /// The devices the forwarding functions use.
@@ -152,18 +225,26 @@ impl Links {
     /// of `of`). Call it inside the worker's runtime (`Runtime::enter`):
     /// that runtime drives them.
     pub fn for_worker(&self, index: usize, of: usize) -> io::Result<WorkerLinks> {
-        let gre = DatagramSocket::raw_ipv4(PROTO_GRE, direct::wanted(), self.raw_local)?;
+        let raw_local = self.raw_local.get();
+        let gre = DatagramSocket::raw_ipv4(PROTO_GRE, direct::wanted(), raw_local)?;
         gre.take_share(index, of)?;
-        let esp = DatagramSocket::raw_ipv4(PROTO_ESP, direct::wanted(), self.raw_local)?;
+        let esp = DatagramSocket::raw_ipv4(PROTO_ESP, direct::wanted(), raw_local)?;
         esp.take_share(index, of)?;
+        if self.device.is_some() {
+            let mut handles = self.raw_handles.borrow_mut();
+            handles.push(gre.handle()?);
+            handles.push(esp.handle()?);
+        }
+        let at = SocketAddrV4::new(self.bind, NATT_PORT);
+        let udp4500 = match &self.device {
+            Some(d) => DatagramSocket::udp_on_device(at, self.udp_offload, true, d)?,
+            None => DatagramSocket::udp_shared(at, self.udp_offload)?,
+        };
         Ok(WorkerLinks {
             tun: self.tun.queue()?,
             gre,
             esp,
-            udp4500: DatagramSocket::udp_shared(
-                SocketAddrV4::new(self.bind, NATT_PORT),
-                self.udp_offload,
-            )?,
+            udp4500,
             nbma: self.nbma.get(),
         })
     }
@@ -404,6 +485,7 @@ pub async fn run_loop(
                 Done::Source(reading) => {
                     if let Some(a) = source.as_mut().and_then(|s| s.apply(links.nbma.get(), reading)) {
                         links.nbma.set(a);
+                        links.follow_nbma(a);
                         router.handle_local_nbma(now(), a);
                     }
                 }

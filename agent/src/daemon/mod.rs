@@ -73,10 +73,17 @@ async fn run_async(
     let mut sigterm = signal(SignalKind::terminate())?;
     let of = cfg.tunnels.len().max(1);
     if of > 1 {
-        // Several tunnels run on source addresses (`--check` says so).
+        // Several tunnels: each on its own source address or interface
+        // (`--check` says so).
         for t in &cfg.tunnels {
-            if let dmvpn_config::types::TunnelSource::Address(IpAddr::V4(a)) = t.source {
-                routes::own_nbma(a);
+            match &t.source {
+                dmvpn_config::types::TunnelSource::Address(IpAddr::V4(a)) => routes::own_nbma(*a),
+                dmvpn_config::types::TunnelSource::Interface(name) => {
+                    if let Ok(i) = crate::runtime::rtnl::ifindex(name) {
+                        routes::own_underlay(i);
+                    }
+                }
+                dmvpn_config::types::TunnelSource::Address(IpAddr::V6(_)) => {}
             }
         }
     }
@@ -303,7 +310,9 @@ async fn start_tunnel(
         "1",
     );
     let threads = if tun.multi_queue() { wanted } else { 1 };
-    let links = if src.follows_interface() {
+    let links = if let (source::Source::Interface { name, .. }, true) = (&src, of > 1) {
+        Links::open_following(tun, ncfg.nbma, name, udp_offload(), threads)
+    } else if src.follows_interface() {
         Links::open_any(tun, ncfg.nbma, udp_offload(), threads)
     } else if of > 1 {
         Links::open_one_of_several(tun, ncfg.nbma, udp_offload(), threads)

@@ -26,6 +26,15 @@ fn main_table() -> Vec<Route> {
 /// subnet or underlay network among the LANs behind the node.
 static TUNNELS: Mutex<(Vec<u32>, Vec<Ipv4Addr>)> = Mutex::new((Vec::new(), Vec::new()));
 
+/// Whether another tunnel of this dmvpnd has `nbma` as its source.
+pub fn is_own_nbma(nbma: Ipv4Addr) -> bool {
+    TUNNELS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .1
+        .contains(&nbma)
+}
+
 /// Another tunnel of this dmvpnd uses `nbma`.
 pub fn own_nbma(nbma: Ipv4Addr) {
     TUNNELS
@@ -47,6 +56,13 @@ pub fn own_tunnel(ifindex: u32) {
 /// The metric of dmvpnd's IPv6 routes with one tunnel: one below the
 /// kernel's default (1024), which the tunnel's configured routes get.
 pub const IPV6_METRIC: u32 = 1023;
+
+/// A tunnel of this dmvpnd follows the address of interface `ifindex`
+/// (an interface source beside other tunnels): the networks on it are
+/// underlay, never LANs behind the node, whatever its address becomes.
+pub fn own_underlay(ifindex: u32) {
+    own_tunnel(ifindex);
+}
 
 /// The metric for dmvpnd's route `prefix/len` through `oif`. With one
 /// tunnel, 0 (IPv4) or [`IPV6_METRIC`]. With several, that of the most

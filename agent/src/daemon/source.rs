@@ -51,12 +51,17 @@ impl Source {
     }
 
     /// The address to send from now: the configured one, or the
-    /// interface's primary IPv4 address (`None` while it has none).
+    /// interface's primary IPv4 address (`None` while it has none). An
+    /// address that another tunnel of this dmvpnd has as its source is
+    /// that tunnel's: the next one of the interface is taken instead.
     pub fn current(&self) -> Option<Ipv4Addr> {
         match self {
             Source::Address(a) => Some(*a),
             Source::Interface { name, index } => match rtnl::ipv4_addresses(*index) {
-                Ok(v) => v.first().map(|(a, _)| *a),
+                Ok(v) => v
+                    .iter()
+                    .map(|(a, _)| *a)
+                    .find(|a| !super::routes::is_own_nbma(*a)),
                 Err(e) => {
                     warn!(target: "dmvpn::ctl", "cannot read the addresses of {name}: {e}");
                     None

@@ -333,6 +333,20 @@ pub fn set_buffers(s: &impl AsRawFd) {
     }
 }
 
+/// Makes the raw socket behind `handle` ([`DatagramSocket::handle`]) take
+/// the packets sent to `local` from now on (bind(2) on a raw socket may
+/// be repeated; `local` must be an address of this host).
+pub fn rebind_raw(handle: &Socket, local: Ipv4Addr) -> io::Result<()> {
+    handle
+        .bind(&SocketAddrV4::new(local, 0).into())
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot bind raw IP socket to {local}: {e}"),
+            )
+        })
+}
+
 /// A non-blocking IPv4 datagram socket (raw or UDP) driven by tokio.
 pub struct DatagramSocket {
     fd: AsyncFd<Socket>,
@@ -398,6 +412,12 @@ impl DatagramSocket {
         Ok(sock)
     }
 
+    /// Another handle on this socket's descriptor, for
+    /// [`rebind_raw`] from another thread than the one reading it.
+    pub fn handle(&self) -> io::Result<Socket> {
+        self.fd.get_ref().try_clone()
+    }
+
     /// A UDP socket bound to `bind` (e.g. 0.0.0.0:4500 for NAT-T), one
     /// datagram per message each way.
     pub fn udp(bind: SocketAddrV4) -> io::Result<Self> {
@@ -409,21 +429,49 @@ impl DatagramSocket {
     /// host then shows runs of ESP datagrams as one super-datagram, which
     /// analysers cannot decrypt or check.
     pub fn udp_with(bind: SocketAddrV4, offload: bool) -> io::Result<Self> {
-        Self::udp_opts(bind, offload, false)
+        Self::udp_opts(bind, offload, false, None)
     }
 
     /// Like [`DatagramSocket::udp_with`], one of several sockets bound
     /// alike (SO_REUSEPORT), one per forwarding worker: the kernel gives
     /// each remote address and port to one of them.
     pub fn udp_shared(bind: SocketAddrV4, offload: bool) -> io::Result<Self> {
-        Self::udp_opts(bind, offload, true)
+        Self::udp_opts(bind, offload, true, None)
     }
 
-    fn udp_opts(bind: SocketAddrV4, offload: bool, reuse_port: bool) -> io::Result<Self> {
+    /// A UDP socket as [`DatagramSocket::udp_with`] (`shared`: as
+    /// [`DatagramSocket::udp_shared`]) that takes only datagrams arriving
+    /// on `device` and sends only through it (SO_BINDTODEVICE). Sockets
+    /// bound to one address of the device take that address's datagrams
+    /// first.
+    pub fn udp_on_device(
+        bind: SocketAddrV4,
+        offload: bool,
+        shared: bool,
+        device: &str,
+    ) -> io::Result<Self> {
+        Self::udp_opts(bind, offload, shared, Some(device))
+    }
+
+    fn udp_opts(
+        bind: SocketAddrV4,
+        offload: bool,
+        reuse_port: bool,
+        device: Option<&str>,
+    ) -> io::Result<Self> {
         let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
         s.set_reuse_address(true)?;
         if reuse_port {
             s.set_reuse_port(true)?;
+        }
+        if let Some(d) = device {
+            // Before bind(2): the kernel weighs the device in its port conflicts.
+            s.bind_device(Some(d.as_bytes())).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot bind UDP {bind} to device {d}: {e}"),
+                )
+            })?;
         }
         s.bind(&bind.into())
             .map_err(|e| io::Error::new(e.kind(), format!("cannot bind UDP {bind}: {e}")))?;

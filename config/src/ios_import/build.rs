@@ -124,7 +124,7 @@ impl Builder<'_> {
                 self.note(
                     line,
                     format!(
-                        "not imported: interface {}: {reason}; dmvpnd runs several tunnels each on its own source address (give it one and add the tunnel, or run a second dmvpnd beside {})",
+                        "not imported: interface {}: {reason}; dmvpnd runs several tunnels each on its own source (give it an address of its own and add the tunnel, or run a second dmvpnd beside {})",
                         t.name, first.name
                     ),
                 );
@@ -704,23 +704,9 @@ impl Builder<'_> {
 }
 
 /// Why `t` cannot run beside the tunnels `kept` (none: it can): several
-/// tunnels need distinct source addresses.
+/// tunnels need distinct sources (addresses or interfaces).
 fn beside(kept: &[Tunnel], t: &Tunnel) -> Option<String> {
-    use crate::types::TunnelSource;
-    let name = |s: &TunnelSource| match s {
-        TunnelSource::Address(a) => a.to_string(),
-        TunnelSource::Interface(i) => i.clone(),
-    };
-    for k in kept.iter().chain(std::iter::once(t)) {
-        if matches!(k.source, TunnelSource::Interface(_)) {
-            return Some(format!(
-                "{}'s source is the interface {}",
-                k.name,
-                name(&k.source)
-            ));
-        }
-    }
     kept.iter()
         .find(|k| k.source == t.source)
-        .map(|k| format!("it shares source {} with {}", name(&t.source), k.name))
+        .map(|k| format!("it shares source {} with {}", t.source, k.name))
 }
